@@ -1,0 +1,24 @@
+import { TRPCError } from '@trpc/server';
+import { APP_ERROR_TRANSPORT, type TAppErrorCode } from '@mvp/contracts';
+
+export type AppErrorOptions = {
+  cause?: unknown;
+  /** For TOO_MANY_REQUESTS: how long the caller should wait before trying again. */
+  retryAfterMs?: number;
+};
+
+/**
+ * The one error services throw. It is a TRPCError so both transports and the REST shim carry it
+ * unchanged; the formatter adds `appCode` and `retryAfterMs` to `error.data`.
+ */
+export class AppError extends TRPCError {
+  readonly appCode: TAppErrorCode;
+  readonly retryAfterMs: number | undefined;
+
+  constructor(appCode: TAppErrorCode, message?: string, options: AppErrorOptions = {}) {
+    super({ code: APP_ERROR_TRANSPORT[appCode], message: message ?? appCode, cause: options.cause });
+    this.name = 'AppError';
+    this.appCode = appCode;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}

@@ -1,0 +1,32 @@
+import type { Kysely } from 'kysely';
+import type { DB, DbDialect } from '@mvp/db';
+import type { Authenticator } from './Authenticator';
+import type { Clock } from './Clock';
+import type { EventBus } from './EventBus';
+import type { KeyValue } from './KeyValue';
+import type { Logger } from './Logger';
+import type { Metrics } from './Metrics';
+import type { RateLimiter } from './RateLimiter';
+
+export type { AuthInfo, Authenticator } from './Authenticator';
+export { refuseAllTokens } from './Authenticator';
+export type { Clock } from './Clock';
+export { systemClock } from './Clock';
+export type { BusHandler, EventBus, Unsubscribe } from './EventBus';
+export type { KeyValue, Lock, SetOptions } from './KeyValue';
+export type { Logger } from './Logger';
+export type { Metrics, ProcedureObservation } from './Metrics';
+export type { RateLimitDecision, RateLimiter, RateLimitRule } from './RateLimiter';
+
+/** Everything the API needs from the outside world; apps/server picks the implementations. */
+export type Ports = {
+  db: Kysely<DB>;
+  dialect: DbDialect;
+  bus: EventBus;
+  kv: KeyValue;
+  rateLimiter: RateLimiter;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  authenticate: Authenticator;
+};

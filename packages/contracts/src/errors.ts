@@ -1,0 +1,50 @@
+import { z } from 'zod';
+
+/**
+ * Every failure the API reports carries one of these codes in `error.data.appCode`, so the SDK and
+ * REST integrators can switch on a stable value. Later domains add their own specific codes here
+ * (each mapped to one transport status below); the transport code alone is too coarse for clients.
+ */
+export const ZAppErrorCode = z.enum([
+  'BAD_REQUEST',
+  'UNAUTHORIZED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'CONFLICT',
+  'PAYLOAD_TOO_LARGE',
+  'TOO_MANY_REQUESTS',
+  'SERVICE_UNAVAILABLE',
+  'INTERNAL_SERVER_ERROR',
+]);
+export type TAppErrorCode = z.infer<typeof ZAppErrorCode>;
+
+/** The tRPC error code (and so the HTTP status) each application code travels as. */
+export const APP_ERROR_TRANSPORT = {
+  BAD_REQUEST: 'BAD_REQUEST',
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  FORBIDDEN: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  CONFLICT: 'CONFLICT',
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
+  SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
+  INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
+} as const satisfies Record<TAppErrorCode, string>;
+
+/** One field problem of a BAD_REQUEST, flattened from zod so clients need not know zod. */
+export const ZFieldIssue = z.object({
+  path: z.string(),
+  message: z.string(),
+  code: z.string(),
+});
+export type TFieldIssue = z.infer<typeof ZFieldIssue>;
+
+/** What `error.data` holds on every error, over both transports and the REST shim. */
+export type TErrorData = {
+  code: string;
+  httpStatus: number;
+  appCode: TAppErrorCode;
+  requestId?: string;
+  issues?: TFieldIssue[];
+  retryAfterMs?: number;
+};

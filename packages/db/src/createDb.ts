@@ -1,0 +1,53 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, MysqlDialect, SqliteDialect } from 'kysely';
+import { createPool } from 'mysql2';
+import type { DB } from './schema';
+
+export type DbDialect = 'mysql' | 'sqlite';
+
+export const DEFAULT_SQLITE_PATH = './data/mvp.db';
+
+export type DbTarget = { dialect: 'mysql'; uri: string } | { dialect: 'sqlite'; path: string };
+
+/** `mysql://…` is MySQL; `sqlite:<path>`, `sqlite::memory:` or nothing is the embedded default. */
+export function parseDbUrl(url: string | undefined): DbTarget {
+  if (!url) return { dialect: 'sqlite', path: DEFAULT_SQLITE_PATH };
+  if (url.startsWith('mysql://')) return { dialect: 'mysql', uri: url };
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length).replace(/^\/\//, '');
+    if (!path) throw new Error('DATABASE_URL: sqlite: needs a path or :memory:');
+    return { dialect: 'sqlite', path };
+  }
+  throw new Error('DATABASE_URL: expected mysql://… or sqlite:<path>');
+}
+
+export function dialectOf(url: string | undefined): DbDialect {
+  return parseDbUrl(url).dialect;
+}
+
+export type CreateDbOptions = { poolSize?: number };
+
+export function createDb(url: string | undefined, options: CreateDbOptions = {}): Kysely<DB> {
+  const target = parseDbUrl(url);
+  if (target.dialect === 'mysql') {
+    const pool = createPool({
+      uri: target.uri,
+      charset: 'utf8mb4',
+      timezone: 'Z',
+      connectionLimit: options.poolSize ?? 10,
+      // Numbers past 2^53 arrive as strings instead of silently losing precision.
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+    });
+    return new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
+  }
+  if (target.path !== ':memory:') mkdirSync(dirname(target.path), { recursive: true });
+  const database = new SQLite(target.path);
+  database.pragma('journal_mode = WAL');
+  database.pragma('foreign_keys = ON');
+  // Wait for a writer instead of failing at once when jobs and requests overlap.
+  database.pragma('busy_timeout = 5000');
+  return new Kysely<DB>({ dialect: new SqliteDialect({ database }) });
+}

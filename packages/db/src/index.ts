@@ -1,0 +1,5 @@
+export { createDb, dialectOf, parseDbUrl, DEFAULT_SQLITE_PATH } from './createDb';
+export type { CreateDbOptions, DbDialect, DbTarget } from './createDb';
+export { migrateToLatest } from './migrate';
+export type { MigrateOutcome } from './migrate';
+export type { DB, AppMetaTable } from './schema';

@@ -1,0 +1,10 @@
+import type { Migration } from 'kysely';
+import * as appMeta from './2026-11-24T0000-app-meta';
+
+/**
+ * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
+ * at run time. Names sort by date, which is the order the Migrator applies them in.
+ */
+export const migrations: Record<string, Migration> = {
+  '2026-11-24T0000-app-meta': appMeta,
+};
