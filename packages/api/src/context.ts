@@ -8,13 +8,20 @@ export type ApiSettings = {
   ipRateLimit: RateLimitRule;
 };
 
-export type Context = {
+/**
+ * The part of the context that the router's type shows. It is all that the published SDK's
+ * types carry of the server, so it must not mention ports, Kysely or anything server-side.
+ */
+export type TransportContext = {
+  requestId: string;
+  transport: 'http' | 'ws';
+};
+
+export type Context = TransportContext & {
   ports: Ports;
   settings: ApiSettings;
-  requestId: string;
   log: Logger;
   ip: string;
-  transport: 'http' | 'ws';
   auth: AuthInfo | null;
   /** A token was presented and refused: authed procedures answer UNAUTHORIZED. */
   tokenRejected: boolean;
@@ -27,6 +34,7 @@ export type ContextInput = {
   token: string | null;
 };
 
+/** The only producer of contexts: every adapter (HTTP, WS, REST shim, tests) goes through it. */
 export async function createContext(
   ports: Ports,
   settings: ApiSettings,

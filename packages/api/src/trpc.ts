@@ -1,14 +1,35 @@
 import { initTRPC } from '@trpc/server';
 import superjson from 'superjson';
 import type { OpenApiMeta } from 'trpc-to-openapi';
-import type { Context } from './context';
+import type { Context, TransportContext } from './context';
 import { AppError } from './errors/AppError';
 import { appCodeOf, errorFormatter } from './errors/errorFormatter';
 
-export type Meta = OpenApiMeta;
+/**
+ * OpenApiMeta, spelled out so that the router's type (and so the SDK's bundled types) does not
+ * import trpc-to-openapi. The assignment below fails to compile if the two drift apart.
+ */
+export type Meta = {
+  openapi?: {
+    enabled?: boolean;
+    method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+    path: `/${string}`;
+    operationId?: string;
+    summary?: string;
+    description?: string;
+    protect?: boolean;
+    tags?: string[];
+    deprecated?: boolean;
+    successDescription?: string;
+    errorResponses?: number[] | Record<number, string>;
+  };
+};
+const _metaFitsOpenApi = (meta: Meta): OpenApiMeta => meta;
 
+// The root context type is TransportContext (see context.ts); `withContext` below restores the
+// full Context for every procedure.
 const t = initTRPC
-  .context<Context>()
+  .context<TransportContext>()
   .meta<Meta>()
   .create({ transformer: superjson, errorFormatter, isDev: false });
 
@@ -16,34 +37,38 @@ export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
 
 /** Counts and times every call; logs failures (internal ones with the error, never the input). */
-const observed = t.middleware(async ({ ctx, path, type, next }) => {
-  const started = performance.now();
-  const result = await next();
-  const seconds = (performance.now() - started) / 1000;
-  const outcome = result.ok ? 'ok' : result.error.code;
-  ctx.ports.metrics.observeProcedure({ path, type, outcome, seconds });
-  if (!result.ok) {
-    const appCode = appCodeOf(result.error);
-    if (appCode === 'INTERNAL_SERVER_ERROR') {
-      ctx.log.error({ err: result.error.cause ?? result.error, path }, 'procedure failed');
-    } else {
-      ctx.log.debug({ path, appCode }, 'procedure refused');
+/**
+ * Every procedure: restore the full Context (createContext() is its only producer), count and
+ * time the call, log failures (internal ones with the error, never the input), then spend one
+ * point of the caller's per-address budget.
+ */
+export const publicProcedure = t.procedure
+  .use(({ ctx, next }) => next({ ctx: ctx as Context }))
+  .use(async ({ ctx, path, type, next }) => {
+    const started = performance.now();
+    const result = await next();
+    const seconds = (performance.now() - started) / 1000;
+    const outcome = result.ok ? 'ok' : result.error.code;
+    ctx.ports.metrics.observeProcedure({ path, type, outcome, seconds });
+    if (!result.ok) {
+      const appCode = appCodeOf(result.error);
+      if (appCode === 'INTERNAL_SERVER_ERROR') {
+        ctx.log.error({ err: result.error.cause ?? result.error, path }, 'procedure failed');
+      } else {
+        ctx.log.debug({ path, appCode }, 'procedure refused');
+      }
     }
-  }
-  return result;
-});
-
-const ipRateLimited = t.middleware(async ({ ctx, next }) => {
-  const decision = await ctx.ports.rateLimiter.consume(ctx.settings.ipRateLimit, ctx.ip);
-  if (!decision.allowed) {
-    throw new AppError('TOO_MANY_REQUESTS', 'Too many requests', {
-      retryAfterMs: decision.retryAfterMs,
-    });
-  }
-  return next();
-});
-
-export const publicProcedure = t.procedure.use(observed).use(ipRateLimited);
+    return result;
+  })
+  .use(async ({ ctx, next }) => {
+    const decision = await ctx.ports.rateLimiter.consume(ctx.settings.ipRateLimit, ctx.ip);
+    if (!decision.allowed) {
+      throw new AppError('TOO_MANY_REQUESTS', 'Too many requests', {
+        retryAfterMs: decision.retryAfterMs,
+      });
+    }
+    return next();
+  });
 
 /** The seam for the accounts issue: the caller must present a valid token. */
 export const authedProcedure = publicProcedure.use(({ ctx, next }) => {

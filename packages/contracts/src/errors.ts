@@ -5,7 +5,7 @@ import { z } from 'zod';
  * REST integrators can switch on a stable value. Later domains add their own specific codes here
  * (each mapped to one transport status below); the transport code alone is too coarse for clients.
  */
-export const ZAppErrorCode = z.enum([
+export const APP_ERROR_CODES = [
   'BAD_REQUEST',
   'UNAUTHORIZED',
   'FORBIDDEN',
@@ -15,8 +15,10 @@ export const ZAppErrorCode = z.enum([
   'TOO_MANY_REQUESTS',
   'SERVICE_UNAVAILABLE',
   'INTERNAL_SERVER_ERROR',
-]);
-export type TAppErrorCode = z.infer<typeof ZAppErrorCode>;
+] as const;
+// A plain union (not z.infer) so the SDK's bundled types carry no zod.
+export type TAppErrorCode = (typeof APP_ERROR_CODES)[number];
+export const ZAppErrorCode = z.enum(APP_ERROR_CODES);
 
 /** The tRPC error code (and so the HTTP status) each application code travels as. */
 export const APP_ERROR_TRANSPORT = {
@@ -32,12 +34,7 @@ export const APP_ERROR_TRANSPORT = {
 } as const satisfies Record<TAppErrorCode, string>;
 
 /** One field problem of a BAD_REQUEST, flattened from zod so clients need not know zod. */
-export const ZFieldIssue = z.object({
-  path: z.string(),
-  message: z.string(),
-  code: z.string(),
-});
-export type TFieldIssue = z.infer<typeof ZFieldIssue>;
+export type TFieldIssue = { path: string; message: string; code: string };
 
 /** What `error.data` holds on every error, over both transports and the REST shim. */
 export type TErrorData = {

@@ -10,6 +10,7 @@ export const systemRouter = router({
         method: 'GET',
         path: '/system/info',
         tags: ['system'],
+        protect: false,
         summary: 'Server name, version, time and installation id',
       },
     })

@@ -1,0 +1,137 @@
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { DestinationStream, Logger as PinoLogger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { ApiSettings } from '@mvp/api';
+import packageJson from '../package.json' with { type: 'json' };
+import { createInfrastructure, type Infrastructure } from './adapters/createPorts';
+import type { ServerConfig } from './config';
+import { createHttpHandler, TRPC_PATH } from './http/createHttpHandler';
+import { createLogger } from './logger';
+import { createMetrics } from './metrics';
+import { attachWebSockets } from './ws/attachWebSockets';
+
+export const SERVER_VERSION = packageJson.version;
+
+export type MvpServer = {
+  /** e.g. http://127.0.0.1:3000 */
+  url: string;
+  /** tRPC over HTTP: `${url}/trpc` */
+  trpcUrl: string;
+  wsUrl: string;
+  docsUrl: string;
+  port: number;
+  config: ServerConfig;
+  logger: PinoLogger;
+  infra: Infrastructure;
+  /** Graceful: stop accepting, tell WebSocket clients to reconnect, drain, close backends. */
+  shutdown(): Promise<void>;
+};
+
+export type CreateServerOptions = {
+  /** Where log lines go (stdout by default); tests capture them here. */
+  logDestination?: DestinationStream;
+};
+
+function hostForUrl(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function allClosed(clients: Iterable<WebSocket>): Promise<void> {
+  return Promise.all(
+    [...clients].map((c) =>
+      c.readyState === c.CLOSED ? undefined : new Promise<void>((r) => c.once('close', () => r())),
+    ),
+  ).then(() => undefined);
+}
+
+function within<T>(promise: Promise<T>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, ms));
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export async function createServer(
+  config: ServerConfig,
+  options: CreateServerOptions = {},
+): Promise<MvpServer> {
+  const logger = createLogger({ level: config.logLevel, destination: options.logDestination });
+  const metrics = createMetrics();
+  const infra = await createInfrastructure(config, logger, metrics);
+  const settings: ApiSettings = {
+    version: SERVER_VERSION,
+    ipRateLimit: { name: 'ip', ...config.ipRateLimit },
+  };
+
+  let stopping = false;
+  let baseUrl = '';
+  const isStopping = () => stopping;
+  const httpServer = createHttpServer(
+    createHttpHandler({ config, infra, settings, metrics, logger, baseUrl: () => baseUrl, isStopping }),
+  );
+  const ws = attachWebSockets(httpServer, { config, infra, settings, metrics, logger, isStopping });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once('error', reject);
+      httpServer.listen(config.port, config.host, () => {
+        httpServer.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await infra.close();
+    throw err;
+  }
+
+  const port = (httpServer.address() as AddressInfo).port;
+  const url = `http://${hostForUrl(config.host)}:${port}`;
+  baseUrl = config.publicUrl?.replace(/\/$/, '') ?? url;
+
+  let shutdownPromise: Promise<void> | undefined;
+  const shutdown = (): Promise<void> => {
+    shutdownPromise ??= (async () => {
+      stopping = true;
+      const deadline = Date.now() + config.shutdownTimeoutMs;
+      const left = () => deadline - Date.now();
+      logger.info({ openSockets: ws.wss.clients.size }, 'shutting down');
+      const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      httpServer.closeIdleConnections();
+
+      // Clients that follow tRPC's reconnect notification leave on their own; give them a
+      // short grace, then close the rest with 1012 (service restart) so they retry elsewhere.
+      ws.broadcastReconnectNotification();
+      await within(allClosed(ws.wss.clients), Math.min(1_000, left() / 4));
+      for (const client of ws.wss.clients) client.close(1012, 'server restarting');
+      if (!(await within(allClosed(ws.wss.clients), Math.min(2_000, left() / 2)))) {
+        for (const client of ws.wss.clients) client.terminate();
+      }
+      ws.wss.close();
+
+      if (!(await within(httpClosed, left()))) {
+        logger.warn('shutdown bound reached: closing remaining connections');
+        httpServer.closeAllConnections();
+      }
+      await infra.close();
+      logger.info('shutdown complete');
+    })();
+    return shutdownPromise;
+  };
+
+  return {
+    url,
+    trpcUrl: `${url}${TRPC_PATH}`,
+    wsUrl: `${url.replace(/^http/, 'ws')}${TRPC_PATH}`,
+    docsUrl: `${url}/docs`,
+    port,
+    config,
+    logger,
+    infra,
+    shutdown,
+  };
+}

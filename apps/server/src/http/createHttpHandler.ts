@@ -1,0 +1,176 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { TRPCError } from '@trpc/server';
+import { nodeHTTPRequestHandler } from '@trpc/server/adapters/node-http';
+import type { ResponseMeta } from '@trpc/server/http';
+import { createOpenApiHttpHandler } from 'trpc-to-openapi';
+import { AppError, appRouter, createContext, type ApiSettings, type Context } from '@mvp/api';
+import type { Logger as PinoLogger } from 'pino';
+import type { Infrastructure } from '../adapters/createPorts';
+import type { ServerConfig } from '../config';
+import type { ServerMetrics } from '../metrics';
+import { docsHtml, docsScript, DOCS_SCRIPT_PATH } from './docsPage';
+import { openApiJson, REST_PREFIX } from './openapi';
+import { bearerTokenOf, clientIpOf, originAllowed, requestIdOf } from './requestInfo';
+
+export const TRPC_PATH = '/trpc';
+
+export type HttpDeps = {
+  config: ServerConfig;
+  infra: Infrastructure;
+  settings: ApiSettings;
+  metrics: ServerMetrics;
+  logger: PinoLogger;
+  /** The base URL clients reach this server at (for the OpenAPI document). */
+  baseUrl: () => string;
+  isStopping: () => boolean;
+};
+
+type Handler = (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void>;
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.end(JSON.stringify(body));
+}
+
+/** Retry-After (seconds, rounded up) for rate-limited answers on both HTTP surfaces. */
+function responseMeta({ errors }: { errors: TRPCError[] }): ResponseMeta {
+  const limited = errors.find(
+    (e): e is AppError => e instanceof AppError && e.retryAfterMs !== undefined,
+  );
+  const ms = limited?.retryAfterMs;
+  return ms ? { headers: { 'retry-after': String(Math.ceil(ms / 1000)) } } : {};
+}
+
+export function createHttpHandler(deps: HttpDeps) {
+  const { config, infra, settings, metrics, logger } = deps;
+
+  const contextFor = (req: IncomingMessage, requestId: string): Promise<Context> =>
+    createContext(infra.ports, settings, {
+      requestId,
+      ip: clientIpOf(req, config.trustProxy),
+      transport: 'http',
+      token: bearerTokenOf(req),
+    });
+
+  const onError = ({ error, path }: { error: TRPCError; path?: string }) => {
+    if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ err: error.cause ?? error, path }, 'request failed');
+  };
+
+  const restHandler = createOpenApiHttpHandler({
+    router: appRouter,
+    // The shim hands createContext a Fetch Request; the Node request (socket, headers) is res.req.
+    createContext: ({ res }) => contextFor(res.req, String(res.req.headers['x-request-id'])),
+    maxBodySize: config.httpMaxBodyBytes,
+    responseMeta,
+    onError,
+  });
+
+  const routes: Record<string, Handler> = {
+    '/healthz': async (_req, res) => sendJson(res, 200, { status: 'ok' }),
+    '/readyz': async (_req, res) => {
+      const checks = await infra.checkReady(2_000);
+      const ready = !deps.isStopping() && Object.values(checks).every(Boolean);
+      sendJson(res, ready ? 200 : 503, {
+        status: ready ? 'ready' : deps.isStopping() ? 'stopping' : 'unavailable',
+        checks,
+      });
+    },
+    '/metrics': async (req, res) => {
+      if (config.metricsToken && bearerTokenOf(req) !== config.metricsToken) {
+        sendJson(res, 401, { error: 'UNAUTHORIZED' });
+        return;
+      }
+      res.setHeader('content-type', metrics.registry.contentType);
+      res.end(await metrics.registry.metrics());
+    },
+    '/openapi.json': async (_req, res) => {
+      res.setHeader('content-type', 'application/json; charset=utf-8');
+      res.end(openApiJson(deps.baseUrl(), settings.version));
+    },
+  };
+  if (config.docsEnabled) {
+    routes['/docs'] = async (_req, res) => {
+      res.setHeader('content-type', 'text/html; charset=utf-8');
+      res.end(docsHtml());
+    };
+    routes[DOCS_SCRIPT_PATH] = async (_req, res) => {
+      res.setHeader('content-type', 'text/javascript; charset=utf-8');
+      res.setHeader('cache-control', 'public, max-age=86400');
+      res.end(await docsScript());
+    };
+  }
+
+  const allowCors = (req: IncomingMessage, res: ServerResponse): void => {
+    const origin = req.headers.origin;
+    if (!origin || !config.allowedOrigins.includes(origin)) return;
+    res.setHeader('access-control-allow-origin', origin);
+    res.setHeader('vary', 'origin');
+    res.setHeader('access-control-allow-headers', 'authorization, content-type, trpc-accept, x-request-id');
+    res.setHeader('access-control-allow-methods', 'GET, POST, PUT, PATCH, DELETE, OPTIONS');
+    res.setHeader('access-control-expose-headers', 'x-request-id, retry-after');
+    res.setHeader('access-control-max-age', '600');
+  };
+
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const requestId = requestIdOf(req);
+    // Only the path is logged: tRPC GET queries carry their input in the query string.
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const pathname = url.pathname;
+    req.headers['x-request-id'] = requestId;
+    res.setHeader('x-request-id', requestId);
+    res.on('finish', () => {
+      logger.info(
+        {
+          requestId,
+          method: req.method,
+          path: pathname,
+          status: res.statusCode,
+          ms: Math.round(performance.now() - started),
+        },
+        'request',
+      );
+    });
+    allowCors(req, res);
+    if (req.method === 'OPTIONS') {
+      res.statusCode = originAllowed(req.headers.origin, config.allowedOrigins) ? 204 : 403;
+      res.end();
+      return;
+    }
+    try {
+      const route = routes[pathname];
+      if (route) {
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          sendJson(res, 405, { error: 'METHOD_NOT_SUPPORTED' });
+          return;
+        }
+        await route(req, res, requestId);
+        return;
+      }
+      if (pathname.startsWith(`${TRPC_PATH}/`)) {
+        await nodeHTTPRequestHandler({
+          router: appRouter,
+          req,
+          res,
+          path: pathname.slice(TRPC_PATH.length + 1),
+          maxBodySize: config.httpMaxBodyBytes,
+          createContext: () => contextFor(req, requestId),
+          responseMeta,
+          onError,
+        });
+        return;
+      }
+      if (pathname === REST_PREFIX || pathname.startsWith(`${REST_PREFIX}/`)) {
+        req.url = (req.url ?? '/').slice(REST_PREFIX.length) || '/';
+        await restHandler(req, res);
+        return;
+      }
+      sendJson(res, 404, { error: 'NOT_FOUND' });
+    } catch (err) {
+      logger.error({ err, requestId, path: pathname }, 'unhandled request error');
+      if (!res.headersSent) sendJson(res, 500, { error: 'INTERNAL_SERVER_ERROR', requestId });
+      else res.destroy();
+    }
+  };
+}

@@ -1,0 +1,66 @@
+import { createDb, migrateToLatest } from '@mvp/db';
+import { configFromEnv } from './config';
+import { createServer } from './createServer';
+import { EnvError, parseEnv } from './env';
+import { createLogger } from './logger';
+
+function loadConfigOrExit() {
+  try {
+    return configFromEnv(parseEnv());
+  } catch (err) {
+    if (err instanceof EnvError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+async function migrate(): Promise<void> {
+  const config = loadConfigOrExit();
+  const logger = createLogger({ level: config.logLevel });
+  const db = createDb(config.databaseUrl);
+  try {
+    const { applied } = await migrateToLatest(db);
+    logger.info({ applied }, applied.length ? 'migrations applied' : 'schema already up to date');
+  } finally {
+    await db.destroy();
+  }
+}
+
+async function serve(): Promise<void> {
+  const config = loadConfigOrExit();
+  const server = await createServer(config);
+  const { logger } = server;
+  logger.info(
+    { http: server.url, trpc: server.trpcUrl, ws: server.wsUrl, docs: server.docsUrl },
+    `MVP listening on ${server.url} (WebSocket ${server.wsUrl}, docs ${server.docsUrl})`,
+  );
+
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'signal received');
+    // The bound is enforced inside shutdown(); this only guards against a hang in a backend.
+    setTimeout(() => process.exit(1), config.shutdownTimeoutMs + 5_000).unref();
+    server.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+const command = process.argv[2] ?? 'serve';
+const run = command === 'migrate' ? migrate : command === 'serve' ? serve : undefined;
+if (!run) {
+  process.stderr.write(`unknown command "${command}": use "serve" (default) or "migrate"\n`);
+  process.exit(2);
+}
+run().catch((err: unknown) => {
+  process.stderr.write(`fatal: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

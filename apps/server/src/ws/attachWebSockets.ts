@@ -1,0 +1,85 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { applyWSSHandler } from '@trpc/server/adapters/ws';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { appRouter, createContext, type ApiSettings } from '@mvp/api';
+import type { Logger as PinoLogger } from 'pino';
+import type { Infrastructure } from '../adapters/createPorts';
+import type { ServerConfig } from '../config';
+import { TRPC_PATH } from '../http/createHttpHandler';
+import { clientIpOf, originAllowed, requestIdOf } from '../http/requestInfo';
+import type { ServerMetrics } from '../metrics';
+
+export type WsDeps = {
+  config: ServerConfig;
+  infra: Infrastructure;
+  settings: ApiSettings;
+  metrics: ServerMetrics;
+  logger: PinoLogger;
+  isStopping: () => boolean;
+};
+
+function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+function tokenOf(params: Record<string, string | undefined> | null | undefined): string | null {
+  const token = params?.token;
+  return typeof token === 'string' && token.length > 0 ? token : null;
+}
+
+/**
+ * tRPC over WebSocket on the HTTP server's port. The handshake is refused before any tRPC work
+ * when the browser Origin is not allowed (no cookies are used, but a hostile page must still not
+ * open sockets on a user's behalf). Oversize frames close that socket only (ws answers 1009).
+ */
+export function attachWebSockets(httpServer: Server, deps: WsDeps) {
+  const { config, infra, settings, metrics, logger } = deps;
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: config.wsMaxPayloadBytes,
+    perMessageDeflate: false,
+  });
+
+  httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const { pathname } = new URL(req.url ?? '/', 'http://localhost');
+    if (pathname !== TRPC_PATH) return refuseUpgrade(socket, 404, 'Not Found');
+    if (deps.isStopping()) return refuseUpgrade(socket, 503, 'Service Unavailable');
+    if (!originAllowed(req.headers.origin, config.allowedOrigins)) {
+      logger.warn({ origin: req.headers.origin }, 'websocket refused: origin not allowed');
+      return refuseUpgrade(socket, 403, 'Forbidden');
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
+
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
+    metrics.wsConnections.inc();
+    const connectionId = requestIdOf(req);
+    ws.on('error', (err) => logger.debug({ connectionId, err: err.message }, 'websocket error'));
+    ws.once('close', (code) => {
+      metrics.wsConnections.dec();
+      logger.debug({ connectionId, code }, 'websocket closed');
+    });
+  });
+
+  const handler = applyWSSHandler({
+    wss,
+    router: appRouter,
+    createContext: ({ req, info }) =>
+      createContext(infra.ports, settings, {
+        requestId: requestIdOf(req),
+        ip: clientIpOf(req, config.trustProxy),
+        transport: 'ws',
+        token: tokenOf(info.connectionParams),
+      }),
+    keepAlive: { enabled: true, pingMs: config.wsPingMs, pongWaitMs: config.wsPongWaitMs },
+    onError: ({ error, path }) => {
+      if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ err: error.cause ?? error, path }, 'ws call failed');
+    },
+  });
+
+  return {
+    wss,
+    broadcastReconnectNotification: handler.broadcastReconnectNotification,
+  };
+}

@@ -1,0 +1,12 @@
+export { createMvpClient } from './createMvpClient';
+export type {
+  ConnectionState,
+  MvpClient,
+  MvpClientOptions,
+  WebSocketConstructor,
+} from './createMvpClient';
+export { errorCodeOf, isMvpError } from './errors';
+export type { MvpErrorCode, MvpErrorData } from './errors';
+export { reconnectDelayMs } from './backoff';
+export type { BackoffOptions } from './backoff';
+export type { AppRouter, RouterInputs, RouterOutputs } from './types';
