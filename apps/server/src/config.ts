@@ -7,6 +7,8 @@ export type ServerConfig = {
   publicUrl: string | undefined;
   databaseUrl: string;
   redisUrl: string | undefined;
+  /** Namespaces every Redis key and channel, so deployments (or test runs) can share a Redis. */
+  redisPrefix: string;
   migrateOnStart: boolean;
   allowedOrigins: string[];
   trustProxy: boolean;
@@ -29,6 +31,7 @@ export function configFromEnv(env: Env): ServerConfig {
     publicUrl: env.MVP_PUBLIC_URL,
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,
+    redisPrefix: env.MVP_REDIS_PREFIX,
     migrateOnStart: env.MVP_MIGRATE_ON_START,
     allowedOrigins: env.MVP_ALLOWED_ORIGINS,
     trustProxy: env.MVP_TRUST_PROXY,

@@ -22,6 +22,7 @@ export const envSchema = {
     .regex(/^(mysql:\/\/|sqlite:)/, 'expected mysql://… or sqlite:<path>')
     .default('sqlite:./data/mvp.db'),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'expected redis://…').optional(),
+  MVP_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/).default('mvp:'),
   MVP_MIGRATE_ON_START: bool.default(true),
   MVP_ALLOWED_ORIGINS: originList.default([]),
   MVP_TRUST_PROXY: bool.default(false),

@@ -14,9 +14,7 @@ import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backof
 type Awaitable<T> = T | Promise<T>;
 
 /** The WebSocket constructor shape tRPC needs; the browser's, `ws`'s and React Native's fit. */
-export type WebSocketConstructor = {
-  new (url: string | URL, protocols?: string | string[]): WebSocket;
-};
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => object;
 
 export type ConnectionState = 'idle' | 'connecting' | 'open' | 'closed';
 

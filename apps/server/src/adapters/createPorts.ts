@@ -92,9 +92,9 @@ export async function createInfrastructure(
 
     const ports: Ports = {
       ...base,
-      bus: createRedisEventBus(command, subscriber, logger),
-      kv: createRedisKeyValue(command),
-      rateLimiter: createRedisRateLimiter(limiter),
+      bus: createRedisEventBus(command, subscriber, logger, config.redisPrefix),
+      kv: createRedisKeyValue(command, config.redisPrefix),
+      rateLimiter: createRedisRateLimiter(limiter, config.redisPrefix),
     };
     return {
       ports,

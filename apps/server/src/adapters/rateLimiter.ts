@@ -46,12 +46,12 @@ export function createMemoryRateLimiter(): RateLimiter {
   return createRateLimiter(memoryLimiter);
 }
 
-export function createRedisRateLimiter(redis: Redis): RateLimiter {
+export function createRedisRateLimiter(redis: Redis, namespace: string): RateLimiter {
   return createRateLimiter(
     (rule) =>
       new RateLimiterRedis({
         storeClient: redis,
-        keyPrefix: `mvp:rl:${rule.name}`,
+        keyPrefix: `${namespace}rl:${rule.name}`,
         points: rule.points,
         duration: rule.durationSeconds,
         insuranceLimiter: memoryLimiter(rule),

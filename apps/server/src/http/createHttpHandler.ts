@@ -4,6 +4,7 @@ import { nodeHTTPRequestHandler } from '@trpc/server/adapters/node-http';
 import type { ResponseMeta } from '@trpc/server/http';
 import { createOpenApiHttpHandler } from 'trpc-to-openapi';
 import { AppError, appRouter, createContext, type ApiSettings, type Context } from '@mvp/api';
+import { APP_ERROR_TRANSPORT, type TAppErrorCode, type TErrorData } from '@mvp/contracts';
 import type { Logger as PinoLogger } from 'pino';
 import type { Infrastructure } from '../adapters/createPorts';
 import type { ServerConfig } from '../config';
@@ -31,6 +32,18 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.statusCode = status;
   res.setHeader('content-type', 'application/json; charset=utf-8');
   res.end(JSON.stringify(body));
+}
+
+/** Errors outside tRPC use the REST shim's shape, so integrators parse one format. */
+function sendError(
+  res: ServerResponse,
+  status: number,
+  appCode: TAppErrorCode,
+  message: string,
+  requestId: string,
+): void {
+  const data: TErrorData = { code: APP_ERROR_TRANSPORT[appCode], httpStatus: status, appCode, requestId };
+  sendJson(res, status, { code: data.code, message, data });
 }
 
 /** Retry-After (seconds, rounded up) for rate-limited answers on both HTTP surfaces. */
@@ -76,9 +89,9 @@ export function createHttpHandler(deps: HttpDeps) {
         checks,
       });
     },
-    '/metrics': async (req, res) => {
+    '/metrics': async (req, res, requestId) => {
       if (config.metricsToken && bearerTokenOf(req) !== config.metricsToken) {
-        sendJson(res, 401, { error: 'UNAUTHORIZED' });
+        sendError(res, 401, 'UNAUTHORIZED', 'Metrics need the metrics token', requestId);
         return;
       }
       res.setHeader('content-type', metrics.registry.contentType);
@@ -138,11 +151,17 @@ export function createHttpHandler(deps: HttpDeps) {
       res.end();
       return;
     }
+    // Refused before a byte of the body is read; tRPC's maxBodySize covers chunked bodies.
+    if (Number(req.headers['content-length'] ?? 0) > config.httpMaxBodyBytes) {
+      res.setHeader('connection', 'close');
+      sendError(res, 413, 'PAYLOAD_TOO_LARGE', 'Request body too large', requestId);
+      return;
+    }
     try {
       const route = routes[pathname];
       if (route) {
         if (req.method !== 'GET' && req.method !== 'HEAD') {
-          sendJson(res, 405, { error: 'METHOD_NOT_SUPPORTED' });
+          sendError(res, 405, 'BAD_REQUEST', 'Method not allowed', requestId);
           return;
         }
         await route(req, res, requestId);
@@ -166,10 +185,10 @@ export function createHttpHandler(deps: HttpDeps) {
         await restHandler(req, res);
         return;
       }
-      sendJson(res, 404, { error: 'NOT_FOUND' });
+      sendError(res, 404, 'NOT_FOUND', 'Not found', requestId);
     } catch (err) {
       logger.error({ err, requestId, path: pathname }, 'unhandled request error');
-      if (!res.headersSent) sendJson(res, 500, { error: 'INTERNAL_SERVER_ERROR', requestId });
+      if (!res.headersSent) sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error', requestId);
       else res.destroy();
     }
   };

@@ -17,7 +17,7 @@ export class AppError extends TRPCError {
 
   constructor(appCode: TAppErrorCode, message?: string, options: AppErrorOptions = {}) {
     super({ code: APP_ERROR_TRANSPORT[appCode], message: message ?? appCode, cause: options.cause });
-    this.name = 'AppError';
+    // `name` stays 'TRPCError': trpc-to-openapi recognises errors by name, not instanceof.
     this.appCode = appCode;
     this.retryAfterMs = options.retryAfterMs;
   }

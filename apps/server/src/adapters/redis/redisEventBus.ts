@@ -1,14 +1,18 @@
 import type { Redis } from 'ioredis';
 import type { BusHandler, EventBus, Logger } from '@mvp/api';
 
-const PREFIX = 'mvp:bus:';
-
 /**
  * Redis pub/sub with one Redis subscription per channel per instance, however many local
  * subscribers share it: the first local subscriber SUBSCRIBEs, the last one UNSUBSCRIBEs.
  * `subscriber` must be a connection dedicated to this bus (Redis puts it in subscriber mode).
  */
-export function createRedisEventBus(publisher: Redis, subscriber: Redis, logger: Logger): EventBus {
+export function createRedisEventBus(
+  publisher: Redis,
+  subscriber: Redis,
+  logger: Logger,
+  namespace: string,
+): EventBus {
+  const PREFIX = `${namespace}bus:`;
   const channels = new Map<string, Set<BusHandler>>();
   // The SUBSCRIBE in flight for a channel, so concurrent first subscribers wait for the same one.
   const pending = new Map<string, Promise<unknown>>();

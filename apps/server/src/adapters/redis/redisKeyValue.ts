@@ -2,8 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { KeyValue } from '@mvp/api';
 
-const PREFIX = 'mvp:kv:';
-
 // INCRBY and set the expiry only when this call created the key, atomically.
 const INCR_WITH_TTL = `
 local v = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -17,7 +15,8 @@ const RELEASE_IF_OWNER = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
-export function createRedisKeyValue(redis: Redis): KeyValue {
+export function createRedisKeyValue(redis: Redis, namespace: string): KeyValue {
+  const PREFIX = `${namespace}kv:`;
   const kv: KeyValue = {
     async get(key) {
       return redis.get(PREFIX + key);

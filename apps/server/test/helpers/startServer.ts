@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import WebSocket from 'ws';
+import { createMvpClient, type MvpClient, type MvpClientOptions } from '@mvp/sdk';
+import { createServer, defaultConfig, type MvpServer, type ServerConfig } from '../../src/index';
+import { testDatabaseUrl, testRedisUrl } from './testBackend';
+
+/** Log lines the server wrote, parsed, so tests can assert on them (and on what is absent). */
+export type CapturedLogs = { lines: Record<string, unknown>[]; text: () => string };
+
+function captureLogs(): { logs: CapturedLogs; destination: Writable } {
+  const lines: Record<string, unknown>[] = [];
+  const chunks: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      const text = chunk.toString('utf8');
+      chunks.push(text);
+      for (const line of text.split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logs: { lines, text: () => chunks.join('') }, destination };
+}
+
+export type TestServer = {
+  server: MvpServer;
+  logs: CapturedLogs;
+  /** A real SDK client against this server; more with `newClient`. */
+  client: MvpClient;
+  newClient(options?: Partial<MvpClientOptions>): MvpClient;
+  stop(): Promise<void>;
+};
+
+/** A real server on port 0 with the backend of this run, and the real SDK client. */
+export async function startServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer> {
+  const { logs, destination } = captureLogs();
+  const server = await createServer(
+    defaultConfig({
+      host: '127.0.0.1',
+      port: 0,
+      databaseUrl: testDatabaseUrl,
+      redisUrl: testRedisUrl,
+      // Each test server its own Redis namespace: runs and files never share budgets or keys.
+      redisPrefix: `test:${randomUUID()}:`,
+      logLevel: 'info',
+      shutdownTimeoutMs: 3_000,
+      ...overrides,
+    }),
+    { logDestination: destination },
+  );
+  const clients: MvpClient[] = [];
+  const newClient = (options: Partial<MvpClientOptions> = {}) => {
+    const client = createMvpClient({
+      url: server.url,
+      WebSocket,
+      reconnect: { minDelayMs: 20, maxDelayMs: 200 },
+      ...options,
+    });
+    clients.push(client);
+    return client;
+  };
+  const client = newClient();
+  return {
+    server,
+    logs,
+    client,
+    newClient,
+    async stop() {
+      await Promise.all(clients.map((c) => c.close()));
+      await server.shutdown();
+    },
+  };
+}

@@ -1,0 +1,134 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventQueue } from './helpers/collect';
+import { startServer, type TestServer } from './helpers/startServer';
+import { backendLabel } from './helpers/testBackend';
+
+describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({ metricsToken: 'metrics-token-0123456789' });
+  });
+  afterAll(() => t.stop());
+
+  it('REST shim: GET /api/v1/system/info answers plain JSON with a request id', async () => {
+    const res = await fetch(`${t.server.url}/api/v1/system/info`, {
+      headers: { 'x-request-id': 'trace-abc-12345' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-request-id')).toBe('trace-abc-12345');
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ name: 'mvp', version: '0.1.0' });
+    expect(typeof body.installId).toBe('string');
+  });
+
+  it('REST shim: an unknown path is a typed NOT_FOUND; a wrong method is refused', async () => {
+    const missing = await fetch(`${t.server.url}/api/v1/nothing/here`);
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ code: 'NOT_FOUND', data: { appCode: 'NOT_FOUND' } });
+    const wrongMethod = await fetch(`${t.server.url}/api/v1/system/info`, { method: 'DELETE' });
+    expect(wrongMethod.status).toBe(404);
+  });
+
+  it('/openapi.json is an OpenAPI 3 document listing the REST paths under /api/v1', async () => {
+    const doc = (await (await fetch(`${t.server.url}/openapi.json`)).json()) as {
+      openapi: string;
+      servers: { url: string }[];
+      paths: Record<string, Record<string, unknown>>;
+    };
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(doc.servers[0]!.url).toBe(`${t.server.url}/api/v1`);
+    expect(Object.keys(doc.paths['/system/info']!)).toEqual(['get']);
+  });
+
+  it('/docs serves the reference page and its script from this server (no CDN)', async () => {
+    const page = await fetch(`${t.server.url}/docs`);
+    const html = await page.text();
+    expect(page.headers.get('content-type')).toContain('text/html');
+    expect(html).toContain('data-url="/openapi.json"');
+    expect(html).not.toMatch(/https?:\/\//);
+    const script = await fetch(`${t.server.url}/docs/scalar.js`);
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-type')).toContain('javascript');
+    expect((await script.arrayBuffer()).byteLength).toBeGreaterThan(100_000);
+  });
+
+  it('/healthz and /readyz answer while the backends are up', async () => {
+    expect((await fetch(`${t.server.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${t.server.url}/readyz`);
+    const body = (await ready.json()) as { status: string; checks: Record<string, boolean> };
+    expect(ready.status).toBe(200);
+    expect(body.status).toBe('ready');
+    expect(Object.values(body.checks).every(Boolean)).toBe(true);
+    if (t.server.config.redisUrl) expect(body.checks.redis).toBe(true);
+  });
+
+  it('/metrics needs its token and counts procedures and open WebSockets', async () => {
+    expect((await fetch(`${t.server.url}/metrics`)).status).toBe(401);
+    await t.client.api.system.info.query();
+    const ticks = eventQueue<unknown>();
+    const sub = t.client.api.system.ticks.subscribe({ intervalMs: 10 }, { onData: (e) => ticks.push(e) });
+    await ticks.next();
+    const res = await fetch(`${t.server.url}/metrics`, {
+      headers: { authorization: 'Bearer metrics-token-0123456789' },
+    });
+    const text = await res.text();
+    sub.unsubscribe();
+    expect(res.status).toBe(200);
+    expect(text).toMatch(/mvp_trpc_calls_total\{path="system.info",type="query",outcome="ok"\} [1-9]/);
+    expect(text).toMatch(/mvp_trpc_call_duration_seconds_count\{path="system.info",type="query"\} [1-9]/);
+    expect(text).toMatch(/mvp_ws_connections 1\b/);
+    expect(text).toContain('process_cpu_user_seconds_total');
+  });
+
+  it('an oversize body is refused with a typed PAYLOAD_TOO_LARGE before it is read', async () => {
+    const res = await fetch(`${t.server.trpcUrl}/system.info`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: 'x'.repeat(t.server.config.httpMaxBodyBytes + 1),
+    });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ data: { appCode: 'PAYLOAD_TOO_LARGE' } });
+  });
+
+  it('CORS: an allowed origin gets its headers, another origin none', async () => {
+    await t.stop();
+    t = await startServer({ allowedOrigins: ['http://app.example'] });
+    const allowed = await fetch(`${t.server.url}/trpc/system.info`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://app.example', 'access-control-request-method': 'GET' },
+    });
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('http://app.example');
+    const other = await fetch(`${t.server.url}/trpc/system.info`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://evil.example', 'access-control-request-method': 'GET' },
+    });
+    expect(other.status).toBe(403);
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
+
+describe('/readyz when the database is unreachable', () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    // Nothing listens on port 1; the pool connects lazily, so the server starts and must say so.
+    t = await startServer({ databaseUrl: 'mysql://mvp:x@127.0.0.1:1/mvp', migrateOnStart: false });
+  });
+  afterAll(() => t.stop());
+
+  it('answers 503 with the failing check while /healthz stays 200', async () => {
+    const res = await fetch(`${t.server.url}/readyz`);
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ status: 'unavailable', checks: { database: false } });
+    expect((await fetch(`${t.server.url}/healthz`)).status).toBe(200);
+  });
+
+  it('a procedure that needs the database fails with a generic message, details only in the log', async () => {
+    const res = await fetch(`${t.server.url}/api/v1/system/info`);
+    expect(res.status).toBe(500);
+    const body = JSON.stringify(await res.json());
+    expect(body).toContain('Internal server error');
+    expect(body).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|stack/);
+    expect(t.logs.text()).toContain('ECONNREFUSED');
+  });
+});
