@@ -55,7 +55,8 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     onValidationError: (issues) => {
       // One line that names the variable and never echoes its value (it may be a secret).
       const first = issues[0];
-      const name = first?.path?.map((p) => (typeof p === 'object' ? p.key : p)).join('.') ?? '?';
+      const head = first?.path?.[0];
+      const name = typeof head === 'object' ? head.key : (head ?? '?');
       const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
       throw new EnvError(`invalid environment: ${String(name)}: ${first?.message ?? 'invalid'}${more}`);
     },

@@ -32,11 +32,6 @@ async function serve(): Promise<void> {
   const config = loadConfigOrExit();
   const server = await createServer(config);
   const { logger } = server;
-  logger.info(
-    { http: server.url, trpc: server.trpcUrl, ws: server.wsUrl, docs: server.docsUrl },
-    `MVP listening on ${server.url} (WebSocket ${server.wsUrl}, docs ${server.docsUrl})`,
-  );
-
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
   const stop = (signal: string) => {
     logger.info({ signal }, 'signal received');
@@ -52,6 +47,11 @@ async function serve(): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // Announced last: whoever waits for this line can already signal the process.
+  logger.info(
+    { http: server.url, trpc: server.trpcUrl, ws: server.wsUrl, docs: server.docsUrl },
+    `MVP listening on ${server.url} (WebSocket ${server.wsUrl}, docs ${server.docsUrl})`,
+  );
 }
 
 const command = process.argv[2] ?? 'serve';

@@ -1,0 +1,81 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { createMvpClient, type ConnectionState, type MvpClient } from '@mvp/sdk';
+import { eventQueue } from './helpers/collect';
+import { spawnServer, type SpawnedServer } from './helpers/spawnServer';
+import { startServer } from './helpers/startServer';
+import { backendLabel } from './helpers/testBackend';
+
+describe(`graceful shutdown (${backendLabel})`, () => {
+  let proc: SpawnedServer | undefined;
+  let client: MvpClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    proc?.child.kill('SIGKILL');
+  });
+
+  it('SIGTERM with an open subscription: clients are told, the process exits 0 within the bound', async () => {
+    proc = await spawnServer({ MVP_SHUTDOWN_TIMEOUT_MS: '3000' });
+    const states = eventQueue<ConnectionState>();
+    client = createMvpClient({
+      url: proc.url,
+      WebSocket,
+      onConnectionStateChange: (s) => states.push(s),
+      reconnect: { minDelayMs: 50, maxDelayMs: 100 },
+    });
+    const ticks = eventQueue<{ id: string }>();
+    const sub = client.api.system.ticks.subscribe({ intervalMs: 20 }, { onData: (e) => ticks.push(e) });
+    await ticks.next();
+    expect(await states.next()).toBe('connecting');
+    expect(await states.next()).toBe('open');
+
+    const started = Date.now();
+    proc.child.kill('SIGTERM');
+    const { code } = await proc.exited;
+    const elapsed = Date.now() - started;
+    sub.unsubscribe();
+
+    expect(code).toBe(0);
+    expect(elapsed).toBeLessThan(3000 + 2000); // the bound, plus process teardown slack
+    expect(await states.next()).toBe('closed');
+    const log = proc.output();
+    expect(log).toContain('"msg":"shutting down"');
+    expect(log).toContain('"msg":"shutdown complete"');
+    expect(log).not.toContain('"level":50');
+  });
+
+  it('SIGINT on an idle server exits 0 as well', async () => {
+    proc = await spawnServer();
+    proc.child.kill('SIGINT');
+    expect((await proc.exited).code).toBe(0);
+  });
+
+  it('in process: shutdown() closes open sockets, refuses new work and resolves', async () => {
+    const t = await startServer({ shutdownTimeoutMs: 2000 });
+    const ticks = eventQueue<unknown>();
+    const states = eventQueue<ConnectionState>();
+    const c = t.newClient({ onConnectionStateChange: (s) => states.push(s) });
+    const sub = c.api.system.ticks.subscribe({ intervalMs: 10 }, { onData: (e) => ticks.push(e) });
+    await ticks.next();
+    await t.server.shutdown();
+    sub.unsubscribe();
+    expect(await states.next()).toBe('connecting');
+    expect(await states.next()).toBe('open');
+    expect(await states.next()).toBe('closed');
+    await expect(fetch(`${t.server.url}/healthz`)).rejects.toThrow();
+    await t.stop(); // idempotent
+  });
+});
+
+describe('configuration errors', () => {
+  it('a bad variable exits 1 with one line naming it, never echoing its value', async () => {
+    const err = await spawnServer({ MVP_PORT: 'not-a-port-s3cret' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    const message = (err as Error).message;
+    expect(message).toContain('server exited (1)');
+    const lines = message.split('\n').filter(Boolean).slice(1);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^invalid environment: MVP_PORT: /);
+    expect(message).not.toContain('s3cret');
+  });
+});
