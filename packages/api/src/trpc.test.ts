@@ -1,0 +1,145 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createContext, type ApiSettings } from './context';
+import { AppError } from './errors/AppError';
+import type { Ports } from './ports';
+import { authedProcedure, createCallerFactory, publicProcedure, router } from './trpc';
+
+// A router of its own: the accounts issue brings the first real authed procedure; the seam is
+// tested here so it cannot rot until then.
+const testRouter = router({
+  whoami: authedProcedure.query(({ ctx }) => ctx.auth.userId),
+  echo: publicProcedure
+    .input(z.object({ n: z.number().int().max(10) }))
+    .query(({ input }) => input.n),
+  boom: publicProcedure.query(() => {
+    throw new Error('database password is hunter2');
+  }),
+  limited: publicProcedure.query(() => {
+    throw new AppError('TOO_MANY_REQUESTS', 'slow down', { retryAfterMs: 1500 });
+  }),
+});
+const createCaller = createCallerFactory(testRouter);
+
+const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
+const settings: ApiSettings = {
+  version: 'test',
+  ipRateLimit: { name: 'ip', points: 100, durationSeconds: 60 },
+};
+
+function ports(overrides: Partial<Ports> = {}): Ports {
+  return {
+    logger: silent,
+    metrics: { observeProcedure() {} },
+    rateLimiter: { consume: async () => ({ allowed: true, remaining: 1 }), close: async () => {} },
+    authenticate: async (token) =>
+      token === 'good' ? { userId: 'u1', sessionId: 's1', deviceId: 'd1' } : null,
+    ...overrides,
+  } as Ports;
+}
+
+async function caller(token: string | null, overrides: Partial<Ports> = {}) {
+  const ctx = await createContext(ports(overrides), settings, {
+    requestId: 'r1',
+    ip: '10.0.0.1',
+    transport: 'http',
+    token,
+  });
+  return createCaller(ctx);
+}
+
+async function errorOf(promise: Promise<unknown>) {
+  try {
+    await promise;
+  } catch (e) {
+    return e as AppError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('procedures and errors', () => {
+  it('authedProcedure: a valid token passes, none or a bad one is UNAUTHORIZED', async () => {
+    expect(await (await caller('good')).whoami()).toBe('u1');
+    expect((await errorOf((await caller(null)).whoami())).code).toBe('UNAUTHORIZED');
+    const bad = await errorOf((await caller('forged')).whoami());
+    expect(bad.code).toBe('UNAUTHORIZED');
+    expect(bad.message).toBe('Invalid token');
+  });
+
+  it('the per-address limit refuses with TOO_MANY_REQUESTS and the wait', async () => {
+    const c = await caller(null, {
+      rateLimiter: {
+        consume: async () => ({ allowed: false, remaining: 0, retryAfterMs: 900 }),
+        close: async () => {},
+      },
+    });
+    const error = await errorOf(c.echo({ n: 1 }));
+    expect(error).toBeInstanceOf(AppError);
+    expect(error.appCode).toBe('TOO_MANY_REQUESTS');
+    expect(error.retryAfterMs).toBe(900);
+  });
+
+  it('counts every call with its outcome', async () => {
+    const seen: string[] = [];
+    const c = await caller(null, {
+      metrics: { observeProcedure: (o) => seen.push(`${o.path}:${o.outcome}`) },
+    });
+    await c.echo({ n: 1 });
+    await errorOf(c.echo({ n: 99 }));
+    expect(seen).toEqual(['echo:ok', 'echo:BAD_REQUEST']);
+  });
+});
+
+describe('error formatter', () => {
+  const format = (error: unknown) => {
+    const config = testRouter._def._config;
+    return config.errorFormatter({
+      error: error as never,
+      type: 'query',
+      path: 'x',
+      input: undefined,
+      ctx: { requestId: 'req-1', transport: 'http' },
+      shape: {
+        message: (error as Error).message,
+        code: -32600,
+        data: {
+          code: (error as AppError).code,
+          httpStatus: 400,
+          path: 'x',
+          stack: 'at secret.ts:1',
+        },
+      },
+    });
+  };
+
+  it('BAD_REQUEST from zod gets flattened field issues and a short message, no stack', async () => {
+    const error = await errorOf((await caller(null)).echo({ n: 99 }));
+    const shape = format(error);
+    expect(shape.data).toEqual({
+      code: 'BAD_REQUEST',
+      httpStatus: 400,
+      appCode: 'BAD_REQUEST',
+      requestId: 'req-1',
+      issues: [{ path: 'n', message: expect.any(String) as string, code: 'too_big' }],
+    });
+    expect(shape.message).toMatch(/^Invalid input: n: /);
+  });
+
+  it('an unexpected error becomes a generic INTERNAL_SERVER_ERROR without its text', async () => {
+    const error = await errorOf((await caller(null)).boom());
+    const shape = format(error);
+    expect(shape.data.appCode).toBe('INTERNAL_SERVER_ERROR');
+    expect(shape.data.httpStatus).toBe(500);
+    expect(JSON.stringify(shape)).not.toContain('hunter2');
+    expect(JSON.stringify(shape)).not.toContain('secret.ts');
+  });
+
+  it('TOO_MANY_REQUESTS carries retryAfterMs and HTTP 429', async () => {
+    const shape = format(await errorOf((await caller(null)).limited()));
+    expect(shape.data).toMatchObject({
+      appCode: 'TOO_MANY_REQUESTS',
+      httpStatus: 429,
+      retryAfterMs: 1500,
+    });
+  });
+});
