@@ -39,11 +39,10 @@ function hostForUrl(host: string): string {
 }
 
 function allClosed(clients: Iterable<WebSocket>): Promise<void> {
-  return Promise.all(
-    [...clients].map((c) =>
-      c.readyState === c.CLOSED ? undefined : new Promise<void>((r) => c.once('close', () => r())),
-    ),
-  ).then(() => undefined);
+  const open = [...clients].filter((c) => c.readyState !== c.CLOSED);
+  return Promise.all(open.map((c) => new Promise<void>((r) => c.once('close', () => r())))).then(
+    () => undefined,
+  );
 }
 
 function within<T>(promise: Promise<T>, ms: number): Promise<boolean> {
@@ -71,9 +70,17 @@ export async function createServer(
   let stopping = false;
   let baseUrl = '';
   const isStopping = () => stopping;
-  const httpServer = createHttpServer(
-    createHttpHandler({ config, infra, settings, metrics, logger, baseUrl: () => baseUrl, isStopping }),
-  );
+  const handle = createHttpHandler({
+    config,
+    infra,
+    settings,
+    metrics,
+    logger,
+    baseUrl: () => baseUrl,
+    isStopping,
+  });
+  // handle() never rejects: it answers every failure itself.
+  const httpServer = createHttpServer((req, res) => void handle(req, res));
   const ws = attachWebSockets(httpServer, { config, infra, settings, metrics, logger, isStopping });
 
   try {

@@ -9,7 +9,12 @@ const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' |
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const originList = z
   .string()
-  .transform((s) => s.split(',').map((o) => o.trim()).filter(Boolean))
+  .transform((s) =>
+    s
+      .split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
+  )
   .pipe(z.array(z.url().transform((u) => new URL(u).origin)));
 
 export const envSchema = {
@@ -21,8 +26,14 @@ export const envSchema = {
     .string()
     .regex(/^(mysql:\/\/|sqlite:)/, 'expected mysql://… or sqlite:<path>')
     .default('sqlite:./data/mvp.db'),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'expected redis://…').optional(),
-  MVP_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/).default('mvp:'),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'expected redis://…')
+    .optional(),
+  MVP_REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_-]{1,64}$/)
+    .default('mvp:'),
   MVP_MIGRATE_ON_START: bool.default(true),
   MVP_ALLOWED_ORIGINS: originList.default([]),
   MVP_TRUST_PROXY: bool.default(false),
@@ -33,7 +44,9 @@ export const envSchema = {
   MVP_RATE_LIMIT_IP_POINTS: int(1, 1_000_000).default(600),
   MVP_RATE_LIMIT_IP_WINDOW_SECONDS: int(1, 86_400).default(60),
   MVP_SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
-  MVP_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MVP_LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info'),
   MVP_METRICS_TOKEN: z.string().min(16).optional(),
   MVP_DOCS_ENABLED: bool.default(true),
 };
@@ -58,7 +71,9 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       const head = first?.path?.[0];
       const name = typeof head === 'object' ? head.key : (head ?? '?');
       const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
-      throw new EnvError(`invalid environment: ${String(name)}: ${first?.message ?? 'invalid'}${more}`);
+      throw new EnvError(
+        `invalid environment: ${String(name)}: ${first?.message ?? 'invalid'}${more}`,
+      );
     },
   });
 }

@@ -32,7 +32,9 @@ async function serve(): Promise<void> {
   const config = loadConfigOrExit();
   const server = await createServer(config);
   const { logger } = server;
-  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
+  process.on('unhandledRejection', (reason) =>
+    logger.error({ err: reason }, 'unhandled rejection'),
+  );
   const stop = (signal: string) => {
     logger.info({ signal }, 'signal received');
     // The bound is enforced inside shutdown(); this only guards against a hang in a backend.

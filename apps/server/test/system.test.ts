@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { errorCodeOf, isMvpError } from '@mvp/sdk';
+import { createMvpClient, errorCodeOf, isMvpError } from '@mvp/sdk';
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/testBackend';
@@ -33,7 +33,10 @@ describe(`system procedures (${backendLabel})`, () => {
         return fetch(input, init);
       },
     });
-    const [a, b] = await Promise.all([client.api.system.info.query(), client.api.system.info.query()]);
+    const [a, b] = await Promise.all([
+      client.api.system.info.query(),
+      client.api.system.info.query(),
+    ]);
     expect(a.installId).toBe(b.installId);
     expect(urls).toHaveLength(1);
     expect(urls[0]).toContain('batch=1');
@@ -82,6 +85,27 @@ describe(`system procedures (${backendLabel})`, () => {
     sub.unsubscribe();
     expect(sockets.length).toBeGreaterThanOrEqual(2);
     expect(seen.map((e) => e.data.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('close() ends the socket; a later subscription opens a fresh one', async () => {
+    const client = t.newClient();
+    const first = eventQueue<Tick>();
+    client.api.system.ticks.subscribe({ intervalMs: 10 }, { onData: (e) => first.push(e as Tick) });
+    await first.next();
+    await client.close();
+    const second = eventQueue<Tick>();
+    const sub = client.api.system.ticks.subscribe(
+      { intervalMs: 10 },
+      { onData: (e) => second.push(e as Tick) },
+    );
+    expect((await second.next()).id).toBe('1');
+    sub.unsubscribe();
+  });
+
+  it('a query-only client needs no WebSocket (Node 20 has no global one)', async () => {
+    const client = createMvpClient({ url: t.server.url });
+    expect((await client.api.system.info.query()).name).toBe('mvp');
+    await client.close();
   });
 
   it('malformed subscription input is a typed BAD_REQUEST naming the field', async () => {

@@ -12,7 +12,10 @@ export const ZTicksInput = z
   .object({
     intervalMs: z.number().int().min(10).max(60_000).default(1_000),
     /** Set by the client on resume: the id of the last tick it saw. */
-    lastEventId: z.string().regex(/^\d{1,15}$/).nullish(),
+    lastEventId: z
+      .string()
+      .regex(/^\d{1,15}$/)
+      .nullish(),
   })
   .default({ intervalMs: 1_000 });
 export type TTicksInput = z.input<typeof ZTicksInput>;

@@ -13,4 +13,3 @@ export type AppMetaTable = {
 export type DB = {
   app_meta: AppMetaTable;
 };
-

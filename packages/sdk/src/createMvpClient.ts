@@ -12,6 +12,7 @@ import superjson from 'superjson';
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
 
 type Awaitable<T> = T | Promise<T>;
+type WSClient = ReturnType<typeof createWSClient>;
 
 /** The WebSocket constructor shape tRPC needs; the browser's, `ws`'s and React Native's fit. */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => object;
@@ -58,11 +59,14 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
 
   // The WebSocket client is created on the first subscription only: tRPC reads the WebSocket
   // global when the client is created, and query-only apps (or Node 20) may not have one.
-  let wsClient: ReturnType<typeof createWSClient> | undefined;
+  let wsClient: WSClient | undefined;
   const openWsClient = () => {
-    const WebSocketImpl = options.WebSocket ?? (globalThis.WebSocket as WebSocketConstructor | undefined);
+    const fallback = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    const WebSocketImpl = options.WebSocket ?? fallback;
     if (!WebSocketImpl) {
-      throw new Error('@mvp/sdk: no WebSocket available; pass `WebSocket` (e.g. from "ws") to createMvpClient');
+      throw new Error(
+        '@mvp/sdk: no WebSocket available; pass `WebSocket` (e.g. from "ws") to createMvpClient',
+      );
     }
     const notify = options.onConnectionStateChange;
     notify?.('connecting');
@@ -80,14 +84,18 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     });
   };
 
+  // Rebinds after close(): a later subscription opens a fresh socket instead of a closed one.
   const lazyWsLink: TRPCLink<AppRouter> = (runtime) => {
-    let operationLink: ReturnType<TRPCLink<AppRouter>> | undefined;
+    let bound: { client: WSClient; link: ReturnType<TRPCLink<AppRouter>> } | undefined;
     return (op) => {
-      if (!operationLink) {
-        wsClient ??= openWsClient();
-        operationLink = wsLink<AppRouter>({ client: wsClient, transformer: superjson })(runtime);
+      wsClient ??= openWsClient();
+      if (bound?.client !== wsClient) {
+        bound = {
+          client: wsClient,
+          link: wsLink<AppRouter>({ client: wsClient, transformer: superjson })(runtime),
+        };
       }
-      return operationLink(op);
+      return bound.link(op);
     };
   };
 
@@ -112,8 +120,9 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   return {
     api,
     async close() {
-      wsClient?.close();
+      const closing = wsClient;
       wsClient = undefined;
+      await closing?.close();
     },
   };
 }

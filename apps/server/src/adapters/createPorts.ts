@@ -58,7 +58,14 @@ export async function createInfrastructure(
       const { applied } = await migrateToLatest(db);
       if (applied.length) logger.info({ applied }, 'migrations applied');
     }
-    const base = { db, dialect, clock: systemClock, logger, metrics, authenticate: refuseAllTokens };
+    const base = {
+      db,
+      dialect,
+      clock: systemClock,
+      logger,
+      metrics,
+      authenticate: refuseAllTokens,
+    };
 
     if (!config.redisUrl) {
       const ports: Ports = {
@@ -73,7 +80,11 @@ export async function createInfrastructure(
           database: await answers(() => sql`select 1`.execute(db), timeoutMs),
         }),
         close: async () => {
-          await Promise.allSettled([ports.bus.close(), ports.kv.close(), ports.rateLimiter.close()]);
+          await Promise.allSettled([
+            ports.bus.close(),
+            ports.kv.close(),
+            ports.rateLimiter.close(),
+          ]);
           await db.destroy();
         },
       };
@@ -86,7 +97,9 @@ export async function createInfrastructure(
     const limiter = connectRedis(config.redisUrl, 'ratelimit', { offlineQueue: false });
     redisClients.push(command, subscriber, limiter);
     for (const client of redisClients) {
-      client.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
+      client.on('error', (err: Error) =>
+        logger.warn({ err: err.message }, 'redis connection error'),
+      );
     }
     await Promise.all(redisClients.map((c) => c.connect()));
 

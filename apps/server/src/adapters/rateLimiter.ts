@@ -1,4 +1,9 @@
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import {
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+  type RateLimiterAbstract,
+} from 'rate-limiter-flexible';
 import type { Redis } from 'ioredis';
 import type { RateLimitRule, RateLimiter } from '@mvp/api';
 
@@ -24,7 +29,11 @@ function createRateLimiter(factory: Factory): RateLimiter {
         return { allowed: true, remaining: res.remainingPoints };
       } catch (rejection) {
         if (rejection instanceof RateLimiterRes) {
-          return { allowed: false, remaining: 0, retryAfterMs: Math.max(1, rejection.msBeforeNext) };
+          return {
+            allowed: false,
+            remaining: 0,
+            retryAfterMs: Math.max(1, rejection.msBeforeNext),
+          };
         }
         throw rejection; // a store error with no insurance left: fail closed
       }

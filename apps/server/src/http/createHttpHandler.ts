@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { TRPCError } from '@trpc/server';
+import type { TRPCError } from '@trpc/server';
 import { nodeHTTPRequestHandler } from '@trpc/server/adapters/node-http';
 import type { ResponseMeta } from '@trpc/server/http';
 import { createOpenApiHttpHandler } from 'trpc-to-openapi';
@@ -42,7 +42,12 @@ function sendError(
   message: string,
   requestId: string,
 ): void {
-  const data: TErrorData = { code: APP_ERROR_TRANSPORT[appCode], httpStatus: status, appCode, requestId };
+  const data: TErrorData = {
+    code: APP_ERROR_TRANSPORT[appCode],
+    httpStatus: status,
+    appCode,
+    requestId,
+  };
   sendJson(res, status, { code: data.code, message, data });
 }
 
@@ -67,7 +72,8 @@ export function createHttpHandler(deps: HttpDeps) {
     });
 
   const onError = ({ error, path }: { error: TRPCError; path?: string }) => {
-    if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ err: error.cause ?? error, path }, 'request failed');
+    if (error.code === 'INTERNAL_SERVER_ERROR')
+      logger.error({ err: error.cause ?? error, path }, 'request failed');
   };
 
   const restHandler = createOpenApiHttpHandler({
@@ -119,7 +125,10 @@ export function createHttpHandler(deps: HttpDeps) {
     if (!origin || !config.allowedOrigins.includes(origin)) return;
     res.setHeader('access-control-allow-origin', origin);
     res.setHeader('vary', 'origin');
-    res.setHeader('access-control-allow-headers', 'authorization, content-type, trpc-accept, x-request-id');
+    res.setHeader(
+      'access-control-allow-headers',
+      'authorization, content-type, trpc-accept, x-request-id',
+    );
     res.setHeader('access-control-allow-methods', 'GET, POST, PUT, PATCH, DELETE, OPTIONS');
     res.setHeader('access-control-expose-headers', 'x-request-id, retry-after');
     res.setHeader('access-control-max-age', '600');
@@ -188,7 +197,8 @@ export function createHttpHandler(deps: HttpDeps) {
       sendError(res, 404, 'NOT_FOUND', 'Not found', requestId);
     } catch (err) {
       logger.error({ err, requestId, path: pathname }, 'unhandled request error');
-      if (!res.headersSent) sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error', requestId);
+      if (!res.headersSent)
+        sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error', requestId);
       else res.destroy();
     }
   };

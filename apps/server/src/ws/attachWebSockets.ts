@@ -74,7 +74,8 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
       }),
     keepAlive: { enabled: true, pingMs: config.wsPingMs, pongWaitMs: config.wsPongWaitMs },
     onError: ({ error, path }) => {
-      if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ err: error.cause ?? error, path }, 'ws call failed');
+      if (error.code === 'INTERNAL_SERVER_ERROR')
+        logger.error({ err: error.cause ?? error, path }, 'ws call failed');
     },
   });
 

@@ -16,7 +16,11 @@ export class AppError extends TRPCError {
   readonly retryAfterMs: number | undefined;
 
   constructor(appCode: TAppErrorCode, message?: string, options: AppErrorOptions = {}) {
-    super({ code: APP_ERROR_TRANSPORT[appCode], message: message ?? appCode, cause: options.cause });
+    super({
+      code: APP_ERROR_TRANSPORT[appCode],
+      message: message ?? appCode,
+      cause: options.cause,
+    });
     // `name` stays 'TRPCError': trpc-to-openapi recognises errors by name, not instanceof.
     this.appCode = appCode;
     this.retryAfterMs = options.retryAfterMs;

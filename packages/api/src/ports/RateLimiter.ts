@@ -6,8 +6,7 @@ export type RateLimitRule = {
 };
 
 export type RateLimitDecision =
-  | { allowed: true; remaining: number }
-  | { allowed: false; remaining: 0; retryAfterMs: number };
+  { allowed: true; remaining: number } | { allowed: false; remaining: 0; retryAfterMs: number };
 
 export type RateLimiter = {
   consume(rule: RateLimitRule, key: string, points?: number): Promise<RateLimitDecision>;
