@@ -24,7 +24,10 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
   it('REST shim: an unknown path is a typed NOT_FOUND; a wrong method is refused', async () => {
     const missing = await fetch(`${t.server.url}/api/v1/nothing/here`);
     expect(missing.status).toBe(404);
-    expect(await missing.json()).toMatchObject({ code: 'NOT_FOUND', data: { appCode: 'NOT_FOUND' } });
+    expect(await missing.json()).toMatchObject({
+      code: 'NOT_FOUND',
+      data: { appCode: 'NOT_FOUND' },
+    });
     const wrongMethod = await fetch(`${t.server.url}/api/v1/system/info`, { method: 'DELETE' });
     expect(wrongMethod.status).toBe(404);
   });
@@ -66,7 +69,10 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
     expect((await fetch(`${t.server.url}/metrics`)).status).toBe(401);
     await t.client.api.system.info.query();
     const ticks = eventQueue<unknown>();
-    const sub = t.client.api.system.ticks.subscribe({ intervalMs: 10 }, { onData: (e) => ticks.push(e) });
+    const sub = t.client.api.system.ticks.subscribe(
+      { intervalMs: 10 },
+      { onData: (e) => ticks.push(e) },
+    );
     await ticks.next();
     const res = await fetch(`${t.server.url}/metrics`, {
       headers: { authorization: 'Bearer metrics-token-0123456789' },
@@ -74,8 +80,12 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
     const text = await res.text();
     sub.unsubscribe();
     expect(res.status).toBe(200);
-    expect(text).toMatch(/mvp_trpc_calls_total\{path="system.info",type="query",outcome="ok"\} [1-9]/);
-    expect(text).toMatch(/mvp_trpc_call_duration_seconds_count\{path="system.info",type="query"\} [1-9]/);
+    expect(text).toMatch(
+      /mvp_trpc_calls_total\{path="system.info",type="query",outcome="ok"\} [1-9]/,
+    );
+    expect(text).toMatch(
+      /mvp_trpc_call_duration_seconds_count\{path="system.info",type="query"\} [1-9]/,
+    );
     expect(text).toMatch(/mvp_ws_connections 1\b/);
     expect(text).toContain('process_cpu_user_seconds_total');
   });

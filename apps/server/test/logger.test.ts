@@ -22,14 +22,26 @@ describe('logger', () => {
         req: { headers: { authorization: 'Bearer eyJ-secret-jwt' } },
         token: 'tok-secret-1',
         refreshToken: 'tok-secret-2',
-        input: { password: 'hunter2-secret', otp: '123456', nested: { accessToken: 'tok-secret-3' } },
+        input: {
+          password: 'hunter2-secret',
+          otp: '123456',
+          nested: { accessToken: 'tok-secret-3' },
+        },
         connectionParams: { token: 'tok-secret-4' },
         userId: 'u-visible',
       },
       'hello',
     );
     const line = out.text();
-    for (const secret of ['eyJ-secret-jwt', 'tok-secret-1', 'tok-secret-2', 'tok-secret-3', 'tok-secret-4', 'hunter2', '123456']) {
+    for (const secret of [
+      'eyJ-secret-jwt',
+      'tok-secret-1',
+      'tok-secret-2',
+      'tok-secret-3',
+      'tok-secret-4',
+      'hunter2',
+      '123456',
+    ]) {
       expect(line).not.toContain(secret);
     }
     expect(line).toContain('u-visible');

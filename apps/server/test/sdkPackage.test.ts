@@ -49,7 +49,10 @@ describe(`the packed @mvp/sdk in a scratch project outside the workspace (${back
     t = await startServer();
     const packDir = mkdtempSync(join(tmpdir(), 'mvp-pack-'));
     await run('npm', ['pack', '--pack-destination', packDir], { cwd: sdkDir });
-    const tarball = join(packDir, readdirSync(packDir).find((f) => f.endsWith('.tgz'))!);
+    const tarball = join(
+      packDir,
+      readdirSync(packDir).find((f) => f.endsWith('.tgz'))!,
+    );
 
     scratch = mkdtempSync(join(tmpdir(), 'mvp-consumer-'));
     writeFileSync(
@@ -58,7 +61,12 @@ describe(`the packed @mvp/sdk in a scratch project outside the workspace (${back
         name: 'scratch-consumer',
         private: true,
         type: 'module',
-        dependencies: { '@mvp/sdk': `file:${tarball}`, ws: '^8.18', '@types/ws': '^8.5', '@types/node': '^20.19' },
+        dependencies: {
+          '@mvp/sdk': `file:${tarball}`,
+          ws: '^8.18',
+          '@types/ws': '^8.5',
+          '@types/node': '^20.19',
+        },
       }),
     );
     writeFileSync(
@@ -78,7 +86,11 @@ describe(`the packed @mvp/sdk in a scratch project outside the workspace (${back
       }),
     );
     writeFileSync(join(scratch, 'main.ts'), consumer);
-    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd: scratch });
+    await run(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'],
+      { cwd: scratch },
+    );
   }, 180_000);
   afterAll(() => t.stop());
 
@@ -89,23 +101,38 @@ describe(`the packed @mvp/sdk in a scratch project outside the workspace (${back
     for (const file of typeFiles) {
       expect(readFileSync(join(dist, file), 'utf8')).not.toMatch(/from ['"]@mvp\//);
     }
-    const manifest = JSON.parse(readFileSync(join(scratch, 'node_modules/@mvp/sdk/package.json'), 'utf8')) as {
+    const manifest = JSON.parse(
+      readFileSync(join(scratch, 'node_modules/@mvp/sdk/package.json'), 'utf8'),
+    ) as {
       dependencies: Record<string, string>;
     };
-    expect(Object.keys(manifest.dependencies).sort()).toEqual(['@trpc/client', '@trpc/server', 'superjson']);
+    expect(Object.keys(manifest.dependencies).sort()).toEqual([
+      '@trpc/client',
+      '@trpc/server',
+      'superjson',
+    ]);
   });
 
   it('typechecks a consumer strictly (NodeNext, no skipLibCheck) and runs it against a live server', async () => {
     await run(process.execPath, [tsc, '-p', scratch]);
     const { stdout } = await run(process.execPath, [join(scratch, 'out/main.js'), t.server.url]);
     const info = await t.client.api.system.info.query();
-    expect(JSON.parse(stdout)).toEqual({ version: info.version, installId: info.installId, tick: 1, code: null });
+    expect(JSON.parse(stdout)).toEqual({
+      version: info.version,
+      installId: info.installId,
+      tick: 1,
+      code: null,
+    });
   });
 
   it('loads from CommonJS too', async () => {
-    const { stdout } = await run(process.execPath, ['-e', "process.stdout.write(typeof require('@mvp/sdk').createMvpClient)"], {
-      cwd: scratch,
-    });
+    const { stdout } = await run(
+      process.execPath,
+      ['-e', "process.stdout.write(typeof require('@mvp/sdk').createMvpClient)"],
+      {
+        cwd: scratch,
+      },
+    );
     expect(stdout).toBe('function');
   });
 });

@@ -24,7 +24,10 @@ describe(`graceful shutdown (${backendLabel})`, () => {
       reconnect: { minDelayMs: 50, maxDelayMs: 100 },
     });
     const ticks = eventQueue<{ id: string }>();
-    const sub = client.api.system.ticks.subscribe({ intervalMs: 20 }, { onData: (e) => ticks.push(e) });
+    const sub = client.api.system.ticks.subscribe(
+      { intervalMs: 20 },
+      { onData: (e) => ticks.push(e) },
+    );
     await ticks.next();
     expect(await states.next()).toBe('connecting');
     expect(await states.next()).toBe('open');

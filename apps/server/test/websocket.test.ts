@@ -48,7 +48,10 @@ describe(`WebSocket edge (${backendLabel})`, () => {
 
   it('an oversize frame closes that socket only (1009); other sockets keep streaming', async () => {
     const ticks = eventQueue<unknown>();
-    const sub = t.client.api.system.ticks.subscribe({ intervalMs: 10 }, { onData: (e) => ticks.push(e) });
+    const sub = t.client.api.system.ticks.subscribe(
+      { intervalMs: 10 },
+      { onData: (e) => ticks.push(e) },
+    );
     await ticks.next();
 
     const raw = await openRaw(t.server.wsUrl);
@@ -65,14 +68,21 @@ describe(`WebSocket edge (${backendLabel})`, () => {
   it('a malformed frame gets a typed error and the socket stays usable', async () => {
     const raw = await openRaw(t.server.wsUrl);
     const replies = eventQueue<Record<string, unknown>>();
-    raw.on('message', (data: Buffer) => replies.push(JSON.parse(data.toString()) as Record<string, unknown>));
+    raw.on('message', (data: Buffer) =>
+      replies.push(JSON.parse(data.toString()) as Record<string, unknown>),
+    );
 
     raw.send('{not json');
     const parseError = (await replies.next()) as { error: { json: { data: { appCode: string } } } };
     expect(parseError.error.json.data.appCode).toBe('BAD_REQUEST');
 
-    raw.send(JSON.stringify({ id: 7, method: 'query', params: { path: 'system.info', input: {} } }));
-    const answer = (await replies.next()) as { id: number; result: { data: { json: { name: string } } } };
+    raw.send(
+      JSON.stringify({ id: 7, method: 'query', params: { path: 'system.info', input: {} } }),
+    );
+    const answer = (await replies.next()) as {
+      id: number;
+      result: { data: { json: { name: string } } };
+    };
     expect(answer.id).toBe(7);
     expect(answer.result.data.json.name).toBe('mvp');
     raw.close();
@@ -84,9 +94,18 @@ describe(`WebSocket edge (${backendLabel})`, () => {
       ws.on('error', () => {});
       ws.send(Buffer.from([0xff, 0xfe, 0x00, 0x01]));
       ws.send('[]');
-      ws.send(JSON.stringify({ id: 1, method: 'subscription', params: { path: 'nope', input: null } }));
+      ws.send(
+        JSON.stringify({ id: 1, method: 'subscription', params: { path: 'nope', input: null } }),
+      );
     }
-    await Promise.all(sockets.map((ws) => new Promise((r) => { ws.once('message', r); })));
+    await Promise.all(
+      sockets.map(
+        (ws) =>
+          new Promise((r) => {
+            ws.once('message', r);
+          }),
+      ),
+    );
     sockets.forEach((ws) => ws.terminate());
     expect((await fetch(`${t.server.url}/healthz`)).status).toBe(200);
   });

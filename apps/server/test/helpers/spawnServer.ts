@@ -26,7 +26,9 @@ export function spawnServer(env: Record<string, string> = {}): Promise<SpawnedSe
       PATH: process.env.PATH,
       MVP_PORT: '0',
       DATABASE_URL: databaseUrl,
-      ...(testRedisUrl ? { REDIS_URL: testRedisUrl, MVP_REDIS_PREFIX: `test:${randomUUID()}:` } : {}),
+      ...(testRedisUrl
+        ? { REDIS_URL: testRedisUrl, MVP_REDIS_PREFIX: `test:${randomUUID()}:` }
+        : {}),
       MVP_SHUTDOWN_TIMEOUT_MS: '3000',
       ...env,
     },
@@ -46,6 +48,8 @@ export function spawnServer(env: Record<string, string> = {}): Promise<SpawnedSe
       resolve({ child, url: match[1]!, output: () => output, exited });
     };
     child.stdout.on('data', onData);
-    void exited.then(({ code }) => reject(new Error(`server exited (${code}) before listening:\n${output}`)));
+    void exited.then(({ code }) =>
+      reject(new Error(`server exited (${code}) before listening:\n${output}`)),
+    );
   });
 }

@@ -15,7 +15,8 @@ function captureLogs(): { logs: CapturedLogs; destination: Writable } {
     write(chunk: Buffer, _enc, done) {
       const text = chunk.toString('utf8');
       chunks.push(text);
-      for (const line of text.split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of text.split('\n').filter(Boolean))
+        lines.push(JSON.parse(line) as Record<string, unknown>);
       done();
     },
   });

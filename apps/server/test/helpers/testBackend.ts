@@ -4,6 +4,5 @@
  */
 export const testDatabaseUrl = process.env.MVP_TEST_DATABASE_URL || 'sqlite::memory:';
 export const testRedisUrl = process.env.MVP_TEST_REDIS_URL || undefined;
-export const backendLabel = testRedisUrl || testDatabaseUrl.startsWith('mysql')
-  ? 'mysql+redis'
-  : 'embedded';
+export const backendLabel =
+  testRedisUrl || testDatabaseUrl.startsWith('mysql') ? 'mysql+redis' : 'embedded';
