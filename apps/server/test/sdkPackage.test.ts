@@ -125,6 +125,23 @@ describe(`the packed @mvp/sdk in a scratch project outside the workspace (${back
     });
   });
 
+  it('bundles for browsers and React Native with no Node built-ins', async () => {
+    const { build } = await import('esbuild');
+    const result = await build({
+      entryPoints: [join(scratch, 'node_modules/@mvp/sdk/dist/index.js')],
+      absWorkingDir: scratch,
+      bundle: true,
+      platform: 'neutral',
+      format: 'esm',
+      conditions: ['react-native', 'browser', 'import'],
+      mainFields: ['react-native', 'browser', 'module', 'main'],
+      write: false,
+      logLevel: 'silent',
+    });
+    expect(result.errors).toEqual([]);
+    expect(result.outputFiles[0]!.text).toContain('createMvpClient');
+  });
+
   it('loads from CommonJS too', async () => {
     const { stdout } = await run(
       process.execPath,
