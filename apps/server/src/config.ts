@@ -1,5 +1,45 @@
 import { parseEnv, type Env } from './env';
 
+export type Limit = { points: number; durationSeconds: number };
+
+export type AuthConfig = {
+  jwt: {
+    /** Ed25519 private JWK (JSON) that signs; generated into dataDir when unset. */
+    signingKey: string | undefined;
+    /** JSON array of extra public JWKs still accepted (rotation). */
+    verifyKeys: string | undefined;
+    issuer: string;
+    audience: string;
+    accessTtlSeconds: number;
+  };
+  refresh: { absoluteDays: number; idleDays: number };
+  sessionCacheMs: number;
+  /** Field-encryption keys, newest first; generated into dataDir when unset. */
+  dataKeys: { id: string; key: string }[] | undefined;
+  blindIndexKey: string | undefined;
+  argon2: { memoryCost: number; timeCost: number; parallelism: number };
+  otp: {
+    sender: 'log' | 'webhook';
+    webhookUrl: string | undefined;
+    webhookSecret: string | undefined;
+    ttlSeconds: number;
+    resendSeconds: number;
+    maxAttempts: number;
+  };
+  limits: {
+    registerIp: Limit;
+    loginIp: Limit;
+    loginAccount: Limit;
+    otpSendIp: Limit;
+    otpSendPhone: Limit;
+    otpVerifyIp: Limit;
+    refreshIp: Limit;
+  };
+  loginBackoff: { after: number; maxSeconds: number };
+  deleteInactiveAfterDays: number;
+  jobsIntervalSeconds: number;
+};
+
 export type ServerConfig = {
   nodeEnv: Env['NODE_ENV'];
   host: string;
@@ -21,6 +61,8 @@ export type ServerConfig = {
   logLevel: Env['MVP_LOG_LEVEL'];
   metricsToken: string | undefined;
   docsEnabled: boolean;
+  dataDir: string;
+  auth: AuthConfig;
 };
 
 export function configFromEnv(env: Env): ServerConfig {
@@ -47,6 +89,48 @@ export function configFromEnv(env: Env): ServerConfig {
     logLevel: env.MVP_LOG_LEVEL,
     metricsToken: env.MVP_METRICS_TOKEN,
     docsEnabled: env.MVP_DOCS_ENABLED,
+    dataDir: env.MVP_DATA_DIR,
+    auth: {
+      jwt: {
+        signingKey: env.MVP_JWT_SIGNING_KEY,
+        verifyKeys: env.MVP_JWT_VERIFY_KEYS,
+        issuer: env.MVP_JWT_ISSUER,
+        audience: env.MVP_JWT_AUDIENCE,
+        accessTtlSeconds: env.MVP_ACCESS_TOKEN_TTL_SECONDS,
+      },
+      refresh: { absoluteDays: env.MVP_REFRESH_ABSOLUTE_DAYS, idleDays: env.MVP_REFRESH_IDLE_DAYS },
+      sessionCacheMs: env.MVP_SESSION_CACHE_MS,
+      dataKeys: env.MVP_DATA_KEYS,
+      blindIndexKey: env.MVP_BLIND_INDEX_KEY,
+      argon2: {
+        memoryCost: env.MVP_ARGON2_MEMORY_KIB,
+        timeCost: env.MVP_ARGON2_TIME_COST,
+        parallelism: env.MVP_ARGON2_PARALLELISM,
+      },
+      otp: {
+        sender: env.MVP_OTP_SENDER,
+        webhookUrl: env.MVP_OTP_WEBHOOK_URL,
+        webhookSecret: env.MVP_OTP_WEBHOOK_SECRET,
+        ttlSeconds: env.MVP_OTP_TTL_SECONDS,
+        resendSeconds: env.MVP_OTP_RESEND_SECONDS,
+        maxAttempts: env.MVP_OTP_MAX_ATTEMPTS,
+      },
+      limits: {
+        registerIp: env.MVP_LIMIT_REGISTER_IP,
+        loginIp: env.MVP_LIMIT_LOGIN_IP,
+        loginAccount: env.MVP_LIMIT_LOGIN_ACCOUNT,
+        otpSendIp: env.MVP_LIMIT_OTP_SEND_IP,
+        otpSendPhone: env.MVP_LIMIT_OTP_SEND_PHONE,
+        otpVerifyIp: env.MVP_LIMIT_OTP_VERIFY_IP,
+        refreshIp: env.MVP_LIMIT_REFRESH_IP,
+      },
+      loginBackoff: {
+        after: env.MVP_LOGIN_BACKOFF_AFTER,
+        maxSeconds: env.MVP_LOGIN_BACKOFF_MAX_SECONDS,
+      },
+      deleteInactiveAfterDays: env.MVP_DELETE_INACTIVE_AFTER_DAYS,
+      jobsIntervalSeconds: env.MVP_JOBS_INTERVAL_SECONDS,
+    },
   };
 }
 

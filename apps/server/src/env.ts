@@ -7,6 +7,40 @@ import { z } from 'zod';
  */
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** `points/seconds`, e.g. `10/3600`: ten per hour. */
+const limit = z
+  .string()
+  .regex(/^\d{1,7}\/\d{1,6}$/, 'expected points/seconds, e.g. 10/3600')
+  .transform((s) => {
+    const [points, durationSeconds] = s.split('/').map(Number) as [number, number];
+    return { points, durationSeconds };
+  })
+  .refine((l) => l.points > 0 && l.durationSeconds > 0, 'points and seconds must be positive');
+const base64Key = z
+  .string()
+  .refine((s) => Buffer.from(s, 'base64').length === 32, 'expected 32 bytes, base64');
+const keyList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((k) => k.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z
+      .array(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9+/=]+$/, 'expected id:base64 pairs')
+          .refine(
+            (p) => Buffer.from(p.split(':')[1]!, 'base64').length === 32,
+            'keys are 32 bytes',
+          ),
+      )
+      .min(1),
+  )
+  .transform((pairs) => pairs.map((p) => ({ id: p.split(':')[0]!, key: p.split(':')[1]! })));
 const originList = z
   .string()
   .transform((s) =>
@@ -49,6 +83,39 @@ export const envSchema = {
     .default('info'),
   MVP_METRICS_TOKEN: z.string().min(16).optional(),
   MVP_DOCS_ENABLED: bool.default(true),
+  // Where generated keys (and later blobs) live on the embedded setup.
+  MVP_DATA_DIR: z.string().min(1).default('./data'),
+  // Accounts and tokens (issue 3).
+  MVP_JWT_SIGNING_KEY: z.string().min(10).optional(),
+  MVP_JWT_VERIFY_KEYS: z.string().min(2).optional(),
+  MVP_JWT_ISSUER: z.string().min(1).default('mvp'),
+  MVP_JWT_AUDIENCE: z.string().min(1).default('mvp-api'),
+  MVP_ACCESS_TOKEN_TTL_SECONDS: int(60, 3600).default(900),
+  MVP_REFRESH_ABSOLUTE_DAYS: int(1, 365).default(30),
+  MVP_REFRESH_IDLE_DAYS: int(1, 365).default(14),
+  MVP_SESSION_CACHE_MS: int(0, 10_000).default(2_000),
+  MVP_DATA_KEYS: keyList.optional(),
+  MVP_BLIND_INDEX_KEY: base64Key.optional(),
+  MVP_ARGON2_MEMORY_KIB: int(19_456, 4_194_304).default(19_456),
+  MVP_ARGON2_TIME_COST: int(2, 100).default(2),
+  MVP_ARGON2_PARALLELISM: int(1, 64).default(1),
+  MVP_OTP_SENDER: z.enum(['log', 'webhook']).default('log'),
+  MVP_OTP_WEBHOOK_URL: z.url().optional(),
+  MVP_OTP_WEBHOOK_SECRET: z.string().min(16).optional(),
+  MVP_OTP_TTL_SECONDS: int(60, 3600).default(300),
+  MVP_OTP_RESEND_SECONDS: int(0, 3600).default(30),
+  MVP_OTP_MAX_ATTEMPTS: int(1, 20).default(5),
+  MVP_LIMIT_REGISTER_IP: limit.default({ points: 10, durationSeconds: 3600 }),
+  MVP_LIMIT_LOGIN_IP: limit.default({ points: 30, durationSeconds: 300 }),
+  MVP_LIMIT_LOGIN_ACCOUNT: limit.default({ points: 50, durationSeconds: 3600 }),
+  MVP_LIMIT_OTP_SEND_IP: limit.default({ points: 10, durationSeconds: 3600 }),
+  MVP_LIMIT_OTP_SEND_PHONE: limit.default({ points: 5, durationSeconds: 3600 }),
+  MVP_LIMIT_OTP_VERIFY_IP: limit.default({ points: 30, durationSeconds: 300 }),
+  MVP_LIMIT_REFRESH_IP: limit.default({ points: 60, durationSeconds: 60 }),
+  MVP_LOGIN_BACKOFF_AFTER: int(1, 100).default(5),
+  MVP_LOGIN_BACKOFF_MAX_SECONDS: int(1, 86_400).default(900),
+  MVP_DELETE_INACTIVE_AFTER_DAYS: int(0, 36_500).default(0),
+  MVP_JOBS_INTERVAL_SECONDS: int(1, 86_400).default(60),
 };
 
 export const ENV_VARIABLES = Object.keys(envSchema);
