@@ -2,7 +2,13 @@ import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger as PinoLogger } from 'pino';
 import type { WebSocket } from 'ws';
-import type { ApiSettings } from '@mvp/api';
+import {
+  runJobsOnce,
+  SESSION_REVOKED_CHANNEL,
+  type ApiSettings,
+  type Clock,
+  type SessionRevokedMessage,
+} from '@mvp/api';
 import packageJson from '../package.json' with { type: 'json' };
 import { createInfrastructure, type Infrastructure } from './adapters/createPorts';
 import type { ServerConfig } from './config';
@@ -13,6 +19,25 @@ import { attachWebSockets } from './ws/attachWebSockets';
 
 export const SERVER_VERSION = packageJson.version;
 
+const DAY_MS = 24 * 3600 * 1000;
+
+function apiSettingsFrom(config: ServerConfig): ApiSettings {
+  const { auth } = config;
+  return {
+    version: SERVER_VERSION,
+    ipRateLimit: { name: 'ip', ...config.ipRateLimit },
+    auth: {
+      accessTtlSeconds: auth.jwt.accessTtlSeconds,
+      refreshAbsoluteMs: auth.refresh.absoluteDays * DAY_MS,
+      refreshIdleMs: auth.refresh.idleDays * DAY_MS,
+      otp: auth.otp,
+      limits: auth.limits,
+      loginBackoff: auth.loginBackoff,
+      deleteInactiveAfterDays: auth.deleteInactiveAfterDays,
+    },
+  };
+}
+
 export type MvpServer = {
   /** e.g. http://127.0.0.1:3000 */
   url: string;
@@ -22,6 +47,7 @@ export type MvpServer = {
   docsUrl: string;
   port: number;
   config: ServerConfig;
+  settings: ApiSettings;
   logger: PinoLogger;
   infra: Infrastructure;
   /** Graceful: stop accepting, tell WebSocket clients to reconnect, drain, close backends. */
@@ -31,6 +57,8 @@ export type MvpServer = {
 export type CreateServerOptions = {
   /** Where log lines go (stdout by default); tests capture them here. */
   logDestination?: DestinationStream;
+  /** Time as the API sees it; tests move it forward to expire tokens. */
+  clock?: Clock;
 };
 
 function hostForUrl(host: string): string {
@@ -61,11 +89,8 @@ export async function createServer(
 ): Promise<MvpServer> {
   const logger = createLogger({ level: config.logLevel, destination: options.logDestination });
   const metrics = createMetrics();
-  const infra = await createInfrastructure(config, logger, metrics);
-  const settings: ApiSettings = {
-    version: SERVER_VERSION,
-    ipRateLimit: { name: 'ip', ...config.ipRateLimit },
-  };
+  const infra = await createInfrastructure(config, logger, metrics, options.clock);
+  const settings = apiSettingsFrom(config);
 
   let stopping = false;
   let baseUrl = '';
@@ -100,10 +125,29 @@ export async function createServer(
   const url = `http://${hostForUrl(config.host)}:${port}`;
   baseUrl = config.publicUrl?.replace(/\/$/, '') ?? url;
 
+  // Revocations from any instance: forget the cached answer and close the session's sockets.
+  const stopRevocations = await infra.ports.bus.subscribe(SESSION_REVOKED_CHANNEL, (message) => {
+    const { sessionIds } = message as SessionRevokedMessage;
+    if (!Array.isArray(sessionIds)) return;
+    for (const id of sessionIds) infra.ports.sessions.forget(id);
+    ws.closeSessions(sessionIds);
+  });
+
+  // Background jobs (re-encryption, inactive accounts); a KeyValue lock makes one instance run each.
+  const jobs = setInterval(() => {
+    runJobsOnce(infra.ports, settings).catch((err: unknown) =>
+      logger.error({ err }, 'jobs failed'),
+    );
+  }, config.auth.jobsIntervalSeconds * 1000);
+  jobs.unref();
+
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     shutdownPromise ??= (async () => {
       stopping = true;
+      clearInterval(jobs);
+      // Not awaited: an unreachable Redis must not hold up the bounded shutdown.
+      stopRevocations().catch(() => undefined);
       const deadline = Date.now() + config.shutdownTimeoutMs;
       const left = () => deadline - Date.now();
       logger.info({ openSockets: ws.wss.clients.size }, 'shutting down');
@@ -137,6 +181,7 @@ export async function createServer(
     docsUrl: `${url}/docs`,
     port,
     config,
+    settings,
     logger,
     infra,
     shutdown,

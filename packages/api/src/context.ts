@@ -1,11 +1,33 @@
 import type { RateLimitRule } from './ports/RateLimiter';
 import type { AuthInfo, Logger, Ports } from './ports';
 
+type Limit = { points: number; durationSeconds: number };
+
+export type AuthSettings = {
+  accessTtlSeconds: number;
+  refreshAbsoluteMs: number;
+  refreshIdleMs: number;
+  otp: { ttlSeconds: number; resendSeconds: number; maxAttempts: number };
+  limits: {
+    registerIp: Limit;
+    loginIp: Limit;
+    loginAccount: Limit;
+    otpSendIp: Limit;
+    otpSendPhone: Limit;
+    otpVerifyIp: Limit;
+    refreshIp: Limit;
+  };
+  /** Failed logins per identifier and address before waits start doubling, and their cap. */
+  loginBackoff: { after: number; maxSeconds: number };
+  deleteInactiveAfterDays: number;
+};
+
 export type ApiSettings = {
   /** The server's version, reported by system.info. */
   version: string;
   /** Budget per client address across all procedures. */
   ipRateLimit: RateLimitRule;
+  auth: AuthSettings;
 };
 
 /**

@@ -8,7 +8,7 @@ import { authedProcedure, createCallerFactory, publicProcedure, router } from '.
 // A router of its own: the accounts issue brings the first real authed procedure; the seam is
 // tested here so it cannot rot until then.
 const testRouter = router({
-  whoami: authedProcedure.query(({ ctx }) => ctx.auth.userId),
+  whoami: authedProcedure.query(({ ctx }) => `${ctx.auth.userId}:${ctx.auth.deviceId}`),
   echo: publicProcedure
     .input(z.object({ n: z.number().int().max(10) }))
     .query(({ input }) => input.n),
@@ -22,18 +22,28 @@ const testRouter = router({
 const createCaller = createCallerFactory(testRouter);
 
 const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
-const settings: ApiSettings = {
+// The auth settings are not used by these procedures.
+const settings = {
   version: 'test',
   ipRateLimit: { name: 'ip', points: 100, durationSeconds: 60 },
-};
+} as ApiSettings;
 
 function ports(overrides: Partial<Ports> = {}): Ports {
   return {
     logger: silent,
     metrics: { observeProcedure() {} },
     rateLimiter: { consume: async () => ({ allowed: true, remaining: 1 }), close: async () => {} },
-    authenticate: async (token) =>
-      token === 'good' ? { userId: 'u1', sessionId: 's1', deviceId: 'd1' } : null,
+    clock: { now: () => 1_000 },
+    authenticate: async (token) => {
+      if (token === 'good') return { userId: 'u1', sessionId: 's1', expiresAt: 2_000 };
+      if (token === 'stale') return { userId: 'u1', sessionId: 's1', expiresAt: 500 };
+      if (token === 'ended') return { userId: 'u1', sessionId: 'gone', expiresAt: 2_000 };
+      return null;
+    },
+    sessions: {
+      check: async (id) => (id === 's1' ? { userId: 'u1', deviceId: 'd1' } : null),
+      forget: () => {},
+    },
     ...overrides,
   } as Ports;
 }
@@ -59,7 +69,9 @@ async function errorOf(promise: Promise<unknown>) {
 
 describe('procedures and errors', () => {
   it('authedProcedure: a valid token passes, none or a bad one is UNAUTHORIZED', async () => {
-    expect(await (await caller('good')).whoami()).toBe('u1');
+    expect(await (await caller('good')).whoami()).toBe('u1:d1');
+    expect((await errorOf((await caller('stale')).whoami())).message).toBe('Token expired');
+    expect((await errorOf((await caller('ended')).whoami())).message).toBe('Session ended');
     expect((await errorOf((await caller(null)).whoami())).code).toBe('UNAUTHORIZED');
     const bad = await errorOf((await caller('forged')).whoami());
     expect(bad.code).toBe('UNAUTHORIZED');

@@ -70,10 +70,17 @@ export const publicProcedure = t.procedure
     return next();
   });
 
-/** The seam for the accounts issue: the caller must present a valid token. */
-export const authedProcedure = publicProcedure.use(({ ctx, next }) => {
-  if (!ctx.auth) {
+/**
+ * The caller must present a valid access token, still unexpired (a WebSocket keeps the context
+ * it connected with), for a session that is still live (checked per call, briefly cached).
+ */
+export const authedProcedure = publicProcedure.use(async ({ ctx, next }) => {
+  const auth = ctx.auth;
+  if (!auth) {
     throw new AppError('UNAUTHORIZED', ctx.tokenRejected ? 'Invalid token' : 'Sign in first');
   }
-  return next({ ctx: { ...ctx, auth: ctx.auth } });
+  if (auth.expiresAt <= ctx.ports.clock.now()) throw new AppError('UNAUTHORIZED', 'Token expired');
+  const live = await ctx.ports.sessions.check(auth.sessionId);
+  if (!live || live.userId !== auth.userId) throw new AppError('UNAUTHORIZED', 'Session ended');
+  return next({ ctx: { ...ctx, auth: { ...auth, deviceId: live.deviceId } } });
 });

@@ -1,3 +1,6 @@
+export * from './auth';
 export * from './errors';
 export * from './limits';
+export * from './me';
+export * from './sessions';
 export * from './system';

@@ -9,7 +9,56 @@ export type AppMetaTable = {
   updated_at: number;
 };
 
+export type UsersTable = {
+  id: string;
+  unique_id: string;
+  username: string | null;
+  /** AES-256-GCM, see packages/api/src/security/fieldCipher.ts. */
+  phone_ciphertext: string | null;
+  /** HMAC-SHA256 blind index of the E.164 phone: lookup without plaintext. */
+  phone_index: string | null;
+  display_name_ciphertext: string;
+  password_hash: string;
+  require_otp_login: number;
+  created_at: number;
+  updated_at: number;
+  last_active_at: number;
+};
+
+export type DevicesTable = {
+  id: string;
+  user_id: string;
+  name: string;
+  platform: string;
+  created_at: number;
+  last_seen_at: number;
+};
+
+export type SessionsTable = {
+  id: string;
+  user_id: string;
+  device_id: string;
+  created_at: number;
+  last_seen_at: number;
+  /** Absolute end of the session (refresh tokens never outlive it). */
+  expires_at: number;
+  revoked_at: number | null;
+  revoked_reason: string | null;
+};
+
+export type RefreshTokensTable = {
+  token_hash: string;
+  session_id: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+};
+
 /** Kysely's own bookkeeping tables are not listed: only the Migrator touches them. */
 export type DB = {
   app_meta: AppMetaTable;
+  users: UsersTable;
+  devices: DevicesTable;
+  sessions: SessionsTable;
+  refresh_tokens: RefreshTokensTable;
 };

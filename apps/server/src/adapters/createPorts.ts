@@ -1,11 +1,25 @@
 import { Redis } from 'ioredis';
 import { sql } from 'kysely';
 import { createDb, dialectOf, migrateToLatest } from '@mvp/db';
-import { refuseAllTokens, systemClock, type Logger, type Ports } from '@mvp/api';
+import {
+  authenticatorFor,
+  createFieldCipher,
+  createPasswordHasher,
+  createSessionGuard,
+  createTokenSigner,
+  systemClock,
+  type Clock,
+  type Logger,
+  type OtpSender,
+  type Ports,
+} from '@mvp/api';
 import type { ServerConfig } from '../config';
 import type { ServerMetrics } from '../metrics';
 import { createMemoryEventBus } from './memory/memoryEventBus';
 import { createMemoryKeyValue } from './memory/memoryKeyValue';
+import { loadSecrets } from '../secrets';
+import { createLogOtpSender } from './otp/logOtpSender';
+import { createWebhookOtpSender } from './otp/webhookOtpSender';
 import { createMemoryRateLimiter, createRedisRateLimiter } from './rateLimiter';
 import { createRedisEventBus } from './redis/redisEventBus';
 import { createRedisKeyValue } from './redis/redisKeyValue';
@@ -44,12 +58,49 @@ function connectRedis(url: string, name: string, options: { offlineQueue: boolea
   });
 }
 
+/** The development log sender must never run in production: codes would sit in log storage. */
+function chooseOtpSender(config: ServerConfig, logger: Logger): OtpSender {
+  const { otp } = config.auth;
+  if (otp.sender === 'webhook') {
+    if (!otp.webhookUrl || !otp.webhookSecret) {
+      throw new Error(
+        'MVP_OTP_SENDER=webhook needs MVP_OTP_WEBHOOK_URL and MVP_OTP_WEBHOOK_SECRET',
+      );
+    }
+    return createWebhookOtpSender(otp.webhookUrl, otp.webhookSecret);
+  }
+  if (config.nodeEnv === 'production') {
+    throw new Error(
+      'MVP_OTP_SENDER=log is for development; set MVP_OTP_SENDER=webhook in production',
+    );
+  }
+  return createLogOtpSender(logger);
+}
+
 /** Picks the embedded or the production implementation of every port from the config. */
 export async function createInfrastructure(
   config: ServerConfig,
   logger: Logger,
   metrics: ServerMetrics,
+  clock: Clock = systemClock,
 ): Promise<Infrastructure> {
+  const otpSender = chooseOtpSender(config, logger);
+  const secrets = await loadSecrets({
+    dataDir: config.dataDir,
+    jwtSigningKey: config.auth.jwt.signingKey,
+    jwtVerifyKeys: config.auth.jwt.verifyKeys,
+    dataKeys: config.auth.dataKeys,
+    blindIndexKey: config.auth.blindIndexKey,
+    logger,
+  });
+  const tokens = await createTokenSigner({
+    signingKey: secrets.jwtSigningKey,
+    verifyKeys: secrets.jwtVerifyKeys,
+    issuer: config.auth.jwt.issuer,
+    audience: config.auth.jwt.audience,
+    ttlSeconds: config.auth.jwt.accessTtlSeconds,
+    now: () => clock.now(),
+  });
   const db = createDb(config.databaseUrl);
   const dialect = dialectOf(config.databaseUrl);
   const redisClients: Redis[] = [];
@@ -61,17 +112,22 @@ export async function createInfrastructure(
     const base = {
       db,
       dialect,
-      clock: systemClock,
+      clock,
       logger,
       metrics,
-      authenticate: refuseAllTokens,
+      otpSender,
+      tokens,
+      authenticate: authenticatorFor(tokens),
+      sessions: createSessionGuard(db, clock, config.auth.sessionCacheMs),
+      cipher: createFieldCipher(secrets.fieldKeys),
+      passwords: createPasswordHasher(config.auth.argon2),
     };
 
     if (!config.redisUrl) {
       const ports: Ports = {
         ...base,
         bus: createMemoryEventBus(),
-        kv: createMemoryKeyValue(systemClock),
+        kv: createMemoryKeyValue(clock),
         rateLimiter: createMemoryRateLimiter(),
       };
       return {

@@ -103,6 +103,11 @@ export function createHttpHandler(deps: HttpDeps) {
       res.setHeader('content-type', metrics.registry.contentType);
       res.end(await metrics.registry.metrics());
     },
+    // Public keys that verify access tokens, for services that check them on their own.
+    '/.well-known/jwks.json': async (_req, res) => {
+      res.setHeader('cache-control', 'public, max-age=300');
+      sendJson(res, 200, infra.ports.tokens.jwks());
+    },
     '/openapi.json': async (_req, res) => {
       res.setHeader('content-type', 'application/json; charset=utf-8');
       res.end(openApiJson(deps.baseUrl(), settings.version));

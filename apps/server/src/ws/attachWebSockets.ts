@@ -19,6 +19,8 @@ export type WsDeps = {
   isStopping: () => boolean;
 };
 
+export const SESSION_ENDED_CLOSE_CODE = 4401;
+
 function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
@@ -62,16 +64,31 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
     });
   });
 
+  // Open sockets by session, so a revocation (on any instance, via the bus) closes them at once.
+  const bySession = new Map<string, Set<WebSocket>>();
+  const track = (sessionId: string, ws: WebSocket) => {
+    let sockets = bySession.get(sessionId);
+    if (!sockets) bySession.set(sessionId, (sockets = new Set()));
+    sockets.add(ws);
+    ws.once('close', () => {
+      sockets.delete(ws);
+      if (sockets.size === 0) bySession.delete(sessionId);
+    });
+  };
+
   const handler = applyWSSHandler({
     wss,
     router: appRouter,
-    createContext: ({ req, info }) =>
-      createContext(infra.ports, settings, {
+    createContext: async ({ req, res, info }) => {
+      const ctx = await createContext(infra.ports, settings, {
         requestId: requestIdOf(req),
         ip: clientIpOf(req, config.trustProxy),
         transport: 'ws',
         token: tokenOf(info.connectionParams),
-      }),
+      });
+      if (ctx.auth) track(ctx.auth.sessionId, res);
+      return ctx;
+    },
     keepAlive: { enabled: true, pingMs: config.wsPingMs, pongWaitMs: config.wsPongWaitMs },
     onError: ({ error, path }) => {
       if (error.code === 'INTERNAL_SERVER_ERROR')
@@ -82,5 +99,12 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
   return {
     wss,
     broadcastReconnectNotification: handler.broadcastReconnectNotification,
+    /** Closes every socket of these sessions (4401: the client must sign in again). */
+    closeSessions(sessionIds: string[]) {
+      for (const id of sessionIds) {
+        for (const ws of bySession.get(id) ?? [])
+          ws.close(SESSION_ENDED_CLOSE_CODE, 'session ended');
+      }
+    },
   };
 }

@@ -2,6 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { createMvpClient, type MvpClient, type MvpClientOptions } from '@mvp/sdk';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Clock } from '@mvp/api';
+import type { AuthConfig } from '../../src/config';
 import { createServer, defaultConfig, type MvpServer, type ServerConfig } from '../../src/index';
 import { testDatabaseUrl, testRedisUrl } from './testBackend';
 
@@ -32,11 +37,39 @@ export type TestServer = {
   stop(): Promise<void>;
 };
 
+const roomy = { points: 100_000, durationSeconds: 60 };
+
+/** Test servers get generous limits; tests of a limit lower the one they test. */
+export function testAuthConfig(overrides: Partial<AuthConfig> = {}): AuthConfig {
+  const base = defaultConfig().auth;
+  return {
+    ...base,
+    limits: {
+      registerIp: roomy,
+      loginIp: roomy,
+      loginAccount: roomy,
+      otpSendIp: roomy,
+      otpSendPhone: roomy,
+      otpVerifyIp: roomy,
+      refreshIp: roomy,
+    },
+    otp: { ...base.otp, resendSeconds: 0 },
+    ...overrides,
+  };
+}
+
+export type StartOptions = { auth?: Partial<AuthConfig>; clock?: Clock };
+
 /** A real server on port 0 with the backend of this run, and the real SDK client. */
-export async function startServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer> {
+export async function startServer(
+  overrides: Partial<ServerConfig> = {},
+  options: StartOptions = {},
+): Promise<TestServer> {
   const { logs, destination } = captureLogs();
   const server = await createServer(
     defaultConfig({
+      dataDir: mkdtempSync(join(tmpdir(), 'mvp-data-')),
+      auth: testAuthConfig(options.auth),
       host: '127.0.0.1',
       port: 0,
       databaseUrl: testDatabaseUrl,
@@ -47,7 +80,7 @@ export async function startServer(overrides: Partial<ServerConfig> = {}): Promis
       shutdownTimeoutMs: 3_000,
       ...overrides,
     }),
-    { logDestination: destination },
+    { logDestination: destination, clock: options.clock },
   );
   const clients: MvpClient[] = [];
   const newClient = (options: Partial<MvpClientOptions> = {}) => {

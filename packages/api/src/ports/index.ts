@@ -6,7 +6,10 @@ import type { EventBus } from './EventBus';
 import type { KeyValue } from './KeyValue';
 import type { Logger } from './Logger';
 import type { Metrics } from './Metrics';
+import type { OtpSender } from './OtpSender';
 import type { RateLimiter } from './RateLimiter';
+import type { SessionGuard } from './SessionGuard';
+import type { FieldCipher, PasswordHasher, TokenSigner } from '../security';
 
 export type { AuthInfo, Authenticator } from './Authenticator';
 export { refuseAllTokens } from './Authenticator';
@@ -16,7 +19,9 @@ export type { BusHandler, EventBus, Unsubscribe } from './EventBus';
 export type { KeyValue, Lock, SetOptions } from './KeyValue';
 export type { Logger } from './Logger';
 export type { Metrics, ProcedureObservation } from './Metrics';
+export type { OtpPurpose, OtpSender } from './OtpSender';
 export type { RateLimitDecision, RateLimiter, RateLimitRule } from './RateLimiter';
+export type { LiveSession, SessionGuard } from './SessionGuard';
 
 /** Everything the API needs from the outside world; apps/server picks the implementations. */
 export type Ports = {
@@ -29,4 +34,9 @@ export type Ports = {
   logger: Logger;
   metrics: Metrics;
   authenticate: Authenticator;
+  sessions: SessionGuard;
+  otpSender: OtpSender;
+  cipher: FieldCipher;
+  passwords: PasswordHasher;
+  tokens: TokenSigner;
 };

@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import * as appMeta from './2026-11-24T0000-app-meta';
+import * as accounts from './2026-11-24T0100-accounts';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -7,4 +8,5 @@ import * as appMeta from './2026-11-24T0000-app-meta';
  */
 export const migrations: Record<string, Migration> = {
   '2026-11-24T0000-app-meta': appMeta,
+  '2026-11-24T0100-accounts': accounts,
 };

@@ -1,0 +1,396 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorCodeOf } from '@mvp/sdk';
+import {
+  clientWithToken,
+  DEVICE,
+  freshPhone,
+  freshUsername,
+  lastOtp,
+  PASSWORD,
+  registerUser,
+} from './helpers/accounts';
+import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
+import { backendLabel } from './helpers/testBackend';
+
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => null,
+    (e: unknown) => e as { message: string; data: Record<string, unknown> },
+  );
+
+describe(`auth: register, OTP, login (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer();
+  });
+  afterAll(() => t.stop());
+
+  const userRow = (username: string) =>
+    t.server.infra.ports.db
+      .selectFrom('users')
+      .selectAll()
+      .where('username', '=', username)
+      .executeTakeFirst();
+
+  it('registers with a username and signs in at once', async () => {
+    const username = freshUsername();
+    const res = await t.client.api.auth.register.mutate({
+      username,
+      password: PASSWORD,
+      displayName: 'Ada',
+      device: DEVICE,
+    });
+    expect(res.status).toBe('ok');
+    if (res.status !== 'ok') return;
+    expect(res.user.username).toBe(username);
+    expect(res.user.uniqueId).toMatch(/^\d{8}$/);
+    expect(Date.parse(res.expiresAt) - Date.now()).toBeGreaterThan(14 * 60_000);
+    const me = await clientWithToken(t, res.accessToken).api.me.get.query();
+    expect(me).toMatchObject({ id: res.user.id, username, displayName: 'Ada', phone: null });
+  });
+
+  it('registers with a phone only after the SMS code comes back', async () => {
+    const phone = freshPhone();
+    const res = await t.client.api.auth.register.mutate({
+      phone,
+      password: PASSWORD,
+      displayName: 'Bo',
+      device: DEVICE,
+    });
+    expect(res.status).toBe('otp_required');
+    if (res.status !== 'otp_required') return;
+    expect(res.sentTo).toMatch(/^\+49•+\d\d$/);
+    const index = t.server.infra.ports.cipher.blindIndex(phone, 'phone');
+    const before = await t.server.infra.ports.db
+      .selectFrom('users')
+      .select('id')
+      .where('phone_index', '=', index)
+      .executeTakeFirst();
+    expect(before).toBeUndefined(); // nothing stored before verification
+
+    const tokens = await t.client.api.auth.otp.verify.mutate({
+      challengeId: res.challengeId,
+      code: lastOtp(t.logs, phone),
+    });
+    const me = await clientWithToken(t, tokens.accessToken).api.me.get.query();
+    expect(me.phone).toBe(phone);
+
+    // The same number again: the caller learns nothing until the phone's owner enters the code.
+    const again = await t.client.api.auth.register.mutate({
+      phone,
+      password: PASSWORD,
+      displayName: 'Eve',
+      device: DEVICE,
+    });
+    expect(again.status).toBe('otp_required');
+    if (again.status !== 'otp_required') return;
+    const error = await failure(
+      t.client.api.auth.otp.verify.mutate({
+        challengeId: again.challengeId,
+        code: lastOtp(t.logs, phone),
+      }),
+    );
+    expect(errorCodeOf(error)).toBe('CONFLICT');
+  });
+
+  it.each([
+    ['a bad username', { username: 'No Spaces!' }, 'username'],
+    ['a short password', { password: 'short' }, 'password'],
+    ['no username and no phone', { username: undefined }, 'username'],
+    ['an invalid phone', { username: undefined, phone: '+1 555' }, 'phone'],
+    ['a bad device', { device: { name: '', platform: 'toaster' } }, 'device.name'],
+  ])(
+    'refuses %s with BAD_REQUEST naming the field, writing nothing',
+    async (_label, change, path) => {
+      const username = freshUsername();
+      const input = { username, password: PASSWORD, displayName: 'X', device: DEVICE, ...change };
+      const error = await failure(t.client.api.auth.register.mutate(input as never));
+      expect(errorCodeOf(error)).toBe('BAD_REQUEST');
+      expect((error!.data.issues as { path: string }[]).map((i) => i.path)).toContain(path);
+      expect(await userRow(username)).toBeUndefined();
+    },
+  );
+
+  it('refuses one of the most common passwords, writing nothing', async () => {
+    const username = freshUsername();
+    const error = await failure(
+      t.client.api.auth.register.mutate({
+        username,
+        password: 'password123',
+        displayName: 'X',
+        device: DEVICE,
+      }),
+    );
+    expect(errorCodeOf(error)).toBe('BAD_REQUEST');
+    expect(error!.message).toMatch(/common/);
+    expect(await userRow(username)).toBeUndefined();
+  });
+
+  it('usernames are unique case-insensitively', async () => {
+    const account = await registerUser(t);
+    const error = await failure(
+      t.client.api.auth.register.mutate({
+        username: account.username.toUpperCase(),
+        password: PASSWORD,
+        displayName: 'X',
+        device: DEVICE,
+      }),
+    );
+    expect(errorCodeOf(error)).toBe('CONFLICT');
+  });
+
+  it('logs in by username, unique id and phone; a wrong password and an unknown account answer alike', async () => {
+    const account = await registerUser(t);
+    for (const identifier of [account.username, account.username.toUpperCase(), account.uniqueId]) {
+      const res = await t.client.api.auth.login.mutate({
+        identifier,
+        password: PASSWORD,
+        device: DEVICE,
+      });
+      expect(res.status).toBe('ok');
+    }
+    const wrong = await failure(
+      t.client.api.auth.login.mutate({
+        identifier: account.username,
+        password: 'not the password',
+        device: DEVICE,
+      }),
+    );
+    const unknown = await failure(
+      t.client.api.auth.login.mutate({
+        identifier: freshUsername(),
+        password: 'not the password',
+        device: DEVICE,
+      }),
+    );
+    expect(errorCodeOf(wrong)).toBe('UNAUTHORIZED');
+    expect(errorCodeOf(unknown)).toBe('UNAUTHORIZED');
+    expect(wrong!.message).toBe(unknown!.message);
+
+    const phone = freshPhone();
+    const pending = await t.client.api.auth.register.mutate({
+      phone,
+      password: PASSWORD,
+      displayName: 'P',
+      device: DEVICE,
+    });
+    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    await t.client.api.auth.otp.verify.mutate({
+      challengeId: pending.challengeId,
+      code: lastOtp(t.logs, phone),
+    });
+    // Typed with spaces, the number still finds the account: the blind index is over E.164.
+    const spaced = `${phone.slice(0, 3)} ${phone.slice(3, 6)} ${phone.slice(6)}`;
+    expect(
+      (
+        await t.client.api.auth.login.mutate({
+          identifier: spaced,
+          password: PASSWORD,
+          device: DEVICE,
+        })
+      ).status,
+    ).toBe('ok');
+  });
+
+  it('an account can require a code after the password', async () => {
+    const phone = freshPhone();
+    const pending = await t.client.api.auth.register.mutate({
+      phone,
+      password: PASSWORD,
+      displayName: 'Q',
+      device: DEVICE,
+    });
+    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const tokens = await t.client.api.auth.otp.verify.mutate({
+      challengeId: pending.challengeId,
+      code: lastOtp(t.logs, phone),
+    });
+    await clientWithToken(t, tokens.accessToken).api.me.update.mutate({ requireOtpLogin: true });
+
+    const step1 = await t.client.api.auth.login.mutate({
+      identifier: phone,
+      password: PASSWORD,
+      device: DEVICE,
+    });
+    expect(step1.status).toBe('otp_required');
+    if (step1.status !== 'otp_required') return;
+    const step2 = await t.client.api.auth.otp.verify.mutate({
+      challengeId: step1.challengeId,
+      code: lastOtp(t.logs, phone),
+    });
+    expect(step2.user.id).toBe(tokens.user.id);
+  });
+
+  it('OTP brute force: after the allowed tries the code is dead, even the right one', async () => {
+    const phone = freshPhone();
+    const pending = await t.client.api.auth.register.mutate({
+      phone,
+      password: PASSWORD,
+      displayName: 'R',
+      device: DEVICE,
+    });
+    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const right = lastOtp(t.logs, phone);
+    const wrong = right === '000000' ? '111111' : '000000';
+    const max = t.server.config.auth.otp.maxAttempts;
+    for (let i = 0; i < max; i++) {
+      const e = await failure(
+        t.client.api.auth.otp.verify.mutate({ challengeId: pending.challengeId, code: wrong }),
+      );
+      expect(errorCodeOf(e)).toBe('UNAUTHORIZED');
+    }
+    const late = await failure(
+      t.client.api.auth.otp.verify.mutate({ challengeId: pending.challengeId, code: right }),
+    );
+    expect(['NOT_FOUND', 'TOO_MANY_REQUESTS']).toContain(errorCodeOf(late));
+    const index = t.server.infra.ports.cipher.blindIndex(phone, 'phone');
+    expect(
+      await t.server.infra.ports.db
+        .selectFrom('users')
+        .select('id')
+        .where('phone_index', '=', index)
+        .executeTakeFirst(),
+    ).toBeUndefined();
+  });
+
+  it('a code is single use and a malformed one is BAD_REQUEST', async () => {
+    const phone = freshPhone();
+    const pending = await t.client.api.auth.register.mutate({
+      phone,
+      password: PASSWORD,
+      displayName: 'S',
+      device: DEVICE,
+    });
+    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const bad = await failure(
+      t.client.api.auth.otp.verify.mutate({ challengeId: pending.challengeId, code: '12ab' }),
+    );
+    expect(errorCodeOf(bad)).toBe('BAD_REQUEST');
+    const code = lastOtp(t.logs, phone);
+    await t.client.api.auth.otp.verify.mutate({ challengeId: pending.challengeId, code });
+    const replay = await failure(
+      t.client.api.auth.otp.verify.mutate({ challengeId: pending.challengeId, code }),
+    );
+    expect(errorCodeOf(replay)).toBe('NOT_FOUND');
+  });
+});
+
+describe(`auth: limits and backoff (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer(
+      {},
+      {
+        auth: {
+          loginBackoff: { after: 2, maxSeconds: 600 },
+          otp: { ...testAuthConfig().otp, resendSeconds: 60 },
+        },
+      },
+    );
+  });
+  afterAll(() => t.stop());
+
+  it('failed logins earn a growing wait (TOO_MANY_REQUESTS with retryAfterMs), even for the right password', async () => {
+    const account = await registerUser(t);
+    const attempt = (password: string) =>
+      failure(
+        t.client.api.auth.login.mutate({ identifier: account.username, password, device: DEVICE }),
+      );
+    expect(errorCodeOf(await attempt('wrong one'))).toBe('UNAUTHORIZED');
+    expect(errorCodeOf(await attempt('wrong two'))).toBe('UNAUTHORIZED');
+    const blocked = await attempt(PASSWORD);
+    expect(errorCodeOf(blocked)).toBe('TOO_MANY_REQUESTS');
+    expect(blocked!.data.retryAfterMs).toBeGreaterThan(0);
+    expect(blocked!.data.retryAfterMs).toBeLessThanOrEqual(1_000);
+  });
+
+  it('an unknown account backs off exactly like a real one', async () => {
+    const ghost = freshUsername('ghost');
+    for (let i = 0; i < 2; i++) {
+      expect(
+        errorCodeOf(
+          await failure(
+            t.client.api.auth.login.mutate({ identifier: ghost, password: 'x', device: DEVICE }),
+          ),
+        ),
+      ).toBe('UNAUTHORIZED');
+    }
+    const blocked = await failure(
+      t.client.api.auth.login.mutate({ identifier: ghost, password: 'x', device: DEVICE }),
+    );
+    expect(errorCodeOf(blocked)).toBe('TOO_MANY_REQUESTS');
+  });
+
+  it('asking for another code before the cooldown is TOO_MANY_REQUESTS with the wait', async () => {
+    const phone = freshPhone();
+    const pending = await t.client.api.auth.register.mutate({
+      phone,
+      password: PASSWORD,
+      displayName: 'T',
+      device: DEVICE,
+    });
+    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const early = await failure(
+      t.client.api.auth.otp.send.mutate({ challengeId: pending.challengeId }),
+    );
+    expect(errorCodeOf(early)).toBe('TOO_MANY_REQUESTS');
+    expect(early!.data.retryAfterMs).toBeGreaterThan(50_000);
+  });
+});
+
+describe(`auth: register and login storms are limited (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    const base = testAuthConfig();
+    t = await startServer(
+      {},
+      {
+        auth: {
+          limits: {
+            ...base.limits,
+            registerIp: { points: 3, durationSeconds: 3600 },
+            loginIp: { points: 3, durationSeconds: 3600 },
+          },
+        },
+      },
+    );
+  });
+  afterAll(() => t.stop());
+
+  it('the fourth registration from one address in the window is refused, with Retry-After over REST', async () => {
+    for (let i = 0; i < 3; i++) await registerUser(t);
+    const res = await fetch(`${t.server.url}/api/v1/auth/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        username: freshUsername(),
+        password: PASSWORD,
+        displayName: 'X',
+        device: DEVICE,
+      }),
+    });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  it('the fourth login attempt from one address is refused with retryAfterMs', async () => {
+    for (let i = 0; i < 3; i++) {
+      await failure(
+        t.client.api.auth.login.mutate({
+          identifier: freshUsername(),
+          password: 'x',
+          device: DEVICE,
+        }),
+      );
+    }
+    const error = await failure(
+      t.client.api.auth.login.mutate({
+        identifier: freshUsername(),
+        password: 'x',
+        device: DEVICE,
+      }),
+    );
+    expect(errorCodeOf(error)).toBe('TOO_MANY_REQUESTS');
+    expect(error!.data.retryAfterMs).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,61 @@
+import { randomBytes } from 'node:crypto';
+import type { CapturedLogs, TestServer } from './startServer';
+
+export const PASSWORD = 'correct horse battery staple 42';
+export const DEVICE = { name: 'Test runner', platform: 'node' as const };
+
+/** A username no other test (or earlier run on a shared database) has used. */
+export const freshUsername = (prefix = 'u') => `${prefix}_${randomBytes(6).toString('hex')}`;
+
+/** A valid, unused-looking German mobile number (+49 15x…). */
+export const freshPhone = () => `+49151${String(Math.floor(Math.random() * 1e8)).padStart(8, '0')}`;
+
+/** The development OTP sender's log line for this phone: the last code sent to it. */
+export function lastOtp(logs: CapturedLogs, phone: string): string {
+  const line = [...logs.lines].reverse().find((l) => l.msg === 'otp issued' && l.to === phone);
+  if (!line) throw new Error(`no otp issued to ${phone}`);
+  return String(line.code);
+}
+
+export type Account = {
+  username: string;
+  accessToken: string;
+  refreshToken: string;
+  sessionId: string;
+  userId: string;
+  uniqueId: string;
+};
+
+export async function registerUser(t: TestServer, username = freshUsername()): Promise<Account> {
+  const res = await t.client.api.auth.register.mutate({
+    username,
+    password: PASSWORD,
+    displayName: 'Test User',
+    device: DEVICE,
+  });
+  if (res.status !== 'ok') throw new Error('expected tokens');
+  return {
+    username,
+    accessToken: res.accessToken,
+    refreshToken: res.refreshToken,
+    sessionId: res.sessionId,
+    userId: res.user.id,
+    uniqueId: res.user.uniqueId,
+  };
+}
+
+/** A client that sends this bearer token (no refresh logic: tests see raw server answers). */
+export function clientWithToken(t: TestServer, token: string) {
+  return t.newClient({ getToken: () => token });
+}
+
+export async function countRows(
+  t: TestServer,
+  table: 'users' | 'sessions' | 'devices' | 'refresh_tokens',
+) {
+  const row = await t.server.infra.ports.db
+    .selectFrom(table)
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}

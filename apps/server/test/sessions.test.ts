@@ -1,0 +1,226 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { errorCodeOf } from '@mvp/sdk';
+import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import { eventQueue } from './helpers/collect';
+import { startServer, type TestServer } from './helpers/startServer';
+import { backendLabel } from './helpers/testBackend';
+
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: unknown) => errorCodeOf(e),
+  );
+
+async function loginAgain(t: TestServer, account: Account, name: string) {
+  const res = await t.client.api.auth.login.mutate({
+    identifier: account.username,
+    password: PASSWORD,
+    device: { name, platform: 'web' },
+  });
+  if (res.status !== 'ok') throw new Error('expected tokens');
+  return res;
+}
+
+/** A raw tRPC WebSocket that authenticates with connectionParams, to watch the socket itself. */
+async function openAuthedSocket(t: TestServer, token: string) {
+  const ws = new WebSocket(`${t.server.wsUrl}?connectionParams=1`);
+  const messages = eventQueue<Record<string, unknown>>();
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  ws.on('message', (d: Buffer) =>
+    messages.push(JSON.parse(d.toString()) as Record<string, unknown>),
+  );
+  await new Promise((r) => ws.once('open', r));
+  ws.send(JSON.stringify({ method: 'connectionParams', data: { token } }));
+  let id = 0;
+  const query = async (path: string) => {
+    ws.send(JSON.stringify({ id: ++id, method: 'query', params: { path, input: {} } }));
+    return messages.next();
+  };
+  return { ws, query, closed };
+}
+
+describe(`sessions and devices (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer();
+  });
+  afterAll(() => t.stop());
+
+  it('lists my sessions with their devices and marks the current one', async () => {
+    const account = await registerUser(t);
+    await loginAgain(t, account, 'Laptop');
+    const { sessions } = await clientWithToken(t, account.accessToken).api.sessions.list.query();
+    expect(sessions).toHaveLength(2);
+    expect(sessions.find((s) => s.current)?.id).toBe(account.sessionId);
+    expect(sessions.map((s) => s.device.name).sort()).toEqual(['Laptop', DEVICE.name].sort());
+  });
+
+  it('revoke-others ends every other session at once and closes its sockets', async () => {
+    const account = await registerUser(t);
+    const phone = await loginAgain(t, account, 'Phone');
+    const socket = await openAuthedSocket(t, phone.accessToken);
+    expect(await socket.query('me.get')).toMatchObject({ result: { type: 'data' } });
+
+    const { revoked } = await clientWithToken(
+      t,
+      account.accessToken,
+    ).api.sessions.revokeOthers.mutate();
+    expect(revoked).toBe(1);
+    expect(await socket.closed).toBe(4401);
+    expect(await codeOf(clientWithToken(t, phone.accessToken).api.me.get.query())).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(
+      await codeOf(t.client.api.auth.refresh.mutate({ refreshToken: phone.refreshToken })),
+    ).toBe('UNAUTHORIZED');
+    expect(await codeOf(clientWithToken(t, account.accessToken).api.me.get.query())).toBe('ok');
+  });
+
+  it("someone else's session is NOT_FOUND and stays alive; a malformed id is BAD_REQUEST", async () => {
+    const mallory = await registerUser(t);
+    const alice = await registerUser(t);
+    expect(
+      await codeOf(
+        clientWithToken(t, mallory.accessToken).api.sessions.revoke.mutate({ id: alice.sessionId }),
+      ),
+    ).toBe('NOT_FOUND');
+    expect(
+      await codeOf(
+        clientWithToken(t, mallory.accessToken).api.sessions.revoke.mutate({ id: randomUUID() }),
+      ),
+    ).toBe('NOT_FOUND');
+    expect(await codeOf(clientWithToken(t, alice.accessToken).api.me.get.query())).toBe('ok');
+    expect(
+      await codeOf(
+        clientWithToken(t, mallory.accessToken).api.sessions.revoke.mutate({ id: 'nope' }),
+      ),
+    ).toBe('BAD_REQUEST');
+  });
+
+  it('without a token every session procedure is UNAUTHORIZED', async () => {
+    expect(await codeOf(t.client.api.sessions.list.query())).toBe('UNAUTHORIZED');
+    expect(await codeOf(t.client.api.sessions.revokeOthers.mutate())).toBe('UNAUTHORIZED');
+    expect(await codeOf(t.client.api.auth.logout.mutate())).toBe('UNAUTHORIZED');
+  });
+
+  it('refresh rotates; a reused refresh token kills the whole family', async () => {
+    const account = await registerUser(t);
+    const first = await t.client.api.auth.refresh.mutate({ refreshToken: account.refreshToken });
+    expect(first.refreshToken).not.toBe(account.refreshToken);
+    expect(first.sessionId).toBe(account.sessionId);
+    const second = await t.client.api.auth.refresh.mutate({ refreshToken: first.refreshToken });
+
+    // An attacker replays the first token: the session (family) dies, the newest token with it.
+    expect(
+      await codeOf(t.client.api.auth.refresh.mutate({ refreshToken: account.refreshToken })),
+    ).toBe('UNAUTHORIZED');
+    expect(
+      await codeOf(t.client.api.auth.refresh.mutate({ refreshToken: second.refreshToken })),
+    ).toBe('UNAUTHORIZED');
+    expect(await codeOf(clientWithToken(t, second.accessToken).api.me.get.query())).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(
+      t.logs.lines.some(
+        (l) => l.event === 'refresh_token_reuse' && l.sessionId === account.sessionId,
+      ),
+    ).toBe(true);
+  });
+
+  it('a malformed refresh token is BAD_REQUEST; an unknown one UNAUTHORIZED', async () => {
+    expect(await codeOf(t.client.api.auth.refresh.mutate({ refreshToken: 'short' }))).toBe(
+      'BAD_REQUEST',
+    );
+    expect(await codeOf(t.client.api.auth.refresh.mutate({ refreshToken: 'A'.repeat(43) }))).toBe(
+      'UNAUTHORIZED',
+    );
+  });
+
+  it('logout ends this session only', async () => {
+    const account = await registerUser(t);
+    const other = await loginAgain(t, account, 'Tablet');
+    await clientWithToken(t, account.accessToken).api.auth.logout.mutate();
+    expect(await codeOf(clientWithToken(t, account.accessToken).api.me.get.query())).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(await codeOf(clientWithToken(t, other.accessToken).api.me.get.query())).toBe('ok');
+  });
+
+  it('REST: login, me, sessions, revoke-others, refresh, logout', async () => {
+    const account = await registerUser(t);
+    const post = (path: string, body?: unknown, token?: string) =>
+      fetch(`${t.server.url}/api/v1${path}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    const login = await post('/auth/login', {
+      identifier: account.uniqueId,
+      password: PASSWORD,
+      device: DEVICE,
+    });
+    expect(login.status).toBe(200);
+    const tokens = (await login.json()) as {
+      accessToken: string;
+      refreshToken: string;
+      expiresAt: string;
+      user: Record<string, unknown>;
+    };
+    expect(tokens.user).toMatchObject({
+      id: account.userId,
+      uniqueId: account.uniqueId,
+      username: account.username,
+    });
+    const auth = { authorization: `Bearer ${tokens.accessToken}` };
+
+    const me = await fetch(`${t.server.url}/api/v1/me`, { headers: auth });
+    expect(await me.json()).toMatchObject({ id: account.userId });
+    const list = (await (
+      await fetch(`${t.server.url}/api/v1/sessions`, { headers: auth })
+    ).json()) as { sessions: { id: string }[] };
+    expect(list.sessions).toHaveLength(2);
+    const del = await fetch(`${t.server.url}/api/v1/sessions/${account.sessionId}`, {
+      method: 'DELETE',
+      headers: auth,
+    });
+    expect(del.status).toBe(200);
+    expect((await post('/sessions/revoke-others', undefined, tokens.accessToken)).status).toBe(200);
+    const refreshed = await post('/auth/refresh', { refreshToken: tokens.refreshToken });
+    expect(refreshed.status).toBe(200);
+    const next = (await refreshed.json()) as { accessToken: string };
+    expect((await post('/auth/logout', undefined, next.accessToken)).status).toBe(200);
+    expect(
+      (
+        await fetch(`${t.server.url}/api/v1/me`, {
+          headers: { authorization: `Bearer ${next.accessToken}` },
+        })
+      ).status,
+    ).toBe(401);
+  });
+});
+
+describe(`a token that expires on an open WebSocket (${backendLabel})`, () => {
+  let t: TestServer;
+  let now = Date.now();
+  beforeAll(async () => {
+    t = await startServer({}, { clock: { now: () => now } });
+  });
+  afterAll(() => t.stop());
+
+  it('stops working for new calls on that socket', async () => {
+    const account = await registerUser(t);
+    const socket = await openAuthedSocket(t, account.accessToken);
+    expect(await socket.query('me.get')).toMatchObject({ result: { type: 'data' } });
+    now += 16 * 60 * 1000;
+    const answer = (await socket.query('me.get')) as {
+      error: { json: { data: { appCode: string } } };
+    };
+    expect(answer.error.json.data.appCode).toBe('UNAUTHORIZED');
+    socket.ws.close();
+  });
+});

@@ -1,0 +1,129 @@
+import { sql } from 'kysely';
+import { createContext, type ApiSettings, type Context } from './context';
+import { displayNameContext, phoneContext } from './modules/auth/identity';
+import { announceRevoked } from './modules/sessions/sessions.service';
+import type { Ports } from './ports';
+
+const BATCH = 200;
+
+/**
+ * Rows still under an older data key get re-encrypted under the newest, a batch at a time, in id
+ * order. A row no configured key opens is reported and skipped, never allowed to stall the rest.
+ */
+async function reencryptPersonalData(ctx: Context): Promise<number> {
+  const { db, cipher } = ctx.ports;
+  // substr, not LIKE: key ids may contain '_', which LIKE reads as a wildcard.
+  const prefix = `v1.${cipher.currentKeyId}.`;
+  const notCurrent = (column: 'display_name_ciphertext' | 'phone_ciphertext') =>
+    sql<boolean>`substr(${sql.ref(column)}, 1, ${prefix.length}) <> ${prefix}`;
+  let done = 0;
+  let after = '';
+  for (;;) {
+    const rows = await db
+      .selectFrom('users')
+      .select(['id', 'phone_ciphertext', 'display_name_ciphertext'])
+      .where('id', '>', after)
+      .where((eb) =>
+        eb.or([
+          notCurrent('display_name_ciphertext'),
+          eb.and([eb('phone_ciphertext', 'is not', null), notCurrent('phone_ciphertext')]),
+        ]),
+      )
+      .orderBy('id')
+      .limit(BATCH)
+      .execute();
+    for (const row of rows) {
+      let name: string;
+      let phone: string | null;
+      try {
+        const reseal = (value: string, context: string) =>
+          cipher.encrypt(cipher.decrypt(value, context), context);
+        name = reseal(row.display_name_ciphertext, displayNameContext(row.id));
+        phone = row.phone_ciphertext && reseal(row.phone_ciphertext, phoneContext(row.id));
+      } catch {
+        ctx.log.error(
+          { event: 'reencrypt_failed', userId: row.id },
+          'no configured key opens this row',
+        );
+        continue;
+      }
+      // Only if nobody changed the row meanwhile; a skipped row is picked up next run.
+      await db
+        .updateTable('users')
+        .set({ display_name_ciphertext: name, phone_ciphertext: phone })
+        .where('id', '=', row.id)
+        .where('display_name_ciphertext', '=', row.display_name_ciphertext)
+        .execute();
+      done += 1;
+    }
+    if (rows.length < BATCH) return done;
+    after = rows[rows.length - 1]!.id;
+  }
+}
+
+/** Deletes accounts nobody has used for the configured number of days (off when 0). */
+async function deleteInactiveAccounts(ctx: Context): Promise<number> {
+  const days = ctx.settings.auth.deleteInactiveAfterDays;
+  if (days <= 0) return 0;
+  const cutoff = ctx.ports.clock.now() - days * 24 * 3600 * 1000;
+  const { db } = ctx.ports;
+  const stale = await db
+    .selectFrom('users')
+    .select('id')
+    .where('last_active_at', '<', cutoff)
+    .limit(BATCH)
+    .execute();
+  for (const { id } of stale) {
+    const sessionIds = (
+      await db.selectFrom('sessions').select('id').where('user_id', '=', id).execute()
+    ).map((r) => r.id);
+    await db
+      .deleteFrom('users')
+      .where('id', '=', id)
+      .where('last_active_at', '<', cutoff)
+      .execute();
+    if (sessionIds.length) await announceRevoked(ctx, sessionIds);
+  }
+  if (stale.length)
+    ctx.log.info(
+      { event: 'inactive_accounts_deleted', count: stale.length },
+      'inactive accounts deleted',
+    );
+  return stale.length;
+}
+
+export const JOBS = { reencryptPersonalData, deleteInactiveAccounts } as const;
+export type JobName = keyof typeof JOBS;
+
+/**
+ * Runs every job once, each under a KeyValue lock so that across instances only one runs it at a
+ * time. Returns how many rows each job handled (null when another instance held the lock).
+ */
+export async function runJobsOnce(
+  ports: Ports,
+  settings: ApiSettings,
+): Promise<Record<JobName, number | null>> {
+  const results = {} as Record<JobName, number | null>;
+  for (const name of Object.keys(JOBS) as JobName[]) {
+    const lock = await ports.kv.acquireLock(`job:${name}`, 10 * 60 * 1000);
+    if (!lock) {
+      results[name] = null;
+      continue;
+    }
+    try {
+      const ctx = await createContext(ports, settings, {
+        requestId: `job:${name}`,
+        ip: 'internal',
+        transport: 'http',
+        token: null,
+      });
+      results[name] = await JOBS[name](ctx);
+    } catch (err) {
+      ports.logger.error({ err, job: name }, 'job failed');
+      results[name] = null;
+    } finally {
+      await lock.release();
+    }
+  }
+  return results;
+}

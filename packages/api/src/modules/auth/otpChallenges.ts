@@ -1,0 +1,149 @@
+import { randomBytes } from 'node:crypto';
+import type { TDevice, TOtpRequired } from '@mvp/contracts';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import type { OtpPurpose } from '../../ports';
+import { enforceLimit } from '../../rateLimit';
+import { hashOtp, newOtpCode, safeEqualHex } from '../../security';
+
+/** What a registration waits with until its phone is verified: no user row exists before. */
+export type PendingRegistration = {
+  username: string | null;
+  passwordHash: string;
+  displayName: string;
+};
+
+/** Kept in KeyValue for the code's lifetime. The phone is sealed: KeyValue may be a shared Redis. */
+export type Challenge = {
+  purpose: OtpPurpose;
+  sealedPhone: string;
+  codeHash: string;
+  device: TDevice;
+  userId?: string;
+  registration?: PendingRegistration;
+};
+
+const key = (id: string) => `otp:${id}`;
+const triesKey = (id: string) => `otp:${id}:tries`;
+const cooldownKey = (id: string) => `otp:${id}:cooldown`;
+const sealContext = (id: string) => `otp.phone:${id}`;
+
+/** +49•••••••89: enough for the user to recognise their number, nothing for a shoulder. */
+export function maskPhone(e164: string): string {
+  return `${e164.slice(0, 3)}${'•'.repeat(Math.max(0, e164.length - 5))}${e164.slice(-2)}`;
+}
+
+async function deliver(
+  ctx: Context,
+  challengeId: string,
+  phone: string,
+  purpose: OtpPurpose,
+): Promise<string> {
+  const { otp, limits } = ctx.settings.auth;
+  await enforceLimit(ctx, 'otp-send-ip', limits.otpSendIp, ctx.ip);
+  await enforceLimit(
+    ctx,
+    'otp-send-phone',
+    limits.otpSendPhone,
+    ctx.ports.cipher.blindIndex(phone, 'otp-send'),
+  );
+  const code = newOtpCode();
+  await ctx.ports.otpSender.send({ to: phone, code, purpose });
+  if (otp.resendSeconds > 0) {
+    await ctx.ports.kv.set(cooldownKey(challengeId), '1', { ttlMs: otp.resendSeconds * 1000 });
+  }
+  return hashOtp(code, challengeId);
+}
+
+function describe(ctx: Context, challengeId: string, phone: string): TOtpRequired {
+  const now = ctx.ports.clock.now();
+  const { ttlSeconds, resendSeconds } = ctx.settings.auth.otp;
+  return {
+    status: 'otp_required',
+    challengeId,
+    sentTo: maskPhone(phone),
+    expiresAt: new Date(now + ttlSeconds * 1000).toISOString(),
+    resendAfter: new Date(now + resendSeconds * 1000).toISOString(),
+  };
+}
+
+export async function openChallenge(
+  ctx: Context,
+  input: {
+    purpose: OtpPurpose;
+    phone: string;
+    device: TDevice;
+    userId?: string;
+    registration?: PendingRegistration;
+  },
+): Promise<TOtpRequired> {
+  const challengeId = randomBytes(24).toString('base64url');
+  const codeHash = await deliver(ctx, challengeId, input.phone, input.purpose);
+  const challenge: Challenge = {
+    purpose: input.purpose,
+    sealedPhone: ctx.ports.cipher.encrypt(input.phone, sealContext(challengeId)),
+    codeHash,
+    device: input.device,
+    userId: input.userId,
+    registration: input.registration,
+  };
+  await ctx.ports.kv.set(key(challengeId), JSON.stringify(challenge), {
+    ttlMs: ctx.settings.auth.otp.ttlSeconds * 1000,
+  });
+  return describe(ctx, challengeId, input.phone);
+}
+
+async function load(ctx: Context, challengeId: string): Promise<Challenge> {
+  const raw = await ctx.ports.kv.get(key(challengeId));
+  if (!raw) throw new AppError('NOT_FOUND', 'The code expired; start again');
+  return JSON.parse(raw) as Challenge;
+}
+
+/** Sends a fresh code for the same challenge, once the cooldown has passed. */
+export async function resendChallenge(
+  ctx: Context,
+  challengeId: string,
+): Promise<{ resendAfter: string }> {
+  const challenge = await load(ctx, challengeId);
+  const wait = await ctx.ports.kv.ttlMs(cooldownKey(challengeId));
+  if (wait !== null && wait > 0) {
+    throw new AppError('TOO_MANY_REQUESTS', 'Wait before asking for another code', {
+      retryAfterMs: wait,
+    });
+  }
+  const phone = ctx.ports.cipher.decrypt(challenge.sealedPhone, sealContext(challengeId));
+  challenge.codeHash = await deliver(ctx, challengeId, phone, challenge.purpose);
+  const ttl =
+    (await ctx.ports.kv.ttlMs(key(challengeId))) ?? ctx.settings.auth.otp.ttlSeconds * 1000;
+  await ctx.ports.kv.set(key(challengeId), JSON.stringify(challenge), { ttlMs: ttl });
+  return { resendAfter: describe(ctx, challengeId, phone).resendAfter };
+}
+
+/**
+ * Checks a code. Every try counts (atomically, across instances); after the last allowed try
+ * the challenge is deleted, so the code is dead even if the next guess would be right.
+ */
+export async function consumeChallenge(
+  ctx: Context,
+  challengeId: string,
+  code: string,
+): Promise<Challenge & { phone: string }> {
+  await enforceLimit(ctx, 'otp-verify-ip', ctx.settings.auth.limits.otpVerifyIp, ctx.ip);
+  const challenge = await load(ctx, challengeId);
+  const { maxAttempts, ttlSeconds } = ctx.settings.auth.otp;
+  const tries = await ctx.ports.kv.incr(triesKey(challengeId), { ttlMs: ttlSeconds * 1000 });
+  if (tries > maxAttempts) {
+    await ctx.ports.kv.del(key(challengeId));
+    throw new AppError('TOO_MANY_REQUESTS', 'Too many wrong codes; start again', {
+      retryAfterMs: 0,
+    });
+  }
+  if (!safeEqualHex(hashOtp(code, challengeId), challenge.codeHash)) {
+    if (tries >= maxAttempts) await ctx.ports.kv.del(key(challengeId));
+    throw new AppError('UNAUTHORIZED', 'Wrong code');
+  }
+  // Single use: a second verify with the same code finds nothing.
+  await ctx.ports.kv.del(key(challengeId));
+  const phone = ctx.ports.cipher.decrypt(challenge.sealedPhone, sealContext(challengeId));
+  return { ...challenge, phone };
+}

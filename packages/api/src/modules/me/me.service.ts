@@ -1,0 +1,102 @@
+import type { TMe } from '@mvp/contracts';
+import { isUniqueViolation } from '@mvp/db';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { enforceLimit } from '../../rateLimit';
+import { assertPasswordAllowed } from '../auth/auth.service';
+import { displayNameContext, phoneContext } from '../auth/identity';
+import * as users from '../auth/users.repo';
+import { announceRevoked, revokeByIds } from '../sessions/sessions.service';
+
+async function requireUser(ctx: Context, userId: string): Promise<users.UserRow> {
+  const user = await users.findUserById(ctx.ports.db, userId);
+  if (!user) throw new AppError('UNAUTHORIZED', 'Session ended');
+  return user;
+}
+
+function toMe(ctx: Context, user: users.UserRow): TMe {
+  const { cipher } = ctx.ports;
+  return {
+    id: user.id,
+    uniqueId: user.unique_id,
+    username: user.username,
+    phone: user.phone_ciphertext
+      ? cipher.decrypt(user.phone_ciphertext, phoneContext(user.id))
+      : null,
+    displayName: cipher.decrypt(user.display_name_ciphertext, displayNameContext(user.id)),
+    requireOtpLogin: user.require_otp_login === 1,
+    createdAt: new Date(user.created_at).toISOString(),
+  };
+}
+
+export async function getMe(ctx: Context, userId: string): Promise<TMe> {
+  return toMe(ctx, await requireUser(ctx, userId));
+}
+
+export async function updateMe(
+  ctx: Context,
+  userId: string,
+  input: { displayName?: string; username?: string; requireOtpLogin?: boolean },
+): Promise<TMe> {
+  const user = await requireUser(ctx, userId);
+  const changes: Partial<users.UserRow> = { updated_at: ctx.ports.clock.now() };
+  if (input.displayName !== undefined) {
+    changes.display_name_ciphertext = ctx.ports.cipher.encrypt(
+      input.displayName,
+      displayNameContext(userId),
+    );
+  }
+  if (input.username !== undefined && input.username !== user.username)
+    changes.username = input.username;
+  if (input.requireOtpLogin !== undefined) {
+    if (input.requireOtpLogin && !user.phone_ciphertext) {
+      throw new AppError('BAD_REQUEST', 'A verified phone number is needed for sign-in codes');
+    }
+    changes.require_otp_login = input.requireOtpLogin ? 1 : 0;
+  }
+  try {
+    await users.updateUser(ctx.ports.db, userId, changes);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new AppError('CONFLICT', 'This username is taken');
+    throw err;
+  }
+  return getMe(ctx, userId);
+}
+
+/** Re-authenticates with the current password, limited per account like a login. */
+async function assertPassword(ctx: Context, user: users.UserRow, password: string): Promise<void> {
+  await enforceLimit(ctx, 'reauth-account', ctx.settings.auth.limits.loginAccount, user.id);
+  if (!(await ctx.ports.passwords.verify(user.password_hash, password))) {
+    throw new AppError('FORBIDDEN', 'Wrong password');
+  }
+}
+
+export async function changePassword(
+  ctx: Context,
+  auth: { userId: string; sessionId: string },
+  input: { currentPassword: string; newPassword: string; revokeOtherSessions: boolean },
+): Promise<{ revoked: number }> {
+  const user = await requireUser(ctx, auth.userId);
+  await assertPassword(ctx, user, input.currentPassword);
+  assertPasswordAllowed(input.newPassword);
+  const hash = await ctx.ports.passwords.hash(input.newPassword);
+  await users.updateUser(ctx.ports.db, user.id, {
+    password_hash: hash,
+    updated_at: ctx.ports.clock.now(),
+  });
+  if (!input.revokeOtherSessions) return { revoked: 0 };
+  const ids = await revokeByIds(ctx, user.id, { except: auth.sessionId }, 'password_changed');
+  return { revoked: ids.length };
+}
+
+/** Deletes the account and with it (cascade) its personal data, devices and sessions. */
+export async function deleteMe(ctx: Context, userId: string, password: string): Promise<void> {
+  const user = await requireUser(ctx, userId);
+  await assertPassword(ctx, user, password);
+  const sessionIds = (
+    await ctx.ports.db.selectFrom('sessions').select('id').where('user_id', '=', userId).execute()
+  ).map((r) => r.id);
+  await users.deleteUser(ctx.ports.db, userId);
+  if (sessionIds.length) await announceRevoked(ctx, sessionIds);
+  ctx.log.info({ event: 'account_deleted', userId }, 'account deleted by its owner');
+}

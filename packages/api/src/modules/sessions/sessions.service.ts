@@ -1,0 +1,174 @@
+import type { Kysely, Transaction } from 'kysely';
+import { uuidv7 } from 'uuidv7';
+import type { DB } from '@mvp/db';
+import type { TAuthTokens, TDevice, TSession } from '@mvp/contracts';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { hashRefreshToken, newRefreshToken } from '../../security';
+import type { UserRow } from '../auth/users.repo';
+import * as repo from './sessions.repo';
+
+/** Bus channel on which revocations travel, so every instance closes the sockets it holds. */
+export const SESSION_REVOKED_CHANNEL = 'auth:session-revoked';
+export type SessionRevokedMessage = { sessionIds: string[] };
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function toAuthUser(user: UserRow): TAuthTokens['user'] {
+  return { id: user.id, uniqueId: user.unique_id, username: user.username };
+}
+
+async function issueTokens(
+  ctx: Context,
+  db: Kysely<DB> | Transaction<DB>,
+  user: UserRow,
+  sessionId: string,
+  sessionExpiresAt: number,
+): Promise<TAuthTokens> {
+  const now = ctx.ports.clock.now();
+  const refreshToken = newRefreshToken();
+  await repo.insertRefreshToken(db, {
+    token_hash: hashRefreshToken(refreshToken),
+    session_id: sessionId,
+    created_at: now,
+    expires_at: Math.min(now + ctx.settings.auth.refreshIdleMs, sessionExpiresAt),
+  });
+  const access = await ctx.ports.tokens.sign({ userId: user.id, sessionId });
+  return {
+    status: 'ok',
+    accessToken: access.token,
+    refreshToken,
+    expiresAt: iso(access.expiresAt),
+    sessionId,
+    user: toAuthUser(user),
+  };
+}
+
+/** A login: a new device record, a session bound to it, and the first token pair. */
+export async function startSession(
+  ctx: Context,
+  db: Kysely<DB> | Transaction<DB>,
+  user: UserRow,
+  device: TDevice,
+): Promise<TAuthTokens> {
+  const now = ctx.ports.clock.now();
+  const deviceId = uuidv7();
+  const sessionId = uuidv7();
+  const expiresAt = now + ctx.settings.auth.refreshAbsoluteMs;
+  await repo.insertDevice(db, {
+    id: deviceId,
+    user_id: user.id,
+    name: device.name,
+    platform: device.platform,
+    created_at: now,
+    last_seen_at: now,
+  });
+  await repo.insertSession(db, {
+    id: sessionId,
+    user_id: user.id,
+    device_id: deviceId,
+    created_at: now,
+    last_seen_at: now,
+    expires_at: expiresAt,
+    revoked_at: null,
+    revoked_reason: null,
+  });
+  return issueTokens(ctx, db, user, sessionId, expiresAt);
+}
+
+/**
+ * Rotates a refresh token. Each is single use; presenting one that was already used means it
+ * leaked (or a client raced itself), so the whole family (the session) is revoked.
+ */
+export async function refreshSession(ctx: Context, refreshToken: string): Promise<TAuthTokens> {
+  const now = ctx.ports.clock.now();
+  const tokenHash = hashRefreshToken(refreshToken);
+  const ended = new AppError('UNAUTHORIZED', 'Session ended, sign in again');
+  const revokeFamily = async (row: repo.RefreshRow) => {
+    ctx.log.warn(
+      { event: 'refresh_token_reuse', sessionId: row.session_id, userId: row.user_id },
+      'security: refresh token reused; session revoked',
+    );
+    await revokeByIds(ctx, row.user_id, { only: row.session_id }, 'refresh_reuse');
+  };
+
+  const row = await repo.findRefreshToken(ctx.ports.db, tokenHash);
+  if (!row) throw ended;
+  if (row.used_at !== null) {
+    await revokeFamily(row);
+    throw ended;
+  }
+  if (row.revoked_at !== null || row.expires_at <= now || row.session_expires_at <= now)
+    throw ended;
+
+  const result = await ctx.ports.db.transaction().execute(async (trx) => {
+    if (!(await repo.markRefreshUsed(trx, tokenHash, now))) return null;
+    await repo.touchSession(trx, row.session_id, row.device_id, now);
+    const user = await trx
+      .selectFrom('users')
+      .selectAll()
+      .where('id', '=', row.user_id)
+      .executeTakeFirst();
+    if (!user) return null;
+    await trx.updateTable('users').set({ last_active_at: now }).where('id', '=', user.id).execute();
+    return issueTokens(ctx, trx, user, row.session_id, row.session_expires_at);
+  });
+  if (!result) {
+    await revokeFamily(row);
+    throw ended;
+  }
+  return result;
+}
+
+/** Revokes sessions, drops them from this instance's cache and tells every instance. */
+export async function revokeByIds(
+  ctx: Context,
+  userId: string,
+  filter: { only?: string; except?: string },
+  reason: string,
+): Promise<string[]> {
+  const ids = await repo.revokeSessions(
+    ctx.ports.db,
+    { userId, ...filter },
+    reason,
+    ctx.ports.clock.now(),
+  );
+  if (ids.length > 0) await announceRevoked(ctx, ids);
+  return ids;
+}
+
+export async function announceRevoked(ctx: Context, sessionIds: string[]): Promise<void> {
+  for (const id of sessionIds) ctx.ports.sessions.forget(id);
+  const message: SessionRevokedMessage = { sessionIds };
+  await ctx.ports.bus.publish(SESSION_REVOKED_CHANNEL, message);
+}
+
+export async function listSessions(
+  ctx: Context,
+  userId: string,
+  currentSessionId: string,
+): Promise<TSession[]> {
+  const rows = await repo.listLiveSessions(ctx.ports.db, userId, ctx.ports.clock.now());
+  return rows.map((r) => ({
+    id: r.id,
+    current: r.id === currentSessionId,
+    device: {
+      id: r.device_id,
+      name: r.device_name,
+      platform: r.device_platform as TSession['device']['platform'],
+    },
+    createdAt: iso(r.created_at),
+    lastSeenAt: iso(r.last_seen_at),
+    expiresAt: iso(r.expires_at),
+  }));
+}
+
+export async function revokeSession(
+  ctx: Context,
+  userId: string,
+  sessionId: string,
+): Promise<void> {
+  const ids = await revokeByIds(ctx, userId, { only: sessionId }, 'revoked');
+  // Someone else's session id looks exactly like one that does not exist.
+  if (ids.length === 0) throw new AppError('NOT_FOUND', 'No such session');
+}

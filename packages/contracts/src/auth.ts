@@ -1,0 +1,110 @@
+import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
+import { z } from 'zod';
+
+/** Public handle: stored and compared in lower case, so uniqueness is case-insensitive. */
+export const ZUsername = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(/^[a-z0-9_]{3,32}$/, 'use 3–32 characters: a–z, 0–9 and _');
+
+/** Any common notation in, E.164 out; only numbers libphonenumber-js considers valid. */
+export const ZPhone = z
+  .string()
+  .trim()
+  .max(32)
+  .transform((raw, ctx) => {
+    const parsed = parsePhoneNumberFromString(raw);
+    if (!parsed?.isValid()) {
+      ctx.addIssue({ code: 'custom', message: 'not a valid phone number in international format' });
+      return z.NEVER;
+    }
+    return parsed.number;
+  });
+
+/** 8–128 characters counted as code points; no composition rules (NIST 800-63B, ASVS 2.1). */
+export const ZPassword = z
+  .string()
+  .max(512)
+  .refine((p) => [...p].length >= 8, 'use at least 8 characters')
+  .refine((p) => [...p].length <= 128, 'use at most 128 characters');
+
+export const ZDisplayName = z.string().trim().min(1).max(64);
+export const ZUniqueId = z.string().regex(/^\d{8}$/);
+export const ZId = z.uuid();
+
+export const DEVICE_PLATFORMS = ['web', 'ios', 'android', 'desktop', 'node', 'other'] as const;
+export const ZDevice = z.object({
+  name: z.string().trim().min(1).max(64),
+  platform: z.enum(DEVICE_PLATFORMS),
+});
+export type TDevice = z.infer<typeof ZDevice>;
+
+export const ZRegisterInput = z
+  .object({
+    username: ZUsername.optional(),
+    phone: ZPhone.optional(),
+    password: ZPassword,
+    displayName: ZDisplayName,
+    device: ZDevice,
+  })
+  .refine((v) => v.username !== undefined || v.phone !== undefined, {
+    message: 'give a username, a phone number, or both',
+    path: ['username'],
+  });
+export type TRegisterInput = z.input<typeof ZRegisterInput>;
+
+export const ZAuthUser = z.object({
+  id: z.string(),
+  uniqueId: ZUniqueId,
+  username: z.string().nullable(),
+});
+
+export const ZAuthTokens = z.object({
+  status: z.literal('ok'),
+  accessToken: z.string(),
+  refreshToken: z.string(),
+  /** When the access token expires; refresh before. */
+  expiresAt: z.iso.datetime(),
+  sessionId: z.string(),
+  user: ZAuthUser,
+});
+export type TAuthTokens = z.infer<typeof ZAuthTokens>;
+
+export const ZOtpRequired = z.object({
+  status: z.literal('otp_required'),
+  challengeId: z.string(),
+  /** The phone the code went to, masked (e.g. +49•••••••89). */
+  sentTo: z.string(),
+  expiresAt: z.iso.datetime(),
+  resendAfter: z.iso.datetime(),
+});
+export type TOtpRequired = z.infer<typeof ZOtpRequired>;
+
+export const ZAuthResult = z.discriminatedUnion('status', [ZAuthTokens, ZOtpRequired]);
+export type TAuthResult = z.infer<typeof ZAuthResult>;
+
+export const ZChallengeId = z.string().regex(/^[A-Za-z0-9_-]{20,64}$/);
+
+export const ZOtpSendInput = z.object({ challengeId: ZChallengeId });
+export const ZOtpSendOutput = z.object({
+  status: z.literal('sent'),
+  resendAfter: z.iso.datetime(),
+});
+
+export const ZOtpVerifyInput = z.object({
+  challengeId: ZChallengeId,
+  code: z.string().regex(/^\d{6}$/, 'the code has 6 digits'),
+});
+
+export const ZLoginInput = z.object({
+  /** Username, phone number or 8-digit unique id. */
+  identifier: z.string().trim().min(1).max(64),
+  password: z.string().min(1).max(512),
+  device: ZDevice,
+});
+export type TLoginInput = z.input<typeof ZLoginInput>;
+
+export const ZRefreshInput = z.object({ refreshToken: z.string().regex(/^[A-Za-z0-9_-]{40,64}$/) });
+
+export const ZOk = z.object({ ok: z.literal(true) });

@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { ZDisplayName, ZPassword, ZUniqueId, ZUsername } from './auth';
+
+export const ZMe = z.object({
+  id: z.string(),
+  uniqueId: ZUniqueId,
+  username: z.string().nullable(),
+  /** E.164; only its owner ever sees it. */
+  phone: z.string().nullable(),
+  displayName: z.string(),
+  requireOtpLogin: z.boolean(),
+  createdAt: z.iso.datetime(),
+});
+export type TMe = z.infer<typeof ZMe>;
+
+export const ZUpdateMeInput = z
+  .object({
+    displayName: ZDisplayName.optional(),
+    username: ZUsername.optional(),
+    /** Ask for an SMS code after the password at every login (needs a verified phone). */
+    requireOtpLogin: z.boolean().optional(),
+  })
+  .refine((v) => Object.values(v).some((x) => x !== undefined), { message: 'nothing to change' });
+
+export const ZChangePasswordInput = z.object({
+  currentPassword: z.string().min(1).max(512),
+  newPassword: ZPassword,
+  revokeOtherSessions: z.boolean().default(true),
+});
+
+export const ZDeleteMeInput = z.object({ password: z.string().min(1).max(512) });
