@@ -275,6 +275,109 @@ describe(`auth: register, OTP, login (${backendLabel})`, () => {
   });
 });
 
+describe(`auth: malformed input everywhere, secrets nowhere (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({ logLevel: 'debug' });
+  });
+  afterAll(() => t.stop());
+
+  it('every procedure answers malformed input with BAD_REQUEST', async () => {
+    const account = await registerUser(t);
+    const api = clientWithToken(t, account.accessToken).api;
+    const calls: [string, () => Promise<unknown>][] = [
+      [
+        'auth.login without device',
+        () => t.client.api.auth.login.mutate({ identifier: 'x', password: 'y' } as never),
+      ],
+      [
+        'auth.login empty identifier',
+        () => t.client.api.auth.login.mutate({ identifier: ' ', password: 'y', device: DEVICE }),
+      ],
+      [
+        'auth.otp.send bad challenge',
+        () => t.client.api.auth.otp.send.mutate({ challengeId: '../../etc' }),
+      ],
+      [
+        'auth.otp.verify bad challenge',
+        () => t.client.api.auth.otp.verify.mutate({ challengeId: 'x', code: '123456' }),
+      ],
+      [
+        'auth.refresh wrong type',
+        () => t.client.api.auth.refresh.mutate({ refreshToken: 42 } as never),
+      ],
+      ['me.update wrong type', () => api.me.update.mutate({ displayName: 7 } as never)],
+      ['me.update bad username', () => api.me.update.mutate({ username: 'x' })],
+      [
+        'me.changePassword short',
+        () => api.me.changePassword.mutate({ currentPassword: PASSWORD, newPassword: 'short' }),
+      ],
+      ['me.delete empty', () => api.me.delete.mutate({ password: '' })],
+      ['sessions.revoke not a uuid', () => api.sessions.revoke.mutate({ id: '1 or 1=1' })],
+    ];
+    for (const [label, call] of calls) {
+      expect(errorCodeOf(await failure(call())), label).toBe('BAD_REQUEST');
+    }
+    expect((await api.me.get.query()).username).toBe(account.username); // nothing changed
+  });
+
+  it("logs hold no password, token or code (except the development sender's own line)", async () => {
+    const account = await registerUser(t);
+    const refreshed = await t.client.api.auth.refresh.mutate({
+      refreshToken: account.refreshToken,
+    });
+    await failure(
+      t.client.api.auth.login.mutate({
+        identifier: account.username,
+        password: 'wrong password here',
+        device: DEVICE,
+      }),
+    );
+    const phone = freshPhone();
+    const pending = await t.client.api.auth.register.mutate({
+      phone,
+      password: PASSWORD,
+      displayName: 'L',
+      device: DEVICE,
+    });
+    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const code = lastOtp(t.logs, phone);
+    await failure(
+      t.client.api.auth.otp.verify.mutate({
+        challengeId: pending.challengeId,
+        code: code === '999999' ? '000000' : '999999',
+      }),
+    );
+    const tokens = await t.client.api.auth.otp.verify.mutate({
+      challengeId: pending.challengeId,
+      code,
+    });
+    await fetch(`${t.server.url}/api/v1/me`, {
+      headers: { authorization: `Bearer ${tokens.accessToken}` },
+    });
+
+    const lines = t.logs
+      .text()
+      .split('\n')
+      .filter((l) => !l.includes('"msg":"otp issued"'));
+    const text = lines.join('\n');
+    const secrets = [
+      PASSWORD,
+      'wrong password here',
+      account.accessToken,
+      account.refreshToken,
+      refreshed.accessToken,
+      refreshed.refreshToken,
+      tokens.accessToken,
+      tokens.refreshToken,
+      pending.challengeId,
+    ];
+    for (const secret of secrets) expect(text).not.toContain(secret);
+    expect(text).not.toMatch(new RegExp(`"${code}"`));
+    expect(lines.length).toBeGreaterThan(10); // the suite did log: debug lines are there
+  });
+});
+
 describe(`auth: limits and backoff (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {
