@@ -41,6 +41,31 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
     expect(doc.openapi).toMatch(/^3\./);
     expect(doc.servers[0]!.url).toBe(`${t.server.url}/api/v1`);
     expect(Object.keys(doc.paths['/system/info']!)).toEqual(['get']);
+    // The paths integrators rely on (issue 3), with bearer auth where a session is needed.
+    const routes = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).map(([method, op]) => ({
+        route: `${method.toUpperCase()} ${path}`,
+        op: op as { security?: unknown },
+      })),
+    );
+    const names = routes.map((r) => r.route);
+    for (const route of [
+      'POST /auth/register',
+      'POST /auth/otp/send',
+      'POST /auth/otp/verify',
+      'POST /auth/login',
+      'POST /auth/refresh',
+      'POST /auth/logout',
+      'GET /me',
+      'PATCH /me',
+      'GET /sessions',
+      'DELETE /sessions/{id}',
+      'POST /sessions/revoke-others',
+    ]) {
+      expect(names).toContain(route);
+    }
+    expect(routes.find((r) => r.route === 'GET /me')!.op.security).toEqual([{ bearer: [] }]);
+    expect(routes.find((r) => r.route === 'POST /auth/login')!.op.security).toBeUndefined();
   });
 
   it('/docs serves the reference page and its script from this server (no CDN)', async () => {
