@@ -2,6 +2,7 @@ import {
   createTRPCClient,
   createWSClient,
   httpBatchLink,
+  httpLink,
   splitLink,
   wsLink,
   type TRPCClient,
@@ -9,9 +10,17 @@ import {
 } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
 import superjson from 'superjson';
+import { createAuthClient, type MvpAuth } from './authClient';
+import { authRetryLink, isPublicAuthPath, noteSentToken } from './authRetryLink';
+import { createAuthSession, type SessionEndReason } from './authSession';
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
+import { createMemoryTokenStore, type TokenStore } from './tokenStore';
 
 type Awaitable<T> = T | Promise<T>;
+
+// The server closes a session's sockets with this code when the session ends (revoked, signed
+// out elsewhere). A refresh then finds out for sure, and tells the app through onSessionEnded.
+const SESSION_ENDED_CLOSE_CODE = 4401;
 type WSClient = ReturnType<typeof createWSClient>;
 
 /** The WebSocket constructor shape tRPC needs; the browser's, `ws`'s and React Native's fit. */
@@ -22,7 +31,23 @@ export type ConnectionState = 'idle' | 'connecting' | 'open' | 'closed';
 export type MvpClientOptions = {
   /** The server's base URL, e.g. `https://chat.example.com` (tRPC lives under `/trpc`). */
   url: string;
-  /** The access token to send, read before each HTTP request and each WebSocket connect. */
+  /**
+   * Where the session's tokens live (default: memory, gone with the process). See the README for
+   * localStorage, AsyncStorage and SecureStore adapters.
+   */
+  tokenStore?: TokenStore;
+  /**
+   * Told once when the session is over: `refresh_failed` (revoked, expired or signed out
+   * elsewhere; the store is already cleared) or `signed_out` (after `auth.logout()`).
+   */
+  onSessionEnded?: (reason: SessionEndReason) => void;
+  /** Refresh the access token when it expires within this long (default 60 s). */
+  refreshAheadMs?: number;
+  /**
+   * For apps that manage tokens themselves: the access token to send, read before each HTTP
+   * request and each WebSocket connect. When given it wins over the store, and the client never
+   * refreshes or retries on its own (`auth.*` still call the server and fill the store).
+   */
   getToken?: () => Awaitable<string | null | undefined>;
   /**
    * The WebSocket implementation for subscriptions. Defaults to `globalThis.WebSocket`
@@ -40,6 +65,8 @@ export type MvpClientOptions = {
 export type MvpClient = {
   /** The typed API: `client.api.system.info.query()`, `client.api.system.ticks.subscribe(…)`. */
   api: TRPCClient<AppRouter>;
+  /** Register, sign in, OTP, sign out; tokens are kept in `tokenStore` and refreshed as needed. */
+  auth: MvpAuth;
   /** Closes the subscription socket (if one was opened); queries keep working over HTTP. */
   close(): Promise<void>;
 };
@@ -55,7 +82,31 @@ function toWsUrl(httpUrl: string): string {
 export function createMvpClient(options: MvpClientOptions): MvpClient {
   const base = trimSlash(options.url);
   const backoff = { ...DEFAULT_BACKOFF, ...options.reconnect };
-  const token = async () => (await options.getToken?.()) ?? null;
+  const fetchImpl = options.fetch;
+
+  // Sign-in calls, refresh and logout go through this client: it has no auth link (a refresh
+  // must not trigger a refresh) and sends only the token an operation names in its context.
+  const raw = createTRPCClient<AppRouter>({
+    links: [
+      httpLink({
+        url: `${base}/trpc`,
+        transformer: superjson,
+        fetch: fetchImpl,
+        headers: ({ op }) =>
+          typeof op.context.token === 'string'
+            ? { authorization: `Bearer ${op.context.token}` }
+            : {},
+      }),
+    ],
+  });
+  const session = createAuthSession({
+    store: options.tokenStore ?? createMemoryTokenStore(),
+    exchange: (refreshToken) => raw.auth.refresh.mutate({ refreshToken }),
+    onSessionEnded: options.onSessionEnded,
+    refreshAheadMs: options.refreshAheadMs,
+  });
+  const { getToken } = options;
+  const token = async () => (getToken ? ((await getToken()) ?? null) : session.accessToken());
 
   // The WebSocket client is created on the first subscription only: tRPC reads the WebSocket
   // global when the client is created, and query-only apps (or Node 20) may not have one.
@@ -73,6 +124,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     return createWSClient({
       url: `${toWsUrl(base)}/trpc`,
       WebSocket: WebSocketImpl as unknown as typeof WebSocket,
+      // tRPC evaluates this on every (re)connect, so each new socket gets a current token.
       connectionParams: async () => {
         const value = await token();
         return value ? { token: value } : {};
@@ -80,7 +132,14 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
       retryDelayMs: (attempt) => reconnectDelayMs(attempt, backoff),
       keepAlive: { enabled: true, intervalMs: 20_000, pongTimeoutMs: 10_000 },
       onOpen: () => notify?.('open'),
-      onClose: () => notify?.('closed'),
+      onClose: (cause) => {
+        notify?.('closed');
+        // The reconnect's connectionParams wait for this refresh (and send no token if it failed).
+        // A network failure is left for the next request to meet.
+        if (cause?.code === SESSION_ENDED_CLOSE_CODE && !getToken) {
+          session.refresh().catch(() => undefined);
+        }
+      },
     });
   };
 
@@ -101,15 +160,18 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
 
   const api = createTRPCClient<AppRouter>({
     links: [
+      ...(getToken ? [] : [authRetryLink(session)]),
       splitLink({
         condition: (op) => op.type === 'subscription',
         true: lazyWsLink,
         false: httpBatchLink({
           url: `${base}/trpc`,
           transformer: superjson,
-          fetch: options.fetch,
-          headers: async () => {
-            const value = await token();
+          fetch: fetchImpl,
+          headers: async ({ opList }) => {
+            // A batch of sign-in calls needs no token, and must not refresh an old session first.
+            const value = opList.every((op) => isPublicAuthPath(op.path)) ? null : await token();
+            for (const op of opList) noteSentToken(op, value);
             return value ? { authorization: `Bearer ${value}` } : {};
           },
         }),
@@ -119,6 +181,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
 
   return {
     api,
+    auth: createAuthClient(raw, session),
     async close() {
       const closing = wsClient;
       wsClient = undefined;

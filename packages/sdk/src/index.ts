@@ -5,6 +5,10 @@ export type {
   MvpClientOptions,
   WebSocketConstructor,
 } from './createMvpClient';
+export type { MvpAuth } from './authClient';
+export type { AuthTokens, SessionEndReason } from './authSession';
+export { createMemoryTokenStore } from './tokenStore';
+export type { StoredSession, TokenStore } from './tokenStore';
 export { errorCodeOf, isMvpError } from './errors';
 export type { MvpErrorCode, MvpErrorData } from './errors';
 export { reconnectDelayMs } from './backoff';

@@ -1,0 +1,223 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  createMemoryTokenStore,
+  errorCodeOf,
+  type MvpClient,
+  type SessionEndReason,
+  type TokenStore,
+} from '@mvp/sdk';
+import { DEVICE, PASSWORD, freshPhone, freshUsername, lastOtp } from './helpers/accounts';
+import { eventQueue } from './helpers/collect';
+import { startServer, type TestServer } from './helpers/startServer';
+import { backendLabel } from './helpers/testBackend';
+
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: unknown) => errorCodeOf(e),
+  );
+
+/** A fetch that counts the procedures it carries (a batch counts each of its calls). */
+function countingFetch() {
+  const paths: string[] = [];
+  const counted: typeof fetch = (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    paths.push(...decodeURIComponent(url.pathname.replace(/^\/trpc\//, '')).split(','));
+    return fetch(input, init);
+  };
+  return { fetch: counted, count: (path: string) => paths.filter((p) => p === path).length };
+}
+
+type Probe = {
+  client: MvpClient;
+  store: TokenStore;
+  ended: SessionEndReason[];
+  refreshes: () => number;
+};
+
+describe(`the SDK's session handling against a real server (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer();
+  });
+  afterAll(() => t.stop());
+
+  /** A client with its own store, a record of onSessionEnded and a count of refreshes. */
+  function probe(): Probe {
+    const store = createMemoryTokenStore();
+    const ended: SessionEndReason[] = [];
+    const counter = countingFetch();
+    const client = t.newClient({
+      tokenStore: store,
+      fetch: counter.fetch,
+      onSessionEnded: (reason) => ended.push(reason),
+    });
+    return { client, store, ended, refreshes: () => counter.count('auth.refresh') };
+  }
+
+  async function signedUp(p: Probe, username = freshUsername()) {
+    const res = await p.client.auth.register({
+      username,
+      password: PASSWORD,
+      displayName: 'SDK User',
+      device: DEVICE,
+    });
+    if (res.status !== 'ok') throw new Error('expected tokens');
+    return { username, res };
+  }
+
+  /** Makes the stored access token look expired, so the next use must refresh first. */
+  async function expireAccessToken(store: TokenStore) {
+    const session = await store.load();
+    if (!session) throw new Error('not signed in');
+    await store.save({ ...session, expiresAt: Date.now() - 1_000 });
+    return session;
+  }
+
+  async function revokeFromAnotherDevice(username: string) {
+    const other = t.newClient();
+    const res = await other.auth.login({
+      identifier: username,
+      password: PASSWORD,
+      device: { name: 'Other device', platform: 'web' },
+    });
+    expect(res.status).toBe('ok');
+    expect(await other.api.sessions.revokeOthers.mutate()).toEqual({ revoked: 1 });
+  }
+
+  it('register keeps the tokens, and authed calls use them', async () => {
+    const p = probe();
+    const { username, res } = await signedUp(p);
+    expect(await p.client.auth.session()).toEqual({
+      accessToken: res.accessToken,
+      refreshToken: res.refreshToken,
+      expiresAt: Date.parse(res.expiresAt),
+      sessionId: res.sessionId,
+      user: res.user,
+    });
+    expect(await p.client.auth.isSignedIn()).toBe(true);
+    expect(await p.client.api.me.get.query()).toMatchObject({ id: res.user.id, username });
+    expect(p.refreshes()).toBe(0);
+  });
+
+  it('a phone sign-up goes through sendOtp and verifyOtp, then is signed in', async () => {
+    const p = probe();
+    const phone = freshPhone();
+    const first = await p.client.auth.register({
+      phone,
+      password: PASSWORD,
+      displayName: 'SDK Phone',
+      device: DEVICE,
+    });
+    if (first.status !== 'otp_required') throw new Error('expected an OTP challenge');
+    expect(await p.client.auth.isSignedIn()).toBe(false);
+    expect(await p.client.auth.sendOtp({ challengeId: first.challengeId })).toMatchObject({
+      status: 'sent',
+    });
+    const verified = await p.client.auth.verifyOtp({
+      challengeId: first.challengeId,
+      code: lastOtp(t.logs, phone),
+    });
+    expect(verified.status).toBe('ok');
+    expect((await p.client.auth.session())?.sessionId).toBe(verified.sessionId);
+    expect((await p.client.api.me.get.query()).id).toBe(verified.user.id);
+  });
+
+  it('concurrent calls with an expired access token share exactly one refresh', async () => {
+    const p = probe();
+    await signedUp(p);
+    const before = await expireAccessToken(p.store);
+
+    const late = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      return p.client.api.me.get.query();
+    };
+    const [me, list, refreshed, again] = await Promise.all([
+      p.client.api.me.get.query(),
+      p.client.api.sessions.list.query(),
+      p.client.auth.refresh(),
+      late(),
+    ]);
+    expect(p.refreshes()).toBe(1);
+    expect(me.id).toBe(before.user.id);
+    expect(again.id).toBe(before.user.id);
+    expect(list.sessions.find((s) => s.current)?.id).toBe(before.sessionId);
+    const after = await p.store.load();
+    expect(after?.refreshToken).toBe(refreshed?.refreshToken);
+    expect(after?.refreshToken).not.toBe(before.refreshToken);
+    expect(after!.expiresAt).toBeGreaterThan(Date.now());
+    expect(p.ended).toEqual([]);
+  });
+
+  it('an access token the server refuses is refreshed once and the call retried', async () => {
+    const p = probe();
+    await signedUp(p);
+    const session = (await p.store.load())!;
+    await p.store.save({ ...session, accessToken: 'not-a-token-the-server-issued' });
+    const [a, b] = await Promise.all([p.client.api.me.get.query(), p.client.api.me.get.query()]);
+    expect([a.id, b.id]).toEqual([session.user.id, session.user.id]);
+    expect(p.refreshes()).toBe(1);
+  });
+
+  it('a session revoked elsewhere ends: refresh fails, onSessionEnded once, store cleared', async () => {
+    const p = probe();
+    const { username } = await signedUp(p);
+    await revokeFromAnotherDevice(username);
+
+    const codes = await Promise.all([
+      codeOf(p.client.api.me.get.query()),
+      codeOf(p.client.api.sessions.list.query()),
+    ]);
+    expect(codes).toEqual(['UNAUTHORIZED', 'UNAUTHORIZED']);
+    expect(p.ended).toEqual(['refresh_failed']);
+    expect(p.refreshes()).toBe(1);
+    expect(await p.store.load()).toBeNull();
+    expect(await p.client.auth.isSignedIn()).toBe(false);
+
+    // Signed out now: no token is sent, so nothing more is refreshed or announced.
+    expect(await codeOf(p.client.api.me.get.query())).toBe('UNAUTHORIZED');
+    expect(await p.client.api.system.info.query()).toHaveProperty('version');
+    expect(p.refreshes()).toBe(1);
+    expect(p.ended).toEqual(['refresh_failed']);
+  });
+
+  it('the WebSocket connects with a fresh token, and hears of its session ending', async () => {
+    const p = probe();
+    const { username } = await signedUp(p);
+    await expireAccessToken(p.store);
+
+    const ticks = eventQueue<number>();
+    const sub = p.client.api.system.ticks.subscribe(
+      { intervalMs: 20 },
+      { onData: (event) => ticks.push(event.data.seq) },
+    );
+    await ticks.next();
+    // connectionParams asked for a token and got a refreshed one.
+    expect(p.refreshes()).toBe(1);
+
+    // The server closes this session's socket (4401); the SDK's refresh confirms the end
+    // without the app making a call, and the socket comes back signed out.
+    await revokeFromAnotherDevice(username);
+    await vi.waitFor(() => expect(p.ended).toEqual(['refresh_failed']), { timeout: 5_000 });
+    expect(await p.store.load()).toBeNull();
+    while (ticks.size > 0) await ticks.next();
+    await ticks.next();
+    sub.unsubscribe();
+    expect(p.ended).toEqual(['refresh_failed']);
+  });
+
+  it('logout ends the session on the server and clears the store', async () => {
+    const p = probe();
+    await signedUp(p);
+    const before = (await p.store.load())!;
+    await p.client.auth.logout();
+    expect(await p.store.load()).toBeNull();
+    expect(p.ended).toEqual(['signed_out']);
+    expect(
+      await codeOf(t.client.api.auth.refresh.mutate({ refreshToken: before.refreshToken })),
+    ).toBe('UNAUTHORIZED');
+    // Logging out again is harmless and quiet.
+    await p.client.auth.logout();
+    expect(p.ended).toEqual(['signed_out']);
+  });
+});

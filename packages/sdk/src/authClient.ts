@@ -1,0 +1,54 @@
+import type { TRPCClient } from '@trpc/client';
+import type { AppRouter } from '@mvp/api';
+import type { AuthSession } from './authSession';
+import type { StoredSession } from './tokenStore';
+import type { RouterInputs, RouterOutputs } from './types';
+
+type AuthIn = RouterInputs['auth'];
+type AuthOut = RouterOutputs['auth'];
+// login answers the same union as register.
+type SignInAnswer = AuthOut['register'] | AuthOut['otp']['verify'];
+
+/** `client.auth`: every sign-in flow, with the tokens kept in the client's TokenStore. */
+export type MvpAuth = {
+  /** Creates an account. Answers tokens (kept), or `otp_required` when a phone must confirm. */
+  register(input: AuthIn['register']): Promise<AuthOut['register']>;
+  /** Signs in with username, phone or unique id. Same answers as `register`. */
+  login(input: AuthIn['login']): Promise<AuthOut['login']>;
+  /** Sends a new code for a pending challenge (`resendAfter` says when the next may go). */
+  sendOtp(input: AuthIn['otp']['send']): Promise<AuthOut['otp']['send']>;
+  /** Answers a challenge with its code; the tokens are kept. */
+  verifyOtp(input: AuthIn['otp']['verify']): Promise<AuthOut['otp']['verify']>;
+  /**
+   * Ends the session on the server and on this device, then calls `onSessionEnded('signed_out')`.
+   * The device is signed out even when this rejects: a rejection only says the server could not
+   * be told (offline), so the session there ends when it expires or is revoked elsewhere.
+   */
+  logout(): Promise<void>;
+  /** Exchanges the refresh token now; null when signed out (or the session just ended). */
+  refresh(): Promise<StoredSession | null>;
+  /** The stored session, or null. */
+  session(): Promise<StoredSession | null>;
+  isSignedIn(): Promise<boolean>;
+};
+
+/** `raw` is a client without the auth link: sign-in calls carry no token and never retry. */
+export function createAuthClient(raw: TRPCClient<AppRouter>, session: AuthSession): MvpAuth {
+  // Returns the server's answer unchanged, so apps see exactly what the API documents.
+  const keep = async <T extends SignInAnswer>(answer: T): Promise<T> => {
+    const known: SignInAnswer = answer;
+    if (known.status === 'ok') await session.start(known);
+    return answer;
+  };
+  return {
+    register: async (input) => keep(await raw.auth.register.mutate(input)),
+    login: async (input) => keep(await raw.auth.login.mutate(input)),
+    sendOtp: (input) => raw.auth.otp.send.mutate(input),
+    verifyOtp: async (input) => keep(await raw.auth.otp.verify.mutate(input)),
+    logout: () =>
+      session.signOut((token) => raw.auth.logout.mutate(undefined, { context: { token } })),
+    refresh: () => session.refresh(),
+    session: () => session.current(),
+    isSignedIn: async () => (await session.current()) !== null,
+  };
+}

@@ -1,0 +1,245 @@
+import { TRPCClientError } from '@trpc/client';
+import { describe, expect, it, vi } from 'vitest';
+import { createAuthSession, type AuthTokens, type SessionEndReason } from './authSession';
+import { createMemoryTokenStore, type StoredSession } from './tokenStore';
+
+const NOW = Date.parse('2026-11-24T12:00:00Z');
+const user = { id: 'u1', uniqueId: '12345678', username: 'alice' };
+
+function stored(n: number, expiresInMs: number): StoredSession {
+  return {
+    accessToken: `access-${n}`,
+    refreshToken: `refresh-${n}`,
+    expiresAt: NOW + expiresInMs,
+    sessionId: 's1',
+    user,
+  };
+}
+
+function tokens(n: number, expiresInMs = 15 * 60_000): AuthTokens {
+  return {
+    accessToken: `access-${n}`,
+    refreshToken: `refresh-${n}`,
+    expiresAt: new Date(NOW + expiresInMs).toISOString(),
+    sessionId: 's1',
+    user,
+  };
+}
+
+function serverError(appCode: string): TRPCClientError<never> {
+  return TRPCClientError.from({
+    error: { message: appCode, code: -32001, data: { appCode, code: appCode, httpStatus: 401 } },
+  });
+}
+
+/** A refresh the test answers by hand, so it can pile callers onto one in-flight exchange. */
+function manualExchange() {
+  const calls: string[] = [];
+  const pending: { resolve: (t: AuthTokens) => void; reject: (e: unknown) => void }[] = [];
+  const exchange = vi.fn(
+    (refreshToken: string) =>
+      new Promise<AuthTokens>((resolve, reject) => {
+        calls.push(refreshToken);
+        pending.push({ resolve, reject });
+      }),
+  );
+  return { exchange, calls, answer: () => pending.shift()! };
+}
+
+function setup(initial: StoredSession | null, refreshAheadMs?: number) {
+  const store = createMemoryTokenStore(initial);
+  const ended: SessionEndReason[] = [];
+  const ex = manualExchange();
+  const session = createAuthSession({
+    store,
+    exchange: ex.exchange,
+    onSessionEnded: (reason) => ended.push(reason),
+    refreshAheadMs,
+    now: () => NOW,
+  });
+  return { store, ended, session, ...ex };
+}
+
+const flush = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+describe('refresh is single-flight', () => {
+  it('concurrent callers share one exchange and all get its result', async () => {
+    const t = setup(stored(1, -1_000));
+    const results = Promise.all([
+      t.session.accessToken(),
+      t.session.accessToken(),
+      t.session.refresh(),
+      t.session.recover('access-1'),
+    ]);
+    await flush();
+    expect(t.calls).toEqual(['refresh-1']);
+    t.answer().resolve(tokens(2));
+    const [a, b, c, d] = await results;
+    expect([a, b, c?.accessToken, d]).toEqual(['access-2', 'access-2', 'access-2', true]);
+    expect(await t.store.load()).toMatchObject({
+      refreshToken: 'refresh-2',
+      expiresAt: NOW + 15 * 60_000,
+    });
+    expect(t.exchange).toHaveBeenCalledTimes(1);
+  });
+
+  it('a later refresh, after the first settled, is a new exchange with the new token', async () => {
+    const t = setup(stored(1, 0));
+    const first = t.session.refresh();
+    await flush();
+    t.answer().resolve(tokens(2));
+    await first;
+    const second = t.session.refresh();
+    await flush();
+    expect(t.calls).toEqual(['refresh-1', 'refresh-2']);
+    t.answer().resolve(tokens(3));
+    expect((await second)?.accessToken).toBe('access-3');
+  });
+
+  it('a refresh under way is joined even while the stored token has time left', async () => {
+    const t = setup(stored(1, 10 * 60_000));
+    const refreshed = t.session.refresh();
+    const token = t.session.accessToken();
+    await flush();
+    t.answer().resolve(tokens(2));
+    await refreshed;
+    expect(await token).toBe('access-2');
+    expect(t.exchange).toHaveBeenCalledTimes(1);
+  });
+
+  it('recovering from a rejected token that was already replaced retries without an exchange', async () => {
+    const t = setup(stored(2, 10 * 60_000));
+    expect(await t.session.recover('access-1')).toBe(true);
+    expect(t.exchange).not.toHaveBeenCalled();
+  });
+});
+
+describe('refresh ahead of expiry', () => {
+  it('uses the stored token while it has more than a minute left', async () => {
+    const t = setup(stored(1, 61_000));
+    expect(await t.session.accessToken()).toBe('access-1');
+    expect(t.exchange).not.toHaveBeenCalled();
+  });
+
+  it('refreshes when the token expires within the minute', async () => {
+    const t = setup(stored(1, 59_000));
+    const token = t.session.accessToken();
+    await flush();
+    t.answer().resolve(tokens(2));
+    expect(await token).toBe('access-2');
+  });
+
+  it('honours refreshAheadMs', async () => {
+    const t = setup(stored(1, 4 * 60_000), 5 * 60_000);
+    const token = t.session.accessToken();
+    await flush();
+    expect(t.calls).toEqual(['refresh-1']);
+    t.answer().resolve(tokens(2));
+    expect(await token).toBe('access-2');
+  });
+
+  it('keeps a still-valid token when refreshing ahead fails for a network reason', async () => {
+    const t = setup(stored(1, 30_000));
+    const token = t.session.accessToken();
+    await flush();
+    t.answer().reject(new TypeError('fetch failed'));
+    expect(await token).toBe('access-1');
+    expect((await t.store.load())?.refreshToken).toBe('refresh-1');
+    expect(t.ended).toEqual([]);
+  });
+
+  it('an expired token and a network failure: the error propagates, the session stays', async () => {
+    const t = setup(stored(1, -1));
+    const token = t.session.accessToken();
+    await flush();
+    t.answer().reject(new TypeError('fetch failed'));
+    await expect(token).rejects.toThrow('fetch failed');
+    expect((await t.store.load())?.refreshToken).toBe('refresh-1');
+    expect(t.ended).toEqual([]);
+  });
+
+  it('is null, and never exchanges, when signed out', async () => {
+    const t = setup(null);
+    expect(await t.session.accessToken()).toBeNull();
+    expect(await t.session.refresh()).toBeNull();
+    expect(t.exchange).not.toHaveBeenCalled();
+  });
+});
+
+describe('the end of a session', () => {
+  it('a refused refresh clears the store and says so once, however many callers saw it', async () => {
+    const t = setup(stored(1, -1));
+    const all = Promise.all([t.session.accessToken(), t.session.recover('access-1')]);
+    await flush();
+    t.answer().reject(serverError('UNAUTHORIZED'));
+    expect(await all).toEqual([null, false]);
+    expect(await t.store.load()).toBeNull();
+    expect(t.ended).toEqual(['refresh_failed']);
+    expect(await t.session.refresh()).toBeNull();
+    expect(t.ended).toEqual(['refresh_failed']);
+  });
+
+  it('other server errors (rate limit) leave the session alone', async () => {
+    const t = setup(stored(1, -1));
+    const refreshed = t.session.refresh();
+    await flush();
+    t.answer().reject(serverError('TOO_MANY_REQUESTS'));
+    await expect(refreshed).rejects.toThrow('TOO_MANY_REQUESTS');
+    expect((await t.store.load())?.refreshToken).toBe('refresh-1');
+    expect(t.ended).toEqual([]);
+  });
+
+  it('a sign-out while a refresh is in flight is not undone by its answer', async () => {
+    const t = setup(stored(1, -1));
+    const refreshed = t.session.refresh();
+    await flush();
+    await t.store.clear();
+    t.answer().resolve(tokens(2));
+    expect(await refreshed).toBeNull();
+    expect(await t.store.load()).toBeNull();
+  });
+
+  it('signOut tells the server with a valid token, clears, and reports signed_out', async () => {
+    const t = setup(stored(1, 10 * 60_000));
+    const revoke = vi.fn(() => Promise.resolve({ ok: true }));
+    await t.session.signOut(revoke);
+    expect(revoke).toHaveBeenCalledWith('access-1');
+    expect(await t.store.load()).toBeNull();
+    expect(t.ended).toEqual(['signed_out']);
+  });
+
+  it('signOut ignores the server saying UNAUTHORIZED: the session is over either way', async () => {
+    const t = setup(stored(1, 10 * 60_000));
+    await t.session.signOut(() => Promise.reject(serverError('UNAUTHORIZED')));
+    expect(await t.store.load()).toBeNull();
+    expect(t.ended).toEqual(['signed_out']);
+  });
+
+  it('a refresh refused during signOut reports signed_out, not refresh_failed', async () => {
+    const t = setup(stored(1, -1));
+    const revoke = vi.fn(() => Promise.reject(serverError('UNAUTHORIZED')));
+    const out = t.session.signOut(revoke);
+    await flush();
+    t.answer().reject(serverError('UNAUTHORIZED'));
+    await out;
+    expect(revoke).not.toHaveBeenCalled();
+    expect(t.ended).toEqual(['signed_out']);
+  });
+
+  it('signOut offline still signs this device out, and rejects so the app knows', async () => {
+    const t = setup(stored(1, 10 * 60_000));
+    await expect(
+      t.session.signOut(() => Promise.reject(new TypeError('fetch failed'))),
+    ).rejects.toThrow('fetch failed');
+    expect(await t.store.load()).toBeNull();
+    expect(t.ended).toEqual(['signed_out']);
+  });
+
+  it('signOut when signed out is quiet', async () => {
+    const t = setup(null);
+    const revoke = vi.fn(() => Promise.resolve());
+    await t.session.signOut(revoke);
+    expect(revoke).not.toHaveBeenCalled();
+    expect(t.ended).toEqual([]);
+  });
+});

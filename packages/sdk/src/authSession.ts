@@ -1,0 +1,158 @@
+import { errorCodeOf } from './errors';
+import type { StoredSession, TokenStore } from './tokenStore';
+
+export type SessionEndReason = 'refresh_failed' | 'signed_out';
+
+/** The token part of the server's `status: 'ok'` answer (register, login, OTP verify, refresh). */
+export type AuthTokens = {
+  accessToken: string;
+  refreshToken: string;
+  /** ISO 8601, as the server sends it. */
+  expiresAt: string;
+  sessionId: string;
+  user: { id: string; uniqueId: string; username: string | null };
+};
+
+export type AuthSessionOptions = {
+  store: TokenStore;
+  /** Calls `auth.refresh` on a client without the auth link (which would recurse into this). */
+  exchange: (refreshToken: string) => Promise<AuthTokens>;
+  onSessionEnded?: (reason: SessionEndReason) => void;
+  /** Refresh when the access token expires within this long. */
+  refreshAheadMs?: number;
+  now?: () => number;
+};
+
+export type AuthSession = {
+  /** The stored session, or null when signed out. */
+  current(): Promise<StoredSession | null>;
+  /** A token to send now: refreshed first when it is about to expire; null when signed out. */
+  accessToken(): Promise<string | null>;
+  /**
+   * Exchanges the refresh token now. Concurrent callers share one exchange, because the server
+   * treats a reused refresh token as theft and revokes the session. Resolves null when there is
+   * no session (any more); rejects only with errors that leave the session alive (network, rate
+   * limit).
+   */
+  refresh(): Promise<StoredSession | null>;
+  /** After the server rejected `rejectedToken`: true when a newer token is ready to retry with. */
+  recover(rejectedToken: string): Promise<boolean>;
+  /** Keeps the tokens of a successful sign-in. */
+  start(tokens: AuthTokens): Promise<StoredSession>;
+  /** Signs out locally; `revoke` tells the server (its UNAUTHORIZED means already ended). */
+  signOut(revoke: (accessToken: string) => Promise<unknown>): Promise<void>;
+};
+
+export const DEFAULT_REFRESH_AHEAD_MS = 60_000;
+
+export function toStoredSession(tokens: AuthTokens): StoredSession {
+  // Copy field by field: the server's answer carries more (status) that has no place in a store.
+  return {
+    accessToken: tokens.accessToken,
+    refreshToken: tokens.refreshToken,
+    expiresAt: Date.parse(tokens.expiresAt),
+    sessionId: tokens.sessionId,
+    user: { id: tokens.user.id, uniqueId: tokens.user.uniqueId, username: tokens.user.username },
+  };
+}
+
+export function createAuthSession(options: AuthSessionOptions): AuthSession {
+  const { store } = options;
+  const aheadMs = options.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS;
+  const now = options.now ?? Date.now;
+  let inflight: Promise<StoredSession | null> | undefined;
+  // The refresh token of the last session whose end was announced: onSessionEnded fires once per
+  // session even when several requests discover the end at the same time.
+  let endedFor: string | undefined;
+  // While signing out, a refresh that fails on the way is part of the sign-out, not a surprise.
+  let endReason: SessionEndReason | undefined;
+
+  const current = async () => (await store.load()) ?? null;
+
+  async function end(reason: SessionEndReason, session: StoredSession): Promise<void> {
+    if (endedFor === session.refreshToken) return;
+    endedFor = session.refreshToken;
+    await store.clear();
+    options.onSessionEnded?.(reason);
+  }
+
+  async function exchangeOnce(): Promise<StoredSession | null> {
+    const session = await current();
+    if (!session) return null;
+    let tokens: AuthTokens;
+    try {
+      tokens = await options.exchange(session.refreshToken);
+    } catch (error) {
+      if (errorCodeOf(error) !== 'UNAUTHORIZED') throw error;
+      // End only the session that failed: a sign-in meanwhile has tokens of its own.
+      const latest = await current();
+      if (latest?.refreshToken !== session.refreshToken) return latest;
+      await end(endReason ?? 'refresh_failed', session);
+      return null;
+    }
+    // A sign-out or a new sign-in while the exchange was in flight wins over its answer.
+    const latest = await current();
+    if (latest?.refreshToken !== session.refreshToken) return latest;
+    const next = toStoredSession(tokens);
+    await store.save(next);
+    return next;
+  }
+
+  function refresh(): Promise<StoredSession | null> {
+    inflight ??= exchangeOnce().finally(() => {
+      inflight = undefined;
+    });
+    return inflight;
+  }
+
+  async function accessToken(): Promise<string | null> {
+    const session = await current();
+    if (!session) return null;
+    // A refresh already under way (ahead of expiry, or after the server ended a socket) decides
+    // which token is current; only a token with time left and nothing pending is used as is.
+    if (!inflight && session.expiresAt - now() > aheadMs) return session.accessToken;
+    try {
+      return (await refresh())?.accessToken ?? null;
+    } catch (error) {
+      // Refreshing ahead is a courtesy: while the old token is still valid, an exchange that
+      // failed (offline, rate limited) must not fail the request that asked for it.
+      if (session.expiresAt > now()) return session.accessToken;
+      throw error;
+    }
+  }
+
+  return {
+    current,
+    accessToken,
+    refresh,
+    async recover(rejectedToken) {
+      const session = await current();
+      if (!session) return false;
+      // Another request already rotated the tokens: the retry just needs the newer one.
+      if (session.accessToken !== rejectedToken) return true;
+      return (await refresh()) !== null;
+    },
+    async start(tokens) {
+      const session = toStoredSession(tokens);
+      await store.save(session);
+      return session;
+    },
+    async signOut(revoke) {
+      endReason = 'signed_out';
+      try {
+        const token = await accessToken();
+        if (token) {
+          await revoke(token).catch((error: unknown) => {
+            // UNAUTHORIZED: the server had already ended this session, which is the goal.
+            if (errorCodeOf(error) !== 'UNAUTHORIZED') throw error;
+          });
+        }
+      } finally {
+        // Signed out on this device even when the server could not be told (the caller hears why).
+        const session = await current();
+        if (session) await end('signed_out', session);
+        endReason = undefined;
+      }
+    },
+  };
+}

@@ -1,0 +1,229 @@
+import superjson from 'superjson';
+import { describe, expect, it } from 'vitest';
+import { createMvpClient } from './createMvpClient';
+import { errorCodeOf } from './errors';
+import { createMemoryTokenStore, type StoredSession } from './tokenStore';
+
+type Answer = { data: unknown } | { appCode: 'UNAUTHORIZED' | 'TOO_MANY_REQUESTS' };
+type Call = { path: string; input: unknown; auth: string | null };
+type Handler = (call: Call) => Answer | Promise<Answer>;
+
+/**
+ * Just enough of the tRPC HTTP protocol (batched and single, superjson) to stand in for the
+ * server: the client's links, headers and retries run for real, with no network.
+ */
+function fakeServer(handler: Handler) {
+  const calls: Call[] = [];
+  const fetch = async (url: string | URL | Request, init?: RequestInit) => {
+    const u = new URL(url instanceof Request ? url.url : String(url));
+    const paths = decodeURIComponent(u.pathname.replace(/^\/trpc\//, '')).split(',');
+    const batch = u.searchParams.get('batch') === '1';
+    const rawInput =
+      init?.method === 'POST' ? (init.body as string) : (u.searchParams.get('input') ?? '{}');
+    type Serialized = Parameters<typeof superjson.deserialize>[0];
+    // Batched requests key each input by its index; a single request sends the input itself.
+    const parsed: unknown = JSON.parse(rawInput);
+    const inputAt = (i: number) =>
+      (batch
+        ? (parsed as Record<string, Serialized | undefined>)[String(i)]
+        : (parsed as Serialized)) ?? { json: undefined };
+    const auth = new Headers(init?.headers).get('authorization');
+    const answers = await Promise.all(
+      paths.map(async (path, i) => {
+        const input = superjson.deserialize(inputAt(i));
+        const call = { path, input, auth };
+        calls.push(call);
+        const answer = await handler(call);
+        if ('data' in answer) return { result: { data: superjson.serialize(answer.data) } };
+        const data = { appCode: answer.appCode, code: answer.appCode, httpStatus: 401 };
+        return { error: superjson.serialize({ message: answer.appCode, code: -32001, data }) };
+      }),
+    );
+    return new Response(JSON.stringify(batch ? answers : answers[0]), {
+      status: 200,
+      headers: { 'content-type': 'application/json' },
+    });
+  };
+  return { fetch, calls, count: (path: string) => calls.filter((c) => c.path === path).length };
+}
+
+const user = { id: 'u1', uniqueId: '12345678', username: 'alice' };
+const inMinutes = (m: number) => new Date(Date.now() + m * 60_000).toISOString();
+const tokens = (n: number) => ({
+  status: 'ok' as const,
+  accessToken: `access-${n}`,
+  refreshToken: `refresh-${n}`,
+  expiresAt: inMinutes(15),
+  sessionId: 's1',
+  user,
+});
+const storedSession = (n: number, expiresAt: number): StoredSession => ({
+  accessToken: `access-${n}`,
+  refreshToken: `refresh-${n}`,
+  expiresAt,
+  sessionId: 's1',
+  user,
+});
+const me = { id: 'u1' };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A server that accepts `valid` access tokens and rotates refresh tokens like the real one. */
+function rotatingServer(opts: {
+  valid: Set<string>;
+  refreshDelayMs?: number;
+  refreshOk?: boolean;
+}) {
+  let issued = 1;
+  return fakeServer(async ({ path, input, auth }) => {
+    if (path === 'auth.login') return { data: tokens(1) };
+    if (path === 'auth.logout') return auth ? { data: { ok: true } } : { appCode: 'UNAUTHORIZED' };
+    if (path === 'auth.refresh') {
+      await sleep(opts.refreshDelayMs ?? 0);
+      if (opts.refreshOk === false) return { appCode: 'UNAUTHORIZED' };
+      const { refreshToken } = input as { refreshToken: string };
+      if (refreshToken !== `refresh-${issued}`) return { appCode: 'UNAUTHORIZED' };
+      issued += 1;
+      opts.valid.add(`access-${issued}`);
+      return { data: tokens(issued) };
+    }
+    const token = auth?.replace(/^Bearer /, '');
+    return token && opts.valid.has(token) ? { data: me } : { appCode: 'UNAUTHORIZED' };
+  });
+}
+
+const login = {
+  identifier: 'alice',
+  password: 'pw',
+  device: { name: 'test', platform: 'node' as const },
+};
+
+describe('createMvpClient with a session', () => {
+  it('login keeps the tokens and later calls carry them; sign-in calls carry none', async () => {
+    const server = rotatingServer({ valid: new Set(['access-1']) });
+    const client = createMvpClient({ url: 'http://mvp.test', fetch: server.fetch });
+    expect(await client.auth.isSignedIn()).toBe(false);
+    expect(await client.auth.login(login)).toMatchObject({ status: 'ok', accessToken: 'access-1' });
+    expect(await client.auth.session()).toMatchObject({ refreshToken: 'refresh-1', user });
+    expect(await client.api.me.get.query()).toEqual(me);
+    expect(server.calls.map((c) => [c.path, c.auth])).toEqual([
+      ['auth.login', null],
+      ['me.get', 'Bearer access-1'],
+    ]);
+  });
+
+  it('calls made while an expired token is being refreshed share one refresh', async () => {
+    const valid = new Set<string>();
+    const server = rotatingServer({ valid, refreshDelayMs: 30 });
+    const store = createMemoryTokenStore(storedSession(1, Date.now() - 1_000));
+    const client = createMvpClient({
+      url: 'http://mvp.test',
+      fetch: server.fetch,
+      tokenStore: store,
+    });
+    const results: Promise<unknown>[] = [];
+    // Separate ticks, so these are separate HTTP batches, each asking for a token on its own.
+    for (let i = 0; i < 4; i += 1) {
+      results.push(client.api.me.get.query());
+      await sleep(2);
+    }
+    expect(await Promise.all(results)).toEqual([me, me, me, me]);
+    expect(server.count('auth.refresh')).toBe(1);
+    expect(server.calls.filter((c) => c.path === 'me.get').map((c) => c.auth)).toEqual(
+      Array(4).fill('Bearer access-2'),
+    );
+  });
+
+  it('an UNAUTHORIZED answer refreshes once and retries the call once', async () => {
+    const valid = new Set<string>(); // the server no longer takes access-1, e.g. after a key roll
+    const server = rotatingServer({ valid });
+    const store = createMemoryTokenStore(storedSession(1, Date.now() + 10 * 60_000));
+    const client = createMvpClient({
+      url: 'http://mvp.test',
+      fetch: server.fetch,
+      tokenStore: store,
+    });
+    const [a, b] = await Promise.all([client.api.me.get.query(), client.api.me.get.query()]);
+    expect([a, b]).toEqual([me, me]);
+    expect(server.count('auth.refresh')).toBe(1);
+    expect(server.count('me.get')).toBe(4);
+  });
+
+  it('a second UNAUTHORIZED after the retry is the answer (no loop)', async () => {
+    const server = fakeServer(({ path }) =>
+      path === 'auth.refresh' ? { data: tokens(2) } : { appCode: 'UNAUTHORIZED' },
+    );
+    const store = createMemoryTokenStore(storedSession(1, Date.now() + 10 * 60_000));
+    const client = createMvpClient({
+      url: 'http://mvp.test',
+      fetch: server.fetch,
+      tokenStore: store,
+    });
+    const error = await client.api.me.get.query().catch((e: unknown) => e);
+    expect(errorCodeOf(error)).toBe('UNAUTHORIZED');
+    expect(server.count('me.get')).toBe(2);
+    expect(server.count('auth.refresh')).toBe(1);
+  });
+
+  it('a refused refresh ends the session: store cleared, onSessionEnded once, the call fails', async () => {
+    const server = rotatingServer({ valid: new Set(), refreshOk: false });
+    const store = createMemoryTokenStore(storedSession(1, Date.now() + 10 * 60_000));
+    const ended: string[] = [];
+    const client = createMvpClient({
+      url: 'http://mvp.test',
+      fetch: server.fetch,
+      tokenStore: store,
+      onSessionEnded: (reason) => ended.push(reason),
+    });
+    const errors = await Promise.all(
+      [1, 2, 3].map(() => client.api.me.get.query().catch((e: unknown) => errorCodeOf(e))),
+    );
+    expect(errors).toEqual(['UNAUTHORIZED', 'UNAUTHORIZED', 'UNAUTHORIZED']);
+    expect(ended).toEqual(['refresh_failed']);
+    expect(await store.load()).toBeNull();
+    expect(server.count('auth.refresh')).toBe(1);
+  });
+
+  it('a call without a token is not retried, and neither is a sign-in call', async () => {
+    const server = fakeServer(() => ({ appCode: 'UNAUTHORIZED' }));
+    const client = createMvpClient({ url: 'http://mvp.test', fetch: server.fetch });
+    expect(errorCodeOf(await client.api.me.get.query().catch((e: unknown) => e))).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(errorCodeOf(await client.auth.login(login).catch((e: unknown) => e))).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(server.calls.map((c) => c.path)).toEqual(['me.get', 'auth.login']);
+  });
+
+  it('logout tells the server with the token, clears the store and reports signed_out', async () => {
+    const server = rotatingServer({ valid: new Set(['access-1']) });
+    const ended: string[] = [];
+    const client = createMvpClient({
+      url: 'http://mvp.test',
+      fetch: server.fetch,
+      onSessionEnded: (reason) => ended.push(reason),
+    });
+    await client.auth.login(login);
+    await client.auth.logout();
+    expect(server.calls.at(-1)).toMatchObject({ path: 'auth.logout', auth: 'Bearer access-1' });
+    expect(await client.auth.session()).toBeNull();
+    expect(ended).toEqual(['signed_out']);
+  });
+
+  it('getToken wins: its token is sent and the client never refreshes or retries', async () => {
+    const server = fakeServer(({ path }) =>
+      path === 'auth.refresh' ? { data: tokens(2) } : { appCode: 'UNAUTHORIZED' },
+    );
+    const store = createMemoryTokenStore(storedSession(1, Date.now() - 1_000));
+    const client = createMvpClient({
+      url: 'http://mvp.test',
+      fetch: server.fetch,
+      tokenStore: store,
+      getToken: () => 'app-token',
+    });
+    expect(errorCodeOf(await client.api.me.get.query().catch((e: unknown) => e))).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(server.calls.map((c) => [c.path, c.auth])).toEqual([['me.get', 'Bearer app-token']]);
+  });
+});
