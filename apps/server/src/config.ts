@@ -1,6 +1,5 @@
+import type { AuthSettings } from '@mvp/api';
 import { parseEnv, type Env } from './env';
-
-export type Limit = { points: number; durationSeconds: number };
 
 export type AuthConfig = {
   jwt: {
@@ -26,15 +25,7 @@ export type AuthConfig = {
     resendSeconds: number;
     maxAttempts: number;
   };
-  limits: {
-    registerIp: Limit;
-    loginIp: Limit;
-    loginAccount: Limit;
-    otpSendIp: Limit;
-    otpSendPhone: Limit;
-    otpVerifyIp: Limit;
-    refreshIp: Limit;
-  };
+  limits: AuthSettings['limits'];
   loginBackoff: { after: number; maxSeconds: number };
   deleteInactiveAfterDays: number;
   jobsIntervalSeconds: number;

@@ -8,6 +8,7 @@ import {
   lastOtp,
   PASSWORD,
   registerUser,
+  startPhoneRegistration,
 } from './helpers/accounts';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/testBackend';
@@ -168,13 +169,7 @@ describe(`auth: register, OTP, login (${backendLabel})`, () => {
     expect(wrong!.message).toBe(unknown!.message);
 
     const phone = freshPhone();
-    const pending = await t.client.api.auth.register.mutate({
-      phone,
-      password: PASSWORD,
-      displayName: 'P',
-      device: DEVICE,
-    });
-    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const pending = await startPhoneRegistration(t, phone, 'P');
     await t.client.api.auth.otp.verify.mutate({
       challengeId: pending.challengeId,
       code: lastOtp(t.logs, phone),
@@ -194,13 +189,7 @@ describe(`auth: register, OTP, login (${backendLabel})`, () => {
 
   it('an account can require a code after the password', async () => {
     const phone = freshPhone();
-    const pending = await t.client.api.auth.register.mutate({
-      phone,
-      password: PASSWORD,
-      displayName: 'Q',
-      device: DEVICE,
-    });
-    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const pending = await startPhoneRegistration(t, phone, 'Q');
     const tokens = await t.client.api.auth.otp.verify.mutate({
       challengeId: pending.challengeId,
       code: lastOtp(t.logs, phone),
@@ -223,13 +212,7 @@ describe(`auth: register, OTP, login (${backendLabel})`, () => {
 
   it('OTP brute force: after the allowed tries the code is dead, even the right one', async () => {
     const phone = freshPhone();
-    const pending = await t.client.api.auth.register.mutate({
-      phone,
-      password: PASSWORD,
-      displayName: 'R',
-      device: DEVICE,
-    });
-    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const pending = await startPhoneRegistration(t, phone, 'R');
     const right = lastOtp(t.logs, phone);
     const wrong = right === '000000' ? '111111' : '000000';
     const max = t.server.config.auth.otp.maxAttempts;
@@ -255,13 +238,7 @@ describe(`auth: register, OTP, login (${backendLabel})`, () => {
 
   it('a code is single use and a malformed one is BAD_REQUEST', async () => {
     const phone = freshPhone();
-    const pending = await t.client.api.auth.register.mutate({
-      phone,
-      password: PASSWORD,
-      displayName: 'S',
-      device: DEVICE,
-    });
-    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const pending = await startPhoneRegistration(t, phone, 'S');
     const bad = await failure(
       t.client.api.auth.otp.verify.mutate({ challengeId: pending.challengeId, code: '12ab' }),
     );
@@ -334,13 +311,7 @@ describe(`auth: malformed input everywhere, secrets nowhere (${backendLabel})`, 
       }),
     );
     const phone = freshPhone();
-    const pending = await t.client.api.auth.register.mutate({
-      phone,
-      password: PASSWORD,
-      displayName: 'L',
-      device: DEVICE,
-    });
-    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const pending = await startPhoneRegistration(t, phone, 'L');
     const code = lastOtp(t.logs, phone);
     await failure(
       t.client.api.auth.otp.verify.mutate({
@@ -426,13 +397,7 @@ describe(`auth: limits and backoff (${backendLabel})`, () => {
 
   it('asking for another code before the cooldown is TOO_MANY_REQUESTS with the wait', async () => {
     const phone = freshPhone();
-    const pending = await t.client.api.auth.register.mutate({
-      phone,
-      password: PASSWORD,
-      displayName: 'T',
-      device: DEVICE,
-    });
-    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const pending = await startPhoneRegistration(t, phone, 'T');
     const early = await failure(
       t.client.api.auth.otp.send.mutate({ challengeId: pending.challengeId }),
     );

@@ -8,7 +8,7 @@ import {
   SIGNATURE_HEADER,
   TIMESTAMP_HEADER,
 } from '../src/adapters/otp/webhookOtpSender';
-import { DEVICE, freshPhone, PASSWORD } from './helpers/accounts';
+import { DEVICE, freshPhone, PASSWORD, startPhoneRegistration } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/testBackend';
@@ -54,13 +54,7 @@ describe(`OTP delivery through the webhook sender (${backendLabel})`, () => {
 
   it('POSTs {to, code, purpose} signed with HMAC over timestamp and body; the code works', async () => {
     const phone = freshPhone();
-    const pending = await t.client.api.auth.register.mutate({
-      phone,
-      password: PASSWORD,
-      displayName: 'W',
-      device: DEVICE,
-    });
-    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const pending = await startPhoneRegistration(t, phone, 'W');
     const { headers, body } = await deliveries.next();
     const message = JSON.parse(body) as { to: string; code: string; purpose: string };
     expect(message).toEqual({

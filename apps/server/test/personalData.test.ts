@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runJobsOnce } from '@mvp/api';
-import { clientWithToken, DEVICE, freshPhone, lastOtp, PASSWORD } from './helpers/accounts';
+import {
+  clientWithToken,
+  DEVICE,
+  freshPhone,
+  lastOtp,
+  PASSWORD,
+  startPhoneRegistration,
+} from './helpers/accounts';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel, testDatabaseUrl } from './helpers/testBackend';
 
@@ -35,13 +42,7 @@ describe(`personal data at rest (${backendLabel})`, () => {
     const phone = freshPhone();
     const displayName = `Rosalind ${randomBytes(4).toString('hex')}`;
     const a = await start([{ id: 'k1', key: k1 }]);
-    const pending = await a.client.api.auth.register.mutate({
-      phone,
-      password: PASSWORD,
-      displayName,
-      device: DEVICE,
-    });
-    if (pending.status !== 'otp_required') throw new Error('expected a challenge');
+    const pending = await startPhoneRegistration(a, phone, displayName);
     const tokens = await a.client.api.auth.otp.verify.mutate({
       challengeId: pending.challengeId,
       code: lastOtp(a.logs, phone),

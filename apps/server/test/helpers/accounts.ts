@@ -44,6 +44,22 @@ export async function registerUser(t: TestServer, username = freshUsername()): P
   };
 }
 
+/** Registers a phone number: the server answers with an SMS challenge (sent to the log here). */
+export async function startPhoneRegistration(
+  t: TestServer,
+  phone: string,
+  displayName = 'Phone User',
+) {
+  const res = await t.client.api.auth.register.mutate({
+    phone,
+    password: PASSWORD,
+    displayName,
+    device: DEVICE,
+  });
+  if (res.status !== 'otp_required') throw new Error('expected an SMS challenge');
+  return res;
+}
+
 /** A client that sends this bearer token (no refresh logic: tests see raw server answers). */
 export function clientWithToken(t: TestServer, token: string) {
   return t.newClient({ getToken: () => token });
