@@ -17,6 +17,15 @@ export type BenchConfig = {
   wsSockets: number;
   /** Requests each socket keeps in flight (closed loop: a response triggers the next request). */
   wsInFlight: number;
+  /**
+   * Keep-alive connections of the login storm. Default 2 × the cores: the server verifies at
+   * most `availableParallelism()` passwords at once, so twice that keeps its queue non-empty
+   * (no idle gap while an answer travels back and the next request arrives) without piling up
+   * latency that says nothing more about throughput.
+   */
+  loginConnections: number;
+  /** Accounts registered before the login storm (not measured); logins cycle through them. */
+  loginUsers: number;
 };
 
 function numberFromEnv(name: string, fallback: number, min: number): number {
@@ -36,6 +45,10 @@ export function benchConfigFromEnv(): BenchConfig {
     httpConnections: Math.round(numberFromEnv('BENCH_CONNECTIONS', 16, 1)),
     wsSockets: Math.round(numberFromEnv('BENCH_WS_SOCKETS', 16, 1)),
     wsInFlight: Math.round(numberFromEnv('BENCH_WS_IN_FLIGHT', 4, 1)),
+    loginConnections: Math.round(
+      numberFromEnv('BENCH_LOGIN_CONNECTIONS', 2 * os.availableParallelism(), 1),
+    ),
+    loginUsers: Math.round(numberFromEnv('BENCH_LOGIN_USERS', 32, 1)),
   };
 }
 
@@ -53,6 +66,7 @@ export function machineInfo() {
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
     cpuCount: cpus.length,
+    availableParallelism: os.availableParallelism(),
     node: process.version,
   };
 }

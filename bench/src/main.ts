@@ -1,26 +1,41 @@
 /**
  * `npm run bench`: system.info on the MVP server against raw node:http / ws servers answering the
- * same bytes, over HTTP and WebSocket, in one run. Prints one JSON document on stdout; progress
- * goes to stderr so the output can be piped as is.
+ * same bytes, over HTTP and WebSocket, and auth.login against a raw argon2 verify server, in one
+ * run. Prints one JSON document on stdout; progress goes to stderr so the output can be piped
+ * as is.
  */
 import { benchConfigFromEnv, machineInfo, type BenchConfig } from './config';
 import { runHttpLoad } from './httpLoad';
+import { loginReport, loginRound, startLoginTarget, type LoginRound } from './login';
 import { assertSameShape, baselinePayloadFrom, sample } from './probe';
 import { median, rounded, type RoundResult } from './stats';
-import { startTarget, type Target, type TargetKind } from './targets';
+import { startTarget, type Target, type TargetEndpoints } from './targets';
 import { runWsLoad } from './wsLoad';
 
 type Transport = 'http' | 'ws';
+type Side = 'raw' | 'mvp';
 
 function load(transport: Transport, target: Target, config: BenchConfig, durationS: number) {
   return transport === 'http'
-    ? runHttpLoad(target.httpUrl, { connections: config.httpConnections, durationS })
-    : runWsLoad(target.wsUrl, {
+    ? runHttpLoad(target.url('httpUrl'), { connections: config.httpConnections, durationS })
+    : runWsLoad(target.url('wsUrl'), {
         sockets: config.wsSockets,
         inFlight: config.wsInFlight,
         durationS,
       });
 }
+
+const loginLoad = (target: Target, config: BenchConfig, durationS: number) =>
+  loginRound(target, {
+    connections: config.loginConnections,
+    durationS,
+    users: config.loginUsers,
+  });
+
+const infoEndpoints = (target: Target): Pick<TargetEndpoints, 'httpUrl' | 'wsUrl'> => ({
+  httpUrl: target.url('httpUrl'),
+  wsUrl: target.url('wsUrl'),
+});
 
 function summary(rounds: RoundResult[]) {
   return {
@@ -43,11 +58,16 @@ async function main(): Promise<void> {
   const mvp = await startTarget('mvp');
   const targets: Target[] = [mvp];
   try {
-    const mvpSample = await sample(mvp);
+    const mvpSample = await sample(infoEndpoints(mvp));
     const raw = await startTarget('raw', baselinePayloadFrom(mvpSample));
     targets.push(raw);
-    assertSameShape(await sample(raw), mvpSample);
-    const byKind: Record<TargetKind, Target> = { raw, mvp };
+    assertSameShape(await sample(infoEndpoints(raw)), mvpSample);
+    const bySide: Record<Side, Target> = { raw, mvp };
+
+    log(`login setup: registering ${config.loginUsers} accounts, starting the raw login server`);
+    const rawLogin = await startLoginTarget(mvp, config.loginUsers);
+    targets.push(rawLogin);
+    const loginBySide: Record<Side, Target> = { raw: rawLogin, mvp };
 
     const transports: Transport[] = ['http', 'ws'];
     if (config.warmupS > 0) {
@@ -57,25 +77,38 @@ async function main(): Promise<void> {
           await load(transport, target, config, config.warmupS);
         }
       }
+      for (const side of ['raw', 'mvp'] as const) {
+        log(`warm-up ${side}-login ${config.warmupS}s`);
+        await loginLoad(loginBySide[side], config, config.warmupS);
+      }
     }
 
-    const results: Record<Transport, Record<TargetKind, RoundResult[]>> = {
+    const results: Record<Transport, Record<Side, RoundResult[]>> = {
       http: { raw: [], mvp: [] },
       ws: { raw: [], mvp: [] },
     };
+    const loginResults: Record<Side, LoginRound[]> = { raw: [], mvp: [] };
     // Raw and MVP alternate, and who goes first flips every round (ABBA), so slow drift of the
     // machine (thermal, noisy neighbours, GC of the parent) lands on both sides alike.
     for (let round = 0; round < config.rounds; round++) {
-      const order: TargetKind[] = round % 2 === 0 ? ['raw', 'mvp'] : ['mvp', 'raw'];
+      const order: Side[] = round % 2 === 0 ? ['raw', 'mvp'] : ['mvp', 'raw'];
+      const progress = (name: string, result: RoundResult, unit: string) =>
+        `round ${round + 1}/${config.rounds} ${name}: ${result.rps.toFixed(unit === 'req/s' ? 0 : 1)} ${unit}, ` +
+        `p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms`;
       for (const transport of transports) {
-        for (const kind of order) {
-          const result = await load(transport, byKind[kind], config, config.durationS);
-          results[transport][kind].push(result);
-          log(
-            `round ${round + 1}/${config.rounds} ${kind}-${transport}: ${Math.round(result.rps)} req/s, ` +
-              `p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms`,
-          );
+        for (const side of order) {
+          const result = await load(transport, bySide[side], config, config.durationS);
+          results[transport][side].push(result);
+          log(progress(`${side}-${transport}`, result, 'req/s'));
         }
+      }
+      for (const side of order) {
+        const result = await loginLoad(loginBySide[side], config, config.durationS);
+        loginResults[side].push(result);
+        log(
+          `${progress(`${side}-login`, result, side === 'raw' ? 'verifies/s' : 'logins/s')}, ` +
+            `event-loop delay p99 ${result.loopDelay.p99Ms.toFixed(3)} ms, CPU ${result.cpuMsPerRequest.toFixed(1)} ms/request (main thread ${result.mainThreadMsPerRequest.toFixed(2)})`,
+        );
       }
     }
 
@@ -121,8 +154,20 @@ async function main(): Promise<void> {
         },
         request: 'system.info (tRPC query)',
         responseBytes: { http: mvpSample.httpBody.length, ws: mvpSample.wsFrame.length },
+        login: {
+          tool: 'autocannon (POST)',
+          connections: config.loginConnections,
+          users: config.loginUsers,
+          settleAfterRound:
+            'max(250 ms, 2 × round p99), so queued logins finish before the other side',
+        },
       },
       scenarios,
+      login: loginReport(loginResults, {
+        mvp,
+        connections: config.loginConnections,
+        users: config.loginUsers,
+      }),
     };
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } finally {

@@ -6,7 +6,7 @@ import { frameText, systemInfoFrame } from './wsLoad';
 /** One system.info answer over each transport, as the load generators will see it. */
 export type Sample = { httpBody: string; wsFrame: string };
 
-export async function sample(target: TargetEndpoints): Promise<Sample> {
+export async function sample(target: Pick<TargetEndpoints, 'httpUrl' | 'wsUrl'>): Promise<Sample> {
   const res = await fetch(target.httpUrl);
   const httpBody = await res.text();
   if (res.status !== 200)

@@ -1,32 +1,82 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import type { BaselinePayload } from './baselines';
 import { targetProcessEnv } from './config';
 
-export type TargetKind = 'raw' | 'mvp';
+/**
+ * `raw` and `mvp` answer system.info (HTTP and WebSocket); `mvp` also answers auth.login, and
+ * `raw-login` is the login baseline (one argon2 verify per POST, see loginBaseline.ts).
+ */
+export type TargetKind = 'raw' | 'mvp' | 'raw-login';
 
-/** Where the load generators point; both kinds expose the same two endpoints. */
+/** Where the load generators point; a target reports the ones it serves. */
 export type TargetEndpoints = {
   /** GET answers system.info's JSON. */
   httpUrl: string;
   /** tRPC WebSocket protocol, or the raw server's imitation of it. */
   wsUrl: string;
+  /** POST with a tRPC mutation body `{"json":{identifier,password,device}}`. */
+  loginUrl: string;
+};
+
+/** Argon2id cost, as the server's `auth.argon2` config has it. */
+export type Argon2Params = { memoryCost: number; timeCost: number; parallelism: number };
+
+/** What a target says about itself once listening. */
+export type TargetInfo = {
+  endpoints: Partial<TargetEndpoints>;
+  /** Login targets: the argon2 cost in use and how many verifications may run at once. */
+  argon2?: Argon2Params & { concurrency: number; version: string };
+};
+
+/**
+ * Event-loop delay inside the target, from `perf_hooks.monitorEventLoopDelay` (ms). The
+ * histogram samples a timer that should fire every `resolutionMs`: a value is the time between
+ * two firings, so an idle loop reads about `resolutionMs`, and the delay proper is the excess.
+ */
+export type LoopDelay = {
+  resolutionMs: number;
+  count: number;
+  minMs: number;
+  meanMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+};
+
+/** What a target measured of itself since the previous reset (or start). */
+export type TargetStats = {
+  loopDelay: LoopDelay;
+  /** CPU time of the whole process (main thread and libuv's threadpool), user + system, ms. */
+  cpuMs: number;
+  /** Time the event loop (main thread) was busy, from `performance.eventLoopUtilization`, ms. */
+  loopActiveMs: number;
 };
 
 /** Child → parent over IPC. */
-export type TargetReady = { type: 'ready'; endpoints: TargetEndpoints };
+export type TargetReady = { type: 'ready' } & TargetInfo;
+export type TargetStatsReply = { type: 'stats'; id: number; stats: TargetStats };
 /** Parent → child over IPC. */
 export type TargetStop = { type: 'stop' };
+/** Reads the stats since the last reset (or start), then resets them when asked. */
+export type TargetStatsRequest = { type: 'stats'; id: number; reset: boolean };
 
-export type Target = TargetEndpoints & { kind: TargetKind; stop(): Promise<void> };
+export type Target = TargetInfo & {
+  kind: TargetKind;
+  /** The endpoint, or an error if this target does not serve it. */
+  url(name: keyof TargetEndpoints): string;
+  /** Reads the target's event-loop delay and CPU time since the previous reset or start. */
+  stats(options: { reset: boolean }): Promise<TargetStats>;
+  stop(): Promise<void>;
+};
 
 /**
  * Each server runs in its own child process and the load generators run in this one. On a small
  * machine a shared event loop would make client and server steal each other's time in a way
  * that depends on the server's speed, which skews exactly the ratio being measured. Raw and MVP
- * are started the same way, so both pay the same IPC/process costs (none while measuring).
+ * are started the same way, so both pay the same IPC/process costs (none while measuring: the
+ * only messages are the stats reads at round boundaries).
  */
-export async function startTarget(kind: TargetKind, payload?: BaselinePayload): Promise<Target> {
-  const args = payload ? [kind, JSON.stringify(payload)] : [kind];
+export async function startTarget(kind: TargetKind, argument?: unknown): Promise<Target> {
+  const args = argument === undefined ? [kind] : [kind, JSON.stringify(argument)];
   // fork() reuses this process's execArgv, which under `tsx` includes its loader, so the child
   // can run TypeScript (and @mvp/server's source) too.
   const child: ChildProcess = fork(new URL('./targetProcess.ts', import.meta.url), args, {
@@ -35,15 +85,35 @@ export async function startTarget(kind: TargetKind, payload?: BaselinePayload): 
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
-  const endpoints = await new Promise<TargetEndpoints>((resolve, reject) => {
-    child.once('message', (message: TargetReady) => resolve(message.endpoints));
+  const info = await new Promise<TargetInfo>((resolve, reject) => {
+    child.once('message', (message: TargetReady) => resolve(message));
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`${kind} target exited early (code ${code})`)));
   });
 
+  const pending = new Map<number, (stats: TargetStats) => void>();
+  let nextId = 1;
+  child.on('message', (message: TargetStatsReply) => {
+    if (message.type !== 'stats') return;
+    pending.get(message.id)?.(message.stats);
+    pending.delete(message.id);
+  });
+
   return {
     kind,
-    ...endpoints,
+    endpoints: info.endpoints,
+    ...(info.argon2 ? { argon2: info.argon2 } : {}),
+    url(name) {
+      const url = info.endpoints[name];
+      if (url === undefined) throw new Error(`${kind} target has no ${name}`);
+      return url;
+    },
+    stats: ({ reset }) =>
+      new Promise<TargetStats>((resolve) => {
+        const id = nextId++;
+        pending.set(id, resolve);
+        child.send({ type: 'stats', id, reset } satisfies TargetStatsRequest);
+      }),
     stop: async () => {
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       child.send({ type: 'stop' } satisfies TargetStop);
