@@ -114,6 +114,7 @@ export function configFromEnv(env: Env): ServerConfig {
         otpSendPhone: env.MVP_LIMIT_OTP_SEND_PHONE,
         otpVerifyIp: env.MVP_LIMIT_OTP_VERIFY_IP,
         refreshIp: env.MVP_LIMIT_REFRESH_IP,
+        refreshAccount: env.MVP_LIMIT_REFRESH_ACCOUNT,
       },
       loginBackoff: {
         after: env.MVP_LOGIN_BACKOFF_AFTER,

@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import { errorCodeOf } from '@mvp/sdk';
 import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
-import { startServer, type TestServer } from './helpers/startServer';
+import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/testBackend';
 
 const codeOf = (p: Promise<unknown>) =>
@@ -222,5 +222,37 @@ describe(`a token that expires on an open WebSocket (${backendLabel})`, () => {
     };
     expect(answer.error.json.data.appCode).toBe('UNAUTHORIZED');
     socket.ws.close();
+  });
+});
+
+describe(`refresh is limited per account too (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    const base = testAuthConfig();
+    t = await startServer(
+      {},
+      {
+        auth: { limits: { ...base.limits, refreshAccount: { points: 2, durationSeconds: 3600 } } },
+      },
+    );
+  });
+  afterAll(() => t.stop());
+
+  it('the third refresh of one account in the window is TOO_MANY_REQUESTS, and the token survives it', async () => {
+    const account = await registerUser(t);
+    const first = await t.client.api.auth.refresh.mutate({ refreshToken: account.refreshToken });
+    const second = await t.client.api.auth.refresh.mutate({ refreshToken: first.refreshToken });
+    const third = await t.client.api.auth.refresh
+      .mutate({ refreshToken: second.refreshToken })
+      .catch((e: unknown) => e);
+    expect(errorCodeOf(third)).toBe('TOO_MANY_REQUESTS');
+    // Refused before it was spent: the same token still works once the window allows.
+    const row = await t.server.infra.ports.db
+      .selectFrom('refresh_tokens')
+      .select('used_at')
+      .where('session_id', '=', account.sessionId)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
+    expect(row).toBeDefined();
   });
 });

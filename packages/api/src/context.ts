@@ -16,6 +16,7 @@ export type AuthSettings = {
     otpSendPhone: Limit;
     otpVerifyIp: Limit;
     refreshIp: Limit;
+    refreshAccount: Limit;
   };
   /** Failed logins per identifier and address before waits start doubling, and their cap. */
   loginBackoff: { after: number; maxSeconds: number };

@@ -52,6 +52,7 @@ export function testAuthConfig(overrides: Partial<AuthConfig> = {}): AuthConfig 
       otpSendPhone: roomy,
       otpVerifyIp: roomy,
       refreshIp: roomy,
+      refreshAccount: roomy,
     },
     otp: { ...base.otp, resendSeconds: 0 },
     ...overrides,

@@ -4,6 +4,7 @@ import type { DB } from '@mvp/db';
 import type { TAuthTokens, TDevice, TSession } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { enforceLimit } from '../../rateLimit';
 import { hashRefreshToken, newRefreshToken } from '../../security';
 import type { UserRow } from '../auth/users.repo';
 import * as repo from './sessions.repo';
@@ -94,6 +95,7 @@ export async function refreshSession(ctx: Context, refreshToken: string): Promis
 
   const row = await repo.findRefreshToken(ctx.ports.db, tokenHash);
   if (!row) throw ended;
+  await enforceLimit(ctx, 'refresh-account', ctx.settings.auth.limits.refreshAccount, row.user_id);
   if (row.used_at !== null) {
     await revokeFamily(row);
     throw ended;
