@@ -54,6 +54,8 @@ export type ServerConfig = {
   docsEnabled: boolean;
   dataDir: string;
   auth: AuthConfig;
+  /** User lookups per account (a Signal-like budget: no way to list everyone). */
+  searchLimit: { points: number; durationSeconds: number };
 };
 
 export function configFromEnv(env: Env): ServerConfig {
@@ -81,6 +83,7 @@ export function configFromEnv(env: Env): ServerConfig {
     metricsToken: env.MVP_METRICS_TOKEN,
     docsEnabled: env.MVP_DOCS_ENABLED,
     dataDir: env.MVP_DATA_DIR,
+    searchLimit: env.MVP_LIMIT_SEARCH_ACCOUNT,
     auth: {
       jwt: {
         signingKey: env.MVP_JWT_SIGNING_KEY,

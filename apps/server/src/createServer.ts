@@ -35,6 +35,7 @@ function apiSettingsFrom(config: ServerConfig): ApiSettings {
       loginBackoff: auth.loginBackoff,
       deleteInactiveAfterDays: auth.deleteInactiveAfterDays,
     },
+    people: { searchLimit: config.searchLimit },
   };
 }
 

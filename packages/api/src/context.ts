@@ -29,6 +29,7 @@ export type ApiSettings = {
   /** Budget per client address across all procedures. */
   ipRateLimit: RateLimitRule;
   auth: AuthSettings;
+  people: { searchLimit: Limit };
 };
 
 /**

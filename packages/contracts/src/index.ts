@@ -4,3 +4,4 @@ export * from './limits';
 export * from './me';
 export * from './sessions';
 export * from './system';
+export * from './people';

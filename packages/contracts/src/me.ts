@@ -8,6 +8,8 @@ export const ZMe = z.object({
   /** E.164; only its owner ever sees it. */
   phone: z.string().nullable(),
   displayName: z.string(),
+  bio: z.string().nullable(),
+  avatarUrl: z.string().nullable(),
   requireOtpLogin: z.boolean(),
   createdAt: z.iso.datetime(),
 });
@@ -17,6 +19,7 @@ export const ZUpdateMeInput = z
   .object({
     displayName: ZDisplayName.optional(),
     username: ZUsername.optional(),
+    bio: z.string().trim().max(280).optional(),
     /** Ask for an SMS code after the password at every login (needs a verified phone). */
     requireOtpLogin: z.boolean().optional(),
   })

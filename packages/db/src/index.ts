@@ -4,6 +4,9 @@ export { migrateToLatest } from './migrate';
 export type { MigrateOutcome } from './migrate';
 export type {
   AppMetaTable,
+  BlocksTable,
+  ContactRequestsTable,
+  ContactsTable,
   DB,
   DevicesTable,
   RefreshTokensTable,

@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+
 /**
  * Column conventions, the same on both dialects: ids are app-generated strings (UUIDv7),
  * timestamps are BIGINT milliseconds since the epoch (SQLite has no date type and MySQL's
@@ -23,7 +25,25 @@ export type UsersTable = {
   created_at: number;
   updated_at: number;
   last_active_at: number;
+  /** Public by nature (shown per privacy rules), so not encrypted. */
+  bio: string | null;
+  avatar_key: string | null;
+  privacy_find_by_phone: Generated<string>;
+  privacy_presence: Generated<string>;
+  privacy_requests: Generated<string>;
+  last_seen_at: number | null;
 };
+
+export type ContactRequestsTable = {
+  id: string;
+  from_user_id: string;
+  to_user_id: string;
+  message: string | null;
+  created_at: number;
+};
+
+export type ContactsTable = { user_id: string; contact_id: string; created_at: number };
+export type BlocksTable = { blocker_id: string; blocked_id: string; created_at: number };
 
 export type DevicesTable = {
   id: string;
@@ -61,4 +81,7 @@ export type DB = {
   devices: DevicesTable;
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
+  contact_requests: ContactRequestsTable;
+  contacts: ContactsTable;
+  blocks: BlocksTable;
 };

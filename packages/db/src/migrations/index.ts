@@ -1,6 +1,7 @@
 import type { Migration } from 'kysely';
 import * as appMeta from './2026-11-24T0000-app-meta';
 import * as accounts from './2026-11-24T0100-accounts';
+import * as people from './2026-11-24T0200-people';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -9,4 +10,5 @@ import * as accounts from './2026-11-24T0100-accounts';
 export const migrations: Record<string, Migration> = {
   '2026-11-24T0000-app-meta': appMeta,
   '2026-11-24T0100-accounts': accounts,
+  '2026-11-24T0200-people': people,
 };

@@ -55,6 +55,12 @@ async function createUser(
       created_at: now,
       updated_at: now,
       last_active_at: now,
+      bio: null,
+      avatar_key: null,
+      privacy_find_by_phone: 'everyone',
+      privacy_presence: 'contacts',
+      privacy_requests: 'everyone',
+      last_seen_at: null,
     };
     try {
       await users.insertUser(ctx.ports.db, row);

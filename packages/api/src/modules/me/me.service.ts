@@ -6,6 +6,7 @@ import { enforceLimit } from '../../rateLimit';
 import { assertPasswordAllowed } from '../auth/auth.service';
 import { displayNameContext, phoneContext } from '../auth/identity';
 import * as users from '../auth/users.repo';
+import { avatarUrlOf } from '../users/profiles';
 import { announceRevoked, revokeByIds } from '../sessions/sessions.service';
 
 async function requireUser(ctx: Context, userId: string): Promise<users.UserRow> {
@@ -24,6 +25,8 @@ function toMe(ctx: Context, user: users.UserRow): TMe {
       ? cipher.decrypt(user.phone_ciphertext, phoneContext(user.id))
       : null,
     displayName: cipher.decrypt(user.display_name_ciphertext, displayNameContext(user.id)),
+    bio: user.bio,
+    avatarUrl: avatarUrlOf(user),
     requireOtpLogin: user.require_otp_login === 1,
     createdAt: new Date(user.created_at).toISOString(),
   };
@@ -36,7 +39,7 @@ export async function getMe(ctx: Context, userId: string): Promise<TMe> {
 export async function updateMe(
   ctx: Context,
   userId: string,
-  input: { displayName?: string; username?: string; requireOtpLogin?: boolean },
+  input: { displayName?: string; username?: string; bio?: string; requireOtpLogin?: boolean },
 ): Promise<TMe> {
   const user = await requireUser(ctx, userId);
   const changes: Partial<users.UserRow> = { updated_at: ctx.ports.clock.now() };
@@ -48,6 +51,7 @@ export async function updateMe(
   }
   if (input.username !== undefined && input.username !== user.username)
     changes.username = input.username;
+  if (input.bio !== undefined) changes.bio = input.bio || null;
   if (input.requireOtpLogin !== undefined) {
     if (input.requireOtpLogin && !user.phone_ciphertext) {
       throw new AppError('BAD_REQUEST', 'A verified phone number is needed for sign-in codes');

@@ -1,0 +1,330 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { errorCodeOf } from '@mvp/sdk';
+import {
+  clientWithToken,
+  freshPhone,
+  freshUsername,
+  lastOtp,
+  registerUser,
+  startPhoneRegistration,
+  type Account,
+} from './helpers/accounts';
+import { eventQueue } from './helpers/collect';
+import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
+import { backendLabel } from './helpers/testBackend';
+
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: unknown) => errorCodeOf(e),
+  );
+
+describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer();
+  });
+  afterAll(() => t.stop());
+
+  const api = (a: Account) => clientWithToken(t, a.accessToken).api;
+  /** Subscribes to a user's live events and resolves once the server has started the stream. */
+  const live = async (a: Account) => {
+    const events = eventQueue<{ type: string } & Record<string, unknown>>();
+    const client = t.newClient({ getToken: () => a.accessToken, WebSocket });
+    let sub: { unsubscribe(): void } | undefined;
+    await new Promise<void>((resolve, reject) => {
+      sub = client.api.contacts.events.subscribe(undefined, {
+        onStarted: () => resolve(),
+        onData: (e) => events.push(e as never),
+        onError: reject,
+      });
+    });
+    return { events, stop: () => sub?.unsubscribe() };
+  };
+
+  it('profiles show bio and avatar; privacy has Signal-like defaults and can be changed', async () => {
+    const ada = await registerUser(t);
+    const bob = await registerUser(t);
+    await api(ada).me.update.mutate({ bio: 'Analytical engine enthusiast' });
+    const seen = await api(bob).users.get.query({ id: ada.userId });
+    expect(seen).toMatchObject({
+      id: ada.userId,
+      username: ada.username,
+      bio: 'Analytical engine enthusiast',
+      isContact: false,
+    });
+    expect(await api(ada).users.privacy.query()).toEqual({
+      findByPhone: 'everyone',
+      presence: 'contacts',
+      contactRequests: 'everyone',
+    });
+    expect(await api(ada).users.updatePrivacy.mutate({ findByPhone: 'nobody' })).toMatchObject({
+      findByPhone: 'nobody',
+    });
+    expect(
+      await codeOf(api(ada).users.updatePrivacy.mutate({ presence: 'friends' as never })),
+    ).toBe('BAD_REQUEST');
+    expect(await codeOf(api(ada).users.updatePrivacy.mutate({}))).toBe('BAD_REQUEST');
+    expect(await codeOf(api(bob).users.get.query({ id: 'not-a-uuid' }))).toBe('BAD_REQUEST');
+    expect(await codeOf(t.client.api.users.get.query({ id: ada.userId }))).toBe('UNAUTHORIZED');
+  });
+
+  it('search: exact username and unique id, username prefix with a cursor; never a list of everyone', async () => {
+    const stem = freshUsername('pfx').slice(0, 14);
+    const accounts = [];
+    for (let i = 0; i < 3; i++) accounts.push(await registerUser(t, `${stem}_${i}`));
+    const me = accounts[0]!;
+    expect(
+      (await api(me).users.search.query({ username: accounts[1]!.username })).users.map(
+        (u) => u.id,
+      ),
+    ).toEqual([accounts[1]!.userId]);
+    expect(
+      (await api(me).users.search.query({ uniqueId: accounts[2]!.uniqueId })).users[0]!.id,
+    ).toBe(accounts[2]!.userId);
+
+    const page1 = await api(me).users.search.query({ prefix: stem, limit: 2 });
+    expect(page1.users.map((u) => u.username)).toEqual([`${stem}_0`, `${stem}_1`]);
+    const page2 = await api(me).users.search.query({
+      prefix: stem,
+      limit: 2,
+      cursor: page1.nextCursor!,
+    });
+    expect(page2.users.map((u) => u.username)).toEqual([`${stem}_2`]);
+    expect(page2.nextCursor).toBeNull();
+    // '_' is a literal here, not a LIKE wildcard
+    expect((await api(me).users.search.query({ prefix: `${stem.slice(0, -1)}_` })).users).toEqual(
+      [],
+    );
+
+    expect(await codeOf(api(me).users.search.query({}))).toBe('BAD_REQUEST');
+    expect(await codeOf(api(me).users.search.query({ username: 'abc', prefix: 'ab' }))).toBe(
+      'BAD_REQUEST',
+    );
+    expect(await codeOf(api(me).users.search.query({ prefix: 'a' }))).toBe('BAD_REQUEST');
+  });
+
+  it('search by phone goes through the blind index and honours "who can find me by phone"', async () => {
+    const phone = freshPhone();
+    const pending = await startPhoneRegistration(t, phone);
+    const owner = await t.client.api.auth.otp.verify.mutate({
+      challengeId: pending.challengeId,
+      code: lastOtp(t.logs, phone),
+    });
+    const seeker = await registerUser(t);
+    const ownerApi = clientWithToken(t, owner.accessToken).api;
+    const find = async () =>
+      (await api(seeker).users.search.query({ phone })).users.map((u) => u.id);
+    expect(await find()).toEqual([owner.user.id]);
+    await ownerApi.users.updatePrivacy.mutate({ findByPhone: 'contacts' });
+    expect(await find()).toEqual([]);
+    await ownerApi.users.updatePrivacy.mutate({ findByPhone: 'nobody' });
+    expect(await find()).toEqual([]);
+  });
+
+  it('contact requests: send, see both ways, accept; live events reach the other user', async () => {
+    const ada = await registerUser(t);
+    const bob = await registerUser(t);
+    const bobLive = await live(bob);
+    const adaLive = await live(ada);
+    const sent = await api(ada).contacts.request.mutate({ userId: bob.userId, message: 'Hi Bob' });
+    expect(sent.status).toBe('pending');
+    const received = await bobLive.events.next();
+    expect(received).toMatchObject({
+      type: 'contact.request.received',
+      request: { id: sent.requestId, direction: 'incoming', message: 'Hi Bob' },
+    });
+
+    expect((await api(ada).contacts.requests.query()).outgoing.map((r) => r.id)).toEqual([
+      sent.requestId,
+    ]);
+    expect((await api(bob).contacts.requests.query()).incoming.map((r) => r.user.id)).toEqual([
+      ada.userId,
+    ]);
+    // Sending again is idempotent.
+    expect(await api(ada).contacts.request.mutate({ userId: bob.userId })).toEqual({
+      status: 'pending',
+      requestId: sent.requestId,
+    });
+
+    await api(bob).contacts.accept.mutate({ id: sent.requestId! });
+    expect(await adaLive.events.next()).toMatchObject({
+      type: 'contact.request.accepted',
+      requestId: sent.requestId,
+      user: { id: bob.userId },
+    });
+    expect((await api(ada).contacts.list.query()).contacts.map((c) => c.id)).toEqual([bob.userId]);
+    expect((await api(bob).users.get.query({ id: ada.userId })).isContact).toBe(true);
+
+    await api(ada).contacts.remove.mutate({ userId: bob.userId });
+    expect(await bobLive.events.next()).toMatchObject({
+      type: 'contact.removed',
+      userId: ada.userId,
+    });
+    expect((await api(bob).contacts.list.query()).contacts).toEqual([]);
+    bobLive.stop();
+    adaLive.stop();
+  });
+
+  it('asking someone who already asked me accepts their request; decline and cancel tell the other side', async () => {
+    const [a, b, c] = [await registerUser(t), await registerUser(t), await registerUser(t)];
+    const first = await api(a).contacts.request.mutate({ userId: b.userId });
+    expect(await api(b).contacts.request.mutate({ userId: a.userId })).toEqual({
+      status: 'accepted',
+      requestId: first.requestId,
+    });
+    expect((await api(a).contacts.list.query()).contacts.map((x) => x.id)).toEqual([b.userId]);
+
+    const aLive = await live(a);
+    const toC = await api(a).contacts.request.mutate({ userId: c.userId });
+    await api(c).contacts.decline.mutate({ id: toC.requestId! });
+    expect(await aLive.events.next()).toMatchObject({
+      type: 'contact.request.declined',
+      requestId: toC.requestId,
+    });
+    aLive.stop();
+
+    const cLive = await live(c);
+    const again = await api(a).contacts.request.mutate({ userId: c.userId });
+    expect((await cLive.events.next()).type).toBe('contact.request.received');
+    await api(a).contacts.cancel.mutate({ id: again.requestId! });
+    expect(await cLive.events.next()).toMatchObject({
+      type: 'contact.request.cancelled',
+      requestId: again.requestId,
+    });
+    cLive.stop();
+  });
+
+  it("someone else's request or contact is NOT_FOUND; malformed ids are BAD_REQUEST; nothing changes", async () => {
+    const [a, b, mallory] = [await registerUser(t), await registerUser(t), await registerUser(t)];
+    const req = await api(a).contacts.request.mutate({ userId: b.userId });
+    expect(await codeOf(api(mallory).contacts.accept.mutate({ id: req.requestId! }))).toBe(
+      'NOT_FOUND',
+    );
+    expect(await codeOf(api(mallory).contacts.decline.mutate({ id: req.requestId! }))).toBe(
+      'NOT_FOUND',
+    );
+    expect(await codeOf(api(mallory).contacts.cancel.mutate({ id: req.requestId! }))).toBe(
+      'NOT_FOUND',
+    );
+    expect(await codeOf(api(b).contacts.cancel.mutate({ id: req.requestId! }))).toBe('NOT_FOUND'); // not b's to cancel
+    expect(await codeOf(api(a).contacts.accept.mutate({ id: req.requestId! }))).toBe('NOT_FOUND'); // not a's to accept
+    expect(await codeOf(api(mallory).contacts.remove.mutate({ userId: a.userId }))).toBe(
+      'NOT_FOUND',
+    );
+    expect(await codeOf(api(a).contacts.accept.mutate({ id: 'x' }))).toBe('BAD_REQUEST');
+    expect(await codeOf(api(a).contacts.request.mutate({ userId: a.userId }))).toBe('BAD_REQUEST');
+    expect(
+      await codeOf(api(a).contacts.request.mutate({ userId: b.userId, message: 'x'.repeat(141) })),
+    ).toBe('BAD_REQUEST');
+    expect((await api(b).contacts.requests.query()).incoming.map((r) => r.id)).toEqual([
+      req.requestId,
+    ]);
+  });
+
+  it('blocks: the contact ends, the blocked user cannot ask or find me, and is refused like anyone I do not accept', async () => {
+    const [me, pest, stranger] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const req = await api(me).contacts.request.mutate({ userId: pest.userId });
+    await api(pest).contacts.accept.mutate({ id: req.requestId! });
+    await api(me).users.updatePrivacy.mutate({ contactRequests: 'everyone' });
+    await api(me).me.update.mutate({ bio: 'private-ish bio' });
+
+    await api(me).blocks.add.mutate({ userId: pest.userId });
+    expect((await api(me).contacts.list.query()).contacts).toEqual([]);
+    expect((await api(me).blocks.list.query()).blocked.map((b) => b.id)).toEqual([pest.userId]);
+    expect((await api(pest).users.search.query({ username: me.username })).users).toEqual([]);
+    const hidden = await api(pest).users.get.query({ id: me.userId });
+    expect(hidden).toMatchObject({ bio: null, avatarUrl: null, presence: null, isContact: false });
+
+    // Blocked, and "accepts no requests": the same answer, so a block is not revealed.
+    const refusal = (p: Promise<unknown>) =>
+      p.then(
+        () => new Error('accepted'),
+        (e: unknown) => e as Error,
+      );
+    const blockedError = await refusal(api(pest).contacts.request.mutate({ userId: me.userId }));
+    await api(stranger).users.updatePrivacy.mutate({ contactRequests: 'nobody' });
+    const closedError = await refusal(
+      api(pest).contacts.request.mutate({ userId: stranger.userId }),
+    );
+    expect(errorCodeOf(blockedError)).toBe('FORBIDDEN');
+    expect(errorCodeOf(closedError)).toBe('FORBIDDEN');
+    expect(blockedError.message).toBe(closedError.message);
+
+    expect(await codeOf(api(me).blocks.add.mutate({ userId: me.userId }))).toBe('BAD_REQUEST');
+    await api(me).blocks.remove.mutate({ userId: pest.userId });
+    expect(await codeOf(api(me).blocks.remove.mutate({ userId: pest.userId }))).toBe('NOT_FOUND');
+    expect(
+      (await api(pest).users.search.query({ username: me.username })).users.map((u) => u.id),
+    ).toEqual([me.userId]);
+  });
+
+  it('REST paths: users, privacy, contacts, requests, blocks', async () => {
+    const [a, b] = [await registerUser(t), await registerUser(t)];
+    const call = async (method: string, path: string, token: string, body?: unknown) => {
+      const res = await fetch(`${t.server.url}/api/v1${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(method === 'GET' ? {} : { 'content-type': 'application/json' }),
+        },
+        body: method === 'GET' ? undefined : JSON.stringify(body ?? {}),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    expect((await call('GET', `/users/${b.userId}`, a.accessToken)).body).toMatchObject({
+      id: b.userId,
+    });
+    expect(
+      (await call('GET', `/users/search?username=${b.username}`, a.accessToken)).body.users,
+    ).toHaveLength(1);
+    expect(
+      (await call('PATCH', '/me/privacy', a.accessToken, { presence: 'nobody' })).body,
+    ).toMatchObject({ presence: 'nobody' });
+    const sent = await call('POST', '/contacts/requests', a.accessToken, { userId: b.userId });
+    expect(sent.status).toBe(200);
+    const id = sent.body.requestId as string;
+    expect(
+      ((await call('GET', '/contacts/requests', b.accessToken)).body.incoming as unknown[]).length,
+    ).toBe(1);
+    expect((await call('POST', `/contacts/requests/${id}/accept`, b.accessToken)).status).toBe(200);
+    expect(
+      ((await call('GET', '/contacts', a.accessToken)).body.contacts as unknown[]).length,
+    ).toBe(1);
+    expect((await call('DELETE', `/contacts/${b.userId}`, a.accessToken)).status).toBe(200);
+    expect((await call('POST', '/blocks', a.accessToken, { userId: b.userId })).status).toBe(200);
+    expect(((await call('GET', '/blocks', a.accessToken)).body.blocked as unknown[]).length).toBe(
+      1,
+    );
+    expect((await call('DELETE', `/blocks/${b.userId}`, a.accessToken)).status).toBe(200);
+    const other = await call('POST', `/contacts/requests/${id}/decline`, b.accessToken);
+    expect(other.status).toBe(404);
+  });
+});
+
+describe(`search budget (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer(
+      { searchLimit: { points: 3, durationSeconds: 900 } },
+      { auth: testAuthConfig() },
+    );
+  });
+  afterAll(() => t.stop());
+
+  it('the account lookup budget runs out with TOO_MANY_REQUESTS and a wait', async () => {
+    const me = await registerUser(t);
+    const api = clientWithToken(t, me.accessToken).api;
+    for (let i = 0; i < 3; i++) await api.users.search.query({ username: freshUsername() });
+    const error = await api.users.search
+      .query({ username: freshUsername() })
+      .catch((e: unknown) => e as { data: { retryAfterMs: number } });
+    expect(errorCodeOf(error)).toBe('TOO_MANY_REQUESTS');
+    expect((error as { data: { retryAfterMs: number } }).data.retryAfterMs).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,194 @@
+import { uuidv7 } from 'uuidv7';
+import { isUniqueViolation } from '@mvp/db';
+import type { TContactRequest, TPublicProfile } from '@mvp/contracts';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import * as users from '../auth/users.repo';
+import { allows, publicProfiles } from '../users/profiles';
+import { notify } from './peopleEvents';
+import * as rel from './relations.repo';
+
+type RequestRow = NonNullable<Awaited<ReturnType<typeof rel.findRequest>>>;
+
+async function profileFor(ctx: Context, viewerId: string, userId: string): Promise<TPublicProfile> {
+  const user = await users.findUserById(ctx.ports.db, userId);
+  if (!user) throw new AppError('NOT_FOUND', 'No such user');
+  return (await publicProfiles(ctx, viewerId, [user]))[0]!;
+}
+
+async function describeRequest(
+  ctx: Context,
+  viewerId: string,
+  row: RequestRow,
+): Promise<TContactRequest> {
+  const incoming = row.to_user_id === viewerId;
+  return {
+    id: row.id,
+    direction: incoming ? 'incoming' : 'outgoing',
+    user: await profileFor(ctx, viewerId, incoming ? row.from_user_id : row.to_user_id),
+    message: row.message,
+    createdAt: new Date(row.created_at).toISOString(),
+  };
+}
+
+const NOT_ACCEPTING = 'This user does not accept contact requests';
+
+/**
+ * Sends a contact request. A user who blocked me and one who accepts no requests answer alike.
+ * Asking someone who already asked me accepts their request.
+ */
+export async function sendRequest(
+  ctx: Context,
+  me: string,
+  input: { userId: string; message?: string },
+) {
+  const db = ctx.ports.db;
+  if (input.userId === me) throw new AppError('BAD_REQUEST', 'You cannot add yourself');
+  const target = await users.findUserById(db, input.userId);
+  if (!target) throw new AppError('NOT_FOUND', 'No such user');
+  if (await rel.isBlocked(db, me, target.id))
+    throw new AppError('CONFLICT', 'Unblock this user first');
+  if (await rel.areContacts(db, me, target.id))
+    return { status: 'already_contacts' as const, requestId: null };
+
+  const theirs = await rel.findRequestBetween(db, target.id, me);
+  if (theirs) {
+    await acceptRequest(ctx, me, theirs.id);
+    return { status: 'accepted' as const, requestId: theirs.id };
+  }
+  if ((await rel.isBlocked(db, target.id, me)) || !allows(target.privacy_requests, false)) {
+    throw new AppError('FORBIDDEN', NOT_ACCEPTING);
+  }
+  const mine = await rel.findRequestBetween(db, me, target.id);
+  if (mine) return { status: 'pending' as const, requestId: mine.id };
+
+  const row: RequestRow = {
+    id: uuidv7(),
+    from_user_id: me,
+    to_user_id: target.id,
+    message: input.message || null,
+    created_at: ctx.ports.clock.now(),
+  };
+  try {
+    await db.insertInto('contact_requests').values(row).execute();
+  } catch (err) {
+    if (!isUniqueViolation(err)) throw err;
+    const raced = await rel.findRequestBetween(db, me, target.id);
+    return { status: 'pending' as const, requestId: raced?.id ?? null };
+  }
+  await notify(ctx, target.id, {
+    type: 'contact.request.received',
+    request: await describeRequest(ctx, target.id, row),
+  });
+  return { status: 'pending' as const, requestId: row.id };
+}
+
+export async function listRequests(ctx: Context, me: string) {
+  const rows = await ctx.ports.db
+    .selectFrom('contact_requests')
+    .selectAll()
+    .where((eb) => eb.or([eb('to_user_id', '=', me), eb('from_user_id', '=', me)]))
+    .orderBy('created_at', 'desc')
+    .execute();
+  const described = await Promise.all(rows.map((r) => describeRequest(ctx, me, r)));
+  return {
+    incoming: described.filter((r) => r.direction === 'incoming'),
+    outgoing: described.filter((r) => r.direction === 'outgoing'),
+  };
+}
+
+/** Someone else's request id looks exactly like one that does not exist. */
+async function ownRequest(
+  ctx: Context,
+  me: string,
+  id: string,
+  side: 'to' | 'from',
+): Promise<RequestRow> {
+  const row = await rel.findRequest(ctx.ports.db, id);
+  const mine = row && (side === 'to' ? row.to_user_id === me : row.from_user_id === me);
+  if (!row || !mine) throw new AppError('NOT_FOUND', 'No such request');
+  return row;
+}
+
+export async function acceptRequest(ctx: Context, me: string, id: string): Promise<void> {
+  const row = await ownRequest(ctx, me, id, 'to');
+  await ctx.ports.db.transaction().execute(async (trx) => {
+    await rel.addContactPair(trx, row.from_user_id, me, ctx.ports.clock.now());
+    await rel.deleteRequestsBetween(trx, row.from_user_id, me);
+  });
+  await notify(ctx, row.from_user_id, {
+    type: 'contact.request.accepted',
+    requestId: row.id,
+    user: await profileFor(ctx, row.from_user_id, me),
+  });
+}
+
+export async function declineRequest(ctx: Context, me: string, id: string): Promise<void> {
+  const row = await ownRequest(ctx, me, id, 'to');
+  await ctx.ports.db.deleteFrom('contact_requests').where('id', '=', row.id).execute();
+  await notify(ctx, row.from_user_id, { type: 'contact.request.declined', requestId: row.id });
+}
+
+export async function cancelRequest(ctx: Context, me: string, id: string): Promise<void> {
+  const row = await ownRequest(ctx, me, id, 'from');
+  await ctx.ports.db.deleteFrom('contact_requests').where('id', '=', row.id).execute();
+  await notify(ctx, row.to_user_id, { type: 'contact.request.cancelled', requestId: row.id });
+}
+
+export async function listContacts(ctx: Context, me: string): Promise<TPublicProfile[]> {
+  const rows = await ctx.ports.db
+    .selectFrom('contacts')
+    .innerJoin('users', 'users.id', 'contacts.contact_id')
+    .selectAll('users')
+    .where('contacts.user_id', '=', me)
+    .orderBy('contacts.created_at', 'desc')
+    .execute();
+  return publicProfiles(ctx, me, rows);
+}
+
+export async function removeContact(ctx: Context, me: string, userId: string): Promise<void> {
+  if (!(await rel.removeContactPair(ctx.ports.db, me, userId)))
+    throw new AppError('NOT_FOUND', 'Not a contact');
+  await notify(ctx, userId, { type: 'contact.removed', userId: me });
+}
+
+/** Blocking ends the contact and any pending request, and tells the blocked user nothing. */
+export async function block(ctx: Context, me: string, userId: string): Promise<void> {
+  if (userId === me) throw new AppError('BAD_REQUEST', 'You cannot block yourself');
+  const db = ctx.ports.db;
+  if (!(await users.findUserById(db, userId))) throw new AppError('NOT_FOUND', 'No such user');
+  await db.transaction().execute(async (trx) => {
+    if (!(await rel.isBlocked(trx, me, userId))) {
+      await trx
+        .insertInto('blocks')
+        .values({ blocker_id: me, blocked_id: userId, created_at: ctx.ports.clock.now() })
+        .execute();
+    }
+    await rel.removeContactPair(trx, me, userId);
+    await rel.deleteRequestsBetween(trx, me, userId);
+  });
+}
+
+export async function unblock(ctx: Context, me: string, userId: string): Promise<void> {
+  const result = await ctx.ports.db
+    .deleteFrom('blocks')
+    .where('blocker_id', '=', me)
+    .where('blocked_id', '=', userId)
+    .executeTakeFirst();
+  if (Number(result.numDeletedRows) === 0) throw new AppError('NOT_FOUND', 'Not blocked');
+}
+
+export async function listBlocks(ctx: Context, me: string) {
+  const rows = await ctx.ports.db
+    .selectFrom('blocks')
+    .innerJoin('users', 'users.id', 'blocks.blocked_id')
+    .select(['users.id', 'users.username', 'blocks.created_at'])
+    .where('blocks.blocker_id', '=', me)
+    .orderBy('blocks.created_at', 'desc')
+    .execute();
+  return rows.map((r) => ({
+    id: r.id,
+    username: r.username,
+    blockedAt: new Date(r.created_at).toISOString(),
+  }));
+}

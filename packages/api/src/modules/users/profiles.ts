@@ -1,0 +1,51 @@
+import type { TPrivacyLevel, TPublicProfile } from '@mvp/contracts';
+import type { Context } from '../../context';
+import { displayNameContext } from '../auth/identity';
+import type { UserRow } from '../auth/users.repo';
+import { relationsTo } from '../contacts/relations.repo';
+
+/** Whether a setting lets this viewer through (nobody passes 'nobody'; contacts pass 'contacts'). */
+export function allows(level: string, isContact: boolean): boolean {
+  const l = level as TPrivacyLevel;
+  return l === 'everyone' || (l === 'contacts' && isContact);
+}
+
+export function avatarUrlOf(user: Pick<UserRow, 'avatar_key'>): string | null {
+  return user.avatar_key ? `/avatars/${user.avatar_key}` : null;
+}
+
+/**
+ * What `viewerId` may see of each user. A user who blocked the viewer shows only the handles the
+ * viewer already has (no bio, avatar or presence): indistinguishable from a sparse profile with
+ * presence hidden, so the block is not revealed.
+ */
+export async function publicProfiles(
+  ctx: Context,
+  viewerId: string,
+  users: UserRow[],
+): Promise<TPublicProfile[]> {
+  const { contacts, blockedMe } = await relationsTo(
+    ctx.ports.db,
+    viewerId,
+    users.map((u) => u.id),
+  );
+  return users.map((user) => {
+    const isContact = contacts.has(user.id);
+    const blocked = blockedMe.has(user.id);
+    return {
+      id: user.id,
+      uniqueId: user.unique_id,
+      username: user.username,
+      displayName: ctx.ports.cipher.decrypt(
+        user.display_name_ciphertext,
+        displayNameContext(user.id),
+      ),
+      bio: blocked ? null : user.bio,
+      avatarUrl: blocked ? null : avatarUrlOf(user),
+      isContact,
+      // Live presence (online, last seen under the `presence` setting) is the next step of the
+      // people work; until it lands nobody's presence is shown.
+      presence: null,
+    };
+  });
+}

@@ -1,0 +1,117 @@
+import { sql } from 'kysely';
+import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
+import type { TPrivacy, TPublicProfile, TSearchInput } from '@mvp/contracts';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { enforceLimit } from '../../rateLimit';
+import * as users from '../auth/users.repo';
+import { areContacts, isBlocked } from '../contacts/relations.repo';
+import { allows, publicProfiles } from './profiles';
+
+const privacyOf = (u: users.UserRow): TPrivacy => ({
+  findByPhone: u.privacy_find_by_phone as TPrivacy['findByPhone'],
+  presence: u.privacy_presence as TPrivacy['presence'],
+  contactRequests: u.privacy_requests as TPrivacy['contactRequests'],
+});
+
+export async function getPrivacy(ctx: Context, userId: string): Promise<TPrivacy> {
+  const user = await users.findUserById(ctx.ports.db, userId);
+  if (!user) throw new AppError('UNAUTHORIZED', 'Session ended');
+  return privacyOf(user);
+}
+
+export async function updatePrivacy(
+  ctx: Context,
+  userId: string,
+  changes: Partial<TPrivacy>,
+): Promise<TPrivacy> {
+  await users.updateUser(ctx.ports.db, userId, {
+    ...(changes.findByPhone ? { privacy_find_by_phone: changes.findByPhone } : {}),
+    ...(changes.presence ? { privacy_presence: changes.presence } : {}),
+    ...(changes.contactRequests ? { privacy_requests: changes.contactRequests } : {}),
+    updated_at: ctx.ports.clock.now(),
+  });
+  return getPrivacy(ctx, userId);
+}
+
+export async function updateBio(ctx: Context, userId: string, bio: string): Promise<void> {
+  await users.updateUser(ctx.ports.db, userId, {
+    bio: bio || null,
+    updated_at: ctx.ports.clock.now(),
+  });
+}
+
+/** Someone else's profile; a user who does not exist and one hidden by a block look alike. */
+export async function getProfile(
+  ctx: Context,
+  viewerId: string,
+  userId: string,
+): Promise<TPublicProfile> {
+  const user = await users.findUserById(ctx.ports.db, userId);
+  if (!user) throw new AppError('NOT_FOUND', 'No such user');
+  const [profile] = await publicProfiles(ctx, viewerId, [user]);
+  return profile!;
+}
+
+/**
+ * Exact lookups and username prefixes only: there is no way to list everyone. Every search spends
+ * the account's lookup budget; users who blocked the searcher, and phones whose owners do not
+ * allow this searcher to find them, are simply not found.
+ */
+export async function search(
+  ctx: Context,
+  viewerId: string,
+  input: TSearchInput,
+): Promise<{ users: TPublicProfile[]; nextCursor: string | null }> {
+  const given = (['username', 'uniqueId', 'phone', 'prefix'] as const).filter(
+    (k) => input[k] !== undefined,
+  );
+  if (given.length !== 1) {
+    throw new AppError(
+      'BAD_REQUEST',
+      'Search by exactly one of username, uniqueId, phone or prefix',
+    );
+  }
+  await enforceLimit(ctx, 'search-account', ctx.settings.people.searchLimit, viewerId);
+  const db = ctx.ports.db;
+  let found: users.UserRow[] = [];
+  let nextCursor: string | null = null;
+  if (input.username !== undefined) {
+    const u = await users.findUserBy(db, 'username', input.username);
+    found = u ? [u] : [];
+  } else if (input.uniqueId !== undefined) {
+    const u = await users.findUserBy(db, 'unique_id', input.uniqueId);
+    found = u ? [u] : [];
+  } else if (input.phone !== undefined) {
+    const phone = parsePhoneNumberFromString(input.phone);
+    if (!phone?.isValid()) throw new AppError('BAD_REQUEST', 'Not a valid phone number');
+    const u = await users.findUserBy(
+      db,
+      'phone_index',
+      ctx.ports.cipher.blindIndex(phone.number, 'phone'),
+    );
+    if (
+      u &&
+      (u.id === viewerId || allows(u.privacy_find_by_phone, await areContacts(db, u.id, viewerId)))
+    ) {
+      found = [u];
+    }
+  } else if (input.prefix !== undefined) {
+    const limit = input.limit ?? 20;
+    // '_' is a LIKE wildcard and a legal username character: escape it (and the escape itself).
+    const pattern = `${input.prefix.replace(/[!%_]/g, '!$&')}%`;
+    let query = db
+      .selectFrom('users')
+      .selectAll()
+      .where(sql<boolean>`${sql.ref('username')} like ${pattern} escape '!'`)
+      .orderBy('username')
+      .limit(limit + 1);
+    if (input.cursor) query = query.where('username', '>', input.cursor);
+    const rows = await query.execute();
+    found = rows.slice(0, limit);
+    nextCursor = rows.length > limit ? (found[found.length - 1]!.username ?? null) : null;
+  }
+  const visible: users.UserRow[] = [];
+  for (const u of found) if (!(await isBlocked(db, u.id, viewerId))) visible.push(u);
+  return { users: await publicProfiles(ctx, viewerId, visible), nextCursor };
+}

@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { ZId, ZUniqueId, ZUsername } from './auth';
+
+export const PRIVACY_LEVELS = ['everyone', 'contacts', 'nobody'] as const;
+export const ZPrivacyLevel = z.enum(PRIVACY_LEVELS);
+export type TPrivacyLevel = z.infer<typeof ZPrivacyLevel>;
+
+/** Who may do what to me. Defaults: found by phone by everyone (as Signal), presence for contacts. */
+export const ZPrivacy = z.object({
+  findByPhone: ZPrivacyLevel,
+  presence: ZPrivacyLevel,
+  contactRequests: ZPrivacyLevel,
+});
+export type TPrivacy = z.infer<typeof ZPrivacy>;
+
+export const ZUpdatePrivacyInput = ZPrivacy.partial().refine(
+  (v) => Object.values(v).some((x) => x !== undefined),
+  { message: 'nothing to change' },
+);
+
+export const ZPresence = z.object({
+  online: z.boolean(),
+  lastSeenAt: z.iso.datetime().nullable(),
+});
+
+/** What another user sees of a profile: only what its owner's settings (and blocks) allow. */
+export const ZPublicProfile = z.object({
+  id: z.string(),
+  uniqueId: ZUniqueId,
+  username: z.string().nullable(),
+  displayName: z.string(),
+  bio: z.string().nullable(),
+  avatarUrl: z.string().nullable(),
+  isContact: z.boolean(),
+  /** Null when the owner does not show it to this viewer. */
+  presence: ZPresence.nullable(),
+});
+export type TPublicProfile = z.infer<typeof ZPublicProfile>;
+
+export const ZBio = z.string().trim().max(280);
+export const ZUserIdInput = z.object({ userId: ZId });
+
+/**
+ * Exactly one of `username`, `uniqueId`, `phone` (exact matches) or `prefix` (username prefix,
+ * paginated). Flat rather than a union so the REST shim takes it as plain query parameters.
+ */
+export const ZSearchInput = z.object({
+  username: ZUsername.optional(),
+  uniqueId: ZUniqueId.optional(),
+  phone: z.string().trim().min(4).max(32).optional(),
+  prefix: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .regex(/^[a-z0-9_]{2,32}$/, 'at least 2 of a–z, 0–9, _')
+    .optional(),
+  cursor: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(50).optional(),
+});
+export type TSearchInput = z.infer<typeof ZSearchInput>;
+export const ZSearchOutput = z.object({
+  users: z.array(ZPublicProfile),
+  nextCursor: z.string().nullable(),
+});
+
+export const ZContactRequestInput = z.object({
+  userId: ZId,
+  message: z.string().trim().max(140).optional(),
+});
+export const ZContactRequestResult = z.object({
+  status: z.enum(['pending', 'accepted', 'already_contacts']),
+  requestId: z.string().nullable(),
+});
+export const ZRequestIdInput = z.object({ id: ZId });
+
+export const ZContactRequest = z.object({
+  id: z.string(),
+  direction: z.enum(['incoming', 'outgoing']),
+  user: ZPublicProfile,
+  message: z.string().nullable(),
+  createdAt: z.iso.datetime(),
+});
+export type TContactRequest = z.infer<typeof ZContactRequest>;
+export const ZContactRequests = z.object({
+  incoming: z.array(ZContactRequest),
+  outgoing: z.array(ZContactRequest),
+});
+export const ZContacts = z.object({ contacts: z.array(ZPublicProfile) });
+export const ZBlocks = z.object({
+  blocked: z.array(
+    z.object({ id: z.string(), username: z.string().nullable(), blockedAt: z.iso.datetime() }),
+  ),
+});
+
+/**
+ * Live events about people. Today they travel over `contacts.events`; the sync-stream issue moves
+ * the durable ones onto the per-device stream, so the shapes are fixed here.
+ */
+export const ZPeopleEvent = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('contact.request.received'), request: ZContactRequest }),
+  z.object({
+    type: z.literal('contact.request.accepted'),
+    requestId: z.string(),
+    user: ZPublicProfile,
+  }),
+  z.object({ type: z.literal('contact.request.declined'), requestId: z.string() }),
+  z.object({ type: z.literal('contact.request.cancelled'), requestId: z.string() }),
+  z.object({ type: z.literal('contact.removed'), userId: z.string() }),
+  z.object({ type: z.literal('presence'), userId: z.string(), presence: ZPresence }),
+]);
+export type TPeopleEvent = z.infer<typeof ZPeopleEvent>;
