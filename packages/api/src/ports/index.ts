@@ -15,6 +15,7 @@ export type { AuthInfo, Authenticator } from './Authenticator';
 export { refuseAllTokens } from './Authenticator';
 export type { Clock } from './Clock';
 export { systemClock } from './Clock';
+export type { BlobStore, StoredBlob } from './BlobStore';
 export type { BusHandler, EventBus, Unsubscribe } from './EventBus';
 export type { KeyValue, Lock, SetOptions } from './KeyValue';
 export type { Logger } from './Logger';
