@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runJobsOnce } from '@mvp/api';
 import { clientWithToken, DEVICE, PASSWORD, registerUser } from './helpers/accounts';
 import { startServer, type TestServer } from './helpers/startServer';
-import { backendLabel, testDatabaseUrl } from './helpers/testBackend';
+import { backendLabel, testDatabaseUrl } from './helpers/env';
 
 const DAY = 24 * 3600 * 1000;
 

@@ -11,7 +11,7 @@ import {
   startPhoneRegistration,
 } from './helpers/accounts';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 const failure = (p: Promise<unknown>) =>
   p.then(

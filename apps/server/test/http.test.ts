@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabel})`, () => {
   let t: TestServer;

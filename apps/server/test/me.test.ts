@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCodeOf } from '@mvp/sdk';
 import { clientWithToken, DEVICE, freshUsername, PASSWORD, registerUser } from './helpers/accounts';
 import { startServer, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 const codeOf = (p: Promise<unknown>) =>
   p.then(

@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { errorCodeOf } from '@mvp/sdk';
 import { clientWithToken, DEVICE, PASSWORD, registerUser } from './helpers/accounts';
 import { startServer, type TestServer } from './helpers/startServer';
-import { backendLabel, testRedisUrl } from './helpers/testBackend';
+import { backendLabel, testRedisUrl } from './helpers/env';
 
 // Several instances exist only in production (MySQL + Redis). The embedded setup is one process,
 // so there the "other instance" is the same server and the tests check the single-instance path.

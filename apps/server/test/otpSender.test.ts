@@ -11,7 +11,7 @@ import {
 import { DEVICE, freshPhone, PASSWORD, startPhoneRegistration } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 type Delivery = { headers: IncomingMessage['headers']; body: string };
 

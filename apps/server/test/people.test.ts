@@ -12,7 +12,7 @@ import {
 } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 const codeOf = (p: Promise<unknown>) =>
   p.then(

@@ -13,7 +13,7 @@ import {
   startPhoneRegistration,
 } from './helpers/accounts';
 import { startServer, type TestServer } from './helpers/startServer';
-import { backendLabel, testDatabaseUrl } from './helpers/testBackend';
+import { backendLabel, testDatabaseUrl } from './helpers/env';
 
 const key = () => randomBytes(32).toString('base64');
 

@@ -8,7 +8,7 @@ import { createMemoryRateLimiter, createRedisRateLimiter } from '../src/adapters
 import { createRedisEventBus } from '../src/adapters/redis/redisEventBus';
 import { createRedisKeyValue } from '../src/adapters/redis/redisKeyValue';
 import { eventQueue } from './helpers/collect';
-import { testRedisUrl } from './helpers/testBackend';
+import { testRedisUrl } from './helpers/env';
 
 const silent: Logger = {
   debug: () => {},

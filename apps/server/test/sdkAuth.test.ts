@@ -9,7 +9,7 @@ import {
 import { DEVICE, PASSWORD, freshPhone, freshUsername, lastOtp } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 const codeOf = (p: Promise<unknown>) =>
   p.then(

@@ -5,7 +5,7 @@ import { errorCodeOf } from '@mvp/sdk';
 import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 const codeOf = (p: Promise<unknown>) =>
   p.then(

@@ -4,7 +4,7 @@ import { createMvpClient, type ConnectionState, type MvpClient } from '@mvp/sdk'
 import { eventQueue } from './helpers/collect';
 import { spawnServer, type SpawnedServer } from './helpers/spawnServer';
 import { startServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 describe(`graceful shutdown (${backendLabel})`, () => {
   let proc: SpawnedServer | undefined;

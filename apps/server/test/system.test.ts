@@ -3,7 +3,7 @@ import WebSocket from 'ws';
 import { createMvpClient, errorCodeOf, isMvpError } from '@mvp/sdk';
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 type Tick = { id: string; data: { seq: number; at: string } };
 

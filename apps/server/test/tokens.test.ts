@@ -4,7 +4,7 @@ import { errorCodeOf } from '@mvp/sdk';
 import { generateSigningKey } from '@mvp/api';
 import { clientWithToken, registerUser, type Account } from './helpers/accounts';
 import { startServer, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 const b64url = (s: string) => Buffer.from(s).toString('base64url');
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
-import { backendLabel } from './helpers/testBackend';
+import { backendLabel } from './helpers/env';
 
 /** Resolves with how the handshake ended: 'open', or the HTTP status it was refused with. */
 function handshake(url: string, headers: Record<string, string> = {}): Promise<number | 'open'> {

@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { testDatabaseUrl, testRedisUrl } from './testBackend';
+import { inheritedPath, testDatabaseUrl, testRedisUrl } from './env';
 
 const serverDir = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -23,7 +23,7 @@ export function spawnServer(env: Record<string, string> = {}): Promise<SpawnedSe
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: serverDir,
     env: {
-      PATH: process.env.PATH,
+      PATH: inheritedPath,
       MVP_PORT: '0',
       DATABASE_URL: databaseUrl,
       ...(testRedisUrl

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Clock } from '@mvp/api';
 import type { AuthConfig } from '../../src/config';
 import { createServer, defaultConfig, type MvpServer, type ServerConfig } from '../../src/index';
-import { testDatabaseUrl, testRedisUrl } from './testBackend';
+import { testDatabaseUrl, testRedisUrl } from './env';
 
 /** Log lines the server wrote, parsed, so tests can assert on them (and on what is absent). */
 export type CapturedLogs = { lines: Record<string, unknown>[]; text: () => string };
