@@ -182,11 +182,14 @@ export async function login(ctx: Context, input: TLoginInput): Promise<TAuthResu
   await clearFailures(ctx, identifierKey);
 
   const now = ctx.ports.clock.now();
-  if (ctx.ports.passwords.needsRehash(user.password_hash)) {
-    const rehashed = await ctx.ports.passwords.hash(input.password);
-    await users.updateUser(ctx.ports.db, user.id, { password_hash: rehashed, updated_at: now });
-  }
-  await users.updateUser(ctx.ports.db, user.id, { last_active_at: now });
+  // One write: activity, plus a stronger hash when the configured cost has grown.
+  const rehash = ctx.ports.passwords.needsRehash(user.password_hash);
+  await users.updateUser(ctx.ports.db, user.id, {
+    last_active_at: now,
+    ...(rehash
+      ? { password_hash: await ctx.ports.passwords.hash(input.password), updated_at: now }
+      : {}),
+  });
 
   if (user.require_otp_login && user.phone_ciphertext) {
     const phone = ctx.ports.cipher.decrypt(user.phone_ciphertext, phoneContext(user.id));

@@ -5,7 +5,7 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import * as users from '../auth/users.repo';
-import { areContacts, isBlocked } from '../contacts/relations.repo';
+import { areContacts, relationsTo } from '../contacts/relations.repo';
 import { allows, publicProfiles } from './profiles';
 
 const privacyOf = (u: users.UserRow): TPrivacy => ({
@@ -111,7 +111,12 @@ export async function search(
     found = rows.slice(0, limit);
     nextCursor = rows.length > limit ? (found[found.length - 1]!.username ?? null) : null;
   }
-  const visible: users.UserRow[] = [];
-  for (const u of found) if (!(await isBlocked(db, u.id, viewerId))) visible.push(u);
+  // One query for the whole page, not one per user found.
+  const { blockedMe } = await relationsTo(
+    db,
+    viewerId,
+    found.map((u) => u.id),
+  );
+  const visible = found.filter((u) => !blockedMe.has(u.id));
   return { users: await publicProfiles(ctx, viewerId, visible), nextCursor };
 }
