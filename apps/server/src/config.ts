@@ -1,4 +1,5 @@
 import type { AuthSettings } from '@mvp/api';
+import type { S3BlobStoreOptions } from './adapters/blob/s3BlobStore';
 import { parseEnv, type Env } from './env';
 
 export type AuthConfig = {
@@ -56,7 +57,31 @@ export type ServerConfig = {
   auth: AuthConfig;
   /** User lookups per account (a Signal-like budget: no way to list everyone). */
   searchLimit: { points: number; durationSeconds: number };
+  avatarMaxBytes: number;
+  /** Where blobs go: S3 when set, else `<dataDir>/blobs`. */
+  s3: S3BlobStoreOptions | undefined;
+  presence: {
+    /** An instance's connection counts expire this long after its last refresh. */
+    ttlSeconds: number;
+    /** At most one presence change per user per this many ms reaches other users. */
+    throttleMs: number;
+  };
 };
+
+function s3FromEnv(env: Env): S3BlobStoreOptions | undefined {
+  if (!env.MVP_S3_BUCKET) return undefined;
+  if (!env.MVP_S3_ACCESS_KEY_ID || !env.MVP_S3_SECRET_ACCESS_KEY) {
+    throw new Error('MVP_S3_BUCKET needs MVP_S3_ACCESS_KEY_ID and MVP_S3_SECRET_ACCESS_KEY');
+  }
+  return {
+    ...(env.MVP_S3_ENDPOINT ? { endpoint: env.MVP_S3_ENDPOINT } : {}),
+    region: env.MVP_S3_REGION,
+    bucket: env.MVP_S3_BUCKET,
+    accessKeyId: env.MVP_S3_ACCESS_KEY_ID,
+    secretAccessKey: env.MVP_S3_SECRET_ACCESS_KEY,
+    forcePathStyle: env.MVP_S3_FORCE_PATH_STYLE,
+  };
+}
 
 export function configFromEnv(env: Env): ServerConfig {
   return {
@@ -84,6 +109,12 @@ export function configFromEnv(env: Env): ServerConfig {
     docsEnabled: env.MVP_DOCS_ENABLED,
     dataDir: env.MVP_DATA_DIR,
     searchLimit: env.MVP_LIMIT_SEARCH_ACCOUNT,
+    avatarMaxBytes: env.MVP_AVATAR_MAX_BYTES,
+    s3: s3FromEnv(env),
+    presence: {
+      ttlSeconds: env.MVP_PRESENCE_TTL_SECONDS,
+      throttleMs: env.MVP_PRESENCE_THROTTLE_MS,
+    },
     auth: {
       jwt: {
         signingKey: env.MVP_JWT_SIGNING_KEY,

@@ -118,6 +118,17 @@ export const envSchema = {
   MVP_LOGIN_BACKOFF_MAX_SECONDS: int(1, 86_400).default(900),
   MVP_DELETE_INACTIVE_AFTER_DAYS: int(0, 36_500).default(0),
   MVP_JOBS_INTERVAL_SECONDS: int(1, 86_400).default(60),
+  // People (issue 4): avatars in a local folder under MVP_DATA_DIR, or S3 when a bucket is set.
+  MVP_AVATAR_MAX_BYTES: int(1024, 20 * 1024 * 1024).default(2 * 1024 * 1024),
+  MVP_S3_BUCKET: z.string().min(3).optional(),
+  MVP_S3_ENDPOINT: z.url().optional(),
+  MVP_S3_REGION: z.string().min(1).default('us-east-1'),
+  MVP_S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  MVP_S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  MVP_S3_FORCE_PATH_STYLE: bool.default(false),
+  // Presence: an instance's connection counts expire this long after its last refresh.
+  MVP_PRESENCE_TTL_SECONDS: int(3, 600).default(30),
+  MVP_PRESENCE_THROTTLE_MS: int(0, 60_000).default(3_000),
 };
 
 export const ENV_VARIABLES = Object.keys(envSchema);

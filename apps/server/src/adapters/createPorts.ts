@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import { sql } from 'kysely';
 import { createDb, dialectOf, migrateToLatest } from '@mvp/db';
@@ -15,6 +16,8 @@ import {
 } from '@mvp/api';
 import type { ServerConfig } from '../config';
 import type { ServerMetrics } from '../metrics';
+import { createLocalBlobStore } from './blob/localBlobStore';
+import { createS3BlobStore } from './blob/s3BlobStore';
 import { createMemoryEventBus } from './memory/memoryEventBus';
 import { createMemoryKeyValue } from './memory/memoryKeyValue';
 import { loadSecrets } from '../secrets';
@@ -121,6 +124,9 @@ export async function createInfrastructure(
       sessions: createSessionGuard(db, clock, config.auth.sessionCacheMs),
       cipher: createFieldCipher(secrets.fieldKeys),
       passwords: createPasswordHasher(config.auth.argon2),
+      blobs: config.s3
+        ? createS3BlobStore(config.s3)
+        : createLocalBlobStore(path.join(config.dataDir, 'blobs')),
     };
 
     if (!config.redisUrl) {

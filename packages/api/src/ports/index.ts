@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { DB, DbDialect } from '@mvp/db';
 import type { Authenticator } from './Authenticator';
+import type { BlobStore } from './BlobStore';
 import type { Clock } from './Clock';
 import type { EventBus } from './EventBus';
 import type { KeyValue } from './KeyValue';
@@ -40,4 +41,6 @@ export type Ports = {
   cipher: FieldCipher;
   passwords: PasswordHasher;
   tokens: TokenSigner;
+  /** Avatars (and later conversation images): a local folder or S3. */
+  blobs: BlobStore;
 };

@@ -10,8 +10,12 @@ export function allows(level: string, isContact: boolean): boolean {
   return l === 'everyone' || (l === 'contacts' && isContact);
 }
 
+/**
+ * Avatar keys are `avatars/<userId>/<random>.<ext>` and served at `/<key>`, a path relative to
+ * the server: the random part makes each upload its own immutable, unguessable URL.
+ */
 export function avatarUrlOf(user: Pick<UserRow, 'avatar_key'>): string | null {
-  return user.avatar_key ? `/avatars/${user.avatar_key}` : null;
+  return user.avatar_key ? `/${user.avatar_key}` : null;
 }
 
 /**
