@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger as PinoLogger } from 'pino';
 import type { WebSocket } from 'ws';
 import {
+  createPresenceTracker,
   runJobsOnce,
   SESSION_REVOKED_CHANNEL,
   type ApiSettings,
@@ -107,7 +109,20 @@ export async function createServer(
   });
   // handle() never rejects: it answers every failure itself.
   const httpServer = createHttpServer((req, res) => void handle(req, res));
-  const ws = attachWebSockets(httpServer, { config, infra, settings, metrics, logger, isStopping });
+  const presence = createPresenceTracker(infra.ports, {
+    instanceId: randomUUID(),
+    ttlMs: config.presence.ttlSeconds * 1000,
+    throttleMs: config.presence.throttleMs,
+  });
+  const ws = attachWebSockets(httpServer, {
+    config,
+    infra,
+    settings,
+    metrics,
+    logger,
+    presence,
+    isStopping,
+  });
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -142,11 +157,21 @@ export async function createServer(
   }, config.auth.jobsIntervalSeconds * 1000);
   jobs.unref();
 
+  // Keeps this instance's users online in the shared store and expires those of dead instances.
+  const presenceTicks = setInterval(
+    () => {
+      presence.tick().catch((err: unknown) => logger.warn({ err }, 'presence refresh failed'));
+    },
+    (config.presence.ttlSeconds * 1000) / 3,
+  );
+  presenceTicks.unref();
+
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     shutdownPromise ??= (async () => {
       stopping = true;
       clearInterval(jobs);
+      clearInterval(presenceTicks);
       // Not awaited: an unreachable Redis must not hold up the bounded shutdown.
       stopRevocations().catch(() => undefined);
       const deadline = Date.now() + config.shutdownTimeoutMs;
@@ -164,6 +189,8 @@ export async function createServer(
         for (const client of ws.wss.clients) client.terminate();
       }
       ws.wss.close();
+      // Every socket is closed: its users leave this instance (offline unless held elsewhere).
+      await within(presence.stop(), Math.max(0, left()));
 
       if (!(await within(httpClosed, left()))) {
         logger.warn('shutdown bound reached: closing remaining connections');

@@ -13,3 +13,5 @@ export { AppError } from './errors/AppError';
 export type { ErrorShape } from './errors/errorFormatter';
 export * from './ports';
 export * from './security';
+export { createPresenceTracker } from './modules/presence/presenceTracker';
+export type { PresenceTracker, PresenceTrackerOptions } from './modules/presence/presenceTracker';

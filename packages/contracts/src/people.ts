@@ -20,8 +20,10 @@ export const ZUpdatePrivacyInput = ZPrivacy.partial().refine(
 
 export const ZPresence = z.object({
   online: z.boolean(),
+  /** When the last device disconnected; null while online or when never seen. */
   lastSeenAt: z.iso.datetime().nullable(),
 });
+export type TPresence = z.infer<typeof ZPresence>;
 
 /** What another user sees of a profile: only what its owner's settings (and blocks) allow. */
 export const ZPublicProfile = z.object({
@@ -106,6 +108,7 @@ export const ZPeopleEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('contact.request.declined'), requestId: z.string() }),
   z.object({ type: z.literal('contact.request.cancelled'), requestId: z.string() }),
   z.object({ type: z.literal('contact.removed'), userId: z.string() }),
-  z.object({ type: z.literal('presence'), userId: z.string(), presence: ZPresence }),
+  // Ephemeral (never stored). Null presence: its owner stopped showing it to me.
+  z.object({ type: z.literal('presence'), userId: z.string(), presence: ZPresence.nullable() }),
 ]);
 export type TPeopleEvent = z.infer<typeof ZPeopleEvent>;

@@ -20,12 +20,14 @@ import { createLocalBlobStore } from './blob/localBlobStore';
 import { createS3BlobStore } from './blob/s3BlobStore';
 import { createMemoryEventBus } from './memory/memoryEventBus';
 import { createMemoryKeyValue } from './memory/memoryKeyValue';
+import { createMemoryPresenceStore } from './memory/memoryPresenceStore';
 import { loadSecrets } from '../secrets';
 import { createLogOtpSender } from './otp/logOtpSender';
 import { createWebhookOtpSender } from './otp/webhookOtpSender';
 import { createMemoryRateLimiter, createRedisRateLimiter } from './rateLimiter';
 import { createRedisEventBus } from './redis/redisEventBus';
 import { createRedisKeyValue } from './redis/redisKeyValue';
+import { createRedisPresenceStore } from './redis/redisPresenceStore';
 
 export type Infrastructure = {
   ports: Ports;
@@ -135,6 +137,7 @@ export async function createInfrastructure(
         bus: createMemoryEventBus(),
         kv: createMemoryKeyValue(clock),
         rateLimiter: createMemoryRateLimiter(),
+        presence: createMemoryPresenceStore(),
       };
       return {
         ports,
@@ -170,6 +173,7 @@ export async function createInfrastructure(
       bus: createRedisEventBus(command, subscriber, logger, config.redisPrefix),
       kv: createRedisKeyValue(command, config.redisPrefix),
       rateLimiter: createRedisRateLimiter(limiter, config.redisPrefix),
+      presence: createRedisPresenceStore(command, config.redisPrefix),
     };
     return {
       ports,

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { applyWSSHandler } from '@trpc/server/adapters/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { appRouter, createContext, type ApiSettings } from '@mvp/api';
+import { appRouter, createContext, type ApiSettings, type PresenceTracker } from '@mvp/api';
 import type { Logger as PinoLogger } from 'pino';
 import type { Infrastructure } from '../adapters/createPorts';
 import type { ServerConfig } from '../config';
@@ -16,6 +16,7 @@ export type WsDeps = {
   settings: ApiSettings;
   metrics: ServerMetrics;
   logger: PinoLogger;
+  presence: PresenceTracker;
   isStopping: () => boolean;
 };
 
@@ -36,7 +37,7 @@ function tokenOf(params: Record<string, string | undefined> | null | undefined):
  * open sockets on a user's behalf). Oversize frames close that socket only (ws answers 1009).
  */
 export function attachWebSockets(httpServer: Server, deps: WsDeps) {
-  const { config, infra, settings, metrics, logger } = deps;
+  const { config, infra, settings, metrics, logger, presence } = deps;
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: config.wsMaxPayloadBytes,
@@ -86,7 +87,14 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
         transport: 'ws',
         token: tokenOf(info.connectionParams),
       });
-      if (ctx.auth) track(ctx.auth.sessionId, res);
+      if (ctx.auth) {
+        const { userId } = ctx.auth;
+        track(ctx.auth.sessionId, res);
+        // Online while any device holds a socket; an expired token does not end that (the
+        // socket is refused new calls and the client reconnects with a fresh one).
+        presence.connected(userId);
+        res.once('close', () => presence.disconnected(userId));
+      }
       return ctx;
     },
     keepAlive: { enabled: true, pingMs: config.wsPingMs, pongWaitMs: config.wsPongWaitMs },

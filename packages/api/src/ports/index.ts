@@ -8,6 +8,7 @@ import type { KeyValue } from './KeyValue';
 import type { Logger } from './Logger';
 import type { Metrics } from './Metrics';
 import type { OtpSender } from './OtpSender';
+import type { PresenceStore } from './PresenceStore';
 import type { RateLimiter } from './RateLimiter';
 import type { SessionGuard } from './SessionGuard';
 import type { FieldCipher, PasswordHasher, TokenSigner } from '../security';
@@ -22,6 +23,7 @@ export type { KeyValue, Lock, SetOptions } from './KeyValue';
 export type { Logger } from './Logger';
 export type { Metrics, ProcedureObservation } from './Metrics';
 export type { OtpPurpose, OtpSender } from './OtpSender';
+export type { PresenceStore } from './PresenceStore';
 export type { RateLimitDecision, RateLimiter, RateLimitRule } from './RateLimiter';
 export type { LiveSession, SessionGuard } from './SessionGuard';
 
@@ -43,4 +45,6 @@ export type Ports = {
   tokens: TokenSigner;
   /** Avatars (and later conversation images): a local folder or S3. */
   blobs: BlobStore;
+  /** Who holds a WebSocket, across instances (Redis in production). */
+  presence: PresenceStore;
 };

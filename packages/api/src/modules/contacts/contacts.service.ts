@@ -76,7 +76,7 @@ export async function sendRequest(
     const raced = await rel.findRequestBetween(db, me, target.id);
     return { status: 'pending' as const, requestId: raced?.id ?? null };
   }
-  await notify(ctx, target.id, {
+  await notify(ctx.ports.bus, target.id, {
     type: 'contact.request.received',
     request: await describeRequest(ctx, target.id, row),
   });
@@ -116,7 +116,7 @@ export async function acceptRequest(ctx: Context, me: string, id: string): Promi
     await rel.addContactPair(trx, row.from_user_id, me, ctx.ports.clock.now());
     await rel.deleteRequestsBetween(trx, row.from_user_id, me);
   });
-  await notify(ctx, row.from_user_id, {
+  await notify(ctx.ports.bus, row.from_user_id, {
     type: 'contact.request.accepted',
     requestId: row.id,
     user: await profileFor(ctx, row.from_user_id, me),
@@ -126,13 +126,19 @@ export async function acceptRequest(ctx: Context, me: string, id: string): Promi
 export async function declineRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'to');
   await ctx.ports.db.deleteFrom('contact_requests').where('id', '=', row.id).execute();
-  await notify(ctx, row.from_user_id, { type: 'contact.request.declined', requestId: row.id });
+  await notify(ctx.ports.bus, row.from_user_id, {
+    type: 'contact.request.declined',
+    requestId: row.id,
+  });
 }
 
 export async function cancelRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'from');
   await ctx.ports.db.deleteFrom('contact_requests').where('id', '=', row.id).execute();
-  await notify(ctx, row.to_user_id, { type: 'contact.request.cancelled', requestId: row.id });
+  await notify(ctx.ports.bus, row.to_user_id, {
+    type: 'contact.request.cancelled',
+    requestId: row.id,
+  });
 }
 
 export async function listContacts(ctx: Context, me: string): Promise<TPublicProfile[]> {
@@ -149,7 +155,7 @@ export async function listContacts(ctx: Context, me: string): Promise<TPublicPro
 export async function removeContact(ctx: Context, me: string, userId: string): Promise<void> {
   if (!(await rel.removeContactPair(ctx.ports.db, me, userId)))
     throw new AppError('NOT_FOUND', 'Not a contact');
-  await notify(ctx, userId, { type: 'contact.removed', userId: me });
+  await notify(ctx.ports.bus, userId, { type: 'contact.removed', userId: me });
 }
 
 /** Blocking ends the contact and any pending request, and tells the blocked user nothing. */

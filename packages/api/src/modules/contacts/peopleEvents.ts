@@ -1,11 +1,12 @@
 import type { TPeopleEvent } from '@mvp/contracts';
 import type { Context } from '../../context';
+import type { EventBus } from '../../ports';
 
 /** The bus channel of everything one user's devices should hear live. */
 export const userChannel = (userId: string) => `user:${userId}`;
 
-export async function notify(ctx: Context, userId: string, event: TPeopleEvent): Promise<void> {
-  await ctx.ports.bus.publish(userChannel(userId), event);
+export async function notify(bus: EventBus, userId: string, event: TPeopleEvent): Promise<void> {
+  await bus.publish(userChannel(userId), event);
 }
 
 /**

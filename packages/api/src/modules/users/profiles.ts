@@ -3,6 +3,7 @@ import type { Context } from '../../context';
 import { displayNameContext } from '../auth/identity';
 import type { UserRow } from '../auth/users.repo';
 import { relationsTo } from '../contacts/relations.repo';
+import { presenceOf } from '../presence/presence';
 
 /** Whether a setting lets this viewer through (nobody passes 'nobody'; contacts pass 'contacts'). */
 export function allows(level: string, isContact: boolean): boolean {
@@ -21,7 +22,8 @@ export function avatarUrlOf(user: Pick<UserRow, 'avatar_key'>): string | null {
 /**
  * What `viewerId` may see of each user. A user who blocked the viewer shows only the handles the
  * viewer already has (no bio, avatar or presence): indistinguishable from a sparse profile with
- * presence hidden, so the block is not revealed.
+ * presence hidden, so the block is not revealed. Presence shows under the owner's `presence`
+ * setting (everyone, contacts or nobody).
  */
 export async function publicProfiles(
   ctx: Context,
@@ -33,6 +35,10 @@ export async function publicProfiles(
     viewerId,
     users.map((u) => u.id),
   );
+  const shown = users.filter(
+    (u) => !blockedMe.has(u.id) && allows(u.privacy_presence, contacts.has(u.id)),
+  );
+  const presence = await presenceOf(ctx.ports, shown);
   return users.map((user) => {
     const isContact = contacts.has(user.id);
     const blocked = blockedMe.has(user.id);
@@ -47,9 +53,7 @@ export async function publicProfiles(
       bio: blocked ? null : user.bio,
       avatarUrl: blocked ? null : avatarUrlOf(user),
       isContact,
-      // Live presence (online, last seen under the `presence` setting) is the next step of the
-      // people work; until it lands nobody's presence is shown.
-      presence: null,
+      presence: presence.get(user.id) ?? null,
     };
   });
 }

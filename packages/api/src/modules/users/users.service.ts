@@ -6,6 +6,7 @@ import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import * as users from '../auth/users.repo';
 import { areContacts, relationsTo } from '../contacts/relations.repo';
+import { presenceSettingChanged } from '../presence/presence';
 import { allows, publicProfiles } from './profiles';
 
 const privacyOf = (u: users.UserRow): TPrivacy => ({
@@ -25,12 +26,17 @@ export async function updatePrivacy(
   userId: string,
   changes: Partial<TPrivacy>,
 ): Promise<TPrivacy> {
+  const before = await getPrivacy(ctx, userId);
   await users.updateUser(ctx.ports.db, userId, {
     ...(changes.findByPhone ? { privacy_find_by_phone: changes.findByPhone } : {}),
     ...(changes.presence ? { privacy_presence: changes.presence } : {}),
     ...(changes.contactRequests ? { privacy_requests: changes.contactRequests } : {}),
     updated_at: ctx.ports.clock.now(),
   });
+  // Contacts see presence under both 'contacts' and 'everyone': only nobody <-> not nobody is news.
+  const hiddenBefore = before.presence === 'nobody';
+  if (changes.presence && (changes.presence === 'nobody') !== hiddenBefore)
+    await presenceSettingChanged(ctx.ports, userId);
   return getPrivacy(ctx, userId);
 }
 

@@ -1,0 +1,277 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { createPresenceTracker, type Clock, type Ports } from '@mvp/api';
+import { createMvpClient, type MvpClient } from '@mvp/sdk';
+import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import { eventQueue } from './helpers/collect';
+import { backendLabel, testDatabaseUrl, testRedisUrl } from './helpers/env';
+import { spawnServer, type SpawnedServer } from './helpers/spawnServer';
+import { startServer, type TestServer } from './helpers/startServer';
+
+type Presence = { online: boolean; lastSeenAt: string | null } | null;
+type PeopleEvent = { type: string; userId?: string; presence?: Presence };
+
+/** A user's live events on its own socket (which also makes that user online). */
+async function listen(url: string, token: string) {
+  const events = eventQueue<PeopleEvent>();
+  const client = createMvpClient({ url, getToken: () => token, WebSocket });
+  await new Promise<void>((resolve, reject) => {
+    client.api.contacts.events.subscribe(undefined, {
+      onStarted: () => resolve(),
+      onData: (e) => events.push(e as PeopleEvent),
+      onError: reject,
+    });
+  });
+  return { events, client, close: () => client.close() };
+}
+
+/** The next presence event about `userId`, skipping others' (contacts' own sockets). */
+async function nextPresenceOf(events: ReturnType<typeof eventQueue<PeopleEvent>>, userId: string) {
+  for (;;) {
+    const event = await events.next(10_000);
+    if (event.type === 'presence' && event.userId === userId) return event.presence;
+  }
+}
+
+async function befriend(api: (a: Account) => MvpClient['api'], a: Account, b: Account) {
+  await api(a).contacts.request.mutate({ userId: b.userId });
+  expect((await api(b).contacts.request.mutate({ userId: a.userId })).status).toBe('accepted');
+}
+
+describe(`presence (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({ presence: { ttlSeconds: 30, throttleMs: 0 } });
+  });
+  afterAll(() => t.stop());
+
+  const api = (a: Account) => clientWithToken(t, a.accessToken).api;
+  const presenceSeenBy = async (viewer: Account, user: Account) =>
+    (await api(viewer).users.get.query({ id: user.userId })).presence;
+
+  it('a contact sees me online while a device holds a socket, and last seen when it closes', async () => {
+    const [a, b] = [await registerUser(t), await registerUser(t)];
+    await befriend(api, a, b);
+    const watcher = await listen(t.server.url, b.accessToken);
+    expect(await presenceSeenBy(b, a)).toEqual({ online: false, lastSeenAt: null });
+
+    const phone = await listen(t.server.url, a.accessToken);
+    expect(await nextPresenceOf(watcher.events, a.userId)).toEqual({
+      online: true,
+      lastSeenAt: null,
+    });
+    expect(await presenceSeenBy(b, a)).toEqual({ online: true, lastSeenAt: null });
+
+    const before = Date.now();
+    phone.close();
+    const offline = await nextPresenceOf(watcher.events, a.userId);
+    expect(offline?.online).toBe(false);
+    expect(Date.parse(offline!.lastSeenAt!)).toBeGreaterThanOrEqual(before - 1000);
+    expect(await presenceSeenBy(b, a)).toEqual(offline);
+    watcher.close();
+  });
+
+  it('presence follows the privacy setting, and a block hides it', async () => {
+    const [a, friend, stranger] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    await befriend(api, a, friend);
+    const watcher = await listen(t.server.url, friend.accessToken);
+    const phone = await listen(t.server.url, a.accessToken);
+    expect((await nextPresenceOf(watcher.events, a.userId))?.online).toBe(true);
+
+    // Default: contacts only.
+    expect(await presenceSeenBy(stranger, a)).toBeNull();
+    expect((await presenceSeenBy(friend, a))?.online).toBe(true);
+
+    await api(a).users.updatePrivacy.mutate({ presence: 'everyone' });
+    expect((await presenceSeenBy(stranger, a))?.online).toBe(true);
+
+    // Nobody: contacts are told at once that it is hidden, and see nothing from then on.
+    await api(a).users.updatePrivacy.mutate({ presence: 'nobody' });
+    expect(await nextPresenceOf(watcher.events, a.userId)).toBeNull();
+    expect(await presenceSeenBy(friend, a)).toBeNull();
+    expect(await presenceSeenBy(stranger, a)).toBeNull();
+
+    await api(a).users.updatePrivacy.mutate({ presence: 'everyone' });
+    expect((await nextPresenceOf(watcher.events, a.userId))?.online).toBe(true);
+    await api(a).blocks.add.mutate({ userId: stranger.userId });
+    expect(await presenceSeenBy(stranger, a)).toBeNull();
+    phone.close();
+    watcher.close();
+  });
+
+  it('malformed privacy input is refused and changes nothing', async () => {
+    const a = await registerUser(t);
+    const bad = await api(a)
+      .users.updatePrivacy.mutate({ presence: 'friends' as never })
+      .catch((e: unknown) => e);
+    expect(bad).toMatchObject({ data: { code: 'BAD_REQUEST' } });
+    expect((await api(a).users.privacy.query()).presence).toBe('contacts');
+  });
+
+  describe('the tracker on the shared store (two instances, a movable clock)', () => {
+    let now = Date.now();
+    const clock: Clock = { now: () => now };
+    const TTL = 10_000;
+    const trackerOf = (name: string, throttleMs = 0) =>
+      createPresenceTracker({ ...t.server.infra.ports, clock } satisfies Ports, {
+        instanceId: `${name}-${randomUUID()}`,
+        ttlMs: TTL,
+        throttleMs,
+      });
+    const isOnline = async (userId: string) =>
+      (await t.server.infra.ports.presence.online([userId], now)).has(userId);
+
+    it('counts sockets per user: online until the last device on every instance leaves', async () => {
+      const [x, y] = [trackerOf('x'), trackerOf('y')];
+      const user = await registerUser(t);
+      x.connected(user.userId);
+      x.connected(user.userId);
+      x.disconnected(user.userId);
+      await x.idle();
+      expect(await isOnline(user.userId)).toBe(true);
+
+      y.connected(user.userId);
+      x.disconnected(user.userId);
+      await Promise.all([x.idle(), y.idle()]);
+      expect(await isOnline(user.userId)).toBe(true);
+
+      y.disconnected(user.userId);
+      await y.idle();
+      expect(await isOnline(user.userId)).toBe(false);
+    });
+
+    it('an instance that stops refreshing leaves its users online only until its deadline', async () => {
+      const [live, dying] = [trackerOf('live'), trackerOf('dying')];
+      const [user, friend] = [await registerUser(t), await registerUser(t)];
+      await befriend(api, user, friend);
+      const watcher = await listen(t.server.url, friend.accessToken);
+
+      const lastRefresh = now;
+      dying.connected(user.userId);
+      await dying.idle();
+      expect(await nextPresenceOf(watcher.events, user.userId)).toEqual({
+        online: true,
+        lastSeenAt: null,
+      });
+
+      now += TTL / 2;
+      await live.tick();
+      expect(await isOnline(user.userId)).toBe(true);
+
+      // `dying` never ticks again: after its deadline another instance's sweep ends it.
+      now += TTL;
+      await live.tick();
+      await live.idle();
+      expect(await isOnline(user.userId)).toBe(false);
+      expect(await nextPresenceOf(watcher.events, user.userId)).toEqual({
+        online: false,
+        lastSeenAt: new Date(lastRefresh).toISOString(),
+      });
+
+      // It was only paused: its next refresh brings the user back, and that is announced.
+      await dying.tick();
+      expect(await nextPresenceOf(watcher.events, user.userId)).toEqual({
+        online: true,
+        lastSeenAt: null,
+      });
+      await dying.stop();
+      expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(false);
+      watcher.close();
+    });
+
+    it('lets one change per user through per window and ends on the true state', async () => {
+      const tracker = trackerOf('throttled', 1_500);
+      const [user, friend] = [await registerUser(t), await registerUser(t)];
+      await befriend(api, user, friend);
+      const watcher = await listen(t.server.url, friend.accessToken);
+
+      tracker.connected(user.userId);
+      await tracker.idle();
+      expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(true);
+      // Flapping inside the window: nothing goes out until it ends, then only the final state.
+      for (let i = 0; i < 3; i++) {
+        tracker.disconnected(user.userId);
+        tracker.connected(user.userId);
+      }
+      tracker.disconnected(user.userId);
+      await tracker.idle();
+      expect(await nextPresenceOf(watcher.events, user.userId)).toMatchObject({ online: false });
+      expect(watcher.events.size).toBe(0);
+      await tracker.stop();
+      watcher.close();
+    });
+  });
+});
+
+describe(`presence when a server process is killed (${backendLabel})`, () => {
+  // With Redis two processes share the store: the survivor sweeps the dead one's users. The
+  // embedded setup is one process, so there the check is that a restart starts everyone offline.
+  const twoProcesses = Boolean(testRedisUrl);
+  const shared = {
+    MVP_PRESENCE_TTL_SECONDS: '3',
+    MVP_PRESENCE_THROTTLE_MS: '0',
+    MVP_REDIS_PREFIX: `test:${randomUUID()}:`,
+    DATABASE_URL: testDatabaseUrl.startsWith('sqlite')
+      ? `sqlite:${join(mkdtempSync(join(tmpdir(), 'mvp-presence-')), 'mvp.db')}`
+      : testDatabaseUrl,
+  };
+  const spawned: SpawnedServer[] = [];
+  const spawn = async () => {
+    const s = await spawnServer(shared);
+    spawned.push(s);
+    return s;
+  };
+  afterAll(async () => {
+    for (const s of spawned) if (s.child.exitCode === null && !s.child.killed) s.child.kill();
+    await Promise.all(spawned.map((s) => s.exited));
+  });
+
+  it('users of a SIGKILLed instance go offline, last seen at its last refresh', async () => {
+    const doomed = await spawn();
+    const survivor = twoProcesses ? await spawn() : undefined;
+    const on = (url: string) => createMvpClient({ url });
+    const register = async (url: string): Promise<Account> => {
+      const res = await on(url).api.auth.register.mutate({
+        username: `p_${randomUUID().slice(0, 8)}`,
+        password: PASSWORD,
+        displayName: 'Presence',
+        device: DEVICE,
+      });
+      if (res.status !== 'ok') throw new Error('expected tokens');
+      return { ...res, username: '', userId: res.user.id, uniqueId: res.user.uniqueId };
+    };
+    const apiOn = (url: string) => (a: Account) =>
+      createMvpClient({ url, getToken: () => a.accessToken }).api;
+
+    const [user, friend] = [await register(doomed.url), await register(doomed.url)];
+    await befriend(apiOn(doomed.url), user, friend);
+    const watcher = survivor && (await listen(survivor.url, friend.accessToken));
+    const phone = await listen(doomed.url, user.accessToken);
+    if (watcher) expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(true);
+
+    const killedAt = Date.now();
+    doomed.child.kill('SIGKILL');
+    expect((await doomed.exited).signal).toBe('SIGKILL');
+    phone.close();
+
+    const observer = survivor ?? (await spawn());
+    if (watcher) {
+      const offline = await nextPresenceOf(watcher.events, user.userId);
+      expect(offline?.online).toBe(false);
+      // The last refresh happened within one TTL before the kill.
+      expect(Date.parse(offline!.lastSeenAt!)).toBeGreaterThan(killedAt - 3_000 - 1_000);
+      expect(Date.parse(offline!.lastSeenAt!)).toBeLessThanOrEqual(killedAt);
+      watcher.close();
+    }
+    const seen = await apiOn(observer.url)(friend).users.get.query({ id: user.userId });
+    expect(seen.presence?.online).toBe(false);
+  });
+});

@@ -1,0 +1,81 @@
+import type { Kysely } from 'kysely';
+import type { TPresence } from '@mvp/contracts';
+import type { DB } from '@mvp/db';
+import type { Ports } from '../../ports';
+import { notify } from '../contacts/peopleEvents';
+
+type PresenceRow = { id: string; last_seen_at: number | null };
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** Presence of each user as its owner would show it, before any privacy check. */
+export async function presenceOf(
+  ports: Pick<Ports, 'presence' | 'clock'>,
+  users: readonly PresenceRow[],
+): Promise<Map<string, TPresence>> {
+  const online = await ports.presence.online(
+    users.map((u) => u.id),
+    ports.clock.now(),
+  );
+  return new Map(
+    users.map((u) => [
+      u.id,
+      online.has(u.id)
+        ? { online: true, lastSeenAt: null }
+        : { online: false, lastSeenAt: iso(u.last_seen_at) },
+    ]),
+  );
+}
+
+/**
+ * Who hears my presence changes live: my contacts, unless I show presence to nobody. "Everyone"
+ * lets anyone read it from my profile, but live fan-out stays with contacts: pushing to every
+ * user who ever looked would be a way to track people. Blocked users are never contacts.
+ */
+async function contactsOf(db: Kysely<DB>, userId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('contacts')
+    .select('contact_id')
+    .where('user_id', '=', userId)
+    .execute();
+  return rows.map((r) => r.contact_id);
+}
+
+/** Tells my contacts my presence now, when my settings show it to them. */
+export async function announcePresence(
+  ports: Ports,
+  userId: string,
+  presence: TPresence,
+): Promise<void> {
+  const owner = await ports.db
+    .selectFrom('users')
+    .select('privacy_presence')
+    .where('id', '=', userId)
+    .executeTakeFirst();
+  if (!owner || owner.privacy_presence === 'nobody') return;
+  await send(ports, await contactsOf(ports.db, userId), userId, presence);
+}
+
+/** After I changed who sees my presence: contacts learn it (null when it is now hidden). */
+export async function presenceSettingChanged(ports: Ports, userId: string): Promise<void> {
+  const user = await ports.db
+    .selectFrom('users')
+    .select(['id', 'last_seen_at', 'privacy_presence'])
+    .where('id', '=', userId)
+    .executeTakeFirst();
+  if (!user) return;
+  const presence =
+    user.privacy_presence === 'nobody' ? null : (await presenceOf(ports, [user])).get(userId)!;
+  await send(ports, await contactsOf(ports.db, userId), userId, presence);
+}
+
+async function send(
+  ports: Ports,
+  to: string[],
+  userId: string,
+  presence: TPresence | null,
+): Promise<void> {
+  await Promise.all(
+    to.map((contactId) => notify(ports.bus, contactId, { type: 'presence', userId, presence })),
+  );
+}
