@@ -1,80 +1,15 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BlobStore } from '@mvp/api';
 import { createLocalBlobStore } from '../src/adapters/blob/localBlobStore';
 import { createS3BlobStore } from '../src/adapters/blob/s3BlobStore';
+import { startFakeS3, type FakeS3 } from './helpers/fakeS3';
 
 const BUCKET = 'avatars-test';
-
-type SeenRequest = {
-  method: string;
-  path: string;
-  contentType: string | undefined;
-  authorization: string | undefined;
-  metaEtag: string | undefined;
-};
-
-/** Just enough of S3 for the adapter: path-style PUT/GET/DELETE of one object. */
-function startFakeS3(): Promise<{ url: string; seen: SeenRequest[]; server: Server }> {
-  const objects = new Map<string, { body: Buffer; contentType: string; metaEtag: string }>();
-  const seen: SeenRequest[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const method = req.method ?? '';
-      const pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://s3').pathname);
-      const header = (name: string) => req.headers[name] as string | undefined;
-      seen.push({
-        method,
-        path: pathname,
-        contentType: header('content-type'),
-        authorization: header('authorization'),
-        metaEtag: header('x-amz-meta-etag'),
-      });
-      const key = pathname.slice(`/${BUCKET}/`.length);
-      const object = objects.get(key);
-      if (!pathname.startsWith(`/${BUCKET}/`)) {
-        res.writeHead(404).end('<Error><Code>NoSuchBucket</Code></Error>');
-      } else if (method === 'PUT') {
-        const body = Buffer.concat(chunks);
-        objects.set(key, {
-          body,
-          contentType: header('content-type') ?? 'binary/octet-stream',
-          metaEtag: header('x-amz-meta-etag') ?? '',
-        });
-        res.writeHead(200, { etag: `"${createHash('md5').update(body).digest('hex')}"` }).end();
-      } else if (method === 'GET' && object) {
-        res.writeHead(200, {
-          'content-type': object.contentType,
-          'content-length': object.body.length,
-          'x-amz-meta-etag': object.metaEtag,
-        });
-        res.end(object.body);
-      } else if (method === 'GET') {
-        res.writeHead(404, { 'content-type': 'application/xml' });
-        res.end('<Error><Code>NoSuchKey</Code></Error>');
-      } else if (method === 'DELETE') {
-        objects.delete(key);
-        res.writeHead(204).end();
-      } else {
-        res.writeHead(405).end();
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      resolve({ url: `http://127.0.0.1:${port}`, seen, server });
-    });
-  });
-}
 
 const etagOf = (body: Uint8Array) =>
   `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"`;
@@ -100,17 +35,16 @@ const BAD_KEYS = [
   `avatars/${'x'.repeat(200)}.png`,
 ];
 
-let fakeS3: Awaited<ReturnType<typeof startFakeS3>>;
+let fakeS3: FakeS3;
 let root: string;
 
 beforeAll(async () => {
-  fakeS3 = await startFakeS3();
+  fakeS3 = await startFakeS3(BUCKET);
   root = await mkdtemp(path.join(tmpdir(), 'mvp-blobs-'));
 });
 
 afterAll(async () => {
-  fakeS3.server.closeAllConnections();
-  await new Promise((resolve) => fakeS3.server.close(resolve));
+  await fakeS3.close();
   await rm(root, { recursive: true, force: true });
 });
 

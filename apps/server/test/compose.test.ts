@@ -42,6 +42,26 @@ describe('docker-compose.yml', () => {
     expect(names.filter((name) => !ENV_VARIABLES.includes(name))).toEqual([]);
   });
 
+  it('keeps avatars in MinIO: bucket and a bucket-only user made first, root keys not shared', () => {
+    const { minio, server } = services;
+    const init = services['minio-init'];
+    expect(minio?.image).toMatch(/^minio\/minio/);
+    expect(minio?.healthcheck?.test).toBeDefined();
+    expect(init?.image).toMatch(/^minio\/mc/);
+    expect(server?.depends_on).toMatchObject({
+      'minio-init': { condition: 'service_completed_successfully' },
+    });
+    const env = server?.environment ?? {};
+    expect(env).toMatchObject({
+      MVP_S3_BUCKET: 'mvp-avatars',
+      MVP_S3_ENDPOINT: 'http://minio:9000',
+      MVP_S3_FORCE_PATH_STYLE: 'true',
+    });
+    const script = [init?.command ?? ''].flat().join('\n');
+    expect(script).toContain('mc mb --ignore-existing local/mvp-avatars');
+    expect(String(env.MVP_S3_SECRET_ACCESS_KEY)).not.toContain('MINIO_ROOT');
+  });
+
   it('runs coturn on shared-secret credentials and refuses to relay into private networks', () => {
     const { command = '' } = services.coturn ?? {};
     const text = Array.isArray(command) ? command.join(' ') : command;

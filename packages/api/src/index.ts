@@ -1,9 +1,11 @@
 export { appRouter } from './router';
 export type { AppRouter } from './router';
-export { createCallerFactory } from './trpc';
+export { createCallerFactory, requireAuth, spendIpBudget } from './trpc';
 export { createContext } from './context';
 export type { ApiSettings, AuthSettings, Context, ContextInput } from './context';
 export { runJobsOnce } from './jobs';
+export { AVATAR_UPLOAD_LIMIT, setAvatar, spendAvatarUpload } from './modules/me/avatar.service';
+export type { AvatarImage } from './modules/me/avatar.service';
 export type { JobName } from './jobs';
 export { authenticatorFor } from './modules/auth/authenticate';
 export { createSessionGuard } from './modules/sessions/sessionGuard';

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { createContext, type ApiSettings, type Context } from './context';
 import { displayNameContext, phoneContext } from './modules/auth/identity';
-import { announceRevoked } from './modules/sessions/sessions.service';
+import { deleteAccount } from './modules/me/accountDeletion';
 import type { Ports } from './ports';
 
 const BATCH = 200;
@@ -73,23 +73,17 @@ async function deleteInactiveAccounts(ctx: Context): Promise<number> {
     .where('last_active_at', '<', cutoff)
     .limit(BATCH)
     .execute();
+  let deleted = 0;
+  // One at a time through the same path as a user's own deletion: sessions end, avatars go.
   for (const { id } of stale) {
-    const sessionIds = (
-      await db.selectFrom('sessions').select('id').where('user_id', '=', id).execute()
-    ).map((r) => r.id);
-    await db
-      .deleteFrom('users')
-      .where('id', '=', id)
-      .where('last_active_at', '<', cutoff)
-      .execute();
-    if (sessionIds.length) await announceRevoked(ctx, sessionIds);
+    if (await deleteAccount(ctx, id, { inactiveBefore: cutoff })) deleted += 1;
   }
-  if (stale.length)
+  if (deleted)
     ctx.log.info(
-      { event: 'inactive_accounts_deleted', count: stale.length },
+      { event: 'inactive_accounts_deleted', count: deleted },
       'inactive accounts deleted',
     );
-  return stale.length;
+  return deleted;
 }
 
 export const JOBS = { reencryptPersonalData, deleteInactiveAccounts } as const;

@@ -2,6 +2,7 @@ import { initTRPC } from '@trpc/server';
 import superjson from 'superjson';
 import type { OpenApiMeta } from 'trpc-to-openapi';
 import type { Context, TransportContext } from './context';
+import type { AuthInfo } from './ports';
 import { AppError } from './errors/AppError';
 import { appCodeOf, errorFormatter } from './errors/errorFormatter';
 
@@ -36,6 +37,28 @@ const t = initTRPC
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
 
+/** One point of the caller's per-address budget; exported for the few plain HTTP routes. */
+export async function spendIpBudget(ctx: Context): Promise<void> {
+  const decision = await ctx.ports.rateLimiter.consume(ctx.settings.ipRateLimit, ctx.ip);
+  if (!decision.allowed) {
+    throw new AppError('TOO_MANY_REQUESTS', 'Too many requests', {
+      retryAfterMs: decision.retryAfterMs,
+    });
+  }
+}
+
+/** authedProcedure's check, exported so plain HTTP routes (avatar upload) authenticate alike. */
+export async function requireAuth(ctx: Context): Promise<AuthInfo & { deviceId: string }> {
+  const auth = ctx.auth;
+  if (!auth) {
+    throw new AppError('UNAUTHORIZED', ctx.tokenRejected ? 'Invalid token' : 'Sign in first');
+  }
+  if (auth.expiresAt <= ctx.ports.clock.now()) throw new AppError('UNAUTHORIZED', 'Token expired');
+  const live = await ctx.ports.sessions.check(auth.sessionId);
+  if (!live || live.userId !== auth.userId) throw new AppError('UNAUTHORIZED', 'Session ended');
+  return { ...auth, deviceId: live.deviceId };
+}
+
 /** Counts and times every call; logs failures (internal ones with the error, never the input). */
 /**
  * Every procedure: restore the full Context (createContext() is its only producer), count and
@@ -61,12 +84,7 @@ export const publicProcedure = t.procedure
     return result;
   })
   .use(async ({ ctx, next }) => {
-    const decision = await ctx.ports.rateLimiter.consume(ctx.settings.ipRateLimit, ctx.ip);
-    if (!decision.allowed) {
-      throw new AppError('TOO_MANY_REQUESTS', 'Too many requests', {
-        retryAfterMs: decision.retryAfterMs,
-      });
-    }
+    await spendIpBudget(ctx);
     return next();
   });
 
@@ -75,12 +93,5 @@ export const publicProcedure = t.procedure
  * it connected with), for a session that is still live (checked per call, briefly cached).
  */
 export const authedProcedure = publicProcedure.use(async ({ ctx, next }) => {
-  const auth = ctx.auth;
-  if (!auth) {
-    throw new AppError('UNAUTHORIZED', ctx.tokenRejected ? 'Invalid token' : 'Sign in first');
-  }
-  if (auth.expiresAt <= ctx.ports.clock.now()) throw new AppError('UNAUTHORIZED', 'Token expired');
-  const live = await ctx.ports.sessions.check(auth.sessionId);
-  if (!live || live.userId !== auth.userId) throw new AppError('UNAUTHORIZED', 'Session ended');
-  return next({ ctx: { ...ctx, auth: { ...auth, deviceId: live.deviceId } } });
+  return next({ ctx: { ...ctx, auth: await requireAuth(ctx) } });
 });

@@ -11,6 +11,7 @@ import {
 import type { AppRouter } from '@mvp/api';
 import superjson from 'superjson';
 import { createAuthClient, type MvpAuth } from './authClient';
+import { createAvatarClient, type MvpAvatar } from './avatar';
 import { authRetryLink, isPublicAuthPath, noteSentToken } from './authRetryLink';
 import { createAuthSession, type SessionEndReason } from './authSession';
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
@@ -67,6 +68,8 @@ export type MvpClient = {
   api: TRPCClient<AppRouter>;
   /** Register, sign in, OTP, sign out; tokens are kept in `tokenStore` and refreshed as needed. */
   auth: MvpAuth;
+  /** Upload (REST, bytes), remove and resolve my avatar. */
+  avatar: MvpAvatar;
   /** Closes the subscription socket (if one was opened); queries keep working over HTTP. */
   close(): Promise<void>;
 };
@@ -182,6 +185,13 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   return {
     api,
     auth: createAuthClient(raw, session),
+    avatar: createAvatarClient({
+      baseUrl: base,
+      fetch: fetchImpl,
+      api,
+      token,
+      session: getToken ? null : session,
+    }),
     async close() {
       const closing = wsClient;
       wsClient = undefined;

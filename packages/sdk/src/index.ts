@@ -6,6 +6,7 @@ export type {
   WebSocketConstructor,
 } from './createMvpClient';
 export type { MvpAuth } from './authClient';
+export type { AvatarContentType, AvatarUploadOptions, MvpAvatar } from './avatar';
 export type { AuthTokens, SessionEndReason } from './authSession';
 export { createMemoryTokenStore } from './tokenStore';
 export type { StoredSession, TokenStore } from './tokenStore';

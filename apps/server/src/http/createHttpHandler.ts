@@ -4,11 +4,12 @@ import { nodeHTTPRequestHandler } from '@trpc/server/adapters/node-http';
 import type { ResponseMeta } from '@trpc/server/http';
 import { createOpenApiHttpHandler } from 'trpc-to-openapi';
 import { AppError, appRouter, createContext, type ApiSettings, type Context } from '@mvp/api';
-import { APP_ERROR_TRANSPORT, type TAppErrorCode, type TErrorData } from '@mvp/contracts';
+import { APP_ERROR_TRANSPORT, type TErrorData } from '@mvp/contracts';
 import type { Logger as PinoLogger } from 'pino';
 import type { Infrastructure } from '../adapters/createPorts';
 import type { ServerConfig } from '../config';
 import type { ServerMetrics } from '../metrics';
+import { createAvatarRoutes, type SendError } from './avatarRoutes';
 import { docsHtml, docsScript, DOCS_SCRIPT_PATH } from './docsPage';
 import { openApiJson, REST_PREFIX } from './openapi';
 import { bearerTokenOf, clientIpOf, originAllowed, requestIdOf } from './requestInfo';
@@ -35,21 +36,16 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /** Errors outside tRPC use the REST shim's shape, so integrators parse one format. */
-function sendError(
-  res: ServerResponse,
-  status: number,
-  appCode: TAppErrorCode,
-  message: string,
-  requestId: string,
-): void {
+const sendError: SendError = (res, status, appCode, message, requestId, extra = {}) => {
   const data: TErrorData = {
     code: APP_ERROR_TRANSPORT[appCode],
     httpStatus: status,
     appCode,
     requestId,
+    ...(extra.retryAfterMs !== undefined ? { retryAfterMs: extra.retryAfterMs } : {}),
   };
   sendJson(res, status, { code: data.code, message, data });
-}
+};
 
 /** Retry-After (seconds, rounded up) for rate-limited answers on both HTTP surfaces. */
 function responseMeta({ errors }: { errors: TRPCError[] }): ResponseMeta {
@@ -83,6 +79,14 @@ export function createHttpHandler(deps: HttpDeps) {
     maxBodySize: config.httpMaxBodyBytes,
     responseMeta,
     onError,
+  });
+
+  const handleAvatarRequest = createAvatarRoutes({
+    blobs: infra.ports.blobs,
+    avatarMaxBytes: config.avatarMaxBytes,
+    contextFor,
+    sendJson,
+    sendError,
   });
 
   const routes: Record<string, Handler> = {
@@ -165,13 +169,15 @@ export function createHttpHandler(deps: HttpDeps) {
       res.end();
       return;
     }
-    // Refused before a byte of the body is read; tRPC's maxBodySize covers chunked bodies.
-    if (Number(req.headers['content-length'] ?? 0) > config.httpMaxBodyBytes) {
-      res.setHeader('connection', 'close');
-      sendError(res, 413, 'PAYLOAD_TOO_LARGE', 'Request body too large', requestId);
-      return;
-    }
     try {
+      // Avatars have their own (larger) size limit, enforced while the body streams in.
+      if (await handleAvatarRequest(req, res, pathname, requestId)) return;
+      // Refused before a byte of the body is read; tRPC's maxBodySize covers chunked bodies.
+      if (Number(req.headers['content-length'] ?? 0) > config.httpMaxBodyBytes) {
+        res.setHeader('connection', 'close');
+        sendError(res, 413, 'PAYLOAD_TOO_LARGE', 'Request body too large', requestId);
+        return;
+      }
       const route = routes[pathname];
       if (route) {
         if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -202,9 +208,12 @@ export function createHttpHandler(deps: HttpDeps) {
       sendError(res, 404, 'NOT_FOUND', 'Not found', requestId);
     } catch (err) {
       logger.error({ err, requestId, path: pathname }, 'unhandled request error');
-      if (!res.headersSent)
-        sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error', requestId);
-      else res.destroy();
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (!req.complete) res.setHeader('connection', 'close');
+      sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error', requestId);
     }
   };
 }

@@ -8,6 +8,7 @@ import {
 } from '@mvp/contracts';
 import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
+import { removeAvatar } from './avatar.service';
 import { changePassword, deleteMe, getMe, updateMe } from './me.service';
 
 const tags = ['me'];
@@ -31,6 +32,15 @@ export const meRouter = router({
     .input(ZUpdateMeInput)
     .output(ZMe)
     .mutation(({ ctx, input }) => updateMe(ctx, ctx.auth.userId, input)),
+
+  // Uploads are a plain HTTP route (PUT /api/v1/me/avatar in apps/server): tRPC carries JSON.
+  deleteAvatar: authedProcedure
+    .meta({
+      openapi: { method: 'DELETE', path: '/me/avatar', summary: 'Remove my avatar', tags },
+    })
+    .input(z.void())
+    .output(ZMe)
+    .mutation(({ ctx }) => removeAvatar(ctx, ctx.auth.userId)),
 
   changePassword: authedProcedure
     .meta({

@@ -7,7 +7,8 @@ import { assertPasswordAllowed } from '../auth/auth.service';
 import { displayNameContext, phoneContext } from '../auth/identity';
 import * as users from '../auth/users.repo';
 import { avatarUrlOf } from '../users/profiles';
-import { announceRevoked, revokeByIds } from '../sessions/sessions.service';
+import { revokeByIds } from '../sessions/sessions.service';
+import { deleteAccount } from './accountDeletion';
 
 async function requireUser(ctx: Context, userId: string): Promise<users.UserRow> {
   const user = await users.findUserById(ctx.ports.db, userId);
@@ -93,14 +94,16 @@ export async function changePassword(
   return { revoked: ids.length };
 }
 
-/** Deletes the account and with it (cascade) its personal data, devices and sessions. */
+/** Deletes the account and with it (cascade) its personal data, devices, sessions and avatar. */
 export async function deleteMe(ctx: Context, userId: string, password: string): Promise<void> {
   const user = await requireUser(ctx, userId);
   await assertPassword(ctx, user, password);
-  const sessionIds = (
-    await ctx.ports.db.selectFrom('sessions').select('id').where('user_id', '=', userId).execute()
-  ).map((r) => r.id);
-  await users.deleteUser(ctx.ports.db, userId);
-  if (sessionIds.length) await announceRevoked(ctx, sessionIds);
+  if (!(await deleteAccount(ctx, userId))) {
+    // Gone meanwhile (a second deletion won), or an avatar upload kept racing this one.
+    if (await users.findUserById(ctx.ports.db, userId)) {
+      throw new AppError('CONFLICT', 'Your account changed meanwhile; try again');
+    }
+    return;
+  }
   ctx.log.info({ event: 'account_deleted', userId }, 'account deleted by its owner');
 }

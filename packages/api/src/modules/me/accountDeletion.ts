@@ -1,0 +1,42 @@
+import type { Context } from '../../context';
+import { announceRevoked } from '../sessions/sessions.service';
+import { deleteUserWithAvatarKey, findAvatarState } from './avatar.repo';
+import { deleteBlobQuietly } from './avatarBlobs';
+
+// An avatar upload landing between the read and the delete costs one more round; more than a
+// few in a row is an account fighting its own deletion, which may try again later.
+const ATTEMPTS = 3;
+
+export type DeleteAccountOptions = {
+  /** For the inactivity job: delete only while the account is still unused since this time. */
+  inactiveBefore?: number;
+};
+
+/**
+ * Deletes the account row (devices, sessions and refresh tokens go with it by cascade), tells
+ * every instance its sessions ended, then deletes its avatar blob. The row is deleted only while
+ * it still points at the avatar read just before, so an upload racing the deletion either lands
+ * first (and its blob is deleted here) or finds the row gone (and deletes its own blob).
+ * False when nothing was deleted: the account is gone, became active, or kept changing.
+ */
+export async function deleteAccount(
+  ctx: Context,
+  userId: string,
+  options: DeleteAccountOptions = {},
+): Promise<boolean> {
+  const { db } = ctx.ports;
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const state = await findAvatarState(db, userId);
+    if (!state) return false;
+    if (options.inactiveBefore !== undefined && state.lastActiveAt >= options.inactiveBefore)
+      return false;
+    const sessionIds = (
+      await db.selectFrom('sessions').select('id').where('user_id', '=', userId).execute()
+    ).map((r) => r.id);
+    if (!(await deleteUserWithAvatarKey(db, userId, state.key, options.inactiveBefore))) continue;
+    if (sessionIds.length) await announceRevoked(ctx, sessionIds);
+    if (state.key) await deleteBlobQuietly(ctx, state.key);
+    return true;
+  }
+  return false;
+}
