@@ -67,12 +67,12 @@ describe(`presence (${backendLabel})`, () => {
     expect(await presenceSeenBy(b, a)).toEqual({ online: true, lastSeenAt: null });
 
     const before = Date.now();
-    phone.close();
+    await phone.close();
     const offline = await nextPresenceOf(watcher.events, a.userId);
     expect(offline?.online).toBe(false);
     expect(Date.parse(offline!.lastSeenAt!)).toBeGreaterThanOrEqual(before - 1000);
     expect(await presenceSeenBy(b, a)).toEqual(offline);
-    watcher.close();
+    await watcher.close();
   });
 
   it('presence follows the privacy setting, and a block hides it', async () => {
@@ -103,8 +103,8 @@ describe(`presence (${backendLabel})`, () => {
     expect((await nextPresenceOf(watcher.events, a.userId))?.online).toBe(true);
     await api(a).blocks.add.mutate({ userId: stranger.userId });
     expect(await presenceSeenBy(stranger, a)).toBeNull();
-    phone.close();
-    watcher.close();
+    await phone.close();
+    await watcher.close();
   });
 
   it('malformed privacy input is refused and changes nothing', async () => {
@@ -184,7 +184,7 @@ describe(`presence (${backendLabel})`, () => {
       });
       await dying.stop();
       expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(false);
-      watcher.close();
+      await watcher.close();
     });
 
     it('lets one change per user through per window and ends on the true state', async () => {
@@ -206,7 +206,7 @@ describe(`presence (${backendLabel})`, () => {
       expect(await nextPresenceOf(watcher.events, user.userId)).toMatchObject({ online: false });
       expect(watcher.events.size).toBe(0);
       await tracker.stop();
-      watcher.close();
+      await watcher.close();
     });
   });
 });
@@ -260,7 +260,7 @@ describe(`presence when a server process is killed (${backendLabel})`, () => {
     const killedAt = Date.now();
     doomed.child.kill('SIGKILL');
     expect((await doomed.exited).signal).toBe('SIGKILL');
-    phone.close();
+    await phone.close();
 
     const observer = survivor ?? (await spawn());
     if (watcher) {
@@ -269,7 +269,7 @@ describe(`presence when a server process is killed (${backendLabel})`, () => {
       // The last refresh happened within one TTL before the kill.
       expect(Date.parse(offline!.lastSeenAt!)).toBeGreaterThan(killedAt - 3_000 - 1_000);
       expect(Date.parse(offline!.lastSeenAt!)).toBeLessThanOrEqual(killedAt);
-      watcher.close();
+      await watcher.close();
     }
     const seen = await apiOn(observer.url)(friend).users.get.query({ id: user.userId });
     expect(seen.presence?.online).toBe(false);

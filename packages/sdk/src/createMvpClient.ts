@@ -12,6 +12,7 @@ import type { AppRouter } from '@mvp/api';
 import superjson from 'superjson';
 import { createAuthClient, type MvpAuth } from './authClient';
 import { createAvatarClient, type MvpAvatar } from './avatar';
+import { createPeopleClient, type MvpPeople } from './people';
 import { authRetryLink, isPublicAuthPath, noteSentToken } from './authRetryLink';
 import { createAuthSession, type SessionEndReason } from './authSession';
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
@@ -70,6 +71,8 @@ export type MvpClient = {
   auth: MvpAuth;
   /** Upload (REST, bytes), remove and resolve my avatar. */
   avatar: MvpAvatar;
+  /** Profiles, privacy, search, contacts, blocks, and their live events. */
+  people: MvpPeople;
   /** Closes the subscription socket (if one was opened); queries keep working over HTTP. */
   close(): Promise<void>;
 };
@@ -185,6 +188,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   return {
     api,
     auth: createAuthClient(raw, session),
+    people: createPeopleClient(api),
     avatar: createAvatarClient({
       baseUrl: base,
       fetch: fetchImpl,

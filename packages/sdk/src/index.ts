@@ -7,6 +7,15 @@ export type {
 } from './createMvpClient';
 export type { MvpAuth } from './authClient';
 export type { AvatarContentType, AvatarUploadOptions, MvpAvatar } from './avatar';
+export type {
+  LiveOptions,
+  MvpPeople,
+  PeopleEvent,
+  Presence,
+  PresenceEvent,
+  PublicProfile,
+  Subscription,
+} from './people';
 export type { AuthTokens, SessionEndReason } from './authSession';
 export { createMemoryTokenStore } from './tokenStore';
 export type { StoredSession, TokenStore } from './tokenStore';

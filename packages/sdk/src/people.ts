@@ -1,0 +1,106 @@
+import type { TRPCClient } from '@trpc/client';
+import type { AppRouter } from '@mvp/api';
+import type { RouterInputs, RouterOutputs } from './types';
+
+type Out = RouterOutputs;
+type In = RouterInputs;
+
+/** Everything that arrives live about people: contact requests and their answers, presence. */
+export type PeopleEvent = Out['contacts']['events'] extends AsyncIterable<infer T> ? T : never;
+export type PresenceEvent = Extract<PeopleEvent, { type: 'presence' }>;
+/** Someone else's profile, as far as their privacy settings let me see it. */
+export type PublicProfile = Out['users']['get'];
+/** Online, or offline since `lastSeenAt`; null where its owner does not show it to me. */
+export type Presence = PublicProfile['presence'];
+
+export type Subscription = {
+  /** Stops the stream; safe to call twice. */
+  unsubscribe(): void;
+};
+
+export type LiveOptions = {
+  /** The server has started the stream: from now on nothing is missed. */
+  onStarted?: () => void;
+  /** The stream failed for good (e.g. the session ended); it does not restart by itself. */
+  onError?: (error: unknown) => void;
+};
+
+/** `client.people`: profiles, privacy, search, contacts and blocks, plus their live events. */
+export type MvpPeople = {
+  /** A profile by user id; NOT_FOUND for unknown users and users hidden from me alike. */
+  get(userId: string): Promise<PublicProfile>;
+  /** Exact username, unique id or phone, or a username prefix (paged with `cursor`). */
+  search(input: In['users']['search']): Promise<Out['users']['search']>;
+  privacy: {
+    get(): Promise<Out['users']['privacy']>;
+    update(changes: In['users']['updatePrivacy']): Promise<Out['users']['updatePrivacy']>;
+  };
+  contacts: {
+    list(): Promise<Out['contacts']['list']>;
+    /** Incoming and outgoing pending requests. */
+    requests(): Promise<Out['contacts']['requests']>;
+    /** Asks `userId`; if they already asked me, this accepts theirs (`status: 'accepted'`). */
+    request(userId: string, message?: string): Promise<Out['contacts']['request']>;
+    accept(requestId: string): Promise<void>;
+    decline(requestId: string): Promise<void>;
+    /** Withdraws a request I sent. */
+    cancel(requestId: string): Promise<void>;
+    remove(userId: string): Promise<void>;
+  };
+  blocks: {
+    list(): Promise<Out['blocks']['list']>;
+    /** Blocks (and un-contacts) someone; they are not told. */
+    add(userId: string): Promise<void>;
+    remove(userId: string): Promise<void>;
+  };
+  /** Every people event, live, over the client's WebSocket (opened on first use). */
+  onEvent(handler: (event: PeopleEvent) => void, options?: LiveOptions): Subscription;
+  /**
+   * Presence changes of my contacts (throttled by the server; `presence` null when a contact
+   * hides it). The current state of anyone is `get(userId).presence`.
+   */
+  onPresence(
+    handler: (userId: string, presence: PresenceEvent['presence']) => void,
+    options?: LiveOptions,
+  ): Subscription;
+};
+
+export function createPeopleClient(api: TRPCClient<AppRouter>): MvpPeople {
+  const done = async (call: Promise<unknown>): Promise<void> => {
+    await call;
+  };
+  const onEvent: MvpPeople['onEvent'] = (handler, options = {}) =>
+    api.contacts.events.subscribe(undefined, {
+      onStarted: () => options.onStarted?.(),
+      onData: (event) => handler(event),
+      onError: (error) => options.onError?.(error),
+    });
+  return {
+    get: (userId) => api.users.get.query({ id: userId }),
+    search: (input) => api.users.search.query(input),
+    privacy: {
+      get: () => api.users.privacy.query(),
+      update: (changes) => api.users.updatePrivacy.mutate(changes),
+    },
+    contacts: {
+      list: () => api.contacts.list.query(),
+      requests: () => api.contacts.requests.query(),
+      request: (userId, message) =>
+        api.contacts.request.mutate(message === undefined ? { userId } : { userId, message }),
+      accept: (id) => done(api.contacts.accept.mutate({ id })),
+      decline: (id) => done(api.contacts.decline.mutate({ id })),
+      cancel: (id) => done(api.contacts.cancel.mutate({ id })),
+      remove: (userId) => done(api.contacts.remove.mutate({ userId })),
+    },
+    blocks: {
+      list: () => api.blocks.list.query(),
+      add: (userId) => done(api.blocks.add.mutate({ userId })),
+      remove: (userId) => done(api.blocks.remove.mutate({ userId })),
+    },
+    onEvent,
+    onPresence: (handler, options) =>
+      onEvent((event) => {
+        if (event.type === 'presence') handler(event.userId, event.presence);
+      }, options),
+  };
+}
