@@ -1,4 +1,4 @@
-import type { AuthSettings } from '@mvp/api';
+import type { ApiSettings, AuthSettings } from '@mvp/api';
 import type { S3BlobStoreOptions } from './adapters/blob/s3BlobStore';
 import { parseEnv, type Env } from './env';
 
@@ -60,6 +60,7 @@ export type ServerConfig = {
   avatarMaxBytes: number;
   /** Where blobs go: S3 when set, else `<dataDir>/blobs`. */
   s3: S3BlobStoreOptions | undefined;
+  messaging: ApiSettings['messaging'];
   presence: {
     /** An instance's connection counts expire this long after its last refresh. */
     ttlSeconds: number;
@@ -111,6 +112,12 @@ export function configFromEnv(env: Env): ServerConfig {
     searchLimit: env.MVP_LIMIT_SEARCH_ACCOUNT,
     avatarMaxBytes: env.MVP_AVATAR_MAX_BYTES,
     s3: s3FromEnv(env),
+    messaging: {
+      maxCiphertextBytes: env.MVP_MESSAGE_MAX_BYTES,
+      groupMemberCap: env.MVP_GROUP_MEMBER_CAP,
+      deviceQueueCap: env.MVP_DEVICE_QUEUE_CAP,
+      retentionDays: env.MVP_EVENT_RETENTION_DAYS,
+    },
     presence: {
       ttlSeconds: env.MVP_PRESENCE_TTL_SECONDS,
       throttleMs: env.MVP_PRESENCE_THROTTLE_MS,

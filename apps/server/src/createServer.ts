@@ -38,6 +38,7 @@ function apiSettingsFrom(config: ServerConfig): ApiSettings {
       deleteInactiveAfterDays: auth.deleteInactiveAfterDays,
     },
     people: { searchLimit: config.searchLimit },
+    messaging: config.messaging,
   };
 }
 

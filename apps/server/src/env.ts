@@ -129,6 +129,11 @@ export const envSchema = {
   // Presence: an instance's connection counts expire this long after its last refresh.
   MVP_PRESENCE_TTL_SECONDS: int(3, 600).default(30),
   MVP_PRESENCE_THROTTLE_MS: int(0, 60_000).default(3_000),
+  // Messaging (issue 5).
+  MVP_MESSAGE_MAX_BYTES: int(1024, 1024 * 1024).default(64 * 1024),
+  MVP_GROUP_MEMBER_CAP: int(2, 100_000).default(1000),
+  MVP_DEVICE_QUEUE_CAP: int(10, 1_000_000).default(5000),
+  MVP_EVENT_RETENTION_DAYS: int(1, 3650).default(30),
 };
 
 export const ENV_VARIABLES = Object.keys(envSchema);

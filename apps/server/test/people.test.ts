@@ -28,17 +28,25 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
   afterAll(() => t.stop());
 
   const api = (a: Account) => clientWithToken(t, a.accessToken).api;
-  /** Subscribes to a user's live events and resolves once the server has started the stream. */
+  /**
+   * A user's contact events on their sync stream (presence left out: contacts' sockets come and
+   * go in these tests), resolved once the server has started the stream.
+   */
   const live = async (a: Account) => {
     const events = eventQueue<{ type: string } & Record<string, unknown>>();
     const client = t.newClient({ getToken: () => a.accessToken, WebSocket });
     let sub: { unsubscribe(): void } | undefined;
     await new Promise<void>((resolve, reject) => {
-      sub = client.api.contacts.events.subscribe(undefined, {
-        onStarted: () => resolve(),
-        onData: (e) => events.push(e as never),
-        onError: reject,
-      });
+      sub = client.api.sync.events.subscribe(
+        { lastEventId: null },
+        {
+          onStarted: () => resolve(),
+          onData: ({ data }) => {
+            if (data.type.startsWith('contact.')) events.push(data);
+          },
+          onError: reject,
+        },
+      );
     });
     return { events, stop: () => sub?.unsubscribe() };
   };

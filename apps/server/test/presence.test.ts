@@ -20,11 +20,14 @@ async function listen(url: string, token: string) {
   const events = eventQueue<PeopleEvent>();
   const client = createMvpClient({ url, getToken: () => token, WebSocket });
   await new Promise<void>((resolve, reject) => {
-    client.api.contacts.events.subscribe(undefined, {
-      onStarted: () => resolve(),
-      onData: (e) => events.push(e as PeopleEvent),
-      onError: reject,
-    });
+    client.api.sync.events.subscribe(
+      { lastEventId: null },
+      {
+        onStarted: () => resolve(),
+        onData: ({ data }) => events.push(data as PeopleEvent),
+        onError: reject,
+      },
+    );
   });
   return { events, client, close: () => client.close() };
 }

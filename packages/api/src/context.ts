@@ -30,6 +30,16 @@ export type ApiSettings = {
   ipRateLimit: RateLimitRule;
   auth: AuthSettings;
   people: { searchLimit: Limit };
+  messaging: {
+    /** Largest message ciphertext, in decoded bytes. */
+    maxCiphertextBytes: number;
+    /** Most members a group may have. */
+    groupMemberCap: number;
+    /** Most unacknowledged envelopes one device may have waiting. */
+    deviceQueueCap: number;
+    /** Events (and unacknowledged envelopes) older than this are deleted; older cursors resync. */
+    retentionDays: number;
+  };
 };
 
 /**

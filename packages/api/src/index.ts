@@ -17,3 +17,4 @@ export * from './ports';
 export * from './security';
 export { createPresenceTracker } from './modules/presence/presenceTracker';
 export type { PresenceTracker, PresenceTrackerOptions } from './modules/presence/presenceTracker';
+export { pruneStreams } from './modules/sync/retention';

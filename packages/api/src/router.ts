@@ -1,7 +1,10 @@
 import { authRouter } from './modules/auth/auth.router';
 import { blocksRouter, contactsRouter } from './modules/contacts/contacts.router';
+import { conversationsRouter } from './modules/conversations/conversations.router';
 import { meRouter } from './modules/me/me.router';
+import { messagesRouter } from './modules/messages/messages.router';
 import { sessionsRouter } from './modules/sessions/sessions.router';
+import { syncRouter } from './modules/sync/sync.router';
 import { systemRouter } from './modules/system/system.router';
 import { usersRouter } from './modules/users/users.router';
 import { router } from './trpc';
@@ -14,6 +17,9 @@ export const appRouter = router({
   users: usersRouter,
   contacts: contactsRouter,
   blocks: blocksRouter,
+  sync: syncRouter,
+  conversations: conversationsRouter,
+  messages: messagesRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -5,3 +5,4 @@ export * from './me';
 export * from './sessions';
 export * from './system';
 export * from './people';
+export * from './messaging';

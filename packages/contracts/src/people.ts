@@ -95,8 +95,8 @@ export const ZBlocks = z.object({
 });
 
 /**
- * Live events about people. Today they travel over `contacts.events`; the sync-stream issue moves
- * the durable ones onto the per-device stream, so the shapes are fixed here.
+ * Events about people, on each device's sync stream (`sync.events`): contact changes are durable
+ * (stored, resumable); presence is ephemeral (live only).
  */
 export const ZPeopleEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('contact.request.received'), request: ZContactRequest }),

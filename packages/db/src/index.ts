@@ -7,10 +7,15 @@ export type {
   BlocksTable,
   ContactRequestsTable,
   ContactsTable,
+  ConversationMembersTable,
+  ConversationsTable,
   DB,
   DevicesTable,
   RefreshTokensTable,
+  MessagesTable,
   SessionsTable,
+  UserEventsTable,
   UsersTable,
+  UserStreamsTable,
 } from './schema';
 export { isUniqueViolation } from './errors';

@@ -74,6 +74,64 @@ export type RefreshTokensTable = {
   used_at: number | null;
 };
 
+export type UserStreamsTable = {
+  user_id: string;
+  last_seq: Generated<number>;
+  first_seq: Generated<number>;
+};
+
+export type UserEventsTable = {
+  user_id: string;
+  seq: number;
+  /** A device-to-device envelope for this device only; null for all the user's devices. */
+  device_id: string | null;
+  type: string;
+  /** JSON; message events hold `{ conversationId, seq }` and are filled in on read. */
+  payload: string;
+  created_at: number;
+};
+
+export type ConversationsTable = {
+  id: string;
+  kind: string;
+  title: string | null;
+  description: string | null;
+  avatar_key: string | null;
+  direct_key: string | null;
+  last_seq: Generated<number>;
+  member_count: Generated<number>;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+};
+
+export type ConversationMembersTable = {
+  conversation_id: string;
+  user_id: string;
+  role: string;
+  joined_at: number;
+  joined_seq: Generated<number>;
+  delivered_seq: Generated<number>;
+  read_seq: Generated<number>;
+};
+
+export type MessagesTable = {
+  conversation_id: string;
+  seq: number;
+  id: string;
+  sender_id: string;
+  sender_device_id: string;
+  client_message_id: string;
+  content_type: string;
+  /** Opaque bytes; null once deleted for everyone (the tombstone keeps its place). */
+  ciphertext: Uint8Array | null;
+  reply_to_seq: number | null;
+  forwarded: Generated<number>;
+  created_at: number;
+  edited_at: number | null;
+  deleted_at: number | null;
+};
+
 /** Kysely's own bookkeeping tables are not listed: only the Migrator touches them. */
 export type DB = {
   app_meta: AppMetaTable;
@@ -84,4 +142,9 @@ export type DB = {
   contact_requests: ContactRequestsTable;
   contacts: ContactsTable;
   blocks: BlocksTable;
+  user_streams: UserStreamsTable;
+  user_events: UserEventsTable;
+  conversations: ConversationsTable;
+  conversation_members: ConversationMembersTable;
+  messages: MessagesTable;
 };

@@ -5,8 +5,14 @@ import type { RouterInputs, RouterOutputs } from './types';
 type Out = RouterOutputs;
 type In = RouterInputs;
 
+type SyncEvent =
+  Out['sync']['events'] extends AsyncIterable<infer T>
+    ? T extends { data: infer D }
+      ? D
+      : never
+    : never;
 /** Everything that arrives live about people: contact requests and their answers, presence. */
-export type PeopleEvent = Out['contacts']['events'] extends AsyncIterable<infer T> ? T : never;
+export type PeopleEvent = Extract<SyncEvent, { type: 'presence' | `contact.${string}` }>;
 export type PresenceEvent = Extract<PeopleEvent, { type: 'presence' }>;
 /** Someone else's profile, as far as their privacy settings let me see it. */
 export type PublicProfile = Out['users']['get'];
@@ -65,16 +71,31 @@ export type MvpPeople = {
   ): Subscription;
 };
 
+const PEOPLE_TYPES = new Set<string>([
+  'contact.request.received',
+  'contact.request.accepted',
+  'contact.request.declined',
+  'contact.request.cancelled',
+  'contact.removed',
+  'presence',
+] satisfies PeopleEvent['type'][]);
+
 export function createPeopleClient(api: TRPCClient<AppRouter>): MvpPeople {
   const done = async (call: Promise<unknown>): Promise<void> => {
     await call;
   };
   const onEvent: MvpPeople['onEvent'] = (handler, options = {}) =>
-    api.contacts.events.subscribe(undefined, {
-      onStarted: () => options.onStarted?.(),
-      onData: (event) => handler(event),
-      onError: (error) => options.onError?.(error),
-    });
+    // People events ride the device's sync stream; this listener starts at "now".
+    api.sync.events.subscribe(
+      { lastEventId: null },
+      {
+        onStarted: () => options.onStarted?.(),
+        onData: ({ data }) => {
+          if (PEOPLE_TYPES.has(data.type)) handler(data as PeopleEvent);
+        },
+        onError: (error) => options.onError?.(error),
+      },
+    );
   return {
     get: (userId) => api.users.get.query({ id: userId }),
     search: (input) => api.users.search.query(input),

@@ -63,7 +63,7 @@ async function createUser(
       last_seen_at: null,
     };
     try {
-      await users.insertUser(ctx.ports.db, row);
+      await ctx.ports.db.transaction().execute((trx) => users.insertUser(trx, row));
       return row;
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;

@@ -25,8 +25,10 @@ export async function usernameTaken(db: Db, username: string): Promise<boolean> 
   return row !== undefined;
 }
 
+/** A user and their (empty) event stream: every user has one from the start. */
 export async function insertUser(db: Db, row: Insertable<UsersTable>): Promise<void> {
   await db.insertInto('users').values(row).execute();
+  await db.insertInto('user_streams').values({ user_id: row.id }).execute();
 }
 
 export async function updateUser(

@@ -12,7 +12,6 @@ import {
 import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
 import * as contacts from './contacts.service';
-import { peopleEvents } from './peopleEvents';
 
 const ok = { ok: true as const };
 const tags = ['contacts'];
@@ -107,11 +106,6 @@ export const contactsRouter = router({
         ok
       ),
     ),
-
-  /** Live: requests received, accepted, declined, cancelled; contacts removed. */
-  events: authedProcedure.subscription(({ ctx, signal }) =>
-    peopleEvents(ctx, ctx.auth.userId, signal),
-  ),
 });
 
 export const blocksRouter = router({

@@ -1,11 +1,13 @@
 import { uuidv7 } from 'uuidv7';
 import { isUniqueViolation } from '@mvp/db';
-import type { TContactRequest, TPublicProfile } from '@mvp/contracts';
+import type { Transaction } from 'kysely';
+import type { TContactRequest, TPeopleEvent, TPublicProfile } from '@mvp/contracts';
+import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import * as users from '../auth/users.repo';
 import { allows, publicProfiles } from '../users/profiles';
-import { notify } from './peopleEvents';
+import { recordEvents, wake } from '../sync/events';
 import * as rel from './relations.repo';
 
 type RequestRow = NonNullable<Awaited<ReturnType<typeof rel.findRequest>>>;
@@ -29,6 +31,26 @@ async function describeRequest(
     message: row.message,
     createdAt: new Date(row.created_at).toISOString(),
   };
+}
+
+/**
+ * Makes a change and stores the events telling others about it in the same transaction (they
+ * reach every device on its sync stream, also later), then wakes their subscriptions.
+ */
+async function changeAndTell(
+  ctx: Context,
+  change: (trx: Transaction<DB>) => Promise<void>,
+  tell: { userId: string; event: Exclude<TPeopleEvent, { type: 'presence' }> }[],
+): Promise<void> {
+  const now = ctx.ports.clock.now();
+  await ctx.ports.db.transaction().execute(async (trx) => {
+    await change(trx);
+    for (const { userId, event } of tell) await recordEvents(trx, [userId], event, now);
+  });
+  await wake(
+    ctx.ports,
+    tell.map((t) => t.userId),
+  );
 }
 
 const NOT_ACCEPTING = 'This user does not accept contact requests';
@@ -69,17 +91,20 @@ export async function sendRequest(
     message: input.message || null,
     created_at: ctx.ports.clock.now(),
   };
+  const request = await describeRequest(ctx, target.id, row);
   try {
-    await db.insertInto('contact_requests').values(row).execute();
+    await changeAndTell(
+      ctx,
+      async (trx) => {
+        await trx.insertInto('contact_requests').values(row).execute();
+      },
+      [{ userId: target.id, event: { type: 'contact.request.received', request } }],
+    );
   } catch (err) {
     if (!isUniqueViolation(err)) throw err;
     const raced = await rel.findRequestBetween(db, me, target.id);
     return { status: 'pending' as const, requestId: raced?.id ?? null };
   }
-  await notify(ctx.ports.bus, target.id, {
-    type: 'contact.request.received',
-    request: await describeRequest(ctx, target.id, row),
-  });
   return { status: 'pending' as const, requestId: row.id };
 }
 
@@ -112,33 +137,38 @@ async function ownRequest(
 
 export async function acceptRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'to');
-  await ctx.ports.db.transaction().execute(async (trx) => {
-    await rel.addContactPair(trx, row.from_user_id, me, ctx.ports.clock.now());
-    await rel.deleteRequestsBetween(trx, row.from_user_id, me);
-  });
-  await notify(ctx.ports.bus, row.from_user_id, {
-    type: 'contact.request.accepted',
+  const event = {
+    type: 'contact.request.accepted' as const,
     requestId: row.id,
-    user: await profileFor(ctx, row.from_user_id, me),
-  });
+    // As the requester will see me once we are contacts.
+    user: { ...(await profileFor(ctx, row.from_user_id, me)), isContact: true },
+  };
+  await changeAndTell(
+    ctx,
+    async (trx) => {
+      await rel.addContactPair(trx, row.from_user_id, me, ctx.ports.clock.now());
+      await rel.deleteRequestsBetween(trx, row.from_user_id, me);
+    },
+    [{ userId: row.from_user_id, event }],
+  );
+}
+
+async function deleteRequest(trx: Transaction<DB>, id: string): Promise<void> {
+  await trx.deleteFrom('contact_requests').where('id', '=', id).execute();
 }
 
 export async function declineRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'to');
-  await ctx.ports.db.deleteFrom('contact_requests').where('id', '=', row.id).execute();
-  await notify(ctx.ports.bus, row.from_user_id, {
-    type: 'contact.request.declined',
-    requestId: row.id,
-  });
+  await changeAndTell(ctx, (trx) => deleteRequest(trx, row.id), [
+    { userId: row.from_user_id, event: { type: 'contact.request.declined', requestId: row.id } },
+  ]);
 }
 
 export async function cancelRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'from');
-  await ctx.ports.db.deleteFrom('contact_requests').where('id', '=', row.id).execute();
-  await notify(ctx.ports.bus, row.to_user_id, {
-    type: 'contact.request.cancelled',
-    requestId: row.id,
-  });
+  await changeAndTell(ctx, (trx) => deleteRequest(trx, row.id), [
+    { userId: row.to_user_id, event: { type: 'contact.request.cancelled', requestId: row.id } },
+  ]);
 }
 
 export async function listContacts(ctx: Context, me: string): Promise<TPublicProfile[]> {
@@ -153,9 +183,14 @@ export async function listContacts(ctx: Context, me: string): Promise<TPublicPro
 }
 
 export async function removeContact(ctx: Context, me: string, userId: string): Promise<void> {
-  if (!(await rel.removeContactPair(ctx.ports.db, me, userId)))
-    throw new AppError('NOT_FOUND', 'Not a contact');
-  await notify(ctx.ports.bus, userId, { type: 'contact.removed', userId: me });
+  await changeAndTell(
+    ctx,
+    async (trx) => {
+      if (!(await rel.removeContactPair(trx, me, userId)))
+        throw new AppError('NOT_FOUND', 'Not a contact');
+    },
+    [{ userId, event: { type: 'contact.removed', userId: me } }],
+  );
 }
 
 /** Blocking ends the contact and any pending request, and tells the blocked user nothing. */

@@ -1,0 +1,163 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pruneStreams } from '@mvp/api';
+import { errorCodeOf } from '@mvp/sdk';
+import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import { backendLabel } from './helpers/env';
+import { startServer, type TestServer } from './helpers/startServer';
+import { openStream } from './helpers/sync';
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: unknown) => errorCodeOf(e),
+  );
+
+describe(`device-to-device envelopes and stream retention (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      messaging: {
+        maxCiphertextBytes: 1024,
+        groupMemberCap: 10,
+        deviceQueueCap: 3,
+        retentionDays: 30,
+      },
+    });
+  });
+  afterAll(() => t.stop());
+
+  const api = (token: string) => clientWithToken(t, token).api;
+  const deviceOf = async (token: string) =>
+    (await api(token).sessions.list.query()).sessions.find((s) => s.current)!.device.id;
+  /** The same user signed in on a second device. */
+  const secondDevice = async (a: Account) => {
+    const res = await t.client.api.auth.login.mutate({
+      identifier: a.username,
+      password: PASSWORD,
+      device: { ...DEVICE, name: 'Second' },
+    });
+    if (res.status !== 'ok') throw new Error('expected tokens');
+    return res.accessToken;
+  };
+  const envelope = (to: Account, deviceId: string, text: string) => ({
+    userId: to.userId,
+    deviceId,
+    contentType: 'mvp/key-share',
+    ciphertext: b64(text),
+  });
+
+  it('reaches only the addressed device, survives reconnects until acked, then is gone', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const laptop = await secondDevice(bob);
+    const [phoneId, laptopId] = [await deviceOf(bob.accessToken), await deviceOf(laptop)];
+    const start = (await api(bob.accessToken).sync.snapshot.query()).cursor;
+
+    const sent = await api(alice.accessToken).sync.sendToDevices.mutate({
+      envelopes: [envelope(bob, phoneId, 'for the phone')],
+    });
+    expect(sent.ids).toHaveLength(1);
+
+    const phone = await openStream(t, bob.accessToken, start);
+    const got = await phone.next('envelope');
+    expect(got.event.envelope).toMatchObject({
+      id: sent.ids[0],
+      senderId: alice.userId,
+      contentType: 'mvp/key-share',
+      ciphertext: b64('for the phone'),
+    });
+    await phone.close();
+    // The laptop's stream from the same cursor has nothing: the envelope was not for it.
+    const other = await api(laptop).sync.poll.query({ after: start });
+    expect(other.events).toEqual([]);
+
+    // Not acked: a reconnect from the same cursor gets it again.
+    expect((await api(bob.accessToken).sync.poll.query({ after: start })).events).toHaveLength(1);
+    await api(bob.accessToken).sync.ack.mutate({ upTo: got.id });
+    expect((await api(bob.accessToken).sync.poll.query({ after: start })).events).toEqual([]);
+    expect(laptopId).not.toBe(phoneId);
+  });
+
+  it('refuses unknown devices, oversize bytes and full queues; a blocker drops silently', async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const bobPhone = await deviceOf(bob.accessToken);
+    const carolPhone = await deviceOf(carol.accessToken);
+    const send = (...list: ReturnType<typeof envelope>[]) =>
+      api(alice.accessToken).sync.sendToDevices.mutate({ envelopes: list });
+
+    // A real device of someone else is as unknown as a made-up one.
+    expect(await codeOf(send(envelope(bob, carolPhone, 'x')))).toBe('NOT_FOUND');
+    expect(await codeOf(send(envelope(bob, '0190d4a2-0000-7000-8000-000000000000', 'x')))).toBe(
+      'NOT_FOUND',
+    );
+    expect(await codeOf(send(envelope(bob, bobPhone, 'x'.repeat(1025))))).toBe('PAYLOAD_TOO_LARGE');
+    expect(
+      await codeOf(api(alice.accessToken).sync.sendToDevices.mutate({ envelopes: [] as never[] })),
+    ).toBe('BAD_REQUEST');
+    const start = (await api(bob.accessToken).sync.snapshot.query()).cursor;
+    expect((await api(bob.accessToken).sync.poll.query({ after: '0' })).events).toEqual([]);
+
+    await send(
+      envelope(bob, bobPhone, '1'),
+      envelope(bob, bobPhone, '2'),
+      envelope(bob, bobPhone, '3'),
+    );
+    expect(await codeOf(send(envelope(bob, bobPhone, '4')))).toBe('TOO_MANY_REQUESTS');
+    const queued = await api(bob.accessToken).sync.poll.query({ after: start });
+    expect(
+      queued.events.map((e) => e.event.type === 'envelope' && e.event.envelope.ciphertext),
+    ).toEqual([b64('1'), b64('2'), b64('3')]);
+
+    await api(carol.accessToken).blocks.add.mutate({ userId: alice.userId });
+    const carolStart = (await api(carol.accessToken).sync.snapshot.query()).cursor;
+    expect((await send(envelope(carol, carolPhone, 'hi'))).ids).toHaveLength(1);
+    expect((await api(carol.accessToken).sync.poll.query({ after: carolStart })).events).toEqual(
+      [],
+    );
+  });
+
+  it('events past the retention window are deleted and an older cursor gets resync', async () => {
+    const alice = await registerUser(t);
+    const old = t.server.infra.ports.clock.now() - 31 * 24 * 3600 * 1000;
+    const { db } = t.server.infra.ports;
+    // Two old events, written as the stream would have written them a month ago.
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('user_streams')
+        .set({ last_seq: 2 })
+        .where('user_id', '=', alice.userId)
+        .execute();
+      await trx
+        .insertInto('user_events')
+        .values(
+          [1, 2].map((seq) => ({
+            user_id: alice.userId,
+            seq,
+            device_id: null,
+            type: 'contact.removed',
+            payload: JSON.stringify({ userId: alice.userId }),
+            created_at: old,
+          })),
+        )
+        .execute();
+    });
+    expect((await api(alice.accessToken).sync.poll.query({ after: '0' })).events).toHaveLength(2);
+
+    const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
+      typeof pruneStreams
+    >[0];
+    expect(await pruneStreams(ctx)).toBeGreaterThanOrEqual(1);
+    expect((await api(alice.accessToken).sync.poll.query({ after: '0' })).events).toEqual([
+      { id: '2', event: { type: 'resync' } },
+    ]);
+    // From the head all is well.
+    expect((await api(alice.accessToken).sync.poll.query({ after: '2' })).events).toEqual([]);
+    const stream = await openStream(t, alice.accessToken, '1');
+    expect((await stream.events.next()).event).toEqual({ type: 'resync' });
+    await stream.close();
+  });
+});

@@ -1,0 +1,43 @@
+import WebSocket from 'ws';
+import type { TSyncEvent } from '@mvp/contracts';
+import type { MvpClient } from '@mvp/sdk';
+import { eventQueue } from './collect';
+import type { TestServer } from './startServer';
+
+export type Received = { id: string; event: TSyncEvent };
+
+/**
+ * A device's `sync.events` stream on its own client (its own WebSocket), resolved once the server
+ * has started it. `close()` drops the socket, as a phone losing its network would.
+ */
+export async function openStream(t: TestServer, token: string, lastEventId?: string | null) {
+  const client: MvpClient = t.newClient({ getToken: () => token, WebSocket });
+  const events = eventQueue<Received>();
+  const errors: unknown[] = [];
+  await new Promise<void>((resolve, reject) => {
+    client.api.sync.events.subscribe(
+      { lastEventId: lastEventId ?? null },
+      {
+        onStarted: () => resolve(),
+        onData: (tracked) => events.push({ id: tracked.id, event: tracked.data }),
+        onError: (err) => {
+          errors.push(err);
+          reject(err);
+        },
+      },
+    );
+  });
+  return {
+    events,
+    errors,
+    /** The next event of `type`, skipping others (presence, receipts… whatever the test ignores). */
+    async next<T extends TSyncEvent['type']>(type: T, timeoutMs?: number) {
+      for (;;) {
+        const got = await events.next(timeoutMs);
+        if (got.event.type === type)
+          return got as { id: string; event: Extract<TSyncEvent, { type: T }> };
+      }
+    },
+    close: () => client.close(),
+  };
+}

@@ -1,0 +1,282 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorCodeOf } from '@mvp/sdk';
+import { clientWithToken, registerUser, type Account } from './helpers/accounts';
+import { backendLabel } from './helpers/env';
+import { defaultConfig } from '../src/index';
+import { startServer, type TestServer } from './helpers/startServer';
+import { openStream } from './helpers/sync';
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+const cid = () => randomBytes(8).toString('hex');
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: unknown) => errorCodeOf(e),
+  );
+
+describe(`conversations, messages and the sync stream (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      messaging: { ...defaultConfig().messaging, maxCiphertextBytes: 4096, groupMemberCap: 5 },
+    });
+  });
+  afterAll(() => t.stop());
+
+  const api = (a: Account) => clientWithToken(t, a.accessToken).api;
+  const send = (a: Account, conversationId: string, text: string, clientMessageId = cid()) =>
+    api(a).messages.send.mutate({
+      conversationId,
+      clientMessageId,
+      contentType: 'text/plain',
+      ciphertext: b64(text),
+    });
+  const befriend = async (a: Account, b: Account) => {
+    await api(a).contacts.request.mutate({ userId: b.userId });
+    await api(b).contacts.request.mutate({ userId: a.userId });
+  };
+
+  it('a direct conversation: both streams hear it open and every message, in seq order', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const aliceStream = await openStream(t, alice.accessToken);
+    const bobStream = await openStream(t, bob.accessToken);
+
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    expect(chat).toMatchObject({ kind: 'direct', peerId: bob.userId, memberCount: 2, lastSeq: 0 });
+    expect((await bobStream.next('conversation.joined')).event.conversation).toMatchObject({
+      id: chat.id,
+      peerId: alice.userId,
+    });
+    // The same pair gets the same conversation, whoever asks.
+    expect(
+      (await api(bob).conversations.create.mutate({ kind: 'direct', userId: alice.userId })).id,
+    ).toBe(chat.id);
+
+    const first = await send(alice, chat.id, 'hello', 'client-id-0001');
+    const again = await send(alice, chat.id, 'hello', 'client-id-0001');
+    expect(again).toEqual(first);
+    await send(bob, chat.id, 'hi alice');
+    const got = [
+      (await bobStream.next('message.new')).event.message,
+      (await bobStream.next('message.new')).event.message,
+    ];
+    expect(got.map((m) => [m.seq, Buffer.from(m.ciphertext!, 'base64').toString()])).toEqual([
+      [1, 'hello'],
+      [2, 'hi alice'],
+    ]);
+    expect((await aliceStream.next('message.new')).event.message.id).toBe(first.id);
+
+    const page = await api(bob).messages.history.query({ conversationId: chat.id });
+    expect(page.messages.map((m) => m.seq)).toEqual([2, 1]);
+    expect(page.more).toBe(false);
+    await aliceStream.close();
+    await bobStream.close();
+  });
+
+  it('resumes exactly after the last event id, and a lost cursor gets resync', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    const snap = await api(bob).sync.snapshot.query();
+    let bobStream = await openStream(t, bob.accessToken, snap.cursor);
+    await send(alice, chat.id, 'one');
+    const seen = await bobStream.next('message.new');
+    await bobStream.close();
+
+    for (const text of ['two', 'three', 'four']) await send(alice, chat.id, text);
+    bobStream = await openStream(t, bob.accessToken, seen.id);
+    const resumed = [];
+    for (let i = 0; i < 3; i++)
+      resumed.push((await bobStream.next('message.new')).event.message.seq);
+    expect(resumed).toEqual([2, 3, 4]);
+    expect(bobStream.events.size).toBe(0);
+    await bobStream.close();
+
+    const future = await openStream(t, bob.accessToken, '999999999');
+    expect((await future.events.next()).event).toEqual({ type: 'resync' });
+    await future.close();
+    const malformed = await openStream(t, bob.accessToken, 'not-a-cursor').catch((e: unknown) => e);
+    expect(errorCodeOf(malformed)).toBe('BAD_REQUEST');
+  });
+
+  it('snapshot: last message, unread counts and read receipts', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    await send(alice, chat.id, 'a');
+    const last = await send(alice, chat.id, 'b');
+    const snap = await api(bob).sync.snapshot.query();
+    const entry = snap.conversations.find((c) => c.conversation.id === chat.id)!;
+    expect(entry).toMatchObject({ unread: 2, readSeq: 0, lastMessage: { id: last.id } });
+    expect(
+      (await api(alice).sync.snapshot.query()).conversations.find(
+        (c) => c.conversation.id === chat.id,
+      )?.unread,
+    ).toBe(0);
+
+    const aliceStream = await openStream(t, alice.accessToken);
+    expect(await api(bob).messages.markRead.mutate({ conversationId: chat.id, seq: 2 })).toEqual({
+      deliveredSeq: 2,
+      readSeq: 2,
+    });
+    expect((await aliceStream.next('receipt')).event).toMatchObject({
+      userId: bob.userId,
+      readSeq: 2,
+    });
+    // Never backwards.
+    expect(await api(bob).messages.markRead.mutate({ conversationId: chat.id, seq: 1 })).toEqual({
+      deliveredSeq: 2,
+      readSeq: 2,
+    });
+    expect(
+      (await api(bob).sync.snapshot.query()).conversations.find(
+        (c) => c.conversation.id === chat.id,
+      )?.unread,
+    ).toBe(0);
+    expect(
+      await codeOf(api(bob).messages.markRead.mutate({ conversationId: chat.id, seq: 3 })),
+    ).toBe('BAD_REQUEST');
+    await aliceStream.close();
+  });
+
+  it('outsiders cannot see, read or post; bad input is refused and nothing is written', async () => {
+    const [alice, bob, eve] = [await registerUser(t), await registerUser(t), await registerUser(t)];
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    await send(alice, chat.id, 'private');
+
+    expect(await codeOf(api(eve).conversations.get.query({ id: chat.id }))).toBe('NOT_FOUND');
+    expect(await codeOf(api(eve).messages.history.query({ conversationId: chat.id }))).toBe(
+      'NOT_FOUND',
+    );
+    expect(await codeOf(send(eve, chat.id, 'let me in'))).toBe('NOT_FOUND');
+    expect(await codeOf(api(eve).conversations.members.query({ id: chat.id }))).toBe('NOT_FOUND');
+    expect(await codeOf(api(alice).conversations.get.query({ id: 'nope' }))).toBe('BAD_REQUEST');
+    expect(await codeOf(send(alice, chat.id, 'x'.repeat(4097)))).toBe('PAYLOAD_TOO_LARGE');
+    expect(
+      await codeOf(
+        api(alice).messages.send.mutate({
+          conversationId: chat.id,
+          clientMessageId: cid(),
+          contentType: 'text/plain',
+          ciphertext: 'not base64!',
+        }),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect(
+      await codeOf(
+        api(alice).messages.history.query({ conversationId: chat.id, before: 1, after: 1 }),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect((await api(alice).conversations.get.query({ id: chat.id })).lastSeq).toBe(1);
+
+    await api(bob).blocks.add.mutate({ userId: alice.userId });
+    expect(await codeOf(send(alice, chat.id, 'still there?'))).toBe('FORBIDDEN');
+    expect(
+      await codeOf(api(alice).conversations.create.mutate({ kind: 'direct', userId: bob.userId })),
+    ).toBe('FORBIDDEN');
+    expect((await api(alice).conversations.get.query({ id: chat.id })).lastSeq).toBe(1);
+  });
+
+  it('groups: contacts only, admins manage, a removed member hears nothing after', async () => {
+    const [owner, ann, ben, stranger] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    await befriend(owner, ann);
+    await befriend(owner, ben);
+    expect(
+      await codeOf(
+        api(owner).conversations.create.mutate({
+          kind: 'group',
+          title: 'G',
+          memberIds: [stranger.userId],
+        }),
+      ),
+    ).toBe('FORBIDDEN');
+    const group = await api(owner).conversations.create.mutate({
+      kind: 'group',
+      title: 'Team',
+      memberIds: [ann.userId],
+    });
+    expect(group).toMatchObject({ kind: 'group', title: 'Team', memberCount: 2, myRole: 'owner' });
+    await send(owner, group.id, 'before ben');
+
+    const annStream = await openStream(t, ann.accessToken);
+    expect(
+      await codeOf(
+        api(ann).conversations.addMembers.mutate({ id: group.id, userIds: [ben.userId] }),
+      ),
+    ).toBe('FORBIDDEN');
+    await api(owner).conversations.addMembers.mutate({ id: group.id, userIds: [ben.userId] });
+    expect((await annStream.next('member.joined')).event.userId).toBe(ben.userId);
+    // Ben sees what is said from now on, not before.
+    expect((await api(ben).messages.history.query({ conversationId: group.id })).messages).toEqual(
+      [],
+    );
+
+    const benStream = await openStream(t, ben.accessToken);
+    await api(owner).conversations.removeMember.mutate({ id: group.id, userId: ben.userId });
+    expect((await benStream.next('conversation.left')).event.reason).toBe('removed');
+    await send(owner, group.id, 'after ben');
+    expect((await annStream.next('message.new')).event.message.seq).toBe(2);
+    expect(await codeOf(api(ben).messages.history.query({ conversationId: group.id }))).toBe(
+      'NOT_FOUND',
+    );
+    expect(benStream.events.size).toBe(0);
+
+    expect(await codeOf(api(owner).conversations.leave.mutate({ id: group.id }))).toBe('CONFLICT');
+    await api(ann).conversations.leave.mutate({ id: group.id });
+    expect(await codeOf(send(ann, group.id, 'gone'))).toBe('NOT_FOUND');
+    await annStream.close();
+    await benStream.close();
+  });
+
+  it('no loss, no duplicate: concurrent senders and a receiver that keeps reconnecting', async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    await befriend(alice, bob);
+    await befriend(alice, carol);
+    const group = await api(alice).conversations.create.mutate({
+      kind: 'group',
+      title: 'Load',
+      memberIds: [bob.userId, carol.userId],
+    });
+    const perSender = 15;
+    // Carol's cursor is taken after the group exists and before anyone sends: only messages follow.
+    let lastId: string | null = (await api(carol).sync.snapshot.query()).cursor;
+    const sending = Promise.all(
+      [alice, bob, carol].map(async (who) => {
+        for (let i = 0; i < perSender; i++) await send(who, group.id, `${who.userId}:${i}`);
+      }),
+    );
+    // The receiver drops its socket after every few events and resumes from the last id seen.
+    const seqs: number[] = [];
+    while (seqs.length < perSender * 3) {
+      const stream = await openStream(t, carol.accessToken, lastId);
+      for (let i = 0; i < 1 + Math.floor(Math.random() * 6) && seqs.length < perSender * 3; i++) {
+        const got = await stream.next('message.new', 10_000);
+        seqs.push(got.event.message.seq);
+        lastId = got.id;
+      }
+      await stream.close();
+    }
+    await sending;
+    expect(seqs).toEqual(Array.from({ length: perSender * 3 }, (_, i) => i + 1));
+  });
+});

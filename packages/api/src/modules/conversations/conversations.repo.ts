@@ -1,0 +1,96 @@
+import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { TConversation, TMemberRole } from '@mvp/contracts';
+import type { ConversationMembersTable, ConversationsTable, DB } from '@mvp/db';
+
+type Db = Kysely<DB> | Transaction<DB>;
+export type ConversationRow = Selectable<ConversationsTable>;
+export type MemberRow = Selectable<ConversationMembersTable>;
+
+/** One key per pair whatever the order, so a UNIQUE column makes "one direct chat per pair". */
+export const directKeyOf = (a: string, b: string) => (a < b ? `${a}:${b}` : `${b}:${a}`);
+
+export function toConversation(
+  row: ConversationRow,
+  me: Pick<MemberRow, 'role' | 'user_id'>,
+): TConversation {
+  const peerId = row.direct_key
+    ? (row.direct_key.split(':').find((id) => id !== me.user_id) ?? me.user_id)
+    : null;
+  return {
+    id: row.id,
+    kind: row.kind as TConversation['kind'],
+    title: row.title,
+    description: row.description,
+    peerId,
+    memberCount: Number(row.member_count),
+    myRole: me.role as TMemberRole,
+    lastSeq: Number(row.last_seq),
+    createdAt: new Date(Number(row.created_at)).toISOString(),
+  };
+}
+
+export function findConversation(db: Db, id: string) {
+  return db.selectFrom('conversations').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export function findMembership(db: Db, conversationId: string, userId: string) {
+  return db
+    .selectFrom('conversation_members')
+    .selectAll()
+    .where('conversation_id', '=', conversationId)
+    .where('user_id', '=', userId)
+    .executeTakeFirst();
+}
+
+export async function memberIds(db: Db, conversationId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('conversation_members')
+    .select('user_id')
+    .where('conversation_id', '=', conversationId)
+    .execute();
+  return rows.map((r) => r.user_id);
+}
+
+export function listMembers(db: Db, conversationId: string) {
+  return db
+    .selectFrom('conversation_members')
+    .selectAll()
+    .where('conversation_id', '=', conversationId)
+    .orderBy('joined_at')
+    .orderBy('user_id')
+    .execute();
+}
+
+/** My conversations with my membership row, newest activity first. */
+export function listMine(db: Db, userId: string) {
+  return db
+    .selectFrom('conversation_members as m')
+    .innerJoin('conversations as c', 'c.id', 'm.conversation_id')
+    .selectAll('c')
+    .select([
+      'm.role as my_role',
+      'm.read_seq as my_read_seq',
+      'm.delivered_seq as my_delivered_seq',
+      'm.joined_seq as my_joined_seq',
+    ])
+    .where('m.user_id', '=', userId)
+    .orderBy('c.updated_at', 'desc')
+    .orderBy('c.id')
+    .execute();
+}
+
+/** Messages from others after my read position (tombstones do not count), per conversation. */
+export async function unreadCounts(db: Db, userId: string): Promise<Map<string, number>> {
+  const rows = await db
+    .selectFrom('conversation_members as m')
+    .innerJoin('messages as msg', 'msg.conversation_id', 'm.conversation_id')
+    .select(['m.conversation_id', (eb) => eb.fn.countAll<number>().as('unread')])
+    .where('m.user_id', '=', userId)
+    .whereRef('msg.seq', '>', 'm.read_seq')
+    .whereRef('msg.seq', '>', 'm.joined_seq')
+    .where('msg.sender_id', '!=', userId)
+    .where('msg.deleted_at', 'is', null)
+    .groupBy('m.conversation_id')
+    .execute();
+  return new Map(rows.map((r) => [r.conversation_id, Number(r.unread)]));
+}

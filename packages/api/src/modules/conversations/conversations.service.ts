@@ -1,0 +1,293 @@
+import { uuidv7 } from 'uuidv7';
+import type { TConversation, TMemberRole } from '@mvp/contracts';
+import { isUniqueViolation } from '@mvp/db';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import * as users from '../auth/users.repo';
+import * as rel from '../contacts/relations.repo';
+import { recordEvents, wake } from '../sync/events';
+import * as repo from './conversations.repo';
+
+const NOT_FOUND = 'No such conversation';
+const ADMINS: readonly string[] = ['owner', 'admin'];
+
+/** My membership, or NOT_FOUND: a conversation I am not in does not exist for me. */
+export async function requireMember(ctx: Context, conversationId: string, me: string) {
+  const [conversation, membership] = await Promise.all([
+    repo.findConversation(ctx.ports.db, conversationId),
+    repo.findMembership(ctx.ports.db, conversationId, me),
+  ]);
+  if (!conversation || !membership) throw new AppError('NOT_FOUND', NOT_FOUND);
+  return { conversation, membership };
+}
+
+/** Either side blocking the other ends a direct conversation's use (not told which side). */
+export async function blockedBetween(ctx: Context, a: string, b: string): Promise<boolean> {
+  const db = ctx.ports.db;
+  return (await rel.isBlocked(db, a, b)) || (await rel.isBlocked(db, b, a));
+}
+
+async function describe(ctx: Context, conversationId: string, me: string) {
+  const { conversation, membership } = await requireMember(ctx, conversationId, me);
+  return repo.toConversation(conversation, membership);
+}
+
+/** The one direct conversation with `userId`: created on first use, the same one afterwards. */
+export async function openDirect(ctx: Context, me: string, userId: string) {
+  const db = ctx.ports.db;
+  if (userId === me) throw new AppError('BAD_REQUEST', 'A direct conversation needs someone else');
+  if (!(await users.findUserById(db, userId))) throw new AppError('NOT_FOUND', 'No such user');
+  if (await blockedBetween(ctx, me, userId))
+    throw new AppError('FORBIDDEN', 'You cannot message this user');
+  const directKey = repo.directKeyOf(me, userId);
+  const existing = await db
+    .selectFrom('conversations')
+    .select('id')
+    .where('direct_key', '=', directKey)
+    .executeTakeFirst();
+  if (existing) return describe(ctx, existing.id, me);
+
+  const id = uuidv7();
+  const now = ctx.ports.clock.now();
+  try {
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('conversations')
+        .values({
+          id,
+          kind: 'direct',
+          direct_key: directKey,
+          member_count: 2,
+          created_by: me,
+          created_at: now,
+          updated_at: now,
+        })
+        .execute();
+      await trx
+        .insertInto('conversation_members')
+        .values([me, userId].map((u) => memberRow(id, u, 'member', now)))
+        .execute();
+      const conversation = (await repo.findConversation(trx, id))!;
+      await recordEvents(
+        trx,
+        [me, userId],
+        (u) => ({
+          type: 'conversation.joined',
+          conversation: repo.toConversation(conversation, { user_id: u, role: 'member' }),
+        }),
+        now,
+      );
+    });
+  } catch (err) {
+    // Both opened it at once: the other insert won, and that is the conversation.
+    if (isUniqueViolation(err)) return openDirect(ctx, me, userId);
+    throw err;
+  }
+  await wake(ctx.ports, [me, userId]);
+  return describe(ctx, id, me);
+}
+
+function memberRow(conversationId: string, userId: string, role: TMemberRole, now: number) {
+  return { conversation_id: conversationId, user_id: userId, role, joined_at: now };
+}
+
+/**
+ * Others may be added only when they are my contacts: nobody can be pulled into a group by a
+ * stranger. Unknown ids, non-contacts and users who blocked me are refused alike.
+ */
+async function assertAddable(ctx: Context, me: string, userIds: string[]): Promise<void> {
+  if (userIds.length === 0) return;
+  const { contacts, blockedMe } = await rel.relationsTo(ctx.ports.db, me, userIds);
+  if (userIds.some((id) => !contacts.has(id) || blockedMe.has(id)))
+    throw new AppError('FORBIDDEN', 'You can only add your contacts');
+}
+
+export async function createGroup(
+  ctx: Context,
+  me: string,
+  input: { title: string; description?: string; memberIds: string[] },
+): Promise<TConversation> {
+  const others = [...new Set(input.memberIds)].filter((id) => id !== me);
+  if (others.length + 1 > ctx.settings.messaging.groupMemberCap)
+    throw new AppError('BAD_REQUEST', 'Too many members');
+  await assertAddable(ctx, me, others);
+  const id = uuidv7();
+  const now = ctx.ports.clock.now();
+  const members = [me, ...others];
+  await ctx.ports.db.transaction().execute(async (trx) => {
+    await trx
+      .insertInto('conversations')
+      .values({
+        id,
+        kind: 'group',
+        title: input.title,
+        description: input.description || null,
+        member_count: members.length,
+        created_by: me,
+        created_at: now,
+        updated_at: now,
+      })
+      .execute();
+    await trx
+      .insertInto('conversation_members')
+      .values(members.map((u) => memberRow(id, u, u === me ? 'owner' : 'member', now)))
+      .execute();
+    const conversation = (await repo.findConversation(trx, id))!;
+    await recordEvents(
+      trx,
+      members,
+      (u) => ({
+        type: 'conversation.joined',
+        conversation: repo.toConversation(conversation, {
+          user_id: u,
+          role: u === me ? 'owner' : 'member',
+        }),
+      }),
+      now,
+    );
+  });
+  await wake(ctx.ports, members);
+  return describe(ctx, id, me);
+}
+
+export async function listConversations(ctx: Context, me: string): Promise<TConversation[]> {
+  const rows = await repo.listMine(ctx.ports.db, me);
+  return rows.map((r) => repo.toConversation(r, { user_id: me, role: r.my_role }));
+}
+
+export const getConversation = describe;
+
+export async function listMembers(ctx: Context, me: string, conversationId: string) {
+  await requireMember(ctx, conversationId, me);
+  const rows = await repo.listMembers(ctx.ports.db, conversationId);
+  return rows.map((r) => ({
+    userId: r.user_id,
+    role: r.role as TMemberRole,
+    joinedAt: new Date(Number(r.joined_at)).toISOString(),
+  }));
+}
+
+/** Admins add their contacts; the newcomers see messages from now on, not the history. */
+export async function addMembers(
+  ctx: Context,
+  me: string,
+  conversationId: string,
+  userIds: string[],
+): Promise<TConversation> {
+  const { conversation, membership } = await requireMember(ctx, conversationId, me);
+  if (conversation.kind === 'direct')
+    throw new AppError('BAD_REQUEST', 'Direct conversations have two members');
+  if (!ADMINS.includes(membership.role)) throw new AppError('FORBIDDEN', 'Only admins add members');
+  await assertAddable(ctx, me, [...new Set(userIds)]);
+  const now = ctx.ports.clock.now();
+  const { existing, added } = await ctx.ports.db.transaction().execute(async (trx) => {
+    // The conversation row lock orders this against sends and other membership changes, so
+    // `joined_seq` and the member list are exact.
+    await trx
+      .updateTable('conversations')
+      .set({ updated_at: now })
+      .where('id', '=', conversationId)
+      .execute();
+    const current = (await repo.findConversation(trx, conversationId))!;
+    const members = await repo.memberIds(trx, conversationId);
+    const fresh = [...new Set(userIds)].filter((id) => !members.includes(id));
+    if (members.length + fresh.length > ctx.settings.messaging.groupMemberCap)
+      throw new AppError('BAD_REQUEST', 'Too many members');
+    if (fresh.length === 0) return { existing: members, added: fresh };
+    await trx
+      .updateTable('conversations')
+      .set({ member_count: members.length + fresh.length })
+      .where('id', '=', conversationId)
+      .execute();
+    const lastSeq = Number(current.last_seq);
+    await trx
+      .insertInto('conversation_members')
+      .values(
+        fresh.map((u) => ({
+          ...memberRow(conversationId, u, 'member', now),
+          joined_seq: lastSeq,
+          delivered_seq: lastSeq,
+          read_seq: lastSeq,
+        })),
+      )
+      .execute();
+    const joined = { ...current, member_count: members.length + fresh.length };
+    await recordEvents(
+      trx,
+      fresh,
+      (u) => ({
+        type: 'conversation.joined',
+        conversation: repo.toConversation(joined, { user_id: u, role: 'member' }),
+      }),
+      now,
+    );
+    for (const userId of fresh) {
+      await recordEvents(
+        trx,
+        members,
+        { type: 'member.joined', conversationId, userId, role: 'member' },
+        now,
+      );
+    }
+    return { existing: members, added: fresh };
+  });
+  if (added.length === 0) return repo.toConversation(conversation, membership);
+  await wake(ctx.ports, [...existing, ...added]);
+  return describe(ctx, conversationId, me);
+}
+
+/**
+ * Removes `userId` (an admin removing a member, or anyone leaving). The owner cannot leave while
+ * others remain (transfer first); an admin cannot remove the owner or, unless owner, another
+ * admin. Once out, the user's stream gets nothing more from this conversation.
+ */
+export async function removeMember(
+  ctx: Context,
+  me: string,
+  conversationId: string,
+  userId: string,
+): Promise<void> {
+  const { conversation, membership } = await requireMember(ctx, conversationId, me);
+  if (conversation.kind === 'direct')
+    throw new AppError('BAD_REQUEST', 'Direct conversations have two members');
+  const leaving = userId === me;
+  const target = leaving
+    ? membership
+    : await repo.findMembership(ctx.ports.db, conversationId, userId);
+  if (!target) throw new AppError('NOT_FOUND', 'No such member');
+  if (!leaving) {
+    if (!ADMINS.includes(membership.role))
+      throw new AppError('FORBIDDEN', 'Only admins remove members');
+    if (target.role === 'owner' || (target.role === 'admin' && membership.role !== 'owner'))
+      throw new AppError('FORBIDDEN', 'You cannot remove this member');
+  } else if (target.role === 'owner' && Number(conversation.member_count) > 1) {
+    throw new AppError('CONFLICT', 'Transfer ownership before leaving');
+  }
+  const now = ctx.ports.clock.now();
+  const rest = await ctx.ports.db.transaction().execute(async (trx) => {
+    // The conversation row lock first: adds and removals of one conversation take turns.
+    await trx
+      .updateTable('conversations')
+      .set((eb) => ({ member_count: eb('member_count', '-', 1), updated_at: now }))
+      .where('id', '=', conversationId)
+      .execute();
+    const removed = await trx
+      .deleteFrom('conversation_members')
+      .where('conversation_id', '=', conversationId)
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    if (Number(removed.numDeletedRows) === 0) throw new AppError('NOT_FOUND', 'No such member');
+    const others = await repo.memberIds(trx, conversationId);
+    await recordEvents(
+      trx,
+      [userId],
+      { type: 'conversation.left', conversationId, reason: leaving ? 'left' : 'removed' },
+      now,
+    );
+    await recordEvents(trx, others, { type: 'member.left', conversationId, userId }, now);
+    if (others.length === 0)
+      await trx.deleteFrom('conversations').where('id', '=', conversationId).execute();
+    return others;
+  });
+  await wake(ctx.ports, [userId, ...rest]);
+}

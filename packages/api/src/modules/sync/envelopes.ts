@@ -1,0 +1,99 @@
+import { uuidv7 } from 'uuidv7';
+import type { TEnvelope } from '@mvp/contracts';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { appendEvents } from './stream.repo';
+import { wake } from './events';
+
+type Device = { userId: string; deviceId: string };
+type Outgoing = Device & { contentType: string; ciphertext: string };
+
+/**
+ * Stores opaque envelopes for single devices (Signal's store-until-ack): each lands on its owner's
+ * stream, readable only by that device, and stays until the device acks it or it expires with
+ * the stream's retention. Recipients who blocked the sender drop it without telling the sender.
+ */
+export async function sendToDevices(
+  ctx: Context,
+  sender: Device,
+  envelopes: Outgoing[],
+): Promise<{ ids: string[] }> {
+  const db = ctx.ports.db;
+  const { maxCiphertextBytes, deviceQueueCap } = ctx.settings.messaging;
+  const decoded = envelopes.map((e) => ({ ...e, bytes: Buffer.from(e.ciphertext, 'base64') }));
+  if (decoded.some((e) => e.bytes.length > maxCiphertextBytes))
+    throw new AppError('PAYLOAD_TOO_LARGE', `Ciphertext larger than ${maxCiphertextBytes} bytes`);
+
+  const deviceIds = [...new Set(envelopes.map((e) => e.deviceId))];
+  const known = await db
+    .selectFrom('devices')
+    .select(['id', 'user_id'])
+    .where('id', 'in', deviceIds)
+    .execute();
+  const owner = new Map(known.map((d) => [d.id, d.user_id]));
+  if (envelopes.some((e) => owner.get(e.deviceId) !== e.userId))
+    throw new AppError('NOT_FOUND', 'No such device');
+
+  const blockers = await db
+    .selectFrom('blocks')
+    .select('blocker_id')
+    .where('blocked_id', '=', sender.userId)
+    .where('blocker_id', 'in', [...new Set(envelopes.map((e) => e.userId))])
+    .execute();
+  const dropped = new Set(blockers.map((b) => b.blocker_id));
+
+  const pending = await db
+    .selectFrom('user_events')
+    .select(['device_id', (eb) => eb.fn.countAll<number>().as('n')])
+    .where('device_id', 'in', deviceIds)
+    .groupBy('device_id')
+    .execute();
+  const queued = new Map(pending.map((p) => [p.device_id, Number(p.n)]));
+  for (const id of deviceIds) {
+    const adding = envelopes.filter((e) => e.deviceId === id).length;
+    if ((queued.get(id) ?? 0) + adding > deviceQueueCap)
+      throw new AppError('TOO_MANY_REQUESTS', 'That device has too many undelivered envelopes');
+  }
+
+  const now = ctx.ports.clock.now();
+  const sentAt = new Date(now).toISOString();
+  const stored = decoded.map((e) => {
+    const envelope: TEnvelope = {
+      id: uuidv7(),
+      senderId: sender.userId,
+      senderDeviceId: sender.deviceId,
+      contentType: e.contentType,
+      ciphertext: e.ciphertext,
+      sentAt,
+    };
+    return { ...e, envelope };
+  });
+  const delivered = stored.filter((e) => !dropped.has(e.userId));
+  await db.transaction().execute((trx) =>
+    appendEvents(
+      trx,
+      delivered.map((e) => ({
+        userId: e.userId,
+        deviceId: e.deviceId,
+        event: { type: 'envelope', payload: { envelope: e.envelope } },
+      })),
+      now,
+    ),
+  );
+  await wake(
+    ctx.ports,
+    delivered.map((e) => e.userId),
+  );
+  // Dropped ones get ids too: the sender cannot tell a block from a delivery.
+  return { ids: stored.map((e) => e.envelope.id) };
+}
+
+/** This device has what it needs up to `upTo`: its envelopes there are deleted. */
+export async function ack(ctx: Context, me: Device, upTo: number): Promise<void> {
+  await ctx.ports.db
+    .deleteFrom('user_events')
+    .where('user_id', '=', me.userId)
+    .where('device_id', '=', me.deviceId)
+    .where('seq', '<=', upTo)
+    .execute();
+}

@@ -1,0 +1,83 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { TSyncEvent } from '@mvp/contracts';
+import type { DB } from '@mvp/db';
+import type { Ports } from '../../ports';
+import { userChannel } from '../contacts/peopleEvents';
+import { findBySeqs, toMessage, type MessageRow } from '../messages/messages.repo';
+import { appendEvents, type StoredEvent, type StreamRow } from './stream.repo';
+
+export type DurableEvent = Exclude<TSyncEvent, { type: 'resync' | 'presence' }>;
+type MessageRef = { conversationId: string; seq: number };
+
+/** A wake-up on a user's bus channel: "read your stream". It carries nothing to leak or trust. */
+export const WAKE = { type: 'wake' } as const;
+
+/** What the stream row keeps: a new message only by reference, so its bytes are stored once. */
+function storedOf(event: DurableEvent): StoredEvent {
+  if (event.type === 'message.new') {
+    const ref: MessageRef = {
+      conversationId: event.message.conversationId,
+      seq: event.message.seq,
+    };
+    return { type: event.type, payload: ref };
+  }
+  const { type, ...rest } = event;
+  return { type, payload: rest };
+}
+
+/**
+ * Appends `event(userId)` to each user's stream inside `trx`. Call `wake` with the same users
+ * once the transaction has committed.
+ */
+export function recordEvents(
+  trx: Transaction<DB>,
+  userIds: readonly string[],
+  event: DurableEvent | ((userId: string) => DurableEvent),
+  now: number,
+): Promise<Map<string, number>> {
+  return appendEvents(
+    trx,
+    userIds.map((userId) => ({
+      userId,
+      event: storedOf(typeof event === 'function' ? event(userId) : event),
+    })),
+    now,
+  );
+}
+
+/** Tells the users' subscriptions (on every instance) that their streams grew. */
+export async function wake(ports: Pick<Ports, 'bus'>, userIds: Iterable<string>): Promise<void> {
+  await Promise.all([...new Set(userIds)].map((id) => ports.bus.publish(userChannel(id), WAKE)));
+}
+
+/**
+ * Stream rows back into events. Message events are filled in from `messages` (as they are now:
+ * an edit or a deletion shows); a message gone with its conversation is skipped.
+ */
+export async function hydrate(
+  db: Kysely<DB>,
+  rows: StreamRow[],
+): Promise<{ seq: number; event: TSyncEvent }[]> {
+  // Written by `recordEvents` from validated events only, so the shape is known.
+  const parsed = rows.map((r) => ({
+    seq: r.seq,
+    type: r.type,
+    payload: JSON.parse(r.payload) as Record<string, unknown>,
+  }));
+  const refs = parsed
+    .filter((r) => r.type === 'message.new')
+    .map((r) => r.payload as unknown as MessageRef);
+  const messages = refs.length > 0 ? await findBySeqs(db, refs) : new Map<string, MessageRow>();
+  const events: { seq: number; event: TSyncEvent }[] = [];
+  for (const row of parsed) {
+    if (row.type === 'message.new') {
+      const ref = row.payload as unknown as MessageRef;
+      const message = messages.get(`${ref.conversationId}:${ref.seq}`);
+      if (message)
+        events.push({ seq: row.seq, event: { type: 'message.new', message: toMessage(message) } });
+      continue;
+    }
+    events.push({ seq: row.seq, event: { type: row.type, ...row.payload } as TSyncEvent });
+  }
+  return events;
+}

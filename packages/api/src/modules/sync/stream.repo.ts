@@ -1,0 +1,96 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { DB } from '@mvp/db';
+
+type Db = Kysely<DB> | Transaction<DB>;
+
+/** What a stream row holds: the event's type and a small JSON payload (see events.ts). */
+export type StoredEvent = { type: string; payload: unknown };
+
+/**
+ * Appends events to users' streams inside the caller's transaction, in a few statements whatever
+ * the number of users: bump each `last_seq` by the user's number of entries (the row locks make
+ * concurrent writers to one stream wait for each other, so seq order is commit order: an
+ * auto-increment id would not be), read the new values back under those locks, insert all rows
+ * at once. A user's entries take consecutive seqs in the order given. Answers each user's last
+ * new seq.
+ */
+export async function appendEvents(
+  trx: Transaction<DB>,
+  entries: { userId: string; deviceId?: string; event: StoredEvent }[],
+  now: number,
+): Promise<Map<string, number>> {
+  if (entries.length === 0) return new Map();
+  const counts = new Map<string, number>();
+  for (const { userId } of entries) counts.set(userId, (counts.get(userId) ?? 0) + 1);
+  // One UPDATE per distinct count (almost always just 1), users sorted within each, so writers
+  // take the row locks in one order.
+  const byCount = new Map<number, string[]>();
+  for (const [userId, n] of counts) byCount.set(n, [...(byCount.get(n) ?? []), userId]);
+  for (const [n, userIds] of byCount) {
+    await trx
+      .updateTable('user_streams')
+      .set((eb) => ({ last_seq: eb('last_seq', '+', n) }))
+      .where('user_id', 'in', userIds.sort())
+      .execute();
+  }
+  const rows = await trx
+    .selectFrom('user_streams')
+    .select(['user_id', 'last_seq'])
+    .where('user_id', 'in', [...counts.keys()])
+    .execute();
+  const last = new Map(rows.map((r) => [r.user_id, Number(r.last_seq)]));
+  const next = new Map([...last].map(([userId, seq]) => [userId, seq - counts.get(userId)! + 1]));
+  const values = entries.flatMap(({ userId, deviceId, event }) => {
+    const seq = next.get(userId);
+    // A user deleted meanwhile has no stream left; there is nobody to tell.
+    if (seq === undefined) return [];
+    next.set(userId, seq + 1);
+    return [
+      {
+        user_id: userId,
+        seq,
+        device_id: deviceId ?? null,
+        type: event.type,
+        payload: JSON.stringify(event.payload),
+        created_at: now,
+      },
+    ];
+  });
+  if (values.length > 0) await trx.insertInto('user_events').values(values).execute();
+  return last;
+}
+
+export type StreamRow = { seq: number; type: string; payload: string };
+
+/** The user's events after `afterSeq` that `deviceId` may read (its envelopes, not others'). */
+export async function readEvents(
+  db: Db,
+  userId: string,
+  deviceId: string,
+  afterSeq: number,
+  limit: number,
+): Promise<StreamRow[]> {
+  const rows = await db
+    .selectFrom('user_events')
+    .select(['seq', 'type', 'payload'])
+    .where('user_id', '=', userId)
+    .where('seq', '>', afterSeq)
+    .where((eb) => eb.or([eb('device_id', 'is', null), eb('device_id', '=', deviceId)]))
+    .orderBy('seq')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ ...r, seq: Number(r.seq) }));
+}
+
+/** The newest seq and the oldest still stored; null when the user is gone. */
+export async function streamBounds(
+  db: Db,
+  userId: string,
+): Promise<{ last: number; first: number } | null> {
+  const row = await db
+    .selectFrom('user_streams')
+    .select(['last_seq', 'first_seq'])
+    .where('user_id', '=', userId)
+    .executeTakeFirst();
+  return row ? { last: Number(row.last_seq), first: Number(row.first_seq) } : null;
+}

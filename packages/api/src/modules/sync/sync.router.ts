@@ -1,0 +1,83 @@
+import {
+  ZEventId,
+  ZOk,
+  ZSendToDevicesInput,
+  ZSnapshot,
+  ZSyncEvent,
+  ZSyncEventsInput,
+} from '@mvp/contracts';
+import { z } from 'zod';
+import { authedProcedure, router } from '../../trpc';
+import { ack, sendToDevices } from './envelopes';
+import { pollEvents } from './poll';
+import { snapshot } from './sync.service';
+import { syncStream } from './syncStream';
+
+const tags = ['sync'];
+
+export const syncRouter = router({
+  /** Cold start: conversations, unread counts, pending requests, and the cursor to stream from. */
+  snapshot: authedProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/sync/snapshot',
+        summary: 'Everything to show, and a cursor',
+        tags,
+      },
+    })
+    .input(z.void())
+    .output(ZSnapshot)
+    .query(({ ctx }) => snapshot(ctx, ctx.auth.userId)),
+
+  /** The device's live stream: resumes exactly after `lastEventId` (tRPC sends it on reconnect). */
+  events: authedProcedure
+    .input(ZSyncEventsInput)
+    .subscription(({ ctx, input, signal }) => syncStream(ctx, ctx.auth, input.lastEventId, signal)),
+
+  /** Opaque envelopes to single devices, kept until each device acks them. */
+  sendToDevices: authedProcedure
+    .meta({
+      openapi: { method: 'POST', path: '/sync/to-devices', summary: 'Send to devices', tags },
+    })
+    .input(ZSendToDevicesInput)
+    .output(z.object({ ids: z.array(z.string()) }))
+    .mutation(({ ctx, input }) => sendToDevices(ctx, ctx.auth, input.envelopes)),
+
+  /** This device has handled its envelopes up to this event id; they are deleted. */
+  ack: authedProcedure
+    .meta({
+      openapi: { method: 'POST', path: '/sync/ack', summary: 'Acknowledge envelopes', tags },
+    })
+    .input(z.object({ upTo: ZEventId }))
+    .output(ZOk)
+    .mutation(async ({ ctx, input }) => {
+      await ack(ctx, ctx.auth, Number(input.upTo));
+      return { ok: true as const };
+    }),
+
+  /** The same stream by polling, for integrators without WebSockets (durable events only). */
+  poll: authedProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/sync/events',
+        summary: 'Events after a cursor (polling)',
+        tags,
+      },
+    })
+    .input(
+      z.object({
+        after: ZEventId.optional(),
+        limit: z.coerce.number().int().min(1).max(500).default(100),
+      }),
+    )
+    .output(
+      z.object({
+        events: z.array(z.object({ id: z.string(), event: ZSyncEvent })),
+        /** Pass as `after` next time (unchanged when nothing new). */
+        cursor: z.string(),
+      }),
+    )
+    .query(({ ctx, input }) => pollEvents(ctx, ctx.auth, input.after, input.limit)),
+});

@@ -1,0 +1,94 @@
+import { tracked, type TrackedEnvelope } from '@trpc/server';
+import type { TSyncEvent } from '@mvp/contracts';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { userChannel } from '../contacts/peopleEvents';
+import { hydrate } from './events';
+import { readEvents, streamBounds } from './stream.repo';
+
+const PAGE = 200;
+/** Ephemeral events travel on the bus only and are never replayed. */
+const EPHEMERAL = new Set(['presence', 'typing']);
+
+/** Cursors are the decimal seq of the user's stream; anything else is refused. */
+export function parseCursor(id: string | null | undefined): number | null {
+  if (id === null || id === undefined) return null;
+  if (!/^\d{1,15}$/.test(id)) throw new AppError('BAD_REQUEST', 'Unknown event id');
+  return Number(id);
+}
+
+/**
+ * Where a reader starts: after its cursor, or now on a cold start (the app loaded the snapshot).
+ * A cursor from before what is kept, or ahead of the stream (another database), is answered
+ * with `resync` from now: never a silent skip.
+ */
+export function startOf(
+  bounds: { first: number; last: number },
+  lastEventId: string | null | undefined,
+): { cursor: number; resync: boolean } {
+  const cursor = parseCursor(lastEventId);
+  if (cursor === null) return { cursor: bounds.last, resync: false };
+  if (cursor < bounds.first - 1 || cursor > bounds.last)
+    return { cursor: bounds.last, resync: true };
+  return { cursor, resync: false };
+}
+
+/**
+ * One device's stream: every durable event after `lastEventId` read from the database, then live
+ * ones as they are committed, each as `tracked(seq, event)`. The bus subscription starts before
+ * the first read and only says "read again", so an event committed while the backlog is being
+ * read is read on the next pass: no gap, and the cursor never moves back, so no duplicate.
+ * Ephemeral events carry the current cursor as their id, so resuming from one is still exact.
+ */
+export async function* syncStream(
+  ctx: Context,
+  device: { userId: string; deviceId: string },
+  lastEventId: string | null | undefined,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<TrackedEnvelope<TSyncEvent>> {
+  const { userId, deviceId } = device;
+  parseCursor(lastEventId); // refuse a malformed id before subscribing to anything
+  const ephemeral: TSyncEvent[] = [];
+  let dirty = true;
+  let wake: (() => void) | undefined;
+  const unsubscribe = await ctx.ports.bus.subscribe(userChannel(userId), (message) => {
+    const event = message as TSyncEvent | { type: 'wake' };
+    if (EPHEMERAL.has(event.type)) ephemeral.push(event as TSyncEvent);
+    else dirty = true;
+    wake?.();
+  });
+  const aborted = new Promise<void>((resolve) =>
+    signal?.addEventListener('abort', () => resolve(), { once: true }),
+  );
+  try {
+    const bounds = await streamBounds(ctx.ports.db, userId);
+    if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
+    const start = startOf(bounds, lastEventId);
+    let cursor = start.cursor;
+    if (start.resync) yield tracked(String(cursor), { type: 'resync' });
+
+    while (!signal?.aborted) {
+      const next = ephemeral.shift();
+      if (next) {
+        yield tracked(String(cursor), next);
+        continue;
+      }
+      if (dirty) {
+        dirty = false;
+        for (;;) {
+          const rows = await readEvents(ctx.ports.db, userId, deviceId, cursor, PAGE);
+          for (const { seq, event } of await hydrate(ctx.ports.db, rows)) {
+            yield tracked(String(seq), event);
+          }
+          if (rows.length > 0) cursor = rows.at(-1)!.seq;
+          if (rows.length < PAGE) break;
+        }
+        continue;
+      }
+      await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
+      wake = undefined;
+    }
+  } finally {
+    await unsubscribe();
+  }
+}

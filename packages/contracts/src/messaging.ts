@@ -1,0 +1,205 @@
+import { z } from 'zod';
+import { ZId } from './auth';
+import { ZContactRequests, ZPeopleEvent } from './people';
+
+/**
+ * Opaque bytes travel as base64 strings on both surfaces (tRPC and the REST shim), so one schema
+ * serves both; the SDK hands apps Uint8Array. The configured size limit is checked by the server
+ * on the decoded bytes; this cap only stops absurd strings before they are decoded.
+ */
+export const ZBase64 = z
+  .string()
+  .max(1_400_000)
+  .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'expected base64');
+
+export const ZSeq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+export const ZClientMessageId = z
+  .string()
+  .min(8)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only');
+/** A MIME-like label the clients agree on (e.g. `text/plain`, `mvp/sender-key`); never parsed. */
+export const ZContentType = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[a-z0-9][a-z0-9.+/_-]*$/i, 'a type such as text/plain');
+
+export const CONVERSATION_KINDS = ['direct', 'group', 'channel'] as const;
+export const ZConversationKind = z.enum(CONVERSATION_KINDS);
+export const MEMBER_ROLES = ['owner', 'admin', 'member', 'restricted'] as const;
+export const ZMemberRole = z.enum(MEMBER_ROLES);
+export type TMemberRole = z.infer<typeof ZMemberRole>;
+
+export const ZConversation = z.object({
+  id: z.string(),
+  kind: ZConversationKind,
+  title: z.string().nullable(),
+  description: z.string().nullable(),
+  /** For a direct conversation: the other person. */
+  peerId: z.string().nullable(),
+  memberCount: z.number().int(),
+  myRole: ZMemberRole,
+  /** The newest message's seq (0: none yet). */
+  lastSeq: ZSeq,
+  createdAt: z.iso.datetime(),
+});
+export type TConversation = z.infer<typeof ZConversation>;
+
+export const ZMessage = z.object({
+  id: z.string(),
+  conversationId: z.string(),
+  /** Gapless per conversation, in send order. */
+  seq: ZSeq,
+  senderId: z.string(),
+  senderDeviceId: z.string(),
+  clientMessageId: z.string(),
+  contentType: z.string(),
+  /** Null once deleted for everyone: the tombstone keeps its place in the order. */
+  ciphertext: ZBase64.nullable(),
+  replyToSeq: ZSeq.nullable(),
+  forwarded: z.boolean(),
+  createdAt: z.iso.datetime(),
+  editedAt: z.iso.datetime().nullable(),
+  deletedAt: z.iso.datetime().nullable(),
+});
+export type TMessage = z.infer<typeof ZMessage>;
+
+export const ZTitle = z.string().trim().min(1).max(128);
+export const ZDescription = z.string().trim().max(1024);
+
+/**
+ * One flat object (the REST shim needs an object, not a union): `direct` takes `userId`; `group`
+ * takes `title`, optional `description` and `memberIds` (my contacts who have not blocked me).
+ */
+export const ZCreateConversationInput = z
+  .object({
+    kind: z.enum(['direct', 'group']),
+    userId: ZId.optional(),
+    title: ZTitle.optional(),
+    description: ZDescription.optional(),
+    memberIds: z.array(ZId).max(999).optional(),
+  })
+  .superRefine((v, issue) => {
+    const wrong = (path: string, message: string) =>
+      issue.addIssue({ code: 'custom', path: [path], message });
+    if (v.kind === 'direct') {
+      if (!v.userId) wrong('userId', 'a direct conversation needs userId');
+      if (v.title !== undefined || v.description !== undefined || v.memberIds !== undefined)
+        wrong('kind', 'a direct conversation takes only userId');
+    } else {
+      if (!v.title) wrong('title', 'a group needs a title');
+      if (v.userId !== undefined) wrong('userId', 'use memberIds for a group');
+    }
+  });
+
+export const ZConversationIdInput = z.object({ id: ZId });
+
+export const ZSendMessageInput = z.object({
+  conversationId: ZId,
+  /** Chosen by the client; a resend with the same id answers the first result. */
+  clientMessageId: ZClientMessageId,
+  contentType: ZContentType,
+  ciphertext: ZBase64,
+  replyToSeq: ZSeq.min(1).optional(),
+  forwarded: z.boolean().default(false),
+});
+
+export const ZHistoryInput = z
+  .object({
+    conversationId: ZId,
+    /** Older than this seq (newest first)… */
+    before: ZSeq.min(1).optional(),
+    /** …or newer than this seq (oldest first). Neither: the newest page. */
+    after: ZSeq.optional(),
+    limit: z.number().int().min(1).max(200).default(50),
+  })
+  .refine((v) => v.before === undefined || v.after === undefined, {
+    message: 'use before or after, not both',
+  });
+export const ZHistory = z.object({
+  messages: z.array(ZMessage),
+  /** Whether more exist in the direction asked. */
+  more: z.boolean(),
+});
+
+export const ZMarkInput = z.object({ conversationId: ZId, seq: ZSeq.min(1) });
+export const ZReceipts = z.object({ deliveredSeq: ZSeq, readSeq: ZSeq });
+
+/** Opaque bytes from one device to another (key shares, call payloads), stored until acked. */
+export const ZEnvelope = z.object({
+  id: z.string(),
+  senderId: z.string(),
+  senderDeviceId: z.string(),
+  contentType: z.string(),
+  ciphertext: ZBase64,
+  sentAt: z.iso.datetime(),
+});
+export type TEnvelope = z.infer<typeof ZEnvelope>;
+
+export const ZSendToDevicesInput = z.object({
+  envelopes: z
+    .array(
+      z.object({
+        userId: ZId,
+        deviceId: ZId,
+        contentType: ZContentType,
+        ciphertext: ZBase64,
+      }),
+    )
+    .min(1)
+    .max(100),
+});
+
+export const ZEventId = z.string().regex(/^\d{1,15}$/, 'not an event id from this stream');
+
+/** Durable events (stored, resumable by cursor) and ephemeral ones (bus only, never replayed). */
+export const ZSyncEvent = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('message.new'), message: ZMessage }),
+  z.object({ type: z.literal('conversation.joined'), conversation: ZConversation }),
+  z.object({
+    type: z.literal('conversation.left'),
+    conversationId: z.string(),
+    reason: z.enum(['left', 'removed', 'deleted']),
+  }),
+  z.object({
+    type: z.literal('member.joined'),
+    conversationId: z.string(),
+    userId: z.string(),
+    role: ZMemberRole,
+  }),
+  z.object({ type: z.literal('member.left'), conversationId: z.string(), userId: z.string() }),
+  z.object({
+    type: z.literal('receipt'),
+    conversationId: z.string(),
+    userId: z.string(),
+    deliveredSeq: ZSeq,
+    readSeq: ZSeq,
+  }),
+  /** For this device only; stays until `sync.ack` covers its id. */
+  z.object({ type: z.literal('envelope'), envelope: ZEnvelope }),
+  /** The cursor is older than what the server keeps: drop local state and load the snapshot. */
+  z.object({ type: z.literal('resync') }),
+  ...ZPeopleEvent.options,
+]);
+export type TSyncEvent = z.infer<typeof ZSyncEvent>;
+
+export const ZSyncEventsInput = z.object({
+  /** The id of the last event handled; absent on a cold start (after `sync.snapshot`). */
+  lastEventId: ZEventId.nullish(),
+});
+
+export const ZSnapshot = z.object({
+  /** Pass as `lastEventId` to `sync.events`: the stream continues exactly after this snapshot. */
+  cursor: z.string(),
+  conversations: z.array(
+    z.object({
+      conversation: ZConversation,
+      lastMessage: ZMessage.nullable(),
+      unread: z.number().int(),
+      readSeq: ZSeq,
+      deliveredSeq: ZSeq,
+    }),
+  ),
+  contactRequests: ZContactRequests,
+});
