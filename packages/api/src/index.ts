@@ -18,3 +18,4 @@ export * from './security';
 export { createPresenceTracker } from './modules/presence/presenceTracker';
 export type { PresenceTracker, PresenceTrackerOptions } from './modules/presence/presenceTracker';
 export { pruneStreams } from './modules/sync/retention';
+export { purgeExpiredMessages } from './modules/messages/expiry';

@@ -3,6 +3,7 @@ import { createContext, type ApiSettings, type Context } from './context';
 import { displayNameContext, phoneContext } from './modules/auth/identity';
 import { deleteAccount } from './modules/me/accountDeletion';
 import type { Ports } from './ports';
+import { purgeExpiredMessages } from './modules/messages/expiry';
 import { pruneStreams } from './modules/sync/retention';
 
 const BATCH = 200;
@@ -87,7 +88,12 @@ async function deleteInactiveAccounts(ctx: Context): Promise<number> {
   return deleted;
 }
 
-export const JOBS = { reencryptPersonalData, deleteInactiveAccounts, pruneStreams } as const;
+export const JOBS = {
+  reencryptPersonalData,
+  deleteInactiveAccounts,
+  pruneStreams,
+  purgeExpiredMessages,
+} as const;
 export type JobName = keyof typeof JOBS;
 
 /**

@@ -42,6 +42,10 @@ export const ZConversation = z.object({
   myRole: ZMemberRole,
   /** The newest message's seq (0: none yet). */
   lastSeq: ZSeq,
+  /** Minimum seconds between one member's messages (admins exempt); 0: off. */
+  slowModeSeconds: z.number().int(),
+  /** New messages disappear this many seconds after sending; 0: never. */
+  disappearSeconds: z.number().int(),
   createdAt: z.iso.datetime(),
 });
 export type TConversation = z.infer<typeof ZConversation>;
@@ -62,6 +66,10 @@ export const ZMessage = z.object({
   createdAt: z.iso.datetime(),
   editedAt: z.iso.datetime().nullable(),
   deletedAt: z.iso.datetime().nullable(),
+  /** Disappearing messages: when it will be purged. */
+  expiresAt: z.iso.datetime().nullable(),
+  /** Each emoji with who reacted with it. */
+  reactions: z.array(z.object({ emoji: z.string(), userIds: z.array(z.string()) })),
 });
 export type TMessage = z.infer<typeof ZMessage>;
 
@@ -74,7 +82,7 @@ export const ZDescription = z.string().trim().max(1024);
  */
 export const ZCreateConversationInput = z
   .object({
-    kind: z.enum(['direct', 'group']),
+    kind: ZConversationKind,
     userId: ZId.optional(),
     title: ZTitle.optional(),
     description: ZDescription.optional(),
@@ -88,7 +96,7 @@ export const ZCreateConversationInput = z
       if (v.title !== undefined || v.description !== undefined || v.memberIds !== undefined)
         wrong('kind', 'a direct conversation takes only userId');
     } else {
-      if (!v.title) wrong('title', 'a group needs a title');
+      if (!v.title) wrong('title', `a ${v.kind} needs a title`);
       if (v.userId !== undefined) wrong('userId', 'use memberIds for a group');
     }
   });
@@ -121,6 +129,64 @@ export const ZHistory = z.object({
   messages: z.array(ZMessage),
   /** Whether more exist in the direction asked. */
   more: z.boolean(),
+});
+
+export const ZMessageRefInput = z.object({ conversationId: ZId, seq: ZSeq.min(1) });
+export const ZEditMessageInput = ZMessageRefInput.extend({
+  contentType: ZContentType,
+  ciphertext: ZBase64,
+});
+/** One emoji (a grapheme cluster of at most 32 bytes), e.g. "👍" or "👍🏽". */
+export const ZEmoji = z
+  .string()
+  .min(1)
+  .max(32)
+  .refine((s) => new TextEncoder().encode(s).length <= 32 && !/[\s\p{Cc}]/u.test(s), 'one emoji');
+export const ZReactInput = ZMessageRefInput.extend({ emoji: ZEmoji, on: z.boolean() });
+
+export const ZUpdateConversationInput = z.object({
+  id: ZId,
+  title: ZTitle.optional(),
+  description: ZDescription.optional(),
+  slowModeSeconds: z.number().int().min(0).max(86_400).optional(),
+  disappearSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 86_400)
+    .optional(),
+});
+export const ZSetRoleInput = z.object({
+  id: ZId,
+  userId: ZId,
+  role: z.enum(['admin', 'member', 'restricted']),
+});
+
+export const ZInvite = z.object({
+  code: z.string(),
+  conversationId: z.string(),
+  expiresAt: z.iso.datetime().nullable(),
+  maxUses: z.number().int().nullable(),
+  uses: z.number().int(),
+  revoked: z.boolean(),
+});
+export const ZCreateInviteInput = z.object({
+  id: ZId,
+  /** Seconds from now; absent: never expires. */
+  expiresInSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(365 * 86_400)
+    .optional(),
+  maxUses: z.number().int().min(1).max(100_000).optional(),
+});
+export const ZInviteCode = z.string().regex(/^[A-Za-z0-9_-]{22}$/, 'not an invite code');
+export const ZInvitePreview = z.object({
+  kind: ZConversationKind,
+  title: z.string().nullable(),
+  description: z.string().nullable(),
+  memberCount: z.number().int(),
 });
 
 export const ZMarkInput = z.object({ conversationId: ZId, seq: ZSeq.min(1) });
@@ -174,7 +240,47 @@ export const ZSyncEvent = z.discriminatedUnion('type', [
     conversationId: z.string(),
     userId: z.string(),
     deliveredSeq: ZSeq,
-    readSeq: ZSeq,
+    /** Null when that member does not share read receipts. */
+    readSeq: ZSeq.nullable(),
+  }),
+  /** An edit, a deletion for everyone (tombstone: ciphertext null) or an expiry changed it. */
+  z.object({ type: z.literal('message.updated'), message: ZMessage }),
+  /** Deleted for me (on my other devices), or purged when a disappearing message expired. */
+  z.object({
+    type: z.literal('messages.removed'),
+    conversationId: z.string(),
+    seqs: z.array(ZSeq),
+    reason: z.enum(['deleted_for_me', 'expired']),
+  }),
+  z.object({
+    type: z.literal('reaction'),
+    conversationId: z.string(),
+    seq: ZSeq,
+    userId: z.string(),
+    emoji: z.string(),
+    on: z.boolean(),
+  }),
+  z.object({
+    type: z.literal('pin'),
+    conversationId: z.string(),
+    seq: ZSeq,
+    pinned: z.boolean(),
+    by: z.string(),
+  }),
+  /** Title, description, slow mode or timer changed, or my role did. */
+  z.object({ type: z.literal('conversation.updated'), conversation: ZConversation }),
+  z.object({
+    type: z.literal('member.role'),
+    conversationId: z.string(),
+    userId: z.string(),
+    role: ZMemberRole,
+  }),
+  /** Ephemeral: someone is typing until `until` unless renewed. */
+  z.object({
+    type: z.literal('typing'),
+    conversationId: z.string(),
+    userId: z.string(),
+    until: z.iso.datetime(),
   }),
   /** For this device only; stays until `sync.ack` covers its id. */
   z.object({ type: z.literal('envelope'), envelope: ZEnvelope }),

@@ -10,6 +10,8 @@ export const ZPrivacy = z.object({
   findByPhone: ZPrivacyLevel,
   presence: ZPrivacyLevel,
   contactRequests: ZPrivacyLevel,
+  /** Whether other members see how far I read (off: they see only "delivered"), as Signal. */
+  readReceipts: z.boolean(),
 });
 export type TPrivacy = z.infer<typeof ZPrivacy>;
 

@@ -32,6 +32,8 @@ export type UsersTable = {
   privacy_presence: Generated<string>;
   privacy_requests: Generated<string>;
   last_seen_at: number | null;
+  /** 1: my read positions reach other members; 0: only "delivered" does. */
+  privacy_read_receipts: Generated<number>;
 };
 
 export type ContactRequestsTable = {
@@ -100,6 +102,10 @@ export type ConversationsTable = {
   direct_key: string | null;
   last_seq: Generated<number>;
   member_count: Generated<number>;
+  /** Minimum seconds between one member's messages (admins exempt); 0: off. */
+  slow_mode_seconds: Generated<number>;
+  /** New messages expire this many seconds after sending; 0: never. */
+  disappear_seconds: Generated<number>;
   created_by: string;
   created_at: number;
   updated_at: number;
@@ -113,6 +119,7 @@ export type ConversationMembersTable = {
   joined_seq: Generated<number>;
   delivered_seq: Generated<number>;
   read_seq: Generated<number>;
+  last_post_at: number | null;
 };
 
 export type MessagesTable = {
@@ -130,6 +137,35 @@ export type MessagesTable = {
   created_at: number;
   edited_at: number | null;
   deleted_at: number | null;
+  expires_at: number | null;
+};
+
+export type MessageHiddenTable = { user_id: string; conversation_id: string; seq: number };
+
+export type ReactionsTable = {
+  conversation_id: string;
+  seq: number;
+  user_id: string;
+  emoji: string;
+  created_at: number;
+};
+
+export type PinsTable = {
+  conversation_id: string;
+  seq: number;
+  pinned_by: string;
+  created_at: number;
+};
+
+export type InvitesTable = {
+  code: string;
+  conversation_id: string;
+  created_by: string;
+  created_at: number;
+  expires_at: number | null;
+  max_uses: number | null;
+  uses: Generated<number>;
+  revoked_at: number | null;
 };
 
 /** Kysely's own bookkeeping tables are not listed: only the Migrator touches them. */
@@ -147,4 +183,8 @@ export type DB = {
   conversations: ConversationsTable;
   conversation_members: ConversationMembersTable;
   messages: MessagesTable;
+  message_hidden: MessageHiddenTable;
+  reactions: ReactionsTable;
+  pins: PinsTable;
+  invites: InvitesTable;
 };

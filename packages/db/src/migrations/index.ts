@@ -3,6 +3,7 @@ import * as appMeta from './2026-11-24T0000-app-meta';
 import * as accounts from './2026-11-24T0100-accounts';
 import * as people from './2026-11-24T0200-people';
 import * as messaging from './2026-11-24T0300-messaging';
+import * as conversationFeatures from './2026-11-24T0400-conversation-features';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -13,4 +14,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-24T0100-accounts': accounts,
   '2026-11-24T0200-people': people,
   '2026-11-24T0300-messaging': messaging,
+  '2026-11-24T0400-conversation-features': conversationFeatures,
 };

@@ -61,6 +61,7 @@ async function createUser(
       privacy_presence: 'contacts',
       privacy_requests: 'everyone',
       last_seen_at: null,
+      privacy_read_receipts: 1,
     };
     try {
       await ctx.ports.db.transaction().execute((trx) => users.insertUser(trx, row));

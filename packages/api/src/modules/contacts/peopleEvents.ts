@@ -1,4 +1,4 @@
-import type { TPeopleEvent } from '@mvp/contracts';
+import type { TSyncEvent } from '@mvp/contracts';
 import type { EventBus } from '../../ports';
 
 /**
@@ -8,6 +8,6 @@ import type { EventBus } from '../../ports';
 export const userChannel = (userId: string) => `user:${userId}`;
 
 /** An ephemeral event (never stored, never replayed) to one user's connected devices. */
-export async function notify(bus: EventBus, userId: string, event: TPeopleEvent): Promise<void> {
+export async function notify(bus: EventBus, userId: string, event: TSyncEvent): Promise<void> {
   await bus.publish(userChannel(userId), event);
 }

@@ -25,6 +25,8 @@ export function toConversation(
     memberCount: Number(row.member_count),
     myRole: me.role as TMemberRole,
     lastSeq: Number(row.last_seq),
+    slowModeSeconds: Number(row.slow_mode_seconds),
+    disappearSeconds: Number(row.disappear_seconds),
     createdAt: new Date(Number(row.created_at)).toISOString(),
   };
 }

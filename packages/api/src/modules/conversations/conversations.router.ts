@@ -1,4 +1,10 @@
 import {
+  ZCreateInviteInput,
+  ZInvite,
+  ZInviteCode,
+  ZInvitePreview,
+  ZSetRoleInput,
+  ZUpdateConversationInput,
   ZConversation,
   ZConversationIdInput,
   ZCreateConversationInput,
@@ -9,6 +15,7 @@ import {
 import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
 import * as conversations from './conversations.service';
+import * as invites from './invites.service';
 
 const ok = { ok: true as const };
 const tags = ['conversations'];
@@ -25,6 +32,7 @@ export const conversationsRouter = router({
       input.kind === 'direct'
         ? conversations.openDirect(ctx, ctx.auth.userId, input.userId!)
         : conversations.createGroup(ctx, ctx.auth.userId, {
+            kind: input.kind,
             title: input.title!,
             description: input.description,
             memberIds: input.memberIds ?? [],
@@ -104,4 +112,115 @@ export const conversationsRouter = router({
       await conversations.removeMember(ctx, ctx.auth.userId, input.id, ctx.auth.userId);
       return ok;
     }),
+
+  update: authedProcedure
+    .meta({
+      openapi: {
+        method: 'PATCH',
+        path: '/conversations/{id}',
+        summary: 'Title, description, slow mode, disappearing timer',
+        tags,
+      },
+    })
+    .input(ZUpdateConversationInput)
+    .output(ZConversation)
+    .mutation(({ ctx, input }) => conversations.updateConversation(ctx, ctx.auth.userId, input)),
+
+  setRole: authedProcedure
+    .meta({
+      openapi: {
+        method: 'PUT',
+        path: '/conversations/{id}/members/{userId}/role',
+        summary: 'Make admin, member or read-only',
+        tags,
+      },
+    })
+    .input(ZSetRoleInput)
+    .output(ZOk)
+    .mutation(async ({ ctx, input }) => {
+      await conversations.setRole(ctx, ctx.auth.userId, input);
+      return ok;
+    }),
+
+  transferOwnership: authedProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/conversations/{id}/owner',
+        summary: 'Hand ownership to a member',
+        tags,
+      },
+    })
+    .input(z.object({ id: ZId, userId: ZId }))
+    .output(ZOk)
+    .mutation(async ({ ctx, input }) => {
+      await conversations.transferOwnership(ctx, ctx.auth.userId, input);
+      return ok;
+    }),
+
+  delete: authedProcedure
+    .meta({
+      openapi: { method: 'DELETE', path: '/conversations/{id}', summary: 'Delete (owner)', tags },
+    })
+    .input(ZConversationIdInput)
+    .output(ZOk)
+    .mutation(async ({ ctx, input }) => {
+      await conversations.deleteConversation(ctx, ctx.auth.userId, input.id);
+      return ok;
+    }),
+
+  createInvite: authedProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/conversations/{id}/invites',
+        summary: 'New invite code',
+        tags,
+      },
+    })
+    .input(ZCreateInviteInput)
+    .output(ZInvite)
+    .mutation(({ ctx, input }) => invites.createInvite(ctx, ctx.auth.userId, input)),
+
+  invites: authedProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/conversations/{id}/invites',
+        summary: 'Invite codes',
+        tags,
+      },
+    })
+    .input(ZConversationIdInput)
+    .output(z.object({ invites: z.array(ZInvite) }))
+    .query(async ({ ctx, input }) => ({
+      invites: await invites.listInvites(ctx, ctx.auth.userId, input.id),
+    })),
+
+  revokeInvite: authedProcedure
+    .meta({
+      openapi: { method: 'DELETE', path: '/invites/{code}', summary: 'Revoke an invite', tags },
+    })
+    .input(z.object({ code: ZInviteCode }))
+    .output(ZOk)
+    .mutation(async ({ ctx, input }) => {
+      await invites.revokeInvite(ctx, ctx.auth.userId, input.code);
+      return ok;
+    }),
+
+  previewInvite: authedProcedure
+    .meta({
+      openapi: { method: 'GET', path: '/invites/{code}', summary: 'What an invite leads to', tags },
+    })
+    .input(z.object({ code: ZInviteCode }))
+    .output(ZInvitePreview)
+    .query(({ ctx, input }) => invites.previewInvite(ctx, ctx.auth.userId, input.code)),
+
+  join: authedProcedure
+    .meta({
+      openapi: { method: 'POST', path: '/invites/{code}/join', summary: 'Join by invite', tags },
+    })
+    .input(z.object({ code: ZInviteCode }))
+    .output(ZConversation)
+    .mutation(({ ctx, input }) => invites.joinByInvite(ctx, ctx.auth.userId, input.code)),
 });

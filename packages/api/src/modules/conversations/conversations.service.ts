@@ -1,6 +1,7 @@
+import type { Transaction } from 'kysely';
 import { uuidv7 } from 'uuidv7';
 import type { TConversation, TMemberRole } from '@mvp/contracts';
-import { isUniqueViolation } from '@mvp/db';
+import { isUniqueViolation, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import * as users from '../auth/users.repo';
@@ -105,7 +106,7 @@ async function assertAddable(ctx: Context, me: string, userIds: string[]): Promi
 export async function createGroup(
   ctx: Context,
   me: string,
-  input: { title: string; description?: string; memberIds: string[] },
+  input: { kind: 'group' | 'channel'; title: string; description?: string; memberIds: string[] },
 ): Promise<TConversation> {
   const others = [...new Set(input.memberIds)].filter((id) => id !== me);
   if (others.length + 1 > ctx.settings.messaging.groupMemberCap)
@@ -119,7 +120,7 @@ export async function createGroup(
       .insertInto('conversations')
       .values({
         id,
-        kind: 'group',
+        kind: input.kind,
         title: input.title,
         description: input.description || null,
         member_count: members.length,
@@ -179,15 +180,31 @@ export async function addMembers(
     throw new AppError('BAD_REQUEST', 'Direct conversations have two members');
   if (!ADMINS.includes(membership.role)) throw new AppError('FORBIDDEN', 'Only admins add members');
   await assertAddable(ctx, me, [...new Set(userIds)]);
+  const added = await admitMembers(ctx, conversationId, userIds);
+  if (added.length === 0) return repo.toConversation(conversation, membership);
+  return describe(ctx, conversationId, me);
+}
+
+/**
+ * Adds members in one transaction under the conversation row lock (which orders it against sends
+ * and other membership changes, so `joined_seq` and the member list are exact); `first` runs
+ * inside it before anything else (an invite spends a use there). Newcomers see messages from now
+ * on. Answers who was actually added.
+ */
+export async function admitMembers(
+  ctx: Context,
+  conversationId: string,
+  userIds: string[],
+  first?: (trx: Transaction<DB>) => Promise<void>,
+): Promise<string[]> {
   const now = ctx.ports.clock.now();
   const { existing, added } = await ctx.ports.db.transaction().execute(async (trx) => {
-    // The conversation row lock orders this against sends and other membership changes, so
-    // `joined_seq` and the member list are exact.
     await trx
       .updateTable('conversations')
       .set({ updated_at: now })
       .where('id', '=', conversationId)
       .execute();
+    await first?.(trx);
     const current = (await repo.findConversation(trx, conversationId))!;
     const members = await repo.memberIds(trx, conversationId);
     const fresh = [...new Set(userIds)].filter((id) => !members.includes(id));
@@ -231,9 +248,168 @@ export async function addMembers(
     }
     return { existing: members, added: fresh };
   });
-  if (added.length === 0) return repo.toConversation(conversation, membership);
-  await wake(ctx.ports, [...existing, ...added]);
-  return describe(ctx, conversationId, me);
+  if (added.length > 0) await wake(ctx.ports, [...existing, ...added]);
+  return added;
+}
+
+/** Admins of a group or channel (NOT_FOUND for outsiders, FORBIDDEN for members). */
+export async function requireAdmin(ctx: Context, conversationId: string, me: string) {
+  const found = await requireMember(ctx, conversationId, me);
+  if (found.conversation.kind === 'direct')
+    throw new AppError('BAD_REQUEST', 'Not for direct conversations');
+  if (!ADMINS.includes(found.membership.role))
+    throw new AppError('FORBIDDEN', 'Only admins do this');
+  return found;
+}
+
+/** Tells every member the conversation as they see it now (each with their own role). */
+async function announceUpdate(
+  ctx: Context,
+  trx: Transaction<DB>,
+  conversationId: string,
+  now: number,
+): Promise<string[]> {
+  const conversation = (await repo.findConversation(trx, conversationId))!;
+  const members = await repo.listMembers(trx, conversationId);
+  const roles = new Map(members.map((m) => [m.user_id, m.role]));
+  await recordEvents(
+    trx,
+    members.map((m) => m.user_id),
+    (u) => ({
+      type: 'conversation.updated',
+      conversation: repo.toConversation(conversation, { user_id: u, role: roles.get(u)! }),
+    }),
+    now,
+  );
+  return members.map((m) => m.user_id);
+}
+
+/**
+ * Title, description and slow mode (admins of groups and channels); the disappearing timer
+ * (admins, or either person in a direct conversation). It applies to messages sent from now on.
+ */
+export async function updateConversation(
+  ctx: Context,
+  me: string,
+  input: {
+    id: string;
+    title?: string;
+    description?: string;
+    slowModeSeconds?: number;
+    disappearSeconds?: number;
+  },
+): Promise<TConversation> {
+  const { conversation, membership } = await requireMember(ctx, input.id, me);
+  const direct = conversation.kind === 'direct';
+  const roomOnly =
+    input.title !== undefined ||
+    input.description !== undefined ||
+    input.slowModeSeconds !== undefined;
+  if (direct && roomOnly)
+    throw new AppError('BAD_REQUEST', 'A direct conversation has only a disappearing timer');
+  if (!direct && !ADMINS.includes(membership.role))
+    throw new AppError('FORBIDDEN', 'Only admins change the conversation');
+  const now = ctx.ports.clock.now();
+  const members = await ctx.ports.db.transaction().execute(async (trx) => {
+    await trx
+      .updateTable('conversations')
+      .set({
+        updated_at: now,
+        ...(input.title !== undefined ? { title: input.title } : {}),
+        ...(input.description !== undefined ? { description: input.description || null } : {}),
+        ...(input.slowModeSeconds !== undefined
+          ? { slow_mode_seconds: input.slowModeSeconds }
+          : {}),
+        ...(input.disappearSeconds !== undefined
+          ? { disappear_seconds: input.disappearSeconds }
+          : {}),
+      })
+      .where('id', '=', input.id)
+      .execute();
+    return announceUpdate(ctx, trx, input.id, now);
+  });
+  await wake(ctx.ports, members);
+  return describe(ctx, input.id, me);
+}
+
+/**
+ * Roles below owner. The owner sets anyone's; an admin may only move members and restricted
+ * members between those two roles.
+ */
+export async function setRole(
+  ctx: Context,
+  me: string,
+  input: { id: string; userId: string; role: 'admin' | 'member' | 'restricted' },
+): Promise<void> {
+  const { membership } = await requireAdmin(ctx, input.id, me);
+  const target = await repo.findMembership(ctx.ports.db, input.id, input.userId);
+  if (!target) throw new AppError('NOT_FOUND', 'No such member');
+  if (target.role === 'owner') throw new AppError('FORBIDDEN', 'Transfer ownership instead');
+  const ownerOnly = input.role === 'admin' || target.role === 'admin';
+  if (ownerOnly && membership.role !== 'owner')
+    throw new AppError('FORBIDDEN', 'Only the owner manages admins');
+  if (target.role === input.role) return;
+  await changeRoles(ctx, input.id, [[input.userId, input.role]]);
+}
+
+/** The owner hands the conversation over to a member and becomes an admin. */
+export async function transferOwnership(
+  ctx: Context,
+  me: string,
+  input: { id: string; userId: string },
+): Promise<void> {
+  const { membership } = await requireAdmin(ctx, input.id, me);
+  if (membership.role !== 'owner') throw new AppError('FORBIDDEN', 'Only the owner transfers');
+  if (input.userId === me) return;
+  if (!(await repo.findMembership(ctx.ports.db, input.id, input.userId)))
+    throw new AppError('NOT_FOUND', 'No such member');
+  await changeRoles(ctx, input.id, [
+    [input.userId, 'owner'],
+    [me, 'admin'],
+  ]);
+}
+
+async function changeRoles(
+  ctx: Context,
+  conversationId: string,
+  changes: [string, TMemberRole][],
+): Promise<void> {
+  const now = ctx.ports.clock.now();
+  const members = await ctx.ports.db.transaction().execute(async (trx) => {
+    for (const [userId, role] of changes) {
+      await trx
+        .updateTable('conversation_members')
+        .set({ role })
+        .where('conversation_id', '=', conversationId)
+        .where('user_id', '=', userId)
+        .execute();
+    }
+    const everyone = await repo.memberIds(trx, conversationId);
+    for (const [userId, role] of changes)
+      await recordEvents(trx, everyone, { type: 'member.role', conversationId, userId, role }, now);
+    return everyone;
+  });
+  await wake(ctx.ports, members);
+}
+
+/** The owner deletes a group or channel for everyone: members are told, then it is gone. */
+export async function deleteConversation(ctx: Context, me: string, id: string): Promise<void> {
+  const { membership } = await requireAdmin(ctx, id, me);
+  if (membership.role !== 'owner') throw new AppError('FORBIDDEN', 'Only the owner deletes');
+  const now = ctx.ports.clock.now();
+  const members = await ctx.ports.db.transaction().execute(async (trx) => {
+    const everyone = await repo.memberIds(trx, id);
+    await recordEvents(
+      trx,
+      everyone,
+      { type: 'conversation.left', conversationId: id, reason: 'deleted' },
+      now,
+    );
+    // Members, messages, reactions, pins and invites go with it (foreign keys cascade).
+    await trx.deleteFrom('conversations').where('id', '=', id).execute();
+    return everyone;
+  });
+  await wake(ctx.ports, members);
 }
 
 /**

@@ -7,7 +7,7 @@ export type MessageRow = Selectable<MessagesTable>;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
 
-export function toMessage(row: MessageRow): TMessage {
+export function toMessage(row: MessageRow, reactions: TMessage['reactions'] = []): TMessage {
   return {
     id: row.id,
     conversationId: row.conversation_id,
@@ -22,7 +22,47 @@ export function toMessage(row: MessageRow): TMessage {
     createdAt: iso(row.created_at)!,
     editedAt: iso(row.edited_at),
     deletedAt: iso(row.deleted_at),
+    expiresAt: iso(row.expires_at),
+    reactions,
   };
+}
+
+const refKey = (conversationId: string, seq: number) => `${conversationId}:${seq}`;
+
+/** Messages as clients see them, with their reactions (one query per 500 messages). */
+export async function describeMessages(db: Db, rows: MessageRow[]): Promise<TMessage[]> {
+  const reactions = new Map<string, Map<string, string[]>>();
+  for (let i = 0; i < rows.length; i += 500) {
+    const chunk = rows.slice(i, i + 500).filter((r) => r.deleted_at === null);
+    if (chunk.length === 0) continue;
+    const found = await db
+      .selectFrom('reactions')
+      .select(['conversation_id', 'seq', 'emoji', 'user_id'])
+      .where((eb) =>
+        eb.or(
+          chunk.map((r) =>
+            eb.and([eb('conversation_id', '=', r.conversation_id), eb('seq', '=', r.seq)]),
+          ),
+        ),
+      )
+      .orderBy('created_at')
+      .execute();
+    for (const r of found) {
+      const key = refKey(r.conversation_id, Number(r.seq));
+      const byEmoji = reactions.get(key) ?? new Map<string, string[]>();
+      byEmoji.set(r.emoji, [...(byEmoji.get(r.emoji) ?? []), r.user_id]);
+      reactions.set(key, byEmoji);
+    }
+  }
+  return rows.map((row) =>
+    toMessage(
+      row,
+      [
+        ...(reactions.get(refKey(row.conversation_id, Number(row.seq))) ??
+          new Map<string, string[]>()),
+      ].map(([emoji, userIds]) => ({ emoji, userIds })),
+    ),
+  );
 }
 
 export function findByClientId(
@@ -59,7 +99,7 @@ export async function findBySeqs(
         ),
       )
       .execute();
-    for (const row of rows) found.set(`${row.conversation_id}:${Number(row.seq)}`, row);
+    for (const row of rows) found.set(refKey(row.conversation_id, Number(row.seq)), row);
   }
   return found;
 }
@@ -67,6 +107,7 @@ export async function findBySeqs(
 /** A page of history, never reaching at or below `floorSeq` (messages from before I joined). */
 export async function page(
   db: Db,
+  viewerId: string,
   conversationId: string,
   floorSeq: number,
   range: { before?: number; after?: number },
@@ -76,7 +117,20 @@ export async function page(
     .selectFrom('messages')
     .selectAll()
     .where('conversation_id', '=', conversationId)
-    .where('seq', '>', Math.max(floorSeq, range.after ?? 0));
+    .where('seq', '>', Math.max(floorSeq, range.after ?? 0))
+    // Deleted for me: gone from my history only.
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom('message_hidden as h')
+            .select('h.seq')
+            .where('h.user_id', '=', viewerId)
+            .where('h.conversation_id', '=', conversationId)
+            .whereRef('h.seq', '=', 'messages.seq'),
+        ),
+      ),
+    );
   if (range.before !== undefined) query = query.where('seq', '<', range.before);
   return query
     .orderBy('seq', range.after !== undefined ? 'asc' : 'desc')

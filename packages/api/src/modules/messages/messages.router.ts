@@ -1,13 +1,22 @@
 import {
+  ZEditMessageInput,
   ZHistory,
   ZHistoryInput,
+  ZId,
   ZMarkInput,
   ZMessage,
+  ZMessageRefInput,
+  ZOk,
+  ZReactInput,
   ZReceipts,
   ZSendMessageInput,
 } from '@mvp/contracts';
+import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
 import * as messages from './messages.service';
+import { typing } from './typing';
+
+const ok = { ok: true as const };
 
 const tags = ['messages'];
 
@@ -64,4 +73,110 @@ export const messagesRouter = router({
     .input(ZMarkInput)
     .output(ZReceipts)
     .mutation(({ ctx, input }) => messages.markReceived(ctx, ctx.auth.userId, input, 'read')),
+
+  edit: authedProcedure
+    .meta({
+      openapi: {
+        method: 'PATCH',
+        path: '/conversations/{conversationId}/messages/{seq}',
+        summary: 'Edit my message',
+        tags,
+      },
+    })
+    .input(ZEditMessageInput)
+    .output(ZMessage)
+    .mutation(({ ctx, input }) => messages.editMessage(ctx, ctx.auth.userId, input)),
+
+  delete: authedProcedure
+    .meta({
+      openapi: {
+        method: 'DELETE',
+        path: '/conversations/{conversationId}/messages/{seq}',
+        summary: 'Delete for everyone (sender or admin)',
+        tags,
+      },
+    })
+    .input(ZMessageRefInput)
+    .output(ZMessage)
+    .mutation(({ ctx, input }) => messages.deleteForEveryone(ctx, ctx.auth.userId, input)),
+
+  deleteForMe: authedProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/conversations/{conversationId}/messages/{seq}/hide',
+        summary: 'Delete for me',
+        tags,
+      },
+    })
+    .input(ZMessageRefInput)
+    .output(ZOk)
+    .mutation(async ({ ctx, input }) => {
+      await messages.deleteForMe(ctx, ctx.auth.userId, input);
+      return ok;
+    }),
+
+  react: authedProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/conversations/{conversationId}/messages/{seq}/reactions',
+        summary: 'Add or remove my reaction',
+        tags,
+      },
+    })
+    .input(ZReactInput)
+    .output(ZOk)
+    .mutation(async ({ ctx, input }) => {
+      await messages.react(ctx, ctx.auth.userId, input);
+      return ok;
+    }),
+
+  pin: authedProcedure
+    .meta({
+      openapi: {
+        method: 'PUT',
+        path: '/conversations/{conversationId}/pins/{seq}',
+        summary: 'Pin or unpin (admins)',
+        tags,
+      },
+    })
+    .input(ZMessageRefInput.extend({ pinned: z.boolean() }))
+    .output(ZOk)
+    .mutation(async ({ ctx, input }) => {
+      await messages.setPinned(ctx, ctx.auth.userId, input, input.pinned);
+      return ok;
+    }),
+
+  pins: authedProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/conversations/{conversationId}/pins',
+        summary: 'Pinned messages',
+        tags,
+      },
+    })
+    .input(z.object({ conversationId: ZId }))
+    .output(z.object({ messages: z.array(ZMessage) }))
+    .query(async ({ ctx, input }) => ({
+      messages: await messages.listPins(ctx, ctx.auth.userId, input.conversationId),
+    })),
+
+  /** Ephemeral; renew every few seconds while typing. */
+  typing: authedProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/conversations/{conversationId}/typing',
+        summary: 'I am typing',
+        tags,
+      },
+    })
+    .input(z.object({ conversationId: ZId }))
+    .output(ZOk)
+    .mutation(async ({ ctx, input }) => {
+      await typing(ctx, ctx.auth.userId, input.conversationId);
+      return ok;
+    }),
 });

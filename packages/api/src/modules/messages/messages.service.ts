@@ -1,6 +1,7 @@
+import type { Transaction, Updateable } from 'kysely';
 import { uuidv7 } from 'uuidv7';
 import type { TMessage } from '@mvp/contracts';
-import { isUniqueViolation } from '@mvp/db';
+import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { memberIds } from '../conversations/conversations.repo';
@@ -9,6 +10,7 @@ import { recordEvents, wake } from '../sync/events';
 import * as repo from './messages.repo';
 
 type Sender = { userId: string; deviceId: string };
+type MessageRef = { conversationId: string; seq: number };
 export type SendInput = {
   conversationId: string;
   clientMessageId: string;
@@ -18,16 +20,41 @@ export type SendInput = {
   forwarded: boolean;
 };
 
-/** Who may post: members, except restricted ones; in a channel only the owner and admins. */
+const ADMINS: readonly string[] = ['owner', 'admin'];
+/** Distinct emoji one member may put on one message. */
+const MAX_REACTIONS_PER_USER = 20;
+
+function decodeCiphertext(ctx: Context, ciphertext: string): Buffer {
+  const bytes = Buffer.from(ciphertext, 'base64');
+  const max = ctx.settings.messaging.maxCiphertextBytes;
+  if (bytes.length > max)
+    throw new AppError('PAYLOAD_TOO_LARGE', `Ciphertext larger than ${max} bytes`);
+  return bytes;
+}
+
+/**
+ * Who may post: members, except restricted ones; in a channel only the owner and admins; in a
+ * direct conversation nobody once either side blocked the other. Slow mode spaces out one
+ * member's messages (admins exempt) and answers the wait.
+ */
 async function assertCanPost(ctx: Context, conversationId: string, me: string) {
   const { conversation, membership } = await requireMember(ctx, conversationId, me);
+  const admin = ADMINS.includes(membership.role);
   if (membership.role === 'restricted') throw new AppError('FORBIDDEN', 'You can only read here');
-  if (conversation.kind === 'channel' && !['owner', 'admin'].includes(membership.role))
+  if (conversation.kind === 'channel' && !admin)
     throw new AppError('FORBIDDEN', 'Only admins post in a channel');
   if (conversation.kind === 'direct') {
     const peer = conversation.direct_key!.split(':').find((id) => id !== me) ?? me;
     if (await blockedBetween(ctx, me, peer))
       throw new AppError('FORBIDDEN', 'You cannot message this user');
+  }
+  const slowMs = Number(conversation.slow_mode_seconds) * 1000;
+  if (slowMs > 0 && !admin && membership.last_post_at !== null) {
+    const waitMs = Number(membership.last_post_at) + slowMs - ctx.ports.clock.now();
+    if (waitMs > 0)
+      throw new AppError('TOO_MANY_REQUESTS', 'Slow mode: wait before sending again', {
+        retryAfterMs: waitMs,
+      });
   }
   return { conversation, membership };
 }
@@ -46,12 +73,9 @@ export async function sendMessage(
   const db = ctx.ports.db;
   const me = sender.userId;
   const first = await repo.findByClientId(db, input.conversationId, me, input.clientMessageId);
-  if (first) return repo.toMessage(first);
+  if (first) return (await repo.describeMessages(db, [first]))[0]!;
 
-  const bytes = Buffer.from(input.ciphertext, 'base64');
-  const max = ctx.settings.messaging.maxCiphertextBytes;
-  if (bytes.length > max)
-    throw new AppError('PAYLOAD_TOO_LARGE', `Ciphertext larger than ${max} bytes`);
+  const bytes = decodeCiphertext(ctx, input.ciphertext);
   const { conversation } = await assertCanPost(ctx, input.conversationId, me);
   if (input.replyToSeq !== undefined && input.replyToSeq > Number(conversation.last_seq))
     throw new AppError('BAD_REQUEST', 'replyToSeq names no message');
@@ -68,10 +92,11 @@ export async function sendMessage(
         .execute();
       const current = await trx
         .selectFrom('conversations')
-        .select('last_seq')
+        .select(['last_seq', 'disappear_seconds'])
         .where('id', '=', input.conversationId)
         .executeTakeFirstOrThrow();
       const seq = Number(current.last_seq);
+      const timer = Number(current.disappear_seconds);
       const row: repo.MessageRow = {
         conversation_id: input.conversationId,
         seq,
@@ -86,12 +111,13 @@ export async function sendMessage(
         created_at: now,
         edited_at: null,
         deleted_at: null,
+        expires_at: timer > 0 ? now + timer * 1000 : null,
       };
       await trx.insertInto('messages').values(row).execute();
-      // My own message is delivered to and read by me.
+      // My own message is delivered to and read by me; slow mode counts from here.
       await trx
         .updateTable('conversation_members')
-        .set({ delivered_seq: seq, read_seq: seq })
+        .set({ delivered_seq: seq, read_seq: seq, last_post_at: now })
         .where('conversation_id', '=', input.conversationId)
         .where('user_id', '=', me)
         .execute();
@@ -119,41 +145,310 @@ export async function history(
   const { membership } = await requireMember(ctx, input.conversationId, me);
   const rows = await repo.page(
     ctx.ports.db,
+    me,
     input.conversationId,
     Number(membership.joined_seq),
     input,
     input.limit + 1,
   );
   const more = rows.length > input.limit;
-  return { messages: rows.slice(0, input.limit).map(repo.toMessage), more };
+  return {
+    messages: await repo.describeMessages(ctx.ports.db, rows.slice(0, input.limit)),
+    more,
+  };
+}
+
+/** A message I can see (after I joined), with my membership; NOT_FOUND otherwise. */
+async function visibleMessage(ctx: Context, me: string, ref: MessageRef) {
+  const { conversation, membership } = await requireMember(ctx, ref.conversationId, me);
+  const row = await ctx.ports.db
+    .selectFrom('messages')
+    .selectAll()
+    .where('conversation_id', '=', ref.conversationId)
+    .where('seq', '=', ref.seq)
+    .executeTakeFirst();
+  if (!row || Number(row.seq) <= Number(membership.joined_seq))
+    throw new AppError('NOT_FOUND', 'No such message');
+  return { conversation, membership, row };
+}
+
+/** Applies a change to one message and tells every member with `message.updated`. */
+async function updateAndTell(
+  ctx: Context,
+  ref: MessageRef,
+  change: Updateable<MessagesTable>,
+  extra?: (trx: Transaction<DB>) => Promise<void>,
+): Promise<TMessage> {
+  const now = ctx.ports.clock.now();
+  const members = await memberIds(ctx.ports.db, ref.conversationId);
+  const row = await ctx.ports.db.transaction().execute(async (trx) => {
+    await trx
+      .updateTable('messages')
+      .set(change)
+      .where('conversation_id', '=', ref.conversationId)
+      .where('seq', '=', ref.seq)
+      .execute();
+    await extra?.(trx);
+    const updated = await trx
+      .selectFrom('messages')
+      .selectAll()
+      .where('conversation_id', '=', ref.conversationId)
+      .where('seq', '=', ref.seq)
+      .executeTakeFirstOrThrow();
+    await recordEvents(
+      trx,
+      members,
+      { type: 'message.updated', message: repo.toMessage(updated) },
+      now,
+    );
+    return updated;
+  });
+  await wake(ctx.ports, members);
+  return (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
+}
+
+/** The sender replaces the ciphertext; `editedAt` shows it. A deleted message stays deleted. */
+export async function editMessage(
+  ctx: Context,
+  me: string,
+  input: MessageRef & { contentType: string; ciphertext: string },
+): Promise<TMessage> {
+  const bytes = decodeCiphertext(ctx, input.ciphertext);
+  const { row } = await visibleMessage(ctx, me, input);
+  if (row.sender_id !== me) throw new AppError('FORBIDDEN', 'Only the sender edits a message');
+  if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
+  await assertCanPost(ctx, input.conversationId, me);
+  return updateAndTell(ctx, input, {
+    ciphertext: bytes,
+    content_type: input.contentType,
+    edited_at: ctx.ports.clock.now(),
+  });
 }
 
 /**
- * Moves my delivered (and, for `read`, read) position forward, never back, and tells the other
- * members. Positions past the newest message are refused.
+ * Deletes for everyone (the sender, or an admin of a group or channel): the bytes go, a tombstone
+ * keeps the seq in order, and its reactions and pin go too.
+ */
+export async function deleteForEveryone(
+  ctx: Context,
+  me: string,
+  ref: MessageRef,
+): Promise<TMessage> {
+  const { conversation, membership, row } = await visibleMessage(ctx, me, ref);
+  const admin = conversation.kind !== 'direct' && ADMINS.includes(membership.role);
+  if (row.sender_id !== me && !admin)
+    throw new AppError('FORBIDDEN', 'Only the sender or an admin deletes for everyone');
+  if (row.deleted_at !== null) return (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
+  return updateAndTell(
+    ctx,
+    ref,
+    { ciphertext: null, deleted_at: ctx.ports.clock.now() },
+    async (trx) => {
+      for (const table of ['reactions', 'pins'] as const) {
+        await trx
+          .deleteFrom(table)
+          .where('conversation_id', '=', ref.conversationId)
+          .where('seq', '=', ref.seq)
+          .execute();
+      }
+    },
+  );
+}
+
+/** Hides a message from my history on all my devices; everyone else keeps it. */
+export async function deleteForMe(ctx: Context, me: string, ref: MessageRef): Promise<void> {
+  await visibleMessage(ctx, me, ref);
+  const now = ctx.ports.clock.now();
+  try {
+    await ctx.ports.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('message_hidden')
+        .values({ user_id: me, conversation_id: ref.conversationId, seq: ref.seq })
+        .execute();
+      await recordEvents(
+        trx,
+        [me],
+        {
+          type: 'messages.removed',
+          conversationId: ref.conversationId,
+          seqs: [ref.seq],
+          reason: 'deleted_for_me',
+        },
+        now,
+      );
+    });
+  } catch (err) {
+    if (!isUniqueViolation(err)) throw err; // already hidden: nothing to do
+    return;
+  }
+  await wake(ctx.ports, [me]);
+}
+
+/** Adds or removes one emoji of mine on a message; a set per member, so repeats change nothing. */
+export async function react(
+  ctx: Context,
+  me: string,
+  input: MessageRef & { emoji: string; on: boolean },
+): Promise<void> {
+  const { row } = await visibleMessage(ctx, me, input);
+  if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
+  const db = ctx.ports.db;
+  const where = {
+    conversation_id: input.conversationId,
+    seq: input.seq,
+    user_id: me,
+  };
+  const mine = await db
+    .selectFrom('reactions')
+    .select('emoji')
+    .where('conversation_id', '=', where.conversation_id)
+    .where('seq', '=', where.seq)
+    .where('user_id', '=', me)
+    .execute();
+  const has = mine.some((r) => r.emoji === input.emoji);
+  if (has === input.on) return;
+  if (input.on && mine.length >= MAX_REACTIONS_PER_USER)
+    throw new AppError('BAD_REQUEST', 'Too many reactions on one message');
+  const now = ctx.ports.clock.now();
+  const members = await memberIds(db, input.conversationId);
+  try {
+    await db.transaction().execute(async (trx) => {
+      if (input.on) {
+        await trx
+          .insertInto('reactions')
+          .values({ ...where, emoji: input.emoji, created_at: now })
+          .execute();
+      } else {
+        await trx
+          .deleteFrom('reactions')
+          .where('conversation_id', '=', where.conversation_id)
+          .where('seq', '=', where.seq)
+          .where('user_id', '=', me)
+          .where('emoji', '=', input.emoji)
+          .execute();
+      }
+      await recordEvents(
+        trx,
+        members,
+        {
+          type: 'reaction',
+          conversationId: input.conversationId,
+          seq: input.seq,
+          userId: me,
+          emoji: input.emoji,
+          on: input.on,
+        },
+        now,
+      );
+    });
+  } catch (err) {
+    if (!isUniqueViolation(err)) throw err; // the same reaction raced itself
+    return;
+  }
+  await wake(ctx.ports, members);
+}
+
+/** Admins pin in groups and channels; both people pin in a direct conversation. */
+export async function setPinned(
+  ctx: Context,
+  me: string,
+  ref: MessageRef,
+  pinned: boolean,
+): Promise<void> {
+  const { conversation, membership, row } = await visibleMessage(ctx, me, ref);
+  if (conversation.kind !== 'direct' && !ADMINS.includes(membership.role))
+    throw new AppError('FORBIDDEN', 'Only admins pin messages');
+  if (pinned && row.deleted_at !== null)
+    throw new AppError('BAD_REQUEST', 'This message was deleted');
+  const db = ctx.ports.db;
+  const now = ctx.ports.clock.now();
+  const members = await memberIds(db, ref.conversationId);
+  const changed = await db.transaction().execute(async (trx) => {
+    const existing = await trx
+      .selectFrom('pins')
+      .select('seq')
+      .where('conversation_id', '=', ref.conversationId)
+      .where('seq', '=', ref.seq)
+      .executeTakeFirst();
+    if ((existing !== undefined) === pinned) return false;
+    if (pinned) {
+      await trx
+        .insertInto('pins')
+        .values({
+          conversation_id: ref.conversationId,
+          seq: ref.seq,
+          pinned_by: me,
+          created_at: now,
+        })
+        .execute();
+    } else {
+      await trx
+        .deleteFrom('pins')
+        .where('conversation_id', '=', ref.conversationId)
+        .where('seq', '=', ref.seq)
+        .execute();
+    }
+    await recordEvents(
+      trx,
+      members,
+      { type: 'pin', conversationId: ref.conversationId, seq: ref.seq, pinned, by: me },
+      now,
+    );
+    return true;
+  });
+  if (changed) await wake(ctx.ports, members);
+}
+
+export async function listPins(ctx: Context, me: string, conversationId: string) {
+  const { membership } = await requireMember(ctx, conversationId, me);
+  const rows = await ctx.ports.db
+    .selectFrom('pins')
+    .innerJoin('messages', (join) =>
+      join
+        .onRef('messages.conversation_id', '=', 'pins.conversation_id')
+        .onRef('messages.seq', '=', 'pins.seq'),
+    )
+    .selectAll('messages')
+    .where('pins.conversation_id', '=', conversationId)
+    .where('pins.seq', '>', Number(membership.joined_seq))
+    .orderBy('pins.created_at', 'desc')
+    .execute();
+  return repo.describeMessages(ctx.ports.db, rows);
+}
+
+/**
+ * Moves my delivered (and, for `read`, read) position forward, never back. My devices always get
+ * the new positions; the other members get my read position only when my `readReceipts`
+ * setting is on (else `readSeq: null`), as Signal does. Positions past the newest message are
+ * refused.
  */
 export async function markReceived(
   ctx: Context,
   me: string,
-  input: { conversationId: string; seq: number },
+  input: MessageRef,
   kind: 'delivered' | 'read',
 ) {
   const { conversation, membership } = await requireMember(ctx, input.conversationId, me);
   if (input.seq > Number(conversation.last_seq))
     throw new AppError('BAD_REQUEST', 'seq is past the newest message');
-  const delivered = Math.max(Number(membership.delivered_seq), input.seq);
-  const read =
-    kind === 'read'
-      ? Math.max(Number(membership.read_seq), input.seq)
-      : Number(membership.read_seq);
-  if (delivered === Number(membership.delivered_seq) && read === Number(membership.read_seq))
+  const before = { delivered: Number(membership.delivered_seq), read: Number(membership.read_seq) };
+  const delivered = Math.max(before.delivered, input.seq);
+  const read = kind === 'read' ? Math.max(before.read, input.seq) : before.read;
+  if (delivered === before.delivered && read === before.read)
     return { deliveredSeq: delivered, readSeq: read };
+  const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
-  const members = await memberIds(ctx.ports.db, input.conversationId);
-  await ctx.ports.db.transaction().execute(async (trx) => {
+  const [members, settings] = await Promise.all([
+    memberIds(db, input.conversationId),
+    db.selectFrom('users').select('privacy_read_receipts').where('id', '=', me).executeTakeFirst(),
+  ]);
+  const shareRead = settings?.privacy_read_receipts !== 0;
+  const others = members.filter((id) => id !== me);
+  const tellOthers = delivered !== before.delivered || shareRead;
+  await db.transaction().execute(async (trx) => {
+    // Never backwards, even against a concurrent mark (SQLite has no GREATEST).
     await trx
       .updateTable('conversation_members')
-      // Never backwards, even against a concurrent mark (SQLite has no GREATEST).
       .set((eb) => ({
         delivered_seq: eb
           .case()
@@ -166,19 +461,16 @@ export async function markReceived(
       .where('conversation_id', '=', input.conversationId)
       .where('user_id', '=', me)
       .execute();
-    await recordEvents(
-      trx,
-      members,
-      {
-        type: 'receipt',
-        conversationId: input.conversationId,
-        userId: me,
-        deliveredSeq: delivered,
-        readSeq: read,
-      },
-      now,
-    );
+    const receipt = {
+      type: 'receipt' as const,
+      conversationId: input.conversationId,
+      userId: me,
+      deliveredSeq: delivered,
+    };
+    await recordEvents(trx, [me], { ...receipt, readSeq: read }, now);
+    if (tellOthers)
+      await recordEvents(trx, others, { ...receipt, readSeq: shareRead ? read : null }, now);
   });
-  await wake(ctx.ports, members);
+  await wake(ctx.ports, tellOthers ? members : [me]);
   return { deliveredSeq: delivered, readSeq: read };
 }

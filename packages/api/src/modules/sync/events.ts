@@ -3,7 +3,7 @@ import type { TSyncEvent } from '@mvp/contracts';
 import type { DB } from '@mvp/db';
 import type { Ports } from '../../ports';
 import { userChannel } from '../contacts/peopleEvents';
-import { findBySeqs, toMessage, type MessageRow } from '../messages/messages.repo';
+import { describeMessages, findBySeqs, type MessageRow } from '../messages/messages.repo';
 import { appendEvents, type StoredEvent, type StreamRow } from './stream.repo';
 
 export type DurableEvent = Exclude<TSyncEvent, { type: 'resync' | 'presence' }>;
@@ -14,7 +14,7 @@ export const WAKE = { type: 'wake' } as const;
 
 /** What the stream row keeps: a new message only by reference, so its bytes are stored once. */
 function storedOf(event: DurableEvent): StoredEvent {
-  if (event.type === 'message.new') {
+  if (event.type === 'message.new' || event.type === 'message.updated') {
     const ref: MessageRef = {
       conversationId: event.message.conversationId,
       seq: event.message.seq,
@@ -54,6 +54,8 @@ export async function wake(ports: Pick<Ports, 'bus'>, userIds: Iterable<string>)
  * Stream rows back into events. Message events are filled in from `messages` (as they are now:
  * an edit or a deletion shows); a message gone with its conversation is skipped.
  */
+const BY_REFERENCE = new Set(['message.new', 'message.updated']);
+
 export async function hydrate(
   db: Kysely<DB>,
   rows: StreamRow[],
@@ -65,16 +67,18 @@ export async function hydrate(
     payload: JSON.parse(r.payload) as Record<string, unknown>,
   }));
   const refs = parsed
-    .filter((r) => r.type === 'message.new')
+    .filter((r) => BY_REFERENCE.has(r.type))
     .map((r) => r.payload as unknown as MessageRef);
-  const messages = refs.length > 0 ? await findBySeqs(db, refs) : new Map<string, MessageRow>();
+  const rowsByRef = refs.length > 0 ? await findBySeqs(db, refs) : new Map<string, MessageRow>();
+  const described = await describeMessages(db, [...rowsByRef.values()]);
+  const messages = new Map(described.map((m) => [`${m.conversationId}:${m.seq}`, m]));
   const events: { seq: number; event: TSyncEvent }[] = [];
   for (const row of parsed) {
-    if (row.type === 'message.new') {
+    if (BY_REFERENCE.has(row.type)) {
       const ref = row.payload as unknown as MessageRef;
       const message = messages.get(`${ref.conversationId}:${ref.seq}`);
-      if (message)
-        events.push({ seq: row.seq, event: { type: 'message.new', message: toMessage(message) } });
+      const type = row.type as 'message.new' | 'message.updated';
+      if (message) events.push({ seq: row.seq, event: { type, message } });
       continue;
     }
     events.push({ seq: row.seq, event: { type: row.type, ...row.payload } as TSyncEvent });

@@ -2,7 +2,7 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { listRequests } from '../contacts/contacts.service';
 import * as conversations from '../conversations/conversations.repo';
-import { findBySeqs, toMessage } from '../messages/messages.repo';
+import { describeMessages, findBySeqs } from '../messages/messages.repo';
 import { streamBounds } from './stream.repo';
 
 /**
@@ -19,19 +19,22 @@ export async function snapshot(ctx: Context, me: string) {
     conversations.unreadCounts(db, me),
     listRequests(ctx, me),
   ]);
-  const last = await findBySeqs(
+  const lastRows = await findBySeqs(
     db,
     rows
       .filter((r) => Number(r.last_seq) > Number(r.my_joined_seq))
       .map((r) => ({ conversationId: r.id, seq: Number(r.last_seq) })),
   );
+  const last = new Map(
+    (await describeMessages(db, [...lastRows.values()])).map((m) => [m.conversationId, m]),
+  );
   return {
     cursor: String(bounds.last),
     conversations: rows.map((r) => {
-      const message = last.get(`${r.id}:${Number(r.last_seq)}`);
+      const message = last.get(r.id);
       return {
         conversation: conversations.toConversation(r, { user_id: me, role: r.my_role }),
-        lastMessage: message ? toMessage(message) : null,
+        lastMessage: message ?? null,
         unread: unread.get(r.id) ?? 0,
         readSeq: Number(r.my_read_seq),
         deliveredSeq: Number(r.my_delivered_seq),

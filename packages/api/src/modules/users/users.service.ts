@@ -13,6 +13,7 @@ const privacyOf = (u: users.UserRow): TPrivacy => ({
   findByPhone: u.privacy_find_by_phone as TPrivacy['findByPhone'],
   presence: u.privacy_presence as TPrivacy['presence'],
   contactRequests: u.privacy_requests as TPrivacy['contactRequests'],
+  readReceipts: u.privacy_read_receipts === 1,
 });
 
 export async function getPrivacy(ctx: Context, userId: string): Promise<TPrivacy> {
@@ -31,6 +32,9 @@ export async function updatePrivacy(
     ...(changes.findByPhone ? { privacy_find_by_phone: changes.findByPhone } : {}),
     ...(changes.presence ? { privacy_presence: changes.presence } : {}),
     ...(changes.contactRequests ? { privacy_requests: changes.contactRequests } : {}),
+    ...(changes.readReceipts !== undefined
+      ? { privacy_read_receipts: changes.readReceipts ? 1 : 0 }
+      : {}),
     updated_at: ctx.ports.clock.now(),
   });
   // Contacts see presence under both 'contacts' and 'everyone': only nobody <-> not nobody is news.

@@ -1,0 +1,352 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { purgeExpiredMessages } from '@mvp/api';
+import { errorCodeOf } from '@mvp/sdk';
+import { clientWithToken, registerUser, type Account } from './helpers/accounts';
+import { backendLabel } from './helpers/env';
+import { startServer, type TestServer } from './helpers/startServer';
+import { openStream } from './helpers/sync';
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+const cid = () => randomBytes(8).toString('hex');
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: unknown) => errorCodeOf(e),
+  );
+
+/** The fields these REST answers are checked for. */
+type RestBody = {
+  id?: string;
+  cursor?: string;
+  seq?: number;
+  ciphertext?: string;
+  editedAt?: string | null;
+  messages?: unknown[];
+  events?: { event: { type: string } }[];
+};
+
+describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (${backendLabel})`, () => {
+  let t: TestServer;
+  // Moved forward by the disappearing-messages test only (its own messages, its own clock).
+  let offsetMs = 0;
+  beforeAll(async () => {
+    t = await startServer({}, { clock: { now: () => Date.now() + offsetMs } });
+  });
+  afterAll(() => t.stop());
+
+  const api = (a: Account) => clientWithToken(t, a.accessToken).api;
+  const send = (a: Account, conversationId: string, text: string) =>
+    api(a).messages.send.mutate({
+      conversationId,
+      clientMessageId: cid(),
+      contentType: 'text/plain',
+      ciphertext: b64(text),
+    });
+  const befriend = async (a: Account, b: Account) => {
+    await api(a).contacts.request.mutate({ userId: b.userId });
+    await api(b).contacts.request.mutate({ userId: a.userId });
+  };
+  /** An owner and two members in a fresh group. */
+  const team = async (kind: 'group' | 'channel' = 'group') => {
+    const [owner, ann, ben] = [await registerUser(t), await registerUser(t), await registerUser(t)];
+    await befriend(owner, ann);
+    await befriend(owner, ben);
+    const room = await api(owner).conversations.create.mutate({
+      kind,
+      title: 'Room',
+      memberIds: [ann.userId, ben.userId],
+    });
+    return { owner, ann, ben, room };
+  };
+
+  it('edit by the sender only; delete for everyone leaves a tombstone; delete for me hides', async () => {
+    const { owner, ann, ben, room } = await team();
+    const benStream = await openStream(t, ben.accessToken);
+    const sent = await send(ann, room.id, 'first draft');
+    const ref = { conversationId: room.id, seq: sent.seq };
+
+    expect(
+      await codeOf(
+        api(ben).messages.edit.mutate({ ...ref, contentType: 'text/plain', ciphertext: b64('x') }),
+      ),
+    ).toBe('FORBIDDEN');
+    const edited = await api(ann).messages.edit.mutate({
+      ...ref,
+      contentType: 'text/plain',
+      ciphertext: b64('final'),
+    });
+    expect(edited.editedAt).not.toBeNull();
+    await benStream.next('message.new');
+    const update = (await benStream.next('message.updated')).event.message;
+    expect(Buffer.from(update.ciphertext!, 'base64').toString()).toBe('final');
+
+    // Ben (a member) cannot delete Ann's message; the owner (admin) can.
+    expect(await codeOf(api(ben).messages.delete.mutate(ref))).toBe('FORBIDDEN');
+    const tomb = await api(owner).messages.delete.mutate(ref);
+    expect(tomb).toMatchObject({ ciphertext: null, seq: sent.seq });
+    expect(tomb.deletedAt).not.toBeNull();
+    expect((await benStream.next('message.updated')).event.message.ciphertext).toBeNull();
+    const [inHistory] = (await api(ben).messages.history.query({ conversationId: room.id }))
+      .messages;
+    expect(inHistory).toMatchObject({ seq: sent.seq, ciphertext: null });
+
+    const other = await send(ann, room.id, 'keep for ann');
+    await api(ben).messages.deleteForMe.mutate({ conversationId: room.id, seq: other.seq });
+    expect((await benStream.next('messages.removed')).event).toMatchObject({
+      seqs: [other.seq],
+      reason: 'deleted_for_me',
+    });
+    const bens = (await api(ben).messages.history.query({ conversationId: room.id })).messages;
+    const anns = (await api(ann).messages.history.query({ conversationId: room.id })).messages;
+    expect(bens.map((m) => m.seq)).toEqual([sent.seq]);
+    expect(anns.map((m) => m.seq)).toEqual([other.seq, sent.seq]);
+    await benStream.close();
+  });
+
+  it('reactions are a set per member; pins are for admins', async () => {
+    const { owner, ann, ben, room } = await team();
+    const sent = await send(ann, room.id, 'react to me');
+    const ref = { conversationId: room.id, seq: sent.seq };
+    const annStream = await openStream(t, ann.accessToken);
+
+    await api(ben).messages.react.mutate({ ...ref, emoji: '👍', on: true });
+    await api(ben).messages.react.mutate({ ...ref, emoji: '👍', on: true });
+    await api(owner).messages.react.mutate({ ...ref, emoji: '👍🏽', on: true });
+    expect((await annStream.next('reaction')).event).toMatchObject({
+      userId: ben.userId,
+      emoji: '👍',
+      on: true,
+    });
+    const [withReactions] = (await api(ann).messages.history.query({ conversationId: room.id }))
+      .messages;
+    expect(withReactions!.reactions).toEqual([
+      { emoji: '👍', userIds: [ben.userId] },
+      { emoji: '👍🏽', userIds: [owner.userId] },
+    ]);
+    await api(ben).messages.react.mutate({ ...ref, emoji: '👍', on: false });
+    expect(
+      await codeOf(api(ben).messages.react.mutate({ ...ref, emoji: 'not one', on: true })),
+    ).toBe('BAD_REQUEST');
+    const outsider = await registerUser(t);
+    expect(
+      await codeOf(api(outsider).messages.react.mutate({ ...ref, emoji: '👍', on: true })),
+    ).toBe('NOT_FOUND');
+
+    expect(await codeOf(api(ben).messages.pin.mutate({ ...ref, pinned: true }))).toBe('FORBIDDEN');
+    await api(owner).messages.pin.mutate({ ...ref, pinned: true });
+    expect((await api(ben).messages.pins.query({ conversationId: room.id })).messages).toHaveLength(
+      1,
+    );
+    await api(owner).messages.pin.mutate({ ...ref, pinned: false });
+    expect((await api(ben).messages.pins.query({ conversationId: room.id })).messages).toEqual([]);
+    await annStream.close();
+  });
+
+  it('typing reaches the others live and is never stored', async () => {
+    const { ann, ben, room } = await team();
+    const benStream = await openStream(t, ben.accessToken);
+    await api(ann).messages.typing.mutate({ conversationId: room.id });
+    const typing = (await benStream.next('typing')).event;
+    expect(typing).toMatchObject({ conversationId: room.id, userId: ann.userId });
+    expect(Date.parse(typing.until)).toBeGreaterThan(Date.now());
+    expect(
+      (await api(ben).sync.poll.query({ after: '0' })).events.map((e) => e.event.type),
+    ).not.toContain('typing');
+    const outsider = await registerUser(t);
+    expect(await codeOf(api(outsider).messages.typing.mutate({ conversationId: room.id }))).toBe(
+      'NOT_FOUND',
+    );
+    await benStream.close();
+  });
+
+  it('roles: restricted members read only, admins are the owner’s to make, ownership moves', async () => {
+    const { owner, ann, ben, room } = await team();
+    const set = (who: Account, userId: string, role: 'admin' | 'member' | 'restricted') =>
+      api(who).conversations.setRole.mutate({ id: room.id, userId, role });
+
+    expect(await codeOf(set(ann, ben.userId, 'restricted'))).toBe('FORBIDDEN');
+    await set(owner, ann.userId, 'admin');
+    expect(await codeOf(set(ann, ben.userId, 'admin'))).toBe('FORBIDDEN');
+    await set(ann, ben.userId, 'restricted');
+    expect(await codeOf(send(ben, room.id, 'can I?'))).toBe('FORBIDDEN');
+    expect(await codeOf(api(ben).messages.typing.mutate({ conversationId: room.id }))).toBe(
+      'FORBIDDEN',
+    );
+    await set(ann, ben.userId, 'member');
+    await send(ben, room.id, 'yes');
+
+    await api(owner).conversations.transferOwnership.mutate({ id: room.id, userId: ben.userId });
+    const roles = (await api(ann).conversations.members.query({ id: room.id })).members;
+    expect(Object.fromEntries(roles.map((m) => [m.userId, m.role]))).toEqual({
+      [owner.userId]: 'admin',
+      [ann.userId]: 'admin',
+      [ben.userId]: 'owner',
+    });
+    expect(await codeOf(api(owner).conversations.delete.mutate({ id: room.id }))).toBe('FORBIDDEN');
+    const annStream = await openStream(t, ann.accessToken);
+    await api(ben).conversations.delete.mutate({ id: room.id });
+    expect((await annStream.next('conversation.left')).event.reason).toBe('deleted');
+    expect(await codeOf(api(ann).conversations.get.query({ id: room.id }))).toBe('NOT_FOUND');
+    await annStream.close();
+  });
+
+  it('channels: only admins post; invites with a use cap, preview, revoke', async () => {
+    const { owner, ann, room } = await team('channel');
+    expect(await codeOf(send(ann, room.id, 'hello channel'))).toBe('FORBIDDEN');
+    await send(owner, room.id, 'announcement');
+
+    expect(
+      await codeOf(api(ann).conversations.createInvite.mutate({ id: room.id, maxUses: 1 })),
+    ).toBe('FORBIDDEN');
+    const invite = await api(owner).conversations.createInvite.mutate({ id: room.id, maxUses: 1 });
+    const [reader, late] = [await registerUser(t), await registerUser(t)];
+    expect(await api(reader).conversations.previewInvite.query({ code: invite.code })).toEqual({
+      kind: 'channel',
+      title: 'Room',
+      description: null,
+      memberCount: 3,
+    });
+    expect(await codeOf(api(reader).conversations.get.query({ id: room.id }))).toBe('NOT_FOUND');
+    const joined = await api(reader).conversations.join.mutate({ code: invite.code });
+    expect(joined).toMatchObject({ id: room.id, myRole: 'member', memberCount: 4 });
+    // Joining again spends nothing; the cap is reached for anyone else.
+    expect((await api(reader).conversations.join.mutate({ code: invite.code })).id).toBe(room.id);
+    expect(await codeOf(api(late).conversations.join.mutate({ code: invite.code }))).toBe(
+      'NOT_FOUND',
+    );
+    // History before joining stays hidden; what follows arrives.
+    expect(
+      (await api(reader).messages.history.query({ conversationId: room.id })).messages,
+    ).toEqual([]);
+
+    const open = await api(owner).conversations.createInvite.mutate({ id: room.id });
+    await api(owner).conversations.revokeInvite.mutate({ code: open.code });
+    expect(await codeOf(api(late).conversations.previewInvite.query({ code: open.code }))).toBe(
+      'NOT_FOUND',
+    );
+    expect(await codeOf(api(late).conversations.join.mutate({ code: 'short' }))).toBe(
+      'BAD_REQUEST',
+    );
+    expect(await codeOf(api(late).conversations.revokeInvite.mutate({ code: invite.code }))).toBe(
+      'NOT_FOUND',
+    );
+  });
+
+  it('slow mode spaces out members (admins exempt) and answers the wait', async () => {
+    const { owner, ann, room } = await team();
+    expect(
+      await codeOf(api(ann).conversations.update.mutate({ id: room.id, slowModeSeconds: 30 })),
+    ).toBe('FORBIDDEN');
+    const updated = await api(owner).conversations.update.mutate({
+      id: room.id,
+      slowModeSeconds: 30,
+    });
+    expect(updated.slowModeSeconds).toBe(30);
+    await send(ann, room.id, 'one');
+    const slowed = await send(ann, room.id, 'two').catch((e: unknown) => e);
+    expect(errorCodeOf(slowed)).toBe('TOO_MANY_REQUESTS');
+    const wait = (slowed as { data?: { retryAfterMs?: number } }).data?.retryAfterMs;
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(30_000);
+    await send(owner, room.id, 'admins are exempt');
+    await send(owner, room.id, 'twice');
+    expect((await api(ann).conversations.get.query({ id: room.id })).lastSeq).toBe(3);
+  });
+
+  it('read receipts off: others see delivered only, my devices still see my read position', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    await send(alice, chat.id, 'seen?');
+    await api(bob).users.updatePrivacy.mutate({ readReceipts: false });
+    const aliceStream = await openStream(t, alice.accessToken);
+    const bobStream = await openStream(t, bob.accessToken);
+    await api(bob).messages.markRead.mutate({ conversationId: chat.id, seq: 1 });
+    expect((await aliceStream.next('receipt')).event).toMatchObject({
+      userId: bob.userId,
+      deliveredSeq: 1,
+      readSeq: null,
+    });
+    expect((await bobStream.next('receipt')).event).toMatchObject({ deliveredSeq: 1, readSeq: 1 });
+    await aliceStream.close();
+    await bobStream.close();
+  });
+
+  it('disappearing messages carry expiresAt and are purged with an event', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    expect(
+      await codeOf(api(bob).conversations.update.mutate({ id: chat.id, title: 'no titles' })),
+    ).toBe('BAD_REQUEST');
+    await api(bob).conversations.update.mutate({ id: chat.id, disappearSeconds: 60 });
+    const sent = await send(alice, chat.id, 'gone soon');
+    expect(Date.parse(sent.expiresAt!) - Date.parse(sent.createdAt)).toBe(60_000);
+    const bobStream = await openStream(t, bob.accessToken);
+
+    offsetMs = 61_000;
+    try {
+      const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
+        typeof purgeExpiredMessages
+      >[0];
+      expect(await purgeExpiredMessages(ctx)).toBeGreaterThanOrEqual(1);
+    } finally {
+      offsetMs = 0;
+    }
+    expect((await bobStream.next('messages.removed')).event).toMatchObject({
+      conversationId: chat.id,
+      seqs: [sent.seq],
+      reason: 'expired',
+    });
+    expect((await api(bob).messages.history.query({ conversationId: chat.id })).messages).toEqual(
+      [],
+    );
+    await bobStream.close();
+  });
+
+  it('the REST shim: bytes as base64, snapshot and a polling read of the stream', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const rest = (a: Account, method: string, path: string, body?: unknown) =>
+      fetch(`${t.server.url}/api/v1${path}`, {
+        method,
+        headers: { authorization: `Bearer ${a.accessToken}`, 'content-type': 'application/json' },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as RestBody }));
+
+    const start = (await rest(bob, 'GET', '/sync/snapshot')).body.cursor!;
+    const chat = await rest(alice, 'POST', '/conversations', {
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    expect(chat.status).toBe(200);
+    const sent = await rest(alice, 'POST', `/conversations/${chat.body.id!}/messages`, {
+      clientMessageId: cid(),
+      contentType: 'text/plain',
+      ciphertext: b64('over REST'),
+    });
+    expect(sent.body).toMatchObject({ seq: 1, ciphertext: b64('over REST') });
+    const page = await rest(bob, 'GET', `/conversations/${chat.body.id!}/messages?limit=10`);
+    expect(page.body.messages).toHaveLength(1);
+    const polled = await rest(bob, 'GET', `/sync/events?after=${start}`);
+    expect(polled.body.events?.map((e) => e.event.type)).toEqual([
+      'conversation.joined',
+      'message.new',
+    ]);
+    const edited = await rest(alice, 'PATCH', `/conversations/${chat.body.id!}/messages/1`, {
+      contentType: 'text/plain',
+      ciphertext: b64('edited over REST'),
+    });
+    expect(edited.body.editedAt).not.toBeNull();
+    const bad = await rest(alice, 'POST', `/conversations/${chat.body.id!}/messages`, {
+      clientMessageId: cid(),
+      contentType: 'text/plain',
+      ciphertext: '***',
+    });
+    expect(bad.status).toBe(400);
+  });
+});

@@ -1,0 +1,141 @@
+import { randomBytes } from 'node:crypto';
+import type { Selectable } from 'kysely';
+import type { InvitesTable } from '@mvp/db';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { enforceLimit } from '../../rateLimit';
+import * as repo from './conversations.repo';
+import { admitMembers, getConversation, requireAdmin } from './conversations.service';
+
+type InviteRow = Selectable<InvitesTable>;
+
+/** Looking codes up is cheap to try: a budget per account keeps guessing pointless. */
+const LOOKUP_LIMIT = { points: 30, durationSeconds: 600 };
+const GONE = 'This invite does not exist or no longer works';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
+
+function toInvite(row: InviteRow) {
+  return {
+    code: row.code,
+    conversationId: row.conversation_id,
+    expiresAt: iso(row.expires_at),
+    maxUses: row.max_uses === null ? null : Number(row.max_uses),
+    uses: Number(row.uses),
+    revoked: row.revoked_at !== null,
+  };
+}
+
+const usable = (row: InviteRow, now: number) =>
+  row.revoked_at === null &&
+  (row.expires_at === null || Number(row.expires_at) > now) &&
+  (row.max_uses === null || Number(row.uses) < Number(row.max_uses));
+
+/** An admin makes a code (128 random bits, so unguessable) with an optional expiry and use cap. */
+export async function createInvite(
+  ctx: Context,
+  me: string,
+  input: { id: string; expiresInSeconds?: number; maxUses?: number },
+) {
+  await requireAdmin(ctx, input.id, me);
+  const now = ctx.ports.clock.now();
+  const row: InviteRow = {
+    code: randomBytes(16).toString('base64url'),
+    conversation_id: input.id,
+    created_by: me,
+    created_at: now,
+    expires_at: input.expiresInSeconds ? now + input.expiresInSeconds * 1000 : null,
+    max_uses: input.maxUses ?? null,
+    uses: 0,
+    revoked_at: null,
+  };
+  await ctx.ports.db.insertInto('invites').values(row).execute();
+  return toInvite(row);
+}
+
+export async function listInvites(ctx: Context, me: string, conversationId: string) {
+  await requireAdmin(ctx, conversationId, me);
+  const rows = await ctx.ports.db
+    .selectFrom('invites')
+    .selectAll()
+    .where('conversation_id', '=', conversationId)
+    .orderBy('created_at', 'desc')
+    .execute();
+  return rows.map(toInvite);
+}
+
+/** An admin of the invite's conversation revokes it; anyone else finds no such invite. */
+export async function revokeInvite(ctx: Context, me: string, code: string): Promise<void> {
+  const row = await ctx.ports.db
+    .selectFrom('invites')
+    .selectAll()
+    .where('code', '=', code)
+    .executeTakeFirst();
+  const admin = row && (await repo.findMembership(ctx.ports.db, row.conversation_id, me));
+  if (!row || !admin || !['owner', 'admin'].includes(admin.role))
+    throw new AppError('NOT_FOUND', 'No such invite');
+  await ctx.ports.db
+    .updateTable('invites')
+    .set({ revoked_at: ctx.ports.clock.now() })
+    .where('code', '=', code)
+    .execute();
+}
+
+async function findInvite(ctx: Context, me: string, code: string): Promise<InviteRow> {
+  await enforceLimit(ctx, 'invite-lookup', LOOKUP_LIMIT, me);
+  const row = await ctx.ports.db
+    .selectFrom('invites')
+    .selectAll()
+    .where('code', '=', code)
+    .executeTakeFirst();
+  if (!row) throw new AppError('NOT_FOUND', GONE);
+  return row;
+}
+
+async function usableInvite(ctx: Context, me: string, code: string): Promise<InviteRow> {
+  const row = await findInvite(ctx, me, code);
+  if (!usable(row, ctx.ports.clock.now())) throw new AppError('NOT_FOUND', GONE);
+  return row;
+}
+
+/** What a code leads to, without joining: enough to decide (no members, no messages). */
+export async function previewInvite(ctx: Context, me: string, code: string) {
+  const row = await usableInvite(ctx, me, code);
+  const conversation = (await repo.findConversation(ctx.ports.db, row.conversation_id))!;
+  return {
+    kind: conversation.kind as 'group' | 'channel',
+    title: conversation.title,
+    description: conversation.description,
+    memberCount: Number(conversation.member_count),
+  };
+}
+
+/**
+ * Joins by code. The use is spent inside the joining transaction with a conditional update, so
+ * concurrent joins never exceed `maxUses`. Joining again answers the conversation, spending
+ * nothing.
+ */
+export async function joinByInvite(ctx: Context, me: string, code: string) {
+  const row = await findInvite(ctx, me, code);
+  const conversationId = row.conversation_id;
+  if (await repo.findMembership(ctx.ports.db, conversationId, me))
+    return getConversation(ctx, conversationId, me);
+  if (!usable(row, ctx.ports.clock.now())) throw new AppError('NOT_FOUND', GONE);
+  await admitMembers(ctx, conversationId, [me], async (trx) => {
+    const now = ctx.ports.clock.now();
+    const spent = await trx
+      .updateTable('invites')
+      .set((eb) => ({ uses: eb('uses', '+', 1) }))
+      .where('code', '=', code)
+      .where('revoked_at', 'is', null)
+      .where((eb) =>
+        eb.and([
+          eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]),
+          eb.or([eb('max_uses', 'is', null), eb('uses', '<', eb.ref('max_uses'))]),
+        ]),
+      )
+      .executeTakeFirst();
+    if (Number(spent.numUpdatedRows) === 0) throw new AppError('NOT_FOUND', GONE);
+  });
+  return getConversation(ctx, conversationId, me);
+}
