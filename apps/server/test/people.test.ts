@@ -66,6 +66,7 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
       findByPhone: 'everyone',
       presence: 'contacts',
       contactRequests: 'everyone',
+      readReceipts: true,
     });
     expect(await api(ada).users.updatePrivacy.mutate({ findByPhone: 'nobody' })).toMatchObject({
       findByPhone: 'nobody',
