@@ -1,17 +1,24 @@
 import WebSocket from 'ws';
 import type { TSyncEvent } from '@mvp/contracts';
-import type { MvpClient } from '@mvp/sdk';
+import { createMvpClient, type MvpClient } from '@mvp/sdk';
 import { eventQueue } from './collect';
 import type { TestServer } from './startServer';
 
 export type Received = { id: string; event: TSyncEvent };
 
 /**
- * A device's `sync.events` stream on its own client (its own WebSocket), resolved once the server
- * has started it. `close()` drops the socket, as a phone losing its network would.
+ * A device's `sync.events` stream on its own client (its own WebSocket) to a test server or a
+ * server URL, resolved once the server has started it. `close()` drops the socket, as a phone losing its network would.
  */
-export async function openStream(t: TestServer, token: string, lastEventId?: string | null) {
-  const client: MvpClient = t.newClient({ getToken: () => token, WebSocket });
+export async function openStream(
+  at: TestServer | string,
+  token: string,
+  lastEventId?: string | null,
+) {
+  const client: MvpClient =
+    typeof at === 'string'
+      ? createMvpClient({ url: at, getToken: () => token, WebSocket })
+      : at.newClient({ getToken: () => token, WebSocket });
   const events = eventQueue<Received>();
   const errors: unknown[] = [];
   await new Promise<void>((resolve, reject) => {
