@@ -1,7 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { request, type ClientRequest, type OutgoingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runJobsOnce } from '@mvp/api';
 import { createMemoryTokenStore, errorCodeOf, isMvpError } from '@mvp/sdk';
@@ -9,61 +8,7 @@ import { clientWithToken, PASSWORD, registerUser, type Account } from './helpers
 import { backendLabel } from './helpers/env';
 import { startFakeS3, type FakeS3 } from './helpers/fakeS3';
 import { startServer, type TestServer } from './helpers/startServer';
-
-// --- Small valid images, built by hand as in imageIntake.test.ts ---
-
-function pngChunk(type: string, data: Uint8Array): Buffer {
-  const typed = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(data.length);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(typed));
-  return Buffer.concat([length, typed, crc]);
-}
-
-/** 1×1 RGBA; `padding` bytes of a private ancillary chunk make it as large as a test needs. */
-function png(padding = 0): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(1, 0);
-  ihdr.writeUInt32BE(1, 4);
-  ihdr.set([8, 6, 0, 0, 0], 8);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', deflateSync(Buffer.from([0, 0x33, 0x66, 0x99, 0xff]))),
-    ...(padding ? [pngChunk('prVt', Buffer.alloc(padding, 0x5a))] : []),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
-}
-const PNG = png();
-
-// prettier-ignore
-const JPEG = Buffer.from([
-  0xff, 0xd8,
-  0xff, 0xdb, 0x00, 0x43, 0x00, ...new Array<number>(64).fill(1),
-  0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00, 0x01, 0x00, 0x01, 0x01, 0x01, 0x11, 0x00,
-  0xff, 0xc4, 0x00, 0x14, 0x00, 0x01, ...new Array<number>(15).fill(0), 0x00,
-  0xff, 0xc4, 0x00, 0x14, 0x10, 0x01, ...new Array<number>(15).fill(0), 0x00,
-  0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00,
-  0x3f,
-  0xff, 0xd9,
-]);
-
-const WEBP = Buffer.concat([
-  Buffer.from('RIFF', 'latin1'),
-  Buffer.from([0x1a, 0x00, 0x00, 0x00]),
-  Buffer.from('WEBPVP8L', 'latin1'),
-  Buffer.from([0x0d, 0x00, 0x00, 0x00]),
-  Buffer.from([0x2f, 0x00, 0x00, 0x00, 0x10, 0x07, 0x10, 0x11, 0x11, 0x88, 0x88, 0xfe, 0x07, 0x00]),
-]);
-
-const GIF = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
-
-const IMAGES = [
-  { name: 'png', bytes: PNG, contentType: 'image/png', extension: 'png' },
-  { name: 'jpeg', bytes: JPEG, contentType: 'image/jpeg', extension: 'jpg' },
-  { name: 'webp', bytes: WEBP, contentType: 'image/webp', extension: 'webp' },
-] as const;
+import { GIF, IMAGES, JPEG, PNG, png, WEBP } from './helpers/images';
 
 // Small limits: the avatar limit is above the general body limit, so an accepted avatar proves
 // the upload route is not held to the general one.

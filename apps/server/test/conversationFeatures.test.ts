@@ -5,6 +5,7 @@ import { errorCodeOf } from '@mvp/sdk';
 import { clientWithToken, registerUser, type Account } from './helpers/accounts';
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
+import { PNG } from './helpers/images';
 import { openStream } from './helpers/sync';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
@@ -348,5 +349,38 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
       ciphertext: '***',
     });
     expect(bad.status).toBe(400);
+  });
+
+  it('a group picture: admins upload it (bytes over REST), members see it, it goes with the group', async () => {
+    const { owner, ann, room } = await team();
+    const upload = (who: Account, body: Uint8Array) =>
+      fetch(`${t.server.url}/api/v1/conversations/${room.id}/avatar`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${who.accessToken}`, 'content-type': 'image/png' },
+        body,
+      });
+    expect((await upload(ann, PNG)).status).toBe(403);
+    expect((await upload(owner, Buffer.from('not an image'))).status).toBe(415);
+    expect((await api(ann).conversations.get.query({ id: room.id })).avatarUrl).toBeNull();
+
+    const annStream = await openStream(t, ann.accessToken);
+    const res = await upload(owner, PNG);
+    expect(res.status).toBe(200);
+    const { avatarUrl } = (await res.json()) as { avatarUrl: string };
+    expect(avatarUrl).toMatch(new RegExp(`^/avatars/${room.id}/[0-9a-f]{32}\\.png$`));
+    expect((await annStream.next('conversation.updated')).event.conversation.avatarUrl).toBe(
+      avatarUrl,
+    );
+    const served = await fetch(`${t.server.url}${avatarUrl}`);
+    expect(Buffer.from(await served.arrayBuffer())).toEqual(PNG);
+
+    expect(await codeOf(api(ann).conversations.removeAvatar.mutate({ id: room.id }))).toBe(
+      'FORBIDDEN',
+    );
+    const second = (await (await upload(owner, PNG)).json()) as { avatarUrl: string };
+    expect((await fetch(`${t.server.url}${avatarUrl}`)).status).toBe(404);
+    await api(owner).conversations.delete.mutate({ id: room.id });
+    expect((await fetch(`${t.server.url}${second.avatarUrl}`)).status).toBe(404);
+    await annStream.close();
   });
 });

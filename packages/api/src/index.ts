@@ -6,6 +6,7 @@ export type { ApiSettings, AuthSettings, Context, ContextInput } from './context
 export { runJobsOnce } from './jobs';
 export { AVATAR_UPLOAD_LIMIT, setAvatar, spendAvatarUpload } from './modules/me/avatar.service';
 export type { AvatarImage } from './modules/me/avatar.service';
+export { setConversationAvatar } from './modules/conversations/avatar.service';
 export type { JobName } from './jobs';
 export { authenticatorFor } from './modules/auth/authenticate';
 export { createSessionGuard } from './modules/sessions/sessionGuard';

@@ -36,6 +36,8 @@ export const ZConversation = z.object({
   kind: ZConversationKind,
   title: z.string().nullable(),
   description: z.string().nullable(),
+  /** A path on this server (groups and channels), like user avatars. */
+  avatarUrl: z.string().nullable(),
   /** For a direct conversation: the other person. */
   peerId: z.string().nullable(),
   memberCount: z.number().int(),

@@ -4,8 +4,10 @@ import {
   AppError,
   requireAuth,
   setAvatar,
+  setConversationAvatar,
   spendAvatarUpload,
   spendIpBudget,
+  type AvatarImage,
   type BlobStore,
   type Context,
 } from '@mvp/api';
@@ -14,6 +16,13 @@ import { readImageUpload } from './imageIntake';
 import { REST_PREFIX } from './openapi';
 
 export const AVATAR_UPLOAD_PATH = `${REST_PREFIX}/me/avatar`;
+/** A group's or channel's picture: `PUT /api/v1/conversations/<id>/avatar`. */
+const CONVERSATION_AVATAR_PATH = new RegExp(
+  `^${REST_PREFIX}/conversations/([0-9a-f-]{36})/avatar$`,
+);
+
+/** What an upload is for: my account, or a conversation I administer. */
+type ApplyImage = (ctx: Context, userId: string, image: AvatarImage) => Promise<unknown>;
 
 /** Exactly the keys avatar.service makes (`avatars/<userId>/<32 hex>.<ext>`); nothing else. */
 const SERVE_PATH = /^\/avatars\/[a-z0-9-]{1,64}\/[0-9a-f]{32}\.(?:png|jpg|webp)$/;
@@ -52,7 +61,8 @@ function etagMatches(header: string | undefined, etag: string): boolean {
 }
 
 /**
- * `PUT /api/v1/me/avatar` (upload) and `GET`/`HEAD /avatars/<userId>/<file>` (serving). They live
+ * `PUT /api/v1/me/avatar` and `PUT /api/v1/conversations/<id>/avatar` (uploads) and
+ * `GET`/`HEAD /avatars/<owner id>/<file>` (serving). They live
  * outside tRPC because tRPC carries JSON and an image is bytes; the upload still authenticates
  * and spends budgets through the same functions as authedProcedure. Answers false for requests
  * that are not its own (including `DELETE /api/v1/me/avatar`, which the REST shim serves).
@@ -82,6 +92,7 @@ export function createAvatarRoutes(deps: AvatarRouteDeps) {
     req: IncomingMessage,
     res: ServerResponse,
     requestId: string,
+    apply: ApplyImage,
   ): Promise<void> => {
     try {
       const ctx = await deps.contextFor(req, requestId);
@@ -95,7 +106,7 @@ export function createAvatarRoutes(deps: AvatarRouteDeps) {
         refuse(req, res, requestId, image.status, INTAKE_CODES[image.status], image.reason);
         return;
       }
-      deps.sendJson(res, 200, await setAvatar(ctx, userId, image));
+      deps.sendJson(res, 200, await apply(ctx, userId, image));
     } catch (err) {
       // Anything but a typed refusal is a 500 from the caller's catch-all (logged there).
       if (!(err instanceof AppError)) throw err;
@@ -154,8 +165,18 @@ export function createAvatarRoutes(deps: AvatarRouteDeps) {
   ): Promise<boolean> {
     if (pathname === AVATAR_UPLOAD_PATH) {
       if (req.method === 'DELETE') return false;
-      if (req.method === 'PUT') await upload(req, res, requestId);
+      if (req.method === 'PUT') await upload(req, res, requestId, setAvatar);
       else notAllowed(req, res, requestId, 'PUT, DELETE');
+      return true;
+    }
+    const conversationId = CONVERSATION_AVATAR_PATH.exec(pathname)?.[1];
+    if (conversationId) {
+      if (req.method === 'DELETE') return false;
+      if (req.method === 'PUT') {
+        await upload(req, res, requestId, (ctx, userId, image) =>
+          setConversationAvatar(ctx, userId, conversationId, image),
+        );
+      } else notAllowed(req, res, requestId, 'PUT, DELETE');
       return true;
     }
     if (pathname.startsWith('/avatars/')) {

@@ -1,8 +1,8 @@
 import { generateOpenApiDocument } from 'trpc-to-openapi';
 import { z } from 'zod';
-import type { ZodOpenApiPathsObject } from 'zod-openapi';
+import type { ZodOpenApiPathsObject, ZodOpenApiRequestBodyObject } from 'zod-openapi';
 import { appRouter } from '@mvp/api';
-import { ZAppErrorCode, ZMe } from '@mvp/contracts';
+import { ZAppErrorCode, ZConversation, ZMe } from '@mvp/contracts';
 
 export const REST_PREFIX = '/api/v1';
 
@@ -50,6 +50,31 @@ const error = (description: string) => ({
  * The upload is a plain HTTP route (tRPC carries JSON, not bytes), so the generator cannot see
  * it; it is described here and merged next to the generated `DELETE /me/avatar`.
  */
+const imageBody: ZodOpenApiRequestBodyObject = {
+  required: true,
+  content: {
+    'image/png': binary,
+    'image/jpeg': binary,
+    'image/webp': binary,
+    'application/octet-stream': binary,
+    'multipart/form-data': {
+      schema: {
+        type: 'object',
+        required: ['file'],
+        properties: { file: { type: 'string', format: 'binary' } },
+      },
+    },
+  },
+};
+
+const imageRefusals = {
+  400: error('Truncated image or malformed form (BAD_REQUEST)'),
+  401: error('Not signed in, or the session ended (UNAUTHORIZED)'),
+  413: error('Larger than MVP_AVATAR_MAX_BYTES, 2 MiB by default (PAYLOAD_TOO_LARGE)'),
+  415: error('Not a PNG, JPEG or WebP image (UNSUPPORTED_MEDIA_TYPE)'),
+  429: error('Too many uploads or requests; see Retry-After (TOO_MANY_REQUESTS)'),
+} as const;
+
 const AVATAR_UPLOAD: ZodOpenApiPathsObject = {
   '/me/avatar': {
     put: {
@@ -61,29 +86,30 @@ const AVATAR_UPLOAD: ZodOpenApiPathsObject = {
         'new `avatarUrl`, a path on this server that changes with every upload.',
       tags: ['me'],
       security: [{ bearer: [] }],
-      requestBody: {
-        required: true,
-        content: {
-          'image/png': binary,
-          'image/jpeg': binary,
-          'image/webp': binary,
-          'application/octet-stream': binary,
-          'multipart/form-data': {
-            schema: {
-              type: 'object',
-              required: ['file'],
-              properties: { file: { type: 'string', format: 'binary' } },
-            },
-          },
-        },
-      },
+      requestBody: imageBody,
       responses: {
         200: { description: 'My account', content: { 'application/json': { schema: ZMe } } },
-        400: error('Truncated image or malformed form (BAD_REQUEST)'),
-        401: error('Not signed in, or the session ended (UNAUTHORIZED)'),
-        413: error('Larger than MVP_AVATAR_MAX_BYTES, 2 MiB by default (PAYLOAD_TOO_LARGE)'),
-        415: error('Not a PNG, JPEG or WebP image (UNSUPPORTED_MEDIA_TYPE)'),
-        429: error('Too many uploads or requests; see Retry-After (TOO_MANY_REQUESTS)'),
+        ...imageRefusals,
+      },
+    },
+  },
+  '/conversations/{id}/avatar': {
+    put: {
+      operationId: 'conversations-uploadAvatar',
+      summary: "Upload a group's or channel's picture (admins)",
+      description: 'Same body and checks as `PUT /me/avatar`; answers the conversation.',
+      tags: ['conversations'],
+      security: [{ bearer: [] }],
+      parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+      requestBody: imageBody,
+      responses: {
+        200: {
+          description: 'The conversation',
+          content: { 'application/json': { schema: ZConversation } },
+        },
+        ...imageRefusals,
+        403: error('Not an admin, or a direct conversation (FORBIDDEN / BAD_REQUEST)'),
+        404: error('No such conversation (NOT_FOUND)'),
       },
     },
   },

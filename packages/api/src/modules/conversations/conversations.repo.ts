@@ -21,6 +21,7 @@ export function toConversation(
     kind: row.kind as TConversation['kind'],
     title: row.title,
     description: row.description,
+    avatarUrl: row.avatar_key ? `/${row.avatar_key}` : null,
     peerId,
     memberCount: Number(row.member_count),
     myRole: me.role as TMemberRole,

@@ -15,6 +15,7 @@ import {
 import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
 import * as conversations from './conversations.service';
+import { removeConversationAvatar } from './avatar.service';
 import * as invites from './invites.service';
 
 const ok = { ok: true as const };
@@ -223,4 +224,18 @@ export const conversationsRouter = router({
     .input(z.object({ code: ZInviteCode }))
     .output(ZConversation)
     .mutation(({ ctx, input }) => invites.joinByInvite(ctx, ctx.auth.userId, input.code)),
+
+  /** Uploads go to `PUT /api/v1/conversations/{id}/avatar` (bytes, like the user avatar). */
+  removeAvatar: authedProcedure
+    .meta({
+      openapi: {
+        method: 'DELETE',
+        path: '/conversations/{id}/avatar',
+        summary: 'Remove the picture (admins)',
+        tags,
+      },
+    })
+    .input(ZConversationIdInput)
+    .output(ZConversation)
+    .mutation(({ ctx, input }) => removeConversationAvatar(ctx, ctx.auth.userId, input.id)),
 });

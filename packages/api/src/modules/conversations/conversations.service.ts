@@ -6,6 +6,7 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import * as users from '../auth/users.repo';
 import * as rel from '../contacts/relations.repo';
+import { deleteBlobQuietly } from '../me/avatarBlobs';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './conversations.repo';
 
@@ -394,7 +395,7 @@ async function changeRoles(
 
 /** The owner deletes a group or channel for everyone: members are told, then it is gone. */
 export async function deleteConversation(ctx: Context, me: string, id: string): Promise<void> {
-  const { membership } = await requireAdmin(ctx, id, me);
+  const { conversation, membership } = await requireAdmin(ctx, id, me);
   if (membership.role !== 'owner') throw new AppError('FORBIDDEN', 'Only the owner deletes');
   const now = ctx.ports.clock.now();
   const members = await ctx.ports.db.transaction().execute(async (trx) => {
@@ -409,6 +410,7 @@ export async function deleteConversation(ctx: Context, me: string, id: string): 
     await trx.deleteFrom('conversations').where('id', '=', id).execute();
     return everyone;
   });
+  if (conversation.avatar_key) await deleteBlobQuietly(ctx, conversation.avatar_key);
   await wake(ctx.ports, members);
 }
 
