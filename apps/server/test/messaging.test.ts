@@ -244,7 +244,7 @@ describe(`conversations, messages and the sync stream (${backendLabel})`, () => 
     await benStream.close();
   });
 
-  it('no loss, no duplicate: concurrent senders and a receiver that keeps reconnecting', async () => {
+  it('no loss, no duplicate: concurrent senders, receivers that keep reconnecting', async () => {
     const [alice, bob, carol] = [
       await registerUser(t),
       await registerUser(t),
@@ -257,26 +257,120 @@ describe(`conversations, messages and the sync stream (${backendLabel})`, () => 
       title: 'Load',
       memberIds: [bob.userId, carol.userId],
     });
-    const perSender = 15;
-    // Carol's cursor is taken after the group exists and before anyone sends: only messages follow.
-    let lastId: string | null = (await api(carol).sync.snapshot.query()).cursor;
+    const direct = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: carol.userId,
+    });
+    const perSender = 12;
+    // Cursors taken after the conversations exist and before anyone sends: only messages follow.
+    const receivers = [bob, carol];
+    const cursors = await Promise.all(
+      receivers.map(async (r) => (await api(r).sync.snapshot.query()).cursor),
+    );
+    const plan: [Account, string][] = [
+      [alice, group.id],
+      [bob, group.id],
+      [carol, group.id],
+      [alice, direct.id],
+      [carol, direct.id],
+    ];
     const sending = Promise.all(
-      [alice, bob, carol].map(async (who) => {
-        for (let i = 0; i < perSender; i++) await send(who, group.id, `${who.userId}:${i}`);
+      plan.map(async ([who, conversationId]) => {
+        for (let i = 0; i < perSender; i++)
+          await send(who, conversationId, `${who.userId}:${conversationId}:${i}`);
       }),
     );
-    // The receiver drops its socket after every few events and resumes from the last id seen.
-    const seqs: number[] = [];
-    while (seqs.length < perSender * 3) {
-      const stream = await openStream(t, carol.accessToken, lastId);
-      for (let i = 0; i < 1 + Math.floor(Math.random() * 6) && seqs.length < perSender * 3; i++) {
-        const got = await stream.next('message.new', 10_000);
-        seqs.push(got.event.message.seq);
-        lastId = got.id;
-      }
-      await stream.close();
-    }
+    const expected = new Map([
+      [bob.userId, plan.filter(([, c]) => c === group.id).length * perSender],
+      [carol.userId, plan.length * perSender],
+    ]);
+
+    // Each receiver drops its socket after a few events (often while its backlog is still being
+    // read) and resumes from the last id it saw.
+    const received = await Promise.all(
+      receivers.map(async (who, index) => {
+        const got: { conversationId: string; seq: number; text: string }[] = [];
+        let lastId: string | null = cursors[index]!;
+        const total = expected.get(who.userId)!;
+        while (got.length < total) {
+          const stream = await openStream(t, who.accessToken, lastId);
+          const take = 1 + Math.floor(Math.random() * 6);
+          for (let i = 0; i < take && got.length < total; i++) {
+            const { id, event } = await stream.next('message.new', 10_000);
+            const text = Buffer.from(event.message.ciphertext!, 'base64').toString();
+            got.push({
+              conversationId: event.message.conversationId,
+              seq: event.message.seq,
+              text,
+            });
+            lastId = id;
+          }
+          await stream.close();
+        }
+        return got;
+      }),
+    );
     await sending;
-    expect(seqs).toEqual(Array.from({ length: perSender * 3 }, (_, i) => i + 1));
+
+    for (const [index, who] of receivers.entries()) {
+      const got = received[index]!;
+      for (const conversation of who === bob ? [group] : [group, direct]) {
+        const mine = got.filter((m) => m.conversationId === conversation.id);
+        const senders = plan.filter(([, c]) => c === conversation.id).length;
+        // Every message of the conversation, each once, in seq order.
+        expect(mine.map((m) => m.seq)).toEqual(
+          Array.from({ length: senders * perSender }, (_, i) => i + 1),
+        );
+        const texts = plan
+          .filter(([, c]) => c === conversation.id)
+          .flatMap(([w]) =>
+            Array.from({ length: perSender }, (_, i) => `${w.userId}:${conversation.id}:${i}`),
+          );
+        expect(mine.map((m) => m.text).sort()).toEqual(texts.sort());
+      }
+    }
+  });
+
+  it('history pages both ways; replies and forwards are kept; unknown conversations are not found', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    for (let i = 1; i <= 5; i++) await send(alice, chat.id, `m${i}`);
+    const reply = await api(bob).messages.send.mutate({
+      conversationId: chat.id,
+      clientMessageId: cid(),
+      contentType: 'text/plain',
+      ciphertext: b64('re: m2'),
+      replyToSeq: 2,
+      forwarded: true,
+    });
+    expect(reply).toMatchObject({ seq: 6, replyToSeq: 2, forwarded: true });
+    const history = (input: { before?: number; after?: number; limit: number }) =>
+      api(bob).messages.history.query({ conversationId: chat.id, ...input });
+    const newest = await history({ limit: 2 });
+    expect([newest.messages.map((m) => m.seq), newest.more]).toEqual([[6, 5], true]);
+    const older = await history({ before: 5, limit: 3 });
+    expect([older.messages.map((m) => m.seq), older.more]).toEqual([[4, 3, 2], true]);
+    const oldest = await history({ before: 2, limit: 3 });
+    expect([oldest.messages.map((m) => m.seq), oldest.more]).toEqual([[1], false]);
+    const forward = await history({ after: 3, limit: 2 });
+    expect([forward.messages.map((m) => m.seq), forward.more]).toEqual([[4, 5], true]);
+
+    expect(
+      await codeOf(
+        api(bob).messages.send.mutate({
+          conversationId: chat.id,
+          clientMessageId: cid(),
+          contentType: 'text/plain',
+          ciphertext: b64('to the future'),
+          replyToSeq: 99,
+        }),
+      ),
+    ).toBe('BAD_REQUEST');
+    const unknown = '0190d4a2-0000-7000-8000-000000000000';
+    expect(await codeOf(api(bob).conversations.get.query({ id: unknown }))).toBe('NOT_FOUND');
+    expect(await codeOf(send(bob, unknown, 'anyone?'))).toBe('NOT_FOUND');
   });
 });
