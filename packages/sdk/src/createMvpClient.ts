@@ -13,6 +13,10 @@ import superjson from 'superjson';
 import { createAuthClient, type MvpAuth } from './authClient';
 import { createAvatarClient, type MvpAvatar } from './avatar';
 import { createPeopleClient, type MvpPeople } from './people';
+import { createMessagingClient, decodeMessage, type MvpMessaging } from './messaging';
+import { createOutbox, type MvpOutbox, type OutboxStore } from './outbox';
+import { createSyncEngine, type MvpSync } from './syncEngine';
+import { createApiSyncTransport, type CursorStore } from './syncTransport';
 import { authRetryLink, isPublicAuthPath, noteSentToken } from './authRetryLink';
 import { createAuthSession, type SessionEndReason } from './authSession';
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
@@ -58,8 +62,12 @@ export type MvpClientOptions = {
   WebSocket?: WebSocketConstructor;
   /** Defaults to `globalThis.fetch`. */
   fetch?: typeof fetch;
-  /** Reconnect backoff for the WebSocket (exponential with jitter). */
+  /** Backoff (exponential with jitter) for WebSocket reconnects, sync restarts, outbox retries. */
   reconnect?: Partial<BackoffOptions>;
+  /** Where the sync stream's cursor lives (default: memory, so every start is a cold start). */
+  cursorStore?: CursorStore;
+  /** Where unsent messages live across restarts (default: memory). */
+  outboxStore?: OutboxStore;
   /** Told when the subscription socket opens or closes. */
   onConnectionStateChange?: (state: ConnectionState) => void;
 };
@@ -73,7 +81,16 @@ export type MvpClient = {
   avatar: MvpAvatar;
   /** Profiles, privacy, search, contacts, blocks, and their live events. */
   people: MvpPeople;
-  /** Closes the subscription socket (if one was opened); queries keep working over HTTP. */
+  /** Conversations, members, history and receipts (ciphertexts as bytes). */
+  messaging: MvpMessaging;
+  /** Sends messages in order, retried with the same client message id until stored. */
+  outbox: MvpOutbox;
+  /** The device's one event stream: in order, once, resumable; unread counts. */
+  sync: MvpSync;
+  /**
+   * Stops the sync stream and the outbox (pending sends stay in its store) and closes the
+   * subscription socket (if one was opened); queries keep working over HTTP.
+   */
   close(): Promise<void>;
 };
 
@@ -137,7 +154,11 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
       },
       retryDelayMs: (attempt) => reconnectDelayMs(attempt, backoff),
       keepAlive: { enabled: true, intervalMs: 20_000, pongTimeoutMs: 10_000 },
-      onOpen: () => notify?.('open'),
+      onOpen: () => {
+        notify?.('open');
+        // The network is back: sends waiting out a backoff need not wait any longer.
+        outbox.retryNow();
+      },
       onClose: (cause) => {
         notify?.('closed');
         // The reconnect's connectionParams wait for this refresh (and send no token if it failed).
@@ -185,10 +206,24 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     ],
   });
 
+  const sync = createSyncEngine({
+    transport: createApiSyncTransport(api),
+    cursorStore: options.cursorStore,
+    backoff,
+  });
+  const outbox = createOutbox({
+    send: async (input) => decodeMessage(await api.messages.send.mutate(input)),
+    store: options.outboxStore,
+    backoff,
+  });
+
   return {
     api,
     auth: createAuthClient(raw, session),
-    people: createPeopleClient(api),
+    people: createPeopleClient(api, sync),
+    messaging: createMessagingClient(api),
+    outbox,
+    sync,
     avatar: createAvatarClient({
       baseUrl: base,
       fetch: fetchImpl,
@@ -197,6 +232,8 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
       session: getToken ? null : session,
     }),
     async close() {
+      outbox.pause();
+      await sync.stop();
       const closing = wsClient;
       wsClient = undefined;
       await closing?.close();

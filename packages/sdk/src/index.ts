@@ -16,6 +16,35 @@ export type {
   PublicProfile,
   Subscription,
 } from './people';
+export type {
+  Conversation,
+  ConversationMember,
+  Envelope,
+  HistoryOptions,
+  HistoryPage,
+  Message,
+  MvpMessaging,
+  RawSyncEvent,
+  Receipts,
+  Snapshot,
+  SnapshotConversation,
+  SyncEvent,
+} from './messaging';
+export { createMemoryOutboxStore } from './outbox';
+export type {
+  MvpOutbox,
+  OutboxError,
+  OutboxHandle,
+  OutboxItem,
+  OutboxState,
+  OutboxStore,
+  OutgoingMessage,
+  StoredOutboxEntry,
+} from './outbox';
+export { EPHEMERAL_EVENT_TYPES } from './syncEngine';
+export type { EventInfo, MvpSync, SyncState } from './syncEngine';
+export { createMemoryCursorStore } from './syncTransport';
+export type { CursorStore } from './syncTransport';
 export type { AuthTokens, SessionEndReason } from './authSession';
 export { createMemoryTokenStore } from './tokenStore';
 export type { StoredSession, TokenStore } from './tokenStore';

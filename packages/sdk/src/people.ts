@@ -1,28 +1,21 @@
 import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
+import type { RawSyncEvent } from './messaging';
+import type { MvpSync, Subscription } from './syncEngine';
 import type { RouterInputs, RouterOutputs } from './types';
+
+export type { Subscription };
 
 type Out = RouterOutputs;
 type In = RouterInputs;
 
-type SyncEvent =
-  Out['sync']['events'] extends AsyncIterable<infer T>
-    ? T extends { data: infer D }
-      ? D
-      : never
-    : never;
 /** Everything that arrives live about people: contact requests and their answers, presence. */
-export type PeopleEvent = Extract<SyncEvent, { type: 'presence' | `contact.${string}` }>;
+export type PeopleEvent = Extract<RawSyncEvent, { type: 'presence' | `contact.${string}` }>;
 export type PresenceEvent = Extract<PeopleEvent, { type: 'presence' }>;
 /** Someone else's profile, as far as their privacy settings let me see it. */
 export type PublicProfile = Out['users']['get'];
 /** Online, or offline since `lastSeenAt`; null where its owner does not show it to me. */
 export type Presence = PublicProfile['presence'];
-
-export type Subscription = {
-  /** Stops the stream; safe to call twice. */
-  unsubscribe(): void;
-};
 
 export type LiveOptions = {
   /** The server has started the stream: from now on nothing is missed. */
@@ -80,22 +73,29 @@ const PEOPLE_TYPES = new Set<string>([
   'presence',
 ] satisfies PeopleEvent['type'][]);
 
-export function createPeopleClient(api: TRPCClient<AppRouter>): MvpPeople {
+export function createPeopleClient(api: TRPCClient<AppRouter>, sync: MvpSync): MvpPeople {
   const done = async (call: Promise<unknown>): Promise<void> => {
     await call;
   };
-  const onEvent: MvpPeople['onEvent'] = (handler, options = {}) =>
-    // People events ride the device's sync stream; this listener starts at "now".
-    api.sync.events.subscribe(
-      { lastEventId: null },
-      {
-        onStarted: () => options.onStarted?.(),
-        onData: ({ data }) => {
-          if (PEOPLE_TYPES.has(data.type)) handler(data as PeopleEvent);
-        },
-        onError: (error) => options.onError?.(error),
+  // People events ride the device's one sync stream (started here if the app has not): a
+  // listener sees what arrives from the moment it is added.
+  const onEvent: MvpPeople['onEvent'] = (handler, options = {}) => {
+    const events = sync.onEvent(
+      (event) => {
+        if (PEOPLE_TYPES.has(event.type)) handler(event as PeopleEvent);
       },
+      { onStarted: () => options.onStarted?.() },
     );
+    const errors = sync.onError((error) => {
+      if (sync.state === 'stopped') options.onError?.(error);
+    });
+    return {
+      unsubscribe() {
+        events.unsubscribe();
+        errors.unsubscribe();
+      },
+    };
+  };
   return {
     get: (userId) => api.users.get.query({ id: userId }),
     search: (input) => api.users.search.query(input),

@@ -1,0 +1,238 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import {
+  createMemoryCursorStore,
+  type CursorStore,
+  type Message,
+  type MvpClient,
+  type MvpClientOptions,
+  type Snapshot,
+  type SyncEvent,
+} from '@mvp/sdk';
+import { registerUser, type Account } from './helpers/accounts';
+import { eventQueue } from './helpers/collect';
+import { backendLabel } from './helpers/env';
+import { startServer, type TestServer } from './helpers/startServer';
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (message: Message) => new TextDecoder().decode(message.ciphertext ?? undefined);
+const plain = (body: string) => ({ contentType: 'text/plain', ciphertext: bytes(body) });
+
+describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer();
+  });
+  afterAll(() => t.stop());
+
+  const sdkFor = (a: Account, options: Partial<MvpClientOptions> = {}) =>
+    t.newClient({ getToken: () => a.accessToken, WebSocket, ...options });
+
+  /**
+   * Starts `client.sync` the way an app does and records what the app is handed: snapshots,
+   * and durable events with their ids (presence and typing are left out).
+   */
+  const live = async (client: MvpClient) => {
+    const events = eventQueue<{ id: string; event: SyncEvent }>();
+    const snapshots: Snapshot[] = [];
+    const unread = eventQueue<{ conversationId: string; unread: number }>();
+    client.sync.onSnapshot((s) => void snapshots.push(s));
+    client.sync.onUnreadChange((conversationId, n) => unread.push({ conversationId, unread: n }));
+    client.sync.onEvent((event, info) => {
+      if (!info.ephemeral) events.push({ id: info.id, event });
+    });
+    await client.sync.start();
+    return {
+      snapshots,
+      unread,
+      /** The next `n` new messages of a conversation, skipping every other event. */
+      async messages(conversationId: string, n: number) {
+        const got: Message[] = [];
+        while (got.length < n) {
+          const { event } = await events.next();
+          if (event.type === 'message.new' && event.message.conversationId === conversationId)
+            got.push(event.message);
+        }
+        return got;
+      },
+      /** The unread count of a conversation once it reaches `n`. */
+      async unreadReaches(conversationId: string, n: number) {
+        while (client.sync.unread(conversationId) !== n) await unread.next();
+      },
+    };
+  };
+
+  const directChat = async (a: MvpClient, b: Account) =>
+    (await a.messaging.conversations.createDirect(b.userId)).id;
+
+  it('two users talk through their outboxes and each stream delivers every message in order', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [a, b] = [sdkFor(alice), sdkFor(bob)];
+    const chat = await directChat(a, bob);
+    const [aliceLive, bobLive] = [await live(a), await live(b)];
+
+    const fromAlice = ['one', 'two', 'three', 'four'].map((s) => a.outbox.send(chat, plain(s)));
+    const fromBob = ['uno', 'dos'].map((s) => b.outbox.send(chat, plain(s)));
+    const sent = await Promise.all([...fromAlice, ...fromBob].map((h) => h.result));
+    expect(a.outbox.pending()).toEqual([]);
+    expect(sent.map((m) => m.clientMessageId)).toEqual(
+      [...fromAlice, ...fromBob].map((h) => h.clientMessageId),
+    );
+
+    for (const stream of [aliceLive, bobLive]) {
+      const got = await stream.messages(chat, 6);
+      expect(got.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+      // Each sender's messages keep their order, whatever the interleaving.
+      expect(got.filter((m) => m.senderId === alice.userId).map(text)).toEqual([
+        'one',
+        'two',
+        'three',
+        'four',
+      ]);
+      expect(got.filter((m) => m.senderId === bob.userId).map(text)).toEqual(['uno', 'dos']);
+    }
+    const page = await b.messaging.messages.history(chat, { limit: 2 });
+    expect(page.messages.map((m) => [m.seq, m.ciphertext instanceof Uint8Array])).toEqual([
+      [6, true],
+      [5, true],
+    ]);
+    expect(page.more).toBe(true);
+  });
+
+  it('a restart with the same cursor store delivers exactly the missed messages, once', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const a = sdkFor(alice);
+    const chat = await directChat(a, bob);
+    const cursorStore: CursorStore = createMemoryCursorStore();
+
+    const phone = sdkFor(bob, { cursorStore });
+    const before = await live(phone);
+    expect(before.snapshots).toHaveLength(1); // a cold start
+    await a.outbox.send(chat, plain('before')).result;
+    expect((await before.messages(chat, 1)).map(text)).toEqual(['before']);
+    await phone.close(); // waits for the handled event's cursor to be saved
+
+    for (const body of ['missed 1', 'missed 2', 'missed 3'])
+      await a.outbox.send(chat, plain(body)).result;
+
+    const restarted = sdkFor(bob, { cursorStore });
+    const after = await live(restarted);
+    expect(after.snapshots).toEqual([]); // resumed, not started over
+    await a.outbox.send(chat, plain('live again')).result;
+    const got = await after.messages(chat, 4);
+    expect(got.map(text)).toEqual(['missed 1', 'missed 2', 'missed 3', 'live again']);
+    expect(got.map((m) => m.seq)).toEqual([2, 3, 4, 5]);
+    expect(await cursorStore.get()).toMatch(/^\d+$/);
+  });
+
+  it('a send whose answer was lost is retried with the same id and stored once', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    // The first send reaches the server and is stored, but its answer never arrives.
+    let dropped = 0;
+    const flakyFetch: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      const url = input instanceof Request ? input.url : String(input);
+      if (url.includes('messages.send') && dropped === 0) {
+        dropped += 1;
+        await response.arrayBuffer();
+        throw new TypeError('fetch failed: connection reset');
+      }
+      return response;
+    };
+    const a = sdkFor(alice, { fetch: flakyFetch });
+    const chat = await directChat(a, bob);
+    const bobLive = await live(sdkFor(bob));
+
+    const states: string[] = [];
+    a.outbox.onChange((item) => states.push(item.state));
+    const handle = a.outbox.send(chat, plain('only once'));
+    const message = await handle.result;
+    expect(dropped).toBe(1);
+    expect(states).toEqual(['queued', 'sending', 'queued', 'sending', 'sent']);
+    expect(message.clientMessageId).toBe(handle.clientMessageId);
+
+    await a.outbox.send(chat, plain('next')).result;
+    const got = await bobLive.messages(chat, 2);
+    expect(got.map((m) => [m.seq, text(m)])).toEqual([
+      [1, 'only once'],
+      [2, 'next'],
+    ]);
+    const history = await a.messaging.messages.history(chat);
+    expect(
+      history.messages.filter((m) => m.clientMessageId === handle.clientMessageId),
+    ).toHaveLength(1);
+  });
+
+  it('unread counts follow new messages and markRead, and a cold start agrees', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [a, b] = [sdkFor(alice), sdkFor(bob)];
+    const chat = await directChat(a, bob);
+    const [aliceLive, bobLive] = [await live(a), await live(b)];
+
+    for (const body of ['1', '2', '3']) await a.outbox.send(chat, plain(body)).result;
+    await bobLive.unreadReaches(chat, 3);
+    expect(b.sync.unreadTotal()).toBe(3);
+    await aliceLive.messages(chat, 3);
+    expect(a.sync.unread(chat)).toBe(0); // my own messages are read
+
+    expect(await b.messaging.messages.markRead(chat, 2)).toMatchObject({ readSeq: 2 });
+    await bobLive.unreadReaches(chat, 1);
+
+    // Another device of Bob's starts cold: the snapshot says the same.
+    const tablet = sdkFor(bob);
+    const tabletLive = await live(tablet);
+    expect(
+      tabletLive.snapshots[0]?.conversations.find((c) => c.conversation.id === chat),
+    ).toMatchObject({ unread: 1, readSeq: 2 });
+    expect(tablet.sync.unread(chat)).toBe(1);
+
+    await b.messaging.messages.markRead(chat, 3);
+    await bobLive.unreadReaches(chat, 0);
+    await tabletLive.unreadReaches(chat, 0);
+
+    // Bob answering reads the conversation too, as on the server.
+    await a.outbox.send(chat, plain('4')).result;
+    await bobLive.unreadReaches(chat, 1);
+    await b.outbox.send(chat, plain('ok')).result;
+    await bobLive.unreadReaches(chat, 0);
+  });
+
+  it('wrappers: groups, members, leaving, and typed errors through the outbox', async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const [a, b] = [sdkFor(alice), sdkFor(bob)];
+    for (const friend of [bob, carol]) {
+      await a.people.contacts.request(friend.userId);
+      await sdkFor(friend).people.contacts.request(alice.userId);
+    }
+    const group = await a.messaging.conversations.createGroup({
+      title: 'Team',
+      memberIds: [bob.userId],
+    });
+    expect(group).toMatchObject({ kind: 'group', title: 'Team', memberCount: 2, myRole: 'owner' });
+    expect((await a.messaging.conversations.addMembers(group.id, [carol.userId])).memberCount).toBe(
+      3,
+    );
+    expect((await b.messaging.conversations.members(group.id)).map((m) => m.userId).sort()).toEqual(
+      [alice.userId, bob.userId, carol.userId].sort(),
+    );
+    expect((await b.messaging.conversations.list()).map((c) => c.id)).toContain(group.id);
+    await a.messaging.conversations.removeMember(group.id, carol.userId);
+    expect((await a.messaging.conversations.get(group.id)).memberCount).toBe(2);
+
+    await b.messaging.conversations.leave(group.id);
+    // Not a member any more: the send fails for good and the next one still goes out.
+    const refused = b.outbox.send(group.id, plain('too late'));
+    const direct = await directChat(b, alice);
+    const fine = b.outbox.send(direct, plain('still here'));
+    await expect(refused.result).rejects.toThrow();
+    await fine.result;
+    expect(b.outbox.pending()).toMatchObject([
+      { clientMessageId: refused.clientMessageId, state: 'failed' },
+    ]);
+    expect(['FORBIDDEN', 'NOT_FOUND']).toContain(b.outbox.pending()[0]?.error?.code);
+  });
+});

@@ -1,0 +1,281 @@
+import { TRPCClientError } from '@trpc/client';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { base64ToBytes, bytesToBase64 } from './base64';
+import type { Message } from './messaging';
+import {
+  classifySendError,
+  createMemoryOutboxStore,
+  createOutbox,
+  type OutboxItem,
+  type OutboxStore,
+  type SendMessageInput,
+} from './outbox';
+
+const STATUS: Record<string, number> = {
+  BAD_REQUEST: 400,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  PAYLOAD_TOO_LARGE: 413,
+  TOO_MANY_REQUESTS: 429,
+  SERVICE_UNAVAILABLE: 503,
+  INTERNAL_SERVER_ERROR: 500,
+  UNAUTHORIZED: 401,
+};
+
+/** An error as the server answers it (tRPC error shape, typed `appCode`). */
+function serverError(appCode: string, extra: Record<string, unknown> = {}) {
+  return TRPCClientError.from({
+    error: {
+      code: -32000,
+      message: appCode.toLowerCase(),
+      data: { code: appCode, httpStatus: STATUS[appCode] ?? 500, appCode, ...extra },
+    },
+  });
+}
+
+const wire = <T>(value: object): T => value as T;
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (b: Uint8Array | null) => new TextDecoder().decode(b ?? new Uint8Array());
+
+/**
+ * A fake `messages.send`: each call waits for the test to answer it, so the test sees exactly
+ * which sends are in flight, in which order, with which client message id.
+ */
+function fakeServer() {
+  const calls: { input: SendMessageInput; answer: (outcome: Error | null) => void }[] = [];
+  let seq = 0;
+  const waiters: (() => void)[] = [];
+  const send = (input: SendMessageInput) =>
+    new Promise<Message>((resolve, reject) => {
+      calls.push({
+        input,
+        answer: (outcome) => {
+          if (outcome) return reject(outcome);
+          // Only what the outbox reads; the server's message type grows with the API.
+          resolve(
+            wire<Message>({
+              ...input,
+              id: `m${++seq}`,
+              seq,
+              senderId: 'me',
+              senderDeviceId: 'd',
+              ciphertext: base64ToBytes(input.ciphertext),
+              replyToSeq: input.replyToSeq ?? null,
+              forwarded: input.forwarded ?? false,
+              createdAt: new Date(0).toISOString(),
+              editedAt: null,
+              deletedAt: null,
+            }),
+          );
+        },
+      });
+      waiters.splice(0).forEach((w) => w());
+    });
+  /** Resolves once `n` calls have been made in total. */
+  const calledTimes = async (n: number) => {
+    while (calls.length < n) await new Promise<void>((r) => waiters.push(r));
+    return calls[n - 1]!;
+  };
+  return { send, calls, calledTimes };
+}
+
+describe('outbox', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('sends one conversation in order, one at a time, and others alongside', async () => {
+    const server = fakeServer();
+    const outbox = createOutbox({ send: server.send });
+    const first = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('one') });
+    const second = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('two') });
+    outbox.send('c2', { contentType: 'text/plain', ciphertext: bytes('elsewhere') });
+
+    await server.calledTimes(2);
+    expect(
+      server.calls.map((c) => [c.input.conversationId, text(base64ToBytes(c.input.ciphertext))]),
+    ).toEqual([
+      ['c1', 'one'],
+      ['c2', 'elsewhere'],
+    ]);
+    expect(server.calls[0]!.input.clientMessageId).toBe(first.clientMessageId);
+    expect(first.clientMessageId).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(outbox.pending('c1').map((i) => i.state)).toEqual(['sending', 'queued']);
+
+    server.calls[0]!.answer(null);
+    expect(text((await first.result).ciphertext)).toBe('one');
+    const next = await server.calledTimes(3);
+    expect(next.input.clientMessageId).toBe(second.clientMessageId);
+    next.answer(null);
+    await second.result;
+    expect(outbox.pending('c1')).toEqual([]);
+  });
+
+  it('retries a network failure with the same client message id, after a backoff', async () => {
+    const server = fakeServer();
+    const outbox = createOutbox({
+      send: server.send,
+      backoff: { minDelayMs: 1_000, maxDelayMs: 10_000 },
+      random: () => 1,
+    });
+    const states: OutboxItem['state'][] = [];
+    outbox.onChange((item) => states.push(item.state));
+    const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('hi') });
+
+    (await server.calledTimes(1)).answer(new TypeError('fetch failed'));
+    await vi.advanceTimersByTimeAsync(999);
+    expect(server.calls).toHaveLength(1);
+    expect(outbox.pending()[0]).toMatchObject({ state: 'queued', error: { code: 'NETWORK' } });
+    await vi.advanceTimersByTimeAsync(1);
+    const retry = await server.calledTimes(2);
+    expect(retry.input.clientMessageId).toBe(handle.clientMessageId);
+
+    retry.answer(serverError('SERVICE_UNAVAILABLE'));
+    await vi.advanceTimersByTimeAsync(2_000); // the second wait is twice as long
+    (await server.calledTimes(3)).answer(null);
+    await handle.result;
+    expect(new Set(server.calls.map((c) => c.input.clientMessageId)).size).toBe(1);
+    expect(states).toEqual(['queued', 'sending', 'queued', 'sending', 'queued', 'sending', 'sent']);
+  });
+
+  it('waits out retryAfterMs on TOO_MANY_REQUESTS, and retryNow ends a wait early', async () => {
+    const server = fakeServer();
+    const outbox = createOutbox({ send: server.send, random: () => 0 });
+    const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('hi') });
+    (await server.calledTimes(1)).answer(serverError('TOO_MANY_REQUESTS', { retryAfterMs: 7_000 }));
+
+    await vi.advanceTimersByTimeAsync(6_999);
+    expect(server.calls).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    (await server.calledTimes(2)).answer(
+      serverError('TOO_MANY_REQUESTS', { retryAfterMs: 60_000 }),
+    );
+
+    await vi.advanceTimersByTimeAsync(0);
+    outbox.retryNow();
+    (await server.calledTimes(3)).answer(null);
+    await handle.result;
+  });
+
+  it('fails a message on a permanent error and goes on with the next', async () => {
+    const server = fakeServer();
+    const outbox = createOutbox({ send: server.send });
+    const bad = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('too big') });
+    const good = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('fine') });
+
+    (await server.calledTimes(1)).answer(serverError('PAYLOAD_TOO_LARGE'));
+    await expect(bad.result).rejects.toThrow('payload_too_large');
+    (await server.calledTimes(2)).answer(null);
+    await good.result;
+    expect(outbox.pending()).toMatchObject([
+      {
+        clientMessageId: bad.clientMessageId,
+        state: 'failed',
+        error: { code: 'PAYLOAD_TOO_LARGE' },
+      },
+    ]);
+
+    // The app may try it again (same id) or let it go.
+    outbox.retry(bad.clientMessageId);
+    const again = await server.calledTimes(3);
+    expect(again.input.clientMessageId).toBe(bad.clientMessageId);
+    again.answer(serverError('FORBIDDEN'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(outbox.pending()[0]?.state).toBe('failed');
+    await outbox.discard(bad.clientMessageId);
+    expect(outbox.pending()).toEqual([]);
+  });
+
+  it('keeps pending sends in its store, and a new outbox on the store sends them in order', async () => {
+    const store = createMemoryOutboxStore();
+    const before = fakeServer();
+    const old = createOutbox({ send: before.send, store });
+    const a = old.send('c1', { contentType: 'text/plain', ciphertext: bytes('a'), replyToSeq: 3 });
+    const b = old.send('c1', { contentType: 'text/plain', ciphertext: bytes('b') });
+    await before.calledTimes(1); // 'a' is on its way when the app dies
+    old.pause();
+
+    const stored = await store.load();
+    expect(stored.map((e) => [e.clientMessageId, e.state])).toEqual([
+      [a.clientMessageId, 'queued'],
+      [b.clientMessageId, 'queued'],
+    ]);
+    expect(JSON.parse(JSON.stringify(stored))).toEqual(stored);
+
+    const after = fakeServer();
+    const restarted = createOutbox({ send: after.send, store });
+    await restarted.restore();
+    expect(restarted.pending().map((i) => text(i.ciphertext))).toEqual(['a', 'b']);
+    const first = await after.calledTimes(1);
+    expect(first.input).toMatchObject({ clientMessageId: a.clientMessageId, replyToSeq: 3 });
+    first.answer(null);
+    (await after.calledTimes(2)).answer(null);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(after.calls.map((c) => c.input.clientMessageId)).toEqual([
+      a.clientMessageId,
+      b.clientMessageId,
+    ]);
+    expect(await store.load()).toEqual([]);
+  });
+
+  it('sends restored entries before new ones', async () => {
+    const kept = createMemoryOutboxStore();
+    await kept.save({
+      clientMessageId: 'restored-1',
+      conversationId: 'c1',
+      contentType: 'text/plain',
+      ciphertext: bytesToBase64(bytes('old')),
+      queuedAt: 1,
+      order: 0,
+      state: 'queued',
+    });
+    // A slow store: the new send must still queue behind what it holds.
+    const slow: OutboxStore = {
+      load: async () => {
+        await new Promise((r) => setTimeout(r, 100));
+        return kept.load();
+      },
+      save: (entry) => kept.save(entry),
+      remove: (id) => kept.remove(id),
+    };
+    const server = fakeServer();
+    const outbox = createOutbox({ send: server.send, store: slow });
+    outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('new') });
+    await vi.advanceTimersByTimeAsync(100);
+    const first = await server.calledTimes(1);
+    expect(first.input.clientMessageId).toBe('restored-1');
+  });
+});
+
+describe('classifySendError', () => {
+  it('retries network failures, 5xx, UNAUTHORIZED and rate limits; fails the rest', () => {
+    expect(classifySendError(new TypeError('fetch failed'))).toEqual({ retry: true });
+    expect(classifySendError(serverError('INTERNAL_SERVER_ERROR'))).toEqual({ retry: true });
+    expect(classifySendError(serverError('UNAUTHORIZED'))).toEqual({ retry: true });
+    expect(classifySendError(serverError('TOO_MANY_REQUESTS', { retryAfterMs: 5 }))).toEqual({
+      retry: true,
+      afterMs: 5,
+    });
+    for (const code of ['BAD_REQUEST', 'FORBIDDEN', 'NOT_FOUND', 'PAYLOAD_TOO_LARGE'])
+      expect(classifySendError(serverError(code))).toEqual({ retry: false });
+  });
+});
+
+describe('base64', () => {
+  it('round-trips every length and byte, and matches the standard encoding', () => {
+    for (let n = 0; n < 70; n++) {
+      const data = Uint8Array.from({ length: n }, (_, i) => (i * 37 + n) & 255);
+      const encoded = bytesToBase64(data);
+      expect(encoded).toBe(btoa(String.fromCharCode(...data)));
+      expect(base64ToBytes(encoded)).toEqual(data);
+    }
+  });
+
+  it('refuses what is not padded standard base64', () => {
+    for (const bad of ['abc', 'ab=c', 'a===', 'ab-_', 'äbcd'])
+      expect(() => base64ToBytes(bad)).toThrow();
+  });
+});

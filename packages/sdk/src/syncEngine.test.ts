@@ -1,0 +1,364 @@
+import { TRPCClientError } from '@trpc/client';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { bytesToBase64 } from './base64';
+import type { RawSyncEvent, Snapshot, SyncEvent } from './messaging';
+import { createSyncEngine } from './syncEngine';
+import { createMemoryCursorStore, type CursorStore, type SyncTransport } from './syncTransport';
+
+const ME = 'me';
+
+/**
+ * Test data typed by what it stands for. The server's event and message types grow fields as
+ * the API grows; fixtures carry only what the engine reads, so they are not checked field by field.
+ */
+const wire = <T>(value: object): T => value as T;
+type Handlers = Parameters<SyncTransport['subscribe']>[1];
+
+/** A message event as the wire carries it (only the fields the engine reads matter here). */
+function messageEvent(conversationId: string, seq: number, senderId = 'other'): RawSyncEvent {
+  return wire({
+    type: 'message.new',
+    message: {
+      id: `${conversationId}-${seq}`,
+      conversationId,
+      seq,
+      senderId,
+      senderDeviceId: 'd1',
+      clientMessageId: `client-${seq}`,
+      contentType: 'text/plain',
+      ciphertext: bytesToBase64(new TextEncoder().encode(`#${seq}`)),
+      replyToSeq: null,
+      forwarded: false,
+      createdAt: new Date(0).toISOString(),
+      editedAt: null,
+      deletedAt: null,
+    },
+  });
+}
+
+function snapshotOf(
+  cursor: string,
+  conversations: { id: string; lastSeq: number; unread: number; readSeq: number }[] = [],
+): Snapshot {
+  return {
+    cursor,
+    conversations: conversations.map((c) => ({
+      conversation: {
+        id: c.id,
+        lastSeq: c.lastSeq,
+      } as Snapshot['conversations'][number]['conversation'],
+      lastMessage: null,
+      unread: c.unread,
+      readSeq: c.readSeq,
+      deliveredSeq: c.readSeq,
+    })),
+    contactRequests: { incoming: [], outgoing: [] },
+  };
+}
+
+/**
+ * The server side of the engine, driven by the test: it records each subscription (and the
+ * cursor it started from) and lets the test push events into the current one.
+ */
+function fakeTransport(snapshots: Snapshot[]) {
+  const subscriptions: { from: string | null; handlers: Handlers; closed: boolean }[] = [];
+  const acks: string[] = [];
+  let snapshotCalls = 0;
+  const transport: SyncTransport = {
+    whoAmI: () => Promise.resolve(ME),
+    snapshot: () => Promise.resolve(snapshots[Math.min(snapshotCalls++, snapshots.length - 1)]!),
+    subscribe(from, handlers) {
+      const sub = { from, handlers, closed: false };
+      subscriptions.push(sub);
+      queueMicrotask(() => handlers.onStarted());
+      return { unsubscribe: () => void (sub.closed = true) };
+    },
+    ack: (upTo) => {
+      acks.push(upTo);
+      return Promise.resolve();
+    },
+  };
+  const current = () => subscriptions.at(-1)!;
+  return {
+    transport,
+    subscriptions,
+    acks,
+    snapshotCalls: () => snapshotCalls,
+    push: (id: string, data: RawSyncEvent) => current().handlers.onData({ id, data }),
+    /** Resolves once `n` subscriptions were opened. */
+    async subscribed(n: number) {
+      await vi.waitFor(() => expect(subscriptions.length).toBeGreaterThanOrEqual(n));
+      return subscriptions[n - 1]!;
+    },
+  };
+}
+
+/** Collects what the app is handed, and lets a test hold a handler open. */
+function recorder() {
+  const seen: { id: string; type: string; seq?: number; ephemeral: boolean }[] = [];
+  return {
+    seen,
+    handler: (event: SyncEvent, info: { id: string; ephemeral: boolean }) => {
+      const seq = 'message' in event ? event.message.seq : undefined;
+      seen.push({ id: info.id, type: event.type, seq, ephemeral: info.ephemeral });
+    },
+  };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('sync engine', () => {
+  it('cold start: snapshot first, then the stream from its cursor, which is saved', async () => {
+    const fake = fakeTransport([snapshotOf('10')]);
+    const cursors = createMemoryCursorStore();
+    const engine = createSyncEngine({ transport: fake.transport, cursorStore: cursors });
+    const order: string[] = [];
+    engine.onSnapshot((s) => void order.push(`snapshot ${s.cursor}`));
+    engine.onEvent((e, info) => void order.push(`${e.type} ${info.id}`));
+    await engine.start();
+
+    expect(engine.state).toBe('live');
+    expect(fake.subscriptions.map((s) => s.from)).toEqual(['10']);
+    expect(await cursors.get()).toBe('10');
+    fake.push('11', messageEvent('c1', 1));
+    await vi.waitFor(() => expect(order).toEqual(['snapshot 10', 'message.new 11']));
+    await vi.waitFor(async () => expect(await cursors.get()).toBe('11'));
+  });
+
+  it('warm start resumes from the stored cursor without handing the app a snapshot', async () => {
+    const fake = fakeTransport([snapshotOf('50')]);
+    const engine = createSyncEngine({
+      transport: fake.transport,
+      cursorStore: createMemoryCursorStore('42'),
+    });
+    const snapshots = vi.fn();
+    engine.onSnapshot(snapshots);
+    await engine.start();
+    expect(fake.subscriptions.map((s) => s.from)).toEqual(['42']);
+    expect(snapshots).not.toHaveBeenCalled();
+  });
+
+  it('delivers in order, awaiting each handler before the next event and before saving', async () => {
+    const fake = fakeTransport([snapshotOf('0')]);
+    const saved: (string | null)[] = [];
+    const store: CursorStore = {
+      get: () => Promise.resolve(null),
+      set: (id) => {
+        saved.push(id);
+        return Promise.resolve();
+      },
+    };
+    const engine = createSyncEngine({ transport: fake.transport, cursorStore: store });
+    let release!: () => void;
+    const handled: string[] = [];
+    engine.onEvent(async (_event, info) => {
+      handled.push(`start ${info.id}`);
+      if (info.id === '1') await new Promise<void>((r) => (release = r));
+      handled.push(`end ${info.id}`);
+    });
+    await engine.start();
+
+    fake.push('1', messageEvent('c1', 1));
+    fake.push('2', messageEvent('c1', 2));
+    await vi.waitFor(() => expect(handled).toEqual(['start 1']));
+    expect(saved).toEqual(['0']);
+    release();
+    await vi.waitFor(() => expect(handled).toEqual(['start 1', 'end 1', 'start 2', 'end 2']));
+    await vi.waitFor(() => expect(saved).toEqual(['0', '1', '2']));
+  });
+
+  it('drops duplicates; ephemeral events are delivered but never move the cursor', async () => {
+    const fake = fakeTransport([snapshotOf('5')]);
+    const cursors = createMemoryCursorStore();
+    const engine = createSyncEngine({ transport: fake.transport, cursorStore: cursors });
+    const app = recorder();
+    engine.onEvent(app.handler);
+    await engine.start();
+
+    fake.push('4', messageEvent('c1', 1)); // older than the snapshot's cursor
+    fake.push('6', messageEvent('c1', 2));
+    fake.push('6', messageEvent('c1', 2)); // a reconnect raced the backlog
+    fake.push('6', { type: 'presence', userId: 'u2', presence: null });
+    fake.push('7', messageEvent('c1', 3));
+    await vi.waitFor(() => expect(app.seen).toHaveLength(3));
+    expect(app.seen).toEqual([
+      { id: '6', type: 'message.new', seq: 2, ephemeral: false },
+      { id: '6', type: 'presence', seq: undefined, ephemeral: true },
+      { id: '7', type: 'message.new', seq: 3, ephemeral: false },
+    ]);
+    await vi.waitFor(async () => expect(await cursors.get()).toBe('7'));
+  });
+
+  it('hands the app bytes for message ciphertexts', async () => {
+    const fake = fakeTransport([snapshotOf('0')]);
+    const engine = createSyncEngine({ transport: fake.transport });
+    const got: SyncEvent[] = [];
+    engine.onEvent((e) => void got.push(e));
+    await engine.start();
+    fake.push('1', messageEvent('c1', 1));
+    await vi.waitFor(() => expect(got).toHaveLength(1));
+    const event = got[0]!;
+    if (event.type !== 'message.new') throw new Error(event.type);
+    expect(event.message.ciphertext).toBeInstanceOf(Uint8Array);
+    expect(new TextDecoder().decode(event.message.ciphertext)).toBe('#1');
+  });
+
+  it('on resync: forgets the cursor, tells the app, reloads the snapshot and resubscribes', async () => {
+    const fake = fakeTransport([snapshotOf('3'), snapshotOf('90')]);
+    const cursors = createMemoryCursorStore();
+    const engine = createSyncEngine({ transport: fake.transport, cursorStore: cursors });
+    const steps: string[] = [];
+    engine.onResync(async () => {
+      steps.push(`resync (cursor ${String(await cursors.get())})`);
+    });
+    engine.onSnapshot((s) => void steps.push(`snapshot ${s.cursor}`));
+    engine.onEvent((e, info) => void steps.push(`${e.type} ${info.id}`));
+    await engine.start();
+
+    fake.push('80', { type: 'resync' });
+    fake.push('81', messageEvent('c1', 9)); // from the abandoned subscription: ignored
+    const second = await fake.subscribed(2);
+    expect(fake.subscriptions[0]!.closed).toBe(true);
+    expect(second.from).toBe('90');
+    fake.push('91', messageEvent('c1', 10));
+    await vi.waitFor(() =>
+      expect(steps).toEqual([
+        'snapshot 3',
+        'resync (cursor null)',
+        'snapshot 90',
+        'message.new 91',
+      ]),
+    );
+  });
+
+  it('a refused cursor is a resync; a handler that throws gets the same event again', async () => {
+    vi.useFakeTimers();
+    const fake = fakeTransport([snapshotOf('20')]);
+    const engine = createSyncEngine({
+      transport: fake.transport,
+      cursorStore: createMemoryCursorStore('999'),
+      backoff: { minDelayMs: 100, maxDelayMs: 100 },
+    });
+    const errors: unknown[] = [];
+    engine.onError((e) => errors.push(e));
+    const resyncs = vi.fn();
+    engine.onResync(resyncs);
+    let failures = 1;
+    const handled: string[] = [];
+    engine.onEvent((_e, info) => {
+      if (failures-- > 0) throw new Error('app not ready');
+      handled.push(info.id);
+    });
+    await vi.waitFor(() => expect(fake.subscriptions).toHaveLength(1));
+
+    fake.subscriptions[0]!.handlers.onError(
+      TRPCClientError.from({
+        error: { code: -32600, message: 'Unknown event id', data: { appCode: 'BAD_REQUEST' } },
+      }),
+    );
+    await vi.advanceTimersByTimeAsync(100);
+    const cold = await fake.subscribed(2);
+    expect(cold.from).toBe('20');
+    expect(resyncs).toHaveBeenCalledTimes(1);
+
+    fake.push('21', messageEvent('c1', 1));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(handled).toEqual([]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(handled).toEqual(['21']);
+    expect(errors.map((e) => (e as Error).message)).toEqual(['Unknown event id', 'app not ready']);
+  });
+
+  it('stops for good on UNAUTHORIZED and reports it', async () => {
+    const fake = fakeTransport([snapshotOf('1')]);
+    const engine = createSyncEngine({ transport: fake.transport });
+    const errors: unknown[] = [];
+    engine.onError((e) => errors.push(e));
+    await engine.start();
+    fake.subscriptions[0]!.handlers.onError(
+      TRPCClientError.from({
+        error: { code: -32001, message: 'Session ended', data: { appCode: 'UNAUTHORIZED' } },
+      }),
+    );
+    expect(engine.state).toBe('stopped');
+    expect(fake.subscriptions[0]!.closed).toBe(true);
+    expect(errors).toHaveLength(1);
+  });
+
+  it('acknowledges envelopes once the app has handled them', async () => {
+    const fake = fakeTransport([snapshotOf('0')]);
+    const engine = createSyncEngine({ transport: fake.transport });
+    const releases: (() => void)[] = [];
+    engine.onEvent(async (e) => {
+      if (e.type === 'envelope') await new Promise<void>((r) => releases.push(r));
+    });
+    await engine.start();
+    const envelope = wire<RawSyncEvent>({
+      type: 'envelope',
+      envelope: {
+        id: 'e1',
+        senderId: 'u2',
+        senderDeviceId: 'd2',
+        contentType: 'mvp/key',
+        ciphertext: 'AAEC',
+        sentAt: new Date(0).toISOString(),
+      },
+    });
+    fake.push('1', envelope);
+    fake.push('2', envelope);
+    await vi.waitFor(() => expect(releases).toHaveLength(1));
+    expect(fake.acks).toEqual([]);
+    releases[0]!();
+    await vi.waitFor(() => expect(releases).toHaveLength(2));
+    expect(fake.acks).toEqual([]);
+    releases[1]!();
+    // One ack covers both, sent once the queue is empty.
+    await vi.waitFor(() => expect(fake.acks).toEqual(['2']));
+  });
+
+  it('keeps unread counts from the snapshot and the stream', async () => {
+    const fake = fakeTransport([
+      snapshotOf('10', [
+        { id: 'c1', lastSeq: 5, unread: 2, readSeq: 3 },
+        { id: 'c2', lastSeq: 1, unread: 1, readSeq: 0 },
+      ]),
+    ]);
+    const engine = createSyncEngine({ transport: fake.transport });
+    const changes: [string, number][] = [];
+    engine.onUnreadChange((id, n) => changes.push([id, n]));
+    engine.onEvent(() => undefined);
+    await engine.start();
+    expect([engine.unread('c1'), engine.unread('c2'), engine.unreadTotal()]).toEqual([2, 1, 3]);
+
+    const receipt = (conversationId: string, readSeq: number) =>
+      wire<RawSyncEvent>({
+        type: 'receipt',
+        conversationId,
+        userId: ME,
+        deliveredSeq: readSeq,
+        readSeq,
+      });
+    fake.push('11', messageEvent('c1', 5)); // already in the snapshot
+    fake.push('12', messageEvent('c1', 6));
+    fake.push('13', messageEvent('c1', 7));
+    fake.push('14', receipt('c1', 6)); // read on another device of mine
+    fake.push('15', messageEvent('c2', 2, ME)); // my own message reads the conversation
+    fake.push('16', {
+      type: 'conversation.left',
+      conversationId: 'c1',
+      reason: 'left',
+    });
+    await vi.waitFor(() => expect(engine.unreadTotal()).toBe(0));
+    expect(changes).toEqual([
+      ['c1', 2],
+      ['c2', 1],
+      ['c1', 3],
+      ['c1', 4],
+      ['c1', 1],
+      ['c2', 0],
+      ['c1', 0],
+    ]);
+  });
+});

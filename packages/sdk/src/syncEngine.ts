@@ -1,0 +1,346 @@
+import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
+import { errorCodeOf } from './errors';
+import { decodeEvent, type RawSyncEvent, type Snapshot, type SyncEvent } from './messaging';
+import { createMemoryCursorStore, type CursorStore, type SyncTransport } from './syncTransport';
+import { createUnreadTracker } from './unread';
+
+type Awaitable<T> = T | Promise<T>;
+
+/** Ephemeral events ride the stream with the current cursor as id and never move it. */
+export const EPHEMERAL_EVENT_TYPES: ReadonlySet<string> = new Set(['presence', 'typing']);
+
+export type SyncState = 'idle' | 'starting' | 'live' | 'stopped';
+export type EventInfo = {
+  /** The stream id (for ephemeral events: the cursor they arrived at). */
+  id: string;
+  /** Presence and typing: delivered live, never replayed, never saved as the cursor. */
+  ephemeral: boolean;
+};
+export type Subscription = {
+  /** Stops listening; safe to call twice. */
+  unsubscribe(): void;
+};
+
+/** `client.sync`: the device's one event stream, delivered in order and once. */
+export type MvpSync = {
+  /**
+   * Starts the stream (loading the snapshot first on a cold start); resolves once the server has
+   * started it. Calling it again while it runs answers the same promise.
+   */
+  start(): Promise<void>;
+  /**
+   * Ends the subscription; resolves once the event being handled (if any) is done and its
+   * cursor saved. The cursor stays in its store for the next `start()`.
+   */
+  stop(): Promise<void>;
+  readonly state: SyncState;
+  /**
+   * Every event, in stream order, each durable one once. The next event waits for this handler
+   * (and the cursor is saved only after it), so a handler that stores what it gets never skips
+   * or repeats. A handler that throws gets the same event again after a backoff: catch what you
+   * mean to skip. Registering the first handler starts the stream.
+   */
+  onEvent(
+    handler: (event: SyncEvent, info: EventInfo) => Awaitable<void>,
+    options?: { onStarted?: () => void },
+  ): Subscription;
+  /** A cold start's state (and a resync's), before any event after it. */
+  onSnapshot(handler: (snapshot: Snapshot) => Awaitable<void>): Subscription;
+  /** The server could not resume: drop what you derived from the stream; a snapshot follows. */
+  onResync(handler: () => Awaitable<void>): Subscription;
+  /** Failures: of the stream (retried; `UNAUTHORIZED` stops it), a handler, or the cursor store. */
+  onError(handler: (error: unknown) => void): Subscription;
+  /** Messages from others after my read position, kept current from the stream. */
+  unread(conversationId: string): number;
+  unreadTotal(): number;
+  onUnreadChange(handler: (conversationId: string, unread: number) => void): Subscription;
+};
+
+export type SyncEngineOptions = {
+  transport: SyncTransport;
+  cursorStore?: CursorStore;
+  backoff?: BackoffOptions;
+  random?: () => number;
+};
+
+type Queued = { id: string; data: RawSyncEvent };
+
+/** Event ids are the decimal seq of the device's stream (the server's contract). */
+const after = (a: string, b: string) => Number(a) > Number(b);
+
+export function createSyncEngine(options: SyncEngineOptions): MvpSync {
+  const { transport } = options;
+  const cursors = options.cursorStore ?? createMemoryCursorStore();
+  const backoff = options.backoff ?? DEFAULT_BACKOFF;
+
+  type Handler<A extends unknown[]> = (...args: A) => Awaitable<void>;
+  const eventHandlers = new Set<Handler<[SyncEvent, EventInfo]>>();
+  const snapshotHandlers = new Set<Handler<[Snapshot]>>();
+  const resyncHandlers = new Set<Handler<[]>>();
+  const errorHandlers = new Set<(error: unknown) => void>();
+  const unreadHandlers = new Set<(id: string, unread: number) => void>();
+  const startedWaiters = new Set<() => void>();
+  const listen = <T>(set: Set<T>, handler: T): Subscription => {
+    set.add(handler);
+    return { unsubscribe: () => void set.delete(handler) };
+  };
+  const report = (error: unknown) => {
+    for (const handler of errorHandlers) handler(error);
+  };
+
+  const unread = createUnreadTracker(
+    () => me,
+    (id, n) => {
+      for (const handler of unreadHandlers) handler(id, n);
+    },
+  );
+
+  let state: SyncState = 'idle';
+  /** Bumped by every (re)subscription and stop: callbacks of an older one are ignored. */
+  let generation = 0;
+  let subscription: { unsubscribe(): void } | undefined;
+  let starting: Promise<void> | undefined;
+  let me: string | undefined;
+  /** The last durable event handled (and saved); duplicates at or below it are dropped. */
+  let handled: string | null = null;
+  let queue: Queued[] = [];
+  let pumping = false;
+  let idle: Promise<void> = Promise.resolve();
+  let ackUpTo: string | null = null;
+  let attempt = 0;
+  let handlerFailures = 0;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let handlerWait: { timer: ReturnType<typeof setTimeout>; done: () => void } | undefined;
+
+  const delay = () => reconnectDelayMs(attempt++, backoff, options.random);
+  const saveCursor = async (id: string | null) => {
+    try {
+      await cursors.set(id);
+    } catch (error) {
+      report(error); // the stream goes on; a restart may then repeat events since the last save
+    }
+  };
+
+  /**
+   * (Re)connects from the stored cursor, or cold: snapshot first, then the stream from its cursor.
+   * The snapshot is loaded on a warm start too, only to seed the unread counts; the app keeps
+   * its own state and is not handed it again.
+   */
+  async function connect(gen: number, cold: boolean): Promise<void> {
+    me ??= await transport.whoAmI();
+    await idle;
+    const stored = cold ? null : await cursors.get();
+    const snapshot = await transport.snapshot();
+    if (gen !== generation) return;
+    unread.reset(snapshot);
+    let from = stored;
+    if (from === null) {
+      for (const handler of snapshotHandlers) await handler(snapshot);
+      if (gen !== generation) return;
+      from = snapshot.cursor;
+      await saveCursor(from);
+    }
+    handled = from;
+    queue = [];
+    subscription = transport.subscribe(from, {
+      onStarted: () => {
+        if (gen !== generation) return;
+        attempt = 0;
+        state = 'live';
+        for (const waiter of [...startedWaiters]) waiter();
+        startedWaiters.clear();
+      },
+      onData: (value) => {
+        if (gen !== generation) return;
+        queue.push(value);
+        void pump(gen);
+      },
+      onError: (error) => {
+        if (gen !== generation) return;
+        const code = errorCodeOf(error);
+        // A cursor the server refuses outright (corrupt in the store, or from another server)
+        // cannot be resumed from: a resync, after the events already queued.
+        if (code === 'BAD_REQUEST') {
+          report(error);
+          queue.push({ id: handled ?? '0', data: { type: 'resync' } });
+          return pump(gen);
+        }
+        if (code === 'UNAUTHORIZED') return fail(error);
+        reconnect({ cold: false, error });
+      },
+      // The server ended the stream without an error (it should not): resume after a pause.
+      onComplete: () => {
+        if (gen === generation && state !== 'stopped') reconnect({ cold: false });
+      },
+    });
+  }
+
+  /** Runs `connect` until it succeeds; network and server failures are retried with backoff. */
+  function run(cold: boolean): Promise<void> {
+    const gen = ++generation;
+    state = 'starting';
+    subscription?.unsubscribe();
+    subscription = undefined;
+    return connect(gen, cold).catch((error: unknown) => {
+      if (gen !== generation) return;
+      if (errorCodeOf(error) === 'UNAUTHORIZED') return fail(error);
+      reconnect({ cold, error });
+    });
+  }
+
+  function reconnect({ cold, error }: { cold: boolean; error?: unknown }) {
+    if (error !== undefined) report(error);
+    const gen = ++generation;
+    subscription?.unsubscribe();
+    subscription = undefined;
+    state = 'starting';
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => {
+      if (gen === generation) void run(cold);
+    }, delay());
+  }
+
+  /** For good: the session is over. `start()` tries again (e.g. after signing in). */
+  function fail(error: unknown) {
+    void halt();
+    report(error);
+    for (const waiter of [...startedWaiters]) waiter();
+    startedWaiters.clear();
+  }
+
+  function halt() {
+    generation++;
+    state = 'stopped';
+    me = undefined; // the next start may be another account's (after signing in again)
+    starting = undefined;
+    subscription?.unsubscribe();
+    subscription = undefined;
+    clearTimeout(retryTimer);
+    handlerWait?.done();
+    queue = [];
+    return idle;
+  }
+
+  /**
+   * Delivers queued events one at a time; the only place the cursor moves forward. An event
+   * whose handler finished is saved even if the stream stopped or reconnected meanwhile (the app
+   * has it); `connect` waits for this (`idle`) before it reads the cursor, so nothing repeats.
+   */
+  function pump(gen: number) {
+    if (pumping) return;
+    pumping = true;
+    idle = drain(gen).finally(() => {
+      pumping = false;
+      // Events of a newer subscription may have queued while this (older) run was busy.
+      if (queue.length > 0) pump(generation);
+      else flushAck();
+    });
+  }
+
+  async function drain(gen: number) {
+    while (gen === generation && queue.length > 0) {
+      const current = queue; // `connect` swaps in a fresh queue for a new subscription
+      const { id, data } = current[0]!;
+      if (data.type === 'resync') return resync();
+      const ephemeral = EPHEMERAL_EVENT_TYPES.has(data.type);
+      if (!ephemeral && handled !== null && !after(id, handled)) {
+        current.shift(); // seen before (a reconnect raced the backlog): delivered already
+        continue;
+      }
+      const event = decodeEvent(data);
+      try {
+        for (const handler of eventHandlers) await handler(event, { id, ephemeral });
+      } catch (error) {
+        report(error);
+        await pause(reconnectDelayMs(handlerFailures++, backoff, options.random));
+        continue; // the same event again, unless stopped meanwhile
+      }
+      handlerFailures = 0;
+      current.shift();
+      unread.apply(event);
+      if (ephemeral) continue;
+      handled = id;
+      await saveCursor(id);
+      if (event.type === 'envelope') ackUpTo = id;
+    }
+  }
+
+  /** Envelopes are deleted on the server once handled; a failed ack is retried with the next. */
+  function flushAck() {
+    const upTo = ackUpTo;
+    if (upTo === null) return;
+    ackUpTo = null;
+    transport.ack(upTo).catch((error: unknown) => {
+      if (ackUpTo === null || after(upTo, ackUpTo)) ackUpTo = upTo;
+      report(error);
+    });
+  }
+
+  /** Runs inside `drain`: nothing else moves the cursor meanwhile. */
+  async function resync() {
+    const gen = ++generation; // what the old subscription still sends is void from here
+    state = 'starting';
+    subscription?.unsubscribe();
+    subscription = undefined;
+    queue = [];
+    handled = null;
+    await saveCursor(null);
+    unread.reset(null);
+    for (const handler of resyncHandlers) await handler();
+    if (gen === generation) void run(true);
+  }
+
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        handlerWait = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      handlerWait = { timer, done };
+    });
+
+  const stop = async () => {
+    await halt();
+  };
+
+  const start = (): Promise<void> => {
+    if (state === 'live') return Promise.resolve();
+    starting ??= new Promise<void>((resolve, reject) => {
+      const waiter = () => {
+        startedWaiters.delete(waiter);
+        if (state === 'live') resolve();
+        else reject(new Error('@mvp/sdk: the sync stream stopped before it started'));
+      };
+      startedWaiters.add(waiter);
+      if (state !== 'starting') void run(false);
+    });
+    return starting;
+  };
+
+  return {
+    start,
+    stop,
+    get state() {
+      return state;
+    },
+    onEvent(handler, opts = {}) {
+      const sub = listen(eventHandlers, handler);
+      if (opts.onStarted) {
+        const onStarted = opts.onStarted;
+        if (state === 'live') onStarted();
+        else start().then(onStarted, () => undefined);
+      } else if (state === 'idle' || state === 'stopped') {
+        start().catch(() => undefined); // failures reach onError
+      }
+      return sub;
+    },
+    onSnapshot: (handler) => listen(snapshotHandlers, handler),
+    onResync: (handler) => listen(resyncHandlers, handler),
+    onError: (handler) => listen(errorHandlers, handler),
+    unread: (conversationId) => unread.get(conversationId),
+    unreadTotal: () => unread.total(),
+    onUnreadChange: (handler) => listen(unreadHandlers, handler),
+  };
+}

@@ -1,0 +1,61 @@
+import type { TRPCClient } from '@trpc/client';
+import type { AppRouter } from '@mvp/api';
+import { decodeSnapshot, type RawSyncEvent, type Snapshot } from './messaging';
+
+/**
+ * Where the id of the last event the app has handled lives, so a restart resumes exactly after
+ * it. `set(null)` forgets it (after a `resync`). The default keeps it in memory.
+ */
+export type CursorStore = {
+  get(): Promise<string | null>;
+  set(id: string | null): Promise<void>;
+};
+
+export function createMemoryCursorStore(initial: string | null = null): CursorStore {
+  let cursor = initial;
+  return {
+    get: () => Promise.resolve(cursor),
+    set: (id) => {
+      cursor = id;
+      return Promise.resolve();
+    },
+  };
+}
+
+/** What the engine needs from the server; `client.sync` wires it to `api.sync.*`. */
+export type SyncTransport = {
+  /** My user id, to tell my messages and receipts from others'. */
+  whoAmI(): Promise<string>;
+  snapshot(): Promise<Snapshot>;
+  subscribe(
+    lastEventId: string | null,
+    handlers: {
+      onStarted(): void;
+      onData(value: { id: string; data: RawSyncEvent }): void;
+      onError(error: unknown): void;
+      onComplete(): void;
+    },
+  ): { unsubscribe(): void };
+  ack(upTo: string): Promise<void>;
+};
+
+/** The engine's transport over the client's tRPC API (one `sync.events` subscription). */
+export function createApiSyncTransport(api: TRPCClient<AppRouter>): SyncTransport {
+  return {
+    whoAmI: async () => (await api.me.get.query()).id,
+    snapshot: async () => decodeSnapshot(await api.sync.snapshot.query()),
+    subscribe: (lastEventId, handlers) =>
+      api.sync.events.subscribe(
+        { lastEventId },
+        {
+          onStarted: () => handlers.onStarted(),
+          onData: (value) => handlers.onData(value),
+          onError: (error) => handlers.onError(error),
+          onComplete: () => handlers.onComplete(),
+        },
+      ),
+    ack: async (upTo) => {
+      await api.sync.ack.mutate({ upTo });
+    },
+  };
+}
