@@ -117,6 +117,7 @@ export function configFromEnv(env: Env): ServerConfig {
       groupMemberCap: env.MVP_GROUP_MEMBER_CAP,
       deviceQueueCap: env.MVP_DEVICE_QUEUE_CAP,
       retentionDays: env.MVP_EVENT_RETENTION_DAYS,
+      sendLimit: env.MVP_LIMIT_SEND_ACCOUNT,
     },
     presence: {
       ttlSeconds: env.MVP_PRESENCE_TTL_SECONDS,

@@ -134,6 +134,7 @@ export const envSchema = {
   MVP_GROUP_MEMBER_CAP: int(2, 100_000).default(1000),
   MVP_DEVICE_QUEUE_CAP: int(10, 1_000_000).default(5000),
   MVP_EVENT_RETENTION_DAYS: int(1, 3650).default(30),
+  MVP_LIMIT_SEND_ACCOUNT: limit.default({ points: 600, durationSeconds: 60 }),
 };
 
 export const ENV_VARIABLES = Object.keys(envSchema);

@@ -3,6 +3,7 @@ import { pruneStreams } from '@mvp/api';
 import { errorCodeOf } from '@mvp/sdk';
 import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
 import { backendLabel } from './helpers/env';
+import { defaultConfig } from '../src/index';
 import { startServer, type TestServer } from './helpers/startServer';
 import { openStream } from './helpers/sync';
 
@@ -18,6 +19,7 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
   beforeAll(async () => {
     t = await startServer({
       messaging: {
+        ...defaultConfig().messaging,
         maxCiphertextBytes: 1024,
         groupMemberCap: 10,
         deviceQueueCap: 3,

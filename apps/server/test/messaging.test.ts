@@ -374,3 +374,31 @@ describe(`conversations, messages and the sync stream (${backendLabel})`, () => 
     expect(await codeOf(send(bob, unknown, 'anyone?'))).toBe('NOT_FOUND');
   });
 });
+
+describe(`the per-account send budget (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      messaging: { ...defaultConfig().messaging, sendLimit: { points: 3, durationSeconds: 60 } },
+    });
+  });
+  afterAll(() => t.stop());
+
+  it('refuses the send over budget with the wait, and stores nothing', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const api = clientWithToken(t, alice.accessToken).api;
+    const chat = await api.conversations.create.mutate({ kind: 'direct', userId: bob.userId });
+    const send = () =>
+      api.messages.send.mutate({
+        conversationId: chat.id,
+        clientMessageId: cid(),
+        contentType: 'text/plain',
+        ciphertext: b64('x'),
+      });
+    for (let i = 0; i < 3; i++) await send();
+    const refused = await send().catch((e: unknown) => e);
+    expect(errorCodeOf(refused)).toBe('TOO_MANY_REQUESTS');
+    expect((refused as { data?: { retryAfterMs?: number } }).data?.retryAfterMs).toBeGreaterThan(0);
+    expect((await api.conversations.get.query({ id: chat.id })).lastSeq).toBe(3);
+  });
+});

@@ -39,6 +39,8 @@ export type ApiSettings = {
     deviceQueueCap: number;
     /** Events (and unacknowledged envelopes) older than this are deleted; older cursors resync. */
     retentionDays: number;
+    /** Sends (messages, envelope batches, edits) per account. */
+    sendLimit: Limit;
   };
 };
 

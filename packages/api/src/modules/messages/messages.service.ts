@@ -4,6 +4,7 @@ import type { TMessage } from '@mvp/contracts';
 import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { enforceLimit } from '../../rateLimit';
 import { memberIds } from '../conversations/conversations.repo';
 import { blockedBetween, requireMember } from '../conversations/conversations.service';
 import { recordEvents, wake } from '../sync/events';
@@ -23,6 +24,11 @@ export type SendInput = {
 const ADMINS: readonly string[] = ['owner', 'admin'];
 /** Distinct emoji one member may put on one message. */
 const MAX_REACTIONS_PER_USER = 20;
+
+/** One point of the account's send budget (messages, edits, envelope batches). */
+export function spendSend(ctx: Context, userId: string): Promise<void> {
+  return enforceLimit(ctx, 'send-account', ctx.settings.messaging.sendLimit, userId);
+}
 
 function decodeCiphertext(ctx: Context, ciphertext: string): Buffer {
   const bytes = Buffer.from(ciphertext, 'base64');
@@ -72,6 +78,7 @@ export async function sendMessage(
 ): Promise<TMessage> {
   const db = ctx.ports.db;
   const me = sender.userId;
+  await spendSend(ctx, me);
   const first = await repo.findByClientId(db, input.conversationId, me, input.clientMessageId);
   if (first) return (await repo.describeMessages(db, [first]))[0]!;
 
@@ -213,6 +220,7 @@ export async function editMessage(
   me: string,
   input: MessageRef & { contentType: string; ciphertext: string },
 ): Promise<TMessage> {
+  await spendSend(ctx, me);
   const bytes = decodeCiphertext(ctx, input.ciphertext);
   const { row } = await visibleMessage(ctx, me, input);
   if (row.sender_id !== me) throw new AppError('FORBIDDEN', 'Only the sender edits a message');

@@ -2,6 +2,7 @@ import { uuidv7 } from 'uuidv7';
 import type { TEnvelope } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { spendSend } from '../messages/messages.service';
 import { appendEvents } from './stream.repo';
 import { wake } from './events';
 
@@ -18,6 +19,7 @@ export async function sendToDevices(
   sender: Device,
   envelopes: Outgoing[],
 ): Promise<{ ids: string[] }> {
+  await spendSend(ctx, sender.userId);
   const db = ctx.ports.db;
   const { maxCiphertextBytes, deviceQueueCap } = ctx.settings.messaging;
   const decoded = envelopes.map((e) => ({ ...e, bytes: Buffer.from(e.ciphertext, 'base64') }));
