@@ -1,0 +1,37 @@
+/**
+ * Every failure this package reports is a `CryptoError` with a code the SDK can switch on.
+ * Messages never contain key material or plaintext.
+ */
+export type CryptoErrorCode =
+  /** `crypto.getRandomValues` is missing: we refuse to run rather than fall back. */
+  | 'NO_SECURE_RANDOM'
+  /** A key has the wrong length or is not a valid point. */
+  | 'INVALID_KEY'
+  /** An Ed25519 signature did not verify (signed prekey, sender-key message). */
+  | 'BAD_SIGNATURE'
+  /** Authentication failed: tampered ciphertext, nonce, header or wrong key. */
+  | 'DECRYPT_FAILED'
+  /** The message key was already used (or deliberately forgotten): a replay or duplicate. */
+  | 'DUPLICATE_MESSAGE'
+  /** The message would need more skipped message keys than the configured bound. */
+  | 'TOO_MANY_SKIPPED'
+  /** Bytes that do not parse as the expected structure. */
+  | 'MALFORMED'
+  /** A version byte or field this build does not know. */
+  | 'UNKNOWN_VERSION'
+  /** A prekey, session or sender key the message refers to is not in the store. */
+  | 'UNKNOWN_KEY';
+
+export class CryptoError extends Error {
+  readonly code: CryptoErrorCode;
+
+  constructor(code: CryptoErrorCode, message: string) {
+    super(message);
+    this.name = 'CryptoError';
+    this.code = code;
+  }
+}
+
+export function isCryptoError(error: unknown, code?: CryptoErrorCode): error is CryptoError {
+  return error instanceof CryptoError && (code === undefined || error.code === code);
+}

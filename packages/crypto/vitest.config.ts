@@ -1,0 +1,3 @@
+import { vitestPreset } from '@mvp/vitest-config';
+
+export default vitestPreset();
