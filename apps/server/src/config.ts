@@ -61,6 +61,7 @@ export type ServerConfig = {
   /** Where blobs go: S3 when set, else `<dataDir>/blobs`. */
   s3: S3BlobStoreOptions | undefined;
   messaging: ApiSettings['messaging'];
+  keys: ApiSettings['keys'];
   presence: {
     /** An instance's connection counts expire this long after its last refresh. */
     ttlSeconds: number;
@@ -112,6 +113,11 @@ export function configFromEnv(env: Env): ServerConfig {
     searchLimit: env.MVP_LIMIT_SEARCH_ACCOUNT,
     avatarMaxBytes: env.MVP_AVATAR_MAX_BYTES,
     s3: s3FromEnv(env),
+    keys: {
+      prekeyCap: env.MVP_PREKEY_CAP,
+      lowThreshold: env.MVP_PREKEY_LOW_THRESHOLD,
+      claimLimit: env.MVP_LIMIT_KEY_CLAIM_ACCOUNT,
+    },
     messaging: {
       maxCiphertextBytes: env.MVP_MESSAGE_MAX_BYTES,
       groupMemberCap: env.MVP_GROUP_MEMBER_CAP,

@@ -39,6 +39,7 @@ function apiSettingsFrom(config: ServerConfig): ApiSettings {
     },
     people: { searchLimit: config.searchLimit },
     messaging: config.messaging,
+    keys: config.keys,
   };
 }
 

@@ -135,6 +135,10 @@ export const envSchema = {
   MVP_DEVICE_QUEUE_CAP: int(10, 1_000_000).default(5000),
   MVP_EVENT_RETENTION_DAYS: int(1, 3650).default(30),
   MVP_LIMIT_SEND_ACCOUNT: limit.default({ points: 600, durationSeconds: 60 }),
+  // Keys (issue 6).
+  MVP_PREKEY_CAP: int(100, 100_000).default(500),
+  MVP_PREKEY_LOW_THRESHOLD: int(1, 1000).default(10),
+  MVP_LIMIT_KEY_CLAIM_ACCOUNT: limit.default({ points: 200, durationSeconds: 60 }),
 };
 
 export const ENV_VARIABLES = Object.keys(envSchema);

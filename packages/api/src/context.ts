@@ -30,6 +30,14 @@ export type ApiSettings = {
   ipRateLimit: RateLimitRule;
   auth: AuthSettings;
   people: { searchLimit: Limit };
+  keys: {
+    /** Most one-time prekeys one device may hold. */
+    prekeyCap: number;
+    /** Below this many, the device gets a `keys.low` event. */
+    lowThreshold: number;
+    /** Prekey bundle claims per account. */
+    claimLimit: Limit;
+  };
   messaging: {
     /** Largest message ciphertext, in decoded bytes. */
     maxCiphertextBytes: number;

@@ -1,6 +1,7 @@
 import { authRouter } from './modules/auth/auth.router';
 import { blocksRouter, contactsRouter } from './modules/contacts/contacts.router';
 import { conversationsRouter } from './modules/conversations/conversations.router';
+import { keysRouter } from './modules/keys/keys.router';
 import { meRouter } from './modules/me/me.router';
 import { messagesRouter } from './modules/messages/messages.router';
 import { sessionsRouter } from './modules/sessions/sessions.router';
@@ -20,6 +21,7 @@ export const appRouter = router({
   sync: syncRouter,
   conversations: conversationsRouter,
   messages: messagesRouter,
+  keys: keysRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -15,6 +15,11 @@ export const APP_ERROR_CODES = [
   /** An upload that is not one of the accepted formats (avatars: PNG, JPEG, WebP). */
   'UNSUPPORTED_MEDIA_TYPE',
   'TOO_MANY_REQUESTS',
+  /**
+   * Envelopes meant for all of a user's devices named the wrong set: `data.devices` lists the
+   * missing and the stale ones (Signal's 409/410); refresh the device list and retry.
+   */
+  'DEVICES_CHANGED',
   'SERVICE_UNAVAILABLE',
   'INTERNAL_SERVER_ERROR',
 ] as const;
@@ -32,6 +37,7 @@ export const APP_ERROR_TRANSPORT = {
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
+  DEVICES_CHANGED: 'CONFLICT',
   SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const satisfies Record<TAppErrorCode, string>;
@@ -47,4 +53,9 @@ export type TErrorData = {
   requestId?: string;
   issues?: TFieldIssue[];
   retryAfterMs?: number;
+  /** With DEVICES_CHANGED: devices to add to the send, and devices that no longer exist. */
+  devices?: TDeviceMismatch;
 };
+
+export type TDeviceRef = { userId: string; deviceId: string };
+export type TDeviceMismatch = { missing: TDeviceRef[]; stale: TDeviceRef[] };

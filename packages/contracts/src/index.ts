@@ -6,3 +6,4 @@ export * from './sessions';
 export * from './system';
 export * from './people';
 export * from './messaging';
+export * from './keys';

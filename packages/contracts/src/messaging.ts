@@ -206,6 +206,11 @@ export const ZEnvelope = z.object({
 export type TEnvelope = z.infer<typeof ZEnvelope>;
 
 export const ZSendToDevicesInput = z.object({
+  /**
+   * True when the envelopes are meant for every device of each recipient (key shares): the server
+   * then refuses with DEVICES_CHANGED unless they name exactly the recipients' live devices.
+   */
+  allDevices: z.boolean().default(false),
   envelopes: z
     .array(
       z.object({
@@ -283,6 +288,20 @@ export const ZSyncEvent = z.discriminatedUnion('type', [
     conversationId: z.string(),
     userId: z.string(),
     until: z.iso.datetime(),
+  }),
+  /** For this device only: its one-time prekeys ran low; upload more. */
+  z.object({ type: z.literal('keys.low'), remaining: z.number().int() }),
+  /**
+   * Someone I share a conversation or contact with added a device or changed its identity key
+   * (a changed key is a new device); `verificationLost` when I had verified them.
+   */
+  z.object({
+    type: z.literal('device.keys'),
+    userId: z.string(),
+    deviceId: z.string(),
+    identityKey: z.string(),
+    change: z.enum(['added', 'changed']),
+    verificationLost: z.boolean(),
   }),
   /** For this device only; stays until `sync.ack` covers its id. */
   z.object({ type: z.literal('envelope'), envelope: ZEnvelope }),

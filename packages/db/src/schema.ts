@@ -168,6 +168,35 @@ export type InvitesTable = {
   revoked_at: number | null;
 };
 
+export type DeviceKeysTable = {
+  device_id: string;
+  user_id: string;
+  identity_key: string;
+  signing_key: string;
+  signed_prekey_id: number;
+  signed_prekey: string;
+  signed_prekey_signature: string;
+  low_notified_at: number | null;
+  created_at: number;
+  updated_at: number;
+};
+
+export type OneTimePrekeysTable = {
+  device_id: string;
+  key_id: number;
+  public_key: string;
+  created_at: number;
+};
+
+export type VerificationsTable = {
+  user_id: string;
+  target_user_id: string;
+  fingerprint: string;
+  method: string;
+  verified_at: number;
+  broken_at: number | null;
+};
+
 /** Kysely's own bookkeeping tables are not listed: only the Migrator touches them. */
 export type DB = {
   app_meta: AppMetaTable;
@@ -187,4 +216,7 @@ export type DB = {
   reactions: ReactionsTable;
   pins: PinsTable;
   invites: InvitesTable;
+  device_keys: DeviceKeysTable;
+  one_time_prekeys: OneTimePrekeysTable;
+  verifications: VerificationsTable;
 };

@@ -1,10 +1,12 @@
 import { TRPCError } from '@trpc/server';
-import { APP_ERROR_TRANSPORT, type TAppErrorCode } from '@mvp/contracts';
+import { APP_ERROR_TRANSPORT, type TAppErrorCode, type TDeviceMismatch } from '@mvp/contracts';
 
 export type AppErrorOptions = {
   cause?: unknown;
   /** For TOO_MANY_REQUESTS: how long the caller should wait before trying again. */
   retryAfterMs?: number;
+  /** For DEVICES_CHANGED: which devices the caller must add or drop. */
+  devices?: TDeviceMismatch;
 };
 
 /**
@@ -14,6 +16,7 @@ export type AppErrorOptions = {
 export class AppError extends TRPCError {
   readonly appCode: TAppErrorCode;
   readonly retryAfterMs: number | undefined;
+  readonly devices: TDeviceMismatch | undefined;
 
   constructor(appCode: TAppErrorCode, message?: string, options: AppErrorOptions = {}) {
     super({
@@ -24,5 +27,6 @@ export class AppError extends TRPCError {
     // `name` stays 'TRPCError': trpc-to-openapi recognises errors by name, not instanceof.
     this.appCode = appCode;
     this.retryAfterMs = options.retryAfterMs;
+    this.devices = options.devices;
   }
 }

@@ -57,6 +57,7 @@ export function errorFormatter({ shape, error, ctx }: FormatterInput): ErrorShap
   const appCode = appCodeOf(error);
   const issues = appCode === 'BAD_REQUEST' ? fieldIssuesOf(error) : undefined;
   const retryAfterMs = error instanceof AppError ? error.retryAfterMs : undefined;
+  const devices = error instanceof AppError ? error.devices : undefined;
   let message = shape.message;
   if (appCode === 'INTERNAL_SERVER_ERROR') message = 'Internal server error';
   else if (issues) message = describeIssues(issues);
@@ -67,6 +68,7 @@ export function errorFormatter({ shape, error, ctx }: FormatterInput): ErrorShap
     ...(ctx?.requestId ? { requestId: ctx.requestId } : {}),
     ...(issues ? { issues } : {}),
     ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    ...(devices ? { devices } : {}),
   };
   return { code: shape.code, message, data };
 }

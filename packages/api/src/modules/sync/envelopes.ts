@@ -2,6 +2,7 @@ import { uuidv7 } from 'uuidv7';
 import type { TEnvelope } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { assertCompleteDeviceSets } from '../keys/keys.service';
 import { spendSend } from '../messages/messages.service';
 import { appendEvents } from './stream.repo';
 import { wake } from './events';
@@ -18,6 +19,7 @@ export async function sendToDevices(
   ctx: Context,
   sender: Device,
   envelopes: Outgoing[],
+  options: { allDevices: boolean } = { allDevices: false },
 ): Promise<{ ids: string[] }> {
   await spendSend(ctx, sender.userId);
   const db = ctx.ports.db;
@@ -33,7 +35,8 @@ export async function sendToDevices(
     .where('id', 'in', deviceIds)
     .execute();
   const owner = new Map(known.map((d) => [d.id, d.user_id]));
-  if (envelopes.some((e) => owner.get(e.deviceId) !== e.userId))
+  if (options.allDevices) await assertCompleteDeviceSets(ctx, sender, envelopes);
+  else if (envelopes.some((e) => owner.get(e.deviceId) !== e.userId))
     throw new AppError('NOT_FOUND', 'No such device');
 
   const blockers = await db

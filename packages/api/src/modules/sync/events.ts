@@ -45,6 +45,16 @@ export function recordEvents(
   );
 }
 
+/** One event for one device of a user (its own stream rows; other devices never read it). */
+export function recordDeviceEvent(
+  trx: Transaction<DB>,
+  device: { userId: string; deviceId: string },
+  event: DurableEvent,
+  now: number,
+): Promise<Map<string, number>> {
+  return appendEvents(trx, [{ ...device, event: storedOf(event) }], now);
+}
+
 /** Tells the users' subscriptions (on every instance) that their streams grew. */
 export async function wake(ports: Pick<Ports, 'bus'>, userIds: Iterable<string>): Promise<void> {
   await Promise.all([...new Set(userIds)].map((id) => ports.bus.publish(userChannel(id), WAKE)));

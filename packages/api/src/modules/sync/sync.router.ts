@@ -42,7 +42,9 @@ export const syncRouter = router({
     })
     .input(ZSendToDevicesInput)
     .output(z.object({ ids: z.array(z.string()) }))
-    .mutation(({ ctx, input }) => sendToDevices(ctx, ctx.auth, input.envelopes)),
+    .mutation(({ ctx, input }) =>
+      sendToDevices(ctx, ctx.auth, input.envelopes, { allDevices: input.allDevices }),
+    ),
 
   /** This device has handled its envelopes up to this event id; they are deleted. */
   ack: authedProcedure

@@ -1,0 +1,267 @@
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorCodeOf } from '@mvp/sdk';
+import { defaultConfig } from '../src/index';
+import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import { backendLabel } from './helpers/env';
+import { startServer, type TestServer } from './helpers/startServer';
+import { openStream } from './helpers/sync';
+
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: unknown) => errorCodeOf(e),
+  );
+
+/** Raw 32-byte public key of a Node key pair, base64 (what clients publish). */
+const rawPublic = (key: ReturnType<typeof generateKeyPairSync>['publicKey']) =>
+  Buffer.from(key.export({ format: 'jwk' }).x!, 'base64url').toString('base64');
+
+/**
+ * A device's key material as a client would make it. The server only ever sees public halves;
+ * Node's crypto stands in for @mvp/crypto here (same curves, same raw encodings).
+ */
+function deviceKeys(prekeys = 0, firstId = 1) {
+  const identity = generateKeyPairSync('x25519');
+  const signing = generateKeyPairSync('ed25519');
+  const signedPrekey = generateKeyPairSync('x25519');
+  const spkPublic = rawPublic(signedPrekey.publicKey);
+  return {
+    signingPrivate: signing.privateKey,
+    input: {
+      identityKey: rawPublic(identity.publicKey),
+      signingKey: rawPublic(signing.publicKey),
+      signedPrekey: {
+        keyId: 1,
+        publicKey: spkPublic,
+        signature: sign(null, Buffer.from(spkPublic, 'base64'), signing.privateKey).toString(
+          'base64',
+        ),
+      },
+      oneTimePrekeys: oneTimePrekeys(prekeys, firstId),
+    },
+  };
+}
+
+function oneTimePrekeys(n: number, firstId = 1) {
+  return Array.from({ length: n }, (_, i) => ({
+    keyId: firstId + i,
+    publicKey: rawPublic(generateKeyPairSync('x25519').publicKey),
+  }));
+}
+
+describe(`the device key directory (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      keys: { ...defaultConfig().keys, prekeyCap: 150, lowThreshold: 3 },
+    });
+  });
+  afterAll(() => t.stop());
+
+  const api = (token: string) => clientWithToken(t, token).api;
+  const deviceIdOf = async (token: string) =>
+    (await api(token).sessions.list.query()).sessions.find((s) => s.current)!.device.id;
+  const login = async (a: Account) => {
+    const res = await t.client.api.auth.login.mutate({
+      identifier: a.username,
+      password: PASSWORD,
+      device: { ...DEVICE, name: 'Another' },
+    });
+    if (res.status !== 'ok') throw new Error('expected tokens');
+    return res.accessToken;
+  };
+
+  it('publishes checked keys, lists live devices, and refuses bad input', async () => {
+    const alice = await registerUser(t);
+    const keys = deviceKeys(5);
+    const bad = deviceKeys();
+    expect(
+      await codeOf(
+        api(alice.accessToken).keys.publish.mutate({
+          ...keys.input,
+          signedPrekey: { ...keys.input.signedPrekey, signature: bad.input.signedPrekey.signature },
+        }),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect(
+      await codeOf(
+        api(alice.accessToken).keys.publish.mutate({ ...keys.input, identityKey: 'short' }),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect(
+      await codeOf(
+        api(alice.accessToken).keys.publish.mutate({
+          ...keys.input,
+          oneTimePrekeys: oneTimePrekeys(101),
+        }),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect(await codeOf(api(alice.accessToken).keys.count.query())).toBe('CONFLICT');
+
+    expect(await api(alice.accessToken).keys.publish.mutate(keys.input)).toEqual({
+      oneTimePrekeys: 5,
+      signedPrekeyId: 1,
+      threshold: 3,
+    });
+    const bob = await registerUser(t);
+    const listed = await api(bob.accessToken).keys.devices.query({ userId: alice.userId });
+    expect(listed.devices).toEqual([
+      {
+        deviceId: await deviceIdOf(alice.accessToken),
+        identityKey: keys.input.identityKey,
+        signingKey: keys.input.signingKey,
+      },
+    ]);
+    // A signed-out device leaves the directory at once.
+    await api(alice.accessToken).auth.logout.mutate();
+    expect(
+      (await api(bob.accessToken).keys.devices.query({ userId: alice.userId })).devices,
+    ).toEqual([]);
+    expect(
+      await codeOf(
+        api(bob.accessToken).keys.devices.query({ userId: '0190d4a2-0000-7000-8000-000000000000' }),
+      ),
+    ).toBe('NOT_FOUND');
+  });
+
+  it('N parallel claims against K keys hand out exactly min(N, K) distinct keys, then last resort', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const K = 12;
+    const N = 20;
+    await api(alice.accessToken).keys.publish.mutate(deviceKeys(K).input);
+    const claims = await Promise.all(
+      Array.from({ length: N }, () =>
+        api(bob.accessToken).keys.claim.mutate({ userId: alice.userId }),
+      ),
+    );
+    const keys = claims.map((c) => c.devices[0]!.oneTimePrekey);
+    const given = keys.filter((k) => k !== null).map((k) => k.keyId);
+    expect(given).toHaveLength(Math.min(N, K));
+    expect(new Set(given).size).toBe(given.length);
+    // The rest get the signed prekey alone.
+    expect(keys.filter((k) => k === null)).toHaveLength(N - K);
+    expect(claims.every((c) => c.devices[0]!.signedPrekey.keyId === 1)).toBe(true);
+    expect((await api(alice.accessToken).keys.count.query()).oneTimePrekeys).toBe(0);
+  });
+
+  it('a device running low is told once on its stream, and tops up', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await api(alice.accessToken).keys.publish.mutate(deviceKeys(4).input);
+    const stream = await openStream(t, alice.accessToken);
+    await api(bob.accessToken).keys.claim.mutate({ userId: alice.userId }); // 3 left
+    await api(bob.accessToken).keys.claim.mutate({ userId: alice.userId }); // 2 left: low
+    await api(bob.accessToken).keys.claim.mutate({ userId: alice.userId }); // 1 left: told already
+    expect((await stream.next('keys.low')).event.remaining).toBe(2);
+    const topped = await api(alice.accessToken).keys.upload.mutate({
+      oneTimePrekeys: oneTimePrekeys(10, 100),
+    });
+    expect(topped.oneTimePrekeys).toBe(11);
+    expect(
+      await codeOf(
+        api(alice.accessToken).keys.upload.mutate({ oneTimePrekeys: oneTimePrekeys(1, 100) }),
+      ),
+    ).toBe('BAD_REQUEST'); // id already in use
+    expect(
+      await codeOf(
+        api(alice.accessToken).keys.upload.mutate({ oneTimePrekeys: oneTimePrekeys(100, 200) }),
+      ),
+    ).toBe('ok'); // 111 held, cap 150
+    expect(
+      await codeOf(
+        api(alice.accessToken).keys.upload.mutate({ oneTimePrekeys: oneTimePrekeys(50, 400) }),
+      ),
+    ).toBe('BAD_REQUEST'); // over the cap
+    expect(stream.events.size).toBe(0);
+    await stream.close();
+  });
+
+  it('a changed identity key is a new device: peers are told, a verification no longer holds', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await api(alice.accessToken).contacts.request.mutate({ userId: bob.userId });
+    await api(bob.accessToken).contacts.request.mutate({ userId: alice.userId });
+    await api(alice.accessToken).keys.publish.mutate(deviceKeys(2).input);
+    const verified = await api(bob.accessToken).keys.verify.mutate({
+      userId: alice.userId,
+      fingerprint: '12345 67890 12345 67890 12345 67890',
+      method: 'qr',
+    });
+    expect(verified).toMatchObject({ verified: true, method: 'qr' });
+
+    const bobStream = await openStream(t, bob.accessToken);
+    const fresh = deviceKeys(1);
+    expect((await api(alice.accessToken).keys.publish.mutate(fresh.input)).oneTimePrekeys).toBe(1);
+    expect((await bobStream.next('device.keys')).event).toMatchObject({
+      userId: alice.userId,
+      identityKey: fresh.input.identityKey,
+      change: 'changed',
+      verificationLost: true,
+    });
+    expect(
+      (await api(bob.accessToken).keys.verification.query({ userId: alice.userId }))?.verified,
+    ).toBe(false);
+    // Publishing the same keys again changes nothing and tells nobody.
+    await api(alice.accessToken).keys.publish.mutate({ ...fresh.input, oneTimePrekeys: [] });
+    expect(bobStream.events.size).toBe(0);
+    expect(
+      await codeOf(
+        api(bob.accessToken).keys.verify.mutate({
+          userId: bob.userId,
+          fingerprint: '12345678',
+          method: 'manual',
+        }),
+      ),
+    ).toBe('BAD_REQUEST');
+    await bobStream.close();
+  });
+
+  it('envelopes for all devices are refused with the missing and stale devices named', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const bobLaptop = await login(bob);
+    await api(bob.accessToken).keys.publish.mutate(deviceKeys(1).input);
+    await api(bobLaptop).keys.publish.mutate(deviceKeys(1).input);
+    const [phone, laptop] = [await deviceIdOf(bob.accessToken), await deviceIdOf(bobLaptop)];
+    const envelope = (deviceId: string) => ({
+      userId: bob.userId,
+      deviceId,
+      contentType: 'mvp/sender-key',
+      ciphertext: Buffer.from('key share').toString('base64'),
+    });
+    const sendAll = (...deviceIds: string[]) =>
+      api(alice.accessToken).sync.sendToDevices.mutate({
+        allDevices: true,
+        envelopes: deviceIds.map(envelope),
+      });
+
+    const refused = await sendAll(phone).catch((e: unknown) => e);
+    expect(errorCodeOf(refused)).toBe('DEVICES_CHANGED');
+    expect((refused as { data?: { devices?: unknown } }).data?.devices).toEqual({
+      missing: [{ userId: bob.userId, deviceId: laptop }],
+      stale: [],
+    });
+    expect((await sendAll(phone, laptop)).ids).toHaveLength(2);
+
+    await api(bobLaptop).auth.logout.mutate();
+    const stale = await sendAll(phone, laptop).catch((e: unknown) => e);
+    expect((stale as { data?: { devices?: unknown } }).data?.devices).toEqual({
+      missing: [],
+      stale: [{ userId: bob.userId, deviceId: laptop }],
+    });
+  });
+
+  it('claims are rate limited per account', async () => {
+    const limited = await startServer({
+      keys: { ...defaultConfig().keys, claimLimit: { points: 2, durationSeconds: 60 } },
+    });
+    try {
+      const [alice, bob] = [await registerUser(limited), await registerUser(limited)];
+      const claim = () =>
+        clientWithToken(limited, bob.accessToken).api.keys.claim.mutate({ userId: alice.userId });
+      await claim();
+      await claim();
+      expect(await codeOf(claim())).toBe('TOO_MANY_REQUESTS');
+    } finally {
+      await limited.stop();
+    }
+  });
+});

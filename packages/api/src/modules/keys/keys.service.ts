@@ -1,0 +1,340 @@
+import type { Transaction } from 'kysely';
+import type { TDeviceRef } from '@mvp/contracts';
+import type { DB } from '@mvp/db';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { enforceLimit } from '../../rateLimit';
+import * as users from '../auth/users.repo';
+import { recordDeviceEvent, recordEvents, wake } from '../sync/events';
+import * as repo from './keys.repo';
+import { verifyEd25519 } from './signatures';
+
+type Device = { userId: string; deviceId: string };
+type SignedPrekey = { keyId: number; publicKey: string; signature: string };
+type OneTimePrekey = { keyId: number; publicKey: string };
+
+function assertSigned(signingKey: string, prekey: SignedPrekey): void {
+  if (!verifyEd25519(signingKey, Buffer.from(prekey.publicKey, 'base64'), prekey.signature))
+    throw new AppError('BAD_REQUEST', 'The signed prekey signature does not verify');
+}
+
+async function storePrekeys(
+  ctx: Context,
+  trx: Transaction<DB>,
+  deviceId: string,
+  prekeys: OneTimePrekey[],
+  now: number,
+): Promise<void> {
+  if (prekeys.length === 0) return;
+  if (new Set(prekeys.map((k) => k.keyId)).size !== prekeys.length)
+    throw new AppError('BAD_REQUEST', 'Duplicate prekey ids');
+  const held = await repo.prekeyCount(trx, deviceId);
+  if (held + prekeys.length > ctx.settings.keys.prekeyCap)
+    throw new AppError(
+      'BAD_REQUEST',
+      `A device holds at most ${ctx.settings.keys.prekeyCap} prekeys`,
+    );
+  const taken = await trx
+    .selectFrom('one_time_prekeys')
+    .select('key_id')
+    .where('device_id', '=', deviceId)
+    .where(
+      'key_id',
+      'in',
+      prekeys.map((k) => k.keyId),
+    )
+    .execute();
+  if (taken.length > 0) throw new AppError('BAD_REQUEST', 'A prekey id is already in use');
+  await trx
+    .insertInto('one_time_prekeys')
+    .values(
+      prekeys.map((k) => ({
+        device_id: deviceId,
+        key_id: k.keyId,
+        public_key: k.publicKey,
+        created_at: now,
+      })),
+    )
+    .execute();
+}
+
+/**
+ * Publishes this device's keys. The same identity key again only refreshes the signed prekey and
+ * adds one-time prekeys; a different one is a new device as far as peers are concerned: its old
+ * prekeys go, and everyone who shares a contact or conversation with me hears of it (those who
+ * verified me learn that the verification no longer holds).
+ */
+export async function publishKeys(
+  ctx: Context,
+  device: Device,
+  input: {
+    identityKey: string;
+    signingKey: string;
+    signedPrekey: SignedPrekey;
+    oneTimePrekeys: OneTimePrekey[];
+  },
+) {
+  assertSigned(input.signingKey, input.signedPrekey);
+  const db = ctx.ports.db;
+  const now = ctx.ports.clock.now();
+  const existing = await db
+    .selectFrom('device_keys')
+    .selectAll()
+    .where('device_id', '=', device.deviceId)
+    .executeTakeFirst();
+  const same =
+    existing?.identity_key === input.identityKey && existing.signing_key === input.signingKey;
+  const change = existing ? (same ? null : 'changed') : 'added';
+  const audience = change ? await repo.keyAudience(db, device.userId) : [];
+  await db.transaction().execute(async (trx) => {
+    const keys = {
+      identity_key: input.identityKey,
+      signing_key: input.signingKey,
+      signed_prekey_id: input.signedPrekey.keyId,
+      signed_prekey: input.signedPrekey.publicKey,
+      signed_prekey_signature: input.signedPrekey.signature,
+      low_notified_at: null,
+      updated_at: now,
+    };
+    if (!existing) {
+      await trx
+        .insertInto('device_keys')
+        .values({ ...keys, device_id: device.deviceId, user_id: device.userId, created_at: now })
+        .execute();
+    } else {
+      await trx
+        .updateTable('device_keys')
+        .set(keys)
+        .where('device_id', '=', device.deviceId)
+        .execute();
+      if (change)
+        await trx.deleteFrom('one_time_prekeys').where('device_id', '=', device.deviceId).execute();
+    }
+    await storePrekeys(ctx, trx, device.deviceId, input.oneTimePrekeys, now);
+    if (!change) return;
+    const broken = await trx
+      .selectFrom('verifications')
+      .select('user_id')
+      .where('target_user_id', '=', device.userId)
+      .where('broken_at', 'is', null)
+      .execute();
+    const lost = new Set(broken.map((v) => v.user_id));
+    if (lost.size > 0) {
+      await trx
+        .updateTable('verifications')
+        .set({ broken_at: now })
+        .where('target_user_id', '=', device.userId)
+        .where('broken_at', 'is', null)
+        .execute();
+    }
+    await recordEvents(
+      trx,
+      audience,
+      (u) => ({
+        type: 'device.keys',
+        userId: device.userId,
+        deviceId: device.deviceId,
+        identityKey: input.identityKey,
+        change,
+        verificationLost: lost.has(u),
+      }),
+      now,
+    );
+  });
+  if (audience.length > 0) await wake(ctx.ports, audience);
+  return keyCount(ctx, device);
+}
+
+async function requireKeys(ctx: Context, deviceId: string) {
+  const row = await ctx.ports.db
+    .selectFrom('device_keys')
+    .selectAll()
+    .where('device_id', '=', deviceId)
+    .executeTakeFirst();
+  if (!row) throw new AppError('CONFLICT', 'Publish this device’s keys first');
+  return row;
+}
+
+/** Tops up one-time prekeys and/or rotates the signed prekey of this device. */
+export async function uploadPrekeys(
+  ctx: Context,
+  device: Device,
+  input: { signedPrekey?: SignedPrekey; oneTimePrekeys: OneTimePrekey[] },
+) {
+  const row = await requireKeys(ctx, device.deviceId);
+  if (input.signedPrekey) assertSigned(row.signing_key, input.signedPrekey);
+  const now = ctx.ports.clock.now();
+  await ctx.ports.db.transaction().execute(async (trx) => {
+    if (input.signedPrekey) {
+      await trx
+        .updateTable('device_keys')
+        .set({
+          signed_prekey_id: input.signedPrekey.keyId,
+          signed_prekey: input.signedPrekey.publicKey,
+          signed_prekey_signature: input.signedPrekey.signature,
+          updated_at: now,
+        })
+        .where('device_id', '=', device.deviceId)
+        .execute();
+    }
+    await storePrekeys(ctx, trx, device.deviceId, input.oneTimePrekeys, now);
+    // Topped up: the next shortage is news again.
+    if ((await repo.prekeyCount(trx, device.deviceId)) >= ctx.settings.keys.lowThreshold) {
+      await trx
+        .updateTable('device_keys')
+        .set({ low_notified_at: null })
+        .where('device_id', '=', device.deviceId)
+        .execute();
+    }
+  });
+  return keyCount(ctx, device);
+}
+
+export async function keyCount(ctx: Context, device: Device) {
+  const row = await requireKeys(ctx, device.deviceId);
+  return {
+    oneTimePrekeys: await repo.prekeyCount(ctx.ports.db, device.deviceId),
+    signedPrekeyId: Number(row.signed_prekey_id),
+    threshold: ctx.settings.keys.lowThreshold,
+  };
+}
+
+async function requireUser(ctx: Context, userId: string): Promise<void> {
+  if (!(await users.findUserById(ctx.ports.db, userId)))
+    throw new AppError('NOT_FOUND', 'No such user');
+}
+
+/** A user's devices (public keys only), for checking safety numbers and addressing envelopes. */
+export async function listDevices(ctx: Context, userId: string) {
+  await requireUser(ctx, userId);
+  const rows = await repo.liveDeviceKeys(ctx.ports.db, [userId], ctx.ports.clock.now());
+  return {
+    userId,
+    devices: rows.map((r) => ({
+      deviceId: r.device_id,
+      identityKey: r.identity_key,
+      signingKey: r.signing_key,
+    })),
+  };
+}
+
+/**
+ * A user's prekey bundle: for each live device, its keys and one one-time prekey, claimed for
+ * good (null when none is left: X3DH then uses the signed prekey alone). A device whose stock
+ * falls below the threshold gets one `keys.low` event on its stream until it tops up.
+ */
+export async function claimBundle(ctx: Context, me: string, userId: string) {
+  await enforceLimit(ctx, 'key-claim-account', ctx.settings.keys.claimLimit, me);
+  await requireUser(ctx, userId);
+  const db = ctx.ports.db;
+  const now = ctx.ports.clock.now();
+  const rows = await repo.liveDeviceKeys(db, [userId], now);
+  const devices = [];
+  for (const row of rows) {
+    const oneTimePrekey = await repo.claimPrekey(db, row.device_id);
+    devices.push({
+      deviceId: row.device_id,
+      identityKey: row.identity_key,
+      signingKey: row.signing_key,
+      signedPrekey: {
+        keyId: Number(row.signed_prekey_id),
+        publicKey: row.signed_prekey,
+        signature: row.signed_prekey_signature,
+      },
+      oneTimePrekey,
+    });
+    await warnIfLow(ctx, { userId, deviceId: row.device_id }, now);
+  }
+  return { userId, devices };
+}
+
+async function warnIfLow(ctx: Context, device: Device, now: number): Promise<void> {
+  const remaining = await repo.prekeyCount(ctx.ports.db, device.deviceId);
+  if (remaining >= ctx.settings.keys.lowThreshold) return;
+  const told = await ctx.ports.db.transaction().execute(async (trx) => {
+    // Conditional: of concurrent claims, exactly one tells the device.
+    const marked = await trx
+      .updateTable('device_keys')
+      .set({ low_notified_at: now })
+      .where('device_id', '=', device.deviceId)
+      .where('low_notified_at', 'is', null)
+      .executeTakeFirst();
+    if (Number(marked.numUpdatedRows) !== 1) return false;
+    await recordDeviceEvent(trx, device, { type: 'keys.low', remaining }, now);
+    return true;
+  });
+  if (told) await wake(ctx.ports, [device.userId]);
+}
+
+/**
+ * For envelopes meant for every device of each recipient: the named devices must be exactly the
+ * recipients' live devices (my own other devices when I write to myself). Otherwise nothing is
+ * sent and DEVICES_CHANGED lists what to add and what to drop.
+ */
+export async function assertCompleteDeviceSets(
+  ctx: Context,
+  sender: Device,
+  targets: TDeviceRef[],
+): Promise<void> {
+  const userIds = [...new Set(targets.map((t) => t.userId))];
+  const live = await repo.liveDeviceKeys(ctx.ports.db, userIds, ctx.ports.clock.now());
+  const key = (d: TDeviceRef) => `${d.userId}/${d.deviceId}`;
+  const expected = live
+    .map((r) => ({ userId: r.user_id, deviceId: r.device_id }))
+    .filter((d) => d.deviceId !== sender.deviceId);
+  const named = new Set(targets.map(key));
+  const known = new Set(expected.map(key));
+  const missing = expected.filter((d) => !named.has(key(d)));
+  const stale = targets
+    .filter((d) => !known.has(key(d)))
+    .map(({ userId, deviceId }) => ({ userId, deviceId }));
+  if (missing.length > 0 || stale.length > 0)
+    throw new AppError('DEVICES_CHANGED', 'The device list changed; refresh it and retry', {
+      devices: { missing, stale },
+    });
+}
+
+export async function verify(
+  ctx: Context,
+  me: string,
+  input: { userId: string; fingerprint: string; method: 'qr' | 'manual' },
+) {
+  if (input.userId === me) throw new AppError('BAD_REQUEST', 'Verify someone else');
+  await requireUser(ctx, input.userId);
+  const now = ctx.ports.clock.now();
+  const row = {
+    user_id: me,
+    target_user_id: input.userId,
+    fingerprint: input.fingerprint,
+    method: input.method,
+    verified_at: now,
+    broken_at: null,
+  };
+  await ctx.ports.db.transaction().execute(async (trx) => {
+    await trx
+      .deleteFrom('verifications')
+      .where('user_id', '=', me)
+      .where('target_user_id', '=', input.userId)
+      .execute();
+    await trx.insertInto('verifications').values(row).execute();
+  });
+  return verification(ctx, me, input.userId);
+}
+
+/** My verification of someone, or null when I never verified them. */
+export async function verification(ctx: Context, me: string, userId: string) {
+  const row = await ctx.ports.db
+    .selectFrom('verifications')
+    .selectAll()
+    .where('user_id', '=', me)
+    .where('target_user_id', '=', userId)
+    .executeTakeFirst();
+  if (!row) return null;
+  return {
+    userId,
+    fingerprint: row.fingerprint,
+    method: row.method as 'qr' | 'manual',
+    verifiedAt: new Date(Number(row.verified_at)).toISOString(),
+    verified: row.broken_at === null,
+  };
+}
