@@ -1,0 +1,186 @@
+/**
+ * The store-driven layer the SDK calls: load state, run the pure function, save the new state
+ * only when it succeeded. Callers must not run two of these for the same address (or the same
+ * conversation) at once; the SDK queues them per address.
+ */
+import { equalBytes, toBase64 } from './bytes.js';
+import { CryptoError } from './errors.js';
+import {
+  type DeviceKeys,
+  type OneTimePreKey,
+  type PreKeyBundle,
+  type SignedPreKey,
+  generateOneTimePreKeys,
+  generateSignedPreKey,
+} from './keys.js';
+import {
+  type InboundSenderKey,
+  createSenderKey,
+  groupDecrypt,
+  groupEncrypt,
+  parseSenderKeyMessage,
+  processSenderKeyDistribution,
+  senderKeyDistribution,
+} from './senderKeys.js';
+import {
+  createInboundSession,
+  createOutboundSession,
+  decrypt,
+  encrypt,
+  messageType,
+  parsePreKeyMessage,
+} from './session.js';
+import type { CryptoStore } from './store.js';
+import { WireType } from './wire.js';
+
+async function deviceKeys(store: CryptoStore): Promise<DeviceKeys> {
+  const keys = await store.getDeviceKeys();
+  if (!keys) throw new CryptoError('UNKNOWN_KEY', 'this device has no keys yet');
+  return keys;
+}
+
+/** Stores a new signed prekey and `count` one-time prekeys; returns them for upload. */
+export async function generatePreKeys(
+  store: CryptoStore,
+  options: { signedPreKeyId?: number; firstOneTimePreKeyId: number; count: number },
+): Promise<{ signedPreKey: SignedPreKey | undefined; oneTimePreKeys: OneTimePreKey[] }> {
+  const keys = await deviceKeys(store);
+  let signedPreKey: SignedPreKey | undefined;
+  if (options.signedPreKeyId !== undefined) {
+    signedPreKey = generateSignedPreKey(keys, options.signedPreKeyId);
+    await store.putSignedPreKey(signedPreKey);
+  }
+  const oneTimePreKeys = generateOneTimePreKeys(options.firstOneTimePreKeyId, options.count);
+  for (const key of oneTimePreKeys) await store.putOneTimePreKey(key);
+  return { signedPreKey, oneTimePreKeys };
+}
+
+/** Starts (or restarts) the session with a device from its claimed bundle. */
+export async function startSession(
+  store: CryptoStore,
+  address: string,
+  bundle: PreKeyBundle,
+): Promise<void> {
+  await store.putSession(address, createOutboundSession(await deviceKeys(store), bundle));
+}
+
+export async function encryptToDevice(
+  store: CryptoStore,
+  address: string,
+  plaintext: Uint8Array,
+): Promise<Uint8Array> {
+  const session = await store.getSession(address);
+  if (!session) throw new CryptoError('UNKNOWN_KEY', `no session with ${address}`);
+  const result = encrypt(session, plaintext);
+  await store.putSession(address, result.session);
+  return result.message;
+}
+
+/**
+ * Decrypts a pairwise message. A prekey message from a new X3DH run builds a new session
+ * (replacing the old one) and consumes its one-time prekey, so a replay of it finds no key.
+ */
+export async function decryptFromDevice(
+  store: CryptoStore,
+  address: string,
+  bytes: Uint8Array,
+): Promise<Uint8Array> {
+  const existing = await store.getSession(address);
+  if (messageType(bytes) === WireType.PreKeyMessage) {
+    const preKey = parsePreKeyMessage(bytes);
+    if (!existing || !equalBytes(existing.baseKey, preKey.baseKey)) {
+      const keys = await deviceKeys(store);
+      const signedPreKey = await store.getSignedPreKey(preKey.signedPreKeyId);
+      if (!signedPreKey) throw new CryptoError('UNKNOWN_KEY', 'unknown signed prekey');
+      let oneTimePreKey: OneTimePreKey | undefined;
+      if (preKey.oneTimePreKeyId !== undefined) {
+        oneTimePreKey = await store.getOneTimePreKey(preKey.oneTimePreKeyId);
+        if (!oneTimePreKey) throw new CryptoError('UNKNOWN_KEY', 'one-time prekey already used');
+      }
+      const result = createInboundSession(
+        keys,
+        { signedPreKey: signedPreKey.keyPair, oneTimePreKey: oneTimePreKey?.keyPair },
+        bytes,
+      );
+      if (oneTimePreKey) await store.deleteOneTimePreKey(oneTimePreKey.keyId);
+      await store.putSession(address, result.session);
+      return result.plaintext;
+    }
+  }
+  if (!existing) throw new CryptoError('UNKNOWN_KEY', `no session with ${address}`);
+  const result = decrypt(existing, bytes);
+  await store.putSession(address, result.session);
+  return result.plaintext;
+}
+
+/**
+ * Our sender key for a conversation, created when missing. `distribution` is what every member
+ * device must receive through `encryptToDevice` before it can read our group messages.
+ */
+export async function outboundSenderKey(
+  store: CryptoStore,
+  conversationId: string,
+): Promise<{ created: boolean; distribution: Uint8Array }> {
+  let key = await store.getOutboundSenderKey(conversationId);
+  const created = !key;
+  if (!key) {
+    key = createSenderKey();
+    await store.putOutboundSenderKey(conversationId, key);
+  }
+  return { created, distribution: senderKeyDistribution(key) };
+}
+
+/** After a member leaves or is removed: a fresh key; send its distribution to those who stay. */
+export async function rotateOutboundSenderKey(
+  store: CryptoStore,
+  conversationId: string,
+): Promise<Uint8Array> {
+  const key = createSenderKey();
+  await store.putOutboundSenderKey(conversationId, key);
+  return senderKeyDistribution(key);
+}
+
+export async function encryptGroup(
+  store: CryptoStore,
+  conversationId: string,
+  plaintext: Uint8Array,
+  context?: Uint8Array,
+): Promise<Uint8Array> {
+  const key = await store.getOutboundSenderKey(conversationId);
+  if (!key) throw new CryptoError('UNKNOWN_KEY', 'no sender key for this conversation');
+  const result = groupEncrypt(key, plaintext, context);
+  await store.putOutboundSenderKey(conversationId, result.senderKey);
+  return result.message;
+}
+
+/** Stores a sender key received (decrypted) from `sender` through a pairwise session. */
+export async function receiveSenderKey(
+  store: CryptoStore,
+  conversationId: string,
+  sender: string,
+  distribution: Uint8Array,
+): Promise<InboundSenderKey> {
+  const key = processSenderKeyDistribution(distribution);
+  const keyId = toBase64(key.keyId);
+  // A key id names one chain: a re-sent distribution must never rewind what we already hold
+  // (that would re-open message keys we have used), and our copy derives anything later.
+  const existing = await store.getInboundSenderKey(conversationId, sender, keyId);
+  if (existing) return existing;
+  await store.putInboundSenderKey(conversationId, sender, keyId, key);
+  return key;
+}
+
+export async function decryptGroup(
+  store: CryptoStore,
+  conversationId: string,
+  sender: string,
+  bytes: Uint8Array,
+  context?: Uint8Array,
+): Promise<Uint8Array> {
+  const keyId = toBase64(parseSenderKeyMessage(bytes).keyId);
+  const key = await store.getInboundSenderKey(conversationId, sender, keyId);
+  if (!key) throw new CryptoError('UNKNOWN_KEY', 'no sender key for this message: ask for it');
+  const result = groupDecrypt(key, bytes, context);
+  await store.putInboundSenderKey(conversationId, sender, keyId, result.senderKey);
+  return result.plaintext;
+}

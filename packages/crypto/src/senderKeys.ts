@@ -1,0 +1,224 @@
+/**
+ * Sender keys for group conversations (Megolm-like, as Signal's and Matrix's group messaging):
+ * each sending device has, per conversation, a chain key ratcheted with HMAC-SHA256 (the same
+ * KDF_CK as the Double Ratchet) and an Ed25519 key pair that belongs to this sender key alone.
+ * One ciphertext per message serves every member; members receive the chain key and the signing
+ * public key in a distribution message sent through pairwise (Double Ratchet) sessions.
+ *
+ * Message:      version | type 3 | key id (16) | iteration (u32) | nonce (24) | ciphertext |
+ *               Ed25519 signature (64) over everything before it || context
+ * Distribution: version | type 4 | key id (16) | iteration (u32) | chain key (32) | signing key (32)
+ *
+ * AEAD AD = header (version .. iteration) || context, where context is what the SDK binds the
+ * message to (conversation id, sender device). Rotation = a fresh sender key (new id, new random
+ * chain, new signing key), distributed to the remaining members only.
+ */
+import { concatBytes, equalBytes, reader, utf8, writer } from './bytes.js';
+import { CryptoError } from './errors.js';
+import {
+  KEY_LENGTH,
+  type KeyPair,
+  NONCE_LENGTH,
+  SIGNATURE_LENGTH,
+  generateEd25519KeyPair,
+  hkdf,
+  open,
+  seal,
+  sign,
+  verify,
+} from './primitives.js';
+import { randomBytes } from './random.js';
+import { kdfChain } from './ratchet.js';
+import { WIRE_VERSION, WireType } from './wire.js';
+
+export const SENDER_KEY_ID_LENGTH = 16;
+const HEADER_LENGTH = 1 + 1 + SENDER_KEY_ID_LENGTH + 4;
+const MESSAGE_INFO = utf8.encode('MVP sender key message v1');
+const MAX_ITERATION = 0xffffffff;
+
+export type SenderKeyLimits = {
+  /** Furthest a message's iteration may be ahead of the chain: beyond, refused. */
+  maxForward: number;
+  /** Most skipped message keys kept per sender key (out-of-order window); oldest dropped. */
+  maxSkippedKeys: number;
+};
+
+export const DEFAULT_SENDER_KEY_LIMITS: SenderKeyLimits = {
+  maxForward: 2000,
+  maxSkippedKeys: 1000,
+};
+
+export type OutboundSenderKey = {
+  keyId: Uint8Array;
+  /** The iteration the next message will use. */
+  iteration: number;
+  chainKey: Uint8Array;
+  signing: KeyPair;
+  createdAt: number;
+};
+
+export type InboundSenderKey = {
+  keyId: Uint8Array;
+  /** The next iteration the chain key can derive. */
+  iteration: number;
+  chainKey: Uint8Array;
+  signingKey: Uint8Array;
+  /** Keys of messages not yet seen, oldest first. */
+  skipped: { iteration: number; messageKey: Uint8Array }[];
+};
+
+export function createSenderKey(createdAt = Date.now()): OutboundSenderKey {
+  return {
+    keyId: randomBytes(SENDER_KEY_ID_LENGTH),
+    iteration: 0,
+    chainKey: randomBytes(KEY_LENGTH),
+    signing: generateEd25519KeyPair(),
+    createdAt,
+  };
+}
+
+/** After a member leaves or is removed: a new key they never receive. */
+export const rotateSenderKey = createSenderKey;
+
+/** The bytes to send (through pairwise sessions) to every current member device. */
+export function senderKeyDistribution(key: OutboundSenderKey): Uint8Array {
+  return writer()
+    .u8(WIRE_VERSION)
+    .u8(WireType.SenderKeyDistribution)
+    .bytes(key.keyId)
+    .u32(key.iteration)
+    .bytes(key.chainKey)
+    .bytes(key.signing.publicKey)
+    .finish();
+}
+
+function readVersionAndType(r: ReturnType<typeof reader>, type: WireType, what: string): void {
+  const version = r.u8();
+  if (version !== WIRE_VERSION)
+    throw new CryptoError('UNKNOWN_VERSION', `${what} version ${version}`);
+  if (r.u8() !== type) throw new CryptoError('MALFORMED', `not a ${what}`);
+}
+
+export function processSenderKeyDistribution(bytes: Uint8Array): InboundSenderKey {
+  const r = reader(bytes, 'sender key distribution');
+  readVersionAndType(r, WireType.SenderKeyDistribution, 'sender key distribution');
+  const key = {
+    keyId: r.bytes(SENDER_KEY_ID_LENGTH),
+    iteration: r.u32(),
+    chainKey: r.bytes(KEY_LENGTH),
+    signingKey: r.bytes(KEY_LENGTH),
+    skipped: [],
+  };
+  r.end();
+  return key;
+}
+
+function aeadKey(messageKey: Uint8Array): Uint8Array {
+  return hkdf(messageKey, undefined, MESSAGE_INFO, 32);
+}
+
+export function groupEncrypt(
+  key: OutboundSenderKey,
+  plaintext: Uint8Array,
+  context: Uint8Array = new Uint8Array(0),
+): { senderKey: OutboundSenderKey; message: Uint8Array } {
+  if (key.iteration >= MAX_ITERATION) {
+    throw new CryptoError('TOO_MANY_SKIPPED', 'sender key exhausted: rotate it');
+  }
+  const [chainKey, messageKey] = kdfChain(key.chainKey);
+  const header = writer()
+    .u8(WIRE_VERSION)
+    .u8(WireType.SenderKeyMessage)
+    .bytes(key.keyId)
+    .u32(key.iteration)
+    .finish();
+  const nonce = randomBytes(NONCE_LENGTH);
+  const ciphertext = seal(aeadKey(messageKey), nonce, plaintext, concatBytes(header, context));
+  const body = concatBytes(header, nonce, ciphertext);
+  const signature = sign(key.signing.secretKey, concatBytes(body, context));
+  return {
+    senderKey: { ...key, iteration: key.iteration + 1, chainKey },
+    message: concatBytes(body, signature),
+  };
+}
+
+export type ParsedSenderKeyMessage = {
+  keyId: Uint8Array;
+  iteration: number;
+  header: Uint8Array;
+  nonce: Uint8Array;
+  ciphertext: Uint8Array;
+  body: Uint8Array;
+  signature: Uint8Array;
+};
+
+/** Parses a group message (for example to find its key id before loading the sender key). */
+export function parseSenderKeyMessage(bytes: Uint8Array): ParsedSenderKeyMessage {
+  const r = reader(bytes, 'sender key message');
+  readVersionAndType(r, WireType.SenderKeyMessage, 'sender key message');
+  const keyId = r.bytes(SENDER_KEY_ID_LENGTH);
+  const iteration = r.u32();
+  const nonce = r.bytes(NONCE_LENGTH);
+  const rest = r.rest();
+  if (rest.length < SIGNATURE_LENGTH)
+    throw new CryptoError('MALFORMED', 'sender key message is truncated');
+  const bodyLength = bytes.length - SIGNATURE_LENGTH;
+  return {
+    keyId,
+    iteration,
+    header: bytes.slice(0, HEADER_LENGTH),
+    nonce,
+    ciphertext: rest.slice(0, rest.length - SIGNATURE_LENGTH),
+    body: bytes.slice(0, bodyLength),
+    signature: bytes.slice(bodyLength),
+  };
+}
+
+export function groupDecrypt(
+  key: InboundSenderKey,
+  bytes: Uint8Array,
+  context: Uint8Array = new Uint8Array(0),
+  limits: SenderKeyLimits = DEFAULT_SENDER_KEY_LIMITS,
+): { senderKey: InboundSenderKey; plaintext: Uint8Array } {
+  const m = parseSenderKeyMessage(bytes);
+  if (!equalBytes(m.keyId, key.keyId)) {
+    throw new CryptoError('UNKNOWN_KEY', 'message is under another sender key');
+  }
+  // Checked before any key is derived: only the holder of the signing key can move our chain.
+  if (!verify(key.signingKey, concatBytes(m.body, context), m.signature)) {
+    throw new CryptoError('BAD_SIGNATURE', 'sender key message signature does not verify');
+  }
+  const ad = concatBytes(m.header, context);
+
+  if (m.iteration < key.iteration) {
+    const index = key.skipped.findIndex((s) => s.iteration === m.iteration);
+    if (index < 0) {
+      throw new CryptoError('DUPLICATE_MESSAGE', 'message key already used or out of the window');
+    }
+    const plaintext = open(aeadKey(key.skipped[index]!.messageKey), m.nonce, m.ciphertext, ad);
+    const skipped = key.skipped.filter((_, i) => i !== index);
+    return { senderKey: { ...key, skipped }, plaintext };
+  }
+
+  if (m.iteration - key.iteration > limits.maxForward) {
+    throw new CryptoError(
+      'TOO_MANY_SKIPPED',
+      `message is ${m.iteration - key.iteration} iterations ahead (limit ${limits.maxForward})`,
+    );
+  }
+  const skipped = [...key.skipped];
+  let chainKey = key.chainKey;
+  for (let iteration = key.iteration; iteration < m.iteration; iteration++) {
+    const [next, messageKey] = kdfChain(chainKey);
+    skipped.push({ iteration, messageKey });
+    chainKey = next;
+  }
+  const [nextChainKey, messageKey] = kdfChain(chainKey);
+  const plaintext = open(aeadKey(messageKey), m.nonce, m.ciphertext, ad);
+  if (skipped.length > limits.maxSkippedKeys)
+    skipped.splice(0, skipped.length - limits.maxSkippedKeys);
+  return {
+    senderKey: { ...key, iteration: m.iteration + 1, chainKey: nextChainKey, skipped },
+    plaintext,
+  };
+}

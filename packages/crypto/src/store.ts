@@ -1,0 +1,103 @@
+/**
+ * Where a device keeps its secrets. The SDK talks only to this interface; `createMemoryStore`
+ * is the default (keys vanish with the process), and an app persists by implementing the same
+ * methods over its own storage with the `serialize*` functions. Addresses and sender names are
+ * opaque strings chosen by the caller (the SDK uses `userId:deviceId`).
+ */
+import type { DeviceKeys, OneTimePreKey, SignedPreKey } from './keys.js';
+import type { InboundSenderKey, OutboundSenderKey } from './senderKeys.js';
+import {
+  deserializeDeviceKeys,
+  deserializeInboundSenderKey,
+  deserializeOneTimePreKey,
+  deserializeOutboundSenderKey,
+  deserializeSession,
+  deserializeSignedPreKey,
+  serializeDeviceKeys,
+  serializeInboundSenderKey,
+  serializeOneTimePreKey,
+  serializeOutboundSenderKey,
+  serializeSession,
+  serializeSignedPreKey,
+} from './serialize.js';
+import type { Session } from './session.js';
+
+export type CryptoStore = {
+  getDeviceKeys(): Promise<DeviceKeys | undefined>;
+  putDeviceKeys(keys: DeviceKeys): Promise<void>;
+  deleteDeviceKeys(): Promise<void>;
+
+  getSignedPreKey(keyId: number): Promise<SignedPreKey | undefined>;
+  putSignedPreKey(key: SignedPreKey): Promise<void>;
+  deleteSignedPreKey(keyId: number): Promise<void>;
+
+  getOneTimePreKey(keyId: number): Promise<OneTimePreKey | undefined>;
+  putOneTimePreKey(key: OneTimePreKey): Promise<void>;
+  deleteOneTimePreKey(keyId: number): Promise<void>;
+
+  getSession(address: string): Promise<Session | undefined>;
+  putSession(address: string, session: Session): Promise<void>;
+  deleteSession(address: string): Promise<void>;
+
+  /** Our own sender key for a conversation. */
+  getOutboundSenderKey(conversationId: string): Promise<OutboundSenderKey | undefined>;
+  putOutboundSenderKey(conversationId: string, key: OutboundSenderKey): Promise<void>;
+  deleteOutboundSenderKey(conversationId: string): Promise<void>;
+
+  /** Another device's sender key, by conversation, sender address and key id (base64). */
+  getInboundSenderKey(
+    conversationId: string,
+    sender: string,
+    keyId: string,
+  ): Promise<InboundSenderKey | undefined>;
+  putInboundSenderKey(
+    conversationId: string,
+    sender: string,
+    keyId: string,
+    key: InboundSenderKey,
+  ): Promise<void>;
+  deleteInboundSenderKey(conversationId: string, sender: string, keyId: string): Promise<void>;
+};
+
+/**
+ * Keeps serialized strings rather than objects: callers can never alias the stored state, and
+ * every test through this store also exercises the serialization an app would persist.
+ */
+export function createMemoryStore(): CryptoStore {
+  const data = new Map<string, string>();
+  const load = <T>(key: string, parse: (text: string) => T): T | undefined => {
+    const text = data.get(key);
+    return text === undefined ? undefined : parse(text);
+  };
+  const save = (key: string, text: string) => void data.set(key, text);
+  const remove = (key: string) => void data.delete(key);
+  // JSON arrays as keys: no separator a caller's string could collide with.
+  const k = (...parts: (string | number)[]) => JSON.stringify(parts);
+
+  return {
+    getDeviceKeys: async () => load(k('device'), deserializeDeviceKeys),
+    putDeviceKeys: async (keys) => save(k('device'), serializeDeviceKeys(keys)),
+    deleteDeviceKeys: async () => remove(k('device')),
+
+    getSignedPreKey: async (id) => load(k('spk', id), deserializeSignedPreKey),
+    putSignedPreKey: async (key) => save(k('spk', key.keyId), serializeSignedPreKey(key)),
+    deleteSignedPreKey: async (id) => remove(k('spk', id)),
+
+    getOneTimePreKey: async (id) => load(k('otk', id), deserializeOneTimePreKey),
+    putOneTimePreKey: async (key) => save(k('otk', key.keyId), serializeOneTimePreKey(key)),
+    deleteOneTimePreKey: async (id) => remove(k('otk', id)),
+
+    getSession: async (address) => load(k('session', address), deserializeSession),
+    putSession: async (address, session) => save(k('session', address), serializeSession(session)),
+    deleteSession: async (address) => remove(k('session', address)),
+
+    getOutboundSenderKey: async (c) => load(k('osk', c), deserializeOutboundSenderKey),
+    putOutboundSenderKey: async (c, key) => save(k('osk', c), serializeOutboundSenderKey(key)),
+    deleteOutboundSenderKey: async (c) => remove(k('osk', c)),
+
+    getInboundSenderKey: async (c, s, id) => load(k('isk', c, s, id), deserializeInboundSenderKey),
+    putInboundSenderKey: async (c, s, id, key) =>
+      save(k('isk', c, s, id), serializeInboundSenderKey(key)),
+    deleteInboundSenderKey: async (c, s, id) => remove(k('isk', c, s, id)),
+  };
+}

@@ -1,0 +1,139 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type InboundSenderKey,
+  createSenderKey,
+  deserializeInboundSenderKey,
+  groupDecrypt,
+  groupEncrypt,
+  isCryptoError,
+  processSenderKeyDistribution,
+  rotateSenderKey,
+  senderKeyDistribution,
+  serializeInboundSenderKey,
+} from '../src/index.js';
+import { flip, str, text } from './helpers.js';
+
+const context = text('conversation-1|alice:device-1');
+
+function code(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    if (isCryptoError(error)) return error.code;
+    throw error;
+  }
+  return undefined;
+}
+
+function sendAll(count: number, startKey = createSenderKey()) {
+  let key = startKey;
+  const messages: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const out = groupEncrypt(key, text(`group ${i}`), context);
+    key = out.senderKey;
+    messages.push(out.message);
+  }
+  return { key, messages };
+}
+
+describe('sender keys', () => {
+  it('one ciphertext is read by every member holding the distribution', () => {
+    const alice = createSenderKey();
+    const distribution = senderKeyDistribution(alice);
+    const bob = processSenderKeyDistribution(distribution);
+    const carol = processSenderKeyDistribution(distribution);
+    const { message } = groupEncrypt(alice, text('to all'), context);
+    expect(str(groupDecrypt(bob, message, context).plaintext)).toBe('to all');
+    expect(str(groupDecrypt(carol, message, context).plaintext)).toBe('to all');
+  });
+
+  it('out-of-order delivery within the window, replays refused', () => {
+    const alice = createSenderKey();
+    let bob: InboundSenderKey = processSenderKeyDistribution(senderKeyDistribution(alice));
+    const { messages } = sendAll(6, alice);
+    for (const i of [5, 2, 0, 4]) {
+      const out = groupDecrypt(bob, messages[i]!, context);
+      bob = out.senderKey;
+      expect(str(out.plaintext)).toBe(`group ${i}`);
+    }
+    expect(bob.skipped.map((s) => s.iteration)).toEqual([1, 3]);
+    for (const i of [5, 2, 0]) {
+      expect(code(() => groupDecrypt(bob, messages[i]!, context))).toBe('DUPLICATE_MESSAGE');
+    }
+  });
+
+  it('the window is bounded: too far ahead refused, oldest skipped keys forgotten', () => {
+    const alice = createSenderKey();
+    let bob = processSenderKeyDistribution(senderKeyDistribution(alice));
+    const { messages } = sendAll(12, alice);
+    const limits = { maxForward: 8, maxSkippedKeys: 4 };
+    expect(code(() => groupDecrypt(bob, messages[9]!, context, limits))).toBe('TOO_MANY_SKIPPED');
+    bob = groupDecrypt(bob, messages[8]!, context, limits).senderKey;
+    expect(bob.skipped.map((s) => s.iteration)).toEqual([4, 5, 6, 7]);
+    expect(code(() => groupDecrypt(bob, messages[1]!, context, limits))).toBe('DUPLICATE_MESSAGE');
+    expect(str(groupDecrypt(bob, messages[6]!, context, limits).plaintext)).toBe('group 6');
+  });
+
+  it('rejects a tampered signature, body, header or context', () => {
+    const alice = createSenderKey();
+    const bob = processSenderKeyDistribution(senderKeyDistribution(alice));
+    const { message } = groupEncrypt(alice, text('signed'), context);
+    expect(code(() => groupDecrypt(bob, flip(message, -1), context))).toBe('BAD_SIGNATURE');
+    expect(code(() => groupDecrypt(bob, flip(message, -70), context))).toBe('BAD_SIGNATURE');
+    expect(code(() => groupDecrypt(bob, flip(message, 20), context))).toBe('BAD_SIGNATURE');
+    expect(code(() => groupDecrypt(bob, message, text('another conversation')))).toBe(
+      'BAD_SIGNATURE',
+    );
+    expect(code(() => groupDecrypt(bob, flip(message, 0), context))).toBe('UNKNOWN_VERSION');
+  });
+
+  it('a member holding the chain key cannot forge messages without the signing key', () => {
+    const alice = createSenderKey();
+    const bob = processSenderKeyDistribution(senderKeyDistribution(alice));
+    // Mallory, a member, re-signs a message with her own key under Alice's chain.
+    const forger = { ...alice, signing: createSenderKey().signing };
+    const { message } = groupEncrypt(forger, text('forged'), context);
+    expect(code(() => groupDecrypt(bob, message, context))).toBe('BAD_SIGNATURE');
+  });
+
+  it('a removed member cannot decrypt messages after rotation', () => {
+    const first = createSenderKey();
+    const distribution = senderKeyDistribution(first);
+    let bob = processSenderKeyDistribution(distribution);
+    let carol = processSenderKeyDistribution(distribution); // removed later
+    const before = groupEncrypt(first, text('before'), context);
+    bob = groupDecrypt(bob, before.message, context).senderKey;
+    carol = groupDecrypt(carol, before.message, context).senderKey;
+
+    const second = rotateSenderKey();
+    bob = processSenderKeyDistribution(senderKeyDistribution(second)); // only Bob gets it
+    const after = groupEncrypt(second, text('after carol left'), context);
+    expect(str(groupDecrypt(bob, after.message, context).plaintext)).toBe('after carol left');
+    expect(code(() => groupDecrypt(carol, after.message, context))).toBe('UNKNOWN_KEY');
+    // Even pretending the new message is under her old key id, she has neither chain nor signer.
+    const relabelled = after.message.slice();
+    relabelled.set(first.keyId, 2);
+    expect(code(() => groupDecrypt(carol, relabelled, context))).toBe('BAD_SIGNATURE');
+  });
+
+  it('a late joiner cannot read messages sent before its distribution', () => {
+    const { key, messages } = sendAll(3);
+    const dave = processSenderKeyDistribution(senderKeyDistribution(key));
+    expect(code(() => groupDecrypt(dave, messages[0]!, context))).toBe('DUPLICATE_MESSAGE');
+  });
+
+  it('inbound state survives serialization; distributions refuse unknown versions', () => {
+    const alice = createSenderKey();
+    let bob = processSenderKeyDistribution(senderKeyDistribution(alice));
+    const { messages } = sendAll(3, alice);
+    bob = groupDecrypt(bob, messages[2]!, context).senderKey;
+    bob = deserializeInboundSenderKey(serializeInboundSenderKey(bob));
+    expect(str(groupDecrypt(bob, messages[0]!, context).plaintext)).toBe('group 0');
+    const distribution = senderKeyDistribution(alice);
+    distribution[0] = 2;
+    expect(code(() => processSenderKeyDistribution(distribution))).toBe('UNKNOWN_VERSION');
+    expect(code(() => processSenderKeyDistribution(distribution.slice(0, 20)))).toMatch(
+      /UNKNOWN_VERSION|MALFORMED/,
+    );
+  });
+});
