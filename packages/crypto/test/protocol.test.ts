@@ -1,0 +1,157 @@
+// The store-driven layer the SDK uses: pairwise sessions and group sender keys through stores.
+import { describe, expect, it } from 'vitest';
+import {
+  type CryptoStore,
+  createMemoryStore,
+  decryptFromDevice,
+  decryptGroup,
+  encryptGroup,
+  encryptToDevice,
+  generateDeviceKeys,
+  generatePreKeys,
+  isCryptoError,
+  outboundSenderKey,
+  preKeyBundle,
+  receiveSenderKey,
+  rotateOutboundSenderKey,
+  startSession,
+} from '../src/index.js';
+import { str, text } from './helpers.js';
+
+async function newDevice(oneTimeCount = 2) {
+  const store = createMemoryStore();
+  const keys = generateDeviceKeys();
+  await store.putDeviceKeys(keys);
+  const { signedPreKey, oneTimePreKeys } = await generatePreKeys(store, {
+    signedPreKeyId: 1,
+    firstOneTimePreKeyId: 1,
+    count: oneTimeCount,
+  });
+  // What the server would hand out on a claim: the next one-time prekey, or none.
+  const claim = () => preKeyBundle(keys, signedPreKey!, oneTimePreKeys.shift());
+  return { store, claim };
+}
+
+async function rejects(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+  } catch (error) {
+    if (isCryptoError(error)) return error.code;
+    throw error;
+  }
+  return undefined;
+}
+
+async function roundTrip(
+  from: CryptoStore,
+  fromAddr: string,
+  to: CryptoStore,
+  toAddr: string,
+  msg: string,
+) {
+  const bytes = await encryptToDevice(from, toAddr, text(msg));
+  return str(await decryptFromDevice(to, fromAddr, bytes));
+}
+
+describe('store-driven sessions', () => {
+  it('X3DH through the stores consumes the one-time prekey; a replayed first message fails', async () => {
+    const alice = await newDevice();
+    const bob = await newDevice();
+    await startSession(alice.store, 'bob:1', bob.claim());
+    const first = await encryptToDevice(alice.store, 'bob:1', text('hi'));
+    expect(str(await decryptFromDevice(bob.store, 'alice:1', first))).toBe('hi');
+    expect(await bob.store.getOneTimePreKey(1)).toBeUndefined();
+    expect(await bob.store.getOneTimePreKey(2)).toBeDefined();
+    expect(await rejects(decryptFromDevice(bob.store, 'alice:1', first))).toBe('DUPLICATE_MESSAGE');
+    expect(await roundTrip(bob.store, 'bob:1', alice.store, 'alice:1', 'hello')).toBe('hello');
+    expect(await roundTrip(alice.store, 'alice:1', bob.store, 'bob:1', 'again')).toBe('again');
+    // Once Bob's session is gone, the replay cannot rebuild it: its one-time prekey is spent.
+    await bob.store.deleteSession('alice:1');
+    expect(await rejects(decryptFromDevice(bob.store, 'alice:1', first))).toBe('UNKNOWN_KEY');
+  });
+
+  it('the last-resort path (no one-time prekey left) still establishes a session', async () => {
+    const alice = await newDevice();
+    const bob = await newDevice(0);
+    await startSession(alice.store, 'bob:1', bob.claim());
+    expect(await roundTrip(alice.store, 'alice:1', bob.store, 'bob:1', 'no otk')).toBe('no otk');
+    expect(await roundTrip(bob.store, 'bob:1', alice.store, 'alice:1', 'fine')).toBe('fine');
+  });
+
+  it('a new X3DH run from the same device replaces the old session', async () => {
+    const alice = await newDevice();
+    const bob = await newDevice();
+    await startSession(alice.store, 'bob:1', bob.claim());
+    await roundTrip(alice.store, 'alice:1', bob.store, 'bob:1', 'one');
+    await startSession(alice.store, 'bob:1', bob.claim()); // e.g. Alice lost her session
+    expect(await roundTrip(alice.store, 'alice:1', bob.store, 'bob:1', 'two')).toBe('two');
+    expect(await roundTrip(bob.store, 'bob:1', alice.store, 'alice:1', 'three')).toBe('three');
+  });
+
+  it('no session, no device keys: typed errors', async () => {
+    const store = createMemoryStore();
+    expect(await rejects(encryptToDevice(store, 'x', text('a')))).toBe('UNKNOWN_KEY');
+    expect(await rejects(startSession(store, 'x', (await newDevice()).claim()))).toBe(
+      'UNKNOWN_KEY',
+    );
+  });
+});
+
+describe('store-driven groups', () => {
+  it('sender keys travel through pairwise sessions; a removed member is locked out after rotation', async () => {
+    const alice = await newDevice();
+    const bob = await newDevice();
+    const carol = await newDevice();
+    for (const [addr, peer] of [
+      ['bob:1', bob],
+      ['carol:1', carol],
+    ] as const) {
+      await startSession(alice.store, addr, peer.claim());
+    }
+    const conversation = 'conv-1';
+    const context = text('conv-1|alice:1');
+
+    const { created, distribution } = await outboundSenderKey(alice.store, conversation);
+    expect(created).toBe(true);
+    for (const [addr, peer] of [
+      ['bob:1', bob],
+      ['carol:1', carol],
+    ] as const) {
+      const envelope = await encryptToDevice(alice.store, addr, distribution);
+      const received = await decryptFromDevice(peer.store, 'alice:1', envelope);
+      await receiveSenderKey(peer.store, conversation, 'alice:1', received);
+    }
+
+    const m1 = await encryptGroup(alice.store, conversation, text('hello group'), context);
+    for (const peer of [bob, carol]) {
+      expect(str(await decryptGroup(peer.store, conversation, 'alice:1', m1, context))).toBe(
+        'hello group',
+      );
+    }
+    expect(await rejects(decryptGroup(bob.store, conversation, 'alice:1', m1, context))).toBe(
+      'DUPLICATE_MESSAGE',
+    );
+    // A re-sent distribution does not rewind Bob's chain (the replay stays refused).
+    await receiveSenderKey(bob.store, conversation, 'alice:1', distribution);
+    expect(await rejects(decryptGroup(bob.store, conversation, 'alice:1', m1, context))).toBe(
+      'DUPLICATE_MESSAGE',
+    );
+
+    // Carol is removed: a new sender key goes to Bob only.
+    const rotated = await rotateOutboundSenderKey(alice.store, conversation);
+    const envelope = await encryptToDevice(alice.store, 'bob:1', rotated);
+    await receiveSenderKey(
+      bob.store,
+      conversation,
+      'alice:1',
+      await decryptFromDevice(bob.store, 'alice:1', envelope),
+    );
+    const m2 = await encryptGroup(alice.store, conversation, text('without carol'), context);
+    expect(str(await decryptGroup(bob.store, conversation, 'alice:1', m2, context))).toBe(
+      'without carol',
+    );
+    expect(await rejects(decryptGroup(carol.store, conversation, 'alice:1', m2, context))).toBe(
+      'UNKNOWN_KEY',
+    );
+  });
+});
