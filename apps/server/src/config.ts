@@ -62,6 +62,7 @@ export type ServerConfig = {
   s3: S3BlobStoreOptions | undefined;
   messaging: ApiSettings['messaging'];
   keys: ApiSettings['keys'];
+  calls: ApiSettings['calls'];
   presence: {
     /** An instance's connection counts expire this long after its last refresh. */
     ttlSeconds: number;
@@ -69,6 +70,31 @@ export type ServerConfig = {
     throttleMs: number;
   };
 };
+
+/** TURN needs the secret coturn shares, or clients would get credentials that never work. */
+function callsFromEnv(env: Env): ApiSettings['calls'] {
+  if (env.MVP_TURN_URLS.length > 0 && !env.MVP_TURN_SECRET) {
+    throw new Error('MVP_TURN_URLS needs MVP_TURN_SECRET (coturn static-auth-secret)');
+  }
+  if (env.MVP_TURN_URLS.some((u) => u.startsWith('stun:'))) {
+    throw new Error('MVP_TURN_URLS takes turn: and turns: URLs; put stun: ones in MVP_STUN_URLS');
+  }
+  if (env.MVP_STUN_URLS.some((u) => !u.startsWith('stun:'))) {
+    throw new Error('MVP_STUN_URLS takes stun: URLs; put turn: ones in MVP_TURN_URLS');
+  }
+  return {
+    stunUrls: env.MVP_STUN_URLS,
+    turnUrls: env.MVP_TURN_URLS,
+    turnSecret: env.MVP_TURN_SECRET,
+    turnTtlSeconds: env.MVP_TURN_TTL_SECONDS,
+    ringTimeoutMs: env.MVP_CALL_RING_TIMEOUT_SECONDS * 1000,
+    heartbeatTimeoutMs: env.MVP_CALL_HEARTBEAT_TIMEOUT_SECONDS * 1000,
+    maxPayloadBytes: env.MVP_CALL_PAYLOAD_MAX_BYTES,
+    startLimit: env.MVP_LIMIT_CALL_START_ACCOUNT,
+    signalLimit: env.MVP_LIMIT_CALL_SIGNAL,
+    iceLimit: { points: 60, durationSeconds: 60 },
+  };
+}
 
 function s3FromEnv(env: Env): S3BlobStoreOptions | undefined {
   if (!env.MVP_S3_BUCKET) return undefined;
@@ -113,6 +139,7 @@ export function configFromEnv(env: Env): ServerConfig {
     searchLimit: env.MVP_LIMIT_SEARCH_ACCOUNT,
     avatarMaxBytes: env.MVP_AVATAR_MAX_BYTES,
     s3: s3FromEnv(env),
+    calls: callsFromEnv(env),
     keys: {
       prekeyCap: env.MVP_PREKEY_CAP,
       lowThreshold: env.MVP_PREKEY_LOW_THRESHOLD,

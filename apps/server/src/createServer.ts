@@ -5,6 +5,7 @@ import type { DestinationStream, Logger as PinoLogger } from 'pino';
 import type { WebSocket } from 'ws';
 import {
   createPresenceTracker,
+  runCallTimeoutsOnce,
   runJobsOnce,
   SESSION_REVOKED_CHANNEL,
   type ApiSettings,
@@ -40,6 +41,7 @@ function apiSettingsFrom(config: ServerConfig): ApiSettings {
     people: { searchLimit: config.searchLimit },
     messaging: config.messaging,
     keys: config.keys,
+    calls: config.calls,
   };
 }
 
@@ -159,6 +161,13 @@ export async function createServer(
   }, config.auth.jobsIntervalSeconds * 1000);
   jobs.unref();
 
+  // Calls ringing too long become missed, calls whose heartbeats stopped end (one instance).
+  const callTimeouts = setInterval(
+    () => void runCallTimeoutsOnce(infra.ports, settings),
+    Math.min(5_000, config.calls.ringTimeoutMs / 4),
+  );
+  callTimeouts.unref();
+
   // Keeps this instance's users online in the shared store and expires those of dead instances.
   const presenceTicks = setInterval(
     () => {
@@ -174,6 +183,7 @@ export async function createServer(
       stopping = true;
       clearInterval(jobs);
       clearInterval(presenceTicks);
+      clearInterval(callTimeouts);
       // Not awaited: an unreachable Redis must not hold up the bounded shutdown.
       stopRevocations().catch(() => undefined);
       const deadline = Date.now() + config.shutdownTimeoutMs;

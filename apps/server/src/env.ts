@@ -51,6 +51,26 @@ const originList = z
   )
   .pipe(z.array(z.url().transform((u) => new URL(u).origin)));
 
+/** `stun:` / `turn:` / `turns:` URLs, comma separated (RFC 7064 / 7065 forms). */
+const iceUrlList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z.array(
+      z
+        .string()
+        .regex(
+          /^(stun|turns?):[A-Za-z0-9.\-[\]:]+(\?transport=(udp|tcp))?$/,
+          'expected stun:host[:port], turn:host[:port][?transport=udp|tcp] or turns:…',
+        ),
+    ),
+  );
+
 export const envSchema = {
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   MVP_HOST: z.string().min(1).default('127.0.0.1'),
@@ -139,6 +159,16 @@ export const envSchema = {
   MVP_PREKEY_CAP: int(100, 100_000).default(500),
   MVP_PREKEY_LOW_THRESHOLD: int(1, 1000).default(10),
   MVP_LIMIT_KEY_CLAIM_ACCOUNT: limit.default({ points: 200, durationSeconds: 60 }),
+  // Calls (issue 7).
+  MVP_STUN_URLS: iceUrlList.default([]),
+  MVP_TURN_URLS: iceUrlList.default([]),
+  MVP_TURN_SECRET: z.string().min(16, 'at least 16 characters').optional(),
+  MVP_TURN_TTL_SECONDS: int(60, 86_400).default(3600),
+  MVP_CALL_RING_TIMEOUT_SECONDS: int(5, 600).default(60),
+  MVP_CALL_HEARTBEAT_TIMEOUT_SECONDS: int(10, 3600).default(75),
+  MVP_CALL_PAYLOAD_MAX_BYTES: int(1024, 1024 * 1024).default(32 * 1024),
+  MVP_LIMIT_CALL_START_ACCOUNT: limit.default({ points: 30, durationSeconds: 60 }),
+  MVP_LIMIT_CALL_SIGNAL: limit.default({ points: 300, durationSeconds: 60 }),
 };
 
 export const ENV_VARIABLES = Object.keys(envSchema);

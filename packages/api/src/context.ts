@@ -30,6 +30,20 @@ export type ApiSettings = {
   ipRateLimit: RateLimitRule;
   auth: AuthSettings;
   people: { searchLimit: Limit };
+  calls: {
+    stunUrls: string[];
+    turnUrls: string[];
+    turnSecret: string | undefined;
+    turnTtlSeconds: number;
+    ringTimeoutMs: number;
+    heartbeatTimeoutMs: number;
+    /** Largest encrypted SDP or ICE payload, in bytes. */
+    maxPayloadBytes: number;
+    startLimit: Limit;
+    /** Per call and device: candidates, renegotiations, restarts. */
+    signalLimit: Limit;
+    iceLimit: Limit;
+  };
   keys: {
     /** Most one-time prekeys one device may hold. */
     prekeyCap: number;

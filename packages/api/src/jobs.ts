@@ -5,6 +5,7 @@ import { deleteAccount } from './modules/me/accountDeletion';
 import type { Ports } from './ports';
 import { purgeExpiredMessages } from './modules/messages/expiry';
 import { pruneStreams } from './modules/sync/retention';
+import { expireCalls } from './modules/calls/calls.service';
 
 const BATCH = 200;
 
@@ -96,6 +97,31 @@ export const JOBS = {
 } as const;
 export type JobName = keyof typeof JOBS;
 
+/** Runs `job` under the KeyValue lock of `name` (null when another instance holds it). */
+async function runLocked(
+  ports: Ports,
+  settings: ApiSettings,
+  name: string,
+  job: (ctx: Context) => Promise<number>,
+): Promise<number | null> {
+  const lock = await ports.kv.acquireLock(`job:${name}`, 10 * 60 * 1000);
+  if (!lock) return null;
+  try {
+    const ctx = await createContext(ports, settings, {
+      requestId: `job:${name}`,
+      ip: 'internal',
+      transport: 'http',
+      token: null,
+    });
+    return await job(ctx);
+  } catch (err) {
+    ports.logger.error({ err, job: name }, 'job failed');
+    return null;
+  } finally {
+    await lock.release();
+  }
+}
+
 /**
  * Runs every job once, each under a KeyValue lock so that across instances only one runs it at a
  * time. Returns how many rows each job handled (null when another instance held the lock).
@@ -105,26 +131,12 @@ export async function runJobsOnce(
   settings: ApiSettings,
 ): Promise<Record<JobName, number | null>> {
   const results = {} as Record<JobName, number | null>;
-  for (const name of Object.keys(JOBS) as JobName[]) {
-    const lock = await ports.kv.acquireLock(`job:${name}`, 10 * 60 * 1000);
-    if (!lock) {
-      results[name] = null;
-      continue;
-    }
-    try {
-      const ctx = await createContext(ports, settings, {
-        requestId: `job:${name}`,
-        ip: 'internal',
-        transport: 'http',
-        token: null,
-      });
-      results[name] = await JOBS[name](ctx);
-    } catch (err) {
-      ports.logger.error({ err, job: name }, 'job failed');
-      results[name] = null;
-    } finally {
-      await lock.release();
-    }
-  }
+  for (const name of Object.keys(JOBS) as JobName[])
+    results[name] = await runLocked(ports, settings, name, JOBS[name]);
   return results;
+}
+
+/** Ring and heartbeat timeouts need seconds, not the jobs interval: their own, faster loop. */
+export function runCallTimeoutsOnce(ports: Ports, settings: ApiSettings): Promise<number | null> {
+  return runLocked(ports, settings, 'expireCalls', expireCalls);
 }

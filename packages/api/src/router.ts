@@ -1,6 +1,7 @@
 import { authRouter } from './modules/auth/auth.router';
 import { blocksRouter, contactsRouter } from './modules/contacts/contacts.router';
 import { conversationsRouter } from './modules/conversations/conversations.router';
+import { callsRouter } from './modules/calls/calls.router';
 import { keysRouter } from './modules/keys/keys.router';
 import { meRouter } from './modules/me/me.router';
 import { messagesRouter } from './modules/messages/messages.router';
@@ -22,6 +23,7 @@ export const appRouter = router({
   conversations: conversationsRouter,
   messages: messagesRouter,
   keys: keysRouter,
+  calls: callsRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -7,3 +7,4 @@ export * from './system';
 export * from './people';
 export * from './messaging';
 export * from './keys';
+export * from './calls';

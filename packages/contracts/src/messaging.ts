@@ -1,16 +1,10 @@
 import { z } from 'zod';
 import { ZId } from './auth';
+import { ZBase64 } from './bytes';
+import { ZCallEvent } from './calls';
 import { ZContactRequests, ZPeopleEvent } from './people';
 
-/**
- * Opaque bytes travel as base64 strings on both surfaces (tRPC and the REST shim), so one schema
- * serves both; the SDK hands apps Uint8Array. The configured size limit is checked by the server
- * on the decoded bytes; this cap only stops absurd strings before they are decoded.
- */
-export const ZBase64 = z
-  .string()
-  .max(1_400_000)
-  .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'expected base64');
+export { ZBase64 };
 
 export const ZSeq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 export const ZClientMessageId = z
@@ -308,6 +302,7 @@ export const ZSyncEvent = z.discriminatedUnion('type', [
   /** The cursor is older than what the server keeps: drop local state and load the snapshot. */
   z.object({ type: z.literal('resync') }),
   ...ZPeopleEvent.options,
+  ...ZCallEvent.options,
 ]);
 export type TSyncEvent = z.infer<typeof ZSyncEvent>;
 

@@ -5,6 +5,7 @@ export type { MigrateOutcome } from './migrate';
 export type {
   AppMetaTable,
   BlocksTable,
+  CallsTable,
   ContactRequestsTable,
   ContactsTable,
   ConversationMembersTable,

@@ -197,6 +197,21 @@ export type VerificationsTable = {
   broken_at: number | null;
 };
 
+export type CallsTable = {
+  id: string;
+  caller_id: string;
+  caller_device_id: string;
+  callee_id: string;
+  callee_device_id: string | null;
+  media: string;
+  state: string;
+  end_reason: string | null;
+  created_at: number;
+  accepted_at: number | null;
+  ended_at: number | null;
+  last_heartbeat_at: number | null;
+};
+
 /** Kysely's own bookkeeping tables are not listed: only the Migrator touches them. */
 export type DB = {
   app_meta: AppMetaTable;
@@ -219,4 +234,5 @@ export type DB = {
   device_keys: DeviceKeysTable;
   one_time_prekeys: OneTimePrekeysTable;
   verifications: VerificationsTable;
+  calls: CallsTable;
 };

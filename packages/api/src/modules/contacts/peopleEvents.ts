@@ -7,7 +7,15 @@ import type { EventBus } from '../../ports';
  */
 export const userChannel = (userId: string) => `user:${userId}`;
 
-/** An ephemeral event (never stored, never replayed) to one user's connected devices. */
-export async function notify(bus: EventBus, userId: string, event: TSyncEvent): Promise<void> {
-  await bus.publish(userChannel(userId), event);
+/**
+ * An ephemeral event (never stored, never replayed) to one user's connected devices, or to one
+ * of them when `toDeviceId` is given (the others' streams drop it).
+ */
+export async function notify(
+  bus: EventBus,
+  userId: string,
+  event: TSyncEvent,
+  toDeviceId?: string,
+): Promise<void> {
+  await bus.publish(userChannel(userId), toDeviceId ? { ...event, toDeviceId } : event);
 }

@@ -8,7 +8,7 @@ import { readEvents, streamBounds } from './stream.repo';
 
 const PAGE = 200;
 /** Ephemeral events travel on the bus only and are never replayed. */
-const EPHEMERAL = new Set(['presence', 'typing']);
+const EPHEMERAL = new Set(['presence', 'typing', 'call.signal']);
 
 /** Cursors are the decimal seq of the user's stream; anything else is refused. */
 export function parseCursor(id: string | null | undefined): number | null {
@@ -52,9 +52,11 @@ export async function* syncStream(
   let dirty = true;
   let wake: (() => void) | undefined;
   const unsubscribe = await ctx.ports.bus.subscribe(userChannel(userId), (message) => {
-    const event = message as TSyncEvent | { type: 'wake' };
-    if (EPHEMERAL.has(event.type)) ephemeral.push(event as TSyncEvent);
-    else dirty = true;
+    const { toDeviceId, ...event } = message as (TSyncEvent | { type: 'wake' }) & {
+      toDeviceId?: string;
+    };
+    if (!EPHEMERAL.has(event.type)) dirty = true;
+    else if (!toDeviceId || toDeviceId === deviceId) ephemeral.push(event as TSyncEvent);
     wake?.();
   });
   const aborted = new Promise<void>((resolve) =>

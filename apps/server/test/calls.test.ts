@@ -1,0 +1,339 @@
+import { createHmac } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCallTimeoutsOnce, turnCredentials } from '@mvp/api';
+import { errorCodeOf } from '@mvp/sdk';
+import { configFromEnv, defaultConfig } from '../src/index';
+import { parseEnv } from '../src/env';
+import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import { backendLabel } from './helpers/env';
+import { startServer, type TestServer } from './helpers/startServer';
+import { openStream } from './helpers/sync';
+
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: unknown) => errorCodeOf(e),
+  );
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+const TURN_SECRET = 'coturn-shared-secret-42';
+
+describe('TURN credentials and ICE configuration', () => {
+  it("match coturn's use-auth-secret formula on a fixed vector", () => {
+    // Computed independently: base64(HMAC-SHA1(secret, "<expiry>:<userId>")).
+    expect(
+      turnCredentials(TURN_SECRET, '0190d4a2-0000-7000-8000-000000000001', 1_700_000_000),
+    ).toEqual({
+      username: '1700000000:0190d4a2-0000-7000-8000-000000000001',
+      credential: 'ZK8YjnIzO8IldgZ733jm9eBHhOM=',
+    });
+  });
+
+  it('refuses a malformed TURN configuration at start-up with a clear message', () => {
+    expect(() => parseEnv({ MVP_TURN_URLS: 'http://turn.example.com' })).toThrow(
+      /MVP_TURN_URLS: expected stun:host/,
+    );
+    expect(() => configFromEnv(parseEnv({ MVP_TURN_URLS: 'turn:turn.example.com:3478' }))).toThrow(
+      'MVP_TURN_URLS needs MVP_TURN_SECRET (coturn static-auth-secret)',
+    );
+    expect(() => parseEnv({ MVP_TURN_SECRET: 'short' })).toThrow(/MVP_TURN_SECRET/);
+    expect(() => configFromEnv(parseEnv({ MVP_STUN_URLS: 'turn:x.example.com' }))).toThrow(
+      /MVP_STUN_URLS takes stun: URLs/,
+    );
+  });
+});
+
+describe(`call sessions (${backendLabel})`, () => {
+  let t: TestServer;
+  let offsetMs = 0;
+  beforeAll(async () => {
+    const base = defaultConfig().calls;
+    t = await startServer(
+      {
+        calls: {
+          ...base,
+          stunUrls: ['stun:stun.example.com:3478'],
+          turnUrls: ['turn:turn.example.com:3478?transport=udp', 'turns:turn.example.com:5349'],
+          turnSecret: TURN_SECRET,
+          maxPayloadBytes: 2048,
+          signalLimit: { points: 20, durationSeconds: 60 },
+        },
+      },
+      { clock: { now: () => Date.now() + offsetMs } },
+    );
+  });
+  afterAll(() => t.stop());
+
+  const api = (token: string) => clientWithToken(t, token).api;
+  const deviceOf = async (token: string) =>
+    (await api(token).sessions.list.query()).sessions.find((s) => s.current)!.device.id;
+  const secondDevice = async (a: Account) => {
+    const res = await t.client.api.auth.login.mutate({
+      identifier: a.username,
+      password: PASSWORD,
+      device: { ...DEVICE, name: 'Laptop' },
+    });
+    if (res.status !== 'ok') throw new Error('expected tokens');
+    return res.accessToken;
+  };
+  const call = async (from: Account, to: Account, devices: string[]) =>
+    api(from.accessToken).calls.start.mutate({
+      calleeId: to.userId,
+      media: 'video',
+      offers: devices.map((deviceId) => ({ deviceId, ciphertext: b64(`offer for ${deviceId}`) })),
+    });
+
+  it('ICE servers: STUN, and TURN credentials for me that coturn will accept', async () => {
+    const alice = await registerUser(t);
+    const { iceServers, ttlSeconds } = await api(alice.accessToken).calls.iceServers.query();
+    expect(ttlSeconds).toBe(3600);
+    expect(iceServers[0]).toEqual({ urls: ['stun:stun.example.com:3478'] });
+    const turn = iceServers[1]!;
+    expect(turn.urls).toEqual([
+      'turn:turn.example.com:3478?transport=udp',
+      'turns:turn.example.com:5349',
+    ]);
+    const [expiry, userId] = turn.username!.split(':');
+    expect(userId).toBe(alice.userId);
+    expect(Number(expiry) - Date.now() / 1000).toBeGreaterThan(3500);
+    expect(turn.credential).toBe(
+      createHmac('sha1', TURN_SECRET).update(turn.username!).digest('base64'),
+    );
+    const rest = await fetch(`${t.server.url}/api/v1/calls/ice-servers`, {
+      headers: { authorization: `Bearer ${alice.accessToken}` },
+    });
+    expect(rest.status).toBe(200);
+  });
+
+  it('every device rings, the first to answer wins, the others hear it; ICE goes to the one peer', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [aliceTablet, bobLaptop] = [await secondDevice(alice), await secondDevice(bob)];
+    const [alicePhoneId, bobPhoneId, bobLaptopId] = [
+      await deviceOf(alice.accessToken),
+      await deviceOf(bob.accessToken),
+      await deviceOf(bobLaptop),
+    ];
+    const streams = {
+      alice: await openStream(t, alice.accessToken),
+      aliceTablet: await openStream(t, aliceTablet),
+      bobPhone: await openStream(t, bob.accessToken),
+      bobLaptop: await openStream(t, bobLaptop),
+    };
+
+    const started = await call(alice, bob, [bobPhoneId, bobLaptopId]);
+    expect(started).toMatchObject({ state: 'ringing', direction: 'outgoing', media: 'video' });
+    const phoneInvite = (await streams.bobPhone.next('call.invite')).event;
+    expect(phoneInvite).toMatchObject({
+      call: { id: started.id, direction: 'incoming' },
+      callerDeviceId: alicePhoneId,
+      offer: b64(`offer for ${bobPhoneId}`),
+    });
+    expect((await streams.bobLaptop.next('call.invite')).event.offer).toBe(
+      b64(`offer for ${bobLaptopId}`),
+    );
+    expect((await streams.aliceTablet.next('call.invite')).event.offer).toBeNull();
+
+    const accepted = await api(bob.accessToken).calls.accept.mutate({
+      callId: started.id,
+      answer: b64('answer'),
+    });
+    expect(accepted.state).toBe('accepted');
+    expect(
+      await codeOf(api(bobLaptop).calls.accept.mutate({ callId: started.id, answer: b64('late') })),
+    ).toBe('CONFLICT');
+    expect((await streams.alice.next('call.accepted')).event).toMatchObject({
+      callId: started.id,
+      deviceId: bobPhoneId,
+      answer: b64('answer'),
+    });
+    expect((await streams.bobLaptop.next('call.answered_elsewhere')).event.deviceId).toBe(
+      bobPhoneId,
+    );
+
+    await api(alice.accessToken).calls.signal.mutate({
+      callId: started.id,
+      kind: 'candidates',
+      ciphertext: b64('candidate 1'),
+    });
+    expect((await streams.bobPhone.next('call.signal')).event).toMatchObject({
+      fromDeviceId: alicePhoneId,
+      ciphertext: b64('candidate 1'),
+    });
+    // The laptop is not in the call: it never gets the candidates; nor may it signal.
+    expect(
+      await codeOf(
+        api(bobLaptop).calls.signal.mutate({
+          callId: started.id,
+          kind: 'candidates',
+          ciphertext: b64('x'),
+        }),
+      ),
+    ).toBe('NOT_FOUND');
+    await api(bob.accessToken).calls.heartbeat.mutate({ callId: started.id });
+
+    const ended = await api(bob.accessToken).calls.hangup.mutate({ callId: started.id });
+    expect(ended).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
+    for (const stream of [streams.alice, streams.bobLaptop])
+      expect((await stream.next('call.ended')).event.call.state).toBe('ended');
+    expect(await codeOf(api(alice.accessToken).calls.hangup.mutate({ callId: started.id }))).toBe(
+      'CONFLICT',
+    );
+    expect(
+      await codeOf(
+        api(alice.accessToken).calls.signal.mutate({
+          callId: started.id,
+          kind: 'candidates',
+          ciphertext: b64('too late'),
+        }),
+      ),
+    ).toBe('CONFLICT');
+    expect(streams.bobLaptop.events.size).toBe(0);
+
+    const history = await api(bob.accessToken).calls.history.query({});
+    expect(history.calls[0]).toMatchObject({
+      id: started.id,
+      direction: 'incoming',
+      media: 'video',
+      state: 'ended',
+    });
+    const rest = await fetch(`${t.server.url}/api/v1/calls/${started.id}`, {
+      headers: { authorization: `Bearer ${alice.accessToken}` },
+    });
+    expect(((await rest.json()) as { direction: string }).direction).toBe('outgoing');
+    for (const s of Object.values(streams)) await s.close();
+  });
+
+  it('declined everywhere; cancelled is missed; accept after cancel changes nothing', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const bobPhone = await deviceOf(bob.accessToken);
+    const first = await call(alice, bob, [bobPhone]);
+    expect(await api(bob.accessToken).calls.reject.mutate({ callId: first.id })).toMatchObject({
+      state: 'rejected',
+      endReason: 'user_declined',
+    });
+    const second = await call(alice, bob, [bobPhone]);
+    expect((await api(alice.accessToken).calls.cancel.mutate({ callId: second.id })).state).toBe(
+      'missed',
+    );
+    expect(
+      await codeOf(
+        api(bob.accessToken).calls.accept.mutate({ callId: second.id, answer: b64('a') }),
+      ),
+    ).toBe('CONFLICT');
+    expect((await api(bob.accessToken).calls.get.query({ id: second.id })).state).toBe('missed');
+  });
+
+  it('busy, glare, blocks, outsiders, oversize payloads and candidate floods', async () => {
+    const [alice, bob, carol, eve] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const [bobPhone, carolPhone, alicePhone] = [
+      await deviceOf(bob.accessToken),
+      await deviceOf(carol.accessToken),
+      await deviceOf(alice.accessToken),
+    ];
+    const live = await call(carol, bob, [bobPhone]);
+    await api(bob.accessToken).calls.accept.mutate({ callId: live.id, answer: b64('a') });
+    expect((await call(alice, bob, [bobPhone])).state).toBe('busy');
+
+    // Outsiders see nothing; floods are cut off.
+    expect(await codeOf(api(eve.accessToken).calls.get.query({ id: live.id }))).toBe('NOT_FOUND');
+    expect(
+      await codeOf(
+        api(eve.accessToken).calls.signal.mutate({
+          callId: live.id,
+          kind: 'candidates',
+          ciphertext: b64('x'),
+        }),
+      ),
+    ).toBe('NOT_FOUND');
+    expect(
+      await codeOf(
+        api(carol.accessToken).calls.signal.mutate({
+          callId: live.id,
+          kind: 'renegotiate',
+          ciphertext: Buffer.alloc(4096).toString('base64'),
+        }),
+      ),
+    ).toBe('PAYLOAD_TOO_LARGE');
+    const flood = [];
+    for (let i = 0; i < 25; i++)
+      flood.push(
+        await codeOf(
+          api(carol.accessToken).calls.signal.mutate({
+            callId: live.id,
+            kind: 'candidates',
+            ciphertext: b64(`c${i}`),
+          }),
+        ),
+      );
+    expect(flood).toContain('TOO_MANY_REQUESTS');
+    await api(carol.accessToken).calls.hangup.mutate({ callId: live.id });
+
+    // Glare: both call at once; the smaller user id's call goes on, on both sides alike.
+    const aToB = await call(alice, bob, [bobPhone]);
+    const bToA = await api(bob.accessToken).calls.start.mutate({
+      calleeId: alice.userId,
+      media: 'audio',
+      offers: [{ deviceId: alicePhone, ciphertext: b64('o') }],
+    });
+    const aliceWins = alice.userId < bob.userId;
+    const [winner, loser] = aliceWins ? [aToB.id, bToA.id] : [bToA.id, aToB.id];
+    const seenByAlice = await api(alice.accessToken).calls.get.query({ id: loser });
+    const seenByBob = await api(bob.accessToken).calls.get.query({ id: loser });
+    expect([seenByAlice.endReason, seenByBob.endReason]).toEqual(['glare', 'glare']);
+    expect((await api(alice.accessToken).calls.get.query({ id: winner })).state).toBe('ringing');
+    await api(alice.accessToken).calls.hangup.mutate({ callId: winner });
+
+    await api(bob.accessToken).blocks.add.mutate({ userId: alice.userId });
+    expect(await codeOf(call(alice, bob, [bobPhone]))).toBe('FORBIDDEN');
+    expect(await codeOf(call(alice, carol, [bobPhone]))).toBe('NOT_FOUND'); // not carol's device
+    expect(
+      await codeOf(
+        api(alice.accessToken).calls.start.mutate({
+          calleeId: carol.userId,
+          media: 'audio',
+          offers: [{ deviceId: carolPhone, ciphertext: Buffer.alloc(4096).toString('base64') }],
+        }),
+      ),
+    ).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('nobody answers: missed after the ring timeout; silent calls end when heartbeats stop', async () => {
+    const [alice, bob, carol, dave] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const unanswered = await call(alice, bob, [await deviceOf(bob.accessToken)]);
+    const answered = await call(carol, dave, [await deviceOf(dave.accessToken)]);
+    await api(dave.accessToken).calls.accept.mutate({ callId: answered.id, answer: b64('a') });
+    const aliceStream = await openStream(t, alice.accessToken);
+    const daveStream = await openStream(t, dave.accessToken);
+
+    offsetMs = 2 * 60_000; // past the 60 s ring timeout and the 75 s heartbeat timeout
+    try {
+      expect(await runCallTimeoutsOnce(t.server.infra.ports, t.server.settings)).toBeGreaterThan(0);
+    } finally {
+      offsetMs = 0;
+    }
+    expect(await api(alice.accessToken).calls.get.query({ id: unanswered.id })).toMatchObject({
+      state: 'missed',
+      endReason: 'invite_timeout',
+    });
+    expect(await api(dave.accessToken).calls.get.query({ id: answered.id })).toMatchObject({
+      state: 'ended',
+      endReason: 'ice_timeout',
+    });
+    expect((await aliceStream.next('call.ended')).event.call.id).toBe(unanswered.id);
+    expect((await daveStream.next('call.ended')).event.call).toMatchObject({
+      id: answered.id,
+      direction: 'incoming',
+    });
+    await aliceStream.close();
+    await daveStream.close();
+  });
+});

@@ -1,0 +1,432 @@
+import type { Selectable, Transaction } from 'kysely';
+import { uuidv7 } from 'uuidv7';
+import type { TCall, TCallEndReason, TCallState, TSyncEvent } from '@mvp/contracts';
+import type { CallsTable, DB } from '@mvp/db';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { enforceLimit } from '../../rateLimit';
+import * as users from '../auth/users.repo';
+import { notify } from '../contacts/peopleEvents';
+import { blockedBetween } from '../conversations/conversations.service';
+import { recordDeviceEvent, recordEvents, wake } from '../sync/events';
+import { iceServersFor } from './iceServers';
+
+type CallRow = Selectable<CallsTable>;
+type Device = { userId: string; deviceId: string };
+type DurableCallEvent = Exclude<
+  TSyncEvent,
+  { type: 'resync' | 'presence' | 'typing' | 'call.signal' }
+>;
+
+const NOT_FOUND = 'No such call';
+const LIVE: readonly string[] = ['ringing', 'accepted'];
+const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
+
+export function toCall(row: CallRow, viewerId: string): TCall {
+  const accepted = row.accepted_at === null ? null : Number(row.accepted_at);
+  const ended = row.ended_at === null ? null : Number(row.ended_at);
+  return {
+    id: row.id,
+    callerId: row.caller_id,
+    calleeId: row.callee_id,
+    direction: row.caller_id === viewerId ? 'outgoing' : 'incoming',
+    media: row.media as TCall['media'],
+    state: row.state as TCallState,
+    endReason: row.end_reason as TCallEndReason | null,
+    startedAt: iso(row.created_at)!,
+    acceptedAt: iso(accepted),
+    endedAt: iso(ended),
+    durationSeconds:
+      accepted !== null && ended !== null ? Math.round((ended - accepted) / 1000) : 0,
+  };
+}
+
+function findCall(ctx: Context, id: string) {
+  return ctx.ports.db.selectFrom('calls').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** A call I take part in; anyone else's call does not exist for me. */
+async function myCall(ctx: Context, me: string, id: string): Promise<CallRow> {
+  const row = await findCall(ctx, id);
+  if (!row || (row.caller_id !== me && row.callee_id !== me))
+    throw new AppError('NOT_FOUND', NOT_FOUND);
+  return row;
+}
+
+function assertPayload(ctx: Context, ciphertexts: string[]): void {
+  const max = ctx.settings.calls.maxPayloadBytes;
+  if (ciphertexts.some((c) => Buffer.from(c, 'base64').length > max))
+    throw new AppError('PAYLOAD_TOO_LARGE', `Call payloads are at most ${max} bytes`);
+}
+
+async function devicesOf(ctx: Context, userId: string): Promise<string[]> {
+  const rows = await ctx.ports.db
+    .selectFrom('devices')
+    .select('id')
+    .where('user_id', '=', userId)
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+/** Stores `event` for both people's devices and the call's new state, then wakes them. */
+async function tellBoth(ctx: Context, trx: Transaction<DB>, row: CallRow, now: number) {
+  const event = (viewer: string): DurableCallEvent => ({
+    type: 'call.ended',
+    call: toCall(row, viewer),
+  });
+  await recordEvents(trx, [row.caller_id, row.callee_id], event, now);
+}
+
+/**
+ * Moves a live call to a final state with a conditional update (only from `from`), so of two
+ * racing endings exactly one happens; the loser gets CONFLICT and nothing changes.
+ */
+async function finish(
+  ctx: Context,
+  row: CallRow,
+  from: readonly string[],
+  state: TCallState,
+  reason: TCallEndReason,
+): Promise<TCall> {
+  const now = ctx.ports.clock.now();
+  const ended = await ctx.ports.db.transaction().execute(async (trx) => {
+    const result = await trx
+      .updateTable('calls')
+      .set({ state, end_reason: reason, ended_at: now })
+      .where('id', '=', row.id)
+      .where('state', 'in', [...from])
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) return null;
+    const updated = { ...row, state, end_reason: reason, ended_at: now };
+    await tellBoth(ctx, trx, updated, now);
+    return updated;
+  });
+  if (!ended) throw new AppError('CONFLICT', 'This call has already ended');
+  await wake(ctx.ports, [row.caller_id, row.callee_id]);
+  return toCall(ended, row.caller_id);
+}
+
+export function iceServers(ctx: Context, userId: string) {
+  return enforceLimit(ctx, 'ice-servers-account', ctx.settings.calls.iceLimit, userId).then(() =>
+    iceServersFor(ctx.settings.calls, userId, ctx.ports.clock.now()),
+  );
+}
+
+/**
+ * Rings the callee: each named device gets its own encrypted offer as a durable `call.invite`
+ * (so a device that reconnects while it rings still sees it); my other devices learn of it.
+ * Busy when the callee is in a live call. Glare (we call each other at once): the call placed by
+ * the smaller user id goes on and the other ends with `glare`, the same answer on both sides.
+ */
+export async function startCall(
+  ctx: Context,
+  device: Device,
+  input: {
+    calleeId: string;
+    media: 'audio' | 'video';
+    offers: { deviceId: string; ciphertext: string }[];
+  },
+): Promise<TCall> {
+  const me = device.userId;
+  await enforceLimit(ctx, 'call-start-account', ctx.settings.calls.startLimit, me);
+  if (input.calleeId === me) throw new AppError('BAD_REQUEST', 'You cannot call yourself');
+  assertPayload(
+    ctx,
+    input.offers.map((o) => o.ciphertext),
+  );
+  if (!(await users.findUserById(ctx.ports.db, input.calleeId)))
+    throw new AppError('NOT_FOUND', 'No such user');
+  if (await blockedBetween(ctx, me, input.calleeId))
+    throw new AppError('FORBIDDEN', 'You cannot call this user');
+  const calleeDevices = new Set(await devicesOf(ctx, input.calleeId));
+  if (input.offers.some((o) => !calleeDevices.has(o.deviceId)))
+    throw new AppError('NOT_FOUND', 'No such device');
+
+  const db = ctx.ports.db;
+  const now = ctx.ports.clock.now();
+  const live = await db
+    .selectFrom('calls')
+    .selectAll()
+    .where('state', 'in', [...LIVE])
+    .where((eb) =>
+      eb.or([
+        eb('caller_id', '=', input.calleeId),
+        eb('callee_id', '=', input.calleeId),
+        eb('caller_id', '=', me),
+        eb('callee_id', '=', me),
+      ]),
+    )
+    .execute();
+  const glare = live.find(
+    (c) => c.state === 'ringing' && c.caller_id === input.calleeId && c.callee_id === me,
+  );
+  const row: CallRow = {
+    id: uuidv7(),
+    caller_id: me,
+    caller_device_id: device.deviceId,
+    callee_id: input.calleeId,
+    callee_device_id: null,
+    media: input.media,
+    state: 'ringing',
+    end_reason: null,
+    created_at: now,
+    accepted_at: null,
+    ended_at: null,
+    last_heartbeat_at: null,
+  };
+  if (glare) {
+    // The smaller user id's call wins; theirs is the one that goes on when they are smaller.
+    if (input.calleeId < me) return settledAtOnce(ctx, row, 'ended', 'glare');
+    await finish(ctx, glare, ['ringing'], 'ended', 'glare');
+  } else if (live.some((c) => c.caller_id === input.calleeId || c.callee_id === input.calleeId)) {
+    return settledAtOnce(ctx, row, 'busy', 'user_busy');
+  }
+
+  const mine = (await devicesOf(ctx, me)).filter((d) => d !== device.deviceId);
+  await db.transaction().execute(async (trx) => {
+    await trx.insertInto('calls').values(row).execute();
+    for (const offer of input.offers) {
+      await recordDeviceEvent(
+        trx,
+        { userId: input.calleeId, deviceId: offer.deviceId },
+        {
+          type: 'call.invite',
+          call: toCall(row, input.calleeId),
+          callerDeviceId: device.deviceId,
+          offer: offer.ciphertext,
+        },
+        now,
+      );
+    }
+    for (const other of mine) {
+      await recordDeviceEvent(
+        trx,
+        { userId: me, deviceId: other },
+        {
+          type: 'call.invite',
+          call: toCall(row, me),
+          callerDeviceId: device.deviceId,
+          offer: null,
+        },
+        now,
+      );
+    }
+  });
+  await wake(ctx.ports, [me, input.calleeId]);
+  return toCall(row, me);
+}
+
+/** A call that ends the moment it starts (busy, lost glare): kept for both histories. */
+async function settledAtOnce(
+  ctx: Context,
+  row: CallRow,
+  state: TCallState,
+  reason: TCallEndReason,
+): Promise<TCall> {
+  const now = ctx.ports.clock.now();
+  const ended = { ...row, state, end_reason: reason, ended_at: now };
+  await ctx.ports.db.transaction().execute(async (trx) => {
+    await trx.insertInto('calls').values(ended).execute();
+    await tellBoth(ctx, trx, ended, now);
+  });
+  await wake(ctx.ports, [row.caller_id, row.callee_id]);
+  return toCall(ended, row.caller_id);
+}
+
+/**
+ * The first callee device to accept wins (a conditional update from `ringing`); the caller's
+ * device gets the encrypted answer, the callee's devices hear who answered so the rest stop.
+ */
+export async function acceptCall(
+  ctx: Context,
+  device: Device,
+  input: { callId: string; answer: string },
+): Promise<TCall> {
+  const row = await myCall(ctx, device.userId, input.callId);
+  if (row.callee_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
+  assertPayload(ctx, [input.answer]);
+  const now = ctx.ports.clock.now();
+  const accepted = await ctx.ports.db.transaction().execute(async (trx) => {
+    const result = await trx
+      .updateTable('calls')
+      .set({
+        state: 'accepted',
+        callee_device_id: device.deviceId,
+        accepted_at: now,
+        last_heartbeat_at: now,
+      })
+      .where('id', '=', row.id)
+      .where('state', '=', 'ringing')
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) return false;
+    await recordDeviceEvent(
+      trx,
+      { userId: row.caller_id, deviceId: row.caller_device_id },
+      { type: 'call.accepted', callId: row.id, deviceId: device.deviceId, answer: input.answer },
+      now,
+    );
+    await recordEvents(
+      trx,
+      [row.callee_id],
+      { type: 'call.answered_elsewhere', callId: row.id, deviceId: device.deviceId },
+      now,
+    );
+    return true;
+  });
+  if (!accepted) throw new AppError('CONFLICT', 'This call is no longer ringing');
+  await wake(ctx.ports, [row.caller_id, row.callee_id]);
+  return toCall((await findCall(ctx, row.id))!, device.userId);
+}
+
+/** The callee declines: declined everywhere, on every device of both. */
+export async function rejectCall(ctx: Context, device: Device, callId: string): Promise<TCall> {
+  const row = await myCall(ctx, device.userId, callId);
+  if (row.callee_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
+  return finish(ctx, row, ['ringing'], 'rejected', 'user_declined');
+}
+
+/** The caller gives up before an answer: a missed call for the callee. */
+export async function cancelCall(ctx: Context, device: Device, callId: string): Promise<TCall> {
+  const row = await myCall(ctx, device.userId, callId);
+  if (row.caller_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
+  return finish(ctx, row, ['ringing'], 'missed', 'user_hangup');
+}
+
+/**
+ * Either side ends an answered call (a ringing one: the caller cancels, the callee declines).
+ * `ice_failed` and `user_media_failed` end it as `failed`.
+ */
+export async function hangup(
+  ctx: Context,
+  device: Device,
+  input: { callId: string; reason: TCallEndReason },
+): Promise<TCall> {
+  const row = await myCall(ctx, device.userId, input.callId);
+  if (row.state === 'ringing') {
+    return row.caller_id === device.userId
+      ? cancelCall(ctx, device, row.id)
+      : rejectCall(ctx, device, row.id);
+  }
+  const failed = input.reason === 'ice_failed' || input.reason === 'user_media_failed';
+  return finish(ctx, row, ['accepted'], failed ? 'failed' : 'ended', input.reason);
+}
+
+/** The one device of the other person in an answered call, or CONFLICT/NOT_FOUND. */
+function peerOf(row: CallRow, device: Device): Device {
+  if (row.state !== 'accepted') throw new AppError('CONFLICT', 'This call is not connected');
+  if (device.deviceId === row.caller_device_id)
+    return { userId: row.callee_id, deviceId: row.callee_device_id! };
+  if (device.deviceId === row.callee_device_id)
+    return { userId: row.caller_id, deviceId: row.caller_device_id };
+  throw new AppError('NOT_FOUND', NOT_FOUND);
+}
+
+/**
+ * ICE candidates, renegotiation and ICE restarts: encrypted bytes relayed live to the one peer
+ * device (ephemeral: never stored), rate limited per call and device.
+ */
+export async function signal(
+  ctx: Context,
+  device: Device,
+  input: { callId: string; kind: 'candidates' | 'renegotiate' | 'ice-restart'; ciphertext: string },
+): Promise<void> {
+  await enforceLimit(
+    ctx,
+    'call-signal',
+    ctx.settings.calls.signalLimit,
+    `${input.callId}:${device.deviceId}`,
+  );
+  assertPayload(ctx, [input.ciphertext]);
+  const row = await myCall(ctx, device.userId, input.callId);
+  const peer = peerOf(row, device);
+  await notify(
+    ctx.ports.bus,
+    peer.userId,
+    {
+      type: 'call.signal',
+      callId: row.id,
+      fromDeviceId: device.deviceId,
+      kind: input.kind,
+      ciphertext: input.ciphertext,
+    },
+    peer.deviceId,
+  );
+}
+
+/** Both ends beat every 30 s while connected; a call whose beats stop is ended by a job. */
+export async function heartbeat(ctx: Context, device: Device, callId: string): Promise<void> {
+  const row = await myCall(ctx, device.userId, callId);
+  peerOf(row, device);
+  await ctx.ports.db
+    .updateTable('calls')
+    .set({ last_heartbeat_at: ctx.ports.clock.now() })
+    .where('id', '=', row.id)
+    .where('state', '=', 'accepted')
+    .execute();
+}
+
+export async function getCall(ctx: Context, me: string, id: string): Promise<TCall> {
+  return toCall(await myCall(ctx, me, id), me);
+}
+
+/** My calls, newest first (ids are UUIDv7, so they sort by time), paged by `before`. */
+export async function callHistory(
+  ctx: Context,
+  me: string,
+  input: { before?: string; limit: number },
+) {
+  let query = ctx.ports.db
+    .selectFrom('calls')
+    .selectAll()
+    .where((eb) => eb.or([eb('caller_id', '=', me), eb('callee_id', '=', me)]));
+  if (input.before) query = query.where('id', '<', input.before);
+  const rows = await query
+    .orderBy('id', 'desc')
+    .limit(input.limit + 1)
+    .execute();
+  return {
+    calls: rows.slice(0, input.limit).map((r) => toCall(r, me)),
+    more: rows.length > input.limit,
+  };
+}
+
+/**
+ * The timeout job (one instance at a time): calls ringing past the ring timeout become `missed`
+ * (`invite_timeout`); answered calls whose heartbeats stopped become `ended` (`ice_timeout`).
+ */
+export async function expireCalls(ctx: Context): Promise<number> {
+  const now = ctx.ports.clock.now();
+  const { ringTimeoutMs, heartbeatTimeoutMs } = ctx.settings.calls;
+  const stale = await ctx.ports.db
+    .selectFrom('calls')
+    .selectAll()
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('state', '=', 'ringing'), eb('created_at', '<=', now - ringTimeoutMs)]),
+        eb.and([
+          eb('state', '=', 'accepted'),
+          eb('last_heartbeat_at', '<=', now - heartbeatTimeoutMs),
+        ]),
+      ]),
+    )
+    .limit(500)
+    .execute();
+  let ended = 0;
+  for (const row of stale) {
+    const ringing = row.state === 'ringing';
+    try {
+      await finish(
+        ctx,
+        row,
+        [row.state],
+        ringing ? 'missed' : 'ended',
+        ringing ? 'invite_timeout' : 'ice_timeout',
+      );
+      ended++;
+    } catch (err) {
+      // Ended by one of the two meanwhile: nothing to do.
+      if (!(err instanceof AppError && err.appCode === 'CONFLICT')) throw err;
+    }
+  }
+  return ended;
+}
