@@ -15,5 +15,8 @@ export default defineConfig({
   },
   sourcemap: true,
   clean: true,
-  external: ['@trpc/client', '@trpc/server', 'superjson'],
+  external: ['@trpc/client', '@trpc/server', 'superjson', /^@noble\//],
+  // @mvp/crypto is private to this repo: its code ships inside the SDK's bundle, while the
+  // @noble/* libraries it builds on stay real dependencies of @mvp/sdk (deduplicated, audited).
+  noExternal: ['@mvp/crypto'],
 });

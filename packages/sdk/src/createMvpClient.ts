@@ -21,6 +21,8 @@ import { authRetryLink, isPublicAuthPath, noteSentToken } from './authRetryLink'
 import { createAuthSession, type SessionEndReason } from './authSession';
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
 import { createMemoryTokenStore, type TokenStore } from './tokenStore';
+import { createE2ee, disabledE2ee, type E2eeOptions, type MvpE2ee } from './e2ee/e2ee';
+import { createApiE2eeTransport } from './e2ee/transport';
 
 type Awaitable<T> = T | Promise<T>;
 
@@ -70,6 +72,11 @@ export type MvpClientOptions = {
   outboxStore?: OutboxStore;
   /** Told when the subscription socket opens or closes. */
   onConnectionStateChange?: (state: ConnectionState) => void;
+  /**
+   * Turns on end-to-end encryption (`client.e2ee`); `store` keeps this device's secrets
+   * (default: memory). Off by default.
+   */
+  crypto?: E2eeOptions;
 };
 
 export type MvpClient = {
@@ -87,6 +94,11 @@ export type MvpClient = {
   outbox: MvpOutbox;
   /** The device's one event stream: in order, once, resumable; unread counts. */
   sync: MvpSync;
+  /**
+   * End-to-end encryption (with the `crypto` option): device keys, encrypted sends, decrypted
+   * receives, undecryptable messages and safety numbers. Without the option every call throws.
+   */
+  e2ee: MvpE2ee;
   /**
    * Stops the sync stream and the outbox (pending sends stay in its store) and closes the
    * subscription socket (if one was opened); queries keep working over HTTP.
@@ -217,8 +229,13 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     backoff,
   });
 
+  const e2ee = options.crypto
+    ? createE2ee({ transport: createApiE2eeTransport(api), sync, outbox, options: options.crypto })
+    : disabledE2ee();
+
   return {
     api,
+    e2ee,
     auth: createAuthClient(raw, session),
     people: createPeopleClient(api, sync),
     messaging: createMessagingClient(api),

@@ -53,3 +53,36 @@ export type { MvpErrorCode, MvpErrorData } from './errors';
 export { reconnectDelayMs } from './backoff';
 export type { BackoffOptions } from './backoff';
 export type { AppRouter, RouterInputs, RouterOutputs } from './types';
+export type { E2eeOptions, E2eeOutgoing, DecryptResult, MvpE2ee } from './e2ee/e2ee';
+export type { DecryptedMessage, UndecryptableMessage, UndecryptableReason } from './e2ee/inbound';
+export type { SafetyNumber } from './e2ee/safetyNumbers';
+export type { Verification } from './e2ee/transport';
+export { E2EE_CONTENT_TYPE, E2EE_DEVICE_CONTENT_TYPE } from './e2ee/payloads';
+// What an app needs to persist the CryptoStore, and to compare a scanned safety-number QR code.
+export {
+  createMemoryStore as createMemoryCryptoStore,
+  compareSafetyNumberQr,
+  isCryptoError,
+  serializeDeviceKeys,
+  deserializeDeviceKeys,
+  serializeSignedPreKey,
+  deserializeSignedPreKey,
+  serializeOneTimePreKey,
+  deserializeOneTimePreKey,
+  serializeSession,
+  deserializeSession,
+  serializeOutboundSenderKey,
+  deserializeOutboundSenderKey,
+  serializeInboundSenderKey,
+  deserializeInboundSenderKey,
+} from '@mvp/crypto';
+export type {
+  CryptoStore,
+  CryptoErrorCode,
+  DeviceKeys,
+  SignedPreKey,
+  OneTimePreKey,
+  Session,
+  OutboundSenderKey,
+  InboundSenderKey,
+} from '@mvp/crypto';

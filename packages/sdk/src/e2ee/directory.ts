@@ -1,0 +1,89 @@
+/**
+ * Who is out there: users' devices (cached until a `device.keys` event or a DEVICES_CHANGED
+ * answer says otherwise) and the pairwise sessions with them (started from claimed bundles).
+ */
+import { type CryptoStore, equalBytes, startSession } from '@mvp/crypto';
+import { base64ToBytes } from '../base64';
+import { addressOf } from './payloads';
+import { lanes, type KeyedQueue } from './serial';
+import type { ClaimedDevice, DirectoryDevice, E2eeTransport } from './transport';
+
+export type Directory = {
+  /** The user's live devices with published keys (cached). */
+  devicesOf(userId: string): Promise<DirectoryDevice[]>;
+  /** Forget the cached list: the next `devicesOf` asks the server. */
+  forget(userId: string): void;
+  /**
+   * Makes sure a session exists with each of these devices, under the identity the directory
+   * lists (a session with an older identity is replaced). Claims the user's bundle when needed;
+   * answers the devices that now have a session.
+   */
+  ensureSessions(userId: string, devices: DirectoryDevice[]): Promise<DirectoryDevice[]>;
+};
+
+function toBundle(device: ClaimedDevice) {
+  return {
+    identityKey: base64ToBytes(device.identityKey),
+    signingKey: base64ToBytes(device.signingKey),
+    signedPreKey: {
+      keyId: device.signedPrekey.keyId,
+      publicKey: base64ToBytes(device.signedPrekey.publicKey),
+      signature: base64ToBytes(device.signedPrekey.signature),
+    },
+    ...(device.oneTimePrekey && {
+      oneTimePreKey: {
+        keyId: device.oneTimePrekey.keyId,
+        publicKey: base64ToBytes(device.oneTimePrekey.publicKey),
+      },
+    }),
+  };
+}
+
+export function createDirectory(deps: {
+  store: CryptoStore;
+  transport: E2eeTransport;
+  queue: KeyedQueue;
+}): Directory {
+  const { store, transport, queue } = deps;
+  const cache = new Map<string, Promise<DirectoryDevice[]>>();
+
+  const devicesOf = (userId: string) => {
+    let list = cache.get(userId);
+    if (!list) {
+      list = transport.devices(userId);
+      cache.set(userId, list);
+      list.catch(() => cache.delete(userId));
+    }
+    return list;
+  };
+
+  const hasSession = async (userId: string, device: DirectoryDevice) => {
+    const session = await store.getSession(addressOf(userId, device.deviceId));
+    return (
+      session !== undefined &&
+      equalBytes(session.remote.identityKey, base64ToBytes(device.identityKey))
+    );
+  };
+
+  return {
+    devicesOf,
+    forget: (userId) => void cache.delete(userId),
+    async ensureSessions(userId, devices) {
+      const lacking: DirectoryDevice[] = [];
+      for (const device of devices) if (!(await hasSession(userId, device))) lacking.push(device);
+      if (lacking.length === 0) return devices;
+      const claimed = await transport.claim(userId);
+      for (const device of lacking) {
+        const bundle = claimed.find(
+          (c) => c.deviceId === device.deviceId && c.identityKey === device.identityKey,
+        );
+        if (!bundle) continue; // gone, or a new identity: the next device list tells
+        const address = addressOf(userId, device.deviceId);
+        await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
+      }
+      const ready: DirectoryDevice[] = [];
+      for (const device of devices) if (await hasSession(userId, device)) ready.push(device);
+      return ready;
+    },
+  };
+}

@@ -1,0 +1,237 @@
+/**
+ * `client.e2ee`: the device's keys, encrypted sends and decrypted receives on top of the
+ * outbox and the sync stream. Everything cryptographic is @mvp/crypto; this file wires it.
+ */
+import { type CryptoStore, createMemoryStore } from '@mvp/crypto';
+import type { Message, SyncEvent } from '../messaging';
+import type { MvpOutbox, OutboxHandle } from '../outbox';
+import type { MvpSync, Subscription } from '../syncEngine';
+import { createDirectory } from './directory';
+import {
+  createInbound,
+  isE2eeMessage,
+  type DecryptedMessage,
+  type UndecryptableMessage,
+  type UndecryptableReason,
+} from './inbound';
+import { createOutbound } from './outbound';
+import { E2EE_CONTENT_TYPE, addressOf } from './payloads';
+import { createPrekeys } from './prekeys';
+import { safetyNumbersWith, type SafetyNumber } from './safetyNumbers';
+import { createKeyedQueue, lanes } from './serial';
+import type { E2eeTransport, Me, Verification } from './transport';
+
+type Awaitable<T> = T | Promise<T>;
+
+export type E2eeOptions = {
+  /**
+   * Where this device's secrets live (default: memory, so a restart is a new device to peers).
+   * Implement `CryptoStore` over your own storage with the `serialize*` helpers to persist.
+   */
+  store?: CryptoStore;
+};
+
+export type E2eeOutgoing = {
+  /** The real content type (e.g. `text/plain`); it travels inside the ciphertext. */
+  contentType: string;
+  body: Uint8Array;
+  replyToSeq?: number;
+  forwarded?: boolean;
+};
+
+export type DecryptResult =
+  { ok: true; contentType: string; body: Uint8Array } | { ok: false; reason: UndecryptableReason };
+
+export type MvpE2ee = {
+  /**
+   * Starts the sync stream, creates this device's keys on first use and makes sure the server
+   * has them (published with a signed prekey and 100 one-time prekeys). Register `onMessage`
+   * and `onUndecryptable` first. Safe to call again; `send` calls it too.
+   */
+  setup(): Promise<void>;
+  /**
+   * Encrypts one message for every member device (direct and group conversations alike) and
+   * queues it in the outbox: the server sees only `mvp/e2ee` and opaque bytes.
+   */
+  send(conversationId: string, message: E2eeOutgoing): Promise<OutboxHandle>;
+  /** Decrypted messages, in stream order (late ones, `late: true`, once their key arrived). */
+  onMessage(handler: (message: DecryptedMessage) => Awaitable<void>): Subscription;
+  /** A message this device cannot read (yet): never dropped silently. */
+  onUndecryptable(handler: (event: UndecryptableMessage) => Awaitable<void>): Subscription;
+  /** Background failures: key uploads, key requests and answers, unreadable envelopes. */
+  onError(handler: (error: unknown) => void): Subscription;
+  /**
+   * Tries an undecryptable message again: true when it was read now (and went to `onMessage`);
+   * otherwise the sender's device is asked for the key again and `onMessage` gets it later.
+   */
+  retry(message: Message): Promise<boolean>;
+  /** Decrypts a message from history without delivering it; a message key works once, so keep the result. */
+  decrypt(message: Message): Promise<DecryptResult>;
+  /** My safety number with each of their devices. */
+  safetyNumbers(userId: string): Promise<SafetyNumber[]>;
+  /** My safety number with their first device (throws when they have none). */
+  safetyNumber(userId: string): Promise<SafetyNumber>;
+  /**
+   * Records that I compared our safety numbers (`qr` scanned, or `manual`); a later key change
+   * of theirs breaks it and tells me (`device.keys` with `verificationLost`).
+   */
+  markVerified(userId: string, method: 'qr' | 'manual'): Promise<Verification>;
+  /** The store in use (the default memory one unless you passed yours). */
+  readonly store: CryptoStore;
+};
+
+export function createE2ee(deps: {
+  transport: E2eeTransport;
+  sync: MvpSync;
+  outbox: MvpOutbox;
+  options: E2eeOptions;
+}): MvpE2ee {
+  const { transport, sync, outbox } = deps;
+  const store = deps.options.store ?? createMemoryStore();
+  const queue = createKeyedQueue();
+  const messageHandlers = new Set<(m: DecryptedMessage) => Awaitable<void>>();
+  const undecryptableHandlers = new Set<(e: UndecryptableMessage) => Awaitable<void>>();
+  const errorHandlers = new Set<(error: unknown) => void>();
+  const listen = <T>(set: Set<T>, handler: T): Subscription => {
+    set.add(handler);
+    return { unsubscribe: () => void set.delete(handler) };
+  };
+  const report = (error: unknown) => {
+    for (const handler of errorHandlers) handler(error);
+  };
+  const background = (task: Promise<unknown>) => void task.catch(report);
+
+  let who: Promise<Me> | undefined;
+  const me = () => {
+    who ??= transport.whoAmI();
+    who.catch(() => (who = undefined));
+    return who;
+  };
+
+  const directory = createDirectory({ store, transport, queue });
+  const prekeys = createPrekeys({ store, transport, me });
+  const outbound = createOutbound({ store, transport, directory, queue, me });
+  const inbound = createInbound({
+    store,
+    transport,
+    directory,
+    queue,
+    me,
+    deliver: async (decrypted) => {
+      for (const handler of messageHandlers) await handler(decrypted);
+    },
+    undecryptable: async (event) => {
+      for (const handler of undecryptableHandlers) await handler(event);
+    },
+    keyRequested: (conversationId, from, keyId) =>
+      background(outbound.answerKeyRequest(conversationId, from, keyId)),
+    sessionReset: (address) => outbound.forgetDevice(address),
+    report,
+  });
+
+  async function handle(event: SyncEvent) {
+    switch (event.type) {
+      case 'message.new':
+        if (isE2eeMessage(event.message)) await inbound.handleMessage(event.message);
+        return;
+      case 'envelope':
+        return inbound.handleEnvelope(event.envelope);
+      case 'member.left':
+        // Whoever left holds the current key: the next send makes and shares a fresh one.
+        return background(outbound.rotate(event.conversationId));
+      case 'conversation.left':
+        inbound.forgetConversation(event.conversationId);
+        return background(outbound.rotate(event.conversationId));
+      case 'keys.low':
+        return background(queue(lanes.prekeys, () => prekeys.topUp()));
+      case 'device.keys': {
+        directory.forget(event.userId);
+        if (event.change === 'changed') {
+          const address = addressOf(event.userId, event.deviceId);
+          outbound.forgetDevice(address);
+          background(queue(lanes.pair(address), () => store.deleteSession(address)));
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  let subscription: Subscription | undefined;
+  let ready: Promise<void> | undefined;
+  const setup = () => {
+    ready ??= (async () => {
+      // The stream first: whatever is sent to this device once its keys are out arrives on it.
+      subscription ??= sync.onEvent(handle);
+      await sync.start();
+      await queue(lanes.prekeys, () => prekeys.ensurePublished());
+    })();
+    ready.catch(() => (ready = undefined));
+    return ready;
+  };
+
+  const safetyNumbers = (userId: string) => safetyNumbersWith({ store, directory, me }, userId);
+  const safetyNumber = async (userId: string) => {
+    const [first] = await safetyNumbers(userId);
+    if (!first) throw new Error('@mvp/sdk: that user has no device with published keys');
+    return first;
+  };
+
+  return {
+    store,
+    setup,
+    async send(conversationId, message) {
+      await setup();
+      return outbound.encrypt(
+        conversationId,
+        { contentType: message.contentType, body: message.body },
+        (ciphertext) =>
+          outbox.send(conversationId, {
+            contentType: E2EE_CONTENT_TYPE,
+            ciphertext,
+            ...(message.replyToSeq === undefined ? {} : { replyToSeq: message.replyToSeq }),
+            ...(message.forwarded === undefined ? {} : { forwarded: message.forwarded }),
+          }),
+      );
+    },
+    onMessage: (handler) => listen(messageHandlers, handler),
+    onUndecryptable: (handler) => listen(undecryptableHandlers, handler),
+    onError: (handler) => listen(errorHandlers, handler),
+    retry: (message) => inbound.retry(message),
+    async decrypt(message) {
+      const outcome = await inbound.decrypt(message);
+      return outcome.ok
+        ? { ok: true, contentType: outcome.contentType, body: outcome.body }
+        : { ok: false, reason: outcome.reason };
+    },
+    safetyNumbers,
+    safetyNumber,
+    async markVerified(userId, method) {
+      const { digits } = await safetyNumber(userId);
+      return transport.verify({ userId, fingerprint: digits, method });
+    },
+  };
+}
+
+/** `client.e2ee` when the client was created without `crypto`: every call says how to enable it. */
+export function disabledE2ee(): MvpE2ee {
+  const off = (): never => {
+    throw new Error('@mvp/sdk: end-to-end encryption is off; pass `crypto: {}` to createMvpClient');
+  };
+  return {
+    get store(): CryptoStore {
+      return off();
+    },
+    setup: async () => off(),
+    send: async () => off(),
+    onMessage: off,
+    onUndecryptable: off,
+    onError: off,
+    retry: async () => off(),
+    decrypt: async () => off(),
+    safetyNumbers: async () => off(),
+    safetyNumber: async () => off(),
+    markVerified: async () => off(),
+  };
+}

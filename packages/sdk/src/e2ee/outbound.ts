@@ -1,0 +1,237 @@
+/**
+ * This device's sender key per conversation: created on the first send, distributed to every
+ * member device through pairwise envelopes before a message uses it, replaced when someone
+ * who held it is no longer a member, and re-shared on request with current member devices.
+ */
+import {
+  type CryptoStore,
+  encryptGroup,
+  encryptToDevice,
+  outboundSenderKey,
+  receiveSenderKey,
+  rotateOutboundSenderKey,
+  toBase64,
+} from '@mvp/crypto';
+import { bytesToBase64 } from '../base64';
+import type { Directory } from './directory';
+import {
+  E2EE_DEVICE_CONTENT_TYPE,
+  addressOf,
+  encodeContent,
+  encodeDevicePayload,
+  groupContext,
+  type Content,
+} from './payloads';
+import { lanes, type KeyedQueue } from './serial';
+import type { DeviceRef, DirectoryDevice, E2eeTransport, Me, OutgoingEnvelope } from './transport';
+
+/** Tries of a distribution while the server keeps answering DEVICES_CHANGED. */
+export const DISTRIBUTION_ATTEMPTS = 4;
+const MAX_ENVELOPES = 100;
+
+/**
+ * Who holds the current sender key of a conversation, as far as this process knows. Kept in
+ * memory: a key found in the store without this record (after a restart) is replaced rather
+ * than trusted, since whoever left meanwhile may hold it.
+ */
+type Audience = {
+  keyId: string;
+  /** The distribution at iteration 0, for key requests from those who were members then. */
+  origin: Uint8Array;
+  originUsers: Set<string>;
+  users: Set<string>;
+  devices: Set<string>;
+};
+
+export type Outbound = {
+  /**
+   * Makes sure every member device can read what follows, encrypts one message and hands the
+   * ciphertext to `use` (the outbox) in the same turn, so sends keep their encryption order.
+   */
+  encrypt<T>(
+    conversationId: string,
+    content: Content,
+    use: (ciphertext: Uint8Array) => T,
+  ): Promise<T>;
+  /** Drops this device's sender key: the next send creates and distributes a fresh one. */
+  rotate(conversationId: string): Promise<void>;
+  /** A device's identity changed: it needs the key again (over a new session). */
+  forgetDevice(address: string): void;
+  /** A member device could not read a message under `keyId`: share the key again if current. */
+  answerKeyRequest(conversationId: string, from: DeviceRef, keyId: string): Promise<boolean>;
+};
+
+export function createOutbound(deps: {
+  store: CryptoStore;
+  transport: E2eeTransport;
+  directory: Directory;
+  queue: KeyedQueue;
+  me: () => Promise<Me>;
+}): Outbound {
+  const { store, transport, directory, queue } = deps;
+  const audiences = new Map<string, Audience>();
+
+  const keyIdOf = async (conversationId: string) => {
+    const key = await store.getOutboundSenderKey(conversationId);
+    return key ? toBase64(key.keyId) : undefined;
+  };
+
+  /** Encrypts a sender-key payload for each device (sessions started as needed). */
+  async function envelopesFor(
+    userId: string,
+    devices: DirectoryDevice[],
+    plaintext: Uint8Array,
+  ): Promise<OutgoingEnvelope[]> {
+    const ready = await directory.ensureSessions(userId, devices);
+    const out: OutgoingEnvelope[] = [];
+    for (const device of ready) {
+      const address = addressOf(userId, device.deviceId);
+      const ciphertext = await queue(lanes.pair(address), () =>
+        encryptToDevice(store, address, plaintext),
+      );
+      out.push({
+        userId,
+        deviceId: device.deviceId,
+        contentType: E2EE_DEVICE_CONTENT_TYPE,
+        ciphertext: bytesToBase64(ciphertext),
+      });
+    }
+    return out;
+  }
+
+  /** Sends to whole users at a time (the server checks each user's set), ≤ 100 per call. */
+  async function sendAll(batches: OutgoingEnvelope[][]) {
+    const missing: DeviceRef[] = [];
+    const stale: DeviceRef[] = [];
+    let chunk: OutgoingEnvelope[] = [];
+    const flush = async () => {
+      if (chunk.length === 0) return;
+      const result = await transport.sendToDevices(chunk, true);
+      chunk = [];
+      if (!result.ok) {
+        missing.push(...result.missing);
+        stale.push(...result.stale);
+      }
+    };
+    for (const batch of batches) {
+      if (chunk.length + batch.length > MAX_ENVELOPES) await flush();
+      chunk.push(...batch);
+    }
+    await flush();
+    return { missing, stale };
+  }
+
+  /** Sends the current distribution to every member device that has not had this key. */
+  async function distribute(conversationId: string, members: string[], audience: Audience) {
+    const me = await deps.me();
+    const { distribution } = await outboundSenderKey(store, conversationId);
+    const plaintext = encodeDevicePayload({ type: 'sender-key', conversationId, distribution });
+    for (let attempt = 1; ; attempt++) {
+      const lists = await Promise.all(
+        members.map(async (userId) => ({
+          userId,
+          devices: (await directory.devicesOf(userId)).filter(
+            (d) => !(userId === me.userId && d.deviceId === me.deviceId),
+          ),
+        })),
+      );
+      const needy = lists.filter((l) =>
+        l.devices.some((d) => !audience.devices.has(addressOf(l.userId, d.deviceId))),
+      );
+      if (needy.length === 0) break;
+      const batches: OutgoingEnvelope[][] = [];
+      for (const { userId, devices } of needy)
+        batches.push(await envelopesFor(userId, devices, plaintext));
+      const { missing, stale } = await sendAll(batches);
+      const changed = new Set([...missing, ...stale].map((d) => d.userId));
+      for (const batch of batches)
+        for (const e of batch)
+          if (!changed.has(e.userId)) audience.devices.add(addressOf(e.userId, e.deviceId));
+      if (changed.size === 0) break;
+      for (const userId of changed) directory.forget(userId);
+      if (attempt >= DISTRIBUTION_ATTEMPTS)
+        throw new Error('@mvp/sdk: the device lists keep changing; try sending again');
+    }
+    for (const userId of members) audience.users.add(userId);
+  }
+
+  async function freshKey(conversationId: string, members: string[], replace: boolean) {
+    const me = await deps.me();
+    const distribution = replace
+      ? await rotateOutboundSenderKey(store, conversationId)
+      : (await outboundSenderKey(store, conversationId)).distribution;
+    // My own copy, so this device reads its own messages (echoes, history) like anyone else's.
+    const self = addressOf(me.userId, me.deviceId);
+    const key = await queue(lanes.inbound(conversationId, self), () =>
+      receiveSenderKey(store, conversationId, self, distribution),
+    );
+    const audience: Audience = {
+      keyId: toBase64(key.keyId),
+      origin: distribution,
+      originUsers: new Set(members),
+      users: new Set(),
+      devices: new Set(),
+    };
+    audiences.set(conversationId, audience);
+    return audience;
+  }
+
+  return {
+    encrypt: (conversationId, content, use) =>
+      queue(lanes.outbound(conversationId), async () => {
+        const me = await deps.me();
+        const members = await transport.members(conversationId);
+        const keyId = await keyIdOf(conversationId);
+        let audience = audiences.get(conversationId);
+        // Anyone who holds the key and is not a member any more: replace the key before use.
+        const stale =
+          keyId !== undefined &&
+          (audience?.keyId !== keyId || [...audience.users].some((u) => !members.includes(u)));
+        if (keyId === undefined || stale || !audience)
+          audience = await freshKey(conversationId, members, keyId !== undefined);
+        await distribute(conversationId, members, audience);
+        const ciphertext = await encryptGroup(
+          store,
+          conversationId,
+          encodeContent(content),
+          groupContext(conversationId, addressOf(me.userId, me.deviceId)),
+        );
+        return use(ciphertext);
+      }),
+
+    rotate: (conversationId) =>
+      queue(lanes.outbound(conversationId), async () => {
+        audiences.delete(conversationId);
+        await store.deleteOutboundSenderKey(conversationId);
+      }),
+
+    forgetDevice(address) {
+      for (const audience of audiences.values()) audience.devices.delete(address);
+    },
+
+    answerKeyRequest: (conversationId, from, keyId) =>
+      queue(lanes.outbound(conversationId), async () => {
+        if ((await keyIdOf(conversationId)) !== keyId) return false; // rotated: not for them
+        const members = await transport.members(conversationId);
+        if (!members.includes(from.userId)) return false;
+        directory.forget(from.userId);
+        const device = (await directory.devicesOf(from.userId)).find(
+          (d) => d.deviceId === from.deviceId,
+        );
+        if (!device) return false;
+        const audience = audiences.get(conversationId);
+        // Those who were members when the key was made may read all of it; a later joiner
+        // only from now on (the current iteration), as a first distribution would have given.
+        const distribution =
+          audience?.keyId === keyId && audience.originUsers.has(from.userId)
+            ? audience.origin
+            : (await outboundSenderKey(store, conversationId)).distribution;
+        const plaintext = encodeDevicePayload({ type: 'sender-key', conversationId, distribution });
+        const envelopes = await envelopesFor(from.userId, [device], plaintext);
+        if (envelopes.length === 0) return false;
+        await transport.sendToDevices(envelopes, false);
+        audience?.devices.add(addressOf(from.userId, from.deviceId));
+        return true;
+      }),
+  };
+}

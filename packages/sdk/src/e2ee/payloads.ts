@@ -1,0 +1,88 @@
+/**
+ * What travels, and under which label. The server sees only the labels below and opaque bytes:
+ *
+ * - conversation messages carry `mvp/e2ee`; the sender-key ciphertext wraps
+ *   `version (1) | content type length (1) | content type (utf-8) | body`, so the real content
+ *   type is as private as the body;
+ * - device-to-device envelopes carry `mvp/e2ee-device`; the Double Ratchet ciphertext wraps a
+ *   small JSON object: a sender key distribution or a request for one.
+ */
+import { CryptoError, utf8 } from '@mvp/crypto';
+import { base64ToBytes, bytesToBase64 } from '../base64';
+
+export const E2EE_CONTENT_TYPE = 'mvp/e2ee';
+export const E2EE_DEVICE_CONTENT_TYPE = 'mvp/e2ee-device';
+const CONTENT_VERSION = 1;
+const PAYLOAD_VERSION = 1;
+
+/** The opaque name a device has in the crypto store: `userId:deviceId`. */
+export const addressOf = (userId: string, deviceId: string) => `${userId}:${deviceId}`;
+
+/**
+ * Associated data of every group message: the conversation and the sending device, so the
+ * server cannot replay a ciphertext into another conversation or relabel its sender.
+ */
+export const groupContext = (conversationId: string, sender: string) =>
+  utf8.encode(`mvp/e2ee/v1\n${conversationId}\n${sender}`);
+
+export type Content = { contentType: string; body: Uint8Array };
+
+export function encodeContent(content: Content): Uint8Array {
+  const type = utf8.encode(content.contentType);
+  if (type.length === 0 || type.length > 255)
+    throw new RangeError('@mvp/sdk: a content type is 1 to 255 bytes');
+  const out = new Uint8Array(2 + type.length + content.body.length);
+  out[0] = CONTENT_VERSION;
+  out[1] = type.length;
+  out.set(type, 2);
+  out.set(content.body, 2 + type.length);
+  return out;
+}
+
+export function decodeContent(bytes: Uint8Array): Content {
+  if (bytes.length < 2 || bytes[0] !== CONTENT_VERSION)
+    throw new CryptoError('UNKNOWN_VERSION', 'unknown e2ee content version');
+  const length = bytes[1]!;
+  if (length === 0 || bytes.length < 2 + length)
+    throw new CryptoError('MALFORMED', 'truncated e2ee content');
+  return {
+    contentType: utf8.decode(bytes.subarray(2, 2 + length)),
+    body: bytes.slice(2 + length),
+  };
+}
+
+export type DevicePayload =
+  /** My sender key for a conversation (distribution bytes from @mvp/crypto). */
+  | { type: 'sender-key'; conversationId: string; distribution: Uint8Array }
+  /** "Please share the sender key with this id again": I could not read a message. */
+  | { type: 'key-request'; conversationId: string; keyId: string };
+
+export function encodeDevicePayload(payload: DevicePayload): Uint8Array {
+  const json =
+    payload.type === 'sender-key'
+      ? {
+          v: PAYLOAD_VERSION,
+          t: 'sk',
+          c: payload.conversationId,
+          d: bytesToBase64(payload.distribution),
+        }
+      : { v: PAYLOAD_VERSION, t: 'kr', c: payload.conversationId, k: payload.keyId };
+  return utf8.encode(JSON.stringify(json));
+}
+
+export function decodeDevicePayload(bytes: Uint8Array): DevicePayload {
+  let json: unknown;
+  try {
+    json = JSON.parse(utf8.decode(bytes));
+  } catch {
+    throw new CryptoError('MALFORMED', 'device payload is not JSON');
+  }
+  const o = json as { v?: unknown; t?: unknown; c?: unknown; d?: unknown; k?: unknown };
+  if (o.v !== PAYLOAD_VERSION) throw new CryptoError('UNKNOWN_VERSION', 'device payload version');
+  if (typeof o.c !== 'string') throw new CryptoError('MALFORMED', 'device payload');
+  if (o.t === 'sk' && typeof o.d === 'string')
+    return { type: 'sender-key', conversationId: o.c, distribution: base64ToBytes(o.d) };
+  if (o.t === 'kr' && typeof o.k === 'string')
+    return { type: 'key-request', conversationId: o.c, keyId: o.k };
+  throw new CryptoError('MALFORMED', 'unknown device payload');
+}

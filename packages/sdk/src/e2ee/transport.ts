@@ -1,0 +1,79 @@
+/**
+ * The server calls end-to-end encryption needs, narrowed to plain results: the logic in this
+ * folder never sees tRPC, so the unit tests drive it with an in-memory fake.
+ */
+import type { TRPCClient } from '@trpc/client';
+import type { AppRouter } from '@mvp/api';
+import { errorCodeOf, isMvpError } from '../errors';
+import type { RouterInputs, RouterOutputs } from '../types';
+
+export type Me = { userId: string; deviceId: string };
+export type KeyCount = RouterOutputs['keys']['count'];
+export type PublishKeysInput = RouterInputs['keys']['publish'];
+export type UploadPrekeysInput = RouterInputs['keys']['upload'];
+export type DirectoryDevice = { deviceId: string; identityKey: string; signingKey: string };
+export type ClaimedDevice = RouterOutputs['keys']['claim']['devices'][number];
+export type OutgoingEnvelope = {
+  userId: string;
+  deviceId: string;
+  contentType: string;
+  ciphertext: string;
+};
+export type DeviceRef = { userId: string; deviceId: string };
+export type SendToDevicesResult =
+  | { ok: true }
+  /** DEVICES_CHANGED: the sender's view of a recipient's devices is out of date. */
+  | { ok: false; missing: DeviceRef[]; stale: DeviceRef[] };
+export type Verification = RouterOutputs['keys']['verify'];
+
+export type E2eeTransport = {
+  whoAmI(): Promise<Me>;
+  /** Null when the server has no keys for this device (CONFLICT). */
+  keyCount(): Promise<KeyCount | null>;
+  publishKeys(input: PublishKeysInput): Promise<KeyCount>;
+  uploadPrekeys(input: UploadPrekeysInput): Promise<KeyCount>;
+  devices(userId: string): Promise<DirectoryDevice[]>;
+  claim(userId: string): Promise<ClaimedDevice[]>;
+  /** The user ids of the conversation's members now. */
+  members(conversationId: string): Promise<string[]>;
+  sendToDevices(envelopes: OutgoingEnvelope[], allDevices: boolean): Promise<SendToDevicesResult>;
+  verify(input: RouterInputs['keys']['verify']): Promise<Verification>;
+};
+
+/** The narrowing over `client.api`. */
+export function createApiE2eeTransport(api: TRPCClient<AppRouter>): E2eeTransport {
+  return {
+    whoAmI: async () => {
+      const [me, sessions] = await Promise.all([api.me.get.query(), api.sessions.list.query()]);
+      const current = sessions.sessions.find((s) => s.current);
+      if (!current) throw new Error('@mvp/sdk: the server did not name this session');
+      return { userId: me.id, deviceId: current.device.id };
+    },
+    keyCount: async () => {
+      try {
+        return await api.keys.count.query();
+      } catch (error) {
+        if (errorCodeOf(error) === 'CONFLICT') return null;
+        throw error;
+      }
+    },
+    publishKeys: (input) => api.keys.publish.mutate(input),
+    uploadPrekeys: (input) => api.keys.upload.mutate(input),
+    devices: async (userId) => (await api.keys.devices.query({ userId })).devices,
+    claim: async (userId) => (await api.keys.claim.mutate({ userId })).devices,
+    members: async (id) =>
+      (await api.conversations.members.query({ id })).members.map((m) => m.userId),
+    sendToDevices: async (envelopes, allDevices) => {
+      try {
+        await api.sync.sendToDevices.mutate({ allDevices, envelopes });
+        return { ok: true };
+      } catch (error) {
+        if (errorCodeOf(error) !== 'DEVICES_CHANGED' || !isMvpError(error)) throw error;
+        const devices = (error.data as { devices?: { missing: DeviceRef[]; stale: DeviceRef[] } })
+          .devices;
+        return { ok: false, missing: devices?.missing ?? [], stale: devices?.stale ?? [] };
+      }
+    },
+    verify: (input) => api.keys.verify.mutate(input),
+  };
+}
