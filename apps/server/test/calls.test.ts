@@ -4,7 +4,13 @@ import { runCallTimeoutsOnce, turnCredentials } from '@mvp/api';
 import { errorCodeOf } from '@mvp/sdk';
 import { configFromEnv, defaultConfig } from '../src/index';
 import { parseEnv } from '../src/env';
-import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import {
+  clientWithToken,
+  currentDeviceId,
+  registerUser,
+  signInOnAnotherDevice,
+  type Account,
+} from './helpers/accounts';
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
 import { openStream } from './helpers/sync';
@@ -64,17 +70,8 @@ describe(`call sessions (${backendLabel})`, () => {
   afterAll(() => t.stop());
 
   const api = (token: string) => clientWithToken(t, token).api;
-  const deviceOf = async (token: string) =>
-    (await api(token).sessions.list.query()).sessions.find((s) => s.current)!.device.id;
-  const secondDevice = async (a: Account) => {
-    const res = await t.client.api.auth.login.mutate({
-      identifier: a.username,
-      password: PASSWORD,
-      device: { ...DEVICE, name: 'Laptop' },
-    });
-    if (res.status !== 'ok') throw new Error('expected tokens');
-    return res.accessToken;
-  };
+  const deviceOf = (token: string) => currentDeviceId(t, token);
+  const secondDevice = (a: Account) => signInOnAnotherDevice(t, a, 'Laptop');
   const call = async (from: Account, to: Account, devices: string[]) =>
     api(from.accessToken).calls.start.mutate({
       calleeId: to.userId,

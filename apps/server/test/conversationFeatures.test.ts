@@ -1,15 +1,14 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpiredMessages } from '@mvp/api';
 import { errorCodeOf } from '@mvp/sdk';
-import { clientWithToken, registerUser, type Account } from './helpers/accounts';
+import { befriend, clientWithToken, registerUser, type Account } from './helpers/accounts';
+import { b64, newClientMessageId, sendText } from './helpers/messaging';
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
 import { PNG } from './helpers/images';
 import { openStream } from './helpers/sync';
 
-const b64 = (text: string) => Buffer.from(text).toString('base64');
-const cid = () => randomBytes(8).toString('hex');
+const cid = newClientMessageId;
 const codeOf = (p: Promise<unknown>) =>
   p.then(
     () => 'ok',
@@ -38,21 +37,12 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
 
   const api = (a: Account) => clientWithToken(t, a.accessToken).api;
   const send = (a: Account, conversationId: string, text: string) =>
-    api(a).messages.send.mutate({
-      conversationId,
-      clientMessageId: cid(),
-      contentType: 'text/plain',
-      ciphertext: b64(text),
-    });
-  const befriend = async (a: Account, b: Account) => {
-    await api(a).contacts.request.mutate({ userId: b.userId });
-    await api(b).contacts.request.mutate({ userId: a.userId });
-  };
+    sendText(t, a, conversationId, text);
   /** An owner and two members in a fresh group. */
   const team = async (kind: 'group' | 'channel' = 'group') => {
     const [owner, ann, ben] = [await registerUser(t), await registerUser(t), await registerUser(t)];
-    await befriend(owner, ann);
-    await befriend(owner, ben);
+    await befriend(t, owner, ann);
+    await befriend(t, owner, ben);
     const room = await api(owner).conversations.create.mutate({
       kind,
       title: 'Room',

@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pruneStreams } from '@mvp/api';
 import { errorCodeOf } from '@mvp/sdk';
-import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import {
+  clientWithToken,
+  currentDeviceId,
+  registerUser,
+  signInOnAnotherDevice,
+  type Account,
+} from './helpers/accounts';
 import { backendLabel } from './helpers/env';
 import { defaultConfig } from '../src/index';
 import { startServer, type TestServer } from './helpers/startServer';
@@ -30,18 +36,8 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
   afterAll(() => t.stop());
 
   const api = (token: string) => clientWithToken(t, token).api;
-  const deviceOf = async (token: string) =>
-    (await api(token).sessions.list.query()).sessions.find((s) => s.current)!.device.id;
-  /** The same user signed in on a second device. */
-  const secondDevice = async (a: Account) => {
-    const res = await t.client.api.auth.login.mutate({
-      identifier: a.username,
-      password: PASSWORD,
-      device: { ...DEVICE, name: 'Second' },
-    });
-    if (res.status !== 'ok') throw new Error('expected tokens');
-    return res.accessToken;
-  };
+  const deviceOf = (token: string) => currentDeviceId(t, token);
+  const secondDevice = (a: Account) => signInOnAnotherDevice(t, a);
   const envelope = (to: Account, deviceId: string, text: string) => ({
     userId: to.userId,
     deviceId,

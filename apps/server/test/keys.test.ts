@@ -2,7 +2,13 @@ import { generateKeyPairSync, sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCodeOf } from '@mvp/sdk';
 import { defaultConfig } from '../src/index';
-import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import {
+  clientWithToken,
+  currentDeviceId,
+  registerUser,
+  signInOnAnotherDevice,
+  type Account,
+} from './helpers/accounts';
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
 import { openStream } from './helpers/sync';
@@ -60,17 +66,8 @@ describe(`the device key directory (${backendLabel})`, () => {
   afterAll(() => t.stop());
 
   const api = (token: string) => clientWithToken(t, token).api;
-  const deviceIdOf = async (token: string) =>
-    (await api(token).sessions.list.query()).sessions.find((s) => s.current)!.device.id;
-  const login = async (a: Account) => {
-    const res = await t.client.api.auth.login.mutate({
-      identifier: a.username,
-      password: PASSWORD,
-      device: { ...DEVICE, name: 'Another' },
-    });
-    if (res.status !== 'ok') throw new Error('expected tokens');
-    return res.accessToken;
-  };
+  const deviceIdOf = (token: string) => currentDeviceId(t, token);
+  const login = (a: Account) => signInOnAnotherDevice(t, a, 'Another');
 
   it('publishes checked keys, lists live devices, and refuses bad input', async () => {
     const alice = await registerUser(t);

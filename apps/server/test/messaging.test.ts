@@ -1,14 +1,13 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCodeOf } from '@mvp/sdk';
-import { clientWithToken, registerUser, type Account } from './helpers/accounts';
+import { befriend, clientWithToken, registerUser, type Account } from './helpers/accounts';
+import { b64, newClientMessageId, sendText } from './helpers/messaging';
 import { backendLabel } from './helpers/env';
 import { defaultConfig } from '../src/index';
 import { startServer, type TestServer } from './helpers/startServer';
 import { openStream } from './helpers/sync';
 
-const b64 = (text: string) => Buffer.from(text).toString('base64');
-const cid = () => randomBytes(8).toString('hex');
+const cid = newClientMessageId;
 const codeOf = (p: Promise<unknown>) =>
   p.then(
     () => 'ok',
@@ -25,17 +24,8 @@ describe(`conversations, messages and the sync stream (${backendLabel})`, () => 
   afterAll(() => t.stop());
 
   const api = (a: Account) => clientWithToken(t, a.accessToken).api;
-  const send = (a: Account, conversationId: string, text: string, clientMessageId = cid()) =>
-    api(a).messages.send.mutate({
-      conversationId,
-      clientMessageId,
-      contentType: 'text/plain',
-      ciphertext: b64(text),
-    });
-  const befriend = async (a: Account, b: Account) => {
-    await api(a).contacts.request.mutate({ userId: b.userId });
-    await api(b).contacts.request.mutate({ userId: a.userId });
-  };
+  const send = (a: Account, conversationId: string, text: string, clientMessageId?: string) =>
+    sendText(t, a, conversationId, text, clientMessageId);
 
   it('a direct conversation: both streams hear it open and every message, in seq order', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
@@ -195,8 +185,8 @@ describe(`conversations, messages and the sync stream (${backendLabel})`, () => 
       await registerUser(t),
       await registerUser(t),
     ];
-    await befriend(owner, ann);
-    await befriend(owner, ben);
+    await befriend(t, owner, ann);
+    await befriend(t, owner, ben);
     expect(
       await codeOf(
         api(owner).conversations.create.mutate({
@@ -250,8 +240,8 @@ describe(`conversations, messages and the sync stream (${backendLabel})`, () => 
       await registerUser(t),
       await registerUser(t),
     ];
-    await befriend(alice, bob);
-    await befriend(alice, carol);
+    await befriend(t, alice, bob);
+    await befriend(t, alice, carol);
     const group = await api(alice).conversations.create.mutate({
       kind: 'group',
       title: 'Load',

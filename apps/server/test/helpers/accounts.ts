@@ -75,3 +75,30 @@ export async function countRows(
     .executeTakeFirstOrThrow();
   return Number(row.n);
 }
+
+/** The device behind a token's session (a login is one session and one device). */
+export async function currentDeviceId(t: TestServer, token: string): Promise<string> {
+  const { sessions } = await clientWithToken(t, token).api.sessions.list.query();
+  return sessions.find((s) => s.current)!.device.id;
+}
+
+/** The same user signed in again: a second device with its own session; answers its token. */
+export async function signInOnAnotherDevice(
+  t: TestServer,
+  account: Account,
+  name = 'Second device',
+): Promise<string> {
+  const res = await t.client.api.auth.login.mutate({
+    identifier: account.username,
+    password: PASSWORD,
+    device: { ...DEVICE, name },
+  });
+  if (res.status !== 'ok') throw new Error('expected tokens');
+  return res.accessToken;
+}
+
+/** Contacts both ways: a request, answered by a request back. */
+export async function befriend(t: TestServer, a: Account, b: Account): Promise<void> {
+  await clientWithToken(t, a.accessToken).api.contacts.request.mutate({ userId: b.userId });
+  await clientWithToken(t, b.accessToken).api.contacts.request.mutate({ userId: a.userId });
+}

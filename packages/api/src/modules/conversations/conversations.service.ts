@@ -1,7 +1,7 @@
-import type { Transaction } from 'kysely';
+import type { Insertable, Transaction } from 'kysely';
 import { uuidv7 } from 'uuidv7';
 import type { TConversation, TMemberRole } from '@mvp/contracts';
-import { isUniqueViolation, type DB } from '@mvp/db';
+import { isUniqueViolation, type ConversationsTable, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import * as users from '../auth/users.repo';
@@ -50,43 +50,58 @@ export async function openDirect(ctx: Context, me: string, userId: string) {
   if (existing) return describe(ctx, existing.id, me);
 
   const id = uuidv7();
-  const now = ctx.ports.clock.now();
   try {
-    await db.transaction().execute(async (trx) => {
-      await trx
-        .insertInto('conversations')
-        .values({
-          id,
-          kind: 'direct',
-          direct_key: directKey,
-          member_count: 2,
-          created_by: me,
-          created_at: now,
-          updated_at: now,
-        })
-        .execute();
-      await trx
-        .insertInto('conversation_members')
-        .values([me, userId].map((u) => memberRow(id, u, 'member', now)))
-        .execute();
-      const conversation = (await repo.findConversation(trx, id))!;
-      await recordEvents(
-        trx,
-        [me, userId],
-        (u) => ({
-          type: 'conversation.joined',
-          conversation: repo.toConversation(conversation, { user_id: u, role: 'member' }),
-        }),
-        now,
-      );
-    });
+    await createConversation(
+      ctx,
+      { id, kind: 'direct', direct_key: directKey, created_by: me },
+      new Map([
+        [me, 'member'],
+        [userId, 'member'],
+      ]),
+    );
   } catch (err) {
     // Both opened it at once: the other insert won, and that is the conversation.
     if (isUniqueViolation(err)) return openDirect(ctx, me, userId);
     throw err;
   }
-  await wake(ctx.ports, [me, userId]);
   return describe(ctx, id, me);
+}
+
+/**
+ * Inserts a conversation with its members (and roles) and tells each of them with
+ * `conversation.joined`, in one transaction, then wakes them.
+ */
+async function createConversation(
+  ctx: Context,
+  row: Pick<
+    Insertable<ConversationsTable>,
+    'id' | 'kind' | 'direct_key' | 'title' | 'description' | 'created_by'
+  >,
+  roles: Map<string, TMemberRole>,
+): Promise<void> {
+  const now = ctx.ports.clock.now();
+  const members = [...roles.keys()];
+  await ctx.ports.db.transaction().execute(async (trx) => {
+    await trx
+      .insertInto('conversations')
+      .values({ ...row, member_count: members.length, created_at: now, updated_at: now })
+      .execute();
+    await trx
+      .insertInto('conversation_members')
+      .values(members.map((u) => memberRow(row.id, u, roles.get(u)!, now)))
+      .execute();
+    const conversation = (await repo.findConversation(trx, row.id))!;
+    await recordEvents(
+      trx,
+      members,
+      (u) => ({
+        type: 'conversation.joined',
+        conversation: repo.toConversation(conversation, { user_id: u, role: roles.get(u)! }),
+      }),
+      now,
+    );
+  });
+  await wake(ctx.ports, members);
 }
 
 function memberRow(conversationId: string, userId: string, role: TMemberRole, now: number) {
@@ -114,41 +129,17 @@ export async function createGroup(
     throw new AppError('BAD_REQUEST', 'Too many members');
   await assertAddable(ctx, me, others);
   const id = uuidv7();
-  const now = ctx.ports.clock.now();
-  const members = [me, ...others];
-  await ctx.ports.db.transaction().execute(async (trx) => {
-    await trx
-      .insertInto('conversations')
-      .values({
-        id,
-        kind: input.kind,
-        title: input.title,
-        description: input.description || null,
-        member_count: members.length,
-        created_by: me,
-        created_at: now,
-        updated_at: now,
-      })
-      .execute();
-    await trx
-      .insertInto('conversation_members')
-      .values(members.map((u) => memberRow(id, u, u === me ? 'owner' : 'member', now)))
-      .execute();
-    const conversation = (await repo.findConversation(trx, id))!;
-    await recordEvents(
-      trx,
-      members,
-      (u) => ({
-        type: 'conversation.joined',
-        conversation: repo.toConversation(conversation, {
-          user_id: u,
-          role: u === me ? 'owner' : 'member',
-        }),
-      }),
-      now,
-    );
-  });
-  await wake(ctx.ports, members);
+  await createConversation(
+    ctx,
+    {
+      id,
+      kind: input.kind,
+      title: input.title,
+      description: input.description || null,
+      created_by: me,
+    },
+    new Map<string, TMemberRole>([[me, 'owner'], ...others.map((u) => [u, 'member'] as const)]),
+  );
   return describe(ctx, id, me);
 }
 

@@ -80,6 +80,15 @@ export function findByClientId(
     .executeTakeFirst();
 }
 
+export function findMessage(db: Db, conversationId: string, seq: number) {
+  return db
+    .selectFrom('messages')
+    .selectAll()
+    .where('conversation_id', '=', conversationId)
+    .where('seq', '=', seq)
+    .executeTakeFirst();
+}
+
 /** Messages by (conversation, seq) pairs, keyed `<conversationId>:<seq>`; one query per 500. */
 export async function findBySeqs(
   db: Db,

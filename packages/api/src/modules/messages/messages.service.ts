@@ -168,12 +168,7 @@ export async function history(
 /** A message I can see (after I joined), with my membership; NOT_FOUND otherwise. */
 async function visibleMessage(ctx: Context, me: string, ref: MessageRef) {
   const { conversation, membership } = await requireMember(ctx, ref.conversationId, me);
-  const row = await ctx.ports.db
-    .selectFrom('messages')
-    .selectAll()
-    .where('conversation_id', '=', ref.conversationId)
-    .where('seq', '=', ref.seq)
-    .executeTakeFirst();
+  const row = await repo.findMessage(ctx.ports.db, ref.conversationId, ref.seq);
   if (!row || Number(row.seq) <= Number(membership.joined_seq))
     throw new AppError('NOT_FOUND', 'No such message');
   return { conversation, membership, row };
@@ -196,12 +191,7 @@ async function updateAndTell(
       .where('seq', '=', ref.seq)
       .execute();
     await extra?.(trx);
-    const updated = await trx
-      .selectFrom('messages')
-      .selectAll()
-      .where('conversation_id', '=', ref.conversationId)
-      .where('seq', '=', ref.seq)
-      .executeTakeFirstOrThrow();
+    const updated = (await repo.findMessage(trx, ref.conversationId, ref.seq))!;
     await recordEvents(
       trx,
       members,
