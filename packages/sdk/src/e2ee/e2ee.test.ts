@@ -1,0 +1,170 @@
+import { parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
+import { describe, expect, it } from 'vitest';
+import { createFakeNetwork, type FakeDevice } from './fakeNetwork.testing';
+import { createDirectory } from './directory';
+import { createOutbound } from './outbound';
+import { createKeyedQueue } from './serial';
+
+const encode = (text: string) => new TextEncoder().encode(text);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+const texts = (d: FakeDevice) => d.read.map((m) => decode(m.body));
+
+async function send(d: FakeDevice, conversationId: string, text: string) {
+  const handle = await d.e2ee.send(conversationId, {
+    contentType: 'text/plain',
+    body: encode(text),
+  });
+  return handle.result;
+}
+const keyIdOf = (ciphertext: Uint8Array | null) =>
+  toBase64(parseSenderKeyMessage(ciphertext!).keyId);
+
+describe('keyed queue', () => {
+  it('runs tasks of one key one at a time, in order, even after a failure', async () => {
+    const queue = createKeyedQueue();
+    const log: string[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const first = queue('a', async () => {
+      log.push('a1 start');
+      await gate;
+      log.push('a1 end');
+      throw new Error('a1 failed');
+    });
+    const second = queue('a', async () => void log.push('a2'));
+    const other = queue('b', async () => void log.push('b1'));
+    await other;
+    expect(log).toEqual(['a1 start', 'b1']); // another key does not wait
+    open();
+    await expect(first).rejects.toThrow('a1 failed');
+    await second;
+    expect(log).toEqual(['a1 start', 'b1', 'a1 end', 'a2']);
+  });
+});
+
+describe('e2ee over a fake server', () => {
+  it('publishes keys once, with ids in the server range, and reads messages in a group', async () => {
+    const net = createFakeNetwork();
+    const [a, b, c] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('carol'),
+    ];
+    const keys = net.published.get(a.deviceId)!;
+    expect(keys.oneTimePrekeys).toHaveLength(100);
+    for (const k of [...keys.oneTimePrekeys, keys.signedPrekey])
+      expect(k.keyId).toBeLessThanOrEqual(2 ** 31 - 1);
+    await a.e2ee.setup();
+    expect(net.published.get(a.deviceId)!.oneTimePrekeys).toHaveLength(100);
+
+    net.members('g', ['alice', 'bob', 'carol']);
+    const stored = await send(a, 'g', 'hello');
+    expect(stored.contentType).toBe('mvp/e2ee');
+    await send(b, 'g', 'hi');
+    await net.settled();
+    for (const d of [a, b, c]) expect(texts(d)).toEqual(['hello', 'hi']);
+    expect([a, b, c].flatMap((d) => [...d.unreadable, ...d.errors])).toEqual([]);
+  });
+
+  it('rotates the sender key when a member leaves (event) or is gone (observed at send)', async () => {
+    const net = createFakeNetwork();
+    const [a, b, c] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('carol'),
+    ];
+    net.members('g', ['alice', 'bob', 'carol']);
+    const first = await send(a, 'g', 'one');
+    const again = await send(a, 'g', 'two');
+    expect(keyIdOf(again.ciphertext)).toBe(keyIdOf(first.ciphertext)); // no change, no rotation
+
+    // Carol leaves; Alice hears of it on her stream.
+    net.members('g', ['alice', 'bob']);
+    net.event('alice', { type: 'member.left', conversationId: 'g', userId: 'carol' });
+    await net.settled();
+    a.sent.length = 0;
+    const after = await send(a, 'g', 'after carol left');
+    expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(first.ciphertext));
+    expect(a.sent.map((e) => e.userId)).toEqual(['bob']); // the new key went to Bob only
+    expect(await c.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+    await net.settled();
+    expect(texts(b)).toEqual(['one', 'two', 'after carol left']);
+    expect(texts(c)).toEqual(['one', 'two']);
+  });
+
+  it('rotates when a send finds a key holder gone without any event', async () => {
+    const net = createFakeNetwork();
+    const [a, b, c] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('carol'),
+    ];
+    net.members('g', ['alice', 'bob', 'carol']);
+    const before = await send(b, 'g', 'bob before');
+    net.members('g', ['alice', 'bob']); // Carol was removed; Bob's stream has not told him
+    const after = await send(b, 'g', 'bob after');
+    expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(before.ciphertext));
+    await net.settled();
+    expect(texts(a)).toEqual(['bob before', 'bob after']);
+    expect(texts(c)).toEqual(['bob before']);
+    expect(await c.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+  });
+
+  it('reports a message whose key was lost, asks the sender, and delivers it late', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('d', ['alice', 'bob']);
+    net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+    const missed = await send(a, 'd', 'lost key');
+    await net.settled();
+    expect(b.unreadable).toEqual([{ message: missed, reason: 'missing_key' }]);
+    expect(texts(b)).toEqual([]);
+
+    net.lose(() => true);
+    // Bob's request already went out (and was lost with the rest): his retry asks again.
+    expect(await b.e2ee.retry(missed)).toBe(false);
+    await net.settled();
+    expect(b.read).toMatchObject([{ message: { id: missed.id }, late: true }]);
+    expect(texts(b)).toEqual(['lost key']);
+    expect(b.sent.at(-1)).toMatchObject({ userId: 'alice', contentType: 'mvp/e2ee-device' });
+  });
+
+  it('answers key requests only from current member devices with the current key', async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob'), await net.device('carol')];
+    net.members('g', ['alice', 'bob', 'carol']);
+    const message = await send(a, 'g', 'x');
+    const keyId = keyIdOf(message.ciphertext);
+    const queue = createKeyedQueue();
+    const store = a.e2ee.store;
+    const me = async () => ({ userId: a.userId, deviceId: a.deviceId });
+    const directory = createDirectory({ store, transport: a.transport, queue });
+    const outbound = createOutbound({ store, transport: a.transport, directory, queue, me });
+    const answer = (userId: string, id = keyId) =>
+      outbound.answerKeyRequest('g', { userId, deviceId: `${userId}-phone` }, id);
+    expect(await answer('bob')).toBe(true);
+    expect(await answer('bob', toBase64(new Uint8Array(16)))).toBe(false); // not our key
+    net.members('g', ['alice', 'bob']);
+    expect(await answer('carol')).toBe(false); // not a member any more
+    expect(await answer('mallory')).toBe(false);
+  });
+
+  it('refreshes a stale device list when the server answers DEVICES_CHANGED', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob'), await net.device('carol')];
+    net.members('g', ['alice', 'bob', 'carol']);
+    await send(a, 'g', 'before');
+    // Bob signs in on a laptop and out on his phone; Alice's cached list still names the phone.
+    const laptop = await net.device('bob', 'bob-laptop');
+    net.published.delete(b.deviceId);
+    net.members('g', ['alice', 'bob']); // and Carol leaves: Alice's new key must reach Bob
+    await send(a, 'g', 'after');
+    await net.settled();
+    expect(texts(laptop)).toEqual(['after']);
+    expect(a.sent.filter((e) => e.userId === 'bob').map((e) => e.deviceId)).toEqual([
+      'bob-phone',
+      'bob-laptop',
+    ]);
+    expect(a.errors).toEqual([]);
+  });
+});

@@ -1,0 +1,228 @@
+/**
+ * An in-memory stand-in for the server, for the e2ee unit tests: a key directory, conversation
+ * members, envelopes (with the DEVICES_CHANGED check) and messages, delivered to each device's
+ * sync handler one event at a time, in order.
+ */
+import { base64ToBytes as base64 } from '../base64';
+import type { Envelope, Message, SyncEvent } from '../messaging';
+import type { MvpOutbox } from '../outbox';
+import type { MvpSync } from '../syncEngine';
+import { createE2ee, type MvpE2ee } from './e2ee';
+import type { DecryptedMessage, UndecryptableMessage } from './inbound';
+import type {
+  ClaimedDevice,
+  DeviceRef,
+  E2eeTransport,
+  OutgoingEnvelope,
+  PublishKeysInput,
+} from './transport';
+
+type Published = Omit<ClaimedDevice, 'oneTimePrekey'> & {
+  userId: string;
+  oneTimePrekeys: { keyId: number; publicKey: string }[];
+};
+
+export type FakeDevice = {
+  userId: string;
+  deviceId: string;
+  e2ee: MvpE2ee;
+  transport: E2eeTransport;
+  read: DecryptedMessage[];
+  unreadable: UndecryptableMessage[];
+  errors: unknown[];
+  /** Envelopes this device sent (after the server accepted them). */
+  sent: OutgoingEnvelope[];
+};
+
+export function createFakeNetwork() {
+  const published = new Map<string, Published>(); // by device id
+  const members = new Map<string, Set<string>>();
+  const handlers = new Map<string, (event: SyncEvent) => Promise<void>>();
+  const chains = new Map<string, Promise<void>>();
+  const seqs = new Map<string, number>();
+  let ids = 0;
+  /** Return false to lose an envelope on its way (the sender is not told). */
+  let filter: (envelope: OutgoingEnvelope & { sender: DeviceRef }) => boolean = () => true;
+
+  const liveDevices = (userId: string) =>
+    [...published.values()].filter((d) => d.userId === userId);
+
+  const deliver = (deviceId: string, event: SyncEvent) => {
+    const handler = handlers.get(deviceId);
+    if (!handler) return;
+    const next = (chains.get(deviceId) ?? Promise.resolve()).then(() => handler(event));
+    chains.set(
+      deviceId,
+      next.catch(() => undefined),
+    );
+  };
+
+  function transportFor(me: DeviceRef, sent: OutgoingEnvelope[]): E2eeTransport {
+    const count = () => {
+      const mine = published.get(me.deviceId);
+      return mine
+        ? {
+            oneTimePrekeys: mine.oneTimePrekeys.length,
+            signedPrekeyId: mine.signedPrekey.keyId,
+            threshold: 10,
+          }
+        : null;
+    };
+    return {
+      whoAmI: async () => me,
+      keyCount: async () => count(),
+      publishKeys: async (input: PublishKeysInput) => {
+        published.set(me.deviceId, {
+          userId: me.userId,
+          deviceId: me.deviceId,
+          identityKey: input.identityKey,
+          signingKey: input.signingKey,
+          signedPrekey: input.signedPrekey,
+          oneTimePrekeys: [...(input.oneTimePrekeys ?? [])],
+        });
+        return count()!;
+      },
+      uploadPrekeys: async (input) => {
+        published.get(me.deviceId)!.oneTimePrekeys.push(...(input.oneTimePrekeys ?? []));
+        return count()!;
+      },
+      devices: async (userId) =>
+        liveDevices(userId).map(({ deviceId, identityKey, signingKey }) => ({
+          deviceId,
+          identityKey,
+          signingKey,
+        })),
+      claim: async (userId) =>
+        liveDevices(userId).map(({ oneTimePrekeys, userId: _u, ...device }) => ({
+          ...device,
+          oneTimePrekey: oneTimePrekeys.shift() ?? null,
+        })),
+      members: async (conversationId) => {
+        const set = members.get(conversationId);
+        if (!set?.has(me.userId)) throw new Error('FORBIDDEN');
+        return [...set];
+      },
+      sendToDevices: async (envelopes, allDevices) => {
+        if (allDevices) {
+          const users = [...new Set(envelopes.map((e) => e.userId))];
+          const expected = users.flatMap((u) =>
+            liveDevices(u)
+              .filter((d) => d.deviceId !== me.deviceId)
+              .map((d) => ({ userId: u, deviceId: d.deviceId })),
+          );
+          const named = new Set(envelopes.map((e) => e.deviceId));
+          const missing = expected.filter((d) => !named.has(d.deviceId));
+          const stale = envelopes
+            .filter((e) => !published.has(e.deviceId))
+            .map(({ userId, deviceId }) => ({ userId, deviceId }));
+          if (missing.length > 0 || stale.length > 0) return { ok: false, missing, stale };
+        }
+        for (const e of envelopes) {
+          sent.push(e);
+          if (!filter({ ...e, sender: me })) continue;
+          const envelope: Envelope = {
+            id: String(++ids),
+            senderId: me.userId,
+            senderDeviceId: me.deviceId,
+            contentType: e.contentType,
+            ciphertext: base64(e.ciphertext),
+            sentAt: new Date(0).toISOString(),
+          };
+          deliver(e.deviceId, { type: 'envelope', envelope });
+        }
+        return { ok: true };
+      },
+      verify: async (input) => ({
+        ...input,
+        verifiedAt: new Date(0).toISOString(),
+        verified: true,
+      }),
+    };
+  }
+
+  function outboxFor(me: DeviceRef): MvpOutbox {
+    return {
+      send(conversationId, outgoing) {
+        const seq = (seqs.get(conversationId) ?? 0) + 1;
+        seqs.set(conversationId, seq);
+        const message = {
+          id: `m${++ids}`,
+          conversationId,
+          seq,
+          senderId: me.userId,
+          senderDeviceId: me.deviceId,
+          clientMessageId: `c${ids}`,
+          contentType: outgoing.contentType,
+          ciphertext: outgoing.ciphertext,
+          replyToSeq: null,
+          forwarded: false,
+          createdAt: new Date(0).toISOString(),
+          editedAt: null,
+          deletedAt: null,
+          expiresAt: null,
+          reactions: [],
+        } as Message;
+        for (const userId of members.get(conversationId) ?? [])
+          for (const device of liveDevices(userId))
+            deliver(device.deviceId, { type: 'message.new', message });
+        return { clientMessageId: message.clientMessageId, result: Promise.resolve(message) };
+      },
+    } as MvpOutbox;
+  }
+
+  return {
+    async device(userId: string, deviceId = `${userId}-phone`): Promise<FakeDevice> {
+      const me = { userId, deviceId };
+      const sent: OutgoingEnvelope[] = [];
+      const transport = transportFor(me, sent);
+      const sync = {
+        onEvent: (handler: (event: SyncEvent) => Promise<void>) => {
+          handlers.set(deviceId, handler);
+          return { unsubscribe: () => handlers.delete(deviceId) };
+        },
+        start: async () => undefined,
+      } as unknown as MvpSync;
+      const e2ee = createE2ee({ transport, sync, outbox: outboxFor(me), options: {} });
+      const device: FakeDevice = {
+        ...me,
+        e2ee,
+        transport,
+        read: [],
+        unreadable: [],
+        errors: [],
+        sent,
+      };
+      e2ee.onMessage((m) => void device.read.push(m));
+      e2ee.onUndecryptable((u) => void device.unreadable.push(u));
+      e2ee.onError((e) => void device.errors.push(e));
+      await e2ee.setup();
+      return device;
+    },
+    /** Sets who is in a conversation now (no events: the SDK must notice by itself). */
+    members(conversationId: string, userIds: string[]) {
+      members.set(conversationId, new Set(userIds));
+    },
+    /** Sends an event to every device of a user. */
+    event(userId: string, event: SyncEvent) {
+      for (const device of liveDevices(userId)) deliver(device.deviceId, event);
+    },
+    lose(rule: typeof filter) {
+      filter = rule;
+    },
+    /** Resolves once no device has an event queued (repeating until it stays that way). */
+    async settled() {
+      for (;;) {
+        const pending = [...chains.values()];
+        await Promise.all(pending);
+        // Background work (key requests, answers) may have queued more: give it a turn.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        if (
+          [...chains.values()].every((c, i) => c === pending[i]) &&
+          chains.size === pending.length
+        )
+          return;
+      }
+    },
+    published,
+  };
+}
