@@ -71,8 +71,13 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
 
     // Not acked: a reconnect from the same cursor gets it again.
     expect((await api(bob.accessToken).sync.poll.query({ after: start })).events).toHaveLength(1);
+    // A cold start (no cursor kept) still gets it: the snapshot carries what waits for this device.
+    const cold = await api(bob.accessToken).sync.snapshot.query();
+    expect(cold.pendingEnvelopes).toEqual([{ id: got.id, envelope: got.event.envelope }]);
+    expect((await api(laptop).sync.snapshot.query()).pendingEnvelopes).toEqual([]);
     await api(bob.accessToken).sync.ack.mutate({ upTo: got.id });
     expect((await api(bob.accessToken).sync.poll.query({ after: start })).events).toEqual([]);
+    expect((await api(bob.accessToken).sync.snapshot.query()).pendingEnvelopes).toEqual([]);
     expect(laptopId).not.toBe(phoneId);
   });
 

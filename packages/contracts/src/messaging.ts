@@ -324,4 +324,9 @@ export const ZSnapshot = z.object({
     }),
   ),
   contactRequests: ZContactRequests,
+  /**
+   * Envelopes still waiting for this device from before `cursor` (store-until-ack survives a
+   * cold start): handle them, then `sync.ack` the last id.
+   */
+  pendingEnvelopes: z.array(z.object({ id: z.string(), envelope: ZEnvelope })),
 });

@@ -53,6 +53,7 @@ function snapshotOf(
       deliveredSeq: c.readSeq,
     })),
     contactRequests: { incoming: [], outgoing: [] },
+    pendingEnvelopes: [],
   };
 }
 
@@ -285,6 +286,33 @@ describe('sync engine', () => {
     expect(engine.state).toBe('stopped');
     expect(fake.subscriptions[0]!.closed).toBe(true);
     expect(errors).toHaveLength(1);
+  });
+
+  it('a cold start hands over envelopes that waited from before the snapshot, then acks them', async () => {
+    const waiting = (id: string) => ({
+      id,
+      envelope: {
+        id: `env-${id}`,
+        senderId: 'u2',
+        senderDeviceId: 'd2',
+        contentType: 'mvp/key',
+        ciphertext: 'AAEC',
+        sentAt: new Date(0).toISOString(),
+      },
+    });
+    const fake = fakeTransport([
+      { ...snapshotOf('10'), pendingEnvelopes: [waiting('4'), waiting('7')] },
+    ]);
+    const seen = recorder();
+    const engine = createSyncEngine({ transport: fake.transport });
+    engine.onEvent(seen.handler);
+    await engine.start();
+    expect(seen.seen.map((e) => [e.type, e.id])).toEqual([
+      ['envelope', '4'],
+      ['envelope', '7'],
+    ]);
+    await vi.waitFor(() => expect(fake.acks).toEqual(['7']));
+    expect(fake.subscriptions.map((s) => s.from)).toEqual(['10']);
   });
 
   it('acknowledges envelopes once the app has handled them', async () => {

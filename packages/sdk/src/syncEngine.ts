@@ -7,7 +7,7 @@ import { createUnreadTracker } from './unread';
 type Awaitable<T> = T | Promise<T>;
 
 /** Ephemeral events ride the stream with the current cursor as id and never move it. */
-export const EPHEMERAL_EVENT_TYPES: ReadonlySet<string> = new Set(['presence', 'typing']);
+export const EPHEMERAL_EVENT_TYPES: ReadonlySet<string> = new Set(['presence', 'typing', 'call.signal']);
 
 export type SyncState = 'idle' | 'starting' | 'live' | 'stopped';
 export type EventInfo = {
@@ -137,6 +137,8 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
     if (from === null) {
       for (const handler of snapshotHandlers) await handler(snapshot);
       if (gen !== generation) return;
+      await deliverPendingEnvelopes(snapshot);
+      if (gen !== generation) return;
       from = snapshot.cursor;
       await saveCursor(from);
     }
@@ -263,6 +265,25 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
       await saveCursor(id);
       if (event.type === 'envelope') ackUpTo = id;
     }
+  }
+
+  /**
+   * A cold start begins at the snapshot's cursor, so envelopes that waited for this device from
+   * before it (sent while the app was closed, with no saved cursor) come with the snapshot: they
+   * are handled like stream events, then acknowledged up to the last one handled in a row.
+   */
+  async function deliverPendingEnvelopes(snapshot: Snapshot): Promise<void> {
+    for (const { id, envelope } of snapshot.pendingEnvelopes) {
+      const event = decodeEvent({ type: 'envelope', envelope });
+      try {
+        for (const handler of eventHandlers) await handler(event, { id, ephemeral: false });
+      } catch (error) {
+        report(error); // this one and the rest stay on the server for the next start
+        break;
+      }
+      ackUpTo = id;
+    }
+    flushAck();
   }
 
   /** Envelopes are deleted on the server once handled; a failed ack is retried with the next. */

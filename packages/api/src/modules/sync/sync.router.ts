@@ -28,7 +28,7 @@ export const syncRouter = router({
     })
     .input(z.void())
     .output(ZSnapshot)
-    .query(({ ctx }) => snapshot(ctx, ctx.auth.userId)),
+    .query(({ ctx }) => snapshot(ctx, ctx.auth)),
 
   /** The device's live stream: resumes exactly after `lastEventId` (tRPC sends it on reconnect). */
   events: authedProcedure

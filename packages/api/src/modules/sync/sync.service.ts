@@ -1,3 +1,4 @@
+import type { TEnvelope } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { listRequests } from '../contacts/contacts.service';
@@ -10,14 +11,16 @@ import { streamBounds } from './stream.repo';
  * first, so anything that changes while the rest is read arrives again as an event: the app may
  * see a change twice (events are idempotent by id and seq), never miss one.
  */
-export async function snapshot(ctx: Context, me: string) {
+export async function snapshot(ctx: Context, device: { userId: string; deviceId: string }) {
+  const me = device.userId;
   const db = ctx.ports.db;
   const bounds = await streamBounds(db, me);
   if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
-  const [rows, unread, contactRequests] = await Promise.all([
+  const [rows, unread, contactRequests, envelopes] = await Promise.all([
     conversations.listMine(db, me),
     conversations.unreadCounts(db, me),
     listRequests(ctx, me),
+    pendingEnvelopes(db, device, bounds.last),
   ]);
   const lastRows = await findBySeqs(
     db,
@@ -41,5 +44,28 @@ export async function snapshot(ctx: Context, me: string) {
       };
     }),
     contactRequests,
+    pendingEnvelopes: envelopes,
   };
+}
+
+/** This device's unacknowledged envelopes up to `upTo` (oldest first, at most a queue's cap). */
+async function pendingEnvelopes(
+  db: Context['ports']['db'],
+  device: { userId: string; deviceId: string },
+  upTo: number,
+): Promise<{ id: string; envelope: TEnvelope }[]> {
+  const rows = await db
+    .selectFrom('user_events')
+    .select(['seq', 'payload'])
+    .where('user_id', '=', device.userId)
+    .where('device_id', '=', device.deviceId)
+    .where('type', '=', 'envelope')
+    .where('seq', '<=', upTo)
+    .orderBy('seq')
+    .limit(5000)
+    .execute();
+  return rows.map((r) => ({
+    id: String(r.seq),
+    envelope: (JSON.parse(r.payload) as { envelope: TEnvelope }).envelope,
+  }));
 }
