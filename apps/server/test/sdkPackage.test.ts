@@ -1,3 +1,5 @@
+import { webcrypto } from 'node:crypto';
+import vm from 'node:vm';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -144,6 +146,36 @@ describe(`the packed @mvp/sdk in a scratch project outside the workspace (${back
     });
     expect(result.errors).toEqual([]);
     expect(result.outputFiles[0]!.text).toContain('createMvpClient');
+  });
+
+  it('runs in a bare context with only getRandomValues and TextEncoder/TextDecoder (React Native)', async () => {
+    const { build } = await import('esbuild');
+    const result = await build({
+      entryPoints: [join(scratch, 'node_modules/@mvp/sdk/dist/index.js')],
+      absWorkingDir: scratch,
+      bundle: true,
+      platform: 'neutral',
+      format: 'iife',
+      globalName: 'MvpSdk',
+      conditions: ['react-native', 'browser', 'import'],
+      mainFields: ['react-native', 'browser', 'module', 'main'],
+      write: false,
+      logLevel: 'silent',
+    });
+    const sandbox = vm.createContext({
+      crypto: { getRandomValues: (a: Uint8Array) => webcrypto.getRandomValues(a) },
+      TextEncoder,
+      TextDecoder,
+    });
+    // Loads, builds a client with end-to-end encryption on, and runs the crypto store's code.
+    const answer = vm.runInContext(
+      `${result.outputFiles[0]!.text};
+      const client = MvpSdk.createMvpClient({ url: 'http://127.0.0.1:9', crypto: {} });
+      typeof client.e2ee.setup + ' ' + typeof MvpSdk.createMemoryCryptoStore().getDeviceKeys`,
+      sandbox,
+    ) as string;
+    expect(answer).toBe('function function');
+    expect(result.outputFiles[0]!.text).not.toMatch(/require\(["']node:|from ["']node:/);
   });
 
   it('loads from CommonJS too', async () => {
