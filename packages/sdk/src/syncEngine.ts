@@ -7,7 +7,11 @@ import { createUnreadTracker } from './unread';
 type Awaitable<T> = T | Promise<T>;
 
 /** Ephemeral events ride the stream with the current cursor as id and never move it. */
-export const EPHEMERAL_EVENT_TYPES: ReadonlySet<string> = new Set(['presence', 'typing', 'call.signal']);
+export const EPHEMERAL_EVENT_TYPES: ReadonlySet<string> = new Set([
+  'presence',
+  'typing',
+  'call.signal',
+]);
 
 export type SyncState = 'idle' | 'starting' | 'live' | 'stopped';
 export type EventInfo = {

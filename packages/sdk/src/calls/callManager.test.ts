@@ -1,0 +1,317 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { base64ToBytes, bytesToBase64 } from '../base64';
+import type { CallCrypto } from './callCrypto';
+import { isCallError } from './callError';
+import { createCallManager, type MvpCalls } from './callManager';
+import type { Call, CallState } from './callSession';
+import { createFakeCallServer } from './fakeCallServer.testing';
+import { FakePeerConnection, type FakeTrack, fakeGetUserMedia } from './fakeWebRtc.testing';
+
+/**
+ * Stands in for pairwise sessions: wraps the bytes with their addressing, and on the way in
+ * checks that they came from the device named and were meant for this one.
+ */
+function addressedCrypto(me: string): CallCrypto {
+  return {
+    encrypt: async (_user, deviceId, plaintext) =>
+      new TextEncoder().encode(
+        JSON.stringify({
+          from: me,
+          to: deviceId,
+          sealed: bytesToBase64(plaintext).split('').reverse().join(''),
+        }),
+      ),
+    decrypt: async (_user, deviceId, ciphertext) => {
+      const box = JSON.parse(new TextDecoder().decode(ciphertext)) as Record<string, string>;
+      if (box.from !== deviceId || box.to !== me)
+        throw new Error(`misaddressed ${box.from}→${box.to}`);
+      return base64ToBytes(box.sealed!.split('').reverse().join(''));
+    },
+  };
+}
+
+const timing = {
+  heartbeatMs: 15,
+  candidateBatchMs: 5,
+  disconnectedGraceMs: 20,
+  connectTimeoutMs: 2_000,
+};
+
+async function waitFor(check: () => boolean, what: string, ms = 2_000) {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function setup() {
+  const server = createFakeCallServer();
+  const managers: MvpCalls[] = [];
+  const errors: unknown[] = [];
+  const device = (userId: string, deviceId: string, options: { published?: boolean } = {}) => {
+    const { transport, sync } = server.device(userId, deviceId, options);
+    const calls = createCallManager({
+      transport,
+      sync,
+      crypto: addressedCrypto(deviceId),
+      RTCPeerConnection: FakePeerConnection,
+      getUserMedia: fakeGetUserMedia,
+      timing,
+    });
+    calls.onError((e) => errors.push(e));
+    const incoming: Call[] = [];
+    const states: CallState[] = [];
+    calls.onIncoming((call) => incoming.push(call));
+    calls.onChange((call) => {
+      if (states.at(-1) !== call.state) states.push(call.state);
+    });
+    managers.push(calls);
+    return { calls, incoming, states, ringing: () => incoming.at(-1) };
+  };
+  return { server, device, managers, errors };
+}
+
+let cleanup: (() => Promise<void>) | undefined;
+afterEach(async () => {
+  await cleanup?.();
+  cleanup = undefined;
+  FakePeerConnection.instances = [];
+});
+
+function world() {
+  const w = setup();
+  cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+  const alice = w.device('alice', 'alice-phone');
+  const bobPhone = w.device('bob', 'bob-phone');
+  const bobLaptop = w.device('bob', 'bob-laptop');
+  return { ...w, alice, bobPhone, bobLaptop };
+}
+
+const pcOf = (call: Call) => call.peerConnection as unknown as FakePeerConnection;
+
+describe('CallManager', () => {
+  it('rings every device, the first to answer connects, the other is told answered elsewhere', async () => {
+    const { alice, bobPhone, bobLaptop, server, errors } = world();
+    const call = await alice.calls.start('bob', { media: 'video' });
+    expect(call.state).toBe('dialing');
+    expect(call.direction).toBe('outgoing');
+    await waitFor(() => !!bobPhone.ringing() && !!bobLaptop.ringing(), 'both devices ringing');
+    const ringing = bobPhone.ringing()!;
+    expect(ringing).toMatchObject({
+      state: 'ringing',
+      peerUserId: 'alice',
+      media: 'video',
+      id: call.id,
+    });
+    expect(bobPhone.calls.state).toBe('ringing');
+
+    await ringing.accept();
+    await waitFor(() => call.state === 'connected' && ringing.state === 'connected', 'connected');
+    await waitFor(() => bobLaptop.ringing()!.state === 'ended', 'laptop stops ringing');
+    expect(bobLaptop.ringing()!.endReason).toBe('answered_elsewhere');
+    expect(alice.states).toEqual(['dialing', 'connecting', 'connected']);
+    expect(bobPhone.states).toEqual(['ringing', 'connecting', 'connected']);
+    expect(call.peerDeviceId).toBe('bob-phone');
+    expect(call.remoteStream?.getVideoTracks()).toHaveLength(1);
+    expect(ringing.remoteStream?.getAudioTracks()).toHaveLength(1);
+
+    // The server relayed only sealed bytes, candidates in batches, between the two devices.
+    const kinds = server.signals.map((s) => s.kind);
+    expect(kinds.every((k) => k === 'candidates')).toBe(true);
+    expect(server.signals.length).toBeLessThan(4);
+    for (const { ciphertext } of server.signals)
+      expect(atob(ciphertext)).not.toContain('candidate:');
+    for (const { event } of server.log)
+      if (event.type === 'call.invite' && event.offer)
+        expect(atob(event.offer)).not.toContain('ice=');
+
+    await waitFor(() => server.heartbeats >= 2, 'heartbeats');
+    await call.hangup();
+    await waitFor(() => ringing.state === 'ended', 'hung up on both');
+    expect([call.endReason, ringing.endReason]).toEqual(['hangup', 'hangup']);
+    expect(call.peerConnection).toBeNull();
+    expect(FakePeerConnection.instances.every((pc) => pc.closed)).toBe(true);
+    expect(errors).toEqual([]);
+  });
+
+  it('declined: ended(declined) on the caller and every callee device', async () => {
+    const { alice, bobPhone, bobLaptop } = world();
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!bobLaptop.ringing() && !!bobPhone.ringing(), 'ringing');
+    await bobLaptop.ringing()!.decline();
+    await waitFor(() => call.state === 'ended' && bobPhone.ringing()!.state === 'ended', 'ended');
+    expect([call.endReason, bobPhone.ringing()!.endReason, bobLaptop.ringing()!.endReason]).toEqual(
+      ['declined', 'declined', 'declined'],
+    );
+    expect(call.localStream!.getTracks().every((t) => (t as FakeTrack).stopped)).toBe(true);
+  });
+
+  it('missed when nobody answers (ring timeout), and when the caller gives up', async () => {
+    const { alice, bobPhone, server } = world();
+    const first = await alice.calls.start('bob');
+    await waitFor(() => !!bobPhone.ringing(), 'ringing');
+    server.expire(first.id);
+    await waitFor(() => first.state === 'ended' && bobPhone.ringing()!.state === 'ended', 'ended');
+    expect([first.endReason, bobPhone.ringing()!.endReason]).toEqual(['missed', 'missed']);
+
+    const second = await alice.calls.start('bob');
+    await waitFor(() => bobPhone.ringing()!.id === second.id, 'ringing again');
+    await second.hangup();
+    await waitFor(() => bobPhone.ringing()!.state === 'ended', 'callee told');
+    expect([second.endReason, bobPhone.ringing()!.endReason]).toEqual(['hangup', 'missed']);
+  });
+
+  it('busy when the callee is in a call', async () => {
+    const w = world();
+    const carol = w.device('carol', 'carol-phone');
+    const first = await w.alice.calls.start('bob');
+    await waitFor(() => !!w.bobPhone.ringing(), 'ringing');
+    const second = await carol.calls.start('bob');
+    expect(second).toMatchObject({ state: 'ended', endReason: 'busy' });
+    expect(carol.calls.current).toBeNull();
+    await first.hangup();
+  });
+
+  it('glare: both call at once, one call goes on and both connect in it', async () => {
+    const { alice, bobPhone } = world();
+    const [fromAlice, fromBob] = await Promise.all([
+      alice.calls.start('bob'),
+      bobPhone.calls.start('alice'),
+    ]);
+    // "alice" < "bob": alice's call wins on both sides, bob's ends with glare and bob answers.
+    await waitFor(() => fromBob.state === 'ended', 'the losing call ends');
+    expect(fromBob.endReason).toBe('glare');
+    await waitFor(() => fromAlice.state === 'connected', 'the winning call connects');
+    expect(bobPhone.calls.current?.id).toBe(fromAlice.id);
+    await waitFor(() => bobPhone.calls.state === 'connected', 'connected on bob');
+  });
+
+  it('refuses clearly: a callee without devices, a second live call, no crypto', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    w.device('dave', 'dave-phone', { published: false });
+    const error = await alice.calls.start('dave').catch((e: unknown) => e);
+    expect(isCallError(error) && error.code).toBe('NO_DEVICES');
+    expect(w.server.calls.size).toBe(0);
+    expect(alice.calls.current).toBeNull();
+    expect(FakePeerConnection.instances).toHaveLength(0); // refused before any media opened
+
+    w.device('bob', 'bob-phone');
+    const call = await alice.calls.start('bob');
+    const again = await alice.calls.start('bob').catch((e: unknown) => e);
+    expect(isCallError(again) && again.code).toBe('CALL_IN_PROGRESS');
+    await call.hangup();
+
+    const { transport, sync } = w.server.device('erin', 'erin-phone');
+    const plain = createCallManager({
+      transport,
+      sync,
+      RTCPeerConnection: FakePeerConnection,
+      getUserMedia: fakeGetUserMedia,
+    });
+    const none = await plain.start('bob').catch((e: unknown) => e);
+    expect(isCallError(none) && none.code).toBe('NO_CALL_CRYPTO');
+  });
+
+  it('restarts ICE when the connection fails, and comes back', async () => {
+    const { alice, bobPhone, server } = world();
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!bobPhone.ringing(), 'ringing');
+    const theirs = bobPhone.ringing()!;
+    await theirs.accept();
+    await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'connected');
+
+    pcOf(call).setConnection('failed');
+    pcOf(theirs).setConnection('failed');
+    await waitFor(() => call.state === 'reconnecting', 'reconnecting');
+    await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'back');
+    expect(server.signals.some((s) => s.kind === 'ice-restart')).toBe(true);
+    expect(alice.states).toEqual([
+      'dialing',
+      'connecting',
+      'connected',
+      'reconnecting',
+      'connected',
+    ]);
+    await call.hangup();
+  });
+
+  it('gives up as failed when ICE never comes back', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const { transport, sync } = w.server.device('alice', 'alice-phone');
+    const alice = createCallManager({
+      transport,
+      sync,
+      crypto: addressedCrypto('alice-phone'),
+      RTCPeerConnection: FakePeerConnection,
+      getUserMedia: fakeGetUserMedia,
+      timing: { ...timing, connectTimeoutMs: 60 },
+    });
+    w.managers.push(alice);
+    const bob = w.device('bob', 'bob-phone');
+    const call = await alice.start('bob');
+    await waitFor(() => !!bob.ringing(), 'ringing');
+    await bob.ringing()!.accept();
+    await waitFor(() => call.state === 'connected', 'connected');
+    w.server.dropSignals(); // the restart's offer never reaches bob
+    pcOf(call).setConnection('failed');
+    await waitFor(() => call.state === 'ended', 'given up');
+    expect(call.endReason).toBe('failed');
+    expect(w.server.calls.get(call.id)).toMatchObject({ state: 'failed', endReason: 'ice_failed' });
+  });
+
+  it('mute, and video on (renegotiated) and off (camera released) in an audio call', async () => {
+    const { alice, bobPhone, server } = world();
+    const call = await alice.calls.start('bob', { media: 'audio' });
+    await waitFor(() => !!bobPhone.ringing(), 'ringing');
+    const theirs = bobPhone.ringing()!;
+    await theirs.accept();
+    await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'connected');
+    expect(call.videoEnabled).toBe(false);
+
+    call.setMuted(true);
+    expect(call.muted).toBe(true);
+    expect(call.localStream!.getAudioTracks()[0]!.enabled).toBe(false);
+    call.setMuted(false);
+    expect(call.localStream!.getAudioTracks()[0]!.enabled).toBe(true);
+
+    await call.setVideoEnabled(true);
+    await waitFor(() => (theirs.remoteStream?.getVideoTracks().length ?? 0) === 1, 'video arrives');
+    expect(server.signals.filter((s) => s.kind === 'renegotiate')).toHaveLength(2); // offer, answer
+    const camera = call.localStream!.getVideoTracks()[0] as FakeTrack;
+
+    await call.setVideoEnabled(false);
+    expect(camera.stopped).toBe(true);
+    expect(call.videoEnabled).toBe(false);
+    expect(pcOf(call).senders.find((s) => s.kind === 'video')!.track).toBeNull();
+    await call.setVideoEnabled(true); // the same sender again: no renegotiation
+    expect(server.signals.filter((s) => s.kind === 'renegotiate')).toHaveLength(2);
+    expect(call.state).toBe('connected');
+    await call.hangup();
+  });
+
+  it('perfect negotiation: both add video at once and settle on one shared description', async () => {
+    const { alice, bobPhone } = world();
+    const call = await alice.calls.start('bob', { media: 'audio' });
+    await waitFor(() => !!bobPhone.ringing(), 'ringing');
+    const theirs = bobPhone.ringing()!;
+    await theirs.accept();
+    await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'connected');
+
+    await Promise.all([call.setVideoEnabled(true), theirs.setVideoEnabled(true)]);
+    await waitFor(
+      () =>
+        (call.remoteStream?.getVideoTracks().length ?? 0) === 1 &&
+        (theirs.remoteStream?.getVideoTracks().length ?? 0) === 1 &&
+        pcOf(call).signalingState === 'stable' &&
+        pcOf(theirs).signalingState === 'stable',
+      'both see video',
+    );
+    expect(call.state).toBe('connected');
+    expect(theirs.state).toBe('connected');
+    await call.hangup();
+  });
+});

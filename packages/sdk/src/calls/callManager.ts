@@ -1,0 +1,286 @@
+/**
+ * `client.calls`: places and answers calls on this device, routing the sync stream's call
+ * events to each call's session. One live call at a time (the server answers `busy` to anyone
+ * calling a user who is in a call).
+ */
+import type { Subscription } from '../syncEngine';
+import type { SyncEvent } from '../messaging';
+import type { CallCrypto } from './callCrypto';
+import { CallError } from './callError';
+import {
+  createCallSession,
+  DEFAULT_CALL_TIMING,
+  type Call,
+  type CallSession,
+  type CallState,
+  type CallTiming,
+} from './callSession';
+import type { CallHistoryPage, CallMedia, CallTransport, ServerCall } from './transport';
+import {
+  platformGetUserMedia,
+  platformPeerConnection,
+  type GetUserMedia,
+  type PeerConnectionConstructor,
+} from './webrtc';
+
+export type CallManagerOptions = {
+  transport: CallTransport;
+  /** The client's sync engine (`client.sync`): call events arrive on the device's stream. */
+  sync: { onEvent(handler: (event: SyncEvent) => void | Promise<void>): Subscription };
+  /**
+   * Encrypts SDP and ICE to the one peer device. Required: without it `start` throws
+   * `NO_CALL_CRYPTO` and incoming calls are reported to `onError` instead of ringing.
+   * `insecurePlaintextCallCrypto` exists for tests and local development only.
+   */
+  crypto?: CallCrypto;
+  /** Defaults to `globalThis.RTCPeerConnection`; pass react-native-webrtc's on React Native. */
+  RTCPeerConnection?: PeerConnectionConstructor;
+  /** Defaults to `navigator.mediaDevices.getUserMedia`. */
+  getUserMedia?: GetUserMedia;
+  timing?: Partial<CallTiming>;
+};
+
+export type MvpCalls = {
+  /**
+   * Calls a user: rings every device of theirs with published keys. Resolves once the server
+   * rings them (`dialing`), or with a call already `ended` (`busy`, `glare`). Throws a
+   * `CallError`: `NO_DEVICES`, `MEDIA_FAILED`, `NO_CALL_CRYPTO`, `CALL_IN_PROGRESS`.
+   */
+  start(userId: string, options?: { media?: CallMedia }): Promise<Call>;
+  /** The live call on this device (ringing, dialing, connecting, connected, reconnecting). */
+  readonly current: Call | null;
+  /** `current`'s state, or `idle`. */
+  readonly state: CallState;
+  /** A call rings here (`ringing`): `accept()` or `decline()` it. Starts listening. */
+  onIncoming(handler: (call: Call) => void): Subscription;
+  /** Any change of any call on this device, both directions. Starts listening. */
+  onChange(handler: (call: Call) => void): Subscription;
+  /** Failures that belong to no caller: undecryptable payloads, signalling errors. */
+  onError(handler: (error: unknown) => void): Subscription;
+  /** My calls (direction, media, outcome, duration), newest first. */
+  history(options?: { before?: string; limit?: number }): Promise<CallHistoryPage>;
+  get(callId: string): Promise<ServerCall>;
+  /** Hangs up the live call and stops listening. */
+  close(): Promise<void>;
+};
+
+type CallEvent = Extract<SyncEvent, { type: `call.${string}` }>;
+const isCallEvent = (event: SyncEvent): event is CallEvent => event.type.startsWith('call.');
+const callIdOf = (event: CallEvent) => ('call' in event ? event.call.id : event.callId);
+const LIVE: readonly CallState[] = [
+  'ringing',
+  'dialing',
+  'connecting',
+  'connected',
+  'reconnecting',
+];
+/** After losing glare, their call (the one that goes on) is answered if it rings within this. */
+const GLARE_ACCEPT_MS = 15_000;
+
+export function createCallManager(options: CallManagerOptions): MvpCalls {
+  const { transport } = options;
+  const timing = { ...DEFAULT_CALL_TIMING, ...options.timing };
+  const sessions = new Map<string, CallSession>();
+  /** Events for a call id not known yet: a `start` is still waiting for its answer. */
+  const orphans = new Map<string, CallEvent[]>();
+  let dialing = 0;
+  const lostGlare = new Map<string, { media: CallMedia; at: number }>();
+  const incomingHandlers = new Set<(call: Call) => void>();
+  const changeHandlers = new Set<(call: Call) => void>();
+  const errorHandlers = new Set<(error: unknown) => void>();
+  let subscription: Subscription | undefined;
+  let dialSession: CallSession | undefined;
+
+  const report = (error: unknown) => {
+    for (const handler of errorHandlers) handler(error);
+  };
+  const emit = (set: Set<(call: Call) => void>, call: Call) => {
+    for (const handler of [...set]) {
+      try {
+        handler(call);
+      } catch (error) {
+        report(error);
+      }
+    }
+  };
+
+  let who: Promise<{ userId: string; deviceId: string }> | undefined;
+  const me = () => {
+    who ??= transport.whoAmI();
+    who.catch(() => (who = undefined));
+    return who;
+  };
+
+  const live = () => {
+    if (dialSession && LIVE.includes(dialSession.call.state)) return dialSession.call;
+    for (const session of sessions.values())
+      if (LIVE.includes(session.call.state)) return session.call;
+    return null;
+  };
+
+  function newSession(
+    self: { userId: string; deviceId: string },
+    init: Parameters<typeof createCallSession>[1],
+  ): CallSession {
+    const crypto = options.crypto!;
+    const session = createCallSession(
+      {
+        transport,
+        crypto,
+        me: self,
+        PeerConnection: () => options.RTCPeerConnection ?? platformPeerConnection(),
+        getUserMedia: () => options.getUserMedia ?? platformGetUserMedia(),
+        timing,
+        report,
+        ended: (done) => {
+          if (done.call.direction === 'outgoing' && done.call.endReason === 'glare')
+            glareLost(done.call.peerUserId, done.call.media);
+          // Kept a little for late events (a `call.ended` after a local hangup), then dropped.
+          setTimeout(() => sessions.delete(done.call.id), 60_000).unref?.();
+        },
+      },
+      init,
+    );
+    session.call.onChange((call) => emit(changeHandlers, call));
+    return session;
+  }
+
+  function route(session: CallSession, event: CallEvent) {
+    switch (event.type) {
+      case 'call.accepted':
+        return session.onAccepted(event.deviceId, event.answer);
+      case 'call.answered_elsewhere':
+        return session.onAnsweredElsewhere(event.deviceId);
+      case 'call.ended':
+        return session.onEnded(event.call);
+      case 'call.signal':
+        return session.onSignal(event.fromDeviceId, event.kind, event.ciphertext);
+      default:
+        return undefined;
+    }
+  }
+
+  async function ring(event: Extract<CallEvent, { type: 'call.invite' }>) {
+    // `offer: null`: one of my other devices is calling; nothing rings here.
+    if (event.offer === null || event.call.state !== 'ringing' || sessions.has(event.call.id))
+      return;
+    if (!options.crypto) {
+      report(new CallError('NO_CALL_CRYPTO', 'A call came in, but calls have no `crypto`'));
+      return;
+    }
+    const self = await me();
+    const session = newSession(self, {
+      direction: 'incoming',
+      peerUserId: event.call.callerId,
+      media: event.call.media,
+      id: event.call.id,
+      peerDeviceId: event.callerDeviceId,
+      offer: event.offer,
+    });
+    sessions.set(event.call.id, session);
+    emit(changeHandlers, session.call);
+    emit(incomingHandlers, session.call);
+    const glare = lostGlare.get(event.call.callerId);
+    if (glare && Date.now() - glare.at < GLARE_ACCEPT_MS) answerGlare(session, glare.media);
+  }
+
+  function glareLost(userId: string, media: CallMedia) {
+    lostGlare.set(userId, { media, at: Date.now() });
+    const theirs = [...sessions.values()].find(
+      (s) =>
+        s.call.direction === 'incoming' &&
+        s.call.peerUserId === userId &&
+        s.call.state === 'ringing',
+    );
+    if (theirs) answerGlare(theirs, media);
+  }
+
+  /** Both called at once and theirs went on: answer it, as the user wanted to talk anyway. */
+  function answerGlare(session: CallSession, media: CallMedia) {
+    lostGlare.delete(session.call.peerUserId);
+    session.call.accept({ video: media === 'video' }).catch(report);
+  }
+
+  async function onEvent(event: SyncEvent) {
+    if (!isCallEvent(event)) return;
+    if (event.type === 'call.invite') return ring(event);
+    const id = callIdOf(event);
+    const session = sessions.get(id);
+    if (session) return route(session, event);
+    if (dialing > 0) {
+      const list = orphans.get(id) ?? [];
+      if (list.length < 200) list.push(event);
+      orphans.set(id, list);
+    }
+  }
+
+  function listen() {
+    subscription ??= options.sync.onEvent(async (event) => {
+      try {
+        await onEvent(event);
+      } catch (error) {
+        report(error); // never hold the stream up for a call
+      }
+    });
+  }
+
+  async function start(userId: string, opts: { media?: CallMedia } = {}): Promise<Call> {
+    if (!options.crypto)
+      throw new CallError(
+        'NO_CALL_CRYPTO',
+        'Calls need `crypto` (pairwise encryption of SDP and ICE to the peer device)',
+      );
+    if (live()) throw new CallError('CALL_IN_PROGRESS', 'There is a live call on this device');
+    listen();
+    const media = opts.media ?? 'audio';
+    const session = newSession(await me(), { direction: 'outgoing', peerUserId: userId, media });
+    dialing++;
+    dialSession = session;
+    try {
+      await session.dial();
+    } finally {
+      dialing--;
+      dialSession = undefined;
+    }
+    const id = session.call.id;
+    sessions.set(id, session);
+    emit(changeHandlers, session.call);
+    for (const event of orphans.get(id) ?? []) route(session, event);
+    orphans.delete(id);
+    if (dialing === 0) orphans.clear();
+    return session.call;
+  }
+
+  const listenTo = <T>(set: Set<T>, handler: T): Subscription => {
+    set.add(handler);
+    return { unsubscribe: () => void set.delete(handler) };
+  };
+
+  return {
+    start,
+    get current() {
+      return live();
+    },
+    get state() {
+      return live()?.state ?? 'idle';
+    },
+    onIncoming(handler) {
+      listen();
+      return listenTo(incomingHandlers, handler);
+    },
+    onChange(handler) {
+      listen();
+      return listenTo(changeHandlers, handler);
+    },
+    onError: (handler) => listenTo(errorHandlers, handler),
+    history: (opts = {}) => transport.history(opts),
+    get: (callId) => transport.get(callId),
+    async close() {
+      subscription?.unsubscribe();
+      subscription = undefined;
+      await live()
+        ?.hangup()
+        .catch(() => undefined);
+    },
+  };
+}
