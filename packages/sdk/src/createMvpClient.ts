@@ -23,6 +23,8 @@ import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backof
 import { createMemoryTokenStore, type TokenStore } from './tokenStore';
 import { createE2ee, disabledE2ee, type E2eeOptions, type MvpE2ee } from './e2ee/e2ee';
 import { createApiE2eeTransport } from './e2ee/transport';
+import { createCallManager, type CallManagerOptions, type MvpCalls } from './calls/callManager';
+import { createApiCallTransport } from './calls/transport';
 
 type Awaitable<T> = T | Promise<T>;
 
@@ -77,6 +79,11 @@ export type MvpClientOptions = {
    * (default: memory). Off by default.
    */
   crypto?: E2eeOptions;
+  /**
+   * Calls (`client.calls`): `crypto` encrypts SDP and ICE to the peer device (required to call);
+   * `RTCPeerConnection` and `getUserMedia` default to the browser's. See src/calls/README.md.
+   */
+  calls?: Omit<CallManagerOptions, 'transport' | 'sync'>;
 };
 
 export type MvpClient = {
@@ -99,6 +106,8 @@ export type MvpClient = {
    * receives, undecryptable messages and safety numbers. Without the option every call throws.
    */
   e2ee: MvpE2ee;
+  /** Voice and video calls on WebRTC: start, ring, accept, hang up, history. */
+  calls: MvpCalls;
   /**
    * Stops the sync stream and the outbox (pending sends stay in its store) and closes the
    * subscription socket (if one was opened); queries keep working over HTTP.
@@ -233,9 +242,16 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     ? createE2ee({ transport: createApiE2eeTransport(api), sync, outbox, options: options.crypto })
     : disabledE2ee();
 
+  const calls = createCallManager({
+    transport: createApiCallTransport(api),
+    sync,
+    ...options.calls,
+  });
+
   return {
     api,
     e2ee,
+    calls,
     auth: createAuthClient(raw, session),
     people: createPeopleClient(api, sync),
     messaging: createMessagingClient(api),
@@ -249,6 +265,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
       session: getToken ? null : session,
     }),
     async close() {
+      await calls.close();
       outbox.pause();
       await sync.stop();
       const closing = wsClient;

@@ -53,6 +53,7 @@ export type { MvpErrorCode, MvpErrorData } from './errors';
 export { reconnectDelayMs } from './backoff';
 export type { BackoffOptions } from './backoff';
 export type { AppRouter, RouterInputs, RouterOutputs } from './types';
+export * from './calls/index';
 export type { E2eeOptions, E2eeOutgoing, DecryptResult, MvpE2ee } from './e2ee/e2ee';
 export type { DecryptedMessage, UndecryptableMessage, UndecryptableReason } from './e2ee/inbound';
 export type { SafetyNumber } from './e2ee/safetyNumbers';
