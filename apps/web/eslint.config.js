@@ -1,0 +1,3 @@
+import base from '@mvp/eslint-config';
+
+export default base;

@@ -1,0 +1,361 @@
+/**
+ * A small messenger on @mvp/sdk only: register or log in, find people and add them, talk in an
+ * end-to-end encrypted direct conversation, and call (audio or video). `window.__mvp` exposes
+ * the page's state for the browser tests.
+ */
+import {
+  createMvpClient,
+  errorCodeOf,
+  insecurePlaintextCallCrypto,
+  type Call,
+  type DecryptedMessage,
+  type PublicProfile,
+} from '@mvp/sdk';
+import { $, button, clear, item, show } from './dom';
+
+const params = new URLSearchParams(location.search);
+const serverUrl =
+  params.get('server') ??
+  (import.meta.env.VITE_MVP_URL as string | undefined) ??
+  'http://127.0.0.1:3000';
+$('server-url').textContent = serverUrl;
+
+const client = createMvpClient({
+  url: serverUrl,
+  crypto: {},
+  // Not encrypted: see the note on the page. Replace with pairwise E2EE once the SDK offers it.
+  calls: { crypto: insecurePlaintextCallCrypto },
+});
+
+type Line = { id: string; from: string; text: string; mine: boolean };
+const state = {
+  me: null as { id: string; username: string | null } | null,
+  names: new Map<string, string>(),
+  conversationId: null as string | null,
+  peerId: null as string | null,
+  lines: new Map<string, Line[]>(),
+  call: null as Call | null,
+  states: [] as string[],
+};
+const nameOf = (userId: string) => state.names.get(userId) ?? userId.slice(0, 8);
+const status = (text: string) => ($('status').textContent = text);
+const fail = (error: unknown) => {
+  console.error(error);
+  status(`⚠ ${errorCodeOf(error) ?? (error instanceof Error ? error.message : String(error))}`);
+};
+const run = (task: () => Promise<unknown>) => () => void task().catch(fail);
+document.addEventListener('action-error', (event) => fail((event as CustomEvent).detail));
+
+// --- Accounts -------------------------------------------------------------------------------
+
+const device = {
+  name: navigator.userAgent.includes('Mobile') ? 'Phone browser' : 'Web browser',
+  platform: 'web' as const,
+};
+const credentials = () => ({
+  username: ($('username') as HTMLInputElement).value.trim(),
+  password: ($('password') as HTMLInputElement).value,
+});
+
+async function signedIn() {
+  const me = await client.api.me.get.query();
+  state.me = { id: me.id, username: me.username };
+  $('who').textContent = `@${me.username ?? me.id}`;
+  show('auth', false);
+  show('home', true);
+  status('setting up keys…');
+  await client.e2ee.setup(); // publishes this device's keys (so it can ring) and starts the stream
+  status('online');
+  await Promise.all([refreshPeople(), refreshHistory()]);
+}
+
+$('auth-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  run(async () => {
+    const { username, password } = credentials();
+    const answer = await client.auth.login({ identifier: username, password, device });
+    if (answer.status !== 'ok') throw new Error(`login needs ${answer.status}`);
+    await signedIn();
+  })();
+});
+$('register').addEventListener(
+  'click',
+  run(async () => {
+    const { username, password } = credentials();
+    const answer = await client.auth.register({
+      username,
+      password,
+      displayName: username,
+      device,
+    });
+    if (answer.status !== 'ok') throw new Error(`registration needs ${answer.status}`);
+    await signedIn();
+  }),
+);
+
+// --- People ---------------------------------------------------------------------------------
+
+function remember(profile: PublicProfile) {
+  state.names.set(profile.id, profile.username ? `@${profile.username}` : profile.displayName);
+}
+
+$('search-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  run(async () => {
+    const username = ($('search') as HTMLInputElement).value.trim().toLowerCase();
+    const found = await client.people.search({ username });
+    const list = clear('results');
+    for (const user of found.users) {
+      remember(user);
+      list.append(
+        item(nameOf(user.id), [
+          user.isContact
+            ? button('Chat', () => openChat(user.id), 'chat')
+            : button(
+                'Add',
+                async () => {
+                  await client.people.contacts.request(user.id);
+                  status(`asked ${nameOf(user.id)}`);
+                  await refreshPeople();
+                },
+                'add',
+              ),
+        ]),
+      );
+    }
+    if (found.users.length === 0) list.append(item('nobody by that name'));
+  })();
+});
+
+async function refreshPeople() {
+  const [{ contacts }, requests] = await Promise.all([
+    client.people.contacts.list(),
+    client.people.contacts.requests(),
+  ]);
+  const pending = clear('requests');
+  for (const request of requests.incoming) {
+    remember(request.user);
+    pending.append(
+      item(`${nameOf(request.user.id)} wants to connect`, [
+        button(
+          'Accept',
+          async () => {
+            await client.people.contacts.accept(request.id);
+            await refreshPeople();
+          },
+          'accept-request',
+        ),
+      ]),
+    );
+  }
+  for (const request of requests.outgoing) {
+    remember(request.user);
+    pending.append(item(`waiting for ${nameOf(request.user.id)}`));
+  }
+  const list = clear('contacts');
+  for (const contact of contacts) {
+    remember(contact);
+    list.append(
+      item(nameOf(contact.id), [
+        button('Chat', () => openChat(contact.id), 'chat'),
+        button('Audio', () => startCall(contact.id, 'audio'), 'call-audio'),
+        button('Video', () => startCall(contact.id, 'video'), 'call-video'),
+      ]),
+    );
+  }
+}
+
+client.people.onEvent(() => void refreshPeople().catch(fail));
+
+// --- Messages -------------------------------------------------------------------------------
+
+async function openChat(userId: string) {
+  const conversation = await client.messaging.conversations.createDirect(userId);
+  state.conversationId = conversation.id;
+  state.peerId = userId;
+  $('chat-title').textContent = `With ${nameOf(userId)}`;
+  for (const id of ['text', 'send']) ($(id) as HTMLInputElement).disabled = false;
+  renderMessages();
+}
+
+function renderMessages() {
+  const list = clear('messages');
+  for (const line of state.lines.get(state.conversationId ?? '') ?? []) {
+    const li = item(line.text);
+    li.className = line.mine ? 'mine' : 'theirs';
+    li.title = line.from;
+    list.append(li);
+  }
+  list.scrollTop = list.scrollHeight;
+}
+
+function addLine(conversationId: string, line: Line) {
+  const lines = state.lines.get(conversationId) ?? [];
+  if (lines.some((l) => l.id === line.id)) return;
+  lines.push(line);
+  state.lines.set(conversationId, lines);
+  if (state.conversationId === conversationId) renderMessages();
+}
+
+client.e2ee.onMessage(async ({ message, contentType, body }: DecryptedMessage) => {
+  if (contentType !== 'text/plain') return;
+  const mine = message.senderId === state.me?.id;
+  if (!state.conversationId && !mine) await openChat(message.senderId);
+  addLine(message.conversationId, {
+    id: message.clientMessageId,
+    from: nameOf(message.senderId),
+    text: new TextDecoder().decode(body),
+    mine,
+  });
+});
+
+$('compose').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const input = $('text') as HTMLInputElement;
+  const text = input.value.trim();
+  const conversationId = state.conversationId;
+  if (!text || !conversationId) return;
+  input.value = '';
+  run(async () => {
+    const handle = await client.e2ee.send(conversationId, {
+      contentType: 'text/plain',
+      body: new TextEncoder().encode(text),
+    });
+    addLine(conversationId, { id: handle.clientMessageId, from: 'me', text, mine: true });
+  })();
+});
+
+// --- Calls ----------------------------------------------------------------------------------
+
+async function startCall(userId: string, media: 'audio' | 'video') {
+  const call = await client.calls.start(userId, { media });
+  track(call);
+}
+
+function track(call: Call) {
+  state.call = call;
+  state.states = [call.state];
+  renderCall();
+}
+
+client.calls.onIncoming((call) => track(call));
+client.calls.onChange((call) => {
+  if (call !== state.call) {
+    // Another device's ringing that stopped, or a call that ended before we showed it.
+    if (call.state !== 'ended' || state.call === null) return;
+  }
+  if (state.states.at(-1) !== call.state) state.states.push(call.state);
+  renderCall();
+  if (call.state === 'ended') void refreshHistory().catch(fail);
+});
+client.calls.onError((error) => console.warn('call error', error));
+
+function renderCall() {
+  const call = state.call;
+  const callState = call?.state ?? 'idle';
+  $('call-state').textContent =
+    call?.state === 'ended' ? `ended (${call.endReason ?? 'unknown'})` : callState;
+  $('call-peer').textContent = call
+    ? ` ${call.direction === 'incoming' ? 'from' : 'to'} ${nameOf(call.peerUserId)} · ${call.media}`
+    : '';
+  const live = call !== null && call.state !== 'ended';
+  show('accept', call?.state === 'ringing');
+  show('decline', call?.state === 'ringing');
+  show('hangup', live && call.state !== 'ringing');
+  show('mute', live && call.state !== 'ringing');
+  show('camera', live && call.state !== 'ringing');
+  $('mute').textContent = call?.muted ? 'Unmute' : 'Mute';
+  $('camera').textContent = call?.videoEnabled ? 'Camera off' : 'Camera on';
+  const local = $('local') as HTMLVideoElement;
+  const remote = $('remote') as HTMLVideoElement;
+  const localStream = (live ? call.localStream : null) as MediaStream | null;
+  const remoteStream = (live ? call.remoteStream : null) as MediaStream | null;
+  if (local.srcObject !== localStream) local.srcObject = localStream;
+  if (remote.srcObject !== remoteStream) remote.srcObject = remoteStream;
+}
+
+$('accept').addEventListener(
+  'click',
+  run(async () => state.call?.accept()),
+);
+$('decline').addEventListener(
+  'click',
+  run(async () => state.call?.decline()),
+);
+$('hangup').addEventListener(
+  'click',
+  run(async () => state.call?.hangup()),
+);
+$('mute').addEventListener('click', () => {
+  state.call?.setMuted(!state.call.muted);
+});
+$('camera').addEventListener(
+  'click',
+  run(async () => state.call?.setVideoEnabled(!state.call.videoEnabled)),
+);
+
+async function refreshHistory() {
+  const { calls } = await client.calls.history({ limit: 10 });
+  const list = clear('history');
+  for (const call of calls) {
+    const who =
+      call.direction === 'outgoing'
+        ? `to ${nameOf(call.calleeId)}`
+        : `from ${nameOf(call.callerId)}`;
+    const li = item(
+      `${call.direction === 'outgoing' ? '↗' : '↙'} ${call.media} ${who}: ${call.state}` +
+        (call.durationSeconds > 0 ? ` · ${call.durationSeconds}s` : ''),
+    );
+    li.dataset.callId = call.id;
+    li.dataset.state = call.state;
+    list.append(li);
+  }
+}
+
+/** Packets received on all inbound RTP streams of the live call (0 without one). */
+async function inboundPackets(): Promise<{ audio: number; video: number }> {
+  const pc = state.call?.peerConnection as RTCPeerConnection | null | undefined;
+  const totals = { audio: 0, video: 0 };
+  if (!pc) return totals;
+  (await pc.getStats()).forEach(
+    (report: { type: string; kind?: string; packetsReceived?: number }) => {
+      if (report.type !== 'inbound-rtp') return;
+      const kind = report.kind === 'video' ? 'video' : 'audio';
+      totals[kind] += report.packetsReceived ?? 0;
+    },
+  );
+  return totals;
+}
+
+declare global {
+  // Declaration merging with the DOM's Window needs an interface.
+  // eslint-disable-next-line @typescript-eslint/consistent-type-definitions
+  interface Window {
+    __mvp: unknown;
+  }
+}
+window.__mvp = {
+  client,
+  get me() {
+    return state.me;
+  },
+  get call() {
+    const call = state.call;
+    return (
+      call && {
+        id: call.id,
+        state: call.state,
+        endReason: call.endReason,
+        direction: call.direction,
+      }
+    );
+  },
+  get callStates() {
+    return [...state.states];
+  },
+  get messages() {
+    return [...(state.lines.get(state.conversationId ?? '') ?? [])];
+  },
+  inboundPackets,
+  history: () => client.calls.history({ limit: 20 }),
+};
