@@ -45,8 +45,8 @@ async function waitFor(check: () => boolean, what: string, ms = 2_000) {
   }
 }
 
-function setup() {
-  const server = createFakeCallServer();
+function setup(options: { durableDelayMs?: number } = {}) {
+  const server = createFakeCallServer(options);
   const managers: MvpCalls[] = [];
   const errors: unknown[] = [];
   const device = (userId: string, deviceId: string, options: { published?: boolean } = {}) => {
@@ -79,8 +79,8 @@ afterEach(async () => {
   FakePeerConnection.instances = [];
 });
 
-function world() {
-  const w = setup();
+function world(options: { durableDelayMs?: number } = {}) {
+  const w = setup(options);
   cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
   const alice = w.device('alice', 'alice-phone');
   const bobPhone = w.device('bob', 'bob-phone');
@@ -312,6 +312,66 @@ describe('CallManager', () => {
     );
     expect(call.state).toBe('connected');
     expect(theirs.state).toBe('connected');
+    await call.hangup();
+  });
+
+  it("connects when the callee's candidates overtake the stored call.accepted", async () => {
+    const { alice, bobPhone, server } = world({ durableDelayMs: 60 });
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!bobPhone.ringing(), 'ringing');
+    const theirs = bobPhone.ringing()!;
+    await theirs.accept();
+    await waitFor(() => server.signals.some((s) => s.from === 'bob-phone'), 'bob signals');
+    expect(call.state).toBe('dialing'); // the answer is still on its way
+    await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'connected');
+    await call.hangup();
+  });
+
+  it('two devices answer at once: one connects, the other ends answered elsewhere', async () => {
+    const { alice, bobPhone, bobLaptop } = world();
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!bobPhone.ringing() && !!bobLaptop.ringing(), 'ringing');
+    const [phone, laptop] = [bobPhone.ringing()!, bobLaptop.ringing()!];
+    await Promise.all([phone.accept(), laptop.accept()]);
+    await waitFor(() => call.state === 'connected', 'connected');
+    const states = [phone, laptop].map((c) => `${c.state}:${c.endReason ?? ''}`).sort();
+    await waitFor(() => [phone, laptop].some((c) => c.state === 'connected'), 'one connected');
+    expect(states).toContain('ended:answered_elsewhere');
+    const loser = [phone, laptop].find((c) => c.state === 'ended')!;
+    expect(loser.localStream?.getTracks().every((t) => (t as FakeTrack).stopped) ?? true).toBe(
+      true,
+    );
+    await call.hangup();
+  });
+
+  it('a camera that fails on accept leaves the call ringing, to try again or decline', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    const { transport, sync } = w.server.device('bob', 'bob-phone');
+    let denied = true;
+    const bob = createCallManager({
+      transport,
+      sync,
+      crypto: addressedCrypto('bob-phone'),
+      RTCPeerConnection: FakePeerConnection,
+      getUserMedia: async (c) => {
+        if (denied) throw new Error('NotAllowedError');
+        return fakeGetUserMedia(c);
+      },
+      timing,
+    });
+    w.managers.push(bob);
+    const rings: Call[] = [];
+    bob.onIncoming((c) => rings.push(c));
+    const call = await alice.calls.start('bob', { media: 'video' });
+    await waitFor(() => rings.length === 1, 'ringing');
+    const error = await rings[0]!.accept().catch((e: unknown) => e);
+    expect(isCallError(error) && error.code).toBe('MEDIA_FAILED');
+    expect(rings[0]!.state).toBe('ringing');
+    denied = false;
+    await rings[0]!.accept();
+    await waitFor(() => call.state === 'connected', 'connected after all');
     await call.hangup();
   });
 });

@@ -104,13 +104,6 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     }
   };
 
-  let who: Promise<{ userId: string; deviceId: string }> | undefined;
-  const me = () => {
-    who ??= transport.whoAmI();
-    who.catch(() => (who = undefined));
-    return who;
-  };
-
   const live = () => {
     if (dialSession && LIVE.includes(dialSession.call.state)) return dialSession.call;
     for (const session of sessions.values())
@@ -118,16 +111,12 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     return null;
   };
 
-  function newSession(
-    self: { userId: string; deviceId: string },
-    init: Parameters<typeof createCallSession>[1],
-  ): CallSession {
+  function newSession(init: Parameters<typeof createCallSession>[1]): CallSession {
     const crypto = options.crypto!;
     const session = createCallSession(
       {
         transport,
         crypto,
-        me: self,
         PeerConnection: () => options.RTCPeerConnection ?? platformPeerConnection(),
         getUserMedia: () => options.getUserMedia ?? platformGetUserMedia(),
         timing,
@@ -150,7 +139,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
       case 'call.accepted':
         return session.onAccepted(event.deviceId, event.answer);
       case 'call.answered_elsewhere':
-        return session.onAnsweredElsewhere(event.deviceId);
+        return session.onAnsweredElsewhere();
       case 'call.ended':
         return session.onEnded(event.call);
       case 'call.signal':
@@ -168,8 +157,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
       report(new CallError('NO_CALL_CRYPTO', 'A call came in, but calls have no `crypto`'));
       return;
     }
-    const self = await me();
-    const session = newSession(self, {
+    const session = newSession({
       direction: 'incoming',
       peerUserId: event.call.callerId,
       media: event.call.media,
@@ -233,7 +221,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     if (live()) throw new CallError('CALL_IN_PROGRESS', 'There is a live call on this device');
     listen();
     const media = opts.media ?? 'audio';
-    const session = newSession(await me(), { direction: 'outgoing', peerUserId: userId, media });
+    const session = newSession({ direction: 'outgoing', peerUserId: userId, media });
     dialing++;
     dialSession = session;
     try {

@@ -1,7 +1,7 @@
 /**
- * One call on this device: its RTCPeerConnection, "perfect negotiation" with the peer device,
- * trickled and batched ICE candidates, ICE restarts, heartbeats, mute and video. Every SDP and
- * ICE payload is encrypted to the one peer device before it leaves.
+ * One call on this device: its life from ringing or dialing to ended, the server calls, the
+ * heartbeats, and the encryption of every SDP and ICE payload to the one peer device. The
+ * RTCPeerConnection side (negotiation, candidates, restarts) is `peerLink.ts`.
  */
 import { errorCodeOf } from '../errors';
 import type { Subscription } from '../syncEngine';
@@ -9,16 +9,12 @@ import { base64ToBytes, bytesToBase64 } from '../base64';
 import type { CallCrypto } from './callCrypto';
 import { CallError } from './callError';
 import type { CallMedia, CallSignalKind, CallTransport, ServerCall } from './transport';
+import { createPeerLink, type PeerLink, type SignalPayload } from './peerLink';
 import type {
   GetUserMedia,
-  IceCandidate,
-  IceCandidateEvent,
   MediaStream,
   PeerConnection,
   PeerConnectionConstructor,
-  RtpSender,
-  SessionDescription,
-  TrackEvent,
 } from './webrtc';
 
 export type CallState =
@@ -77,11 +73,10 @@ export const DEFAULT_CALL_TIMING: CallTiming = {
 export type SessionDeps = {
   transport: CallTransport;
   crypto: CallCrypto;
-  me: { userId: string; deviceId: string };
   PeerConnection: () => PeerConnectionConstructor;
   getUserMedia: () => GetUserMedia;
   timing: CallTiming;
-  report(error: unknown): void;
+  report: (error: unknown) => void;
   /** Told once, when the call ends. */
   ended(session: CallSession): void;
 };
@@ -91,14 +86,12 @@ export type CallSession = {
   readonly call: Call;
   /** Outgoing: places the call (resolves once the server rings it, or answered busy/glare). */
   dial(): Promise<void>;
-  setId(id: string): void;
   onAccepted(deviceId: string, answer: string): void;
-  onAnsweredElsewhere(deviceId: string): void;
+  onAnsweredElsewhere(): void;
   onEnded(call: ServerCall): void;
   onSignal(fromDeviceId: string, kind: CallSignalKind, ciphertext: string): void;
 };
 
-type Payload = { description?: SessionDescription; candidates?: IceCandidate[] };
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -127,34 +120,22 @@ export function createCallSession(
 ): CallSession {
   const { transport, crypto, timing } = deps;
   const peerUser = init.peerUserId;
-  const polite = init.direction === 'incoming'; // the callee yields on an offer collision
+  const incoming = init.direction === 'incoming';
   let id = init.id ?? '';
   let peerDevice = init.peerDeviceId ?? null;
-  let state: CallState = init.direction === 'incoming' ? 'ringing' : 'idle';
+  let state: CallState = incoming ? 'ringing' : 'idle';
   let endReason: CallEndReason | null = null;
-  let pc: PeerConnection | null = null;
+  let link: PeerLink | null = null;
   let localStream: MediaStream | null = null;
-  let remoteStream: MediaStream | null = null;
-  let videoSender: RtpSender | null = null;
   let muted = false;
-  let videoEnabled = false;
-  // Perfect negotiation.
-  let makingOffer = false;
-  let ignoreOffer = false;
-  let offered = false; // the first local description is set: later changes need a renegotiation
-  let negotiationPending = false;
-  let restarting = false;
-  // Signalling to the peer device is possible once the call is answered.
-  let canSignal = false;
-  const localCandidates: IceCandidate[] = [];
-  const remoteCandidates: IceCandidate[] = [];
+  /** Signalling to the peer device is possible once the call is answered. */
+  let answeredHere = false;
+  /** Incoming: this device is answering; an "answered elsewhere" may be about this very answer. */
+  let accepting = false;
+  let elsewhere = false;
   const early: { from: string; kind: CallSignalKind; ciphertext: string }[] = [];
   let chain: Promise<void> = Promise.resolve();
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  let flushTimer: ReturnType<typeof setTimeout> | undefined;
   let heartbeat: ReturnType<typeof setInterval> | undefined;
-  let graceTimer: ReturnType<typeof setTimeout> | undefined;
-  let giveUpTimer: ReturnType<typeof setTimeout> | undefined;
   const listeners = new Set<(call: Call) => void>();
 
   const changed = () => {
@@ -172,56 +153,40 @@ export function createCallSession(
     changed();
   };
   const ended = () => state === 'ended';
-  /** Runs remote signalling in arrival order; a failure is reported and the chain goes on. */
+  /** Runs the peer's signals in arrival order; a failure is reported and the chain goes on. */
   const serial = (task: () => Promise<void>) => {
     chain = chain.then(task).catch((error: unknown) => {
       if (!ended()) deps.report(error);
     });
   };
-  const later = (ms: number, task: () => void) => {
-    const timer = setTimeout(() => {
-      timers.delete(timer);
-      task();
-    }, ms);
-    timers.add(timer);
-    return timer;
-  };
-  const clear = (timer: ReturnType<typeof setTimeout> | undefined) => {
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    timers.delete(timer);
+  const stopTracks = (stream: MediaStream | null) => {
+    for (const track of stream?.getTracks() ?? []) track.stop();
   };
 
   function end(reason: CallEndReason) {
     if (ended()) return;
     state = 'ended';
     endReason = reason;
-    canSignal = false;
-    for (const timer of timers) clearTimeout(timer);
-    timers.clear();
+    answeredHere = false;
     clearInterval(heartbeat);
-    for (const track of localStream?.getTracks() ?? []) track.stop();
-    try {
-      pc?.close();
-    } catch {
-      // already closed
-    }
-    pc = null;
+    stopTracks(localStream);
+    link?.close();
+    link = null;
     changed();
     deps.ended(session);
   }
 
-  const seal = async (payload: Payload, deviceId: string) =>
+  const seal = async (payload: SignalPayload, deviceId: string) =>
     bytesToBase64(
       await crypto.encrypt(peerUser, deviceId, encoder.encode(JSON.stringify(payload))),
     );
-  const open = async (ciphertext: string, deviceId: string): Promise<Payload> =>
+  const open = async (ciphertext: string, deviceId: string): Promise<SignalPayload> =>
     JSON.parse(
       decoder.decode(await crypto.decrypt(peerUser, deviceId, base64ToBytes(ciphertext))),
-    ) as Payload;
+    ) as SignalPayload;
 
-  async function send(kind: CallSignalKind, payload: Payload) {
-    if (!canSignal || !peerDevice) return;
+  async function send(kind: CallSignalKind, payload: SignalPayload) {
+    if (!answeredHere || !peerDevice) return;
     try {
       await transport.signal({ callId: id, kind, ciphertext: await seal(payload, peerDevice) });
     } catch (error) {
@@ -230,19 +195,9 @@ export function createCallSession(
     }
   }
 
-  function flushCandidates() {
-    flushTimer = undefined;
-    if (!canSignal || localCandidates.length === 0) return;
-    void send('candidates', { candidates: localCandidates.splice(0) });
-  }
-  function scheduleFlush() {
-    if (!canSignal || flushTimer !== undefined || localCandidates.length === 0) return;
-    flushTimer = later(timing.candidateBatchMs, flushCandidates);
-  }
-
-  async function acquire(video: boolean): Promise<MediaStream> {
+  async function acquire(video: boolean, audio = true): Promise<MediaStream> {
     try {
-      return await deps.getUserMedia()({ audio: true, video });
+      return await deps.getUserMedia()({ audio, video });
     } catch (error) {
       throw new CallError('MEDIA_FAILED', 'Could not open the microphone or camera', {
         cause: error,
@@ -250,159 +205,33 @@ export function createCallSession(
     }
   }
 
-  function useLocalStream(stream: MediaStream) {
-    localStream = stream;
-    videoEnabled = stream.getVideoTracks().length > 0;
-    for (const track of stream.getTracks()) {
-      const sender = pc!.addTrack(track, stream);
-      if (track.kind === 'video') videoSender = sender;
-    }
-    changed();
-  }
-
-  async function negotiate() {
-    const peer = pc;
-    if (!peer || ended()) return;
-    if (!canSignal) {
-      // Before the answer the first offer covers everything; a later change waits for it.
-      if (offered) negotiationPending = true;
-      return;
-    }
-    const kind: CallSignalKind = restarting ? 'ice-restart' : 'renegotiate';
-    try {
-      makingOffer = true;
-      const offer = await peer.createOffer(restarting ? { iceRestart: true } : undefined);
-      if (peer.signalingState !== 'stable') return; // an offer of theirs came first
-      await peer.setLocalDescription(offer);
-      await send(kind, { description: peer.localDescription ?? offer });
-    } catch (error) {
-      if (!ended()) deps.report(error);
-    } finally {
-      makingOffer = false;
-    }
-  }
-
-  async function applyCandidates(list: IceCandidate[]) {
-    const peer = pc;
-    if (!peer) return;
-    if (!peer.remoteDescription) {
-      remoteCandidates.push(...list);
-      return;
-    }
-    for (const candidate of list) {
-      try {
-        await peer.addIceCandidate(candidate);
-      } catch (error) {
-        if (!ignoreOffer) deps.report(error); // candidates of an offer we ignored may not fit
-      }
-    }
-  }
-
-  async function applyDescription(kind: CallSignalKind, description: SessionDescription) {
-    const peer = pc;
-    if (!peer) return;
-    const collision =
-      description.type === 'offer' && (makingOffer || peer.signalingState !== 'stable');
-    ignoreOffer = !polite && collision;
-    if (ignoreOffer) return;
-    if (collision && peer.signalingState !== 'stable')
-      await peer.setLocalDescription({ type: 'rollback' });
-    await peer.setRemoteDescription(description);
-    await applyCandidates(remoteCandidates.splice(0));
-    if (description.type !== 'offer') return;
-    const answer = await peer.createAnswer();
-    await peer.setLocalDescription(answer);
-    await send(kind, { description: peer.localDescription ?? answer });
-  }
-
-  function restartIce() {
-    const peer = pc;
-    if (!peer || !canSignal || ended()) return;
-    restarting = true;
-    if (typeof peer.restartIce === 'function') peer.restartIce();
-    else void negotiate();
-  }
-
-  function giveUpIn(ms: number) {
-    if (giveUpTimer !== undefined) return;
-    giveUpTimer = later(ms, () => {
-      giveUpTimer = undefined;
-      if (state !== 'connected') void hangupWith('ice_failed', 'failed');
+  function connect(iceServers: { urls: string[]; username?: string; credential?: string }[]) {
+    link = createPeerLink({
+      PeerConnection: deps.PeerConnection(),
+      iceServers,
+      polite: incoming, // the callee yields on an offer collision
+      timing,
+      send,
+      report: deps.report,
+      onState: (now) => {
+        if (now === 'failed') void hangupWith('ice_failed', 'failed').catch(deps.report);
+        else setState(now);
+      },
+      onChange: changed,
     });
-  }
-
-  function onConnectionState() {
-    const peer = pc;
-    if (!peer || ended()) return;
-    const raw = peer.connectionState ?? peer.iceConnectionState;
-    const now = raw === 'completed' ? 'connected' : raw;
-    if (now === 'connected') {
-      clear(graceTimer);
-      clear(giveUpTimer);
-      graceTimer = giveUpTimer = undefined;
-      restarting = false;
-      setState('connected');
-    } else if (now === 'disconnected' && state === 'connected') {
-      setState('reconnecting');
-      giveUpIn(timing.connectTimeoutMs);
-      graceTimer ??= later(timing.disconnectedGraceMs, () => {
-        graceTimer = undefined;
-        if (state === 'reconnecting') restartIce();
-      });
-    } else if (now === 'failed') {
-      if (state === 'connected') setState('reconnecting');
-      giveUpIn(timing.connectTimeoutMs);
-      restartIce();
-    }
-  }
-
-  function openPeer(iceServers: { urls: string[]; username?: string; credential?: string }[]) {
-    const Ctor = deps.PeerConnection();
-    const peer = new Ctor({ iceServers });
-    pc = peer;
-    peer.addEventListener('icecandidate', (event: IceCandidateEvent) => {
-      const found = event.candidate;
-      if (!found?.candidate) return; // end of candidates
-      localCandidates.push(
-        found.toJSON?.() ?? {
-          candidate: found.candidate,
-          sdpMid: found.sdpMid ?? null,
-          sdpMLineIndex: found.sdpMLineIndex ?? null,
-          usernameFragment: found.usernameFragment ?? null,
-        },
-      );
-      scheduleFlush();
-    });
-    peer.addEventListener('track', (event: TrackEvent) => {
-      const stream = event.streams[0];
-      if (stream && stream !== remoteStream) {
-        remoteStream = stream;
-        changed();
-      }
-    });
-    peer.addEventListener('negotiationneeded', () => void negotiate());
-    peer.addEventListener('connectionstatechange', onConnectionState);
-    peer.addEventListener('iceconnectionstatechange', () => {
-      if (peer.connectionState === undefined) onConnectionState();
-    });
-    return peer;
+    return link;
   }
 
   /** The call is answered: the peer device is known, so candidates and beats can flow. */
   function answered() {
-    canSignal = true;
+    answeredHere = true;
     setState('connecting');
-    giveUpIn(timing.connectTimeoutMs);
     heartbeat = setInterval(() => {
       transport.heartbeat(id).catch((error: unknown) => {
         if (!ended() && errorCodeOf(error) !== 'CONFLICT') deps.report(error);
       });
     }, timing.heartbeatMs);
-    scheduleFlush();
-    if (negotiationPending) {
-      negotiationPending = false;
-      void negotiate();
-    }
+    link?.open();
     for (const signal of early.splice(0)) onSignal(signal.from, signal.kind, signal.ciphertext);
   }
 
@@ -435,16 +264,12 @@ export function createCallSession(
           'This user has no device that can take calls (no published device keys)',
         );
       const stream = await acquire(init.media === 'video');
-      if (ended()) {
-        for (const track of stream.getTracks()) track.stop();
-        return;
-      }
-      const peer = openPeer(ice.iceServers);
-      useLocalStream(stream);
-      const offer = await peer.createOffer();
-      await peer.setLocalDescription(offer);
-      offered = true;
-      const description = peer.localDescription ?? offer;
+      if (ended()) return stopTracks(stream);
+      localStream = stream;
+      const peer = connect(ice.iceServers);
+      peer.useLocalStream(stream);
+      changed();
+      const description = await peer.createOffer();
       const offers = await Promise.all(
         devices.map(async (deviceId) => ({
           deviceId,
@@ -461,9 +286,10 @@ export function createCallSession(
   }
 
   async function accept(options: { video?: boolean } = {}) {
-    if (init.direction !== 'incoming' || state !== 'ringing')
+    if (!incoming || state !== 'ringing')
       throw new CallError('INVALID_STATE', 'Only a ringing incoming call can be accepted');
     const caller = peerDevice!;
+    accepting = true;
     setState('connecting');
     let stream: MediaStream | null = null;
     try {
@@ -472,19 +298,18 @@ export function createCallSession(
         transport.iceServers(),
       ]);
       stream = await acquire(options.video ?? init.media === 'video');
-      if (ended()) return;
-      const peer = openPeer(ice.iceServers);
-      await peer.setRemoteDescription(payload.description!);
-      useLocalStream(stream);
+      if (ended()) return stopTracks(stream);
+      const peer = connect(ice.iceServers);
+      localStream = stream;
       stream = null;
-      const answer = await peer.createAnswer();
-      await peer.setLocalDescription(answer);
-      offered = true;
-      const sealed = await seal({ description: peer.localDescription ?? answer }, caller);
+      peer.useLocalStream(localStream);
+      changed();
+      const answer = await peer.answer(payload.description!);
+      const sealed = await seal({ description: answer }, caller);
       if (ended()) return;
       await transport.accept({ callId: id, answer: sealed });
     } catch (error) {
-      for (const track of stream?.getTracks() ?? []) track.stop();
+      stopTracks(stream);
       if (ended()) return;
       if (errorCodeOf(error) === 'CONFLICT') {
         // Not ringing any more: answered on another device, cancelled or timed out.
@@ -492,18 +317,18 @@ export function createCallSession(
         end(now && now.state !== 'accepted' ? endReasonOf(now) : 'answered_elsewhere');
         return;
       }
-      if (error instanceof CallError && error.code === 'MEDIA_FAILED') {
+      accepting = false;
+      if (error instanceof CallError && error.code === 'MEDIA_FAILED' && !elsewhere) {
         // Still ringing: the app can ask again (or decline).
-        try {
-          pc?.close();
-        } catch {
-          // not open
-        }
-        pc = null;
+        link?.close();
+        link = null;
+        stopTracks(localStream);
+        localStream = null;
         state = 'ringing';
         changed();
         throw error;
       }
+      if (elsewhere) return end('answered_elsewhere');
       await hangupWith('user_hangup', 'failed').catch(() => undefined);
       throw error;
     }
@@ -511,7 +336,7 @@ export function createCallSession(
   }
 
   async function decline() {
-    if (init.direction !== 'incoming' || state !== 'ringing')
+    if (!incoming || state !== 'ringing')
       throw new CallError('INVALID_STATE', 'Only a ringing incoming call can be declined');
     end('declined');
     try {
@@ -522,50 +347,32 @@ export function createCallSession(
   }
 
   async function setVideoEnabled(enabled: boolean) {
-    const peer = pc;
-    if (!peer || ended() || !localStream)
+    const peer = link;
+    const stream = localStream;
+    if (!peer || ended() || !stream)
       throw new CallError('INVALID_STATE', 'Video can change only while the call has media');
-    if (enabled === videoEnabled) return;
+    if (enabled === peer.videoEnabled) return;
     if (!enabled) {
-      const track = videoSender?.track;
-      if (track) {
-        track.stop();
-        localStream.removeTrack(track);
-        await videoSender!.replaceTrack(null); // the camera is released; no renegotiation
-      }
-      videoEnabled = false;
-      changed();
-      return;
+      await peer.setVideoTrack(null, stream);
+      return changed();
     }
-    const [track] = (await acquireVideo()).getVideoTracks();
+    const [track] = (await acquire(true, false)).getVideoTracks();
     if (!track) throw new CallError('MEDIA_FAILED', 'The camera gave no video track');
     if (ended()) return track.stop();
-    localStream.addTrack(track);
-    if (videoSender) await videoSender.replaceTrack(track);
-    else videoSender = peer.addTrack(track, localStream); // negotiationneeded: a renegotiation
-    videoEnabled = true;
+    await peer.setVideoTrack(track, stream);
     changed();
-  }
-
-  async function acquireVideo() {
-    try {
-      return await deps.getUserMedia()({ audio: false, video: true });
-    } catch (error) {
-      throw new CallError('MEDIA_FAILED', 'Could not open the camera', { cause: error });
-    }
   }
 
   function onSignal(from: string, kind: CallSignalKind, ciphertext: string) {
     if (ended()) return;
-    if (!canSignal) {
+    if (!answeredHere) {
       early.push({ from, kind, ciphertext }); // raced ahead of `call.accepted`
       return;
     }
     if (from !== peerDevice) return;
     serial(async () => {
       const payload = await open(ciphertext, from);
-      if (kind === 'candidates') await applyCandidates(payload.candidates ?? []);
-      else if (payload.description) await applyDescription(kind, payload.description);
+      await link?.receive(kind, payload);
     });
   }
 
@@ -589,23 +396,21 @@ export function createCallSession(
       return localStream;
     },
     get remoteStream() {
-      return remoteStream;
+      return link?.remoteStream ?? null;
     },
     get peerConnection() {
-      return pc;
+      return link?.pc ?? null;
     },
     get muted() {
       return muted;
     },
     get videoEnabled() {
-      return videoEnabled;
+      return link?.videoEnabled ?? false;
     },
     accept,
     decline,
     hangup: () =>
-      state === 'ringing' && init.direction === 'incoming'
-        ? decline()
-        : hangupWith('user_hangup', 'hangup'),
+      state === 'ringing' && incoming ? decline() : hangupWith('user_hangup', 'hangup'),
     setMuted(next) {
       muted = next;
       for (const track of localStream?.getAudioTracks() ?? []) track.enabled = !next;
@@ -621,22 +426,21 @@ export function createCallSession(
   const session: CallSession = {
     call,
     dial,
-    setId(value) {
-      id = value;
-    },
     onAccepted(deviceId, answer) {
-      if (init.direction !== 'outgoing' || state !== 'dialing' || canSignal) return;
+      if (incoming || state !== 'dialing' || answeredHere) return;
       peerDevice = deviceId;
       serial(async () => {
         const payload = await open(answer, deviceId);
-        if (ended() || !pc) return;
-        await pc.setRemoteDescription(payload.description!);
+        if (ended() || !link) return;
+        await link.takeAnswer(payload.description!);
         answered();
-        await applyCandidates(remoteCandidates.splice(0));
       });
     },
-    onAnsweredElsewhere(deviceId) {
-      if (init.direction === 'incoming' && deviceId !== deps.me.deviceId) end('answered_elsewhere');
+    onAnsweredElsewhere() {
+      if (!incoming) return;
+      // The first answer wins: while this device answers, its own accept says whether it lost.
+      elsewhere = true;
+      if (!accepting) end('answered_elsewhere');
     },
     onEnded(serverCall) {
       end(endReasonOf(serverCall));

@@ -25,7 +25,8 @@ export function serverError(appCode: string) {
   });
 }
 
-export function createFakeCallServer() {
+/** `durableDelayMs`: stored events reach devices this late, so live signals can overtake them. */
+export function createFakeCallServer(options: { durableDelayMs?: number } = {}) {
   const calls = new Map<string, Row>();
   const devices = new Map<string, string[]>(); // published devices per user
   const streams = new Map<string, Set<Handler>>(); // per device
@@ -51,9 +52,10 @@ export function createFakeCallServer() {
   /** Delivered after the current turn, as over a socket. */
   const deliver = (deviceId: string, event: SyncEvent) => {
     log.push({ deviceId, event });
+    const delay = event.type === 'call.signal' ? 1 : (options.durableDelayMs ?? 1);
     setTimeout(() => {
       for (const handler of streams.get(deviceId) ?? []) void handler(event);
-    }, 1);
+    }, delay);
   };
   const toUser = (userId: string, event: (viewer: string) => SyncEvent) => {
     for (const d of devices.get(userId) ?? []) deliver(d, event(userId));
@@ -79,7 +81,6 @@ export function createFakeCallServer() {
     const handlers = new Set<Handler>();
     streams.set(deviceId, handlers);
     const transport: CallTransport = {
-      whoAmI: async () => ({ userId, deviceId }),
       iceServers: async () => ({
         iceServers: [{ urls: ['stun:stun.test:3478'] }],
         ttlSeconds: 3600,

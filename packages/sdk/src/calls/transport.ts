@@ -14,7 +14,6 @@ export type CallSignalKind = RouterInputs['calls']['signal']['kind'];
 export type IceServersResult = RouterOutputs['calls']['iceServers'];
 
 export type CallTransport = {
-  whoAmI(): Promise<{ userId: string; deviceId: string }>;
   iceServers(): Promise<IceServersResult>;
   /** The user's devices with published keys (the ones that can ring). */
   devices(userId: string): Promise<string[]>;
@@ -30,12 +29,6 @@ export type CallTransport = {
 
 export function createApiCallTransport(api: TRPCClient<AppRouter>): CallTransport {
   return {
-    whoAmI: async () => {
-      const [me, sessions] = await Promise.all([api.me.get.query(), api.sessions.list.query()]);
-      const current = sessions.sessions.find((s) => s.current);
-      if (!current) throw new Error('@mvp/sdk: the server did not name this session');
-      return { userId: me.id, deviceId: current.device.id };
-    },
     iceServers: () => api.calls.iceServers.query(),
     devices: async (userId) =>
       (await api.keys.devices.query({ userId })).devices.map((d) => d.deviceId),

@@ -1,0 +1,285 @@
+/**
+ * The RTCPeerConnection side of one call: "perfect negotiation" (the polite side rolls back its
+ * own offer on a collision, the impolite one ignores the other's), trickled candidates batched
+ * per window, candidates that arrive early held until they fit, ICE restarts, and the camera
+ * turned on and off. It knows nothing of the server or of encryption: `send` carries payloads.
+ */
+import type { CallSignalKind } from './transport';
+import type {
+  IceCandidate,
+  IceCandidateEvent,
+  IceServer,
+  MediaStream,
+  MediaTrack,
+  PeerConnection,
+  PeerConnectionConstructor,
+  RtpSender,
+  SessionDescription,
+  TrackEvent,
+} from './webrtc';
+
+export type SignalPayload = { description?: SessionDescription; candidates?: IceCandidate[] };
+export type LinkState = 'connected' | 'reconnecting' | 'failed';
+
+export type LinkTiming = {
+  candidateBatchMs: number;
+  disconnectedGraceMs: number;
+  connectTimeoutMs: number;
+};
+
+export type PeerLink = {
+  readonly pc: PeerConnection;
+  readonly remoteStream: MediaStream | null;
+  readonly videoEnabled: boolean;
+  /** Adds the tracks of the local stream (before the first offer or answer covers them). */
+  useLocalStream(stream: MediaStream): void;
+  /** The caller's first offer, sent with `calls.start` rather than as a signal. */
+  createOffer(): Promise<SessionDescription>;
+  /** The callee's answer to the caller's first offer. */
+  answer(offer: SessionDescription): Promise<SessionDescription>;
+  /** The caller takes the callee's answer. */
+  takeAnswer(answer: SessionDescription): Promise<void>;
+  /** The call is answered: candidates, renegotiations and restarts may now go to the peer. */
+  open(): void;
+  /** A signal of the peer device, in arrival order. */
+  receive(kind: CallSignalKind, payload: SignalPayload): Promise<void>;
+  setVideoTrack(track: MediaTrack | null, stream: MediaStream): Promise<void>;
+  close(): void;
+};
+
+export function createPeerLink(deps: {
+  PeerConnection: PeerConnectionConstructor;
+  iceServers: IceServer[];
+  polite: boolean;
+  timing: LinkTiming;
+  send(kind: CallSignalKind, payload: SignalPayload): Promise<void>;
+  report(error: unknown): void;
+  /** Connection news: connected, lost (reconnecting), or not back in time (failed). */
+  onState(state: LinkState): void;
+  /** Streams or video changed. */
+  onChange(): void;
+}): PeerLink {
+  const { timing, polite } = deps;
+  const pc = new deps.PeerConnection({ iceServers: deps.iceServers });
+  let closed = false;
+  let remoteStream: MediaStream | null = null;
+  let videoSender: RtpSender | null = null;
+  let videoEnabled = false;
+  let makingOffer = false;
+  let ignoreOffer = false;
+  let described = false; // the first local description is set: later changes renegotiate
+  let negotiationPending = false;
+  let restarting = false;
+  let canSignal = false;
+  let connected = false;
+  const localCandidates: IceCandidate[] = [];
+  const remoteCandidates: IceCandidate[] = [];
+  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  let giveUpTimer: ReturnType<typeof setTimeout> | undefined;
+
+  function flush() {
+    flushTimer = undefined;
+    if (!canSignal || closed || localCandidates.length === 0) return;
+    void deps.send('candidates', { candidates: localCandidates.splice(0) });
+  }
+  function scheduleFlush() {
+    if (!canSignal || flushTimer !== undefined || localCandidates.length === 0) return;
+    flushTimer = setTimeout(flush, timing.candidateBatchMs);
+  }
+
+  async function negotiate() {
+    if (closed) return;
+    if (!canSignal) {
+      // Before the answer the first offer covers everything; a later change waits for it.
+      if (described) negotiationPending = true;
+      return;
+    }
+    const kind: CallSignalKind = restarting ? 'ice-restart' : 'renegotiate';
+    try {
+      makingOffer = true;
+      const offer = await pc.createOffer(restarting ? { iceRestart: true } : undefined);
+      if (pc.signalingState !== 'stable') return; // an offer of theirs came first
+      await pc.setLocalDescription(offer);
+      await deps.send(kind, { description: pc.localDescription ?? offer });
+    } catch (error) {
+      if (!closed) deps.report(error);
+    } finally {
+      makingOffer = false;
+    }
+  }
+
+  async function addCandidates(list: IceCandidate[]) {
+    if (!pc.remoteDescription) {
+      remoteCandidates.push(...list);
+      return;
+    }
+    for (const candidate of list) {
+      try {
+        await pc.addIceCandidate(candidate);
+      } catch (error) {
+        if (!ignoreOffer && !closed) deps.report(error); // those of an ignored offer may not fit
+      }
+    }
+  }
+
+  async function takeDescription(kind: CallSignalKind, description: SessionDescription) {
+    const collision =
+      description.type === 'offer' && (makingOffer || pc.signalingState !== 'stable');
+    ignoreOffer = !polite && collision;
+    if (ignoreOffer) return;
+    if (collision && pc.signalingState !== 'stable')
+      await pc.setLocalDescription({ type: 'rollback' });
+    await pc.setRemoteDescription(description);
+    await addCandidates(remoteCandidates.splice(0));
+    if (description.type !== 'offer') return;
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await deps.send(kind, { description: pc.localDescription ?? answer });
+  }
+
+  function restartIce() {
+    if (closed || !canSignal) return;
+    restarting = true;
+    if (typeof pc.restartIce === 'function') pc.restartIce();
+    else void negotiate();
+  }
+
+  function giveUpLater() {
+    giveUpTimer ??= setTimeout(() => {
+      giveUpTimer = undefined;
+      if (!connected && !closed) deps.onState('failed');
+    }, timing.connectTimeoutMs);
+  }
+
+  function onConnectionState() {
+    if (closed) return;
+    const raw = pc.connectionState ?? pc.iceConnectionState;
+    const now = raw === 'completed' ? 'connected' : raw;
+    if (now === 'connected') {
+      clearTimeout(graceTimer);
+      clearTimeout(giveUpTimer);
+      graceTimer = giveUpTimer = undefined;
+      restarting = false;
+      connected = true;
+      deps.onState('connected');
+    } else if (now === 'disconnected' && connected) {
+      connected = false;
+      deps.onState('reconnecting');
+      giveUpLater();
+      graceTimer ??= setTimeout(() => {
+        graceTimer = undefined;
+        if (!connected) restartIce();
+      }, timing.disconnectedGraceMs);
+    } else if (now === 'failed') {
+      if (connected) deps.onState('reconnecting');
+      connected = false;
+      giveUpLater();
+      restartIce();
+    }
+  }
+
+  pc.addEventListener('icecandidate', (event: IceCandidateEvent) => {
+    const found = event.candidate;
+    if (!found?.candidate) return; // end of candidates
+    localCandidates.push(
+      found.toJSON?.() ?? {
+        candidate: found.candidate,
+        sdpMid: found.sdpMid ?? null,
+        sdpMLineIndex: found.sdpMLineIndex ?? null,
+        usernameFragment: found.usernameFragment ?? null,
+      },
+    );
+    scheduleFlush();
+  });
+  pc.addEventListener('track', (event: TrackEvent) => {
+    const stream = event.streams[0];
+    if (!stream || stream === remoteStream) return;
+    remoteStream = stream;
+    deps.onChange();
+  });
+  pc.addEventListener('negotiationneeded', () => void negotiate());
+  pc.addEventListener('connectionstatechange', onConnectionState);
+  pc.addEventListener('iceconnectionstatechange', () => {
+    if (pc.connectionState === undefined) onConnectionState();
+  });
+
+  return {
+    pc,
+    get remoteStream() {
+      return remoteStream;
+    },
+    get videoEnabled() {
+      return videoEnabled;
+    },
+    useLocalStream(stream) {
+      for (const track of stream.getTracks()) {
+        const sender = pc.addTrack(track, stream);
+        if (track.kind === 'video') {
+          videoSender = sender;
+          videoEnabled = true;
+        }
+      }
+    },
+    async createOffer() {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      described = true;
+      return pc.localDescription ?? offer;
+    },
+    async answer(offer) {
+      await pc.setRemoteDescription(offer);
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      described = true;
+      return pc.localDescription ?? answer;
+    },
+    async takeAnswer(answer) {
+      await pc.setRemoteDescription(answer);
+      await addCandidates(remoteCandidates.splice(0));
+    },
+    open() {
+      canSignal = true;
+      giveUpLater();
+      scheduleFlush();
+      if (negotiationPending) {
+        negotiationPending = false;
+        void negotiate();
+      }
+    },
+    async receive(kind, payload) {
+      if (closed) return;
+      if (kind === 'candidates') await addCandidates(payload.candidates ?? []);
+      else if (payload.description) await takeDescription(kind, payload.description);
+    },
+    async setVideoTrack(track, stream) {
+      if (!track) {
+        const current = videoSender?.track;
+        if (current) {
+          current.stop();
+          stream.removeTrack(current);
+          await videoSender!.replaceTrack(null); // the camera is released; no renegotiation
+        }
+        videoEnabled = false;
+        return;
+      }
+      stream.addTrack(track);
+      if (videoSender) await videoSender.replaceTrack(track);
+      else videoSender = pc.addTrack(track, stream); // negotiationneeded: a renegotiation
+      videoEnabled = true;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      canSignal = false;
+      clearTimeout(flushTimer);
+      clearTimeout(graceTimer);
+      clearTimeout(giveUpTimer);
+      try {
+        pc.close();
+      } catch {
+        // already closed
+      }
+    },
+  };
+}
