@@ -26,7 +26,76 @@ export type BenchConfig = {
   loginConnections: number;
   /** Accounts registered before the login storm (not measured); logins cycle through them. */
   loginUsers: number;
+  /** Which scenarios run (`--only a,b` or BENCH_ONLY); all of them when not set. */
+  only: Set<Scenario>;
+  messaging: MessagingConfig;
 };
+
+/**
+ * `info`: system.info over HTTP and WS; `login`; the messaging scenarios of issue 5: `relay`
+ * (send→deliver latency, direct pairs), `fanout` (group deliveries/s), `persist` (sends/s on
+ * MySQL/MariaDB), `cluster` (two instances on MariaDB + Redis). `messaging` names the four.
+ */
+export const SCENARIOS = ['info', 'login', 'relay', 'fanout', 'persist', 'cluster'] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+const GROUPS: Record<string, Scenario[]> = {
+  messaging: ['relay', 'fanout', 'persist', 'cluster'],
+  system: ['info'],
+};
+
+export type MessagingConfig = {
+  /** Bytes of ciphertext per message (random, sent base64). */
+  ciphertextBytes: number;
+  /** `relay`: direct pairs (2 connected clients each) and the aggregate send rate, msgs/s. */
+  relayPairs: number;
+  relayRate: number;
+  /** `fanout`: group members (all subscribed) and messages in flight (sent, not fully delivered). */
+  groupSize: number;
+  fanoutWindow: number;
+  /** `persist`: direct pairs, one sender each, each with this many sends in flight. */
+  persistPairs: number;
+  persistInFlight: number;
+  /** `cluster`: direct pairs; the rate is this share of the measured capacity. */
+  clusterPairs: number;
+  clusterLoadShare: number;
+  /** MySQL/MariaDB for `persist` and `cluster`: a database of the bench's own. */
+  mysqlUrl: string;
+  redisUrl: string;
+};
+
+function onlyFrom(value: string | undefined): Set<Scenario> {
+  if (value === undefined || value === '' || value === 'true') return new Set(SCENARIOS);
+  const picked = value.split(',').flatMap((name) => {
+    const trimmed = name.trim();
+    if (GROUPS[trimmed]) return GROUPS[trimmed];
+    const scenario = SCENARIOS.find((name) => name === trimmed);
+    if (scenario) return [scenario];
+    throw new Error(
+      `unknown scenario "${trimmed}": use ${[...SCENARIOS, ...Object.keys(GROUPS)].join(', ')}`,
+    );
+  });
+  return new Set(picked);
+}
+
+/**
+ * `--only x,y` on the bench's own command line (`npm run -s bench -- --only messaging` inside
+ * bench/), else BENCH_ONLY (from the root, whose script runs a build first and does not pass
+ * arguments through: `BENCH_ONLY=messaging npm run bench`).
+ */
+function onlyArgument(): string | undefined {
+  const argv = process.argv.slice(2);
+  const at = argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
+  if (at >= 0) return argv[at]!.includes('=') ? argv[at]!.split('=')[1] : argv[at + 1];
+  return process.env.BENCH_ONLY || undefined;
+}
+
+/** Refuses the databases the test suites and developers use: the bench drops its tables. */
+function benchDatabaseUrl(url: string): string {
+  const name = new URL(url).pathname.replace(/^\//, '');
+  if (name === '' || name === 'mvp_test' || name === 'mvp_dev' || name === 'mvp')
+    throw new Error(`BENCH_MYSQL_URL must name a database of the bench's own, not "${name}"`);
+  return url;
+}
 
 function numberFromEnv(name: string, fallback: number, min: number): number {
   const raw = process.env[name];
@@ -49,6 +118,22 @@ export function benchConfigFromEnv(): BenchConfig {
       numberFromEnv('BENCH_LOGIN_CONNECTIONS', 2 * os.availableParallelism(), 1),
     ),
     loginUsers: Math.round(numberFromEnv('BENCH_LOGIN_USERS', 32, 1)),
+    only: onlyFrom(onlyArgument()),
+    messaging: {
+      ciphertextBytes: Math.round(numberFromEnv('BENCH_CIPHERTEXT_BYTES', 256, 1)),
+      relayPairs: Math.round(numberFromEnv('BENCH_RELAY_PAIRS', 100, 1)),
+      relayRate: numberFromEnv('BENCH_RELAY_RATE', 200, 1),
+      groupSize: Math.round(numberFromEnv('BENCH_GROUP_SIZE', 100, 2)),
+      fanoutWindow: Math.round(numberFromEnv('BENCH_FANOUT_WINDOW', 4, 1)),
+      persistPairs: Math.round(numberFromEnv('BENCH_PERSIST_PAIRS', 16, 1)),
+      persistInFlight: Math.round(numberFromEnv('BENCH_PERSIST_IN_FLIGHT', 1, 1)),
+      clusterPairs: Math.round(numberFromEnv('BENCH_CLUSTER_PAIRS', 16, 1)),
+      clusterLoadShare: numberFromEnv('BENCH_CLUSTER_LOAD_SHARE', 0.5, 0.01),
+      mysqlUrl: benchDatabaseUrl(
+        process.env.BENCH_MYSQL_URL || 'mysql://mvp:mvp-test-password@127.0.0.1:3306/mvp_bench',
+      ),
+      redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
+    },
   };
 }
 

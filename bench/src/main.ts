@@ -1,12 +1,14 @@
 /**
  * `npm run bench`: system.info on the MVP server against raw node:http / ws servers answering the
- * same bytes, over HTTP and WebSocket, and auth.login against a raw argon2 verify server, in one
- * run. Prints one JSON document on stdout; progress goes to stderr so the output can be piped
- * as is.
+ * same bytes, over HTTP and WebSocket, auth.login against a raw argon2 verify server, and the
+ * messaging scenarios (messaging.ts, messagingMysql.ts), in one run; `--only` picks some.
+ * Prints one JSON document on stdout; progress goes to stderr so the output can be piped as is.
  */
 import { benchConfigFromEnv, machineInfo, type BenchConfig } from './config';
 import { runHttpLoad } from './httpLoad';
 import { loginReport, loginRound, startLoginTarget, type LoginRound } from './login';
+import { runEmbeddedMessaging } from './messaging';
+import { runMysqlMessaging } from './messagingMysql';
 import { assertSameShape, baselinePayloadFrom, sample } from './probe';
 import { median, rounded, type RoundResult } from './stats';
 import { startTarget, type Target, type TargetEndpoints } from './targets';
@@ -51,10 +53,42 @@ function summary(rounds: RoundResult[]) {
   };
 }
 
+type Log = (line: string) => void;
+
 async function main(): Promise<void> {
   const config = benchConfigFromEnv();
-  const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+  const log: Log = (line) => process.stderr.write(`[bench] ${line}\n`);
+  log(`scenarios: ${[...config.only].join(', ')}`);
+  const base =
+    config.only.has('info') || config.only.has('login') ? await runInfoAndLogin(config, log) : {};
+  const embedded = await runEmbeddedMessaging(config, log);
+  const mysql = await runMysqlMessaging(config, log);
+  const report = {
+    date: new Date().toISOString(),
+    machine: machineInfo(),
+    selected: [...config.only],
+    ...base,
+    messaging: {
+      config: {
+        ...config.messaging,
+        mysqlUrl: config.messaging.mysqlUrl.replace(/\/\/[^@]*@/, '//<credentials>@'),
+        rounds: config.rounds,
+        durationS: config.durationS,
+        warmupS: config.warmupS,
+        aggregate: 'median of rounds',
+        process: 'each server in its own child process; load generated in the parent',
+      },
+      ...embedded,
+      ...mysql,
+    },
+  };
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+}
 
+/** The `info` (system.info over HTTP and WS) and `login` scenarios, on one MVP target. */
+async function runInfoAndLogin(config: BenchConfig, log: Log) {
+  const runInfo = config.only.has('info');
+  const runLogin = config.only.has('login');
   const mvp = await startTarget('mvp');
   const targets: Target[] = [mvp];
   try {
@@ -64,12 +98,15 @@ async function main(): Promise<void> {
     assertSameShape(await sample(infoEndpoints(raw)), mvpSample);
     const bySide: Record<Side, Target> = { raw, mvp };
 
-    log(`login setup: registering ${config.loginUsers} accounts, starting the raw login server`);
-    const rawLogin = await startLoginTarget(mvp, config.loginUsers);
-    targets.push(rawLogin);
+    let rawLogin = mvp;
+    if (runLogin) {
+      log(`login setup: registering ${config.loginUsers} accounts, starting the raw login server`);
+      rawLogin = await startLoginTarget(mvp, config.loginUsers);
+      targets.push(rawLogin);
+    }
     const loginBySide: Record<Side, Target> = { raw: rawLogin, mvp };
 
-    const transports: Transport[] = ['http', 'ws'];
+    const transports: Transport[] = runInfo ? ['http', 'ws'] : [];
     if (config.warmupS > 0) {
       for (const transport of transports) {
         for (const target of [raw, mvp]) {
@@ -77,7 +114,7 @@ async function main(): Promise<void> {
           await load(transport, target, config, config.warmupS);
         }
       }
-      for (const side of ['raw', 'mvp'] as const) {
+      for (const side of runLogin ? (['raw', 'mvp'] as const) : []) {
         log(`warm-up ${side}-login ${config.warmupS}s`);
         await loginLoad(loginBySide[side], config, config.warmupS);
       }
@@ -102,7 +139,7 @@ async function main(): Promise<void> {
           log(progress(`${side}-${transport}`, result, 'req/s'));
         }
       }
-      for (const side of order) {
+      for (const side of runLogin ? order : []) {
         const result = await loginLoad(loginBySide[side], config, config.durationS);
         loginResults[side].push(result);
         log(
@@ -132,9 +169,7 @@ async function main(): Promise<void> {
       }),
     );
 
-    const report = {
-      date: new Date().toISOString(),
-      machine: machineInfo(),
+    return {
       config: {
         durationS: config.durationS,
         warmupS: config.warmupS,
@@ -162,14 +197,15 @@ async function main(): Promise<void> {
             'max(250 ms, 2 × round p99), so queued logins finish before the other side',
         },
       },
-      scenarios,
-      login: loginReport(loginResults, {
-        mvp,
-        connections: config.loginConnections,
-        users: config.loginUsers,
-      }),
+      scenarios: runInfo ? scenarios : null,
+      login: runLogin
+        ? loginReport(loginResults, {
+            mvp,
+            connections: config.loginConnections,
+            users: config.loginUsers,
+          })
+        : null,
     };
-    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } finally {
     await Promise.all(targets.map((t) => t.stop()));
   }

@@ -1,9 +1,11 @@
 /**
  * Entry point of a target child process: `targetProcess.ts raw <payload json>`,
- * `targetProcess.ts mvp` or `targetProcess.ts raw-login <payload json>`. Starts one server,
+ * `targetProcess.ts mvp [options json]`, `targetProcess.ts raw-login <payload json>` or
+ * `targetProcess.ts raw-messaging <payload json>` (`@<file>` instead of the JSON: read from there).
+ * Starts one server,
  * reports its endpoints over IPC, answers stats reads (event-loop delay, CPU time), and stops on request.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,8 +13,10 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createServer, defaultConfig, type ServerConfig } from '@mvp/server';
 import { startBaseline, type BaselinePayload } from './baselines';
 import { startLoginBaseline, type LoginBaselinePayload } from './loginBaseline';
+import { startMessagingBaseline, type MessagingBaselinePayload } from './messagingBaseline';
 import type {
   LoopDelay,
+  MvpTargetOptions,
   TargetInfo,
   TargetKind,
   TargetReady,
@@ -38,6 +42,8 @@ function benchAuthConfig(): ServerConfig['auth'] {
       Object.keys(base.limits).map((name) => [name, roomy]),
     ) as ServerConfig['auth']['limits'],
     loginBackoff: { after: 100, maxSeconds: 1 },
+    // Tokens registered at a scenario's setup must outlive the whole run.
+    jwt: { ...base.jwt, accessTtlSeconds: 3600 },
     // nodeEnv production refuses the development log sender. Nothing here sends a code (no
     // account has a phone), so the webhook is never called; it only has to be configured.
     otp: {
@@ -49,14 +55,21 @@ function benchAuthConfig(): ServerConfig['auth'] {
   };
 }
 
+/** The argument after the kind: JSON, or `@<path>` of a file holding it. */
+function argument<T>(): T | undefined {
+  const raw = process.argv[3];
+  if (raw === undefined) return undefined;
+  return JSON.parse(raw.startsWith('@') ? readFileSync(raw.slice(1), 'utf8') : raw) as T;
+}
+
 async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<void> }> {
   if (kind === 'raw') {
-    const payload = JSON.parse(process.argv[3] ?? '') as BaselinePayload;
+    const payload = argument<BaselinePayload>()!;
     const raw = await startBaseline(payload);
     return { endpoints: { httpUrl: raw.httpUrl, wsUrl: raw.wsUrl }, close: () => raw.close() };
   }
   if (kind === 'raw-login') {
-    const payload = JSON.parse(process.argv[3] ?? '') as LoginBaselinePayload;
+    const payload = argument<LoginBaselinePayload>()!;
     const raw = await startLoginBaseline(payload);
     return {
       endpoints: { loginUrl: raw.loginUrl },
@@ -64,20 +77,32 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
       close: () => raw.close(),
     };
   }
+  if (kind === 'raw-messaging') {
+    const raw = await startMessagingBaseline(argument<MessagingBaselinePayload>()!);
+    return { endpoints: { wsUrl: raw.wsUrl }, close: () => raw.close() };
+  }
+  const backend = argument<MvpTargetOptions>() ?? {};
+  const base = defaultConfig();
   // Keys are generated into dataDir on first start: a fresh directory per run, removed after.
-  const dataDir = mkdtempSync(join(tmpdir(), 'mvp-bench-'));
-  const removeDataDir = () => rmSync(dataDir, { recursive: true, force: true });
+  const dataDir = backend.dataDir ?? mkdtempSync(join(tmpdir(), 'mvp-bench-'));
+  const removeDataDir = () => {
+    if (!backend.dataDir) rmSync(dataDir, { recursive: true, force: true });
+  };
   const server = await createServer(
     defaultConfig({
       nodeEnv: 'production',
       port: 0,
-      databaseUrl: 'sqlite::memory:',
+      databaseUrl: backend.databaseUrl ?? 'sqlite::memory:',
+      redisUrl: backend.redisUrl,
+      ...(backend.redisPrefix ? { redisPrefix: backend.redisPrefix } : {}),
       logLevel: 'silent',
       dataDir,
       // The limiter still runs on every call (its cost is part of what is measured); the
       // budget is only so large that the load never hits it.
       ipRateLimit: { points: 1_000_000_000, durationSeconds: 60 },
       auth: benchAuthConfig(),
+      // 600 sends per minute per account by default; the messaging load sends far more.
+      messaging: { ...base.messaging, sendLimit: { points: 1_000_000_000, durationSeconds: 60 } },
     }),
   ).catch((err: unknown) => {
     removeDataDir();
@@ -88,6 +113,7 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
       httpUrl: `${server.trpcUrl}/system.info`,
       wsUrl: server.wsUrl,
       loginUrl: `${server.trpcUrl}/auth.login`,
+      trpcUrl: server.trpcUrl,
     },
     // The server's hasher is createPasswordHasher(config.auth.argon2) with its default cap.
     argon2: {
@@ -103,7 +129,7 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
 }
 
 const kind = process.argv[2];
-if (kind !== 'raw' && kind !== 'mvp' && kind !== 'raw-login')
+if (kind !== 'raw' && kind !== 'mvp' && kind !== 'raw-login' && kind !== 'raw-messaging')
   throw new Error(`unknown target kind: ${kind}`);
 
 // Enabled before the server starts and for the whole life of the process; the parent resets

@@ -1,11 +1,29 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { targetProcessEnv } from './config';
 
 /**
- * `raw` and `mvp` answer system.info (HTTP and WebSocket); `mvp` also answers auth.login, and
- * `raw-login` is the login baseline (one argon2 verify per POST, see loginBaseline.ts).
+ * `raw` and `mvp` answer system.info (HTTP and WebSocket); `mvp` also answers auth.login and
+ * everything else, `raw-login` is the login baseline (one argon2 verify per POST, see
+ * loginBaseline.ts) and `raw-messaging` the relay / broadcast / mysql2 baseline of the
+ * messaging scenarios (see messagingBaseline.ts).
  */
-export type TargetKind = 'raw' | 'mvp' | 'raw-login';
+export type TargetKind = 'raw' | 'mvp' | 'raw-login' | 'raw-messaging';
+
+/** The MVP target's backend: embedded (SQLite in memory, in-process bus) unless set. */
+export type MvpTargetOptions = {
+  /**
+   * Where the server keeps its generated keys. Instances of one deployment must share it (a
+   * token signed by one is verified by the other); the caller then removes it. Default: a fresh
+   * directory of the target's own, removed on exit.
+   */
+  dataDir?: string;
+  databaseUrl?: string;
+  redisUrl?: string;
+  redisPrefix?: string;
+};
 
 /** Where the load generators point; a target reports the ones it serves. */
 export type TargetEndpoints = {
@@ -15,6 +33,8 @@ export type TargetEndpoints = {
   wsUrl: string;
   /** POST with a tRPC mutation body `{"json":{identifier,password,device}}`. */
   loginUrl: string;
+  /** tRPC over HTTP, for setup calls (`<trpcUrl>/<path>`). */
+  trpcUrl: string;
 };
 
 /** Argon2id cost, as the server's `auth.argon2` config has it. */
@@ -76,14 +96,28 @@ export type Target = TargetInfo & {
  * only messages are the stats reads at round boundaries).
  */
 export async function startTarget(kind: TargetKind, argument?: unknown): Promise<Target> {
-  const args = argument === undefined ? [kind] : [kind, JSON.stringify(argument)];
+  // A large argument (the messaging baseline's token table) goes through a file: one argv
+  // string may not exceed 128 KiB on Linux.
+  const json = argument === undefined ? undefined : JSON.stringify(argument);
+  const spill =
+    json !== undefined && json.length > 32_768
+      ? mkdtempSync(join(tmpdir(), 'mvp-bench-arg-'))
+      : undefined;
+  if (spill) writeFileSync(join(spill, 'argument.json'), json!);
+  const args =
+    json === undefined ? [kind] : [kind, spill ? `@${join(spill, 'argument.json')}` : json];
   // fork() reuses this process's execArgv, which under `tsx` includes its loader, so the child
   // can run TypeScript (and @mvp/server's source) too.
   const child: ChildProcess = fork(new URL('./targetProcess.ts', import.meta.url), args, {
     env: targetProcessEnv(),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      if (spill) rmSync(spill, { recursive: true, force: true });
+      resolve();
+    }),
+  );
 
   const info = await new Promise<TargetInfo>((resolve, reject) => {
     child.once('message', (message: TargetReady) => resolve(message));

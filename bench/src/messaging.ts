@@ -1,0 +1,227 @@
+import type { BenchConfig } from './config';
+import {
+  createGroup,
+  createPairs,
+  randomCiphertext,
+  registerUsers,
+  type BenchConversation,
+  type BenchUser,
+} from './messagingSetup';
+import { probeSend, runFanoutLoad, runRelayLoad } from './messagingLoad';
+import type { MessagingBaselinePayload } from './messagingBaseline';
+import { median, rounded, type RoundResult } from './stats';
+import { startTarget, type Target } from './targets';
+
+/** The issue's goals (issue 5, item 12); reported, never asserted. */
+export const MESSAGING_GOALS = {
+  relayP99RatioMax: 3,
+  fanoutThroughputRatioMin: 0.3,
+  persistThroughputRatioMin: 0.5,
+  clusterAddedP99MsMax: 2,
+};
+
+export type Side = 'raw' | 'mvp';
+export type Log = (line: string) => void;
+
+/** Median of rounds, every round kept; `rate` names the throughput figure. */
+export function sideSummary(rounds: RoundResult[], rate: string) {
+  return {
+    [rate]: rounded(median(rounds.map((r) => r.rps)), 1),
+    p50Ms: rounded(median(rounds.map((r) => r.p50Ms)), 3),
+    p99Ms: rounded(median(rounds.map((r) => r.p99Ms)), 3),
+    rounds: rounds.map((r) => ({
+      [rate]: rounded(r.rps, 1),
+      p50Ms: rounded(r.p50Ms, 3),
+      p99Ms: rounded(r.p99Ms, 3),
+      count: r.requests,
+    })),
+  };
+}
+
+export function ratios(results: Record<Side, RoundResult[]>) {
+  const m = (side: Side, key: 'rps' | 'p50Ms' | 'p99Ms') =>
+    median(results[side].map((r) => r[key]));
+  return {
+    throughput: rounded(m('mvp', 'rps') / m('raw', 'rps'), 3),
+    p50: rounded(m('mvp', 'p50Ms') / m('raw', 'p50Ms'), 3),
+    p99: rounded(m('mvp', 'p99Ms') / m('raw', 'p99Ms'), 3),
+    p99PerRound: results.mvp.map((r, i) => rounded(r.p99Ms / (results.raw[i]?.p99Ms ?? NaN), 3)),
+    throughputPerRound: results.mvp.map((r, i) => rounded(r.rps / (results.raw[i]?.rps ?? NaN), 3)),
+  };
+}
+
+/** ABBA: raw and MVP alternate, who goes first flips every round. */
+export const orderOf = <T>(sides: T[], round: number): T[] =>
+  round % 2 === 0 ? sides : [...sides].reverse();
+
+export const progress = (name: string, r: RoundResult, unit: string) =>
+  `${name}: ${r.rps.toFixed(1)} ${unit}, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms`;
+
+/** The raw messaging server for these accounts and conversations. */
+export function startRawMessaging(
+  conversations: BenchConversation[],
+  mysql?: MessagingBaselinePayload['mysql'],
+): Promise<Target> {
+  const users: Record<string, string> = {};
+  const members: Record<string, string[]> = {};
+  for (const c of conversations) {
+    members[c.id] = c.members.map((m) => m.userId);
+    for (const m of c.members) users[m.token] = m.userId;
+  }
+  return startTarget('raw-messaging', {
+    users,
+    conversations: members,
+    ...(mysql ? { mysql } : {}),
+  } satisfies MessagingBaselinePayload);
+}
+
+/** Keys and nesting of a JSON text, every value blanked. */
+export const shapeOf = (json: string) =>
+  JSON.stringify(JSON.parse(json), (_k, v: unknown) =>
+    v !== null && typeof v === 'object' ? v : typeof v,
+  );
+
+/**
+ * Before measuring: one message through each side. The delivered frames and the answers must
+ * have the same shape and, but for the digits of seqs and stream ids, the same size.
+ */
+export async function probeBoth(
+  raw: Target,
+  mvp: Target,
+  conversation: BenchConversation,
+  ciphertext: string,
+) {
+  const mvpProbe = await probeSend(mvp.url('wsUrl'), conversation, ciphertext);
+  const rawProbe = await probeSend(raw.url('wsUrl'), conversation, ciphertext);
+  const frames = [
+    ['delivered frame', rawProbe.delivered, mvpProbe.delivered],
+    ['send answer', JSON.stringify(rawProbe.answer), JSON.stringify(mvpProbe.answer)],
+  ] as const;
+  for (const [name, a, b] of frames) {
+    if (shapeOf(a) !== shapeOf(b) || Math.abs(a.length - b.length) > 12)
+      throw new Error(`raw and MVP ${name} differ:\n  raw: ${a}\n  mvp: ${b}`);
+  }
+  return { deliveredBytes: mvpProbe.delivered.length, answerBytes: frames[1][2].length };
+}
+
+/**
+ * Scenarios (a) `relay` and (b) `fanout` on the embedded MVP server (SQLite in memory,
+ * in-process bus) against the raw messaging server. Sections are null when not selected.
+ */
+export async function runEmbeddedMessaging(config: BenchConfig, log: Log) {
+  const m = config.messaging;
+  const relayOn = config.only.has('relay');
+  const fanoutOn = config.only.has('fanout');
+  if (!relayOn && !fanoutOn) return { relay: null, fanout: null };
+
+  const targets: Target[] = [];
+  try {
+    const mvp = await startTarget('mvp');
+    targets.push(mvp);
+    const count = Math.max(relayOn ? 2 * m.relayPairs : 0, fanoutOn ? m.groupSize : 0);
+    const what = [
+      `${count} accounts`,
+      ...(relayOn ? [`${m.relayPairs} direct pairs`] : []),
+      ...(fanoutOn ? [`a ${m.groupSize}-member group`] : []),
+    ];
+    log(`messaging setup: ${what.join(', ')}`);
+    const users: BenchUser[] = await registerUsers(mvp.url('trpcUrl'), count);
+    const pairs = relayOn
+      ? await createPairs(mvp.url('trpcUrl'), users.slice(0, 2 * m.relayPairs))
+      : [];
+    const group = fanoutOn
+      ? await createGroup(mvp.url('trpcUrl'), users.slice(0, m.groupSize))
+      : undefined;
+    const raw = await startRawMessaging([...pairs, ...(group ? [group] : [])]);
+    targets.push(raw);
+    const ciphertext = randomCiphertext(m.ciphertextBytes);
+    const bySide: Record<Side, Target> = { raw, mvp };
+    const sizes = await probeBoth(raw, mvp, pairs[0] ?? group!, ciphertext);
+
+    const relay = (side: Side, durationS: number) =>
+      runRelayLoad({
+        sendUrl: bySide[side].url('wsUrl'),
+        receiveUrl: bySide[side].url('wsUrl'),
+        conversations: pairs,
+        rate: m.relayRate,
+        durationS,
+        ciphertext,
+      });
+    const fanout = (side: Side, durationS: number) =>
+      runFanoutLoad({
+        url: bySide[side].url('wsUrl'),
+        group: group!,
+        window: m.fanoutWindow,
+        durationS,
+        ciphertext,
+      });
+
+    if (config.warmupS > 0) {
+      for (const side of ['raw', 'mvp'] as const) {
+        log(`warm-up ${side} messaging ${config.warmupS}s`);
+        if (relayOn) await relay(side, config.warmupS);
+        if (fanoutOn) await fanout(side, config.warmupS);
+      }
+    }
+    const relayResults: Record<Side, RoundResult[]> = { raw: [], mvp: [] };
+    const fanoutResults: Record<Side, RoundResult[]> = { raw: [], mvp: [] };
+    for (let round = 0; round < config.rounds; round++) {
+      const tag = `round ${round + 1}/${config.rounds}`;
+      for (const side of orderOf<Side>(['raw', 'mvp'], round)) {
+        if (!relayOn) continue;
+        const r = await relay(side, config.durationS);
+        relayResults[side].push(r);
+        log(progress(`${tag} ${side}-relay`, r, 'deliveries/s'));
+      }
+      for (const side of orderOf<Side>(['raw', 'mvp'], round)) {
+        if (!fanoutOn) continue;
+        const r = await fanout(side, config.durationS);
+        fanoutResults[side].push(r);
+        log(progress(`${tag} ${side}-fanout`, r, 'deliveries/s'));
+      }
+    }
+
+    const relayRatio = relayOn ? ratios(relayResults) : undefined;
+    const fanoutRatio = fanoutOn ? ratios(fanoutResults) : undefined;
+    return {
+      relay: relayRatio && {
+        what:
+          `send→deliver latency: ${pairs.length} direct pairs (${2 * pairs.length} sockets), ` +
+          `one side sends messages.send, the other is subscribed to sync.events; open loop at ` +
+          `${m.relayRate} sends/s in all, ${m.ciphertextBytes} B of ciphertext`,
+        baseline:
+          'raw ws relay in its own process: parses the send frame, forwards a message.new frame ' +
+          "of the MVP's size and shape to the receiver's socket, answers the sender",
+        frameBytes: sizes,
+        raw: sideSummary(relayResults.raw, 'deliveriesPerS'),
+        mvp: sideSummary(relayResults.mvp, 'deliveriesPerS'),
+        ratio: relayRatio,
+        goal: {
+          goal: `p99 mvp/raw <= ${MESSAGING_GOALS.relayP99RatioMax}`,
+          value: relayRatio.p99,
+          met: relayRatio.p99 <= MESSAGING_GOALS.relayP99RatioMax,
+        },
+      },
+      fanout: fanoutRatio && {
+        what:
+          `deliveries/s into a ${m.groupSize}-member group, every member subscribed to ` +
+          `sync.events (the sender's own stream counts), one sender with ${m.fanoutWindow} ` +
+          'messages in flight (a message leaves the window once every member has it)',
+        baseline:
+          'raw ws broadcast in its own process: the same frames, the message JSON built once ' +
+          'and sent to every subscribed member socket',
+        frameBytes: sizes,
+        raw: sideSummary(fanoutResults.raw, 'deliveriesPerS'),
+        mvp: sideSummary(fanoutResults.mvp, 'deliveriesPerS'),
+        ratio: fanoutRatio,
+        goal: {
+          goal: `deliveries/s mvp/raw >= ${MESSAGING_GOALS.fanoutThroughputRatioMin}`,
+          value: fanoutRatio.throughput,
+          met: fanoutRatio.throughput >= MESSAGING_GOALS.fanoutThroughputRatioMin,
+        },
+      },
+    };
+  } finally {
+    await Promise.all(targets.map((t) => t.stop()));
+  }
+}

@@ -1,0 +1,229 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import mysql from 'mysql2/promise';
+import type { BenchConfig } from './config';
+import {
+  MESSAGING_GOALS,
+  orderOf,
+  progress,
+  ratios,
+  sideSummary,
+  startRawMessaging,
+  type Log,
+  type Side,
+} from './messaging';
+import { runPersistLoad, runRedisPubSubLoad, runRelayLoad } from './messagingLoad';
+import { createPairs, randomCiphertext, registerUsers } from './messagingSetup';
+import { median, rounded, type RoundResult } from './stats';
+import { startTarget, type Target } from './targets';
+
+/** The MVP server's pool size (createDb's default); the raw mysql2 side gets the same. */
+const POOL_SIZE = 10;
+
+/** Null when MySQL/MariaDB and Redis answer; else why not (the scenarios are then skipped). */
+async function unavailable(mysqlUrl: string, redisUrl: string): Promise<string | null> {
+  try {
+    const conn = await mysql.createConnection({ uri: mysqlUrl, connectTimeout: 2_000 });
+    await conn.query('SELECT 1');
+    await conn.end();
+  } catch (err) {
+    return `MySQL/MariaDB at ${mysqlUrl.replace(/\/\/[^@]*@/, '//')}: ${(err as Error).message}`;
+  }
+  const redis = new Redis(redisUrl, {
+    lazyConnect: true,
+    connectTimeout: 2_000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  try {
+    await redis.connect();
+    await redis.ping();
+    return null;
+  } catch (err) {
+    return `Redis at ${redisUrl}: ${(err as Error).message}`;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Every run starts on empty tables (the MVP migrates them again), so runs compare. */
+async function dropTables(mysqlUrl: string): Promise<void> {
+  const conn = await mysql.createConnection({ uri: mysqlUrl, multipleStatements: false });
+  try {
+    const [tables] = await conn.query<mysql.RowDataPacket[]>(
+      'SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE()',
+    );
+    await conn.query('SET FOREIGN_KEY_CHECKS = 0');
+    for (const { name } of tables) await conn.query(`DROP TABLE \`${String(name)}\``);
+  } finally {
+    await conn.end();
+  }
+}
+
+/**
+ * Scenarios (c) `persist` and (d) `cluster`, on MySQL/MariaDB + Redis: sections are null when not
+ * selected and `{ skipped }` when the services do not answer.
+ */
+export async function runMysqlMessaging(config: BenchConfig, log: Log) {
+  const m = config.messaging;
+  const persistOn = config.only.has('persist');
+  const clusterOn = config.only.has('cluster');
+  if (!persistOn && !clusterOn) return { persist: null, cluster: null };
+  const why = await unavailable(m.mysqlUrl, m.redisUrl);
+  if (why) {
+    log(`persist/cluster skipped: ${why}`);
+    const skipped = { skipped: why };
+    return { persist: persistOn ? skipped : null, cluster: clusterOn ? skipped : null };
+  }
+
+  await dropTables(m.mysqlUrl);
+  // A and B are one deployment: one database, one Redis prefix, one set of keys.
+  const dataDir = mkdtempSync(join(tmpdir(), 'mvp-bench-cluster-'));
+  const backend = {
+    dataDir,
+    databaseUrl: m.mysqlUrl,
+    redisUrl: m.redisUrl,
+    redisPrefix: `bench:${randomBytes(6).toString('hex')}:`,
+  };
+  const targets: Target[] = [];
+  try {
+    const a = await startTarget('mvp', backend);
+    targets.push(a);
+    const trpcUrl = a.url('trpcUrl');
+    const persistUsers = persistOn ? 4 * m.persistPairs : 0;
+    log(`mysql setup: ${persistUsers + (clusterOn ? 2 * m.clusterPairs : 0)} accounts`);
+    const users = await registerUsers(trpcUrl, persistUsers + (clusterOn ? 2 * m.clusterPairs : 0));
+    const mvpPairs = await createPairs(trpcUrl, users.slice(0, 2 * m.persistPairs * +persistOn));
+    const rawPairs = await createPairs(
+      trpcUrl,
+      users.slice(2 * m.persistPairs * +persistOn, persistUsers),
+    );
+    const clusterPairs = await createPairs(trpcUrl, users.slice(persistUsers));
+    const ciphertext = randomCiphertext(m.ciphertextBytes);
+
+    let persist = null;
+    if (persistOn) {
+      const raw = await startRawMessaging(rawPairs, { url: m.mysqlUrl, poolSize: POOL_SIZE });
+      targets.push(raw);
+      const run = (side: Side, durationS: number) =>
+        runPersistLoad({
+          url: (side === 'raw' ? raw : a).url('wsUrl'),
+          conversations: side === 'raw' ? rawPairs : mvpPairs,
+          inFlight: m.persistInFlight,
+          durationS,
+          ciphertext,
+        });
+      if (config.warmupS > 0) {
+        for (const side of ['raw', 'mvp'] as const) {
+          log(`warm-up ${side}-persist ${config.warmupS}s`);
+          await run(side, config.warmupS);
+        }
+      }
+      const results: Record<Side, RoundResult[]> = { raw: [], mvp: [] };
+      for (let round = 0; round < config.rounds; round++) {
+        for (const side of orderOf<Side>(['raw', 'mvp'], round)) {
+          const r = await run(side, config.durationS);
+          results[side].push(r);
+          log(progress(`round ${round + 1}/${config.rounds} ${side}-persist`, r, 'sends/s'));
+        }
+      }
+      const ratio = ratios(results);
+      persist = {
+        what:
+          `persisted sends/s: messages.send on MariaDB + Redis, ${m.persistPairs} direct pairs, ` +
+          `one sender each with ${m.persistInFlight} in flight (closed loop), nobody subscribed`,
+        baseline:
+          'the same frames to a ws server in its own process that runs, per send, one mysql2 ' +
+          'transaction: INSERT the message row, INSERT one user_events row per member (same ' +
+          `columns, same schema), COMMIT; pool of ${POOL_SIZE} as the MVP's`,
+        raw: sideSummary(results.raw, 'sendsPerS'),
+        mvp: sideSummary(results.mvp, 'sendsPerS'),
+        ratio,
+        goal: {
+          goal: `sends/s mvp/raw >= ${MESSAGING_GOALS.persistThroughputRatioMin}`,
+          value: ratio.throughput,
+          met: ratio.throughput >= MESSAGING_GOALS.persistThroughputRatioMin,
+        },
+      };
+    }
+
+    let cluster = null;
+    if (clusterOn) {
+      const b = await startTarget('mvp', backend);
+      targets.push(b);
+      // Capacity first: sends only, closed loop through A; the load is a share of it.
+      const capacity = await runPersistLoad({
+        url: a.url('wsUrl'),
+        conversations: clusterPairs,
+        inFlight: 1,
+        durationS: Math.max(config.warmupS, 2),
+        ciphertext,
+      });
+      const rate = Math.max(1, Math.round(capacity.rps * m.clusterLoadShare));
+      log(`cluster: capacity ${capacity.rps.toFixed(0)} sends/s through A, load ${rate} sends/s`);
+      type Variant = 'redis' | 'same' | 'cross';
+      const run = (variant: Variant, durationS: number) =>
+        variant === 'redis'
+          ? runRedisPubSubLoad({
+              redisUrl: m.redisUrl,
+              channels: clusterPairs.length,
+              rate,
+              durationS,
+            })
+          : runRelayLoad({
+              sendUrl: a.url('wsUrl'),
+              receiveUrl: (variant === 'cross' ? b : a).url('wsUrl'),
+              conversations: clusterPairs,
+              rate,
+              durationS,
+              ciphertext,
+            });
+      const results: Record<Variant, RoundResult[]> = { redis: [], same: [], cross: [] };
+      if (config.warmupS > 0) {
+        for (const variant of ['redis', 'same', 'cross'] as const)
+          await run(variant, config.warmupS);
+      }
+      for (let round = 0; round < config.rounds; round++) {
+        for (const variant of orderOf<Variant>(['redis', 'same', 'cross'], round)) {
+          const r = await run(variant, config.durationS);
+          results[variant].push(r);
+          log(progress(`round ${round + 1}/${config.rounds} cluster-${variant}`, r, '/s'));
+        }
+      }
+      const p = (v: Variant, key: 'p50Ms' | 'p99Ms') => median(results[v].map((r) => r[key]));
+      const addedP99 = rounded(p('cross', 'p99Ms') - p('redis', 'p99Ms'), 3);
+      cluster = {
+        what:
+          `send→deliver latency across two MVP instances on MariaDB + Redis: ${clusterPairs.length} ` +
+          `direct pairs, sends through instance A; receivers subscribed on B (cross) or on A ` +
+          `(same); open loop at ${rate} sends/s = ${m.clusterLoadShare} × the capacity measured ` +
+          `through A just before (${rounded(capacity.rps, 1)} sends/s, closed loop, no subscribers)`,
+        baseline:
+          'raw Redis PUBLISH on one connection → message on another SUBSCRIBEd connection, ' +
+          `same rate over ${clusterPairs.length} channels, wake-up-sized payload`,
+        rate,
+        rawRedis: sideSummary(results.redis, 'messagesPerS'),
+        sameInstance: sideSummary(results.same, 'deliveriesPerS'),
+        crossInstance: sideSummary(results.cross, 'deliveriesPerS'),
+        added: {
+          overRawRedisP50Ms: rounded(p('cross', 'p50Ms') - p('redis', 'p50Ms'), 3),
+          overRawRedisP99Ms: addedP99,
+          overSameInstanceP50Ms: rounded(p('cross', 'p50Ms') - p('same', 'p50Ms'), 3),
+          overSameInstanceP99Ms: rounded(p('cross', 'p99Ms') - p('same', 'p99Ms'), 3),
+        },
+        goal: {
+          goal: `cross-instance send→deliver p99 − raw Redis pub→sub p99 <= ${MESSAGING_GOALS.clusterAddedP99MsMax} ms`,
+          value: addedP99,
+          met: addedP99 <= MESSAGING_GOALS.clusterAddedP99MsMax,
+        },
+      };
+    }
+    return { persist, cluster };
+  } finally {
+    await Promise.all(targets.map((t) => t.stop()));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
