@@ -1,7 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCallTimeoutsOnce, turnCredentials } from '@mvp/api';
-import { errorCodeOf } from '@mvp/sdk';
 import { configFromEnv, defaultConfig } from '../src/index';
 import { parseEnv } from '../src/env';
 import {
@@ -14,12 +13,8 @@ import {
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
 import { openStream } from './helpers/sync';
+import { codeOf } from './helpers/errors';
 
-const codeOf = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => errorCodeOf(e),
-  );
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 const TURN_SECRET = 'coturn-shared-secret-42';
 

@@ -7,14 +7,9 @@ import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
 import { PNG } from './helpers/images';
 import { openStream } from './helpers/sync';
+import { codeOf } from './helpers/errors';
 
 const cid = newClientMessageId;
-const codeOf = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => errorCodeOf(e),
-  );
-
 /** The fields these REST answers are checked for. */
 type RestBody = {
   id?: string;

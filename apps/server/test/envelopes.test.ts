@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pruneStreams } from '@mvp/api';
-import { errorCodeOf } from '@mvp/sdk';
 import {
   clientWithToken,
   currentDeviceId,
@@ -12,14 +11,9 @@ import { backendLabel } from './helpers/env';
 import { defaultConfig } from '../src/index';
 import { startServer, type TestServer } from './helpers/startServer';
 import { openStream } from './helpers/sync';
+import { codeOf } from './helpers/errors';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
-const codeOf = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => errorCodeOf(e),
-  );
-
 describe(`device-to-device envelopes and stream retention (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {

@@ -12,12 +12,7 @@ import {
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
 import { openStream } from './helpers/sync';
-
-const codeOf = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => errorCodeOf(e),
-  );
+import { codeOf } from './helpers/errors';
 
 /** Raw 32-byte public key of a Node key pair, base64 (what clients publish). */
 const rawPublic = (key: ReturnType<typeof generateKeyPairSync>['publicKey']) =>

@@ -1,14 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorCodeOf } from '@mvp/sdk';
 import { clientWithToken, DEVICE, freshUsername, PASSWORD, registerUser } from './helpers/accounts';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
-
-const codeOf = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => errorCodeOf(e),
-  );
+import { codeOf } from './helpers/errors';
 
 describe(`me: profile basics, password, deletion (${backendLabel})`, () => {
   let t: TestServer;

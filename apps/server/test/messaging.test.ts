@@ -6,14 +6,9 @@ import { backendLabel } from './helpers/env';
 import { defaultConfig } from '../src/index';
 import { startServer, type TestServer } from './helpers/startServer';
 import { openStream } from './helpers/sync';
+import { codeOf } from './helpers/errors';
 
 const cid = newClientMessageId;
-const codeOf = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => errorCodeOf(e),
-  );
-
 describe(`conversations, messages and the sync stream (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {

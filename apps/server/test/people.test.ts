@@ -13,12 +13,7 @@ import {
 import { eventQueue } from './helpers/collect';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
-
-const codeOf = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => errorCodeOf(e),
-  );
+import { codeOf } from './helpers/errors';
 
 describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`, () => {
   let t: TestServer;

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   createMemoryTokenStore,
-  errorCodeOf,
   type MvpClient,
   type SessionEndReason,
   type TokenStore,
@@ -10,12 +9,7 @@ import { DEVICE, PASSWORD, freshPhone, freshUsername, lastOtp } from './helpers/
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
-
-const codeOf = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => errorCodeOf(e),
-  );
+import { codeOf } from './helpers/errors';
 
 /** A fetch that counts the procedures it carries (a batch counts each of its calls). */
 function countingFetch() {

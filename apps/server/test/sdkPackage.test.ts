@@ -131,37 +131,30 @@ describe(`the packed @mvp/sdk in a scratch project outside the workspace (${back
     });
   });
 
-  it('bundles for browsers and React Native with no Node built-ins', async () => {
+  /** The installed package as a React Native / browser bundler would resolve it (neutral). */
+  const bundleForReactNative = async (output: { format: 'esm' | 'iife'; globalName?: string }) => {
     const { build } = await import('esbuild');
-    const result = await build({
+    return build({
       entryPoints: [join(scratch, 'node_modules/@mvp/sdk/dist/index.js')],
       absWorkingDir: scratch,
       bundle: true,
       platform: 'neutral',
-      format: 'esm',
+      ...output,
       conditions: ['react-native', 'browser', 'import'],
       mainFields: ['react-native', 'browser', 'module', 'main'],
       write: false,
       logLevel: 'silent',
     });
+  };
+
+  it('bundles for browsers and React Native with no Node built-ins', async () => {
+    const result = await bundleForReactNative({ format: 'esm' });
     expect(result.errors).toEqual([]);
     expect(result.outputFiles[0]!.text).toContain('createMvpClient');
   });
 
   it('runs in a bare context with only getRandomValues and TextEncoder/TextDecoder (React Native)', async () => {
-    const { build } = await import('esbuild');
-    const result = await build({
-      entryPoints: [join(scratch, 'node_modules/@mvp/sdk/dist/index.js')],
-      absWorkingDir: scratch,
-      bundle: true,
-      platform: 'neutral',
-      format: 'iife',
-      globalName: 'MvpSdk',
-      conditions: ['react-native', 'browser', 'import'],
-      mainFields: ['react-native', 'browser', 'module', 'main'],
-      write: false,
-      logLevel: 'silent',
-    });
+    const result = await bundleForReactNative({ format: 'iife', globalName: 'MvpSdk' });
     const sandbox = vm.createContext({
       crypto: { getRandomValues: (a: Uint8Array) => webcrypto.getRandomValues(a) },
       TextEncoder,

@@ -6,12 +6,7 @@ import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from '.
 import { eventQueue } from './helpers/collect';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
-
-const codeOf = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: unknown) => errorCodeOf(e),
-  );
+import { codeOf } from './helpers/errors';
 
 async function loginAgain(t: TestServer, account: Account, name: string) {
   const res = await t.client.api.auth.login.mutate({
