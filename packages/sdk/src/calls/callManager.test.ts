@@ -280,7 +280,10 @@ describe('CallManager', () => {
 
     await call.setVideoEnabled(true);
     await waitFor(() => (theirs.remoteStream?.getVideoTracks().length ?? 0) === 1, 'video arrives');
-    expect(server.signals.filter((s) => s.kind === 'renegotiate')).toHaveLength(2); // offer, answer
+    // The callee's answer goes out after its side already shows the video: wait for it too.
+    const renegotiations = () => server.signals.filter((s) => s.kind === 'renegotiate');
+    await waitFor(() => renegotiations().length >= 2, 'the answer to the renegotiation');
+    expect(renegotiations()).toHaveLength(2); // offer, answer
     const camera = call.localStream!.getVideoTracks()[0] as FakeTrack;
 
     await call.setVideoEnabled(false);
