@@ -1,10 +1,10 @@
 import { initTRPC } from '@trpc/server';
-import superjson from 'superjson';
 import type { OpenApiMeta } from 'trpc-to-openapi';
 import type { Context, TransportContext } from './context';
 import type { AuthInfo } from './ports';
 import { AppError } from './errors/AppError';
 import { appCodeOf, errorFormatter } from './errors/errorFormatter';
+import { transformer } from './sharedEvents';
 
 /**
  * OpenApiMeta, spelled out so that the router's type (and so the SDK's bundled types) does not
@@ -32,7 +32,7 @@ const _metaFitsOpenApi = (meta: Meta): OpenApiMeta => meta;
 const t = initTRPC
   .context<TransportContext>()
   .meta<Meta>()
-  .create({ transformer: superjson, errorFormatter, isDev: false });
+  .create({ transformer, errorFormatter, isDev: false });
 
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;

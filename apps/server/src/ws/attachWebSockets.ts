@@ -1,8 +1,14 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { applyWSSHandler } from '@trpc/server/adapters/ws';
+import { applyWSSHandler, jsonEncoder } from '@trpc/server/adapters/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { appRouter, createContext, type ApiSettings, type PresenceTracker } from '@mvp/api';
+import {
+  appRouter,
+  createContext,
+  encodeFrame,
+  type ApiSettings,
+  type PresenceTracker,
+} from '@mvp/api';
 import type { Logger as PinoLogger } from 'pino';
 import type { Infrastructure } from '../adapters/createPorts';
 import type { ServerConfig } from '../config';
@@ -80,6 +86,9 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
   const handler = applyWSSHandler({
     wss,
     router: appRouter,
+    // JSON text frames as tRPC's default, with a fanned-out event's text built once (see
+    // sharedEvents.ts in @mvp/api).
+    experimental_encoder: { encode: encodeFrame, decode: jsonEncoder.decode },
     createContext: async ({ req, res, info }) => {
       const ctx = await createContext(infra.ports, settings, {
         requestId: requestIdOf(req),

@@ -7,7 +7,7 @@ import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import { memberIds } from '../conversations/conversations.repo';
 import { blockedBetween, requireMember } from '../conversations/conversations.service';
-import { recordEvents, wake } from '../sync/events';
+import { recordEvents, wake, wakeWithEvent } from '../sync/events';
 import * as repo from './messages.repo';
 
 type Sender = { userId: string; deviceId: string };
@@ -88,10 +88,10 @@ export async function sendMessage(
     throw new AppError('BAD_REQUEST', 'replyToSeq names no message');
 
   const now = ctx.ports.clock.now();
-  let members: string[] = [];
-  let stored: repo.MessageRow;
+  let told = new Map<string, number>();
+  let message: TMessage;
   try {
-    stored = await db.transaction().execute(async (trx) => {
+    message = await db.transaction().execute(async (trx) => {
       await trx
         .updateTable('conversations')
         .set((eb) => ({ last_seq: eb('last_seq', '+', 1), updated_at: now }))
@@ -129,9 +129,10 @@ export async function sendMessage(
         .where('user_id', '=', me)
         .execute();
       // Read under the conversation row lock: exactly the members at this seq.
-      members = await memberIds(trx, input.conversationId);
-      await recordEvents(trx, members, { type: 'message.new', message: repo.toMessage(row) }, now);
-      return row;
+      const members = await memberIds(trx, input.conversationId);
+      const message = repo.toMessage(row);
+      told = await recordEvents(trx, members, { type: 'message.new', message }, now);
+      return message;
     });
   } catch (err) {
     // The same client message id raced itself: the first one is the answer.
@@ -140,8 +141,8 @@ export async function sendMessage(
     if (!winner) throw err;
     return repo.toMessage(winner);
   }
-  await wake(ctx.ports, members);
-  return repo.toMessage(stored);
+  await wakeWithEvent(ctx.ports, told, { type: 'message.new', message });
+  return message;
 }
 
 export async function history(

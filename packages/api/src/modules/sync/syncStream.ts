@@ -3,7 +3,7 @@ import type { TSyncEvent } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { userChannel } from '../contacts/peopleEvents';
-import { hydrate } from './events';
+import { hydrate, type EventWake } from './events';
 import { readEvents, streamBounds } from './stream.repo';
 
 const PAGE = 200;
@@ -38,6 +38,8 @@ export function startOf(
  * ones as they are committed, each as `tracked(seq, event)`. The bus subscription starts before
  * the first read and only says "read again", so an event committed while the backlog is being
  * read is read on the next pass: no gap, and the cursor never moves back, so no duplicate.
+ * A wake-up that carries the event at exactly `cursor + 1` is yielded without a read (a live
+ * device at the head, the common case); any gap falls back to reading.
  * Ephemeral events carry the current cursor as their id, so resuming from one is still exact.
  */
 export async function* syncStream(
@@ -49,14 +51,18 @@ export async function* syncStream(
   const { userId, deviceId } = device;
   parseCursor(lastEventId); // refuse a malformed id before subscribing to anything
   const ephemeral: TSyncEvent[] = [];
+  const carried: EventWake[] = [];
   let dirty = true;
   let wake: (() => void) | undefined;
   const unsubscribe = await ctx.ports.bus.subscribe(userChannel(userId), (message) => {
     const { toDeviceId, ...event } = message as (TSyncEvent | { type: 'wake' }) & {
       toDeviceId?: string;
     };
-    if (!EPHEMERAL.has(event.type)) dirty = true;
-    else if (!toDeviceId || toDeviceId === deviceId) ephemeral.push(event as TSyncEvent);
+    if (EPHEMERAL.has(event.type)) {
+      if (!toDeviceId || toDeviceId === deviceId) ephemeral.push(event as TSyncEvent);
+    } else if (typeof (message as Partial<EventWake>).seq === 'number' && 'event' in event) {
+      carried.push(message as EventWake);
+    } else dirty = true;
     wake?.();
   });
   const aborted = new Promise<void>((resolve) =>
@@ -85,6 +91,14 @@ export async function* syncStream(
           if (rows.length > 0) cursor = rows.at(-1)!.seq;
           if (rows.length < PAGE) break;
         }
+        continue;
+      }
+      const head = carried.shift();
+      if (head) {
+        if (head.seq === cursor + 1) {
+          cursor = head.seq;
+          yield tracked(String(cursor), head.event);
+        } else if (head.seq > cursor) dirty = true; // a gap: read it (this event included)
         continue;
       }
       await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);

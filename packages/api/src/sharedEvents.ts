@@ -1,0 +1,103 @@
+import type { CombinedDataTransformer } from '@trpc/server';
+import superjson from 'superjson';
+
+/**
+ * Serialise a fanned-out event once, not once per subscriber. A message sent to a group of 100
+ * reaches 100 `sync.events` subscriptions as the same event object (see `wakeWithEvent`). Such
+ * events are plain JSON (strings, numbers, booleans, null, arrays, plain objects), so superjson
+ * has nothing to annotate, and their JSON text is the same in every frame: the transformer below
+ * skips superjson's walk for them, and `encodeFrame` writes the text, built on first use, into
+ * each subscriber's frame.
+ */
+const shared = new WeakSet<object>();
+const texts = new WeakMap<object, string>();
+
+/**
+ * Marks `event` as plain JSON, to be sent as is to many subscribers. It is frozen: a change
+ * after the first frame would not reach the others.
+ */
+export function share<T extends object>(event: T): T {
+  shared.add(deepFreeze(event));
+  return event;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}
+
+/** A tracked subscription item (`{ id, data }`, built by tRPC) whose data is a shared event. */
+function sharedItem(value: unknown): { id: unknown; data: object } | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  const { data } = value as { data?: unknown };
+  return data !== null && typeof data === 'object' && shared.has(data)
+    ? (value as { id: unknown; data: object })
+    : undefined;
+}
+
+/** superjson, except for a shared event: plain JSON, so its superjson form is `{ json }`. */
+export const transformer: CombinedDataTransformer = {
+  input: superjson,
+  output: {
+    serialize: (value: unknown) =>
+      sharedItem(value) ? { json: value } : superjson.serialize(value),
+    deserialize: (value: unknown) => superjson.deserialize(value as never),
+  },
+};
+
+function hasOnlyKeys(value: object, keys: readonly string[]): boolean {
+  const own = Object.keys(value);
+  return own.every((k) => keys.includes(k));
+}
+
+/**
+ * The text of one WebSocket frame, as `JSON.stringify(frame)` would write it. The frame of a
+ * shared event (`{ id, jsonrpc, result: { type: 'data', data: { json: { id, data } }, id } }`,
+ * what tRPC's adapter sends for a tracked item) is assembled around the event's text, computed
+ * once per event; anything else is stringified as usual.
+ */
+export function encodeFrame(frame: unknown): string {
+  const text = sharedFrameText(frame);
+  return text ?? JSON.stringify(frame);
+}
+
+function sharedFrameText(frame: unknown): string | undefined {
+  if (frame === null || typeof frame !== 'object') return undefined;
+  if (!hasOnlyKeys(frame, ['id', 'jsonrpc', 'result'])) return undefined;
+  const { id, jsonrpc, result } = frame as { id?: unknown; jsonrpc?: unknown; result?: unknown };
+  if (result === null || typeof result !== 'object') return undefined;
+  if (!hasOnlyKeys(result, ['type', 'data', 'id'])) return undefined;
+  const r = result as { type?: unknown; data?: unknown; id?: unknown };
+  if (r.type !== 'data' || r.data === null || typeof r.data !== 'object') return undefined;
+  if (!hasOnlyKeys(r.data, ['json'])) return undefined;
+  const item = sharedItem((r.data as { json?: unknown }).json);
+  if (!item || !hasOnlyKeys(item, ['id', 'data'])) return undefined;
+  let eventText = texts.get(item.data);
+  if (eventText === undefined) texts.set(item.data, (eventText = JSON.stringify(item.data)));
+  // Members in tRPC's order; like JSON.stringify, undefined ones are left out.
+  const text = (value: unknown) => (value === undefined ? undefined : JSON.stringify(value));
+  const object = (members: [string, string | undefined][]) =>
+    `{${members
+      .filter(([, value]) => value !== undefined)
+      .map(([name, value]) => `"${name}":${value}`)
+      .join(',')}}`;
+  const json = object([
+    ['id', text(item.id)],
+    ['data', eventText],
+  ]);
+  return object([
+    ['id', text(id)],
+    ['jsonrpc', text(jsonrpc)],
+    [
+      'result',
+      object([
+        ['type', '"data"'],
+        ['data', `{"json":${json}}`],
+        ['id', text(r.id)],
+      ]),
+    ],
+  ]);
+}
