@@ -29,14 +29,24 @@ export type BenchConfig = {
   /** Which scenarios run (`--only a,b` or BENCH_ONLY); all of them when not set. */
   only: Set<Scenario>;
   messaging: MessagingConfig;
+  crypto: CryptoConfig;
 };
 
 /**
  * `info`: system.info over HTTP and WS; `login`; the messaging scenarios of issue 5: `relay`
  * (send→deliver latency, direct pairs), `fanout` (group deliveries/s), `persist` (sends/s on
  * MySQL/MariaDB), `cluster` (two instances on MariaDB + Redis). `messaging` names the four.
+ * `crypto` (issue 6): Double Ratchet encrypt+decrypt against raw XChaCha20-Poly1305.
  */
-export const SCENARIOS = ['info', 'login', 'relay', 'fanout', 'persist', 'cluster'] as const;
+export const SCENARIOS = [
+  'info',
+  'login',
+  'relay',
+  'fanout',
+  'persist',
+  'cluster',
+  'crypto',
+] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 const GROUPS: Record<string, Scenario[]> = {
   messaging: ['relay', 'fanout', 'persist', 'cluster'],
@@ -61,6 +71,11 @@ export type MessagingConfig = {
   /** MySQL/MariaDB for `persist` and `cluster`: a database of the bench's own. */
   mysqlUrl: string;
   redisUrl: string;
+};
+
+export type CryptoConfig = {
+  /** Plaintext bytes per message (random), encrypted and decrypted on both sides. */
+  plaintextBytes: number;
 };
 
 function onlyFrom(value: string | undefined): Set<Scenario> {
@@ -133,6 +148,9 @@ export function benchConfigFromEnv(): BenchConfig {
         process.env.BENCH_MYSQL_URL || 'mysql://mvp:mvp-test-password@127.0.0.1:3306/mvp_bench',
       ),
       redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
+    },
+    crypto: {
+      plaintextBytes: Math.round(numberFromEnv('BENCH_CRYPTO_BYTES', 1024, 1)),
     },
   };
 }

@@ -1,10 +1,12 @@
 /**
  * `npm run bench`: system.info on the MVP server against raw node:http / ws servers answering the
  * same bytes, over HTTP and WebSocket, auth.login against a raw argon2 verify server, and the
- * messaging scenarios (messaging.ts, messagingMysql.ts), in one run; `--only` picks some.
+ * messaging scenarios (messaging.ts, messagingMysql.ts) and the Double Ratchet against its
+ * cipher (crypto.ts), in one run; `--only` picks some.
  * Prints one JSON document on stdout; progress goes to stderr so the output can be piped as is.
  */
 import { benchConfigFromEnv, machineInfo, type BenchConfig } from './config';
+import { runCrypto } from './crypto';
 import { runHttpLoad } from './httpLoad';
 import { loginReport, loginRound, startLoginTarget, type LoginRound } from './login';
 import { runEmbeddedMessaging } from './messaging';
@@ -59,6 +61,8 @@ async function main(): Promise<void> {
   const config = benchConfigFromEnv();
   const log: Log = (line) => process.stderr.write(`[bench] ${line}\n`);
   log(`scenarios: ${[...config.only].join(', ')}`);
+  // First, while no target process exists: it is pure CPU in this process.
+  const crypto = config.only.has('crypto') ? await runCrypto(config, log) : null;
   const base =
     config.only.has('info') || config.only.has('login') ? await runInfoAndLogin(config, log) : {};
   const embedded = await runEmbeddedMessaging(config, log);
@@ -81,6 +85,7 @@ async function main(): Promise<void> {
       ...embedded,
       ...mysql,
     },
+    crypto,
   };
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 }
