@@ -30,13 +30,15 @@ export type BenchConfig = {
   only: Set<Scenario>;
   messaging: MessagingConfig;
   crypto: CryptoConfig;
+  signalling: SignallingConfig;
 };
 
 /**
  * `info`: system.info over HTTP and WS; `login`; the messaging scenarios of issue 5: `relay`
  * (send→deliver latency, direct pairs), `fanout` (group deliveries/s), `persist` (sends/s on
  * MySQL/MariaDB), `cluster` (two instances on MariaDB + Redis). `messaging` names the four.
- * `crypto` (issue 6): Double Ratchet encrypt+decrypt against raw XChaCha20-Poly1305.
+ * `crypto` (issue 6): Double Ratchet encrypt+decrypt against raw XChaCha20-Poly1305;
+ * `signalling` (issue 7): call setup time against a raw ws relay of the same frames.
  */
 export const SCENARIOS = [
   'info',
@@ -46,6 +48,7 @@ export const SCENARIOS = [
   'persist',
   'cluster',
   'crypto',
+  'signalling',
 ] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 const GROUPS: Record<string, Scenario[]> = {
@@ -76,6 +79,21 @@ export type MessagingConfig = {
 export type CryptoConfig = {
   /** Plaintext bytes per message (random), encrypted and decrypted on both sides. */
   plaintextBytes: number;
+};
+
+export type SignallingConfig = {
+  /** Caller/callee pairs (befriended at setup); each pair has at most one call at a time. */
+  pairs: number;
+  /** Open-loop rate of call setups, per minute, over all pairs. */
+  ratePerMinute: number;
+  /** ICE candidates each way, one `calls.signal` each. */
+  candidates: number;
+  /** Bytes of the encrypted offer and of the answer (random, sent base64). */
+  sdpBytes: number;
+  /** Bytes of each encrypted candidate (random, sent base64). */
+  candidateBytes: number;
+  /** Measured seconds per round: at ~17 setups/s a 3 s round holds too few for a p99. */
+  durationS: number;
 };
 
 function onlyFrom(value: string | undefined): Set<Scenario> {
@@ -122,8 +140,9 @@ function numberFromEnv(name: string, fallback: number, min: number): number {
 }
 
 export function benchConfigFromEnv(): BenchConfig {
+  const durationS = numberFromEnv('BENCH_DURATION_S', 3, 0.5);
   return {
-    durationS: numberFromEnv('BENCH_DURATION_S', 3, 0.5),
+    durationS,
     warmupS: numberFromEnv('BENCH_WARMUP_S', 2, 0),
     rounds: Math.round(numberFromEnv('BENCH_ROUNDS', 3, 1)),
     httpConnections: Math.round(numberFromEnv('BENCH_CONNECTIONS', 16, 1)),
@@ -151,6 +170,16 @@ export function benchConfigFromEnv(): BenchConfig {
     },
     crypto: {
       plaintextBytes: Math.round(numberFromEnv('BENCH_CRYPTO_BYTES', 1024, 1)),
+    },
+    signalling: {
+      pairs: Math.round(numberFromEnv('BENCH_SIGNAL_PAIRS', 64, 1)),
+      ratePerMinute: numberFromEnv('BENCH_SIGNAL_RATE_PER_MIN', 1000, 1),
+      candidates: Math.round(numberFromEnv('BENCH_SIGNAL_CANDIDATES', 8, 1)),
+      sdpBytes: Math.round(numberFromEnv('BENCH_SIGNAL_SDP_BYTES', 2700, 1)),
+      candidateBytes: Math.round(numberFromEnv('BENCH_SIGNAL_CANDIDATE_BYTES', 256, 1)),
+      // 4 × the other scenarios' round (12 s by default: ~200 setups, whose p99 is the third
+      // largest; 50 setups in 3 s would make the p99 their maximum).
+      durationS: numberFromEnv('BENCH_SIGNAL_DURATION_S', 4 * durationS, 0.5),
     },
   };
 }

@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: system.info on the MVP server against raw node:http / ws servers answering the
  * same bytes, over HTTP and WebSocket, auth.login against a raw argon2 verify server, and the
- * messaging scenarios (messaging.ts, messagingMysql.ts) and the Double Ratchet against its
- * cipher (crypto.ts), in one run; `--only` picks some.
+ * messaging scenarios (messaging.ts, messagingMysql.ts), the Double Ratchet against its cipher
+ * (crypto.ts) and call signalling against a raw relay (signalling.ts), in one run; `--only`
+ * picks some.
  * Prints one JSON document on stdout; progress goes to stderr so the output can be piped as is.
  */
 import { benchConfigFromEnv, machineInfo, type BenchConfig } from './config';
@@ -11,6 +12,7 @@ import { runHttpLoad } from './httpLoad';
 import { loginReport, loginRound, startLoginTarget, type LoginRound } from './login';
 import { runEmbeddedMessaging } from './messaging';
 import { runMysqlMessaging } from './messagingMysql';
+import { runSignalling } from './signalling';
 import { assertSameShape, baselinePayloadFrom, sample } from './probe';
 import { median, rounded, type RoundResult } from './stats';
 import { startTarget, type Target, type TargetEndpoints } from './targets';
@@ -67,6 +69,7 @@ async function main(): Promise<void> {
     config.only.has('info') || config.only.has('login') ? await runInfoAndLogin(config, log) : {};
   const embedded = await runEmbeddedMessaging(config, log);
   const mysql = await runMysqlMessaging(config, log);
+  const signalling = config.only.has('signalling') ? await runSignalling(config, log) : null;
   const report = {
     date: new Date().toISOString(),
     machine: machineInfo(),
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
       ...mysql,
     },
     crypto,
+    signalling,
   };
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 }

@@ -1,7 +1,8 @@
 /**
  * Entry point of a target child process: `targetProcess.ts raw <payload json>`,
  * `targetProcess.ts mvp [options json]`, `targetProcess.ts raw-login <payload json>` or
- * `targetProcess.ts raw-messaging <payload json>` (`@<file>` instead of the JSON: read from there).
+ * `targetProcess.ts raw-messaging <payload json>` or `targetProcess.ts raw-signalling <payload json>`
+ * (`@<file>` instead of the JSON: read from there).
  * Starts one server,
  * reports its endpoints over IPC, answers stats reads (event-loop delay, CPU time), and stops on request.
  */
@@ -14,6 +15,7 @@ import { createServer, defaultConfig, type ServerConfig } from '@mvp/server';
 import { startBaseline, type BaselinePayload } from './baselines';
 import { startLoginBaseline, type LoginBaselinePayload } from './loginBaseline';
 import { startMessagingBaseline, type MessagingBaselinePayload } from './messagingBaseline';
+import { startSignallingBaseline, type SignallingBaselinePayload } from './signallingBaseline';
 import type {
   LoopDelay,
   MvpTargetOptions,
@@ -81,6 +83,10 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
     const raw = await startMessagingBaseline(argument<MessagingBaselinePayload>()!);
     return { endpoints: { wsUrl: raw.wsUrl }, close: () => raw.close() };
   }
+  if (kind === 'raw-signalling') {
+    const raw = await startSignallingBaseline(argument<SignallingBaselinePayload>()!);
+    return { endpoints: { wsUrl: raw.wsUrl }, close: () => raw.close() };
+  }
   const backend = argument<MvpTargetOptions>() ?? {};
   const base = defaultConfig();
   // Keys are generated into dataDir on first start: a fresh directory per run, removed after.
@@ -103,6 +109,13 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
       auth: benchAuthConfig(),
       // 600 sends per minute per account by default; the messaging load sends far more.
       messaging: { ...base.messaging, sendLimit: { points: 1_000_000_000, durationSeconds: 60 } },
+      // 30 call starts per minute per account and 300 signals per minute per call and device
+      // by default; the signalling load starts ~16 calls a minute per caller at 1000/min.
+      calls: {
+        ...base.calls,
+        startLimit: { points: 1_000_000_000, durationSeconds: 60 },
+        signalLimit: { points: 1_000_000_000, durationSeconds: 60 },
+      },
     }),
   ).catch((err: unknown) => {
     removeDataDir();
@@ -129,7 +142,13 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
 }
 
 const kind = process.argv[2];
-if (kind !== 'raw' && kind !== 'mvp' && kind !== 'raw-login' && kind !== 'raw-messaging')
+if (
+  kind !== 'raw' &&
+  kind !== 'mvp' &&
+  kind !== 'raw-login' &&
+  kind !== 'raw-messaging' &&
+  kind !== 'raw-signalling'
+)
   throw new Error(`unknown target kind: ${kind}`);
 
 // Enabled before the server starts and for the whole life of the process; the parent resets
