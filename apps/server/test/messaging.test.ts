@@ -167,6 +167,7 @@ describe(`conversations, messages and the sync stream (${backendLabel})`, () => 
 
     await api(bob).blocks.add.mutate({ userId: alice.userId });
     expect(await codeOf(send(alice, chat.id, 'still there?'))).toBe('FORBIDDEN');
+    expect(await codeOf(send(bob, chat.id, 'blocked you'))).toBe('FORBIDDEN');
     expect(
       await codeOf(api(alice).conversations.create.mutate({ kind: 'direct', userId: bob.userId })),
     ).toBe('FORBIDDEN');
@@ -223,8 +224,14 @@ describe(`conversations, messages and the sync stream (${backendLabel})`, () => 
     expect(benStream.events.size).toBe(0);
 
     expect(await codeOf(api(owner).conversations.leave.mutate({ id: group.id }))).toBe('CONFLICT');
+    const lastWords = await send(ann, group.id, 'bye', 'client-id-bye');
     await api(ann).conversations.leave.mutate({ id: group.id });
     expect(await codeOf(send(ann, group.id, 'gone'))).toBe('NOT_FOUND');
+    // A retry of what got through before leaving still answers that message, and stores nothing.
+    expect(await send(ann, group.id, 'bye', 'client-id-bye')).toEqual(lastWords);
+    expect((await api(owner).conversations.get.query({ id: group.id })).lastSeq).toBe(
+      lastWords.seq,
+    );
     await annStream.close();
     await benStream.close();
   });

@@ -44,7 +44,7 @@ export const transformer: CombinedDataTransformer = {
   output: {
     serialize: (value: unknown) =>
       sharedItem(value) ? { json: value } : superjson.serialize(value),
-    deserialize: (value: unknown) => superjson.deserialize(value as never),
+    deserialize: (value: unknown): unknown => superjson.deserialize(value as never),
   },
 };
 

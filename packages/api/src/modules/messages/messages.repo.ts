@@ -80,6 +80,68 @@ export function findByClientId(
     .executeTakeFirst();
 }
 
+/**
+ * Everything a post checks, in one query: the conversation, my membership, whether either side
+ * of a direct conversation blocked the other, and (given a client message id) the seq of the
+ * message it already stored, if any. Undefined when the conversation is gone or I am not a member.
+ */
+export function postingContext(
+  db: Db,
+  conversationId: string,
+  me: string,
+  clientMessageId?: string,
+) {
+  return db
+    .selectFrom('conversations as c')
+    .innerJoin('conversation_members as m', (join) =>
+      join.onRef('m.conversation_id', '=', 'c.id').on('m.user_id', '=', me),
+    )
+    .select((eb) => [
+      'c.kind',
+      'c.last_seq',
+      'c.slow_mode_seconds',
+      'c.disappear_seconds',
+      'm.role',
+      'm.last_post_at',
+      eb
+        .case()
+        .when('c.kind', '=', 'direct')
+        .then(
+          eb.exists(
+            eb
+              .selectFrom('conversation_members as o')
+              .innerJoin('blocks as b', (join) =>
+                join.on((j) =>
+                  j.or([
+                    j.and([j('b.blocker_id', '=', j.ref('o.user_id')), j('b.blocked_id', '=', me)]),
+                    j.and([j('b.blocker_id', '=', me), j('b.blocked_id', '=', j.ref('o.user_id'))]),
+                  ]),
+                ),
+              )
+              .select('b.blocker_id')
+              .whereRef('o.conversation_id', '=', 'c.id')
+              .where('o.user_id', '!=', me),
+          ),
+        )
+        .else(false)
+        .end()
+        .as('blocked'),
+    ])
+    .$if(clientMessageId !== undefined, (qb) =>
+      qb.select((eb) =>
+        eb
+          .selectFrom('messages as x')
+          .select('x.seq')
+          .whereRef('x.conversation_id', '=', 'c.id')
+          .where('x.sender_id', '=', me)
+          .where('x.client_message_id', '=', clientMessageId!)
+          .as('first_seq'),
+      ),
+    )
+    .where('c.id', '=', conversationId)
+    .executeTakeFirst();
+}
+
 export function findMessage(db: Db, conversationId: string, seq: number) {
   return db
     .selectFrom('messages')

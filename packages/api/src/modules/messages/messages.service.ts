@@ -1,4 +1,4 @@
-import type { Transaction, Updateable } from 'kysely';
+import { sql, type Transaction, type Updateable } from 'kysely';
 import { uuidv7 } from 'uuidv7';
 import type { TMessage } from '@mvp/contracts';
 import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
@@ -6,7 +6,7 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import { memberIds } from '../conversations/conversations.repo';
-import { blockedBetween, requireMember } from '../conversations/conversations.service';
+import { requireMember } from '../conversations/conversations.service';
 import { recordEvents, wake, wakeWithEvent } from '../sync/events';
 import * as repo from './messages.repo';
 
@@ -38,31 +38,69 @@ function decodeCiphertext(ctx: Context, ciphertext: string): Buffer {
   return bytes;
 }
 
+type Posting = NonNullable<Awaited<ReturnType<typeof repo.postingContext>>>;
+
+/** The conversation and my membership, with what posting checks; NOT_FOUND if not a member. */
+async function postingContext(
+  ctx: Context,
+  conversationId: string,
+  me: string,
+  clientMessageId?: string,
+): Promise<Posting> {
+  const posting = await repo.postingContext(ctx.ports.db, conversationId, me, clientMessageId);
+  if (!posting) throw new AppError('NOT_FOUND', 'No such conversation');
+  return posting;
+}
+
 /**
  * Who may post: members, except restricted ones; in a channel only the owner and admins; in a
  * direct conversation nobody once either side blocked the other. Slow mode spaces out one
  * member's messages (admins exempt) and answers the wait.
  */
-async function assertCanPost(ctx: Context, conversationId: string, me: string) {
-  const { conversation, membership } = await requireMember(ctx, conversationId, me);
-  const admin = ADMINS.includes(membership.role);
-  if (membership.role === 'restricted') throw new AppError('FORBIDDEN', 'You can only read here');
-  if (conversation.kind === 'channel' && !admin)
+function assertMayPost(ctx: Context, posting: Posting): void {
+  const admin = ADMINS.includes(posting.role);
+  if (posting.role === 'restricted') throw new AppError('FORBIDDEN', 'You can only read here');
+  if (posting.kind === 'channel' && !admin)
     throw new AppError('FORBIDDEN', 'Only admins post in a channel');
-  if (conversation.kind === 'direct') {
-    const peer = conversation.direct_key!.split(':').find((id) => id !== me) ?? me;
-    if (await blockedBetween(ctx, me, peer))
-      throw new AppError('FORBIDDEN', 'You cannot message this user');
-  }
-  const slowMs = Number(conversation.slow_mode_seconds) * 1000;
-  if (slowMs > 0 && !admin && membership.last_post_at !== null) {
-    const waitMs = Number(membership.last_post_at) + slowMs - ctx.ports.clock.now();
+  if (posting.kind === 'direct' && Boolean(Number(posting.blocked)))
+    throw new AppError('FORBIDDEN', 'You cannot message this user');
+  const slowMs = Number(posting.slow_mode_seconds) * 1000;
+  if (slowMs > 0 && !admin && posting.last_post_at !== null) {
+    const waitMs = Number(posting.last_post_at) + slowMs - ctx.ports.clock.now();
     if (waitMs > 0)
       throw new AppError('TOO_MANY_REQUESTS', 'Slow mode: wait before sending again', {
         retryAfterMs: waitMs,
       });
   }
-  return { conversation, membership };
+}
+
+/**
+ * The conversation's next seq, bumped under its row lock (held to commit, so seqs are gapless
+ * and in commit order), in one statement: SQLite answers it with RETURNING; MySQL has no
+ * UPDATE … RETURNING, so LAST_INSERT_ID(expr) hands it back in the statement's OK packet.
+ */
+async function nextSeq(trx: Transaction<DB>, conversationId: string, now: number): Promise<number> {
+  if (trx.getExecutor().adapter.supportsReturning) {
+    const row = await trx
+      .updateTable('conversations')
+      .set((eb) => ({ last_seq: eb('last_seq', '+', 1), updated_at: now }))
+      .where('id', '=', conversationId)
+      .returning('last_seq')
+      .executeTakeFirstOrThrow();
+    return Number(row.last_seq);
+  }
+  const result =
+    await sql`UPDATE conversations SET last_seq = LAST_INSERT_ID(last_seq + 1), updated_at = ${now} WHERE id = ${conversationId}`.execute(
+      trx,
+    );
+  if (result.insertId === undefined) throw new Error('conversation vanished during a send');
+  return Number(result.insertId);
+}
+
+/** The answer to a resend: the message its client message id stored the first time. */
+async function firstSent(ctx: Context, conversationId: string, seq: number): Promise<TMessage> {
+  const row = (await repo.findMessage(ctx.ports.db, conversationId, seq))!;
+  return (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
 }
 
 /**
@@ -79,31 +117,30 @@ export async function sendMessage(
   const db = ctx.ports.db;
   const me = sender.userId;
   await spendSend(ctx, me);
-  const first = await repo.findByClientId(db, input.conversationId, me, input.clientMessageId);
-  if (first) return (await repo.describeMessages(db, [first]))[0]!;
+  const posting = await repo.postingContext(db, input.conversationId, me, input.clientMessageId);
+  const firstSeq = posting?.first_seq;
+  if (firstSeq !== null && firstSeq !== undefined)
+    return firstSent(ctx, input.conversationId, Number(firstSeq));
+  if (!posting) {
+    // No longer a member, but this one got through before: still its answer.
+    const first = await repo.findByClientId(db, input.conversationId, me, input.clientMessageId);
+    if (first) return firstSent(ctx, input.conversationId, Number(first.seq));
+    throw new AppError('NOT_FOUND', 'No such conversation');
+  }
 
   const bytes = decodeCiphertext(ctx, input.ciphertext);
-  const { conversation } = await assertCanPost(ctx, input.conversationId, me);
-  if (input.replyToSeq !== undefined && input.replyToSeq > Number(conversation.last_seq))
+  assertMayPost(ctx, posting);
+  if (input.replyToSeq !== undefined && input.replyToSeq > Number(posting.last_seq))
     throw new AppError('BAD_REQUEST', 'replyToSeq names no message');
 
   const now = ctx.ports.clock.now();
+  // The timer as read just before: a change racing this send may apply from the next one.
+  const timer = Number(posting.disappear_seconds);
   let told = new Map<string, number>();
   let message: TMessage;
   try {
     message = await db.transaction().execute(async (trx) => {
-      await trx
-        .updateTable('conversations')
-        .set((eb) => ({ last_seq: eb('last_seq', '+', 1), updated_at: now }))
-        .where('id', '=', input.conversationId)
-        .execute();
-      const current = await trx
-        .selectFrom('conversations')
-        .select(['last_seq', 'disappear_seconds'])
-        .where('id', '=', input.conversationId)
-        .executeTakeFirstOrThrow();
-      const seq = Number(current.last_seq);
-      const timer = Number(current.disappear_seconds);
+      const seq = await nextSeq(trx, input.conversationId, now);
       const row: repo.MessageRow = {
         conversation_id: input.conversationId,
         seq,
@@ -216,7 +253,7 @@ export async function editMessage(
   const { row } = await visibleMessage(ctx, me, input);
   if (row.sender_id !== me) throw new AppError('FORBIDDEN', 'Only the sender edits a message');
   if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
-  await assertCanPost(ctx, input.conversationId, me);
+  assertMayPost(ctx, await postingContext(ctx, input.conversationId, me));
   return updateAndTell(ctx, input, {
     ciphertext: bytes,
     content_type: input.contentType,

@@ -10,8 +10,8 @@ export type StoredEvent = { type: string; payload: unknown };
  * Appends events to users' streams inside the caller's transaction, in a few statements whatever
  * the number of users: bump each `last_seq` by the user's number of entries (the row locks make
  * concurrent writers to one stream wait for each other, so seq order is commit order: an
- * auto-increment id would not be), read the new values back under those locks, insert all rows
- * at once. A user's entries take consecutive seqs in the order given. Answers each user's last
+ * auto-increment id would not be), take the new values under those locks, insert all rows at
+ * once. A user's entries take consecutive seqs in the order given. Answers each user's last
  * new seq.
  */
 export async function appendEvents(
@@ -26,19 +26,28 @@ export async function appendEvents(
   // take the row locks in one order.
   const byCount = new Map<number, string[]>();
   for (const [userId, n] of counts) byCount.set(n, [...(byCount.get(n) ?? []), userId]);
+  const last = new Map<string, number>();
+  // SQLite answers the new values with RETURNING; MySQL has none, so they are read back, still
+  // under the row locks the UPDATE took.
+  const returning = trx.getExecutor().adapter.supportsReturning;
   for (const [n, userIds] of byCount) {
-    await trx
+    const bump = trx
       .updateTable('user_streams')
       .set((eb) => ({ last_seq: eb('last_seq', '+', n) }))
-      .where('user_id', 'in', userIds.sort())
-      .execute();
+      .where('user_id', 'in', userIds.sort());
+    if (returning) {
+      for (const r of await bump.returning(['user_id', 'last_seq']).execute())
+        last.set(r.user_id, Number(r.last_seq));
+    } else await bump.execute();
   }
-  const rows = await trx
-    .selectFrom('user_streams')
-    .select(['user_id', 'last_seq'])
-    .where('user_id', 'in', [...counts.keys()])
-    .execute();
-  const last = new Map(rows.map((r) => [r.user_id, Number(r.last_seq)]));
+  if (!returning) {
+    const rows = await trx
+      .selectFrom('user_streams')
+      .select(['user_id', 'last_seq'])
+      .where('user_id', 'in', [...counts.keys()])
+      .execute();
+    for (const r of rows) last.set(r.user_id, Number(r.last_seq));
+  }
   const next = new Map([...last].map(([userId, seq]) => [userId, seq - counts.get(userId)! + 1]));
   const values = entries.flatMap(({ userId, deviceId, event }) => {
     const seq = next.get(userId);
