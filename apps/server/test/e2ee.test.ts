@@ -264,6 +264,48 @@ describe(`end-to-end encryption through the SDK (${backendLabel})`, () => {
     expect(b.errors).toEqual([]);
   });
 
+  it('edits travel encrypted and reach every device decrypted, as edits, from any of my devices', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [a, b] = [await device(alice), await device(bob)];
+    const chat = (await a.client.messaging.conversations.createDirect(bob.userId)).id;
+    conversations.push(chat);
+    const typo = secret('typo');
+    const original = await send(a, chat, typo);
+    for (const d of [b, a]) expect(await receives(d, chat, typo)).toMatchObject({ edited: false });
+
+    const fixed = secret('fixed');
+    const edit = (d: Device, text: string) =>
+      d.client.e2ee.edit(chat, original.seq, { contentType: 'text/plain', body: encode(text) });
+    const stored = await edit(a, fixed);
+    expect(stored).toMatchObject({
+      id: original.id,
+      seq: original.seq,
+      contentType: E2EE_CONTENT_TYPE,
+    });
+    expect(stored.editedAt).not.toBeNull();
+    for (const d of [b, a])
+      expect(await receives(d, chat, fixed)).toMatchObject({
+        edited: true,
+        late: false,
+        contentType: 'text/plain',
+        message: { id: original.id, editedAt: stored.editedAt },
+      });
+
+    // From Alice's second device; Bob's history shows the latest version, readable.
+    const laptop = await secondDevice(alice);
+    const again = secret('fixed again');
+    await edit(laptop, again);
+    expect(await receives(b, chat, again)).toMatchObject({ edited: true });
+    const [current] = (await b.client.messaging.messages.history(chat)).messages;
+    expect(current!.id).toBe(original.id);
+    const read = await b.client.e2ee.decrypt(current!);
+    expect(read.ok && decode(read.body)).toBe(again);
+    for (const d of [a, b, laptop]) {
+      expect(d.errors).toEqual([]);
+      expect(d.undecryptable.size).toBe(0);
+    }
+  });
+
   it('leaves no plaintext in the database', async () => {
     expect(secrets.length).toBeGreaterThan(5);
     const db = t.server.infra.ports.db;

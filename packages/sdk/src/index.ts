@@ -57,6 +57,7 @@ export * from './calls/index';
 export type { E2eeOptions, E2eeOutgoing, DecryptResult, MvpE2ee } from './e2ee/e2ee';
 export type { DecryptedMessage, UndecryptableMessage, UndecryptableReason } from './e2ee/inbound';
 export type { SafetyNumber } from './e2ee/safetyNumbers';
+export type { PairwiseCrypto } from './e2ee/pairwise';
 export type { Verification } from './e2ee/transport';
 export { E2EE_CONTENT_TYPE, E2EE_DEVICE_CONTENT_TYPE } from './e2ee/payloads';
 // What an app needs to persist the CryptoStore, and to compare a scanned safety-number QR code.

@@ -68,22 +68,26 @@ export function createDirectory(deps: {
   return {
     devicesOf,
     forget: (userId) => void cache.delete(userId),
-    async ensureSessions(userId, devices) {
-      const lacking: DirectoryDevice[] = [];
-      for (const device of devices) if (!(await hasSession(userId, device))) lacking.push(device);
-      if (lacking.length === 0) return devices;
-      const claimed = await transport.claim(userId);
-      for (const device of lacking) {
-        const bundle = claimed.find(
-          (c) => c.deviceId === device.deviceId && c.identityKey === device.identityKey,
-        );
-        if (!bundle) continue; // gone, or a new identity: the next device list tells
-        const address = addressOf(userId, device.deviceId);
-        await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
-      }
-      const ready: DirectoryDevice[] = [];
-      for (const device of devices) if (await hasSession(userId, device)) ready.push(device);
-      return ready;
-    },
+    // One at a time per user: two callers that both find a session missing would both claim
+    // (spending one-time prekeys) and the second session would replace the first, under which
+    // a message may already have gone out.
+    ensureSessions: (userId, devices) =>
+      queue(lanes.sessions(userId), async () => {
+        const lacking: DirectoryDevice[] = [];
+        for (const device of devices) if (!(await hasSession(userId, device))) lacking.push(device);
+        if (lacking.length === 0) return devices;
+        const claimed = await transport.claim(userId);
+        for (const device of lacking) {
+          const bundle = claimed.find(
+            (c) => c.deviceId === device.deviceId && c.identityKey === device.identityKey,
+          );
+          if (!bundle) continue; // gone, or a new identity: the next device list tells
+          const address = addressOf(userId, device.deviceId);
+          await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
+        }
+        const ready: DirectoryDevice[] = [];
+        for (const device of devices) if (await hasSession(userId, device)) ready.push(device);
+        return ready;
+      }),
   };
 }

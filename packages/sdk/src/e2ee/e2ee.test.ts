@@ -4,6 +4,7 @@ import { createFakeNetwork, type FakeDevice } from './fakeNetwork.testing';
 import { createDirectory } from './directory';
 import { createOutbound } from './outbound';
 import { createKeyedQueue } from './serial';
+import { base64ToBytes } from '../base64';
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -166,5 +167,148 @@ describe('e2ee over a fake server', () => {
       'bob-laptop',
     ]);
     expect(a.errors).toEqual([]);
+  });
+});
+
+describe('edits of encrypted messages', () => {
+  it('reach every member device decrypted, as edits of the same message, from any of my devices', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('d', ['alice', 'bob']);
+    const original = await send(a, 'd', 'helo');
+    const edited = await a.e2ee.edit('d', original.seq, {
+      contentType: 'text/plain',
+      body: encode('hello (edited)'),
+    });
+    expect(edited).toMatchObject({ id: original.id, contentType: 'mvp/e2ee' });
+    expect(decode(edited.ciphertext!)).not.toContain('hello');
+    await net.settled();
+    for (const d of [a, b])
+      expect(d.read.map((m) => [m.message.id, decode(m.body), m.edited])).toEqual([
+        [original.id, 'helo', false],
+        [original.id, 'hello (edited)', true],
+      ]);
+
+    // From Alice's laptop: it has its own sender key, which Bob gets first.
+    const laptop = await net.device('alice', 'alice-laptop');
+    await laptop.e2ee.edit('d', original.seq, { contentType: 'text/plain', body: encode('v3') });
+    await net.settled();
+    expect(texts(b).at(-1)).toBe('v3');
+    expect(b.read.at(-1)).toMatchObject({ edited: true, message: { id: original.id } });
+    // History shows the current version, readable there too.
+    const current = net.message('d', original.seq)!;
+    expect(await b.e2ee.decrypt(current)).toMatchObject({ ok: true, body: encode('v3') });
+    expect([a, b, laptop].flatMap((d) => [...d.unreadable, ...d.errors])).toEqual([]);
+  });
+
+  it('cannot be moved to another message, nor passed off as an original', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('d', ['alice', 'bob']);
+    const first = await send(a, 'd', 'first');
+    const second = await send(a, 'd', 'second');
+    const edit = await a.e2ee.edit('d', first.seq, {
+      contentType: 'text/plain',
+      body: encode('first, edited'),
+    });
+    await net.settled();
+    // A server that relabels: the edit's bytes as the edit of the second message, the second's
+    // original bytes as an edit, or the edit as a new message.
+    const tampered = [
+      { ...second, ciphertext: edit.ciphertext, editedAt: edit.editedAt },
+      { ...second, id: 'x1', editedAt: edit.editedAt },
+      { ...edit, id: 'x2', editedAt: null },
+    ];
+    for (const message of tampered)
+      expect(await b.e2ee.decrypt(message)).toEqual({ ok: false, reason: 'decrypt_failed' });
+    expect(texts(b)).toEqual(['first', 'second', 'first, edited']);
+  });
+
+  it('asks the editing device (not the sending one) for a key it missed, and reads the edit late', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('d', ['alice', 'bob']);
+    const original = await send(a, 'd', 'from the phone');
+    await net.settled();
+    const laptop = await net.device('alice', 'alice-laptop');
+    net.lose((e) => !(e.sender.deviceId === 'alice-laptop' && e.userId === 'bob'));
+    await laptop.e2ee.edit('d', original.seq, { contentType: 'text/plain', body: encode('fixed') });
+    await net.settled();
+    expect(b.unreadable).toMatchObject([{ reason: 'missing_key', message: { id: original.id } }]);
+
+    net.lose(() => true);
+    expect(await b.e2ee.retry(b.unreadable[0]!.message)).toBe(false);
+    await net.settled();
+    expect(b.sent.at(-1)).toMatchObject({ userId: 'alice', deviceId: 'alice-laptop' });
+    expect(b.read.at(-1)).toMatchObject({ late: true, edited: true, message: { id: original.id } });
+    expect(texts(b)).toEqual(['from the phone', 'fixed']);
+  });
+});
+
+describe('pairwise encryption (client.e2ee.pairwise, used by calls)', () => {
+  it('starts sessions with one claim, and keeps the ratchet whole under concurrent and out-of-order use', async () => {
+    const net = createFakeNetwork();
+    const [a, phone, laptop] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('bob', 'bob-laptop'),
+    ];
+    const stock = (deviceId: string) => net.published.get(deviceId)!.oneTimePrekeys.length;
+    // One offer per device, at once (as a call does): one claim for Bob, not one per offer.
+    const offers = await Promise.all(
+      [phone, laptop].map((d) => a.e2ee.pairwise.encrypt('bob', d.deviceId, encode(d.deviceId))),
+    );
+    expect([stock('bob-phone'), stock('bob-laptop')]).toEqual([99, 99]);
+    expect(decode(await laptop.e2ee.pairwise.decrypt('alice', a.deviceId, offers[1]!))).toBe(
+      'bob-laptop',
+    );
+    // Not for the phone: another session's bytes do not open.
+    await expect(phone.e2ee.pairwise.decrypt('alice', a.deviceId, offers[1]!)).rejects.toThrow();
+
+    // Many at once both ways (candidates, renegotiations), read concurrently in reverse order.
+    const texts = Array.from({ length: 12 }, (_, i) => `candidate ${i}`);
+    const [toPhone, toAlice] = await Promise.all([
+      Promise.all(texts.map((t) => a.e2ee.pairwise.encrypt('bob', 'bob-phone', encode(t)))),
+      Promise.all(texts.map((t) => laptop.e2ee.pairwise.encrypt('alice', a.deviceId, encode(t)))),
+    ]);
+    const read = await Promise.all([
+      ...toPhone.reverse().map((c) => phone.e2ee.pairwise.decrypt('alice', a.deviceId, c)),
+      ...toAlice.reverse().map((c) => a.e2ee.pairwise.decrypt('bob', 'bob-laptop', c)),
+    ]);
+    expect(read.map(decode)).toEqual([...texts.reverse(), ...texts]);
+    expect(decode(await phone.e2ee.pairwise.decrypt('alice', a.deviceId, offers[0]!))).toBe(
+      'bob-phone',
+    );
+    // A replay does not open twice.
+    await expect(phone.e2ee.pairwise.decrypt('alice', a.deviceId, offers[0]!)).rejects.toThrow();
+    expect([a, phone, laptop].flatMap((d) => d.errors)).toEqual([]);
+  });
+
+  it('is never confused with the envelopes that carry sender keys', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'hello'); // its key went to Bob in an envelope over the same session
+    await net.settled();
+    const envelope = a.sent.at(-1)!;
+    await expect(
+      b.e2ee.pairwise.decrypt('alice', a.deviceId, base64ToBytes(envelope.ciphertext)),
+    ).rejects.toThrow('already used'); // Bob read it: the ratchet refuses it a second time
+    // A pairwise message handed over as an envelope is not taken for a key share.
+    const bytes = await a.e2ee.pairwise.encrypt('bob', b.deviceId, encode('{"v":1,"t":"kr"}'));
+    net.event('bob', {
+      type: 'envelope',
+      envelope: {
+        id: 'e1',
+        senderId: 'alice',
+        senderDeviceId: a.deviceId,
+        contentType: 'mvp/e2ee-device',
+        ciphertext: bytes,
+        sentAt: new Date(0).toISOString(),
+      },
+    });
+    await net.settled();
+    expect(b.errors).toMatchObject([{ code: 'MALFORMED' }]);
+    expect(a.sent.at(-1)).toBe(envelope); // and no key request reached Alice
   });
 });

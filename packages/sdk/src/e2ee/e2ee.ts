@@ -3,6 +3,7 @@
  * outbox and the sync stream. Everything cryptographic is @mvp/crypto; this file wires it.
  */
 import { type CryptoStore, createMemoryStore } from '@mvp/crypto';
+import { bytesToBase64 } from '../base64';
 import type { Message, SyncEvent } from '../messaging';
 import type { MvpOutbox, OutboxHandle } from '../outbox';
 import type { MvpSync, Subscription } from '../syncEngine';
@@ -15,6 +16,7 @@ import {
   type UndecryptableReason,
 } from './inbound';
 import { createOutbound } from './outbound';
+import { createPairwise, type PairwiseCrypto } from './pairwise';
 import { E2EE_CONTENT_TYPE, addressOf } from './payloads';
 import { createPrekeys } from './prekeys';
 import { safetyNumbersWith, type SafetyNumber } from './safetyNumbers';
@@ -54,6 +56,20 @@ export type MvpE2ee = {
    * queues it in the outbox: the server sees only `mvp/e2ee` and opaque bytes.
    */
   send(conversationId: string, message: E2eeOutgoing): Promise<OutboxHandle>;
+  /**
+   * Replaces my message `seq` (sent from any of my devices) with new content, encrypted like a
+   * send. Every member device gets it through `onMessage` with `edited: true`, this one too.
+   */
+  edit(
+    conversationId: string,
+    seq: number,
+    message: Pick<E2eeOutgoing, 'contentType' | 'body'>,
+  ): Promise<Message>;
+  /**
+   * Device-to-device encryption over the pairwise (X3DH, Double Ratchet) sessions: for one
+   * device of someone's, started on first use. `client.calls` uses it for SDP and ICE.
+   */
+  readonly pairwise: PairwiseCrypto;
   /** Decrypted messages, in stream order (late ones, `late: true`, once their key arrived). */
   onMessage(handler: (message: DecryptedMessage) => Awaitable<void>): Subscription;
   /** A message this device cannot read (yet): never dropped silently. */
@@ -134,6 +150,11 @@ export function createE2ee(deps: {
       case 'message.new':
         if (isE2eeMessage(event.message)) await inbound.handleMessage(event.message);
         return;
+      case 'message.updated':
+        // Edits carry new bytes; a deletion (no bytes) or a changed expiry has nothing to read.
+        if (isE2eeMessage(event.message) && event.message.editedAt !== null)
+          await inbound.handleMessage(event.message);
+        return;
       case 'envelope':
         return inbound.handleEnvelope(event.envelope);
       case 'member.left':
@@ -178,9 +199,12 @@ export function createE2ee(deps: {
     return first;
   };
 
+  const pairwise = createPairwise({ store, directory, queue, inbound, ready: setup });
+
   return {
     store,
     setup,
+    pairwise,
     async send(conversationId, message) {
       await setup();
       return outbound.encrypt(
@@ -194,6 +218,21 @@ export function createE2ee(deps: {
             ...(message.forwarded === undefined ? {} : { forwarded: message.forwarded }),
           }),
       );
+    },
+    async edit(conversationId, seq, message) {
+      await setup();
+      const ciphertext = await outbound.encrypt(
+        conversationId,
+        { contentType: message.contentType, body: message.body },
+        (bytes) => bytes,
+        { seq },
+      );
+      return transport.editMessage({
+        conversationId,
+        seq,
+        contentType: E2EE_CONTENT_TYPE,
+        ciphertext: bytesToBase64(ciphertext),
+      });
     },
     onMessage: (handler) => listen(messageHandlers, handler),
     onUndecryptable: (handler) => listen(undecryptableHandlers, handler),
@@ -225,6 +264,10 @@ export function disabledE2ee(): MvpE2ee {
     },
     setup: async () => off(),
     send: async () => off(),
+    edit: async () => off(),
+    get pairwise(): PairwiseCrypto {
+      return off();
+    },
     onMessage: off,
     onUndecryptable: off,
     onError: off,

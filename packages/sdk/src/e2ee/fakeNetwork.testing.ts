@@ -40,12 +40,18 @@ export function createFakeNetwork() {
   const handlers = new Map<string, (event: SyncEvent) => Promise<void>>();
   const chains = new Map<string, Promise<void>>();
   const seqs = new Map<string, number>();
+  /** Stored messages by `conversationId:seq`, for edits. */
+  const stored = new Map<string, Message>();
   let ids = 0;
   /** Return false to lose an envelope on its way (the sender is not told). */
   let filter: (envelope: OutgoingEnvelope & { sender: DeviceRef }) => boolean = () => true;
 
   const liveDevices = (userId: string) =>
     [...published.values()].filter((d) => d.userId === userId);
+  const toMembers = (message: Message, type: 'message.new' | 'message.updated') => {
+    for (const userId of members.get(message.conversationId) ?? [])
+      for (const device of liveDevices(userId)) deliver(device.deviceId, { type, message });
+  };
 
   const deliver = (deviceId: string, event: SyncEvent) => {
     const handler = handlers.get(deviceId);
@@ -132,6 +138,21 @@ export function createFakeNetwork() {
         }
         return { ok: true };
       },
+      editMessage: async (input) => {
+        const key = `${input.conversationId}:${input.seq}`;
+        const original = stored.get(key);
+        if (original?.senderId !== me.userId) throw new Error('FORBIDDEN');
+        // As the server does: new bytes and editedAt; the sending device stays the original's.
+        const edited: Message = {
+          ...original,
+          contentType: input.contentType,
+          ciphertext: base64(input.ciphertext),
+          editedAt: new Date(++ids).toISOString(),
+        };
+        stored.set(key, edited);
+        toMembers(edited, 'message.updated');
+        return edited;
+      },
       verify: async (input) => ({
         ...input,
         verifiedAt: new Date(0).toISOString(),
@@ -162,9 +183,8 @@ export function createFakeNetwork() {
           expiresAt: null,
           reactions: [],
         } as Message;
-        for (const userId of members.get(conversationId) ?? [])
-          for (const device of liveDevices(userId))
-            deliver(device.deviceId, { type: 'message.new', message });
+        stored.set(`${conversationId}:${seq}`, message);
+        toMembers(message, 'message.new');
         return { clientMessageId: message.clientMessageId, result: Promise.resolve(message) };
       },
     } as MvpOutbox;
@@ -223,6 +243,8 @@ export function createFakeNetwork() {
           return;
       }
     },
+    /** The message as the server holds it now (after edits). */
+    message: (conversationId: string, seq: number) => stored.get(`${conversationId}:${seq}`),
     published,
   };
 }

@@ -25,6 +25,8 @@ import {
   addressOf,
   decodeContent,
   decodeDevicePayload,
+  decodeEdit,
+  editContext,
   encodeDevicePayload,
   groupContext,
 } from './payloads';
@@ -40,6 +42,11 @@ export type DecryptedMessage = {
   body: Uint8Array;
   /** True when it could not be read at first and is delivered after its key arrived. */
   late: boolean;
+  /**
+   * True when this is an edited version (`message.editedAt` is set): show it in place of the
+   * message with the same `message.id` (or add it, if you have not seen that one).
+   */
+  edited: boolean;
 };
 
 export type UndecryptableReason =
@@ -52,13 +59,26 @@ export type UndecryptableMessage = { message: Message; reason: UndecryptableReas
 
 type Outcome =
   | { ok: true; contentType: string; body: Uint8Array }
-  | { ok: false; reason: UndecryptableReason; keyId?: string };
+  | {
+      ok: false;
+      reason: UndecryptableReason;
+      /** For `missing_key`: the key and the device (of the sender's) that holds it. */
+      missing?: { keyId: string; device: string };
+    };
 
 const RECENT_LIMIT = 500;
 
 export type Inbound = {
-  /** For `message.new`: decrypts, then hands the result to the app (or reports it unreadable). */
+  /**
+   * For `message.new` and edits (`message.updated`): decrypts, then hands the result to the app
+   * (or reports it unreadable).
+   */
   handleMessage(message: Message): Promise<void>;
+  /**
+   * Decrypts one pairwise message from a device (for `client.e2ee.pairwise`); throws when it
+   * cannot. The same checks and session repair as for envelopes.
+   */
+  openFrom(sender: DeviceRef, ciphertext: Uint8Array): Promise<Uint8Array>;
   /** For `envelope`: handles ours (sender keys, key requests); others are left to the app. */
   handleEnvelope(envelope: Envelope): Promise<void>;
   /** Tries again now; when the key is still missing, asks the sender's device once more. */
@@ -72,6 +92,29 @@ export type Inbound = {
 export function isE2eeMessage(message: Message): boolean {
   return message.contentType === E2EE_CONTENT_TYPE && message.ciphertext !== null;
 }
+
+/**
+ * Which device's sender key encrypted the message's current bytes, and under which associated
+ * data: the sending device for an original, the editing device (named in the bytes, always one
+ * of the sender's: the address is built from `senderId`) for an edit.
+ */
+function sealedBy(message: Message & { ciphertext: Uint8Array }) {
+  if (message.editedAt === null)
+    return {
+      device: message.senderDeviceId,
+      bytes: message.ciphertext,
+      context: (sender: string) => groupContext(message.conversationId, sender),
+    };
+  const edit = decodeEdit(message.ciphertext);
+  return {
+    device: edit.deviceId,
+    bytes: edit.ciphertext,
+    context: (sender: string) => editContext(message.conversationId, sender, message.seq),
+  };
+}
+
+/** A message's bytes change with each edit: remembered plaintexts are per version. */
+const versionOf = (message: Message) => `${message.id}\n${message.editedAt ?? ''}`;
 
 export function createInbound(deps: {
   store: CryptoStore;
@@ -101,29 +144,27 @@ export function createInbound(deps: {
   };
 
   async function decrypt(message: Message): Promise<Outcome> {
-    const known = recent.get(message.id);
+    const known = recent.get(versionOf(message));
     if (known) return known;
-    const bytes = message.ciphertext;
-    if (bytes === null) return { ok: false, reason: 'decrypt_failed' };
-    const sender = addressOf(message.senderId, message.senderDeviceId);
-    let keyId: string | undefined;
+    const { ciphertext } = message;
+    if (ciphertext === null) return { ok: false, reason: 'decrypt_failed' };
+    let missing: { keyId: string; device: string } | undefined;
     try {
-      keyId = toBase64(parseSenderKeyMessage(bytes).keyId);
+      const sealed = sealedBy({ ...message, ciphertext });
+      const sender = addressOf(message.senderId, sealed.device);
+      missing = {
+        keyId: toBase64(parseSenderKeyMessage(sealed.bytes).keyId),
+        device: sealed.device,
+      };
       const plaintext = await queue(lanes.inbound(message.conversationId, sender), () =>
-        decryptGroup(
-          store,
-          message.conversationId,
-          sender,
-          bytes,
-          groupContext(message.conversationId, sender),
-        ),
+        decryptGroup(store, message.conversationId, sender, sealed.bytes, sealed.context(sender)),
       );
       const outcome = { ok: true as const, ...decodeContent(plaintext) };
-      remember(message.id, outcome);
+      remember(versionOf(message), outcome);
       return outcome;
     } catch (error) {
-      if (isCryptoError(error, 'UNKNOWN_KEY') && keyId !== undefined)
-        return { ok: false, reason: 'missing_key', keyId };
+      if (isCryptoError(error, 'UNKNOWN_KEY') && missing !== undefined)
+        return { ok: false, reason: 'missing_key', missing };
       return { ok: false, reason: 'decrypt_failed' };
     }
   }
@@ -131,16 +172,20 @@ export function createInbound(deps: {
   const requested = new Set<string>();
 
   /** Asks the sending device to share its key again (pairwise, so the server learns nothing). */
-  async function requestKey(message: Message, keyId: string) {
+  async function requestKey(message: Message, sealer: string, keyId: string) {
     const me = await deps.me();
-    if (message.senderId === me.userId && message.senderDeviceId === me.deviceId) return;
-    const device = (await directory.devicesOf(message.senderId)).find(
-      (d) => d.deviceId === message.senderDeviceId,
-    );
+    if (message.senderId === me.userId && sealer === me.deviceId) return;
+    const listed = async () =>
+      (await directory.devicesOf(message.senderId)).find((d) => d.deviceId === sealer);
+    let device = await listed();
+    if (!device) {
+      directory.forget(message.senderId); // a list from before that device came?
+      device = await listed();
+    }
     if (!device) return; // that device is gone: nobody can share its key any more
     const [ready] = await directory.ensureSessions(message.senderId, [device]);
     if (!ready) return;
-    const address = addressOf(message.senderId, message.senderDeviceId);
+    const address = addressOf(message.senderId, sealer);
     const payload = encodeDevicePayload({
       type: 'key-request',
       conversationId: message.conversationId,
@@ -153,7 +198,7 @@ export function createInbound(deps: {
       [
         {
           userId: message.senderId,
-          deviceId: message.senderDeviceId,
+          deviceId: sealer,
           contentType: E2EE_DEVICE_CONTENT_TYPE,
           ciphertext: bytesToBase64(ciphertext),
         },
@@ -162,16 +207,18 @@ export function createInbound(deps: {
     );
   }
 
-  function wait(message: Message, keyId: string, force: boolean) {
-    const sender = addressOf(message.senderId, message.senderDeviceId);
+  function wait(message: Message, missing: { keyId: string; device: string }, force: boolean) {
+    const { keyId, device: sealer } = missing;
+    const sender = addressOf(message.senderId, sealer);
     const key = pendingKey(message.conversationId, sender, keyId);
     const list = pending.get(key) ?? [];
-    if (!list.some((m) => m.id === message.id)) list.push(message);
+    const version = versionOf(message);
+    if (!list.some((m) => versionOf(m) === version)) list.push(message);
     pending.set(key, list);
     if (requested.has(key) && !force) return;
     requested.add(key);
     // In the background: the stream goes on while the request travels.
-    requestKey(message, keyId).catch((error: unknown) => {
+    requestKey(message, sealer, keyId).catch((error: unknown) => {
       requested.delete(key);
       deps.report(error);
     });
@@ -191,6 +238,7 @@ export function createInbound(deps: {
           contentType: outcome.contentType,
           body: outcome.body,
           late: true,
+          edited: message.editedAt !== null,
         });
       } else {
         await deps.undecryptable({ message, reason: outcome.reason });
@@ -198,48 +246,58 @@ export function createInbound(deps: {
     }
   }
 
-  async function openEnvelope(envelope: Envelope): Promise<Uint8Array | null> {
-    const address = addressOf(envelope.senderId, envelope.senderDeviceId);
+  /** Decrypts a pairwise message from `from`'s device; throws (after repairing) when it cannot. */
+  async function openFrom(from: DeviceRef, ciphertext: Uint8Array): Promise<Uint8Array> {
+    const address = addressOf(from.userId, from.deviceId);
     const prekey = (() => {
       try {
-        return messageType(envelope.ciphertext) === WireType.PreKeyMessage;
+        return messageType(ciphertext) === WireType.PreKeyMessage;
       } catch {
         return false;
       }
     })();
+    let plaintext: Uint8Array;
     try {
-      const plaintext = await queue(lanes.pair(address), () =>
-        decryptFromDevice(store, address, envelope.ciphertext),
+      plaintext = await queue(lanes.pair(address), () =>
+        decryptFromDevice(store, address, ciphertext),
       );
-      if (prekey && !(await identityMatches(envelope))) {
-        await queue(lanes.pair(address), () => store.deleteSession(address));
-        deps.report(new Error(`@mvp/sdk: ${address} used keys the directory does not list`));
-        return null;
-      }
-      return plaintext;
     } catch (error) {
-      deps.report(error);
       // A session both sides no longer share (e.g. both started one at once): drop ours, so
       // the next message either way runs X3DH again. A replay is just ignored.
       if (!prekey && !isCryptoError(error, 'DUPLICATE_MESSAGE')) {
         await queue(lanes.pair(address), () => store.deleteSession(address));
         deps.sessionReset(address);
       }
+      throw error;
+    }
+    if (prekey && !(await identityMatches(from))) {
+      await queue(lanes.pair(address), () => store.deleteSession(address));
+      throw new Error(`@mvp/sdk: ${address} used keys the directory does not list`);
+    }
+    return plaintext;
+  }
+
+  async function openEnvelope(envelope: Envelope): Promise<Uint8Array | null> {
+    try {
+      return await openFrom(
+        { userId: envelope.senderId, deviceId: envelope.senderDeviceId },
+        envelope.ciphertext,
+      );
+    } catch (error) {
+      deps.report(error);
       return null;
     }
   }
 
   /** A new session from a prekey message: the sender's keys must be the ones the server lists. */
-  async function identityMatches(envelope: Envelope): Promise<boolean> {
-    const session = await store.getSession(addressOf(envelope.senderId, envelope.senderDeviceId));
+  async function identityMatches(from: DeviceRef): Promise<boolean> {
+    const session = await store.getSession(addressOf(from.userId, from.deviceId));
     if (!session) return false;
     const listed = async () =>
-      (await directory.devicesOf(envelope.senderId)).find(
-        (d) => d.deviceId === envelope.senderDeviceId,
-      );
+      (await directory.devicesOf(from.userId)).find((d) => d.deviceId === from.deviceId);
     let device = await listed();
     if (device?.identityKey !== toBase64(session.remote.identityKey)) {
-      directory.forget(envelope.senderId); // maybe they just published it: ask again
+      directory.forget(from.userId); // maybe they just published it: ask again
       device = await listed();
     }
     return device?.identityKey === toBase64(session.remote.identityKey);
@@ -247,6 +305,7 @@ export function createInbound(deps: {
 
   return {
     decrypt,
+    openFrom,
     async handleMessage(message) {
       const outcome = await decrypt(message);
       if (outcome.ok) {
@@ -255,10 +314,11 @@ export function createInbound(deps: {
           contentType: outcome.contentType,
           body: outcome.body,
           late: false,
+          edited: message.editedAt !== null,
         });
         return;
       }
-      if (outcome.reason === 'missing_key' && outcome.keyId) wait(message, outcome.keyId, false);
+      if (outcome.missing) wait(message, outcome.missing, false);
       await deps.undecryptable({ message, reason: outcome.reason });
     },
 
@@ -299,10 +359,10 @@ export function createInbound(deps: {
     async retry(message) {
       const outcome = await decrypt(message);
       if (outcome.ok) {
-        const sender = addressOf(message.senderId, message.senderDeviceId);
+        const version = versionOf(message);
         for (const [key, list] of pending) {
-          if (!key.startsWith(`${message.conversationId}\n${sender}\n`)) continue;
-          const rest = list.filter((m) => m.id !== message.id);
+          if (!key.startsWith(`${message.conversationId}\n`)) continue;
+          const rest = list.filter((m) => versionOf(m) !== version);
           if (rest.length > 0) pending.set(key, rest);
           else pending.delete(key);
         }
@@ -311,10 +371,11 @@ export function createInbound(deps: {
           contentType: outcome.contentType,
           body: outcome.body,
           late: true,
+          edited: message.editedAt !== null,
         });
         return true;
       }
-      if (outcome.reason === 'missing_key' && outcome.keyId) wait(message, outcome.keyId, true);
+      if (outcome.missing) wait(message, outcome.missing, true);
       return false;
     },
 

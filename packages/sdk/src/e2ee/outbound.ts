@@ -17,8 +17,10 @@ import type { Directory } from './directory';
 import {
   E2EE_DEVICE_CONTENT_TYPE,
   addressOf,
+  editContext,
   encodeContent,
   encodeDevicePayload,
+  encodeEdit,
   groupContext,
   type Content,
 } from './payloads';
@@ -47,11 +49,13 @@ export type Outbound = {
   /**
    * Makes sure every member device can read what follows, encrypts one message and hands the
    * ciphertext to `use` (the outbox) in the same turn, so sends keep their encryption order.
+   * With `edit`, the bytes are the new version of message `edit.seq` (see payloads.ts).
    */
   encrypt<T>(
     conversationId: string,
     content: Content,
     use: (ciphertext: Uint8Array) => T,
+    edit?: { seq: number },
   ): Promise<T>;
   /** Drops this device's sender key: the next send creates and distributes a fresh one. */
   rotate(conversationId: string): Promise<void>;
@@ -177,7 +181,7 @@ export function createOutbound(deps: {
   }
 
   return {
-    encrypt: (conversationId, content, use) =>
+    encrypt: (conversationId, content, use, edit) =>
       queue(lanes.outbound(conversationId), async () => {
         const me = await deps.me();
         const members = await transport.members(conversationId);
@@ -190,13 +194,14 @@ export function createOutbound(deps: {
         if (keyId === undefined || stale || !audience)
           audience = await freshKey(conversationId, members, keyId !== undefined);
         await distribute(conversationId, members, audience);
+        const self = addressOf(me.userId, me.deviceId);
         const ciphertext = await encryptGroup(
           store,
           conversationId,
           encodeContent(content),
-          groupContext(conversationId, addressOf(me.userId, me.deviceId)),
+          edit ? editContext(conversationId, self, edit.seq) : groupContext(conversationId, self),
         );
-        return use(ciphertext);
+        return use(edit ? encodeEdit(me.deviceId, ciphertext) : ciphertext);
       }),
 
     rotate: (conversationId) =>

@@ -5,7 +5,13 @@
  *   `version (1) | content type length (1) | content type (utf-8) | body`, so the real content
  *   type is as private as the body;
  * - device-to-device envelopes carry `mvp/e2ee-device`; the Double Ratchet ciphertext wraps a
- *   small JSON object: a sender key distribution or a request for one.
+ *   small JSON object: a sender key distribution or a request for one;
+ * - an edit replaces the message's bytes with `version (1) | device id length (1) | device id |
+ *   sender-key ciphertext`: the editing device (any device of the sender's) names the key to
+ *   read it with, and the associated data binds it to the conversation, that device and the
+ *   message's seq, so it can be neither a new message nor the edit of another one;
+ * - `client.e2ee.pairwise` (call SDP and ICE) frames its bytes like message content, under the
+ *   label `mvp/pairwise`: binary, so never mistaken for an envelope's JSON, nor the reverse.
  */
 import { CryptoError, utf8 } from '@mvp/crypto';
 import { base64ToBytes, bytesToBase64 } from '../base64';
@@ -24,6 +30,13 @@ export const addressOf = (userId: string, deviceId: string) => `${userId}:${devi
  */
 export const groupContext = (conversationId: string, sender: string) =>
   utf8.encode(`mvp/e2ee/v1\n${conversationId}\n${sender}`);
+
+/**
+ * Associated data of an edit: like `groupContext`, plus the seq of the message it replaces (and
+ * its own label, so an edit and a new message are never interchangeable).
+ */
+export const editContext = (conversationId: string, sender: string, seq: number) =>
+  utf8.encode(`mvp/e2ee/v1/edit\n${conversationId}\n${sender}\n${seq}`);
 
 export type Content = { contentType: string; body: Uint8Array };
 
@@ -50,6 +63,36 @@ export function decodeContent(bytes: Uint8Array): Content {
     body: bytes.slice(2 + length),
   };
 }
+
+const EDIT_VERSION = 1;
+
+/** An edit's bytes: the editing device, then the sender-key ciphertext. */
+export function encodeEdit(deviceId: string, ciphertext: Uint8Array): Uint8Array {
+  const device = utf8.encode(deviceId);
+  if (device.length === 0 || device.length > 255)
+    throw new RangeError('@mvp/sdk: a device id is 1 to 255 bytes');
+  const out = new Uint8Array(2 + device.length + ciphertext.length);
+  out[0] = EDIT_VERSION;
+  out[1] = device.length;
+  out.set(device, 2);
+  out.set(ciphertext, 2 + device.length);
+  return out;
+}
+
+export function decodeEdit(bytes: Uint8Array): { deviceId: string; ciphertext: Uint8Array } {
+  if (bytes.length < 2 || bytes[0] !== EDIT_VERSION)
+    throw new CryptoError('UNKNOWN_VERSION', 'unknown e2ee edit version');
+  const length = bytes[1]!;
+  if (length === 0 || bytes.length <= 2 + length)
+    throw new CryptoError('MALFORMED', 'truncated e2ee edit');
+  return {
+    deviceId: utf8.decode(bytes.subarray(2, 2 + length)),
+    ciphertext: bytes.subarray(2 + length),
+  };
+}
+
+/** The label inside every `client.e2ee.pairwise` plaintext. */
+export const PAIRWISE_LABEL = 'mvp/pairwise';
 
 export type DevicePayload =
   /** My sender key for a conversation (distribution bytes from @mvp/crypto). */

@@ -20,9 +20,13 @@ export function createKeyedQueue(): KeyedQueue {
   };
 }
 
-/** The queue names: one per pairwise session, per own sender key, per received sender key. */
+/**
+ * The queue names: one per pairwise session, per own sender key, per received sender key, and
+ * per user whose sessions are being started (a claim must not race another for the same user).
+ */
 export const lanes = {
   pair: (address: string) => `pair\n${address}`,
+  sessions: (userId: string) => `sessions\n${userId}`,
   outbound: (conversationId: string) => `out\n${conversationId}`,
   inbound: (conversationId: string, sender: string) => `in\n${conversationId}\n${sender}`,
   prekeys: 'prekeys',

@@ -5,6 +5,7 @@
 import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
 import { errorCodeOf, isMvpError } from '../errors';
+import { decodeMessage, type Message } from '../messaging';
 import type { RouterInputs, RouterOutputs } from '../types';
 
 export type Me = { userId: string; deviceId: string };
@@ -37,6 +38,8 @@ export type E2eeTransport = {
   /** The user ids of the conversation's members now. */
   members(conversationId: string): Promise<string[]>;
   sendToDevices(envelopes: OutgoingEnvelope[], allDevices: boolean): Promise<SendToDevicesResult>;
+  /** Replaces the bytes of my message `seq` (the server keeps its place, stamps `editedAt`). */
+  editMessage(input: RouterInputs['messages']['edit']): Promise<Message>;
   verify(input: RouterInputs['keys']['verify']): Promise<Verification>;
 };
 
@@ -74,6 +77,7 @@ export function createApiE2eeTransport(api: TRPCClient<AppRouter>): E2eeTranspor
         return { ok: false, missing: devices?.missing ?? [], stale: devices?.stale ?? [] };
       }
     },
+    editMessage: async (input) => decodeMessage(await api.messages.edit.mutate(input)),
     verify: (input) => api.keys.verify.mutate(input),
   };
 }
