@@ -6,7 +6,6 @@
 import {
   createMvpClient,
   errorCodeOf,
-  insecurePlaintextCallCrypto,
   type Call,
   type DecryptedMessage,
   type PublicProfile,
@@ -20,12 +19,9 @@ const serverUrl =
   'http://127.0.0.1:3000';
 $('server-url').textContent = serverUrl;
 
-const client = createMvpClient({
-  url: serverUrl,
-  crypto: {},
-  // Not encrypted: see the note on the page. Replace with pairwise E2EE once the SDK offers it.
-  calls: { crypto: insecurePlaintextCallCrypto },
-});
+// E2EE on, with the device's secrets in memory: sessions live in memory too (a reload signs
+// out), so each load is a new device with new keys anyway. Calls encrypt SDP and ICE with it.
+const client = createMvpClient({ url: serverUrl, crypto: {} });
 
 type Line = { id: string; from: string; text: string; mine: boolean };
 const state = {
@@ -189,24 +185,31 @@ function renderMessages() {
   list.scrollTop = list.scrollHeight;
 }
 
-function addLine(conversationId: string, line: Line) {
+/** Adds a line, or replaces the text of the same message (an edit). */
+function addLine(conversationId: string, line: Line, edited = false) {
   const lines = state.lines.get(conversationId) ?? [];
-  if (lines.some((l) => l.id === line.id)) return;
-  lines.push(line);
+  const known = lines.find((l) => l.id === line.id);
+  if (known && !edited) return;
+  if (known) known.text = line.text;
+  else lines.push(line);
   state.lines.set(conversationId, lines);
   if (state.conversationId === conversationId) renderMessages();
 }
 
-client.e2ee.onMessage(async ({ message, contentType, body }: DecryptedMessage) => {
+client.e2ee.onMessage(async ({ message, contentType, body, edited }: DecryptedMessage) => {
   if (contentType !== 'text/plain') return;
   const mine = message.senderId === state.me?.id;
   if (!state.conversationId && !mine) await openChat(message.senderId);
-  addLine(message.conversationId, {
-    id: message.clientMessageId,
-    from: nameOf(message.senderId),
-    text: new TextDecoder().decode(body),
-    mine,
-  });
+  addLine(
+    message.conversationId,
+    {
+      id: message.clientMessageId,
+      from: nameOf(message.senderId),
+      text: new TextDecoder().decode(body),
+      mine,
+    },
+    edited,
+  );
 });
 
 $('compose').addEventListener('submit', (event) => {

@@ -80,8 +80,10 @@ export type MvpClientOptions = {
    */
   crypto?: E2eeOptions;
   /**
-   * Calls (`client.calls`): `crypto` encrypts SDP and ICE to the peer device (required to call);
-   * `RTCPeerConnection` and `getUserMedia` default to the browser's. See src/calls/README.md.
+   * Calls (`client.calls`): SDP and ICE are encrypted to the peer device with `e2ee.pairwise`
+   * when the `crypto` option is on (`calls.crypto` replaces that; without either, calls fail
+   * with `NO_CALL_CRYPTO`). `RTCPeerConnection` and `getUserMedia` default to the browser's.
+   * See src/calls/README.md.
    */
   calls?: Omit<CallManagerOptions, 'transport' | 'sync'>;
 };
@@ -242,10 +244,12 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     ? createE2ee({ transport: createApiE2eeTransport(api), sync, outbox, options: options.crypto })
     : disabledE2ee();
 
+  const callCrypto = options.calls?.crypto ?? (options.crypto ? e2ee.pairwise : undefined);
   const calls = createCallManager({
     transport: createApiCallTransport(api),
     sync,
     ...options.calls,
+    crypto: callCrypto,
   });
 
   return {

@@ -1,7 +1,7 @@
 export type CallErrorCode =
   /** The callee has no device with published keys: nothing can ring, and nothing can be encrypted. */
   | 'NO_DEVICES'
-  /** No `crypto` was given (and the client exposes no pairwise encryption). */
+  /** Calls have no `crypto`: E2EE is off in `createMvpClient` and no `calls.crypto` was given. */
   | 'NO_CALL_CRYPTO'
   /** The camera or microphone could not be opened (permission refused, no device). */
   | 'MEDIA_FAILED'

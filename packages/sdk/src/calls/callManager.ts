@@ -28,9 +28,9 @@ export type CallManagerOptions = {
   /** The client's sync engine (`client.sync`): call events arrive on the device's stream. */
   sync: { onEvent(handler: (event: SyncEvent) => void | Promise<void>): Subscription };
   /**
-   * Encrypts SDP and ICE to the one peer device. Required: without it `start` throws
-   * `NO_CALL_CRYPTO` and incoming calls are reported to `onError` instead of ringing.
-   * `insecurePlaintextCallCrypto` exists for tests and local development only.
+   * Encrypts SDP and ICE to the one peer device. `createMvpClient` passes `client.e2ee.pairwise`
+   * when E2EE is on. Without one `start` throws `NO_CALL_CRYPTO` and incoming calls are
+   * reported to `onError` instead of ringing.
    */
   crypto?: CallCrypto;
   /** Defaults to `globalThis.RTCPeerConnection`; pass react-native-webrtc's on React Native. */
@@ -154,7 +154,12 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     if (event.offer === null || event.call.state !== 'ringing' || sessions.has(event.call.id))
       return;
     if (!options.crypto) {
-      report(new CallError('NO_CALL_CRYPTO', 'A call came in, but calls have no `crypto`'));
+      report(
+        new CallError(
+          'NO_CALL_CRYPTO',
+          'A call came in, but calls have no `crypto` (turn on E2EE: `crypto` in createMvpClient)',
+        ),
+      );
       return;
     }
     const session = newSession({
@@ -216,7 +221,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     if (!options.crypto)
       throw new CallError(
         'NO_CALL_CRYPTO',
-        'Calls need `crypto` (pairwise encryption of SDP and ICE to the peer device)',
+        'Calls need `crypto` to encrypt SDP and ICE to the peer device: turn on E2EE (`crypto` in createMvpClient) or pass `calls.crypto`',
       );
     if (live()) throw new CallError('CALL_IN_PROGRESS', 'There is a live call on this device');
     listen();

@@ -1,7 +1,6 @@
 export { createCallManager } from './callManager';
 export type { CallManagerOptions, MvpCalls } from './callManager';
 export type { Call, CallEndReason, CallState, CallTiming } from './callSession';
-export { insecurePlaintextCallCrypto } from './callCrypto';
 export type { CallCrypto } from './callCrypto';
 export { CallError, isCallError } from './callError';
 export type { CallErrorCode } from './callError';
