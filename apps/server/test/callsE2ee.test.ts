@@ -1,12 +1,19 @@
 /**
  * Calls between real SDK clients with E2EE on and no `calls.crypto`: the default pairwise
  * encryption carries SDP and ICE through a real server, and neither the database nor what the
- * server relays holds any of it.
+ * server relays holds any of it. And a device that starts cold (no cursor) rings for a call
+ * placed before it connected.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
-import { type Call, type CallState, type CryptoStore, type MvpClient } from '@mvp/sdk';
+import {
+  createMemoryCryptoStore,
+  type Call,
+  type CallState,
+  type CryptoStore,
+  type MvpClient,
+} from '@mvp/sdk';
 import { registerUser, type Account } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { backendLabel } from './helpers/env';
@@ -152,5 +159,41 @@ describe(`calls encrypted end to end by default (${backendLabel})`, () => {
     for (const text of [...a.relayed, ...b.relayed, ...stored])
       expect(readable(text)).not.toContain(secret);
     expect([...a.errors, ...b.errors]).toEqual([]);
+  });
+
+  it('a device that starts cold rings for a call placed before it connected', async () => {
+    const [carol, dave] = [await registerUser(t), await registerUser(t)];
+    const c = await device(carol, 'carol');
+    // Dave's phone publishes its keys, then the app is closed (keys kept, no cursor kept).
+    const store = createMemoryCryptoStore();
+    const first = await device(dave, 'dave', store);
+    await first.client.close();
+
+    const call = await c.client.calls.start(dave.userId, { media: 'audio' });
+    expect(call.state).toBe('dialing');
+    const api = t.newClient({ getToken: () => dave.accessToken }).api;
+    const listed = (await api.sync.snapshot.query()).ringingCalls;
+    expect(listed).toEqual([
+      {
+        call: expect.objectContaining({ id: call.id, state: 'ringing', direction: 'incoming' }),
+        callerDeviceId: c.deviceId,
+        offer: expect.any(String),
+      },
+    ]);
+    // Only where it rings: not for the caller.
+    expect((await c.client.api.sync.snapshot.query()).ringingCalls).toEqual([]);
+
+    // Dave opens the app again: a cold start (snapshot, then the stream from its cursor).
+    const again = await device(dave, 'dave again', store);
+    const ringing = await again.incoming.next(10_000);
+    expect(ringing).toMatchObject({ id: call.id, state: 'ringing', peerUserId: carol.userId });
+    await ringing.accept(); // the offer from the snapshot decrypts with the kept keys
+    await Promise.all([reaches(call, 'connected'), reaches(ringing, 'connected')]);
+    expect((await api.sync.snapshot.query()).ringingCalls).toEqual([]); // answered: no more
+
+    await ringing.hangup();
+    await reaches(call, 'ended');
+    expect(call.endReason).toBe('hangup');
+    expect([...c.errors, ...again.errors]).toEqual([]);
   });
 });

@@ -93,6 +93,18 @@ export const ZCallHistoryInput = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(30),
 });
 
+/**
+ * A call ringing this device, as `sync.snapshot` lists it: what its `call.invite` carried, so a
+ * device that starts cold (no cursor) rings for a call placed before it connected.
+ */
+export const ZRingingCall = z.object({
+  call: ZCall,
+  callerDeviceId: z.string(),
+  /** The caller's offer, encrypted to this device. */
+  offer: ZBase64,
+});
+export type TRingingCall = z.infer<typeof ZRingingCall>;
+
 /** Call events on the sync stream. */
 export const ZCallEvent = z.discriminatedUnion('type', [
   /** Durable, to each callee device (with its own offer) and the caller's other devices (no offer). */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ZId } from './auth';
 import { ZBase64 } from './bytes';
-import { ZCallEvent } from './calls';
+import { ZCallEvent, ZRingingCall } from './calls';
 import { ZContactRequests, ZPeopleEvent } from './people';
 
 export { ZBase64 };
@@ -329,4 +329,9 @@ export const ZSnapshot = z.object({
    * cold start): handle them, then `sync.ack` the last id.
    */
   pendingEnvelopes: z.array(z.object({ id: z.string(), envelope: ZEnvelope })),
+  /**
+   * Calls still ringing that rang this device before `cursor` (with its offer): ring for them.
+   * What happens to them next (answered elsewhere, ended) follows on the stream.
+   */
+  ringingCalls: z.array(ZRingingCall),
 });

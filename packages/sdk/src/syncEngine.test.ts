@@ -54,6 +54,7 @@ function snapshotOf(
     })),
     contactRequests: { incoming: [], outgoing: [] },
     pendingEnvelopes: [],
+    ringingCalls: [],
   };
 }
 

@@ -18,6 +18,7 @@ describe('call events on the sync stream', () => {
         conversations: [],
         contactRequests: { incoming: [], outgoing: [] },
         pendingEnvelopes: [],
+        ringingCalls: [],
       }),
       subscribe(_from, handlers) {
         push = (value) => handlers.onData(value);

@@ -4,7 +4,7 @@
  * calling a user who is in a call).
  */
 import type { Subscription } from '../syncEngine';
-import type { SyncEvent } from '../messaging';
+import type { Snapshot, SyncEvent } from '../messaging';
 import type { CallCrypto } from './callCrypto';
 import { CallError } from './callError';
 import {
@@ -25,8 +25,14 @@ import {
 
 export type CallManagerOptions = {
   transport: CallTransport;
-  /** The client's sync engine (`client.sync`): call events arrive on the device's stream. */
-  sync: { onEvent(handler: (event: SyncEvent) => void | Promise<void>): Subscription };
+  /**
+   * The client's sync engine (`client.sync`): call events arrive on the device's stream, and a
+   * cold start's snapshot lists the calls that were already ringing this device.
+   */
+  sync: {
+    onEvent(handler: (event: SyncEvent) => void | Promise<void>): Subscription;
+    onSnapshot?(handler: (snapshot: Snapshot) => void | Promise<void>): Subscription;
+  };
   /**
    * Encrypts SDP and ICE to the one peer device. `createMvpClient` passes `client.e2ee.pairwise`
    * when E2EE is on. Without one `start` throws `NO_CALL_CRYPTO` and incoming calls are
@@ -89,6 +95,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   const changeHandlers = new Set<(call: Call) => void>();
   const errorHandlers = new Set<(error: unknown) => void>();
   let subscription: Subscription | undefined;
+  let snapshotSubscription: Subscription | undefined;
   let dialSession: CallSession | undefined;
 
   const report = (error: unknown) => {
@@ -208,6 +215,18 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   }
 
   function listen() {
+    // Before the events: registering for those may start the stream, whose cold start hands
+    // out the snapshot first.
+    snapshotSubscription ??= options.sync.onSnapshot?.(async (snapshot) => {
+      // An older server's snapshot has no list; nothing rang before this start then.
+      for (const ringing of snapshot.ringingCalls ?? []) {
+        try {
+          await ring({ type: 'call.invite', ...ringing });
+        } catch (error) {
+          report(error);
+        }
+      }
+    });
     subscription ??= options.sync.onEvent(async (event) => {
       try {
         await onEvent(event);
@@ -271,6 +290,8 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     async close() {
       subscription?.unsubscribe();
       subscription = undefined;
+      snapshotSubscription?.unsubscribe();
+      snapshotSubscription = undefined;
       await live()
         ?.hangup()
         .catch(() => undefined);

@@ -1,6 +1,6 @@
 import type { Selectable, Transaction } from 'kysely';
 import { uuidv7 } from 'uuidv7';
-import type { TCall, TCallEndReason, TCallState, TSyncEvent } from '@mvp/contracts';
+import type { TCall, TCallEndReason, TCallState, TRingingCall, TSyncEvent } from '@mvp/contracts';
 import type { CallsTable, DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
@@ -214,6 +214,55 @@ export async function startCall(
   });
   await wake(ctx.ports, [me, input.calleeId]);
   return toCall(row, me);
+}
+
+/**
+ * Calls ringing this device whose invite is in its stream at or before `upTo`, each with the
+ * offer that invite carried: `sync.snapshot` lists them, so a cold start (which streams from
+ * `upTo` on) rings for a call placed before the device connected. Oldest first.
+ */
+export async function ringingInvites(
+  ctx: Context,
+  device: Device,
+  upTo: number,
+): Promise<TRingingCall[]> {
+  const db = ctx.ports.db;
+  // Past the ring timeout a call is about to become missed: not worth ringing for.
+  const since = ctx.ports.clock.now() - ctx.settings.calls.ringTimeoutMs;
+  const ringing = await db
+    .selectFrom('calls')
+    .selectAll()
+    .where('callee_id', '=', device.userId)
+    .where('state', '=', 'ringing')
+    .where('created_at', '>', since)
+    .orderBy('created_at')
+    .limit(32)
+    .execute();
+  if (ringing.length === 0) return [];
+  const calls = new Map(ringing.map((row) => [row.id, row]));
+  const invites = await db
+    .selectFrom('user_events')
+    .select('payload')
+    .where('user_id', '=', device.userId)
+    .where('device_id', '=', device.deviceId)
+    .where('type', '=', 'call.invite')
+    .where('seq', '<=', upTo)
+    .where('created_at', '>=', Number(ringing[0]!.created_at))
+    .orderBy('seq')
+    .execute();
+  const found: TRingingCall[] = [];
+  for (const { payload } of invites) {
+    // Written by `recordDeviceEvent` from a validated `call.invite`, so the shape is known.
+    const invite = JSON.parse(payload) as { call: TCall; callerDeviceId: string; offer: string };
+    const row = calls.get(invite.call.id);
+    if (!row) continue; // no longer ringing
+    found.push({
+      call: toCall(row, device.userId),
+      callerDeviceId: invite.callerDeviceId,
+      offer: invite.offer,
+    });
+  }
+  return found;
 }
 
 /** A call that ends the moment it starts (busy, lost glare): kept for both histories. */

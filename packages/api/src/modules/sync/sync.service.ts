@@ -1,6 +1,7 @@
 import type { TEnvelope } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { ringingInvites } from '../calls/calls.service';
 import { listRequests } from '../contacts/contacts.service';
 import * as conversations from '../conversations/conversations.repo';
 import { describeMessages, findBySeqs } from '../messages/messages.repo';
@@ -16,11 +17,12 @@ export async function snapshot(ctx: Context, device: { userId: string; deviceId:
   const db = ctx.ports.db;
   const bounds = await streamBounds(db, me);
   if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
-  const [rows, unread, contactRequests, envelopes] = await Promise.all([
+  const [rows, unread, contactRequests, envelopes, ringingCalls] = await Promise.all([
     conversations.listMine(db, me),
     conversations.unreadCounts(db, me),
     listRequests(ctx, me),
     pendingEnvelopes(db, device, bounds.last),
+    ringingInvites(ctx, device, bounds.last),
   ]);
   const lastRows = await findBySeqs(
     db,
@@ -45,6 +47,7 @@ export async function snapshot(ctx: Context, device: { userId: string; deviceId:
     }),
     contactRequests,
     pendingEnvelopes: envelopes,
+    ringingCalls,
   };
 }
 
