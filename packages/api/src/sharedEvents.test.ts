@@ -42,9 +42,11 @@ describe('shared events', () => {
 
   it('writes a shared event frame exactly as JSON.stringify does, for any request id', () => {
     const event = share(sampleEvent());
-    for (const requestId of [1, 'abc', 'with "quotes" and \u2028', null]) {
+    for (const requestId of [1, 'abc', 'with "quotes" and \u2028', null, undefined]) {
       const frame = trackedFrame(requestId, '42', event);
       expect(encodeFrame(frame)).toBe(JSON.stringify(frame));
+      const bare = { ...(frame as object), jsonrpc: undefined };
+      expect(encodeFrame(bare)).toBe(JSON.stringify(bare));
     }
   });
 

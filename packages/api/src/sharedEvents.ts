@@ -49,8 +49,8 @@ export const transformer: CombinedDataTransformer = {
 };
 
 function hasOnlyKeys(value: object, keys: readonly string[]): boolean {
-  const own = Object.keys(value);
-  return own.every((k) => keys.includes(k));
+  for (const key in value) if (!keys.includes(key)) return false;
+  return true;
 }
 
 /**
@@ -78,26 +78,9 @@ function sharedFrameText(frame: unknown): string | undefined {
   let eventText = texts.get(item.data);
   if (eventText === undefined) texts.set(item.data, (eventText = JSON.stringify(item.data)));
   // Members in tRPC's order; like JSON.stringify, undefined ones are left out.
-  const text = (value: unknown) => (value === undefined ? undefined : JSON.stringify(value));
-  const object = (members: [string, string | undefined][]) =>
-    `{${members
-      .filter(([, value]) => value !== undefined)
-      .map(([name, value]) => `"${name}":${value}`)
-      .join(',')}}`;
-  const json = object([
-    ['id', text(item.id)],
-    ['data', eventText],
-  ]);
-  return object([
-    ['id', text(id)],
-    ['jsonrpc', text(jsonrpc)],
-    [
-      'result',
-      object([
-        ['type', '"data"'],
-        ['data', `{"json":${json}}`],
-        ['id', text(r.id)],
-      ]),
-    ],
-  ]);
+  const member = (name: string, value: unknown, sep = ',') =>
+    value === undefined ? '' : `${sep}"${name}":${JSON.stringify(value)}`;
+  const head = `${member('id', id, '')}${member('jsonrpc', jsonrpc, id === undefined ? '' : ',')}`;
+  const json = `{${member('id', item.id, '')}${item.id === undefined ? '' : ','}"data":${eventText}}`;
+  return `{${head}${head ? ',' : ''}"result":{"type":"data","data":{"json":${json}}${member('id', r.id)}}}`;
 }

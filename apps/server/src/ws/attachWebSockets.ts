@@ -15,6 +15,7 @@ import type { ServerConfig } from '../config';
 import { TRPC_PATH } from '../http/createHttpHandler';
 import { clientIpOf, originAllowed, requestIdOf } from '../http/requestInfo';
 import type { ServerMetrics } from '../metrics';
+import { burstWrites } from './burstWrites';
 
 export type WsDeps = {
   config: ServerConfig;
@@ -58,7 +59,10 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
       logger.warn({ origin: req.headers.origin }, 'websocket refused: origin not allowed');
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      burstWrites(ws, socket);
+      wss.emit('connection', ws, req);
+    });
   });
 
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {

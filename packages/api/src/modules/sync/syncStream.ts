@@ -10,6 +10,9 @@ const PAGE = 200;
 /** Ephemeral events travel on the bus only and are never replayed. */
 const EPHEMERAL = new Set(['presence', 'typing', 'call.signal']);
 
+/** What a user's bus channel carries: wake-ups (some with the event) and ephemeral events. */
+type BusMessage = { type: string; toDeviceId?: string; seq?: unknown; event?: TSyncEvent };
+
 /** Cursors are the decimal seq of the user's stream; anything else is refused. */
 export function parseCursor(id: string | null | undefined): number | null {
   if (id === null || id === undefined) return null;
@@ -53,21 +56,26 @@ export async function* syncStream(
   const ephemeral: TSyncEvent[] = [];
   const carried: EventWake[] = [];
   let dirty = true;
+  // Resolves the loop's wait; set only while it waits. Abort resolves it too, so one waiting
+  // promise per wait and nothing that accumulates on a long-lived stream.
   let wake: (() => void) | undefined;
+  const rouse = () => {
+    const resolve = wake;
+    wake = undefined;
+    resolve?.();
+  };
   const unsubscribe = await ctx.ports.bus.subscribe(userChannel(userId), (message) => {
-    const { toDeviceId, ...event } = message as (TSyncEvent | { type: 'wake' }) & {
-      toDeviceId?: string;
-    };
-    if (EPHEMERAL.has(event.type)) {
-      if (!toDeviceId || toDeviceId === deviceId) ephemeral.push(event as TSyncEvent);
-    } else if (typeof (message as Partial<EventWake>).seq === 'number' && 'event' in event) {
-      carried.push(message as EventWake);
-    } else dirty = true;
-    wake?.();
+    const m = message as BusMessage;
+    if (EPHEMERAL.has(m.type)) {
+      if (!m.toDeviceId || m.toDeviceId === deviceId) {
+        const { toDeviceId: _, ...event } = m;
+        ephemeral.push(event as TSyncEvent);
+      }
+    } else if (typeof m.seq === 'number' && m.event) carried.push(m as EventWake);
+    else dirty = true;
+    rouse();
   });
-  const aborted = new Promise<void>((resolve) =>
-    signal?.addEventListener('abort', () => resolve(), { once: true }),
-  );
+  signal?.addEventListener('abort', rouse, { once: true });
   try {
     const bounds = await streamBounds(ctx.ports.db, userId);
     if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
@@ -101,10 +109,10 @@ export async function* syncStream(
         } else if (head.seq > cursor) dirty = true; // a gap: read it (this event included)
         continue;
       }
-      await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
-      wake = undefined;
+      await new Promise<void>((resolve) => (wake = resolve));
     }
   } finally {
+    signal?.removeEventListener('abort', rouse);
     await unsubscribe();
   }
 }
