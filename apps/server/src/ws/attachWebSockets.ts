@@ -92,7 +92,7 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
     router: appRouter,
     // JSON text frames as tRPC's default, with a fanned-out event's text built once (see
     // sharedEvents.ts in @mvp/api).
-    experimental_encoder: { encode: encodeFrame, decode: jsonEncoder.decode },
+    experimental_encoder: { encode: encodeFrame, decode: (data) => jsonEncoder.decode(data) },
     createContext: async ({ req, res, info }) => {
       const ctx = await createContext(infra.ports, settings, {
         requestId: requestIdOf(req),
