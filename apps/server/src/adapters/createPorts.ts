@@ -53,13 +53,20 @@ async function answers(probe: () => Promise<unknown>, timeoutMs: number): Promis
   }
 }
 
-function connectRedis(url: string, name: string, options: { offlineQueue: boolean }): Redis {
+function connectRedis(
+  url: string,
+  name: string,
+  options: { offlineQueue: boolean; autoPipelining: boolean },
+): Redis {
   return new Redis(url, {
     connectionName: `mvp-${name}`,
     lazyConnect: true,
     // Commands fail fast instead of queueing forever while Redis is away.
     maxRetriesPerRequest: 2,
     enableOfflineQueue: options.offlineQueue,
+    // Commands issued in the same tick leave in one write: a send wakes every member with one
+    // PUBLISH each, and a socket write costs more than the command (bench/README.md).
+    enableAutoPipelining: options.autoPipelining,
   });
 }
 
@@ -155,11 +162,20 @@ export async function createInfrastructure(
       };
     }
 
-    const command = connectRedis(config.redisUrl, 'command', { offlineQueue: true });
-    const subscriber = connectRedis(config.redisUrl, 'subscriber', { offlineQueue: true });
+    const command = connectRedis(config.redisUrl, 'command', {
+      offlineQueue: true,
+      autoPipelining: true,
+    });
+    const subscriber = connectRedis(config.redisUrl, 'subscriber', {
+      offlineQueue: true,
+      autoPipelining: false,
+    });
     // Its own connection without an offline queue, so an outage hands over to the insurance
     // limiter at once instead of holding every request until Redis is back.
-    const limiter = connectRedis(config.redisUrl, 'ratelimit', { offlineQueue: false });
+    const limiter = connectRedis(config.redisUrl, 'ratelimit', {
+      offlineQueue: false,
+      autoPipelining: true,
+    });
     redisClients.push(command, subscriber, limiter);
     for (const client of redisClients) {
       client.on('error', (err: Error) =>
