@@ -188,7 +188,12 @@ export async function runMysqlMessaging(config: BenchConfig, log: Log) {
               durationS,
               ciphertext,
             });
-      const results: Record<Variant, RoundResult[]> = { redis: [], single: [], same: [], cross: [] };
+      const results: Record<Variant, RoundResult[]> = {
+        redis: [],
+        single: [],
+        same: [],
+        cross: [],
+      };
       if (config.warmupS > 0) {
         for (const variant of variants) await run(variant, config.warmupS);
       }
