@@ -29,6 +29,13 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** The JSON text of a shared event, built on first use. */
+export function sharedText(event: object): string {
+  let text = texts.get(event);
+  if (text === undefined) texts.set(event, (text = JSON.stringify(event)));
+  return text;
+}
+
 /** A tracked subscription item (`{ id, data }`, built by tRPC) whose data is a shared event. */
 function sharedItem(value: unknown): { id: unknown; data: object } | undefined {
   if (value === null || typeof value !== 'object') return undefined;
@@ -75,8 +82,7 @@ function sharedFrameText(frame: unknown): string | undefined {
   if (!hasOnlyKeys(r.data, ['json'])) return undefined;
   const item = sharedItem((r.data as { json?: unknown }).json);
   if (!item || !hasOnlyKeys(item, ['id', 'data'])) return undefined;
-  let eventText = texts.get(item.data);
-  if (eventText === undefined) texts.set(item.data, (eventText = JSON.stringify(item.data)));
+  const eventText = sharedText(item.data);
   // Members in tRPC's order; like JSON.stringify, undefined ones are left out.
   const member = (name: string, value: unknown, sep = ',') =>
     value === undefined ? '' : `${sep}"${name}":${JSON.stringify(value)}`;

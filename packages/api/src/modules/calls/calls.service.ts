@@ -8,7 +8,7 @@ import { enforceLimit } from '../../rateLimit';
 import * as users from '../auth/users.repo';
 import { notify } from '../contacts/peopleEvents';
 import { blockedBetween } from '../conversations/conversations.service';
-import { recordDeviceEvent, recordEvents, wake } from '../sync/events';
+import { recordDeviceEvent, recordEvents, StreamWrites } from '../sync/events';
 import { iceServersFor } from './iceServers';
 
 type CallRow = Selectable<CallsTable>;
@@ -69,12 +69,12 @@ async function devicesOf(ctx: Context, userId: string): Promise<string[]> {
 }
 
 /** Stores `event` for both people's devices and the call's new state, then wakes them. */
-async function tellBoth(ctx: Context, trx: Transaction<DB>, row: CallRow, now: number) {
+async function tellBoth(trx: Transaction<DB>, row: CallRow, now: number, writes: StreamWrites) {
   const event = (viewer: string): DurableCallEvent => ({
     type: 'call.ended',
     call: toCall(row, viewer),
   });
-  await recordEvents(trx, [row.caller_id, row.callee_id], event, now);
+  await recordEvents(trx, [row.caller_id, row.callee_id], event, now, writes);
 }
 
 /**
@@ -89,6 +89,7 @@ async function finish(
   reason: TCallEndReason,
 ): Promise<TCall> {
   const now = ctx.ports.clock.now();
+  const writes = new StreamWrites();
   const ended = await ctx.ports.db.transaction().execute(async (trx) => {
     const result = await trx
       .updateTable('calls')
@@ -98,11 +99,11 @@ async function finish(
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) !== 1) return null;
     const updated = { ...row, state, end_reason: reason, ended_at: now };
-    await tellBoth(ctx, trx, updated, now);
+    await tellBoth(trx, updated, now, writes);
     return updated;
   });
   if (!ended) throw new AppError('CONFLICT', 'This call has already ended');
-  await wake(ctx.ports, [row.caller_id, row.callee_id]);
+  await writes.wake(ctx.ports);
   return toCall(ended, row.caller_id);
 }
 
@@ -183,6 +184,7 @@ export async function startCall(
   }
 
   const mine = (await devicesOf(ctx, me)).filter((d) => d !== device.deviceId);
+  const writes = new StreamWrites();
   await db.transaction().execute(async (trx) => {
     await trx.insertInto('calls').values(row).execute();
     for (const offer of input.offers) {
@@ -196,6 +198,7 @@ export async function startCall(
           offer: offer.ciphertext,
         },
         now,
+        writes,
       );
     }
     for (const other of mine) {
@@ -209,10 +212,11 @@ export async function startCall(
           offer: null,
         },
         now,
+        writes,
       );
     }
   });
-  await wake(ctx.ports, [me, input.calleeId]);
+  await writes.wake(ctx.ports);
   return toCall(row, me);
 }
 
@@ -274,11 +278,12 @@ async function settledAtOnce(
 ): Promise<TCall> {
   const now = ctx.ports.clock.now();
   const ended = { ...row, state, end_reason: reason, ended_at: now };
+  const writes = new StreamWrites();
   await ctx.ports.db.transaction().execute(async (trx) => {
     await trx.insertInto('calls').values(ended).execute();
-    await tellBoth(ctx, trx, ended, now);
+    await tellBoth(trx, ended, now, writes);
   });
-  await wake(ctx.ports, [row.caller_id, row.callee_id]);
+  await writes.wake(ctx.ports);
   return toCall(ended, row.caller_id);
 }
 
@@ -295,6 +300,7 @@ export async function acceptCall(
   if (row.callee_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
   assertPayload(ctx, [input.answer]);
   const now = ctx.ports.clock.now();
+  const writes = new StreamWrites();
   const accepted = await ctx.ports.db.transaction().execute(async (trx) => {
     const result = await trx
       .updateTable('calls')
@@ -313,17 +319,19 @@ export async function acceptCall(
       { userId: row.caller_id, deviceId: row.caller_device_id },
       { type: 'call.accepted', callId: row.id, deviceId: device.deviceId, answer: input.answer },
       now,
+      writes,
     );
     await recordEvents(
       trx,
       [row.callee_id],
       { type: 'call.answered_elsewhere', callId: row.id, deviceId: device.deviceId },
       now,
+      writes,
     );
     return true;
   });
   if (!accepted) throw new AppError('CONFLICT', 'This call is no longer ringing');
-  await wake(ctx.ports, [row.caller_id, row.callee_id]);
+  await writes.wake(ctx.ports);
   return toCall((await findCall(ctx, row.id))!, device.userId);
 }
 

@@ -7,7 +7,7 @@ import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import { memberIds } from '../conversations/conversations.repo';
 import { requireMember } from '../conversations/conversations.service';
-import { recordEvents, wake, wakeWithEvent } from '../sync/events';
+import { recordEvents, StreamWrites, wake } from '../sync/events';
 import * as repo from './messages.repo';
 
 type Sender = { userId: string; deviceId: string };
@@ -136,7 +136,7 @@ export async function sendMessage(
   const now = ctx.ports.clock.now();
   // The timer as read just before: a change racing this send may apply from the next one.
   const timer = Number(posting.disappear_seconds);
-  let told = new Map<string, number>();
+  const writes = new StreamWrites();
   let message: TMessage;
   try {
     message = await db.transaction().execute(async (trx) => {
@@ -168,7 +168,7 @@ export async function sendMessage(
       // Read under the conversation row lock: exactly the members at this seq.
       const members = await memberIds(trx, input.conversationId);
       const message = repo.toMessage(row);
-      told = await recordEvents(trx, members, { type: 'message.new', message }, now);
+      await recordEvents(trx, members, { type: 'message.new', message }, now, writes);
       return message;
     });
   } catch (err) {
@@ -178,7 +178,7 @@ export async function sendMessage(
     if (!winner) throw err;
     return repo.toMessage(winner);
   }
-  await wakeWithEvent(ctx.ports, told, { type: 'message.new', message });
+  await writes.wake(ctx.ports);
   return message;
 }
 

@@ -2,7 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { TSyncEvent } from '@mvp/contracts';
 import type { DB } from '@mvp/db';
 import type { Ports } from '../../ports';
-import { share } from '../../sharedEvents';
+import { share, sharedText } from '../../sharedEvents';
 import { userChannel } from '../contacts/peopleEvents';
 import { describeMessages, findBySeqs, type MessageRow } from '../messages/messages.repo';
 import { appendEvents, type StoredEvent, type StreamRow } from './stream.repo';
@@ -13,23 +13,52 @@ type MessageRef = { conversationId: string; seq: number };
 /** A wake-up on a user's bus channel: "read your stream". */
 export const WAKE = { type: 'wake' } as const;
 
-/**
- * A wake-up that also carries the event just committed at `seq`, the user's newest. A reader
- * whose cursor is at `seq - 1` yields it without reading the database (the common case: a live
- * device at the head); any other reader treats it as a plain wake-up. Stream rows stay the truth.
- */
-export type EventWake = { type: 'wake'; seq: number; event: TSyncEvent };
+/** One entry a transaction appended to a user's stream; `deviceId` for one device's rows. */
+export type CarriedEntry = { seq: number; deviceId?: string; event: TSyncEvent };
 
 /**
- * Events larger than this travel by reference only (a plain wake-up and a database read): the
- * bus is Redis pub/sub across instances, and a 64 KiB ciphertext to every member of a group
- * would be copied through it once per member.
+ * A wake-up that also carries what the transaction appended to this user's stream: consecutive
+ * seqs, the newest last. A reader whose cursor is just before the first yields them without
+ * reading the database (the common case: a live device at the head); any other reader treats it
+ * as a plain wake-up. Stream rows stay the truth.
  */
-const MAX_CARRIED_CIPHERTEXT_CHARS = 16 * 1024;
+export type EventWake = { type: 'wake'; entries: CarriedEntry[] };
 
-function carriable(event: DurableEvent): boolean {
-  if (event.type !== 'message.new' && event.type !== 'message.updated') return true;
-  return (event.message.ciphertext?.length ?? 0) <= MAX_CARRIED_CIPHERTEXT_CHARS;
+/**
+ * Larger events travel by reference only (a plain wake-up and a database read): the bus is Redis
+ * pub/sub across instances, and a 64 KiB ciphertext to every member of a group would be copied
+ * through it once per member.
+ */
+const MAX_CARRIED_CHARS = 16 * 1024;
+
+/**
+ * What a transaction appends to users' streams, collected by `recordEvents` and
+ * `recordDeviceEvent`, to wake each user's readers with once it has committed.
+ */
+export class StreamWrites {
+  private readonly byUser = new Map<string, CarriedEntry[]>();
+
+  add(userId: string, entry: CarriedEntry): void {
+    const entries = this.byUser.get(userId);
+    if (entries) entries.push(entry);
+    else this.byUser.set(userId, [entry]);
+  }
+
+  /**
+   * Call after commit. The events are plain JSON and reach every local subscriber as the same
+   * objects, so each is serialised once (see sharedEvents.ts).
+   */
+  async wake(ports: Pick<Ports, 'bus'>): Promise<void> {
+    await Promise.all(
+      [...this.byUser].map(([userId, entries]) => {
+        const carried = entries.every(
+          ({ event }) => sharedText(share(event)).length <= MAX_CARRIED_CHARS,
+        );
+        const message: EventWake | typeof WAKE = carried ? { type: 'wake', entries } : WAKE;
+        return ports.bus.publish(userChannel(userId), message);
+      }),
+    );
+  }
 }
 
 /** What the stream row keeps: a new message only by reference, so its bytes are stored once. */
@@ -46,58 +75,47 @@ function storedOf(event: DurableEvent): StoredEvent {
 }
 
 /**
- * Appends `event(userId)` to each user's stream inside `trx`. Call `wake` with the same users
- * once the transaction has committed.
+ * Appends `event(userId)` to each user's stream inside `trx`. Once the transaction has
+ * committed, call `writes.wake` (or `wake` with the same users, when no `writes` was given).
  */
-export function recordEvents(
+export async function recordEvents(
   trx: Transaction<DB>,
   userIds: readonly string[],
   event: DurableEvent | ((userId: string) => DurableEvent),
   now: number,
-): Promise<Map<string, number>> {
-  return appendEvents(
+  writes?: StreamWrites,
+): Promise<void> {
+  const events = userIds.map((userId) => ({
+    userId,
+    event: typeof event === 'function' ? event(userId) : event,
+  }));
+  const seqs = await appendEvents(
     trx,
-    userIds.map((userId) => ({
-      userId,
-      event: storedOf(typeof event === 'function' ? event(userId) : event),
-    })),
+    events.map(({ userId, event }) => ({ userId, event: storedOf(event) })),
     now,
   );
+  for (const { userId, event } of events) {
+    const seq = seqs.get(userId);
+    if (seq !== undefined) writes?.add(userId, { seq, event });
+  }
 }
 
 /** One event for one device of a user (its own stream rows; other devices never read it). */
-export function recordDeviceEvent(
+export async function recordDeviceEvent(
   trx: Transaction<DB>,
   device: { userId: string; deviceId: string },
   event: DurableEvent,
   now: number,
-): Promise<Map<string, number>> {
-  return appendEvents(trx, [{ ...device, event: storedOf(event) }], now);
+  writes?: StreamWrites,
+): Promise<void> {
+  const seqs = await appendEvents(trx, [{ ...device, event: storedOf(event) }], now);
+  const seq = seqs.get(device.userId);
+  if (seq !== undefined) writes?.add(device.userId, { seq, deviceId: device.deviceId, event });
 }
 
 /** Tells the users' subscriptions (on every instance) that their streams grew. */
 export async function wake(ports: Pick<Ports, 'bus'>, userIds: Iterable<string>): Promise<void> {
   await Promise.all([...new Set(userIds)].map((id) => ports.bus.publish(userChannel(id), WAKE)));
-}
-
-/**
- * Like `wake`, once `recordEvents(trx, users, event)` has committed: `lastSeqs` is what it
- * answered (each user's seq of that entry), and that entry must be the last the transaction
- * appended to each of these streams. Every user gets the same event object, so local subscribers
- * share it (and its serialisation).
- */
-export async function wakeWithEvent(
-  ports: Pick<Ports, 'bus'>,
-  lastSeqs: Map<string, number>,
-  event: DurableEvent,
-): Promise<void> {
-  if (!carriable(event)) return wake(ports, lastSeqs.keys());
-  share(event);
-  await Promise.all(
-    [...lastSeqs].map(([id, seq]) =>
-      ports.bus.publish(userChannel(id), { type: 'wake', seq, event } satisfies EventWake),
-    ),
-  );
 }
 
 /**

@@ -3,7 +3,7 @@ import type { TSyncEvent } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { userChannel } from '../contacts/peopleEvents';
-import { hydrate, type EventWake } from './events';
+import { hydrate, type CarriedEntry } from './events';
 import { readEvents, streamBounds } from './stream.repo';
 
 const PAGE = 200;
@@ -11,7 +11,7 @@ const PAGE = 200;
 const EPHEMERAL = new Set(['presence', 'typing', 'call.signal']);
 
 /** What a user's bus channel carries: wake-ups (some with the event) and ephemeral events. */
-type BusMessage = { type: string; toDeviceId?: string; seq?: unknown; event?: TSyncEvent };
+type BusMessage = { type: string; toDeviceId?: string; entries?: CarriedEntry[] };
 
 /** Cursors are the decimal seq of the user's stream; anything else is refused. */
 export function parseCursor(id: string | null | undefined): number | null {
@@ -41,8 +41,9 @@ export function startOf(
  * ones as they are committed, each as `tracked(seq, event)`. The bus subscription starts before
  * the first read and only says "read again", so an event committed while the backlog is being
  * read is read on the next pass: no gap, and the cursor never moves back, so no duplicate.
- * A wake-up that carries the event at exactly `cursor + 1` is yielded without a read (a live
- * device at the head, the common case); any gap falls back to reading.
+ * A wake-up that carries what a transaction appended, starting at exactly `cursor + 1`, is
+ * yielded without a read (a live device at the head, the common case); a gap falls back to
+ * reading. Another device's rows in it only move the cursor, as a read would skip them.
  * Ephemeral events carry the current cursor as their id, so resuming from one is still exact.
  */
 export async function* syncStream(
@@ -54,7 +55,7 @@ export async function* syncStream(
   const { userId, deviceId } = device;
   parseCursor(lastEventId); // refuse a malformed id before subscribing to anything
   const ephemeral: TSyncEvent[] = [];
-  const carried: EventWake[] = [];
+  const carried: CarriedEntry[][] = [];
   let dirty = true;
   // Resolves the loop's wait; set only while it waits. Abort resolves it too, so one waiting
   // promise per wait and nothing that accumulates on a long-lived stream.
@@ -71,7 +72,7 @@ export async function* syncStream(
         const { toDeviceId: _, ...event } = m;
         ephemeral.push(event as TSyncEvent);
       }
-    } else if (typeof m.seq === 'number' && m.event) carried.push(m as EventWake);
+    } else if (Array.isArray(m.entries) && m.entries.length > 0) carried.push(m.entries);
     else dirty = true;
     rouse();
   });
@@ -101,12 +102,19 @@ export async function* syncStream(
         }
         continue;
       }
-      const head = carried.shift();
-      if (head) {
-        if (head.seq === cursor + 1) {
-          cursor = head.seq;
-          yield tracked(String(cursor), head.event);
-        } else if (head.seq > cursor) dirty = true; // a gap: read it (this event included)
+      const batch = carried.shift();
+      if (batch) {
+        // Entries this reader already has (read along with others) are skipped; the rest must
+        // start right after the cursor, or there is a gap to read (these entries included).
+        const fresh = batch.filter((entry) => entry.seq > cursor);
+        if (fresh.length > 0 && fresh[0]!.seq !== cursor + 1) dirty = true;
+        else {
+          for (const entry of fresh) {
+            cursor = entry.seq;
+            if (!entry.deviceId || entry.deviceId === deviceId)
+              yield tracked(String(entry.seq), entry.event);
+          }
+        }
         continue;
       }
       await new Promise<void>((resolve) => (wake = resolve));

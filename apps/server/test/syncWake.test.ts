@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  befriend,
+  clientWithToken,
+  currentDeviceId,
+  registerUser,
+  signInOnAnotherDevice,
+} from './helpers/accounts';
+import { backendLabel } from './helpers/env';
+import { b64, sendText } from './helpers/messaging';
+import { startServer, type TestServer } from './helpers/startServer';
+import { openStream, type Received } from './helpers/sync';
+
+/**
+ * A write's wake-up carries what it appended, so a device at the head of its stream is served
+ * without a database read. These tests pin that it serves exactly what a read would: the same
+ * events under the same ids, and never another device's rows.
+ */
+describe(`events carried by the wake-up (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer();
+  });
+  afterAll(() => t.stop());
+
+  const api = (token: string) => clientWithToken(t, token).api;
+
+  it("a live device gets its own rows under a read's ids, and not another device's", async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, alice, bob);
+    const chat = await api(alice.accessToken).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    const bobLaptop = await signInOnAnotherDevice(t, bob, 'Laptop');
+    const laptopId = await currentDeviceId(t, bobLaptop);
+    const phone = await openStream(t, bob.accessToken);
+    const laptop = await openStream(t, bobLaptop);
+
+    // An invite for the laptop only, then a message for every device of Bob.
+    await api(alice.accessToken).calls.start.mutate({
+      calleeId: bob.userId,
+      media: 'audio',
+      offers: [{ deviceId: laptopId, ciphertext: b64('offer for the laptop') }],
+    });
+    const invite = await laptop.next('call.invite');
+    const sent = await sendText(t, alice, chat.id, 'after the call');
+    const onLaptop = await laptop.next('message.new');
+
+    const beforeMessage: Received[] = [];
+    for (;;) {
+      const got = await phone.events.next();
+      if (got.event.type === 'message.new') {
+        expect(got).toEqual(onLaptop);
+        break;
+      }
+      beforeMessage.push(got);
+    }
+    expect(beforeMessage.map((r) => r.event.type)).not.toContain('call.invite');
+    expect(onLaptop.event.message.seq).toBe(sent.seq);
+    expect(Number(onLaptop.id)).toBeGreaterThan(Number(invite.id));
+
+    // Read back from the database from just before the invite: the same message, the same id.
+    const replay = await openStream(t, bob.accessToken, String(Number(invite.id) - 1));
+    expect(await replay.next('message.new')).toEqual(onLaptop);
+    await Promise.all([phone.close(), laptop.close(), replay.close()]);
+  });
+
+  it('a device that missed a write reads the gap, in order, without duplicates', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, alice, bob);
+    const chat = await api(alice.accessToken).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    const first = await openStream(t, bob.accessToken);
+    await sendText(t, alice, chat.id, 'one');
+    const one = await first.next('message.new');
+    await first.close();
+    // Written while Bob's phone is away: the next wake-up it hears starts past its cursor.
+    await sendText(t, alice, chat.id, 'two');
+    const again = await openStream(t, bob.accessToken, one.id);
+    await sendText(t, alice, chat.id, 'three');
+    const seqs = [
+      (await again.next('message.new')).event.message.seq,
+      (await again.next('message.new')).event.message.seq,
+    ];
+    expect(seqs).toEqual([one.event.message.seq + 1, one.event.message.seq + 2]);
+    await sendText(t, alice, chat.id, 'four');
+    expect((await again.next('message.new')).event.message.seq).toBe(seqs[1]! + 1);
+    await again.close();
+  });
+});
