@@ -10,3 +10,9 @@ export function isUniqueViolation(error: unknown): boolean {
     return true;
   return false;
 }
+
+/** The database picked this transaction as a deadlock victim and rolled it back (MySQL). */
+export function isDeadlock(error: unknown): boolean {
+  const e = error as { code?: unknown; errno?: unknown } | null;
+  return e?.code === 'ER_LOCK_DEADLOCK' || e?.errno === 1213;
+}

@@ -26,4 +26,4 @@ export type {
   UsersTable,
   UserStreamsTable,
 } from './schema';
-export { isUniqueViolation } from './errors';
+export { isDeadlock, isUniqueViolation } from './errors';

@@ -6,6 +6,7 @@ import * as messaging from './2026-11-24T0300-messaging';
 import * as conversationFeatures from './2026-11-24T0400-conversation-features';
 import * as keys from './2026-11-24T0500-keys';
 import * as calls from './2026-11-24T0600-calls';
+import * as sendProcedure from './2026-11-24T0700-send-procedure';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-24T0400-conversation-features': conversationFeatures,
   '2026-11-24T0500-keys': keys,
   '2026-11-24T0600-calls': calls,
+  '2026-11-24T0700-send-procedure': sendProcedure,
 };

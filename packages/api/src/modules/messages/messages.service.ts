@@ -1,7 +1,7 @@
-import { sql, type Transaction, type Updateable } from 'kysely';
+import { sql, type Kysely, type Transaction, type Updateable } from 'kysely';
 import { uuidv7 } from 'uuidv7';
 import type { TMessage } from '@mvp/contracts';
-import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
+import { isDeadlock, isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
@@ -74,27 +74,64 @@ function assertMayPost(ctx: Context, posting: Posting): void {
   }
 }
 
+type NewMessage = Omit<repo.MessageRow, 'seq'>;
+/** A row of mvp_send_message's answer: the message's seq, a member and their new stream seq. */
+type StreamSeq = { seq: number; user_id: string; last_seq: number };
+
 /**
- * The conversation's next seq, bumped under its row lock (held to commit, so seqs are gapless
- * and in commit order), in one statement: SQLite answers it with RETURNING; MySQL has no
- * UPDATE … RETURNING, so LAST_INSERT_ID(expr) hands it back in the statement's OK packet.
+ * The send's transaction, in process (SQLite): the conversation's next seq, bumped under its
+ * row lock (held to commit, so seqs are gapless and in commit order), the message row, my own
+ * read position and slow-mode clock, then `message.new` on every member's stream, the members
+ * read under that lock. mvp_send_message (migration T0700) does the same on MySQL.
  */
-async function nextSeq(trx: Transaction<DB>, conversationId: string, now: number): Promise<number> {
-  if (trx.getExecutor().adapter.supportsReturning) {
-    const row = await trx
+async function writeInProcess(
+  db: Kysely<DB>,
+  fresh: NewMessage,
+  writes: StreamWrites,
+): Promise<TMessage> {
+  return db.transaction().execute(async (trx) => {
+    const { last_seq } = await trx
       .updateTable('conversations')
-      .set((eb) => ({ last_seq: eb('last_seq', '+', 1), updated_at: now }))
-      .where('id', '=', conversationId)
+      .set((eb) => ({ last_seq: eb('last_seq', '+', 1), updated_at: fresh.created_at }))
+      .where('id', '=', fresh.conversation_id)
       .returning('last_seq')
       .executeTakeFirstOrThrow();
-    return Number(row.last_seq);
-  }
-  const result =
-    await sql`UPDATE conversations SET last_seq = LAST_INSERT_ID(last_seq + 1), updated_at = ${now} WHERE id = ${conversationId}`.execute(
-      trx,
-    );
-  if (result.insertId === undefined) throw new Error('conversation vanished during a send');
-  return Number(result.insertId);
+    const row: repo.MessageRow = { ...fresh, seq: Number(last_seq) };
+    await trx.insertInto('messages').values(row).execute();
+    await trx
+      .updateTable('conversation_members')
+      .set({ delivered_seq: row.seq, read_seq: row.seq, last_post_at: row.created_at })
+      .where('conversation_id', '=', row.conversation_id)
+      .where('user_id', '=', row.sender_id)
+      .execute();
+    const members = await memberIds(trx, row.conversation_id);
+    const message = repo.toMessage(row);
+    await recordEvents(trx, members, { type: 'message.new', message }, row.created_at, writes);
+    return message;
+  });
+}
+
+/**
+ * The same transaction on MySQL, as one call of the stored procedure mvp_send_message
+ * (migration T0700): one round trip instead of nine, which is most of a send's cost there. It
+ * answers the seq and each member's new stream seq.
+ */
+async function writeByProcedure(
+  db: Kysely<DB>,
+  fresh: NewMessage,
+  writes: StreamWrites,
+): Promise<TMessage> {
+  const result = await sql<
+    StreamSeq[]
+  >`CALL mvp_send_message(${fresh.conversation_id}, ${fresh.id}, ${fresh.sender_id}, ${fresh.sender_device_id}, ${fresh.client_message_id}, ${fresh.content_type}, ${fresh.ciphertext}, ${fresh.reply_to_seq}, ${fresh.forwarded}, ${fresh.created_at}, ${fresh.expires_at})`.execute(
+    db,
+  );
+  // A CALL answers its result set, then the procedure's own status.
+  const streams = result.rows[0]!;
+  const message = repo.toMessage({ ...fresh, seq: Number(streams[0]!.seq) });
+  const event = { type: 'message.new' as const, message };
+  for (const s of streams) writes.add(s.user_id, { seq: Number(s.last_seq), event });
+  return message;
 }
 
 /** The answer to a resend: the message its client message id stored the first time. */
@@ -136,41 +173,36 @@ export async function sendMessage(
   const now = ctx.ports.clock.now();
   // The timer as read just before: a change racing this send may apply from the next one.
   const timer = Number(posting.disappear_seconds);
-  const writes = new StreamWrites();
+  const fresh: NewMessage = {
+    conversation_id: input.conversationId,
+    id: uuidv7(),
+    sender_id: me,
+    sender_device_id: sender.deviceId,
+    client_message_id: input.clientMessageId,
+    content_type: input.contentType,
+    ciphertext: bytes,
+    reply_to_seq: input.replyToSeq ?? null,
+    forwarded: input.forwarded ? 1 : 0,
+    created_at: now,
+    edited_at: null,
+    deleted_at: null,
+    expires_at: timer > 0 ? now + timer * 1000 : null,
+  };
+  const write = db.getExecutor().adapter.supportsReturning ? writeInProcess : writeByProcedure;
+  let writes = new StreamWrites();
   let message: TMessage;
   try {
-    message = await db.transaction().execute(async (trx) => {
-      const seq = await nextSeq(trx, input.conversationId, now);
-      const row: repo.MessageRow = {
-        conversation_id: input.conversationId,
-        seq,
-        id: uuidv7(),
-        sender_id: me,
-        sender_device_id: sender.deviceId,
-        client_message_id: input.clientMessageId,
-        content_type: input.contentType,
-        ciphertext: bytes,
-        reply_to_seq: input.replyToSeq ?? null,
-        forwarded: input.forwarded ? 1 : 0,
-        created_at: now,
-        edited_at: null,
-        deleted_at: null,
-        expires_at: timer > 0 ? now + timer * 1000 : null,
-      };
-      await trx.insertInto('messages').values(row).execute();
-      // My own message is delivered to and read by me; slow mode counts from here.
-      await trx
-        .updateTable('conversation_members')
-        .set({ delivered_seq: seq, read_seq: seq, last_post_at: now })
-        .where('conversation_id', '=', input.conversationId)
-        .where('user_id', '=', me)
-        .execute();
-      // Read under the conversation row lock: exactly the members at this seq.
-      const members = await memberIds(trx, input.conversationId);
-      const message = repo.toMessage(row);
-      await recordEvents(trx, members, { type: 'message.new', message }, now, writes);
-      return message;
-    });
+    // Two group sends sharing members lock their streams in the same (user id) order, but the
+    // database may still pick one as a deadlock victim: that one is simply written again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        message = await write(db, fresh, writes);
+        break;
+      } catch (err) {
+        if (!isDeadlock(err) || attempt === 3) throw err;
+        writes = new StreamWrites();
+      }
+    }
   } catch (err) {
     // The same client message id raced itself: the first one is the answer.
     if (!isUniqueViolation(err)) throw err;
