@@ -17,6 +17,9 @@ import { MysqlAdapter, sql, type Kysely } from 'kysely';
 // and is raised again unchanged (a duplicate client message id stays ER_DUP_ENTRY).
 export async function up(db: Kysely<any>): Promise<void> {
   if (!(db.getExecutor().adapter instanceof MysqlAdapter)) return;
+  // Routines outlive their tables: a database emptied by dropping its tables (the bench does)
+  // still has it.
+  await sql`DROP PROCEDURE IF EXISTS mvp_send_message`.execute(db);
   await sql`
     CREATE PROCEDURE mvp_send_message(
       IN p_conversation_id VARCHAR(36),
