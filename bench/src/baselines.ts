@@ -40,11 +40,16 @@ export async function startBaseline(payload: BaselinePayload): Promise<RunningBa
     });
   });
 
+  const { url, wsUrl, close } = await listenOnLoopback(server, wss);
+  return { url, httpUrl: `${url}/trpc/system.info`, wsUrl, close };
+}
+
+/** Starts a raw baseline's HTTP + WebSocket server on a free loopback port; `close` ends both. */
+export async function listenOnLoopback(server: Server, wss: WebSocketServer) {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     url,
-    httpUrl: `${url}/trpc/system.info`,
     wsUrl: `${url.replace(/^http/, 'ws')}/trpc`,
     close: async () => {
       for (const client of wss.clients) client.terminate();

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from './baselines';
 import mysql from 'mysql2/promise';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { frameText } from './wsLoad';
@@ -218,15 +218,11 @@ export async function startMessagingBaseline(payload: MessagingBaselinePayload) 
     });
   });
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const listening = await listenOnLoopback(server, wss);
   return {
-    wsUrl: `${url.replace(/^http/, 'ws')}/trpc`,
+    wsUrl: listening.wsUrl,
     close: async () => {
-      for (const client of wss.clients) client.terminate();
-      wss.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await listening.close();
       await store?.close();
     },
   };

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from './baselines';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { frameText } from './wsLoad';
 
@@ -219,15 +219,6 @@ export async function startSignallingBaseline(payload: SignallingBaselinePayload
     });
   });
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    wsUrl: `${url.replace(/^http/, 'ws')}/trpc`,
-    close: async () => {
-      for (const client of wss.clients) client.terminate();
-      wss.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  const { wsUrl, close } = await listenOnLoopback(server, wss);
+  return { wsUrl, close };
 }
