@@ -152,7 +152,10 @@ describe(`per-address rate limit (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {
     // A window that cannot roll over during the test (each test server has its own Redis prefix).
-    t = await startServer({ ipRateLimit: { points: 3, durationSeconds: 3600 } });
+    t = await startServer({
+      ipRateLimit: { points: 3, durationSeconds: 3600 },
+      metricsToken: 'metrics-token-0123456789',
+    });
   });
   afterAll(() => t.stop());
 
@@ -165,5 +168,13 @@ describe(`per-address rate limit (${backendLabel})`, () => {
     const res = await fetch(`${t.server.url}/api/v1/system/info`);
     expect(res.status).toBe(429);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+
+    // Refusals are counted like any other outcome.
+    const metrics = await fetch(`${t.server.url}/metrics`, {
+      headers: { authorization: 'Bearer metrics-token-0123456789' },
+    });
+    expect(await metrics.text()).toMatch(
+      /mvp_trpc_calls_total\{path="system.info",type="query",outcome="TOO_MANY_REQUESTS"\} [1-9]/,
+    );
   });
 });
