@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
+import { LRUCache } from 'lru-cache';
 import type { TSyncEvent } from '@mvp/contracts';
 import type { DB } from '@mvp/db';
 import type { Ports } from '../../ports';
@@ -59,6 +60,23 @@ export class StreamWrites {
       }),
     );
   }
+}
+
+/**
+ * New messages recently carried by wake-ups, by conversation and seq: over Redis every member's
+ * wake-up arrives as its own parsed copy, and this makes the copies on one instance one shared
+ * object again, serialised once for all its subscribers. A `message.new` never changes, so the
+ * first copy stands for all; anything else is left as it came.
+ */
+const recentNew = new LRUCache<string, TSyncEvent>({ max: 2048 });
+
+export function sharedCarried(event: TSyncEvent): TSyncEvent {
+  if (event.type !== 'message.new') return event;
+  const key = `${event.message.conversationId}:${event.message.seq}`;
+  const known = recentNew.get(key);
+  if (known) return known;
+  recentNew.set(key, share(event));
+  return event;
 }
 
 /** What the stream row keeps: a new message only by reference, so its bytes are stored once. */

@@ -3,7 +3,7 @@ import type { TSyncEvent } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { userChannel } from '../contacts/peopleEvents';
-import { hydrate, type CarriedEntry } from './events';
+import { hydrate, sharedCarried, type CarriedEntry } from './events';
 import { readEvents, streamBounds } from './stream.repo';
 
 const PAGE = 200;
@@ -112,7 +112,7 @@ export async function* syncStream(
           for (const entry of fresh) {
             cursor = entry.seq;
             if (!entry.deviceId || entry.deviceId === deviceId)
-              yield tracked(String(entry.seq), entry.event);
+              yield tracked(String(entry.seq), sharedCarried(entry.event));
           }
         }
         continue;
