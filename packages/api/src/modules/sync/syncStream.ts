@@ -3,6 +3,7 @@ import type { TSyncEvent } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { userChannel } from '../contacts/peopleEvents';
+import { share } from '../../sharedEvents';
 import { hydrate, sharedCarried, type CarriedEntry } from './events';
 import { readEvents, streamBounds } from './stream.repo';
 
@@ -45,6 +46,8 @@ export function startOf(
  * yielded without a read (a live device at the head, the common case); a gap falls back to
  * reading. Another device's rows in it only move the cursor, as a read would skip them.
  * Ephemeral events carry the current cursor as their id, so resuming from one is still exact.
+ * Every event is plain JSON (the contracts have no dates or other types superjson annotates), so
+ * each goes out through the shared path of sharedEvents.ts, without superjson's walk.
  */
 export async function* syncStream(
   ctx: Context,
@@ -87,7 +90,7 @@ export async function* syncStream(
     while (!signal?.aborted) {
       const next = ephemeral.shift();
       if (next) {
-        yield tracked(String(cursor), next);
+        yield tracked(String(cursor), share(next));
         continue;
       }
       if (dirty) {
@@ -95,7 +98,7 @@ export async function* syncStream(
         for (;;) {
           const rows = await readEvents(ctx.ports.db, userId, deviceId, cursor, PAGE);
           for (const { seq, event } of await hydrate(ctx.ports.db, rows)) {
-            yield tracked(String(seq), event);
+            yield tracked(String(seq), share(event));
           }
           if (rows.length > 0) cursor = rows.at(-1)!.seq;
           if (rows.length < PAGE) break;
