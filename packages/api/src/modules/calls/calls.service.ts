@@ -59,13 +59,16 @@ function assertPayload(ctx: Context, ciphertexts: string[]): void {
     throw new AppError('PAYLOAD_TOO_LARGE', `Call payloads are at most ${max} bytes`);
 }
 
-async function devicesOf(ctx: Context, userId: string): Promise<string[]> {
+/** The device ids of each of these users, in one query. */
+async function devicesOf(ctx: Context, userIds: string[]): Promise<Map<string, string[]>> {
   const rows = await ctx.ports.db
     .selectFrom('devices')
-    .select('id')
-    .where('user_id', '=', userId)
+    .select(['id', 'user_id'])
+    .where('user_id', 'in', userIds)
     .execute();
-  return rows.map((r) => r.id);
+  const byUser = new Map(userIds.map((id) => [id, [] as string[]]));
+  for (const r of rows) byUser.get(r.user_id)?.push(r.id);
+  return byUser;
 }
 
 /** Stores `event` for both people's devices and the call's new state, then wakes them. */
@@ -139,7 +142,8 @@ export async function startCall(
     throw new AppError('NOT_FOUND', 'No such user');
   if (await blockedBetween(ctx, me, input.calleeId))
     throw new AppError('FORBIDDEN', 'You cannot call this user');
-  const calleeDevices = new Set(await devicesOf(ctx, input.calleeId));
+  const devices = await devicesOf(ctx, [input.calleeId, me]);
+  const calleeDevices = new Set(devices.get(input.calleeId));
   if (input.offers.some((o) => !calleeDevices.has(o.deviceId)))
     throw new AppError('NOT_FOUND', 'No such device');
 
@@ -183,7 +187,7 @@ export async function startCall(
     return settledAtOnce(ctx, row, 'busy', 'user_busy');
   }
 
-  const mine = (await devicesOf(ctx, me)).filter((d) => d !== device.deviceId);
+  const mine = devices.get(me)!.filter((d) => d !== device.deviceId);
   const writes = new StreamWrites();
   await db.transaction().execute(async (trx) => {
     await trx.insertInto('calls').values(row).execute();

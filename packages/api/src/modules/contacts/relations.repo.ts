@@ -13,6 +13,21 @@ export async function isBlocked(db: Db, blockerId: string, blockedId: string): P
   return row !== undefined;
 }
 
+/** Whether either of two users blocked the other, in one query. */
+export async function eitherBlocked(db: Db, a: string, b: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('blocks')
+    .select('blocker_id')
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('blocker_id', '=', a), eb('blocked_id', '=', b)]),
+        eb.and([eb('blocker_id', '=', b), eb('blocked_id', '=', a)]),
+      ]),
+    )
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function areContacts(db: Db, userId: string, otherId: string): Promise<boolean> {
   const row = await db
     .selectFrom('contacts')

@@ -25,8 +25,7 @@ export async function requireMember(ctx: Context, conversationId: string, me: st
 
 /** Either side blocking the other ends a direct conversation's use (not told which side). */
 export async function blockedBetween(ctx: Context, a: string, b: string): Promise<boolean> {
-  const db = ctx.ports.db;
-  return (await rel.isBlocked(db, a, b)) || (await rel.isBlocked(db, b, a));
+  return rel.eitherBlocked(ctx.ports.db, a, b);
 }
 
 async function describe(ctx: Context, conversationId: string, me: string) {
