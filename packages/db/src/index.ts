@@ -27,3 +27,4 @@ export type {
   UserStreamsTable,
 } from './schema';
 export { isDeadlock, isUniqueViolation } from './errors';
+export { prepared } from './prepared';

@@ -1,7 +1,7 @@
-import type { Selectable, Transaction } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import { uuidv7 } from 'uuidv7';
 import type { TCall, TCallEndReason, TCallState, TRingingCall, TSyncEvent } from '@mvp/contracts';
-import type { CallsTable, DB } from '@mvp/db';
+import { prepared, type CallsTable, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
@@ -41,8 +41,13 @@ export function toCall(row: CallRow, viewerId: string): TCall {
   };
 }
 
-function findCall(ctx: Context, id: string) {
-  return ctx.ports.db.selectFrom('calls').selectAll().where('id', '=', id).executeTakeFirst();
+// Every call candidate reads the call: compiled once (see `prepared`).
+const callById = prepared((db: Kysely<DB>, id: string) =>
+  db.selectFrom('calls').selectAll().where('id', '=', id),
+);
+
+async function findCall(ctx: Context, id: string): Promise<CallRow | undefined> {
+  return (await callById(ctx.ports.db, id)).rows[0];
 }
 
 /** A call I take part in; anyone else's call does not exist for me. */

@@ -1,6 +1,6 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { TMessage } from '@mvp/contracts';
-import type { DB, MessagesTable } from '@mvp/db';
+import { prepared, type DB, type MessagesTable } from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 export type MessageRow = Selectable<MessagesTable>;
@@ -82,15 +82,10 @@ export function findByClientId(
 
 /**
  * Everything a post checks, in one query: the conversation, my membership, whether either side
- * of a direct conversation blocked the other, and (given a client message id) the seq of the
- * message it already stored, if any. Undefined when the conversation is gone or I am not a member.
+ * of a direct conversation blocked the other. Undefined when the conversation is gone or I am not
+ * a member.
  */
-export function postingContext(
-  db: Db,
-  conversationId: string,
-  me: string,
-  clientMessageId?: string,
-) {
+function postingQuery(db: Kysely<DB>, conversationId: string, me: string) {
   return db
     .selectFrom('conversations as c')
     .innerJoin('conversation_members as m', (join) =>
@@ -127,19 +122,36 @@ export function postingContext(
         .end()
         .as('blocked'),
     ])
-    .$if(clientMessageId !== undefined, (qb) =>
-      qb.select((eb) =>
-        eb
-          .selectFrom('messages as x')
-          .select('x.seq')
-          .whereRef('x.conversation_id', '=', 'c.id')
-          .where('x.sender_id', '=', me)
-          .where('x.client_message_id', '=', clientMessageId!)
-          .as('first_seq'),
-      ),
-    )
-    .where('c.id', '=', conversationId)
-    .executeTakeFirst();
+    .where('c.id', '=', conversationId);
+}
+
+// Both run on every send or edit: compiled once (see `prepared`).
+const posting = prepared(postingQuery);
+const sending = prepared(
+  (db: Kysely<DB>, conversationId: string, me: string, clientMessageId: string) =>
+    postingQuery(db, conversationId, me).select((eb) =>
+      eb
+        .selectFrom('messages as x')
+        .select('x.seq')
+        .whereRef('x.conversation_id', '=', 'c.id')
+        .where('x.sender_id', '=', me)
+        .where('x.client_message_id', '=', clientMessageId)
+        .as('first_seq'),
+    ),
+);
+
+export async function postingContext(db: Kysely<DB>, conversationId: string, me: string) {
+  return (await posting(db, conversationId, me)).rows[0];
+}
+
+/** `postingContext`, with `first_seq`: what this client message id already stored, if any. */
+export async function sendingContext(
+  db: Kysely<DB>,
+  conversationId: string,
+  me: string,
+  clientMessageId: string,
+) {
+  return (await sending(db, conversationId, me, clientMessageId)).rows[0];
 }
 
 export function findMessage(db: Db, conversationId: string, seq: number) {

@@ -41,13 +41,8 @@ function decodeCiphertext(ctx: Context, ciphertext: string): Buffer {
 type Posting = NonNullable<Awaited<ReturnType<typeof repo.postingContext>>>;
 
 /** The conversation and my membership, with what posting checks; NOT_FOUND if not a member. */
-async function postingContext(
-  ctx: Context,
-  conversationId: string,
-  me: string,
-  clientMessageId?: string,
-): Promise<Posting> {
-  const posting = await repo.postingContext(ctx.ports.db, conversationId, me, clientMessageId);
+async function postingContext(ctx: Context, conversationId: string, me: string): Promise<Posting> {
+  const posting = await repo.postingContext(ctx.ports.db, conversationId, me);
   if (!posting) throw new AppError('NOT_FOUND', 'No such conversation');
   return posting;
 }
@@ -154,7 +149,7 @@ export async function sendMessage(
   const db = ctx.ports.db;
   const me = sender.userId;
   await spendSend(ctx, me);
-  const posting = await repo.postingContext(db, input.conversationId, me, input.clientMessageId);
+  const posting = await repo.sendingContext(db, input.conversationId, me, input.clientMessageId);
   const firstSeq = posting?.first_seq;
   if (firstSeq !== null && firstSeq !== undefined)
     return firstSent(ctx, input.conversationId, Number(firstSeq));

@@ -1,0 +1,29 @@
+import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
+
+/**
+ * A query of a fixed shape, built and compiled once per database and run with new parameters.
+ * Kysely builds a tree of frozen nodes and compiles it to SQL on every call: on a hot path (a
+ * call candidate, a message send) that is most of the garbage and about 25 µs per query here.
+ * `build` is called once with markers in place of its arguments; each run puts the arguments
+ * where the markers landed among the compiled parameters. Only for queries whose shape does not
+ * depend on the arguments (no IN lists, no optional clauses).
+ */
+export function prepared<DB, Args extends unknown[], Row>(
+  build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>,
+): (db: Kysely<DB>, ...args: Args) => Promise<QueryResult<Row>> {
+  const compiled = new WeakMap<Kysely<DB>, { query: CompiledQuery<Row>; slots: number[] }>();
+  return (db, ...args) => {
+    let entry = compiled.get(db);
+    if (!entry) {
+      const markers = args.map((_, i) => `\u0000prepared-argument-${i}\u0000`);
+      const query = build(db, ...(markers as Args)).compile();
+      const slots = query.parameters.map((p) => markers.indexOf(p as string));
+      if (markers.some((m) => !query.parameters.includes(m)))
+        throw new Error('prepared: every argument must be a query parameter');
+      compiled.set(db, (entry = { query, slots }));
+    }
+    const { query, slots } = entry;
+    const parameters = query.parameters.map((p, i) => (slots[i]! >= 0 ? args[slots[i]!] : p));
+    return db.executeQuery({ ...query, parameters });
+  };
+}
