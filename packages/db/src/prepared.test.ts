@@ -47,6 +47,20 @@ describe('prepared', () => {
     expect(builds).toBe(4 + 1);
   });
 
+  it('serves inside a transaction, on its connection, without building again', async () => {
+    let builds = 0;
+    const sizeOf = prepared((k: Kysely<T>, id: string) => {
+      builds++;
+      return k.selectFrom('things').select('size').where('id', '=', id);
+    });
+    expect((await sizeOf(db, 'a')).rows).toEqual([{ size: 1 }]);
+    await db.transaction().execute(async (trx) => {
+      await trx.updateTable('things').set({ size: 7 }).where('id', '=', 'a').execute();
+      expect((await sizeOf(trx, 'a')).rows).toEqual([{ size: 7 }]);
+    });
+    expect(builds).toBe(1);
+  });
+
   it('refuses a query that does not take every argument as a parameter', async () => {
     const query = prepared((k: Kysely<T>, _unused: string) => k.selectFrom('things').selectAll());
     await expect(async () => query(db, 'x')).rejects.toThrow(/every argument/);

@@ -1,7 +1,7 @@
 import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
 
 /**
- * A query of a fixed shape, built and compiled once per database and run with new parameters.
+ * A query of a fixed shape, built and compiled once per dialect and run with new parameters.
  * Kysely builds a tree of frozen nodes and compiles it to SQL on every call: on a hot path (a
  * call candidate, a message send) that is most of the garbage and about 25 µs per query here.
  * `build` is called once with markers in place of its arguments; each run puts the arguments
@@ -11,16 +11,19 @@ import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
 export function prepared<DB, Args extends unknown[], Row>(
   build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>,
 ): (db: Kysely<DB>, ...args: Args) => Promise<QueryResult<Row>> {
-  const compiled = new WeakMap<Kysely<DB>, { query: CompiledQuery<Row>; slots: number[] }>();
+  // By the dialect's adapter, which a database shares with its transactions: the SQL text is the
+  // dialect's, and a query prepared outside a transaction serves inside one too.
+  const compiled = new WeakMap<object, { query: CompiledQuery<Row>; slots: number[] }>();
   return (db, ...args) => {
-    let entry = compiled.get(db);
+    const adapter = db.getExecutor().adapter;
+    let entry = compiled.get(adapter);
     if (!entry) {
       const markers = args.map((_, i) => `\u0000prepared-argument-${i}\u0000`);
       const query = build(db, ...(markers as Args)).compile();
       const slots = query.parameters.map((p) => markers.indexOf(p as string));
       if (markers.some((m) => !query.parameters.includes(m)))
         throw new Error('prepared: every argument must be a query parameter');
-      compiled.set(db, (entry = { query, slots }));
+      compiled.set(adapter, (entry = { query, slots }));
     }
     const { query, slots } = entry;
     const parameters = query.parameters.map((p, i) => (slots[i]! >= 0 ? args[slots[i]!] : p));

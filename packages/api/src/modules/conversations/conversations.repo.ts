@@ -1,6 +1,6 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { TConversation, TMemberRole } from '@mvp/contracts';
-import type { ConversationMembersTable, ConversationsTable, DB } from '@mvp/db';
+import { prepared, type ConversationMembersTable, type ConversationsTable, type DB } from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 export type ConversationRow = Selectable<ConversationsTable>;
@@ -45,13 +45,16 @@ export function findMembership(db: Db, conversationId: string, userId: string) {
     .executeTakeFirst();
 }
 
-export async function memberIds(db: Db, conversationId: string): Promise<string[]> {
-  const rows = await db
+// Every send reads the members: compiled once (see `prepared`).
+const membersOf = prepared((db: Kysely<DB>, conversationId: string) =>
+  db
     .selectFrom('conversation_members')
     .select('user_id')
-    .where('conversation_id', '=', conversationId)
-    .execute();
-  return rows.map((r) => r.user_id);
+    .where('conversation_id', '=', conversationId),
+);
+
+export async function memberIds(db: Db, conversationId: string): Promise<string[]> {
+  return (await membersOf(db, conversationId)).rows.map((r) => r.user_id);
 }
 
 export function listMembers(db: Db, conversationId: string) {

@@ -154,6 +154,80 @@ export async function sendingContext(
   return (await sending(db, conversationId, me, clientMessageId)).rows[0];
 }
 
+// The in-process send's statements (SQLite), each compiled once (see `prepared`).
+
+/** The conversation's next seq, bumped under its row lock, answered by RETURNING. */
+export const bumpSeq = prepared((db: Kysely<DB>, conversationId: string, now: number) =>
+  db
+    .updateTable('conversations')
+    .set((eb) => ({ last_seq: eb('last_seq', '+', 1), updated_at: now }))
+    .where('id', '=', conversationId)
+    .returning('last_seq'),
+);
+
+const insertRow = prepared(
+  (
+    db: Kysely<DB>,
+    conversationId: string,
+    seq: number,
+    id: string,
+    senderId: string,
+    senderDeviceId: string,
+    clientMessageId: string,
+    contentType: string,
+    ciphertext: Uint8Array | null,
+    replyToSeq: number | null,
+    forwarded: number,
+    createdAt: number,
+    expiresAt: number | null,
+  ) =>
+    db.insertInto('messages').values({
+      conversation_id: conversationId,
+      seq,
+      id,
+      sender_id: senderId,
+      sender_device_id: senderDeviceId,
+      client_message_id: clientMessageId,
+      content_type: contentType,
+      ciphertext,
+      reply_to_seq: replyToSeq,
+      forwarded,
+      created_at: createdAt,
+      edited_at: null,
+      deleted_at: null,
+      expires_at: expiresAt,
+    }),
+);
+
+/** A new message's row (not yet edited or deleted). */
+export function insertMessage(db: Kysely<DB>, row: MessageRow) {
+  return insertRow(
+    db,
+    row.conversation_id,
+    row.seq,
+    row.id,
+    row.sender_id,
+    row.sender_device_id,
+    row.client_message_id,
+    row.content_type,
+    row.ciphertext,
+    row.reply_to_seq,
+    row.forwarded,
+    row.created_at,
+    row.expires_at,
+  );
+}
+
+/** My own message is delivered to and read by me; slow mode counts from it. */
+export const markPosted = prepared(
+  (db: Kysely<DB>, conversationId: string, userId: string, seq: number, now: number) =>
+    db
+      .updateTable('conversation_members')
+      .set({ delivered_seq: seq, read_seq: seq, last_post_at: now })
+      .where('conversation_id', '=', conversationId)
+      .where('user_id', '=', userId),
+);
+
 export function findMessage(db: Db, conversationId: string, seq: number) {
   return db
     .selectFrom('messages')

@@ -85,20 +85,11 @@ async function writeInProcess(
   writes: StreamWrites,
 ): Promise<TMessage> {
   return db.transaction().execute(async (trx) => {
-    const { last_seq } = await trx
-      .updateTable('conversations')
-      .set((eb) => ({ last_seq: eb('last_seq', '+', 1), updated_at: fresh.created_at }))
-      .where('id', '=', fresh.conversation_id)
-      .returning('last_seq')
-      .executeTakeFirstOrThrow();
-    const row: repo.MessageRow = { ...fresh, seq: Number(last_seq) };
-    await trx.insertInto('messages').values(row).execute();
-    await trx
-      .updateTable('conversation_members')
-      .set({ delivered_seq: row.seq, read_seq: row.seq, last_post_at: row.created_at })
-      .where('conversation_id', '=', row.conversation_id)
-      .where('user_id', '=', row.sender_id)
-      .execute();
+    const bumped = await repo.bumpSeq(trx, fresh.conversation_id, fresh.created_at);
+    if (bumped.rows.length === 0) throw new Error('conversation vanished during a send');
+    const row: repo.MessageRow = { ...fresh, seq: Number(bumped.rows[0]!.last_seq) };
+    await repo.insertMessage(trx, row);
+    await repo.markPosted(trx, row.conversation_id, row.sender_id, row.seq, row.created_at);
     const members = await memberIds(trx, row.conversation_id);
     const message = repo.toMessage(row);
     await recordEvents(trx, members, { type: 'message.new', message }, row.created_at, writes);
