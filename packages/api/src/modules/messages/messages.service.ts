@@ -174,7 +174,7 @@ export async function sendMessage(
     deleted_at: null,
     expires_at: timer > 0 ? now + timer * 1000 : null,
   };
-  const write = db.getExecutor().adapter.supportsReturning ? writeInProcess : writeByProcedure;
+  const write = ctx.ports.dialect === 'mysql' ? writeByProcedure : writeInProcess;
   let writes = new StreamWrites();
   let message: TMessage;
   try {
