@@ -143,6 +143,17 @@ export function createInbound(deps: {
     if (recent.size > RECENT_LIMIT) recent.delete(recent.keys().next().value!);
   };
 
+  /** Hands a decrypted message to the app; `late` when it waited for its key. */
+  function deliver(message: Message, opened: Extract<Outcome, { ok: true }>, late: boolean) {
+    return deps.deliver({
+      message,
+      contentType: opened.contentType,
+      body: opened.body,
+      late,
+      edited: message.editedAt !== null,
+    });
+  }
+
   async function decrypt(message: Message): Promise<Outcome> {
     const known = recent.get(versionOf(message));
     if (known) return known;
@@ -233,13 +244,7 @@ export function createInbound(deps: {
     for (const message of [...waiting].sort((a, b) => a.seq - b.seq)) {
       const outcome = await decrypt(message);
       if (outcome.ok) {
-        await deps.deliver({
-          message,
-          contentType: outcome.contentType,
-          body: outcome.body,
-          late: true,
-          edited: message.editedAt !== null,
-        });
+        await deliver(message, outcome, true);
       } else {
         await deps.undecryptable({ message, reason: outcome.reason });
       }
@@ -309,13 +314,7 @@ export function createInbound(deps: {
     async handleMessage(message) {
       const outcome = await decrypt(message);
       if (outcome.ok) {
-        await deps.deliver({
-          message,
-          contentType: outcome.contentType,
-          body: outcome.body,
-          late: false,
-          edited: message.editedAt !== null,
-        });
+        await deliver(message, outcome, false);
         return;
       }
       if (outcome.missing) wait(message, outcome.missing, false);
@@ -366,13 +365,7 @@ export function createInbound(deps: {
           if (rest.length > 0) pending.set(key, rest);
           else pending.delete(key);
         }
-        await deps.deliver({
-          message,
-          contentType: outcome.contentType,
-          body: outcome.body,
-          late: true,
-          edited: message.editedAt !== null,
-        });
+        await deliver(message, outcome, true);
         return true;
       }
       if (outcome.missing) wait(message, outcome.missing, true);

@@ -156,7 +156,10 @@ export async function sendingContext(
 
 // The in-process send's statements (SQLite), each compiled once (see `prepared`).
 
-/** The conversation's next seq, bumped under its row lock, answered by RETURNING. */
+/**
+ * The conversation's next seq, bumped under its row lock, answered by RETURNING: SQLite only
+ * (MySQL has no UPDATE … RETURNING; it sends through mvp_send_message).
+ */
 export const bumpSeq = prepared((db: Kysely<DB>, conversationId: string, now: number) =>
   db
     .updateTable('conversations')
