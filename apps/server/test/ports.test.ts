@@ -169,5 +169,26 @@ if (testRedisUrl) {
       await a.publish('device:9', { hello: 'there' });
       expect(await got.next()).toEqual({ hello: 'there' });
     });
+
+    it("hands its own subscribers its messages directly, once: Redis's echo is dropped", async () => {
+      const ns = `test:${randomUUID()}:`;
+      const a = createRedisEventBus(redis(), redis(), silent, ns);
+      const b = createRedisEventBus(redis(), redis(), silent, ns);
+      const atA = eventQueue<unknown>();
+      const atB = eventQueue<unknown>();
+      await a.subscribe('user:7', (m) => atA.push(m));
+      await b.subscribe('user:7', (m) => atB.push(m));
+      const first = { n: 1 };
+      await a.publish('user:7', first);
+      // The same object, not a copy that went through Redis.
+      expect(await atA.next()).toBe(first);
+      expect(await atB.next()).toEqual({ n: 1 });
+      // B publishes only after it got A's message, so Redis sent A's echo of it to A's
+      // subscriber connection before this one: had the echo been delivered, it would come first.
+      await b.publish('user:7', { n: 2 });
+      expect(await atA.next()).toEqual({ n: 2 });
+      expect(await atB.next()).toEqual({ n: 2 });
+      expect(atA.size).toBe(0);
+    });
   });
 }

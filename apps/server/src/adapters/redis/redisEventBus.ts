@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { BusHandler, EventBus, Logger } from '@mvp/api';
 
@@ -5,6 +6,11 @@ import type { BusHandler, EventBus, Logger } from '@mvp/api';
  * Redis pub/sub with one Redis subscription per channel per instance, however many local
  * subscribers share it: the first local subscriber SUBSCRIBEs, the last one UNSUBSCRIBEs.
  * `subscriber` must be a connection dedicated to this bus (Redis puts it in subscriber mode).
+ *
+ * This instance's own subscribers get its messages directly, as the in-process bus delivers
+ * them (the same object, after `publish` returns), not through Redis: a device connected to the
+ * instance that handled the write pays no Redis round trip, and only the other instances do.
+ * Each message on the wire names the instance it came from, so its own echo is dropped unread.
  */
 export function createRedisEventBus(
   publisher: Redis,
@@ -13,32 +19,47 @@ export function createRedisEventBus(
   namespace: string,
 ): EventBus {
   const PREFIX = `${namespace}bus:`;
+  // `{"from":"<this instance>","message":…}`; the prefix recognises an echo without parsing it.
+  const ownPrefix = `{"from":"${randomUUID()}","message":`;
   const channels = new Map<string, Set<BusHandler>>();
   // The SUBSCRIBE in flight for a channel, so concurrent first subscribers wait for the same one.
   const pending = new Map<string, Promise<unknown>>();
 
-  subscriber.on('message', (redisChannel: string, raw: string) => {
-    const handlers = channels.get(redisChannel.slice(PREFIX.length));
-    if (!handlers) return;
-    let message: unknown;
-    try {
-      message = JSON.parse(raw);
-    } catch {
-      logger.warn({ channel: redisChannel }, 'bus: dropped a message that is not JSON');
-      return;
-    }
-    for (const handler of [...handlers]) {
+  const deliver = (channel: string, handlers: BusHandler[], message: unknown) => {
+    for (const handler of handlers) {
       try {
         handler(message);
       } catch (err) {
-        logger.error({ err, channel: redisChannel }, 'bus: handler threw');
+        logger.error({ err, channel }, 'bus: handler threw');
       }
     }
+  };
+
+  subscriber.on('message', (redisChannel: string, raw: string) => {
+    if (raw.startsWith(ownPrefix)) return;
+    const channel = redisChannel.slice(PREFIX.length);
+    const handlers = channels.get(channel);
+    if (!handlers) return;
+    let message: unknown;
+    try {
+      message = (JSON.parse(raw) as { message?: unknown }).message;
+    } catch {
+      logger.warn({ channel }, 'bus: dropped a message that is not JSON');
+      return;
+    }
+    if (message !== undefined) deliver(channel, [...handlers], message);
   });
 
   return {
     async publish(channel, message) {
-      await publisher.publish(PREFIX + channel, JSON.stringify(message));
+      const handlers = channels.get(channel);
+      // Those subscribed now, after publish returns, as Redis would: callers never see
+      // re-entrancy.
+      if (handlers) {
+        const now = [...handlers];
+        queueMicrotask(() => deliver(channel, now, message));
+      }
+      await publisher.publish(PREFIX + channel, `${ownPrefix}${JSON.stringify(message)}}`);
     },
     async subscribe(channel, handler) {
       let handlers = channels.get(channel);
