@@ -7,7 +7,7 @@ import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import { memberIds } from '../conversations/conversations.repo';
 import { requireMember } from '../conversations/conversations.service';
-import { recordEvents, StreamWrites, wake } from '../sync/events';
+import { recordEvents, recordForMembers, StreamWrites, wake } from '../sync/events';
 import * as repo from './messages.repo';
 
 type Sender = { userId: string; deviceId: string };
@@ -90,9 +90,14 @@ async function writeInProcess(
     const row: repo.MessageRow = { ...fresh, seq: Number(bumped.rows[0]!.last_seq) };
     await repo.insertMessage(trx, row);
     await repo.markPosted(trx, row.conversation_id, row.sender_id, row.seq, row.created_at);
-    const members = await memberIds(trx, row.conversation_id);
     const message = repo.toMessage(row);
-    await recordEvents(trx, members, { type: 'message.new', message }, row.created_at, writes);
+    await recordForMembers(
+      trx,
+      row.conversation_id,
+      { type: 'message.new', message },
+      row.created_at,
+      writes,
+    );
     return message;
   });
 }

@@ -6,7 +6,7 @@ import type { Ports } from '../../ports';
 import { share, sharedText } from '../../sharedEvents';
 import { userChannel } from '../contacts/peopleEvents';
 import { describeMessages, findBySeqs, type MessageRow } from '../messages/messages.repo';
-import { appendEvents, type StoredEvent, type StreamRow } from './stream.repo';
+import { appendEvents, appendToMembers, type StoredEvent, type StreamRow } from './stream.repo';
 
 export type DurableEvent = Exclude<TSyncEvent, { type: 'resync' | 'presence' }>;
 type MessageRef = { conversationId: string; seq: number };
@@ -116,6 +116,21 @@ export async function recordEvents(
     const seq = seqs.get(userId);
     if (seq !== undefined) writes?.add(userId, { seq, event });
   }
+}
+
+/**
+ * Appends the same `event` to the stream of every member of the conversation inside `trx` (in
+ * fewer, fixed statements than `recordEvents` with the member list); `writes.wake` after commit.
+ */
+export async function recordForMembers(
+  trx: Transaction<DB>,
+  conversationId: string,
+  event: DurableEvent,
+  now: number,
+  writes: StreamWrites,
+): Promise<void> {
+  const seqs = await appendToMembers(trx, conversationId, storedOf(event), now);
+  for (const [userId, seq] of seqs) writes.add(userId, { seq, event });
 }
 
 /** One event for one device of a user (its own stream rows; other devices never read it). */

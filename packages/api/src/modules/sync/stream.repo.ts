@@ -1,5 +1,5 @@
-import type { Kysely, Transaction } from 'kysely';
-import type { DB } from '@mvp/db';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { prepared, type DB } from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 
@@ -67,6 +67,68 @@ export async function appendEvents(
   });
   if (values.length > 0) await trx.insertInto('user_events').values(values).execute();
   return last;
+}
+
+// One event to every member of a conversation, in three statements of fixed shape, each compiled
+// once (see `prepared`): no member list travels through JavaScript and back as parameters. For a
+// 100-member group that was a member read, a 100-id IN list and a 600-parameter insert, built
+// and compiled again on every send.
+const bumpMembers = prepared((db: Kysely<DB>, conversationId: string) =>
+  db
+    .updateTable('user_streams')
+    .set((eb) => ({ last_seq: eb('last_seq', '+', 1) }))
+    .where('user_id', 'in', (eb) =>
+      eb
+        .selectFrom('conversation_members')
+        .select('user_id')
+        .where('conversation_id', '=', conversationId),
+    ),
+);
+
+const memberHeads = (db: Kysely<DB>, conversationId: string) =>
+  db
+    .selectFrom('conversation_members as m')
+    .innerJoin('user_streams as s', 's.user_id', 'm.user_id')
+    .where('m.conversation_id', '=', conversationId);
+
+const readMemberHeads = prepared((db: Kysely<DB>, conversationId: string) =>
+  memberHeads(db, conversationId).select(['s.user_id', 's.last_seq']),
+);
+
+const insertAtMemberHeads = prepared(
+  (db: Kysely<DB>, conversationId: string, type: string, payload: string, now: number) =>
+    db
+      .insertInto('user_events')
+      .columns(['user_id', 'seq', 'device_id', 'type', 'payload', 'created_at'])
+      .expression(
+        memberHeads(db, conversationId).select([
+          's.user_id',
+          's.last_seq',
+          sql<null>`null`.as('device_id'),
+          sql<string>`${type}`.as('type'),
+          sql<string>`${payload}`.as('payload'),
+          sql<number>`${now}`.as('created_at'),
+        ]),
+      ),
+);
+
+/**
+ * Appends `event` to the stream of every member of the conversation inside the caller's
+ * transaction, the members read under the conversation's row lock the caller holds: each
+ * stream's `last_seq` goes up by one and the row takes that seq. Answers each member's new seq.
+ * The in-process send's (SQLite) twin of mvp_send_message's stream statements (migration
+ * T0700); MySQL sends through the procedure, so only SQLite runs this.
+ */
+export async function appendToMembers(
+  trx: Transaction<DB>,
+  conversationId: string,
+  event: StoredEvent,
+  now: number,
+): Promise<Map<string, number>> {
+  await bumpMembers(trx, conversationId);
+  await insertAtMemberHeads(trx, conversationId, event.type, JSON.stringify(event.payload), now);
+  const { rows } = await readMemberHeads(trx, conversationId);
+  return new Map(rows.map((r) => [r.user_id, Number(r.last_seq)]));
 }
 
 export type StreamRow = { seq: number; type: string; payload: string };
