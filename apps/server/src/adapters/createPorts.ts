@@ -64,8 +64,8 @@ function connectRedis(
     // Commands fail fast instead of queueing forever while Redis is away.
     maxRetriesPerRequest: 2,
     enableOfflineQueue: options.offlineQueue,
-    // Commands issued in the same tick leave in one write: a send wakes every member with one
-    // PUBLISH each, and a socket write costs more than the command (bench/README.md).
+    // Commands issued in the same turn of the event loop leave in one write: a socket write
+    // costs more than the command (bench/README.md).
     enableAutoPipelining: options.autoPipelining,
   });
 }
@@ -162,9 +162,10 @@ export async function createInfrastructure(
       };
     }
 
+    // The bus gathers its own PUBLISHes per tick (redisEventBus.ts); the rest here is light.
     const command = connectRedis(config.redisUrl, 'command', {
       offlineQueue: true,
-      autoPipelining: true,
+      autoPipelining: false,
     });
     const subscriber = connectRedis(config.redisUrl, 'subscriber', {
       offlineQueue: true,
