@@ -54,9 +54,15 @@ async function subscribeAll(
 
 const closeAll = (sockets: TrpcSocket[]) => Promise.all(sockets.map((s) => s.close()));
 
+/** Per-message difference between two devices' arrival times, ms (may be negative). */
+export type Added = { p50Ms: number; p99Ms: number };
+
 /**
  * Open loop at `rate` sends/s over all pairs (pair k mod n), members[0] sends through `sendUrl`,
  * members[1] is subscribed at `receiveUrl`. Answers deliveries/s and send→deliver latency.
+ * With `second`, members[1] is also subscribed on another device (`second.receivers[k]`, the
+ * same account signed in again) at `second.url`: a message counts once both devices have it,
+ * and `second` answers that device's latency and, per message, how much later it arrived there.
  */
 export async function runRelayLoad(options: {
   sendUrl: string;
@@ -65,8 +71,9 @@ export async function runRelayLoad(options: {
   rate: number;
   durationS: number;
   ciphertext: string;
-}): Promise<RoundResult & { sent: number }> {
-  const { conversations } = options;
+  second?: { url: string; receivers: BenchUser[] };
+}): Promise<RoundResult & { sent: number; second?: RoundResult & { added: Added } }> {
+  const { conversations, second } = options;
   const errors = failures();
   const senders = await Promise.all(
     conversations.map((c) => connect(options.sendUrl, c.members[0]!, errors.fail)),
@@ -74,20 +81,37 @@ export async function runRelayLoad(options: {
   const receivers = await Promise.all(
     conversations.map((c) => connect(options.receiveUrl, c.members[1]!, errors.fail)),
   );
-  const sentAt = new Map<string, number>();
+  const secondReceivers = second
+    ? await Promise.all(second.receivers.map((u) => connect(second.url, u, errors.fail)))
+    : [];
+  // Per message in flight: when it was sent and when each device got it.
+  const inFlight = new Map<string, { at: number; first?: number; second?: number }>();
   const latencies = new LatencyRecorder();
+  const secondLatencies = new LatencyRecorder();
+  // Signed: a LatencyRecorder sorts numerically, negatives first.
+  const added = new LatencyRecorder();
   let delivered = 0;
   let measuring = true;
-  await subscribeAll(receivers, (_i, frame) => {
+  const arrived = (device: 'first' | 'second') => (_i: number, frame: DataFrame) => {
     const now = performance.now();
     const cid = clientIdOf(frame);
-    const at = cid === undefined ? undefined : sentAt.get(cid);
-    if (at === undefined) return;
-    sentAt.delete(cid!);
+    const entry = cid === undefined ? undefined : inFlight.get(cid);
+    if (!entry) return;
+    entry[device] = now;
+    if (entry.first === undefined || (second && entry.second === undefined)) return;
+    inFlight.delete(cid!);
     if (!measuring) return;
-    latencies.record(now - at);
+    latencies.record(entry.first - entry.at);
+    if (entry.second !== undefined) {
+      secondLatencies.record(entry.second - entry.at);
+      added.record(entry.second - entry.first);
+    }
     delivered++;
-  });
+  };
+  await Promise.all([
+    subscribeAll(receivers, arrived('first')),
+    subscribeAll(secondReceivers, arrived('second')),
+  ]);
 
   const prefix = randomBytes(4).toString('hex');
   const started = performance.now();
@@ -101,20 +125,26 @@ export async function runRelayLoad(options: {
         SEND,
         sendInput(conversation.id, cid, options.ciphertext),
       );
-      sentAt.set(cid, call.sentAt);
+      inFlight.set(cid, { at: call.sentAt });
       call.done.catch((err: Error) => errors.fail(err));
     }
     await sleep(1);
   }
   const seconds = (performance.now() - started) / 1000;
   const drainUntil = performance.now() + DRAIN_MS;
-  while (sentAt.size > 0 && performance.now() < drainUntil && !errors.failed) await sleep(5);
+  while (inFlight.size > 0 && performance.now() < drainUntil && !errors.failed) await sleep(5);
   measuring = false;
-  const lost = sentAt.size;
-  await closeAll([...senders, ...receivers]);
+  const lost = inFlight.size;
+  await closeAll([...senders, ...receivers, ...secondReceivers]);
   if (errors.failed) throw errors.failed;
   if (lost > 0) throw new Error(`${lost} of ${sent} messages not delivered within ${DRAIN_MS} ms`);
-  return { ...roundResult(delivered, seconds, latencies), sent };
+  const result = { ...roundResult(delivered, seconds, latencies), sent };
+  if (!second) return result;
+  const [p50Ms = NaN, p99Ms = NaN] = added.percentiles(50, 99);
+  return {
+    ...result,
+    second: { ...roundResult(delivered, seconds, secondLatencies), added: { p50Ms, p99Ms } },
+  };
 }
 
 /**

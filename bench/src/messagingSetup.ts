@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { BENCH_DEVICE, BENCH_PASSWORD } from './loginLoad';
 
-/** A registered account: its user id and an access token for its one device. */
-export type BenchUser = { userId: string; token: string };
+/** A registered account: its user id and an access token for its (first) device. */
+export type BenchUser = { userId: string; username: string; token: string };
 /** A conversation and its members, in the order they were given. */
 export type BenchConversation = { id: string; members: BenchUser[] };
 
@@ -45,16 +45,28 @@ export function registerUsers(trpcUrl: string, count: number): Promise<BenchUser
     Array.from({ length: count }, (_, i) => i),
     4,
     async (i) => {
+      const username = `m${tag}_${i}`;
       const answer = (await callHttp(trpcUrl, 'auth.register', {
-        username: `m${tag}_${i}`,
+        username,
         password: BENCH_PASSWORD,
         displayName: 'Bench',
         device: BENCH_DEVICE,
       })) as { status: string; accessToken: string; user: { id: string } };
       if (answer.status !== 'ok') throw new Error(`register: ${JSON.stringify(answer)}`);
-      return { userId: answer.user.id, token: answer.accessToken };
+      return { userId: answer.user.id, username, token: answer.accessToken };
     },
   );
+}
+
+/** The same account signed in on another device: the answer holds that device's token. */
+export async function anotherDevice(trpcUrl: string, user: BenchUser): Promise<BenchUser> {
+  const answer = (await callHttp(trpcUrl, 'auth.login', {
+    identifier: user.username,
+    password: BENCH_PASSWORD,
+    device: { ...BENCH_DEVICE, name: 'bench second device' },
+  })) as { status: string; accessToken: string };
+  if (answer.status !== 'ok') throw new Error(`login: ${JSON.stringify(answer)}`);
+  return { ...user, token: answer.accessToken };
 }
 
 /** One direct conversation per pair `[users[2i], users[2i+1]]`. */
