@@ -206,8 +206,10 @@ export async function runFanoutLoad(options: {
 }
 
 /**
- * Closed loop of sends only (nobody subscribed): members[0] of each conversation keeps
- * `inFlight` sends outstanding, each answer sends the next. Answers sends/s and answer latency.
+ * Closed loop of sends: members[0] of each conversation keeps `inFlight` sends outstanding, each
+ * answer sends the next. Answers sends/s and answer latency. Nobody is subscribed unless
+ * `listeners` are given: devices subscribed to their streams at those URLs, so the servers
+ * deliver as they would under that load (their deliveries are not measured).
  */
 export async function runPersistLoad(options: {
   url: string;
@@ -215,11 +217,18 @@ export async function runPersistLoad(options: {
   inFlight: number;
   durationS: number;
   ciphertext: string;
+  listeners?: { url: string; users: BenchUser[] }[];
 }): Promise<RoundResult> {
   const errors = failures();
   const sockets = await Promise.all(
     options.conversations.map((c) => connect(options.url, c.members[0]!, errors.fail)),
   );
+  const listening = await Promise.all(
+    (options.listeners ?? []).flatMap(({ url, users }) =>
+      users.map((u) => connect(url, u, errors.fail)),
+    ),
+  );
+  await subscribeAll(listening, () => {});
   const latencies = new LatencyRecorder();
   let completed = 0;
   let outstanding = 0;
@@ -255,7 +264,7 @@ export async function runPersistLoad(options: {
   const seconds = (performance.now() - started) / 1000;
   const drainUntil = performance.now() + DRAIN_MS;
   while (outstanding > 0 && performance.now() < drainUntil) await sleep(5);
-  await closeAll(sockets);
+  await closeAll([...sockets, ...listening]);
   if (errors.failed) throw errors.failed;
   return roundResult(completed, seconds, latencies);
 }
