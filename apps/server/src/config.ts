@@ -92,7 +92,7 @@ function callsFromEnv(env: Env): ApiSettings['calls'] {
     maxPayloadBytes: env.MVP_CALL_PAYLOAD_MAX_BYTES,
     startLimit: env.MVP_LIMIT_CALL_START_ACCOUNT,
     signalLimit: env.MVP_LIMIT_CALL_SIGNAL,
-    iceLimit: { points: 60, durationSeconds: 60 },
+    iceLimit: env.MVP_LIMIT_CALL_ICE_ACCOUNT,
   };
 }
 

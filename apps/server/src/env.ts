@@ -169,6 +169,7 @@ export const envSchema = {
   MVP_CALL_PAYLOAD_MAX_BYTES: int(1024, 1024 * 1024).default(32 * 1024),
   MVP_LIMIT_CALL_START_ACCOUNT: limit.default({ points: 30, durationSeconds: 60 }),
   MVP_LIMIT_CALL_SIGNAL: limit.default({ points: 300, durationSeconds: 60 }),
+  MVP_LIMIT_CALL_ICE_ACCOUNT: limit.default({ points: 60, durationSeconds: 60 }),
 };
 
 export const ENV_VARIABLES = Object.keys(envSchema);

@@ -41,6 +41,16 @@ describe('TURN credentials and ICE configuration', () => {
       /MVP_STUN_URLS takes stun: URLs/,
     );
   });
+
+  it('reads the ICE servers limit from the environment, and refuses a malformed one', () => {
+    expect(configFromEnv(parseEnv({ MVP_LIMIT_CALL_ICE_ACCOUNT: '5/120' })).calls.iceLimit).toEqual(
+      { points: 5, durationSeconds: 120 },
+    );
+    expect(configFromEnv(parseEnv({})).calls.iceLimit).toEqual({ points: 60, durationSeconds: 60 });
+    expect(() => parseEnv({ MVP_LIMIT_CALL_ICE_ACCOUNT: 'lots' })).toThrow(
+      /MVP_LIMIT_CALL_ICE_ACCOUNT/,
+    );
+  });
 });
 
 describe(`call sessions (${backendLabel})`, () => {
@@ -57,6 +67,7 @@ describe(`call sessions (${backendLabel})`, () => {
           turnSecret: TURN_SECRET,
           maxPayloadBytes: 2048,
           signalLimit: { points: 20, durationSeconds: 60 },
+          iceLimit: { points: 3, durationSeconds: 60 },
         },
       },
       { clock: { now: () => Date.now() + offsetMs } },
@@ -94,6 +105,11 @@ describe(`call sessions (${backendLabel})`, () => {
       headers: { authorization: `Bearer ${alice.accessToken}` },
     });
     expect(rest.status).toBe(200);
+    // Each answer mints fresh credentials: three per minute per account here.
+    await api(alice.accessToken).calls.iceServers.query();
+    expect(await codeOf(api(alice.accessToken).calls.iceServers.query())).toBe('TOO_MANY_REQUESTS');
+    const bob = await registerUser(t);
+    expect((await api(bob.accessToken).calls.iceServers.query()).iceServers).toHaveLength(2);
   });
 
   it('every device rings, the first to answer wins, the others hear it; ICE goes to the one peer', async () => {
