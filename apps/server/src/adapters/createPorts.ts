@@ -162,7 +162,7 @@ export async function createInfrastructure(
       };
     }
 
-    // The bus gathers its own PUBLISHes per tick (redisEventBus.ts); the rest here is light.
+    // The bus batches its own PUBLISHes (redisEventBus.ts); the rest here is light.
     const command = connectRedis(config.redisUrl, 'command', {
       offlineQueue: true,
       autoPipelining: false,
