@@ -190,5 +190,24 @@ if (testRedisUrl) {
       expect(await atB.next()).toEqual({ n: 2 });
       expect(atA.size).toBe(0);
     });
+
+    it('publishes issued together reach another instance, every one and in order', async () => {
+      const ns = `test:${randomUUID()}:`;
+      const a = createRedisEventBus(redis(), redis(), silent, ns);
+      const b = createRedisEventBus(redis(), redis(), silent, ns);
+      const got = eventQueue<unknown>();
+      await b.subscribe('group', (m) => got.push(m));
+      // As a group send's wake-ups leave: in one synchronous run, so in one pipeline.
+      await Promise.all(Array.from({ length: 100 }, (_, n) => a.publish('group', { n })));
+      for (let n = 0; n < 100; n++) expect(await got.next()).toEqual({ n });
+    });
+
+    it('a publish Redis refuses fails its caller', async () => {
+      const publisher = redis();
+      const bus = createRedisEventBus(publisher, redis(), silent, `test:${randomUUID()}:`);
+      await bus.publish('up', { fine: true });
+      publisher.disconnect();
+      await expect(bus.publish('down', { lost: true })).rejects.toThrow();
+    });
   });
 }
