@@ -21,6 +21,11 @@ export function share<T extends object>(event: T): T {
   return event;
 }
 
+/** Whether `share` has marked it: one of this instance's own events, already shared. */
+export function isShared(event: object): boolean {
+  return shared.has(event);
+}
+
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);

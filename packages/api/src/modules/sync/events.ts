@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import type { TSyncEvent } from '@mvp/contracts';
 import type { DB } from '@mvp/db';
 import type { Ports } from '../../ports';
-import { share, sharedText } from '../../sharedEvents';
+import { isShared, share, sharedText } from '../../sharedEvents';
 import { userChannel } from '../contacts/peopleEvents';
 import { describeMessages, findBySeqs, type MessageRow } from '../messages/messages.repo';
 import { appendEvents, appendToMembers, type StoredEvent, type StreamRow } from './stream.repo';
@@ -66,12 +66,13 @@ export class StreamWrites {
  * New messages recently carried by wake-ups, by conversation and seq: over Redis every member's
  * wake-up arrives as its own parsed copy, and this makes the copies on one instance one shared
  * object again, serialised once for all its subscribers. A `message.new` never changes, so the
- * first copy stands for all; anything else is left as it came.
+ * first copy stands for all; anything else is left as it came, and so is an event this instance
+ * published itself (its subscribers get that very object, shared already).
  */
 const recentNew = new LRUCache<string, TSyncEvent>({ max: 2048 });
 
 export function sharedCarried(event: TSyncEvent): TSyncEvent {
-  if (event.type !== 'message.new') return event;
+  if (event.type !== 'message.new' || isShared(event)) return event;
   const key = `${event.message.conversationId}:${event.message.seq}`;
   const known = recentNew.get(key);
   if (known) return known;

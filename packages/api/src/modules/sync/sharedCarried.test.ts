@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { TSyncEvent } from '@mvp/contracts';
+import { share } from '../../sharedEvents';
 import { sharedCarried } from './events';
 
 /** What a wake-up's event looks like after Redis: a fresh parse per member's channel. */
@@ -43,5 +44,13 @@ describe('sharedCarried', () => {
     const copy = parsedCopy(update);
     expect(sharedCarried(copy)).toBe(copy);
     expect(sharedCarried(parsedCopy(update))).not.toBe(copy);
+  });
+
+  it('hands back an event this instance shared itself, without remembering it', () => {
+    const own = share(newMessage(4));
+    expect(sharedCarried(own)).toBe(own);
+    // Not interned: a copy from another instance is not answered with this instance's object.
+    const copy = parsedCopy(newMessage(4));
+    expect(sharedCarried(copy)).toBe(copy);
   });
 });
