@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import type { BenchConversation, BenchUser } from './messagingSetup';
 import { sendInput } from './messagingSetup';
-import { LatencyRecorder, roundResult, type RoundResult } from './stats';
+import { failures, LatencyRecorder, roundResult, type RoundResult } from './stats';
 import { openTrpcSocket, type DataFrame, type TrpcSocket } from './trpcSocket';
 
 /**
@@ -23,17 +23,6 @@ const clientIdOf = (frame: DataFrame) => {
   const event = (frame.result.data.json as { data?: MessageEvent }).data;
   return event?.type === 'message.new' ? event.message?.clientMessageId : undefined;
 };
-
-/** Fails the round on the first error: an error is cheaper than an answer and would flatter. */
-function failures() {
-  let first: Error | undefined;
-  return {
-    fail: (err: Error) => (first ??= err),
-    get failed() {
-      return first;
-    },
-  };
-}
 
 async function connect(url: string, user: BenchUser, onError: (err: Error) => void) {
   return openTrpcSocket(url, user.token, onError);

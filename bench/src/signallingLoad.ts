@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { BenchUser } from './messagingSetup';
-import { LatencyRecorder, roundResult, type RoundResult } from './stats';
+import { failures, LatencyRecorder, roundResult, type RoundResult } from './stats';
 import { openTrpcSocket, type DataFrame, type TrpcSocket } from './trpcSocket';
 
 /**
@@ -212,16 +212,6 @@ class CallLine {
     this.setup = undefined;
     this.hooks.free(this);
   }
-}
-
-function failures() {
-  let first: Error | undefined;
-  return {
-    fail: (err: Error) => (first ??= err),
-    get failed() {
-      return first;
-    },
-  };
 }
 
 /** Opens both ends of every pair and subscribes them to their streams from now. */

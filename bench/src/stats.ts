@@ -62,3 +62,14 @@ export function rounded(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
+
+/** Fails the round on the first error: an error is cheaper than an answer and would flatter. */
+export function failures() {
+  let first: Error | undefined;
+  return {
+    fail: (err: Error) => (first ??= err),
+    get failed() {
+      return first;
+    },
+  };
+}
