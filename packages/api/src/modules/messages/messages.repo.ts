@@ -156,17 +156,30 @@ export async function sendingContext(
 
 // The in-process send's statements (SQLite), each compiled once (see `prepared`).
 
-/**
- * The conversation's next seq, bumped under its row lock, answered by RETURNING: SQLite only
- * (MySQL has no UPDATE … RETURNING; it sends through mvp_send_message).
- */
-export const bumpSeq = prepared((db: Kysely<DB>, conversationId: string, now: number) =>
+const bumpSeq = prepared((db: Kysely<DB>, conversationId: string, now: number) =>
   db
     .updateTable('conversations')
     .set((eb) => ({ last_seq: eb('last_seq', '+', 1), updated_at: now }))
-    .where('id', '=', conversationId)
-    .returning('last_seq'),
+    .where('id', '=', conversationId),
 );
+
+const readSeq = prepared((db: Kysely<DB>, conversationId: string) =>
+  db.selectFrom('conversations').select('last_seq').where('id', '=', conversationId),
+);
+
+/**
+ * The conversation's next seq: bumped, then read back under the row lock the bump took, as
+ * mvp_send_message does. Undefined when the conversation is gone.
+ */
+export async function nextSeq(
+  trx: Transaction<DB>,
+  conversationId: string,
+  now: number,
+): Promise<number | undefined> {
+  await bumpSeq(trx, conversationId, now);
+  const row = (await readSeq(trx, conversationId)).rows[0];
+  return row ? Number(row.last_seq) : undefined;
+}
 
 const insertRow = prepared(
   (

@@ -85,9 +85,9 @@ async function writeInProcess(
   writes: StreamWrites,
 ): Promise<TMessage> {
   return db.transaction().execute(async (trx) => {
-    const bumped = await repo.bumpSeq(trx, fresh.conversation_id, fresh.created_at);
-    if (bumped.rows.length === 0) throw new Error('conversation vanished during a send');
-    const row: repo.MessageRow = { ...fresh, seq: Number(bumped.rows[0]!.last_seq) };
+    const seq = await repo.nextSeq(trx, fresh.conversation_id, fresh.created_at);
+    if (seq === undefined) throw new Error('conversation vanished during a send');
+    const row: repo.MessageRow = { ...fresh, seq };
     await repo.insertMessage(trx, row);
     await repo.markPosted(trx, row.conversation_id, row.sender_id, row.seq, row.created_at);
     const message = repo.toMessage(row);

@@ -23,31 +23,23 @@ export async function appendEvents(
   const counts = new Map<string, number>();
   for (const { userId } of entries) counts.set(userId, (counts.get(userId) ?? 0) + 1);
   // One UPDATE per distinct count (almost always just 1), users sorted within each, so writers
-  // take the row locks in one order.
+  // take the row locks in one order; then the new values are read back under those locks (one
+  // way on both dialects: MySQL has no UPDATE … RETURNING).
   const byCount = new Map<number, string[]>();
   for (const [userId, n] of counts) byCount.set(n, [...(byCount.get(n) ?? []), userId]);
-  const last = new Map<string, number>();
-  // SQLite answers the new values with RETURNING; MySQL has none, so they are read back, still
-  // under the row locks the UPDATE took.
-  const returning = trx.getExecutor().adapter.supportsReturning;
   for (const [n, userIds] of byCount) {
-    const bump = trx
+    await trx
       .updateTable('user_streams')
       .set((eb) => ({ last_seq: eb('last_seq', '+', n) }))
-      .where('user_id', 'in', userIds.sort());
-    if (returning) {
-      for (const r of await bump.returning(['user_id', 'last_seq']).execute())
-        last.set(r.user_id, Number(r.last_seq));
-    } else await bump.execute();
-  }
-  if (!returning) {
-    const rows = await trx
-      .selectFrom('user_streams')
-      .select(['user_id', 'last_seq'])
-      .where('user_id', 'in', [...counts.keys()])
+      .where('user_id', 'in', userIds.sort())
       .execute();
-    for (const r of rows) last.set(r.user_id, Number(r.last_seq));
   }
+  const rows = await trx
+    .selectFrom('user_streams')
+    .select(['user_id', 'last_seq'])
+    .where('user_id', 'in', [...counts.keys()])
+    .execute();
+  const last = new Map(rows.map((r) => [r.user_id, Number(r.last_seq)]));
   const next = new Map([...last].map(([userId, seq]) => [userId, seq - counts.get(userId)! + 1]));
   const values = entries.flatMap(({ userId, deviceId, event }) => {
     const seq = next.get(userId);
