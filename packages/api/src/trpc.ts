@@ -2,6 +2,7 @@ import { initTRPC, TRPCError } from '@trpc/server';
 import type { OpenApiMeta } from 'trpc-to-openapi';
 import type { Context, TransportContext } from './context';
 import type { AuthInfo } from './ports';
+import type { ProcedureObservation } from './ports/Metrics';
 import { AppError } from './errors/AppError';
 import { appCodeOf, errorFormatter } from './errors/errorFormatter';
 import { transformer } from './sharedEvents';
@@ -59,48 +60,69 @@ export async function requireAuth(ctx: Context): Promise<AuthInfo & { deviceId: 
   return { ...auth, deviceId: live.deviceId };
 }
 
+type Outcome = { ok: true } | { ok: false; error: TRPCError };
+
 /**
- * Every procedure: restore the full Context (createContext() is its only producer), spend one
- * point of the caller's per-address budget, count and time the call, log failures (internal
- * ones with the error, never the input). One middleware, not three: tRPC copies its options
- * (and the context, when a middleware passes one on) at every step, a measurable share of a
- * cheap call.
+ * What every procedure does around its work: spend one point of the caller's per-address
+ * budget, count and time the call, log failures (internal ones with the error, never the input).
  */
-export const publicProcedure = t.procedure.use(async ({ ctx, path, type, next }) => {
-  const full = ctx as Context;
+async function guard<R extends Outcome>(
+  ctx: Context,
+  call: Pick<ProcedureObservation, 'path' | 'type'>,
+  work: () => Promise<R>,
+): Promise<R> {
+  const { path, type } = call;
   const started = performance.now();
   let outcome = 'ok';
   const report = (error: TRPCError) => {
     outcome = error.code;
     const appCode = appCodeOf(error);
     if (appCode === 'INTERNAL_SERVER_ERROR') {
-      full.log.error({ err: error.cause ?? error, path }, 'procedure failed');
+      ctx.log.error({ err: error.cause ?? error, path }, 'procedure failed');
     } else {
-      full.log.debug({ path, appCode }, 'procedure refused');
+      ctx.log.debug({ path, appCode }, 'procedure refused');
     }
   };
   try {
-    await spendIpBudget(full);
-    const result = await next({ ctx: full });
-    if (!result.ok) report(result.error);
+    await spendIpBudget(ctx);
+    const result = await work();
+    const seen: Outcome = result;
+    if (!seen.ok) report(seen.error);
     return result;
   } catch (err) {
-    // Only the budget can throw here: next() answers a failed result instead.
+    // The budget or the auth check threw: next() answers a failed result instead of throwing.
     report(
       err instanceof TRPCError ? err : new TRPCError({ code: 'INTERNAL_SERVER_ERROR', cause: err }),
     );
     throw err;
   } finally {
     const seconds = (performance.now() - started) / 1000;
-    full.ports.metrics.observeProcedure({ path, type, outcome, seconds });
+    ctx.ports.metrics.observeProcedure({ path, type, outcome, seconds });
   }
-});
+}
+
+/**
+ * The root context type is TransportContext, but at run time every context is the full Context
+ * (createContext() is its only producer). These casts restore it for the types only: tRPC
+ * copies the context whenever a middleware passes one to next() (and its options at every
+ * step), a measurable share of a cheap call, so public procedures pass nothing on and authed ones
+ * pass only `auth`. One middleware per procedure for the same reason.
+ */
+const SAME_CONTEXT = undefined as unknown as Context;
+type Authed = Omit<Context, 'auth'> & { auth: AuthInfo & { deviceId: string } };
+
+export const publicProcedure = t.procedure.use(({ ctx, path, type, next }) =>
+  guard(ctx as Context, { path, type }, () => next({ ctx: SAME_CONTEXT })),
+);
 
 /**
  * The caller must present a valid access token, still unexpired (a WebSocket keeps the context
  * it connected with), for a session that is still live (checked per call, briefly cached).
  * tRPC merges what is passed into the context.
  */
-export const authedProcedure = publicProcedure.use(async ({ ctx, next }) =>
-  next({ ctx: { auth: await requireAuth(ctx) } }),
+export const authedProcedure = t.procedure.use(({ ctx, path, type, next }) =>
+  guard(ctx as Context, { path, type }, async () => {
+    const auth = await requireAuth(ctx as Context);
+    return next({ ctx: { auth } as Authed });
+  }),
 );
