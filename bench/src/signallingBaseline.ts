@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { listenOnLoopback } from './baselines';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -108,7 +107,7 @@ export async function startSignallingBaseline(payload: SignallingBaselinePayload
   const mutations: Record<string, (me: Me, input: Input) => unknown> = {
     'calls.start'(me, input) {
       const row: CallRow = {
-        id: randomUUID(),
+        id: input.callId,
         callerId: me.userId,
         callerDeviceId: me.deviceId,
         calleeId: input.calleeId,

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { uuidv7 } from 'uuidv7';
 import type { BenchUser } from './messagingSetup';
 import { failures, LatencyRecorder, roundResult, type RoundResult } from './stats';
 import { openTrpcSocket, type DataFrame, type TrpcSocket } from './trpcSocket';
@@ -116,6 +117,7 @@ class CallLine {
   start(measured: boolean): void {
     const { callee } = this.pair;
     const call = this.mutate('caller', 'calls.start', {
+      callId: uuidv7(),
       calleeId: callee.userId,
       media: 'video',
       offers: [{ deviceId: callee.deviceId, ciphertext: this.hooks.payloads.offer }],

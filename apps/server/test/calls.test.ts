@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { uuidv7 } from 'uuidv7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCallTimeoutsOnce, turnCredentials } from '@mvp/api';
 import { configFromEnv, defaultConfig } from '../src/index';
@@ -80,6 +81,7 @@ describe(`call sessions (${backendLabel})`, () => {
   const secondDevice = (a: Account) => signInOnAnotherDevice(t, a, 'Laptop');
   const call = async (from: Account, to: Account, devices: string[]) =>
     api(from.accessToken).calls.start.mutate({
+      callId: uuidv7(),
       calleeId: to.userId,
       media: 'video',
       offers: devices.map((deviceId) => ({ deviceId, ciphertext: b64(`offer for ${deviceId}`) })),
@@ -230,6 +232,50 @@ describe(`call sessions (${backendLabel})`, () => {
     expect((await api(bob.accessToken).calls.get.query({ id: second.id })).state).toBe('missed');
   });
 
+  it('the caller names the call; a taken, malformed or far-off id is refused, nothing written', async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const bobPhone = await deviceOf(bob.accessToken);
+    const carolPhone = await deviceOf(carol.accessToken);
+    const start = (callId: string, to: Account, deviceId: string) =>
+      api(alice.accessToken).calls.start.mutate({
+        callId,
+        calleeId: to.userId,
+        media: 'audio',
+        offers: [{ deviceId, ciphertext: b64('offer') }],
+      });
+    const callId = uuidv7();
+    expect((await start(callId, bob, bobPhone)).id).toBe(callId);
+    await api(alice.accessToken).calls.cancel.mutate({ callId });
+
+    const carolStream = await openStream(t, carol.accessToken);
+    const minutes = (n: number) => Date.now() + n * 60_000;
+    const v7At = (ms: number) => {
+      const hex = ms.toString(16).padStart(12, '0');
+      return `${hex.slice(0, 8)}-${hex.slice(8)}${uuidv7().slice(13)}`;
+    };
+    // Taken (even once the call is over, and when the callee differs): CONFLICT.
+    expect(await codeOf(start(callId, carol, carolPhone))).toBe('CONFLICT');
+    // Not a UUIDv7, not a UUID, or from a clock 11 minutes off either way: BAD_REQUEST.
+    expect(await codeOf(start(crypto.randomUUID(), carol, carolPhone))).toBe('BAD_REQUEST');
+    expect(await codeOf(start('call-1', carol, carolPhone))).toBe('BAD_REQUEST');
+    expect(await codeOf(start(v7At(minutes(11)), carol, carolPhone))).toBe('BAD_REQUEST');
+    expect(await codeOf(start(v7At(minutes(-11)), carol, carolPhone))).toBe('BAD_REQUEST');
+    // Nothing rang and nothing is in anyone's history but the one call.
+    expect((await api(carol.accessToken).calls.history.query({})).calls).toEqual([]);
+    expect((await api(alice.accessToken).calls.history.query({})).calls.map((c) => c.id)).toEqual([
+      callId,
+    ]);
+    const accepted = await start(v7At(minutes(9)), carol, carolPhone); // within the 10 minutes
+    expect((await carolStream.next('call.invite')).event).toMatchObject({
+      call: { id: accepted.id },
+    });
+    await carolStream.close();
+  });
+
   it('busy, glare, blocks, outsiders, oversize payloads and candidate floods', async () => {
     const [alice, bob, carol, eve] = [
       await registerUser(t),
@@ -283,6 +329,7 @@ describe(`call sessions (${backendLabel})`, () => {
     // Glare: both call at once; the smaller user id's call goes on, on both sides alike.
     const aToB = await call(alice, bob, [bobPhone]);
     const bToA = await api(bob.accessToken).calls.start.mutate({
+      callId: uuidv7(),
       calleeId: alice.userId,
       media: 'audio',
       offers: [{ deviceId: alicePhone, ciphertext: b64('o') }],
@@ -301,6 +348,7 @@ describe(`call sessions (${backendLabel})`, () => {
     expect(
       await codeOf(
         api(alice.accessToken).calls.start.mutate({
+          callId: uuidv7(),
           calleeId: carol.userId,
           media: 'audio',
           offers: [{ deviceId: carolPhone, ciphertext: Buffer.alloc(4096).toString('base64') }],

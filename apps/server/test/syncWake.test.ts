@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uuidv7 } from 'uuidv7';
 import {
   befriend,
   clientWithToken,
@@ -39,6 +40,7 @@ describe(`events carried by the wake-up (${backendLabel})`, () => {
 
     // An invite for the laptop only, then a message for every device of Bob.
     await api(alice.accessToken).calls.start.mutate({
+      callId: uuidv7(),
       calleeId: bob.userId,
       media: 'audio',
       offers: [{ deviceId: laptopId, ciphertext: b64('offer for the laptop') }],

@@ -67,6 +67,11 @@ export const ZIceServers = z.object({
 const ZDevicePayload = z.object({ deviceId: ZId, ciphertext: ZBase64 });
 
 export const ZStartCallInput = z.object({
+  /**
+   * The call's id, made by the caller (a UUIDv7 from its clock) so that each sealed offer can
+   * name the call it belongs to: the callee's device refuses an offer moved into another call.
+   */
+  callId: z.uuid({ version: 'v7' }),
   calleeId: ZId,
   media: ZCallMedia,
   /** One encrypted offer per callee device that should ring. */

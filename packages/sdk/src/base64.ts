@@ -48,10 +48,10 @@ export function base64ToBytes(text: string): Uint8Array {
 }
 
 /**
- * A random id safe in URLs and the server's client-message-id alphabet (base64url, 22 chars,
- * 128 bits). Randomness only from `crypto.getRandomValues`: without it this refuses to run.
+ * `n` random bytes, only from `crypto.getRandomValues`: without it this refuses to run (no
+ * weaker fallback, as the ids made from these must not be guessable).
  */
-export function randomId(): string {
+export function randomBytes(n: number): Uint8Array {
   const crypto = (globalThis as { crypto?: { getRandomValues?: (a: Uint8Array) => Uint8Array } })
     .crypto;
   if (typeof crypto?.getRandomValues !== 'function') {
@@ -59,6 +59,10 @@ export function randomId(): string {
       '@mvp/sdk: crypto.getRandomValues is missing (React Native: import "react-native-get-random-values" first)',
     );
   }
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return bytesToBase64(bytes).slice(0, 22).replace(/\+/g, '-').replace(/\//g, '_');
+  return crypto.getRandomValues(new Uint8Array(n));
+}
+
+/** A random id safe in URLs and the server's client-message-id alphabet (base64url, 22 chars, 128 bits). */
+export function randomId(): string {
+  return bytesToBase64(randomBytes(16)).slice(0, 22).replace(/\+/g, '-').replace(/\//g, '_');
 }

@@ -8,7 +8,12 @@ export type CallErrorCode =
   /** This manager already has a live call. */
   | 'CALL_IN_PROGRESS'
   /** The action does not fit the call's state (accepting an outgoing call, an ended one). */
-  | 'INVALID_STATE';
+  | 'INVALID_STATE'
+  /**
+   * An incoming call's offer does not decrypt, names another call, or is too old: nothing
+   * rings (reported to `onError`).
+   */
+  | 'INVALID_OFFER';
 
 /** A typed failure of the CallManager itself (server errors stay tRPC errors: `errorCodeOf`). */
 export class CallError extends Error {

@@ -2,8 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { base64ToBytes, bytesToBase64 } from '../base64';
 import type { CallCrypto } from './callCrypto';
 import { isCallError } from './callError';
+import { newCallId, timeOfCallId } from './callId';
 import { createCallManager, type MvpCalls } from './callManager';
 import type { Call, CallState } from './callSession';
+import type { SyncEvent } from '../messaging';
 import { createFakeCallServer } from './fakeCallServer.testing';
 import { FakePeerConnection, type FakeTrack, fakeGetUserMedia } from './fakeWebRtc.testing';
 
@@ -49,12 +51,17 @@ function setup(options: { durableDelayMs?: number } = {}) {
   const server = createFakeCallServer(options);
   const managers: MvpCalls[] = [];
   const errors: unknown[] = [];
-  const device = (userId: string, deviceId: string, options: { published?: boolean } = {}) => {
+  const device = (
+    userId: string,
+    deviceId: string,
+    options: { published?: boolean; crypto?: (own: CallCrypto) => CallCrypto } = {},
+  ) => {
     const { transport, sync } = server.device(userId, deviceId, options);
+    const own = addressedCrypto(deviceId);
     const calls = createCallManager({
       transport,
       sync,
-      crypto: addressedCrypto(deviceId),
+      crypto: options.crypto?.(own) ?? own,
       RTCPeerConnection: FakePeerConnection,
       getUserMedia: fakeGetUserMedia,
       timing,
@@ -160,6 +167,106 @@ describe('CallManager', () => {
     await second.hangup();
     await waitFor(() => bobPhone.ringing()!.state === 'ended', 'callee told');
     expect([second.endReason, bobPhone.ringing()!.endReason]).toEqual(['hangup', 'missed']);
+  });
+
+  it('names each call itself and seals the id into every offer; a start already answered ends', async () => {
+    const { alice, bobPhone, server } = world();
+    const before = Date.now();
+    const call = await alice.calls.start('bob');
+    expect(timeOfCallId(call.id)).toBeGreaterThanOrEqual(before);
+    expect(timeOfCallId(call.id)).toBeLessThanOrEqual(Date.now());
+    await waitFor(() => bobPhone.ringing()?.id === call.id, 'ringing');
+    await call.hangup();
+
+    // Hung up while the start is still on its way: the call that then rings over there ends.
+    const release = server.holdStarts();
+    const placing = alice.calls.start('bob');
+    await waitFor(() => server.heldStarts === 1, 'the start sent, its answer held');
+    await alice.calls.current!.hangup();
+    release();
+    const late = await placing;
+    await waitFor(() => bobPhone.ringing()?.id === late.id, 'rang late');
+    await waitFor(() => server.calls.get(late.id)!.state === 'missed', 'ended on the server');
+    await waitFor(() => bobPhone.ringing()!.state === 'ended', 'stopped ringing');
+  });
+
+  it('an offer moved into another call, a stale or an undecryptable one never rings', async () => {
+    const { alice, bobPhone, server, errors } = world();
+    const call = await alice.calls.start('bob');
+    await waitFor(() => bobPhone.ringing()?.id === call.id, 'ringing');
+    await call.hangup();
+    await waitFor(() => bobPhone.ringing()!.state === 'ended', 'ended');
+    const sent = server.log.find(
+      (e) => e.deviceId === 'bob-phone' && e.event.type === 'call.invite',
+    )!.event as Extract<SyncEvent, { type: 'call.invite' }>;
+
+    const invite = (callId: string, offer: string) =>
+      server.deliver('bob-phone', {
+        type: 'call.invite',
+        call: { ...sent.call, id: callId, state: 'ringing' },
+        callerDeviceId: 'alice-phone',
+        offer,
+      });
+    const sealAs = async (callId: string) =>
+      bytesToBase64(
+        await addressedCrypto('alice-phone').encrypt(
+          'bob',
+          'bob-phone',
+          new TextEncoder().encode(
+            JSON.stringify({ description: { type: 'offer', sdp: 'v=0' }, callId }),
+          ),
+        ),
+      );
+    const stale = newCallId(Date.now() - 11 * 60_000);
+    invite(newCallId(), sent.offer!); // the first call's offer, replayed into a new call
+    invite(stale, await sealAs(stale)); // sealed for its call, but 11 minutes old
+    invite(newCallId(), 'bm90IGFuIG9mZmVy'); // not sealed by the caller at all
+    invite(call.id, sent.offer!); // the first call's own invite, again
+    await waitFor(() => errors.length === 3, 'three refusals');
+    expect(errors.map((e) => isCallError(e) && e.code)).toEqual([
+      'INVALID_OFFER',
+      'INVALID_OFFER',
+      'INVALID_OFFER',
+    ]);
+    expect(bobPhone.incoming.map((c) => c.id)).toEqual([call.id]);
+    errors.length = 0;
+
+    const fresh = newCallId();
+    invite(fresh, await sealAs(fresh)); // what a real offer looks like: it rings
+    await waitFor(() => bobPhone.ringing()?.id === fresh, 'rings');
+    expect(errors).toEqual([]);
+  });
+
+  it('a call that ends while its offer is being opened never rings; its events are not lost', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const opens: (() => void)[] = [];
+    let held = true;
+    const slowOpen = (own: CallCrypto): CallCrypto => ({
+      encrypt: (...args) => own.encrypt(...args),
+      decrypt: async (...args) => {
+        if (held) await new Promise<void>((resolve) => opens.push(resolve));
+        return own.decrypt(...args);
+      },
+    });
+    const alice = w.device('alice', 'alice-phone');
+    const bob = w.device('bob', 'bob-phone', { crypto: slowOpen });
+    const cancelled = await alice.calls.start('bob');
+    await waitFor(() => opens.length === 1, 'the offer being opened');
+    await cancelled.hangup();
+    const endedHere = () =>
+      w.server.delivered.some((e) => e.deviceId === 'bob-phone' && e.event.type === 'call.ended');
+    await waitFor(endedHere, 'call.ended delivered while the offer is still being opened');
+    opens.splice(0).forEach((open) => open());
+    const answered = await alice.calls.start('bob');
+    await waitFor(() => opens.length === 1, 'the second offer being opened');
+    held = false;
+    opens.splice(0).forEach((open) => open());
+    await waitFor(() => bob.ringing()?.id === answered.id, 'the second call rings');
+    expect(bob.incoming.map((c) => c.id)).toEqual([answered.id]);
+    await bob.ringing()!.accept();
+    await waitFor(() => answered.state === 'connected', 'connected');
+    await answered.hangup();
   });
 
   it('busy when the callee is in a call', async () => {

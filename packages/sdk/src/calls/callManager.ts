@@ -15,6 +15,7 @@ import {
   type CallState,
   type CallTiming,
 } from './callSession';
+import { OFFER_MAX_SKEW_MS, openOffer } from './sealed';
 import type { CallHistoryPage, CallMedia, CallTransport, ServerCall } from './transport';
 import {
   platformGetUserMedia,
@@ -91,6 +92,18 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   const orphans = new Map<string, CallEvent[]>();
   let dialing = 0;
   const lostGlare = new Map<string, { media: CallMedia; at: number }>();
+  /**
+   * Calls whose offer this device opened, until the offer would be too old anyway: each call
+   * rings once, whatever is delivered again (kept by time, so the map stays small).
+   */
+  const opened = new Map<string, number>();
+  /** Invites whose offer is being opened, with the call's events that arrived meanwhile. */
+  const opening = new Map<string, CallEvent[]>();
+  const remember = (callId: string) => {
+    const now = Date.now();
+    for (const [id, at] of opened) if (now - at > OFFER_MAX_SKEW_MS) opened.delete(id);
+    opened.set(callId, now);
+  };
   const incomingHandlers = new Set<(call: Call) => void>();
   const changeHandlers = new Set<(call: Call) => void>();
   const errorHandlers = new Set<(error: unknown) => void>();
@@ -156,11 +169,20 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     }
   }
 
-  async function ring(event: Extract<CallEvent, { type: 'call.invite' }>) {
+  /**
+   * An invite rings once its offer is opened and checked (`openOffer`). The stream does not
+   * wait for that: opening needs E2EE set up, and setting E2EE up starts the stream (whose cold
+   * start hands out the snapshot that may hold this very invite). The call's other events wait
+   * in `opening` meanwhile; if it ended or was answered elsewhere by then, nothing rings.
+   */
+  function ring(event: Extract<CallEvent, { type: 'call.invite' }>) {
+    const { call, callerDeviceId, offer } = event;
     // `offer: null`: one of my other devices is calling; nothing rings here.
-    if (event.offer === null || event.call.state !== 'ringing' || sessions.has(event.call.id))
-      return;
-    if (!options.crypto) {
+    if (offer === null || call.state !== 'ringing') return;
+    // Delivered twice (the snapshot and the stream), or replayed: each call rings once.
+    if (sessions.has(call.id) || opened.has(call.id) || opening.has(call.id)) return;
+    const crypto = options.crypto;
+    if (!crypto) {
       report(
         new CallError(
           'NO_CALL_CRYPTO',
@@ -169,19 +191,35 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
       );
       return;
     }
-    const session = newSession({
-      direction: 'incoming',
-      peerUserId: event.call.callerId,
-      media: event.call.media,
-      id: event.call.id,
-      peerDeviceId: event.callerDeviceId,
-      offer: event.offer,
-    });
-    sessions.set(event.call.id, session);
-    emit(changeHandlers, session.call);
-    emit(incomingHandlers, session.call);
-    const glare = lostGlare.get(event.call.callerId);
-    if (glare && Date.now() - glare.at < GLARE_ACCEPT_MS) answerGlare(session, glare.media);
+    opening.set(call.id, []);
+    const input = { callId: call.id, callerId: call.callerId, callerDeviceId, offer };
+    void openOffer(crypto, input).then(
+      (description) => {
+        const waiting = opening.get(call.id) ?? [];
+        opening.delete(call.id);
+        remember(call.id);
+        if (waiting.some((e) => e.type === 'call.ended' || e.type === 'call.answered_elsewhere'))
+          return;
+        const session = newSession({
+          direction: 'incoming',
+          peerUserId: call.callerId,
+          media: call.media,
+          id: call.id,
+          peerDeviceId: callerDeviceId,
+          offer: description,
+        });
+        sessions.set(call.id, session);
+        emit(changeHandlers, session.call);
+        emit(incomingHandlers, session.call);
+        for (const later of waiting) route(session, later);
+        const glare = lostGlare.get(call.callerId);
+        if (glare && Date.now() - glare.at < GLARE_ACCEPT_MS) answerGlare(session, glare.media);
+      },
+      (error: unknown) => {
+        opening.delete(call.id);
+        report(error);
+      },
+    );
   }
 
   function glareLost(userId: string, media: CallMedia) {
@@ -207,6 +245,11 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     const id = callIdOf(event);
     const session = sessions.get(id);
     if (session) return route(session, event);
+    const waiting = opening.get(id);
+    if (waiting) {
+      if (waiting.length < 200) waiting.push(event);
+      return;
+    }
     if (dialing > 0) {
       const list = orphans.get(id) ?? [];
       if (list.length < 200) list.push(event);
@@ -217,15 +260,9 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   function listen() {
     // Before the events: registering for those may start the stream, whose cold start hands
     // out the snapshot first.
-    snapshotSubscription ??= options.sync.onSnapshot?.(async (snapshot) => {
+    snapshotSubscription ??= options.sync.onSnapshot?.((snapshot) => {
       // An older server's snapshot has no list; nothing rang before this start then.
-      for (const ringing of snapshot.ringingCalls ?? []) {
-        try {
-          await ring({ type: 'call.invite', ...ringing });
-        } catch (error) {
-          report(error);
-        }
-      }
+      for (const ringing of snapshot.ringingCalls ?? []) ring({ type: 'call.invite', ...ringing });
     });
     subscription ??= options.sync.onEvent(async (event) => {
       try {

@@ -5,9 +5,10 @@
  */
 import { errorCodeOf } from '../errors';
 import type { Subscription } from '../syncEngine';
-import { base64ToBytes, bytesToBase64 } from '../base64';
 import type { CallCrypto } from './callCrypto';
 import { CallError } from './callError';
+import { newCallId } from './callId';
+import { open, seal as sealTo } from './sealed';
 import type { CallMedia, CallSignalKind, CallTransport, ServerCall } from './transport';
 import { createPeerLink, type PeerLink, type SignalPayload } from './peerLink';
 import type {
@@ -15,6 +16,7 @@ import type {
   MediaStream,
   PeerConnection,
   PeerConnectionConstructor,
+  SessionDescription,
 } from './webrtc';
 
 export type CallState =
@@ -92,9 +94,6 @@ export type CallSession = {
   onSignal(fromDeviceId: string, kind: CallSignalKind, ciphertext: string): void;
 };
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
 /** How the server's final record reads from this device. */
 export function endReasonOf(call: ServerCall): CallEndReason {
   if (call.state === 'rejected') return 'declined';
@@ -113,9 +112,9 @@ export function createCallSession(
     peerUserId: string;
     media: CallMedia;
     id?: string;
-    /** Incoming: the caller's device and its encrypted offer (base64). */
+    /** Incoming: the caller's device and its offer, opened and checked (see `openOffer`). */
     peerDeviceId?: string;
-    offer?: string;
+    offer?: SessionDescription;
   },
 ): CallSession {
   const { transport, crypto, timing } = deps;
@@ -176,14 +175,10 @@ export function createCallSession(
     deps.ended(session);
   }
 
-  const seal = async (payload: SignalPayload, deviceId: string) =>
-    bytesToBase64(
-      await crypto.encrypt(peerUser, deviceId, encoder.encode(JSON.stringify(payload))),
-    );
-  const open = async (ciphertext: string, deviceId: string): Promise<SignalPayload> =>
-    JSON.parse(
-      decoder.decode(await crypto.decrypt(peerUser, deviceId, base64ToBytes(ciphertext))),
-    ) as SignalPayload;
+  const seal = (payload: SignalPayload, deviceId: string) =>
+    sealTo(crypto, peerUser, deviceId, payload);
+  const openFrom = (ciphertext: string, deviceId: string) =>
+    open(crypto, peerUser, deviceId, ciphertext);
 
   async function send(kind: CallSignalKind, payload: SignalPayload) {
     if (!answeredHere || !peerDevice) return;
@@ -270,15 +265,25 @@ export function createCallSession(
       peer.useLocalStream(stream);
       changed();
       const description = await peer.createOffer();
+      // Named here and sealed into every offer, so that no offer can ring in another call.
+      const callId = newCallId();
       const offers = await Promise.all(
         devices.map(async (deviceId) => ({
           deviceId,
-          ciphertext: await seal({ description }, deviceId),
+          ciphertext: await seal({ description, callId }, deviceId),
         })),
       );
-      const placed = await transport.start({ calleeId: peerUser, media: init.media, offers });
+      const placed = await transport.start({
+        callId,
+        calleeId: peerUser,
+        media: init.media,
+        offers,
+      });
       id = placed.id;
-      if (placed.state !== 'ringing') end(endReasonOf(placed));
+      // Hung up while the start was on its way: it rings over there, so end it there too.
+      if (ended() && placed.state === 'ringing')
+        await transport.hangup(id, 'user_hangup').catch(() => undefined);
+      else if (placed.state !== 'ringing') end(endReasonOf(placed));
     } catch (error) {
       end('failed');
       throw error;
@@ -293,10 +298,7 @@ export function createCallSession(
     setState('connecting');
     let stream: MediaStream | null = null;
     try {
-      const [payload, ice] = await Promise.all([
-        open(init.offer ?? '', caller),
-        transport.iceServers(),
-      ]);
+      const ice = await transport.iceServers();
       stream = await acquire(options.video ?? init.media === 'video');
       if (ended()) return stopTracks(stream);
       const peer = connect(ice.iceServers);
@@ -304,7 +306,7 @@ export function createCallSession(
       stream = null;
       peer.useLocalStream(localStream);
       changed();
-      const answer = await peer.answer(payload.description!);
+      const answer = await peer.answer(init.offer!);
       const sealed = await seal({ description: answer }, caller);
       if (ended()) return;
       await transport.accept({ callId: id, answer: sealed });
@@ -371,7 +373,7 @@ export function createCallSession(
     }
     if (from !== peerDevice) return;
     serial(async () => {
-      const payload = await open(ciphertext, from);
+      const payload = await openFrom(ciphertext, from);
       await link?.receive(kind, payload);
     });
   }
@@ -430,7 +432,7 @@ export function createCallSession(
       if (incoming || state !== 'dialing' || answeredHere) return;
       peerDevice = deviceId;
       serial(async () => {
-        const payload = await open(answer, deviceId);
+        const payload = await openFrom(answer, deviceId);
         if (ended() || !link) return;
         await link.takeAnswer(payload.description!);
         answered();

@@ -31,10 +31,13 @@ export function createFakeCallServer(options: { durableDelayMs?: number } = {}) 
   const devices = new Map<string, string[]>(); // published devices per user
   const streams = new Map<string, Set<Handler>>(); // per device
   const log: { deviceId: string; event: SyncEvent }[] = [];
+  /** What has reached the devices' handlers (`log` is what was sent). */
+  const delivered: { deviceId: string; event: SyncEvent }[] = [];
   const signals: { from: string; kind: string; ciphertext: string }[] = [];
-  let seq = 0;
   let heartbeats = 0;
   let dropSignals = false;
+  let startsHeld: Promise<void> | undefined;
+  let heldStarts = 0;
 
   const view = (row: Row, viewer: string): ServerCall => ({
     id: row.id,
@@ -55,6 +58,7 @@ export function createFakeCallServer(options: { durableDelayMs?: number } = {}) 
     const delay = event.type === 'call.signal' ? 1 : (options.durableDelayMs ?? 1);
     setTimeout(() => {
       for (const handler of streams.get(deviceId) ?? []) void handler(event);
+      delivered.push({ deviceId, event });
     }, delay);
   };
   const toUser = (userId: string, event: (viewer: string) => SyncEvent) => {
@@ -87,8 +91,13 @@ export function createFakeCallServer(options: { durableDelayMs?: number } = {}) 
       }),
       devices: async (user) => [...(devices.get(user) ?? [])],
       async start(input) {
+        if (startsHeld) {
+          heldStarts++;
+          await startsHeld;
+        }
+        if (calls.has(input.callId)) throw serverError('CONFLICT');
         const row: Row = {
-          id: `call-${String(++seq).padStart(4, '0')}`,
+          id: input.callId,
           callerId: userId,
           callerDevice: deviceId,
           calleeId: input.calleeId,
@@ -187,6 +196,7 @@ export function createFakeCallServer(options: { durableDelayMs?: number } = {}) 
     device,
     calls,
     log,
+    delivered,
     signals,
     get heartbeats() {
       return heartbeats;
@@ -195,6 +205,22 @@ export function createFakeCallServer(options: { durableDelayMs?: number } = {}) 
     dropSignals() {
       dropSignals = true;
     },
+    /** How many starts have waited for `holdStarts`' release. */
+    get heldStarts() {
+      return heldStarts;
+    },
+    /** Starts wait until the returned function is called, as over a slow network. */
+    holdStarts() {
+      let release!: () => void;
+      startsHeld = new Promise<void>((resolve) => (release = resolve));
+      return () => {
+        startsHeld = undefined;
+        release();
+      };
+    },
+    /** What a hostile server could do: deliver any invite to a device. */
+    deliver,
+    view,
     /** The server's ring timeout firing. */
     expire(callId: string) {
       finish(calls.get(callId)!, 'missed', 'invite_timeout');

@@ -18,7 +18,12 @@ import type {
   TrackEvent,
 } from './webrtc';
 
-export type SignalPayload = { description?: SessionDescription; candidates?: IceCandidate[] };
+export type SignalPayload = {
+  description?: SessionDescription;
+  candidates?: IceCandidate[];
+  /** In the caller's offer only: the call it belongs to (see `openOffer`). */
+  callId?: string;
+};
 export type LinkState = 'connected' | 'reconnecting' | 'failed';
 
 export type LinkTiming = {

@@ -1,7 +1,6 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
-import { uuidv7 } from 'uuidv7';
 import type { TCall, TCallEndReason, TCallState, TRingingCall, TSyncEvent } from '@mvp/contracts';
-import { prepared, type CallsTable, type DB } from '@mvp/db';
+import { isUniqueViolation, prepared, type CallsTable, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
@@ -19,6 +18,11 @@ type DurableCallEvent = Exclude<
 >;
 
 const NOT_FOUND = 'No such call';
+/**
+ * How far a call id's time (the caller's clock) may be from ours. History pages by id, so ids
+ * must sort by time; a device whose clock is further off is told so instead.
+ */
+const CALL_ID_SKEW_MS = 10 * 60_000;
 const LIVE: readonly string[] = ['ringing', 'accepted'];
 const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
 
@@ -56,6 +60,21 @@ async function myCall(ctx: Context, me: string, id: string): Promise<CallRow> {
   if (!row || (row.caller_id !== me && row.callee_id !== me))
     throw new AppError('NOT_FOUND', NOT_FOUND);
   return row;
+}
+
+/** The milliseconds since the epoch that a UUIDv7 starts with (its first 48 bits). */
+function timeOfUuidV7(id: string): number {
+  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
+
+/** A call's row, or CONFLICT when its (caller-made) id is taken, also by a racing start. */
+async function insertCall(trx: Transaction<DB>, row: CallRow): Promise<void> {
+  try {
+    await trx.insertInto('calls').values(row).execute();
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new AppError('CONFLICT', 'This call id is taken');
+    throw err;
+  }
 }
 
 function assertPayload(ctx: Context, ciphertexts: string[]): void {
@@ -131,6 +150,7 @@ export async function startCall(
   ctx: Context,
   device: Device,
   input: {
+    callId: string;
     calleeId: string;
     media: 'audio' | 'video';
     offers: { deviceId: string; ciphertext: string }[];
@@ -139,6 +159,11 @@ export async function startCall(
   const me = device.userId;
   await enforceLimit(ctx, 'call-start-account', ctx.settings.calls.startLimit, me);
   if (input.calleeId === me) throw new AppError('BAD_REQUEST', 'You cannot call yourself');
+  if (Math.abs(timeOfUuidV7(input.callId) - ctx.ports.clock.now()) > CALL_ID_SKEW_MS)
+    throw new AppError(
+      'BAD_REQUEST',
+      "The call id's time is far from the server's: check the clock",
+    );
   assertPayload(
     ctx,
     input.offers.map((o) => o.ciphertext),
@@ -152,6 +177,8 @@ export async function startCall(
   if (input.offers.some((o) => !calleeDevices.has(o.deviceId)))
     throw new AppError('NOT_FOUND', 'No such device');
 
+  // Before anything changes (a glare ends the other call): a retried or reused id.
+  if (await findCall(ctx, input.callId)) throw new AppError('CONFLICT', 'This call id is taken');
   const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
   const live = await db
@@ -171,7 +198,7 @@ export async function startCall(
     (c) => c.state === 'ringing' && c.caller_id === input.calleeId && c.callee_id === me,
   );
   const row: CallRow = {
-    id: uuidv7(),
+    id: input.callId,
     caller_id: me,
     caller_device_id: device.deviceId,
     callee_id: input.calleeId,
@@ -195,7 +222,7 @@ export async function startCall(
   const mine = devices.get(me)!.filter((d) => d !== device.deviceId);
   const writes = new StreamWrites();
   await db.transaction().execute(async (trx) => {
-    await trx.insertInto('calls').values(row).execute();
+    await insertCall(trx, row);
     for (const offer of input.offers) {
       await recordDeviceEvent(
         trx,
@@ -289,7 +316,7 @@ async function settledAtOnce(
   const ended = { ...row, state, end_reason: reason, ended_at: now };
   const writes = new StreamWrites();
   await ctx.ports.db.transaction().execute(async (trx) => {
-    await trx.insertInto('calls').values(ended).execute();
+    await insertCall(trx, ended);
     await tellBoth(trx, ended, now, writes);
   });
   await writes.wake(ctx.ports);
