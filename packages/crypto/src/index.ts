@@ -32,6 +32,7 @@ export {
   messageType,
   parsePreKeyMessage,
   type Session,
+  type SessionState,
   type PreKeyMessage,
 } from './session.js';
 export { DEFAULT_RATCHET_LIMITS, type RatchetLimits } from './ratchet.js';

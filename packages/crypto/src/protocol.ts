@@ -29,6 +29,7 @@ import {
   encrypt,
   messageType,
   parsePreKeyMessage,
+  type Session,
 } from './session.js';
 import type { CryptoStore } from './store.js';
 import { WireType } from './wire.js';
@@ -55,13 +56,24 @@ export async function generatePreKeys(
   return { signedPreKey, oneTimePreKeys };
 }
 
+/** How many replaced sessions per device are kept (Signal keeps 40; two-way races need 1). */
+const MAX_ARCHIVED = 10;
+
+/** `next` as the current session, `replaced` (with its own archive) archived behind it. */
+function replacing(next: Session, replaced: Session | undefined): Session {
+  if (!replaced) return next;
+  const { archived, ...state } = replaced;
+  return { ...next, archived: [state, ...archived, ...next.archived].slice(0, MAX_ARCHIVED) };
+}
+
 /** Starts (or restarts) the session with a device from its claimed bundle. */
 export async function startSession(
   store: CryptoStore,
   address: string,
   bundle: PreKeyBundle,
 ): Promise<void> {
-  await store.putSession(address, createOutboundSession(await deviceKeys(store), bundle));
+  const fresh = createOutboundSession(await deviceKeys(store), bundle);
+  await store.putSession(address, replacing(fresh, await store.getSession(address)));
 }
 
 export async function encryptToDevice(
@@ -78,7 +90,10 @@ export async function encryptToDevice(
 
 /**
  * Decrypts a pairwise message. A prekey message from a new X3DH run builds a new session
- * (replacing the old one) and consumes its one-time prekey, so a replay of it finds no key.
+ * (the old one is archived) and consumes its one-time prekey, so a replay of it finds no key.
+ * A message the current session cannot open is tried on the archived ones: one that opens it
+ * becomes current again, since the other device is using it (both devices started a session
+ * at once, and each took the other's as current).
  */
 export async function decryptFromDevice(
   store: CryptoStore,
@@ -88,7 +103,8 @@ export async function decryptFromDevice(
   const existing = await store.getSession(address);
   if (messageType(bytes) === WireType.PreKeyMessage) {
     const preKey = parsePreKeyMessage(bytes);
-    if (!existing || !equalBytes(existing.baseKey, preKey.baseKey)) {
+    const runs = existing ? [existing, ...existing.archived] : [];
+    if (!runs.some((run) => equalBytes(run.baseKey, preKey.baseKey))) {
       const keys = await deviceKeys(store);
       const signedPreKey = await store.getSignedPreKey(preKey.signedPreKeyId);
       if (!signedPreKey) throw new CryptoError('UNKNOWN_KEY', 'unknown signed prekey');
@@ -103,14 +119,31 @@ export async function decryptFromDevice(
         bytes,
       );
       if (oneTimePreKey) await store.deleteOneTimePreKey(oneTimePreKey.keyId);
-      await store.putSession(address, result.session);
+      await store.putSession(address, replacing(result.session, existing));
       return result.plaintext;
     }
   }
   if (!existing) throw new CryptoError('UNKNOWN_KEY', `no session with ${address}`);
-  const result = decrypt(existing, bytes);
-  await store.putSession(address, result.session);
-  return result.plaintext;
+  let failure: unknown;
+  try {
+    const result = decrypt(existing, bytes);
+    await store.putSession(address, result.session);
+    return result.plaintext;
+  } catch (error) {
+    failure = error;
+  }
+  for (const [i, state] of existing.archived.entries()) {
+    let result: { session: Session; plaintext: Uint8Array };
+    try {
+      result = decrypt({ ...state, archived: [] }, bytes);
+    } catch {
+      continue;
+    }
+    const others = existing.archived.filter((_, j) => j !== i);
+    await store.putSession(address, replacing(result.session, { ...existing, archived: others }));
+    return result.plaintext;
+  }
+  throw failure;
 }
 
 /**

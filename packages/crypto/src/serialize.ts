@@ -10,7 +10,7 @@ import type { DeviceKeys, OneTimePreKey, PublicDeviceKeys, SignedPreKey } from '
 import type { KeyPair } from './primitives.js';
 import type { RatchetState } from './ratchet.js';
 import type { InboundSenderKey, OutboundSenderKey } from './senderKeys.js';
-import type { PendingPreKey, Session } from './session.js';
+import type { PendingPreKey, Session, SessionState } from './session.js';
 
 export const STATE_VERSION = 1;
 
@@ -192,24 +192,40 @@ function pendingFromJson(value: unknown): PendingPreKey | null {
   };
 }
 
-export function serializeSession(session: Session): string {
-  return wrap('session', {
-    remote: publicKeysToJson(session.remote),
-    associatedData: b64(session.associatedData),
-    baseKey: b64(session.baseKey),
-    ratchet: ratchetToJson(session.ratchet),
-    pendingPreKey: pendingToJson(session.pendingPreKey),
-  });
+function sessionStateToJson(state: SessionState): Json {
+  return {
+    remote: publicKeysToJson(state.remote),
+    associatedData: b64(state.associatedData),
+    baseKey: b64(state.baseKey),
+    ratchet: ratchetToJson(state.ratchet),
+    pendingPreKey: pendingToJson(state.pendingPreKey),
+  };
 }
 
-export function deserializeSession(text: string): Session {
-  const o = unwrap(text, 'session');
+function sessionStateFromJson(o: Json): SessionState {
   return {
     remote: publicKeysFromJson(o.remote, 'remote'),
     associatedData: bytes(o.associatedData, 'associatedData'),
     baseKey: bytes(o.baseKey, 'baseKey'),
     ratchet: ratchetFromJson(o.ratchet),
     pendingPreKey: pendingFromJson(o.pendingPreKey),
+  };
+}
+
+export function serializeSession(session: Session): string {
+  return wrap('session', {
+    ...sessionStateToJson(session),
+    archived: session.archived.map(sessionStateToJson),
+  });
+}
+
+/** Sessions stored before archives existed have none: `archived` may be missing. */
+export function deserializeSession(text: string): Session {
+  const o = unwrap(text, 'session');
+  const archived = o.archived === undefined ? [] : arr(o.archived, 'archived');
+  return {
+    ...sessionStateFromJson(o),
+    archived: archived.map((state) => sessionStateFromJson(obj(state, 'archived session'))),
   };
 }
 

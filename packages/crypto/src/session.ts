@@ -43,7 +43,17 @@ export type Session = {
   ratchet: RatchetState;
   /** Set on the initiator until its first successful decryption. */
   pendingPreKey: PendingPreKey | null;
+  /**
+   * Earlier sessions with the same device, newest first, kept after a new X3DH run replaced
+   * them (Signal's archived session states): when both devices start a session at once, each
+   * ends up with the other's as current, and a message on the one it started itself must still
+   * decrypt. See `decryptFromDevice`.
+   */
+  archived: SessionState[];
 };
+
+/** A session without its archive: what is archived. */
+export type SessionState = Omit<Session, 'archived'>;
 
 export type PreKeyMessage = {
   sender: PublicDeviceKeys;
@@ -115,6 +125,7 @@ export function createOutboundSession(local: DeviceKeys, bundle: PreKeyBundle): 
       signedPreKeyId: x3dh.signedPreKeyId,
       oneTimePreKeyId: x3dh.oneTimePreKeyId,
     },
+    archived: [],
   };
 }
 
@@ -196,6 +207,7 @@ export function createInboundSession(
     baseKey: preKey.baseKey,
     ratchet: initResponder(sharedKey, preKeys.signedPreKey),
     pendingPreKey: null,
+    archived: [],
   };
   return decrypt(session, bytes, limits);
 }

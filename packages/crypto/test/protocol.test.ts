@@ -88,6 +88,38 @@ describe('store-driven sessions', () => {
     expect(await roundTrip(bob.store, 'bob:1', alice.store, 'alice:1', 'three')).toBe('three');
   });
 
+  it('two devices that start sessions with each other at once settle on one, in any order', async () => {
+    for (const bobFirst of [false, true]) {
+      const alice = await newDevice();
+      const bob = await newDevice();
+      await startSession(alice.store, 'bob:1', bob.claim());
+      await startSession(bob.store, 'alice:1', alice.claim());
+      const fromAlice = await encryptToDevice(alice.store, 'bob:1', text('offer from alice'));
+      const fromBob = await encryptToDevice(bob.store, 'alice:1', text('offer from bob'));
+      // Each opens the other's first message, which makes the other's session its current one.
+      const opened = bobFirst
+        ? [
+            str(await decryptFromDevice(bob.store, 'alice:1', fromAlice)),
+            str(await decryptFromDevice(alice.store, 'bob:1', fromBob)),
+          ]
+        : [
+            str(await decryptFromDevice(alice.store, 'bob:1', fromBob)),
+            str(await decryptFromDevice(bob.store, 'alice:1', fromAlice)),
+          ];
+      expect(opened.sort()).toEqual(['offer from alice', 'offer from bob']);
+      // Bob answers on the session Alice started: she still opens it, and both go on.
+      expect(await roundTrip(bob.store, 'bob:1', alice.store, 'alice:1', 'answer')).toBe('answer');
+      expect(await roundTrip(alice.store, 'alice:1', bob.store, 'bob:1', 'candidates')).toBe(
+        'candidates',
+      );
+      expect(await roundTrip(bob.store, 'bob:1', alice.store, 'alice:1', 'more')).toBe('more');
+      // A message neither session made still fails, with the current session's error.
+      const garbage = await encryptToDevice(alice.store, 'bob:1', text('x'));
+      garbage[garbage.length - 1]! ^= 1;
+      expect(await rejects(decryptFromDevice(bob.store, 'alice:1', garbage))).toBeDefined();
+    }
+  });
+
   it('no session, no device keys: typed errors', async () => {
     const store = createMemoryStore();
     expect(await rejects(encryptToDevice(store, 'x', text('a')))).toBe('UNKNOWN_KEY');

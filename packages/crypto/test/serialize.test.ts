@@ -106,6 +106,19 @@ describe('serialization', () => {
     expect(deserializeSession(serializeSession(withSkipped))).toEqual(withSkipped);
   });
 
+  it('a session with archived ones round-trips; one stored before archives existed has none', () => {
+    const older = createOutboundSession(keys, bundleOf(device(), false));
+    const { archived: _, ...state } = older;
+    const session = {
+      ...createOutboundSession(keys, bundleOf(device(), false)),
+      archived: [state],
+    };
+    expect(deserializeSession(serializeSession(session))).toEqual(session);
+    const stored = JSON.parse(serializeSession(older)) as Record<string, unknown>;
+    delete stored.archived;
+    expect(deserializeSession(JSON.stringify(stored))).toEqual(older);
+  });
+
   it('base64 matches the standard alphabet and padding', () => {
     const cases: [string, string][] = [
       ['', ''],
