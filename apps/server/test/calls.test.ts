@@ -276,6 +276,37 @@ describe(`call sessions (${backendLabel})`, () => {
     await carolStream.close();
   });
 
+  it('glare and busy hold when the starts arrive at the same moment', async () => {
+    const [alice, bob, carol, dave] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const [alicePhone, bobPhone] = [
+      await deviceOf(alice.accessToken),
+      await deviceOf(bob.accessToken),
+    ];
+    const stateOf = async (id: string) => await api(alice.accessToken).calls.get.query({ id });
+
+    const [aToB, bToA] = await Promise.all([
+      call(alice, bob, [bobPhone]),
+      call(bob, alice, [alicePhone]),
+    ]);
+    const [winner, loser] = alice.userId < bob.userId ? [aToB, bToA] : [bToA, aToB];
+    expect(await stateOf(winner.id)).toMatchObject({ state: 'ringing', endReason: null });
+    expect(await stateOf(loser.id)).toMatchObject({ state: 'ended', endReason: 'glare' });
+    await api(alice.accessToken).calls.hangup.mutate({ callId: winner.id });
+
+    const [fromCarol, fromDave] = await Promise.all([
+      call(carol, bob, [bobPhone]),
+      call(dave, bob, [bobPhone]),
+    ]);
+    expect([fromCarol.state, fromDave.state].sort()).toEqual(['busy', 'ringing']);
+    const bobs = (await api(bob.accessToken).calls.history.query({})).calls;
+    expect(bobs.filter((c) => c.state === 'ringing')).toHaveLength(1);
+  });
+
   it('busy, glare, blocks, outsiders, oversize payloads and candidate floods', async () => {
     const [alice, bob, carol, eve] = [
       await registerUser(t),

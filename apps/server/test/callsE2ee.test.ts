@@ -196,4 +196,23 @@ describe(`calls encrypted end to end by default (${backendLabel})`, () => {
     expect(call.endReason).toBe('hangup');
     expect([...c.errors, ...again.errors]).toEqual([]);
   });
+  it('glare with no session yet: both call at once, one call goes on and both connect in it', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const a = await device(alice, 'alice');
+    const b = await device(bob, 'bob');
+    const [aCall, bCall] = await Promise.all([
+      a.client.calls.start(bob.userId, { media: 'audio' }),
+      b.client.calls.start(alice.userId, { media: 'audio' }),
+    ]);
+    const [winner, loser, loserSide] =
+      alice.userId < bob.userId ? [aCall, bCall, b] : [bCall, aCall, a];
+    await reaches(loser, 'ended');
+    expect(loser.endReason).toBe('glare');
+    const theirs = await loserSide.incoming.next(10_000); // answered by the manager itself
+    expect(theirs.id).toBe(winner.id);
+    await Promise.all([reaches(winner, 'connected'), reaches(theirs, 'connected')]);
+    await winner.hangup();
+    await reaches(theirs, 'ended');
+    expect([...a.errors, ...b.errors]).toEqual([]);
+  });
 });

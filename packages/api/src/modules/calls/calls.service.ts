@@ -1,6 +1,6 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { TCall, TCallEndReason, TCallState, TRingingCall, TSyncEvent } from '@mvp/contracts';
-import { isUniqueViolation, prepared, type CallsTable, type DB } from '@mvp/db';
+import { isDeadlock, isUniqueViolation, prepared, type CallsTable, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
@@ -67,6 +67,33 @@ function timeOfUuidV7(id: string): number {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }
 
+/**
+ * Both people's streams, locked in user id order (the order appendEvents takes them in) for the
+ * rest of the transaction. A start decides busy and glare from the live calls it reads next, so
+ * two starts that involve the same person must not both read before either writes. On SQLite
+ * one transaction runs at a time anyway (one connection).
+ */
+async function lockStreams(ctx: Context, trx: Transaction<DB>, userIds: string[]) {
+  if (ctx.ports.dialect !== 'mysql') return;
+  await trx
+    .selectFrom('user_streams')
+    .select('user_id')
+    .where('user_id', 'in', userIds)
+    .orderBy('user_id')
+    .forUpdate()
+    .execute();
+}
+
+/** The ringing and accepted calls of these people, either side. */
+function liveCallsOf(trx: Transaction<DB>, userIds: string[]) {
+  return trx
+    .selectFrom('calls')
+    .selectAll()
+    .where('state', 'in', [...LIVE])
+    .where((eb) => eb.or([eb('caller_id', 'in', userIds), eb('callee_id', 'in', userIds)]))
+    .execute();
+}
+
 /** A call's row, or CONFLICT when its (caller-made) id is taken, also by a racing start. */
 async function insertCall(trx: Transaction<DB>, row: CallRow): Promise<void> {
   try {
@@ -106,8 +133,28 @@ async function tellBoth(trx: Transaction<DB>, row: CallRow, now: number, writes:
 
 /**
  * Moves a live call to a final state with a conditional update (only from `from`), so of two
- * racing endings exactly one happens; the loser gets CONFLICT and nothing changes.
+ * racing endings exactly one happens: the other gets null and changes nothing.
  */
+async function endIn(
+  trx: Transaction<DB>,
+  row: CallRow,
+  change: { from: readonly string[]; state: TCallState; reason: TCallEndReason; now: number },
+  writes: StreamWrites,
+): Promise<CallRow | null> {
+  const { from, state, reason, now } = change;
+  const result = await trx
+    .updateTable('calls')
+    .set({ state, end_reason: reason, ended_at: now })
+    .where('id', '=', row.id)
+    .where('state', 'in', [...from])
+    .executeTakeFirst();
+  if (Number(result.numUpdatedRows) !== 1) return null;
+  const updated = { ...row, state, end_reason: reason, ended_at: now };
+  await tellBoth(trx, updated, now, writes);
+  return updated;
+}
+
+/** `endIn` in a transaction of its own; the loser of a race gets CONFLICT. */
 async function finish(
   ctx: Context,
   row: CallRow,
@@ -117,18 +164,9 @@ async function finish(
 ): Promise<TCall> {
   const now = ctx.ports.clock.now();
   const writes = new StreamWrites();
-  const ended = await ctx.ports.db.transaction().execute(async (trx) => {
-    const result = await trx
-      .updateTable('calls')
-      .set({ state, end_reason: reason, ended_at: now })
-      .where('id', '=', row.id)
-      .where('state', 'in', [...from])
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) return null;
-    const updated = { ...row, state, end_reason: reason, ended_at: now };
-    await tellBoth(trx, updated, now, writes);
-    return updated;
-  });
+  const ended = await ctx.ports.db
+    .transaction()
+    .execute((trx) => endIn(trx, row, { from, state, reason, now }, writes));
   if (!ended) throw new AppError('CONFLICT', 'This call has already ended');
   await writes.wake(ctx.ports);
   return toCall(ended, row.caller_id);
@@ -179,24 +217,7 @@ export async function startCall(
 
   // Before anything changes (a glare ends the other call): a retried or reused id.
   if (await findCall(ctx, input.callId)) throw new AppError('CONFLICT', 'This call id is taken');
-  const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
-  const live = await db
-    .selectFrom('calls')
-    .selectAll()
-    .where('state', 'in', [...LIVE])
-    .where((eb) =>
-      eb.or([
-        eb('caller_id', '=', input.calleeId),
-        eb('callee_id', '=', input.calleeId),
-        eb('caller_id', '=', me),
-        eb('callee_id', '=', me),
-      ]),
-    )
-    .execute();
-  const glare = live.find(
-    (c) => c.state === 'ringing' && c.caller_id === input.calleeId && c.callee_id === me,
-  );
   const row: CallRow = {
     id: input.callId,
     caller_id: me,
@@ -211,17 +232,21 @@ export async function startCall(
     ended_at: null,
     last_heartbeat_at: null,
   };
-  if (glare) {
-    // The smaller user id's call wins; theirs is the one that goes on when they are smaller.
-    if (input.calleeId < me) return settledAtOnce(ctx, row, 'ended', 'glare');
-    await finish(ctx, glare, ['ringing'], 'ended', 'glare');
-  } else if (live.some((c) => c.caller_id === input.calleeId || c.callee_id === input.calleeId)) {
-    return settledAtOnce(ctx, row, 'busy', 'user_busy');
-  }
-
   const mine = devices.get(me)!.filter((d) => d !== device.deviceId);
-  const writes = new StreamWrites();
-  await db.transaction().execute(async (trx) => {
+  const place = async (trx: Transaction<DB>, writes: StreamWrites): Promise<CallRow> => {
+    await lockStreams(ctx, trx, [me, input.calleeId]);
+    const live = await liveCallsOf(trx, [me, input.calleeId]);
+    const glare = live.find(
+      (c) => c.state === 'ringing' && c.caller_id === input.calleeId && c.callee_id === me,
+    );
+    if (glare) {
+      // The smaller user id's call wins; theirs is the one that goes on when they are smaller.
+      if (input.calleeId < me) return settleIn(trx, row, 'ended', 'glare', writes);
+      const change = { from: ['ringing'], state: 'ended' as const, reason: 'glare' as const, now };
+      await endIn(trx, glare, change, writes);
+    } else if (live.some((c) => c.caller_id === input.calleeId || c.callee_id === input.calleeId)) {
+      return settleIn(trx, row, 'busy', 'user_busy', writes);
+    }
     await insertCall(trx, row);
     for (const offer of input.offers) {
       await recordDeviceEvent(
@@ -251,9 +276,19 @@ export async function startCall(
         writes,
       );
     }
-  });
-  await writes.wake(ctx.ports);
-  return toCall(row, me);
+    return row;
+  };
+  // Two starts locking the same streams, or a start and a send, may deadlock: written again.
+  for (let attempt = 1; ; attempt++) {
+    const writes = new StreamWrites();
+    try {
+      const placed = await ctx.ports.db.transaction().execute((trx) => place(trx, writes));
+      await writes.wake(ctx.ports);
+      return toCall(placed, me);
+    } catch (err) {
+      if (!isDeadlock(err) || attempt === 3) throw err;
+    }
+  }
 }
 
 /**
@@ -305,22 +340,18 @@ export async function ringingInvites(
   return found;
 }
 
-/** A call that ends the moment it starts (busy, lost glare): kept for both histories. */
-async function settledAtOnce(
-  ctx: Context,
+/** A call that ends as it is placed (busy, or the glare it lost): stored and told to both. */
+async function settleIn(
+  trx: Transaction<DB>,
   row: CallRow,
   state: TCallState,
   reason: TCallEndReason,
-): Promise<TCall> {
-  const now = ctx.ports.clock.now();
-  const ended = { ...row, state, end_reason: reason, ended_at: now };
-  const writes = new StreamWrites();
-  await ctx.ports.db.transaction().execute(async (trx) => {
-    await insertCall(trx, ended);
-    await tellBoth(trx, ended, now, writes);
-  });
-  await writes.wake(ctx.ports);
-  return toCall(ended, row.caller_id);
+  writes: StreamWrites,
+): Promise<CallRow> {
+  const ended = { ...row, state, end_reason: reason, ended_at: row.created_at };
+  await insertCall(trx, ended);
+  await tellBoth(trx, ended, row.created_at, writes);
+  return ended;
 }
 
 /**
