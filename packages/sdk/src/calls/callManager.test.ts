@@ -269,6 +269,34 @@ describe('CallManager', () => {
     await answered.hangup();
   });
 
+  it('a manager closed while an offer is being opened rings for nothing', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const opens: (() => void)[] = [];
+    let decrypted = 0;
+    const alice = w.device('alice', 'alice-phone');
+    const bob = w.device('bob', 'bob-phone', {
+      crypto: (own) => ({
+        encrypt: (...args) => own.encrypt(...args),
+        decrypt: async (...args) => {
+          await new Promise<void>((resolve) => opens.push(resolve));
+          const plaintext = await own.decrypt(...args);
+          decrypted++;
+          return plaintext;
+        },
+      }),
+    });
+    const call = await alice.calls.start('bob');
+    await waitFor(() => opens.length === 1, 'the offer being opened');
+    await bob.calls.close();
+    opens.splice(0).forEach((open) => open());
+    await waitFor(() => decrypted === 1, 'the offer opened');
+    await new Promise((r) => setTimeout(r, 0)); // the promise jobs after it, all of them
+    expect(bob.incoming).toEqual([]);
+    expect(w.errors).toEqual([]);
+    await call.hangup();
+  });
+
   it('busy when the callee is in a call', async () => {
     const w = world();
     const carol = w.device('carol', 'carol-phone');

@@ -198,6 +198,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
         const waiting = opening.get(call.id) ?? [];
         opening.delete(call.id);
         remember(call.id);
+        if (!subscription) return; // closed meanwhile
         if (waiting.some((e) => e.type === 'call.ended' || e.type === 'call.answered_elsewhere'))
           return;
         const session = newSession({
@@ -217,7 +218,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
       },
       (error: unknown) => {
         opening.delete(call.id);
-        report(error);
+        if (subscription) report(error);
       },
     );
   }
