@@ -259,6 +259,17 @@ describe(`call sessions (${backendLabel})`, () => {
     };
     // Taken (even once the call is over, and when the callee differs): CONFLICT.
     expect(await codeOf(start(callId, carol, carolPhone))).toBe('CONFLICT');
+    // Also while Bob is calling Alice: the glare it would settle is rolled back with it.
+    const alicePhone = await deviceOf(alice.accessToken);
+    const bobsCall = await api(bob.accessToken).calls.start.mutate({
+      callId: uuidv7(),
+      calleeId: alice.userId,
+      media: 'audio',
+      offers: [{ deviceId: alicePhone, ciphertext: b64('offer') }],
+    });
+    expect(await codeOf(start(callId, bob, bobPhone))).toBe('CONFLICT');
+    expect((await api(bob.accessToken).calls.get.query({ id: bobsCall.id })).state).toBe('ringing');
+    await api(bob.accessToken).calls.cancel.mutate({ callId: bobsCall.id });
     // Not a UUIDv7, not a UUID, or from a clock 11 minutes off either way: BAD_REQUEST.
     expect(await codeOf(start(crypto.randomUUID(), carol, carolPhone))).toBe('BAD_REQUEST');
     expect(await codeOf(start('call-1', carol, carolPhone))).toBe('BAD_REQUEST');
@@ -267,6 +278,7 @@ describe(`call sessions (${backendLabel})`, () => {
     // Nothing rang and nothing is in anyone's history but the one call.
     expect((await api(carol.accessToken).calls.history.query({})).calls).toEqual([]);
     expect((await api(alice.accessToken).calls.history.query({})).calls.map((c) => c.id)).toEqual([
+      bobsCall.id,
       callId,
     ]);
     const accepted = await start(v7At(minutes(9)), carol, carolPhone); // within the 10 minutes

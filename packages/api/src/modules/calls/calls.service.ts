@@ -94,7 +94,10 @@ function liveCallsOf(trx: Transaction<DB>, userIds: string[]) {
     .execute();
 }
 
-/** A call's row, or CONFLICT when its (caller-made) id is taken, also by a racing start. */
+/**
+ * A call's row, or CONFLICT when its (caller-made) id is taken: a retried or reused id. It runs in
+ * the placing transaction, so a glare that start ended is rolled back with it.
+ */
 async function insertCall(trx: Transaction<DB>, row: CallRow): Promise<void> {
   try {
     await trx.insertInto('calls').values(row).execute();
@@ -215,8 +218,6 @@ export async function startCall(
   if (input.offers.some((o) => !calleeDevices.has(o.deviceId)))
     throw new AppError('NOT_FOUND', 'No such device');
 
-  // Before anything changes (a glare ends the other call): a retried or reused id.
-  if (await findCall(ctx, input.callId)) throw new AppError('CONFLICT', 'This call id is taken');
   const now = ctx.ports.clock.now();
   const row: CallRow = {
     id: input.callId,
