@@ -1,13 +1,15 @@
 # syntax=docker/dockerfile:1
 
-# Just the manifests and the lockfile: the npm ci layer (with better-sqlite3's native build) is
-# then reused until a dependency changes instead of rerunning on every source edit.
+# Just the manifests, the lockfile and patches/ (npm ci's postinstall applies them): the npm ci
+# layer (with better-sqlite3's native build) is then reused until a dependency changes instead of
+# rerunning on every source edit.
 FROM node:20-bookworm AS manifests
 WORKDIR /src
 COPY . .
 RUN mkdir /manifests \
  && find . -name node_modules -prune -o \( -name package.json -o -name package-lock.json \) -print \
-    | xargs -I{} cp --parents {} /manifests
+    | xargs -I{} cp --parents {} /manifests \
+ && cp -r patches /manifests/
 
 FROM node:20-bookworm AS build
 WORKDIR /app
