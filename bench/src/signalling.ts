@@ -1,5 +1,5 @@
 import type { BenchConfig } from './config';
-import { ratios, shapeOf, sideSummary, orderOf, type Log, type Side } from './messaging';
+import { ratios, shapeOf, sideSummary, orderOf, type Log } from './messaging';
 import { callHttp, randomCiphertext, registerUsers, type BenchUser } from './messagingSetup';
 import type { SignallingBaselinePayload } from './signallingBaseline';
 import {
@@ -56,24 +56,29 @@ async function callPairs(trpcUrl: string, users: BenchUser[]): Promise<CallPair[
   return pairs;
 }
 
-function startRawSignalling(pairs: CallPair[]): Promise<Target> {
+/** A relay baseline (`raw-signalling` or its tRPC floor) that knows the pairs' tokens. */
+function startRelay(kind: 'raw-signalling' | 'trpc-signalling', pairs: CallPair[]) {
   const devices: SignallingBaselinePayload['devices'] = {};
   for (const p of pairs)
     for (const u of [p.caller, p.callee])
       devices[u.token] = { userId: u.userId, deviceId: u.deviceId };
-  return startTarget('raw-signalling', { devices } satisfies SignallingBaselinePayload);
+  return startTarget(kind, { devices } satisfies SignallingBaselinePayload);
 }
+
+/** The raw relay, tRPC's floor (the same relay served through tRPC) and the MVP. */
+type SignalSide = 'raw' | 'floor' | 'mvp';
+const SIDES: SignalSide[] = ['raw', 'floor', 'mvp'];
 
 /**
  * Before measuring: one full setup through each side. Each end must receive the same call
- * events, as many of each, of the same JSON shape and, but for seq digits, the same size; the
- * answers likewise. Answers the frame sizes.
+ * events as on the raw side, as many of each, of the same JSON shape and, but for seq digits,
+ * the same size; the answers likewise. Answers the MVP's frame sizes.
  */
-async function probeBoth(raw: Target, mvp: Target, pair: CallPair, payloads: SignallingPayloads) {
-  const captures: Record<Side, Capture> = {
-    mvp: await probeSetup(mvp.url('wsUrl'), pair, payloads),
-    raw: await probeSetup(raw.url('wsUrl'), pair, payloads),
-  };
+async function probeAll(
+  targets: Record<SignalSide, Target>,
+  pair: CallPair,
+  payloads: SignallingPayloads,
+) {
   const byKind = (c: Capture) => {
     const kinds = new Map<string, string[]>();
     const add = (kind: string, text: string) => kinds.set(kind, [...(kinds.get(kind) ?? []), text]);
@@ -82,16 +87,19 @@ async function probeBoth(raw: Target, mvp: Target, pair: CallPair, payloads: Sig
     for (const a of c.answers) add(`answer ${a.path}`, a.text);
     return kinds;
   };
-  const [m, r] = [byKind(captures.mvp), byKind(captures.raw)];
+  const r = byKind(await probeSetup(targets.raw.url('wsUrl'), pair, payloads));
   const sizes: Record<string, { bytes: number; count: number }> = {};
-  for (const kind of new Set([...m.keys(), ...r.keys()])) {
-    const [a, b] = [r.get(kind) ?? [], m.get(kind) ?? []];
-    if (a.length !== b.length)
-      throw new Error(`raw and MVP differ: ${kind} ×${a.length} (raw) vs ×${b.length} (MVP)`);
-    const [x, y] = [a[0]!, b[0]!];
-    if (shapeOf(x) !== shapeOf(y) || Math.abs(x.length - y.length) > 12)
-      throw new Error(`raw and MVP ${kind} differ:\n  raw: ${x}\n  mvp: ${y}`);
-    sizes[kind] = { bytes: y.length, count: b.length };
+  for (const side of ['floor', 'mvp'] as const) {
+    const m = byKind(await probeSetup(targets[side].url('wsUrl'), pair, payloads));
+    for (const kind of new Set([...m.keys(), ...r.keys()])) {
+      const [a, b] = [r.get(kind) ?? [], m.get(kind) ?? []];
+      if (a.length !== b.length)
+        throw new Error(`raw and ${side} differ: ${kind} ×${a.length} (raw) vs ×${b.length}`);
+      const [x, y] = [a[0]!, b[0]!];
+      if (shapeOf(x) !== shapeOf(y) || Math.abs(x.length - y.length) > 12)
+        throw new Error(`raw and ${side} ${kind} differ:\n  raw: ${x}\n  ${side}: ${y}`);
+      if (side === 'mvp') sizes[kind] = { bytes: y.length, count: b.length };
+    }
   }
   return sizes;
 }
@@ -131,17 +139,19 @@ export async function runSignalling(config: BenchConfig, log: Log) {
     const trpcUrl = mvp.url('trpcUrl');
     log(`signalling setup: ${2 * s.pairs} accounts, ${s.pairs} befriended caller/callee pairs`);
     const pairs = await callPairs(trpcUrl, await registerUsers(trpcUrl, 2 * s.pairs));
-    const raw = await startRawSignalling(pairs);
+    const raw = await startRelay('raw-signalling', pairs);
     targets.push(raw);
+    const floor = await startRelay('trpc-signalling', pairs);
+    targets.push(floor);
     const payloads: SignallingPayloads = {
       offer: randomCiphertext(s.sdpBytes),
       answer: randomCiphertext(s.sdpBytes),
       candidates: Array.from({ length: s.candidates }, () => randomCiphertext(s.candidateBytes)),
     };
-    const bySide: Record<Side, Target> = { raw, mvp };
-    const frameBytes = await probeBoth(raw, mvp, pairs[0]!, payloads);
+    const bySide: Record<SignalSide, Target> = { raw, floor, mvp };
+    const frameBytes = await probeAll(bySide, pairs[0]!, payloads);
     const load = (
-      side: Side,
+      side: SignalSide,
       durationS: number,
       window?: { open(): Promise<void>; close(): Promise<void> },
     ) =>
@@ -155,15 +165,15 @@ export async function runSignalling(config: BenchConfig, log: Log) {
       });
 
     if (config.warmupS > 0) {
-      for (const side of ['raw', 'mvp'] as const) {
+      for (const side of SIDES) {
         log(`warm-up ${side}-signalling ${config.warmupS}s`);
         await load(side, config.warmupS);
       }
     }
-    const results: Record<Side, SignallingRound[]> = { raw: [], mvp: [] };
-    const stats: Record<Side, TargetStats[]> = { raw: [], mvp: [] };
+    const results: Record<SignalSide, SignallingRound[]> = { raw: [], floor: [], mvp: [] };
+    const stats: Record<SignalSide, TargetStats[]> = { raw: [], floor: [], mvp: [] };
     for (let round = 0; round < config.rounds; round++) {
-      for (const side of orderOf<Side>(['raw', 'mvp'], round)) {
+      for (const side of orderOf(SIDES, round)) {
         const r = await load(side, s.durationS, {
           open: async () => void (await bySide[side].stats({ reset: true })),
           close: async () => void stats[side].push(await bySide[side].stats({ reset: true })),
@@ -179,7 +189,7 @@ export async function runSignalling(config: BenchConfig, log: Log) {
       }
     }
 
-    const ratio = ratios(results);
+    const ratio = ratios({ raw: results.raw, mvp: results.mvp });
     return {
       what:
         `full call setups over ${pairs.length} befriended caller/callee pairs (2 sockets each: ` +
@@ -211,9 +221,18 @@ export async function runSignalling(config: BenchConfig, log: Log) {
         process: 'each server in its own child process; load generated in the parent',
       },
       frameBytes,
+      floorIs:
+        "the raw relay's work (same Map, no storage, no checks) served through tRPC as the MVP " +
+        "serves it: tRPC's WebSocket adapter, the MVP's transformer, frame encoder and zod " +
+        "schemas, tracked events from an async generator; without the MVP's middleware, " +
+        'database, limits or metrics',
       raw: sideReport(results.raw, stats.raw),
+      floor: sideReport(results.floor, stats.floor),
       mvp: sideReport(results.mvp, stats.mvp),
       ratio,
+      /** floor/raw: what tRPC itself costs; mvp/floor: what the MVP's own work costs on top. */
+      floorOverRaw: ratios({ raw: results.raw, mvp: results.floor }),
+      mvpOverFloor: ratios({ raw: results.floor, mvp: results.mvp }),
       goal: {
         goal: `setup p99 mvp/raw <= ${SIGNALLING_GOAL.setupP99RatioMax}`,
         value: ratio.p99,

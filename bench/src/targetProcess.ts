@@ -1,7 +1,8 @@
 /**
  * Entry point of a target child process: `targetProcess.ts raw <payload json>`,
  * `targetProcess.ts mvp [options json]`, `targetProcess.ts raw-login <payload json>` or
- * `targetProcess.ts raw-messaging <payload json>` or `targetProcess.ts raw-signalling <payload json>`
+ * `targetProcess.ts raw-messaging <payload json>`, `targetProcess.ts raw-signalling <payload json>`
+ * or `targetProcess.ts trpc-signalling <payload json>`
  * (`@<file>` instead of the JSON: read from there).
  * Starts one server,
  * reports its endpoints over IPC, answers stats reads (event-loop delay, CPU time), and stops on request.
@@ -16,6 +17,7 @@ import { startBaseline, type BaselinePayload } from './baselines';
 import { startLoginBaseline, type LoginBaselinePayload } from './loginBaseline';
 import { startMessagingBaseline, type MessagingBaselinePayload } from './messagingBaseline';
 import { startSignallingBaseline, type SignallingBaselinePayload } from './signallingBaseline';
+import { startSignallingFloor } from './signallingFloor';
 import type {
   LoopDelay,
   MvpTargetOptions,
@@ -87,6 +89,10 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
     const raw = await startSignallingBaseline(argument<SignallingBaselinePayload>()!);
     return { endpoints: { wsUrl: raw.wsUrl }, close: () => raw.close() };
   }
+  if (kind === 'trpc-signalling') {
+    const floor = await startSignallingFloor(argument<SignallingBaselinePayload>()!);
+    return { endpoints: { wsUrl: floor.wsUrl }, close: () => floor.close() };
+  }
   const backend = argument<MvpTargetOptions>() ?? {};
   const base = defaultConfig();
   // Keys are generated into dataDir on first start: a fresh directory per run, removed after.
@@ -147,7 +153,8 @@ if (
   kind !== 'mvp' &&
   kind !== 'raw-login' &&
   kind !== 'raw-messaging' &&
-  kind !== 'raw-signalling'
+  kind !== 'raw-signalling' &&
+  kind !== 'trpc-signalling'
 )
   throw new Error(`unknown target kind: ${kind}`);
 

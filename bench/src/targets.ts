@@ -8,10 +8,12 @@ import { targetProcessEnv } from './config';
  * `raw` and `mvp` answer system.info (HTTP and WebSocket); `mvp` also answers auth.login and
  * everything else, `raw-login` is the login baseline (one argon2 verify per POST, see
  * loginBaseline.ts), `raw-messaging` the relay / broadcast / mysql2 baseline of the
- * messaging scenarios (see messagingBaseline.ts) and `raw-signalling` the call signalling relay
- * (see signallingBaseline.ts).
+ * messaging scenarios (see messagingBaseline.ts), `raw-signalling` the call signalling relay
+ * (see signallingBaseline.ts) and `trpc-signalling` the same relay served through tRPC (see
+ * signallingFloor.ts).
  */
-export type TargetKind = 'raw' | 'mvp' | 'raw-login' | 'raw-messaging' | 'raw-signalling';
+export type TargetKind =
+  'raw' | 'mvp' | 'raw-login' | 'raw-messaging' | 'raw-signalling' | 'trpc-signalling';
 
 /** The MVP target's backend: embedded (SQLite in memory, in-process bus) unless set. */
 export type MvpTargetOptions = {

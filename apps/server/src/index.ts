@@ -4,3 +4,4 @@ export { configFromEnv, defaultConfig } from './config';
 export type { ServerConfig } from './config';
 export { ENV_VARIABLES, EnvError, parseEnv } from './env';
 export { createLogger, REDACT_PATHS } from './logger';
+export { burstWrites } from './ws/burstWrites';

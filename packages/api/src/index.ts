@@ -2,7 +2,7 @@ export { appRouter } from './router';
 export type { AppRouter } from './router';
 export { createCallerFactory, requireAuth, spendIpBudget } from './trpc';
 export { createContext } from './context';
-export { encodeFrame } from './sharedEvents';
+export { encodeFrame, share, transformer } from './sharedEvents';
 export type { ApiSettings, AuthSettings, Context, ContextInput } from './context';
 export { runCallTimeoutsOnce, runJobsOnce } from './jobs';
 export { AVATAR_UPLOAD_LIMIT, setAvatar, spendAvatarUpload } from './modules/me/avatar.service';
