@@ -49,31 +49,26 @@ export async function startSignallingFloor(payload: SignallingBaselinePayload) {
     if (!ctx.me) throw new TRPCError({ code: 'UNAUTHORIZED' });
     return next({ ctx: { me: ctx.me } });
   });
-  const run = (path: string, me: RelayDevice, input: object) => {
+  const relay = (path: string, me: RelayDevice, input: object) => {
     try {
       return mutations[path]!(me, input as RelayInput);
     } catch (err) {
       throw new TRPCError({ code: 'CONFLICT', message: (err as Error).message });
     }
   };
+  type Schema = Parameters<typeof authed.input>[0];
+  /** A relay mutation behind the MVP's input and output schemas for it. */
+  const mutation = (path: string, input: Schema, output: Schema) =>
+    authed
+      .input(input)
+      .output(output)
+      .mutation(({ ctx, input }) => relay(path, ctx.me, input as object) as never);
   const router = t.router({
     calls: t.router({
-      start: authed
-        .input(ZStartCallInput)
-        .output(ZCall)
-        .mutation(({ ctx, input }) => run('calls.start', ctx.me, input) as never),
-      accept: authed
-        .input(ZAcceptCallInput)
-        .output(ZCall)
-        .mutation(({ ctx, input }) => run('calls.accept', ctx.me, input) as never),
-      signal: authed
-        .input(ZCallSignalInput)
-        .output(ZOk)
-        .mutation(({ ctx, input }) => run('calls.signal', ctx.me, input) as never),
-      hangup: authed
-        .input(ZHangupInput)
-        .output(ZCall)
-        .mutation(({ ctx, input }) => run('calls.hangup', ctx.me, input) as never),
+      start: mutation('calls.start', ZStartCallInput, ZCall),
+      accept: mutation('calls.accept', ZAcceptCallInput, ZCall),
+      signal: mutation('calls.signal', ZCallSignalInput, ZOk),
+      hangup: mutation('calls.hangup', ZHangupInput, ZCall),
     }),
     sync: t.router({
       events: authed.input(ZSyncEventsInput).subscription(async function* ({ ctx, signal }) {
