@@ -224,8 +224,8 @@ export async function runSignalling(config: BenchConfig, log: Log) {
       floorIs:
         "the raw relay's work (same Map, no storage, no checks) served through tRPC as the MVP " +
         "serves it: tRPC's WebSocket adapter, the MVP's transformer, frame encoder and zod " +
-        "schemas, tracked events from an async generator; without the MVP's middleware, " +
-        'database, limits or metrics',
+        "schemas, tracked events from an async generator, corked socket writes; without the MVP's " +
+        'middleware, database, limits or metrics',
       raw: sideReport(results.raw, stats.raw),
       floor: sideReport(results.floor, stats.floor),
       mvp: sideReport(results.mvp, stats.mvp),
