@@ -147,6 +147,8 @@ describe(`call sessions (${backendLabel})`, () => {
       answer: b64('answer'),
     });
     expect(accepted.state).toBe('accepted');
+    // The answer is built from what the update wrote, not read back: it must match the row.
+    expect(accepted).toEqual(await api(bob.accessToken).calls.get.query({ id: started.id }));
     expect(
       await codeOf(api(bobLaptop).calls.accept.mutate({ callId: started.id, answer: b64('late') })),
     ).toBe('CONFLICT');
@@ -388,6 +390,14 @@ describe(`call sessions (${backendLabel})`, () => {
     await api(bob.accessToken).blocks.add.mutate({ userId: alice.userId });
     expect(await codeOf(call(alice, bob, [bobPhone]))).toBe('FORBIDDEN');
     expect(await codeOf(call(alice, carol, [bobPhone]))).toBe('NOT_FOUND'); // not carol's device
+    await expect(
+      api(alice.accessToken).calls.start.mutate({
+        callId: uuidv7(),
+        calleeId: '0190d4a2-0000-7000-8000-000000000000',
+        media: 'audio',
+        offers: [{ deviceId: bobPhone, ciphertext: b64('o') }],
+      }),
+    ).rejects.toThrow('No such user');
     expect(
       await codeOf(
         api(alice.accessToken).calls.start.mutate({

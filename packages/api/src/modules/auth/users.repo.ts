@@ -1,11 +1,21 @@
 import type { Insertable, Kysely, Selectable, Transaction, Updateable } from 'kysely';
-import type { DB, UsersTable } from '@mvp/db';
+import { prepared, type DB, type UsersTable } from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 export type UserRow = Selectable<UsersTable>;
 
 export function findUserById(db: Db, id: string): Promise<UserRow | undefined> {
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+// Existence checks run on hot paths (a call start, a direct conversation): one narrow query,
+// compiled once, instead of the whole row.
+const userIdOf = prepared((db: Kysely<DB>, id: string) =>
+  db.selectFrom('users').select('id').where('id', '=', id),
+);
+
+export async function userExists(db: Db, id: string): Promise<boolean> {
+  return (await userIdOf(db, id)).rows.length > 0;
 }
 
 export function findUserBy(

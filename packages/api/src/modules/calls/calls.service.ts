@@ -209,7 +209,7 @@ export async function startCall(
     ctx,
     input.offers.map((o) => o.ciphertext),
   );
-  if (!(await users.findUserById(ctx.ports.db, input.calleeId)))
+  if (!(await users.userExists(ctx.ports.db, input.calleeId)))
     throw new AppError('NOT_FOUND', 'No such user');
   if (await blockedBetween(ctx, me, input.calleeId))
     throw new AppError('FORBIDDEN', 'You cannot call this user');
@@ -400,7 +400,15 @@ export async function acceptCall(
   });
   if (!accepted) throw new AppError('CONFLICT', 'This call is no longer ringing');
   await writes.wake(ctx.ports);
-  return toCall((await findCall(ctx, row.id))!, device.userId);
+  // The conditional update took it from ringing, so the row is what it wrote.
+  const answered = {
+    ...row,
+    state: 'accepted',
+    callee_device_id: device.deviceId,
+    accepted_at: now,
+    last_heartbeat_at: now,
+  };
+  return toCall(answered, device.userId);
 }
 
 /** The callee declines: declined everywhere, on every device of both. */

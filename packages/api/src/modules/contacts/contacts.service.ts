@@ -197,7 +197,7 @@ export async function removeContact(ctx: Context, me: string, userId: string): P
 export async function block(ctx: Context, me: string, userId: string): Promise<void> {
   if (userId === me) throw new AppError('BAD_REQUEST', 'You cannot block yourself');
   const db = ctx.ports.db;
-  if (!(await users.findUserById(db, userId))) throw new AppError('NOT_FOUND', 'No such user');
+  if (!(await users.userExists(db, userId))) throw new AppError('NOT_FOUND', 'No such user');
   await db.transaction().execute(async (trx) => {
     if (!(await rel.isBlocked(trx, me, userId))) {
       await trx

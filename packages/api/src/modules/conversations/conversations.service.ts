@@ -37,7 +37,7 @@ async function describe(ctx: Context, conversationId: string, me: string) {
 export async function openDirect(ctx: Context, me: string, userId: string) {
   const db = ctx.ports.db;
   if (userId === me) throw new AppError('BAD_REQUEST', 'A direct conversation needs someone else');
-  if (!(await users.findUserById(db, userId))) throw new AppError('NOT_FOUND', 'No such user');
+  if (!(await users.userExists(db, userId))) throw new AppError('NOT_FOUND', 'No such user');
   if (await blockedBetween(ctx, me, userId))
     throw new AppError('FORBIDDEN', 'You cannot message this user');
   const directKey = repo.directKeyOf(me, userId);

@@ -200,7 +200,7 @@ export async function keyCount(ctx: Context, device: Device) {
 }
 
 async function requireUser(ctx: Context, userId: string): Promise<void> {
-  if (!(await users.findUserById(ctx.ports.db, userId)))
+  if (!(await users.userExists(ctx.ports.db, userId)))
     throw new AppError('NOT_FOUND', 'No such user');
 }
 

@@ -100,7 +100,7 @@ export async function deleteMe(ctx: Context, userId: string, password: string): 
   await assertPassword(ctx, user, password);
   if (!(await deleteAccount(ctx, userId))) {
     // Gone meanwhile (a second deletion won), or an avatar upload kept racing this one.
-    if (await users.findUserById(ctx.ports.db, userId)) {
+    if (await users.userExists(ctx.ports.db, userId)) {
       throw new AppError('CONFLICT', 'Your account changed meanwhile; try again');
     }
     return;
