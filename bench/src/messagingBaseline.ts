@@ -1,8 +1,14 @@
-import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { listenOnLoopback } from './baselines';
 import mysql from 'mysql2/promise';
 import { WebSocketServer, type WebSocket } from 'ws';
+import {
+  createSendRelay,
+  describe,
+  type MessageRow,
+  type SendInput,
+  type Sent,
+} from './messagingRelay';
 import { frameText } from './wsLoad';
 
 /**
@@ -33,51 +39,11 @@ type Incoming =
       method: 'mutation';
       params: {
         path: string;
-        input: {
-          json: {
-            conversationId: string;
-            clientMessageId: string;
-            contentType: string;
-            ciphertext: string;
-          };
-        };
+        input: { json: SendInput };
       };
     };
 
 type Persist = (row: MessageRow, members: string[], seqs: number[], now: number) => Promise<void>;
-
-type MessageRow = {
-  conversation_id: string;
-  seq: number;
-  id: string;
-  sender_id: string;
-  sender_device_id: string;
-  client_message_id: string;
-  content_type: string;
-  ciphertext: Buffer;
-  created_at: number;
-};
-
-/** The message as the MVP server describes it (same members, same order). */
-function describe(row: MessageRow) {
-  return {
-    id: row.id,
-    conversationId: row.conversation_id,
-    seq: row.seq,
-    senderId: row.sender_id,
-    senderDeviceId: row.sender_device_id,
-    clientMessageId: row.client_message_id,
-    contentType: row.content_type,
-    ciphertext: row.ciphertext.toString('base64'),
-    replyToSeq: null,
-    forwarded: false,
-    createdAt: new Date(row.created_at).toISOString(),
-    editedAt: null,
-    deletedAt: null,
-    expiresAt: null,
-    reactions: [],
-  };
-}
 
 async function mysqlPersist(
   options: NonNullable<MessagingBaselinePayload['mysql']>,
@@ -141,11 +107,9 @@ async function mysqlPersist(
 }
 
 export async function startMessagingBaseline(payload: MessagingBaselinePayload) {
-  const conversationSeq = new Map<string, number>();
-  const userSeq = new Map<string, number>();
-  const deviceOf = new Map<string, string>();
+  const relay = createSendRelay(payload.conversations);
   const store = payload.mysql
-    ? await mysqlPersist(payload.mysql, payload.conversations, conversationSeq, userSeq)
+    ? await mysqlPersist(payload.mysql, payload.conversations, relay.conversationSeq, relay.userSeq)
     : undefined;
   /** user id → its subscribed sockets and their subscription ids. */
   const subscribed = new Map<string, Map<WebSocket, number>>();
@@ -163,7 +127,6 @@ export async function startMessagingBaseline(payload: MessagingBaselinePayload) 
       const message = JSON.parse(frameText(data)) as Incoming;
       if (message.method === 'connectionParams') {
         userId = payload.users[message.data.token];
-        if (userId && !deviceOf.has(userId)) deviceOf.set(userId, randomUUID());
         return;
       }
       if (!userId) return fail(message.id, 'unauthorized');
@@ -174,28 +137,13 @@ export async function startMessagingBaseline(payload: MessagingBaselinePayload) 
         socket.send(`{"id":${message.id},"result":{"type":"started"}}`);
         return;
       }
-      const input = message.params.input.json;
-      const members = payload.conversations[input.conversationId];
-      if (!members?.includes(userId)) return fail(message.id, 'not a member');
-      const seq = (conversationSeq.get(input.conversationId) ?? 0) + 1;
-      conversationSeq.set(input.conversationId, seq);
-      const seqs = members.map((member) => {
-        const next = (userSeq.get(member) ?? 0) + 1;
-        userSeq.set(member, next);
-        return next;
-      });
-      const now = Date.now();
-      const row: MessageRow = {
-        conversation_id: input.conversationId,
-        seq,
-        id: randomUUID(),
-        sender_id: userId,
-        sender_device_id: deviceOf.get(userId)!,
-        client_message_id: input.clientMessageId,
-        content_type: input.contentType,
-        ciphertext: Buffer.from(input.ciphertext, 'base64'),
-        created_at: now,
-      };
+      let sent: Sent;
+      try {
+        sent = relay.send(userId, message.params.input.json);
+      } catch (err) {
+        return fail(message.id, (err as Error).message);
+      }
+      const { row, members, seqs, now } = sent;
       const id = message.id;
       const deliver = () => {
         const messageJson = JSON.stringify(describe(row));

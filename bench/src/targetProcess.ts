@@ -2,7 +2,7 @@
  * Entry point of a target child process: `targetProcess.ts raw <payload json>`,
  * `targetProcess.ts mvp [options json]`, `targetProcess.ts raw-login <payload json>` or
  * `targetProcess.ts raw-messaging <payload json>`, `targetProcess.ts raw-signalling <payload json>`
- * or `targetProcess.ts trpc-signalling <payload json>`
+ * or `targetProcess.ts trpc-messaging|trpc-signalling <payload json>`
  * (`@<file>` instead of the JSON: read from there).
  * Starts one server,
  * reports its endpoints over IPC, answers stats reads (event-loop delay, CPU time), and stops on request.
@@ -16,6 +16,7 @@ import { createServer, defaultConfig, type ServerConfig } from '@mvp/server';
 import { startBaseline, type BaselinePayload } from './baselines';
 import { startLoginBaseline, type LoginBaselinePayload } from './loginBaseline';
 import { startMessagingBaseline, type MessagingBaselinePayload } from './messagingBaseline';
+import { startMessagingFloor } from './messagingFloor';
 import { startSignallingBaseline, type SignallingBaselinePayload } from './signallingBaseline';
 import { startSignallingFloor } from './signallingFloor';
 import type {
@@ -89,6 +90,10 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
     const raw = await startSignallingBaseline(argument<SignallingBaselinePayload>()!);
     return { endpoints: { wsUrl: raw.wsUrl }, close: () => raw.close() };
   }
+  if (kind === 'trpc-messaging') {
+    const floor = await startMessagingFloor(argument<MessagingBaselinePayload>()!);
+    return { endpoints: { wsUrl: floor.wsUrl }, close: () => floor.close() };
+  }
   if (kind === 'trpc-signalling') {
     const floor = await startSignallingFloor(argument<SignallingBaselinePayload>()!);
     return { endpoints: { wsUrl: floor.wsUrl }, close: () => floor.close() };
@@ -154,6 +159,7 @@ if (
   kind !== 'raw-login' &&
   kind !== 'raw-messaging' &&
   kind !== 'raw-signalling' &&
+  kind !== 'trpc-messaging' &&
   kind !== 'trpc-signalling'
 )
   throw new Error(`unknown target kind: ${kind}`);

@@ -9,11 +9,17 @@ import { targetProcessEnv } from './config';
  * everything else, `raw-login` is the login baseline (one argon2 verify per POST, see
  * loginBaseline.ts), `raw-messaging` the relay / broadcast / mysql2 baseline of the
  * messaging scenarios (see messagingBaseline.ts), `raw-signalling` the call signalling relay
- * (see signallingBaseline.ts) and `trpc-signalling` the same relay served through tRPC (see
- * signallingFloor.ts).
+ * (see signallingBaseline.ts); `trpc-messaging` and `trpc-signalling` serve the messaging and
+ * signalling baselines' work through tRPC (tRPC's floor, see trpcFloor.ts).
  */
 export type TargetKind =
-  'raw' | 'mvp' | 'raw-login' | 'raw-messaging' | 'raw-signalling' | 'trpc-signalling';
+  | 'raw'
+  | 'mvp'
+  | 'raw-login'
+  | 'raw-messaging'
+  | 'raw-signalling'
+  | 'trpc-messaging'
+  | 'trpc-signalling';
 
 /** The MVP target's backend: embedded (SQLite in memory, in-process bus) unless set. */
 export type MvpTargetOptions = {
