@@ -71,13 +71,15 @@ describe.each(backends)('createDb + migrations on $name', ({ url }) => {
 });
 
 describe('embedded SQLite', () => {
-  it('turns on WAL and foreign keys', async () => {
+  it('turns on WAL and foreign keys, and keeps temporary storage in memory', async () => {
     const db = createDb(sqliteFile());
     try {
       const journal = await sql<{ journal_mode: string }>`pragma journal_mode`.execute(db);
       const fk = await sql<{ foreign_keys: number }>`pragma foreign_keys`.execute(db);
       expect(journal.rows[0]?.journal_mode).toBe('wal');
       expect(fk.rows[0]?.foreign_keys).toBe(1);
+      const temp = await sql<{ temp_store: number }>`pragma temp_store`.execute(db);
+      expect(temp.rows[0]?.temp_store).toBe(2); // MEMORY
     } finally {
       await db.destroy();
     }

@@ -48,6 +48,12 @@ export function createDb(url: string | undefined, options: CreateDbOptions = {})
   const database = new SQLite(target.path);
   database.pragma('journal_mode = WAL');
   database.pragma('foreign_keys = ON');
+  // Statement journals in memory, not in a temp file per statement: every multi-row write in a
+  // transaction (a group send's stream rows, the member bumps) keeps one to undo itself alone,
+  // and as files they cost a create, a write per page and an unlink each time, about a third of
+  // a 100-member send's commit (bench/README.md, session 7). They hold the pages one statement
+  // changes, so they stay small.
+  database.pragma('temp_store = MEMORY');
   // Wait for a writer instead of failing at once when jobs and requests overlap.
   database.pragma('busy_timeout = 5000');
   return new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
