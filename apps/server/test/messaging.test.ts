@@ -165,13 +165,23 @@ describe(`conversations, messages and the sync stream (${backendLabel})`, () => 
     ).toBe('BAD_REQUEST');
     expect((await api(alice).conversations.get.query({ id: chat.id })).lastSeq).toBe(1);
 
+    // Blocks with someone outside this conversation, either way, change nothing here, even when
+    // that someone shares another conversation with us.
+    await api(eve).conversations.create.mutate({ kind: 'direct', userId: bob.userId });
+    await api(eve).blocks.add.mutate({ userId: alice.userId });
+    await api(alice).blocks.add.mutate({ userId: eve.userId });
+    await api(bob).blocks.add.mutate({ userId: eve.userId });
+    await send(alice, chat.id, 'eve is not in this');
+    await send(bob, chat.id, 'neither here');
+    expect((await api(alice).conversations.get.query({ id: chat.id })).lastSeq).toBe(3);
+
     await api(bob).blocks.add.mutate({ userId: alice.userId });
     expect(await codeOf(send(alice, chat.id, 'still there?'))).toBe('FORBIDDEN');
     expect(await codeOf(send(bob, chat.id, 'blocked you'))).toBe('FORBIDDEN');
     expect(
       await codeOf(api(alice).conversations.create.mutate({ kind: 'direct', userId: bob.userId })),
     ).toBe('FORBIDDEN');
-    expect((await api(alice).conversations.get.query({ id: chat.id })).lastSeq).toBe(1);
+    expect((await api(alice).conversations.get.query({ id: chat.id })).lastSeq).toBe(3);
   });
 
   it('groups: contacts only, admins manage, a removed member hears nothing after', async () => {
