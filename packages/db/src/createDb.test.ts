@@ -1,10 +1,11 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createDb, parseDbUrl } from './createDb';
 import { migrateToLatest } from './migrate';
+import { startWalCheckpointer } from './walCheckpointer';
 
 describe('parseDbUrl', () => {
   it('defaults to the embedded SQLite file', () => {
@@ -83,6 +84,45 @@ describe('embedded SQLite', () => {
     } finally {
       await db.destroy();
     }
+  });
+});
+
+describe('WAL checkpoints off the serving thread', () => {
+  it('a worker copies the log into the database file; the serving connection never does', async () => {
+    const url = sqliteFile();
+    const path = url.slice('sqlite:'.length);
+    const db = createDb(url);
+    try {
+      const auto = await sql<{ wal_autocheckpoint: number }>`pragma wal_autocheckpoint`.execute(db);
+      expect(auto.rows[0]?.wal_autocheckpoint).toBe(0);
+      await sql`create table t (b blob not null)`.execute(db);
+      const before = statSync(path).size;
+      // ~2 MB in 64 commits: fewer log pages than SQLite's own in-line threshold (1000), so
+      // only the worker moves them into the file.
+      for (let i = 0; i < 64; i++) {
+        await sql`insert into t (b) values (${Buffer.alloc(32_768, i)})`.execute(db);
+      }
+      await vi.waitFor(() => expect(statSync(path).size).toBeGreaterThan(before + 2_000_000), {
+        timeout: 5_000,
+      });
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('reports a worker that cannot run, and not one that was stopped', async () => {
+    const failed = new Promise<Error>((resolve) =>
+      startWalCheckpointer(join(tmpdir(), 'no-such-dir', 'x', 'test.db'), resolve),
+    );
+    expect((await failed).message).toMatch(/directory|open/i);
+
+    const onFailure = vi.fn();
+    const path = sqliteFile().slice('sqlite:'.length);
+    const stopped = startWalCheckpointer(path, onFailure);
+    stopped.stop();
+    // Another worker started and failed after it: by then the stopped one has had its chance.
+    await new Promise((resolve) => startWalCheckpointer('/no-such-dir/x/test.db', resolve));
+    expect(onFailure).not.toHaveBeenCalled();
   });
 });
 

@@ -5,6 +5,7 @@ import { Kysely, MysqlDialect, SqliteDialect, type SqliteDatabase } from 'kysely
 import { LRUCache } from 'lru-cache';
 import { createPool } from 'mysql2';
 import type { DB } from './schema';
+import { startWalCheckpointer, type WalCheckpointer } from './walCheckpointer';
 
 export type DbDialect = 'mysql' | 'sqlite';
 
@@ -56,7 +57,20 @@ export function createDb(url: string | undefined, options: CreateDbOptions = {})
   database.pragma('temp_store = MEMORY');
   // Wait for a writer instead of failing at once when jobs and requests overlap.
   database.pragma('busy_timeout = 5000');
-  return new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
+  const checkpointer = target.path === ':memory:' ? null : checkpointAside(database, target.path);
+  return new Kysely<DB>({
+    dialect: new SqliteDialect({ database: withStatementCache(database, checkpointer) }),
+  });
+}
+
+/** A file database's checkpoints move to a worker (see walCheckpointer); back in-line if it fails. */
+function checkpointAside(database: SQLite.Database, path: string): WalCheckpointer {
+  const checkpointer = startWalCheckpointer(path, (err) => {
+    database.pragma('wal_autocheckpoint = 1000');
+    process.emitWarning(`SQLite checkpoints are back on the serving thread: ${err.message}`);
+  });
+  database.pragma('wal_autocheckpoint = 0');
+  return checkpointer;
 }
 
 /**
@@ -64,12 +78,19 @@ export function createDb(url: string | undefined, options: CreateDbOptions = {})
  * tenth of a busy server's time. The same texts come back (one per call site, and per IN-list
  * length), so compiled statements are kept by text. Sharing one is safe because Kysely runs
  * each to completion (`all` or `run`) before the next; a streamed query (`iterate`), which would
- * hold its statement open, is not used here.
+ * hold its statement open, is not used here. Closing it stops the file's checkpointer first.
  */
-function withStatementCache(database: SQLite.Database, max = 500): SqliteDatabase {
+function withStatementCache(
+  database: SQLite.Database,
+  checkpointer: WalCheckpointer | null,
+  max = 500,
+): SqliteDatabase {
   const statements = new LRUCache<string, SQLite.Statement>({ max });
   return {
-    close: () => database.close(),
+    close: () => {
+      checkpointer?.stop();
+      database.close();
+    },
     prepare(sql) {
       let statement = statements.get(sql);
       if (!statement) statements.set(sql, (statement = database.prepare(sql)));
