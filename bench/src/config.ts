@@ -28,6 +28,12 @@ export type BenchConfig = {
   loginUsers: number;
   /** Which scenarios run (`--only a,b` or BENCH_ONLY); all of them when not set. */
   only: Set<Scenario>;
+  /**
+   * Where the embedded MVP targets keep SQLite: `memory` (the default, and every figure before
+   * 2026-11-24 session 7) or `file`, a WAL file in the target's data directory, as a server
+   * started with no DATABASE_URL does (BENCH_EMBEDDED_DB).
+   */
+  embeddedDb: EmbeddedDb;
   messaging: MessagingConfig;
   crypto: CryptoConfig;
   signalling: SignallingConfig;
@@ -130,6 +136,15 @@ function benchDatabaseUrl(url: string): string {
   return url;
 }
 
+export type EmbeddedDb = 'memory' | 'file';
+
+function embeddedDbFromEnv(): EmbeddedDb {
+  const raw = process.env.BENCH_EMBEDDED_DB || 'memory';
+  if (raw !== 'memory' && raw !== 'file')
+    throw new Error(`BENCH_EMBEDDED_DB must be memory or file, got "${raw}"`);
+  return raw;
+}
+
 function numberFromEnv(name: string, fallback: number, min: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -153,6 +168,7 @@ export function benchConfigFromEnv(): BenchConfig {
     ),
     loginUsers: Math.round(numberFromEnv('BENCH_LOGIN_USERS', 32, 1)),
     only: onlyFrom(onlyArgument()),
+    embeddedDb: embeddedDbFromEnv(),
     messaging: {
       ciphertextBytes: Math.round(numberFromEnv('BENCH_CIPHERTEXT_BYTES', 256, 1)),
       relayPairs: Math.round(numberFromEnv('BENCH_RELAY_PAIRS', 100, 1)),

@@ -74,6 +74,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     machine: machineInfo(),
     selected: [...config.only],
+    embeddedDb: config.embeddedDb,
     ...base,
     messaging: {
       config: {
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
 async function runInfoAndLogin(config: BenchConfig, log: Log) {
   const runInfo = config.only.has('info');
   const runLogin = config.only.has('login');
-  const mvp = await startTarget('mvp');
+  const mvp = await startTarget('mvp', { sqliteFile: config.embeddedDb === 'file' });
   const targets: Target[] = [mvp];
   try {
     const mvpSample = await sample(infoEndpoints(mvp));

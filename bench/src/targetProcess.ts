@@ -109,7 +109,9 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
     defaultConfig({
       nodeEnv: 'production',
       port: 0,
-      databaseUrl: backend.databaseUrl ?? 'sqlite::memory:',
+      databaseUrl:
+        backend.databaseUrl ??
+        (backend.sqliteFile ? `sqlite:${join(dataDir, 'mvp.db')}` : 'sqlite::memory:'),
       redisUrl: backend.redisUrl,
       ...(backend.redisPrefix ? { redisPrefix: backend.redisPrefix } : {}),
       logLevel: 'silent',

@@ -29,7 +29,9 @@ export type MvpTargetOptions = {
    * directory of the target's own, removed on exit.
    */
   dataDir?: string;
+  /** Default: SQLite in memory; `sqliteFile` puts it in a file in dataDir instead. */
   databaseUrl?: string;
+  sqliteFile?: boolean;
   redisUrl?: string;
   redisPrefix?: string;
 };
