@@ -15,7 +15,6 @@ const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const SQLite = require(workerData.driver);
 const db = new SQLite(workerData.path);
-db.pragma('busy_timeout = 5000');
 setInterval(() => db.pragma('wal_checkpoint(PASSIVE)'), workerData.intervalMs);
 `;
 
@@ -41,18 +40,20 @@ export function startWalCheckpointer(
     eval: true,
     workerData: { driver, path, intervalMs: INTERVAL_MS },
   });
-  let stopping = false;
-  worker.once('error', (err) => {
-    if (!stopping) onFailure(err);
-  });
-  worker.once('exit', (code) => {
-    if (!stopping) onFailure(new Error(`WAL checkpointer exited (code ${code})`));
-  });
+  // Once: a worker that throws also exits, and a stopped one is not a failure.
+  let over = false;
+  const fail = (err: Error) => {
+    if (over) return;
+    over = true;
+    onFailure(err);
+  };
+  worker.once('error', fail);
+  worker.once('exit', (code) => fail(new Error(`WAL checkpointer exited (code ${code})`)));
   // Never the reason a process stays up.
   worker.unref();
   return {
     stop() {
-      stopping = true;
+      over = true;
       void worker.terminate();
     },
   };
