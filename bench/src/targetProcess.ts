@@ -67,6 +67,16 @@ function argument<T>(): T | undefined {
   return JSON.parse(raw.startsWith('@') ? readFileSync(raw.slice(1), 'utf8') : raw) as T;
 }
 
+/** The messaging and signalling sides other than the MVP: each serves one WebSocket URL. */
+const WS_ONLY_TARGETS = {
+  'raw-messaging': (p: MessagingBaselinePayload) => startMessagingBaseline(p),
+  'raw-signalling': (p: SignallingBaselinePayload) => startSignallingBaseline(p),
+  'trpc-messaging': (p: MessagingBaselinePayload) => startMessagingFloor(p),
+  'trpc-signalling': (p: SignallingBaselinePayload) => startSignallingFloor(p),
+} satisfies Partial<
+  Record<TargetKind, (payload: never) => Promise<{ wsUrl: string; close(): Promise<void> }>>
+>;
+
 async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<void> }> {
   if (kind === 'raw') {
     const payload = argument<BaselinePayload>()!;
@@ -82,21 +92,10 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
       close: () => raw.close(),
     };
   }
-  if (kind === 'raw-messaging') {
-    const raw = await startMessagingBaseline(argument<MessagingBaselinePayload>()!);
-    return { endpoints: { wsUrl: raw.wsUrl }, close: () => raw.close() };
-  }
-  if (kind === 'raw-signalling') {
-    const raw = await startSignallingBaseline(argument<SignallingBaselinePayload>()!);
-    return { endpoints: { wsUrl: raw.wsUrl }, close: () => raw.close() };
-  }
-  if (kind === 'trpc-messaging') {
-    const floor = await startMessagingFloor(argument<MessagingBaselinePayload>()!);
-    return { endpoints: { wsUrl: floor.wsUrl }, close: () => floor.close() };
-  }
-  if (kind === 'trpc-signalling') {
-    const floor = await startSignallingFloor(argument<SignallingBaselinePayload>()!);
-    return { endpoints: { wsUrl: floor.wsUrl }, close: () => floor.close() };
+  const wsOnly = WS_ONLY_TARGETS[kind as keyof typeof WS_ONLY_TARGETS];
+  if (wsOnly) {
+    const target = await wsOnly(argument()!);
+    return { endpoints: { wsUrl: target.wsUrl }, close: () => target.close() };
   }
   const backend = argument<MvpTargetOptions>() ?? {};
   const base = defaultConfig();
