@@ -404,3 +404,44 @@ describe(`the per-account send budget (${backendLabel})`, () => {
     expect((await api.conversations.get.query({ id: chat.id })).lastSeq).toBe(3);
   });
 });
+
+describe(`appends to many streams at once (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer();
+  });
+  afterAll(() => t.stop());
+
+  // appendEvents compiles its statements once per list length up to 16 users or rows and builds
+  // longer lists per call: a group of 20 takes the second way, every smaller test the first.
+  it('a group of 20: every member hears it open and change, under consecutive ids', async () => {
+    const owner = await registerUser(t);
+    const others: Account[] = [];
+    for (let i = 0; i < 19; i++) {
+      const other = await registerUser(t);
+      await befriend(t, owner, other);
+      others.push(other);
+    }
+    const api = (a: Account) => clientWithToken(t, a.accessToken).api;
+    const group = await api(owner).conversations.create.mutate({
+      kind: 'group',
+      title: 'Twenty',
+      memberIds: others.map((o) => o.userId),
+    });
+    await api(owner).conversations.update.mutate({ id: group.id, title: 'Twenty, renamed' });
+
+    for (const member of [owner, ...others]) {
+      const { events } = await api(member).sync.poll.query({ after: '0', limit: 500 });
+      const ours = events.filter(
+        ({ event }) =>
+          ('conversation' in event && event.conversation.id === group.id) ||
+          ('conversationId' in event && event.conversationId === group.id),
+      );
+      expect(ours.map(({ event }) => event.type)).toEqual([
+        'conversation.joined',
+        'conversation.updated',
+      ]);
+      expect(Number(ours[1]!.id)).toBe(Number(ours[0]!.id) + 1);
+    }
+  });
+});

@@ -1,10 +1,67 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import {
+  sql,
+  type Compilable,
+  type Insertable,
+  type Kysely,
+  type QueryResult,
+  type Transaction,
+} from 'kysely';
 import { prepared, type DB } from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 
 /** What a stream row holds: the event's type and a small JSON payload (see events.ts). */
 export type StoredEvent = { type: string; payload: unknown };
+
+type Run<Args extends unknown[], Row> = (
+  db: Kysely<DB>,
+  ...args: Args
+) => Promise<QueryResult<Row>>;
+
+/** Lists up to this long get statements compiled once per length; longer ones are built per call. */
+const PREPARED_LIST_MAX = 16;
+
+/**
+ * `build` run through `prepared` (compiled once) for each list length up to PREPARED_LIST_MAX,
+ * and built per call beyond: appendEvents' statements take a list (users, rows), almost always
+ * of one or two (a call's two parties, a contact pair), and compiling them on every append was
+ * ~3 % of a call setup's server CPU. The bound keeps the compiled set small whatever lists come.
+ */
+function preparedPerLength<Args extends unknown[], Row>(
+  build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>,
+): (length: number) => Run<Args, Row> {
+  const byLength = new Map<number, Run<Args, Row>>();
+  const perCall: Run<Args, Row> = (db, ...args) => db.executeQuery(build(db, ...args).compile());
+  return (length) => {
+    if (length > PREPARED_LIST_MAX) return perCall;
+    let run = byLength.get(length);
+    if (!run) byLength.set(length, (run = prepared(build)));
+    return run;
+  };
+}
+
+const bumpStreams = preparedPerLength((db, by: number, ...userIds: string[]) =>
+  db
+    .updateTable('user_streams')
+    .set((eb) => ({ last_seq: eb('last_seq', '+', by) }))
+    .where('user_id', 'in', userIds),
+);
+
+const readHeads = preparedPerLength((db, ...userIds: string[]) =>
+  db.selectFrom('user_streams').select(['user_id', 'last_seq']).where('user_id', 'in', userIds),
+);
+
+const EVENT_COLUMNS = ['user_id', 'seq', 'device_id', 'type', 'payload', 'created_at'] as const;
+
+/** Rows as flat values, EVENT_COLUMNS.length per row, in that order. */
+const insertEventRows = preparedPerLength((db, ...values: unknown[]) => {
+  const rows: Insertable<DB['user_events']>[] = [];
+  for (let i = 0; i < values.length; i += EVENT_COLUMNS.length) {
+    const row = Object.fromEntries(EVENT_COLUMNS.map((column, j) => [column, values[i + j]]));
+    rows.push(row as Insertable<DB['user_events']>);
+  }
+  return db.insertInto('user_events').values(rows);
+});
 
 /**
  * Appends events to users' streams inside the caller's transaction, in a few statements whatever
@@ -28,36 +85,22 @@ export async function appendEvents(
   const byCount = new Map<number, string[]>();
   for (const [userId, n] of counts) byCount.set(n, [...(byCount.get(n) ?? []), userId]);
   for (const [n, userIds] of byCount) {
-    await trx
-      .updateTable('user_streams')
-      .set((eb) => ({ last_seq: eb('last_seq', '+', n) }))
-      .where('user_id', 'in', userIds.sort())
-      .execute();
+    await bumpStreams(userIds.length)(trx, n, ...userIds.sort());
   }
-  const rows = await trx
-    .selectFrom('user_streams')
-    .select(['user_id', 'last_seq'])
-    .where('user_id', 'in', [...counts.keys()])
-    .execute();
+  const userIds = [...counts.keys()];
+  const { rows } = await readHeads(userIds.length)(trx, ...userIds);
   const last = new Map(rows.map((r) => [r.user_id, Number(r.last_seq)]));
   const next = new Map([...last].map(([userId, seq]) => [userId, seq - counts.get(userId)! + 1]));
-  const values = entries.flatMap(({ userId, deviceId, event }) => {
+  const values: unknown[] = [];
+  for (const { userId, deviceId, event } of entries) {
     const seq = next.get(userId);
     // A user deleted meanwhile has no stream left; there is nobody to tell.
-    if (seq === undefined) return [];
+    if (seq === undefined) continue;
     next.set(userId, seq + 1);
-    return [
-      {
-        user_id: userId,
-        seq,
-        device_id: deviceId ?? null,
-        type: event.type,
-        payload: JSON.stringify(event.payload),
-        created_at: now,
-      },
-    ];
-  });
-  if (values.length > 0) await trx.insertInto('user_events').values(values).execute();
+    values.push(userId, seq, deviceId ?? null, event.type, JSON.stringify(event.payload), now);
+  }
+  if (values.length > 0)
+    await insertEventRows(values.length / EVENT_COLUMNS.length)(trx, ...values);
   return last;
 }
 
