@@ -1,5 +1,11 @@
 import type { Insertable, Kysely, Selectable, Transaction } from 'kysely';
-import type { DB, DevicesTable, RefreshTokensTable, SessionsTable } from '@mvp/db';
+import {
+  prepared,
+  type DB,
+  type DevicesTable,
+  type RefreshTokensTable,
+  type SessionsTable,
+} from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 
@@ -65,14 +71,20 @@ export async function touchSession(
   await db.updateTable('devices').set({ last_seen_at: now }).where('id', '=', deviceId).execute();
 }
 
-export function findLiveSession(db: Db, sessionId: string, now: number) {
-  return db
+// Every call's session check runs this once per session per cache window (see sessionGuard.ts):
+// compiled once (see `prepared`).
+const liveSession = prepared((db: Kysely<DB>, sessionId: string, now: number) =>
+  db
     .selectFrom('sessions')
     .select(['user_id', 'device_id'])
     .where('id', '=', sessionId)
     .where('revoked_at', 'is', null)
-    .where('expires_at', '>', now)
-    .executeTakeFirst();
+    .where('expires_at', '>', now),
+);
+
+export async function findLiveSession(db: Kysely<DB>, sessionId: string, now: number) {
+  const { rows } = await liveSession(db, sessionId, now);
+  return rows[0];
 }
 
 export function listLiveSessions(db: Db, userId: string, now: number) {
