@@ -5,11 +5,13 @@ import type { DestinationStream, Logger as PinoLogger } from 'pino';
 import type { WebSocket } from 'ws';
 import {
   createPresenceTracker,
+  POSTING_CHANGED_CHANNEL,
   runCallTimeoutsOnce,
   runJobsOnce,
   SESSION_REVOKED_CHANNEL,
   type ApiSettings,
   type Clock,
+  type PostingChangedMessage,
   type SessionRevokedMessage,
 } from '@mvp/api';
 import packageJson from '../package.json' with { type: 'json' };
@@ -153,6 +155,12 @@ export async function createServer(
     ws.closeSessions(sessionIds);
   });
 
+  // A block or a conversation setting changed on any instance: decide its sends afresh.
+  const stopPostingChanges = await infra.ports.bus.subscribe(POSTING_CHANGED_CHANNEL, (message) => {
+    const { conversationIds } = message as PostingChangedMessage;
+    if (Array.isArray(conversationIds)) infra.ports.posting.forget(conversationIds);
+  });
+
   // Background jobs (re-encryption, inactive accounts); a KeyValue lock makes one instance run each.
   const jobs = setInterval(() => {
     runJobsOnce(infra.ports, settings).catch((err: unknown) =>
@@ -186,6 +194,7 @@ export async function createServer(
       clearInterval(callTimeouts);
       // Not awaited: an unreachable Redis must not hold up the bounded shutdown.
       stopRevocations().catch(() => undefined);
+      stopPostingChanges().catch(() => undefined);
       const deadline = Date.now() + config.shutdownTimeoutMs;
       const left = () => deadline - Date.now();
       logger.info({ openSockets: ws.wss.clients.size }, 'shutting down');

@@ -240,6 +240,66 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect((await api(ann).conversations.get.query({ id: room.id })).lastSeq).toBe(3);
   });
 
+  // Every send below follows one by the same member, so its decision comes from the posting
+  // cache: each refusal proves that what changed reached the send anyway, and nothing was stored.
+  it('a member who just posted is refused at once when demoted, blocked, slowed or removed', async () => {
+    const { owner, ann, ben, room } = await team();
+    const lastSeq = async () => (await api(owner).conversations.get.query({ id: room.id })).lastSeq;
+    await send(ann, room.id, 'one');
+    // Demoted: the write itself finds the role changed (no bus message for roles).
+    await api(owner).conversations.setRole.mutate({
+      id: room.id,
+      userId: ann.userId,
+      role: 'restricted',
+    });
+    expect(await codeOf(send(ann, room.id, 'as restricted'))).toBe('FORBIDDEN');
+    await api(owner).conversations.setRole.mutate({
+      id: room.id,
+      userId: ann.userId,
+      role: 'member',
+    });
+    // Refused on the fresh read, accepted again with no wait for the cache to expire.
+    const two = await send(ann, room.id, 'two');
+
+    // A reply to what another member just sent: beyond the cached last seq, valid all the same.
+    const bens = await send(ben, room.id, 'from ben');
+    const reply = await api(ann).messages.send.mutate({
+      conversationId: room.id,
+      clientMessageId: cid(),
+      contentType: 'text/plain',
+      ciphertext: b64('re'),
+      replyToSeq: bens.seq,
+    });
+    expect(reply.replyToSeq).toBe(bens.seq);
+
+    // Slow mode switched on: the very next send waits; a resend of a stored message still answers it.
+    await api(owner).conversations.update.mutate({ id: room.id, slowModeSeconds: 60 });
+    expect(await codeOf(send(ann, room.id, 'too soon'))).toBe('TOO_MANY_REQUESTS');
+    const again = await sendText(t, ann, room.id, 'two', two.clientMessageId);
+    expect(again).toMatchObject({ id: two.id, seq: two.seq });
+    await api(owner).conversations.update.mutate({ id: room.id, slowModeSeconds: 0 });
+
+    // Removed: the write finds no membership.
+    await send(ann, room.id, 'last words');
+    await api(owner).conversations.removeMember.mutate({ id: room.id, userId: ann.userId });
+    const before = await lastSeq();
+    expect(await codeOf(send(ann, room.id, 'after removal'))).toBe('NOT_FOUND');
+    expect(await lastSeq()).toBe(before);
+
+    // A direct conversation: blocked right after a send, then unblocked.
+    const direct = await api(owner).conversations.create.mutate({
+      kind: 'direct',
+      userId: ben.userId,
+    });
+    await send(ben, direct.id, 'hi');
+    await api(owner).blocks.add.mutate({ userId: ben.userId });
+    expect(await codeOf(send(ben, direct.id, 'blocked'))).toBe('FORBIDDEN');
+    await api(owner).blocks.remove.mutate({ userId: ben.userId });
+    await send(ben, direct.id, 'unblocked');
+    const { messages } = await api(owner).messages.history.query({ conversationId: direct.id });
+    expect(messages.map((m) => m.seq).sort()).toEqual([1, 2]); // 'hi' and 'unblocked' only
+  });
+
   it('read receipts off: others see delivered only, my devices still see my read position', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const chat = await api(alice).conversations.create.mutate({

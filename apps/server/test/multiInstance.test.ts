@@ -5,7 +5,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { errorCodeOf } from '@mvp/sdk';
-import { clientWithToken, DEVICE, PASSWORD, registerUser } from './helpers/accounts';
+import { POSTING_CHANGED_CHANNEL } from '@mvp/api';
+import { befriend, clientWithToken, DEVICE, PASSWORD, registerUser } from './helpers/accounts';
+import { codeOf } from './helpers/errors';
+import { sendText } from './helpers/messaging';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel, testRedisUrl } from './helpers/env';
 
@@ -53,6 +56,24 @@ describe(`${instances} instance(s) sharing one database and one bus (${backendLa
       .api.me.get.query()
       .catch((e: unknown) => e);
     expect(errorCodeOf(error)).toBe('UNAUTHORIZED');
+  });
+
+  it('a block on one instance reaches the sends the other decides from its cache', async () => {
+    const [alice, bob] = [await registerUser(a), await registerUser(a)];
+    await befriend(a, alice, bob);
+    const direct = await clientWithToken(a, alice.accessToken).api.conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    await sendText(b, bob, direct.id, 'hi'); // b now holds bob's posting context
+    // b's own handler was subscribed first, at start-up: once this one hears it, b has forgotten.
+    let heard!: () => void;
+    const arrived = new Promise<void>((resolve) => (heard = resolve));
+    const stop = await b.server.infra.ports.bus.subscribe(POSTING_CHANGED_CHANNEL, () => heard());
+    await clientWithToken(a, alice.accessToken).api.blocks.add.mutate({ userId: bob.userId });
+    await arrived;
+    await stop();
+    expect(await codeOf(sendText(b, bob, direct.id, 'blocked'))).toBe('FORBIDDEN');
   });
 
   it('rate limits are shared: a budget spent on one instance is spent on the other', async () => {

@@ -11,6 +11,12 @@ export { setConversationAvatar } from './modules/conversations/avatar.service';
 export type { JobName } from './jobs';
 export { authenticatorFor } from './modules/auth/authenticate';
 export { createSessionGuard } from './modules/sessions/sessionGuard';
+export {
+  createPostingCache,
+  POSTING_CACHE_MS,
+  POSTING_CHANGED_CHANNEL,
+} from './modules/messages/postingCache';
+export type { PostingChangedMessage } from './modules/messages/postingCache';
 export { SESSION_REVOKED_CHANNEL } from './modules/sessions/sessions.service';
 export type { SessionRevokedMessage } from './modules/sessions/sessions.service';
 export { AppError } from './errors/AppError';

@@ -7,20 +7,29 @@ import type { DB } from './schema';
 
 // The send's stored procedure exists on MySQL only (SQLite runs the same transaction in
 // process); the server's messaging tests cover it through the API, this checks what they cannot
-// reach: the rows each member's membership gets, and a conversation that vanished mid-send.
+// reach: the rows each member's membership gets, a conversation that vanished mid-send, and a
+// send decided on a membership that changed before its write.
 /** A row of the procedure's answer: the message's seq, a member and their new stream seq. */
 type StreamSeq = { seq: number; user_id: string; last_seq: number };
 
 if (process.env.MVP_TEST_DATABASE_URL) {
   const url = process.env.MVP_TEST_DATABASE_URL;
 
-  const call = (db: Kysely<DB>, conversationId: string, senderId: string, now: number) =>
+  const call = (
+    db: Kysely<DB>,
+    conversationId: string,
+    senderId: string,
+    now: number,
+    role = 'member',
+  ) =>
     sql<StreamSeq[]>`CALL mvp_send_message(
       ${conversationId}, ${randomUUID()}, ${senderId}, ${randomUUID()}, ${randomUUID()},
-      ${'text/plain'}, ${Buffer.from('opaque')}, ${null}, ${0}, ${now}, ${null})`.execute(db);
+      ${'text/plain'}, ${Buffer.from('opaque')}, ${null}, ${0}, ${now}, ${null}, ${role})`.execute(
+      db,
+    );
 
   describe('mvp_send_message (MySQL)', () => {
-    it("appends to every member's stream and moves only the sender's read position; a vanished conversation writes nothing", async () => {
+    it("appends to every member's stream and moves only the sender's read position; a vanished conversation or a changed membership writes nothing", async () => {
       const db = createDb(url);
       const [alice, bob] = [randomUUID(), randomUUID()].sort();
       const conversationId = randomUUID();
@@ -123,6 +132,13 @@ if (process.env.MVP_TEST_DATABASE_URL) {
         await expect(call(db, randomUUID(), alice!, now + 2)).rejects.toThrow(
           "Column 'seq' cannot be null",
         );
+        // Decided on a role the sender no longer has (or on a membership that is gone).
+        await expect(call(db, conversationId, alice!, now + 3, 'admin')).rejects.toThrow(
+          'posting context changed',
+        );
+        await expect(call(db, conversationId, randomUUID(), now + 4)).rejects.toThrow(
+          'posting context changed',
+        );
         const after = await db
           .selectFrom('user_streams')
           .select(['user_id', 'last_seq'])
@@ -130,6 +146,12 @@ if (process.env.MVP_TEST_DATABASE_URL) {
           .orderBy('user_id')
           .execute();
         expect(after.map((s) => Number(s.last_seq))).toEqual([6, 1]);
+        const conversation = await db
+          .selectFrom('conversations')
+          .select('last_seq')
+          .where('id', '=', conversationId)
+          .executeTakeFirstOrThrow();
+        expect(Number(conversation.last_seq)).toBe(4);
         const { n } = await db
           .selectFrom('messages')
           .select((eb) => eb.fn.countAll<number>().as('n'))

@@ -6,8 +6,10 @@ import {
   authenticatorFor,
   createFieldCipher,
   createPasswordHasher,
+  createPostingCache,
   createSessionGuard,
   createTokenSigner,
+  POSTING_CACHE_MS,
   systemClock,
   type Clock,
   type Logger,
@@ -131,6 +133,7 @@ export async function createInfrastructure(
       tokens,
       authenticate: authenticatorFor(tokens),
       sessions: createSessionGuard(db, clock, config.auth.sessionCacheMs),
+      posting: createPostingCache(clock, POSTING_CACHE_MS),
       cipher: createFieldCipher(secrets.fieldKeys),
       passwords: createPasswordHasher(config.auth.argon2),
       blobs: config.s3

@@ -8,6 +8,7 @@ import type { KeyValue } from './KeyValue';
 import type { Logger } from './Logger';
 import type { Metrics } from './Metrics';
 import type { OtpSender } from './OtpSender';
+import type { PostingCache } from './PostingCache';
 import type { PresenceStore } from './PresenceStore';
 import type { RateLimiter } from './RateLimiter';
 import type { SessionGuard } from './SessionGuard';
@@ -23,6 +24,7 @@ export type { KeyValue, Lock, SetOptions } from './KeyValue';
 export type { Logger } from './Logger';
 export type { Metrics, ProcedureObservation } from './Metrics';
 export type { OtpPurpose, OtpSender } from './OtpSender';
+export type { CachedPosting, PostingCache } from './PostingCache';
 export type { PresenceStore } from './PresenceStore';
 export type { RateLimitDecision, RateLimiter, RateLimitRule } from './RateLimiter';
 export type { LiveSession, SessionGuard } from './SessionGuard';
@@ -39,6 +41,8 @@ export type Ports = {
   metrics: Metrics;
   authenticate: Authenticator;
   sessions: SessionGuard;
+  /** The send's posting context, briefly cached (see PostingCache). */
+  posting: PostingCache;
   otpSender: OtpSender;
   cipher: FieldCipher;
   passwords: PasswordHasher;

@@ -7,6 +7,7 @@ import * as conversationFeatures from './2026-11-24T0400-conversation-features';
 import * as keys from './2026-11-24T0500-keys';
 import * as calls from './2026-11-24T0600-calls';
 import * as sendProcedure from './2026-11-24T0700-send-procedure';
+import * as sendProcedureRoleCheck from './2026-11-24T0800-send-procedure-role-check';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-24T0500-keys': keys,
   '2026-11-24T0600-calls': calls,
   '2026-11-24T0700-send-procedure': sendProcedure,
+  '2026-11-24T0800-send-procedure-role-check': sendProcedureRoleCheck,
 };

@@ -6,6 +6,8 @@ import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import * as users from '../auth/users.repo';
+import { directKeyOf } from '../conversations/conversations.repo';
+import { announcePostingChanged } from '../messages/postingCache';
 import { allows, publicProfiles } from '../users/profiles';
 import { recordEvents, wake } from '../sync/events';
 import * as rel from './relations.repo';
@@ -208,6 +210,17 @@ export async function block(ctx: Context, me: string, userId: string): Promise<v
     await rel.removeContactPair(trx, me, userId);
     await rel.deleteRequestsBetween(trx, me, userId);
   });
+  await postingChangedBetween(ctx, me, userId);
+}
+
+/** Sends in the two people's direct conversation are decided afresh (see postingCache). */
+async function postingChangedBetween(ctx: Context, a: string, b: string): Promise<void> {
+  const direct = await ctx.ports.db
+    .selectFrom('conversations')
+    .select('id')
+    .where('direct_key', '=', directKeyOf(a, b))
+    .executeTakeFirst();
+  if (direct) await announcePostingChanged(ctx.ports, [direct.id]);
 }
 
 export async function unblock(ctx: Context, me: string, userId: string): Promise<void> {
@@ -217,6 +230,7 @@ export async function unblock(ctx: Context, me: string, userId: string): Promise
     .where('blocked_id', '=', userId)
     .executeTakeFirst();
   if (Number(result.numDeletedRows) === 0) throw new AppError('NOT_FOUND', 'Not blocked');
+  await postingChangedBetween(ctx, me, userId);
 }
 
 export async function listBlocks(ctx: Context, me: string) {

@@ -7,6 +7,7 @@ import { AppError } from '../../errors/AppError';
 import * as users from '../auth/users.repo';
 import * as rel from '../contacts/relations.repo';
 import { deleteBlobQuietly } from '../me/avatarBlobs';
+import { announcePostingChanged } from '../messages/postingCache';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './conversations.repo';
 
@@ -320,6 +321,8 @@ export async function updateConversation(
     return announceUpdate(ctx, trx, input.id, now);
   });
   await wake(ctx.ports, members);
+  if (input.slowModeSeconds !== undefined || input.disappearSeconds !== undefined)
+    await announcePostingChanged(ctx.ports, [input.id]);
   return describe(ctx, input.id, me);
 }
 

@@ -131,33 +131,11 @@ function postingQuery(db: Kysely<DB>, conversationId: string, me: string) {
     .where('c.id', '=', conversationId);
 }
 
-// Both run on every send or edit: compiled once (see `prepared`).
+// Runs on every send that misses the posting cache, and every edit: compiled once (see `prepared`).
 const posting = prepared(postingQuery);
-const sending = prepared(
-  (db: Kysely<DB>, conversationId: string, me: string, clientMessageId: string) =>
-    postingQuery(db, conversationId, me).select((eb) =>
-      eb
-        .selectFrom('messages as x')
-        .select('x.seq')
-        .whereRef('x.conversation_id', '=', 'c.id')
-        .where('x.sender_id', '=', me)
-        .where('x.client_message_id', '=', clientMessageId)
-        .as('first_seq'),
-    ),
-);
 
 export async function postingContext(db: Kysely<DB>, conversationId: string, me: string) {
   return (await posting(db, conversationId, me)).rows[0];
-}
-
-/** `postingContext`, with `first_seq`: what this client message id already stored, if any. */
-export async function sendingContext(
-  db: Kysely<DB>,
-  conversationId: string,
-  me: string,
-  clientMessageId: string,
-) {
-  return (await sending(db, conversationId, me, clientMessageId)).rows[0];
 }
 
 // The in-process send's statements (SQLite), each compiled once (see `prepared`).
@@ -240,14 +218,25 @@ export function insertMessage(db: Kysely<DB>, row: MessageRow) {
   );
 }
 
-/** My own message is delivered to and read by me; slow mode counts from it. */
+/**
+ * My own message is delivered to and read by me; slow mode counts from it. Only while I am still a
+ * member with the role the send was decided on: no row updated means that changed meanwhile.
+ */
 export const markPosted = prepared(
-  (db: Kysely<DB>, conversationId: string, userId: string, seq: number, now: number) =>
+  (
+    db: Kysely<DB>,
+    conversationId: string,
+    userId: string,
+    role: string,
+    seq: number,
+    now: number,
+  ) =>
     db
       .updateTable('conversation_members')
       .set({ delivered_seq: seq, read_seq: seq, last_post_at: now })
       .where('conversation_id', '=', conversationId)
-      .where('user_id', '=', userId),
+      .where('user_id', '=', userId)
+      .where('role', '=', role),
 );
 
 export function findMessage(db: Db, conversationId: string, seq: number) {

@@ -3,6 +3,7 @@ import { uuidv7 } from 'uuidv7';
 import type { TMessage } from '@mvp/contracts';
 import { isDeadlock, isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
+import type { CachedPosting } from '../../ports';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import { memberIds } from '../conversations/conversations.repo';
@@ -38,13 +39,27 @@ function decodeCiphertext(ctx: Context, ciphertext: string): Buffer {
   return bytes;
 }
 
-type Posting = NonNullable<Awaited<ReturnType<typeof repo.postingContext>>>;
+type PostingRow = NonNullable<Awaited<ReturnType<typeof repo.postingContext>>>;
+/** What a post is decided on; `lastPostAt` only when read fresh (the cache leaves it out). */
+type Posting = CachedPosting & { lastPostAt: number | null };
+
+function toPosting(row: PostingRow): Posting {
+  return {
+    kind: row.kind,
+    role: row.role,
+    slowModeSeconds: Number(row.slow_mode_seconds),
+    disappearSeconds: Number(row.disappear_seconds),
+    blocked: row.kind === 'direct' && Boolean(Number(row.blocked)),
+    lastSeq: Number(row.last_seq),
+    lastPostAt: row.last_post_at === null ? null : Number(row.last_post_at),
+  };
+}
 
 /** The conversation and my membership, with what posting checks; NOT_FOUND if not a member. */
 async function postingContext(ctx: Context, conversationId: string, me: string): Promise<Posting> {
-  const posting = await repo.postingContext(ctx.ports.db, conversationId, me);
-  if (!posting) throw new AppError('NOT_FOUND', 'No such conversation');
-  return posting;
+  const row = await repo.postingContext(ctx.ports.db, conversationId, me);
+  if (!row) throw new AppError('NOT_FOUND', 'No such conversation');
+  return toPosting(row);
 }
 
 /**
@@ -57,11 +72,10 @@ function assertMayPost(ctx: Context, posting: Posting): void {
   if (posting.role === 'restricted') throw new AppError('FORBIDDEN', 'You can only read here');
   if (posting.kind === 'channel' && !admin)
     throw new AppError('FORBIDDEN', 'Only admins post in a channel');
-  if (posting.kind === 'direct' && Boolean(Number(posting.blocked)))
-    throw new AppError('FORBIDDEN', 'You cannot message this user');
-  const slowMs = Number(posting.slow_mode_seconds) * 1000;
-  if (slowMs > 0 && !admin && posting.last_post_at !== null) {
-    const waitMs = Number(posting.last_post_at) + slowMs - ctx.ports.clock.now();
+  if (posting.blocked) throw new AppError('FORBIDDEN', 'You cannot message this user');
+  const slowMs = posting.slowModeSeconds * 1000;
+  if (slowMs > 0 && !admin && posting.lastPostAt !== null) {
+    const waitMs = posting.lastPostAt + slowMs - ctx.ports.clock.now();
     if (waitMs > 0)
       throw new AppError('TOO_MANY_REQUESTS', 'Slow mode: wait before sending again', {
         retryAfterMs: waitMs,
@@ -69,19 +83,41 @@ function assertMayPost(ctx: Context, posting: Posting): void {
   }
 }
 
+/** Everything a send checks before it writes; answers the decoded ciphertext. */
+function assertMaySend(ctx: Context, posting: Posting, input: SendInput): Buffer {
+  const bytes = decodeCiphertext(ctx, input.ciphertext);
+  assertMayPost(ctx, posting);
+  if (input.replyToSeq !== undefined && input.replyToSeq > posting.lastSeq)
+    throw new AppError('BAD_REQUEST', 'replyToSeq names no message');
+  return bytes;
+}
+
 type NewMessage = Omit<repo.MessageRow, 'seq'>;
 /** A row of mvp_send_message's answer: the message's seq, a member and their new stream seq. */
 type StreamSeq = { seq: number; user_id: string; last_seq: number };
 
 /**
+ * The write found the sender no longer a member with the role the send was decided on: decide
+ * again on a fresh read. mvp_send_message (migration T0800) refuses with this message.
+ */
+const POSTING_CHANGED = 'posting context changed';
+class PostingChanged extends Error {
+  constructor() {
+    super(POSTING_CHANGED);
+  }
+}
+
+/**
  * The send's transaction, in process (SQLite): the conversation's next seq, bumped under its
  * row lock (held to commit, so seqs are gapless and in commit order), the message row, my own
- * read position and slow-mode clock, then `message.new` on every member's stream, the members
- * read under that lock. mvp_send_message (migration T0700) does the same on MySQL.
+ * read position and slow-mode clock (only while my membership and role are what the send was
+ * decided on), then `message.new` on every member's stream, the members read under that lock.
+ * mvp_send_message (migrations T0700, T0800) does the same on MySQL.
  */
 async function writeInProcess(
   db: Kysely<DB>,
   fresh: NewMessage,
+  role: string,
   writes: StreamWrites,
 ): Promise<TMessage> {
   return db.transaction().execute(async (trx) => {
@@ -89,7 +125,15 @@ async function writeInProcess(
     if (seq === undefined) throw new Error('conversation vanished during a send');
     const row: repo.MessageRow = { ...fresh, seq };
     await repo.insertMessage(trx, row);
-    await repo.markPosted(trx, row.conversation_id, row.sender_id, row.seq, row.created_at);
+    const posted = await repo.markPosted(
+      trx,
+      row.conversation_id,
+      row.sender_id,
+      role,
+      row.seq,
+      row.created_at,
+    );
+    if (!posted.numAffectedRows) throw new PostingChanged();
     const message = repo.toMessage(row);
     await recordForMembers(
       trx,
@@ -104,19 +148,26 @@ async function writeInProcess(
 
 /**
  * The same transaction on MySQL, as one call of the stored procedure mvp_send_message
- * (migration T0700): one round trip instead of nine, which is most of a send's cost there. It
- * answers the seq and each member's new stream seq.
+ * (migrations T0700, T0800): one round trip instead of nine, which is most of a send's cost
+ * there. It answers the seq and each member's new stream seq.
  */
 async function writeByProcedure(
   db: Kysely<DB>,
   fresh: NewMessage,
+  role: string,
   writes: StreamWrites,
 ): Promise<TMessage> {
-  const result = await sql<
-    StreamSeq[]
-  >`CALL mvp_send_message(${fresh.conversation_id}, ${fresh.id}, ${fresh.sender_id}, ${fresh.sender_device_id}, ${fresh.client_message_id}, ${fresh.content_type}, ${fresh.ciphertext}, ${fresh.reply_to_seq}, ${fresh.forwarded}, ${fresh.created_at}, ${fresh.expires_at})`.execute(
-    db,
-  );
+  let result;
+  try {
+    result = await sql<
+      StreamSeq[]
+    >`CALL mvp_send_message(${fresh.conversation_id}, ${fresh.id}, ${fresh.sender_id}, ${fresh.sender_device_id}, ${fresh.client_message_id}, ${fresh.content_type}, ${fresh.ciphertext}, ${fresh.reply_to_seq}, ${fresh.forwarded}, ${fresh.created_at}, ${fresh.expires_at}, ${role})`.execute(
+      db,
+    );
+  } catch (err) {
+    if (err instanceof Error && err.message === POSTING_CHANGED) throw new PostingChanged();
+    throw err;
+  }
   // A CALL answers its result set, then the procedure's own status.
   const streams = result.rows[0]!;
   const message = repo.toMessage({ ...fresh, seq: Number(streams[0]!.seq) });
@@ -131,43 +182,107 @@ async function firstSent(ctx: Context, conversationId: string, seq: number): Pro
   return (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
 }
 
+/** The message this client message id already stored, if any (a resend). */
+async function storedBefore(
+  ctx: Context,
+  me: string,
+  input: SendInput,
+): Promise<TMessage | undefined> {
+  const first = await repo.findByClientId(
+    ctx.ports.db,
+    input.conversationId,
+    me,
+    input.clientMessageId,
+  );
+  return first ? firstSent(ctx, input.conversationId, Number(first.seq)) : undefined;
+}
+
+type Decision = { posting: Posting; bytes: Buffer } | { resent: TMessage };
+
+/**
+ * Whether I may send this, and on what. From the posting cache when it has my entry, except in
+ * slow mode (which needs my last post time); a send the cached entry would refuse is decided
+ * again on a fresh read, so a refusal never rests on the cache. A resend of a message already
+ * stored answers that message even where a new one would be refused (slow mode, left since).
+ * The write verifies membership and role itself (see writeInProcess), so a stale entry can
+ * only be stale in what a block or a setting changed, which this instance forgets at once.
+ */
+async function decide(
+  ctx: Context,
+  me: string,
+  input: SendInput,
+  useCache: boolean,
+): Promise<Decision> {
+  const cached = useCache ? ctx.ports.posting.get(input.conversationId, me) : undefined;
+  if (cached && !(cached.slowModeSeconds > 0 && !ADMINS.includes(cached.role))) {
+    const posting = { ...cached, lastPostAt: null };
+    try {
+      return { posting, bytes: assertMaySend(ctx, posting, input) };
+    } catch {
+      // Decided again below, on what the database says now.
+    }
+  }
+  const row = await repo.postingContext(ctx.ports.db, input.conversationId, me);
+  if (!row) {
+    // No longer a member, but this one got through before: still its answer.
+    const resent = await storedBefore(ctx, me, input);
+    if (resent) return { resent };
+    throw new AppError('NOT_FOUND', 'No such conversation');
+  }
+  const posting = toPosting(row);
+  const { lastPostAt: _, ...cacheable } = posting;
+  ctx.ports.posting.set(input.conversationId, me, cacheable);
+  try {
+    return { posting, bytes: assertMaySend(ctx, posting, input) };
+  } catch (refusal) {
+    const resent = await storedBefore(ctx, me, input);
+    if (resent) return { resent };
+    throw refusal;
+  }
+}
+
 /**
  * Stores an opaque ciphertext as the conversation's next message. The seq comes from the
  * conversation row, bumped inside the writing transaction, so it is gapless and in commit order;
  * the same transaction appends `message.new` to every member's stream. A resend with the same
- * client message id answers the message stored the first time and writes nothing.
+ * client message id answers the message stored the first time and writes nothing (the unique
+ * client message id refuses the second row, and the whole transaction with it).
  */
 export async function sendMessage(
   ctx: Context,
   sender: Sender,
   input: SendInput,
 ): Promise<TMessage> {
-  const db = ctx.ports.db;
   const me = sender.userId;
   await spendSend(ctx, me);
-  const posting = await repo.sendingContext(db, input.conversationId, me, input.clientMessageId);
-  const firstSeq = posting?.first_seq;
-  if (firstSeq !== null && firstSeq !== undefined)
-    return firstSent(ctx, input.conversationId, Number(firstSeq));
-  if (!posting) {
-    // No longer a member, but this one got through before: still its answer.
-    const first = await repo.findByClientId(db, input.conversationId, me, input.clientMessageId);
-    if (first) return firstSent(ctx, input.conversationId, Number(first.seq));
-    throw new AppError('NOT_FOUND', 'No such conversation');
+  // The second decision reads fresh: the write found my membership or role changed since.
+  for (let attempt = 1; ; attempt++) {
+    const decision = await decide(ctx, me, input, attempt === 1);
+    if ('resent' in decision) return decision.resent;
+    try {
+      return await store(ctx, sender, input, decision);
+    } catch (err) {
+      if (!(err instanceof PostingChanged) || attempt === 3) throw err;
+      ctx.ports.posting.forget([input.conversationId]);
+    }
   }
+}
 
-  const bytes = decodeCiphertext(ctx, input.ciphertext);
-  assertMayPost(ctx, posting);
-  if (input.replyToSeq !== undefined && input.replyToSeq > Number(posting.last_seq))
-    throw new AppError('BAD_REQUEST', 'replyToSeq names no message');
-
+/** The write of a decided send, retried on a deadlock; a resend answers the first message. */
+async function store(
+  ctx: Context,
+  sender: Sender,
+  input: SendInput,
+  { posting, bytes }: { posting: Posting; bytes: Buffer },
+): Promise<TMessage> {
+  const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
-  // The timer as read just before: a change racing this send may apply from the next one.
-  const timer = Number(posting.disappear_seconds);
+  // The timer as read for this send: a change racing it may apply from the next one.
+  const timer = posting.disappearSeconds;
   const fresh: NewMessage = {
     conversation_id: input.conversationId,
     id: uuidv7(),
-    sender_id: me,
+    sender_id: sender.userId,
     sender_device_id: sender.deviceId,
     client_message_id: input.clientMessageId,
     content_type: input.contentType,
@@ -187,7 +302,7 @@ export async function sendMessage(
     // database may still pick one as a deadlock victim: that one is simply written again.
     for (let attempt = 1; ; attempt++) {
       try {
-        message = await write(db, fresh, writes);
+        message = await write(db, fresh, posting.role, writes);
         break;
       } catch (err) {
         if (!isDeadlock(err) || attempt === 3) throw err;
@@ -195,11 +310,11 @@ export async function sendMessage(
       }
     }
   } catch (err) {
-    // The same client message id raced itself: the first one is the answer.
+    // A resend, or the same client message id racing itself: the first one is the answer.
     if (!isUniqueViolation(err)) throw err;
-    const winner = await repo.findByClientId(db, input.conversationId, me, input.clientMessageId);
-    if (!winner) throw err;
-    return repo.toMessage(winner);
+    const first = await storedBefore(ctx, sender.userId, input);
+    if (!first) throw err;
+    return first;
   }
   await writes.wake(ctx.ports);
   return message;
