@@ -260,6 +260,20 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     });
     // Refused on the fresh read, accepted again with no wait for the cache to expire.
     const two = await send(ann, room.id, 'two');
+    // A role change that still allows posting: the write refuses the cached role, the send is
+    // decided again on a fresh read and goes through.
+    await api(owner).conversations.setRole.mutate({
+      id: room.id,
+      userId: ann.userId,
+      role: 'admin',
+    });
+    await send(ann, room.id, 'as admin');
+    await api(owner).conversations.setRole.mutate({
+      id: room.id,
+      userId: ann.userId,
+      role: 'member',
+    });
+    await send(ann, room.id, 'member again');
 
     // A reply to what another member just sent: beyond the cached last seq, valid all the same.
     const bens = await send(ben, room.id, 'from ben');
