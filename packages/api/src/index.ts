@@ -1,6 +1,6 @@
 export { appRouter } from './router';
 export type { AppRouter } from './router';
-export { createCallerFactory, requireAuth, spendIpBudget } from './trpc';
+export { createCallerFactory, requireAuth, spendBudgets } from './trpc';
 export { createContext } from './context';
 export { encodeFrame, share, transformer } from './sharedEvents';
 export type { ApiSettings, AuthSettings, Context, ContextInput } from './context';

@@ -1,7 +1,15 @@
 import type { Context } from './context';
+import type { RateLimitDecision } from './ports';
 import { AppError } from './errors/AppError';
 
 type Limit = { points: number; durationSeconds: number };
+
+/** A refused decision → TOO_MANY_REQUESTS carrying the wait. */
+export function assertAllowed(decision: RateLimitDecision, message: string): void {
+  if (!decision.allowed) {
+    throw new AppError('TOO_MANY_REQUESTS', message, { retryAfterMs: decision.retryAfterMs });
+  }
+}
 
 /** Spends one point of `name` for `key`; over budget → TOO_MANY_REQUESTS carrying the wait. */
 export async function enforceLimit(
@@ -11,9 +19,5 @@ export async function enforceLimit(
   key: string,
 ): Promise<void> {
   const decision = await ctx.ports.rateLimiter.consume({ name, ...limit }, key);
-  if (!decision.allowed) {
-    throw new AppError('TOO_MANY_REQUESTS', 'Too many attempts, try again later', {
-      retryAfterMs: decision.retryAfterMs,
-    });
-  }
+  assertAllowed(decision, 'Too many attempts, try again later');
 }

@@ -15,6 +15,7 @@ const testRouter = router({
   boom: publicProcedure.query(() => {
     throw new Error('database password is hunter2');
   }),
+  post: authedProcedure.meta({ accountBudget: 'send' }).mutation(() => 'posted'),
   limited: publicProcedure.query(() => {
     throw new AppError('TOO_MANY_REQUESTS', 'slow down', { retryAfterMs: 1500 });
   }),
@@ -26,6 +27,7 @@ const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => sile
 const settings = {
   version: 'test',
   ipRateLimit: { name: 'ip', points: 100, durationSeconds: 60 },
+  messaging: { sendLimit: { points: 10, durationSeconds: 60 } },
 } as ApiSettings;
 
 function ports(overrides: Partial<Ports> = {}): Ports {
@@ -89,6 +91,39 @@ describe('procedures and errors', () => {
     expect(error).toBeInstanceOf(AppError);
     expect(error.appCode).toBe('TOO_MANY_REQUESTS');
     expect(error.retryAfterMs).toBe(900);
+  });
+
+  it('a procedure with an account budget asks it together with the per-address one', async () => {
+    const asked: string[] = [];
+    let inFlight = 0;
+    let mostInFlight = 0;
+    let refuse = '';
+    const rateLimiter: Ports['rateLimiter'] = {
+      async consume(rule, key) {
+        asked.push(`${rule.name}/${rule.points}:${key}`);
+        mostInFlight = Math.max(mostInFlight, ++inFlight);
+        await Promise.resolve();
+        inFlight--;
+        return rule.name === refuse
+          ? { allowed: false, remaining: 0, retryAfterMs: 700 }
+          : { allowed: true, remaining: 1 };
+      },
+      close: async () => {},
+    };
+    const c = await caller('good', { rateLimiter });
+    expect(await c.post()).toBe('posted');
+    expect(asked).toEqual(['ip/100:10.0.0.1', 'send-account/10:u1']);
+    expect(mostInFlight).toBe(2); // both asked before either answered: one round trip
+
+    refuse = 'send-account';
+    const error = await errorOf(c.post());
+    expect([error.appCode, error.retryAfterMs]).toEqual(['TOO_MANY_REQUESTS', 700]);
+
+    // Without a token there is no account to charge; the auth check refuses the call.
+    asked.length = 0;
+    const anonymous = await caller(null, { rateLimiter });
+    expect((await errorOf(anonymous.post())).code).toBe('UNAUTHORIZED');
+    expect(asked).toEqual(['ip/100:10.0.0.1']);
   });
 
   it('counts every call with its outcome', async () => {

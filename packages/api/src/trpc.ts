@@ -1,10 +1,11 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import type { OpenApiMeta } from 'trpc-to-openapi';
 import type { Context, TransportContext } from './context';
-import type { AuthInfo } from './ports';
+import type { AuthInfo, RateLimitDecision, RateLimitRule } from './ports';
 import type { ProcedureObservation } from './ports/Metrics';
 import { AppError } from './errors/AppError';
 import { appCodeOf, errorFormatter } from './errors/errorFormatter';
+import { assertAllowed } from './rateLimit';
 import { transformer } from './sharedEvents';
 
 /**
@@ -25,6 +26,8 @@ export type Meta = {
     successDescription?: string;
     errorResponses?: number[] | Record<number, string>;
   };
+  /** A per-account budget the procedure spends as well as the per-address one (see guard). */
+  accountBudget?: AccountBudget;
 };
 const _metaFitsOpenApi = (meta: Meta): OpenApiMeta => meta;
 
@@ -38,14 +41,29 @@ const t = initTRPC
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
 
-/** One point of the caller's per-address budget; exported for the few plain HTTP routes. */
-export async function spendIpBudget(ctx: Context): Promise<void> {
-  const decision = await ctx.ports.rateLimiter.consume(ctx.settings.ipRateLimit, ctx.ip);
-  if (!decision.allowed) {
-    throw new AppError('TOO_MANY_REQUESTS', 'Too many requests', {
-      retryAfterMs: decision.retryAfterMs,
-    });
-  }
+type AccountBudget = 'send';
+const ACCOUNT_BUDGETS: Record<AccountBudget, (settings: Context['settings']) => RateLimitRule> = {
+  // Messages, edits and envelope batches.
+  send: (settings) => ({ name: 'send-account', ...settings.messaging.sendLimit }),
+};
+const NO_BUDGET: RateLimitDecision = { allowed: true, remaining: 1 };
+
+/**
+ * One point of the caller's per-address budget and, when the procedure names one, of its
+ * per-account budget (keyed by the token's user; a request without one is refused by the auth
+ * check anyway). Both are asked at once: the limiter's connection pipelines them into one round
+ * trip, a measurable share of a persisted send (bench/README.md, session 10). Exported without
+ * an account budget for the few plain HTTP routes.
+ */
+export async function spendBudgets(ctx: Context, account?: AccountBudget): Promise<void> {
+  const limiter = ctx.ports.rateLimiter;
+  const userId = ctx.auth?.userId;
+  const [perAddress, perAccount] = await Promise.all([
+    limiter.consume(ctx.settings.ipRateLimit, ctx.ip),
+    account && userId ? limiter.consume(ACCOUNT_BUDGETS[account](ctx.settings), userId) : NO_BUDGET,
+  ]);
+  assertAllowed(perAddress, 'Too many requests');
+  assertAllowed(perAccount, 'Too many attempts, try again later');
 }
 
 /** authedProcedure's check, exported so plain HTTP routes (avatar upload) authenticate alike. */
@@ -63,13 +81,14 @@ export async function requireAuth(ctx: Context): Promise<AuthInfo & { deviceId: 
 type Outcome = { ok: true } | { ok: false; error: TRPCError };
 
 /**
- * What every procedure does around its work: spend one point of the caller's per-address
- * budget, count and time the call, log failures (internal ones with the error, never the input).
+ * What every procedure does around its work: spend its budgets, count and time the call, log
+ * failures (internal ones with the error, never the input).
  */
 async function guard<R extends Outcome>(
   ctx: Context,
   call: Pick<ProcedureObservation, 'path' | 'type'>,
   work: () => Promise<R>,
+  account?: AccountBudget,
 ): Promise<R> {
   const { path, type } = call;
   const started = performance.now();
@@ -84,7 +103,7 @@ async function guard<R extends Outcome>(
     }
   };
   try {
-    await spendIpBudget(ctx);
+    await spendBudgets(ctx, account);
     const result = await work();
     const seen: Outcome = result;
     if (!seen.ok) report(seen.error);
@@ -120,9 +139,14 @@ export const publicProcedure = t.procedure.use(({ ctx, path, type, next }) =>
  * it connected with), for a session that is still live (checked per call, briefly cached).
  * tRPC merges what is passed into the context.
  */
-export const authedProcedure = t.procedure.use(({ ctx, path, type, next }) =>
-  guard(ctx as Context, { path, type }, async () => {
-    const auth = await requireAuth(ctx as Context);
-    return next({ ctx: { auth } as Authed });
-  }),
+export const authedProcedure = t.procedure.use(({ ctx, path, type, meta, next }) =>
+  guard(
+    ctx as Context,
+    { path, type },
+    async () => {
+      const auth = await requireAuth(ctx as Context);
+      return next({ ctx: { auth } as Authed });
+    },
+    meta?.accountBudget,
+  ),
 );

@@ -6,7 +6,7 @@ import {
   setAvatar,
   setConversationAvatar,
   spendAvatarUpload,
-  spendIpBudget,
+  spendBudgets,
   type AvatarImage,
   type BlobStore,
   type Context,
@@ -97,7 +97,7 @@ export function createAvatarRoutes(deps: AvatarRouteDeps) {
     try {
       const ctx = await deps.contextFor(req, requestId);
       // Cheap checks first: nothing of the body is read for a caller who may not upload.
-      await spendIpBudget(ctx);
+      await spendBudgets(ctx);
       const { userId } = await requireAuth(ctx);
       await spendAvatarUpload(ctx, userId);
       const image = await readImageUpload(req, deps.avatarMaxBytes);

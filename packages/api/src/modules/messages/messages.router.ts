@@ -30,6 +30,7 @@ export const messagesRouter = router({
         summary: 'Send an encrypted message',
         tags,
       },
+      accountBudget: 'send',
     })
     .input(ZSendMessageInput)
     .output(ZMessage)
@@ -82,6 +83,7 @@ export const messagesRouter = router({
         summary: 'Edit my message',
         tags,
       },
+      accountBudget: 'send',
     })
     .input(ZEditMessageInput)
     .output(ZMessage)

@@ -5,7 +5,6 @@ import { isDeadlock, isUniqueViolation, type DB, type MessagesTable } from '@mvp
 import type { Context } from '../../context';
 import type { CachedPosting } from '../../ports';
 import { AppError } from '../../errors/AppError';
-import { enforceLimit } from '../../rateLimit';
 import { memberIds } from '../conversations/conversations.repo';
 import { requireMember } from '../conversations/conversations.service';
 import { recordEvents, recordForMembers, StreamWrites, wake } from '../sync/events';
@@ -25,11 +24,6 @@ export type SendInput = {
 const ADMINS: readonly string[] = ['owner', 'admin'];
 /** Distinct emoji one member may put on one message. */
 const MAX_REACTIONS_PER_USER = 20;
-
-/** One point of the account's send budget (messages, edits, envelope batches). */
-export function spendSend(ctx: Context, userId: string): Promise<void> {
-  return enforceLimit(ctx, 'send-account', ctx.settings.messaging.sendLimit, userId);
-}
 
 function decodeCiphertext(ctx: Context, ciphertext: string): Buffer {
   const bytes = Buffer.from(ciphertext, 'base64');
@@ -246,7 +240,8 @@ async function decide(
  * conversation row, bumped inside the writing transaction, so it is gapless and in commit order;
  * the same transaction appends `message.new` to every member's stream. A resend with the same
  * client message id answers the message stored the first time and writes nothing (the unique
- * client message id refuses the second row, and the whole transaction with it).
+ * client message id refuses the second row, and the whole transaction with it). The procedure
+ * has spent the account's send budget already (its `accountBudget`, trpc.ts).
  */
 export async function sendMessage(
   ctx: Context,
@@ -254,7 +249,6 @@ export async function sendMessage(
   input: SendInput,
 ): Promise<TMessage> {
   const me = sender.userId;
-  await spendSend(ctx, me);
   // The second decision reads fresh: the write found my membership or role changed since.
   for (let attempt = 1; ; attempt++) {
     const decision = await decide(ctx, me, input, attempt === 1);
@@ -386,7 +380,6 @@ export async function editMessage(
   me: string,
   input: MessageRef & { contentType: string; ciphertext: string },
 ): Promise<TMessage> {
-  await spendSend(ctx, me);
   const bytes = decodeCiphertext(ctx, input.ciphertext);
   const { row } = await visibleMessage(ctx, me, input);
   if (row.sender_id !== me) throw new AppError('FORBIDDEN', 'Only the sender edits a message');

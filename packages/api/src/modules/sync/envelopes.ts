@@ -3,7 +3,6 @@ import type { TEnvelope } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { assertCompleteDeviceSets } from '../keys/keys.service';
-import { spendSend } from '../messages/messages.service';
 import { appendEvents } from './stream.repo';
 import { wake } from './events';
 
@@ -21,7 +20,6 @@ export async function sendToDevices(
   envelopes: Outgoing[],
   options: { allDevices: boolean } = { allDevices: false },
 ): Promise<{ ids: string[] }> {
-  await spendSend(ctx, sender.userId);
   const db = ctx.ports.db;
   const { maxCiphertextBytes, deviceQueueCap } = ctx.settings.messaging;
   const decoded = envelopes.map((e) => ({ ...e, bytes: Buffer.from(e.ciphertext, 'base64') }));

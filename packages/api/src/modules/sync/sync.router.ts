@@ -39,6 +39,7 @@ export const syncRouter = router({
   sendToDevices: authedProcedure
     .meta({
       openapi: { method: 'POST', path: '/sync/to-devices', summary: 'Send to devices', tags },
+      accountBudget: 'send',
     })
     .input(ZSendToDevicesInput)
     .output(z.object({ ids: z.array(z.string()) }))
