@@ -83,9 +83,21 @@ export const ZAcceptCallInput = z.object({
   /** The encrypted answer, for the caller's device. */
   answer: ZBase64,
 });
+/**
+ * The reasons a participant may give. The others are the server's findings (a decline, a
+ * timeout, busy, glare): a client naming them would write a false outcome into both histories.
+ */
+export const ZHangupReason = ZCallEndReason.extract([
+  'user_hangup',
+  'ice_failed',
+  'ice_timeout',
+  'user_media_failed',
+  'unknown_error',
+]);
+export type THangupReason = z.infer<typeof ZHangupReason>;
 export const ZHangupInput = z.object({
   callId: ZId,
-  reason: ZCallEndReason.default('user_hangup'),
+  reason: ZHangupReason.default('user_hangup'),
 });
 export const ZCallSignalInput = z.object({
   callId: ZId,

@@ -9,6 +9,8 @@ import type { RouterInputs, RouterOutputs } from '../types';
 export type ServerCall = RouterOutputs['calls']['get'];
 export type CallMedia = ServerCall['media'];
 export type ServerEndReason = NonNullable<ServerCall['endReason']>;
+/** The reasons a participant may hang up with (the rest are the server's findings). */
+export type HangupReason = NonNullable<RouterInputs['calls']['hangup']['reason']>;
 export type CallHistoryPage = RouterOutputs['calls']['history'];
 export type CallSignalKind = RouterInputs['calls']['signal']['kind'];
 export type IceServersResult = RouterOutputs['calls']['iceServers'];
@@ -20,7 +22,7 @@ export type CallTransport = {
   start(input: RouterInputs['calls']['start']): Promise<ServerCall>;
   accept(input: { callId: string; answer: string }): Promise<ServerCall>;
   reject(callId: string): Promise<ServerCall>;
-  hangup(callId: string, reason: ServerEndReason): Promise<ServerCall>;
+  hangup(callId: string, reason: HangupReason): Promise<ServerCall>;
   signal(input: { callId: string; kind: CallSignalKind; ciphertext: string }): Promise<void>;
   heartbeat(callId: string): Promise<void>;
   get(callId: string): Promise<ServerCall>;

@@ -1,5 +1,12 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
-import type { TCall, TCallEndReason, TCallState, TRingingCall, TSyncEvent } from '@mvp/contracts';
+import type {
+  TCall,
+  TCallEndReason,
+  TCallState,
+  THangupReason,
+  TRingingCall,
+  TSyncEvent,
+} from '@mvp/contracts';
 import { isDeadlock, isUniqueViolation, prepared, type CallsTable, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
@@ -432,7 +439,7 @@ export async function cancelCall(ctx: Context, device: Device, callId: string): 
 export async function hangup(
   ctx: Context,
   device: Device,
-  input: { callId: string; reason: TCallEndReason },
+  input: { callId: string; reason: THangupReason },
 ): Promise<TCall> {
   const row = await myCall(ctx, device.userId, input.callId);
   if (row.state === 'ringing') {
