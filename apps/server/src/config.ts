@@ -71,10 +71,17 @@ export type ServerConfig = {
   };
 };
 
-/** TURN needs the secret coturn shares, or clients would get credentials that never work. */
+/**
+ * TURN needs the secret coturn shares, or clients would get credentials that never work; and a
+ * secret without URLs is almost always a forgotten variable: calls would quietly go without TURN
+ * (and fail behind symmetric NAT) while the operator believes it is on.
+ */
 function callsFromEnv(env: Env): ApiSettings['calls'] {
   if (env.MVP_TURN_URLS.length > 0 && !env.MVP_TURN_SECRET) {
     throw new Error('MVP_TURN_URLS needs MVP_TURN_SECRET (coturn static-auth-secret)');
+  }
+  if (env.MVP_TURN_SECRET && env.MVP_TURN_URLS.length === 0) {
+    throw new Error('MVP_TURN_SECRET needs MVP_TURN_URLS (the turn: and turns: URLs of coturn)');
   }
   if (env.MVP_TURN_URLS.some((u) => u.startsWith('stun:'))) {
     throw new Error('MVP_TURN_URLS takes turn: and turns: URLs; put stun: ones in MVP_STUN_URLS');

@@ -38,6 +38,15 @@ describe('TURN credentials and ICE configuration', () => {
       'MVP_TURN_URLS needs MVP_TURN_SECRET (coturn static-auth-secret)',
     );
     expect(() => parseEnv({ MVP_TURN_SECRET: 'short' })).toThrow(/MVP_TURN_SECRET/);
+    // A secret alone would silently hand out no TURN at all.
+    expect(() => configFromEnv(parseEnv({ MVP_TURN_SECRET: TURN_SECRET }))).toThrow(
+      'MVP_TURN_SECRET needs MVP_TURN_URLS (the turn: and turns: URLs of coturn)',
+    );
+    expect(
+      configFromEnv(
+        parseEnv({ MVP_TURN_SECRET: TURN_SECRET, MVP_TURN_URLS: 'turn:turn.example.com:3478' }),
+      ).calls.turnSecret,
+    ).toBe(TURN_SECRET);
     expect(() => configFromEnv(parseEnv({ MVP_STUN_URLS: 'turn:x.example.com' }))).toThrow(
       /MVP_STUN_URLS takes stun: URLs/,
     );
