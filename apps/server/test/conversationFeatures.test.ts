@@ -314,6 +314,51 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect(messages.map((m) => m.seq).sort()).toEqual([1, 2]); // 'hi' and 'unblocked' only
   });
 
+  it('a restricted member cannot react; across a block nobody reacts, pins or types', async () => {
+    const { owner, ann, ben, room } = await team();
+    const sent = await send(ann, room.id, 'react to me');
+    const ref = { conversationId: room.id, seq: sent.seq };
+    await api(owner).conversations.setRole.mutate({
+      id: room.id,
+      userId: ben.userId,
+      role: 'restricted',
+    });
+    expect(await codeOf(api(ben).messages.react.mutate({ ...ref, emoji: '👍', on: true }))).toBe(
+      'FORBIDDEN',
+    );
+    const [inGroup] = (await api(ann).messages.history.query({ conversationId: room.id })).messages;
+    expect(inGroup!.reactions).toEqual([]);
+
+    const direct = await api(owner).conversations.create.mutate({
+      kind: 'direct',
+      userId: ben.userId,
+    });
+    const hi = await send(ben, direct.id, 'hi');
+    const said = { conversationId: direct.id, seq: hi.seq };
+    await api(owner).blocks.add.mutate({ userId: ben.userId });
+    for (const who of [owner, ben]) {
+      const theirs = api(who).messages;
+      expect(await codeOf(theirs.react.mutate({ ...said, emoji: '👍', on: true }))).toBe(
+        'FORBIDDEN',
+      );
+      expect(await codeOf(theirs.pin.mutate({ ...said, pinned: true }))).toBe('FORBIDDEN');
+      expect(await codeOf(theirs.typing.mutate({ conversationId: direct.id }))).toBe('FORBIDDEN');
+    }
+    const history = await api(owner).messages.history.query({ conversationId: direct.id });
+    expect(history.messages.map((m) => m.reactions)).toEqual([[]]);
+    expect((await api(owner).messages.pins.query({ conversationId: direct.id })).messages).toEqual(
+      [],
+    );
+
+    await api(owner).blocks.remove.mutate({ userId: ben.userId });
+    const ownerStream = await openStream(t, owner.accessToken);
+    await api(ben).messages.typing.mutate({ conversationId: direct.id });
+    expect((await ownerStream.next('typing')).event.userId).toBe(ben.userId);
+    await api(ben).messages.react.mutate({ ...said, emoji: '👍', on: true });
+    await api(ben).messages.pin.mutate({ ...said, pinned: true });
+    await ownerStream.close();
+  });
+
   it('read receipts off: others see delivered only, my devices still see my read position', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const chat = await api(alice).conversations.create.mutate({

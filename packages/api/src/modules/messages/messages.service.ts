@@ -50,23 +50,39 @@ function toPosting(row: PostingRow): Posting {
 }
 
 /** The conversation and my membership, with what posting checks; NOT_FOUND if not a member. */
-async function postingContext(ctx: Context, conversationId: string, me: string): Promise<Posting> {
+export async function postingContext(
+  ctx: Context,
+  conversationId: string,
+  me: string,
+): Promise<Posting> {
   const row = await repo.postingContext(ctx.ports.db, conversationId, me);
   if (!row) throw new AppError('NOT_FOUND', 'No such conversation');
   return toPosting(row);
 }
 
 /**
- * Who may post: members, except restricted ones; in a channel only the owner and admins; in a
- * direct conversation nobody once either side blocked the other. Slow mode spaces out one
- * member's messages (admins exempt) and answers the wait.
+ * What any change the other members see needs (reactions, pins; posting adds more): never from a
+ * restricted (read-only) member, never across a block in a direct conversation.
+ */
+export function assertMayReach(posting: CachedPosting): void {
+  if (posting.role === 'restricted') throw new AppError('FORBIDDEN', 'You can only read here');
+  if (posting.blocked) throw new AppError('FORBIDDEN', 'You cannot message this user');
+}
+
+/** Who may write into the conversation (messages, typing): in a channel only its admins. */
+export function assertMaySpeak(posting: CachedPosting): void {
+  assertMayReach(posting);
+  if (posting.kind === 'channel' && !ADMINS.includes(posting.role))
+    throw new AppError('FORBIDDEN', 'Only admins post in a channel');
+}
+
+/**
+ * Who may post: see assertMaySpeak. Slow mode spaces out one member's messages (admins exempt)
+ * and answers the wait.
  */
 function assertMayPost(ctx: Context, posting: Posting): void {
+  assertMaySpeak(posting);
   const admin = ADMINS.includes(posting.role);
-  if (posting.role === 'restricted') throw new AppError('FORBIDDEN', 'You can only read here');
-  if (posting.kind === 'channel' && !admin)
-    throw new AppError('FORBIDDEN', 'Only admins post in a channel');
-  if (posting.blocked) throw new AppError('FORBIDDEN', 'You cannot message this user');
   const slowMs = posting.slowModeSeconds * 1000;
   if (slowMs > 0 && !admin && posting.lastPostAt !== null) {
     const waitMs = posting.lastPostAt + slowMs - ctx.ports.clock.now();
@@ -458,6 +474,7 @@ export async function react(
   input: MessageRef & { emoji: string; on: boolean },
 ): Promise<void> {
   const { row } = await visibleMessage(ctx, me, input);
+  assertMayReach(await postingContext(ctx, input.conversationId, me));
   if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
   const db = ctx.ports.db;
   const where = {
@@ -525,6 +542,7 @@ export async function setPinned(
   const { conversation, membership, row } = await visibleMessage(ctx, me, ref);
   if (conversation.kind !== 'direct' && !ADMINS.includes(membership.role))
     throw new AppError('FORBIDDEN', 'Only admins pin messages');
+  assertMayReach(await postingContext(ctx, ref.conversationId, me));
   if (pinned && row.deleted_at !== null)
     throw new AppError('BAD_REQUEST', 'This message was deleted');
   const db = ctx.ports.db;

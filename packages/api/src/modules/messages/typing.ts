@@ -1,9 +1,8 @@
 import type { Context } from '../../context';
-import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import { notify } from '../contacts/peopleEvents';
 import { memberIds } from '../conversations/conversations.repo';
-import { requireMember } from '../conversations/conversations.service';
+import { assertMaySpeak, postingContext } from './messages.service';
 
 /** Clients renew every few seconds while typing; the others show it until `until`. */
 export const TYPING_TTL_MS = 6_000;
@@ -12,11 +11,8 @@ const TYPING_LIMIT = { points: 30, durationSeconds: 60 };
 /** Ephemeral: over the bus to the other members' connected devices, never stored. */
 export async function typing(ctx: Context, me: string, conversationId: string): Promise<void> {
   await enforceLimit(ctx, 'typing', TYPING_LIMIT, `${me}:${conversationId}`);
-  const { conversation, membership } = await requireMember(ctx, conversationId, me);
-  const mayPost =
-    membership.role !== 'restricted' &&
-    (conversation.kind !== 'channel' || ['owner', 'admin'].includes(membership.role));
-  if (!mayPost) throw new AppError('FORBIDDEN', 'You can only read here');
+  // Read fresh: typing is not worth a cached decision, and a block must silence it at once.
+  assertMaySpeak(await postingContext(ctx, conversationId, me));
   const until = new Date(ctx.ports.clock.now() + TYPING_TTL_MS).toISOString();
   const others = (await memberIds(ctx.ports.db, conversationId)).filter((id) => id !== me);
   await Promise.all(
