@@ -240,6 +240,36 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect((await api(ann).conversations.get.query({ id: room.id })).lastSeq).toBe(3);
   });
 
+  it('slow mode: of several sends at once, one goes through and the others are told to wait', async () => {
+    const { owner, ann, room } = await team();
+    await api(owner).conversations.update.mutate({ id: room.id, slowModeSeconds: 30 });
+    // One client: the five leave in one batch and the server decides them side by side.
+    const annApi = api(ann);
+    const outcomes = await Promise.all(
+      ['a', 'b', 'c', 'd', 'e'].map((text) =>
+        annApi.messages.send
+          .mutate({
+            conversationId: room.id,
+            clientMessageId: cid(),
+            contentType: 'text/plain',
+            ciphertext: b64(text),
+          })
+          .then(
+            () => 'sent',
+            (e: unknown) => errorCodeOf(e),
+          ),
+      ),
+    );
+    expect(outcomes.sort()).toEqual([
+      'TOO_MANY_REQUESTS',
+      'TOO_MANY_REQUESTS',
+      'TOO_MANY_REQUESTS',
+      'TOO_MANY_REQUESTS',
+      'sent',
+    ]);
+    expect((await api(ann).conversations.get.query({ id: room.id })).lastSeq).toBe(1);
+  });
+
   // Every send below follows one by the same member, so its decision comes from the posting
   // cache: each refusal proves that what changed reached the send anyway, and nothing was stored.
   it('a member who just posted is refused at once when demoted, blocked, slowed or removed', async () => {

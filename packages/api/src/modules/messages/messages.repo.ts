@@ -239,6 +239,27 @@ export const markPosted = prepared(
       .where('role', '=', role),
 );
 
+/**
+ * Slow mode's slot: my last post moves to `now` only if it is older than `postedBefore` (or there
+ * is none). One conditional update, so of two sends decided at once only one gets the slot.
+ */
+export async function claimPostSlot(
+  db: Kysely<DB>,
+  conversationId: string,
+  userId: string,
+  now: number,
+  postedBefore: number,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('conversation_members')
+    .set({ last_post_at: now })
+    .where('conversation_id', '=', conversationId)
+    .where('user_id', '=', userId)
+    .where((eb) => eb.or([eb('last_post_at', 'is', null), eb('last_post_at', '<=', postedBefore)]))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
 export function findMessage(db: Db, conversationId: string, seq: number) {
   return db
     .selectFrom('messages')

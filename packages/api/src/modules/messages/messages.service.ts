@@ -243,12 +243,35 @@ async function decide(
   const { lastPostAt: _, ...cacheable } = posting;
   ctx.ports.posting.set(input.conversationId, me, cacheable);
   try {
-    return { posting, bytes: assertMaySend(ctx, posting, input) };
+    const bytes = assertMaySend(ctx, posting, input);
+    await claimSlowModeSlot(ctx, input.conversationId, me, posting);
+    return { posting, bytes };
   } catch (refusal) {
     const resent = await storedBefore(ctx, me, input);
     if (resent) return { resent };
     throw refusal;
   }
+}
+
+/**
+ * In slow mode the check above read my last post before the write: two sends decided at once
+ * would both pass it. The slot is therefore taken first, atomically; a loser lost it to a send
+ * decided just now, so it waits the whole interval.
+ * (A send that then fails leaves the slot taken: the member waits once for nothing.)
+ */
+async function claimSlowModeSlot(
+  ctx: Context,
+  conversationId: string,
+  me: string,
+  posting: Posting,
+): Promise<void> {
+  const slowMs = posting.slowModeSeconds * 1000;
+  if (slowMs === 0 || ADMINS.includes(posting.role)) return;
+  const now = ctx.ports.clock.now();
+  if (await repo.claimPostSlot(ctx.ports.db, conversationId, me, now, now - slowMs)) return;
+  throw new AppError('TOO_MANY_REQUESTS', 'Slow mode: wait before sending again', {
+    retryAfterMs: slowMs,
+  });
 }
 
 /**
