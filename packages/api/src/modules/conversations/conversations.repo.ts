@@ -85,7 +85,10 @@ export function listMine(db: Db, userId: string) {
     .execute();
 }
 
-/** Messages from others after my read position (tombstones do not count), per conversation. */
+/**
+ * Messages from others after my read position, per conversation. Tombstones and messages I
+ * deleted for me do not count: my history does not show them, and the SDK's count drops them.
+ */
 export async function unreadCounts(db: Db, userId: string): Promise<Map<string, number>> {
   const rows = await db
     .selectFrom('conversation_members as m')
@@ -96,6 +99,18 @@ export async function unreadCounts(db: Db, userId: string): Promise<Map<string, 
     .whereRef('msg.seq', '>', 'm.joined_seq')
     .where('msg.sender_id', '!=', userId)
     .where('msg.deleted_at', 'is', null)
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom('message_hidden as h')
+            .select('h.seq')
+            .where('h.user_id', '=', userId)
+            .whereRef('h.conversation_id', '=', 'msg.conversation_id')
+            .whereRef('h.seq', '=', 'msg.seq'),
+        ),
+      ),
+    )
     .groupBy('m.conversation_id')
     .execute();
   return new Map(rows.map((r) => [r.conversation_id, Number(r.unread)]));
