@@ -454,4 +454,47 @@ describe(`call sessions (${backendLabel})`, () => {
     await aliceStream.close();
     await daveStream.close();
   });
+
+  it('each side beats for itself: a call ends when either side goes quiet, not while both beat', async () => {
+    const pairs = [];
+    for (let i = 0; i < 3; i++) {
+      const [caller, callee] = [await registerUser(t), await registerUser(t)];
+      const placed = await call(caller, callee, [await deviceOf(callee.accessToken)]);
+      await api(callee.accessToken).calls.accept.mutate({ callId: placed.id, answer: b64('a') });
+      pairs.push({ caller, callee, id: placed.id });
+    }
+    const [callerOnly, calleeOnly, both] = pairs as [
+      (typeof pairs)[0],
+      (typeof pairs)[0],
+      (typeof pairs)[0],
+    ];
+    const beat = (a: Account, callId: string) =>
+      api(a.accessToken).calls.heartbeat.mutate({ callId });
+    const stateOf = (a: Account, id: string) => api(a.accessToken).calls.get.query({ id });
+
+    // Beats at 50 s and 100 s; the job runs at 100 s, past the 75 s timeout of a side that
+    // stopped at 0 s (when the call was answered) but well within it for one that beat.
+    try {
+      for (const at of [50_000, 100_000]) {
+        offsetMs = at;
+        await beat(callerOnly.caller, callerOnly.id);
+        await beat(calleeOnly.callee, calleeOnly.id);
+        await beat(both.caller, both.id);
+        await beat(both.callee, both.id);
+      }
+      await runCallTimeoutsOnce(t.server.infra.ports, t.server.settings);
+    } finally {
+      offsetMs = 0;
+    }
+    for (const quiet of [callerOnly, calleeOnly])
+      expect(await stateOf(quiet.caller, quiet.id)).toMatchObject({
+        state: 'ended',
+        endReason: 'ice_timeout',
+      });
+    expect(await stateOf(both.caller, both.id)).toMatchObject({
+      state: 'accepted',
+      endReason: null,
+    });
+    await api(both.caller.accessToken).calls.hangup.mutate({ callId: both.id });
+  });
 });

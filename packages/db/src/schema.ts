@@ -209,7 +209,9 @@ export type CallsTable = {
   created_at: number;
   accepted_at: number | null;
   ended_at: number | null;
-  last_heartbeat_at: number | null;
+  /** Each side's last heartbeat of an answered call; the job ends it when either is stale. */
+  caller_beat_at: number | null;
+  callee_beat_at: number | null;
 };
 
 /** Kysely's own bookkeeping tables are not listed: only the Migrator touches them. */

@@ -8,6 +8,7 @@ import * as keys from './2026-11-24T0500-keys';
 import * as calls from './2026-11-24T0600-calls';
 import * as sendProcedure from './2026-11-24T0700-send-procedure';
 import * as sendProcedureRoleCheck from './2026-11-24T0800-send-procedure-role-check';
+import * as callHeartbeatsPerSide from './2026-11-24T0900-call-heartbeats-per-side';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -23,4 +24,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-24T0600-calls': calls,
   '2026-11-24T0700-send-procedure': sendProcedure,
   '2026-11-24T0800-send-procedure-role-check': sendProcedureRoleCheck,
+  '2026-11-24T0900-call-heartbeats-per-side': callHeartbeatsPerSide,
 };

@@ -238,7 +238,8 @@ export async function startCall(
     created_at: now,
     accepted_at: null,
     ended_at: null,
-    last_heartbeat_at: null,
+    caller_beat_at: null,
+    callee_beat_at: null,
   };
   const mine = devices.get(me)!.filter((d) => d !== device.deviceId);
   const place = async (trx: Transaction<DB>, writes: StreamWrites): Promise<CallRow> => {
@@ -383,7 +384,8 @@ export async function acceptCall(
         state: 'accepted',
         callee_device_id: device.deviceId,
         accepted_at: now,
-        last_heartbeat_at: now,
+        caller_beat_at: now,
+        callee_beat_at: now,
       })
       .where('id', '=', row.id)
       .where('state', '=', 'ringing')
@@ -413,7 +415,8 @@ export async function acceptCall(
     state: 'accepted',
     callee_device_id: device.deviceId,
     accepted_at: now,
-    last_heartbeat_at: now,
+    caller_beat_at: now,
+    callee_beat_at: now,
   };
   return toCall(answered, device.userId);
 }
@@ -493,13 +496,20 @@ export async function signal(
   );
 }
 
-/** Both ends beat every 30 s while connected; a call whose beats stop is ended by a job. */
+/**
+ * Both ends beat every 30 s while connected, each into its own column: a device that dies must
+ * not be kept alive by the other side's beats (the call would stay accepted, both people busy).
+ * A job ends the call when either side's beats stop.
+ */
 export async function heartbeat(ctx: Context, device: Device, callId: string): Promise<void> {
   const row = await myCall(ctx, device.userId, callId);
-  peerOf(row, device);
+  peerOf(row, device); // only the two devices in the call
+  const now = ctx.ports.clock.now();
+  const mine =
+    device.deviceId === row.caller_device_id ? { caller_beat_at: now } : { callee_beat_at: now };
   await ctx.ports.db
     .updateTable('calls')
-    .set({ last_heartbeat_at: ctx.ports.clock.now() })
+    .set(mine)
     .where('id', '=', row.id)
     .where('state', '=', 'accepted')
     .execute();
@@ -532,7 +542,8 @@ export async function callHistory(
 
 /**
  * The timeout job (one instance at a time): calls ringing past the ring timeout become `missed`
- * (`invite_timeout`); answered calls whose heartbeats stopped become `ended` (`ice_timeout`).
+ * (`invite_timeout`); answered calls where either side's heartbeats stopped become `ended`
+ * (`ice_timeout`).
  */
 export async function expireCalls(ctx: Context): Promise<number> {
   const now = ctx.ports.clock.now();
@@ -545,7 +556,10 @@ export async function expireCalls(ctx: Context): Promise<number> {
         eb.and([eb('state', '=', 'ringing'), eb('created_at', '<=', now - ringTimeoutMs)]),
         eb.and([
           eb('state', '=', 'accepted'),
-          eb('last_heartbeat_at', '<=', now - heartbeatTimeoutMs),
+          eb.or([
+            eb('caller_beat_at', '<=', now - heartbeatTimeoutMs),
+            eb('callee_beat_at', '<=', now - heartbeatTimeoutMs),
+          ]),
         ]),
       ]),
     )
