@@ -344,6 +344,32 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect(messages.map((m) => m.seq).sort()).toEqual([1, 2]); // 'hi' and 'unblocked' only
   });
 
+  it('someone removed, reading an old backlog, gets the message but not who reacted', async () => {
+    const { owner, ann, ben, room } = await team();
+    const { cursor: benCursor } = await api(ben).sync.snapshot.query();
+    const { cursor: annCursor } = await api(ann).sync.snapshot.query();
+    const sent = await send(ann, room.id, 'react to me');
+    const ref = { conversationId: room.id, seq: sent.seq };
+    await api(owner).messages.react.mutate({ ...ref, emoji: '👍', on: true });
+    await api(owner).conversations.removeMember.mutate({ id: room.id, userId: ben.userId });
+    await api(ann).messages.react.mutate({ ...ref, emoji: '🎉', on: true });
+
+    const benResumed = await openStream(t, ben.accessToken, benCursor);
+    const toBen = (await benResumed.next('message.new')).event.message;
+    expect([toBen.seq, toBen.reactions]).toEqual([sent.seq, []]);
+    await benResumed.close();
+    const polled = await api(ben).sync.poll.query({ after: benCursor });
+    const viaPoll = polled.events.find((e) => e.event.type === 'message.new')!.event;
+    expect(viaPoll).toMatchObject({ message: { seq: sent.seq, reactions: [] } });
+
+    const annResumed = await openStream(t, ann.accessToken, annCursor);
+    expect((await annResumed.next('message.new')).event.message.reactions).toEqual([
+      { emoji: '👍', userIds: [owner.userId] },
+      { emoji: '🎉', userIds: [ann.userId] },
+    ]);
+    await annResumed.close();
+  });
+
   it('a restricted member cannot react; across a block nobody reacts, pins or types', async () => {
     const { owner, ann, ben, room } = await team();
     const sent = await send(ann, room.id, 'react to me');

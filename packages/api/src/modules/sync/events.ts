@@ -154,12 +154,17 @@ export async function wake(ports: Pick<Ports, 'bus'>, userIds: Iterable<string>)
 
 /**
  * Stream rows back into events. Message events are filled in from `messages` (as they are now:
- * an edit or a deletion shows); a message gone with its conversation is skipped.
+ * an edit or a deletion shows); a message gone with its conversation is skipped. The reactions
+ * are shown only where the reader still sees the message in the conversation's history (a
+ * member who joined before it): someone removed since, reading an old backlog, gets the message
+ * they were sent but not who reacted after they left. (Edits made since carry bytes under the
+ * sender key the remaining members rotated when they left.)
  */
 const BY_REFERENCE = new Set(['message.new', 'message.updated']);
 
 export async function hydrate(
   db: Kysely<DB>,
+  reader: string,
   rows: StreamRow[],
 ): Promise<{ seq: number; event: TSyncEvent }[]> {
   // Written by `recordEvents` from validated events only, so the shape is known.
@@ -173,7 +178,14 @@ export async function hydrate(
     .map((r) => r.payload as unknown as MessageRef);
   const rowsByRef = refs.length > 0 ? await findBySeqs(db, refs) : new Map<string, MessageRow>();
   const described = await describeMessages(db, [...rowsByRef.values()]);
-  const messages = new Map(described.map((m) => [`${m.conversationId}:${m.seq}`, m]));
+  const joined = await joinedSeqs(db, reader, new Set(refs.map((r) => r.conversationId)));
+  const messages = new Map(
+    described.map((m) => {
+      const since = joined.get(m.conversationId);
+      const seen = since !== undefined && m.seq > since ? m : { ...m, reactions: [] };
+      return [`${m.conversationId}:${m.seq}`, seen];
+    }),
+  );
   const events: { seq: number; event: TSyncEvent }[] = [];
   for (const row of parsed) {
     if (BY_REFERENCE.has(row.type)) {
@@ -186,4 +198,20 @@ export async function hydrate(
     events.push({ seq: row.seq, event: { type: row.type, ...row.payload } as TSyncEvent });
   }
   return events;
+}
+
+/** My membership's first visible seq in each of these conversations I am still in. */
+async function joinedSeqs(
+  db: Kysely<DB>,
+  userId: string,
+  conversationIds: Set<string>,
+): Promise<Map<string, number>> {
+  if (conversationIds.size === 0) return new Map();
+  const rows = await db
+    .selectFrom('conversation_members')
+    .select(['conversation_id', 'joined_seq'])
+    .where('user_id', '=', userId)
+    .where('conversation_id', 'in', [...conversationIds])
+    .execute();
+  return new Map(rows.map((r) => [r.conversation_id, Number(r.joined_seq)]));
 }

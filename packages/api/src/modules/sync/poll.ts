@@ -18,7 +18,7 @@ export async function pollEvents(
   if (resync)
     return { events: [{ id: String(cursor), event: { type: 'resync' } }], cursor: String(cursor) };
   const rows = await readEvents(ctx.ports.db, device.userId, device.deviceId, cursor, limit);
-  const events = (await hydrate(ctx.ports.db, rows)).map(({ seq, event }) => ({
+  const events = (await hydrate(ctx.ports.db, device.userId, rows)).map(({ seq, event }) => ({
     id: String(seq),
     event,
   }));

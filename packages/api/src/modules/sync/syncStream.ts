@@ -97,7 +97,7 @@ export async function* syncStream(
         dirty = false;
         for (;;) {
           const rows = await readEvents(ctx.ports.db, userId, deviceId, cursor, PAGE);
-          for (const { seq, event } of await hydrate(ctx.ports.db, rows)) {
+          for (const { seq, event } of await hydrate(ctx.ports.db, userId, rows)) {
             yield tracked(String(seq), share(event));
           }
           if (rows.length > 0) cursor = rows.at(-1)!.seq;
