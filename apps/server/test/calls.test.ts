@@ -193,11 +193,24 @@ describe(`call sessions (${backendLabel})`, () => {
 
     const ended = await api(bob.accessToken).calls.hangup.mutate({ callId: started.id });
     expect(ended).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
+    // Bob's answer is his view of the call, the same as reading it back.
+    const afterFirst = await api(bob.accessToken).calls.get.query({ id: started.id });
+    expect(ended).toEqual(afterFirst);
     for (const stream of [streams.alice, streams.bobLaptop])
       expect((await stream.next('call.ended')).event.call.state).toBe('ended');
-    expect(await codeOf(api(alice.accessToken).calls.hangup.mutate({ callId: started.id }))).toBe(
-      'CONFLICT',
-    );
+    // A second hangup, seconds later and with a reason that would end it as `failed`, is refused
+    // and rewrites nothing: not the state, not the reason, not the time it ended.
+    offsetMs = 5_000;
+    try {
+      expect(
+        await codeOf(
+          api(alice.accessToken).calls.hangup.mutate({ callId: started.id, reason: 'ice_failed' }),
+        ),
+      ).toBe('CONFLICT');
+    } finally {
+      offsetMs = 0;
+    }
+    expect(await api(bob.accessToken).calls.get.query({ id: started.id })).toEqual(afterFirst);
     expect(
       await codeOf(
         api(alice.accessToken).calls.signal.mutate({

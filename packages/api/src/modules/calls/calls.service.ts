@@ -164,14 +164,17 @@ async function endIn(
   return updated;
 }
 
-/** `endIn` in a transaction of its own; the loser of a race gets CONFLICT. */
+/**
+ * `endIn` in a transaction of its own; the loser of a race gets CONFLICT. The ended row comes
+ * back for the caller to show in its own viewer's direction.
+ */
 async function finish(
   ctx: Context,
   row: CallRow,
   from: readonly string[],
   state: TCallState,
   reason: TCallEndReason,
-): Promise<TCall> {
+): Promise<CallRow> {
   const now = ctx.ports.clock.now();
   const writes = new StreamWrites();
   const ended = await ctx.ports.db
@@ -179,7 +182,7 @@ async function finish(
     .execute((trx) => endIn(trx, row, { from, state, reason, now }, writes));
   if (!ended) throw new AppError('CONFLICT', 'This call has already ended');
   await writes.wake(ctx.ports);
-  return toCall(ended, row.caller_id);
+  return ended;
 }
 
 export function iceServers(ctx: Context, userId: string) {
@@ -425,14 +428,14 @@ export async function acceptCall(
 export async function rejectCall(ctx: Context, device: Device, callId: string): Promise<TCall> {
   const row = await myCall(ctx, device.userId, callId);
   if (row.callee_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
-  return finish(ctx, row, ['ringing'], 'rejected', 'user_declined');
+  return toCall(await finish(ctx, row, ['ringing'], 'rejected', 'user_declined'), device.userId);
 }
 
 /** The caller gives up before an answer: a missed call for the callee. */
 export async function cancelCall(ctx: Context, device: Device, callId: string): Promise<TCall> {
   const row = await myCall(ctx, device.userId, callId);
   if (row.caller_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
-  return finish(ctx, row, ['ringing'], 'missed', 'user_hangup');
+  return toCall(await finish(ctx, row, ['ringing'], 'missed', 'user_hangup'), device.userId);
 }
 
 /**
@@ -451,7 +454,8 @@ export async function hangup(
       : rejectCall(ctx, device, row.id);
   }
   const failed = input.reason === 'ice_failed' || input.reason === 'user_media_failed';
-  return finish(ctx, row, ['accepted'], failed ? 'failed' : 'ended', input.reason);
+  const ended = await finish(ctx, row, ['accepted'], failed ? 'failed' : 'ended', input.reason);
+  return toCall(ended, device.userId);
 }
 
 /** The one device of the other person in an answered call, or CONFLICT/NOT_FOUND. */
