@@ -256,6 +256,42 @@ describe(`call sessions (${backendLabel})`, () => {
     expect((await api(bob.accessToken).calls.get.query({ id: second.id })).state).toBe('missed');
   });
 
+  it("hangup takes only reasons a participant can know: the server's findings are refused", async () => {
+    const [alice, bob, carol, dave] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const live = await call(alice, bob, [await deviceOf(bob.accessToken)]);
+    await api(bob.accessToken).calls.accept.mutate({ callId: live.id, answer: b64('a') });
+    const ringing = await call(carol, dave, [await deviceOf(dave.accessToken)]);
+    const before = {
+      live: await api(bob.accessToken).calls.get.query({ id: live.id }),
+      ringing: await api(dave.accessToken).calls.get.query({ id: ringing.id }),
+    };
+    // A decline, busy, glare or ring timeout said by a client would be a false entry in both
+    // histories; each is refused whoever says it, on an answered or a ringing call.
+    const attempts = [
+      [alice, live.id],
+      [bob, live.id],
+      [carol, ringing.id],
+      [dave, ringing.id],
+    ] as const;
+    for (const reason of ['glare', 'user_busy', 'invite_timeout', 'user_declined'])
+      for (const [who, callId] of attempts)
+        expect(
+          await codeOf(
+            api(who.accessToken).calls.hangup.mutate({ callId, reason: reason as 'user_hangup' }),
+          ),
+          `${reason} on ${callId === live.id ? 'an answered' : 'a ringing'} call`,
+        ).toBe('BAD_REQUEST');
+    expect(await api(bob.accessToken).calls.get.query({ id: live.id })).toEqual(before.live);
+    expect(await api(dave.accessToken).calls.get.query({ id: ringing.id })).toEqual(before.ringing);
+    await api(bob.accessToken).calls.hangup.mutate({ callId: live.id });
+    await api(carol.accessToken).calls.cancel.mutate({ callId: ringing.id });
+  });
+
   it('the caller names the call; a taken, malformed or far-off id is refused, nothing written', async () => {
     const [alice, bob, carol] = [
       await registerUser(t),
