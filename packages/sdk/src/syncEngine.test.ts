@@ -390,4 +390,89 @@ describe('sync engine', () => {
       ['c1', 0],
     ]);
   });
+  it('a reconnect replays what the snapshot already counted: edits, deletions, leave and rejoin', async () => {
+    const updated = (seq: number, deleted: boolean, type = 'message.updated') =>
+      wire<RawSyncEvent>({
+        type,
+        message: {
+          ...(messageEvent('c1', seq) as { message: object }).message,
+          ciphertext: deleted ? null : bytesToBase64(new Uint8Array([1])),
+          deletedAt: deleted ? new Date(0).toISOString() : null,
+        },
+      });
+    // c1 holds 1..5 from someone else; 2 was edited, then deleted for everyone. The snapshot
+    // (taken after all of it) counts 4. I left c2 and joined it again before it, 2 unread.
+    const fake = fakeTransport([
+      snapshotOf('22', [
+        { id: 'c1', lastSeq: 5, unread: 4, readSeq: 0 },
+        { id: 'c2', lastSeq: 7, unread: 2, readSeq: 5 },
+      ]),
+      // After the reconnect below: 3 and 4 deleted, 5 hidden for me.
+      snapshotOf('26', [
+        { id: 'c1', lastSeq: 5, unread: 1, readSeq: 0 },
+        { id: 'c2', lastSeq: 7, unread: 2, readSeq: 5 },
+      ]),
+    ]);
+    const cursors = createMemoryCursorStore('10');
+    const engine = createSyncEngine({
+      transport: fake.transport,
+      cursorStore: cursors,
+      backoff: { minDelayMs: 1, maxDelayMs: 1 },
+    });
+    const { seen, handler } = recorder();
+    engine.onEvent(handler);
+    await engine.start();
+    expect([engine.unread('c1'), engine.unread('c2')]).toEqual([4, 2]);
+
+    // The warm start replays from the stored cursor, each message filled from its row as it is
+    // now: the edit of 2 arrives deleted, as its deletion does.
+    const replay: RawSyncEvent[] = [
+      updated(1, false, 'message.new'),
+      updated(2, true, 'message.new'),
+      updated(3, false, 'message.new'),
+      updated(4, false, 'message.new'),
+      updated(5, false, 'message.new'),
+      updated(2, true), // the edit
+      updated(2, true), // the deletion
+      { type: 'conversation.left', conversationId: 'c2', reason: 'left' },
+      wire({ type: 'conversation.joined', conversation: { id: 'c2', lastSeq: 7 } }),
+      wire({ type: 'receipt', conversationId: 'c2', userId: ME, deliveredSeq: 5, readSeq: 5 }),
+      messageEvent('c2', 6),
+      messageEvent('c2', 7),
+    ];
+    replay.forEach((event, i) => fake.push(String(11 + i), event));
+    await vi.waitFor(() => expect(seen.at(-1)?.id).toBe('22'));
+    expect([engine.unread('c1'), engine.unread('c2')]).toEqual([4, 2]);
+
+    // Live: 3 is deleted, and counts once however often it is removed.
+    fake.push('23', updated(3, true));
+    fake.push('24', {
+      type: 'messages.removed',
+      conversationId: 'c1',
+      seqs: [3],
+      reason: 'expired',
+    });
+    await vi.waitFor(() => expect(seen.at(-1)?.id).toBe('24'));
+    expect(engine.unread('c1')).toBe(3);
+
+    // Offline meanwhile: 4 deleted (25), 5 hidden for me (26). The reconnect's snapshot counts
+    // both out, and the replay from the saved cursor must not count them out again.
+    fake.subscriptions[0]!.handlers.onError(new Error('connection lost'));
+    const second = await fake.subscribed(2);
+    expect(second.from).toBe('24');
+    await vi.waitFor(() => expect(engine.state).toBe('live'));
+    expect(engine.unread('c1')).toBe(1);
+    fake.push('25', updated(4, true));
+    fake.push('26', {
+      type: 'messages.removed',
+      conversationId: 'c1',
+      seqs: [5],
+      reason: 'deleted_for_me',
+    });
+    await vi.waitFor(() => expect(seen.at(-1)?.id).toBe('26'));
+    expect([engine.unread('c1'), engine.unread('c2')]).toEqual([1, 2]);
+    // Still exact afterwards: the one left is 1.
+    fake.push('27', updated(1, true));
+    await vi.waitFor(() => expect(engine.unread('c1')).toBe(0));
+  });
 });

@@ -128,7 +128,8 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
   /**
    * (Re)connects from the stored cursor, or cold: snapshot first, then the stream from its cursor.
    * The snapshot is loaded on a warm start too, only to seed the unread counts; the app keeps
-   * its own state and is not handed it again.
+   * its own state and is not handed it again. The events replayed from the older stored cursor
+   * are in those counts already: the tracker tells them by id (at most the snapshot's cursor).
    */
   async function connect(gen: number, cold: boolean): Promise<void> {
     me ??= await transport.whoAmI();
@@ -263,7 +264,7 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
       }
       handlerFailures = 0;
       current.shift();
-      unread.apply(event);
+      unread.apply(event, id);
       if (ephemeral) continue;
       handled = id;
       await saveCursor(id);

@@ -2,29 +2,71 @@ import type { Snapshot, SyncEvent } from './messaging';
 
 /**
  * One conversation's unread state. The snapshot gives a count without saying which messages it
- * counts (`base`, all at or below `baseSeq`); messages from others that arrive later are kept by
- * seq (`later`), so moving my read position is exact for them.
+ * counts: `base` of the seqs in (`from`, `to`] (after my read position, up to its last seq),
+ * leaving out those in `gone`, known deleted, hidden for me or expired. Messages from others
+ * after `to` are kept by seq (`later`), so they are exact.
+ *
+ * Invariant: `base` <= the number of seqs of the range not known gone. A removal lowers `base`
+ * only to keep that true, that is when every such seq was counted: then the removed one was
+ * too. Otherwise the snapshot may have left it out already (a tombstone, a hidden message) and
+ * the count is an upper bound until the range is read or removed. So a removal the snapshot
+ * already reflects (replayed after a reconnect, or an edit filled from the message as it is
+ * now, deleted since) changes nothing, and no seq is taken off twice.
  */
 type State = {
   readSeq: number;
   /** The newest seq seen: a message event at or below it is already counted (or mine). */
   lastSeq: number;
+  from: number;
+  to: number;
   base: number;
-  baseSeq: number;
-  later: number[];
+  /** Seqs after `from` known gone for good; kept across a reconnect's new snapshot. */
+  gone: Set<number>;
+  later: Set<number>;
 };
 
-function countOf(s: State): number {
-  // Reading up to r < baseSeq leaves at most the baseSeq - r messages above r of the snapshot's
-  // count: exact when reading to the end (the usual case), an upper bound otherwise.
-  const fromBase = s.readSeq >= s.baseSeq ? 0 : Math.min(s.base, s.baseSeq - s.readSeq);
-  return fromBase + s.later.filter((seq) => seq > s.readSeq).length;
+function unsettled(s: State): number {
+  let known = 0;
+  for (const seq of s.gone) if (seq <= s.to) known++;
+  return s.to - s.from - known;
+}
+
+function fresh(readSeq: number, lastSeq: number): State {
+  return {
+    readSeq,
+    lastSeq,
+    from: Math.min(readSeq, lastSeq),
+    to: lastSeq,
+    base: 0,
+    gone: new Set(),
+    later: new Set(),
+  };
+}
+
+/** My read position moves forward only; what it passes stops counting. */
+function readUpTo(s: State, seq: number) {
+  if (seq <= s.readSeq) return;
+  s.readSeq = seq;
+  for (const later of s.later) if (later <= seq) s.later.delete(later);
+  if (seq <= s.from) return;
+  s.from = Math.min(seq, s.to);
+  for (const gone of s.gone) if (gone <= s.from) s.gone.delete(gone);
+  // The snapshot does not say which of its seqs it counted: at most all those still ahead.
+  s.base = Math.min(s.base, unsettled(s));
+}
+
+/** `seq` is gone (deleted for everyone, hidden for me, expired), now or before the snapshot. */
+function remove(s: State, seq: number) {
+  if (seq <= s.from || s.gone.has(seq)) return;
+  s.gone.add(seq);
+  if (seq > s.to) s.later.delete(seq);
+  else s.base = Math.min(s.base, unsettled(s));
 }
 
 /**
- * Unread counts as the server computes them (messages from others, not deleted, after my read
- * position), kept current from the stream so the app need not ask. My own message moves my read
- * position, as it does on the server.
+ * Unread counts as the server computes them (messages from others, not deleted, not hidden for
+ * me, after my read position), kept current from the stream so the app need not ask. My own
+ * message moves my read position, as it does on the server (so nothing after it is mine).
  */
 export function createUnreadTracker(
   me: () => string | undefined,
@@ -32,10 +74,14 @@ export function createUnreadTracker(
 ) {
   const states = new Map<string, State>();
   const counts = new Map<string, number>();
+  /** Events up to the snapshot's cursor are already in its counts (a warm start replays them). */
+  let reflected: number | null = null;
+  /** Whose counts these are: what was hidden for one account is not for the next. */
+  let owner: string | undefined;
 
   const update = (conversationId: string) => {
     const state = states.get(conversationId);
-    const next = state ? countOf(state) : 0;
+    const next = state ? state.base + state.later.size : 0;
     if (next === (counts.get(conversationId) ?? 0)) return;
     if (state) counts.set(conversationId, next);
     else counts.delete(conversationId);
@@ -49,7 +95,7 @@ export function createUnreadTracker(
   const forgetRemoved = (event: { type: string }) => {
     const e = event as {
       type: string;
-      message?: { conversationId: string; seq: number; senderId: string; deletedAt: unknown };
+      message?: { conversationId: string; seq: number; deletedAt: unknown };
       conversationId?: string;
       seqs?: number[];
     };
@@ -61,18 +107,7 @@ export function createUnreadTracker(
           : null;
     const state = gone && states.get(gone.conversationId);
     if (!gone || !state) return;
-    const counted = state.later.length;
-    state.later = state.later.filter((s) => !gone.seqs.includes(s));
-    // A deletion among the snapshot's count: known to count when sent by someone else.
-    const message = e.message;
-    if (
-      counted === state.later.length &&
-      message &&
-      message.senderId !== me() &&
-      message.seq > state.readSeq &&
-      message.seq <= state.baseSeq
-    )
-      state.base = Math.max(0, state.base - 1);
+    for (const seq of gone.seqs) remove(state, seq);
     update(gone.conversationId);
   };
 
@@ -80,50 +115,52 @@ export function createUnreadTracker(
     get: (conversationId: string) => counts.get(conversationId) ?? 0,
     total: () => [...counts.values()].reduce((sum, n) => sum + n, 0),
 
-    /** Replaces everything with the snapshot's view. */
+    /**
+     * Replaces everything with the snapshot's view, keeping (for the same account) which seqs are
+     * known gone: the snapshot left them out, so later removals of them must not count.
+     */
     reset(snapshot: Snapshot | null) {
       const before = [...states.keys()];
+      const known = snapshot && owner === me() ? new Map(states) : new Map<string, State>();
+      owner = me();
       states.clear();
+      reflected = snapshot ? Number(snapshot.cursor) : null;
       for (const entry of snapshot?.conversations ?? []) {
-        const seq = entry.conversation.lastSeq;
-        states.set(entry.conversation.id, {
-          readSeq: entry.readSeq,
-          lastSeq: seq,
-          base: entry.unread,
-          baseSeq: seq,
-          later: [],
-        });
+        const state = fresh(entry.readSeq, entry.conversation.lastSeq);
+        for (const seq of known.get(entry.conversation.id)?.gone ?? []) remove(state, seq);
+        // The last message is the one seq whose state the snapshot shows.
+        const last = entry.lastMessage;
+        if (last && last.seq === state.to && last.deletedAt !== null) remove(state, last.seq);
+        state.base = Math.min(entry.unread, unsettled(state));
+        states.set(entry.conversation.id, state);
       }
       for (const id of new Set([...before, ...states.keys()])) update(id);
     },
 
-    apply(event: SyncEvent) {
+    /** `id` is the event's stream id; without one the event counts as newer than the snapshot. */
+    apply(event: SyncEvent, id?: string) {
+      // A removal is safe to apply twice or after the snapshot (see State), and what it settles
+      // keeps a later removal of the same seq from counting: the rest is in the snapshot already.
+      if (reflected !== null && id !== undefined && Number(id) <= reflected)
+        return forgetRemoved(event);
       switch (event.type) {
         case 'conversation.joined': {
-          const { id, lastSeq } = event.conversation;
+          const { id: conversationId, lastSeq } = event.conversation;
           // Joining shows no history as unread: only what comes after.
-          if (!states.has(id))
-            states.set(id, { readSeq: lastSeq, lastSeq, base: 0, baseSeq: lastSeq, later: [] });
-          return update(id);
+          if (!states.has(conversationId)) states.set(conversationId, fresh(lastSeq, lastSeq));
+          return update(conversationId);
         }
         case 'conversation.left':
           states.delete(event.conversationId);
           return update(event.conversationId);
         case 'message.new': {
           const { conversationId, seq, senderId, deletedAt } = event.message;
-          const state = states.get(conversationId) ?? {
-            readSeq: 0,
-            lastSeq: 0,
-            base: 0,
-            baseSeq: 0,
-            later: [],
-          };
+          const state = states.get(conversationId) ?? fresh(0, 0);
           states.set(conversationId, state);
           if (seq <= state.lastSeq) return;
           state.lastSeq = seq;
-          if (senderId === me()) state.readSeq = Math.max(state.readSeq, seq);
-          else if (deletedAt === null) state.later.push(seq);
-          state.later = state.later.filter((s) => s > state.readSeq);
+          if (senderId === me()) readUpTo(state, seq);
+          else if (deletedAt === null && seq > state.readSeq) state.later.add(seq);
           return update(conversationId);
         }
         case 'receipt': {
@@ -131,8 +168,7 @@ export function createUnreadTracker(
           // Typed wide on purpose: servers that let members hide their read position send null.
           const readSeq: number | null = event.readSeq;
           if (event.userId !== me() || !state || readSeq === null) return;
-          state.readSeq = Math.max(state.readSeq, readSeq);
-          state.later = state.later.filter((s) => s > state.readSeq);
+          readUpTo(state, readSeq);
           return update(event.conversationId);
         }
         default:
