@@ -390,6 +390,7 @@ describe('sync engine', () => {
       ['c1', 0],
     ]);
   });
+
   it('a reconnect replays what the snapshot already counted: edits, deletions, leave and rejoin', async () => {
     const updated = (seq: number, deleted: boolean, type = 'message.updated') =>
       wire<RawSyncEvent>({
