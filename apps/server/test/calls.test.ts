@@ -292,6 +292,64 @@ describe(`call sessions (${backendLabel})`, () => {
     await api(carol.accessToken).calls.cancel.mutate({ callId: ringing.id });
   });
 
+  it('history: newest first in pages, with direction, outcome and talk time; also over REST', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [alicePhone, bobPhone] = [
+      await deviceOf(alice.accessToken),
+      await deviceOf(bob.accessToken),
+    ];
+    // Answered at 0 s, hung up at 42 s by the server's clock: 42 s of talk.
+    const talked = await call(alice, bob, [bobPhone]);
+    await api(bob.accessToken).calls.accept.mutate({ callId: talked.id, answer: b64('a') });
+    offsetMs = 42_000;
+    try {
+      await api(alice.accessToken).calls.hangup.mutate({ callId: talked.id });
+    } finally {
+      offsetMs = 0;
+    }
+    const missed = await call(alice, bob, [bobPhone]);
+    await api(alice.accessToken).calls.cancel.mutate({ callId: missed.id });
+    const declined = await call(bob, alice, [alicePhone]);
+    await api(alice.accessToken).calls.reject.mutate({ callId: declined.id });
+
+    const history = (input: { before?: string; limit?: number }) =>
+      api(alice.accessToken).calls.history.query(input);
+    const first = await history({ limit: 2 });
+    expect(first.more).toBe(true);
+    expect(first.calls).toMatchObject([
+      { id: declined.id, direction: 'incoming', state: 'rejected', durationSeconds: 0 },
+      { id: missed.id, direction: 'outgoing', state: 'missed', durationSeconds: 0 },
+    ]);
+    const second = await history({ limit: 2, before: first.calls[1]!.id });
+    expect(second.more).toBe(false);
+    expect(second.calls).toMatchObject([
+      { id: talked.id, direction: 'outgoing', state: 'ended', durationSeconds: 42 },
+    ]);
+    const { acceptedAt, endedAt } = second.calls[0]!;
+    // 42 s of server clock plus the real milliseconds the two requests took.
+    expect(Date.parse(endedAt!) - Date.parse(acceptedAt!)).toBeGreaterThanOrEqual(42_000);
+    expect(Date.parse(endedAt!) - Date.parse(acceptedAt!)).toBeLessThan(42_500);
+    // The same page boundary exactly: nothing after the last call, and a full page says no more.
+    expect(await history({ before: talked.id })).toEqual({ calls: [], more: false });
+    expect((await history({ limit: 3 })).more).toBe(false);
+    expect((await api(bob.accessToken).calls.history.query({})).calls[0]).toMatchObject({
+      id: declined.id,
+      direction: 'outgoing',
+    });
+
+    const rest = async (query: string) => {
+      const res = await fetch(`${t.server.url}/api/v1/calls${query}`, {
+        headers: { authorization: `Bearer ${alice.accessToken}` },
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as typeof first;
+    };
+    expect(await rest('?limit=2')).toEqual(first);
+    expect(await rest(`?limit=2&before=${first.calls[1]!.id}`)).toEqual(second);
+    expect((await rest('')).calls.map((c) => c.id)).toEqual([declined.id, missed.id, talked.id]);
+    expect((await fetch(`${t.server.url}/api/v1/calls`)).status).toBe(401);
+  });
+
   it('the caller names the call; a taken, malformed or far-off id is refused, nothing written', async () => {
     const [alice, bob, carol] = [
       await registerUser(t),
