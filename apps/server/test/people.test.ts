@@ -37,7 +37,8 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
         {
           onStarted: () => resolve(),
           onData: ({ data }) => {
-            if (data.type.startsWith('contact.')) events.push(data);
+            if (data.type.startsWith('contact.') || data.type.startsWith('block.'))
+              events.push(data);
           },
           onError: reject,
         },
@@ -127,7 +128,7 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     expect(await find()).toEqual([]);
   });
 
-  it('contact requests: send, see both ways, accept; live events reach the other user', async () => {
+  it('contact requests: send, see both ways, accept; live events reach both users', async () => {
     const ada = await registerUser(t);
     const bob = await registerUser(t);
     const bobLive = await live(bob);
@@ -138,6 +139,11 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     expect(received).toMatchObject({
       type: 'contact.request.received',
       request: { id: sent.requestId, direction: 'incoming', message: 'Hi Bob' },
+    });
+    // My other devices follow what I do on this one.
+    expect(await adaLive.events.next()).toMatchObject({
+      type: 'contact.request.sent',
+      request: { id: sent.requestId, direction: 'outgoing', user: { id: bob.userId } },
     });
 
     expect((await api(ada).contacts.requests.query()).outgoing.map((r) => r.id)).toEqual([
@@ -156,7 +162,12 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     expect(await adaLive.events.next()).toMatchObject({
       type: 'contact.request.accepted',
       requestId: sent.requestId,
-      user: { id: bob.userId },
+      user: { id: bob.userId, isContact: true },
+    });
+    expect(await bobLive.events.next()).toMatchObject({
+      type: 'contact.request.accepted',
+      requestId: sent.requestId,
+      user: { id: ada.userId, isContact: true },
     });
     expect((await api(ada).contacts.list.query()).contacts.map((c) => c.id)).toEqual([bob.userId]);
     expect((await api(bob).users.get.query({ id: ada.userId })).isContact).toBe(true);
@@ -166,6 +177,7 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
       type: 'contact.removed',
       userId: ada.userId,
     });
+    expect(await adaLive.events.next()).toEqual({ type: 'contact.removed', userId: bob.userId });
     expect((await api(bob).contacts.list.query()).contacts).toEqual([]);
     bobLive.stop();
     adaLive.stop();
@@ -182,22 +194,28 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
 
     const aLive = await live(a);
     const toC = await api(a).contacts.request.mutate({ userId: c.userId });
+    expect((await aLive.events.next()).type).toBe('contact.request.sent');
     await api(c).contacts.decline.mutate({ id: toC.requestId! });
     expect(await aLive.events.next()).toMatchObject({
       type: 'contact.request.declined',
       requestId: toC.requestId,
     });
-    aLive.stop();
 
     const cLive = await live(c);
     const again = await api(a).contacts.request.mutate({ userId: c.userId });
     expect((await cLive.events.next()).type).toBe('contact.request.received');
+    expect((await aLive.events.next()).type).toBe('contact.request.sent');
     await api(a).contacts.cancel.mutate({ id: again.requestId! });
     expect(await cLive.events.next()).toMatchObject({
       type: 'contact.request.cancelled',
       requestId: again.requestId,
     });
+    expect(await aLive.events.next()).toMatchObject({
+      type: 'contact.request.cancelled',
+      requestId: again.requestId,
+    });
     cLive.stop();
+    aLive.stop();
   });
 
   it("someone else's request or contact is NOT_FOUND; malformed ids are BAD_REQUEST; nothing changes", async () => {
@@ -238,7 +256,10 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     await api(me).users.updatePrivacy.mutate({ contactRequests: 'everyone' });
     await api(me).me.update.mutate({ bio: 'private-ish bio' });
 
+    const [mine, theirs] = [await live(me), await live(pest)];
     await api(me).blocks.add.mutate({ userId: pest.userId });
+    // My devices hear of the block; the blocked user is not told.
+    expect(await mine.events.next()).toEqual({ type: 'block.added', userId: pest.userId });
     expect((await api(me).contacts.list.query()).contacts).toEqual([]);
     expect((await api(me).blocks.list.query()).blocked.map((b) => b.id)).toEqual([pest.userId]);
     expect((await api(pest).users.search.query({ username: me.username })).users).toEqual([]);
@@ -262,7 +283,11 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
 
     expect(await codeOf(api(me).blocks.add.mutate({ userId: me.userId }))).toBe('BAD_REQUEST');
     await api(me).blocks.remove.mutate({ userId: pest.userId });
+    expect(await mine.events.next()).toEqual({ type: 'block.removed', userId: pest.userId });
     expect(await codeOf(api(me).blocks.remove.mutate({ userId: pest.userId }))).toBe('NOT_FOUND');
+    expect(theirs.events.size).toBe(0);
+    mine.stop();
+    theirs.stop();
     expect(
       (await api(pest).users.search.query({ username: me.username })).users.map((u) => u.id),
     ).toEqual([me.userId]);

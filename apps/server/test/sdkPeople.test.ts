@@ -48,8 +48,13 @@ describe(`SDK people wrappers and live events (${backendLabel})`, () => {
       received.request.id,
     ]);
 
+    expect(await aliceEvents.next()).toMatchObject({ type: 'contact.request.sent' });
     await b.people.contacts.accept(received.request.id);
     expect(await aliceEvents.next()).toMatchObject({ type: 'contact.request.accepted' });
+    expect(await bobEvents.next()).toMatchObject({
+      type: 'contact.request.accepted',
+      user: { id: alice.userId },
+    });
     expect((await a.people.contacts.list()).contacts.map((c) => c.id)).toEqual([bob.userId]);
     expect((await b.people.get(alice.userId)).isContact).toBe(true);
 

@@ -100,8 +100,15 @@ export const ZBlocks = z.object({
  * Events about people, on each device's sync stream (`sync.events`): contact changes are durable
  * (stored, resumable); presence is ephemeral (live only).
  */
+/**
+ * Each change reaches every device of both people, the one who made it included (so my other
+ * devices follow what I did on this one), except where the other side is not told (a block).
+ * `user` and `userId` are always the other person, as the receiver sees them.
+ */
 export const ZPeopleEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('contact.request.received'), request: ZContactRequest }),
+  /** To my devices: I asked someone (`request.direction` is `outgoing`). */
+  z.object({ type: z.literal('contact.request.sent'), request: ZContactRequest }),
   z.object({
     type: z.literal('contact.request.accepted'),
     requestId: z.string(),
@@ -110,6 +117,12 @@ export const ZPeopleEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('contact.request.declined'), requestId: z.string() }),
   z.object({ type: z.literal('contact.request.cancelled'), requestId: z.string() }),
   z.object({ type: z.literal('contact.removed'), userId: z.string() }),
+  /**
+   * To my devices only (the blocked user is not told): our contact and any request between us
+   * are gone with it.
+   */
+  z.object({ type: z.literal('block.added'), userId: z.string() }),
+  z.object({ type: z.literal('block.removed'), userId: z.string() }),
   // Ephemeral (never stored). Null presence: its owner stopped showing it to me.
   z.object({ type: z.literal('presence'), userId: z.string(), presence: ZPresence.nullable() }),
 ]);

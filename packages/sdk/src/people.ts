@@ -9,8 +9,11 @@ export type { Subscription };
 type Out = RouterOutputs;
 type In = RouterInputs;
 
-/** Everything that arrives live about people: contact requests and their answers, presence. */
-export type PeopleEvent = Extract<RawSyncEvent, { type: 'presence' | `contact.${string}` }>;
+/** Everything that arrives live about people: contact requests and their answers, blocks, presence. */
+export type PeopleEvent = Extract<
+  RawSyncEvent,
+  { type: 'presence' | `contact.${string}` | `block.${string}` }
+>;
 export type PresenceEvent = Extract<PeopleEvent, { type: 'presence' }>;
 /** Someone else's profile, as far as their privacy settings let me see it. */
 export type PublicProfile = Out['users']['get'];
@@ -66,10 +69,13 @@ export type MvpPeople = {
 
 const PEOPLE_TYPES = new Set<string>([
   'contact.request.received',
+  'contact.request.sent',
   'contact.request.accepted',
   'contact.request.declined',
   'contact.request.cancelled',
   'contact.removed',
+  'block.added',
+  'block.removed',
   'presence',
 ] satisfies PeopleEvent['type'][]);
 

@@ -36,8 +36,9 @@ async function describeRequest(
 }
 
 /**
- * Makes a change and stores the events telling others about it in the same transaction (they
- * reach every device on its sync stream, also later), then wakes their subscriptions.
+ * Makes a change and stores the events telling both people about it in the same transaction
+ * (they reach every device on its sync stream, also later: my other devices follow what I did
+ * here), then wakes their subscriptions.
  */
 async function changeAndTell(
   ctx: Context,
@@ -93,14 +94,20 @@ export async function sendRequest(
     message: input.message || null,
     created_at: ctx.ports.clock.now(),
   };
-  const request = await describeRequest(ctx, target.id, row);
+  const [received, sent] = await Promise.all([
+    describeRequest(ctx, target.id, row),
+    describeRequest(ctx, me, row),
+  ]);
   try {
     await changeAndTell(
       ctx,
       async (trx) => {
         await trx.insertInto('contact_requests').values(row).execute();
       },
-      [{ userId: target.id, event: { type: 'contact.request.received', request } }],
+      [
+        { userId: target.id, event: { type: 'contact.request.received', request: received } },
+        { userId: me, event: { type: 'contact.request.sent', request: sent } },
+      ],
     );
   } catch (err) {
     if (!isUniqueViolation(err)) throw err;
@@ -139,19 +146,26 @@ async function ownRequest(
 
 export async function acceptRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'to');
-  const event = {
+  // Each side's new contact as it will see them once we are contacts.
+  const accepted = async (viewer: string, user: string) => ({
     type: 'contact.request.accepted' as const,
     requestId: row.id,
-    // As the requester will see me once we are contacts.
-    user: { ...(await profileFor(ctx, row.from_user_id, me)), isContact: true },
-  };
+    user: { ...(await profileFor(ctx, viewer, user)), isContact: true },
+  });
+  const [toRequester, toMe] = await Promise.all([
+    accepted(row.from_user_id, me),
+    accepted(me, row.from_user_id),
+  ]);
   await changeAndTell(
     ctx,
     async (trx) => {
       await rel.addContactPair(trx, row.from_user_id, me, ctx.ports.clock.now());
       await rel.deleteRequestsBetween(trx, row.from_user_id, me);
     },
-    [{ userId: row.from_user_id, event }],
+    [
+      { userId: row.from_user_id, event: toRequester },
+      { userId: me, event: toMe },
+    ],
   );
 }
 
@@ -161,15 +175,19 @@ async function deleteRequest(trx: Transaction<DB>, id: string): Promise<void> {
 
 export async function declineRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'to');
+  const event = { type: 'contact.request.declined' as const, requestId: row.id };
   await changeAndTell(ctx, (trx) => deleteRequest(trx, row.id), [
-    { userId: row.from_user_id, event: { type: 'contact.request.declined', requestId: row.id } },
+    { userId: row.from_user_id, event },
+    { userId: me, event },
   ]);
 }
 
 export async function cancelRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'from');
+  const event = { type: 'contact.request.cancelled' as const, requestId: row.id };
   await changeAndTell(ctx, (trx) => deleteRequest(trx, row.id), [
-    { userId: row.to_user_id, event: { type: 'contact.request.cancelled', requestId: row.id } },
+    { userId: row.to_user_id, event },
+    { userId: me, event },
   ]);
 }
 
@@ -191,7 +209,10 @@ export async function removeContact(ctx: Context, me: string, userId: string): P
       if (!(await rel.removeContactPair(trx, me, userId)))
         throw new AppError('NOT_FOUND', 'Not a contact');
     },
-    [{ userId, event: { type: 'contact.removed', userId: me } }],
+    [
+      { userId, event: { type: 'contact.removed', userId: me } },
+      { userId: me, event: { type: 'contact.removed', userId } },
+    ],
   );
 }
 
@@ -200,16 +221,20 @@ export async function block(ctx: Context, me: string, userId: string): Promise<v
   if (userId === me) throw new AppError('BAD_REQUEST', 'You cannot block yourself');
   const db = ctx.ports.db;
   if (!(await users.userExists(db, userId))) throw new AppError('NOT_FOUND', 'No such user');
-  await db.transaction().execute(async (trx) => {
-    if (!(await rel.isBlocked(trx, me, userId))) {
-      await trx
-        .insertInto('blocks')
-        .values({ blocker_id: me, blocked_id: userId, created_at: ctx.ports.clock.now() })
-        .execute();
-    }
-    await rel.removeContactPair(trx, me, userId);
-    await rel.deleteRequestsBetween(trx, me, userId);
-  });
+  await changeAndTell(
+    ctx,
+    async (trx) => {
+      if (!(await rel.isBlocked(trx, me, userId))) {
+        await trx
+          .insertInto('blocks')
+          .values({ blocker_id: me, blocked_id: userId, created_at: ctx.ports.clock.now() })
+          .execute();
+      }
+      await rel.removeContactPair(trx, me, userId);
+      await rel.deleteRequestsBetween(trx, me, userId);
+    },
+    [{ userId: me, event: { type: 'block.added', userId } }],
+  );
   await postingChangedBetween(ctx, me, userId);
 }
 
@@ -224,12 +249,18 @@ async function postingChangedBetween(ctx: Context, a: string, b: string): Promis
 }
 
 export async function unblock(ctx: Context, me: string, userId: string): Promise<void> {
-  const result = await ctx.ports.db
-    .deleteFrom('blocks')
-    .where('blocker_id', '=', me)
-    .where('blocked_id', '=', userId)
-    .executeTakeFirst();
-  if (Number(result.numDeletedRows) === 0) throw new AppError('NOT_FOUND', 'Not blocked');
+  await changeAndTell(
+    ctx,
+    async (trx) => {
+      const result = await trx
+        .deleteFrom('blocks')
+        .where('blocker_id', '=', me)
+        .where('blocked_id', '=', userId)
+        .executeTakeFirst();
+      if (Number(result.numDeletedRows) === 0) throw new AppError('NOT_FOUND', 'Not blocked');
+    },
+    [{ userId: me, event: { type: 'block.removed', userId } }],
+  );
   await postingChangedBetween(ctx, me, userId);
 }
 
