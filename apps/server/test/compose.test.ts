@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -16,9 +17,57 @@ type Service = {
   environment?: Record<string, unknown>;
 };
 
-// coturn 4.6 rejects CIDR here, so ranges are written first-last; accept either spelling.
-const denies = (command: string, cidr: string, range: string) =>
-  command.includes(`denied-peer-ip=${cidr}`) || command.includes(`denied-peer-ip=${range}`);
+/**
+ * Compose's `${VAR}`, `${VAR:-default}` and `${VAR:+alternative}` (un-nested, the only forms the
+ * file uses), so a test can see what a value becomes with and without a variable set.
+ */
+const interpolate = (value: string, vars: Record<string, string>) =>
+  value.replace(
+    /\$\{(\w+)(?:(:-|:\+)([^}]*))?\}/g,
+    (_: string, name: string, op: string | undefined, arg: string | undefined): string => {
+      const set = vars[name];
+      if (op === ':+') return set ? (arg ?? '') : '';
+      return set || (op === ':-' ? (arg ?? '') : '');
+    },
+  );
+
+type Range = { v6: boolean; start: bigint; end: bigint };
+
+/** An address as a number; IPv6 may end in dotted IPv4 (::ffff:1.2.3.4). */
+function ipNumber(ip: string): { v6: boolean; n: bigint } {
+  if (isIPv4(ip))
+    return { v6: false, n: ip.split('.').reduce((acc, o) => (acc << 8n) | BigInt(o), 0n) };
+  if (!isIPv6(ip)) throw new Error(`not an IP address: ${ip}`);
+  const dotted = /\d+\.\d+\.\d+\.\d+$/.exec(ip)?.[0];
+  const low = dotted ? ipNumber(dotted).n : 0n;
+  const text = dotted
+    ? `${ip.slice(0, -dotted.length)}${(low >> 16n).toString(16)}:${(low & 0xffffn).toString(16)}`
+    : ip;
+  const [head = '', tail] = text.split('::');
+  const groups = (part: string) => (part ? part.split(':') : []);
+  const all =
+    tail === undefined
+      ? groups(head)
+      : [
+          ...groups(head),
+          ...Array<string>(8 - groups(head).length - groups(tail).length).fill('0'),
+          ...groups(tail),
+        ];
+  return { v6: true, n: all.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n) };
+}
+
+/** `first-last`, one address, or CIDR (coturn 4.6 rejects CIDR, so the file uses ranges). */
+function rangeOf(spec: string): Range {
+  const [first, last] = spec.split('-') as [string, string | undefined];
+  if (first.includes('/')) {
+    const [addr, len] = first.split('/') as [string, string];
+    const { v6, n } = ipNumber(addr);
+    const size = 1n << BigInt((v6 ? 128 : 32) - Number(len));
+    return { v6, start: n - (n % size), end: n - (n % size) + size - 1n };
+  }
+  const start = ipNumber(first);
+  return { v6: start.v6, start: start.n, end: ipNumber(last ?? first).n };
+}
 
 describe('docker-compose.yml', () => {
   const { services } = parse(read('docker-compose.yml')) as { services: Record<string, Service> };
@@ -62,12 +111,51 @@ describe('docker-compose.yml', () => {
     expect(String(env.MVP_S3_SECRET_ACCESS_KEY)).not.toContain('MINIO_ROOT');
   });
 
-  it('runs coturn on shared-secret credentials and refuses to relay into private networks', () => {
-    const { command = '' } = services.coturn ?? {};
-    const text = Array.isArray(command) ? command.join(' ') : command;
-    expect(text).toContain('use-auth-secret');
-    expect(denies(text, '127.0.0.0/8', '127.0.0.0-127.255.255.255')).toBe(true);
-    expect(denies(text, '10.0.0.0/8', '10.0.0.0-10.255.255.255')).toBe(true);
+  const coturnArgs = () => [services.coturn?.command ?? []].flat().flatMap((c) => c.split(' '));
+  const serverEnv = () => services.server?.environment ?? {};
+
+  it('gives coturn and the server one shared secret: the same variable, the same default', () => {
+    const args = coturnArgs();
+    expect(args).toContain('--use-auth-secret');
+    const coturnSecret = args.find((a) => a.startsWith('--static-auth-secret='))?.split('=')[1];
+    const serverSecret = String(serverEnv().MVP_TURN_SECRET);
+    expect(coturnSecret).toMatch(/^\$\{TURN_SECRET(:-[^}]+)?\}$/); // a variable, not a literal
+    expect(coturnSecret).toBe(serverSecret);
+    for (const vars of [{}, { TURN_SECRET: 'an-operator-chosen-secret-0123456789' }])
+      expect(interpolate(coturnSecret!, vars)).toBe(interpolate(serverSecret, vars));
+  });
+
+  it('refuses to relay into loopback, private, link-local, CGNAT and mapped addresses', () => {
+    const args = coturnArgs();
+    const denied = args
+      .filter((a) => a.startsWith('--denied-peer-ip='))
+      .map((a) => rangeOf(a.slice('--denied-peer-ip='.length)));
+    // An allowed-peer-ip would punch a hole in the list below.
+    expect(args.filter((a) => a.startsWith('--allowed-peer-ip'))).toEqual([]);
+    expect(args).toContain('--no-multicast-peers');
+    const mustDeny = [
+      '0.0.0.0/8', // "this network": 0.0.0.0 reaches the host itself on Linux
+      '10.0.0.0/8',
+      '100.64.0.0/10', // carrier-grade NAT
+      '127.0.0.0/8',
+      '169.254.0.0/16', // link-local, and cloud metadata at 169.254.169.254
+      '172.16.0.0/12',
+      '192.168.0.0/16',
+      '198.18.0.0/15',
+      '240.0.0.0/4',
+      '::/128',
+      '::1/128',
+      '::ffff:0.0.0.0/96', // IPv4-mapped: ::ffff:127.0.0.1 is loopback
+      '64:ff9b::/96', // NAT64 to any IPv4 address, private ones included
+      '64:ff9b:1::/48', // local-use NAT64 (RFC 8215), the same
+      'fc00::/7', // unique local
+      'fe80::/10', // link-local
+    ];
+    const uncovered = mustDeny.filter((cidr) => {
+      const want = rangeOf(cidr);
+      return !denied.some((d) => d.v6 === want.v6 && d.start <= want.start && d.end >= want.end);
+    });
+    expect(uncovered).toEqual([]);
   });
 });
 
