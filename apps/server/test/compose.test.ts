@@ -3,7 +3,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { ENV_VARIABLES } from '../src/env';
+import { configFromEnv } from '../src/config';
+import { ENV_VARIABLES, parseEnv } from '../src/env';
 
 // Deployment files drift silently: a renamed variable in compose is just ignored by the server.
 const read = (file: string) =>
@@ -15,6 +16,8 @@ type Service = {
   healthcheck?: { test: unknown };
   depends_on?: Record<string, unknown> | string[];
   environment?: Record<string, unknown>;
+  volumes?: string[];
+  ports?: string[];
 };
 
 /**
@@ -121,7 +124,11 @@ describe('docker-compose.yml', () => {
     const serverSecret = String(serverEnv().MVP_TURN_SECRET);
     expect(coturnSecret).toMatch(/^\$\{TURN_SECRET(:-[^}]+)?\}$/); // a variable, not a literal
     expect(coturnSecret).toBe(serverSecret);
-    for (const vars of [{}, { TURN_SECRET: 'an-operator-chosen-secret-0123456789' }])
+    const settings: Record<string, string>[] = [
+      {},
+      { TURN_SECRET: 'an-operator-chosen-secret-0123456789' },
+    ];
+    for (const vars of settings)
       expect(interpolate(coturnSecret!, vars)).toBe(interpolate(serverSecret, vars));
   });
 
@@ -156,6 +163,39 @@ describe('docker-compose.yml', () => {
       return !denied.some((d) => d.v6 === want.v6 && d.start <= want.start && d.end >= want.end);
     });
     expect(uncovered).toEqual([]);
+  });
+
+  it('serves TURN over TLS on 5349 from a mounted certificate, and offers turns: only when asked', () => {
+    const args = coturnArgs();
+    expect(args).toContain('--tls-listening-port=5349');
+    expect(args).not.toContain('--no-tls');
+    const certDir = '/etc/coturn/tls/';
+    expect(args.find((a) => a.startsWith('--cert='))).toMatch(`--cert=${certDir}`);
+    expect(args.find((a) => a.startsWith('--pkey='))).toMatch(`--pkey=${certDir}`);
+    expect(services.coturn?.volumes).toContain('${TURN_TLS_DIR:-./turn-tls}:/etc/coturn/tls:ro');
+    expect(services.coturn?.ports).toContain('5349:5349/tcp');
+
+    // What the server is configured with, with and without TURN_TLS_HOST; env.ts must accept it.
+    const iceConfig = (vars: Record<string, string>) => {
+      const env = serverEnv();
+      const pick = ['MVP_STUN_URLS', 'MVP_TURN_URLS', 'MVP_TURN_SECRET'] as const;
+      return configFromEnv(
+        parseEnv(
+          Object.fromEntries(pick.map((name) => [name, interpolate(String(env[name]), vars)])),
+        ),
+      ).calls;
+    };
+    expect(iceConfig({}).turnUrls).toEqual([
+      'turn:localhost:3478?transport=udp',
+      'turn:localhost:3478?transport=tcp',
+    ]);
+    const withTls = iceConfig({ TURN_HOST: '203.0.113.7', TURN_TLS_HOST: 'turn.example.com' });
+    expect(withTls.turnUrls).toEqual([
+      'turn:203.0.113.7:3478?transport=udp',
+      'turn:203.0.113.7:3478?transport=tcp',
+      'turns:turn.example.com:5349?transport=tcp',
+    ]);
+    expect(withTls.stunUrls).toEqual(['stun:203.0.113.7:3478']);
   });
 });
 
