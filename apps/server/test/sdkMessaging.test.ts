@@ -235,4 +235,52 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     ]);
     expect(['FORBIDDEN', 'NOT_FOUND']).toContain(b.outbox.pending()[0]?.error?.code);
   });
+
+  it('wrappers: channels, invites, roles, settings, edits, reactions, pins, deletions, typing', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [a, b] = [sdkFor(alice), sdkFor(bob)];
+    const channel = await a.messaging.conversations.createChannel({ title: 'News' });
+    expect(channel).toMatchObject({ kind: 'channel', myRole: 'owner', memberCount: 1 });
+    const invite = await a.messaging.invites.create(channel.id, { maxUses: 5 });
+    expect((await a.messaging.invites.list(channel.id)).map((i) => i.code)).toEqual([invite.code]);
+    expect(await b.messaging.invites.preview(invite.code)).toMatchObject({ title: 'News' });
+    expect((await b.messaging.invites.join(invite.code)).myRole).toBe('member');
+    await a.messaging.invites.revoke(invite.code);
+    expect((await a.messaging.invites.list(channel.id)).map((i) => [i.uses, i.revoked])).toEqual([
+      [1, true],
+    ]);
+    await expect(b.messaging.invites.preview(invite.code)).rejects.toThrow();
+
+    const renamed = await a.messaging.conversations.update(channel.id, { title: 'Daily news' });
+    expect(renamed.title).toBe('Daily news');
+    // A channel member reads only; made an admin, posts.
+    await expect(b.messaging.messages.typing(channel.id)).rejects.toThrow();
+    await a.messaging.conversations.setRole(channel.id, bob.userId, 'admin');
+    await b.messaging.messages.typing(channel.id);
+    const first = await b.outbox.send(channel.id, plain('draft')).result;
+
+    const edited = await b.messaging.messages.edit(channel.id, first.seq, plain('final'));
+    expect([text(edited), edited.editedAt !== null]).toEqual(['final', true]);
+    await a.messaging.messages.react(channel.id, first.seq, '👍');
+    await a.messaging.messages.pin(channel.id, first.seq);
+    const [pinned] = await b.messaging.messages.pins(channel.id);
+    expect([text(pinned!), pinned!.reactions]).toEqual([
+      'final',
+      [{ emoji: '👍', userIds: [alice.userId] }],
+    ]);
+    await a.messaging.messages.react(channel.id, first.seq, '👍', false);
+    await a.messaging.messages.pin(channel.id, first.seq, false);
+    expect(await b.messaging.messages.pins(channel.id)).toEqual([]);
+
+    const second = await b.outbox.send(channel.id, plain('oops')).result;
+    await a.messaging.messages.deleteForMe(channel.id, first.seq);
+    await b.messaging.messages.delete(channel.id, second.seq);
+    const seen = (await a.messaging.messages.history(channel.id)).messages;
+    expect(seen.map((m) => [m.seq, m.ciphertext === null])).toEqual([[second.seq, true]]);
+
+    await a.messaging.conversations.transferOwnership(channel.id, bob.userId);
+    expect((await a.messaging.conversations.get(channel.id)).myRole).toBe('admin');
+    await b.messaging.conversations.delete(channel.id);
+    await expect(a.messaging.conversations.get(channel.id)).rejects.toThrow();
+  });
 });

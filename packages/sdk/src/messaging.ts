@@ -1,6 +1,6 @@
 import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
-import { base64ToBytes } from './base64';
+import { base64ToBytes, bytesToBase64 } from './base64';
 import type { RouterInputs, RouterOutputs } from './types';
 
 type Out = RouterOutputs;
@@ -18,6 +18,11 @@ export type Envelope = Omit<RawEnvelope, 'ciphertext'> & { ciphertext: Uint8Arra
 export type Conversation = Out['conversations']['get'];
 export type ConversationMember = Out['conversations']['members']['members'][number];
 export type Receipts = Out['messages']['markRead'];
+export type Invite = Out['conversations']['createInvite'];
+export type InvitePreview = Out['conversations']['previewInvite'];
+export type ConversationChanges = Omit<In['conversations']['update'], 'id'>;
+export type InviteOptions = Omit<In['conversations']['createInvite'], 'id'>;
+export type MemberRole = In['conversations']['setRole']['role'];
 
 /** The server's event union, with base64 strings (what the wire carries). */
 export type RawSyncEvent =
@@ -81,17 +86,21 @@ export function decodeSnapshot(snapshot: RawSnapshot): Snapshot {
 export type HistoryPage = { messages: Message[]; more: boolean };
 export type HistoryOptions = Omit<In['messages']['history'], 'conversationId'>;
 
-/** `client.messaging`: conversations and message history; sending goes through `client.outbox`. */
+type NewRoom = { title: string; description?: string; memberIds?: string[] };
+
+/**
+ * `client.messaging`: conversations, invites and messages. Sending goes through
+ * `client.outbox` (queued while offline, retried with the same id); with end-to-end encryption,
+ * sends and edits go through `client.e2ee`, which seals the bytes these calls carry as they are.
+ */
 export type MvpMessaging = {
   conversations: {
     /** The direct conversation with `userId` (the same one every time for a pair). */
     createDirect(userId: string): Promise<Conversation>;
     /** A group of my contacts; I am its owner. */
-    createGroup(input: {
-      title: string;
-      description?: string;
-      memberIds?: string[];
-    }): Promise<Conversation>;
+    createGroup(input: NewRoom): Promise<Conversation>;
+    /** A channel: only its owner and admins post, the others read (and join by invite). */
+    createChannel(input: NewRoom): Promise<Conversation>;
     list(): Promise<Conversation[]>;
     /** NOT_FOUND for conversations I am not in, as for ones that do not exist. */
     get(conversationId: string): Promise<Conversation>;
@@ -101,6 +110,24 @@ export type MvpMessaging = {
     /** Admins remove someone (they get `conversation.left` with reason `removed`). */
     removeMember(conversationId: string, userId: string): Promise<void>;
     leave(conversationId: string): Promise<void>;
+    /** Admins change the title, description, slow mode or disappearing-messages timer. */
+    update(conversationId: string, changes: ConversationChanges): Promise<Conversation>;
+    /** The owner makes admins; admins restrict (read only) or restore members. */
+    setRole(conversationId: string, userId: string, role: MemberRole): Promise<void>;
+    /** The owner hands over; they stay on as an admin. */
+    transferOwnership(conversationId: string, userId: string): Promise<void>;
+    /** The owner deletes it for everyone (`conversation.left` with reason `deleted`). */
+    delete(conversationId: string): Promise<void>;
+    removeAvatar(conversationId: string): Promise<void>;
+  };
+  invites: {
+    /** Admins make a code, optionally expiring and limited in uses. */
+    create(conversationId: string, options?: InviteOptions): Promise<Invite>;
+    list(conversationId: string): Promise<Invite[]>;
+    revoke(code: string): Promise<void>;
+    /** What the code leads to, without joining. */
+    preview(code: string): Promise<InvitePreview>;
+    join(code: string): Promise<Conversation>;
   };
   messages: {
     /**
@@ -111,24 +138,53 @@ export type MvpMessaging = {
     /** My read position moves forward to `seq` (never back); other members get a receipt. */
     markRead(conversationId: string, seq: number): Promise<Receipts>;
     markDelivered(conversationId: string, seq: number): Promise<Receipts>;
+    /** The sender replaces the bytes; `editedAt` shows it. */
+    edit(
+      conversationId: string,
+      seq: number,
+      content: { contentType: string; ciphertext: Uint8Array },
+    ): Promise<Message>;
+    /** For everyone (the sender, or an admin): a tombstone keeps its place. */
+    delete(conversationId: string, seq: number): Promise<void>;
+    /** Hidden on all my devices only. */
+    deleteForMe(conversationId: string, seq: number): Promise<void>;
+    /** Adds (or with `on: false` takes back) one emoji of mine. */
+    react(conversationId: string, seq: number, emoji: string, on?: boolean): Promise<void>;
+    pin(conversationId: string, seq: number, pinned?: boolean): Promise<void>;
+    pins(conversationId: string): Promise<Message[]>;
+    /** Renew every few seconds while typing; the others see it for ~6 s. */
+    typing(conversationId: string): Promise<void>;
   };
 };
 
 export function createMessagingClient(api: TRPCClient<AppRouter>): MvpMessaging {
+  const done = async (call: Promise<unknown>): Promise<void> => {
+    await call;
+  };
   return {
     conversations: {
       createDirect: (userId) => api.conversations.create.mutate({ kind: 'direct', userId }),
       createGroup: (input) => api.conversations.create.mutate({ kind: 'group', ...input }),
+      createChannel: (input) => api.conversations.create.mutate({ kind: 'channel', ...input }),
       list: async () => (await api.conversations.list.query()).conversations,
       get: (id) => api.conversations.get.query({ id }),
       members: async (id) => (await api.conversations.members.query({ id })).members,
       addMembers: (id, userIds) => api.conversations.addMembers.mutate({ id, userIds }),
-      removeMember: async (id, userId) => {
-        await api.conversations.removeMember.mutate({ id, userId });
-      },
-      leave: async (id) => {
-        await api.conversations.leave.mutate({ id });
-      },
+      removeMember: (id, userId) => done(api.conversations.removeMember.mutate({ id, userId })),
+      leave: (id) => done(api.conversations.leave.mutate({ id })),
+      update: (id, changes) => api.conversations.update.mutate({ id, ...changes }),
+      setRole: (id, userId, role) => done(api.conversations.setRole.mutate({ id, userId, role })),
+      transferOwnership: (id, userId) =>
+        done(api.conversations.transferOwnership.mutate({ id, userId })),
+      delete: (id) => done(api.conversations.delete.mutate({ id })),
+      removeAvatar: (id) => done(api.conversations.removeAvatar.mutate({ id })),
+    },
+    invites: {
+      create: (id, options = {}) => api.conversations.createInvite.mutate({ id, ...options }),
+      list: async (id) => (await api.conversations.invites.query({ id })).invites,
+      revoke: (code) => done(api.conversations.revokeInvite.mutate({ code })),
+      preview: (code) => api.conversations.previewInvite.query({ code }),
+      join: (code) => api.conversations.join.mutate({ code }),
     },
     messages: {
       history: async (conversationId, options = {}) => {
@@ -138,6 +194,25 @@ export function createMessagingClient(api: TRPCClient<AppRouter>): MvpMessaging 
       markRead: (conversationId, seq) => api.messages.markRead.mutate({ conversationId, seq }),
       markDelivered: (conversationId, seq) =>
         api.messages.markDelivered.mutate({ conversationId, seq }),
+      edit: async (conversationId, seq, content) =>
+        decodeMessage(
+          await api.messages.edit.mutate({
+            conversationId,
+            seq,
+            contentType: content.contentType,
+            ciphertext: bytesToBase64(content.ciphertext),
+          }),
+        ),
+      delete: (conversationId, seq) => done(api.messages.delete.mutate({ conversationId, seq })),
+      deleteForMe: (conversationId, seq) =>
+        done(api.messages.deleteForMe.mutate({ conversationId, seq })),
+      react: (conversationId, seq, emoji, on = true) =>
+        done(api.messages.react.mutate({ conversationId, seq, emoji, on })),
+      pin: (conversationId, seq, pinned = true) =>
+        done(api.messages.pin.mutate({ conversationId, seq, pinned })),
+      pins: async (conversationId) =>
+        (await api.messages.pins.query({ conversationId })).messages.map(decodeMessage),
+      typing: (conversationId) => done(api.messages.typing.mutate({ conversationId })),
     },
   };
 }
