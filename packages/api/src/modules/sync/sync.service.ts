@@ -8,11 +8,19 @@ import { describeMessages, findBySeqs } from '../messages/messages.repo';
 import { streamBounds } from './stream.repo';
 
 /**
- * A cold start: everything the app shows, and the cursor to stream from. The cursor is read
- * first, so anything that changes while the rest is read arrives again as an event: the app may
- * see a change twice (events are idempotent by id and seq), never miss one.
+ * A cold start: everything the app shows, and the cursor to stream from, read in one transaction
+ * so that they are one moment (a consistent read view on MariaDB, one read snapshot on SQLite):
+ * every change up to the cursor is in the lists and none after it. Upserts would survive a
+ * change seen twice; counts would not (the SDK's unread counts add the events after the cursor
+ * to the snapshot's).
  */
 export async function snapshot(ctx: Context, device: { userId: string; deviceId: string }) {
+  return ctx.ports.db
+    .transaction()
+    .execute((trx) => readSnapshot({ ...ctx, ports: { ...ctx.ports, db: trx } }, device));
+}
+
+async function readSnapshot(ctx: Context, device: { userId: string; deviceId: string }) {
   const me = device.userId;
   const db = ctx.ports.db;
   const bounds = await streamBounds(db, me);
