@@ -119,11 +119,14 @@ describe('procedures and errors', () => {
     const error = await errorOf(c.post());
     expect([error.appCode, error.retryAfterMs]).toEqual(['TOO_MANY_REQUESTS', 700]);
 
-    // Without a token there is no account to charge; the auth check refuses the call.
+    // Nothing is charged before the session is known to be live: a revoked token does not
+    // drain its owner's budget.
     asked.length = 0;
-    const anonymous = await caller(null, { rateLimiter });
-    expect((await errorOf(anonymous.post())).code).toBe('UNAUTHORIZED');
-    expect(asked).toEqual(['ip/100:10.0.0.1']);
+    for (const token of [null, 'ended', 'stale']) {
+      const refused = await caller(token, { rateLimiter });
+      expect((await errorOf(refused.post())).code).toBe('UNAUTHORIZED');
+    }
+    expect(asked).toEqual([]);
   });
 
   it('counts every call with its outcome', async () => {

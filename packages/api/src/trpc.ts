@@ -49,18 +49,21 @@ const ACCOUNT_BUDGETS: Record<AccountBudget, (settings: Context['settings']) => 
 const NO_BUDGET: RateLimitDecision = { allowed: true, remaining: 1 };
 
 /**
- * One point of the caller's per-address budget and, when the procedure names one, of its
- * per-account budget (keyed by the token's user; a request without one is refused by the auth
- * check anyway). Both are asked at once: the limiter's connection pipelines them into one round
- * trip, a measurable share of a persisted send (bench/README.md, session 10). Exported without
- * an account budget for the few plain HTTP routes.
+ * One point of the caller's per-address budget and, when given, of an account's budget. Both
+ * are asked at once: the limiter's connection pipelines them into one round trip, a measurable
+ * share of a persisted send (bench/README.md, session 10). Exported without an account budget
+ * for the few plain HTTP routes.
  */
-export async function spendBudgets(ctx: Context, account?: AccountBudget): Promise<void> {
+export async function spendBudgets(
+  ctx: Context,
+  account?: { budget: AccountBudget; userId: string },
+): Promise<void> {
   const limiter = ctx.ports.rateLimiter;
-  const userId = ctx.auth?.userId;
   const [perAddress, perAccount] = await Promise.all([
     limiter.consume(ctx.settings.ipRateLimit, ctx.ip),
-    account && userId ? limiter.consume(ACCOUNT_BUDGETS[account](ctx.settings), userId) : NO_BUDGET,
+    account
+      ? limiter.consume(ACCOUNT_BUDGETS[account.budget](ctx.settings), account.userId)
+      : NO_BUDGET,
   ]);
   assertAllowed(perAddress, 'Too many requests');
   assertAllowed(perAccount, 'Too many attempts, try again later');
@@ -81,14 +84,13 @@ export async function requireAuth(ctx: Context): Promise<AuthInfo & { deviceId: 
 type Outcome = { ok: true } | { ok: false; error: TRPCError };
 
 /**
- * What every procedure does around its work: spend its budgets, count and time the call, log
- * failures (internal ones with the error, never the input).
+ * What every procedure does around its work (which spends its budgets): count and time the
+ * call, log failures (internal ones with the error, never the input).
  */
 async function guard<R extends Outcome>(
   ctx: Context,
   call: Pick<ProcedureObservation, 'path' | 'type'>,
   work: () => Promise<R>,
-  account?: AccountBudget,
 ): Promise<R> {
   const { path, type } = call;
   const started = performance.now();
@@ -103,7 +105,6 @@ async function guard<R extends Outcome>(
     }
   };
   try {
-    await spendBudgets(ctx, account);
     const result = await work();
     const seen: Outcome = result;
     if (!seen.ok) report(seen.error);
@@ -131,7 +132,10 @@ const SAME_CONTEXT = undefined as unknown as Context;
 type Authed = Omit<Context, 'auth'> & { auth: AuthInfo & { deviceId: string } };
 
 export const publicProcedure = t.procedure.use(({ ctx, path, type, next }) =>
-  guard(ctx as Context, { path, type }, () => next({ ctx: SAME_CONTEXT })),
+  guard(ctx as Context, { path, type }, async () => {
+    await spendBudgets(ctx as Context);
+    return next({ ctx: SAME_CONTEXT });
+  }),
 );
 
 /**
@@ -140,13 +144,14 @@ export const publicProcedure = t.procedure.use(({ ctx, path, type, next }) =>
  * tRPC merges what is passed into the context.
  */
 export const authedProcedure = t.procedure.use(({ ctx, path, type, meta, next }) =>
-  guard(
-    ctx as Context,
-    { path, type },
-    async () => {
-      const auth = await requireAuth(ctx as Context);
-      return next({ ctx: { auth } as Authed });
-    },
-    meta?.accountBudget,
-  ),
+  guard(ctx as Context, { path, type }, async () => {
+    // An account's budget is spent only once its session is known to be live (a revoked
+    // token must not drain its owner's), so a procedure with one asks for both budgets after
+    // the session check; the others spend the address's first.
+    const budget = meta?.accountBudget;
+    if (!budget) await spendBudgets(ctx as Context);
+    const auth = await requireAuth(ctx as Context);
+    if (budget) await spendBudgets(ctx as Context, { budget, userId: auth.userId });
+    return next({ ctx: { auth } as Authed });
+  }),
 );
