@@ -268,6 +268,17 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
       'sent',
     ]);
     expect((await api(ann).conversations.get.query({ id: room.id })).lastSeq).toBe(1);
+
+    // A resend after the wait answers the first message and leaves the slot to the next one.
+    try {
+      offsetMs = 31_000;
+      const first = await send(ann, room.id, 'first');
+      offsetMs = 62_000;
+      expect(await sendText(t, ann, room.id, 'first', first.clientMessageId)).toEqual(first);
+      await send(ann, room.id, 'next');
+    } finally {
+      offsetMs = 0;
+    }
   });
 
   // Every send below follows one by the same member, so its decision comes from the posting

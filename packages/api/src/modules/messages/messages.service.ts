@@ -76,16 +76,15 @@ export function assertMaySpeak(posting: CachedPosting): void {
     throw new AppError('FORBIDDEN', 'Only admins post in a channel');
 }
 
-/**
- * Who may post: see assertMaySpeak. Slow mode spaces out one member's messages (admins exempt)
- * and answers the wait.
- */
+/** Slow mode spaces out one member's messages; admins are exempt. */
+const slowedDown = (posting: CachedPosting): boolean =>
+  posting.slowModeSeconds > 0 && !ADMINS.includes(posting.role);
+
+/** Who may post: see assertMaySpeak. In slow mode, not before the wait (answered). */
 function assertMayPost(ctx: Context, posting: Posting): void {
   assertMaySpeak(posting);
-  const admin = ADMINS.includes(posting.role);
-  const slowMs = posting.slowModeSeconds * 1000;
-  if (slowMs > 0 && !admin && posting.lastPostAt !== null) {
-    const waitMs = posting.lastPostAt + slowMs - ctx.ports.clock.now();
+  if (slowedDown(posting) && posting.lastPostAt !== null) {
+    const waitMs = posting.lastPostAt + posting.slowModeSeconds * 1000 - ctx.ports.clock.now();
     if (waitMs > 0)
       throw new AppError('TOO_MANY_REQUESTS', 'Slow mode: wait before sending again', {
         retryAfterMs: waitMs,
@@ -224,7 +223,7 @@ async function decide(
   useCache: boolean,
 ): Promise<Decision> {
   const cached = useCache ? ctx.ports.posting.get(input.conversationId, me) : undefined;
-  if (cached && !(cached.slowModeSeconds > 0 && !ADMINS.includes(cached.role))) {
+  if (cached && !slowedDown(cached)) {
     const posting = { ...cached, lastPostAt: null };
     try {
       return { posting, bytes: assertMaySend(ctx, posting, input) };
@@ -244,7 +243,12 @@ async function decide(
   ctx.ports.posting.set(input.conversationId, me, cacheable);
   try {
     const bytes = assertMaySend(ctx, posting, input);
-    await claimSlowModeSlot(ctx, input.conversationId, me, posting);
+    if (slowedDown(posting)) {
+      // A resend answers the first message; it must not take the next slot.
+      const resent = await storedBefore(ctx, me, input);
+      if (resent) return { resent };
+      await claimSlowModeSlot(ctx, input.conversationId, me, posting);
+    }
     return { posting, bytes };
   } catch (refusal) {
     const resent = await storedBefore(ctx, me, input);
@@ -256,8 +260,8 @@ async function decide(
 /**
  * In slow mode the check above read my last post before the write: two sends decided at once
  * would both pass it. The slot is therefore taken first, atomically; a loser lost it to a send
- * decided just now, so it waits the whole interval.
- * (A send that then fails leaves the slot taken: the member waits once for nothing.)
+ * decided just now, so it waits the whole interval. (A send that then fails leaves the slot
+ * taken: the member waits once for nothing. So does the rare resend racing its own first copy.)
  */
 async function claimSlowModeSlot(
   ctx: Context,
@@ -266,7 +270,6 @@ async function claimSlowModeSlot(
   posting: Posting,
 ): Promise<void> {
   const slowMs = posting.slowModeSeconds * 1000;
-  if (slowMs === 0 || ADMINS.includes(posting.role)) return;
   const now = ctx.ports.clock.now();
   if (await repo.claimPostSlot(ctx.ports.db, conversationId, me, now, now - slowMs)) return;
   throw new AppError('TOO_MANY_REQUESTS', 'Slow mode: wait before sending again', {
