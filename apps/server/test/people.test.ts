@@ -159,15 +159,16 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     });
 
     await api(bob).contacts.accept.mutate({ id: sent.requestId! });
+    // Each sees the new contact as a contact, presence included (both are online).
     expect(await adaLive.events.next()).toMatchObject({
       type: 'contact.request.accepted',
       requestId: sent.requestId,
-      user: { id: bob.userId, isContact: true },
+      user: { id: bob.userId, isContact: true, presence: { online: true } },
     });
     expect(await bobLive.events.next()).toMatchObject({
       type: 'contact.request.accepted',
       requestId: sent.requestId,
-      user: { id: ada.userId, isContact: true },
+      user: { id: ada.userId, isContact: true, presence: { online: true } },
     });
     expect((await api(ada).contacts.list.query()).contacts.map((c) => c.id)).toEqual([bob.userId]);
     expect((await api(bob).users.get.query({ id: ada.userId })).isContact).toBe(true);

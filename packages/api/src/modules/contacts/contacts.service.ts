@@ -14,10 +14,15 @@ import * as rel from './relations.repo';
 
 type RequestRow = NonNullable<Awaited<ReturnType<typeof rel.findRequest>>>;
 
-async function profileFor(ctx: Context, viewerId: string, userId: string): Promise<TPublicProfile> {
+async function profileFor(
+  ctx: Context,
+  viewerId: string,
+  userId: string,
+  options: { asContact?: boolean } = {},
+): Promise<TPublicProfile> {
   const user = await users.findUserById(ctx.ports.db, userId);
   if (!user) throw new AppError('NOT_FOUND', 'No such user');
-  return (await publicProfiles(ctx, viewerId, [user]))[0]!;
+  return (await publicProfiles(ctx, viewerId, [user], { asContacts: options.asContact }))[0]!;
 }
 
 async function describeRequest(
@@ -146,11 +151,11 @@ async function ownRequest(
 
 export async function acceptRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'to');
-  // Each side's new contact as it will see them once we are contacts.
+  // Each side's new contact as it will see them once we are contacts (presence included).
   const accepted = async (viewer: string, user: string) => ({
     type: 'contact.request.accepted' as const,
     requestId: row.id,
-    user: { ...(await profileFor(ctx, viewer, user)), isContact: true },
+    user: await profileFor(ctx, viewer, user, { asContact: true }),
   });
   const [toRequester, toMe] = await Promise.all([
     accepted(row.from_user_id, me),

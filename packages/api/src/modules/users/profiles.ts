@@ -29,18 +29,21 @@ export async function publicProfiles(
   ctx: Context,
   viewerId: string,
   users: UserRow[],
+  // For a contact being made in a transaction still open: shown as the viewer will see them.
+  options: { asContacts?: boolean } = {},
 ): Promise<TPublicProfile[]> {
   const { contacts, blockedMe } = await relationsTo(
     ctx.ports.db,
     viewerId,
     users.map((u) => u.id),
   );
+  const contact = (id: string) => options.asContacts === true || contacts.has(id);
   const shown = users.filter(
-    (u) => !blockedMe.has(u.id) && allows(u.privacy_presence, contacts.has(u.id)),
+    (u) => !blockedMe.has(u.id) && allows(u.privacy_presence, contact(u.id)),
   );
   const presence = await presenceOf(ctx.ports, shown);
   return users.map((user) => {
-    const isContact = contacts.has(user.id);
+    const isContact = contact(user.id);
     const blocked = blockedMe.has(user.id);
     return {
       id: user.id,
