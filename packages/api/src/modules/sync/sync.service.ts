@@ -8,16 +8,19 @@ import { describeMessages, findBySeqs } from '../messages/messages.repo';
 import { streamBounds } from './stream.repo';
 
 /**
- * A cold start: everything the app shows, and the cursor to stream from, read in one transaction
- * so that they are one moment (a consistent read view on MariaDB, one read snapshot on SQLite):
- * every change up to the cursor is in the lists and none after it. Upserts would survive a
- * change seen twice; counts would not (the SDK's unread counts add the events after the cursor
- * to the snapshot's).
+ * A cold start: everything the app shows, and the cursor to stream from. The cursor and the
+ * conversations are read in one transaction so that they are one moment (a consistent read view
+ * on MariaDB, one read snapshot on SQLite): every change up to the cursor is in them and none
+ * after it. Upserts would survive a change seen twice; counts would not (the SDK's unread counts
+ * add the events after the cursor to the snapshot's). Contact requests are read after it, out of
+ * the transaction (their profiles may ask Redis for presence): one that changes in between also
+ * arrives as an event, and requests are kept by id.
  */
 export async function snapshot(ctx: Context, device: { userId: string; deviceId: string }) {
-  return ctx.ports.db
+  const state = await ctx.ports.db
     .transaction()
     .execute((trx) => readSnapshot({ ...ctx, ports: { ...ctx.ports, db: trx } }, device));
+  return { ...state, contactRequests: await listRequests(ctx, device.userId) };
 }
 
 async function readSnapshot(ctx: Context, device: { userId: string; deviceId: string }) {
@@ -25,10 +28,9 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
   const db = ctx.ports.db;
   const bounds = await streamBounds(db, me);
   if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
-  const [rows, unread, contactRequests, envelopes, ringingCalls] = await Promise.all([
+  const [rows, unread, envelopes, ringingCalls] = await Promise.all([
     conversations.listMine(db, me),
     conversations.unreadCounts(db, me),
-    listRequests(ctx, me),
     pendingEnvelopes(db, device, bounds.last),
     ringingInvites(ctx, device, bounds.last),
   ]);
@@ -53,7 +55,6 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
         deliveredSeq: Number(r.my_delivered_seq),
       };
     }),
-    contactRequests,
     pendingEnvelopes: envelopes,
     ringingCalls,
   };
