@@ -13,6 +13,9 @@ import {
 import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
 import * as calls from './calls.service';
+import { callHistory, getCall } from './history.service';
+import { startCall } from './ringing.service';
+import { heartbeat, signal } from './signalling.service';
 
 const tags = ['calls'];
 const ok = { ok: true as const };
@@ -28,7 +31,7 @@ export const callsRouter = router({
   start: authedProcedure
     .input(ZStartCallInput)
     .output(ZCall)
-    .mutation(({ ctx, input }) => calls.startCall(ctx, ctx.auth, input)),
+    .mutation(({ ctx, input }) => startCall(ctx, ctx.auth, input)),
 
   accept: authedProcedure
     .input(ZAcceptCallInput)
@@ -55,7 +58,7 @@ export const callsRouter = router({
     .input(ZCallSignalInput)
     .output(ZOk)
     .mutation(async ({ ctx, input }) => {
-      await calls.signal(ctx, ctx.auth, input);
+      await signal(ctx, ctx.auth, input);
       return ok;
     }),
 
@@ -63,7 +66,7 @@ export const callsRouter = router({
     .input(ZCallIdInput)
     .output(ZOk)
     .mutation(async ({ ctx, input }) => {
-      await calls.heartbeat(ctx, ctx.auth, input.callId);
+      await heartbeat(ctx, ctx.auth, input.callId);
       return ok;
     }),
 
@@ -71,11 +74,11 @@ export const callsRouter = router({
     .meta({ openapi: { method: 'GET', path: '/calls', summary: 'My calls', tags } })
     .input(ZCallHistoryInput)
     .output(z.object({ calls: z.array(ZCall), more: z.boolean() }))
-    .query(({ ctx, input }) => calls.callHistory(ctx, ctx.auth.userId, input)),
+    .query(({ ctx, input }) => callHistory(ctx, ctx.auth.userId, input)),
 
   get: authedProcedure
     .meta({ openapi: { method: 'GET', path: '/calls/{id}', summary: 'One call', tags } })
     .input(z.object({ id: ZId }))
     .output(ZCall)
-    .query(({ ctx, input }) => calls.getCall(ctx, ctx.auth.userId, input.id)),
+    .query(({ ctx, input }) => getCall(ctx, ctx.auth.userId, input.id)),
 });

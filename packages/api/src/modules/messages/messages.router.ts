@@ -13,6 +13,15 @@ import {
 } from '@mvp/contracts';
 import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
+import {
+  deleteForEveryone,
+  deleteForMe,
+  editMessage,
+  listPins,
+  react,
+  setPinned,
+} from './changes.service';
+import { history, markReceived } from './history.service';
 import * as messages from './messages.service';
 import { typing } from './typing';
 
@@ -47,7 +56,7 @@ export const messagesRouter = router({
     })
     .input(ZHistoryInput)
     .output(ZHistory)
-    .query(({ ctx, input }) => messages.history(ctx, ctx.auth.userId, input)),
+    .query(({ ctx, input }) => history(ctx, ctx.auth.userId, input)),
 
   markDelivered: authedProcedure
     .meta({
@@ -60,7 +69,7 @@ export const messagesRouter = router({
     })
     .input(ZMarkInput)
     .output(ZReceipts)
-    .mutation(({ ctx, input }) => messages.markReceived(ctx, ctx.auth.userId, input, 'delivered')),
+    .mutation(({ ctx, input }) => markReceived(ctx, ctx.auth.userId, input, 'delivered')),
 
   markRead: authedProcedure
     .meta({
@@ -73,7 +82,7 @@ export const messagesRouter = router({
     })
     .input(ZMarkInput)
     .output(ZReceipts)
-    .mutation(({ ctx, input }) => messages.markReceived(ctx, ctx.auth.userId, input, 'read')),
+    .mutation(({ ctx, input }) => markReceived(ctx, ctx.auth.userId, input, 'read')),
 
   edit: authedProcedure
     .meta({
@@ -87,7 +96,7 @@ export const messagesRouter = router({
     })
     .input(ZEditMessageInput)
     .output(ZMessage)
-    .mutation(({ ctx, input }) => messages.editMessage(ctx, ctx.auth.userId, input)),
+    .mutation(({ ctx, input }) => editMessage(ctx, ctx.auth.userId, input)),
 
   delete: authedProcedure
     .meta({
@@ -100,7 +109,7 @@ export const messagesRouter = router({
     })
     .input(ZMessageRefInput)
     .output(ZMessage)
-    .mutation(({ ctx, input }) => messages.deleteForEveryone(ctx, ctx.auth.userId, input)),
+    .mutation(({ ctx, input }) => deleteForEveryone(ctx, ctx.auth.userId, input)),
 
   deleteForMe: authedProcedure
     .meta({
@@ -114,7 +123,7 @@ export const messagesRouter = router({
     .input(ZMessageRefInput)
     .output(ZOk)
     .mutation(async ({ ctx, input }) => {
-      await messages.deleteForMe(ctx, ctx.auth.userId, input);
+      await deleteForMe(ctx, ctx.auth.userId, input);
       return ok;
     }),
 
@@ -130,7 +139,7 @@ export const messagesRouter = router({
     .input(ZReactInput)
     .output(ZOk)
     .mutation(async ({ ctx, input }) => {
-      await messages.react(ctx, ctx.auth.userId, input);
+      await react(ctx, ctx.auth.userId, input);
       return ok;
     }),
 
@@ -146,7 +155,7 @@ export const messagesRouter = router({
     .input(ZMessageRefInput.extend({ pinned: z.boolean() }))
     .output(ZOk)
     .mutation(async ({ ctx, input }) => {
-      await messages.setPinned(ctx, ctx.auth.userId, input, input.pinned);
+      await setPinned(ctx, ctx.auth.userId, input, input.pinned);
       return ok;
     }),
 
@@ -162,7 +171,7 @@ export const messagesRouter = router({
     .input(z.object({ conversationId: ZId }))
     .output(z.object({ messages: z.array(ZMessage) }))
     .query(async ({ ctx, input }) => ({
-      messages: await messages.listPins(ctx, ctx.auth.userId, input.conversationId),
+      messages: await listPins(ctx, ctx.auth.userId, input.conversationId),
     })),
 
   /** Ephemeral; renew every few seconds while typing. */

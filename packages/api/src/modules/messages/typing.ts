@@ -2,7 +2,7 @@ import type { Context } from '../../context';
 import { enforceLimit } from '../../rateLimit';
 import { notify } from '../contacts/peopleEvents';
 import { memberIds } from '../conversations/conversations.repo';
-import { assertMaySpeak, postingContext } from './messages.service';
+import { assertMaySpeak, postingContext } from './posting';
 
 /** Clients renew every few seconds while typing; the others show it until `until`. */
 export const TYPING_TTL_MS = 6_000;

@@ -1,7 +1,7 @@
 import type { TEnvelope } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
-import { ringingInvites } from '../calls/calls.service';
+import { ringingInvites } from '../calls/ringing.service';
 import { listRequests } from '../contacts/contacts.service';
 import * as conversations from '../conversations/conversations.repo';
 import { describeMessages, findBySeqs } from '../messages/messages.repo';

@@ -1,0 +1,249 @@
+import type { Transaction } from 'kysely';
+import type { TCall, TCallEndReason, TCallState, TRingingCall } from '@mvp/contracts';
+import { isDeadlock, isUniqueViolation, type DB } from '@mvp/db';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { enforceLimit } from '../../rateLimit';
+import * as users from '../auth/users.repo';
+import { blockedBetween } from '../conversations/conversations.service';
+import { recordDeviceEvent, StreamWrites } from '../sync/events';
+import { assertPayload, endIn, tellBoth, toCall, type CallRow, type Device } from './calls.service';
+
+/**
+ * How far a call id's time (the caller's clock) may be from ours. History pages by id, so ids
+ * must sort by time; a device whose clock is further off is told so instead.
+ */
+const CALL_ID_SKEW_MS = 10 * 60_000;
+const LIVE: readonly string[] = ['ringing', 'accepted'];
+
+/** The milliseconds since the epoch that a UUIDv7 starts with (its first 48 bits). */
+function timeOfUuidV7(id: string): number {
+  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
+
+/**
+ * Both people's streams, locked in user id order (the order appendEvents takes them in) for the
+ * rest of the transaction. A start decides busy and glare from the live calls it reads next, so
+ * two starts that involve the same person must not both read before either writes. On SQLite
+ * one transaction runs at a time anyway (one connection).
+ */
+async function lockStreams(ctx: Context, trx: Transaction<DB>, userIds: string[]) {
+  if (ctx.ports.dialect !== 'mysql') return;
+  await trx
+    .selectFrom('user_streams')
+    .select('user_id')
+    .where('user_id', 'in', userIds)
+    .orderBy('user_id')
+    .forUpdate()
+    .execute();
+}
+
+/** The ringing and accepted calls of these people, either side. */
+function liveCallsOf(trx: Transaction<DB>, userIds: string[]) {
+  return trx
+    .selectFrom('calls')
+    .selectAll()
+    .where('state', 'in', [...LIVE])
+    .where((eb) => eb.or([eb('caller_id', 'in', userIds), eb('callee_id', 'in', userIds)]))
+    .execute();
+}
+
+/**
+ * A call's row, or CONFLICT when its (caller-made) id is taken: a retried or reused id. It runs in
+ * the placing transaction, so a glare that start ended is rolled back with it.
+ */
+async function insertCall(trx: Transaction<DB>, row: CallRow): Promise<void> {
+  try {
+    await trx.insertInto('calls').values(row).execute();
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new AppError('CONFLICT', 'This call id is taken');
+    throw err;
+  }
+}
+
+/** The device ids of each of these users, in one query. */
+async function devicesOf(ctx: Context, userIds: string[]): Promise<Map<string, string[]>> {
+  const rows = await ctx.ports.db
+    .selectFrom('devices')
+    .select(['id', 'user_id'])
+    .where('user_id', 'in', userIds)
+    .execute();
+  const byUser = new Map(userIds.map((id) => [id, [] as string[]]));
+  for (const r of rows) byUser.get(r.user_id)?.push(r.id);
+  return byUser;
+}
+
+/**
+ * Rings the callee: each named device gets its own encrypted offer as a durable `call.invite`
+ * (so a device that reconnects while it rings still sees it); my other devices learn of it.
+ * Busy when the callee is in a live call. Glare (we call each other at once): the call placed by
+ * the smaller user id goes on and the other ends with `glare`, the same answer on both sides.
+ */
+export async function startCall(
+  ctx: Context,
+  device: Device,
+  input: {
+    callId: string;
+    calleeId: string;
+    media: 'audio' | 'video';
+    offers: { deviceId: string; ciphertext: string }[];
+  },
+): Promise<TCall> {
+  const me = device.userId;
+  await enforceLimit(ctx, 'call-start-account', ctx.settings.calls.startLimit, me);
+  if (input.calleeId === me) throw new AppError('BAD_REQUEST', 'You cannot call yourself');
+  if (Math.abs(timeOfUuidV7(input.callId) - ctx.ports.clock.now()) > CALL_ID_SKEW_MS)
+    throw new AppError(
+      'BAD_REQUEST',
+      "The call id's time is far from the server's: check the clock",
+    );
+  assertPayload(
+    ctx,
+    input.offers.map((o) => o.ciphertext),
+  );
+  if (!(await users.userExists(ctx.ports.db, input.calleeId)))
+    throw new AppError('NOT_FOUND', 'No such user');
+  if (await blockedBetween(ctx, me, input.calleeId))
+    throw new AppError('FORBIDDEN', 'You cannot call this user');
+  const devices = await devicesOf(ctx, [input.calleeId, me]);
+  const calleeDevices = new Set(devices.get(input.calleeId));
+  if (input.offers.some((o) => !calleeDevices.has(o.deviceId)))
+    throw new AppError('NOT_FOUND', 'No such device');
+
+  const now = ctx.ports.clock.now();
+  const row: CallRow = {
+    id: input.callId,
+    caller_id: me,
+    caller_device_id: device.deviceId,
+    callee_id: input.calleeId,
+    callee_device_id: null,
+    media: input.media,
+    state: 'ringing',
+    end_reason: null,
+    created_at: now,
+    accepted_at: null,
+    ended_at: null,
+    caller_beat_at: null,
+    callee_beat_at: null,
+  };
+  const mine = devices.get(me)!.filter((d) => d !== device.deviceId);
+  const place = async (trx: Transaction<DB>, writes: StreamWrites): Promise<CallRow> => {
+    await lockStreams(ctx, trx, [me, input.calleeId]);
+    const live = await liveCallsOf(trx, [me, input.calleeId]);
+    const glare = live.find(
+      (c) => c.state === 'ringing' && c.caller_id === input.calleeId && c.callee_id === me,
+    );
+    if (glare) {
+      // The smaller user id's call wins; theirs is the one that goes on when they are smaller.
+      if (input.calleeId < me) return settleIn(trx, row, 'ended', 'glare', writes);
+      const change = { from: ['ringing'], state: 'ended' as const, reason: 'glare' as const, now };
+      await endIn(trx, glare, change, writes);
+    } else if (live.some((c) => c.caller_id === input.calleeId || c.callee_id === input.calleeId)) {
+      return settleIn(trx, row, 'busy', 'user_busy', writes);
+    }
+    await insertCall(trx, row);
+    for (const offer of input.offers) {
+      await recordDeviceEvent(
+        trx,
+        { userId: input.calleeId, deviceId: offer.deviceId },
+        {
+          type: 'call.invite',
+          call: toCall(row, input.calleeId),
+          callerDeviceId: device.deviceId,
+          offer: offer.ciphertext,
+        },
+        now,
+        writes,
+      );
+    }
+    for (const other of mine) {
+      await recordDeviceEvent(
+        trx,
+        { userId: me, deviceId: other },
+        {
+          type: 'call.invite',
+          call: toCall(row, me),
+          callerDeviceId: device.deviceId,
+          offer: null,
+        },
+        now,
+        writes,
+      );
+    }
+    return row;
+  };
+  // Two starts locking the same streams, or a start and a send, may deadlock: written again.
+  for (let attempt = 1; ; attempt++) {
+    const writes = new StreamWrites();
+    try {
+      const placed = await ctx.ports.db.transaction().execute((trx) => place(trx, writes));
+      await writes.wake(ctx.ports);
+      return toCall(placed, me);
+    } catch (err) {
+      if (!isDeadlock(err) || attempt === 3) throw err;
+    }
+  }
+}
+
+/**
+ * Calls ringing this device whose invite is in its stream at or before `upTo`, each with the
+ * offer that invite carried: `sync.snapshot` lists them, so a cold start (which streams from
+ * `upTo` on) rings for a call placed before the device connected. Oldest first.
+ */
+export async function ringingInvites(
+  ctx: Context,
+  device: Device,
+  upTo: number,
+): Promise<TRingingCall[]> {
+  const db = ctx.ports.db;
+  // Past the ring timeout a call is about to become missed: not worth ringing for.
+  const since = ctx.ports.clock.now() - ctx.settings.calls.ringTimeoutMs;
+  const ringing = await db
+    .selectFrom('calls')
+    .selectAll()
+    .where('callee_id', '=', device.userId)
+    .where('state', '=', 'ringing')
+    .where('created_at', '>', since)
+    .orderBy('created_at')
+    .limit(32)
+    .execute();
+  if (ringing.length === 0) return [];
+  const calls = new Map(ringing.map((row) => [row.id, row]));
+  const invites = await db
+    .selectFrom('user_events')
+    .select('payload')
+    .where('user_id', '=', device.userId)
+    .where('device_id', '=', device.deviceId)
+    .where('type', '=', 'call.invite')
+    .where('seq', '<=', upTo)
+    .where('created_at', '>=', Number(ringing[0]!.created_at))
+    .orderBy('seq')
+    .execute();
+  const found: TRingingCall[] = [];
+  for (const { payload } of invites) {
+    // Written by `recordDeviceEvent` from a validated `call.invite`, so the shape is known.
+    const invite = JSON.parse(payload) as { call: TCall; callerDeviceId: string; offer: string };
+    const row = calls.get(invite.call.id);
+    if (!row) continue; // no longer ringing
+    found.push({
+      call: toCall(row, device.userId),
+      callerDeviceId: invite.callerDeviceId,
+      offer: invite.offer,
+    });
+  }
+  return found;
+}
+
+/** A call that ends as it is placed (busy, or the glare it lost): stored and told to both. */
+async function settleIn(
+  trx: Transaction<DB>,
+  row: CallRow,
+  state: TCallState,
+  reason: TCallEndReason,
+  writes: StreamWrites,
+): Promise<CallRow> {
+  const ended = { ...row, state, end_reason: reason, ended_at: row.created_at };
+  await insertCall(trx, ended);
+  await tellBoth(trx, ended, row.created_at, writes);
+  return ended;
+}
