@@ -50,9 +50,9 @@ const NO_BUDGET: RateLimitDecision = { allowed: true, remaining: 1 };
 
 /**
  * One point of the caller's per-address budget and, when given, of an account's budget. Both
- * are asked at once: the limiter's connection pipelines them into one round trip, a measurable
- * share of a persisted send (bench/README.md, session 10). Exported without an account budget
- * for the few plain HTTP routes.
+ * are asked at once: the limiter's connection pipelines them into one round trip, one socket
+ * write and wake-up fewer per send (bench/README.md, session 10). Exported without an account
+ * budget for the few plain HTTP routes.
  */
 export async function spendBudgets(
   ctx: Context,
