@@ -1,5 +1,4 @@
 import type { Kysely, Transaction } from 'kysely';
-import { LRUCache } from 'lru-cache';
 import type { TSyncEvent } from '@mvp/contracts';
 import type { DB } from '@mvp/db';
 import type { Ports } from '../../ports';
@@ -63,13 +62,20 @@ export class StreamWrites {
 }
 
 /**
- * New messages recently carried by wake-ups, by conversation and seq: over Redis every member's
- * wake-up arrives as its own parsed copy, and this makes the copies on one instance one shared
- * object again, serialised once for all its subscribers. A `message.new` never changes, so the
- * first copy stands for all; anything else is left as it came, and so is an event this instance
- * published itself (its subscribers get that very object, shared already).
+ * New messages carried by the wake-ups of this turn of the event loop, by conversation and seq:
+ * over Redis every member's wake-up arrives as its own parsed copy, and this makes the copies on
+ * one instance one shared object again, serialised once for all its subscribers. A `message.new`
+ * never changes, so the first copy stands for all; anything else is left as it came, and so is
+ * an event this instance published itself (its subscribers get that very object, shared already).
+ *
+ * The copies of one message arrive together (one transaction's wake-ups go out in one batch), so
+ * the map is emptied at the next turn; a copy that arrives later is only serialised once more.
+ * An LRU of 2048 kept each message and its JSON text for seconds, long enough for V8 to promote
+ * them to the old generation: half of what a receiving instance promoted, and the full GCs that
+ * followed paused it for 10-35 ms (bench/README, session 11). No cache library empties per turn.
  */
-const recentNew = new LRUCache<string, TSyncEvent>({ max: 2048 });
+const recentNew = new Map<string, TSyncEvent>();
+let emptying = false;
 
 export function sharedCarried(event: TSyncEvent): TSyncEvent {
   if (event.type !== 'message.new' || isShared(event)) return event;
@@ -77,6 +83,13 @@ export function sharedCarried(event: TSyncEvent): TSyncEvent {
   const known = recentNew.get(key);
   if (known) return known;
   recentNew.set(key, share(event));
+  if (!emptying) {
+    emptying = true;
+    setImmediate(() => {
+      recentNew.clear();
+      emptying = false;
+    });
+  }
   return event;
 }
 

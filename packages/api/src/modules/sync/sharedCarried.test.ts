@@ -39,6 +39,18 @@ describe('sharedCarried', () => {
     expect(other).toEqual(newMessage(2));
   });
 
+  it('forgets a message at the next turn of the event loop, so nothing outlives its burst', async () => {
+    const first = sharedCarried(parsedCopy(newMessage(5)));
+    expect(sharedCarried(parsedCopy(newMessage(5)))).toBe(first);
+    await new Promise((resolve) => setImmediate(resolve));
+    const later = sharedCarried(parsedCopy(newMessage(5)));
+    expect(later).not.toBe(first);
+    expect(later).toEqual(first);
+    // A later turn empties the map again: the next copy is its own object once more.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sharedCarried(parsedCopy(newMessage(5)))).not.toBe(later);
+  });
+
   it('leaves other events as they came', () => {
     const update = { ...newMessage(3), type: 'message.updated' } as TSyncEvent;
     const copy = parsedCopy(update);
