@@ -2,6 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SERVER_NODE_FLAGS } from '@mvp/server/nodeFlags';
 import { targetProcessEnv } from './config';
 
 /**
@@ -118,8 +119,10 @@ export async function startTarget(kind: TargetKind, argument?: unknown): Promise
   const args =
     json === undefined ? [kind] : [kind, spill ? `@${join(spill, 'argument.json')}` : json];
   // fork() reuses this process's execArgv, which under `tsx` includes its loader, so the child
-  // can run TypeScript (and @mvp/server's source) too.
+  // can run TypeScript (and @mvp/server's source) too. The MVP runs with the flags the server's
+  // start commands pass.
   const child: ChildProcess = fork(new URL('./targetProcess.ts', import.meta.url), args, {
+    execArgv: kind === 'mvp' ? [...process.execArgv, ...SERVER_NODE_FLAGS] : process.execArgv,
     env: targetProcessEnv(),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
