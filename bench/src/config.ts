@@ -77,6 +77,12 @@ export type MessagingConfig = {
   /** `cluster`: direct pairs; the rate is this share of the measured capacity. */
   clusterPairs: number;
   clusterLoadShare: number;
+  /**
+   * The round of the two latency scenarios, `relay` and `cluster`. 4 × `durationS` (12 s) by
+   * default: (a) at 200 sends/s gets 2 400 messages a round, whose p99 is the 24th largest; in
+   * 3 s it was the 6th, so one 5 ms stall of any process decided the round.
+   */
+  latencyDurationS: number;
   /** MySQL/MariaDB for `persist` and `cluster`: a database of the bench's own. */
   mysqlUrl: string;
   redisUrl: string;
@@ -179,6 +185,7 @@ export function benchConfigFromEnv(): BenchConfig {
       persistInFlight: Math.round(numberFromEnv('BENCH_PERSIST_IN_FLIGHT', 1, 1)),
       clusterPairs: Math.round(numberFromEnv('BENCH_CLUSTER_PAIRS', 16, 1)),
       clusterLoadShare: numberFromEnv('BENCH_CLUSTER_LOAD_SHARE', 0.5, 0.01),
+      latencyDurationS: numberFromEnv('BENCH_LATENCY_DURATION_S', 4 * durationS, 0.5),
       mysqlUrl: benchDatabaseUrl(
         process.env.BENCH_MYSQL_URL || 'mysql://mvp:mvp-test-password@127.0.0.1:3306/mvp_bench',
       ),

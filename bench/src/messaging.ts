@@ -205,7 +205,7 @@ export async function runEmbeddedMessaging(config: BenchConfig, log: Log) {
       const tag = `round ${round + 1}/${config.rounds}`;
       for (const side of orderOf(EMBEDDED_SIDES, round)) {
         if (!relayOn) continue;
-        const r = await relay(side, config.durationS);
+        const r = await relay(side, m.latencyDurationS);
         relayResults[side].push(r);
         log(progress(`${tag} ${side}-relay`, r, 'deliveries/s'));
       }

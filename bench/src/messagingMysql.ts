@@ -216,7 +216,7 @@ export async function runMysqlMessaging(config: BenchConfig, log: Log) {
       }
       for (let round = 0; round < config.rounds; round++) {
         for (const variant of orderOf<Variant>([...variants], round)) {
-          const r = await run(variant, config.durationS);
+          const r = await run(variant, m.latencyDurationS);
           const tag = `round ${round + 1}/${config.rounds} cluster`;
           if (variant !== 'paired' || !r.second) {
             results[variant === 'paired' ? 'onA' : variant].push(r);
