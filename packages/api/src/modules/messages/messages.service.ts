@@ -167,20 +167,22 @@ async function decide(
   const posting = toPosting(row);
   const { lastPostAt: _, ...cacheable } = posting;
   ctx.ports.posting.set(input.conversationId, me, cacheable);
+  let bytes: ReturnType<typeof assertMaySend>;
   try {
-    const bytes = assertMaySend(ctx, posting, input);
-    if (slowedDown(posting)) {
-      // A resend answers the first message; it must not take the next slot.
-      const resent = await storedBefore(ctx, me, input);
-      if (resent) return { resent };
-      await claimSlowModeSlot(ctx, input.conversationId, me, posting);
-    }
-    return { posting, bytes };
+    bytes = assertMaySend(ctx, posting, input);
   } catch (refusal) {
     const resent = await storedBefore(ctx, me, input);
     if (resent) return { resent };
     throw refusal;
   }
+  if (slowedDown(posting)) {
+    // A resend answers the first message; it must not take the next slot. A lost claim is
+    // refused as it is: the resend was looked for just above.
+    const resent = await storedBefore(ctx, me, input);
+    if (resent) return { resent };
+    await claimSlowModeSlot(ctx, input.conversationId, me, posting);
+  }
+  return { posting, bytes };
 }
 
 /**
