@@ -2,6 +2,7 @@ import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
 import { base64ToBytes, bytesToBase64 } from './base64';
 import type { RouterInputs, RouterOutputs } from './types';
+import { withoutResult } from './withoutResult';
 
 type Out = RouterOutputs;
 type In = RouterInputs;
@@ -158,9 +159,6 @@ export type MvpMessaging = {
 };
 
 export function createMessagingClient(api: TRPCClient<AppRouter>): MvpMessaging {
-  const done = async (call: Promise<unknown>): Promise<void> => {
-    await call;
-  };
   return {
     conversations: {
       createDirect: (userId) => api.conversations.create.mutate({ kind: 'direct', userId }),
@@ -170,19 +168,21 @@ export function createMessagingClient(api: TRPCClient<AppRouter>): MvpMessaging 
       get: (id) => api.conversations.get.query({ id }),
       members: async (id) => (await api.conversations.members.query({ id })).members,
       addMembers: (id, userIds) => api.conversations.addMembers.mutate({ id, userIds }),
-      removeMember: (id, userId) => done(api.conversations.removeMember.mutate({ id, userId })),
-      leave: (id) => done(api.conversations.leave.mutate({ id })),
+      removeMember: (id, userId) =>
+        withoutResult(api.conversations.removeMember.mutate({ id, userId })),
+      leave: (id) => withoutResult(api.conversations.leave.mutate({ id })),
       update: (id, changes) => api.conversations.update.mutate({ id, ...changes }),
-      setRole: (id, userId, role) => done(api.conversations.setRole.mutate({ id, userId, role })),
+      setRole: (id, userId, role) =>
+        withoutResult(api.conversations.setRole.mutate({ id, userId, role })),
       transferOwnership: (id, userId) =>
-        done(api.conversations.transferOwnership.mutate({ id, userId })),
-      delete: (id) => done(api.conversations.delete.mutate({ id })),
-      removeAvatar: (id) => done(api.conversations.removeAvatar.mutate({ id })),
+        withoutResult(api.conversations.transferOwnership.mutate({ id, userId })),
+      delete: (id) => withoutResult(api.conversations.delete.mutate({ id })),
+      removeAvatar: (id) => withoutResult(api.conversations.removeAvatar.mutate({ id })),
     },
     invites: {
       create: (id, options = {}) => api.conversations.createInvite.mutate({ id, ...options }),
       list: async (id) => (await api.conversations.invites.query({ id })).invites,
-      revoke: (code) => done(api.conversations.revokeInvite.mutate({ code })),
+      revoke: (code) => withoutResult(api.conversations.revokeInvite.mutate({ code })),
       preview: (code) => api.conversations.previewInvite.query({ code }),
       join: (code) => api.conversations.join.mutate({ code }),
     },
@@ -203,16 +203,17 @@ export function createMessagingClient(api: TRPCClient<AppRouter>): MvpMessaging 
             ciphertext: bytesToBase64(content.ciphertext),
           }),
         ),
-      delete: (conversationId, seq) => done(api.messages.delete.mutate({ conversationId, seq })),
+      delete: (conversationId, seq) =>
+        withoutResult(api.messages.delete.mutate({ conversationId, seq })),
       deleteForMe: (conversationId, seq) =>
-        done(api.messages.deleteForMe.mutate({ conversationId, seq })),
+        withoutResult(api.messages.deleteForMe.mutate({ conversationId, seq })),
       react: (conversationId, seq, emoji, on = true) =>
-        done(api.messages.react.mutate({ conversationId, seq, emoji, on })),
+        withoutResult(api.messages.react.mutate({ conversationId, seq, emoji, on })),
       pin: (conversationId, seq, pinned = true) =>
-        done(api.messages.pin.mutate({ conversationId, seq, pinned })),
+        withoutResult(api.messages.pin.mutate({ conversationId, seq, pinned })),
       pins: async (conversationId) =>
         (await api.messages.pins.query({ conversationId })).messages.map(decodeMessage),
-      typing: (conversationId) => done(api.messages.typing.mutate({ conversationId })),
+      typing: (conversationId) => withoutResult(api.messages.typing.mutate({ conversationId })),
     },
   };
 }

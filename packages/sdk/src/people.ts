@@ -3,6 +3,7 @@ import type { AppRouter } from '@mvp/api';
 import type { RawSyncEvent } from './messaging';
 import type { MvpSync, Subscription } from './syncEngine';
 import type { RouterInputs, RouterOutputs } from './types';
+import { withoutResult } from './withoutResult';
 
 export type { Subscription };
 
@@ -80,9 +81,6 @@ const PEOPLE_TYPES = new Set<string>([
 ] satisfies PeopleEvent['type'][]);
 
 export function createPeopleClient(api: TRPCClient<AppRouter>, sync: MvpSync): MvpPeople {
-  const done = async (call: Promise<unknown>): Promise<void> => {
-    await call;
-  };
   // People events ride the device's one sync stream (started here if the app has not): a
   // listener sees what arrives from the moment it is added.
   const onEvent: MvpPeople['onEvent'] = (handler, options = {}) => {
@@ -114,15 +112,15 @@ export function createPeopleClient(api: TRPCClient<AppRouter>, sync: MvpSync): M
       requests: () => api.contacts.requests.query(),
       request: (userId, message) =>
         api.contacts.request.mutate(message === undefined ? { userId } : { userId, message }),
-      accept: (id) => done(api.contacts.accept.mutate({ id })),
-      decline: (id) => done(api.contacts.decline.mutate({ id })),
-      cancel: (id) => done(api.contacts.cancel.mutate({ id })),
-      remove: (userId) => done(api.contacts.remove.mutate({ userId })),
+      accept: (id) => withoutResult(api.contacts.accept.mutate({ id })),
+      decline: (id) => withoutResult(api.contacts.decline.mutate({ id })),
+      cancel: (id) => withoutResult(api.contacts.cancel.mutate({ id })),
+      remove: (userId) => withoutResult(api.contacts.remove.mutate({ userId })),
     },
     blocks: {
       list: () => api.blocks.list.query(),
-      add: (userId) => done(api.blocks.add.mutate({ userId })),
-      remove: (userId) => done(api.blocks.remove.mutate({ userId })),
+      add: (userId) => withoutResult(api.blocks.add.mutate({ userId })),
+      remove: (userId) => withoutResult(api.blocks.remove.mutate({ userId })),
     },
     onEvent,
     onPresence: (handler, options) =>
