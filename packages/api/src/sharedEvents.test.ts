@@ -1,7 +1,8 @@
 import { transformTRPCResponse } from '@trpc/server/unstable-core-do-not-import';
 import superjson from 'superjson';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { encodeFrame, share, transformer } from './sharedEvents';
+import { encodeFrame, share } from './sharedEvents';
+import { transformer } from './transformer';
 
 const config = { transformer } as Parameters<typeof transformTRPCResponse>[0];
 

@@ -1,13 +1,10 @@
-import type { CombinedDataTransformer } from '@trpc/server';
-import superjson from 'superjson';
-
 /**
  * Serialise a fanned-out event once, not once per subscriber. A message sent to a group of 100
  * reaches 100 `sync.events` subscriptions as the same event object (see `wakeWithEvent`). Such
  * events are plain JSON (strings, numbers, booleans, null, arrays, plain objects), so superjson
- * has nothing to annotate, and their JSON text is the same in every frame: the transformer below
- * skips superjson's walk for them, and `encodeFrame` writes the text, built on first use, into
- * each subscriber's frame.
+ * has nothing to annotate, and their JSON text is the same in every frame: the transformer
+ * (transformer.ts) skips superjson's walk for them without looking inside, and `encodeFrame`
+ * writes the text, built on first use, into each subscriber's frame.
  */
 const shared = new WeakSet<object>();
 const texts = new WeakMap<object, string>();
@@ -42,23 +39,13 @@ export function sharedText(event: object): string {
 }
 
 /** A tracked subscription item (`{ id, data }`, built by tRPC) whose data is a shared event. */
-function sharedItem(value: unknown): { id: unknown; data: object } | undefined {
+export function sharedItem(value: unknown): { id: unknown; data: object } | undefined {
   if (value === null || typeof value !== 'object') return undefined;
   const { data } = value as { data?: unknown };
   return data !== null && typeof data === 'object' && shared.has(data)
     ? (value as { id: unknown; data: object })
     : undefined;
 }
-
-/** superjson, except for a shared event: plain JSON, so its superjson form is `{ json }`. */
-export const transformer: CombinedDataTransformer = {
-  input: superjson,
-  output: {
-    serialize: (value: unknown) =>
-      sharedItem(value) ? { json: value } : superjson.serialize(value),
-    deserialize: (value: unknown): unknown => superjson.deserialize(value as never),
-  },
-};
 
 function hasOnlyKeys(value: object, keys: readonly string[]): boolean {
   for (const key in value) if (!keys.includes(key)) return false;

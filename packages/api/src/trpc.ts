@@ -6,7 +6,7 @@ import type { ProcedureObservation } from './ports/Metrics';
 import { AppError } from './errors/AppError';
 import { appCodeOf, errorFormatter } from './errors/errorFormatter';
 import { assertAllowed } from './rateLimit';
-import { transformer } from './sharedEvents';
+import { transformer } from './transformer';
 
 /**
  * OpenApiMeta, spelled out so that the router's type (and so the SDK's bundled types) does not
