@@ -1,5 +1,6 @@
 import type { RateLimitRule } from './ports/RateLimiter';
 import type { AuthInfo, Logger, Ports } from './ports';
+import { lazyChild } from './ports/Logger';
 
 type Limit = { points: number; durationSeconds: number };
 
@@ -103,7 +104,7 @@ export async function createContext(
     ports,
     settings,
     requestId: input.requestId,
-    log: ports.logger.child({ requestId: input.requestId, transport: input.transport }),
+    log: lazyChild(ports.logger, { requestId: input.requestId, transport: input.transport }),
     ip: input.ip,
     transport: input.transport,
     auth,
