@@ -223,5 +223,7 @@ export function machineInfo() {
     cpuCount: cpus.length,
     availableParallelism: os.availableParallelism(),
     node: process.version,
+    /** The load generator's own (the targets add the server's flags it lacks, see targets.ts). */
+    nodeFlags: process.execArgv,
   };
 }

@@ -6,6 +6,7 @@
  * picks some.
  * Prints one JSON document on stdout; progress goes to stderr so the output can be piped as is.
  */
+import { SERVER_NODE_FLAGS } from '@mvp/server/nodeFlags';
 import { benchConfigFromEnv, machineInfo, type BenchConfig } from './config';
 import { runCrypto } from './crypto';
 import { runHttpLoad } from './httpLoad';
@@ -63,6 +64,9 @@ async function main(): Promise<void> {
   const config = benchConfigFromEnv();
   const log: Log = (line) => process.stderr.write(`[bench] ${line}\n`);
   log(`scenarios: ${[...config.only].join(', ')}`);
+  const missing = SERVER_NODE_FLAGS.filter((flag) => !process.execArgv.includes(flag));
+  if (missing.length > 0)
+    log(`warning: the load generator runs without ${missing.join(' ')} (use npm run bench)`);
   // First, while no target process exists: it is pure CPU in this process.
   const crypto = config.only.has('crypto') ? await runCrypto(config, log) : null;
   const base =

@@ -119,10 +119,16 @@ export async function startTarget(kind: TargetKind, argument?: unknown): Promise
   const args =
     json === undefined ? [kind] : [kind, spill ? `@${join(spill, 'argument.json')}` : json];
   // fork() reuses this process's execArgv, which under `tsx` includes its loader, so the child
-  // can run TypeScript (and @mvp/server's source) too. The MVP runs with the flags the server's
-  // start commands pass.
+  // can run TypeScript (and @mvp/server's source) too. Every target runs with the flags the
+  // server's start commands pass, the raw servers and the floor too: a hand-written server would
+  // be deployed with the same GC settings, and a pause one side is spared and the other is not
+  // would be priced as the MVP's (bench/README, session 12). `npm run bench` gives this process
+  // the same flags (package.json), so none is passed twice.
   const child: ChildProcess = fork(new URL('./targetProcess.ts', import.meta.url), args, {
-    execArgv: kind === 'mvp' ? [...process.execArgv, ...SERVER_NODE_FLAGS] : process.execArgv,
+    execArgv: [
+      ...process.execArgv,
+      ...SERVER_NODE_FLAGS.filter((flag) => !process.execArgv.includes(flag)),
+    ],
     env: targetProcessEnv(),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
