@@ -607,4 +607,57 @@ describe(`call sessions (${backendLabel})`, () => {
     });
     await api(both.caller.accessToken).calls.hangup.mutate({ callId: both.id });
   });
+
+  it('a heartbeat from a device not in the call is NOT_FOUND, writes nothing and keeps nothing alive', async () => {
+    const [alice, bob, eve] = [await registerUser(t), await registerUser(t), await registerUser(t)];
+    const [aliceTablet, bobLaptop] = [await secondDevice(alice), await secondDevice(bob)];
+    const placed = await call(alice, bob, [
+      await deviceOf(bob.accessToken),
+      await deviceOf(bobLaptop),
+    ]);
+    await api(bob.accessToken).calls.accept.mutate({ callId: placed.id, answer: b64('a') });
+    const beats = async () => {
+      const row = await t.server.infra.ports.db
+        .selectFrom('calls')
+        .select(['state', 'caller_beat_at', 'callee_beat_at'])
+        .where('id', '=', placed.id)
+        .executeTakeFirstOrThrow();
+      return {
+        state: row.state,
+        caller: Number(row.caller_beat_at),
+        callee: Number(row.callee_beat_at),
+      };
+    };
+    // Bob's laptop rang but did not answer, Alice's tablet did not place it, Eve is a stranger:
+    // refused like a call that does not exist.
+    const strangers = [bobLaptop, aliceTablet, eve.accessToken];
+    const refusals = (callId: string) =>
+      Promise.all(strangers.map((token) => codeOf(api(token).calls.heartbeat.mutate({ callId }))));
+    expect(await refusals(uuidv7())).toEqual(['NOT_FOUND', 'NOT_FOUND', 'NOT_FOUND']);
+    const answered = await beats();
+    expect(answered.state).toBe('accepted');
+
+    // Only Alice's phone beats, at 50 s and 100 s; the strangers beat each time too. The job at
+    // 100 s finds Bob's side quiet since the answer (past the 75 s timeout) and ends the call.
+    let last = answered;
+    try {
+      for (const at of [50_000, 100_000]) {
+        offsetMs = at;
+        expect(await refusals(placed.id)).toEqual(['NOT_FOUND', 'NOT_FOUND', 'NOT_FOUND']);
+        expect(await beats()).toEqual(last);
+        await api(alice.accessToken).calls.heartbeat.mutate({ callId: placed.id });
+        const now = await beats();
+        expect(now.caller).toBeGreaterThan(last.caller); // a beat that counts does show here
+        expect(now.callee).toBe(answered.callee);
+        last = now;
+      }
+      await runCallTimeoutsOnce(t.server.infra.ports, t.server.settings);
+    } finally {
+      offsetMs = 0;
+    }
+    expect(await api(alice.accessToken).calls.get.query({ id: placed.id })).toMatchObject({
+      state: 'ended',
+      endReason: 'ice_timeout',
+    });
+  });
 });

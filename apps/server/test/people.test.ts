@@ -294,6 +294,45 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     ).toEqual([me.userId]);
   });
 
+  it('unblocking someone I did not block is NOT_FOUND, leaves their block of me, and tells nobody', async () => {
+    const [me, them] = [await registerUser(t), await registerUser(t)];
+    // They blocked me: the one block between us is theirs, not mine to lift.
+    await api(them).blocks.add.mutate({ userId: me.userId });
+    const [mine, theirs] = [
+      (await api(me).sync.snapshot.query()).cursor,
+      (await api(them).sync.snapshot.query()).cursor,
+    ];
+    const typesSince = async (a: Account, cursor: string) =>
+      (await api(a).sync.poll.query({ after: cursor })).events.map((e) => e.event.type);
+
+    const refused = await api(me)
+      .blocks.remove.mutate({ userId: them.userId })
+      .then(
+        () => new Error('unblocked'),
+        (e: unknown) => e as Error,
+      );
+    expect(errorCodeOf(refused)).toBe('NOT_FOUND');
+    expect(refused.message).toBe('Not blocked');
+    // Nobody at all, as for someone who never existed.
+    expect(
+      await codeOf(
+        api(me).blocks.remove.mutate({ userId: '0190d4a2-0000-7000-8000-000000000000' }),
+      ),
+    ).toBe('NOT_FOUND');
+
+    expect(await typesSince(me, mine)).toEqual([]);
+    expect(await typesSince(them, theirs)).toEqual([]);
+    expect((await api(them).blocks.list.query()).blocked.map((b) => b.id)).toEqual([me.userId]);
+    expect((await api(me).blocks.list.query()).blocked).toEqual([]);
+
+    // The stream read above does show a real block and unblock, and only to the one who did it.
+    await api(me).blocks.add.mutate({ userId: them.userId });
+    await api(me).blocks.remove.mutate({ userId: them.userId });
+    expect(await typesSince(me, mine)).toEqual(['block.added', 'block.removed']);
+    expect(await typesSince(them, theirs)).toEqual([]);
+    expect((await api(them).blocks.list.query()).blocked.map((b) => b.id)).toEqual([me.userId]);
+  });
+
   it('REST paths: users, privacy, contacts, requests, blocks', async () => {
     const [a, b] = [await registerUser(t), await registerUser(t)];
     const call = async (method: string, path: string, token: string, body?: unknown) => {

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
   createMemoryCursorStore,
+  errorCodeOf,
+  isMvpError,
   type CursorStore,
   type Message,
   type MvpClient,
@@ -9,7 +11,7 @@ import {
   type Snapshot,
   type SyncEvent,
 } from '@mvp/sdk';
-import { registerUser, type Account } from './helpers/accounts';
+import { befriend, registerUser, type Account } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
@@ -282,5 +284,53 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     expect((await a.messaging.conversations.get(channel.id)).myRole).toBe('admin');
     await b.messaging.conversations.delete(channel.id);
     await expect(a.messaging.conversations.get(channel.id)).rejects.toThrow();
+  });
+
+  it("editing or pinning someone else's message through the wrappers: a typed FORBIDDEN, nothing changes", async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, alice, bob);
+    const [a, b] = [sdkFor(alice), sdkFor(bob)];
+    const group = await a.messaging.conversations.createGroup({
+      title: 'Team',
+      memberIds: [bob.userId],
+    });
+    const hers = await a.outbox.send(group.id, plain('as alice wrote it')).result;
+    const his = await b.outbox.send(group.id, plain('as bob wrote it')).result;
+    const { cursor } = await a.api.sync.snapshot.query();
+    const refusal = (p: Promise<unknown>) =>
+      p.then(
+        () => new Error('accepted'),
+        (e: unknown) => e,
+      );
+
+    // A member edits or pins the owner's message; the owner edits the member's (admins delete
+    // others' messages, but nobody edits them).
+    const refused = [
+      await refusal(b.messaging.messages.edit(group.id, hers.seq, plain('forged'))),
+      await refusal(b.messaging.messages.pin(group.id, hers.seq)),
+      await refusal(a.messaging.messages.edit(group.id, his.seq, plain('forged'))),
+    ];
+    for (const error of refused) {
+      expect(isMvpError(error)).toBe(true);
+      expect(errorCodeOf(error)).toBe('FORBIDDEN');
+      expect(isMvpError(error) && error.data).toMatchObject({
+        appCode: 'FORBIDDEN',
+        httpStatus: 403,
+      });
+    }
+
+    const history = await b.messaging.messages.history(group.id);
+    expect(history.messages.map((m) => [m.seq, text(m), m.editedAt])).toEqual([
+      [his.seq, 'as bob wrote it', null],
+      [hers.seq, 'as alice wrote it', null],
+    ]);
+    expect(await a.messaging.messages.pins(group.id)).toEqual([]);
+    expect((await a.api.sync.poll.query({ after: cursor })).events).toEqual([]);
+    // The same calls by whoever may make them do go through (and would show above).
+    await a.messaging.messages.pin(group.id, his.seq);
+    expect((await b.messaging.messages.pins(group.id)).map((m) => m.seq)).toEqual([his.seq]);
+    expect(
+      (await a.api.sync.poll.query({ after: cursor })).events.map((e) => e.event.type),
+    ).toEqual(['pin']);
   });
 });
