@@ -403,6 +403,75 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await annResumed.close();
   });
 
+  it('someone who left and was added back sees from the new join on: old backlog without reactions, nothing of the gap', async () => {
+    const { owner, ann, ben, room } = await team();
+    const { cursor: benCursor } = await api(ben).sync.snapshot.query();
+    const before = await send(ann, room.id, 'before ben left');
+    const old = { conversationId: room.id, seq: before.seq };
+    await api(owner).messages.react.mutate({ ...old, emoji: '👍', on: true });
+    await api(ben).conversations.leave.mutate({ id: room.id });
+
+    const gap = await send(ann, room.id, 'while ben was out');
+    const inGap = { conversationId: room.id, seq: gap.seq };
+    await api(ann).messages.react.mutate({ ...old, emoji: '🎉', on: true });
+    await api(owner).messages.react.mutate({ ...inGap, emoji: '👀', on: true });
+
+    await api(owner).conversations.addMembers.mutate({ id: room.id, userIds: [ben.userId] });
+    const after = await send(ann, room.id, 'ben is back');
+    const current = { conversationId: room.id, seq: after.seq };
+    await api(owner).messages.react.mutate({ ...current, emoji: '❤️', on: true });
+    // Reacting to a message from before the new join, once Ben is back.
+    await api(ann).messages.react.mutate({ ...old, emoji: '😮', on: true });
+    const [oldAsAnnSees] = (
+      await api(ann).messages.history.query({ conversationId: room.id, before: gap.seq })
+    ).messages;
+    expect(oldAsAnnSees!.reactions.map((r) => [r.emoji, r.userIds])).toEqual([
+      ['👍', [owner.userId]],
+      ['🎉', [ann.userId]],
+      ['😮', [ann.userId]],
+    ]);
+
+    // History, pins, unread and reacting start at the new join: the first stay, the gap is not there.
+    const history = await api(ben).messages.history.query({ conversationId: room.id });
+    expect(history.messages.map((m) => [m.seq, m.reactions])).toEqual([
+      [after.seq, [{ emoji: '❤️', userIds: [owner.userId] }]],
+    ]);
+    expect(history.more).toBe(false);
+    const fromStart = await api(ben).messages.history.query({ conversationId: room.id, after: 0 });
+    expect(fromStart.messages.map((m) => m.seq)).toEqual([after.seq]);
+    const entry = (await api(ben).sync.snapshot.query()).conversations.find(
+      (c) => c.conversation.id === room.id,
+    );
+    expect([entry?.unread, entry?.lastMessage?.seq]).toEqual([1, after.seq]);
+    for (const ref of [old, inGap])
+      expect(await codeOf(api(ben).messages.react.mutate({ ...ref, emoji: '👍', on: true }))).toBe(
+        'NOT_FOUND',
+      );
+
+    // The old backlog: the first message as he was sent it but with no one's reactions (not
+    // even those from while he was in), the reaction he was told of then, nothing of the gap,
+    // and no reaction to a message before the new join.
+    const backlog = (await api(ben).sync.poll.query({ after: benCursor })).events
+      .map((e) => e.event)
+      .flatMap((e): unknown[][] => {
+        if (e.type === 'message.new' && e.message.conversationId === room.id)
+          return [[e.type, e.message.seq, e.message.reactions]];
+        if (e.type === 'reaction' && e.conversationId === room.id)
+          return [[e.type, e.seq, e.emoji]];
+        if (e.type === 'conversation.left' && e.conversationId === room.id) return [[e.type]];
+        if (e.type === 'conversation.joined' && e.conversation.id === room.id) return [[e.type]];
+        return [];
+      });
+    expect(backlog).toEqual([
+      ['message.new', before.seq, []],
+      ['reaction', before.seq, '👍'],
+      ['conversation.left'],
+      ['conversation.joined'],
+      ['message.new', after.seq, [{ emoji: '❤️', userIds: [owner.userId] }]],
+      ['reaction', after.seq, '❤️'],
+    ]);
+  });
+
   it('a restricted member cannot react; across a block nobody reacts, pins or types', async () => {
     const { owner, ann, ben, room } = await team();
     const sent = await send(ann, room.id, 'react to me');

@@ -57,6 +57,21 @@ export async function memberIds(db: Db, conversationId: string): Promise<string[
   return (await membersOf(db, conversationId)).rows.map((r) => r.user_id);
 }
 
+/** Members whose history shows message `seq` (they joined before it was sent). */
+export async function memberIdsSeeing(
+  db: Db,
+  conversationId: string,
+  seq: number,
+): Promise<string[]> {
+  const rows = await db
+    .selectFrom('conversation_members')
+    .select('user_id')
+    .where('conversation_id', '=', conversationId)
+    .where('joined_seq', '<', seq)
+    .execute();
+  return rows.map((r) => r.user_id);
+}
+
 export function listMembers(db: Db, conversationId: string) {
   return db
     .selectFrom('conversation_members')

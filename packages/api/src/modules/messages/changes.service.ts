@@ -3,7 +3,7 @@ import type { TMessage } from '@mvp/contracts';
 import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
-import { memberIds } from '../conversations/conversations.repo';
+import { memberIds, memberIdsSeeing } from '../conversations/conversations.repo';
 import { requireMember } from '../conversations/conversations.service';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './messages.repo';
@@ -157,7 +157,8 @@ export async function react(
   if (input.on && mine.length >= MAX_REACTIONS_PER_USER)
     throw new AppError('BAD_REQUEST', 'Too many reactions on one message');
   const now = ctx.ports.clock.now();
-  const members = await memberIds(db, input.conversationId);
+  // Not to members who joined after the message: their history does not show it, nor who reacts.
+  const members = await memberIdsSeeing(db, input.conversationId, input.seq);
   try {
     await db.transaction().execute(async (trx) => {
       if (input.on) {
