@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
   createMemoryCursorStore,
+  createMemoryTokenStore,
   errorCodeOf,
   isMvpError,
   type CursorStore,
@@ -11,7 +12,7 @@ import {
   type Snapshot,
   type SyncEvent,
 } from '@mvp/sdk';
-import { befriend, registerUser, type Account } from './helpers/accounts';
+import { befriend, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
@@ -284,6 +285,69 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     expect((await a.messaging.conversations.get(channel.id)).myRole).toBe('admin');
     await b.messaging.conversations.delete(channel.id);
     await expect(a.messaging.conversations.get(channel.id)).rejects.toThrow();
+  });
+
+  it('an account switch on one client: the next account starts from its own state, not the last one', async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    await befriend(t, carol, alice);
+    await befriend(t, carol, bob);
+    const c = sdkFor(carol);
+    const shared = (
+      await c.messaging.conversations.createGroup({
+        title: 'Both of them',
+        memberIds: [alice.userId, bob.userId],
+      })
+    ).id;
+    const [alicesOnly, bobsOnly] = [await directChat(c, alice), await directChat(c, bob)];
+    for (const body of ['1', '2', '3']) await c.outbox.send(shared, plain(body)).result;
+    for (const body of ['a', 'b']) await c.outbox.send(alicesOnly, plain(body)).result;
+    // Bob's stream grows past where Alice's will be: her cursor would be a place in his.
+    for (let i = 0; i < 12; i++) await c.outbox.send(bobsOnly, plain(`for bob ${i}`)).result;
+
+    // One app on one device, one token store and one cursor store, signed in as Alice.
+    const cursorStore = createMemoryCursorStore();
+    const app = t.newClient({ WebSocket, tokenStore: createMemoryTokenStore(), cursorStore });
+    const signIn = async (who: Account) => {
+      const res = await app.auth.login({
+        identifier: who.username,
+        password: PASSWORD,
+        device: DEVICE,
+      });
+      expect(res.status).toBe('ok');
+    };
+    await signIn(alice);
+    const seen = await live(app);
+    expect([app.sync.unread(shared), app.sync.unread(alicesOnly)]).toEqual([3, 2]);
+    // What Alice hides is gone for her only.
+    await app.messaging.messages.deleteForMe(shared, 3);
+    await seen.unreadReaches(shared, 2);
+
+    await app.auth.logout();
+    await signIn(bob);
+    const bobsHead = (await app.api.sync.snapshot.query()).cursor;
+    expect(Number(await cursorStore.get())).toBeLessThan(Number(bobsHead));
+    await app.sync.start();
+    expect(
+      [shared, alicesOnly, bobsOnly]
+        .map((id) => app.sync.unread(id))
+        .concat(app.sync.unreadTotal()),
+    ).toEqual([3, 0, 12, 15]);
+    // Bob's app starts cold from his snapshot, not from a place in his stream named by hers.
+    expect(seen.snapshots.map((s) => s.conversations.map((e) => e.conversation.id).sort())).toEqual(
+      [[shared, alicesOnly].sort(), [shared, bobsOnly].sort()],
+    );
+
+    // Live from here on, as Bob: Carol's message counts, Alice's chat is not his, his own reads.
+    await c.outbox.send(shared, plain('4')).result;
+    await seen.unreadReaches(shared, 4);
+    await c.outbox.send(alicesOnly, plain('c')).result;
+    await app.outbox.send(shared, plain('from bob')).result;
+    await seen.unreadReaches(shared, 0);
+    expect([app.sync.unread(alicesOnly), app.sync.unreadTotal()]).toEqual([0, 12]);
   });
 
   it("editing or pinning someone else's message through the wrappers: a typed FORBIDDEN, nothing changes", async () => {

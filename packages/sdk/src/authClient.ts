@@ -32,12 +32,22 @@ export type MvpAuth = {
   isSignedIn(): Promise<boolean>;
 };
 
-/** `raw` is a client without the auth link: sign-in calls carry no token and never retry. */
-export function createAuthClient(raw: TRPCClient<AppRouter>, session: AuthSession): MvpAuth {
+/**
+ * `raw` is a client without the auth link: sign-in calls carry no token and never retry.
+ * `onSignedIn` runs once new tokens are kept, before the sign-in call answers.
+ */
+export function createAuthClient(
+  raw: TRPCClient<AppRouter>,
+  session: AuthSession,
+  onSignedIn?: () => Promise<void>,
+): MvpAuth {
   // Returns the server's answer unchanged, so apps see exactly what the API documents.
   const keep = async <T extends SignInAnswer>(answer: T): Promise<T> => {
     const known: SignInAnswer = answer;
-    if (known.status === 'ok') await session.start(known);
+    if (known.status === 'ok') {
+      await session.start(known);
+      await onSignedIn?.();
+    }
     return answer;
   };
   return {

@@ -252,11 +252,23 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     crypto: callCrypto,
   });
 
+  /**
+   * A sign-in makes this client someone (else): the stream stops until `sync.start()`, and the
+   * WebSocket, which authenticated once as whoever was signed in when it opened, is dropped so
+   * the next subscription opens one with the new token.
+   */
+  const onSignedIn = async () => {
+    await sync.stop();
+    const closing = wsClient;
+    wsClient = undefined;
+    await closing?.close();
+  };
+
   return {
     api,
     e2ee,
     calls,
-    auth: createAuthClient(raw, session),
+    auth: createAuthClient(raw, session, onSignedIn),
     people: createPeopleClient(api, sync),
     messaging: createMessagingClient(api),
     outbox,

@@ -105,6 +105,8 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
   let subscription: { unsubscribe(): void } | undefined;
   let starting: Promise<void> | undefined;
   let me: string | undefined;
+  /** Whose stream this engine last started: another account's cursor is not resumed. */
+  let streamedFor: string | undefined;
   /** The last durable event handled (and saved); duplicates at or below it are dropped. */
   let handled: string | null = null;
   let queue: Queued[] = [];
@@ -134,9 +136,12 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
   async function connect(gen: number, cold: boolean): Promise<void> {
     me ??= await transport.whoAmI();
     await idle;
-    const stored = cold ? null : await cursors.get();
+    // Signed in as someone else since: the stored cursor is in the last account's stream.
+    const switched = streamedFor !== undefined && streamedFor !== me;
+    const stored = cold || switched ? null : await cursors.get();
     const snapshot = await transport.snapshot();
     if (gen !== generation) return;
+    streamedFor = me;
     unread.reset(snapshot);
     let from = stored;
     if (from === null) {
