@@ -269,26 +269,59 @@ export function findMessage(db: Db, conversationId: string, seq: number) {
     .executeTakeFirst();
 }
 
+type MessageRef = { conversationId: string; seq: number };
+
+/** The messages of these (conversation, seq) pairs. */
+const byRefs = (refs: MessageRef[]) => (eb: ExpressionBuilder<DB, 'messages'>) =>
+  eb.or(
+    refs.map((r) =>
+      eb.and([
+        eb('messages.conversation_id', '=', r.conversationId),
+        eb('messages.seq', '=', r.seq),
+      ]),
+    ),
+  );
+
 /** Messages by (conversation, seq) pairs, keyed `<conversationId>:<seq>`; one query per 500. */
-export async function findBySeqs(
-  db: Db,
-  refs: { conversationId: string; seq: number }[],
-): Promise<Map<string, MessageRow>> {
+export async function findBySeqs(db: Db, refs: MessageRef[]): Promise<Map<string, MessageRow>> {
   const found = new Map<string, MessageRow>();
   for (let i = 0; i < refs.length; i += 500) {
-    const chunk = refs.slice(i, i + 500);
     const rows = await db
       .selectFrom('messages')
       .selectAll()
-      .where((eb) =>
-        eb.or(
-          chunk.map((r) =>
-            eb.and([eb('conversation_id', '=', r.conversationId), eb('seq', '=', r.seq)]),
-          ),
-        ),
-      )
+      .where(byRefs(refs.slice(i, i + 500)))
       .execute();
     for (const row of rows) found.set(refKey(row.conversation_id, Number(row.seq)), row);
+  }
+  return found;
+}
+
+/**
+ * findBySeqs as `reader` may see them: each row with whether the reader's history shows it
+ * (a member who joined before it), from their membership in the same query.
+ */
+export async function findBySeqsFor(
+  db: Db,
+  reader: string,
+  refs: MessageRef[],
+): Promise<Map<string, { row: MessageRow; seen: boolean }>> {
+  const found = new Map<string, { row: MessageRow; seen: boolean }>();
+  for (let i = 0; i < refs.length; i += 500) {
+    const rows = await db
+      .selectFrom('messages')
+      .leftJoin('conversation_members as cm', (join) =>
+        join
+          .onRef('cm.conversation_id', '=', 'messages.conversation_id')
+          .on('cm.user_id', '=', reader),
+      )
+      .selectAll('messages')
+      .select('cm.joined_seq')
+      .where(byRefs(refs.slice(i, i + 500)))
+      .execute();
+    for (const { joined_seq, ...row } of rows) {
+      const seen = joined_seq !== null && Number(row.seq) > Number(joined_seq);
+      found.set(refKey(row.conversation_id, Number(row.seq)), { row, seen });
+    }
   }
   return found;
 }

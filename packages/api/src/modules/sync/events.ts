@@ -4,7 +4,7 @@ import type { DB } from '@mvp/db';
 import type { Ports } from '../../ports';
 import { isShared, share, sharedText } from '../../sharedEvents';
 import { userChannel } from '../contacts/peopleEvents';
-import { describeMessages, findBySeqs, type MessageRow } from '../messages/messages.repo';
+import { describeMessages, findBySeqsFor, toMessage } from '../messages/messages.repo';
 import { appendEvents, appendToMembers, type StoredEvent, type StreamRow } from './stream.repo';
 
 export type DurableEvent = Exclude<TSyncEvent, { type: 'resync' | 'presence' }>;
@@ -189,16 +189,14 @@ export async function hydrate(
   const refs = parsed
     .filter((r) => BY_REFERENCE.has(r.type))
     .map((r) => r.payload as unknown as MessageRef);
-  const rowsByRef = refs.length > 0 ? await findBySeqs(db, refs) : new Map<string, MessageRow>();
-  const described = await describeMessages(db, [...rowsByRef.values()]);
-  const joined = await joinedSeqs(db, reader, new Set(refs.map((r) => r.conversationId)));
+  // The reader's membership comes with the rows; only what they still see is described with its
+  // reactions, the rest is the message as it was sent to them.
+  const found = await findBySeqsFor(db, reader, refs);
+  const visible = [...found.values()].filter((f) => f.seen).map((f) => f.row);
   const messages = new Map(
-    described.map((m) => {
-      const since = joined.get(m.conversationId);
-      const seen = since !== undefined && m.seq > since ? m : { ...m, reactions: [] };
-      return [`${m.conversationId}:${m.seq}`, seen];
-    }),
+    (await describeMessages(db, visible)).map((m) => [`${m.conversationId}:${m.seq}`, m]),
   );
+  for (const [key, { row, seen }] of found) if (!seen) messages.set(key, toMessage(row));
   const events: { seq: number; event: TSyncEvent }[] = [];
   for (const row of parsed) {
     if (BY_REFERENCE.has(row.type)) {
@@ -211,20 +209,4 @@ export async function hydrate(
     events.push({ seq: row.seq, event: { type: row.type, ...row.payload } as TSyncEvent });
   }
   return events;
-}
-
-/** My membership's first visible seq in each of these conversations I am still in. */
-async function joinedSeqs(
-  db: Kysely<DB>,
-  userId: string,
-  conversationIds: Set<string>,
-): Promise<Map<string, number>> {
-  if (conversationIds.size === 0) return new Map();
-  const rows = await db
-    .selectFrom('conversation_members')
-    .select(['conversation_id', 'joined_seq'])
-    .where('user_id', '=', userId)
-    .where('conversation_id', 'in', [...conversationIds])
-    .execute();
-  return new Map(rows.map((r) => [r.conversation_id, Number(r.joined_seq)]));
 }
