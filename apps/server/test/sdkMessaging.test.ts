@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
   createMemoryCursorStore,
+  createMemoryOutboxStore,
   createMemoryTokenStore,
   errorCodeOf,
   isMvpError,
@@ -348,6 +349,83 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     await app.outbox.send(shared, plain('from bob')).result;
     await seen.unreadReaches(shared, 0);
     expect([app.sync.unread(alicesOnly), app.sync.unreadTotal()]).toEqual([0, 12]);
+  });
+
+  it("an account switch on one client: the last account's queued sends wait for it, never go out as the next", async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    await befriend(t, carol, alice);
+    await befriend(t, carol, bob);
+    const c = sdkFor(carol);
+    const shared = (
+      await c.messaging.conversations.createGroup({
+        title: 'Both of them',
+        memberIds: [alice.userId, bob.userId],
+      })
+    ).id;
+
+    // One app on one device, one token store and one outbox store; sends fail while offline.
+    let offline = false;
+    const flakyFetch: typeof fetch = async (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (offline && url.includes('messages.send')) throw new TypeError('fetch failed: offline');
+      return fetch(input, init);
+    };
+    const app = t.newClient({
+      WebSocket,
+      tokenStore: createMemoryTokenStore(),
+      outboxStore: createMemoryOutboxStore(),
+      fetch: flakyFetch,
+    });
+    const signIn = async (who: Account) => {
+      const res = await app.auth.login({
+        identifier: who.username,
+        password: PASSWORD,
+        device: DEVICE,
+      });
+      expect(res.status).toBe('ok');
+    };
+    await signIn(alice);
+    offline = true;
+    const tried = new Promise<void>((resolve) =>
+      app.outbox.onChange((item) => item.error?.code === 'NETWORK' && resolve()),
+    );
+    const hers = app.outbox.send(shared, plain('queued by alice'));
+    await tried;
+    expect(app.outbox.pending().map((i) => i.clientMessageId)).toEqual([hers.clientMessageId]);
+
+    await app.auth.logout();
+    await signIn(bob);
+    offline = false;
+    app.outbox.retryNow();
+    expect(app.outbox.pending()).toEqual([]);
+    // Sends of one conversation go out in order: hers, queued first, would have gone before his.
+    await app.outbox.send(shared, plain('from bob')).result;
+    await app.outbox.send(shared, plain('bob again')).result;
+    const asSeen = async () =>
+      (await c.messaging.messages.history(shared)).messages
+        .map((m) => [m.senderId, text(m)])
+        .reverse();
+    const onlyBob = [
+      [bob.userId, 'from bob'],
+      [bob.userId, 'bob again'],
+    ];
+    expect((await asSeen()).slice(-2)).toEqual(onlyBob);
+    expect((await asSeen()).filter(([, body]) => body === 'queued by alice')).toEqual([]);
+    expect(app.outbox.pending()).toEqual([]);
+
+    // Alice signs in again on this client: her message goes out now, as her.
+    await app.auth.logout();
+    await signIn(alice);
+    const message = await hers.result;
+    expect([message.senderId, message.clientMessageId]).toEqual([
+      alice.userId,
+      hers.clientMessageId,
+    ]);
+    expect((await asSeen()).slice(-3)).toEqual([...onlyBob, [alice.userId, 'queued by alice']]);
   });
 
   it("editing or pinning someone else's message through the wrappers: a typed FORBIDDEN, nothing changes", async () => {

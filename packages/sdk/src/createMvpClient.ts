@@ -5,6 +5,7 @@ import {
   httpLink,
   splitLink,
   wsLink,
+  type Operation,
   type TRPCClient,
   type TRPCLink,
 } from '@trpc/client';
@@ -31,6 +32,8 @@ type Awaitable<T> = T | Promise<T>;
 // The server closes a session's sockets with this code when the session ends (revoked, signed
 // out elsewhere). A refresh then finds out for sure, and tells the app through onSessionEnded.
 const SESSION_ENDED_CLOSE_CODE = 4401;
+// An outbox send names the account it must go out as in its operation context.
+const SEND_AS = 'mvpSendAs';
 type WSClient = ReturnType<typeof createWSClient>;
 
 /** The WebSocket constructor shape tRPC needs; the browser's, `ws`'s and React Native's fit. */
@@ -148,11 +151,49 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   const session = createAuthSession({
     store: options.tokenStore ?? createMemoryTokenStore(),
     exchange: (refreshToken) => raw.auth.refresh.mutate({ refreshToken }),
-    onSessionEnded: options.onSessionEnded,
+    onSessionEnded: (reason) => {
+      // Signed out: nothing more goes out of the outbox until someone signs in.
+      outbox.accountChanged();
+      options.onSessionEnded?.(reason);
+    },
     refreshAheadMs: options.refreshAheadMs,
   });
   const { getToken } = options;
   const token = async () => (getToken ? ((await getToken()) ?? null) : session.accessToken());
+
+  // Whose token is whose: the session names its user; a token from `getToken` is asked about
+  // once (`me.get`, with that token) and remembered.
+  const usersByToken = new Map<string, string>();
+  const userOfToken = async (value: string): Promise<string | undefined> => {
+    if (!getToken) {
+      const current = await session.current();
+      return current?.accessToken === value ? current.user.id : undefined;
+    }
+    const known = usersByToken.get(value);
+    if (known) return known;
+    const { id } = await raw.me.get.query(undefined, { context: { token: value } });
+    usersByToken.set(value, id);
+    return id;
+  };
+  /** The signed-in account, for the outbox: it sends an entry only as the account that queued it. */
+  const currentUser = async () => {
+    if (!getToken) return (await session.current())?.user.id ?? null;
+    const value = await token();
+    return value ? ((await userOfToken(value)) ?? null) : null;
+  };
+  /**
+   * The last guard of an outbox send: the token the batch is about to carry must be its owner's.
+   * An account switch between the outbox's check and the request fails the send (retried later
+   * as its owner) instead of sending it as whoever signed in meanwhile.
+   */
+  const checkSendAs = async (opList: readonly Operation[], value: string | null) => {
+    const owners = opList.map((op) => op.context[SEND_AS]).filter((o) => typeof o === 'string');
+    if (owners.length === 0) return;
+    const user = value ? await userOfToken(value) : undefined;
+    if (owners.some((owner) => owner !== user)) {
+      throw new Error('@mvp/sdk: not sending a queued message as another account');
+    }
+  };
 
   // The WebSocket client is created on the first subscription only: tRPC reads the WebSocket
   // global when the client is created, and query-only apps (or Node 20) may not have one.
@@ -222,6 +263,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
             // A batch of sign-in calls needs no token, and must not refresh an old session first.
             const value = opList.every((op) => isPublicAuthPath(op.path)) ? null : await token();
             for (const op of opList) noteSentToken(op, value);
+            await checkSendAs(opList, value);
             return value ? { authorization: `Bearer ${value}` } : {};
           },
         }),
@@ -235,7 +277,9 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     backoff,
   });
   const outbox = createOutbox({
-    send: async (input) => decodeMessage(await api.messages.send.mutate(input)),
+    send: async (input, asUser) =>
+      decodeMessage(await api.messages.send.mutate(input, { context: { [SEND_AS]: asUser } })),
+    currentUser,
     store: options.outboxStore,
     backoff,
   });
@@ -253,11 +297,13 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   });
 
   /**
-   * A sign-in makes this client someone (else): the stream stops until `sync.start()`, and the
+   * A sign-in makes this client someone (else): the outbox sends only the new account's entries,
+   * the stream stops until `sync.start()`, and the
    * WebSocket, which authenticated once as whoever was signed in when it opened, is dropped so
    * the next subscription opens one with the new token.
    */
   const onSignedIn = async () => {
+    outbox.accountChanged();
     await sync.stop();
     const closing = wsClient;
     wsClient = undefined;

@@ -33,6 +33,9 @@ function serverError(appCode: string, extra: Record<string, unknown> = {}) {
   });
 }
 
+/** One account signed in all along. */
+const asMe = { currentUser: () => 'me' };
+
 const wire = <T>(value: object): T => value as T;
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (b: Uint8Array | null) => new TextDecoder().decode(b ?? new Uint8Array());
@@ -42,13 +45,18 @@ const text = (b: Uint8Array | null) => new TextDecoder().decode(b ?? new Uint8Ar
  * which sends are in flight, in which order, with which client message id.
  */
 function fakeServer() {
-  const calls: { input: SendMessageInput; answer: (outcome: Error | null) => void }[] = [];
+  const calls: {
+    input: SendMessageInput;
+    asUser: string;
+    answer: (outcome: Error | null) => void;
+  }[] = [];
   let seq = 0;
   const waiters: (() => void)[] = [];
-  const send = (input: SendMessageInput) =>
+  const send = (input: SendMessageInput, asUser: string) =>
     new Promise<Message>((resolve, reject) => {
       calls.push({
         input,
+        asUser,
         answer: (outcome) => {
           if (outcome) return reject(outcome);
           // Only what the outbox reads; the server's message type grows with the API.
@@ -89,7 +97,7 @@ describe('outbox', () => {
 
   it('sends one conversation in order, one at a time, and others alongside', async () => {
     const server = fakeServer();
-    const outbox = createOutbox({ send: server.send });
+    const outbox = createOutbox({ ...asMe, send: server.send });
     const first = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('one') });
     const second = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('two') });
     outbox.send('c2', { contentType: 'text/plain', ciphertext: bytes('elsewhere') });
@@ -117,6 +125,7 @@ describe('outbox', () => {
   it('retries a network failure with the same client message id, after a backoff', async () => {
     const server = fakeServer();
     const outbox = createOutbox({
+      ...asMe,
       send: server.send,
       backoff: { minDelayMs: 1_000, maxDelayMs: 10_000 },
       random: () => 1,
@@ -143,7 +152,7 @@ describe('outbox', () => {
 
   it('waits out retryAfterMs on TOO_MANY_REQUESTS, and retryNow ends a wait early', async () => {
     const server = fakeServer();
-    const outbox = createOutbox({ send: server.send, random: () => 0 });
+    const outbox = createOutbox({ ...asMe, send: server.send, random: () => 0 });
     const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('hi') });
     (await server.calledTimes(1)).answer(serverError('TOO_MANY_REQUESTS', { retryAfterMs: 7_000 }));
 
@@ -162,7 +171,7 @@ describe('outbox', () => {
 
   it('fails a message on a permanent error and goes on with the next', async () => {
     const server = fakeServer();
-    const outbox = createOutbox({ send: server.send });
+    const outbox = createOutbox({ ...asMe, send: server.send });
     const bad = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('too big') });
     const good = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('fine') });
 
@@ -192,7 +201,7 @@ describe('outbox', () => {
   it('keeps pending sends in its store, and a new outbox on the store sends them in order', async () => {
     const store = createMemoryOutboxStore();
     const before = fakeServer();
-    const old = createOutbox({ send: before.send, store });
+    const old = createOutbox({ ...asMe, send: before.send, store });
     const a = old.send('c1', { contentType: 'text/plain', ciphertext: bytes('a'), replyToSeq: 3 });
     const b = old.send('c1', { contentType: 'text/plain', ciphertext: bytes('b') });
     await before.calledTimes(1); // 'a' is on its way when the app dies
@@ -206,7 +215,7 @@ describe('outbox', () => {
     expect(JSON.parse(JSON.stringify(stored))).toEqual(stored);
 
     const after = fakeServer();
-    const restarted = createOutbox({ send: after.send, store });
+    const restarted = createOutbox({ ...asMe, send: after.send, store });
     await restarted.restore();
     expect(restarted.pending().map((i) => text(i.ciphertext))).toEqual(['a', 'b']);
     const first = await after.calledTimes(1);
@@ -231,6 +240,7 @@ describe('outbox', () => {
       queuedAt: 1,
       order: 0,
       state: 'queued',
+      userId: 'me',
     });
     // A slow store: the new send must still queue behind what it holds.
     const slow: OutboxStore = {
@@ -242,11 +252,99 @@ describe('outbox', () => {
       remove: (id) => kept.remove(id),
     };
     const server = fakeServer();
-    const outbox = createOutbox({ send: server.send, store: slow });
+    const outbox = createOutbox({ ...asMe, send: server.send, store: slow });
     outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('new') });
     await vi.advanceTimersByTimeAsync(100);
     const first = await server.calledTimes(1);
     expect(first.input.clientMessageId).toBe('restored-1');
+  });
+
+  it("sends, lists and tells of only the signed-in account's entries; the others wait for theirs", async () => {
+    const store = createMemoryOutboxStore();
+    const server = fakeServer();
+    let who: string | null = 'alice';
+    const outbox = createOutbox({ send: server.send, currentUser: () => who, store });
+    const seen: OutboxItem[] = [];
+    outbox.onChange((item) => seen.push(item));
+    const hers = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('from alice') });
+    const onTheWire = await server.calledTimes(1);
+    expect(onTheWire.asUser).toBe('alice');
+
+    // Alice signs out while her send is on its way, and Bob signs in; then her send fails.
+    who = null;
+    outbox.accountChanged();
+    who = 'bob';
+    outbox.accountChanged();
+    onTheWire.answer(new TypeError('fetch failed'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(outbox.pending()).toEqual([]);
+    seen.length = 0;
+    const his = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('from bob') });
+    const bobs = await server.calledTimes(2);
+    expect([bobs.asUser, bobs.input.clientMessageId]).toEqual(['bob', his.clientMessageId]);
+    expect(outbox.pending().map((i) => i.clientMessageId)).toEqual([his.clientMessageId]);
+    bobs.answer(null);
+    await his.result;
+    await vi.advanceTimersByTimeAsync(60_000);
+    outbox.retryNow();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(server.calls).toHaveLength(2);
+    expect(outbox.pending()).toEqual([]);
+    expect(seen.map((i) => i.clientMessageId)).not.toContain(hers.clientMessageId);
+    expect((await store.load()).map((e) => [e.clientMessageId, e.userId, e.state])).toEqual([
+      [hers.clientMessageId, 'alice', 'queued'],
+    ]);
+
+    // Back as Alice: her message goes out, as her, with the same client message id.
+    who = 'alice';
+    outbox.accountChanged();
+    const again = await server.calledTimes(3);
+    expect([again.asUser, again.input.clientMessageId]).toEqual(['alice', hers.clientMessageId]);
+    again.answer(null);
+    expect(text((await hers.result).ciphertext)).toBe('from alice');
+    expect(await store.load()).toEqual([]);
+  });
+
+  it('fails a send at once when no one is signed in, and keeps nothing of it', async () => {
+    const store = createMemoryOutboxStore();
+    const server = fakeServer();
+    const outbox = createOutbox({ send: server.send, currentUser: () => null, store });
+    const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('whose?') });
+    await expect(handle.result).rejects.toThrow('no one is signed in');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect([server.calls.length, outbox.pending(), await store.load()]).toEqual([0, [], []]);
+  });
+
+  it('sends an entry kept without an owner (older SDK) as no one, and leaves it in the store', async () => {
+    const store = createMemoryOutboxStore();
+    const legacy = {
+      clientMessageId: 'legacy-1',
+      conversationId: 'c1',
+      contentType: 'text/plain',
+      ciphertext: bytesToBase64(bytes('whose?')),
+      queuedAt: 1,
+      order: 0,
+      state: 'queued' as const,
+    };
+    await store.save(legacy);
+    const server = fakeServer();
+    const outbox = createOutbox({ ...asMe, send: server.send, store });
+    await outbox.restore();
+    const mine = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('mine') });
+    const first = await server.calledTimes(1);
+    expect(first.input.clientMessageId).toBe(mine.clientMessageId);
+    first.answer(null);
+    await mine.result;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect([server.calls.length, outbox.pending()]).toEqual([1, []]);
+    expect(await store.load()).toEqual([legacy]);
+
+    // An app that knows whose it is writes the owner in: then it goes out as them.
+    await store.save({ ...legacy, userId: 'me' });
+    const restarted = createOutbox({ ...asMe, send: server.send, store });
+    await restarted.restore();
+    const adopted = await server.calledTimes(2);
+    expect([adopted.asUser, adopted.input.clientMessageId]).toEqual(['me', 'legacy-1']);
   });
 });
 

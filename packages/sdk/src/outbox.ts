@@ -30,6 +30,11 @@ export type StoredOutboxEntry = {
   /** Only `queued` and `failed` are ever stored; a send cut short by a restart is `queued`. */
   state: 'queued' | 'failed';
   error?: OutboxError;
+  /**
+   * The user id of the account that queued it: only that account ever sends it, lists it or
+   * hears of it. Entries kept by an SDK before this field have none; see `ownedBy`.
+   */
+  userId?: string;
 };
 
 /** Why a send failed for good (or, while it waits for a retry, why the last attempt failed). */
@@ -105,8 +110,16 @@ export type SendMessageInput = {
 };
 
 export type OutboxDeps = {
-  /** `messages.send`, answering the stored message with its ciphertext as bytes. */
-  send(input: SendMessageInput): Promise<Message>;
+  /**
+   * `messages.send`, answering the stored message with its ciphertext as bytes. `asUser` is the
+   * entry's owner: the send must not go out under any other account's token.
+   */
+  send(input: SendMessageInput, asUser: string): Promise<Message>;
+  /**
+   * The signed-in account's user id, null when signed out. Asked when a send is queued (its
+   * owner) and before every attempt; a rejection counts as a failed attempt (retried).
+   */
+  currentUser(): Awaitable<string | null>;
   store?: OutboxStore;
   backoff?: BackoffOptions;
   random?: () => number;
@@ -150,6 +163,8 @@ function errorOf(error: unknown): OutboxError {
 
 type Entry = {
   stored: StoredOutboxEntry;
+  /** Queued in this process and its owner is still being asked: it is the caller's own. */
+  claiming?: boolean;
   item: OutboxItem;
   /** Settles the handle; absent for sends restored from the store. */
   settle?: { resolve(m: Message): void; reject(e: unknown): void };
@@ -160,7 +175,23 @@ type Entry = {
 const byQueueOrder = (a: Entry, b: Entry) =>
   a.stored.queuedAt - b.stored.queuedAt || a.stored.order - b.stored.order;
 
-export function createOutbox(deps: OutboxDeps): MvpOutbox {
+/**
+ * Whether `me` may send, list and hear of this entry. An entry without an owner was kept by an
+ * SDK that did not record one: it may be anyone's who used this client, so it is sent as no one
+ * (fail closed: sending it as the wrong account puts words in their mouth and shows one account's
+ * pending messages to another). It stays in the store untouched; an app that knows whose it is
+ * (one account per install) can write that `userId` into the store, and it goes out as them.
+ */
+const ownedBy = (entry: Entry, me: string | null | undefined) =>
+  entry.claiming === true || (typeof me === 'string' && entry.stored.userId === me);
+
+/** The outbox as the client drives it: also told when the signed-in account may have changed. */
+export type OutboxControl = MvpOutbox & {
+  /** After a sign-in or sign-out: the last account's sends stop, the current one's go out. */
+  accountChanged(): void;
+};
+
+export function createOutbox(deps: OutboxDeps): OutboxControl {
   const store = deps.store ?? createMemoryOutboxStore();
   const backoff = deps.backoff ?? DEFAULT_BACKOFF;
   const now = deps.now ?? Date.now;
@@ -173,9 +204,15 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
   let order = 0;
   let paused = false;
   let restoring: Promise<void> | undefined;
+  /** The account last learned from `currentUser` (undefined: not asked yet, or changing). */
+  let me: string | null | undefined;
+
+  const learn = async () => (me = await deps.currentUser());
+  const mine = (entry: Entry) => ownedBy(entry, me);
 
   const snapshotOf = (entry: Entry): OutboxItem => ({ ...entry.item });
   const emit = (entry: Entry) => {
+    if (!mine(entry)) return; // another account's app must not hear of it
     const item = snapshotOf(entry);
     for (const listener of listeners) listener(item);
   };
@@ -207,7 +244,9 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
 
   const nextQueued = (conversationId: string) =>
     [...entries.values()]
-      .filter((e) => e.stored.conversationId === conversationId && e.item.state === 'queued')
+      .filter(
+        (e) => e.stored.conversationId === conversationId && e.item.state === 'queued' && mine(e),
+      )
       .sort(byQueueOrder)[0];
 
   /** Sends one conversation's queue head first, one message at a time, until it is empty. */
@@ -222,6 +261,13 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
           entry = nextQueued(conversationId); // discarded while its write was pending
           continue;
         }
+        // Asked again before every attempt: after a sign-out or a switch to another account, the
+        // last account's entries wait in the store for it instead of going out as someone else.
+        const asUser = await learn().catch(() => undefined);
+        if (asUser !== undefined && entry.stored.userId !== asUser) {
+          entry = nextQueued(conversationId);
+          continue;
+        }
         entry.item.attempts += 1;
         setState(entry, 'sending');
         const {
@@ -229,10 +275,12 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
           order: _order,
           state: _state,
           error: _error,
+          userId: _userId,
           ...input
         } = entry.stored;
         try {
-          const message = await deps.send(input);
+          if (asUser === undefined) throw new Error('could not tell who is signed in');
+          const message = await deps.send(input, asUser);
           entries.delete(input.clientMessageId);
           entry.item.message = message;
           setState(entry, 'sent');
@@ -252,7 +300,8 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
             setState(entry, 'queued', errorOf(error));
             const delay =
               verdict.afterMs ?? reconnectDelayMs(entry.item.attempts - 1, backoff, deps.random);
-            if (!paused) await wait(delay);
+            // Not waited out for an account signed out meanwhile: it must not hold up the next.
+            if (!paused && mine(entry)) await wait(delay);
           }
         }
         entry = nextQueued(conversationId);
@@ -271,11 +320,17 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
     for (const id of conversations) void drain(id);
   };
 
-  const add = (stored: StoredOutboxEntry, kept: Promise<void>, settle?: Entry['settle']) => {
+  const add = (
+    stored: StoredOutboxEntry,
+    kept: Promise<void>,
+    settle?: Entry['settle'],
+    claiming?: boolean,
+  ) => {
     const entry: Entry = {
       stored,
       kept,
       settle,
+      claiming,
       item: {
         clientMessageId: stored.clientMessageId,
         conversationId: stored.conversationId,
@@ -293,6 +348,28 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
     return entry;
   };
 
+  /**
+   * Records the owner of a new send, then keeps it. With no one signed in (or no way to tell) the
+   * send fails at once: it has no account to go out as, and must not wait for whoever comes next.
+   */
+  const claim = async (entry: Entry, owner: Promise<string | null>) => {
+    const who = await owner.catch(() => null);
+    if (who === null) {
+      entries.delete(entry.stored.clientMessageId);
+      const error = new Error('no one is signed in to send this message');
+      entry.stored = { ...entry.stored, state: 'failed' };
+      setState(entry, 'failed', { code: 'UNAUTHORIZED', message: error.message });
+      entry.claiming = false;
+      entry.settle?.reject(error);
+      return;
+    }
+    entry.stored = { ...entry.stored, userId: who };
+    // Known as its owner's from here on; `me` is asked first so it does not blink out of `pending`.
+    await learn().catch(() => undefined);
+    entry.claiming = false;
+    await persist(() => store.save(entry.stored));
+  };
+
   function restore(): Promise<void> {
     paused = false;
     restoring ??= (async () => {
@@ -303,6 +380,7 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
         // An unreadable store starts empty, as a memory store would; new sends still go out.
         kept = [];
       }
+      await learn().catch(() => undefined);
       for (const stored of kept) {
         if (entries.has(stored.clientMessageId)) continue;
         // A send cut short by the restart may or may not have arrived: sending it again with the
@@ -333,17 +411,17 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
       let settle!: Entry['settle'];
       const result = new Promise<Message>((resolve, reject) => (settle = { resolve, reject }));
       result.catch(() => undefined);
-      add(
-        stored,
-        persist(() => store.save(stored)),
-        settle,
-      );
+      // Asked now, before anything else can run: a sign-in that follows cannot claim this send.
+      const owner = (async () => deps.currentUser())();
+      const entry = add({ ...stored }, Promise.resolve(), settle, true);
+      entry.kept = claim(entry, owner);
       void restore();
       return { clientMessageId: stored.clientMessageId, result };
     },
     pending: (conversationId) =>
       [...entries.values()]
         .filter((e) => conversationId === undefined || e.stored.conversationId === conversationId)
+        .filter(mine)
         .sort(byQueueOrder)
         .map(snapshotOf),
     onChange(listener) {
@@ -353,7 +431,7 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
     restore,
     retry(clientMessageId) {
       const entry = entries.get(clientMessageId);
-      if (entry?.item.state !== 'failed') return;
+      if (entry?.item.state !== 'failed' || !mine(entry)) return;
       const { error: _error, ...rest } = entry.stored;
       entry.stored = { ...rest, state: 'queued' };
       entry.item.attempts = 0;
@@ -364,7 +442,7 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
     },
     async discard(clientMessageId) {
       const entry = entries.get(clientMessageId);
-      if (!entry) return;
+      if (!entry || !mine(entry)) return;
       entries.delete(clientMessageId);
       await persist(() => store.remove(clientMessageId));
     },
@@ -376,6 +454,17 @@ export function createOutbox(deps: OutboxDeps): MvpOutbox {
     pause() {
       paused = true;
       for (const done of [...waits]) done();
+    },
+    accountChanged() {
+      // Nothing is shown as anyone's until the new account is known; waits end so every loop
+      // asks again before its next attempt (one already on the wire is refused by `send`).
+      me = undefined;
+      for (const done of [...waits]) done();
+      void learn()
+        .catch(() => undefined)
+        .then(() => {
+          if (!paused) kick();
+        });
     },
   };
 }
