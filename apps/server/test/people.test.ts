@@ -128,6 +128,28 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     expect(await find()).toEqual([]);
   });
 
+  it('contact requests: a list of several, both ways, each with its own other side', async () => {
+    const [ada, bob, cy, dan] = await Promise.all([1, 2, 3, 4].map(() => registerUser(t)));
+    const toBob = await api(ada!).contacts.request.mutate({ userId: bob!.userId });
+    const toCy = await api(ada!).contacts.request.mutate({ userId: cy!.userId, message: 'cy?' });
+    const fromDan = await api(dan!).contacts.request.mutate({ userId: ada!.userId });
+
+    const { incoming, outgoing } = await api(ada!).contacts.requests.query();
+    // By id: two requests may share a millisecond, and then their order is the database's.
+    const seen = (list: typeof incoming) =>
+      list
+        .map((r) => ({ id: r.id, direction: r.direction, user: r.user.id, message: r.message }))
+        .sort((a, b) => a.id.localeCompare(b.id));
+    expect(seen(outgoing)).toEqual([
+      { id: toBob.requestId, direction: 'outgoing', user: bob!.userId, message: null },
+      { id: toCy.requestId, direction: 'outgoing', user: cy!.userId, message: 'cy?' },
+    ]);
+    expect(seen(incoming)).toEqual([
+      { id: fromDan.requestId, direction: 'incoming', user: dan!.userId, message: null },
+    ]);
+    expect(new Set(outgoing.map((r) => r.user.isContact))).toEqual(new Set([false]));
+  });
+
   it('contact requests: send, see both ways, accept; live events reach both users', async () => {
     const ada = await registerUser(t);
     const bob = await registerUser(t);

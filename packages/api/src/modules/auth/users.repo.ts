@@ -8,6 +8,11 @@ export function findUserById(db: Db, id: string): Promise<UserRow | undefined> {
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+export function findUsersByIds(db: Db, ids: string[]): Promise<UserRow[]> {
+  if (ids.length === 0) return Promise.resolve([]);
+  return db.selectFrom('users').selectAll().where('id', 'in', ids).execute();
+}
+
 // Existence checks run on hot paths (a call start, a direct conversation): one narrow query,
 // compiled once, instead of the whole row.
 const userIdOf = prepared((db: Kysely<DB>, id: string) =>

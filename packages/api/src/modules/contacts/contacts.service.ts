@@ -18,26 +18,41 @@ async function profileFor(
   ctx: Context,
   viewerId: string,
   userId: string,
-  options: { asContact?: boolean } = {},
+  options: { asContacts?: boolean } = {},
 ): Promise<TPublicProfile> {
   const user = await users.findUserById(ctx.ports.db, userId);
   if (!user) throw new AppError('NOT_FOUND', 'No such user');
-  return (await publicProfiles(ctx, viewerId, [user], { asContacts: options.asContact }))[0]!;
+  return (await publicProfiles(ctx, viewerId, [user], options))[0]!;
 }
 
-async function describeRequest(
+/**
+ * Requests as `viewerId` sees them, the other sides' profiles read together (a list of requests
+ * is not one query per request). `known` are user rows the caller has already read. A request
+ * whose other side is gone is left out.
+ */
+async function describeRequests(
   ctx: Context,
   viewerId: string,
-  row: RequestRow,
-): Promise<TContactRequest> {
-  const incoming = row.to_user_id === viewerId;
-  return {
+  rows: RequestRow[],
+  known: users.UserRow[] = [],
+): Promise<TContactRequest[]> {
+  const otherOf = (row: RequestRow) =>
+    row.to_user_id === viewerId ? row.from_user_id : row.to_user_id;
+  const byId = new Map(known.map((u) => [u.id, u]));
+  const missing = [...new Set(rows.map(otherOf))].filter((id) => !byId.has(id));
+  for (const user of await users.findUsersByIds(ctx.ports.db, missing)) byId.set(user.id, user);
+  const shown = rows.filter((row) => byId.has(otherOf(row)));
+  const others = [...new Set(shown.map(otherOf))].map((id) => byId.get(id)!);
+  const profiles = new Map(
+    (await publicProfiles(ctx, viewerId, others)).map((profile) => [profile.id, profile]),
+  );
+  return shown.map((row) => ({
     id: row.id,
-    direction: incoming ? 'incoming' : 'outgoing',
-    user: await profileFor(ctx, viewerId, incoming ? row.from_user_id : row.to_user_id),
+    direction: row.to_user_id === viewerId ? 'incoming' : 'outgoing',
+    user: profiles.get(otherOf(row))!,
     message: row.message,
     createdAt: new Date(row.created_at).toISOString(),
-  };
+  }));
 }
 
 /**
@@ -99,10 +114,13 @@ export async function sendRequest(
     message: input.message || null,
     created_at: ctx.ports.clock.now(),
   };
-  const [received, sent] = await Promise.all([
-    describeRequest(ctx, target.id, row),
-    describeRequest(ctx, me, row),
+  // Both sides exist (the target was just read, I am signed in), so each list has the request.
+  const [toTarget, toMe] = await Promise.all([
+    describeRequests(ctx, target.id, [row]),
+    describeRequests(ctx, me, [row], [target]),
   ]);
+  const received = toTarget[0]!;
+  const sent = toMe[0]!;
   try {
     await changeAndTell(
       ctx,
@@ -129,7 +147,7 @@ export async function listRequests(ctx: Context, me: string) {
     .where((eb) => eb.or([eb('to_user_id', '=', me), eb('from_user_id', '=', me)]))
     .orderBy('created_at', 'desc')
     .execute();
-  const described = await Promise.all(rows.map((r) => describeRequest(ctx, me, r)));
+  const described = await describeRequests(ctx, me, rows);
   return {
     incoming: described.filter((r) => r.direction === 'incoming'),
     outgoing: described.filter((r) => r.direction === 'outgoing'),
@@ -155,7 +173,7 @@ export async function acceptRequest(ctx: Context, me: string, id: string): Promi
   const accepted = async (viewer: string, user: string) => ({
     type: 'contact.request.accepted' as const,
     requestId: row.id,
-    user: await profileFor(ctx, viewer, user, { asContact: true }),
+    user: await profileFor(ctx, viewer, user, { asContacts: true }),
   });
   const [toRequester, toMe] = await Promise.all([
     accepted(row.from_user_id, me),
