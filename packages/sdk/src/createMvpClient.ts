@@ -162,17 +162,17 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   const token = async () => (getToken ? ((await getToken()) ?? null) : session.accessToken());
 
   // Whose token is whose: the session names its user; a token from `getToken` is asked about
-  // once (`me.get`, with that token) and remembered.
-  const usersByToken = new Map<string, string>();
+  // once (`me.get`, with that token). Only the latest is remembered: it is the one sends carry,
+  // and a client that lives for months would otherwise keep every token it was ever given.
+  let lastToken: { value: string; userId: string } | undefined;
   const userOfToken = async (value: string): Promise<string | undefined> => {
     if (!getToken) {
       const current = await session.current();
       return current?.accessToken === value ? current.user.id : undefined;
     }
-    const known = usersByToken.get(value);
-    if (known) return known;
+    if (lastToken?.value === value) return lastToken.userId;
     const { id } = await raw.me.get.query(undefined, { context: { token: value } });
-    usersByToken.set(value, id);
+    lastToken = { value, userId: id };
     return id;
   };
   /** The signed-in account, for the outbox: it sends an entry only as the account that queued it. */
