@@ -288,7 +288,8 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     await expect(a.messaging.conversations.get(channel.id)).rejects.toThrow();
   });
 
-  it('an account switch on one client: the next account starts from its own state, not the last one', async () => {
+  /** Alice and Bob, each a contact of Carol, and Carol's group with both (`shared`). */
+  async function carolWithBoth() {
     const [alice, bob, carol] = [
       await registerUser(t),
       await registerUser(t),
@@ -297,12 +298,15 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     await befriend(t, carol, alice);
     await befriend(t, carol, bob);
     const c = sdkFor(carol);
-    const shared = (
-      await c.messaging.conversations.createGroup({
-        title: 'Both of them',
-        memberIds: [alice.userId, bob.userId],
-      })
-    ).id;
+    const group = await c.messaging.conversations.createGroup({
+      title: 'Both of them',
+      memberIds: [alice.userId, bob.userId],
+    });
+    return { alice, bob, c, shared: group.id };
+  }
+
+  it('an account switch on one client: the next account starts from its own state, not the last one', async () => {
+    const { alice, bob, c, shared } = await carolWithBoth();
     const [alicesOnly, bobsOnly] = [await directChat(c, alice), await directChat(c, bob)];
     for (const body of ['1', '2', '3']) await c.outbox.send(shared, plain(body)).result;
     for (const body of ['a', 'b']) await c.outbox.send(alicesOnly, plain(body)).result;
@@ -352,20 +356,7 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
   });
 
   it("an account switch on one client: the last account's queued sends wait for it, never go out as the next", async () => {
-    const [alice, bob, carol] = [
-      await registerUser(t),
-      await registerUser(t),
-      await registerUser(t),
-    ];
-    await befriend(t, carol, alice);
-    await befriend(t, carol, bob);
-    const c = sdkFor(carol);
-    const shared = (
-      await c.messaging.conversations.createGroup({
-        title: 'Both of them',
-        memberIds: [alice.userId, bob.userId],
-      })
-    ).id;
+    const { alice, bob, c, shared } = await carolWithBoth();
 
     // One app on one device, one token store and one outbox store; sends fail while offline.
     let offline = false;
