@@ -472,6 +472,44 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     ]);
   });
 
+  it('someone who joined after a message hears nothing of its edit, pin or deletion', async () => {
+    const { owner, ann, room } = await team();
+    const { cursor: annCursor } = await api(ann).sync.snapshot.query();
+    const old = await send(ann, room.id, 'before cy');
+    const cy = await registerUser(t);
+    await befriend(t, owner, cy);
+    await api(owner).conversations.addMembers.mutate({ id: room.id, userIds: [cy.userId] });
+    const { cursor: cyCursor } = await api(cy).sync.snapshot.query();
+    const recent = await send(ann, room.id, 'cy is in');
+    for (const seq of [old.seq, recent.seq]) {
+      const ref = { conversationId: room.id, seq };
+      await api(ann).messages.edit.mutate({
+        ...ref,
+        contentType: 'text/plain',
+        ciphertext: b64('edited'),
+      });
+      await api(owner).messages.pin.mutate({ ...ref, pinned: true });
+      await api(owner).messages.delete.mutate(ref);
+    }
+    const changes = async (a: Account, after: string) =>
+      (await api(a).sync.poll.query({ after })).events
+        .map((e) => e.event)
+        .flatMap((e): unknown[][] => {
+          if (e.type === 'message.updated' && e.message.conversationId === room.id)
+            return [[e.type, e.message.seq]];
+          if (e.type === 'pin' && e.conversationId === room.id) return [[e.type, e.seq]];
+          return [];
+        });
+    const told = (seq: number) => [
+      ['message.updated', seq],
+      ['pin', seq],
+      ['message.updated', seq],
+    ];
+    // Ann, there from the start, hears of both; Cy only of the message after his join.
+    expect(await changes(ann, annCursor)).toEqual([...told(old.seq), ...told(recent.seq)]);
+    expect(await changes(cy, cyCursor)).toEqual(told(recent.seq));
+  });
+
   it('a restricted member cannot react; across a block nobody reacts, pins or types', async () => {
     const { owner, ann, ben, room } = await team();
     const sent = await send(ann, room.id, 'react to me');

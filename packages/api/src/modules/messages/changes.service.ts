@@ -3,7 +3,7 @@ import type { TMessage } from '@mvp/contracts';
 import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
-import { memberIds, memberIdsSeeing } from '../conversations/conversations.repo';
+import { memberIdsSeeing } from '../conversations/conversations.repo';
 import { requireMember } from '../conversations/conversations.service';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './messages.repo';
@@ -23,7 +23,11 @@ async function visibleMessage(ctx: Context, me: string, ref: MessageRef) {
   return { conversation, membership, row };
 }
 
-/** Applies a change to one message and tells every member with `message.updated`. */
+/**
+ * Applies a change to one message and tells, with `message.updated`, every member whose history
+ * shows it. Not those who joined after it: the event carries the message, and an edit is sealed
+ * under the current sender key, which they hold.
+ */
 async function updateAndTell(
   ctx: Context,
   ref: MessageRef,
@@ -31,7 +35,7 @@ async function updateAndTell(
   extra?: (trx: Transaction<DB>) => Promise<void>,
 ): Promise<TMessage> {
   const now = ctx.ports.clock.now();
-  const members = await memberIds(ctx.ports.db, ref.conversationId);
+  const members = await memberIdsSeeing(ctx.ports.db, ref.conversationId, ref.seq);
   const row = await ctx.ports.db.transaction().execute(async (trx) => {
     await trx
       .updateTable('messages')
@@ -211,7 +215,8 @@ export async function setPinned(
     throw new AppError('BAD_REQUEST', 'This message was deleted');
   const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
-  const members = await memberIds(db, ref.conversationId);
+  // Pins, like the message, are shown only to members who joined before it (listPins).
+  const members = await memberIdsSeeing(db, ref.conversationId, ref.seq);
   const changed = await db.transaction().execute(async (trx) => {
     const existing = await trx
       .selectFrom('pins')
