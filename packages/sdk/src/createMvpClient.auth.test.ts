@@ -1,5 +1,5 @@
 import superjson from 'superjson';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createMvpClient } from './createMvpClient';
 import { errorCodeOf } from './errors';
 import { createMemoryTokenStore, type StoredSession } from './tokenStore';
@@ -225,5 +225,62 @@ describe('createMvpClient with a session', () => {
       'UNAUTHORIZED',
     );
     expect(server.calls.map((c) => [c.path, c.auth])).toEqual([['me.get', 'Bearer app-token']]);
+  });
+});
+
+describe('createMvpClient outbox with getToken', () => {
+  /** An unsigned JWT naming `sub`, as the server's access tokens do (the client never checks it). */
+  const jwtFor = (sub: string) => {
+    const part = (value: object) =>
+      btoa(JSON.stringify(value)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
+    return `${part({ alg: 'EdDSA' })}.${part({ sub, exp: 1 })}.sig`;
+  };
+
+  it('offline, a send is queued as the token names (no network asked) and goes out once online', async () => {
+    let online = false;
+    const server = fakeServer(({ path, input }) => {
+      if (path !== 'messages.send') return { appCode: 'UNAUTHORIZED' };
+      const { conversationId, clientMessageId } = input as Record<string, string>;
+      return {
+        data: {
+          id: 'm1',
+          conversationId,
+          seq: 1,
+          senderId: 'u1',
+          senderDeviceId: 'd1',
+          clientMessageId,
+          contentType: 'text/plain',
+          ciphertext: 'AQ==',
+          replyToSeq: null,
+          forwarded: false,
+          createdAt: new Date(0).toISOString(),
+          editedAt: null,
+          deletedAt: null,
+          expiresAt: null,
+          reactions: [],
+        },
+      };
+    });
+    const token = jwtFor('u1');
+    const client = createMvpClient({
+      url: 'http://mvp.test',
+      fetch: (url, init) =>
+        online ? server.fetch(url, init) : Promise.reject(new TypeError('fetch failed')),
+      getToken: () => token,
+    });
+    const handle = client.outbox.send('c1', {
+      contentType: 'text/plain',
+      ciphertext: new Uint8Array([1]),
+    });
+    await vi.waitFor(() => expect(client.outbox.pending()[0]?.attempts).toBeGreaterThan(0));
+    expect(client.outbox.pending()).toMatchObject([{ state: 'queued' }]);
+
+    online = true;
+    client.outbox.retryNow();
+    expect((await handle.result).seq).toBe(1);
+    expect(server.calls.map((c) => [c.path, c.auth])).toEqual([
+      ['messages.send', `Bearer ${token}`],
+    ]);
+    await client.close();
   });
 });

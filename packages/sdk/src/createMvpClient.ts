@@ -20,6 +20,7 @@ import { createSyncEngine, type MvpSync } from './syncEngine';
 import { createApiSyncTransport, type CursorStore } from './syncTransport';
 import { authRetryLink, isPublicAuthPath, noteSentToken } from './authRetryLink';
 import { createAuthSession, type SessionEndReason } from './authSession';
+import { subjectOf } from './base64';
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
 import { createMemoryTokenStore, type TokenStore } from './tokenStore';
 import { createE2ee, disabledE2ee, type E2eeOptions, type MvpE2ee } from './e2ee/e2ee';
@@ -161,19 +162,12 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   const { getToken } = options;
   const token = async () => (getToken ? ((await getToken()) ?? null) : session.accessToken());
 
-  // Whose token is whose: the session names its user; a token from `getToken` is asked about
-  // once (`me.get`, with that token). Only the latest is remembered: it is the one sends carry,
-  // and a client that lives for months would otherwise keep every token it was ever given.
-  let lastToken: { value: string; userId: string } | undefined;
+  // Whose token is whose: the session names its user; a token from `getToken` names it in its
+  // `sub` claim, read locally (no network, so an offline send still knows its owner).
   const userOfToken = async (value: string): Promise<string | undefined> => {
-    if (!getToken) {
-      const current = await session.current();
-      return current?.accessToken === value ? current.user.id : undefined;
-    }
-    if (lastToken?.value === value) return lastToken.userId;
-    const { id } = await raw.me.get.query(undefined, { context: { token: value } });
-    lastToken = { value, userId: id };
-    return id;
+    if (getToken) return subjectOf(value);
+    const current = await session.current();
+    return current?.accessToken === value ? current.user.id : undefined;
   };
   /** The signed-in account, for the outbox: it sends an entry only as the account that queued it. */
   const currentUser = async () => {

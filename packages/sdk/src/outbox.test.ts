@@ -1,6 +1,6 @@
 import { TRPCClientError } from '@trpc/client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { base64ToBytes, bytesToBase64 } from './base64';
+import { base64ToBytes, bytesToBase64, subjectOf } from './base64';
 import type { Message } from './messaging';
 import {
   classifySendError,
@@ -315,6 +315,24 @@ describe('outbox', () => {
     expect([server.calls.length, outbox.pending(), await store.load()]).toEqual([0, [], []]);
   });
 
+  it('a send discarded while its owner is asked is not kept, so no restart sends it', async () => {
+    const store = createMemoryOutboxStore();
+    const server = fakeServer();
+    let answer!: (user: string) => void;
+    const asked = new Promise<string>((resolve) => (answer = resolve));
+    const outbox = createOutbox({ send: server.send, currentUser: () => asked, store });
+    const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('oops') });
+    await outbox.discard(handle.clientMessageId);
+    answer('me');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect([server.calls.length, outbox.pending(), await store.load()]).toEqual([0, [], []]);
+
+    const restarted = createOutbox({ ...asMe, send: server.send, store });
+    await restarted.restore();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(server.calls.length).toBe(0);
+  });
+
   it('sends an entry kept without an owner (older SDK) as no one, and leaves it in the store', async () => {
     const store = createMemoryOutboxStore();
     const legacy = {
@@ -375,5 +393,19 @@ describe('base64', () => {
   it('refuses what is not padded standard base64', () => {
     for (const bad of ['abc', 'ab=c', 'a===', 'ab-_', 'äbcd'])
       expect(() => base64ToBytes(bad)).toThrow();
+  });
+
+  it('reads the subject of a JWT without checking it, and nothing from anything else', () => {
+    const part = (value: object) =>
+      bytesToBase64(bytes(JSON.stringify(value)))
+        .replace(/=+$/, '')
+        .replace(/\+/g, '-')
+        .replace(/\//g, '_');
+    const jwt = (claims: object) => `${part({ alg: 'EdDSA' })}.${part(claims)}.signature`;
+    // Lengths that need 0, 1 and 2 padding characters, and base64url's own characters.
+    for (const sub of ['u-1', 'user-12', 'user-123', '0198a3f2-7c1e-7d3b-9f00-3e2a1b4c5d6e'])
+      expect(subjectOf(jwt({ sub, sid: 's?>~', exp: 1 }))).toBe(sub);
+    for (const bad of ['', 'opaque-token', 'a.b', jwt({ sub: 42 }), jwt({}), 'x.%%%.y'])
+      expect(subjectOf(bad)).toBeUndefined();
   });
 });

@@ -367,6 +367,8 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
     // Known as its owner's from here on; `me` is asked first so it does not blink out of `pending`.
     await learn().catch(() => undefined);
     entry.claiming = false;
+    // Discarded while its owner was asked: kept now, it would come back after a restart.
+    if (entries.get(entry.stored.clientMessageId) !== entry) return;
     await persist(() => store.save(entry.stored));
   };
 
