@@ -114,13 +114,12 @@ export async function sendRequest(
     message: input.message || null,
     created_at: ctx.ports.clock.now(),
   };
-  // Both sides exist (the target was just read, I am signed in), so each list has the request.
-  const [toTarget, toMe] = await Promise.all([
+  const [[received], [sent]] = await Promise.all([
     describeRequests(ctx, target.id, [row]),
     describeRequests(ctx, me, [row], [target]),
   ]);
-  const received = toTarget[0]!;
-  const sent = toMe[0]!;
+  // The target was just read; only my own account can be gone (deleted meanwhile).
+  if (!received || !sent) throw new AppError('NOT_FOUND', 'No such user');
   try {
     await changeAndTell(
       ctx,
