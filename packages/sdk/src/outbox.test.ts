@@ -333,6 +333,67 @@ describe('outbox', () => {
     expect(server.calls.length).toBe(0);
   });
 
+  it('a restore that cannot tell who is signed in asks again after a backoff, then sends', async () => {
+    const store = createMemoryOutboxStore();
+    await store.save({
+      clientMessageId: 'kept-1',
+      conversationId: 'c1',
+      contentType: 'text/plain',
+      ciphertext: bytesToBase64(bytes('from before')),
+      queuedAt: 1,
+      order: 0,
+      state: 'queued',
+      userId: 'me',
+    });
+    let locked = 2; // the token store fails twice (a keychain locked at boot)
+    const server = fakeServer();
+    const outbox = createOutbox({
+      send: server.send,
+      currentUser: () => {
+        if (locked-- > 0) throw new Error('keychain locked');
+        return 'me';
+      },
+      store,
+    });
+    await outbox.restore();
+    expect([server.calls.length, outbox.pending()]).toEqual([0, []]);
+    await vi.advanceTimersByTimeAsync(60_000);
+    const sent = await server.calledTimes(1);
+    expect([sent.asUser, sent.input.clientMessageId]).toEqual(['me', 'kept-1']);
+  });
+
+  it('an earlier question about the account answered late does not undo a newer answer', async () => {
+    const store = createMemoryOutboxStore();
+    await store.save({
+      clientMessageId: 'alices-1',
+      conversationId: 'c1',
+      contentType: 'text/plain',
+      ciphertext: bytesToBase64(bytes('from alice')),
+      queuedAt: 1,
+      order: 0,
+      state: 'queued',
+      userId: 'alice',
+    });
+    const server = fakeServer();
+    const questions: ((user: string) => void)[] = [];
+    const outbox = createOutbox({
+      send: server.send,
+      currentUser: () => new Promise<string>((resolve) => questions.push(resolve)),
+      store,
+    });
+    const restored = outbox.restore();
+    await vi.waitFor(() => expect(questions).toHaveLength(1));
+    questions[0]!('bob');
+    await restored;
+    outbox.accountChanged();
+    outbox.accountChanged();
+    expect(questions).toHaveLength(3);
+    questions[2]!('bob'); // the newer question
+    questions[1]!('alice'); // an older one, answered late
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect([outbox.pending(), server.calls.length]).toEqual([[], 0]);
+  });
+
   it('sends an entry kept without an owner (older SDK) as no one, and leaves it in the store', async () => {
     const store = createMemoryOutboxStore();
     const legacy = {

@@ -207,7 +207,14 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
   /** The account last learned from `currentUser` (undefined: not asked yet, or changing). */
   let me: string | null | undefined;
 
-  const learn = async () => (me = await deps.currentUser());
+  let asked = 0;
+  /** Asks who is signed in; a late answer to an earlier question does not overwrite a newer one. */
+  const learn = async () => {
+    const ask = ++asked;
+    const user = await deps.currentUser();
+    if (ask === asked) me = user;
+    return user;
+  };
   const mine = (entry: Entry) => ownedBy(entry, me);
 
   const snapshotOf = (entry: Entry): OutboxItem => ({ ...entry.item });
@@ -372,6 +379,23 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
     await persist(() => store.save(entry.stored));
   };
 
+  /**
+   * Asks who is signed in until it can tell, then sends. A token store may fail for a while (a
+   * keychain locked at boot); until the account is known nothing is anyone's, so without asking
+   * again no loop would ever send. The waits are backoff waits: `retryNow` ends them.
+   */
+  async function learnThenKick(): Promise<void> {
+    for (let attempt = 0; !paused; attempt++) {
+      try {
+        await learn();
+        kick();
+        return;
+      } catch {
+        await wait(reconnectDelayMs(attempt, backoff, deps.random));
+      }
+    }
+  }
+
   function restore(): Promise<void> {
     paused = false;
     restoring ??= (async () => {
@@ -382,7 +406,7 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
         // An unreadable store starts empty, as a memory store would; new sends still go out.
         kept = [];
       }
-      await learn().catch(() => undefined);
+      await learn().catch(() => void learnThenKick());
       for (const stored of kept) {
         if (entries.has(stored.clientMessageId)) continue;
         // A send cut short by the restart may or may not have arrived: sending it again with the
@@ -462,11 +486,7 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
       // asks again before its next attempt (one already on the wire is refused by `send`).
       me = undefined;
       for (const done of [...waits]) done();
-      void learn()
-        .catch(() => undefined)
-        .then(() => {
-          if (!paused) kick();
-        });
+      void learnThenKick();
     },
   };
 }
