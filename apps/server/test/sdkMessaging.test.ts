@@ -288,6 +288,16 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     await expect(a.messaging.conversations.get(channel.id)).rejects.toThrow();
   });
 
+  /** Signs `who` in on `app` with a password, as a user would. */
+  async function signInOn(app: MvpClient, who: Account) {
+    const res = await app.auth.login({
+      identifier: who.username,
+      password: PASSWORD,
+      device: DEVICE,
+    });
+    expect(res.status).toBe('ok');
+  }
+
   /** Alice and Bob, each a contact of Carol, and Carol's group with both (`shared`). */
   async function carolWithBoth() {
     const [alice, bob, carol] = [
@@ -316,14 +326,7 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     // One app on one device, one token store and one cursor store, signed in as Alice.
     const cursorStore = createMemoryCursorStore();
     const app = t.newClient({ WebSocket, tokenStore: createMemoryTokenStore(), cursorStore });
-    const signIn = async (who: Account) => {
-      const res = await app.auth.login({
-        identifier: who.username,
-        password: PASSWORD,
-        device: DEVICE,
-      });
-      expect(res.status).toBe('ok');
-    };
+    const signIn = (who: Account) => signInOn(app, who);
     await signIn(alice);
     const seen = await live(app);
     expect([app.sync.unread(shared), app.sync.unread(alicesOnly)]).toEqual([3, 2]);
@@ -371,14 +374,7 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
       outboxStore: createMemoryOutboxStore(),
       fetch: flakyFetch,
     });
-    const signIn = async (who: Account) => {
-      const res = await app.auth.login({
-        identifier: who.username,
-        password: PASSWORD,
-        device: DEVICE,
-      });
-      expect(res.status).toBe('ok');
-    };
+    const signIn = (who: Account) => signInOn(app, who);
     await signIn(alice);
     offline = true;
     const tried = new Promise<void>((resolve) =>

@@ -9,6 +9,7 @@ import {
   type OutboxItem,
   type OutboxStore,
   type SendMessageInput,
+  type StoredOutboxEntry,
 } from './outbox';
 
 const STATUS: Record<string, number> = {
@@ -32,6 +33,18 @@ function serverError(appCode: string, extra: Record<string, unknown> = {}) {
     },
   });
 }
+
+/** An entry as an earlier run kept it in the store, queued in c1 (`userId` its owner, if any). */
+const keptEntry = (clientMessageId: string, text: string, userId?: string): StoredOutboxEntry => ({
+  clientMessageId,
+  conversationId: 'c1',
+  contentType: 'text/plain',
+  ciphertext: bytesToBase64(bytes(text)),
+  queuedAt: 1,
+  order: 0,
+  state: 'queued',
+  ...(userId === undefined ? {} : { userId }),
+});
 
 /** One account signed in all along. */
 const asMe = { currentUser: () => 'me' };
@@ -232,16 +245,7 @@ describe('outbox', () => {
 
   it('sends restored entries before new ones', async () => {
     const kept = createMemoryOutboxStore();
-    await kept.save({
-      clientMessageId: 'restored-1',
-      conversationId: 'c1',
-      contentType: 'text/plain',
-      ciphertext: bytesToBase64(bytes('old')),
-      queuedAt: 1,
-      order: 0,
-      state: 'queued',
-      userId: 'me',
-    });
+    await kept.save(keptEntry('restored-1', 'old', 'me'));
     // A slow store: the new send must still queue behind what it holds.
     const slow: OutboxStore = {
       load: async () => {
@@ -335,16 +339,7 @@ describe('outbox', () => {
 
   it('a restore that cannot tell who is signed in asks again after a backoff, then sends', async () => {
     const store = createMemoryOutboxStore();
-    await store.save({
-      clientMessageId: 'kept-1',
-      conversationId: 'c1',
-      contentType: 'text/plain',
-      ciphertext: bytesToBase64(bytes('from before')),
-      queuedAt: 1,
-      order: 0,
-      state: 'queued',
-      userId: 'me',
-    });
+    await store.save(keptEntry('kept-1', 'from before', 'me'));
     let locked = 2; // the token store fails twice (a keychain locked at boot)
     const server = fakeServer();
     const outbox = createOutbox({
@@ -364,16 +359,7 @@ describe('outbox', () => {
 
   it('an earlier question about the account answered late does not undo a newer answer', async () => {
     const store = createMemoryOutboxStore();
-    await store.save({
-      clientMessageId: 'alices-1',
-      conversationId: 'c1',
-      contentType: 'text/plain',
-      ciphertext: bytesToBase64(bytes('from alice')),
-      queuedAt: 1,
-      order: 0,
-      state: 'queued',
-      userId: 'alice',
-    });
+    await store.save(keptEntry('alices-1', 'from alice', 'alice'));
     const server = fakeServer();
     const questions: ((user: string) => void)[] = [];
     const outbox = createOutbox({
@@ -396,15 +382,7 @@ describe('outbox', () => {
 
   it('sends an entry kept without an owner (older SDK) as no one, and leaves it in the store', async () => {
     const store = createMemoryOutboxStore();
-    const legacy = {
-      clientMessageId: 'legacy-1',
-      conversationId: 'c1',
-      contentType: 'text/plain',
-      ciphertext: bytesToBase64(bytes('whose?')),
-      queuedAt: 1,
-      order: 0,
-      state: 'queued' as const,
-    };
+    const legacy = keptEntry('legacy-1', 'whose?');
     await store.save(legacy);
     const server = fakeServer();
     const outbox = createOutbox({ ...asMe, send: server.send, store });
