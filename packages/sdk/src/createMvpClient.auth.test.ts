@@ -283,4 +283,30 @@ describe('createMvpClient outbox with getToken', () => {
     ]);
     await client.close();
   });
+
+  it('an outbox send refused by its guard travels alone: a call made in the same tick still answers', async () => {
+    const server = fakeServer(({ path }) =>
+      path === 'messages.markRead' ? { data: { ok: true } } : { appCode: 'UNAUTHORIZED' },
+    );
+    const client = createMvpClient({
+      url: 'http://mvp.test',
+      fetch: server.fetch,
+      getToken: () => jwtFor('u2'),
+    });
+    // As the outbox sends it (its owner in the context), while the token is someone else's.
+    const send = client.api.messages.send.mutate(
+      {
+        conversationId: 'c1',
+        clientMessageId: 'x'.repeat(22),
+        contentType: 'text/plain',
+        ciphertext: 'AQ==',
+      },
+      { context: { mvpSendAs: 'u1' } },
+    );
+    // Another mutation in the same tick: a batch would have carried both.
+    const other = client.api.messages.markRead.mutate({ conversationId: 'c1', seq: 1 });
+    await expect(send).rejects.toThrow('not sending a queued message as another account');
+    expect(await other).toEqual({ ok: true });
+    expect(server.calls.map((c) => c.path)).toEqual(['messages.markRead']);
+  });
 });

@@ -243,23 +243,27 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     };
   };
 
+  const http = { url: `${base}/trpc`, transformer: superjson, fetch: fetchImpl };
+  const authHeaders = async (opList: readonly Operation[]) => {
+    // A batch of sign-in calls needs no token, and must not refresh an old session first.
+    const value = opList.every((op) => isPublicAuthPath(op.path)) ? null : await token();
+    for (const op of opList) noteSentToken(op, value);
+    await checkSendAs(opList, value);
+    return value ? { authorization: `Bearer ${value}` } : {};
+  };
+
   const api = createTRPCClient<AppRouter>({
     links: [
       ...(getToken ? [] : [authRetryLink(session)]),
       splitLink({
         condition: (op) => op.type === 'subscription',
         true: lazyWsLink,
-        false: httpBatchLink({
-          url: `${base}/trpc`,
-          transformer: superjson,
-          fetch: fetchImpl,
-          headers: async ({ opList }) => {
-            // A batch of sign-in calls needs no token, and must not refresh an old session first.
-            const value = opList.every((op) => isPublicAuthPath(op.path)) ? null : await token();
-            for (const op of opList) noteSentToken(op, value);
-            await checkSendAs(opList, value);
-            return value ? { authorization: `Bearer ${value}` } : {};
-          },
+        false: splitLink({
+          // An outbox send travels alone, so that its guard (checkSendAs) refusing it during an
+          // account switch does not fail the calls a batch would have carried with it.
+          condition: (op) => typeof op.context[SEND_AS] === 'string',
+          true: httpLink({ ...http, headers: ({ op }) => authHeaders([op]) }),
+          false: httpBatchLink({ ...http, headers: ({ opList }) => authHeaders(opList) }),
         }),
       }),
     ],
