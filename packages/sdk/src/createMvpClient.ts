@@ -296,9 +296,9 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
 
   /**
    * A sign-in makes this client someone (else): the outbox sends only the new account's entries,
-   * the stream stops until `sync.start()`, and the
-   * WebSocket, which authenticated once as whoever was signed in when it opened, is dropped so
-   * the next subscription opens one with the new token.
+   * the stream stops until `sync.start()`, and the WebSocket, which authenticated once as
+   * whoever was signed in when it opened, is dropped so the next subscription opens one with the
+   * new token.
    */
   const onSignedIn = async () => {
     outbox.accountChanged();

@@ -38,11 +38,12 @@ async function describeRequests(
 ): Promise<TContactRequest[]> {
   const otherOf = (row: RequestRow) =>
     row.to_user_id === viewerId ? row.from_user_id : row.to_user_id;
+  const ids = [...new Set(rows.map(otherOf))];
   const byId = new Map(known.map((u) => [u.id, u]));
-  const missing = [...new Set(rows.map(otherOf))].filter((id) => !byId.has(id));
+  const missing = ids.filter((id) => !byId.has(id));
   for (const user of await users.findUsersByIds(ctx.ports.db, missing)) byId.set(user.id, user);
+  const others = ids.flatMap((id) => byId.get(id) ?? []);
   const shown = rows.filter((row) => byId.has(otherOf(row)));
-  const others = [...new Set(shown.map(otherOf))].map((id) => byId.get(id)!);
   const profiles = new Map(
     (await publicProfiles(ctx, viewerId, others)).map((profile) => [profile.id, profile]),
   );
