@@ -21,6 +21,11 @@ import { startServer, type TestServer } from './helpers/startServer';
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (message: Message) => new TextDecoder().decode(message.ciphertext ?? undefined);
 const plain = (body: string) => ({ contentType: 'text/plain', ciphertext: bytes(body) });
+/** What a cursor store holds, as the SDK writes it (JSON: the event id and whose stream it is in). */
+const keptCursor = async (store: CursorStore) => {
+  const value = await store.get();
+  return value === null ? null : (JSON.parse(value) as { userId: string; id: string });
+};
 
 describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, () => {
   let t: TestServer;
@@ -126,7 +131,10 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     const got = await after.messages(chat, 4);
     expect(got.map(text)).toEqual(['missed 1', 'missed 2', 'missed 3', 'live again']);
     expect(got.map((m) => m.seq)).toEqual([2, 3, 4, 5]);
-    expect(await cursorStore.get()).toMatch(/^\d+$/);
+    expect(await keptCursor(cursorStore)).toEqual({
+      userId: bob.userId,
+      id: expect.stringMatching(/^\d+$/),
+    });
   });
 
   it('a send whose answer was lost is retried with the same id and stored once', async () => {
@@ -337,7 +345,7 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     await app.auth.logout();
     await signIn(bob);
     const bobsHead = (await app.api.sync.snapshot.query()).cursor;
-    expect(Number(await cursorStore.get())).toBeLessThan(Number(bobsHead));
+    expect(Number((await keptCursor(cursorStore))?.id)).toBeLessThan(Number(bobsHead));
     await app.sync.start();
     expect(
       [shared, alicesOnly, bobsOnly]
@@ -356,6 +364,37 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     await app.outbox.send(shared, plain('from bob')).result;
     await seen.unreadReaches(shared, 0);
     expect([app.sync.unread(alicesOnly), app.sync.unreadTotal()]).toEqual([0, 12]);
+  });
+
+  it('an app restarted as another account, with the same cursor store, starts cold: her cursor is no place in his stream', async () => {
+    const { alice, bob, c, shared } = await carolWithBoth();
+    const bobsOnly = await directChat(c, bob);
+    // Bob's stream grows past where Alice's will be.
+    for (let i = 0; i < 6; i++) await c.outbox.send(bobsOnly, plain(`for bob ${i}`)).result;
+
+    // One device, one cursor store: Alice uses the app, which is then closed.
+    const cursorStore = createMemoryCursorStore();
+    const hers = sdkFor(alice, { cursorStore });
+    const before = await live(hers);
+    await c.outbox.send(shared, plain('to both')).result;
+    expect((await before.messages(shared, 1)).map(text)).toEqual(['to both']);
+    await hers.close();
+    const kept = await keptCursor(cursorStore);
+    expect(kept?.userId).toBe(alice.userId);
+
+    // The app starts again, signed in as Bob.
+    const his = sdkFor(bob, { cursorStore });
+    const bobsHead = (await his.api.sync.snapshot.query()).cursor;
+    expect(Number(kept?.id)).toBeLessThan(Number(bobsHead));
+    const after = await live(his);
+    expect(
+      after.snapshots.map((s) => s.conversations.map((e) => e.conversation.id).sort()),
+    ).toEqual([[shared, bobsOnly].sort()]);
+    expect([his.sync.unread(shared), his.sync.unread(bobsOnly)]).toEqual([1, 6]);
+    expect(await keptCursor(cursorStore)).toEqual({ userId: bob.userId, id: bobsHead });
+
+    await c.outbox.send(shared, plain('live')).result;
+    expect((await after.messages(shared, 1)).map(text)).toEqual(['live']);
   });
 
   it("an account switch on one client: the last account's queued sends wait for it, never go out as the next", async () => {

@@ -3,9 +3,20 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bytesToBase64 } from './base64';
 import type { RawSyncEvent, Snapshot, SyncEvent } from './messaging';
 import { createSyncEngine } from './syncEngine';
-import { createMemoryCursorStore, type CursorStore, type SyncTransport } from './syncTransport';
+import {
+  createMemoryCursorStore,
+  readCursor,
+  writeCursor,
+  type CursorStore,
+  type SyncTransport,
+} from './syncTransport';
 
 const ME = 'me';
+
+/** A store holding `id` as my cursor, as the engine would have saved it. */
+const myCursor = (id: string) => createMemoryCursorStore(writeCursor({ userId: ME, id }));
+/** The event id a store holds, whoever's it is. */
+const idIn = async (store: CursorStore) => readCursor(await store.get())?.id ?? null;
 
 /**
  * Test data typed by what it stands for. The server's event and message types grow fields as
@@ -62,12 +73,12 @@ function snapshotOf(
  * The server side of the engine, driven by the test: it records each subscription (and the
  * cursor it started from) and lets the test push events into the current one.
  */
-function fakeTransport(snapshots: Snapshot[]) {
+function fakeTransport(snapshots: Snapshot[], user = ME) {
   const subscriptions: { from: string | null; handlers: Handlers; closed: boolean }[] = [];
   const acks: string[] = [];
   let snapshotCalls = 0;
   const transport: SyncTransport = {
-    whoAmI: () => Promise.resolve(ME),
+    whoAmI: () => Promise.resolve(user),
     snapshot: () => Promise.resolve(snapshots[Math.min(snapshotCalls++, snapshots.length - 1)]!),
     subscribe(from, handlers) {
       const sub = { from, handlers, closed: false };
@@ -123,23 +134,68 @@ describe('sync engine', () => {
 
     expect(engine.state).toBe('live');
     expect(fake.subscriptions.map((s) => s.from)).toEqual(['10']);
-    expect(await cursors.get()).toBe('10');
+    expect(await cursors.get()).toBe(writeCursor({ userId: ME, id: '10' }));
     fake.push('11', messageEvent('c1', 1));
     await vi.waitFor(() => expect(order).toEqual(['snapshot 10', 'message.new 11']));
-    await vi.waitFor(async () => expect(await cursors.get()).toBe('11'));
+    await vi.waitFor(async () => expect(await idIn(cursors)).toBe('11'));
   });
 
   it('warm start resumes from the stored cursor without handing the app a snapshot', async () => {
     const fake = fakeTransport([snapshotOf('50')]);
     const engine = createSyncEngine({
       transport: fake.transport,
-      cursorStore: createMemoryCursorStore('42'),
+      cursorStore: myCursor('42'),
     });
     const snapshots = vi.fn();
     engine.onSnapshot(snapshots);
     await engine.start();
     expect(fake.subscriptions.map((s) => s.from)).toEqual(['42']);
     expect(snapshots).not.toHaveBeenCalled();
+  });
+
+  it('a stored cursor of another account is not resumed: the app restarted as someone else starts cold', async () => {
+    // One device, one cursor store: Alice's app handles an event and is closed.
+    const cursors = createMemoryCursorStore();
+    const alices = fakeTransport([snapshotOf('10')], 'alice');
+    const before = createSyncEngine({ transport: alices.transport, cursorStore: cursors });
+    const seen = recorder();
+    before.onEvent(seen.handler);
+    await before.start();
+    alices.push('11', messageEvent('c1', 1));
+    await vi.waitFor(() => expect(seen.seen).toHaveLength(1));
+    await before.stop();
+    expect(readCursor(await cursors.get())).toEqual({ userId: 'alice', id: '11' });
+
+    // After a restart Bob signs in: his stream is at 30, where 11 names a place he never was.
+    const bobs = fakeTransport([snapshotOf('30')], 'bob');
+    const after = createSyncEngine({ transport: bobs.transport, cursorStore: cursors });
+    const snapshots: string[] = [];
+    after.onSnapshot((s) => void snapshots.push(s.cursor));
+    await after.start();
+    expect(snapshots).toEqual(['30']);
+    expect(bobs.subscriptions.map((s) => s.from)).toEqual(['30']);
+    expect(readCursor(await cursors.get())).toEqual({ userId: 'bob', id: '30' });
+    await after.stop();
+
+    // Bob's own cursor is his to resume.
+    const again = fakeTransport([snapshotOf('35')], 'bob');
+    const later = createSyncEngine({ transport: again.transport, cursorStore: cursors });
+    later.onSnapshot((s) => void snapshots.push(s.cursor));
+    await later.start();
+    expect(again.subscriptions.map((s) => s.from)).toEqual(['30']);
+    expect(snapshots).toEqual(['30']);
+  });
+
+  it('a bare cursor kept by an older SDK names no account: the start is cold, then owned', async () => {
+    const fake = fakeTransport([snapshotOf('50')]);
+    const cursors = createMemoryCursorStore('42');
+    const engine = createSyncEngine({ transport: fake.transport, cursorStore: cursors });
+    const snapshots = vi.fn();
+    engine.onSnapshot(snapshots);
+    await engine.start();
+    expect(fake.subscriptions.map((s) => s.from)).toEqual(['50']);
+    expect(snapshots).toHaveBeenCalledTimes(1);
+    expect(readCursor(await cursors.get())).toEqual({ userId: ME, id: '50' });
   });
 
   it('delivers in order, awaiting each handler before the next event and before saving', async () => {
@@ -165,10 +221,11 @@ describe('sync engine', () => {
     fake.push('1', messageEvent('c1', 1));
     fake.push('2', messageEvent('c1', 2));
     await vi.waitFor(() => expect(handled).toEqual(['start 1']));
-    expect(saved).toEqual(['0']);
+    const ids = () => saved.map((value) => readCursor(value)?.id);
+    expect(ids()).toEqual(['0']);
     release();
     await vi.waitFor(() => expect(handled).toEqual(['start 1', 'end 1', 'start 2', 'end 2']));
-    await vi.waitFor(() => expect(saved).toEqual(['0', '1', '2']));
+    await vi.waitFor(() => expect(ids()).toEqual(['0', '1', '2']));
   });
 
   it('drops duplicates; ephemeral events are delivered but never move the cursor', async () => {
@@ -190,7 +247,7 @@ describe('sync engine', () => {
       { id: '6', type: 'presence', seq: undefined, ephemeral: true },
       { id: '7', type: 'message.new', seq: 3, ephemeral: false },
     ]);
-    await vi.waitFor(async () => expect(await cursors.get()).toBe('7'));
+    await vi.waitFor(async () => expect(await idIn(cursors)).toBe('7'));
   });
 
   it('hands the app bytes for message ciphertexts', async () => {
@@ -240,7 +297,7 @@ describe('sync engine', () => {
     const fake = fakeTransport([snapshotOf('20')]);
     const engine = createSyncEngine({
       transport: fake.transport,
-      cursorStore: createMemoryCursorStore('999'),
+      cursorStore: myCursor('999'),
       backoff: { minDelayMs: 100, maxDelayMs: 100 },
     });
     const errors: unknown[] = [];
@@ -414,7 +471,7 @@ describe('sync engine', () => {
         { id: 'c2', lastSeq: 7, unread: 2, readSeq: 5 },
       ]),
     ]);
-    const cursors = createMemoryCursorStore('10');
+    const cursors = myCursor('10');
     const engine = createSyncEngine({
       transport: fake.transport,
       cursorStore: cursors,

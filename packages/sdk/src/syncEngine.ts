@@ -1,7 +1,13 @@
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
 import { errorCodeOf } from './errors';
 import { decodeEvent, type RawSyncEvent, type Snapshot, type SyncEvent } from './messaging';
-import { createMemoryCursorStore, type CursorStore, type SyncTransport } from './syncTransport';
+import {
+  createMemoryCursorStore,
+  readCursor,
+  writeCursor,
+  type CursorStore,
+  type SyncTransport,
+} from './syncTransport';
 import { createUnreadTracker } from './unread';
 
 type Awaitable<T> = T | Promise<T>;
@@ -105,7 +111,7 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
   let subscription: { unsubscribe(): void } | undefined;
   let starting: Promise<void> | undefined;
   let me: string | undefined;
-  /** Whose stream this engine last started: another account's cursor is not resumed. */
+  /** Whose stream this engine last started: the owner of the cursors it saves. */
   let streamedFor: string | undefined;
   /** The last durable event handled (and saved); duplicates at or below it are dropped. */
   let handled: string | null = null;
@@ -120,8 +126,13 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
 
   const delay = () => reconnectDelayMs(attempt++, backoff, options.random);
   const saveCursor = async (id: string | null) => {
+    // Saved as a place in the stream it came from: after a sign-in, `me` may already be the next
+    // account while the last one's event in hand is still being saved.
+    const owner = streamedFor;
     try {
-      await cursors.set(id);
+      await cursors.set(
+        id === null || owner === undefined ? null : writeCursor({ userId: owner, id }),
+      );
     } catch (error) {
       report(error); // the stream goes on; a restart may then repeat events since the last save
     }
@@ -132,13 +143,15 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
    * The snapshot is loaded on a warm start too, only to seed the unread counts; the app keeps
    * its own state and is not handed it again. The events replayed from the older stored cursor
    * are in those counts already: the tracker tells them by id (at most the snapshot's cursor).
+   * A stored cursor is resumed only in its owner's stream: one of another account (signed in
+   * here before, in this run or an earlier one) or of no known account (kept by an older SDK)
+   * names a place in someone else's stream, so that start is cold.
    */
   async function connect(gen: number, cold: boolean): Promise<void> {
     me ??= await transport.whoAmI();
     await idle;
-    // Signed in as someone else since: the stored cursor is in the last account's stream.
-    const switched = streamedFor !== undefined && streamedFor !== me;
-    const stored = cold || switched ? null : await cursors.get();
+    const kept = cold ? null : readCursor(await cursors.get());
+    const stored = kept?.userId === me ? kept.id : null;
     const snapshot = await transport.snapshot();
     if (gen !== generation) return;
     streamedFor = me;

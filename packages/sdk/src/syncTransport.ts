@@ -4,13 +4,41 @@ import { decodeSnapshot, type RawSyncEvent, type Snapshot } from './messaging';
 
 /**
  * Where the id of the last event the app has handled lives, so a restart resumes exactly after
- * it. `set(null)` forgets it (after a `resync`). The default keeps it in memory.
+ * it. `set(null)` forgets it (after a `resync`). The default keeps it in memory. The value is
+ * the engine's to read: keep it as it is given (see `writeCursor` for what it holds).
  */
 export type CursorStore = {
   get(): Promise<string | null>;
   set(id: string | null): Promise<void>;
 };
 
+/** A place in one account's stream: event ids count per user, so one is meaningless in another's. */
+export type OwnedCursor = { userId: string; id: string };
+
+/**
+ * What the engine keeps in the store: the event id with the user whose stream it is a place in,
+ * as JSON (`{"userId":"…","id":"…"}`), so a start as anyone else is told apart (and starts cold).
+ */
+export function writeCursor(cursor: OwnedCursor): string {
+  return JSON.stringify({ userId: cursor.userId, id: cursor.id });
+}
+
+/**
+ * The cursor a stored value names, or null: nothing stored, unreadable, or a bare event id kept
+ * by an SDK before owners were recorded (whose it is cannot be told).
+ */
+export function readCursor(value: string | null): OwnedCursor | null {
+  if (value === null || !value.startsWith('{')) return null;
+  try {
+    const parsed = JSON.parse(value) as { userId?: unknown; id?: unknown };
+    const { userId, id } = parsed;
+    return typeof userId === 'string' && typeof id === 'string' ? { userId, id } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** `initial`: a value as the engine wrote it to a store before (`writeCursor`). */
 export function createMemoryCursorStore(initial: string | null = null): CursorStore {
   let cursor = initial;
   return {
