@@ -1,10 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, MysqlDialect, SqliteDialect, type SqliteDatabase } from 'kysely';
+import { Kysely, MysqlDialect, SqliteDialect } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import { createPool } from 'mysql2';
 import type { DB } from './schema';
+import { registerEmbedded } from './syncTransaction';
 import { startWalCheckpointer, type WalCheckpointer } from './walCheckpointer';
 
 export type DbDialect = 'mysql' | 'sqlite';
@@ -58,9 +59,10 @@ export function createDb(url: string | undefined, options: CreateDbOptions = {})
   // Wait for a writer instead of failing at once when jobs and requests overlap.
   database.pragma('busy_timeout = 5000');
   const checkpointer = target.path === ':memory:' ? null : checkpointAside(database, target.path);
-  return new Kysely<DB>({
-    dialect: new SqliteDialect({ database: withStatementCache(database, checkpointer) }),
-  });
+  const cached = withStatementCache(database, checkpointer);
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: cached }) });
+  registerEmbedded(db, database, (sql) => cached.prepare(sql));
+  return db;
 }
 
 /** A file database's checkpoints move to a worker (see walCheckpointer); back in-line if it fails. */
@@ -84,7 +86,7 @@ function withStatementCache(
   database: SQLite.Database,
   checkpointer: WalCheckpointer | null,
   max = 500,
-): SqliteDatabase {
+): { close(): void; prepare(sql: string): SQLite.Statement } {
   const statements = new LRUCache<string, SQLite.Statement>({ max });
   return {
     close: () => {

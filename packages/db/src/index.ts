@@ -28,3 +28,6 @@ export type {
 } from './schema';
 export { isDeadlock, isUniqueViolation } from './errors';
 export { prepared } from './prepared';
+export type { Prepared } from './prepared';
+export { syncTransaction } from './syncTransaction';
+export type { RunSync } from './syncTransaction';

@@ -1,5 +1,11 @@
 import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
 
+/** A prepared query: run it, or take it compiled with these arguments (see `inOneCall`). */
+export type Prepared<DB, Args extends unknown[], Row> = {
+  (db: Kysely<DB>, ...args: Args): Promise<QueryResult<Row>>;
+  compiled(db: Kysely<DB>, ...args: Args): CompiledQuery<Row>;
+};
+
 /**
  * A query of a fixed shape, built and compiled once per dialect and run with new parameters.
  * Kysely builds a tree of frozen nodes and compiles it to SQL on every call: on a hot path (a
@@ -10,23 +16,25 @@ import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
  */
 export function prepared<DB, Args extends unknown[], Row>(
   build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>,
-): (db: Kysely<DB>, ...args: Args) => Promise<QueryResult<Row>> {
+): Prepared<DB, Args, Row> {
   // By the dialect's adapter, which a database shares with its transactions: the SQL text is the
   // dialect's, and a query prepared outside a transaction serves inside one too.
-  const compiled = new WeakMap<object, { query: CompiledQuery<Row>; slots: number[] }>();
-  return (db, ...args) => {
+  const compiledByAdapter = new WeakMap<object, { query: CompiledQuery<Row>; slots: number[] }>();
+  const compiled = (db: Kysely<DB>, ...args: Args): CompiledQuery<Row> => {
     const adapter = db.getExecutor().adapter;
-    let entry = compiled.get(adapter);
+    let entry = compiledByAdapter.get(adapter);
     if (!entry) {
       const markers = args.map((_, i) => `\u0000prepared-argument-${i}\u0000`);
       const query = build(db, ...(markers as Args)).compile();
       const slots = query.parameters.map((p) => markers.indexOf(p as string));
       if (markers.some((m) => !query.parameters.includes(m)))
         throw new Error('prepared: every argument must be a query parameter');
-      compiled.set(adapter, (entry = { query, slots }));
+      compiledByAdapter.set(adapter, (entry = { query, slots }));
     }
     const { query, slots } = entry;
     const parameters = query.parameters.map((p, i) => (slots[i]! >= 0 ? args[slots[i]!] : p));
-    return db.executeQuery({ ...query, parameters });
+    return { ...query, parameters };
   };
+  const run = (db: Kysely<DB>, ...args: Args) => db.executeQuery(compiled(db, ...args));
+  return Object.assign(run, { compiled });
 }

@@ -1,6 +1,6 @@
 import type { ExpressionBuilder, Kysely, Selectable, Transaction } from 'kysely';
 import type { TMessage } from '@mvp/contracts';
-import { prepared, type DB, type MessagesTable } from '@mvp/db';
+import { prepared, type DB, type MessagesTable, type RunSync } from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 export type MessageRow = Selectable<MessagesTable>;
@@ -138,7 +138,8 @@ export async function postingContext(db: Kysely<DB>, conversationId: string, me:
   return (await posting(db, conversationId, me)).rows[0];
 }
 
-// The in-process send's statements (SQLite), each compiled once (see `prepared`).
+// The in-process send's statements (SQLite), each compiled once (see `prepared`) and run
+// synchronously in one transaction (see `syncTransaction`).
 
 const bumpSeq = prepared((db: Kysely<DB>, conversationId: string, now: number) =>
   db
@@ -155,13 +156,9 @@ const readSeq = prepared((db: Kysely<DB>, conversationId: string) =>
  * The conversation's next seq: bumped, then read back under the row lock the bump took, as
  * mvp_send_message does. Undefined when the conversation is gone.
  */
-export async function nextSeq(
-  trx: Transaction<DB>,
-  conversationId: string,
-  now: number,
-): Promise<number | undefined> {
-  await bumpSeq(trx, conversationId, now);
-  const row = (await readSeq(trx, conversationId)).rows[0];
+export function nextSeq(run: RunSync<DB>, conversationId: string, now: number): number | undefined {
+  run(bumpSeq, conversationId, now);
+  const row = run(readSeq, conversationId).rows[0];
   return row ? Number(row.last_seq) : undefined;
 }
 
@@ -200,9 +197,9 @@ const insertRow = prepared(
 );
 
 /** A new message's row (not yet edited or deleted). */
-export function insertMessage(db: Kysely<DB>, row: MessageRow) {
-  return insertRow(
-    db,
+export function insertMessage(run: RunSync<DB>, row: MessageRow) {
+  return run(
+    insertRow,
     row.conversation_id,
     row.seq,
     row.id,

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { uuidv7 } from 'uuidv7';
 import type { TMessage } from '@mvp/contracts';
-import { isDeadlock, isUniqueViolation, type DB } from '@mvp/db';
+import { isDeadlock, isUniqueViolation, syncTransaction, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { recordForMembers, StreamWrites } from '../sync/events';
@@ -55,13 +55,13 @@ async function writeInProcess(
   role: string,
   writes: StreamWrites,
 ): Promise<TMessage> {
-  return db.transaction().execute(async (trx) => {
-    const seq = await repo.nextSeq(trx, fresh.conversation_id, fresh.created_at);
+  return syncTransaction(db, (run) => {
+    const seq = repo.nextSeq(run, fresh.conversation_id, fresh.created_at);
     if (seq === undefined) throw new Error('conversation vanished during a send');
     const row: repo.MessageRow = { ...fresh, seq };
-    await repo.insertMessage(trx, row);
-    const posted = await repo.markPosted(
-      trx,
+    repo.insertMessage(run, row);
+    const posted = run(
+      repo.markPosted,
       row.conversation_id,
       row.sender_id,
       role,
@@ -70,8 +70,8 @@ async function writeInProcess(
     );
     if (!posted.numAffectedRows) throw new PostingChanged();
     const message = repo.toMessage(row);
-    await recordForMembers(
-      trx,
+    recordForMembers(
+      run,
       row.conversation_id,
       { type: 'message.new', message },
       row.created_at,

@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { TSyncEvent } from '@mvp/contracts';
-import type { DB } from '@mvp/db';
+import type { DB, RunSync } from '@mvp/db';
 import type { Ports } from '../../ports';
 import { isShared, share, sharedText } from '../../sharedEvents';
 import { userChannel } from '../contacts/peopleEvents';
@@ -136,14 +136,14 @@ export async function recordEvents(
  * Appends the same `event` to the stream of every member of the conversation inside `trx` (in
  * fewer, fixed statements than `recordEvents` with the member list); `writes.wake` after commit.
  */
-export async function recordForMembers(
-  trx: Transaction<DB>,
+export function recordForMembers(
+  run: RunSync<DB>,
   conversationId: string,
   event: DurableEvent,
   now: number,
   writes: StreamWrites,
-): Promise<void> {
-  const seqs = await appendToMembers(trx, conversationId, storedOf(event), now);
+): void {
+  const seqs = appendToMembers(run, conversationId, storedOf(event), now);
   for (const [userId, seq] of seqs) writes.add(userId, { seq, event });
 }
 

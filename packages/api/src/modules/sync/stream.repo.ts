@@ -6,7 +6,7 @@ import {
   type QueryResult,
   type Transaction,
 } from 'kysely';
-import { prepared, type DB } from '@mvp/db';
+import { prepared, type DB, type RunSync } from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 
@@ -154,15 +154,15 @@ const insertAtMemberHeads = prepared(
  * The in-process send's (SQLite) twin of mvp_send_message's stream statements (migration
  * T0700); MySQL sends through the procedure, so only SQLite runs this.
  */
-export async function appendToMembers(
-  trx: Transaction<DB>,
+export function appendToMembers(
+  run: RunSync<DB>,
   conversationId: string,
   event: StoredEvent,
   now: number,
-): Promise<Map<string, number>> {
-  await bumpMembers(trx, conversationId);
-  await insertAtMemberHeads(trx, conversationId, event.type, JSON.stringify(event.payload), now);
-  const { rows } = await readMemberHeads(trx, conversationId);
+): Map<string, number> {
+  run(bumpMembers, conversationId);
+  run(insertAtMemberHeads, conversationId, event.type, JSON.stringify(event.payload), now);
+  const { rows } = run(readMemberHeads, conversationId);
   return new Map(rows.map((r) => [r.user_id, Number(r.last_seq)]));
 }
 

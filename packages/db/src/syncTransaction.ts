@@ -1,0 +1,50 @@
+import type SQLite from 'better-sqlite3';
+import type { CompiledQuery, Kysely, QueryResult } from 'kysely';
+import type { Prepared } from './prepared';
+
+/** Runs a prepared query on the embedded database, synchronously, as Kysely's driver would. */
+export type RunSync<DB> = <Args extends unknown[], Row>(
+  query: Prepared<DB, Args, Row>,
+  ...args: Args
+) => QueryResult<Row>;
+
+type Embedded = { transaction: (work: (run: RunSync<unknown>) => unknown) => unknown };
+
+const embedded = new WeakMap<object, Embedded>();
+
+/** Called by createDb: `db` runs on `database`, whose statements come from `prepare`. */
+export function registerEmbedded<DB>(
+  db: Kysely<DB>,
+  database: SQLite.Database,
+  prepare: (sql: string) => SQLite.Statement,
+): void {
+  const execute = <Row>({ sql, parameters }: CompiledQuery<Row>): QueryResult<Row> => {
+    const statement = prepare(sql);
+    if (statement.reader) return { rows: statement.all(parameters) as Row[] };
+    const { changes, lastInsertRowid } = statement.run(parameters);
+    return { rows: [], numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid) };
+  };
+  const run: RunSync<DB> = (query, ...args) => execute(query.compiled(db, ...args));
+  const transaction = database.transaction((work: (run: RunSync<DB>) => unknown) => work(run));
+  embedded.set(db, { transaction } as Embedded);
+}
+
+/**
+ * `work` as one SQLite transaction in one synchronous call. A Kysely transaction runs each
+ * statement as its own promise (the driver's connection mutex, the executor, a microtask hop or
+ * more per statement), although better-sqlite3 runs each synchronously anyway; for a message
+ * send's nine statements that was most of its time (bench/README.md, session 13). This holds
+ * Kysely's one connection meanwhile, so no Kysely transaction is open on it and nothing else can
+ * interleave. `work` must not await: it runs inside better-sqlite3's transaction, which commits
+ * when it returns and rolls back if it throws. Only for a `db` createDb made on SQLite.
+ */
+export async function syncTransaction<DB, T>(
+  db: Kysely<DB>,
+  work: (run: RunSync<DB>) => T,
+): Promise<T> {
+  const handle = embedded.get(db);
+  if (!handle) throw new Error('syncTransaction: not an embedded database made by createDb');
+  return db
+    .connection()
+    .execute(async () => handle.transaction(work as (run: RunSync<unknown>) => unknown) as T);
+}
