@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpiredMessages } from '@mvp/api';
+import type { TSyncEvent } from '@mvp/contracts';
 import { errorCodeOf } from '@mvp/sdk';
 import { befriend, clientWithToken, registerUser, type Account } from './helpers/accounts';
 import { b64, newClientMessageId, sendText } from './helpers/messaging';
@@ -508,6 +509,101 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     // Ann, there from the start, hears of both; Cy only of the message after his join.
     expect(await changes(ann, annCursor)).toEqual([...told(old.seq), ...told(recent.seq)]);
     expect(await changes(cy, cyCursor)).toEqual(told(recent.seq));
+  });
+
+  it('an edit written to a later joiner’s stream before edits were told only to those who see the message is not read to them; someone removed still gets theirs', async () => {
+    const { owner, ann, ben, room } = await team();
+    const { cursor: benCursor } = await api(ben).sync.snapshot.query();
+    const edit = (seq: number, text: string) =>
+      api(ann).messages.edit.mutate({
+        conversationId: room.id,
+        seq,
+        contentType: 'text/plain',
+        ciphertext: b64(text),
+      });
+    const old = await send(ann, room.id, 'before cy');
+    await edit(old.seq, 'edited before cy');
+    const cy = await registerUser(t);
+    await befriend(t, owner, cy);
+    await api(owner).conversations.addMembers.mutate({ id: room.id, userIds: [cy.userId] });
+    const { cursor: cyCursor } = await api(cy).sync.snapshot.query();
+    const recent = await send(ann, room.id, 'cy is in');
+    await edit(recent.seq, 'edited with cy');
+    await edit(old.seq, 'edited again');
+    // The row the code before the fix wrote to every member for that last edit: Cy's stream has
+    // it in an old database. The last in his stream, so the cursor has to move past it.
+    const { db } = t.server.infra.ports;
+    const forged = await db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('user_streams')
+        .set((eb) => ({ last_seq: eb('last_seq', '+', 1) }))
+        .where('user_id', '=', cy.userId)
+        .execute();
+      const { last_seq } = await trx
+        .selectFrom('user_streams')
+        .select('last_seq')
+        .where('user_id', '=', cy.userId)
+        .executeTakeFirstOrThrow();
+      await trx
+        .insertInto('user_events')
+        .values({
+          user_id: cy.userId,
+          seq: Number(last_seq),
+          device_id: null,
+          type: 'message.updated',
+          payload: JSON.stringify({ conversationId: room.id, seq: old.seq }),
+          created_at: t.server.infra.ports.clock.now(),
+        })
+        .execute();
+      return Number(last_seq);
+    });
+    const ofRoom = (events: TSyncEvent[]) =>
+      events.flatMap((e) =>
+        (e.type === 'message.new' || e.type === 'message.updated') &&
+        e.message.conversationId === room.id
+          ? [[e.type, e.message.seq]]
+          : [],
+      );
+
+    // The REST polling read: the row is skipped, and the cursor is past it.
+    const polled = (await fetch(`${t.server.url}/api/v1/sync/events?after=${cyCursor}`, {
+      headers: { authorization: `Bearer ${cy.accessToken}` },
+    }).then((r) => r.json())) as { events: { id: string; event: TSyncEvent }[]; cursor: string };
+    expect(ofRoom(polled.events.map((e) => e.event))).toEqual([
+      ['message.new', recent.seq],
+      ['message.updated', recent.seq],
+    ]);
+    expect(polled.cursor).toBe(String(forged));
+
+    // The stream: nothing of it, and what comes next follows on.
+    const cyStream = await openStream(t, cy.accessToken, cyCursor);
+    const later = await send(ann, room.id, 'later');
+    const streamed: TSyncEvent[] = [];
+    for (;;) {
+      const { event } = await cyStream.events.next();
+      streamed.push(event);
+      if (event.type === 'message.new' && event.message.seq === later.seq) break;
+    }
+    expect(ofRoom(streamed)).toEqual([
+      ['message.new', recent.seq],
+      ['message.updated', recent.seq],
+      ['message.new', later.seq],
+    ]);
+    await cyStream.close();
+
+    // Ben, removed since, still reads the edits he was told of while he was in.
+    await api(owner).conversations.removeMember.mutate({ id: room.id, userId: ben.userId });
+    const benBacklog = (await api(ben).sync.poll.query({ after: benCursor })).events.map(
+      (e) => e.event,
+    );
+    expect(ofRoom(benBacklog)).toEqual([
+      ['message.new', old.seq],
+      ['message.updated', old.seq],
+      ['message.new', recent.seq],
+      ['message.updated', recent.seq],
+      ['message.updated', old.seq],
+      ['message.new', later.seq],
+    ]);
   });
 
   it('a restricted member cannot react; across a block nobody reacts, pins or types', async () => {

@@ -294,15 +294,22 @@ export async function findBySeqs(db: Db, refs: MessageRef[]): Promise<Map<string
 }
 
 /**
- * findBySeqs as `reader` may see them: each row with whether the reader's history shows it
- * (a member who joined before it), from their membership in the same query.
+ * How `reader` stands to a message: `seen` when their history shows it (a member who joined
+ * before it), `joinedAfter` when they are a member who joined after it. Neither: no longer a
+ * member.
+ */
+export type ReaderView = { row: MessageRow; seen: boolean; joinedAfter: boolean };
+
+/**
+ * findBySeqs as `reader` may see them: each row with how the reader stands to it, from their
+ * membership in the same query.
  */
 export async function findBySeqsFor(
   db: Db,
   reader: string,
   refs: MessageRef[],
-): Promise<Map<string, { row: MessageRow; seen: boolean }>> {
-  const found = new Map<string, { row: MessageRow; seen: boolean }>();
+): Promise<Map<string, ReaderView>> {
+  const found = new Map<string, ReaderView>();
   for (let i = 0; i < refs.length; i += 500) {
     const rows = await db
       .selectFrom('messages')
@@ -316,8 +323,13 @@ export async function findBySeqsFor(
       .where(byRefs(refs.slice(i, i + 500)))
       .execute();
     for (const { joined_seq, ...row } of rows) {
-      const seen = joined_seq !== null && Number(row.seq) > Number(joined_seq);
-      found.set(refKey(row.conversation_id, Number(row.seq)), { row, seen });
+      const member = joined_seq !== null;
+      const seen = member && Number(row.seq) > Number(joined_seq);
+      found.set(refKey(row.conversation_id, Number(row.seq)), {
+        row,
+        seen,
+        joinedAfter: member && !seen,
+      });
     }
   }
   return found;

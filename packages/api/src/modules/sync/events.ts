@@ -172,6 +172,13 @@ export async function wake(ports: Pick<Ports, 'bus'>, userIds: Iterable<string>)
  * member who joined before it): someone removed since, reading an old backlog, gets the message
  * they were sent but not who reacted after they left. (Edits made since carry bytes under the
  * sender key the remaining members rotated when they left.)
+ *
+ * A `message.updated` of a message from before the reader joined is skipped too: since edits,
+ * deletions and pins are told only to members who see the message (changes.service.ts), such a
+ * row is one written before that, and its message would show a later joiner an edit sealed under
+ * a sender key they hold. (Someone no longer a member keeps the changes they were told of while
+ * they were in; a `message.new` is as it was sent.) A skipped row still moves the cursor on: the
+ * readers advance by the rows they read, not by the events they yield.
  */
 const BY_REFERENCE = new Set(['message.new', 'message.updated']);
 
@@ -196,13 +203,19 @@ export async function hydrate(
   const messages = new Map(
     (await describeMessages(db, visible)).map((m) => [`${m.conversationId}:${m.seq}`, m]),
   );
-  for (const [key, { row, seen }] of found) if (!seen) messages.set(key, toMessage(row));
+  const joinedAfter = new Set<string>();
+  for (const [key, view] of found) {
+    if (!view.seen) messages.set(key, toMessage(view.row));
+    if (view.joinedAfter) joinedAfter.add(key);
+  }
   const events: { seq: number; event: TSyncEvent }[] = [];
   for (const row of parsed) {
     if (BY_REFERENCE.has(row.type)) {
       const ref = row.payload as unknown as MessageRef;
-      const message = messages.get(`${ref.conversationId}:${ref.seq}`);
+      const key = `${ref.conversationId}:${ref.seq}`;
+      const message = messages.get(key);
       const type = row.type as 'message.new' | 'message.updated';
+      if (type === 'message.updated' && joinedAfter.has(key)) continue;
       if (message) events.push({ seq: row.seq, event: { type, message } });
       continue;
     }
