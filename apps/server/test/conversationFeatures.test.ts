@@ -706,6 +706,56 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await bobStream.close();
   });
 
+  it('an expiry is told to each member only of the messages their history shows', async () => {
+    const { owner, ann, ben, room } = await team();
+    await api(owner).conversations.update.mutate({ id: room.id, disappearSeconds: 60 });
+    const first = await send(ann, room.id, 'before cy');
+    const [cy, dan] = [await registerUser(t), await registerUser(t)];
+    for (const joiner of [cy, dan]) await befriend(t, owner, joiner);
+    await api(owner).conversations.addMembers.mutate({ id: room.id, userIds: [cy.userId] });
+    const second = await send(ann, room.id, 'before dan');
+    await api(owner).conversations.addMembers.mutate({ id: room.id, userIds: [dan.userId] });
+    const { cursor: danCursor } = await api(dan).sync.snapshot.query();
+    const benStream = await openStream(t, ben.accessToken);
+    const cyStream = await openStream(t, cy.accessToken);
+    const danStream = await openStream(t, dan.accessToken);
+
+    offsetMs = 61_000;
+    try {
+      const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
+        typeof purgeExpiredMessages
+      >[0];
+      expect(await purgeExpiredMessages(ctx)).toBeGreaterThanOrEqual(2);
+    } finally {
+      offsetMs = 0;
+    }
+    const removed = async (stream: typeof benStream) => {
+      const { event } = await stream.next('messages.removed');
+      return { ...event, seqs: [...event.seqs].sort((a, b) => a - b) };
+    };
+    const told = (seqs: number[]) => ({
+      type: 'messages.removed',
+      conversationId: room.id,
+      seqs,
+      reason: 'expired',
+    });
+    expect(await removed(benStream)).toEqual(told([first.seq, second.seq]));
+    expect(await removed(cyStream)).toEqual(told([second.seq]));
+
+    // Dan saw neither: his stream has no event of it, live or read back.
+    const after = await send(ann, room.id, 'dan is in');
+    const toDan: string[] = [];
+    for (;;) {
+      const { event } = await danStream.events.next();
+      toDan.push(event.type);
+      if (event.type === 'message.new' && event.message.seq === after.seq) break;
+    }
+    expect(toDan).not.toContain('messages.removed');
+    const polled = await api(dan).sync.poll.query({ after: danCursor });
+    expect(polled.events.map((e) => e.event.type)).toEqual(['message.new']);
+    await Promise.all([benStream, cyStream, danStream].map((s) => s.close()));
+  });
+
   it('the REST shim: bytes as base64, snapshot and a polling read of the stream', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const rest = (a: Account, method: string, path: string, body?: unknown) =>

@@ -1,12 +1,14 @@
 import type { Context } from '../../context';
-import { memberIds } from '../conversations/conversations.repo';
-import { recordEvents, wake } from '../sync/events';
+import { listMembers } from '../conversations/conversations.repo';
+import { recordEvents, wake, type DurableEvent } from '../sync/events';
 
 const BATCH = 500;
 
 /**
  * Disappearing messages: deletes messages past `expires_at` (with their reactions, pins and
- * hidden marks) and tells each conversation's members which seqs went. Returns how many.
+ * hidden marks) and tells each conversation's members which seqs went: each member only those
+ * their history shows (sent after they joined), and a member who saw none of them nothing.
+ * Returns how many.
  */
 export async function purgeExpiredMessages(ctx: Context): Promise<number> {
   const { db, clock } = ctx.ports;
@@ -22,7 +24,7 @@ export async function purgeExpiredMessages(ctx: Context): Promise<number> {
   for (const { conversation_id: id, seq } of due)
     byConversation.set(id, [...(byConversation.get(id) ?? []), Number(seq)]);
   for (const [conversationId, seqs] of byConversation) {
-    const members = await db.transaction().execute(async (trx) => {
+    const told = await db.transaction().execute(async (trx) => {
       for (const table of ['reactions', 'pins', 'message_hidden', 'messages'] as const) {
         await trx
           .deleteFrom(table)
@@ -30,16 +32,27 @@ export async function purgeExpiredMessages(ctx: Context): Promise<number> {
           .where('seq', 'in', seqs)
           .execute();
       }
-      const everyone = await memberIds(trx, conversationId);
-      await recordEvents(
-        trx,
-        everyone,
-        { type: 'messages.removed', conversationId, seqs, reason: 'expired' },
-        now,
-      );
-      return everyone;
+      // Members who saw the same seqs share one event.
+      const bySeen = new Map<string, DurableEvent>();
+      const eventOf = new Map<string, DurableEvent>();
+      for (const member of await listMembers(trx, conversationId)) {
+        const seen = seqs.filter((seq) => seq > Number(member.joined_seq));
+        if (seen.length === 0) continue;
+        const key = seen.join(',');
+        const event = bySeen.get(key) ?? {
+          type: 'messages.removed',
+          conversationId,
+          seqs: seen,
+          reason: 'expired',
+        };
+        bySeen.set(key, event);
+        eventOf.set(member.user_id, event);
+      }
+      const userIds = [...eventOf.keys()];
+      await recordEvents(trx, userIds, (userId) => eventOf.get(userId)!, now);
+      return userIds;
     });
-    await wake(ctx.ports, members);
+    await wake(ctx.ports, told);
   }
   return due.length;
 }
