@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import WebSocket from 'ws';
 import {
+  createMemoryCursorStore,
   createMemoryTokenStore,
+  createMvpClient,
   type MvpClient,
   type SessionEndReason,
   type TokenStore,
@@ -198,6 +201,64 @@ describe(`the SDK's session handling against a real server (${backendLabel})`, (
     await ticks.next();
     sub.unsubscribe();
     expect(p.ended).toEqual(['refresh_failed']);
+  });
+
+  it('a sign-in answers once its tokens are kept, even when stopping the last stream fails: that goes to sync.onError', async () => {
+    const [alice, bob] = [await signedUp(probe()), await signedUp(probe())];
+    // Alice's stored cursor is ahead of her stream (as if from another server): it opens with
+    // a resync, whose handler (clearing the app's data) is still busy when Bob signs in.
+    const cursorStore = createMemoryCursorStore(
+      JSON.stringify({ userId: alice.res.user.id, id: '999999999' }),
+    );
+    let failClearing: (error: Error) => void = () => undefined;
+    const tokens = createMemoryTokenStore();
+    const tokenStore: TokenStore = {
+      ...tokens,
+      // Fails the handler as Bob's tokens are kept: the sign-in then has to wait for it.
+      save: (session) => {
+        failClearing(new Error('the app could not clear its data'));
+        return tokens.save(session);
+      },
+    };
+    let socketClosed!: () => void;
+    const aliceSocketClosed = new Promise<void>((resolve) => (socketClosed = resolve));
+    // Not one of the test server's clients, which it closes when done: the failed handler stays
+    // the engine's last drain, and every later `sync.stop()` (so `close()`) rejects with it again.
+    const app = createMvpClient({
+      url: t.server.url,
+      WebSocket,
+      tokenStore,
+      cursorStore,
+      onConnectionStateChange: (state) => state === 'closed' && socketClosed(),
+    });
+    const signIn = (username: string) =>
+      app.auth.login({ identifier: username, password: PASSWORD, device: DEVICE });
+    expect((await signIn(alice.username)).status).toBe('ok');
+    const errors: unknown[] = [];
+    app.sync.onError((error) => errors.push(error));
+    const clearing = new Promise<void>((entered) =>
+      app.sync.onResync(
+        () =>
+          new Promise<void>((_, reject) => {
+            failClearing = (error) => {
+              failClearing = () => undefined;
+              reject(error);
+            };
+            entered();
+          }),
+      ),
+    );
+    await app.sync.start();
+    await clearing;
+
+    const answer = await signIn(bob.username);
+    expect(answer).toMatchObject({ status: 'ok', user: { id: bob.res.user.id } });
+    expect((await app.auth.session())?.user.id).toBe(bob.res.user.id);
+    expect((await app.api.me.get.query()).id).toBe(bob.res.user.id);
+    expect(app.sync.state).toBe('stopped');
+    expect(errors.map((e) => (e as Error).message)).toEqual(['the app could not clear its data']);
+    // Alice's socket is dropped all the same: it must not carry Bob's subscriptions.
+    await aliceSocketClosed;
   });
 
   it('logout ends the session on the server and clears the store', async () => {

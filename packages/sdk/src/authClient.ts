@@ -11,7 +11,11 @@ type SignInAnswer = AuthOut['register'] | AuthOut['otp']['verify'];
 
 /** `client.auth`: every sign-in flow, with the tokens kept in the client's TokenStore. */
 export type MvpAuth = {
-  /** Creates an account. Answers tokens (kept), or `otp_required` when a phone must confirm. */
+  /**
+   * Creates an account. Answers tokens (kept), or `otp_required` when a phone must confirm. Once
+   * tokens are kept it stops `client.sync` and drops the WebSocket, then answers; a failure of
+   * that goes to `sync.onError`, and the sign-in still answers (every sign-in alike).
+   */
   register(input: AuthIn['register']): Promise<AuthOut['register']>;
   /** Signs in with username, phone or unique id. Same answers as `register`. */
   login(input: AuthIn['login']): Promise<AuthOut['login']>;
@@ -32,21 +36,30 @@ export type MvpAuth = {
   isSignedIn(): Promise<boolean>;
 };
 
-/**
- * `raw` is a client without the auth link: sign-in calls carry no token and never retry.
- * `onSignedIn` runs once new tokens are kept, before the sign-in call answers.
- */
+export type SignInHooks = {
+  /** Runs once new tokens are kept, before the sign-in call answers. */
+  onSignedIn(): Promise<void>;
+  /** Told when `onSignedIn` fails: the sign-in still answers (it happened). */
+  onSignedInError(error: unknown): void;
+};
+
+/** `raw` is a client without the auth link: sign-in calls carry no token and never retry. */
 export function createAuthClient(
   raw: TRPCClient<AppRouter>,
   session: AuthSession,
-  onSignedIn?: () => Promise<void>,
+  hooks?: SignInHooks,
 ): MvpAuth {
   // Returns the server's answer unchanged, so apps see exactly what the API documents.
   const keep = async <T extends SignInAnswer>(answer: T): Promise<T> => {
     const known: SignInAnswer = answer;
-    if (known.status === 'ok') {
-      await session.start(known);
-      await onSignedIn?.();
+    if (known.status !== 'ok') return answer;
+    await session.start(known);
+    // Signed in from here: the tokens are kept and will be used. A rejection now would tell the
+    // app the sign-in failed while it holds a session, so the follow-up's failure goes elsewhere.
+    try {
+      await hooks?.onSignedIn();
+    } catch (error) {
+      hooks?.onSignedInError(error);
     }
     return answer;
   };

@@ -298,13 +298,15 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
    * A sign-in makes this client someone (else): the outbox sends only the new account's entries,
    * the stream stops until `sync.start()`, and the WebSocket, which authenticated once as
    * whoever was signed in when it opened, is dropped so the next subscription opens one with the
-   * new token.
+   * new token. The socket is dropped even when stopping the stream failed (a handler of the
+   * event in hand threw): it must not carry the next account's subscriptions. Failures reach
+   * `sync.onError`; the sign-in answers regardless (see `createAuthClient`).
    */
   const onSignedIn = async () => {
     outbox.accountChanged();
-    await sync.stop();
     const closing = wsClient;
     wsClient = undefined;
+    await sync.stop().catch(sync.report);
     await closing?.close();
   };
 
@@ -312,7 +314,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     api,
     e2ee,
     calls,
-    auth: createAuthClient(raw, session, onSignedIn),
+    auth: createAuthClient(raw, session, { onSignedIn, onSignedInError: sync.report }),
     people: createPeopleClient(api, sync),
     messaging: createMessagingClient(api),
     outbox,

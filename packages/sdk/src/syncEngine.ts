@@ -58,12 +58,21 @@ export type MvpSync = {
   onSnapshot(handler: (snapshot: Snapshot) => Awaitable<void>): Subscription;
   /** The server could not resume: drop what you derived from the stream; a snapshot follows. */
   onResync(handler: () => Awaitable<void>): Subscription;
-  /** Failures: of the stream (retried; `UNAUTHORIZED` stops it), a handler, or the cursor store. */
+  /**
+   * Failures: of the stream (retried; `UNAUTHORIZED` stops it), a handler, the cursor store, or
+   * of stopping the stream and its socket when someone signs in (the sign-in still answers).
+   */
   onError(handler: (error: unknown) => void): Subscription;
   /** Messages from others after my read position, kept current from the stream. */
   unread(conversationId: string): number;
   unreadTotal(): number;
   onUnreadChange(handler: (conversationId: string, unread: number) => void): Subscription;
+};
+
+/** The engine as the client drives it: also told of failures of its own around the stream. */
+export type SyncControl = MvpSync & {
+  /** Hands `error` to the `onError` listeners. */
+  report: (error: unknown) => void;
 };
 
 export type SyncEngineOptions = {
@@ -78,7 +87,7 @@ type Queued = { id: string; data: RawSyncEvent };
 /** Event ids are the decimal seq of the device's stream (the server's contract). */
 const after = (a: string, b: string) => Number(a) > Number(b);
 
-export function createSyncEngine(options: SyncEngineOptions): MvpSync {
+export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   const { transport } = options;
   const cursors = options.cursorStore ?? createMemoryCursorStore();
   const backoff = options.backoff ?? DEFAULT_BACKOFF;
@@ -383,6 +392,7 @@ export function createSyncEngine(options: SyncEngineOptions): MvpSync {
     onSnapshot: (handler) => listen(snapshotHandlers, handler),
     onResync: (handler) => listen(resyncHandlers, handler),
     onError: (handler) => listen(errorHandlers, handler),
+    report,
     unread: (conversationId) => unread.get(conversationId),
     unreadTotal: () => unread.total(),
     onUnreadChange: (handler) => listen(unreadHandlers, handler),
