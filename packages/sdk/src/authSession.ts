@@ -28,6 +28,8 @@ export type AuthSession = {
   current(): Promise<StoredSession | null>;
   /** A token to send now: refreshed first when it is about to expire; null when signed out. */
   accessToken(): Promise<string | null>;
+  /** The session whose access token `accessToken` answers, read once: the token with its user. */
+  accessSession(): Promise<StoredSession | null>;
   /**
    * Exchanges the refresh token now. Concurrent callers share one exchange, because the server
    * treats a reused refresh token as theft and revokes the session. Resolves null when there is
@@ -105,25 +107,28 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
     return inflight;
   }
 
-  async function accessToken(): Promise<string | null> {
+  async function accessSession(): Promise<StoredSession | null> {
     const session = await current();
     if (!session) return null;
     // A refresh already under way (ahead of expiry, or after the server ended a socket) decides
     // which token is current; only a token with time left and nothing pending is used as is.
-    if (!inflight && session.expiresAt - now() > aheadMs) return session.accessToken;
+    if (!inflight && session.expiresAt - now() > aheadMs) return session;
     try {
-      return (await refresh())?.accessToken ?? null;
+      return await refresh();
     } catch (error) {
       // Refreshing ahead is a courtesy: while the old token is still valid, an exchange that
       // failed (offline, rate limited) must not fail the request that asked for it.
-      if (session.expiresAt > now()) return session.accessToken;
+      if (session.expiresAt > now()) return session;
       throw error;
     }
   }
 
+  const accessToken = async () => (await accessSession())?.accessToken ?? null;
+
   return {
     current,
     accessToken,
+    accessSession,
     refresh,
     async recover(rejectedToken) {
       const session = await current();

@@ -2,7 +2,8 @@ import superjson from 'superjson';
 import { describe, expect, it, vi } from 'vitest';
 import { createMvpClient } from './createMvpClient';
 import { errorCodeOf } from './errors';
-import { createMemoryTokenStore, type StoredSession } from './tokenStore';
+import type { OutboxItem } from './outbox';
+import { createMemoryTokenStore, type StoredSession, type TokenStore } from './tokenStore';
 
 type Answer = { data: unknown } | { appCode: 'UNAUTHORIZED' | 'TOO_MANY_REQUESTS' };
 type Call = { path: string; input: unknown; auth: string | null };
@@ -65,6 +66,27 @@ const storedSession = (n: number, expiresAt: number): StoredSession => ({
   user,
 });
 const me = { id: 'u1' };
+/** The server's answer to `messages.send`: the message stored as the first of its conversation. */
+const storedMessage = (input: unknown) => {
+  const { conversationId, clientMessageId } = input as Record<string, string>;
+  return {
+    id: 'm1',
+    conversationId,
+    seq: 1,
+    senderId: 'u1',
+    senderDeviceId: 'd1',
+    clientMessageId,
+    contentType: 'text/plain',
+    ciphertext: 'AQ==',
+    replyToSeq: null,
+    forwarded: false,
+    createdAt: new Date(0).toISOString(),
+    editedAt: null,
+    deletedAt: null,
+    expiresAt: null,
+    reactions: [],
+  };
+};
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A server that accepts `valid` access tokens and rotates refresh tokens like the real one. */
@@ -238,29 +260,9 @@ describe('createMvpClient outbox with getToken', () => {
 
   it('offline, a send is queued as the token names (no network asked) and goes out once online', async () => {
     let online = false;
-    const server = fakeServer(({ path, input }) => {
-      if (path !== 'messages.send') return { appCode: 'UNAUTHORIZED' };
-      const { conversationId, clientMessageId } = input as Record<string, string>;
-      return {
-        data: {
-          id: 'm1',
-          conversationId,
-          seq: 1,
-          senderId: 'u1',
-          senderDeviceId: 'd1',
-          clientMessageId,
-          contentType: 'text/plain',
-          ciphertext: 'AQ==',
-          replyToSeq: null,
-          forwarded: false,
-          createdAt: new Date(0).toISOString(),
-          editedAt: null,
-          deletedAt: null,
-          expiresAt: null,
-          reactions: [],
-        },
-      };
-    });
+    const server = fakeServer(({ path, input }) =>
+      path === 'messages.send' ? { data: storedMessage(input) } : { appCode: 'UNAUTHORIZED' },
+    );
     const token = jwtFor('u1');
     const client = createMvpClient({
       url: 'http://mvp.test',
@@ -308,5 +310,38 @@ describe('createMvpClient outbox with getToken', () => {
     await expect(send).rejects.toThrow('not sending a queued message as another account');
     expect(await other).toEqual({ ok: true });
     expect(server.calls.map((c) => c.path)).toEqual(['messages.markRead']);
+  });
+});
+
+describe('createMvpClient outbox with a session', () => {
+  it('a refresh between reading the token and checking its owner does not fail a send', async () => {
+    const server = fakeServer(({ path, input }) =>
+      path === 'messages.send' ? { data: storedMessage(input) } : { appCode: 'UNAUTHORIZED' },
+    );
+    // Another tab sharing the store refreshes all the time: every read finds newer tokens, all
+    // of the same account. The token a send carries and the owner it is checked against must
+    // come from one read, or they belong to two sessions and the guard refuses its own account.
+    let reads = 0;
+    const tokenStore: TokenStore = {
+      load: () => storedSession(++reads, Date.now() + 15 * 60_000),
+      save: () => undefined,
+      clear: () => undefined,
+    };
+    const client = createMvpClient({ url: 'http://mvp.test', fetch: server.fetch, tokenStore });
+    const firstOutcome = new Promise<OutboxItem>((resolve) =>
+      client.outbox.onChange((item) => {
+        if (item.state === 'sent' || item.error) resolve(item);
+      }),
+    );
+    const handle = client.outbox.send('c1', {
+      contentType: 'text/plain',
+      ciphertext: new Uint8Array([1]),
+    });
+    expect(await firstOutcome).toMatchObject({ state: 'sent', attempts: 1 });
+    expect((await handle.result).seq).toBe(1);
+    expect(server.calls.map((c) => [c.path, c.auth?.startsWith('Bearer access-')])).toEqual([
+      ['messages.send', true],
+    ]);
+    await client.close();
   });
 });

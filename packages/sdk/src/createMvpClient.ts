@@ -36,6 +36,8 @@ const SESSION_ENDED_CLOSE_CODE = 4401;
 // An outbox send names the account it must go out as in its operation context.
 const SEND_AS = 'mvpSendAs';
 type WSClient = ReturnType<typeof createWSClient>;
+/** An access token to send and the user it is for (undefined when it cannot be told). */
+type Credential = { token: string | null; user: () => string | undefined };
 
 /** The WebSocket constructor shape tRPC needs; the browser's, `ws`'s and React Native's fit. */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => object;
@@ -160,30 +162,45 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     refreshAheadMs: options.refreshAheadMs,
   });
   const { getToken } = options;
-  const token = async () => (getToken ? ((await getToken()) ?? null) : session.accessToken());
 
-  // Whose token is whose: the session names its user; a token from `getToken` names it in its
-  // `sub` claim, read locally (no network, so an offline send still knows its owner).
-  const userOfToken = async (value: string): Promise<string | undefined> => {
-    if (getToken) return subjectOf(value);
-    const current = await session.current();
-    return current?.accessToken === value ? current.user.id : undefined;
+  /**
+   * The access token to send, and whose it is, from one read: the stored session's user, or
+   * with `getToken` the user its token names in its `sub` claim (read locally, no network, so an
+   * offline send still knows its owner). Asking the store again for the user could meet a
+   * refresh in between (here, or in another tab sharing the store) and pair this token with the
+   * next one's session: a false mismatch that fails an outbox send.
+   */
+  const credential = async (): Promise<Credential> => {
+    if (getToken) {
+      const value = (await getToken()) ?? null;
+      return { token: value, user: () => (value ? subjectOf(value) : undefined) };
+    }
+    const current = await session.accessSession();
+    return { token: current?.accessToken ?? null, user: () => current?.user.id };
   };
+  const token = async () => (await credential()).token;
+
   /** The signed-in account, for the outbox: it sends an entry only as the account that queued it. */
   const currentUser = async () => {
     if (!getToken) return (await session.current())?.user.id ?? null;
     const value = await token();
-    return value ? ((await userOfToken(value)) ?? null) : null;
+    return value ? (subjectOf(value) ?? null) : null;
   };
   /**
-   * The last guard of an outbox send: the token the batch is about to carry must be its owner's.
-   * An account switch between the outbox's check and the request fails the send (retried later
-   * as its owner) instead of sending it as whoever signed in meanwhile.
+   * The last guard of an outbox send: the token the request is about to carry must be its
+   * owner's. An account switch between the outbox's check and the request fails the send
+   * (retried later as its owner) instead of sending it as whoever signed in meanwhile.
+   *
+   * The outbox's own check (`currentUser`, a read of its own before each attempt) is still
+   * needed: it picks which entries are tried at all, so that another account's entries wait in
+   * the store for it (instead of each being tried, refused here and backed off, holding up the
+   * signed-in account's sends behind it), and it decides what `pending` and `onChange` show.
+   * This guard only closes the gap between that check and the request.
    */
-  const checkSendAs = async (opList: readonly Operation[], value: string | null) => {
+  const checkSendAs = (opList: readonly Operation[], sent: Credential | null) => {
     const owners = opList.map((op) => op.context[SEND_AS]).filter((o) => typeof o === 'string');
     if (owners.length === 0) return;
-    const user = value ? await userOfToken(value) : undefined;
+    const user = sent?.user();
     if (owners.some((owner) => owner !== user)) {
       throw new Error('@mvp/sdk: not sending a queued message as another account');
     }
@@ -246,9 +263,10 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   const http = { url: `${base}/trpc`, transformer: superjson, fetch: fetchImpl };
   const authHeaders = async (opList: readonly Operation[]) => {
     // A batch of sign-in calls needs no token, and must not refresh an old session first.
-    const value = opList.every((op) => isPublicAuthPath(op.path)) ? null : await token();
+    const sent = opList.every((op) => isPublicAuthPath(op.path)) ? null : await credential();
+    const value = sent?.token ?? null;
     for (const op of opList) noteSentToken(op, value);
-    await checkSendAs(opList, value);
+    checkSendAs(opList, sent);
     return value ? { authorization: `Bearer ${value}` } : {};
   };
 
