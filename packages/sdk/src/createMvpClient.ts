@@ -316,9 +316,9 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
    * A sign-in makes this client someone (else): the outbox sends only the new account's entries,
    * the stream stops until `sync.start()`, and the WebSocket, which authenticated once as
    * whoever was signed in when it opened, is dropped so the next subscription opens one with the
-   * new token. The socket is dropped even when stopping the stream failed (a handler of the
-   * event in hand threw): it must not carry the next account's subscriptions. Failures reach
-   * `sync.onError`; the sign-in answers regardless (see `createAuthClient`).
+   * new token. The socket is dropped even if stopping the stream failed (a handler's failure
+   * does not: the engine reports it): it must not carry the next account's subscriptions.
+   * Failures reach `sync.onError`; the sign-in answers regardless (see `createAuthClient`).
    */
   const onSignedIn = async () => {
     outbox.accountChanged();

@@ -1,5 +1,5 @@
 import { TRPCClientError } from '@trpc/client';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { bytesToBase64 } from './base64';
 import type { RawSyncEvent, Snapshot, SyncEvent } from './messaging';
 import { createSyncEngine } from './syncEngine';
@@ -118,9 +118,29 @@ function recorder() {
   };
 }
 
-afterEach(() => {
-  vi.useRealTimers();
+/** What each test's engines left rejected with nobody to hear it: nothing, checked after each. */
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+
+beforeEach(() => {
+  unhandled.length = 0;
+  process.on('unhandledRejection', onUnhandled);
 });
+
+afterEach(async () => {
+  vi.useRealTimers();
+  // Node tells of a rejection left unhandled once the microtasks of its turn have run.
+  await new Promise((resolve) => setImmediate(resolve));
+  process.off('unhandledRejection', onUnhandled);
+  expect(unhandled).toEqual([]);
+});
+
+/** The messages of what `onError` was told. */
+function errorsOf(engine: ReturnType<typeof createSyncEngine>) {
+  const errors: unknown[] = [];
+  engine.onError((error) => errors.push(error));
+  return { errors, messages: () => errors.map((e) => (e as Error).message) };
+}
 
 describe('sync engine', () => {
   it('cold start: snapshot first, then the stream from its cursor, which is saved', async () => {
@@ -532,5 +552,173 @@ describe('sync engine', () => {
     // Still exact afterwards: the one left is 1.
     fake.push('27', updated(1, true));
     await vi.waitFor(() => expect(engine.unread('c1')).toBe(0));
+  });
+
+  describe('when handing over fails', () => {
+    const steady = { backoff: { minDelayMs: 100, maxDelayMs: 100 }, random: () => 1 };
+
+    it('an onResync handler that throws is reported and called again after a backoff; the snapshot and the stream wait for it', async () => {
+      vi.useFakeTimers();
+      const fake = fakeTransport([snapshotOf('3'), snapshotOf('90')]);
+      const cursors = createMemoryCursorStore();
+      const engine = createSyncEngine({
+        transport: fake.transport,
+        cursorStore: cursors,
+        ...steady,
+      });
+      const { messages } = errorsOf(engine);
+      const steps: string[] = [];
+      let failures = 2;
+      engine.onResync(async () => {
+        steps.push('resync');
+        if (failures-- > 0) throw new Error('could not clear');
+      });
+      engine.onSnapshot((s) => void steps.push(`snapshot ${s.cursor}`));
+      engine.onEvent((e, info) => void steps.push(`${e.type} ${info.id}`));
+      await engine.start();
+
+      fake.push('4', messageEvent('c1', 1));
+      fake.push('80', { type: 'resync' });
+      fake.push('81', messageEvent('c1', 9)); // after it in the stream given up: never handed over
+      await vi.advanceTimersByTimeAsync(0);
+      expect(steps).toEqual(['snapshot 3', 'message.new 4', 'resync']);
+      expect(messages()).toEqual(['could not clear']);
+      expect(engine.state).toBe('starting');
+      expect(await idIn(cursors)).toBe(null);
+
+      await vi.advanceTimersByTimeAsync(99);
+      expect(steps).toHaveLength(3);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(steps.slice(3)).toEqual(['resync']);
+      expect(messages()).toEqual(['could not clear', 'could not clear']);
+      expect(fake.subscriptions).toHaveLength(1);
+
+      await vi.advanceTimersByTimeAsync(100);
+      const second = await fake.subscribed(2);
+      expect(second.from).toBe('90');
+      await vi.waitFor(() => expect(engine.state).toBe('live'));
+      fake.push('91', messageEvent('c1', 10));
+      await vi.waitFor(() =>
+        expect(steps).toEqual([
+          'snapshot 3',
+          'message.new 4',
+          'resync',
+          'resync',
+          'resync',
+          'snapshot 90',
+          'message.new 91',
+        ]),
+      );
+      await vi.waitFor(async () => expect(await idIn(cursors)).toBe('91'));
+      expect(messages()).toHaveLength(2);
+      await engine.stop();
+    });
+
+    it('stop() resolves while an onResync handler keeps failing, in its backoff or in the handler; start() then goes on cold', async () => {
+      vi.useFakeTimers();
+      const fake = fakeTransport([snapshotOf('3'), snapshotOf('90')]);
+      // A backoff longer than vi.waitFor moves the fake clock: only stop() can end it here.
+      const engine = createSyncEngine({
+        transport: fake.transport,
+        backoff: { minDelayMs: 60_000, maxDelayMs: 60_000 },
+        random: () => 1,
+      });
+      const { messages } = errorsOf(engine);
+      const steps: string[] = [];
+      let fail = () => undefined as void;
+      engine.onResync(
+        () =>
+          new Promise<void>((_, reject) => {
+            steps.push('resync');
+            fail = () => reject(new Error('could not clear'));
+          }),
+      );
+      engine.onSnapshot((s) => void steps.push(`snapshot ${s.cursor}`));
+      await engine.start();
+
+      fake.push('80', { type: 'resync' });
+      await vi.waitFor(() => expect(steps).toEqual(['snapshot 3', 'resync']));
+      fail();
+      await vi.waitFor(() => expect(messages()).toEqual(['could not clear']));
+      await engine.stop(); // in the backoff
+      expect(engine.state).toBe('stopped');
+
+      // The cursor went with the resync: the next start is cold, and live.
+      await engine.start();
+      expect(engine.state).toBe('live');
+      expect(fake.subscriptions.map((s) => s.from)).toEqual(['3', '90']);
+      expect(steps).toEqual(['snapshot 3', 'resync', 'snapshot 90']);
+
+      fake.push('91', { type: 'resync' });
+      await vi.waitFor(() => expect(steps.at(-1)).toBe('resync'));
+      let stopped = false;
+      void engine.stop().then(() => (stopped = true)); // in the handler, which then fails
+      fail();
+      await vi.waitFor(() => expect(stopped).toBe(true));
+      expect(engine.state).toBe('stopped');
+      expect(messages()).toEqual(['could not clear', 'could not clear']);
+      expect(steps).toHaveLength(4);
+    });
+
+    it('an event this SDK cannot decode is reported and met as a resync; nothing after it comes before the snapshot', async () => {
+      const fake = fakeTransport([snapshotOf('3'), snapshotOf('90')]);
+      const cursors = createMemoryCursorStore();
+      const engine = createSyncEngine({ transport: fake.transport, cursorStore: cursors });
+      const { messages } = errorsOf(engine);
+      const steps: string[] = [];
+      engine.onResync(() => void steps.push('resync'));
+      engine.onSnapshot((s) => void steps.push(`snapshot ${s.cursor}`));
+      engine.onEvent((e, info) => void steps.push(`${e.type} ${info.id}`));
+      await engine.start();
+
+      const { message } = messageEvent('c1', 2) as { message: object };
+      fake.push('4', messageEvent('c1', 1));
+      fake.push('5', wire({ type: 'message.new', message: { ...message, ciphertext: 'AA*=' } }));
+      fake.push('6', messageEvent('c1', 3)); // after it in the stream given up: the snapshot covers it
+      const second = await fake.subscribed(2);
+      expect(second.from).toBe('90');
+      await vi.waitFor(() => expect(engine.state).toBe('live'));
+      fake.push('91', messageEvent('c1', 4));
+      await vi.waitFor(() =>
+        expect(steps).toEqual([
+          'snapshot 3',
+          'message.new 4',
+          'resync',
+          'snapshot 90',
+          'message.new 91',
+        ]),
+      );
+      await vi.waitFor(async () => expect(await idIn(cursors)).toBe('91'));
+      expect(messages()).toEqual(['base64: invalid character']);
+      await engine.stop();
+    });
+
+    it('a listener that throws, or an event the unread counts cannot read, is reported; each event is handed over once and saved', async () => {
+      const fake = fakeTransport([snapshotOf('0')]);
+      const cursors = createMemoryCursorStore();
+      const engine = createSyncEngine({ transport: fake.transport, cursorStore: cursors });
+      engine.onError(() => {
+        throw new Error('an onError listener failed');
+      });
+      const { errors, messages } = errorsOf(engine);
+      engine.onUnreadChange(() => {
+        throw new Error('an onUnreadChange listener failed');
+      });
+      const app = recorder();
+      engine.onEvent(app.handler);
+      await engine.start();
+
+      fake.push('1', messageEvent('c1', 1)); // unread 0 -> 1
+      fake.push('2', wire({ type: 'message.new' })); // no message to count
+      fake.push('3', messageEvent('c1', 2)); // unread 1 -> 2
+      await vi.waitFor(async () => expect(await idIn(cursors)).toBe('3'));
+      expect(app.seen.map((e) => e.id)).toEqual(['1', '2', '3']);
+      expect(engine.unread('c1')).toBe(2);
+      expect(messages()[0]).toBe('an onUnreadChange listener failed');
+      expect(errors[1]).toBeInstanceOf(TypeError);
+      expect(messages()[2]).toBe('an onUnreadChange listener failed');
+      expect(errors).toHaveLength(3);
+      await engine.stop();
+    });
   });
 });

@@ -40,7 +40,8 @@ export type MvpSync = {
   start(): Promise<void>;
   /**
    * Ends the subscription; resolves once the event being handled (if any) is done and its
-   * cursor saved. The cursor stays in its store for the next `start()`.
+   * cursor saved, or a backoff after a handler's failure is cut short. It does not reject:
+   * handlers' failures go to `onError`. The cursor stays in its store for the next `start()`.
    */
   stop(): Promise<void>;
   readonly state: SyncState;
@@ -56,7 +57,11 @@ export type MvpSync = {
   ): Subscription;
   /** A cold start's state (and a resync's), before any event after it. */
   onSnapshot(handler: (snapshot: Snapshot) => Awaitable<void>): Subscription;
-  /** The server could not resume: drop what you derived from the stream; a snapshot follows. */
+  /**
+   * The server could not resume (or sent an event this SDK cannot read): drop what you derived
+   * from the stream; a snapshot follows. Like `onEvent`'s, a handler that throws is called again
+   * after a backoff, and the snapshot waits for it: make it safe to repeat.
+   */
   onResync(handler: () => Awaitable<void>): Subscription;
   /**
    * Failures: of the stream (retried; `UNAUTHORIZED` stops it), a handler, the cursor store, or
@@ -103,14 +108,27 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     set.add(handler);
     return { unsubscribe: () => void set.delete(handler) };
   };
+  /** Never throws: it runs where the engine meets failures, which must not become its own. */
   const report = (error: unknown) => {
-    for (const handler of errorHandlers) handler(error);
+    for (const handler of errorHandlers) {
+      try {
+        handler(error);
+      } catch {
+        // A listener's own failure has nowhere left to go; the other listeners still hear.
+      }
+    }
   };
 
   const unread = createUnreadTracker(
     () => me,
     (id, n) => {
-      for (const handler of unreadHandlers) handler(id, n);
+      for (const handler of unreadHandlers) {
+        try {
+          handler(id, n);
+        } catch (error) {
+          report(error); // the counts and the stream go on
+        }
+      }
     },
   );
 
@@ -259,16 +277,25 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
    * Delivers queued events one at a time; the only place the cursor moves forward. An event
    * whose handler finished is saved even if the stream stopped or reconnected meanwhile (the app
    * has it); `connect` waits for this (`idle`) before it reads the cursor, so nothing repeats.
+   * `idle` never rejects: `stop()` answers it, and a rejection nobody awaits is unhandled.
    */
   function pump(gen: number) {
     if (pumping) return;
     pumping = true;
-    idle = drain(gen).finally(() => {
-      pumping = false;
-      // Events of a newer subscription may have queued while this (older) run was busy.
-      if (queue.length > 0) pump(generation);
-      else flushAck();
-    });
+    idle = drain(gen)
+      .catch((error: unknown) => {
+        // Not a handler's failure (those are retried in `drain`): a fault of the engine's own.
+        // The queue may hold its cause, so the stream resumes from the saved cursor instead.
+        queue = [];
+        if (state === 'stopped') report(error);
+        else reconnect({ cold: false, error });
+      })
+      .finally(() => {
+        pumping = false;
+        // Events of a newer subscription may have queued while this (older) run was busy.
+        if (queue.length > 0) pump(generation);
+        else flushAck();
+      });
   }
 
   async function drain(gen: number) {
@@ -281,22 +308,50 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
         current.shift(); // seen before (a reconnect raced the backlog): delivered already
         continue;
       }
-      const event = decodeEvent(data);
+      let event: SyncEvent;
       try {
-        for (const handler of eventHandlers) await handler(event, { id, ephemeral });
+        event = decodeEvent(data);
       } catch (error) {
+        // The server sent what this SDK cannot read, and reading it again gives the same: it is
+        // reported and met as a resync (the app is told, and a snapshot covers it) rather than
+        // stalling the stream on it or skipping it unannounced.
         report(error);
-        await pause(reconnectDelayMs(handlerFailures++, backoff, options.random));
-        continue; // the same event again, unless stopped meanwhile
+        return resync();
       }
-      handlerFailures = 0;
+      const delivered = await handOver(gen, async () => {
+        for (const handler of eventHandlers) await handler(event, { id, ephemeral });
+      });
+      if (!delivered) continue; // the same event again, unless stopped meanwhile
       current.shift();
-      unread.apply(event, id);
+      try {
+        unread.apply(event, id);
+      } catch (error) {
+        report(error); // an event of a shape the counts cannot read: the app has it all the same
+      }
       if (ephemeral) continue;
       handled = id;
       await saveCursor(id);
       if (event.type === 'envelope') ackUpTo = id;
     }
+  }
+
+  /**
+   * Runs the app's handlers for one thing handed over: the one way their failures are met. A
+   * failure is reported and answers false after a backoff (which `stop()` cuts short; none once
+   * `gen` is over), for the caller to hand the same thing again, so nothing after it goes first.
+   */
+  async function handOver(gen: number, deliver: () => Promise<void>): Promise<boolean> {
+    try {
+      await deliver();
+    } catch (error) {
+      report(error);
+      if (gen === generation) {
+        await pause(reconnectDelayMs(handlerFailures++, backoff, options.random));
+      }
+      return false;
+    }
+    handlerFailures = 0;
+    return true;
   }
 
   /**
@@ -329,7 +384,12 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     });
   }
 
-  /** Runs inside `drain`: nothing else moves the cursor meanwhile. */
+  /**
+   * Runs inside `drain`: nothing else moves the cursor meanwhile. The `onResync` handlers are
+   * handed it as an event is, again after a backoff until they succeed, and only then does the
+   * cold start (snapshot, then the stream) begin. Stopped meanwhile, the next start is cold
+   * without them (the cursor is gone), as after a restart: `onSnapshot` replaces the app's state.
+   */
   async function resync() {
     const gen = ++generation; // what the old subscription still sends is void from here
     state = 'starting';
@@ -339,8 +399,14 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     handled = null;
     await saveCursor(null);
     unread.reset(null);
-    for (const handler of resyncHandlers) await handler();
-    if (gen === generation) void run(true);
+    while (gen === generation) {
+      const told = await handOver(gen, async () => {
+        for (const handler of resyncHandlers) await handler();
+      });
+      if (!told) continue;
+      if (gen === generation) void run(true);
+      return;
+    }
   }
 
   const pause = (ms: number) =>
