@@ -24,7 +24,7 @@ type RestBody = {
 
 describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (${backendLabel})`, () => {
   let t: TestServer;
-  // Moved forward by the disappearing-messages test only (its own messages, its own clock).
+  // Moved forward by the disappearing-messages tests only (their own messages; see purgeAfter).
   let offsetMs = 0;
   beforeAll(async () => {
     t = await startServer({}, { clock: { now: () => Date.now() + offsetMs } });
@@ -32,6 +32,18 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
   afterAll(() => t.stop());
 
   const api = (a: Account) => clientWithToken(t, a.accessToken).api;
+  /** Runs the expiry job as if `aheadMs` had passed; answers how many messages it purged. */
+  const purgeAfter = async (aheadMs: number) => {
+    offsetMs = aheadMs;
+    try {
+      const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
+        typeof purgeExpiredMessages
+      >[0];
+      return await purgeExpiredMessages(ctx);
+    } finally {
+      offsetMs = 0;
+    }
+  };
   const send = (a: Account, conversationId: string, text: string) =>
     sendText(t, a, conversationId, text);
   /** An owner and two members in a fresh group. */
@@ -686,15 +698,7 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect(Date.parse(sent.expiresAt!) - Date.parse(sent.createdAt)).toBe(60_000);
     const bobStream = await openStream(t, bob.accessToken);
 
-    offsetMs = 61_000;
-    try {
-      const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
-        typeof purgeExpiredMessages
-      >[0];
-      expect(await purgeExpiredMessages(ctx)).toBeGreaterThanOrEqual(1);
-    } finally {
-      offsetMs = 0;
-    }
+    expect(await purgeAfter(61_000)).toBeGreaterThanOrEqual(1);
     expect((await bobStream.next('messages.removed')).event).toMatchObject({
       conversationId: chat.id,
       seqs: [sent.seq],
@@ -720,15 +724,7 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     const cyStream = await openStream(t, cy.accessToken);
     const danStream = await openStream(t, dan.accessToken);
 
-    offsetMs = 61_000;
-    try {
-      const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
-        typeof purgeExpiredMessages
-      >[0];
-      expect(await purgeExpiredMessages(ctx)).toBeGreaterThanOrEqual(2);
-    } finally {
-      offsetMs = 0;
-    }
+    expect(await purgeAfter(61_000)).toBeGreaterThanOrEqual(2);
     const removed = async (stream: typeof benStream) => {
       const { event } = await stream.next('messages.removed');
       return { ...event, seqs: [...event.seqs].sort((a, b) => a - b) };
