@@ -1,6 +1,6 @@
 import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
 
-/** A prepared query: run it, or take it compiled with these arguments (see `inOneCall`). */
+/** A prepared query: run it, or take it compiled with these arguments (see `syncTransaction`). */
 export type Prepared<DB, Args extends unknown[], Row> = {
   (db: Kysely<DB>, ...args: Args): Promise<QueryResult<Row>>;
   compiled(db: Kysely<DB>, ...args: Args): CompiledQuery<Row>;

@@ -83,6 +83,16 @@ describe('syncTransaction', () => {
     expect(order).toEqual(['release', 'sync']);
   });
 
+  it('refuses to start inside a transaction left open on the connection', async () => {
+    await sql`begin`.execute(db);
+    try {
+      await expect(syncTransaction(db, (run) => run(bump, 'a'))).rejects.toThrow(/already open/);
+    } finally {
+      await sql`rollback`.execute(db);
+    }
+    expect(await read('a')).toBe(1);
+  });
+
   it('refuses a database createDb did not make (here one derived from it)', async () => {
     let ran = false;
     await expect(syncTransaction(db.withoutPlugins(), () => (ran = true))).rejects.toThrow(

@@ -26,16 +26,23 @@ export function registerEmbedded<DB>(
   };
   const run: RunSync<DB> = (query, ...args) => execute(query.compiled(db, ...args));
   const transaction = database.transaction((work: (run: RunSync<DB>) => unknown) => work(run));
-  embedded.set(db, { transaction } as Embedded);
+  const begin = (work: (run: RunSync<DB>) => unknown) => {
+    // Fail closed: inside a transaction left open, better-sqlite3 would nest as a savepoint and
+    // this one's work would commit only with (or vanish with) the other.
+    if (database.inTransaction) throw new Error('syncTransaction: a transaction is already open');
+    return transaction(work);
+  };
+  embedded.set(db, { transaction: begin } as Embedded);
 }
 
 /**
  * `work` as one SQLite transaction in one synchronous call. A Kysely transaction runs each
  * statement as its own promise (the driver's connection mutex, the executor, a microtask hop or
- * more per statement), although better-sqlite3 runs each synchronously anyway; for a message
- * send's nine statements that was most of its time (bench/README.md, session 13). This holds
- * Kysely's one connection meanwhile, so no Kysely transaction is open on it and nothing else can
- * interleave. `work` must not await: it runs inside better-sqlite3's transaction, which commits
+ * more per statement), although better-sqlite3 runs each synchronously anyway, and other
+ * requests' work runs between them while it holds the connection. For a message send's nine
+ * statements that was about a third of their time back-to-back, 10–20 µs (bench/README.md,
+ * session 13). This holds Kysely's one connection meanwhile, so no Kysely transaction is open
+ * on it and nothing else can interleave. `work` must not await: it runs inside better-sqlite3's transaction, which commits
  * when it returns and rolls back if it throws. Only for a `db` createDb made on SQLite.
  */
 export async function syncTransaction<DB, T>(

@@ -177,7 +177,8 @@ export async function wake(ports: Pick<Ports, 'bus'>, userIds: Iterable<string>)
  * deletions and pins are told only to members who see the message (changes.service.ts), such a
  * row is one written before that, and its message would show a later joiner an edit sealed under
  * a sender key they hold. (Someone no longer a member keeps the changes they were told of while
- * they were in; a `message.new` is as it was sent.) A skipped row still moves the cursor on: the
+ * they were in; a `message.new` they do not see is described from the row as it is now,
+ * without reactions.) A skipped row still moves the cursor on: the
  * readers advance by the rows they read, not by the events they yield.
  */
 const BY_REFERENCE = new Set(['message.new', 'message.updated']);
@@ -197,7 +198,7 @@ export async function hydrate(
     .filter((r) => BY_REFERENCE.has(r.type))
     .map((r) => r.payload as unknown as MessageRef);
   // The reader's membership comes with the rows; only what they still see is described with its
-  // reactions, the rest is the message as it was sent to them.
+  // reactions, the rest is the message as its row is now, without reactions.
   const found = await findBySeqsFor(db, reader, refs);
   const visible = [...found.values()].filter((f) => f.seen).map((f) => f.row);
   const messages = new Map(
