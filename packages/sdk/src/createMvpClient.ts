@@ -196,6 +196,10 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
    * the store for it (instead of each being tried, refused here and backed off, holding up the
    * signed-in account's sends behind it), and it decides what `pending` and `onChange` show.
    * This guard only closes the gap between that check and the request.
+   *
+   * The sync engine's envelope acks carry their owner too: an ack deletes the envelopes of the
+   * account whose token it carries, so one handled in the last account's stream is refused here
+   * rather than sent as the account signed in since.
    */
   const checkSendAs = (opList: readonly Operation[], sent: Credential | null) => {
     const owners = opList.map((op) => op.context[SEND_AS]).filter((o) => typeof o === 'string');
@@ -288,7 +292,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   });
 
   const sync = createSyncEngine({
-    transport: createApiSyncTransport(api),
+    transport: createApiSyncTransport(api, (owner) => ({ [SEND_AS]: owner })),
     cursorStore: options.cursorStore,
     backoff,
   });

@@ -76,6 +76,7 @@ function snapshotOf(
 function fakeTransport(snapshots: Snapshot[], user = ME) {
   const subscriptions: { from: string | null; handlers: Handlers; closed: boolean }[] = [];
   const acks: string[] = [];
+  const ackOwners: string[] = [];
   let snapshotCalls = 0;
   const transport: SyncTransport = {
     whoAmI: () => Promise.resolve(user),
@@ -86,8 +87,9 @@ function fakeTransport(snapshots: Snapshot[], user = ME) {
       queueMicrotask(() => handlers.onStarted());
       return { unsubscribe: () => void (sub.closed = true) };
     },
-    ack: (upTo) => {
+    ack: (upTo, owner) => {
       acks.push(upTo);
+      ackOwners.push(owner);
       return Promise.resolve();
     },
   };
@@ -96,6 +98,7 @@ function fakeTransport(snapshots: Snapshot[], user = ME) {
     transport,
     subscriptions,
     acks,
+    ackOwners,
     snapshotCalls: () => snapshotCalls,
     push: (id: string, data: RawSyncEvent) => current().handlers.onData({ id, data }),
     /** Resolves once `n` subscriptions were opened. */
@@ -105,6 +108,18 @@ function fakeTransport(snapshots: Snapshot[], user = ME) {
     },
   };
 }
+
+const envelopeEvent = wire<RawSyncEvent>({
+  type: 'envelope',
+  envelope: {
+    id: 'e1',
+    senderId: 'u2',
+    senderDeviceId: 'd2',
+    contentType: 'mvp/key',
+    ciphertext: 'AAEC',
+    sentAt: new Date(0).toISOString(),
+  },
+});
 
 /** Collects what the app is handed, and lets a test hold a handler open. */
 function recorder() {
@@ -401,19 +416,8 @@ describe('sync engine', () => {
       if (e.type === 'envelope') await new Promise<void>((r) => releases.push(r));
     });
     await engine.start();
-    const envelope = wire<RawSyncEvent>({
-      type: 'envelope',
-      envelope: {
-        id: 'e1',
-        senderId: 'u2',
-        senderDeviceId: 'd2',
-        contentType: 'mvp/key',
-        ciphertext: 'AAEC',
-        sentAt: new Date(0).toISOString(),
-      },
-    });
-    fake.push('1', envelope);
-    fake.push('2', envelope);
+    fake.push('1', envelopeEvent);
+    fake.push('2', envelopeEvent);
     await vi.waitFor(() => expect(releases).toHaveLength(1));
     expect(fake.acks).toEqual([]);
     releases[0]!();
@@ -422,6 +426,31 @@ describe('sync engine', () => {
     releases[1]!();
     // One ack covers both, sent once the queue is empty.
     await vi.waitFor(() => expect(fake.acks).toEqual(['2']));
+    expect(fake.ackOwners).toEqual([ME]);
+  });
+
+  it("an envelope handled after a stop is acknowledged as its own stream's account, not the next one's", async () => {
+    let user = ME;
+    const fake = fakeTransport([snapshotOf('0')]);
+    fake.transport.whoAmI = () => Promise.resolve(user);
+    const engine = createSyncEngine({ transport: fake.transport });
+    let release!: () => void;
+    engine.onEvent(async (e) => {
+      if (e.type === 'envelope' && user === ME) await new Promise<void>((r) => (release = r));
+    });
+    await engine.start();
+    fake.push('1', envelopeEvent);
+    await vi.waitFor(() => expect(release).toBeDefined());
+    // A sign-in as someone else stops the stream while the envelope is still being handled.
+    const stopped = engine.stop();
+    user = 'someone-else';
+    release();
+    await stopped;
+    await vi.waitFor(() => expect(fake.acks).toEqual(['1']));
+    expect(fake.ackOwners).toEqual([ME]);
+    await engine.start();
+    await fake.subscribed(2);
+    expect(fake.ackOwners).toEqual([ME]);
   });
 
   it('keeps unread counts from the snapshot and the stream', async () => {

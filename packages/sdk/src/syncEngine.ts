@@ -145,7 +145,16 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   let queue: Queued[] = [];
   let pumping = false;
   let idle: Promise<void> = Promise.resolve();
-  let ackUpTo: string | null = null;
+  /**
+   * The last envelope handled and not yet acknowledged, with whose stream it is in: an ack
+   * deletes the envelopes of the account whose token it carries, so after a sign-in the last
+   * account's ack must not go out as the next one (the transport's guard refuses it; one of an
+   * account no longer streamed is dropped, and its envelopes wait on the server for its return).
+   */
+  let ackUpTo: { id: string; owner: string } | null = null;
+  const noteHandledEnvelope = (id: string) => {
+    if (streamedFor !== undefined) ackUpTo = { id, owner: streamedFor };
+  };
   let attempt = 0;
   let handlerFailures = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -182,6 +191,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     const snapshot = await transport.snapshot();
     if (gen !== generation) return;
     streamedFor = me;
+    if (ackUpTo !== null && ackUpTo.owner !== me) ackUpTo = null; // see ackUpTo
     unread.reset(snapshot);
     let from = stored;
     if (from === null) {
@@ -331,7 +341,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       if (ephemeral) continue;
       handled = id;
       await saveCursor(id);
-      if (event.type === 'envelope') ackUpTo = id;
+      if (event.type === 'envelope') noteHandledEnvelope(id);
     }
   }
 
@@ -368,7 +378,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
         report(error); // this one and the rest stay on the server for the next start
         break;
       }
-      ackUpTo = id;
+      noteHandledEnvelope(id);
     }
     flushAck();
   }
@@ -378,8 +388,9 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     const upTo = ackUpTo;
     if (upTo === null) return;
     ackUpTo = null;
-    transport.ack(upTo).catch((error: unknown) => {
-      if (ackUpTo === null || after(upTo, ackUpTo)) ackUpTo = upTo;
+    transport.ack(upTo.id, upTo.owner).catch((error: unknown) => {
+      const newer = ackUpTo !== null && ackUpTo.owner === upTo.owner && after(ackUpTo.id, upTo.id);
+      if (upTo.owner === streamedFor && !newer) ackUpTo = upTo;
       report(error);
     });
   }

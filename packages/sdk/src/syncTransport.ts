@@ -64,11 +64,19 @@ export type SyncTransport = {
       onComplete(): void;
     },
   ): { unsubscribe(): void };
-  ack(upTo: string): Promise<void>;
+  /** Envelopes up to `upTo` handled, in `owner`'s stream: never sent with another's token. */
+  ack(upTo: string, owner: string): Promise<void>;
 };
 
 /** The engine's transport over the client's tRPC API (one `sync.events` subscription). */
-export function createApiSyncTransport(api: TRPCClient<AppRouter>): SyncTransport {
+/**
+ * `sentAs` names the account a call must go out as (the client's guard refuses it under another
+ * account's token): an ack deletes envelopes of whoever's token it carries.
+ */
+export function createApiSyncTransport(
+  api: TRPCClient<AppRouter>,
+  sentAs: (owner: string) => Record<string, unknown>,
+): SyncTransport {
   return {
     whoAmI: async () => (await api.me.get.query()).id,
     snapshot: async () => decodeSnapshot(await api.sync.snapshot.query()),
@@ -82,8 +90,8 @@ export function createApiSyncTransport(api: TRPCClient<AppRouter>): SyncTranspor
           onComplete: () => handlers.onComplete(),
         },
       ),
-    ack: async (upTo) => {
-      await api.sync.ack.mutate({ upTo });
+    ack: async (upTo, owner) => {
+      await api.sync.ack.mutate({ upTo }, { context: sentAs(owner) });
     },
   };
 }
