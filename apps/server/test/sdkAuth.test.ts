@@ -6,7 +6,15 @@ import {
   type SessionEndReason,
   type TokenStore,
 } from '@mvp/sdk';
-import { DEVICE, PASSWORD, freshPhone, freshUsername, lastOtp } from './helpers/accounts';
+import {
+  DEVICE,
+  PASSWORD,
+  clientWithToken,
+  currentDeviceId,
+  freshPhone,
+  freshUsername,
+  lastOtp,
+} from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
@@ -256,6 +264,82 @@ describe(`the SDK's session handling against a real server (${backendLabel})`, (
     // The failed handler is behind the engine: closing the client does not meet it again.
     await expect(app.close()).resolves.toBeUndefined();
     expect(errors).toHaveLength(1);
+  });
+
+  it("an envelope handled as one account is not acknowledged with the next one's token (that deleted its envelopes)", async () => {
+    const [alice, bob, carol] = [
+      await signedUp(probe()),
+      await signedUp(probe()),
+      await signedUp(probe()),
+    ];
+    const carolApi = clientWithToken(t, carol.res.accessToken).api;
+    const envelopeTo = (userId: string, deviceId: string) => ({
+      userId,
+      deviceId,
+      contentType: 'mvp/key-share',
+      ciphertext: Buffer.from('opaque').toString('base64'),
+    });
+    let bobsEnvelope: Promise<void> | undefined;
+    const tokens = createMemoryTokenStore();
+    const tokenStore: TokenStore = {
+      ...tokens,
+      async save(session) {
+        await tokens.save(session);
+        // Bob's new device on this app is sent an envelope as soon as it exists.
+        if (session.user.id === bob.res.user.id) {
+          const device = await currentDeviceId(t, session.accessToken);
+          bobsEnvelope = carolApi.sync.sendToDevices
+            .mutate({ envelopes: [envelopeTo(bob.res.user.id, device)] })
+            .then(() => undefined);
+          await bobsEnvelope;
+        }
+      },
+    };
+    const app = t.newClient({ tokenStore });
+    const signIn = (username: string) =>
+      app.auth.login({ identifier: username, password: PASSWORD, device: DEVICE });
+    expect((await signIn(alice.username)).status).toBe('ok');
+    const aliceDevice = await currentDeviceId(t, (await tokens.load())!.accessToken);
+    // Alice's stream runs ahead of Bob's: her last envelope's id is above his envelope's.
+    for (let i = 0; i < 6; i++)
+      await carolApi.sync.sendToDevices.mutate({
+        envelopes: [envelopeTo(alice.res.user.id, aliceDevice)],
+      });
+    const errors: unknown[] = [];
+    app.sync.onError((error) => errors.push(error));
+    let handled = 0;
+    let release!: () => void;
+    const lastEntered = new Promise<void>((entered) =>
+      app.sync.onEvent(async (event) => {
+        if (event.type !== 'envelope' || ++handled < 6) return;
+        entered();
+        await new Promise<void>((resolve) => (release = resolve));
+      }),
+    );
+    // A cold start: the envelopes come with the snapshot, and the start waits for their handling.
+    const started = app.sync.start();
+    await lastEntered;
+
+    // Bob signs in while Alice's last envelope is in hand; it finishes once his tokens are kept.
+    const signingIn = signIn(bob.username);
+    await vi.waitFor(() => expect(bobsEnvelope).toBeDefined());
+    await bobsEnvelope;
+    release();
+    // The sign-in stopped the stream before it went live: that start() says so.
+    await expect(started).rejects.toThrow('the sync stream stopped before it started');
+    expect(await signingIn).toMatchObject({ status: 'ok', user: { id: bob.res.user.id } });
+
+    // The ack of Alice's envelopes is refused under Bob's token, and reported.
+    await vi.waitFor(() =>
+      expect(errors.map((e) => (e as Error).message)).toContain(
+        '@mvp/sdk: not sending a queued message as another account',
+      ),
+    );
+    // Bob's envelope still waits for his device (Alice's last one waits for her next start).
+    const bobToken = (await tokens.load())!.accessToken;
+    const bobView = await clientWithToken(t, bobToken).api.sync.snapshot.query();
+    expect(bobView.pendingEnvelopes).toHaveLength(1);
+    await app.close();
   });
 
   it('logout ends the session on the server and clears the store', async () => {

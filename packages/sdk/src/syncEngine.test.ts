@@ -429,6 +429,21 @@ describe('sync engine', () => {
     expect(fake.ackOwners).toEqual([ME]);
   });
 
+  it('a start() still waiting when the engine is stopped rejects: the stream stopped first', async () => {
+    const fake = fakeTransport([snapshotOf('0')]);
+    let release!: () => void;
+    const snapshotHeld = new Promise<void>((r) => (release = r));
+    const engine = createSyncEngine({ transport: fake.transport });
+    engine.onSnapshot(() => snapshotHeld);
+    const started = engine.start();
+    await vi.waitFor(() => expect(fake.snapshotCalls()).toBe(1));
+    const stopped = engine.stop();
+    release();
+    await stopped;
+    await expect(started).rejects.toThrow('the sync stream stopped before it started');
+    expect(engine.state).toBe('stopped');
+  });
+
   it("an envelope handled after a stop is acknowledged as its own stream's account, not the next one's", async () => {
     let user = ME;
     const fake = fakeTransport([snapshotOf('0')]);

@@ -266,13 +266,14 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   function fail(error: unknown) {
     void halt();
     report(error);
-    for (const waiter of [...startedWaiters]) waiter();
-    startedWaiters.clear();
   }
 
   function halt() {
     generation++;
     state = 'stopped';
+    // A start() still waiting for the stream learns it stopped first (it rejected never before).
+    for (const waiter of [...startedWaiters]) waiter();
+    startedWaiters.clear();
     me = undefined; // the next start may be another account's (after signing in again)
     starting = undefined;
     subscription?.unsubscribe();
