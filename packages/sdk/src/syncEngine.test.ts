@@ -408,6 +408,41 @@ describe('sync engine', () => {
     expect(fake.subscriptions.map((s) => s.from)).toEqual(['10']);
   });
 
+  it('a waiting envelope it cannot read is reported and passed over; the start goes on and acks past it', async () => {
+    const waiting = (id: string, ciphertext: string) => ({
+      id,
+      envelope: {
+        id: `env-${id}`,
+        senderId: 'u2',
+        senderDeviceId: 'd2',
+        contentType: 'mvp/key',
+        ciphertext,
+        sentAt: new Date(0).toISOString(),
+      },
+    });
+    const fake = fakeTransport([
+      {
+        ...snapshotOf('10'),
+        pendingEnvelopes: [waiting('4', 'AAEC'), waiting('6', 'not base64!'), waiting('7', 'AAEC')],
+      },
+    ]);
+    const seen = recorder();
+    const errors: unknown[] = [];
+    const engine = createSyncEngine({ transport: fake.transport });
+    engine.onEvent(seen.handler);
+    engine.onError((e) => errors.push(e));
+    await engine.start();
+    expect(seen.seen.map((e) => [e.type, e.id])).toEqual([
+      ['envelope', '4'],
+      ['envelope', '7'],
+    ]);
+    expect(errors).toHaveLength(1);
+    expect(String(errors[0])).toMatch(/base64/);
+    await vi.waitFor(() => expect(fake.acks).toEqual(['7']));
+    expect(fake.snapshotCalls()).toBe(1);
+    expect(engine.state).toBe('live');
+  });
+
   it('acknowledges envelopes once the app has handled them', async () => {
     const fake = fakeTransport([snapshotOf('0')]);
     const engine = createSyncEngine({ transport: fake.transport });

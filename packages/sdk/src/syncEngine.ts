@@ -369,10 +369,19 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
    * A cold start begins at the snapshot's cursor, so envelopes that waited for this device from
    * before it (sent while the app was closed, with no saved cursor) come with the snapshot: they
    * are handled like stream events, then acknowledged up to the last one handled in a row.
+   * One this SDK cannot read (only a server bug makes one) is reported and passed over, so it
+   * is acknowledged with the next: held back, it would fail every start from now on.
    */
   async function deliverPendingEnvelopes(snapshot: Snapshot): Promise<void> {
     for (const { id, envelope } of snapshot.pendingEnvelopes) {
-      const event = decodeEvent({ type: 'envelope', envelope });
+      let event: SyncEvent;
+      try {
+        event = decodeEvent({ type: 'envelope', envelope });
+      } catch (error) {
+        report(error);
+        noteHandledEnvelope(id);
+        continue;
+      }
       try {
         for (const handler of eventHandlers) await handler(event, { id, ephemeral: false });
       } catch (error) {
