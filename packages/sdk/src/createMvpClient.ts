@@ -16,7 +16,8 @@ import { createAvatarClient, type MvpAvatar } from './avatar';
 import { createPeopleClient, type MvpPeople } from './people';
 import { createMessagingClient, decodeMessage, type MvpMessaging } from './messaging';
 import { createOutbox, type MvpOutbox, type OutboxStore } from './outbox';
-import { createSyncEngine, type MvpSync } from './syncEngine';
+import { createSyncEngine } from './syncEngine';
+import type { MvpSync } from './syncTypes';
 import { createApiSyncTransport, type CursorStore } from './syncTransport';
 import { authRetryLink, isPublicAuthPath, noteSentToken } from './authRetryLink';
 import { createAuthSession, type SessionEndReason } from './authSession';
@@ -27,8 +28,7 @@ import { createE2ee, disabledE2ee, type E2eeOptions, type MvpE2ee } from './e2ee
 import { createApiE2eeTransport } from './e2ee/transport';
 import { createCallManager, type CallManagerOptions, type MvpCalls } from './calls/callManager';
 import { createApiCallTransport } from './calls/transport';
-
-type Awaitable<T> = T | Promise<T>;
+import type { Awaitable } from './types';
 
 // The server closes a session's sockets with this code when the session ends (revoked, signed
 // out elsewhere). A refresh then finds out for sure, and tells the app through onSessionEnded.

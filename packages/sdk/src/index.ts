@@ -41,8 +41,8 @@ export type {
   OutgoingMessage,
   StoredOutboxEntry,
 } from './outbox';
-export { EPHEMERAL_EVENT_TYPES } from './syncEngine';
-export type { EventInfo, MvpSync, SyncState } from './syncEngine';
+export { EPHEMERAL_EVENT_TYPES } from './syncTypes';
+export type { EventInfo, MvpSync, SyncState } from './syncTypes';
 export { createMemoryCursorStore } from './syncTransport';
 export type { CursorStore } from './syncTransport';
 export type { AuthTokens, SessionEndReason } from './authSession';

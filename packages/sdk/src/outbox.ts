@@ -2,8 +2,7 @@ import { base64ToBytes, bytesToBase64, randomId } from './base64';
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
 import { isMvpError, type MvpErrorData } from './errors';
 import type { Message } from './messaging';
-
-type Awaitable<T> = T | Promise<T>;
+import type { Awaitable } from './types';
 
 export type OutgoingMessage = {
   /** A label the apps agree on, e.g. `text/plain`; the server never parses it. */

@@ -1,7 +1,7 @@
 import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
 import type { RawSyncEvent } from './messaging';
-import type { MvpSync, Subscription } from './syncEngine';
+import type { MvpSync, Subscription } from './syncTypes';
 import type { RouterInputs, RouterOutputs } from './types';
 import { withoutResult } from './withoutResult';
 

@@ -1,91 +1,17 @@
-import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
+import { DEFAULT_BACKOFF, reconnectDelayMs } from './backoff';
 import { errorCodeOf } from './errors';
 import { decodeEvent, type RawSyncEvent, type Snapshot, type SyncEvent } from './messaging';
+import { createMemoryCursorStore, readCursor, writeCursor } from './syncTransport';
 import {
-  createMemoryCursorStore,
-  readCursor,
-  writeCursor,
-  type CursorStore,
-  type SyncTransport,
-} from './syncTransport';
+  EPHEMERAL_EVENT_TYPES,
+  type EventInfo,
+  type Subscription,
+  type SyncControl,
+  type SyncEngineOptions,
+  type SyncState,
+} from './syncTypes';
+import type { Awaitable } from './types';
 import { createUnreadTracker } from './unread';
-
-type Awaitable<T> = T | Promise<T>;
-
-/** Ephemeral events ride the stream with the current cursor as id and never move it. */
-export const EPHEMERAL_EVENT_TYPES: ReadonlySet<string> = new Set([
-  'presence',
-  'typing',
-  'call.signal',
-]);
-
-export type SyncState = 'idle' | 'starting' | 'live' | 'stopped';
-export type EventInfo = {
-  /** The stream id (for ephemeral events: the cursor they arrived at). */
-  id: string;
-  /** Presence and typing: delivered live, never replayed, never saved as the cursor. */
-  ephemeral: boolean;
-};
-export type Subscription = {
-  /** Stops listening; safe to call twice. */
-  unsubscribe(): void;
-};
-
-/** `client.sync`: the device's one event stream, delivered in order and once. */
-export type MvpSync = {
-  /**
-   * Starts the stream (loading the snapshot first on a cold start); resolves once the server has
-   * started it. Calling it again while it runs answers the same promise.
-   */
-  start(): Promise<void>;
-  /**
-   * Ends the subscription; resolves once the event being handled (if any) is done and its
-   * cursor saved, or a backoff after a handler's failure is cut short. It does not reject:
-   * handlers' failures go to `onError`. The cursor stays in its store for the next `start()`.
-   */
-  stop(): Promise<void>;
-  readonly state: SyncState;
-  /**
-   * Every event, in stream order, each durable one once. The next event waits for this handler
-   * (and the cursor is saved only after it), so a handler that stores what it gets never skips
-   * or repeats. A handler that throws gets the same event again after a backoff: catch what you
-   * mean to skip. Registering the first handler starts the stream.
-   */
-  onEvent(
-    handler: (event: SyncEvent, info: EventInfo) => Awaitable<void>,
-    options?: { onStarted?: () => void },
-  ): Subscription;
-  /** A cold start's state (and a resync's), before any event after it. */
-  onSnapshot(handler: (snapshot: Snapshot) => Awaitable<void>): Subscription;
-  /**
-   * The server could not resume (or sent an event this SDK cannot read): drop what you derived
-   * from the stream; a snapshot follows. Like `onEvent`'s, a handler that throws is called again
-   * after a backoff, and the snapshot waits for it: make it safe to repeat.
-   */
-  onResync(handler: () => Awaitable<void>): Subscription;
-  /**
-   * Failures: of the stream (retried; `UNAUTHORIZED` stops it), a handler, the cursor store, or
-   * of stopping the stream and its socket when someone signs in (the sign-in still answers).
-   */
-  onError(handler: (error: unknown) => void): Subscription;
-  /** Messages from others after my read position, kept current from the stream. */
-  unread(conversationId: string): number;
-  unreadTotal(): number;
-  onUnreadChange(handler: (conversationId: string, unread: number) => void): Subscription;
-};
-
-/** The engine as the client drives it: also told of failures of its own around the stream. */
-export type SyncControl = MvpSync & {
-  /** Hands `error` to the `onError` listeners. */
-  report: (error: unknown) => void;
-};
-
-export type SyncEngineOptions = {
-  transport: SyncTransport;
-  cursorStore?: CursorStore;
-  backoff?: BackoffOptions;
-  random?: () => number;
-};
 
 type Queued = { id: string; data: RawSyncEvent };
 

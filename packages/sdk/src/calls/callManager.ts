@@ -3,7 +3,7 @@
  * events to each call's session. One live call at a time (the server answers `busy` to anyone
  * calling a user who is in a call).
  */
-import type { Subscription } from '../syncEngine';
+import type { Subscription } from '../syncTypes';
 import type { Snapshot, SyncEvent } from '../messaging';
 import type { CallCrypto } from './callCrypto';
 import { CallError } from './callError';

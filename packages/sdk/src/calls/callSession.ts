@@ -4,7 +4,7 @@
  * RTCPeerConnection side (negotiation, candidates, restarts) is `peerLink.ts`.
  */
 import { errorCodeOf } from '../errors';
-import type { Subscription } from '../syncEngine';
+import type { Subscription } from '../syncTypes';
 import type { CallCrypto } from './callCrypto';
 import { CallError } from './callError';
 import { newCallId } from './callId';

@@ -6,7 +6,8 @@ import { type CryptoStore, createMemoryStore } from '@mvp/crypto';
 import { bytesToBase64 } from '../base64';
 import type { Message, SyncEvent } from '../messaging';
 import type { MvpOutbox, OutboxHandle } from '../outbox';
-import type { MvpSync, Subscription } from '../syncEngine';
+import type { MvpSync, Subscription } from '../syncTypes';
+import type { Awaitable } from '../types';
 import { createDirectory } from './directory';
 import {
   createInbound,
@@ -22,8 +23,6 @@ import { createPrekeys } from './prekeys';
 import { safetyNumbersWith, type SafetyNumber } from './safetyNumbers';
 import { createKeyedQueue, lanes } from './serial';
 import type { E2eeTransport, Me, Verification } from './transport';
-
-type Awaitable<T> = T | Promise<T>;
 
 export type E2eeOptions = {
   /**

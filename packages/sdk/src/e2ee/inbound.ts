@@ -18,6 +18,7 @@ import {
 } from '@mvp/crypto';
 import { bytesToBase64 } from '../base64';
 import type { Envelope, Message } from '../messaging';
+import type { Awaitable } from '../types';
 import type { Directory } from './directory';
 import {
   E2EE_CONTENT_TYPE,
@@ -32,8 +33,6 @@ import {
 } from './payloads';
 import { lanes, type KeyedQueue } from './serial';
 import type { DeviceRef, E2eeTransport, Me } from './transport';
-
-type Awaitable<T> = T | Promise<T>;
 
 export type DecryptedMessage = {
   /** The stored message as the server has it (its `ciphertext` stays the encrypted bytes). */
