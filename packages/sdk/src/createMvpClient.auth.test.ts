@@ -2,7 +2,7 @@ import superjson from 'superjson';
 import { describe, expect, it, vi } from 'vitest';
 import { createMvpClient } from './createMvpClient';
 import { errorCodeOf } from './errors';
-import type { OutboxItem } from './outbox';
+import type { OutboxItem } from './outboxTypes';
 import { createMemoryTokenStore, type StoredSession, type TokenStore } from './tokenStore';
 
 type Answer = { data: unknown } | { appCode: 'UNAUTHORIZED' | 'TOO_MANY_REQUESTS' };

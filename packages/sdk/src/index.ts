@@ -40,7 +40,7 @@ export type {
   OutboxStore,
   OutgoingMessage,
   StoredOutboxEntry,
-} from './outbox';
+} from './outboxTypes';
 export { EPHEMERAL_EVENT_TYPES } from './syncTypes';
 export type { EventInfo, MvpSync, SyncState } from './syncTypes';
 export { createMemoryCursorStore } from './syncTransport';

@@ -5,7 +5,7 @@
 import { type CryptoStore, createMemoryStore } from '@mvp/crypto';
 import { bytesToBase64 } from '../base64';
 import type { Message, SyncEvent } from '../messaging';
-import type { MvpOutbox, OutboxHandle } from '../outbox';
+import type { MvpOutbox, OutboxHandle } from '../outboxTypes';
 import type { MvpSync, Subscription } from '../syncTypes';
 import type { Awaitable } from '../types';
 import { createDirectory } from './directory';

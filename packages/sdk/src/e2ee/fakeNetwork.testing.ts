@@ -5,7 +5,7 @@
  */
 import { base64ToBytes as base64 } from '../base64';
 import type { Envelope, Message, SyncEvent } from '../messaging';
-import type { MvpOutbox } from '../outbox';
+import type { MvpOutbox } from '../outboxTypes';
 import type { MvpSync } from '../syncTypes';
 import { createE2ee, type MvpE2ee } from './e2ee';
 import type { DecryptedMessage, UndecryptableMessage } from './inbound';
