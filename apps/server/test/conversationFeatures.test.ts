@@ -663,6 +663,66 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await ownerStream.close();
   });
 
+  it('a receipt goes to the members whose messages it passes, not to every member', async () => {
+    const { owner, ann, ben, room } = await team();
+    await send(owner, room.id, 'one'); // seq 1
+    await send(ann, room.id, 'two'); // seq 2
+    const ownerStream = await openStream(t, owner.accessToken);
+    const annStream = await openStream(t, ann.accessToken);
+    const mark = (seq: number) =>
+      api(ben).messages.markRead.mutate({ conversationId: room.id, seq });
+
+    await mark(1);
+    expect((await ownerStream.next('receipt')).event).toMatchObject({
+      userId: ben.userId,
+      deliveredSeq: 1,
+      readSeq: 1,
+    });
+    await mark(2);
+    // Ann's first receipt is the one passing her message: the mark before passed only the owner's.
+    expect((await annStream.next('receipt')).event).toMatchObject({
+      userId: ben.userId,
+      readSeq: 2,
+    });
+    await send(owner, room.id, 'three'); // seq 3
+    await mark(3);
+    // The owner's next receipt passes seq 3: the mark that passed only Ann's message was not his.
+    expect((await ownerStream.next('receipt')).event).toMatchObject({
+      userId: ben.userId,
+      readSeq: 3,
+    });
+    // Ben's own devices hear of every move of his.
+    const benStream = await openStream(t, ben.accessToken);
+    await send(ann, room.id, 'four'); // seq 4
+    await api(ben).messages.markDelivered.mutate({ conversationId: room.id, seq: 4 });
+    expect((await benStream.next('receipt')).event).toMatchObject({ deliveredSeq: 4, readSeq: 3 });
+    expect((await annStream.next('receipt')).event).toMatchObject({ deliveredSeq: 4, readSeq: 3 });
+    for (const stream of [ownerStream, annStream, benStream]) await stream.close();
+
+    // Where everyone stands, for a device that missed the receipts (a cold start): a read
+    // position only where its member shares it, or it is mine.
+    await api(ben).users.updatePrivacy.mutate({ readReceipts: false });
+    const positions = async (a: Account) =>
+      (await api(a).conversations.members.query({ id: room.id })).members
+        .map((m) => ({ userId: m.userId, deliveredSeq: m.deliveredSeq, readSeq: m.readSeq }))
+        .sort((x, y) => x.userId.localeCompare(y.userId));
+    const expected = (readByBen: number | null) =>
+      [
+        { userId: owner.userId, deliveredSeq: 3, readSeq: 3 },
+        { userId: ann.userId, deliveredSeq: 4, readSeq: 4 },
+        { userId: ben.userId, deliveredSeq: 4, readSeq: readByBen },
+      ].sort((x, y) => x.userId.localeCompare(y.userId));
+    expect(await positions(owner)).toEqual(expected(null));
+    expect(await positions(ben)).toEqual(expected(3));
+    const rest = await fetch(`${t.server.url}/api/v1/conversations/${room.id}/members`, {
+      headers: { authorization: `Bearer ${ann.accessToken}` },
+    });
+    expect(rest.status).toBe(200);
+    expect(((await rest.json()) as { members: unknown[] }).members).toContainEqual(
+      expect.objectContaining({ userId: ben.userId, deliveredSeq: 4, readSeq: null }),
+    );
+  });
+
   it('read receipts off: others see delivered only, my devices still see my read position', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const chat = await api(alice).conversations.create.mutate({

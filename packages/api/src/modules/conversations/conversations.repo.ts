@@ -72,13 +72,16 @@ export async function memberIdsSeeing(
   return rows.map((r) => r.user_id);
 }
 
+/** The members with whether each shares read receipts (their `readReceipts` setting). */
 export function listMembers(db: Db, conversationId: string) {
   return db
-    .selectFrom('conversation_members')
-    .selectAll()
-    .where('conversation_id', '=', conversationId)
-    .orderBy('joined_at')
-    .orderBy('user_id')
+    .selectFrom('conversation_members as m')
+    .innerJoin('users as u', 'u.id', 'm.user_id')
+    .selectAll('m')
+    .select('u.privacy_read_receipts')
+    .where('m.conversation_id', '=', conversationId)
+    .orderBy('m.joined_at')
+    .orderBy('m.user_id')
     .execute();
 }
 

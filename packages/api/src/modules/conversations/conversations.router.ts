@@ -11,6 +11,7 @@ import {
   ZId,
   ZMemberRole,
   ZOk,
+  ZSeq,
 } from '@mvp/contracts';
 import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
@@ -64,7 +65,14 @@ export const conversationsRouter = router({
     .output(
       z.object({
         members: z.array(
-          z.object({ userId: z.string(), role: ZMemberRole, joinedAt: z.iso.datetime() }),
+          z.object({
+            userId: z.string(),
+            role: ZMemberRole,
+            joinedAt: z.iso.datetime(),
+            deliveredSeq: ZSeq,
+            /** Null when that member does not share read receipts (never for me). */
+            readSeq: ZSeq.nullable(),
+          }),
         ),
       }),
     )

@@ -150,6 +150,11 @@ export async function listConversations(ctx: Context, me: string): Promise<TConv
 
 export const getConversation = describe;
 
+/**
+ * The members and where each has got to: a cold start's "seen by" (receipts reach only the
+ * senders whose messages they pass, and only while streamed). A read position is shown as a
+ * receipt would show it: null for a member who does not share read receipts, except to them.
+ */
 export async function listMembers(ctx: Context, me: string, conversationId: string) {
   await requireMember(ctx, conversationId, me);
   const rows = await repo.listMembers(ctx.ports.db, conversationId);
@@ -157,6 +162,8 @@ export async function listMembers(ctx: Context, me: string, conversationId: stri
     userId: r.user_id,
     role: r.role as TMemberRole,
     joinedAt: new Date(Number(r.joined_at)).toISOString(),
+    deliveredSeq: Number(r.delivered_seq),
+    readSeq: r.user_id === me || r.privacy_read_receipts !== 0 ? Number(r.read_seq) : null,
   }));
 }
 

@@ -1,6 +1,5 @@
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
-import { memberIds } from '../conversations/conversations.repo';
 import { requireMember } from '../conversations/conversations.service';
 import { recordEvents, wake } from '../sync/events';
 import type { MessageRef } from './changes.service';
@@ -29,9 +28,12 @@ export async function history(
 
 /**
  * Moves my delivered (and, for `read`, read) position forward, never back. My devices always get
- * the new positions; the other members get my read position only when my `readReceipts`
- * setting is on (else `readSeq: null`), as Signal does. Positions past the newest message are
- * refused.
+ * the new positions. Of the other members, those whose messages the move passes get them, as
+ * Signal sends a receipt to the sender: my read position only when my `readReceipts` setting is
+ * on (else `readSeq: null`, and a move of my read position alone tells them nothing). Telling
+ * every member instead cost each mark one event per member, so a message that everyone in a
+ * 1000-member group reads cost about a million stream rows. Positions past the newest message
+ * are refused.
  */
 export async function markReceived(
   ctx: Context,
@@ -49,14 +51,20 @@ export async function markReceived(
     return { deliveredSeq: delivered, readSeq: read };
   const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
-  const [members, settings] = await Promise.all([
-    memberIds(db, input.conversationId),
-    db.selectFrom('users').select('privacy_read_receipts').where('id', '=', me).executeTakeFirst(),
-  ]);
+  const settings = await db
+    .selectFrom('users')
+    .select('privacy_read_receipts')
+    .where('id', '=', me)
+    .executeTakeFirst();
   const shareRead = settings?.privacy_read_receipts !== 0;
-  const others = members.filter((id) => id !== me);
-  const tellOthers = delivered !== before.delivered || shareRead;
-  await db.transaction().execute(async (trx) => {
+  // The seqs whose senders learn something: those my delivered position passed, and those my
+  // read position passed if I share it. (A read move past messages already delivered leaves
+  // the delivered position where it was: the range ends at the new read position then.)
+  const passed = {
+    after: shareRead && read !== before.read ? before.read : before.delivered,
+    upTo: delivered !== before.delivered ? delivered : read,
+  };
+  const told = await db.transaction().execute(async (trx) => {
     // Never backwards, even against a concurrent mark (SQLite has no GREATEST).
     await trx
       .updateTable('conversation_members')
@@ -79,9 +87,17 @@ export async function markReceived(
       deliveredSeq: delivered,
     };
     await recordEvents(trx, [me], { ...receipt, readSeq: read }, now);
-    if (tellOthers)
-      await recordEvents(trx, others, { ...receipt, readSeq: shareRead ? read : null }, now);
+    const senders = await repo.sendersBetween(
+      trx,
+      input.conversationId,
+      me,
+      passed.after,
+      passed.upTo,
+    );
+    if (senders.length > 0)
+      await recordEvents(trx, senders, { ...receipt, readSeq: shareRead ? read : null }, now);
+    return senders;
   });
-  await wake(ctx.ports, tellOthers ? members : [me]);
+  await wake(ctx.ports, [me, ...told]);
   return { deliveredSeq: delivered, readSeq: read };
 }

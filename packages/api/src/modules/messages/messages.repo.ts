@@ -266,6 +266,35 @@ export function findMessage(db: Db, conversationId: string, seq: number) {
     .executeTakeFirst();
 }
 
+/**
+ * The current members other than `me` who sent a message with a seq in (`after`, `upTo`]: those
+ * a receipt covering that range is news to. Tombstones count (their place is still theirs).
+ */
+export async function sendersBetween(
+  db: Db,
+  conversationId: string,
+  me: string,
+  after: number,
+  upTo: number,
+): Promise<string[]> {
+  if (upTo <= after) return [];
+  const rows = await db
+    .selectFrom('messages as m')
+    .innerJoin('conversation_members as cm', (join) =>
+      join
+        .onRef('cm.conversation_id', '=', 'm.conversation_id')
+        .onRef('cm.user_id', '=', 'm.sender_id'),
+    )
+    .select('m.sender_id')
+    .distinct()
+    .where('m.conversation_id', '=', conversationId)
+    .where('m.seq', '>', after)
+    .where('m.seq', '<=', upTo)
+    .where('m.sender_id', '!=', me)
+    .execute();
+  return rows.map((r) => r.sender_id);
+}
+
 type MessageRef = { conversationId: string; seq: number };
 
 /** The messages of these (conversation, seq) pairs. */
