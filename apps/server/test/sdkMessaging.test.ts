@@ -175,6 +175,63 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     ).toHaveLength(1);
   });
 
+  it('a message handed to the app is marked delivered by itself; its sender hears it, no one else', async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    await befriend(t, alice, bob);
+    await befriend(t, alice, carol);
+    const [a, b, c] = [sdkFor(alice), sdkFor(bob), sdkFor(carol, { deliveryReceipts: false })];
+    const group = await a.messaging.conversations.createGroup({
+      title: 'receipts',
+      memberIds: [bob.userId, carol.userId],
+    });
+    /** Receipts from others that reach `client`, whose account is `self`. */
+    const receiptsAt = async (client: MvpClient, self: Account) => {
+      const got = eventQueue<Extract<SyncEvent, { type: 'receipt' }>>();
+      client.sync.onEvent((event) => {
+        if (event.type === 'receipt' && event.userId !== self.userId) got.push(event);
+      });
+      await client.sync.start();
+      return got;
+    };
+    const [toAlice, toBob] = [await receiptsAt(a, alice), await receiptsAt(b, bob)];
+    const carolLive = await live(c);
+    const fromCarol = async (receipts: typeof toAlice) => {
+      for (;;) {
+        const receipt = await receipts.next();
+        if (receipt.userId === carol.userId) return receipt;
+      }
+    };
+
+    await a.outbox.send(group.id, plain('hi')).result; // seq 1
+    expect(await toAlice.next()).toMatchObject({
+      userId: bob.userId,
+      conversationId: group.id,
+      deliveredSeq: 1,
+      readSeq: 0,
+    });
+    // Carol's client was told not to: she marks it herself.
+    await carolLive.messages(group.id, 1);
+    await c.messaging.messages.markRead(group.id, 1);
+    expect(await toAlice.next()).toMatchObject({ userId: carol.userId, readSeq: 1 });
+
+    // Bob's message: Alice's client marks it delivered, and Bob hears that and Carol's read.
+    await b.outbox.send(group.id, plain('hello')).result; // seq 2
+    expect(await toBob.next()).toMatchObject({ userId: alice.userId, deliveredSeq: 2 });
+    await carolLive.messages(group.id, 1);
+    await c.messaging.messages.markRead(group.id, 2);
+    expect(await toBob.next()).toMatchObject({ userId: carol.userId, readSeq: 2 });
+    // Carol's read of Bob's message was not news to Alice: her next from Carol is the read of 3.
+    await a.outbox.send(group.id, plain('again')).result; // seq 3
+    await carolLive.messages(group.id, 1);
+    await c.messaging.messages.markRead(group.id, 3);
+    expect(await fromCarol(toAlice)).toMatchObject({ readSeq: 3 });
+    for (const client of [a, b, c]) await client.close();
+  });
+
   it('unread counts follow new messages and markRead, and a cold start agrees', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const [a, b] = [sdkFor(alice), sdkFor(bob)];

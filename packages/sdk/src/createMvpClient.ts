@@ -77,6 +77,11 @@ export type MvpClientOptions = {
   reconnect?: Partial<BackoffOptions>;
   /** Where the sync stream's cursor lives (default: memory, so every start is a cold start). */
   cursorStore?: CursorStore;
+  /**
+   * Marks messages from others delivered as the sync stream hands them to the app (default
+   * true, as Signal sends delivery receipts). False leaves `markDelivered` to the app.
+   */
+  deliveryReceipts?: boolean;
   /** Where unsent messages live across restarts (default: memory). */
   outboxStore?: OutboxStore;
   /** Told when the subscription socket opens or closes. */
@@ -296,6 +301,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     transport: createApiSyncTransport(api, (owner) => ({ [SEND_AS]: owner })),
     cursorStore: options.cursorStore,
     backoff,
+    deliveryReceipts: options.deliveryReceipts,
   });
   const outbox = createOutbox({
     send: async (input, asUser) =>

@@ -77,6 +77,9 @@ function fakeTransport(snapshots: Snapshot[], user = ME) {
   const subscriptions: { from: string | null; handlers: Handlers; closed: boolean }[] = [];
   const acks: string[] = [];
   const ackOwners: string[] = [];
+  /** Delivered marks sent, as `<conversation>:<seq>@<owner>`. */
+  const marks: string[] = [];
+  let markFailure: (() => Error) | undefined;
   let snapshotCalls = 0;
   const transport: SyncTransport = {
     whoAmI: () => Promise.resolve(user),
@@ -92,6 +95,11 @@ function fakeTransport(snapshots: Snapshot[], user = ME) {
       ackOwners.push(owner);
       return Promise.resolve();
     },
+    markDelivered: (conversationId, seq, owner) => {
+      marks.push(`${conversationId}:${seq}@${owner}`);
+      const failure = markFailure?.();
+      return failure === undefined ? Promise.resolve() : Promise.reject(failure);
+    },
   };
   const current = () => subscriptions.at(-1)!;
   return {
@@ -99,6 +107,9 @@ function fakeTransport(snapshots: Snapshot[], user = ME) {
     subscriptions,
     acks,
     ackOwners,
+    marks,
+    /** What the next delivered marks fail with (undefined: they succeed). */
+    failMarks: (failure: (() => Error) | undefined) => void (markFailure = failure),
     snapshotCalls: () => snapshotCalls,
     push: (id: string, data: RawSyncEvent) => current().handlers.onData({ id, data }),
     /** Resolves once `n` subscriptions were opened. */
@@ -462,6 +473,76 @@ describe('sync engine', () => {
     // One ack covers both, sent once the queue is empty.
     await vi.waitFor(() => expect(fake.acks).toEqual(['2']));
     expect(fake.ackOwners).toEqual([ME]);
+  });
+
+  describe('delivery receipts', () => {
+    /** An engine whose handler holds the first event until released, so the rest queue up. */
+    async function held(options: { deliveryReceipts?: boolean } = {}) {
+      const fake = fakeTransport([snapshotOf('0')]);
+      const engine = createSyncEngine({ transport: fake.transport, ...options });
+      const { errors } = errorsOf(engine);
+      let release!: () => void;
+      const holding = new Promise<void>((r) => (release = r));
+      const handled: string[] = [];
+      engine.onEvent(async (_e, info) => {
+        if (handled.length === 0) await holding;
+        handled.push(info.id);
+      });
+      await engine.start();
+      return { fake, engine, errors, release, handled };
+    }
+
+    it('messages from others are marked delivered once handled: one mark per conversation and burst, none for mine', async () => {
+      const { fake, engine, release, handled } = await held();
+      fake.push('1', messageEvent('c1', 1));
+      fake.push('2', messageEvent('c1', 2));
+      fake.push('3', messageEvent('c2', 1, ME));
+      fake.push('4', messageEvent('c3', 7));
+      expect(fake.marks).toEqual([]); // nothing before the app has it
+      release();
+      await vi.waitFor(() => expect(handled).toHaveLength(4));
+      await vi.waitFor(() => expect([...fake.marks].sort()).toEqual(['c1:2@me', 'c3:7@me']));
+      fake.push('5', messageEvent('c2', 2));
+      await vi.waitFor(() => expect(fake.marks).toContain('c2:2@me'));
+      expect(fake.marks).toHaveLength(3);
+      await engine.stop();
+    });
+
+    it('off: nothing is marked', async () => {
+      const { fake, engine, release, handled } = await held({ deliveryReceipts: false });
+      fake.push('1', messageEvent('c1', 1));
+      fake.push('2', envelopeEvent);
+      release();
+      await vi.waitFor(() => expect(fake.acks).toEqual(['2'])); // flushed, the envelope acked
+      expect(handled).toEqual(['1', '2']);
+      expect(fake.marks).toEqual([]);
+      await engine.stop();
+    });
+
+    it('a failed mark is reported and sent again with the next burst; one for a conversation gone is dropped quietly', async () => {
+      const { fake, engine, errors, release } = await held();
+      release();
+      fake.failMarks(() => new Error('offline'));
+      fake.push('1', messageEvent('c1', 1));
+      await vi.waitFor(() => expect(errors).toHaveLength(1));
+      fake.failMarks(undefined);
+      fake.push('2', messageEvent('c2', 1));
+      await vi.waitFor(() => expect(fake.marks).toEqual(['c1:1@me', 'c1:1@me', 'c2:1@me']));
+
+      fake.failMarks(() =>
+        TRPCClientError.from({
+          error: { code: -32004, message: 'No such conversation', data: { appCode: 'NOT_FOUND' } },
+        }),
+      );
+      fake.push('3', messageEvent('c3', 1));
+      await vi.waitFor(() => expect(fake.marks).toHaveLength(4));
+      fake.failMarks(undefined);
+      fake.push('4', messageEvent('c4', 1));
+      await vi.waitFor(() => expect(fake.marks).toHaveLength(5));
+      expect(fake.marks.at(-1)).toBe('c4:1@me'); // c3's was not sent again
+      expect(errors).toHaveLength(1);
+      await engine.stop();
+    });
   });
 
   it('a start() still waiting when the engine is stopped rejects: the stream stopped first', async () => {

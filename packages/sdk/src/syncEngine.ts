@@ -1,7 +1,14 @@
+import { createAcknowledgements } from './acknowledgements';
 import { DEFAULT_BACKOFF, reconnectDelayMs } from './backoff';
 import { errorCodeOf } from './errors';
-import { decodeEvent, type RawSyncEvent, type Snapshot, type SyncEvent } from './messaging';
-import { createMemoryCursorStore, readCursor, writeCursor } from './syncTransport';
+import {
+  decodeEvent,
+  type Message,
+  type RawSyncEvent,
+  type Snapshot,
+  type SyncEvent,
+} from './messaging';
+import { createMemoryCursorStore, isAfter, readCursor, writeCursor } from './syncTransport';
 import {
   EPHEMERAL_EVENT_TYPES,
   type EventInfo,
@@ -14,9 +21,6 @@ import type { Awaitable } from './types';
 import { createUnreadTracker } from './unread';
 
 type Queued = { id: string; data: RawSyncEvent };
-
-/** Event ids are the decimal seq of the device's stream (the server's contract). */
-const after = (a: string, b: string) => Number(a) > Number(b);
 
 export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   const { transport } = options;
@@ -71,15 +75,19 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   let queue: Queued[] = [];
   let pumping = false;
   let idle: Promise<void> = Promise.resolve();
-  /**
-   * The last envelope handled and not yet acknowledged, with whose stream it is in: an ack
-   * deletes the envelopes of the account whose token it carries, so after a sign-in the last
-   * account's ack must not go out as the next one (the transport's guard refuses it; one of an
-   * account no longer streamed is dropped, and its envelopes wait on the server for its return).
-   */
-  let ackUpTo: { id: string; owner: string } | null = null;
+  /** Envelopes and messages handled, told to the server once the queue is drained. */
+  const acks = createAcknowledgements({
+    transport,
+    streamed: () => streamedFor,
+    report,
+    deliveryReceipts: options.deliveryReceipts ?? true,
+  });
   const noteHandledEnvelope = (id: string) => {
-    if (streamedFor !== undefined) ackUpTo = { id, owner: streamedFor };
+    if (streamedFor !== undefined) acks.envelope(id, streamedFor);
+  };
+  const noteDelivered = ({ conversationId, seq, senderId }: Message) => {
+    if (streamedFor !== undefined && senderId !== streamedFor)
+      acks.message(conversationId, seq, streamedFor);
   };
   let attempt = 0;
   let handlerFailures = 0;
@@ -117,7 +125,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     const snapshot = await transport.snapshot();
     if (gen !== generation) return;
     streamedFor = me;
-    if (ackUpTo !== null && ackUpTo.owner !== me) ackUpTo = null; // see ackUpTo
+    acks.keepOnly(me); // the last account's must not go out under this one's token
     unread.reset(snapshot);
     let from = stored;
     if (from === null) {
@@ -231,7 +239,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
         pumping = false;
         // Events of a newer subscription may have queued while this (older) run was busy.
         if (queue.length > 0) pump(generation);
-        else flushAck();
+        else acks.flush();
       });
   }
 
@@ -241,7 +249,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       const { id, data } = current[0]!;
       if (data.type === 'resync') return resync();
       const ephemeral = EPHEMERAL_EVENT_TYPES.has(data.type);
-      if (!ephemeral && handled !== null && !after(id, handled)) {
+      if (!ephemeral && handled !== null && !isAfter(id, handled)) {
         current.shift(); // seen before (a reconnect raced the backlog): delivered already
         continue;
       }
@@ -269,6 +277,8 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       handled = id;
       await saveCursor(id);
       if (event.type === 'envelope') noteHandledEnvelope(id);
+      // Typed as always there; a server bug could leave it out, and the stream must go on.
+      else if (event.type === 'message.new' && event.message) noteDelivered(event.message);
     }
   }
 
@@ -316,19 +326,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       }
       noteHandledEnvelope(id);
     }
-    flushAck();
-  }
-
-  /** Envelopes are deleted on the server once handled; a failed ack is retried with the next. */
-  function flushAck() {
-    const upTo = ackUpTo;
-    if (upTo === null) return;
-    ackUpTo = null;
-    transport.ack(upTo.id, upTo.owner).catch((error: unknown) => {
-      const newer = ackUpTo !== null && ackUpTo.owner === upTo.owner && after(ackUpTo.id, upTo.id);
-      if (upTo.owner === streamedFor && !newer) ackUpTo = upTo;
-      report(error);
-    });
+    acks.flush();
   }
 
   /**

@@ -50,6 +50,9 @@ export function createMemoryCursorStore(initial: string | null = null): CursorSt
   };
 }
 
+/** Event ids are the decimal seq of the device's stream (the server's contract). */
+export const isAfter = (a: string, b: string) => Number(a) > Number(b);
+
 /** What the engine needs from the server; `client.sync` wires it to `api.sync.*`. */
 export type SyncTransport = {
   /** My user id, to tell my messages and receipts from others'. */
@@ -66,12 +69,15 @@ export type SyncTransport = {
   ): { unsubscribe(): void };
   /** Envelopes up to `upTo` handled, in `owner`'s stream: never sent with another's token. */
   ack(upTo: string, owner: string): Promise<void>;
+  /** `messages.markDelivered` as `owner`, like `ack`. */
+  markDelivered(conversationId: string, seq: number, owner: string): Promise<void>;
 };
 
-/** The engine's transport over the client's tRPC API (one `sync.events` subscription). */
 /**
+ * The engine's transport over the client's tRPC API (one `sync.events` subscription).
  * `sentAs` names the account a call must go out as (the client's guard refuses it under another
- * account's token): an ack deletes envelopes of whoever's token it carries.
+ * account's token): an ack deletes envelopes, and a delivered mark moves the position, of whoever's
+ * token it carries.
  */
 export function createApiSyncTransport(
   api: TRPCClient<AppRouter>,
@@ -92,6 +98,9 @@ export function createApiSyncTransport(
       ),
     ack: async (upTo, owner) => {
       await api.sync.ack.mutate({ upTo }, { context: sentAs(owner) });
+    },
+    markDelivered: async (conversationId, seq, owner) => {
+      await api.messages.markDelivered.mutate({ conversationId, seq }, { context: sentAs(owner) });
     },
   };
 }

@@ -78,4 +78,9 @@ export type SyncEngineOptions = {
   cursorStore?: CursorStore;
   backoff?: BackoffOptions;
   random?: () => number;
+  /**
+   * Marks each message from someone else delivered once the `onEvent` handlers have it (one
+   * `markDelivered` per conversation and burst; default true). False leaves it to the app.
+   */
+  deliveryReceipts?: boolean;
 };

@@ -26,6 +26,7 @@ describe('call events on the sync stream', () => {
         return { unsubscribe: () => undefined };
       },
       ack: async () => undefined,
+      markDelivered: async () => undefined,
     };
     const cursors = createMemoryCursorStore();
     const sync = createSyncEngine({ transport, cursorStore: cursors });
