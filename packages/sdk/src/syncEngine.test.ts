@@ -853,6 +853,25 @@ describe('sync engine', () => {
       await engine.stop();
     });
 
+    it('an ephemeral event this SDK cannot decode is reported and dropped: no resync', async () => {
+      const fake = fakeTransport([snapshotOf('3')]);
+      const engine = createSyncEngine({ transport: fake.transport });
+      const { messages } = errorsOf(engine);
+      const steps: string[] = [];
+      engine.onResync(() => void steps.push('resync'));
+      engine.onEvent((e, info) => void steps.push(`${e.type} ${info.id}`));
+      await engine.start();
+
+      const { message } = messageEvent('c1', 1) as { message: object };
+      fake.push('3', wire({ type: 'typing', message: { ...message, ciphertext: 'AA*=' } }));
+      fake.push('4', messageEvent('c1', 1));
+      await vi.waitFor(() => expect(steps).toEqual(['message.new 4']));
+      expect(messages()).toEqual(['base64: invalid character']);
+      expect(fake.subscriptions).toHaveLength(1);
+      expect(fake.snapshotCalls()).toBe(1);
+      await engine.stop();
+    });
+
     it('a listener that throws, or an event the unread counts cannot read, is reported; each event is handed over once and saved', async () => {
       const fake = fakeTransport([snapshotOf('0')]);
       const cursors = createMemoryCursorStore();

@@ -259,9 +259,12 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       } catch (error) {
         // The server sent what this SDK cannot read, and reading it again gives the same: it is
         // reported and met as a resync (the app is told, and a snapshot covers it) rather than
-        // stalling the stream on it or skipping it unannounced.
+        // stalling the stream on it or skipping it unannounced. An ephemeral one is only
+        // reported: it is never replayed, so a snapshot would not bring it back either.
         report(error);
-        return resync();
+        if (!ephemeral) return resync();
+        current.shift();
+        continue;
       }
       const delivered = await handOver(gen, async () => {
         for (const handler of eventHandlers) await handler(event, { id, ephemeral });
