@@ -153,6 +153,13 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
         .getByTestId('messages')
         .locator('li', { hasText: 'and back' })
         .waitFor({ timeout: WAIT_MS });
+      // Each page has the chat open, so each read the other's message: the sender sees it.
+      const tick = (page: Page, text: string) =>
+        page.getByTestId('messages').locator('li', { hasText: text }).getByTestId('tick');
+      await tick(alice, 'hello from a browser')
+        .filter({ hasText: '✓✓ read' })
+        .waitFor({ timeout: WAIT_MS });
+      await tick(bob, 'and back').filter({ hasText: '✓✓ read' }).waitFor({ timeout: WAIT_MS });
     },
     TEST_MS,
   );

@@ -11,6 +11,7 @@ import {
   type PublicProfile,
 } from '@mvp/sdk';
 import { $, button, clear, item, show } from './dom';
+import { advanced, tickOf, type Positions } from './receipts';
 
 const params = new URLSearchParams(location.search);
 const serverUrl =
@@ -23,13 +24,18 @@ $('server-url').textContent = serverUrl;
 // out), so each load is a new device with new keys anyway. Calls encrypt SDP and ICE with it.
 const client = createMvpClient({ url: serverUrl, crypto: {} });
 
-type Line = { id: string; from: string; text: string; mine: boolean };
+/** `seq` is null until the server has stored it (my own line, just sent). */
+type Line = { id: string; seq: number | null; from: string; text: string; mine: boolean };
+
 const state = {
   me: null as { id: string; username: string | null } | null,
   names: new Map<string, string>(),
   conversationId: null as string | null,
   peerId: null as string | null,
   lines: new Map<string, Line[]>(),
+  peers: new Map<string, Positions>(),
+  /** The read position this page last sent, per conversation. */
+  marked: new Map<string, number>(),
   call: null as Call | null,
   states: [] as string[],
 };
@@ -172,7 +178,20 @@ async function openChat(userId: string) {
   $('chat-title').textContent = `With ${nameOf(userId)}`;
   for (const id of ['text', 'send']) ($(id) as HTMLInputElement).disabled = false;
   renderMessages();
+  void markShownRead().catch(fail);
 }
+
+/** The open conversation's messages are on screen: read up to the newest from the other side. */
+async function markShownRead() {
+  const conversationId = state.conversationId;
+  if (!conversationId || document.visibilityState !== 'visible') return;
+  const theirs = (state.lines.get(conversationId) ?? []).filter((l) => !l.mine && l.seq !== null);
+  const newest = Math.max(0, ...theirs.map((l) => l.seq!));
+  if (newest <= (state.marked.get(conversationId) ?? 0)) return;
+  await client.messaging.messages.markRead(conversationId, newest);
+  state.marked.set(conversationId, Math.max(newest, state.marked.get(conversationId) ?? 0));
+}
+document.addEventListener('visibilitychange', () => void markShownRead().catch(fail));
 
 function renderMessages() {
   const list = clear('messages');
@@ -180,18 +199,26 @@ function renderMessages() {
     const li = item(line.text);
     li.className = line.mine ? 'mine' : 'theirs';
     li.title = line.from;
+    if (line.mine) {
+      const tick = document.createElement('small');
+      tick.className = 'tick';
+      tick.dataset.testid = 'tick';
+      tick.textContent = tickOf(state.peers.get(state.conversationId ?? ''), line.seq);
+      li.append(tick);
+    }
     list.append(li);
   }
   list.scrollTop = list.scrollHeight;
 }
 
-/** Adds a line, or replaces the text of the same message (an edit). */
+/** Adds a line, or fills in the seq (my own, stored) or the text (an edit) of the same message. */
 function addLine(conversationId: string, line: Line, edited = false) {
   const lines = state.lines.get(conversationId) ?? [];
   const known = lines.find((l) => l.id === line.id);
-  if (known && !edited) return;
-  if (known) known.text = line.text;
-  else lines.push(line);
+  if (known) {
+    known.seq ??= line.seq;
+    if (edited) known.text = line.text;
+  } else lines.push(line);
   state.lines.set(conversationId, lines);
   if (state.conversationId === conversationId) renderMessages();
 }
@@ -204,12 +231,20 @@ client.e2ee.onMessage(async ({ message, contentType, body, edited }: DecryptedMe
     message.conversationId,
     {
       id: message.clientMessageId,
+      seq: message.seq,
       from: nameOf(message.senderId),
       text: new TextDecoder().decode(body),
       mine,
     },
     edited,
   );
+  if (!mine) void markShownRead().catch(fail);
+});
+
+client.sync.onEvent((event) => {
+  if (event.type !== 'receipt' || event.userId === state.me?.id) return;
+  state.peers.set(event.conversationId, advanced(state.peers.get(event.conversationId), event));
+  if (state.conversationId === event.conversationId) renderMessages();
 });
 
 $('compose').addEventListener('submit', (event) => {
@@ -224,7 +259,13 @@ $('compose').addEventListener('submit', (event) => {
       contentType: 'text/plain',
       body: new TextEncoder().encode(text),
     });
-    addLine(conversationId, { id: handle.clientMessageId, from: 'me', text, mine: true });
+    addLine(conversationId, {
+      id: handle.clientMessageId,
+      seq: null,
+      from: 'me',
+      text,
+      mine: true,
+    });
   })();
 });
 
