@@ -723,6 +723,33 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     );
   });
 
+  it('a reply moves my positions silently; my next mark still tells the sender it passed', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    await send(alice, chat.id, 'question'); // seq 1
+    const aliceStream = await openStream(t, alice.accessToken);
+    await send(bob, chat.id, 'answer'); // seq 2: Bob's positions move to 2 with it
+    // A delivered mark for seq 1 arriving after the reply (the SDK's, raced by the send).
+    expect(
+      await api(bob).messages.markDelivered.mutate({ conversationId: chat.id, seq: 1 }),
+    ).toEqual({ deliveredSeq: 2, readSeq: 2 });
+    expect((await aliceStream.next('receipt')).event).toMatchObject({
+      userId: bob.userId,
+      deliveredSeq: 2,
+      readSeq: 2,
+    });
+    // Told once: the same mark again is not news to anyone, and Alice's next receipt is the
+    // one for her next message.
+    await api(bob).messages.markRead.mutate({ conversationId: chat.id, seq: 2 });
+    await send(alice, chat.id, 'thanks'); // seq 3
+    await api(bob).messages.markRead.mutate({ conversationId: chat.id, seq: 3 });
+    expect((await aliceStream.next('receipt')).event).toMatchObject({ readSeq: 3 });
+    await aliceStream.close();
+  });
+
   it('read receipts off: others see delivered only, my devices still see my read position', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const chat = await api(alice).conversations.create.mutate({

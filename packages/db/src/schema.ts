@@ -119,6 +119,12 @@ export type ConversationMembersTable = {
   joined_seq: Generated<number>;
   delivered_seq: Generated<number>;
   read_seq: Generated<number>;
+  /**
+   * How far the other members were last told this member's positions reach (the read one only
+   * while they share read receipts): a receipt tells the senders of the messages after these.
+   */
+  told_delivered_seq: Generated<number>;
+  told_read_seq: Generated<number>;
   last_post_at: number | null;
 };
 

@@ -1,3 +1,5 @@
+import type { Transaction } from 'kysely';
+import { isDeadlock, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { requireMember } from '../conversations/conversations.service';
@@ -27,13 +29,14 @@ export async function history(
 }
 
 /**
- * Moves my delivered (and, for `read`, read) position forward, never back. My devices always get
- * the new positions. Of the other members, those whose messages the move passes get them, as
- * Signal sends a receipt to the sender: my read position only when my `readReceipts` setting is
- * on (else `readSeq: null`, and a move of my read position alone tells them nothing). Telling
+ * Moves my delivered (and, for `read`, read) position forward, never back. My devices get my
+ * positions when they move. Of the other members, the senders of the messages my positions now
+ * reach past what the others were last told get them, as Signal sends a receipt to the sender:
+ * my read position only when my `readReceipts` setting is on (else `readSeq: null`). Telling
  * every member instead cost each mark one event per member, so a message that everyone in a
- * 1000-member group reads cost about a million stream rows. Positions past the newest message
- * are refused.
+ * 1000-member group reads cost about a million stream rows. "Last told" is kept apart from the
+ * positions because my own message moves them silently (see the receipts-told migration).
+ * Positions past the newest message are refused.
  */
 export async function markReceived(
   ctx: Context,
@@ -41,63 +44,71 @@ export async function markReceived(
   input: MessageRef,
   kind: 'delivered' | 'read',
 ) {
-  const { conversation, membership } = await requireMember(ctx, input.conversationId, me);
+  const { conversation } = await requireMember(ctx, input.conversationId, me);
   if (input.seq > Number(conversation.last_seq))
     throw new AppError('BAD_REQUEST', 'seq is past the newest message');
-  const before = { delivered: Number(membership.delivered_seq), read: Number(membership.read_seq) };
-  const delivered = Math.max(before.delivered, input.seq);
-  const read = kind === 'read' ? Math.max(before.read, input.seq) : before.read;
-  if (delivered === before.delivered && read === before.read)
-    return { deliveredSeq: delivered, readSeq: read };
-  const db = ctx.ports.db;
-  const now = ctx.ports.clock.now();
-  const settings = await db
+  const settings = await ctx.ports.db
     .selectFrom('users')
     .select('privacy_read_receipts')
     .where('id', '=', me)
     .executeTakeFirst();
-  const shareRead = settings?.privacy_read_receipts !== 0;
-  // The seqs whose senders learn something: those my delivered position passed, and those my
-  // read position passed if I share it. (A read move past messages already delivered leaves
-  // the delivered position where it was: the range ends at the new read position then.)
-  const passed = {
-    after: shareRead && read !== before.read ? before.read : before.delivered,
-    upTo: delivered !== before.delivered ? delivered : read,
+  const mark = { ...input, kind, shareRead: settings?.privacy_read_receipts !== 0 };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { positions, wakeUp } = await ctx.ports.db
+        .transaction()
+        .execute((trx) => moveReceipts(ctx, trx, me, mark));
+      if (wakeUp.length > 0) await wake(ctx.ports, wakeUp);
+      return positions;
+    } catch (err) {
+      // The row lock is taken before the streams', as a send takes them; a deadlock is retried.
+      if (!isDeadlock(err) || attempt === 3) throw err;
+    }
+  }
+}
+
+type Mark = MessageRef & { kind: 'delivered' | 'read'; shareRead: boolean };
+
+async function moveReceipts(ctx: Context, trx: Transaction<DB>, me: string, mark: Mark) {
+  const row = await repo.myPositions(trx, mark.conversationId, me, ctx.ports.dialect === 'mysql');
+  if (!row) throw new AppError('NOT_FOUND', 'No such conversation'); // left meanwhile
+  const before = { delivered: Number(row.delivered_seq), read: Number(row.read_seq) };
+  const delivered = Math.max(before.delivered, mark.seq);
+  const read = mark.kind === 'read' ? Math.max(before.read, mark.seq) : before.read;
+  const positions = { deliveredSeq: delivered, readSeq: read };
+  // Nothing from before I joined is anyone's news: my history does not show it.
+  const joined = Number(row.joined_seq);
+  const told = {
+    delivered: Math.max(Number(row.told_delivered_seq), joined),
+    read: Math.max(Number(row.told_read_seq), joined),
   };
-  const told = await db.transaction().execute(async (trx) => {
-    // Never backwards, even against a concurrent mark (SQLite has no GREATEST).
-    await trx
-      .updateTable('conversation_members')
-      .set((eb) => ({
-        delivered_seq: eb
-          .case()
-          .when('delivered_seq', '<', delivered)
-          .then(delivered)
-          .else(eb.ref('delivered_seq'))
-          .end(),
-        read_seq: eb.case().when('read_seq', '<', read).then(read).else(eb.ref('read_seq')).end(),
-      }))
-      .where('conversation_id', '=', input.conversationId)
-      .where('user_id', '=', me)
-      .execute();
-    const receipt = {
-      type: 'receipt' as const,
-      conversationId: input.conversationId,
-      userId: me,
-      deliveredSeq: delivered,
-    };
-    await recordEvents(trx, [me], { ...receipt, readSeq: read }, now);
-    const senders = await repo.sendersBetween(
-      trx,
-      input.conversationId,
-      me,
-      passed.after,
-      passed.upTo,
-    );
-    if (senders.length > 0)
-      await recordEvents(trx, senders, { ...receipt, readSeq: shareRead ? read : null }, now);
-    return senders;
-  });
-  await wake(ctx.ports, [me, ...told]);
-  return { deliveredSeq: delivered, readSeq: read };
+  const news = [
+    { after: told.delivered, upTo: delivered },
+    ...(mark.shareRead ? [{ after: told.read, upTo: read }] : []),
+  ].filter((r) => r.upTo > r.after);
+  const moved = delivered !== before.delivered || read !== before.read;
+  if (!moved && news.length === 0) return { positions, wakeUp: [] };
+  await trx
+    .updateTable('conversation_members')
+    .set({
+      delivered_seq: delivered,
+      read_seq: read,
+      told_delivered_seq: delivered,
+      told_read_seq: mark.shareRead ? read : Number(row.told_read_seq),
+    })
+    .where('conversation_id', '=', mark.conversationId)
+    .where('user_id', '=', me)
+    .execute();
+  const now = ctx.ports.clock.now();
+  const receipt = {
+    type: 'receipt' as const,
+    conversationId: mark.conversationId,
+    userId: me,
+    deliveredSeq: delivered,
+  };
+  if (moved) await recordEvents(trx, [me], { ...receipt, readSeq: read }, now);
+  const senders = await repo.sendersIn(trx, mark.conversationId, me, news);
+  if (senders.length > 0)
+    await recordEvents(trx, senders, { ...receipt, readSeq: mark.shareRead ? read : null }, now);
+  return { positions, wakeUp: moved ? [me, ...senders] : senders };
 }

@@ -266,18 +266,20 @@ export function findMessage(db: Db, conversationId: string, seq: number) {
     .executeTakeFirst();
 }
 
+/** Seqs in (`after`, `upTo`]. */
+export type SeqRange = { after: number; upTo: number };
+
 /**
- * The current members other than `me` who sent a message with a seq in (`after`, `upTo`]: those
- * a receipt covering that range is news to. Tombstones count (their place is still theirs).
+ * The current members other than `me` who sent a message with a seq in any of `ranges`: those a
+ * receipt reaching over them is news to. Tombstones count (their place is still theirs).
  */
-export async function sendersBetween(
+export async function sendersIn(
   db: Db,
   conversationId: string,
   me: string,
-  after: number,
-  upTo: number,
+  ranges: SeqRange[],
 ): Promise<string[]> {
-  if (upTo <= after) return [];
+  if (ranges.length === 0) return [];
   const rows = await db
     .selectFrom('messages as m')
     .innerJoin('conversation_members as cm', (join) =>
@@ -288,11 +290,31 @@ export async function sendersBetween(
     .select('m.sender_id')
     .distinct()
     .where('m.conversation_id', '=', conversationId)
-    .where('m.seq', '>', after)
-    .where('m.seq', '<=', upTo)
+    .where((eb) =>
+      eb.or(ranges.map((r) => eb.and([eb('m.seq', '>', r.after), eb('m.seq', '<=', r.upTo)]))),
+    )
     .where('m.sender_id', '!=', me)
     .execute();
   return rows.map((r) => r.sender_id);
+}
+
+/**
+ * My positions in a conversation and how far the others were told they reach; on MySQL the row
+ * stays locked for the transaction, so two marks at once cannot both start from the same place
+ * (SQLite runs one transaction at a time).
+ */
+export function myPositions(
+  trx: Transaction<DB>,
+  conversationId: string,
+  me: string,
+  lock: boolean,
+) {
+  const query = trx
+    .selectFrom('conversation_members')
+    .select(['joined_seq', 'delivered_seq', 'read_seq', 'told_delivered_seq', 'told_read_seq'])
+    .where('conversation_id', '=', conversationId)
+    .where('user_id', '=', me);
+  return (lock ? query.forUpdate() : query).executeTakeFirst();
 }
 
 type MessageRef = { conversationId: string; seq: number };
