@@ -332,7 +332,7 @@ describe(`the SDK's session handling against a real server (${backendLabel})`, (
     // The ack of Alice's envelopes is refused under Bob's token, and reported.
     await vi.waitFor(() =>
       expect(errors.map((e) => (e as Error).message)).toContain(
-        '@mvp/sdk: not sending a queued message as another account',
+        "@mvp/sdk: not sending another account's request under this one's token",
       ),
     );
     // Bob's envelope still waits for his device (Alice's last one waits for her next start).

@@ -1,4 +1,4 @@
-import { errorCodeOf } from './errors';
+import { classifySendError, errorCodeOf } from './errors';
 import { isAfter, type SyncTransport } from './syncTransport';
 
 /** What the sync engine tells the server this device has handled (see createAcknowledgements). */
@@ -7,8 +7,12 @@ export type Acknowledgements = {
   envelope(id: string, owner: string): void;
   /** A message from someone else handled in `owner`'s stream: delivered to this device. */
   message(conversationId: string, seq: number, owner: string): void;
-  /** Sends what was noted: one ack, and one delivered mark per conversation. */
-  flush(): void;
+  /**
+   * Sends what was noted: the ack at once, the delivered marks (one per conversation) after
+   * `markDelayMs`, so that a stream of messages costs a mark per conversation and pause, not per
+   * message; `now` sends those at once too (the engine stops).
+   */
+  flush(options?: { now?: boolean }): void;
   /** Forgets what was noted in anyone else's stream (after a sign-in). */
   keepOnly(owner: string): void;
 };
@@ -17,7 +21,7 @@ type Owned<T> = T & { owner: string };
 
 /**
  * Sent once the engine's queue is drained, so a burst of events costs one call each, not one per
- * event. Envelopes are deleted on the server up to the last one acknowledged. Messages are
+ * event (the marks wait a little longer: see `flush`). Envelopes are deleted on the server up to the last one acknowledged. Messages are
  * marked delivered as Signal's delivery receipts are sent: by the receiving device, as soon as
  * the app's handlers have the message (the sender's devices get a `receipt`); read receipts stay
  * the app's call (`markRead`), as only the app knows what was shown.
@@ -25,8 +29,9 @@ type Owned<T> = T & { owner: string };
  * Each goes out as the account whose stream it was handled in: an ack deletes the envelopes, and
  * a mark moves the position, of whoever's token it carries, so after a sign-in the last account's
  * must not go out as the next one's (the transport's guard refuses it). A failed one is reported
- * and sent again with the next flush while its account is still the one streamed; a mark for a
- * conversation I have left or that is gone (`NOT_FOUND`) is dropped without a word.
+ * and sent again with the next flush while its account is still the one streamed, unless the
+ * server's answer will not change (a mark for a conversation I have left or that is gone,
+ * `NOT_FOUND`, is dropped without a word).
  */
 export function createAcknowledgements(options: {
   transport: Pick<SyncTransport, 'ack' | 'markDelivered'>;
@@ -35,10 +40,12 @@ export function createAcknowledgements(options: {
   report: (error: unknown) => void;
   /** False: messages are not marked delivered (the app calls `markDelivered` itself). */
   deliveryReceipts: boolean;
+  markDelayMs: number;
 }): Acknowledgements {
   const { transport, streamed, report } = options;
   let ackUpTo: Owned<{ id: string }> | null = null;
   const delivered = new Map<string, Owned<{ seq: number }>>();
+  let markTimer: ReturnType<typeof setTimeout> | undefined;
 
   function sendAck(upTo: Owned<{ id: string }>) {
     transport.ack(upTo.id, upTo.owner).catch((error: unknown) => {
@@ -52,10 +59,19 @@ export function createAcknowledgements(options: {
   function sendMark(conversationId: string, mark: Owned<{ seq: number }>) {
     transport.markDelivered(conversationId, mark.seq, mark.owner).catch((error: unknown) => {
       if (errorCodeOf(error) === 'NOT_FOUND') return;
-      if (mark.owner === streamed() && !delivered.has(conversationId))
+      const again = classifySendError(error).retry;
+      if (again && mark.owner === streamed() && !delivered.has(conversationId))
         delivered.set(conversationId, mark);
       report(error);
     });
+  }
+
+  function sendMarks() {
+    clearTimeout(markTimer);
+    markTimer = undefined;
+    const marks = [...delivered];
+    delivered.clear();
+    for (const [conversationId, mark] of marks) sendMark(conversationId, mark);
   }
 
   return {
@@ -68,13 +84,12 @@ export function createAcknowledgements(options: {
       if (noted === undefined || noted.owner !== owner || noted.seq < seq)
         delivered.set(conversationId, { seq, owner });
     },
-    flush() {
+    flush({ now = false } = {}) {
       const upTo = ackUpTo;
       ackUpTo = null;
       if (upTo !== null) sendAck(upTo);
-      const marks = [...delivered];
-      delivered.clear();
-      for (const [conversationId, mark] of marks) sendMark(conversationId, mark);
+      if (now || options.markDelayMs <= 0) sendMarks();
+      else if (delivered.size > 0) markTimer ??= setTimeout(sendMarks, options.markDelayMs);
     },
     keepOnly(owner) {
       if (ackUpTo !== null && ackUpTo.owner !== owner) ackUpTo = null;

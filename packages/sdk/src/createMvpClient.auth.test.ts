@@ -307,7 +307,9 @@ describe('createMvpClient outbox with getToken', () => {
     );
     // Another mutation in the same tick: a batch would have carried both.
     const other = client.api.messages.markRead.mutate({ conversationId: 'c1', seq: 1 });
-    await expect(send).rejects.toThrow('not sending a queued message as another account');
+    await expect(send).rejects.toThrow(
+      "not sending another account's request under this one's token",
+    );
     expect(await other).toEqual({ ok: true });
     expect(server.calls.map((c) => c.path)).toEqual(['messages.markRead']);
   });

@@ -203,16 +203,17 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
    * signed-in account's sends behind it), and it decides what `pending` and `onChange` show.
    * This guard only closes the gap between that check and the request.
    *
-   * The sync engine's envelope acks carry their owner too: an ack deletes the envelopes of the
-   * account whose token it carries, so one handled in the last account's stream is refused here
-   * rather than sent as the account signed in since.
+   * The sync engine's envelope acks and delivered marks carry their owner too: an ack deletes
+   * the envelopes, and a mark moves the position, of the account whose token it carries, so one
+   * handled in the last account's stream is refused here rather than sent as the account signed
+   * in since.
    */
   const checkSendAs = (opList: readonly Operation[], sent: Credential | null) => {
     const owners = opList.map((op) => op.context[SEND_AS]).filter((o) => typeof o === 'string');
     if (owners.length === 0) return;
     const user = sent?.user();
     if (owners.some((owner) => owner !== user)) {
-      throw new Error('@mvp/sdk: not sending a queued message as another account');
+      throw new Error("@mvp/sdk: not sending another account's request under this one's token");
     }
   };
 

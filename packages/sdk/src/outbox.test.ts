@@ -2,7 +2,8 @@ import { TRPCClientError } from '@trpc/client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { base64ToBytes, bytesToBase64, subjectOf } from './base64';
 import type { Message } from './messaging';
-import { classifySendError, createMemoryOutboxStore, createOutbox } from './outbox';
+import { classifySendError } from './errors';
+import { createMemoryOutboxStore, createOutbox } from './outbox';
 import type { OutboxItem, OutboxStore, SendMessageInput, StoredOutboxEntry } from './outboxTypes';
 
 const STATUS: Record<string, number> = {

@@ -1,6 +1,6 @@
 import { base64ToBytes, bytesToBase64, randomId } from './base64';
 import { DEFAULT_BACKOFF, reconnectDelayMs } from './backoff';
-import { isMvpError, type MvpErrorData } from './errors';
+import { classifySendError, isMvpError, type MvpErrorData } from './errors';
 import type { Message } from './messaging';
 import type {
   OutboxControl,
@@ -12,34 +12,6 @@ import type {
   StoredOutboxEntry,
 } from './outboxTypes';
 import type { Awaitable } from './types';
-
-/** Codes that will not change by sending the same thing again. */
-const PERMANENT = new Set<string>([
-  'BAD_REQUEST',
-  'FORBIDDEN',
-  'NOT_FOUND',
-  'PAYLOAD_TOO_LARGE',
-  'CONFLICT',
-  'UNSUPPORTED_MEDIA_TYPE',
-]);
-
-type Verdict = { retry: false } | { retry: true; afterMs?: number };
-
-/**
- * Permanent answers fail the message; everything else is worth another try with the same id:
- * network failures (no answer: the request may or may not have arrived, which is exactly why
- * the id is reused), 5xx and SERVICE_UNAVAILABLE, TOO_MANY_REQUESTS after the server's wait, and
- * UNAUTHORIZED (signed out or a token hiccup: the message waits for a session rather than vanish).
- */
-export function classifySendError(error: unknown): Verdict {
-  if (!isMvpError(error)) return { retry: true };
-  const data = error.data as Partial<MvpErrorData>;
-  if (data.appCode === 'TOO_MANY_REQUESTS')
-    return { retry: true, afterMs: data.retryAfterMs ?? undefined };
-  if (data.appCode && PERMANENT.has(data.appCode)) return { retry: false };
-  if (data.appCode === 'UNAUTHORIZED' || (data.httpStatus ?? 500) >= 500) return { retry: true };
-  return { retry: false };
-}
 
 function errorOf(error: unknown): OutboxError {
   const message = error instanceof Error ? error.message : String(error);

@@ -1,7 +1,7 @@
 import { TRPCClientError } from '@trpc/client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { bytesToBase64 } from './base64';
-import type { RawSyncEvent, Snapshot, SyncEvent } from './messaging';
+import { decodeMessage, type RawSyncEvent, type Snapshot, type SyncEvent } from './messaging';
 import { createSyncEngine } from './syncEngine';
 import {
   createMemoryCursorStore,
@@ -479,7 +479,11 @@ describe('sync engine', () => {
     /** An engine whose handler holds the first event until released, so the rest queue up. */
     async function held(options: { deliveryReceipts?: boolean } = {}) {
       const fake = fakeTransport([snapshotOf('0')]);
-      const engine = createSyncEngine({ transport: fake.transport, ...options });
+      const engine = createSyncEngine({
+        transport: fake.transport,
+        deliveryReceiptDelayMs: 0,
+        ...options,
+      });
       const { errors } = errorsOf(engine);
       let release!: () => void;
       const holding = new Promise<void>((r) => (release = r));
@@ -516,6 +520,72 @@ describe('sync engine', () => {
       await vi.waitFor(() => expect(fake.acks).toEqual(['2'])); // flushed, the envelope acked
       expect(handled).toEqual(['1', '2']);
       expect(fake.marks).toEqual([]);
+      await engine.stop();
+    });
+
+    it('marks wait for more messages, then go out as one per conversation; stopping sends them at once', async () => {
+      vi.useFakeTimers();
+      try {
+        const fake = fakeTransport([snapshotOf('0')]);
+        const engine = createSyncEngine({
+          transport: fake.transport,
+          deliveryReceiptDelayMs: 500,
+        });
+        const handled: string[] = [];
+        engine.onEvent((_e, info) => void handled.push(info.id));
+        await engine.start();
+        fake.push('1', messageEvent('c1', 1));
+        await vi.advanceTimersByTimeAsync(300);
+        fake.push('2', messageEvent('c1', 2));
+        await vi.advanceTimersByTimeAsync(199);
+        expect(handled).toEqual(['1', '2']);
+        expect(fake.marks).toEqual([]);
+        await vi.advanceTimersByTimeAsync(1);
+        expect(fake.marks).toEqual(['c1:2@me']);
+        fake.push('3', messageEvent('c2', 1));
+        await vi.advanceTimersByTimeAsync(10);
+        expect(fake.marks).toHaveLength(1);
+        await engine.stop();
+        expect(fake.marks).toEqual(['c1:2@me', 'c2:1@me']);
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it('a cold start marks the newest messages from others past my delivered position', async () => {
+      const snapshot = snapshotOf('9', [
+        { id: 'c1', lastSeq: 5, unread: 1, readSeq: 4 },
+        { id: 'c2', lastSeq: 3, unread: 0, readSeq: 3 },
+        { id: 'c3', lastSeq: 8, unread: 0, readSeq: 8 },
+      ]);
+      const last = (conversationId: string, seq: number, senderId: string) =>
+        (messageEvent(conversationId, seq, senderId) as { message: object }).message;
+      const [c1, c2, c3] = snapshot.conversations;
+      c1!.lastMessage = decodeMessage(wire(last('c1', 5, 'other'))); // delivered 4: marked
+      c2!.lastMessage = decodeMessage(wire(last('c2', 3, 'other'))); // delivered 3 already
+      c3!.lastMessage = decodeMessage(wire(last('c3', 8, ME))); // mine
+      const fake = fakeTransport([snapshot]);
+      const engine = createSyncEngine({ transport: fake.transport, deliveryReceiptDelayMs: 0 });
+      await engine.start();
+      await vi.waitFor(() => expect(fake.marks).toEqual(['c1:5@me']));
+      await engine.stop();
+      expect(fake.marks).toEqual(['c1:5@me']);
+    });
+
+    it('a mark refused for good is reported once and not sent again', async () => {
+      const { fake, engine, errors, release } = await held();
+      release();
+      fake.failMarks(() =>
+        TRPCClientError.from({
+          error: { code: -32003, message: 'Not yours', data: { appCode: 'FORBIDDEN' } },
+        }),
+      );
+      fake.push('1', messageEvent('c1', 1));
+      await vi.waitFor(() => expect(errors).toHaveLength(1));
+      fake.failMarks(undefined);
+      fake.push('2', messageEvent('c2', 1));
+      await vi.waitFor(() => expect(fake.marks).toEqual(['c1:1@me', 'c2:1@me']));
+      expect(errors).toHaveLength(1);
       await engine.stop();
     });
 

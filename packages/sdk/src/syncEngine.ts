@@ -81,6 +81,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     streamed: () => streamedFor,
     report,
     deliveryReceipts: options.deliveryReceipts ?? true,
+    markDelayMs: options.deliveryReceiptDelayMs ?? 500,
   });
   const noteHandledEnvelope = (id: string) => {
     if (streamedFor !== undefined) acks.envelope(id, streamedFor);
@@ -88,6 +89,11 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   const noteDelivered = ({ conversationId, seq, senderId }: Message) => {
     if (streamedFor !== undefined && senderId !== streamedFor)
       acks.message(conversationId, seq, streamedFor);
+  };
+  /** A cold start hands the app the newest messages, which may have come while it was away. */
+  const noteDeliveredIn = (snapshot: Snapshot) => {
+    for (const { lastMessage, deliveredSeq } of snapshot.conversations)
+      if (lastMessage && lastMessage.seq > deliveredSeq) noteDelivered(lastMessage);
   };
   let attempt = 0;
   let handlerFailures = 0;
@@ -131,6 +137,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     if (from === null) {
       for (const handler of snapshotHandlers) await handler(snapshot);
       if (gen !== generation) return;
+      noteDeliveredIn(snapshot); // sent with the envelopes' ack, next
       await deliverPendingEnvelopes(snapshot);
       if (gen !== generation) return;
       from = snapshot.cursor;
@@ -215,7 +222,8 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     clearTimeout(retryTimer);
     handlerWait?.done();
     queue = [];
-    return idle;
+    // Marks still waiting go out now (as their account; refused if someone else signed in).
+    return idle.then(() => acks.flush({ now: true }));
   }
 
   /**

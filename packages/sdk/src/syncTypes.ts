@@ -83,4 +83,6 @@ export type SyncEngineOptions = {
    * `markDelivered` per conversation and burst; default true). False leaves it to the app.
    */
   deliveryReceipts?: boolean;
+  /** How long delivered marks wait for more messages before they go out (default 500 ms). */
+  deliveryReceiptDelayMs?: number;
 };
