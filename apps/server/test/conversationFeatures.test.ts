@@ -750,6 +750,80 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await aliceStream.close();
   });
 
+  it('delivered marks in several conversations in one call; not mine left out, bad input refused', async () => {
+    const [alice, bob, eve] = [await registerUser(t), await registerUser(t), await registerUser(t)];
+    const direct = (a: Account, b: Account) =>
+      api(a).conversations.create.mutate({ kind: 'direct', userId: b.userId });
+    const [withAlice, withEve, notMine] = [
+      await direct(alice, bob),
+      await direct(eve, bob),
+      await direct(alice, eve),
+    ];
+    await send(alice, withAlice.id, 'one');
+    await send(eve, withEve.id, 'two');
+    await send(eve, withEve.id, 'three');
+    await send(alice, notMine.id, 'private');
+    const aliceStream = await openStream(t, alice.accessToken);
+    const positions = async (a: Account, id: string) =>
+      (await api(a).conversations.members.query({ id })).members.find(
+        (m) => m.userId === bob.userId,
+      );
+
+    // Bad input first: nothing is written.
+    const many = (marks: { conversationId: string; seq: number }[]) =>
+      api(bob).messages.markDeliveredMany.mutate({ marks });
+    expect(await codeOf(many([]))).toBe('BAD_REQUEST');
+    expect(
+      await codeOf(
+        many(Array.from({ length: 101 }, () => ({ conversationId: withAlice.id, seq: 1 }))),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect(await codeOf(many([{ conversationId: 'not-an-id', seq: 1 }]))).toBe('BAD_REQUEST');
+    expect(
+      await codeOf(
+        many([
+          { conversationId: withAlice.id, seq: 1 },
+          { conversationId: withEve.id, seq: 3 }, // past the newest
+        ]),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect(await positions(bob, withAlice.id)).toMatchObject({ deliveredSeq: 0 });
+
+    // A conversation I am not in is left out, as one that does not exist.
+    expect(
+      await many([
+        { conversationId: withAlice.id, seq: 1 },
+        { conversationId: withEve.id, seq: 2 },
+        { conversationId: notMine.id, seq: 1 },
+      ]),
+    ).toEqual({
+      marked: [
+        { conversationId: withAlice.id, deliveredSeq: 1, readSeq: 0 },
+        { conversationId: withEve.id, deliveredSeq: 2, readSeq: 0 },
+      ],
+    });
+    expect((await aliceStream.next('receipt')).event).toMatchObject({
+      userId: bob.userId,
+      conversationId: withAlice.id,
+      deliveredSeq: 1,
+    });
+    expect(await positions(eve, withEve.id)).toMatchObject({ deliveredSeq: 2 });
+    expect((await api(alice).conversations.members.query({ id: notMine.id })).members).toHaveLength(
+      2,
+    );
+
+    const rest = await fetch(`${t.server.url}/api/v1/messages/delivered`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${bob.accessToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ marks: [{ conversationId: withAlice.id, seq: 1 }] }),
+    });
+    expect(rest.status).toBe(200);
+    expect(await rest.json()).toEqual({
+      marked: [{ conversationId: withAlice.id, deliveredSeq: 1, readSeq: 0 }],
+    });
+    await aliceStream.close();
+  });
+
   it('read receipts off: others see delivered only, my devices still see my read position', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const chat = await api(alice).conversations.create.mutate({

@@ -186,6 +186,12 @@ export const ZInvitePreview = z.object({
 });
 
 export const ZMarkInput = z.object({ conversationId: ZId, seq: ZSeq.min(1) });
+/** Delivered marks in several conversations at once (at most 100). */
+export const ZMarkManyInput = z.object({ marks: z.array(ZMarkInput).min(1).max(100) });
+export const ZMarkedMany = z.object({
+  /** The conversations I am in, each with my positions now; others are left out. */
+  marked: z.array(z.object({ conversationId: z.string(), deliveredSeq: ZSeq, readSeq: ZSeq })),
+});
 export const ZReceipts = z.object({ deliveredSeq: ZSeq, readSeq: ZSeq });
 
 /** Opaque bytes from one device to another (key shares, call payloads), stored until acked. */

@@ -1,4 +1,4 @@
-import { classifySendError, errorCodeOf } from './errors';
+import { classifySendError } from './errors';
 import { isAfter, type SyncTransport } from './syncTransport';
 
 /** What the sync engine tells the server this device has handled (see createAcknowledgements). */
@@ -8,9 +8,9 @@ export type Acknowledgements = {
   /** A message from someone else handled in `owner`'s stream: delivered to this device. */
   message(conversationId: string, seq: number, owner: string): void;
   /**
-   * Sends what was noted: the ack at once, the delivered marks (one per conversation) after
-   * `markDelayMs`, so that a stream of messages costs a mark per conversation and pause, not per
-   * message; `now` sends those at once too (the engine stops).
+   * Sends what was noted: the ack at once, the delivered marks (one per conversation, in one
+   * call) after `markDelayMs`, so that a stream of messages costs a call per pause, not per
+   * message or conversation; `now` sends those at once too (the engine stops).
    */
   flush(options?: { now?: boolean }): void;
   /** Forgets what was noted in anyone else's stream (after a sign-in). */
@@ -18,6 +18,9 @@ export type Acknowledgements = {
 };
 
 type Owned<T> = T & { owner: string };
+
+/** The server's `messages.markDeliveredMany` takes at most this many. */
+const MARKS_PER_CALL = 100;
 
 /**
  * Sent once the engine's queue is drained, so a burst of events costs one call each, not one per
@@ -30,8 +33,8 @@ type Owned<T> = T & { owner: string };
  * a mark moves the position, of whoever's token it carries, so after a sign-in the last account's
  * must not go out as the next one's (the transport's guard refuses it). A failed one is reported
  * and sent again with the next flush while its account is still the one streamed, unless the
- * server's answer will not change (a mark for a conversation I have left or that is gone,
- * `NOT_FOUND`, is dropped without a word).
+ * server's answer will not change (a conversation I have left or that is gone is simply left
+ * out by the server).
  */
 export function createAcknowledgements(options: {
   transport: Pick<SyncTransport, 'ack' | 'markDelivered'>;
@@ -56,22 +59,33 @@ export function createAcknowledgements(options: {
     });
   }
 
-  function sendMark(conversationId: string, mark: Owned<{ seq: number }>) {
-    transport.markDelivered(conversationId, mark.seq, mark.owner).catch((error: unknown) => {
-      if (errorCodeOf(error) === 'NOT_FOUND') return;
-      const again = classifySendError(error).retry;
-      if (again && mark.owner === streamed() && !delivered.has(conversationId))
-        delivered.set(conversationId, mark);
-      report(error);
-    });
-  }
-
+  /**
+   * One call per account and 100 marks (the server's cap): in one flush they are normally all
+   * the streamed account's. A conversation gone or left is left out by the server, not refused.
+   */
   function sendMarks() {
     clearTimeout(markTimer);
     markTimer = undefined;
-    const marks = [...delivered];
+    const byOwner = new Map<string, { conversationId: string; seq: number }[]>();
+    for (const [conversationId, { seq, owner }] of delivered) {
+      const list = byOwner.get(owner) ?? [];
+      list.push({ conversationId, seq });
+      byOwner.set(owner, list);
+    }
     delivered.clear();
-    for (const [conversationId, mark] of marks) sendMark(conversationId, mark);
+    for (const [owner, marks] of byOwner)
+      for (let i = 0; i < marks.length; i += MARKS_PER_CALL)
+        sendMarkBatch(marks.slice(i, i + MARKS_PER_CALL), owner);
+  }
+
+  function sendMarkBatch(marks: { conversationId: string; seq: number }[], owner: string) {
+    transport.markDelivered(marks, owner).catch((error: unknown) => {
+      const again = classifySendError(error).retry;
+      if (again && owner === streamed())
+        for (const { conversationId, seq } of marks)
+          if (!delivered.has(conversationId)) delivered.set(conversationId, { seq, owner });
+      report(error);
+    });
   }
 
   return {

@@ -69,8 +69,8 @@ export type SyncTransport = {
   ): { unsubscribe(): void };
   /** Envelopes up to `upTo` handled, in `owner`'s stream: never sent with another's token. */
   ack(upTo: string, owner: string): Promise<void>;
-  /** `messages.markDelivered` as `owner`, like `ack`. */
-  markDelivered(conversationId: string, seq: number, owner: string): Promise<void>;
+  /** `messages.markDeliveredMany` (at most 100 marks) as `owner`, like `ack`. */
+  markDelivered(marks: { conversationId: string; seq: number }[], owner: string): Promise<void>;
 };
 
 /**
@@ -99,8 +99,8 @@ export function createApiSyncTransport(
     ack: async (upTo, owner) => {
       await api.sync.ack.mutate({ upTo }, { context: sentAs(owner) });
     },
-    markDelivered: async (conversationId, seq, owner) => {
-      await api.messages.markDelivered.mutate({ conversationId, seq }, { context: sentAs(owner) });
+    markDelivered: async (marks, owner) => {
+      await api.messages.markDeliveredMany.mutate({ marks }, { context: sentAs(owner) });
     },
   };
 }

@@ -44,15 +44,51 @@ export async function markReceived(
   input: MessageRef,
   kind: 'delivered' | 'read',
 ) {
+  await checkMark(ctx, me, input);
+  return applyMark(ctx, me, { ...input, kind, shareRead: await sharesRead(ctx, me) });
+}
+
+/**
+ * Delivered marks in several conversations in one call (the SDK's, one per conversation it
+ * heard from): one request and one budget point where there would be one per conversation. A
+ * conversation I am not in is left out of the answer, as alone it would be NOT_FOUND; a seq past
+ * a conversation's newest message refuses the whole call before anything is written.
+ */
+export async function markDeliveredMany(ctx: Context, me: string, marks: MessageRef[]) {
+  const mine: MessageRef[] = [];
+  for (const mark of marks) {
+    try {
+      await checkMark(ctx, me, mark);
+      mine.push(mark);
+    } catch (err) {
+      if (!(err instanceof AppError && err.appCode === 'NOT_FOUND')) throw err;
+    }
+  }
+  const shareRead = await sharesRead(ctx, me);
+  const marked = [];
+  for (const mark of mine) {
+    const positions = await applyMark(ctx, me, { ...mark, kind: 'delivered', shareRead });
+    marked.push({ conversationId: mark.conversationId, ...positions });
+  }
+  return { marked };
+}
+
+async function checkMark(ctx: Context, me: string, input: MessageRef) {
   const { conversation } = await requireMember(ctx, input.conversationId, me);
   if (input.seq > Number(conversation.last_seq))
     throw new AppError('BAD_REQUEST', 'seq is past the newest message');
+}
+
+async function sharesRead(ctx: Context, me: string): Promise<boolean> {
   const settings = await ctx.ports.db
     .selectFrom('users')
     .select('privacy_read_receipts')
     .where('id', '=', me)
     .executeTakeFirst();
-  const mark = { ...input, kind, shareRead: settings?.privacy_read_receipts !== 0 };
+  return settings?.privacy_read_receipts !== 0;
+}
+
+async function applyMark(ctx: Context, me: string, mark: Mark) {
   for (let attempt = 1; ; attempt++) {
     try {
       const { positions, wakeUp } = await ctx.ports.db

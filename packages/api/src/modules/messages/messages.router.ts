@@ -4,6 +4,8 @@ import {
   ZHistoryInput,
   ZId,
   ZMarkInput,
+  ZMarkManyInput,
+  ZMarkedMany,
   ZMessage,
   ZMessageRefInput,
   ZOk,
@@ -21,7 +23,7 @@ import {
   react,
   setPinned,
 } from './changes.service';
-import { history, markReceived } from './history.service';
+import { history, markDeliveredMany, markReceived } from './history.service';
 import * as messages from './messages.service';
 import { typing } from './typing';
 
@@ -70,6 +72,19 @@ export const messagesRouter = router({
     .input(ZMarkInput)
     .output(ZReceipts)
     .mutation(({ ctx, input }) => markReceived(ctx, ctx.auth.userId, input, 'delivered')),
+
+  markDeliveredMany: authedProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/messages/delivered',
+        summary: 'Delivered up to a seq, in several conversations at once',
+        tags,
+      },
+    })
+    .input(ZMarkManyInput)
+    .output(ZMarkedMany)
+    .mutation(({ ctx, input }) => markDeliveredMany(ctx, ctx.auth.userId, input.marks)),
 
   markRead: authedProcedure
     .meta({
