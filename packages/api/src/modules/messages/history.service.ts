@@ -56,27 +56,35 @@ export async function markReceived(
  */
 export async function markDeliveredMany(ctx: Context, me: string, marks: MessageRef[]) {
   const mine: MessageRef[] = [];
-  for (const mark of marks) {
-    try {
-      await checkMark(ctx, me, mark);
-      mine.push(mark);
-    } catch (err) {
-      if (!(err instanceof AppError && err.appCode === 'NOT_FOUND')) throw err;
-    }
-  }
+  for (const mark of marks) if (await unlessGone(checkMark(ctx, me, mark))) mine.push(mark);
   const shareRead = await sharesRead(ctx, me);
   const marked = [];
   for (const mark of mine) {
-    const positions = await applyMark(ctx, me, { ...mark, kind: 'delivered', shareRead });
-    marked.push({ conversationId: mark.conversationId, ...positions });
+    // Left between the check and the write: left out like the others.
+    const positions = await unlessGone(
+      applyMark(ctx, me, { ...mark, kind: 'delivered', shareRead }),
+    );
+    if (positions) marked.push({ conversationId: mark.conversationId, ...positions });
   }
   return { marked };
 }
 
-async function checkMark(ctx: Context, me: string, input: MessageRef) {
+/** What `work` answers, or undefined when it found no such conversation (or not mine). */
+async function unlessGone<T>(work: Promise<T>): Promise<T | undefined> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof AppError && err.appCode === 'NOT_FOUND') return undefined;
+    throw err;
+  }
+}
+
+/** True, or throws: NOT_FOUND unless I am a member, BAD_REQUEST past the newest message. */
+async function checkMark(ctx: Context, me: string, input: MessageRef): Promise<true> {
   const { conversation } = await requireMember(ctx, input.conversationId, me);
   if (input.seq > Number(conversation.last_seq))
     throw new AppError('BAD_REQUEST', 'seq is past the newest message');
+  return true;
 }
 
 async function sharesRead(ctx: Context, me: string): Promise<boolean> {
