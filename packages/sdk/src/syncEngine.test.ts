@@ -576,6 +576,25 @@ describe('sync engine', () => {
       expect(fake.marks).toEqual(['c1:5@me']);
     });
 
+    it("a warm start marks the snapshot's newest messages from others too (a mark lost with the last run)", async () => {
+      const snapshot = snapshotOf('9', [{ id: 'c1', lastSeq: 5, unread: 1, readSeq: 4 }]);
+      snapshot.conversations[0]!.lastMessage = decodeMessage(
+        wire((messageEvent('c1', 5) as { message: object }).message),
+      );
+      const fake = fakeTransport([snapshot]);
+      const engine = createSyncEngine({
+        transport: fake.transport,
+        cursorStore: myCursor('9'),
+        deliveryReceiptDelayMs: 0,
+      });
+      const seen: Snapshot[] = [];
+      engine.onSnapshot((s) => void seen.push(s));
+      await engine.start();
+      expect(seen).toEqual([]); // warm: the app is not handed the snapshot
+      await vi.waitFor(() => expect(fake.marks).toEqual(['c1:5@me']));
+      await engine.stop();
+    });
+
     it('a mark refused for good is reported once and not sent again', async () => {
       const { fake, engine, errors, release } = await held();
       release();

@@ -90,7 +90,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     if (streamedFor !== undefined && senderId !== streamedFor)
       acks.message(conversationId, seq, streamedFor);
   };
-  /** A cold start hands the app the newest messages, which may have come while it was away. */
+  /** The snapshot's newest message of each conversation, where it is past my delivered position. */
   const noteDeliveredIn = (snapshot: Snapshot) => {
     for (const { lastMessage, deliveredSeq } of snapshot.conversations)
       if (lastMessage && lastMessage.seq > deliveredSeq) noteDelivered(lastMessage);
@@ -142,6 +142,11 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       if (gen !== generation) return;
       from = snapshot.cursor;
       await saveCursor(from);
+    } else {
+      // A mark waiting when the last run ended (closed, or signed out) was lost with it, and
+      // the events it was for are behind the stored cursor: the snapshot's newest stand in.
+      noteDeliveredIn(snapshot);
+      acks.flush();
     }
     handled = from;
     queue = [];

@@ -79,8 +79,9 @@ export type SyncEngineOptions = {
   backoff?: BackoffOptions;
   random?: () => number;
   /**
-   * Marks each message from someone else delivered once the `onEvent` handlers have it (one
-   * `markDelivered` per conversation and burst; default true). False leaves it to the app.
+   * Marks each message from someone else delivered once the `onEvent` handlers have it (and the
+   * snapshot's newest, where past my delivered position), in one `markDeliveredMany` call per
+   * pause (default true). False leaves it to the app.
    */
   deliveryReceipts?: boolean;
   /** How long delivered marks wait for more messages before they go out (default 500 ms). */

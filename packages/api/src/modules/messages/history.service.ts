@@ -44,8 +44,8 @@ export async function markReceived(
   input: MessageRef,
   kind: 'delivered' | 'read',
 ) {
-  await checkMark(ctx, me, input);
-  return applyMark(ctx, me, { ...input, kind, shareRead: await sharesRead(ctx, me) });
+  const membership = await checkMark(ctx, me, input);
+  return applyMark(ctx, me, membership, { ...input, kind, shareRead: await sharesRead(ctx, me) });
 }
 
 /**
@@ -55,14 +55,21 @@ export async function markReceived(
  * a conversation's newest message refuses the whole call before anything is written.
  */
 export async function markDeliveredMany(ctx: Context, me: string, marks: MessageRef[]) {
-  const mine: MessageRef[] = [];
-  for (const mark of marks) if (await unlessGone(checkMark(ctx, me, mark))) mine.push(mark);
+  const highest = new Map<string, number>();
+  for (const { conversationId, seq } of marks)
+    highest.set(conversationId, Math.max(seq, highest.get(conversationId) ?? 0));
+  const mine: { mark: MessageRef; membership: MemberRow }[] = [];
+  for (const [conversationId, seq] of highest) {
+    const mark = { conversationId, seq };
+    const membership = await unlessGone(checkMark(ctx, me, mark));
+    if (membership) mine.push({ mark, membership });
+  }
   const shareRead = await sharesRead(ctx, me);
   const marked = [];
-  for (const mark of mine) {
+  for (const { mark, membership } of mine) {
     // Left between the check and the write: left out like the others.
     const positions = await unlessGone(
-      applyMark(ctx, me, { ...mark, kind: 'delivered', shareRead }),
+      applyMark(ctx, me, membership, { ...mark, kind: 'delivered', shareRead }),
     );
     if (positions) marked.push({ conversationId: mark.conversationId, ...positions });
   }
@@ -79,12 +86,14 @@ async function unlessGone<T>(work: Promise<T>): Promise<T | undefined> {
   }
 }
 
-/** True, or throws: NOT_FOUND unless I am a member, BAD_REQUEST past the newest message. */
-async function checkMark(ctx: Context, me: string, input: MessageRef): Promise<true> {
-  const { conversation } = await requireMember(ctx, input.conversationId, me);
+type MemberRow = Awaited<ReturnType<typeof requireMember>>['membership'];
+
+/** My membership, or throws: NOT_FOUND unless I am a member, BAD_REQUEST past the newest message. */
+async function checkMark(ctx: Context, me: string, input: MessageRef): Promise<MemberRow> {
+  const { conversation, membership } = await requireMember(ctx, input.conversationId, me);
   if (input.seq > Number(conversation.last_seq))
     throw new AppError('BAD_REQUEST', 'seq is past the newest message');
-  return true;
+  return membership;
 }
 
 async function sharesRead(ctx: Context, me: string): Promise<boolean> {
@@ -96,7 +105,13 @@ async function sharesRead(ctx: Context, me: string): Promise<boolean> {
   return settings?.privacy_read_receipts !== 0;
 }
 
-async function applyMark(ctx: Context, me: string, mark: Mark) {
+/**
+ * The mark's transaction, skipped when my membership as just read says it changes nothing (the
+ * SDK's automatic marks often repeat what another device of mine or a reply already did).
+ */
+async function applyMark(ctx: Context, me: string, membership: MemberRow, mark: Mark) {
+  const planned = plan(membership, mark);
+  if (!planned.moved && planned.news.length === 0) return planned.positions;
   for (let attempt = 1; ; attempt++) {
     try {
       const { positions, wakeUp } = await ctx.ports.db
@@ -105,7 +120,8 @@ async function applyMark(ctx: Context, me: string, mark: Mark) {
       if (wakeUp.length > 0) await wake(ctx.ports, wakeUp);
       return positions;
     } catch (err) {
-      // The row lock is taken before the streams', as a send takes them; a deadlock is retried.
+      // My row's lock, then the streams' in user id order; against a send, which takes them
+      // its own way, a deadlock is possible (rare) and retried.
       if (!isDeadlock(err) || attempt === 3) throw err;
     }
   }
@@ -113,14 +129,24 @@ async function applyMark(ctx: Context, me: string, mark: Mark) {
 
 type Mark = MessageRef & { kind: 'delivered' | 'read'; shareRead: boolean };
 
-async function moveReceipts(ctx: Context, trx: Transaction<DB>, me: string, mark: Mark) {
-  const row = await repo.myPositions(trx, mark.conversationId, me, ctx.ports.dialect === 'mysql');
-  if (!row) throw new AppError('NOT_FOUND', 'No such conversation'); // left meanwhile
+type Positions = {
+  joined_seq: number | string;
+  delivered_seq: number | string;
+  read_seq: number | string;
+  told_delivered_seq: number | string;
+  told_read_seq: number | string;
+};
+
+/**
+ * Where a mark takes my positions, whether they move, and the seq ranges whose senders learn
+ * something: past what the others were last told, and past where I joined (nothing before it
+ * is in my history). A read position is never told after the fact: while I do not share it,
+ * "told" follows it anyway, so turning receipts on later does not report what I read before.
+ */
+function plan(row: Positions, mark: Mark) {
   const before = { delivered: Number(row.delivered_seq), read: Number(row.read_seq) };
   const delivered = Math.max(before.delivered, mark.seq);
   const read = mark.kind === 'read' ? Math.max(before.read, mark.seq) : before.read;
-  const positions = { deliveredSeq: delivered, readSeq: read };
-  // Nothing from before I joined is anyone's news: my history does not show it.
   const joined = Number(row.joined_seq);
   const told = {
     delivered: Math.max(Number(row.told_delivered_seq), joined),
@@ -130,29 +156,47 @@ async function moveReceipts(ctx: Context, trx: Transaction<DB>, me: string, mark
     { after: told.delivered, upTo: delivered },
     ...(mark.shareRead ? [{ after: told.read, upTo: read }] : []),
   ].filter((r) => r.upTo > r.after);
-  const moved = delivered !== before.delivered || read !== before.read;
+  return {
+    positions: { deliveredSeq: delivered, readSeq: read },
+    moved: delivered !== before.delivered || read !== before.read,
+    news,
+  };
+}
+
+async function moveReceipts(ctx: Context, trx: Transaction<DB>, me: string, mark: Mark) {
+  const row = await repo.myPositions(trx, mark.conversationId, me, ctx.ports.dialect === 'mysql');
+  if (!row) throw new AppError('NOT_FOUND', 'No such conversation'); // left meanwhile
+  const { positions, moved, news } = plan(row, mark);
   if (!moved && news.length === 0) return { positions, wakeUp: [] };
   await trx
     .updateTable('conversation_members')
     .set({
-      delivered_seq: delivered,
-      read_seq: read,
-      told_delivered_seq: delivered,
-      told_read_seq: mark.shareRead ? read : Number(row.told_read_seq),
+      delivered_seq: positions.deliveredSeq,
+      read_seq: positions.readSeq,
+      told_delivered_seq: positions.deliveredSeq,
+      told_read_seq: positions.readSeq,
     })
     .where('conversation_id', '=', mark.conversationId)
     .where('user_id', '=', me)
     .execute();
-  const now = ctx.ports.clock.now();
+  const senders = await repo.sendersIn(trx, mark.conversationId, me, news);
   const receipt = {
     type: 'receipt' as const,
     conversationId: mark.conversationId,
     userId: me,
-    deliveredSeq: delivered,
+    deliveredSeq: positions.deliveredSeq,
   };
-  if (moved) await recordEvents(trx, [me], { ...receipt, readSeq: read }, now);
-  const senders = await repo.sendersIn(trx, mark.conversationId, me, news);
-  if (senders.length > 0)
-    await recordEvents(trx, senders, { ...receipt, readSeq: mark.shareRead ? read : null }, now);
-  return { positions, wakeUp: moved ? [me, ...senders] : senders };
+  // One append for me and the senders: the streams are locked in one (user id) order, so two
+  // people marking each other's messages at once do not deadlock on them.
+  const told = moved ? [me, ...senders] : senders;
+  await recordEvents(
+    trx,
+    told,
+    (userId) => ({
+      ...receipt,
+      readSeq: userId === me || mark.shareRead ? positions.readSeq : null,
+    }),
+    ctx.ports.clock.now(),
+  );
+  return { positions, wakeUp: told };
 }
