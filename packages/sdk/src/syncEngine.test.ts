@@ -123,6 +123,19 @@ function fakeTransport(snapshots: Snapshot[], user = ME) {
   };
 }
 
+/** An envelope waiting on the server for this device, as a snapshot lists it. */
+const waiting = (id: string, ciphertext = 'AAEC') => ({
+  id,
+  envelope: {
+    id: `env-${id}`,
+    senderId: 'u2',
+    senderDeviceId: 'd2',
+    contentType: 'mvp/key',
+    ciphertext,
+    sentAt: new Date(0).toISOString(),
+  },
+});
+
 const envelopeEvent = wire<RawSyncEvent>({
   type: 'envelope',
   envelope: {
@@ -396,17 +409,6 @@ describe('sync engine', () => {
   });
 
   it('a cold start hands over envelopes that waited from before the snapshot, then acks them', async () => {
-    const waiting = (id: string) => ({
-      id,
-      envelope: {
-        id: `env-${id}`,
-        senderId: 'u2',
-        senderDeviceId: 'd2',
-        contentType: 'mvp/key',
-        ciphertext: 'AAEC',
-        sentAt: new Date(0).toISOString(),
-      },
-    });
     const fake = fakeTransport([
       { ...snapshotOf('10'), pendingEnvelopes: [waiting('4'), waiting('7')] },
     ]);
@@ -423,17 +425,6 @@ describe('sync engine', () => {
   });
 
   it('a waiting envelope it cannot read is reported and passed over; the start goes on and acks past it', async () => {
-    const waiting = (id: string, ciphertext: string) => ({
-      id,
-      envelope: {
-        id: `env-${id}`,
-        senderId: 'u2',
-        senderDeviceId: 'd2',
-        contentType: 'mvp/key',
-        ciphertext,
-        sentAt: new Date(0).toISOString(),
-      },
-    });
     const fake = fakeTransport([
       {
         ...snapshotOf('10'),
