@@ -24,10 +24,11 @@ const MARKS_PER_CALL = 100;
 
 /**
  * Sent once the engine's queue is drained, so a burst of events costs one call each, not one per
- * event (the marks wait a little longer: see `flush`). Envelopes are deleted on the server up to the last one acknowledged. Messages are
- * marked delivered as Signal's delivery receipts are sent: by the receiving device, as soon as
- * the app's handlers have the message (the sender's devices get a `receipt`); read receipts stay
- * the app's call (`markRead`), as only the app knows what was shown.
+ * event (the marks wait a little longer: see `flush`). Envelopes are deleted on the server up to
+ * the last one acknowledged. Messages are marked delivered as Signal's delivery receipts are
+ * sent: by the receiving device, as soon as the app's handlers have the message (the sender's
+ * devices get a `receipt`); read receipts stay the app's call (`markRead`), as only the app knows
+ * what was shown.
  *
  * Each goes out as the account whose stream it was handled in: an ack deletes the envelopes, and
  * a mark moves the position, of whoever's token it carries, so after a sign-in the last account's

@@ -30,9 +30,10 @@ type Verdict = { retry: false } | { retry: true; afterMs?: number };
 /**
  * Whether sending the same request again may succeed: the outbox's sends, and the sync engine's
  * acknowledgements. Permanent answers fail the message; everything else is worth another try
- * with the same id: network failures (no answer: the request may or may not have arrived, which is exactly why
- * the id is reused), 5xx and SERVICE_UNAVAILABLE, TOO_MANY_REQUESTS after the server's wait, and
- * UNAUTHORIZED (signed out or a token hiccup: the message waits for a session rather than vanish).
+ * with the same id: network failures (no answer: the request may or may not have arrived, which
+ * is exactly why the id is reused), 5xx and SERVICE_UNAVAILABLE, TOO_MANY_REQUESTS after the
+ * server's wait, and UNAUTHORIZED (signed out or a token hiccup: the message waits for a session
+ * rather than vanish).
  */
 export function classifySendError(error: unknown): Verdict {
   if (!isMvpError(error)) return { retry: true };

@@ -136,7 +136,7 @@ export type MvpMessaging = {
      * than `after` (oldest first); `more` says whether that direction has more.
      */
     history(conversationId: string, options?: HistoryOptions): Promise<HistoryPage>;
-    /** My read position moves forward to `seq` (never back); the senders it passes get a receipt. */
+    /** My read position moves forward to `seq` (never back); senders it passes get a receipt. */
     markRead(conversationId: string, seq: number): Promise<Receipts>;
     markDelivered(conversationId: string, seq: number): Promise<Receipts>;
     /** The sender replaces the bytes; `editedAt` shows it. */

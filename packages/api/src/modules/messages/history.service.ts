@@ -88,7 +88,7 @@ async function unlessGone<T>(work: Promise<T>): Promise<T | undefined> {
 
 type MemberRow = Awaited<ReturnType<typeof requireMember>>['membership'];
 
-/** My membership, or throws: NOT_FOUND unless I am a member, BAD_REQUEST past the newest message. */
+/** My membership, or throws: NOT_FOUND if I am not a member, BAD_REQUEST past the newest seq. */
 async function checkMark(ctx: Context, me: string, input: MessageRef): Promise<MemberRow> {
   const { conversation, membership } = await requireMember(ctx, input.conversationId, me);
   if (input.seq > Number(conversation.last_seq))
