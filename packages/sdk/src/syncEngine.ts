@@ -137,17 +137,15 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     if (from === null) {
       for (const handler of snapshotHandlers) await handler(snapshot);
       if (gen !== generation) return;
-      noteDeliveredIn(snapshot); // sent with the envelopes' ack, next
       await deliverPendingEnvelopes(snapshot);
       if (gen !== generation) return;
       from = snapshot.cursor;
       await saveCursor(from);
-    } else {
-      // A mark waiting when the last run ended (closed, or signed out) was lost with it, and
-      // the events it was for are behind the stored cursor: the snapshot's newest stand in.
-      noteDeliveredIn(snapshot);
-      acks.flush();
     }
+    // The snapshot's newest messages reached this device. On a warm start they also stand in
+    // for a mark lost with the last run (closed, or signed out): its events are behind the cursor.
+    noteDeliveredIn(snapshot);
+    acks.flush();
     handled = from;
     queue = [];
     subscription = transport.subscribe(from, {

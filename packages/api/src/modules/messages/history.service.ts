@@ -129,13 +129,10 @@ async function applyMark(ctx: Context, me: string, membership: MemberRow, mark: 
 
 type Mark = MessageRef & { kind: 'delivered' | 'read'; shareRead: boolean };
 
-type Positions = {
-  joined_seq: number | string;
-  delivered_seq: number | string;
-  read_seq: number | string;
-  told_delivered_seq: number | string;
-  told_read_seq: number | string;
-};
+type Positions = Pick<
+  MemberRow,
+  'joined_seq' | 'delivered_seq' | 'read_seq' | 'told_delivered_seq' | 'told_read_seq'
+>;
 
 /**
  * Where a mark takes my positions, whether they move, and the seq ranges whose senders learn
