@@ -61,6 +61,8 @@ export type ServerConfig = {
   /** Where blobs go: S3 when set, else `<dataDir>/blobs`. */
   s3: S3BlobStoreOptions | undefined;
   messaging: ApiSettings['messaging'];
+  /** How often expired disappearing messages are looked for (one instance at a time). */
+  messageExpiryCheckMs: number;
   keys: ApiSettings['keys'];
   calls: ApiSettings['calls'];
   presence: {
@@ -159,6 +161,7 @@ export function configFromEnv(env: Env): ServerConfig {
       retentionDays: env.MVP_EVENT_RETENTION_DAYS,
       sendLimit: env.MVP_LIMIT_SEND_ACCOUNT,
     },
+    messageExpiryCheckMs: env.MVP_MESSAGE_EXPIRY_CHECK_MS,
     presence: {
       ttlSeconds: env.MVP_PRESENCE_TTL_SECONDS,
       throttleMs: env.MVP_PRESENCE_THROTTLE_MS,

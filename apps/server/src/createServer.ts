@@ -7,6 +7,7 @@ import {
   createPresenceTracker,
   POSTING_CHANGED_CHANNEL,
   runCallTimeoutsOnce,
+  runMessageExpiryOnce,
   runJobsOnce,
   SESSION_REVOKED_CHANNEL,
   type ApiSettings,
@@ -176,6 +177,13 @@ export async function createServer(
   );
   callTimeouts.unref();
 
+  // Disappearing messages go about when they expire, not a jobs interval later (one instance).
+  const messageExpiry = setInterval(
+    () => void runMessageExpiryOnce(infra.ports, settings),
+    config.messageExpiryCheckMs,
+  );
+  messageExpiry.unref();
+
   // Keeps this instance's users online in the shared store and expires those of dead instances.
   const presenceTicks = setInterval(
     () => {
@@ -192,6 +200,7 @@ export async function createServer(
       clearInterval(jobs);
       clearInterval(presenceTicks);
       clearInterval(callTimeouts);
+      clearInterval(messageExpiry);
       // Not awaited: an unreachable Redis must not hold up the bounded shutdown.
       stopRevocations().catch(() => undefined);
       stopPostingChanges().catch(() => undefined);

@@ -138,6 +138,8 @@ export const envSchema = {
   MVP_LOGIN_BACKOFF_MAX_SECONDS: int(1, 86_400).default(900),
   MVP_DELETE_INACTIVE_AFTER_DAYS: int(0, 36_500).default(0),
   MVP_JOBS_INTERVAL_SECONDS: int(1, 86_400).default(60),
+  // Disappearing messages are purged (and the removal sent) this soon after they expire.
+  MVP_MESSAGE_EXPIRY_CHECK_MS: int(100, 60_000).default(1000),
   // People (issue 4): avatars in a local folder under MVP_DATA_DIR, or S3 when a bucket is set.
   MVP_AVATAR_MAX_BYTES: int(1024, 20 * 1024 * 1024).default(2 * 1024 * 1024),
   MVP_S3_BUCKET: z.string().min(3).optional(),

@@ -27,7 +27,11 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
   // Moved forward by the disappearing-messages tests only (their own messages; see purgeAfter).
   let offsetMs = 0;
   beforeAll(async () => {
-    t = await startServer({}, { clock: { now: () => Date.now() + offsetMs } });
+    // The server's own expiry loop never runs here: it could purge while the clock is moved.
+    t = await startServer(
+      { messageExpiryCheckMs: 2 ** 31 - 1 },
+      { clock: { now: () => Date.now() + offsetMs } },
+    );
   });
   afterAll(() => t.stop());
 
@@ -984,5 +988,44 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await api(owner).conversations.delete.mutate({ id: room.id });
     expect((await fetch(`${t.server.url}${second.avatarUrl}`)).status).toBe(404);
     await annStream.close();
+  });
+});
+
+describe(`disappearing messages go on time, by the server's own loop (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({ messageExpiryCheckMs: 100 });
+  });
+  afterAll(() => t.stop());
+
+  it('a message with a one-second timer is removed about a second after it was sent', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const api = (a: Account) => clientWithToken(t, a.accessToken).api;
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    const kept = await sendText(t, bob, chat.id, 'sent before the timer');
+    const bobStream = await openStream(t, bob.accessToken);
+    const aliceStream = await openStream(t, alice.accessToken);
+    await api(alice).conversations.update.mutate({ id: chat.id, disappearSeconds: 1 });
+    const sent = await sendText(t, alice, chat.id, 'gone in a second');
+    const expiresAt = Date.parse(sent.expiresAt!);
+
+    for (const stream of [bobStream, aliceStream]) {
+      // Nobody runs the jobs here: only the loop can purge it, and well before a jobs interval.
+      const { event } = await stream.next('messages.removed', 10_000);
+      expect(event).toEqual({
+        type: 'messages.removed',
+        conversationId: chat.id,
+        seqs: [sent.seq],
+        reason: 'expired',
+      });
+    }
+    expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
+    const history = await api(bob).messages.history.query({ conversationId: chat.id });
+    expect(history.messages.map((m) => m.seq)).toEqual([kept.seq]);
+    await bobStream.close();
+    await aliceStream.close();
   });
 });

@@ -5,7 +5,7 @@ export { createContext } from './context';
 export { encodeFrame, share } from './sharedEvents';
 export { transformer } from './transformer';
 export type { ApiSettings, AuthSettings, Context, ContextInput } from './context';
-export { runCallTimeoutsOnce, runJobsOnce } from './jobs';
+export { runCallTimeoutsOnce, runJobsOnce, runMessageExpiryOnce } from './jobs';
 export { AVATAR_UPLOAD_LIMIT, setAvatar, spendAvatarUpload } from './modules/me/avatar.service';
 export type { AvatarImage } from './modules/me/avatar.service';
 export { setConversationAvatar } from './modules/conversations/avatar.service';

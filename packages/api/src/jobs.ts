@@ -93,18 +93,22 @@ export const JOBS = {
   reencryptPersonalData,
   deleteInactiveAccounts,
   pruneStreams,
-  purgeExpiredMessages,
 } as const;
 export type JobName = keyof typeof JOBS;
 
-/** Runs `job` under the KeyValue lock of `name` (null when another instance holds it). */
+/**
+ * Runs `job` under the KeyValue lock of `name` (null when another instance holds it). The lock
+ * outlives an instance that dies holding it by `lockMs`: a loop that runs every second passes a
+ * shorter one than the jobs, or a crash would stop it everywhere for ten minutes.
+ */
 async function runLocked(
   ports: Ports,
   settings: ApiSettings,
   name: string,
   job: (ctx: Context) => Promise<number>,
+  lockMs = 10 * 60 * 1000,
 ): Promise<number | null> {
-  const lock = await ports.kv.acquireLock(`job:${name}`, 10 * 60 * 1000);
+  const lock = await ports.kv.acquireLock(`job:${name}`, lockMs);
   if (!lock) return null;
   try {
     const ctx = await createContext(ports, settings, {
@@ -136,7 +140,19 @@ export async function runJobsOnce(
   return results;
 }
 
+/** A frequent loop's run is one batch (up to 500 rows): far shorter than this. */
+const FREQUENT_LOCK_MS = 60 * 1000;
+
 /** Ring and heartbeat timeouts need seconds, not the jobs interval: their own, faster loop. */
 export function runCallTimeoutsOnce(ports: Ports, settings: ApiSettings): Promise<number | null> {
-  return runLocked(ports, settings, 'expireCalls', expireCalls);
+  return runLocked(ports, settings, 'expireCalls', expireCalls, FREQUENT_LOCK_MS);
+}
+
+/**
+ * Disappearing messages must go when their timer says, as they do in Signal, not up to a jobs
+ * interval (a minute) later: their own loop, about every second. A run with nothing due is one
+ * indexed read (and the lock).
+ */
+export function runMessageExpiryOnce(ports: Ports, settings: ApiSettings): Promise<number | null> {
+  return runLocked(ports, settings, 'purgeExpiredMessages', purgeExpiredMessages, FREQUENT_LOCK_MS);
 }

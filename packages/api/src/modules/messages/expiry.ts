@@ -1,5 +1,4 @@
 import type { Context } from '../../context';
-import { listMembers } from '../conversations/conversations.repo';
 import { recordEvents, wake, type DurableEvent } from '../sync/events';
 
 const BATCH = 500;
@@ -35,7 +34,12 @@ export async function purgeExpiredMessages(ctx: Context): Promise<number> {
       // Members who saw the same seqs share one event.
       const bySeen = new Map<string, DurableEvent>();
       const eventOf = new Map<string, DurableEvent>();
-      for (const member of await listMembers(trx, conversationId)) {
+      const members = await trx
+        .selectFrom('conversation_members')
+        .select(['user_id', 'joined_seq'])
+        .where('conversation_id', '=', conversationId)
+        .execute();
+      for (const member of members) {
         const seen = seqs.filter((seq) => seq > Number(member.joined_seq));
         if (seen.length === 0) continue;
         const key = seen.join(',');
