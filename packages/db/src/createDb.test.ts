@@ -170,15 +170,15 @@ if (process.env.MVP_TEST_DATABASE_URL) {
     senderId: string,
     now: number,
     role = 'member',
+    postedBefore = Number.MAX_SAFE_INTEGER,
   ) =>
     sql<StreamSeq[]>`CALL mvp_send_message(
       ${conversationId}, ${randomUUID()}, ${senderId}, ${randomUUID()}, ${randomUUID()},
-      ${'text/plain'}, ${Buffer.from('opaque')}, ${null}, ${0}, ${now}, ${null}, ${role})`.execute(
-      db,
-    );
+      ${'text/plain'}, ${Buffer.from('opaque')}, ${null}, ${0}, ${now}, ${null}, ${role},
+      ${postedBefore})`.execute(db);
 
   describe('mvp_send_message (MySQL)', () => {
-    it("appends to every member's stream and moves only the sender's read position; a vanished conversation or a changed membership writes nothing", async () => {
+    it("appends to every member's stream and moves only the sender's read position; a vanished conversation, a changed membership or a slow-mode slot taken writes nothing", async () => {
       const db = createDb(url);
       const [alice, bob] = [randomUUID(), randomUUID()].sort();
       const conversationId = randomUUID();
@@ -287,6 +287,11 @@ if (process.env.MVP_TEST_DATABASE_URL) {
         );
         await expect(call(db, conversationId, randomUUID(), now + 4)).rejects.toThrow(
           'posting context changed',
+        );
+        // Slow mode: alice posted at now + 1, so a send that needs her last post at or before
+        // now is refused; at or before now + 1 it would pass.
+        await expect(call(db, conversationId, alice!, now + 5, 'member', now)).rejects.toThrow(
+          'slow mode',
         );
         const after = await db
           .selectFrom('user_streams')

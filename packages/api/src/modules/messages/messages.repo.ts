@@ -217,7 +217,9 @@ export function insertMessage(run: RunSync<DB>, row: MessageRow) {
 
 /**
  * My own message is delivered to and read by me; slow mode counts from it. Only while I am still a
- * member with the role the send was decided on: no row updated means that changed meanwhile.
+ * member with the role the send was decided on, and (slow mode's slot, taken by the write itself)
+ * my last post is at or before `postedBefore`: no row updated means one of those changed meanwhile
+ * (`stillPosting` tells which). Not in slow mode, `postedBefore` is `NO_SLOW_MODE`.
  */
 export const markPosted = prepared(
   (
@@ -227,35 +229,32 @@ export const markPosted = prepared(
     role: string,
     seq: number,
     now: number,
+    postedBefore: number,
   ) =>
     db
       .updateTable('conversation_members')
       .set({ delivered_seq: seq, read_seq: seq, last_post_at: now })
       .where('conversation_id', '=', conversationId)
       .where('user_id', '=', userId)
-      .where('role', '=', role),
+      .where('role', '=', role)
+      .where((eb) =>
+        eb.or([eb('last_post_at', 'is', null), eb('last_post_at', '<=', postedBefore)]),
+      ),
 );
 
-/**
- * Slow mode's slot: my last post moves to `now` only if it is older than `postedBefore` (or there
- * is none). One conditional update, so of two sends decided at once only one gets the slot.
- */
-export async function claimPostSlot(
-  db: Kysely<DB>,
-  conversationId: string,
-  userId: string,
-  now: number,
-  postedBefore: number,
-): Promise<boolean> {
-  const result = await db
-    .updateTable('conversation_members')
-    .set({ last_post_at: now })
-    .where('conversation_id', '=', conversationId)
-    .where('user_id', '=', userId)
-    .where((eb) => eb.or([eb('last_post_at', 'is', null), eb('last_post_at', '<=', postedBefore)]))
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
-}
+/** `markPosted`'s `postedBefore` for a send slow mode does not space out. */
+export const NO_SLOW_MODE = Number.MAX_SAFE_INTEGER;
+
+/** After `markPosted` updated nothing: whether I am still a member with that role. */
+export const stillPosting = prepared(
+  (db: Kysely<DB>, conversationId: string, userId: string, role: string) =>
+    db
+      .selectFrom('conversation_members')
+      .select('role')
+      .where('conversation_id', '=', conversationId)
+      .where('user_id', '=', userId)
+      .where('role', '=', role),
+);
 
 export function findMessage(db: Db, conversationId: string, seq: number) {
   return db

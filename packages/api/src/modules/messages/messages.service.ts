@@ -33,7 +33,7 @@ type StreamSeq = { seq: number; user_id: string; last_seq: number };
 
 /**
  * The write found the sender no longer a member with the role the send was decided on: decide
- * again on a fresh read. mvp_send_message (migration T0800) refuses with this message.
+ * again on a fresh read. mvp_send_message (migrations T0800, 2026-11-25T0200) refuses with this.
  */
 const POSTING_CHANGED = 'posting context changed';
 class PostingChanged extends Error {
@@ -42,17 +42,29 @@ class PostingChanged extends Error {
   }
 }
 
+/** The write found my slow-mode slot taken by a send decided at the same time. */
+const SLOW_MODE = 'slow mode';
+class SlowModeTaken extends Error {
+  constructor() {
+    super(SLOW_MODE);
+  }
+}
+
+/** What a send's write is told besides the row: see `markPosted`. */
+type PostAs = { role: string; postedBefore: number };
+
 /**
  * The send's transaction, in process (SQLite): the conversation's next seq, bumped under its
  * row lock (held to commit, so seqs are gapless and in commit order), the message row, my own
  * read position and slow-mode clock (only while my membership and role are what the send was
- * decided on), then `message.new` on every member's stream, the members read under that lock.
- * mvp_send_message (migrations T0700, T0800) does the same on MySQL.
+ * decided on, and in slow mode only if my slot is still free), then `message.new` on every
+ * member's stream, the members read under that lock. mvp_send_message (migrations T0700, T0800,
+ * 2026-11-25T0200) does the same on MySQL.
  */
 async function writeInProcess(
   db: Kysely<DB>,
   fresh: NewMessage,
-  role: string,
+  { role, postedBefore }: PostAs,
   writes: StreamWrites,
 ): Promise<TMessage> {
   return syncTransaction(db, (run) => {
@@ -67,8 +79,12 @@ async function writeInProcess(
       role,
       row.seq,
       row.created_at,
+      postedBefore,
     );
-    if (!posted.numAffectedRows) throw new PostingChanged();
+    if (!posted.numAffectedRows) {
+      const member = run(repo.stillPosting, row.conversation_id, row.sender_id, role);
+      throw member.rows.length > 0 ? new SlowModeTaken() : new PostingChanged();
+    }
     const message = repo.toMessage(row);
     recordForMembers(
       run,
@@ -83,24 +99,25 @@ async function writeInProcess(
 
 /**
  * The same transaction on MySQL, as one call of the stored procedure mvp_send_message
- * (migrations T0700, T0800): one round trip instead of nine, which is most of a send's cost
- * there. It answers the seq and each member's new stream seq.
+ * (migrations T0700, T0800, 2026-11-25T0200): one round trip instead of nine, which is most of a
+ * send's cost there. It answers the seq and each member's new stream seq.
  */
 async function writeByProcedure(
   db: Kysely<DB>,
   fresh: NewMessage,
-  role: string,
+  { role, postedBefore }: PostAs,
   writes: StreamWrites,
 ): Promise<TMessage> {
   let result;
   try {
     result = await sql<
       StreamSeq[]
-    >`CALL mvp_send_message(${fresh.conversation_id}, ${fresh.id}, ${fresh.sender_id}, ${fresh.sender_device_id}, ${fresh.client_message_id}, ${fresh.content_type}, ${fresh.ciphertext}, ${fresh.reply_to_seq}, ${fresh.forwarded}, ${fresh.created_at}, ${fresh.expires_at}, ${role})`.execute(
+    >`CALL mvp_send_message(${fresh.conversation_id}, ${fresh.id}, ${fresh.sender_id}, ${fresh.sender_device_id}, ${fresh.client_message_id}, ${fresh.content_type}, ${fresh.ciphertext}, ${fresh.reply_to_seq}, ${fresh.forwarded}, ${fresh.created_at}, ${fresh.expires_at}, ${role}, ${postedBefore})`.execute(
       db,
     );
   } catch (err) {
     if (err instanceof Error && err.message === POSTING_CHANGED) throw new PostingChanged();
+    if (err instanceof Error && err.message === SLOW_MODE) throw new SlowModeTaken();
     throw err;
   }
   // A CALL answers its result set, then the procedure's own status.
@@ -176,33 +193,11 @@ async function decide(
     throw refusal;
   }
   if (slowedDown(posting)) {
-    // A resend answers the first message; it must not take the next slot. A lost claim is
-    // refused as it is: the resend was looked for just above.
+    // A resend answers the first message; it must not take the next slot.
     const resent = await storedBefore(ctx, me, input);
     if (resent) return { resent };
-    await claimSlowModeSlot(ctx, input.conversationId, me, posting);
   }
   return { posting, bytes };
-}
-
-/**
- * In slow mode the check above read my last post before the write: two sends decided at once
- * would both pass it. The slot is therefore taken first, atomically; a loser lost it to a send
- * decided just now, so it waits the whole interval. (A send that then fails leaves the slot
- * taken: the member waits once for nothing. So does the rare resend racing its own first copy.)
- */
-async function claimSlowModeSlot(
-  ctx: Context,
-  conversationId: string,
-  me: string,
-  posting: Posting,
-): Promise<void> {
-  const slowMs = posting.slowModeSeconds * 1000;
-  const now = ctx.ports.clock.now();
-  if (await repo.claimPostSlot(ctx.ports.db, conversationId, me, now, now - slowMs)) return;
-  throw new AppError('TOO_MANY_REQUESTS', 'Slow mode: wait before sending again', {
-    retryAfterMs: slowMs,
-  });
 }
 
 /**
@@ -258,6 +253,14 @@ async function store(
     deleted_at: null,
     expires_at: timer > 0 ? now + timer * 1000 : null,
   };
+  // In slow mode the check in `decide` read my last post before the write: two sends decided at
+  // once would both pass it. The write itself takes the slot (its row update is conditional on my
+  // last post), so only one of them is stored, and a send that fails takes no slot.
+  const slowMs = posting.slowModeSeconds * 1000;
+  const postAs: PostAs = {
+    role: posting.role,
+    postedBefore: slowedDown(posting) ? now - slowMs : repo.NO_SLOW_MODE,
+  };
   const write = ctx.ports.dialect === 'mysql' ? writeByProcedure : writeInProcess;
   let writes = new StreamWrites();
   let message: TMessage;
@@ -266,7 +269,7 @@ async function store(
     // database may still pick one as a deadlock victim: that one is simply written again.
     for (let attempt = 1; ; attempt++) {
       try {
-        message = await write(db, fresh, posting.role, writes);
+        message = await write(db, fresh, postAs, writes);
         break;
       } catch (err) {
         if (!isDeadlock(err) || attempt === 3) throw err;
@@ -274,6 +277,11 @@ async function store(
       }
     }
   } catch (err) {
+    // The slot went to a send decided just now: wait the whole interval from it.
+    if (err instanceof SlowModeTaken)
+      throw new AppError('TOO_MANY_REQUESTS', 'Slow mode: wait before sending again', {
+        retryAfterMs: slowMs,
+      });
     // A resend, or the same client message id racing itself: the first one is the answer.
     if (!isUniqueViolation(err)) throw err;
     const first = await storedBefore(ctx, sender.userId, input);
