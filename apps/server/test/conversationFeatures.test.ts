@@ -957,6 +957,55 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect(bad.status).toBe(400);
   });
 
+  it('the REST shim: a POST without a body is its path; broken JSON is a 400; no coercion leaks into tRPC', async () => {
+    const { owner, ann, room } = await team();
+    const joiner = await registerUser(t);
+    const post = (a: Account, path: string, body?: string) =>
+      fetch(`${t.server.url}/api/v1${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${a.accessToken}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body }),
+      });
+    const { code } = await api(owner).conversations.createInvite.mutate({ id: room.id });
+    const joined = await post(joiner, `/invites/${code}/join`);
+    expect(joined.status).toBe(200);
+    expect(
+      (await api(joiner).conversations.members.query({ id: room.id })).members.map((m) => m.userId),
+    ).toContain(joiner.userId);
+
+    const sent = await send(ann, room.id, 'one');
+    const broken = await post(ann, `/conversations/${room.id}/messages`, '{"clientMessageId":');
+    expect(broken.status).toBe(400);
+    // A number as a string in a JSON body is refused: JSON has numbers.
+    const stringSeq = await post(
+      ann,
+      `/conversations/${room.id}/read`,
+      JSON.stringify({ seq: String(sent.seq) }),
+    );
+    expect(stringSeq.status).toBe(400);
+    expect((await api(ann).conversations.get.query({ id: room.id })).lastSeq).toBe(sent.seq);
+
+    // A query string's numbers are read as numbers, for that request only: the shared schemas
+    // must not start coercing tRPC's input too.
+    const page = await fetch(
+      `${t.server.url}/api/v1/conversations/${room.id}/messages?before=${sent.seq + 1}&limit=10`,
+      { headers: { authorization: `Bearer ${ann.accessToken}` } },
+    );
+    expect(page.status).toBe(200);
+    expect(((await page.json()) as RestBody).messages).toHaveLength(1);
+    const asText = (n: number) => String(n) as unknown as number;
+    expect(
+      await codeOf(
+        api(ann).messages.history.query({ conversationId: room.id, before: asText(sent.seq + 1) }),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect(
+      await codeOf(
+        api(joiner).messages.markRead.mutate({ conversationId: room.id, seq: asText(1) }),
+      ),
+    ).toBe('BAD_REQUEST');
+  });
+
   it('a group picture: admins upload it (bytes over REST), members see it, it goes with the group', async () => {
     const { owner, ann, room } = await team();
     const upload = (who: Account, body: Uint8Array) =>
