@@ -167,7 +167,9 @@ export const envSchema = {
   MVP_TURN_SECRET: z.string().min(16, 'at least 16 characters').optional(),
   MVP_TURN_TTL_SECONDS: int(60, 86_400).default(3600),
   MVP_CALL_RING_TIMEOUT_SECONDS: int(5, 600).default(60),
-  MVP_CALL_HEARTBEAT_TIMEOUT_SECONDS: int(10, 3600).default(75),
+  // Clients beat every 30 s (the SDK's heartbeatMs): under two beats, every answered call would
+  // end as soon as one beat came a little late, or at once.
+  MVP_CALL_HEARTBEAT_TIMEOUT_SECONDS: int(60, 3600).default(75),
   MVP_CALL_PAYLOAD_MAX_BYTES: int(1024, 1024 * 1024).default(32 * 1024),
   MVP_LIMIT_CALL_START_ACCOUNT: limit.default({ points: 30, durationSeconds: 60 }),
   MVP_LIMIT_CALL_SIGNAL: limit.default({ points: 300, durationSeconds: 60 }),

@@ -52,6 +52,16 @@ describe('TURN credentials and ICE configuration', () => {
     );
   });
 
+  it("refuses a heartbeat timeout shorter than two of the clients' 30 s beats", () => {
+    expect(() => parseEnv({ MVP_CALL_HEARTBEAT_TIMEOUT_SECONDS: '30' })).toThrow(
+      /MVP_CALL_HEARTBEAT_TIMEOUT_SECONDS/,
+    );
+    expect(
+      configFromEnv(parseEnv({ MVP_CALL_HEARTBEAT_TIMEOUT_SECONDS: '60' })).calls
+        .heartbeatTimeoutMs,
+    ).toBe(60_000);
+  });
+
   it('reads the ICE servers limit from the environment, and refuses a malformed one', () => {
     expect(configFromEnv(parseEnv({ MVP_LIMIT_CALL_ICE_ACCOUNT: '5/120' })).calls.iceLimit).toEqual(
       { points: 5, durationSeconds: 120 },
@@ -256,6 +266,29 @@ describe(`call sessions (${backendLabel})`, () => {
       ),
     ).toBe('CONFLICT');
     expect((await api(bob.accessToken).calls.get.query({ id: second.id })).state).toBe('missed');
+  });
+
+  it('a cancel that crosses the answer hangs the answered call up: nobody is left connecting', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const bobStream = await openStream(t, bob.accessToken);
+    const crossed = await call(alice, bob, [await deviceOf(bob.accessToken)]);
+    // Bob's answer lands first; Alice's cancel was sent before she heard of it.
+    await api(bob.accessToken).calls.accept.mutate({ callId: crossed.id, answer: b64('a') });
+    const cancelled = await api(alice.accessToken).calls.cancel.mutate({ callId: crossed.id });
+    expect(cancelled).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
+    expect((await bobStream.next('call.ended')).event.call).toMatchObject({
+      id: crossed.id,
+      state: 'ended',
+      endReason: 'user_hangup',
+    });
+    // The callee's other devices stay as they were: a decline crossing an answer is refused.
+    const again = await call(alice, bob, [await deviceOf(bob.accessToken)]);
+    await api(bob.accessToken).calls.accept.mutate({ callId: again.id, answer: b64('a') });
+    expect(await codeOf(api(bob.accessToken).calls.reject.mutate({ callId: again.id }))).toBe(
+      'CONFLICT',
+    );
+    expect((await api(alice.accessToken).calls.get.query({ id: again.id })).state).toBe('accepted');
+    await bobStream.close();
   });
 
   it("hangup takes only reasons a participant can know: the server's findings are refused", async () => {

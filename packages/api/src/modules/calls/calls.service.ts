@@ -1,10 +1,10 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { TCall, TCallEndReason, TCallState, THangupReason, TSyncEvent } from '@mvp/contracts';
-import { prepared, type CallsTable, type DB } from '@mvp/db';
+import { isDeadlock, prepared, type CallsTable, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
-import { recordDeviceEvent, recordEvents, StreamWrites } from '../sync/events';
+import { recordEach, recordEvents, StreamWrites } from '../sync/events';
 import { iceServersFor } from './iceServers';
 
 export type CallRow = Selectable<CallsTable>;
@@ -136,8 +136,7 @@ export async function acceptCall(
   if (row.callee_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
   assertPayload(ctx, [input.answer]);
   const now = ctx.ports.clock.now();
-  const writes = new StreamWrites();
-  const accepted = await ctx.ports.db.transaction().execute(async (trx) => {
+  const answer = async (trx: Transaction<DB>, writes: StreamWrites) => {
     const result = await trx
       .updateTable('calls')
       .set({
@@ -151,24 +150,42 @@ export async function acceptCall(
       .where('state', '=', 'ringing')
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) !== 1) return false;
-    await recordDeviceEvent(
+    // Both streams in one append (one lock order with every other writer).
+    await recordEach(
       trx,
-      { userId: row.caller_id, deviceId: row.caller_device_id },
-      { type: 'call.accepted', callId: row.id, deviceId: device.deviceId, answer: input.answer },
-      now,
-      writes,
-    );
-    await recordEvents(
-      trx,
-      [row.callee_id],
-      { type: 'call.answered_elsewhere', callId: row.id, deviceId: device.deviceId },
+      [
+        {
+          userId: row.caller_id,
+          deviceId: row.caller_device_id,
+          event: {
+            type: 'call.accepted',
+            callId: row.id,
+            deviceId: device.deviceId,
+            answer: input.answer,
+          },
+        },
+        {
+          userId: row.callee_id,
+          event: { type: 'call.answered_elsewhere', callId: row.id, deviceId: device.deviceId },
+        },
+      ],
       now,
       writes,
     );
     return true;
-  });
-  if (!accepted) throw new AppError('CONFLICT', 'This call is no longer ringing');
-  await writes.wake(ctx.ports);
+  };
+  // A send or another call's start locking the same streams may still deadlock: answered again.
+  for (let attempt = 1; ; attempt++) {
+    const writes = new StreamWrites();
+    try {
+      const accepted = await ctx.ports.db.transaction().execute((trx) => answer(trx, writes));
+      if (!accepted) throw new AppError('CONFLICT', 'This call is no longer ringing');
+      await writes.wake(ctx.ports);
+      break;
+    } catch (err) {
+      if (!isDeadlock(err) || attempt === 3) throw err;
+    }
+  }
   // The conditional update took it from ringing, so the row is what it wrote.
   const answered = {
     ...row,
@@ -188,11 +205,23 @@ export async function rejectCall(ctx: Context, device: Device, callId: string): 
   return toCall(await finish(ctx, row, ['ringing'], 'rejected', 'user_declined'), device.userId);
 }
 
-/** The caller gives up before an answer: a missed call for the callee. */
+/**
+ * The caller gives up before an answer: a missed call for the callee. An answer that got in
+ * first (the two crossed, or the caller's screen was behind) is hung up instead: the caller has
+ * gone either way, and the callee must not sit connecting to nobody until the heartbeats time
+ * out.
+ */
 export async function cancelCall(ctx: Context, device: Device, callId: string): Promise<TCall> {
   const row = await myCall(ctx, device.userId, callId);
   if (row.caller_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
-  return toCall(await finish(ctx, row, ['ringing'], 'missed', 'user_hangup'), device.userId);
+  try {
+    return toCall(await finish(ctx, row, ['ringing'], 'missed', 'user_hangup'), device.userId);
+  } catch (err) {
+    if (!(err instanceof AppError) || err.appCode !== 'CONFLICT') throw err;
+    const answered = await findCall(ctx, callId);
+    if (answered?.state !== 'accepted') throw err;
+    return toCall(await finish(ctx, answered, ['accepted'], 'ended', 'user_hangup'), device.userId);
+  }
 }
 
 /**

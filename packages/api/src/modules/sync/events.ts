@@ -155,9 +155,35 @@ export async function recordDeviceEvent(
   now: number,
   writes?: StreamWrites,
 ): Promise<void> {
-  const seqs = await appendEvents(trx, [{ ...device, event: storedOf(event) }], now);
-  const seq = seqs.get(device.userId);
-  if (seq !== undefined) writes?.add(device.userId, { seq, deviceId: device.deviceId, event });
+  await recordEach(trx, [{ ...device, event }], now, writes);
+}
+
+/**
+ * Different events for different users (or one device of theirs) in one append, so their streams
+ * are locked in the one (user id) order every writer takes them in: two appends one after the
+ * other lock in the order of the calls, and deadlock with a writer taking the same streams
+ * sorted. A user's entries take consecutive seqs in the order given.
+ */
+export async function recordEach(
+  trx: Transaction<DB>,
+  entries: { userId: string; deviceId?: string; event: DurableEvent }[],
+  now: number,
+  writes?: StreamWrites,
+): Promise<void> {
+  const stored = entries.map(({ event, ...to }) => ({ ...to, event: storedOf(event) }));
+  const last = await appendEvents(trx, stored, now);
+  // Each user's entries end at their last seq: numbered back from it, then added in order.
+  const seqs: (number | undefined)[] = [];
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const { userId } = entries[i]!;
+    const seq = last.get(userId);
+    seqs[i] = seq;
+    if (seq !== undefined) last.set(userId, seq - 1);
+  }
+  entries.forEach(({ userId, deviceId, event }, i) => {
+    const seq = seqs[i];
+    if (seq !== undefined) writes?.add(userId, { seq, ...(deviceId ? { deviceId } : {}), event });
+  });
 }
 
 /** Tells the users' subscriptions (on every instance) that their streams grew. */
