@@ -281,12 +281,16 @@ describe(`call sessions (${backendLabel})`, () => {
       state: 'ended',
       endReason: 'user_hangup',
     });
-    // The callee's other devices stay as they were: a decline crossing an answer is refused.
-    const again = await call(alice, bob, [await deviceOf(bob.accessToken)]);
+    // A decline or a hangup from a device not in the answered call (Bob's laptop rang too) is
+    // refused, and the call goes on.
+    const bobLaptop = await secondDevice(bob);
+    const again = await call(alice, bob, [
+      await deviceOf(bob.accessToken),
+      await deviceOf(bobLaptop),
+    ]);
     await api(bob.accessToken).calls.accept.mutate({ callId: again.id, answer: b64('a') });
-    expect(await codeOf(api(bob.accessToken).calls.reject.mutate({ callId: again.id }))).toBe(
-      'CONFLICT',
-    );
+    expect(await codeOf(api(bobLaptop).calls.reject.mutate({ callId: again.id }))).toBe('CONFLICT');
+    expect(await codeOf(api(bobLaptop).calls.hangup.mutate({ callId: again.id }))).toBe('CONFLICT');
     expect((await api(alice.accessToken).calls.get.query({ id: again.id })).state).toBe('accepted');
     await bobStream.close();
   });

@@ -482,6 +482,42 @@ describe('CallManager', () => {
     await call.hangup();
   });
 
+  it('a device that fails to answer, or closes while ringing, ends there only: the caller and my other devices go on', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    const bobPhone = w.device('bob', 'bob-phone');
+    // The tablet cannot seal its answer (say its session with Alice's phone is broken).
+    const bobTablet = w.device('bob', 'bob-tablet', {
+      crypto: (own) => ({
+        ...own,
+        encrypt: () => Promise.reject(new Error('no session with that device')),
+      }),
+    });
+    const bobLaptop = w.device('bob', 'bob-laptop');
+    const call = await alice.calls.start('bob');
+    const everyone = () => [bobPhone, bobTablet, bobLaptop].every((d) => !!d.ringing());
+    await waitFor(everyone, 'three devices ringing');
+
+    const error = await bobTablet
+      .ringing()!
+      .accept()
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect(bobTablet.ringing()!.state).toBe('ended');
+    expect(bobTablet.ringing()!.endReason).toBe('failed');
+    await bobLaptop.calls.close();
+    expect(bobLaptop.ringing()!.state).toBe('ended');
+    // Nothing went to the server: the call still rings.
+    expect(w.server.log.some(({ event }) => event.type === 'call.ended')).toBe(false);
+    expect(call.state).toBe('dialing');
+    expect(bobPhone.ringing()!.state).toBe('ringing');
+
+    await bobPhone.ringing()!.accept();
+    await waitFor(() => call.state === 'connected', 'connected on the phone');
+    await call.hangup();
+  });
+
   it('a camera that fails on accept leaves the call ringing, to try again or decline', async () => {
     const w = setup();
     cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));

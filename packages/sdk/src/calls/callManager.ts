@@ -67,7 +67,10 @@ export type MvpCalls = {
   /** My calls (direction, media, outcome, duration), newest first. */
   history(options?: { before?: string; limit?: number }): Promise<CallHistoryPage>;
   get(callId: string): Promise<ServerCall>;
-  /** Hangs up the live call and stops listening. */
+  /**
+   * Hangs up the live call and stops listening. A call ringing here only stops ringing here: my
+   * other devices go on ringing.
+   */
   close(): Promise<void>;
 };
 
@@ -330,6 +333,8 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
       subscription = undefined;
       snapshotSubscription?.unsubscribe();
       snapshotSubscription = undefined;
+      // A call ringing here stops ringing here only: it may still be answered on another device.
+      for (const session of sessions.values()) session.dismiss();
       await live()
         ?.hangup()
         .catch(() => undefined);

@@ -92,6 +92,11 @@ export type CallSession = {
   onAnsweredElsewhere(): void;
   onEnded(call: ServerCall): void;
   onSignal(fromDeviceId: string, kind: CallSignalKind, ciphertext: string): void;
+  /**
+   * This device stops ringing and tells nobody (the manager is closing): the call goes on ringing
+   * on my other devices. A decline would end it on all of them.
+   */
+  dismiss(): void;
 };
 
 /** How the server's final record reads from this device. */
@@ -297,6 +302,9 @@ export function createCallSession(
     accepting = true;
     setState('connecting');
     let stream: MediaStream | null = null;
+    // Until the answer is sent the server knows nothing of this attempt: a failure here is this
+    // device's alone, and must not decline the call on the others (or for the caller).
+    let answerSent = false;
     try {
       const ice = await transport.iceServers();
       stream = await acquire(options.video ?? init.media === 'video');
@@ -309,6 +317,7 @@ export function createCallSession(
       const answer = await peer.answer(init.offer!);
       const sealed = await seal({ description: answer }, caller);
       if (ended()) return;
+      answerSent = true;
       await transport.accept({ callId: id, answer: sealed });
     } catch (error) {
       stopTracks(stream);
@@ -331,7 +340,11 @@ export function createCallSession(
         throw error;
       }
       if (elsewhere) return end('answered_elsewhere');
-      await hangupWith('user_hangup', 'failed').catch(() => undefined);
+      // Sent, but the answer to it was lost: hang up only a call this device may have answered.
+      const now = answerSent ? await transport.get(id).catch(() => null) : null;
+      if (now?.state === 'accepted')
+        await hangupWith('user_hangup', 'failed').catch(() => undefined);
+      else end('failed');
       throw error;
     }
     if (!ended()) answered();
@@ -448,6 +461,9 @@ export function createCallSession(
       end(endReasonOf(serverCall));
     },
     onSignal,
+    dismiss() {
+      if (incoming && state === 'ringing') end('missed');
+    },
   };
   return session;
 }

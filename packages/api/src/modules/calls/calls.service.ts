@@ -53,6 +53,10 @@ export async function myCall(ctx: Context, me: string, id: string): Promise<Call
   return row;
 }
 
+/** Whether `device` is one of the two devices of an answered call. */
+const inCall = (row: CallRow, device: Device) =>
+  device.deviceId === row.caller_device_id || device.deviceId === row.callee_device_id;
+
 export function assertPayload(ctx: Context, ciphertexts: string[]): void {
   const max = ctx.settings.calls.maxPayloadBytes;
   if (ciphertexts.some((c) => Buffer.from(c, 'base64').length > max))
@@ -219,7 +223,7 @@ export async function cancelCall(ctx: Context, device: Device, callId: string): 
   } catch (err) {
     if (!(err instanceof AppError) || err.appCode !== 'CONFLICT') throw err;
     const answered = await findCall(ctx, callId);
-    if (answered?.state !== 'accepted') throw err;
+    if (answered?.state !== 'accepted' || !inCall(answered, device)) throw err;
     return toCall(await finish(ctx, answered, ['accepted'], 'ended', 'user_hangup'), device.userId);
   }
 }
@@ -239,6 +243,9 @@ export async function hangup(
       ? cancelCall(ctx, device, row.id)
       : rejectCall(ctx, device, row.id);
   }
+  // My other devices stopped ringing when it was answered: they are not in the call.
+  if (row.state === 'accepted' && !inCall(row, device))
+    throw new AppError('CONFLICT', 'This call was answered on another device');
   const failed = input.reason === 'ice_failed' || input.reason === 'user_media_failed';
   const ended = await finish(ctx, row, ['accepted'], failed ? 'failed' : 'ended', input.reason);
   return toCall(ended, device.userId);
