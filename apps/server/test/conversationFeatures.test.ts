@@ -258,6 +258,34 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     );
   });
 
+  it('invites: a member an admin removed cannot rejoin until an admin adds them back; one who left can', async () => {
+    const { owner, ann, ben, room } = await team();
+    const { code } = await api(owner).conversations.createInvite.mutate({ id: room.id });
+    await api(owner).conversations.removeMember.mutate({ id: room.id, userId: ann.userId });
+    expect(await codeOf(api(ann).conversations.join.mutate({ code }))).toBe('FORBIDDEN');
+    expect(await codeOf(api(ann).conversations.get.query({ id: room.id }))).toBe('NOT_FOUND');
+    await api(ben).conversations.leave.mutate({ id: room.id });
+    expect((await api(ben).conversations.join.mutate({ code })).myRole).toBe('member');
+    // Added back by an admin: the ban is gone, so a later leave and rejoin by link works.
+    await api(owner).conversations.addMembers.mutate({ id: room.id, userIds: [ann.userId] });
+    await api(ann).conversations.leave.mutate({ id: room.id });
+    expect((await api(ann).conversations.join.mutate({ code })).myRole).toBe('member');
+  });
+
+  // A race of MySQL's connection pool (the embedded database runs the two joins one after the
+  // other): both passed the membership check before either was a member.
+  it('invites: two joins of mine at once spend one use', async () => {
+    const { owner, room } = await team();
+    const invite = await api(owner).conversations.createInvite.mutate({ id: room.id, maxUses: 2 });
+    const [cy, dan] = [await registerUser(t), await registerUser(t)];
+    const both = await Promise.all([
+      api(cy).conversations.join.mutate({ code: invite.code }),
+      api(cy).conversations.join.mutate({ code: invite.code }),
+    ]);
+    expect(both.map((c) => c.id)).toEqual([room.id, room.id]);
+    expect((await api(dan).conversations.join.mutate({ code: invite.code })).memberCount).toBe(5);
+  });
+
   it('slow mode spaces out members (admins exempt) and answers the wait', async () => {
     const { owner, ann, room } = await team();
     expect(

@@ -14,6 +14,7 @@ export type {
   DeviceKeysTable,
   DevicesTable,
   InvitesTable,
+  ConversationBansTable,
   MessageHiddenTable,
   RefreshTokensTable,
   MessagesTable,

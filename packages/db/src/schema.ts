@@ -174,6 +174,14 @@ export type InvitesTable = {
   revoked_at: number | null;
 };
 
+/** Removed by an admin: may not rejoin by invite until an admin adds them back. */
+export type ConversationBansTable = {
+  conversation_id: string;
+  user_id: string;
+  banned_by: string;
+  banned_at: number;
+};
+
 export type DeviceKeysTable = {
   device_id: string;
   user_id: string;
@@ -239,6 +247,7 @@ export type DB = {
   reactions: ReactionsTable;
   pins: PinsTable;
   invites: InvitesTable;
+  conversation_bans: ConversationBansTable;
   device_keys: DeviceKeysTable;
   one_time_prekeys: OneTimePrekeysTable;
   verifications: VerificationsTable;

@@ -12,6 +12,7 @@ import * as callHeartbeatsPerSide from './2026-11-24T0900-call-heartbeats-per-si
 import * as reactionEmojiBytes from './2026-11-25T0000-reaction-emoji-bytes';
 import * as receiptsTold from './2026-11-25T0100-receipts-told';
 import * as sendProcedureSlowMode from './2026-11-25T0200-send-procedure-slow-mode';
+import * as conversationBans from './2026-11-25T0300-conversation-bans';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -31,4 +32,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-25T0000-reaction-emoji-bytes': reactionEmojiBytes,
   '2026-11-25T0100-receipts-told': receiptsTold,
   '2026-11-25T0200-send-procedure-slow-mode': sendProcedureSlowMode,
+  '2026-11-25T0300-conversation-bans': conversationBans,
 };

@@ -179,7 +179,14 @@ export async function addMembers(
     throw new AppError('BAD_REQUEST', 'Direct conversations have two members');
   if (!ADMINS.includes(membership.role)) throw new AppError('FORBIDDEN', 'Only admins add members');
   await assertAddable(ctx, me, [...new Set(userIds)]);
-  const added = await admitMembers(ctx, conversationId, userIds);
+  // An admin adding someone back lifts the ban their removal put on rejoining by invite.
+  const added = await admitMembers(ctx, conversationId, userIds, async (trx) => {
+    await trx
+      .deleteFrom('conversation_bans')
+      .where('conversation_id', '=', conversationId)
+      .where('user_id', 'in', userIds)
+      .execute();
+  });
   if (added.length === 0) return repo.toConversation(conversation, membership);
   return describe(ctx, conversationId, me);
 }
@@ -455,6 +462,12 @@ export async function removeMember(
       .where('user_id', '=', userId)
       .executeTakeFirst();
     if (Number(removed.numDeletedRows) === 0) throw new AppError('NOT_FOUND', 'No such member');
+    // Removed, not left: an invite no longer lets them back in (see invites.service.ts).
+    if (!leaving)
+      await trx
+        .insertInto('conversation_bans')
+        .values({ conversation_id: conversationId, user_id: userId, banned_by: me, banned_at: now })
+        .execute();
     const others = await repo.memberIds(trx, conversationId);
     await recordEvents(
       trx,

@@ -113,7 +113,8 @@ export async function previewInvite(ctx: Context, me: string, code: string) {
 /**
  * Joins by code. The use is spent inside the joining transaction with a conditional update, so
  * concurrent joins never exceed `maxUses`. Joining again answers the conversation, spending
- * nothing.
+ * nothing (also when two of my joins race: the second finds me a member under the lock). A
+ * member an admin removed may not rejoin this way until an admin adds them back.
  */
 export async function joinByInvite(ctx: Context, me: string, code: string) {
   const row = await findInvite(ctx, me, code);
@@ -122,6 +123,15 @@ export async function joinByInvite(ctx: Context, me: string, code: string) {
     return getConversation(ctx, conversationId, me);
   if (!usable(row, ctx.ports.clock.now())) throw new AppError('NOT_FOUND', GONE);
   await admitMembers(ctx, conversationId, [me], async (trx) => {
+    if (await repo.findMembership(trx, conversationId, me)) return;
+    const banned = await trx
+      .selectFrom('conversation_bans')
+      .select('user_id')
+      .where('conversation_id', '=', conversationId)
+      .where('user_id', '=', me)
+      .executeTakeFirst();
+    if (banned)
+      throw new AppError('FORBIDDEN', 'An admin removed you; only an admin can add you back');
     const now = ctx.ports.clock.now();
     const spent = await trx
       .updateTable('invites')
