@@ -154,7 +154,9 @@ export const envSchema = {
   // Messaging (issue 5).
   MVP_MESSAGE_MAX_BYTES: int(1024, 1024 * 1024).default(64 * 1024),
   MVP_GROUP_MEMBER_CAP: int(2, 100_000).default(1000),
-  MVP_DEVICE_QUEUE_CAP: int(10, 1_000_000).default(5000),
+  // At most what a cold start's snapshot hands a device at once (sync.service.ts): a queue longer
+  // than that would leave the rest behind the snapshot's cursor, never delivered.
+  MVP_DEVICE_QUEUE_CAP: int(10, 5000).default(5000),
   MVP_EVENT_RETENTION_DAYS: int(1, 3650).default(30),
   MVP_LIMIT_SEND_ACCOUNT: limit.default({ points: 600, durationSeconds: 60 }),
   // Keys (issue 6).

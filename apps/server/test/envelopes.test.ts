@@ -108,6 +108,16 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
     expect(
       queued.events.map((e) => e.event.type === 'envelope' && e.event.envelope.ciphertext),
     ).toEqual([b64('1'), b64('2'), b64('3')]);
+    // One full device does not hold back the others' envelopes (a key share to a group).
+    const carolStart0 = (await api(carol.accessToken).sync.snapshot.query()).cursor;
+    const mixed = await send(envelope(bob, bobPhone, '5'), envelope(carol, carolPhone, 'to carol'));
+    expect(mixed.full).toEqual([bobPhone]);
+    expect(mixed.ids).toHaveLength(2);
+    const toCarol = await api(carol.accessToken).sync.poll.query({ after: carolStart0 });
+    expect(
+      toCarol.events.map((e) => e.event.type === 'envelope' && e.event.envelope.ciphertext),
+    ).toEqual([b64('to carol')]);
+    expect((await api(bob.accessToken).sync.poll.query({ after: start })).events).toHaveLength(3);
 
     await api(carol.accessToken).blocks.add.mutate({ userId: alice.userId });
     const carolStart = (await api(carol.accessToken).sync.snapshot.query()).cursor;

@@ -130,6 +130,28 @@ describe('e2ee over a fake server', () => {
     expect(b.sent.at(-1)).toMatchObject({ userId: 'alice', contentType: 'mvp/e2ee-device' });
   });
 
+  it('offers the key again to a device whose queue was full, with the next send', async () => {
+    const net = createFakeNetwork();
+    const [a, b, c] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('carol'),
+    ];
+    net.members('g', ['alice', 'bob', 'carol']);
+    net.fill('bob-phone', true);
+    await send(a, 'g', 'while full');
+    await net.settled();
+    expect(texts(c)).toEqual(['while full']);
+    expect(a.sent.some((e) => e.deviceId === 'bob-phone')).toBe(false);
+
+    net.fill('bob-phone', false);
+    await send(a, 'g', 'room again');
+    await net.settled();
+    expect(a.sent.filter((e) => e.deviceId === 'bob-phone')).toHaveLength(1);
+    expect(texts(b)).toContain('room again');
+    expect(a.sent.filter((e) => e.deviceId === 'carol-phone')).toHaveLength(1);
+  });
+
   it('answers key requests only from current member devices with the current key', async () => {
     const net = createFakeNetwork();
     const [a] = [await net.device('alice'), await net.device('bob'), await net.device('carol')];

@@ -45,6 +45,8 @@ export function createFakeNetwork() {
   let ids = 0;
   /** Return false to lose an envelope on its way (the sender is not told). */
   let filter: (envelope: OutgoingEnvelope & { sender: DeviceRef }) => boolean = () => true;
+  /** Devices whose queue is full: the server stores nothing for them and says so (`full`). */
+  const fullQueues = new Set<string>();
 
   const liveDevices = (userId: string) =>
     [...published.values()].filter((d) => d.userId === userId);
@@ -123,7 +125,12 @@ export function createFakeNetwork() {
             .map(({ userId, deviceId }) => ({ userId, deviceId }));
           if (missing.length > 0 || stale.length > 0) return { ok: false, missing, stale };
         }
+        const named = [...new Set(envelopes.map((e) => e.deviceId))];
+        const full = named.filter((d) => fullQueues.has(d));
+        // As the server: refused only when every device named is full.
+        if (full.length > 0 && full.length === named.length) throw new Error('TOO_MANY_REQUESTS');
         for (const e of envelopes) {
+          if (fullQueues.has(e.deviceId)) continue;
           sent.push(e);
           if (!filter({ ...e, sender: me })) continue;
           const envelope: Envelope = {
@@ -136,7 +143,7 @@ export function createFakeNetwork() {
           };
           deliver(e.deviceId, { type: 'envelope', envelope });
         }
-        return { ok: true };
+        return { ok: true, full };
       },
       editMessage: async (input) => {
         const key = `${input.conversationId}:${input.seq}`;
@@ -228,6 +235,11 @@ export function createFakeNetwork() {
     },
     lose(rule: typeof filter) {
       filter = rule;
+    },
+    /** The device's queue on the server is full (true) or has room again (false). */
+    fill(deviceId: string, full: boolean) {
+      if (full) fullQueues.add(deviceId);
+      else fullQueues.delete(deviceId);
     },
     /** Resolves once no device has an event queued (repeating until it stays that way). */
     async settled() {

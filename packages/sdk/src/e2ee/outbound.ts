@@ -107,6 +107,7 @@ export function createOutbound(deps: {
   async function sendAll(batches: OutgoingEnvelope[][]) {
     const missing: DeviceRef[] = [];
     const stale: DeviceRef[] = [];
+    const full = new Set<string>();
     let chunk: OutgoingEnvelope[] = [];
     const flush = async () => {
       if (chunk.length === 0) return;
@@ -115,14 +116,14 @@ export function createOutbound(deps: {
       if (!result.ok) {
         missing.push(...result.missing);
         stale.push(...result.stale);
-      }
+      } else for (const deviceId of result.full) full.add(deviceId);
     };
     for (const batch of batches) {
       if (chunk.length + batch.length > MAX_ENVELOPES) await flush();
       chunk.push(...batch);
     }
     await flush();
-    return { missing, stale };
+    return { missing, stale, full };
   }
 
   /** Sends the current distribution to every member device that has not had this key. */
@@ -146,11 +147,13 @@ export function createOutbound(deps: {
       const batches: OutgoingEnvelope[][] = [];
       for (const { userId, devices } of needy)
         batches.push(await envelopesFor(userId, devices, plaintext));
-      const { missing, stale } = await sendAll(batches);
+      const { missing, stale, full } = await sendAll(batches);
       const changed = new Set([...missing, ...stale].map((d) => d.userId));
+      // A device whose queue was full got nothing: it is offered the key again with the next send.
       for (const batch of batches)
         for (const e of batch)
-          if (!changed.has(e.userId)) audience.devices.add(addressOf(e.userId, e.deviceId));
+          if (!changed.has(e.userId) && !full.has(e.deviceId))
+            audience.devices.add(addressOf(e.userId, e.deviceId));
       if (changed.size === 0) break;
       for (const userId of changed) directory.forget(userId);
       if (attempt >= DISTRIBUTION_ATTEMPTS)
@@ -234,7 +237,8 @@ export function createOutbound(deps: {
         const plaintext = encodeDevicePayload({ type: 'sender-key', conversationId, distribution });
         const envelopes = await envelopesFor(from.userId, [device], plaintext);
         if (envelopes.length === 0) return false;
-        await transport.sendToDevices(envelopes, false);
+        const sent = await transport.sendToDevices(envelopes, false);
+        if (sent.ok && sent.full.length > 0) return false; // its queue is full: not answered
         audience?.devices.add(addressOf(from.userId, from.deviceId));
         return true;
       }),

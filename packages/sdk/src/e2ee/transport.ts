@@ -22,7 +22,8 @@ export type OutgoingEnvelope = {
 };
 export type DeviceRef = { userId: string; deviceId: string };
 export type SendToDevicesResult =
-  | { ok: true }
+  /** `full`: devices whose queue on the server was full (they got nothing; try them later). */
+  | { ok: true; full: string[] }
   /** DEVICES_CHANGED: the sender's view of a recipient's devices is out of date. */
   | { ok: false; missing: DeviceRef[]; stale: DeviceRef[] };
 export type Verification = RouterOutputs['keys']['verify'];
@@ -68,8 +69,8 @@ export function createApiE2eeTransport(api: TRPCClient<AppRouter>): E2eeTranspor
       (await api.conversations.members.query({ id })).members.map((m) => m.userId),
     sendToDevices: async (envelopes, allDevices) => {
       try {
-        await api.sync.sendToDevices.mutate({ allDevices, envelopes });
-        return { ok: true };
+        const { full } = await api.sync.sendToDevices.mutate({ allDevices, envelopes });
+        return { ok: true, full };
       } catch (error) {
         if (errorCodeOf(error) !== 'DEVICES_CHANGED' || !isMvpError(error)) throw error;
         const devices = (error.data as { devices?: { missing: DeviceRef[]; stale: DeviceRef[] } })

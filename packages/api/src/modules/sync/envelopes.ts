@@ -13,13 +13,18 @@ type Outgoing = Device & { contentType: string; ciphertext: string };
  * Stores opaque envelopes for single devices (Signal's store-until-ack): each lands on its owner's
  * stream, readable only by that device, and stays until the device acks it or it expires with
  * the stream's retention. Recipients who blocked the sender drop it without telling the sender.
+ *
+ * A device whose queue is full gets nothing and is named in `full`; the others still get theirs.
+ * Anyone may fill a device's queue (envelopes need no contact: first keys, calls), and when one
+ * full device refused the whole batch, a key share to a group failed for every member of it.
+ * Only when every device named is full is the call refused (TOO_MANY_REQUESTS).
  */
 export async function sendToDevices(
   ctx: Context,
   sender: Device,
   envelopes: Outgoing[],
   options: { allDevices: boolean } = { allDevices: false },
-): Promise<{ ids: string[] }> {
+): Promise<{ ids: string[]; full: string[] }> {
   const db = ctx.ports.db;
   const { maxCiphertextBytes, deviceQueueCap } = ctx.settings.messaging;
   const decoded = envelopes.map((e) => ({ ...e, bytes: Buffer.from(e.ciphertext, 'base64') }));
@@ -52,11 +57,12 @@ export async function sendToDevices(
     .groupBy('device_id')
     .execute();
   const queued = new Map(pending.map((p) => [p.device_id, Number(p.n)]));
-  for (const id of deviceIds) {
+  const full = deviceIds.filter((id) => {
     const adding = envelopes.filter((e) => e.deviceId === id).length;
-    if ((queued.get(id) ?? 0) + adding > deviceQueueCap)
-      throw new AppError('TOO_MANY_REQUESTS', 'That device has too many undelivered envelopes');
-  }
+    return (queued.get(id) ?? 0) + adding > deviceQueueCap;
+  });
+  if (full.length === deviceIds.length)
+    throw new AppError('TOO_MANY_REQUESTS', 'That device has too many undelivered envelopes');
 
   const now = ctx.ports.clock.now();
   const sentAt = new Date(now).toISOString();
@@ -71,7 +77,7 @@ export async function sendToDevices(
     };
     return { ...e, envelope };
   });
-  const delivered = stored.filter((e) => !dropped.has(e.userId));
+  const delivered = stored.filter((e) => !dropped.has(e.userId) && !full.includes(e.deviceId));
   await db.transaction().execute((trx) =>
     appendEvents(
       trx,
@@ -88,7 +94,7 @@ export async function sendToDevices(
     delivered.map((e) => e.userId),
   );
   // Dropped ones get ids too: the sender cannot tell a block from a delivery.
-  return { ids: stored.map((e) => e.envelope.id) };
+  return { ids: stored.map((e) => e.envelope.id), full };
 }
 
 /** This device has what it needs up to `upTo`: its envelopes there are deleted. */

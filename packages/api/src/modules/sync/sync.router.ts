@@ -42,7 +42,14 @@ export const syncRouter = router({
       accountBudget: 'send',
     })
     .input(ZSendToDevicesInput)
-    .output(z.object({ ids: z.array(z.string()) }))
+    .output(
+      z.object({
+        /** One per envelope, in order. */
+        ids: z.array(z.string()),
+        /** Devices whose queue was full: their envelopes were not stored. */
+        full: z.array(z.string()),
+      }),
+    )
     .mutation(({ ctx, input }) =>
       sendToDevices(ctx, ctx.auth, input.envelopes, { allDevices: input.allDevices }),
     ),

@@ -60,7 +60,12 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
   };
 }
 
-/** This device's unacknowledged envelopes up to `upTo` (oldest first, at most a queue's cap). */
+/**
+ * This device's unacknowledged envelopes up to `upTo`, oldest first. All of them: the snapshot's
+ * cursor is after them, so one left out would never be delivered. A queue holds at most
+ * MVP_DEVICE_QUEUE_CAP (5000 at most), a little more when sends race past the count on MySQL;
+ * the limit, twice that, is only a guard.
+ */
 async function pendingEnvelopes(
   db: Context['ports']['db'],
   device: { userId: string; deviceId: string },
@@ -74,7 +79,7 @@ async function pendingEnvelopes(
     .where('type', '=', 'envelope')
     .where('seq', '<=', upTo)
     .orderBy('seq')
-    .limit(5000)
+    .limit(10_000)
     .execute();
   return rows.map((r) => ({
     id: String(r.seq),
