@@ -47,8 +47,11 @@ async function waitFor(check: () => boolean, what: string, ms = 2_000) {
   }
 }
 
-function setup(options: { durableDelayMs?: number } = {}) {
+function setup(options: { durableDelayMs?: number; ringCheckMs?: number } = {}) {
   const server = createFakeCallServer(options);
+  const sessionTiming = options.ringCheckMs
+    ? { ...timing, ringCheckMs: options.ringCheckMs }
+    : timing;
   const managers: MvpCalls[] = [];
   const errors: unknown[] = [];
   const device = (
@@ -64,7 +67,7 @@ function setup(options: { durableDelayMs?: number } = {}) {
       crypto: options.crypto?.(own) ?? own,
       RTCPeerConnection: FakePeerConnection,
       getUserMedia: fakeGetUserMedia,
-      timing,
+      timing: sessionTiming,
     });
     calls.onError((e) => errors.push(e));
     const incoming: Call[] = [];
@@ -516,6 +519,22 @@ describe('CallManager', () => {
     await bobPhone.ringing()!.accept();
     await waitFor(() => call.state === 'connected', 'connected on the phone');
     await call.hangup();
+  });
+
+  it('a ring whose end never reached the devices ends anyway: the server is asked', async () => {
+    const w = setup({ ringCheckMs: 40 });
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    const bob = w.device('bob', 'bob-phone');
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!bob.ringing(), 'ringing');
+    w.server.expireQuietly(call.id);
+    await waitFor(
+      () => call.state === 'ended' && bob.ringing()!.state === 'ended',
+      'both stop ringing',
+    );
+    expect([call.endReason, bob.ringing()!.endReason]).toEqual(['missed', 'missed']);
+    expect(w.server.log.some(({ event }) => event.type === 'call.ended')).toBe(false);
   });
 
   it('a camera that fails on accept leaves the call ringing, to try again or decline', async () => {

@@ -63,6 +63,11 @@ export type CallTiming = {
   disconnectedGraceMs: number;
   /** Not connected this long after answering, or after losing the connection: `failed`. */
   connectTimeoutMs: number;
+  /**
+   * Ringing (or dialing) this long with no word from the server: ask it how the call stands. Past
+   * the server's ring timeout (60 s by default), so normally `call.ended` has come first.
+   */
+  ringCheckMs: number;
 };
 
 export const DEFAULT_CALL_TIMING: CallTiming = {
@@ -70,6 +75,7 @@ export const DEFAULT_CALL_TIMING: CallTiming = {
   candidateBatchMs: 40,
   disconnectedGraceMs: 4_000,
   connectTimeoutMs: 30_000,
+  ringCheckMs: 75_000,
 };
 
 export type SessionDeps = {
@@ -140,6 +146,7 @@ export function createCallSession(
   const early: { from: string; kind: CallSignalKind; ciphertext: string }[] = [];
   let chain: Promise<void> = Promise.resolve();
   let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let ringCheck: ReturnType<typeof setTimeout> | undefined;
   const listeners = new Set<(call: Call) => void>();
 
   const changed = () => {
@@ -173,6 +180,7 @@ export function createCallSession(
     endReason = reason;
     answeredHere = false;
     clearInterval(heartbeat);
+    clearTimeout(ringCheck);
     stopTracks(localStream);
     link?.close();
     link = null;
@@ -235,6 +243,30 @@ export function createCallSession(
     for (const signal of early.splice(0)) onSignal(signal.from, signal.kind, signal.ciphertext);
   }
 
+  /**
+   * Nothing rings for ever: when the end of the ring never reached this device (its stream was
+   * down, or a resync went past it), the server is asked. Still ringing there (its timeout job may
+   * run late): asked again later. Unreachable: the ring ends here, as the server's would have.
+   */
+  function watchRinging() {
+    clearTimeout(ringCheck);
+    ringCheck = setTimeout(() => void checkRinging().catch(deps.report), timing.ringCheckMs);
+  }
+
+  async function checkRinging() {
+    const waiting = () => (state === 'ringing' && !accepting) || state === 'dialing';
+    if (!waiting()) return;
+    const now = await transport.get(id).catch(() => null);
+    if (!waiting()) return;
+    if (now?.state === 'ringing') return watchRinging();
+    if (!now) return end(incoming ? 'missed' : 'failed');
+    if (now.state !== 'accepted') return end(endReasonOf(now));
+    // Answered, and this device missed it: elsewhere (a callee's other device), or the answer
+    // itself (the caller), which cannot be had again: the call is hung up.
+    if (incoming) return end('answered_elsewhere');
+    await hangupWith('user_hangup', 'failed');
+  }
+
   async function hangupWith(
     reason: 'user_hangup' | 'ice_failed' | 'user_media_failed',
     local: CallEndReason,
@@ -289,6 +321,7 @@ export function createCallSession(
       if (ended() && placed.state === 'ringing')
         await transport.hangup(id, 'user_hangup').catch(() => undefined);
       else if (placed.state !== 'ringing') end(endReasonOf(placed));
+      else watchRinging();
     } catch (error) {
       end('failed');
       throw error;
@@ -437,6 +470,8 @@ export function createCallSession(
       return { unsubscribe: () => void listeners.delete(handler) };
     },
   };
+
+  if (incoming) watchRinging();
 
   const session: CallSession = {
     call,

@@ -225,5 +225,11 @@ export function createFakeCallServer(options: { durableDelayMs?: number } = {}) 
     expire(callId: string) {
       finish(calls.get(callId)!, 'missed', 'invite_timeout');
     },
+    /** The ring timeout firing while no device's stream is up: nobody hears of it. */
+    expireQuietly(callId: string) {
+      const row = calls.get(callId)!;
+      row.state = 'missed';
+      row.endReason = 'invite_timeout';
+    },
   };
 }
