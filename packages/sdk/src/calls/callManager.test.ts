@@ -47,7 +47,9 @@ async function waitFor(check: () => boolean, what: string, ms = 2_000) {
   }
 }
 
-function setup(options: { durableDelayMs?: number; ringCheckMs?: number } = {}) {
+function setup(
+  options: { durableDelayMs?: number; ringCheckMs?: number; iceTtlSeconds?: number } = {},
+) {
   const server = createFakeCallServer(options);
   const sessionTiming = options.ringCheckMs
     ? { ...timing, ringCheckMs: options.ringCheckMs }
@@ -372,6 +374,32 @@ describe('CallManager', () => {
       'connected',
       'reconnecting',
       'connected',
+    ]);
+    await call.hangup();
+  });
+
+  it("an ICE restart near the TURN credentials' expiry sets fresh ones first", async () => {
+    // Credentials for 30 s: within the minute before expiry from the start.
+    const w = setup({ iceTtlSeconds: 30 });
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    const bob = w.device('bob', 'bob-phone');
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!bob.ringing(), 'ringing');
+    const theirs = bob.ringing()!;
+    await theirs.accept();
+    await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'connected');
+    expect(pcOf(call).configurations).toEqual([]);
+
+    pcOf(call).setConnection('failed');
+    pcOf(theirs).setConnection('failed');
+    await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'back');
+    const usernames = (pc: FakePeerConnection) =>
+      pc.configurations.map((c) => (c.iceServers as { username?: string }[])[1]!.username);
+    // Two fetches at the start (caller, callee), then one new set each before the restart.
+    expect([...usernames(pcOf(call)), ...usernames(pcOf(theirs))].sort()).toEqual([
+      'fetch-3',
+      'fetch-4',
     ]);
     await call.hangup();
   });

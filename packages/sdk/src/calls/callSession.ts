@@ -70,6 +70,9 @@ export type CallTiming = {
   ringCheckMs: number;
 };
 
+/** TURN credentials this close to their expiry are fetched again before an ICE restart. */
+const ICE_REFRESH_MARGIN_MS = 60_000;
+
 export const DEFAULT_CALL_TIMING: CallTiming = {
   heartbeatMs: 30_000,
   candidateBatchMs: 40,
@@ -213,10 +216,22 @@ export function createCallSession(
     }
   }
 
+  /** When the TURN credentials in use expire (ms): a restart near it fetches new ones. */
+  let iceExpiresAt = 0;
+  async function fetchIceServers() {
+    const ice = await transport.iceServers();
+    iceExpiresAt = Date.now() + ice.ttlSeconds * 1000;
+    return ice;
+  }
+
   function connect(iceServers: { urls: string[]; username?: string; credential?: string }[]) {
     link = createPeerLink({
       PeerConnection: deps.PeerConnection(),
       iceServers,
+      refreshIceServers: async () =>
+        Date.now() < iceExpiresAt - ICE_REFRESH_MARGIN_MS
+          ? null
+          : (await fetchIceServers()).iceServers,
       polite: incoming, // the callee yields on an offer collision
       timing,
       send,
@@ -286,10 +301,7 @@ export function createCallSession(
     if (state !== 'idle') throw new CallError('INVALID_STATE', 'This call was placed already');
     setState('dialing');
     try {
-      const [devices, ice] = await Promise.all([
-        transport.devices(peerUser),
-        transport.iceServers(),
-      ]);
+      const [devices, ice] = await Promise.all([transport.devices(peerUser), fetchIceServers()]);
       if (devices.length === 0)
         throw new CallError(
           'NO_DEVICES',
@@ -339,7 +351,7 @@ export function createCallSession(
     // device's alone, and must not decline the call on the others (or for the caller).
     let answerSent = false;
     try {
-      const ice = await transport.iceServers();
+      const ice = await fetchIceServers();
       stream = await acquire(options.video ?? init.media === 'video');
       if (ended()) return stopTracks(stream);
       const peer = connect(ice.iceServers);

@@ -26,7 +26,9 @@ export function serverError(appCode: string) {
 }
 
 /** `durableDelayMs`: stored events reach devices this late, so live signals can overtake them. */
-export function createFakeCallServer(options: { durableDelayMs?: number } = {}) {
+export function createFakeCallServer(
+  options: { durableDelayMs?: number; iceTtlSeconds?: number } = {},
+) {
   const calls = new Map<string, Row>();
   const devices = new Map<string, string[]>(); // published devices per user
   const streams = new Map<string, Set<Handler>>(); // per device
@@ -35,6 +37,8 @@ export function createFakeCallServer(options: { durableDelayMs?: number } = {}) 
   const delivered: { deviceId: string; event: SyncEvent }[] = [];
   const signals: { from: string; kind: string; ciphertext: string }[] = [];
   let heartbeats = 0;
+  let iceFetches = 0;
+  const iceTtlSeconds = options.iceTtlSeconds ?? 3600;
   let dropSignals = false;
   let startsHeld: Promise<void> | undefined;
   let heldStarts = 0;
@@ -85,10 +89,16 @@ export function createFakeCallServer(options: { durableDelayMs?: number } = {}) 
     const handlers = new Set<Handler>();
     streams.set(deviceId, handlers);
     const transport: CallTransport = {
-      iceServers: async () => ({
-        iceServers: [{ urls: ['stun:stun.test:3478'] }],
-        ttlSeconds: 3600,
-      }),
+      iceServers: async () => {
+        iceFetches++;
+        return {
+          iceServers: [
+            { urls: ['stun:stun.test:3478'] },
+            { urls: ['turn:turn.test:3478'], username: `fetch-${iceFetches}`, credential: 'x' },
+          ],
+          ttlSeconds: iceTtlSeconds,
+        };
+      },
       devices: async (user) => [...(devices.get(user) ?? [])],
       async start(input) {
         if (startsHeld) {

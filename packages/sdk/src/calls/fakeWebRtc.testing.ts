@@ -79,8 +79,15 @@ export class FakePeerConnection implements PeerConnection {
   private readonly remoteStream = new FakeStream();
   private listeners = new Map<string, Set<Listener>>();
 
+  /** Every configuration set after construction (new TURN credentials). */
+  readonly configurations: { iceServers: unknown[] }[] = [];
+
   constructor(readonly configuration: { iceServers: unknown[] }) {
     FakePeerConnection.instances.push(this);
+  }
+
+  setConfiguration(configuration: { iceServers: unknown[] }) {
+    this.configurations.push(configuration);
   }
 
   addEventListener(type: string, listener: Listener) {

@@ -55,6 +55,12 @@ export type PeerLink = {
 export function createPeerLink(deps: {
   PeerConnection: PeerConnectionConstructor;
   iceServers: IceServer[];
+  /**
+   * Asked before an ICE restart: new ICE servers when the TURN credentials have expired or are
+   * about to (null: keep them). coturn checks credentials only when a relay is allocated, so a
+   * call outlives them, but a restart allocates again and would be refused.
+   */
+  refreshIceServers(): Promise<IceServer[] | null>;
   polite: boolean;
   timing: LinkTiming;
   send(kind: CallSignalKind, payload: SignalPayload): Promise<void>;
@@ -143,9 +149,16 @@ export function createPeerLink(deps: {
     await deps.send(kind, { description: pc.localDescription ?? answer });
   }
 
-  function restartIce() {
+  async function restartIce() {
     if (closed || !canSignal) return;
     restarting = true;
+    try {
+      const iceServers = await deps.refreshIceServers();
+      if (iceServers && !closed) pc.setConfiguration?.({ iceServers });
+    } catch (error) {
+      deps.report(error); // restarted with the credentials it has
+    }
+    if (closed) return;
     if (typeof pc.restartIce === 'function') pc.restartIce();
     else void negotiate();
   }
@@ -174,13 +187,13 @@ export function createPeerLink(deps: {
       giveUpLater();
       graceTimer ??= setTimeout(() => {
         graceTimer = undefined;
-        if (!connected) restartIce();
+        if (!connected) void restartIce();
       }, timing.disconnectedGraceMs);
     } else if (now === 'failed') {
       if (connected) deps.onState('reconnecting');
       connected = false;
       giveUpLater();
-      restartIce();
+      void restartIce();
     }
   }
 

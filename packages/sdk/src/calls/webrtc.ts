@@ -49,6 +49,8 @@ export type PeerConnection = {
   addTrack(track: MediaTrack, ...streams: MediaStream[]): RtpSender;
   getSenders(): RtpSender[];
   restartIce?(): void;
+  /** Browsers and react-native-webrtc have it: new TURN credentials before an ICE restart. */
+  setConfiguration?(configuration: { iceServers: IceServer[] }): void;
   getStats(): Promise<unknown>;
   close(): void;
   addEventListener(type: string, listener: Listener): void;
