@@ -327,6 +327,40 @@ describe('CallManager', () => {
     await waitFor(() => bobPhone.calls.state === 'connected', 'connected on bob');
   });
 
+  it('after a lost glare, only the winning call is answered by itself, not a later one', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    // Bob cannot open the winning call's offer, so it never rings for him.
+    let firstOffer = true;
+    const bob = w.device('bob', 'bob-phone', {
+      crypto: (own) => ({
+        ...own,
+        decrypt: (user, device, bytes) => {
+          if (!firstOffer) return own.decrypt(user, device, bytes);
+          firstOffer = false;
+          return Promise.reject(new Error('no session'));
+        },
+      }),
+    });
+    const [fromAlice, fromBob] = await Promise.all([
+      alice.calls.start('bob'),
+      bob.calls.start('alice'),
+    ]);
+    await waitFor(() => fromBob.state === 'ended', 'the losing call ends');
+    expect(fromBob.endReason).toBe('glare');
+    await waitFor(() => w.errors.length > 0, 'the winning offer refused');
+    await fromAlice.hangup();
+    await waitFor(() => fromAlice.state === 'ended', 'cancelled');
+
+    const later = await alice.calls.start('bob');
+    await waitFor(() => bob.ringing()?.id === later.id, 'the later call rings');
+    // An auto-answer happens as the call rings (accept moves it to connecting at once).
+    expect(bob.ringing()!.state).toBe('ringing');
+    expect(later.state).toBe('dialing');
+    await later.hangup();
+  });
+
   it('refuses clearly: a callee without devices, a second live call, no crypto', async () => {
     const w = setup();
     cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));

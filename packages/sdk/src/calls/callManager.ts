@@ -94,7 +94,11 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   /** Events for a call id not known yet: a `start` is still waiting for its answer. */
   const orphans = new Map<string, CallEvent[]>();
   let dialing = 0;
-  const lostGlare = new Map<string, { media: CallMedia; at: number }>();
+  /**
+   * Who won a glare against me, with the server's time of it: only their call placed before then
+   * (the one that won) is answered by itself, never a later one.
+   */
+  const lostGlare = new Map<string, { media: CallMedia; at: number; before: number }>();
   /**
    * Calls whose offer this device opened, until the offer would be too old anyway: each call
    * rings once, whatever is delivered again (kept by time, so the map stays small).
@@ -146,7 +150,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
         report,
         ended: (done) => {
           if (done.call.direction === 'outgoing' && done.call.endReason === 'glare')
-            glareLost(done.call.peerUserId, done.call.media);
+            glareLost(done.call.peerUserId, done.call.media, done.endedAsPlaced);
           // Kept a little for late events (a `call.ended` after a local hangup), then dropped.
           setTimeout(() => sessions.delete(done.call.id), 60_000).unref?.();
         },
@@ -217,7 +221,12 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
         emit(incomingHandlers, session.call);
         for (const later of waiting) route(session, later);
         const glare = lostGlare.get(call.callerId);
-        if (glare && Date.now() - glare.at < GLARE_ACCEPT_MS) answerGlare(session, glare.media);
+        if (
+          glare &&
+          Date.now() - glare.at < GLARE_ACCEPT_MS &&
+          Date.parse(call.startedAt) <= glare.before
+        )
+          answerGlare(session, glare.media);
       },
       (error: unknown) => {
         opening.delete(call.id);
@@ -226,8 +235,10 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     );
   }
 
-  function glareLost(userId: string, media: CallMedia) {
-    lostGlare.set(userId, { media, at: Date.now() });
+  function glareLost(userId: string, media: CallMedia, endedAt: string | null) {
+    // No time (never from this server): no later invite is taken for the winning call.
+    const before = endedAt === null ? -Infinity : Date.parse(endedAt);
+    lostGlare.set(userId, { media, at: Date.now(), before });
     const theirs = [...sessions.values()].find(
       (s) =>
         s.call.direction === 'incoming' &&

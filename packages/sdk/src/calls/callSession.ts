@@ -95,6 +95,8 @@ export type SessionDeps = {
 /** The CallManager's side of a call: the app's `Call` plus what the event router calls. */
 export type CallSession = {
   readonly call: Call;
+  /** Outgoing: when the server ended the call as it placed it (busy, glare), by its clock. */
+  readonly endedAsPlaced: string | null;
   /** Outgoing: places the call (resolves once the server rings it, or answered busy/glare). */
   dial(): Promise<void>;
   onAccepted(deviceId: string, answer: string): void;
@@ -150,6 +152,7 @@ export function createCallSession(
   let chain: Promise<void> = Promise.resolve();
   let heartbeat: ReturnType<typeof setInterval> | undefined;
   let ringCheck: ReturnType<typeof setTimeout> | undefined;
+  let endedAsPlaced: string | null = null;
   const listeners = new Set<(call: Call) => void>();
 
   const changed = () => {
@@ -332,8 +335,10 @@ export function createCallSession(
       // Hung up while the start was on its way: it rings over there, so end it there too.
       if (ended() && placed.state === 'ringing')
         await transport.hangup(id, 'user_hangup').catch(() => undefined);
-      else if (placed.state !== 'ringing') end(endReasonOf(placed));
-      else watchRinging();
+      else if (placed.state !== 'ringing') {
+        endedAsPlaced = placed.endedAt;
+        end(endReasonOf(placed));
+      } else watchRinging();
     } catch (error) {
       end('failed');
       throw error;
@@ -487,6 +492,9 @@ export function createCallSession(
 
   const session: CallSession = {
     call,
+    get endedAsPlaced() {
+      return endedAsPlaced;
+    },
     dial,
     onAccepted(deviceId, answer) {
       if (incoming || state !== 'dialing' || answeredHere) return;

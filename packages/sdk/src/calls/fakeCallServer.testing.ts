@@ -16,6 +16,8 @@ type Row = {
   media: 'audio' | 'video';
   state: ServerCall['state'];
   endReason: ServerEndReason | null;
+  createdAt: number;
+  endedAt: number | null;
 };
 type Handler = (event: SyncEvent) => unknown;
 
@@ -51,9 +53,9 @@ export function createFakeCallServer(
     media: row.media,
     state: row.state,
     endReason: row.endReason,
-    startedAt: new Date(0).toISOString(),
+    startedAt: new Date(row.createdAt).toISOString(),
     acceptedAt: null,
-    endedAt: null,
+    endedAt: row.endedAt === null ? null : new Date(row.endedAt).toISOString(),
     durationSeconds: 0,
   });
   /** Delivered after the current turn, as over a socket. */
@@ -72,6 +74,7 @@ export function createFakeCallServer(
     if (row.state !== 'ringing' && row.state !== 'accepted') throw serverError('CONFLICT');
     row.state = state;
     row.endReason = reason;
+    row.endedAt = Date.now();
     for (const user of [row.callerId, row.calleeId])
       toUser(user, (viewer) => ({ type: 'call.ended', call: view(row, viewer) }));
     return view(row, row.callerId);
@@ -115,6 +118,8 @@ export function createFakeCallServer(
           media: input.media,
           state: 'ringing',
           endReason: null,
+          createdAt: Date.now(),
+          endedAt: null,
         };
         const live = [...calls.values()].filter(
           (c) => c.state === 'ringing' || c.state === 'accepted',
@@ -240,6 +245,7 @@ export function createFakeCallServer(
       const row = calls.get(callId)!;
       row.state = 'missed';
       row.endReason = 'invite_timeout';
+      row.endedAt = Date.now();
     },
   };
 }
