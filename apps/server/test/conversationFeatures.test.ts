@@ -27,11 +27,8 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
   // Moved forward by the disappearing-messages tests only (their own messages; see purgeAfter).
   let offsetMs = 0;
   beforeAll(async () => {
-    // The server's own expiry loop never runs here: it could purge while the clock is moved.
-    t = await startServer(
-      { messageExpiryCheckMs: 2 ** 31 - 1 },
-      { clock: { now: () => Date.now() + offsetMs } },
-    );
+    // No expiry loop (startServer's default): only purgeAfter purges, with the clock moved.
+    t = await startServer({}, { clock: { now: () => Date.now() + offsetMs } });
   });
   afterAll(() => t.stop());
 

@@ -79,6 +79,10 @@ export async function startServer(
       redisPrefix: `test:${randomUUID()}:`,
       logLevel: 'info',
       shutdownTimeoutMs: 3_000,
+      // No expiry loop unless a test asks for one: on the shared MySQL database a server whose
+      // clock a test moved ahead would purge other tests' disappearing messages every second,
+      // and tell it to its own Redis namespace only.
+      messageExpiryCheckMs: 2 ** 31 - 1,
       ...overrides,
     }),
     { logDestination: destination, clock: options.clock },
