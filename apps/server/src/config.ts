@@ -43,7 +43,8 @@ export type ServerConfig = {
   redisPrefix: string;
   migrateOnStart: boolean;
   allowedOrigins: string[];
-  trustProxy: boolean;
+  /** Proxies in front of the server whose X-Forwarded-For entries are believed (0: none). */
+  trustProxy: number;
   wsMaxPayloadBytes: number;
   httpMaxBodyBytes: number;
   wsPingMs: number;

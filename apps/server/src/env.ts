@@ -7,6 +7,11 @@ import { z } from 'zod';
  */
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** How many proxies stand in front: `false` (none), `true` (one) or their number. */
+const proxyHops = z
+  .string()
+  .regex(/^(true|false|\d{1,2})$/, 'expected true, false or the number of proxies in front')
+  .transform((v) => (v === 'true' ? 1 : v === 'false' ? 0 : Number(v)));
 /** `points/seconds`, e.g. `10/3600`: ten per hour. */
 const limit = z
   .string()
@@ -90,7 +95,7 @@ export const envSchema = {
     .default('mvp:'),
   MVP_MIGRATE_ON_START: bool.default(true),
   MVP_ALLOWED_ORIGINS: originList.default([]),
-  MVP_TRUST_PROXY: bool.default(false),
+  MVP_TRUST_PROXY: proxyHops.default(0),
   MVP_WS_MAX_PAYLOAD_BYTES: int(1024, 16 * 1024 * 1024).default(64 * 1024),
   MVP_HTTP_MAX_BODY_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
   MVP_WS_PING_MS: int(1_000, 600_000).default(30_000),

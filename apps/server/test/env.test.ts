@@ -25,7 +25,9 @@ describe('env', () => {
     });
     expect(env.MVP_ALLOWED_ORIGINS).toEqual(['https://app.example.com', 'http://localhost:5173']);
     expect(env.MVP_PORT).toBe(8080);
-    expect(env.MVP_TRUST_PROXY).toBe(true);
+    expect(env.MVP_TRUST_PROXY).toBe(1);
+    expect(parseEnv({ MVP_TRUST_PROXY: '2' }).MVP_TRUST_PROXY).toBe(2);
+    expect(parseEnv({ MVP_TRUST_PROXY: 'false' }).MVP_TRUST_PROXY).toBe(0);
   });
 
   it.each([
@@ -35,6 +37,7 @@ describe('env', () => {
     ['MVP_ALLOWED_ORIGINS', 'not a url'],
     ['MVP_METRICS_TOKEN', 'short'],
     ['NODE_ENV', 'staging'],
+    ['MVP_TRUST_PROXY', 'yes'],
   ])('refuses %s=%s with a one-line message naming the variable', (name, value) => {
     let error: unknown;
     try {

@@ -178,3 +178,23 @@ describe(`per-address rate limit (${backendLabel})`, () => {
     );
   });
 });
+
+describe(`per-address rate limit behind a proxy (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({ trustProxy: 1, ipRateLimit: { points: 3, durationSeconds: 3600 } });
+  });
+  afterAll(() => t.stop());
+
+  const from = (forwardedFor: string) =>
+    fetch(`${t.server.url}/api/v1/system/info`, { headers: { 'x-forwarded-for': forwardedFor } });
+
+  it('counts the address the proxy saw, whatever the client wrote before it', async () => {
+    // The proxy (this socket) appends the address it saw; the client chose the entries before.
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await from(`10.9.${i}.1, 203.0.113.9`)).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    // Someone else behind the same proxy has a budget of their own.
+    expect((await from('203.0.113.10')).status).toBe(200);
+  });
+});

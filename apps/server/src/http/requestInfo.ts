@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import proxyaddr from 'proxy-addr';
 
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
@@ -9,13 +10,15 @@ export function requestIdOf(req: IncomingMessage): string {
   return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
 }
 
-/** Behind a proxy the client is the first X-Forwarded-For hop; only trusted when configured. */
-export function clientIpOf(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const forwarded = req.headers['x-forwarded-for'];
-    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
-    if (first) return first;
-  }
+/**
+ * The client's address for rate limits and logs. Behind `trustedProxies` proxies it is the
+ * X-Forwarded-For entry that many hops back from the socket (proxy-addr), never the first entry:
+ * a proxy appends what it saw and passes on whatever the client sent before it, so the first
+ * entry is the client's to choose, and with it every per-address limit.
+ */
+export function clientIpOf(req: IncomingMessage, trustedProxies: number): string {
+  // Hop 0 is the socket's address (the nearest proxy), then X-Forwarded-For from the right.
+  if (trustedProxies > 0) return proxyaddr(req, (_address, hop) => hop < trustedProxies);
   return req.socket.remoteAddress ?? 'unknown';
 }
 
