@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImageUpload, type ImageIntakeResult } from '../src/http/imageIntake';
-import { GIF, IMAGES, JPEG, PNG, WEBP } from './helpers/images';
+import { GIF, IMAGES, JPEG, PNG, WEBP, jpegDeclaring, png } from './helpers/images';
 
 const MAX = 1024;
 
@@ -251,6 +251,26 @@ describe('readImageUpload: size', () => {
     expect(result).toMatchObject({ ok: false, status: 413 });
     // 10 MB were on offer; only the limit plus the stream's read-ahead may have been taken.
     expect(pulled).toBeLessThan(64);
+  });
+});
+
+describe('readImageUpload: declared dimensions', () => {
+  it('refuses an image declaring more than 4096 pixels on a side (a decompression bomb)', async () => {
+    const bombs = [
+      png(0, { width: 60_000, height: 60_000 }),
+      png(0, { width: 4097, height: 1 }),
+      jpegDeclaring(1, 4097),
+    ];
+    for (const bomb of bombs)
+      expect(await post({ 'content-type': 'image/png' }, bomb)).toEqual(
+        refused(413, 'larger than 4096 × 4096 pixels'),
+      );
+    // At the limit it is taken.
+    const largest = png(0, { width: 4096, height: 4096 });
+    expect((await post({ 'content-type': 'image/png' }, largest)).status).toBe(200);
+    expect((await post({ 'content-type': 'image/jpeg' }, jpegDeclaring(4096, 3072))).status).toBe(
+      200,
+    );
   });
 });
 

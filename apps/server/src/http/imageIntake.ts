@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import busboy from 'busboy';
 import { fileTypeFromBuffer } from 'file-type';
+import { imageSize } from 'image-size';
 
 export type ImageIntakeResult =
   | {
@@ -42,6 +43,13 @@ const refuse = (status: Refusal['status'], reason: string): Refusal => ({
 const tooLarge = (maxBytes: number) => refuse(413, `image larger than ${maxBytes} bytes`);
 const TRUNCATED = refuse(400, 'truncated image');
 const NOT_AN_IMAGE = refuse(415, 'not a PNG, JPEG or WebP image');
+/**
+ * Every client that shows an avatar decodes it: a few kilobytes declaring 60 000 × 60 000 pixels
+ * would take gigabytes to draw, in every contact list it appears in. A phone photo (4032 × 3024)
+ * fits; anything larger is resized by the app first.
+ */
+const MAX_SIDE = 4096;
+const TOO_MANY_PIXELS = refuse(413, `larger than ${MAX_SIDE} × ${MAX_SIDE} pixels`);
 const ABORTED = refuse(400, 'upload aborted');
 
 const noop = (): void => {};
@@ -204,7 +212,20 @@ async function checkImage(body: Buffer): Promise<ImageIntakeResult> {
   const kind = sniffed ? KINDS[sniffed.ext] : undefined;
   if (!kind) return startsLikeOurs(body) ? TRUNCATED : NOT_AN_IMAGE;
   if (!isComplete(kind.extension, body)) return TRUNCATED;
+  const size = dimensionsOf(body);
+  if (!size) return TRUNCATED; // no readable header: nobody could draw it either
+  if (size.width > MAX_SIDE || size.height > MAX_SIDE) return TOO_MANY_PIXELS;
   return { ok: true, body, ...kind };
+}
+
+/** The dimensions its header declares (image-size reads only the header). */
+function dimensionsOf(body: Buffer): { width: number; height: number } | undefined {
+  try {
+    const { width, height } = imageSize(body);
+    return { width, height };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether `body` has `prefix` at `at`; a body that ends inside the prefix matches from 3 bytes. */

@@ -13,12 +13,14 @@ export function pngChunk(type: string, data: Uint8Array): Buffer {
 
 /**
  * 1×1 RGBA: signature, IHDR, one IDAT with a filter byte and one pixel, IEND. `padding` bytes of
- * a private ancillary chunk make it as large as a test needs.
+ * a private ancillary chunk make it as large as a test needs. `declared` puts other dimensions in
+ * the header (the pixel data stays one pixel: a decompression bomb's header, as far as a server
+ * that reads headers can tell).
  */
-export function png(padding = 0): Buffer {
+export function png(padding = 0, declared = { width: 1, height: 1 }): Buffer {
   const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(1, 0); // width
-  ihdr.writeUInt32BE(1, 4); // height
+  ihdr.writeUInt32BE(declared.width, 0);
+  ihdr.writeUInt32BE(declared.height, 4);
   ihdr.set([8, 6, 0, 0, 0], 8); // bit depth 8, RGBA, deflate, adaptive filter, no interlace
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
@@ -45,6 +47,15 @@ export const JPEG = Buffer.from([
   0x3f, // entropy-coded data
   0xff, 0xd9, // EOI
 ]);
+
+/** JPEG's header declaring `width` × `height` (the scan still holds one pixel's worth). */
+export function jpegDeclaring(width: number, height: number): Buffer {
+  const bytes = Buffer.from(JPEG);
+  const sof = bytes.indexOf(Buffer.from([0xff, 0xc0]));
+  bytes.writeUInt16BE(height, sof + 5);
+  bytes.writeUInt16BE(width, sof + 7);
+  return bytes;
+}
 
 /** 1×1 transparent lossless WebP (RIFF size 26 = 34 bytes - 8). */
 export const WEBP = Buffer.concat([
