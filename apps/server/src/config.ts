@@ -154,6 +154,7 @@ export function configFromEnv(env: Env): ServerConfig {
       prekeyCap: env.MVP_PREKEY_CAP,
       lowThreshold: env.MVP_PREKEY_LOW_THRESHOLD,
       claimLimit: env.MVP_LIMIT_KEY_CLAIM_ACCOUNT,
+      claimPairLimit: env.MVP_LIMIT_KEY_CLAIM_PAIR,
     },
     messaging: {
       maxCiphertextBytes: env.MVP_MESSAGE_MAX_BYTES,

@@ -168,6 +168,7 @@ export const envSchema = {
   MVP_PREKEY_CAP: int(100, 100_000).default(500),
   MVP_PREKEY_LOW_THRESHOLD: int(1, 1000).default(10),
   MVP_LIMIT_KEY_CLAIM_ACCOUNT: limit.default({ points: 200, durationSeconds: 60 }),
+  MVP_LIMIT_KEY_CLAIM_PAIR: limit.default({ points: 10, durationSeconds: 3600 }),
   // Calls (issue 7).
   MVP_STUN_URLS: iceUrlList.default([]),
   MVP_TURN_URLS: iceUrlList.default([]),

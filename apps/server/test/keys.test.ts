@@ -55,7 +55,13 @@ describe(`the device key directory (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {
     t = await startServer({
-      keys: { ...defaultConfig().keys, prekeyCap: 150, lowThreshold: 3 },
+      keys: {
+        ...defaultConfig().keys,
+        prekeyCap: 150,
+        lowThreshold: 3,
+        // The parallel-claims test below claims one user's keys 20 times from one account.
+        claimPairLimit: { points: 1000, durationSeconds: 60 },
+      },
     });
   });
   afterAll(() => t.stop());
@@ -239,6 +245,38 @@ describe(`the device key directory (${backendLabel})`, () => {
       missing: [],
       stale: [{ userId: bob.userId, deviceId: laptop }],
     });
+  });
+
+  it("one account takes only a few of a user's one-time prekeys, and none across a block", async () => {
+    const limited = await startServer({
+      keys: { ...defaultConfig().keys, claimPairLimit: { points: 2, durationSeconds: 3600 } },
+    });
+    try {
+      const api = (token: string) => clientWithToken(limited, token).api;
+      const [alice, mallory, carol] = [
+        await registerUser(limited),
+        await registerUser(limited),
+        await registerUser(limited),
+      ];
+      await api(alice.accessToken).keys.publish.mutate(deviceKeys(10).input);
+      const claim = (by: Account) =>
+        api(by.accessToken).keys.claim.mutate({ userId: alice.userId });
+      const taken = async (by: Account) => (await claim(by)).devices[0]!.oneTimePrekey;
+      expect(await taken(mallory)).not.toBeNull();
+      expect(await taken(mallory)).not.toBeNull();
+      // Past the budget the bundle still answers (a session can start), taking nothing.
+      expect(await taken(mallory)).toBeNull();
+      expect((await api(alice.accessToken).keys.count.query()).oneTimePrekeys).toBe(8);
+      // Someone else has a budget of their own; someone Alice blocked takes none.
+      expect(await taken(carol)).not.toBeNull();
+      await api(alice.accessToken).blocks.add.mutate({ userId: carol.userId });
+      const blocked = await claim(carol);
+      expect(blocked.devices[0]!.oneTimePrekey).toBeNull();
+      expect(blocked.devices[0]!.signedPrekey.keyId).toBe(1);
+      expect((await api(alice.accessToken).keys.count.query()).oneTimePrekeys).toBe(7);
+    } finally {
+      await limited.stop();
+    }
   });
 
   it('claims are rate limited per account', async () => {

@@ -52,6 +52,8 @@ export type ApiSettings = {
     lowThreshold: number;
     /** Prekey bundle claims per account. */
     claimLimit: Limit;
+    /** One-time prekeys one account may take from one user's devices (past it: none). */
+    claimPairLimit: Limit;
   };
   messaging: {
     /** Largest message ciphertext, in decoded bytes. */

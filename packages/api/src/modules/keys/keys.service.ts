@@ -5,6 +5,7 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import * as users from '../auth/users.repo';
+import { eitherBlocked } from '../contacts/relations.repo';
 import { recordDeviceEvent, recordEvents, wake } from '../sync/events';
 import * as repo from './keys.repo';
 import { verifyEd25519 } from './signatures';
@@ -222,6 +223,12 @@ export async function listDevices(ctx: Context, userId: string) {
  * A user's prekey bundle: for each live device, its keys and one one-time prekey, claimed for
  * good (null when none is left: X3DH then uses the signed prekey alone). A device whose stock
  * falls below the threshold gets one `keys.low` event on its stream until it tops up.
+ *
+ * One-time prekeys are taken only within a budget per claimer and user (`claimPairLimit`), and
+ * never by someone on either side of a block: otherwise any account could empty anyone's stock
+ * over and over (every session to them would then rest on the signed prekey alone). Past it
+ * the bundle still answers, without one-time prekeys, as for a device that has none left, so a
+ * block is not told apart from an empty stock.
  */
 export async function claimBundle(ctx: Context, me: string, userId: string) {
   await enforceLimit(ctx, 'key-claim-account', ctx.settings.keys.claimLimit, me);
@@ -229,9 +236,10 @@ export async function claimBundle(ctx: Context, me: string, userId: string) {
   const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
   const rows = await repo.liveDeviceKeys(db, [userId], now);
+  const spend = rows.length > 0 && (await mayTakeOneTimeKeys(ctx, me, userId));
   const devices = [];
   for (const row of rows) {
-    const oneTimePrekey = await repo.claimPrekey(db, row.device_id);
+    const oneTimePrekey = spend ? await repo.claimPrekey(db, row.device_id) : null;
     devices.push({
       deviceId: row.device_id,
       identityKey: row.identity_key,
@@ -243,9 +251,15 @@ export async function claimBundle(ctx: Context, me: string, userId: string) {
       },
       oneTimePrekey,
     });
-    await warnIfLow(ctx, { userId, deviceId: row.device_id }, now);
+    if (spend) await warnIfLow(ctx, { userId, deviceId: row.device_id }, now);
   }
   return { userId, devices };
+}
+
+async function mayTakeOneTimeKeys(ctx: Context, me: string, userId: string): Promise<boolean> {
+  if (await eitherBlocked(ctx.ports.db, me, userId)) return false;
+  const rule = { name: 'key-claim-pair', ...ctx.settings.keys.claimPairLimit };
+  return (await ctx.ports.rateLimiter.consume(rule, `${me}:${userId}`)).allowed;
 }
 
 async function warnIfLow(ctx: Context, device: Device, now: number): Promise<void> {
