@@ -327,6 +327,17 @@ describe('CallManager', () => {
     await waitFor(() => bobPhone.calls.state === 'connected', 'connected on bob');
   });
 
+  it('glare the other way round: the losing call was already ringing, and is ended by the event', async () => {
+    const { alice, bobPhone } = world();
+    // Bob's call is placed first; Alice's start reaches the server before its invite reaches her.
+    const fromBob = await bobPhone.calls.start('alice');
+    const fromAlice = await alice.calls.start('bob');
+    await waitFor(() => fromBob.state === 'ended', 'the losing call ends');
+    expect(fromBob.endReason).toBe('glare');
+    await waitFor(() => fromAlice.state === 'connected', 'the winning call connects');
+    await waitFor(() => bobPhone.calls.state === 'connected', 'connected on bob');
+  });
+
   it('after a lost glare, only the winning call is answered by itself, not a later one', async () => {
     const w = setup();
     cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));

@@ -150,7 +150,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
         report,
         ended: (done) => {
           if (done.call.direction === 'outgoing' && done.call.endReason === 'glare')
-            glareLost(done.call.peerUserId, done.call.media, done.endedAsPlaced);
+            glareLost(done.call.peerUserId, done.call.media, done.serverEndedAt);
           // Kept a little for late events (a `call.ended` after a local hangup), then dropped.
           setTimeout(() => sessions.delete(done.call.id), 60_000).unref?.();
         },

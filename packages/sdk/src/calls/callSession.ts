@@ -95,8 +95,8 @@ export type SessionDeps = {
 /** The CallManager's side of a call: the app's `Call` plus what the event router calls. */
 export type CallSession = {
   readonly call: Call;
-  /** Outgoing: when the server ended the call as it placed it (busy, glare), by its clock. */
-  readonly endedAsPlaced: string | null;
+  /** When the server ended the call (as it placed it, or later), by its clock; null: not known. */
+  readonly serverEndedAt: string | null;
   /** Outgoing: places the call (resolves once the server rings it, or answered busy/glare). */
   dial(): Promise<void>;
   onAccepted(deviceId: string, answer: string): void;
@@ -152,7 +152,7 @@ export function createCallSession(
   let chain: Promise<void> = Promise.resolve();
   let heartbeat: ReturnType<typeof setInterval> | undefined;
   let ringCheck: ReturnType<typeof setTimeout> | undefined;
-  let endedAsPlaced: string | null = null;
+  let serverEndedAt: string | null = null;
   const listeners = new Set<(call: Call) => void>();
 
   const changed = () => {
@@ -336,7 +336,7 @@ export function createCallSession(
       if (ended() && placed.state === 'ringing')
         await transport.hangup(id, 'user_hangup').catch(() => undefined);
       else if (placed.state !== 'ringing') {
-        endedAsPlaced = placed.endedAt;
+        serverEndedAt = placed.endedAt;
         end(endReasonOf(placed));
       } else watchRinging();
     } catch (error) {
@@ -492,8 +492,8 @@ export function createCallSession(
 
   const session: CallSession = {
     call,
-    get endedAsPlaced() {
-      return endedAsPlaced;
+    get serverEndedAt() {
+      return serverEndedAt;
     },
     dial,
     onAccepted(deviceId, answer) {
@@ -513,6 +513,7 @@ export function createCallSession(
       if (!accepting) end('answered_elsewhere');
     },
     onEnded(serverCall) {
+      if (!ended()) serverEndedAt = serverCall.endedAt;
       end(endReasonOf(serverCall));
     },
     onSignal,
