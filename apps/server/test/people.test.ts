@@ -75,6 +75,21 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     expect(await codeOf(t.client.api.users.get.query({ id: ada.userId }))).toBe('UNAUTHORIZED');
   });
 
+  it('search: a prefix page costs a point per profile, so the budget bounds profiles, not calls', async () => {
+    const limited = await startServer({ searchLimit: { points: 5, durationSeconds: 3600 } });
+    try {
+      const stem = freshUsername('bdg').slice(0, 14);
+      const accounts = [];
+      for (let i = 0; i < 3; i++) accounts.push(await registerUser(limited, `${stem}_${i}`));
+      const search = clientWithToken(limited, accounts[0]!.accessToken).api.users.search;
+      expect((await search.query({ prefix: stem })).users).toHaveLength(3); // 3 points
+      expect((await search.query({ username: accounts[1]!.username })).users).toHaveLength(1); // 4
+      expect(await codeOf(search.query({ prefix: stem }))).toBe('TOO_MANY_REQUESTS');
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('search: exact username and unique id, username prefix with a cursor; never a list of everyone', async () => {
     const stem = freshUsername('pfx').slice(0, 14);
     const accounts = [];

@@ -11,13 +11,14 @@ export function assertAllowed(decision: RateLimitDecision, message: string): voi
   }
 }
 
-/** Spends one point of `name` for `key`; over budget → TOO_MANY_REQUESTS carrying the wait. */
+/** Spends `points` (one) of `name` for `key`; over budget → TOO_MANY_REQUESTS carrying the wait. */
 export async function enforceLimit(
   ctx: Context,
   name: string,
   limit: Limit,
   key: string,
+  points = 1,
 ): Promise<void> {
-  const decision = await ctx.ports.rateLimiter.consume({ name, ...limit }, key);
+  const decision = await ctx.ports.rateLimiter.consume({ name, ...limit }, key, points);
   assertAllowed(decision, 'Too many attempts, try again later');
 }

@@ -120,6 +120,11 @@ export async function search(
     const rows = await query.execute();
     found = rows.slice(0, limit);
     nextCursor = rows.length > limit ? (found[found.length - 1]!.username ?? null) : null;
+    // The budget counts profiles, not calls: a page of fifty for one point would list every user
+    // with two-letter prefixes (the search was paid one point above; the rest of the page now).
+    const searchLimit = ctx.settings.people.searchLimit;
+    if (found.length > 1)
+      await enforceLimit(ctx, 'search-account', searchLimit, viewerId, found.length - 1);
   }
   // One query for the whole page, not one per user found.
   const { blockedMe } = await relationsTo(
