@@ -58,6 +58,8 @@ export type ServerConfig = {
   auth: AuthConfig;
   /** User lookups per account (a Signal-like budget: no way to list everyone). */
   searchLimit: { points: number; durationSeconds: number };
+  /** New contact requests per account. */
+  requestLimit: { points: number; durationSeconds: number };
   avatarMaxBytes: number;
   /** Where blobs go: S3 when set, else `<dataDir>/blobs`. */
   s3: S3BlobStoreOptions | undefined;
@@ -147,6 +149,7 @@ export function configFromEnv(env: Env): ServerConfig {
     docsEnabled: env.MVP_DOCS_ENABLED,
     dataDir: env.MVP_DATA_DIR,
     searchLimit: env.MVP_LIMIT_SEARCH_ACCOUNT,
+    requestLimit: env.MVP_LIMIT_CONTACT_REQUEST_ACCOUNT,
     avatarMaxBytes: env.MVP_AVATAR_MAX_BYTES,
     s3: s3FromEnv(env),
     calls: callsFromEnv(env),

@@ -41,7 +41,7 @@ function apiSettingsFrom(config: ServerConfig): ApiSettings {
       loginBackoff: auth.loginBackoff,
       deleteInactiveAfterDays: auth.deleteInactiveAfterDays,
     },
-    people: { searchLimit: config.searchLimit },
+    people: { searchLimit: config.searchLimit, requestLimit: config.requestLimit },
     messaging: config.messaging,
     keys: config.keys,
     calls: config.calls,

@@ -139,6 +139,7 @@ export const envSchema = {
   MVP_LIMIT_REFRESH_IP: limit.default({ points: 60, durationSeconds: 60 }),
   MVP_LIMIT_REFRESH_ACCOUNT: limit.default({ points: 30, durationSeconds: 60 }),
   MVP_LIMIT_SEARCH_ACCOUNT: limit.default({ points: 100, durationSeconds: 900 }),
+  MVP_LIMIT_CONTACT_REQUEST_ACCOUNT: limit.default({ points: 50, durationSeconds: 86_400 }),
   MVP_LOGIN_BACKOFF_AFTER: int(1, 100).default(5),
   MVP_LOGIN_BACKOFF_MAX_SECONDS: int(1, 86_400).default(900),
   MVP_DELETE_INACTIVE_AFTER_DAYS: int(0, 36_500).default(0),

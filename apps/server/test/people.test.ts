@@ -222,7 +222,12 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
   });
 
   it('asking someone who already asked me accepts their request; decline and cancel tell the other side', async () => {
-    const [a, b, c] = [await registerUser(t), await registerUser(t), await registerUser(t)];
+    const [a, b, c, d] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
     const first = await api(a).contacts.request.mutate({ userId: b.userId });
     expect(await api(b).contacts.request.mutate({ userId: a.userId })).toEqual({
       status: 'accepted',
@@ -239,21 +244,52 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
       requestId: toC.requestId,
     });
 
-    const cLive = await live(c);
-    const again = await api(a).contacts.request.mutate({ userId: c.userId });
-    expect((await cLive.events.next()).type).toBe('contact.request.received');
+    // Declined: asking again at once is refused for a day (it would undo the decline).
+    const refused = await api(a)
+      .contacts.request.mutate({ userId: c.userId })
+      .catch((e: unknown) => e);
+    expect(errorCodeOf(refused)).toBe('TOO_MANY_REQUESTS');
+    const wait = (refused as { data: { retryAfterMs: number } }).data.retryAfterMs;
+    expect(wait).toBeGreaterThan(23 * 3600 * 1000);
+    expect((await api(c).contacts.requests.query()).incoming).toEqual([]);
+
+    const dLive = await live(d);
+    const toD = await api(a).contacts.request.mutate({ userId: d.userId });
+    expect((await dLive.events.next()).type).toBe('contact.request.received');
     expect((await aLive.events.next()).type).toBe('contact.request.sent');
-    await api(a).contacts.cancel.mutate({ id: again.requestId! });
-    expect(await cLive.events.next()).toMatchObject({
+    await api(a).contacts.cancel.mutate({ id: toD.requestId! });
+    expect(await dLive.events.next()).toMatchObject({
       type: 'contact.request.cancelled',
-      requestId: again.requestId,
+      requestId: toD.requestId,
     });
     expect(await aLive.events.next()).toMatchObject({
       type: 'contact.request.cancelled',
-      requestId: again.requestId,
+      requestId: toD.requestId,
     });
-    cLive.stop();
+    dLive.stop();
     aLive.stop();
+  });
+
+  it('new contact requests are limited per account; a pending one asked again costs nothing', async () => {
+    const limited = await startServer({ requestLimit: { points: 2, durationSeconds: 86_400 } });
+    try {
+      const [a, b, c, d] = [
+        await registerUser(limited),
+        await registerUser(limited),
+        await registerUser(limited),
+        await registerUser(limited),
+      ];
+      const ask = (to: Account) =>
+        clientWithToken(limited, a.accessToken).api.contacts.request.mutate({ userId: to.userId });
+      expect((await ask(b)).status).toBe('pending');
+      expect((await ask(b)).status).toBe('pending'); // the same one: not a new request
+      expect((await ask(c)).status).toBe('pending');
+      expect(await codeOf(ask(d))).toBe('TOO_MANY_REQUESTS');
+      const toD = await clientWithToken(limited, d.accessToken).api.contacts.requests.query();
+      expect(toD.incoming).toEqual([]);
+    } finally {
+      await limited.stop();
+    }
   });
 
   it("someone else's request or contact is NOT_FOUND; malformed ids are BAD_REQUEST; nothing changes", async () => {

@@ -30,7 +30,11 @@ export type ApiSettings = {
   /** Budget per client address across all procedures. */
   ipRateLimit: RateLimitRule;
   auth: AuthSettings;
-  people: { searchLimit: Limit };
+  people: {
+    searchLimit: Limit;
+    /** New contact requests per account (spam: each lands on someone's stream). */
+    requestLimit: Limit;
+  };
   calls: {
     stunUrls: string[];
     turnUrls: string[];

@@ -99,6 +99,8 @@ export async function signInOnAnotherDevice(
 
 /** Contacts both ways: a request, answered by a request back. */
 export async function befriend(t: TestServer, a: Account, b: Account): Promise<void> {
-  await clientWithToken(t, a.accessToken).api.contacts.request.mutate({ userId: b.userId });
+  // `b` asks and `a`'s request back accepts: `a` (often a group's owner befriending many) makes
+  // no new request, which the server limits per account.
   await clientWithToken(t, b.accessToken).api.contacts.request.mutate({ userId: a.userId });
+  await clientWithToken(t, a.accessToken).api.contacts.request.mutate({ userId: b.userId });
 }

@@ -5,6 +5,7 @@ import type { TContactRequest, TPeopleEvent, TPublicProfile } from '@mvp/contrac
 import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { enforceLimit } from '../../rateLimit';
 import * as users from '../auth/users.repo';
 import { directKeyOf } from '../conversations/conversations.repo';
 import { announcePostingChanged } from '../messages/postingCache';
@@ -78,6 +79,9 @@ async function changeAndTell(
 }
 
 const NOT_ACCEPTING = 'This user does not accept contact requests';
+/** After a decline, the same person may ask again only this much later. */
+const ASK_AGAIN_AFTER_MS = 24 * 3600 * 1000;
+const declinedKey = (from: string, to: string) => `contact-declined:${from}:${to}`;
 
 /**
  * Sends a contact request. A user who blocked me and one who accepts no requests answer alike.
@@ -107,6 +111,14 @@ export async function sendRequest(
   }
   const mine = await rel.findRequestBetween(db, me, target.id);
   if (mine) return { status: 'pending' as const, requestId: mine.id };
+  // Declined: not again for a day (asking again at once would undo the decline). Then the
+  // account's own daily budget: every request lands on someone's stream.
+  const cooling = await ctx.ports.kv.ttlMs(declinedKey(me, target.id));
+  if (cooling !== null && cooling > 0)
+    throw new AppError('TOO_MANY_REQUESTS', 'They declined; you can ask again later', {
+      retryAfterMs: cooling,
+    });
+  await enforceLimit(ctx, 'contact-request-account', ctx.settings.people.requestLimit, me);
 
   const row: RequestRow = {
     id: uuidv7(),
@@ -203,6 +215,7 @@ export async function declineRequest(ctx: Context, me: string, id: string): Prom
     { userId: row.from_user_id, event },
     { userId: me, event },
   ]);
+  await ctx.ports.kv.set(declinedKey(row.from_user_id, me), '1', { ttlMs: ASK_AGAIN_AFTER_MS });
 }
 
 export async function cancelRequest(ctx: Context, me: string, id: string): Promise<void> {
