@@ -250,6 +250,18 @@ describe(`auth: register, OTP, login (${backendLabel})`, () => {
     );
     expect(errorCodeOf(replay)).toBe('NOT_FOUND');
   });
+
+  it('of several verifies with the right code at once, one signs in', async () => {
+    const phone = freshPhone();
+    const pending = await startPhoneRegistration(t, phone, 'S');
+    const code = lastOtp(t.logs, phone);
+    const verify = () =>
+      t.client.api.auth.otp.verify
+        .mutate({ challengeId: pending.challengeId, code })
+        .then(() => 'ok', errorCodeOf);
+    const outcomes = await Promise.all([verify(), verify(), verify(), verify()]);
+    expect(outcomes.sort()).toEqual(['NOT_FOUND', 'NOT_FOUND', 'NOT_FOUND', 'ok']);
+  });
 });
 
 describe(`auth: malformed input everywhere, secrets nowhere (${backendLabel})`, () => {

@@ -142,8 +142,10 @@ export async function consumeChallenge(
     if (tries >= maxAttempts) await ctx.ports.kv.del(key(challengeId));
     throw new AppError('UNAUTHORIZED', 'Wrong code');
   }
-  // Single use: a second verify with the same code finds nothing.
-  await ctx.ports.kv.del(key(challengeId));
+  // Single use, also against itself: of concurrent verifies with the right code only the one
+  // whose delete removed the challenge goes on (one stolen code, one session).
+  if (!(await ctx.ports.kv.del(key(challengeId))))
+    throw new AppError('NOT_FOUND', 'This code was used or has expired');
   const phone = ctx.ports.cipher.decrypt(challenge.sealedPhone, sealContext(challengeId));
   return { ...challenge, phone };
 }
