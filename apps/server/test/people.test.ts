@@ -270,6 +270,29 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     aLive.stop();
   });
 
+  // A race of MySQL's connection pool (the embedded database takes the requests in turn).
+  it('an accept racing a cancel or a block: never contacts after either won', async () => {
+    for (const race of ['cancel', 'block'] as const) {
+      const [a, b] = [await registerUser(t), await registerUser(t)];
+      const { requestId } = await api(a).contacts.request.mutate({ userId: b.userId });
+      const [accepted, other] = await Promise.all([
+        codeOf(api(b).contacts.accept.mutate({ id: requestId! })),
+        race === 'cancel'
+          ? codeOf(api(a).contacts.cancel.mutate({ id: requestId! }))
+          : codeOf(api(a).blocks.add.mutate({ userId: b.userId })),
+      ]);
+      const contacts = (await api(b).contacts.list.query()).contacts.map((c) => c.id);
+      if (race === 'cancel') {
+        // One of the two took the request.
+        expect([accepted, other].sort()).toEqual(['NOT_FOUND', 'ok']);
+        expect(contacts).toEqual(accepted === 'ok' ? [a.userId] : []);
+      } else {
+        expect(other).toBe('ok');
+        expect(contacts).toEqual([]);
+      }
+    }
+  });
+
   it('new contact requests are limited per account; a pending one asked again costs nothing', async () => {
     const limited = await startServer({ requestLimit: { points: 2, durationSeconds: 86_400 } });
     try {

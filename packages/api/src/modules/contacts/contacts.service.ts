@@ -194,6 +194,13 @@ export async function acceptRequest(ctx: Context, me: string, id: string): Promi
   await changeAndTell(
     ctx,
     async (trx) => {
+      // The request must still be there: a cancel or a block that got in first deleted it (and a
+      // block also deletes it first, under the same row lock, so the two take turns).
+      const taken = await trx.deleteFrom('contact_requests').where('id', '=', row.id).execute();
+      if (Number(taken[0]?.numDeletedRows ?? 0) !== 1)
+        throw new AppError('NOT_FOUND', 'No such request');
+      if (await rel.eitherBlocked(trx, row.from_user_id, me))
+        throw new AppError('NOT_FOUND', 'No such request');
       await rel.addContactPair(trx, row.from_user_id, me, ctx.ports.clock.now());
       await rel.deleteRequestsBetween(trx, row.from_user_id, me);
     },
@@ -260,6 +267,10 @@ export async function block(ctx: Context, me: string, userId: string): Promise<v
   await changeAndTell(
     ctx,
     async (trx) => {
+      // Requests first: an accept racing this block deletes the same request row first too, so
+      // one waits for the other and either the accept finds it gone or the pair it made is
+      // removed just below.
+      await rel.deleteRequestsBetween(trx, me, userId);
       if (!(await rel.isBlocked(trx, me, userId))) {
         await trx
           .insertInto('blocks')
@@ -267,7 +278,6 @@ export async function block(ctx: Context, me: string, userId: string): Promise<v
           .execute();
       }
       await rel.removeContactPair(trx, me, userId);
-      await rel.deleteRequestsBetween(trx, me, userId);
     },
     [{ userId: me, event: { type: 'block.added', userId } }],
   );
