@@ -12,6 +12,7 @@ import {
 } from './helpers/accounts';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
+import { codeOf } from './helpers/errors';
 
 const failure = (p: Promise<unknown>) =>
   p.then(
@@ -208,6 +209,21 @@ describe(`auth: register, OTP, login (${backendLabel})`, () => {
       code: lastOtp(t.logs, phone),
     });
     expect(step2.user.id).toBe(tokens.user.id);
+
+    // Off again only with the password: a stolen access token cannot strip the second factor.
+    const me = clientWithToken(t, step2.accessToken).api.me;
+    expect(await codeOf(me.update.mutate({ requireOtpLogin: false }))).toBe('FORBIDDEN');
+    expect(
+      await codeOf(me.update.mutate({ requireOtpLogin: false, currentPassword: 'not it 123' })),
+    ).toBe('FORBIDDEN');
+    expect((await me.get.query()).requireOtpLogin).toBe(true);
+    await me.update.mutate({ requireOtpLogin: false, currentPassword: PASSWORD });
+    const direct = await t.client.api.auth.login.mutate({
+      identifier: phone,
+      password: PASSWORD,
+      device: DEVICE,
+    });
+    expect(direct.status).toBe('ok');
   });
 
   it('OTP brute force: after the allowed tries the code is dead, even the right one', async () => {

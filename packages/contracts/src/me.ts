@@ -22,8 +22,13 @@ export const ZUpdateMeInput = z
     bio: z.string().trim().max(280).optional(),
     /** Ask for an SMS code after the password at every login (needs a verified phone). */
     requireOtpLogin: z.boolean().optional(),
+    /** Needed to turn `requireOtpLogin` off, as a password change needs it. */
+    currentPassword: z.string().min(1).max(512).optional(),
   })
-  .refine((v) => Object.values(v).some((x) => x !== undefined), { message: 'nothing to change' });
+  .refine(
+    ({ currentPassword: _, ...changes }) => Object.values(changes).some((x) => x !== undefined),
+    { message: 'nothing to change' },
+  );
 
 export const ZChangePasswordInput = z.object({
   currentPassword: z.string().min(1).max(512),

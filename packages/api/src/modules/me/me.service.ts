@@ -40,7 +40,13 @@ export async function getMe(ctx: Context, userId: string): Promise<TMe> {
 export async function updateMe(
   ctx: Context,
   userId: string,
-  input: { displayName?: string; username?: string; bio?: string; requireOtpLogin?: boolean },
+  input: {
+    displayName?: string;
+    username?: string;
+    bio?: string;
+    requireOtpLogin?: boolean;
+    currentPassword?: string;
+  },
 ): Promise<TMe> {
   const user = await requireUser(ctx, userId);
   const changes: Partial<users.UserRow> = { updated_at: ctx.ports.clock.now() };
@@ -56,6 +62,13 @@ export async function updateMe(
   if (input.requireOtpLogin !== undefined) {
     if (input.requireOtpLogin && !user.phone_ciphertext) {
       throw new AppError('BAD_REQUEST', 'A verified phone number is needed for sign-in codes');
+    }
+    // Off only with the password: a stolen access token must not strip the second factor (the
+    // thief could then sign in later with a phished password alone).
+    if (!input.requireOtpLogin && user.require_otp_login) {
+      if (input.currentPassword === undefined)
+        throw new AppError('FORBIDDEN', 'Turning sign-in codes off needs your password');
+      await assertPassword(ctx, user, input.currentPassword);
     }
     changes.require_otp_login = input.requireOtpLogin ? 1 : 0;
   }
