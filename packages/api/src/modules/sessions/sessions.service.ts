@@ -78,8 +78,16 @@ export async function startSession(
 }
 
 /**
- * Rotates a refresh token. Each is single use; presenting one that was already used means it
- * leaked (or a client raced itself), so the whole family (the session) is revoked.
+ * A refresh token presented again this soon after its use is the client's own retry, not a
+ * leak: the answer to the first use was lost (a dropped connection on a phone), or two tabs
+ * sharing one store refreshed at once. It gets a fresh pair too instead of ending the session, as
+ * Auth0's and Okta's reuse intervals do. Later than this, reuse revokes the family.
+ */
+const REUSE_GRACE_MS = 30_000;
+
+/**
+ * Rotates a refresh token. Each is single use; presenting one that was already used (after
+ * REUSE_GRACE_MS) means it leaked, so the whole family (the session) is revoked.
  */
 export async function refreshSession(ctx: Context, refreshToken: string): Promise<TAuthTokens> {
   const now = ctx.ports.clock.now();
@@ -96,7 +104,7 @@ export async function refreshSession(ctx: Context, refreshToken: string): Promis
   const row = await repo.findRefreshToken(ctx.ports.db, tokenHash);
   if (!row) throw ended;
   await enforceLimit(ctx, 'refresh-account', ctx.settings.auth.limits.refreshAccount, row.user_id);
-  if (row.used_at !== null) {
+  if (row.used_at !== null && now - Number(row.used_at) > REUSE_GRACE_MS) {
     await revokeFamily(row);
     throw ended;
   }
@@ -104,7 +112,8 @@ export async function refreshSession(ctx: Context, refreshToken: string): Promis
     throw ended;
 
   const result = await ctx.ports.db.transaction().execute(async (trx) => {
-    if (!(await repo.markRefreshUsed(trx, tokenHash, now))) return null;
+    // Not marked: used a moment ago (above, or by a refresh racing this one): within the grace.
+    await repo.markRefreshUsed(trx, tokenHash, now);
     await repo.touchSession(trx, row.session_id, row.device_id, now);
     const user = await trx
       .selectFrom('users')
@@ -115,10 +124,7 @@ export async function refreshSession(ctx: Context, refreshToken: string): Promis
     await trx.updateTable('users').set({ last_active_at: now }).where('id', '=', user.id).execute();
     return issueTokens(ctx, trx, user, row.session_id, row.session_expires_at);
   });
-  if (!result) {
-    await revokeFamily(row);
-    throw ended;
-  }
+  if (!result) throw ended; // the account is gone
   return result;
 }
 
