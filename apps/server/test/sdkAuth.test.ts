@@ -9,12 +9,15 @@ import {
 import {
   DEVICE,
   PASSWORD,
+  befriend,
   clientWithToken,
   currentDeviceId,
   freshPhone,
   freshUsername,
   lastOtp,
+  registerUser,
 } from './helpers/accounts';
+import { sendText } from './helpers/messaging';
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
@@ -355,5 +358,41 @@ describe(`the SDK's session handling against a real server (${backendLabel})`, (
     // Logging out again is harmless and quiet.
     await p.client.auth.logout();
     expect(p.ended).toEqual(['signed_out']);
+  });
+});
+
+describe(`the sync stream outlives its socket's token (${backendLabel})`, () => {
+  let t: TestServer;
+  /** Moves the server's clock past the access token the socket opened with. */
+  let offsetMs = 0;
+  beforeAll(async () => {
+    t = await startServer({}, { clock: { now: () => Date.now() + offsetMs } });
+  });
+  afterAll(() => t.stop());
+
+  it('a stream started after that token expired goes live on a fresh socket', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, alice, bob);
+    const chat = await clientWithToken(t, bob.accessToken).api.conversations.create.mutate({
+      kind: 'direct',
+      userId: alice.userId,
+    });
+    const app = t.newClient();
+    const login = { identifier: alice.username, password: PASSWORD, device: DEVICE };
+    expect((await app.auth.login(login)).status).toBe('ok');
+    await app.sync.start();
+    // 16 minutes on: the socket's token (15 minutes) has expired, the session has not.
+    offsetMs = 16 * 60 * 1000;
+    await app.sync.stop();
+    await app.sync.start();
+    expect(app.sync.state).toBe('live');
+    // And it is the account's stream: a message to Alice arrives on it.
+    const seen = eventQueue<string>();
+    app.sync.onEvent((event) => void seen.push(event.type));
+    const again = await t.client.api.auth.login.mutate({ ...login, identifier: bob.username });
+    if (again.status !== 'ok') throw new Error('expected tokens');
+    await sendText(t, { ...bob, accessToken: again.accessToken }, chat.id, 'after the expiry');
+    for (;;) if ((await seen.next()) === 'message.new') break;
+    await app.close();
   });
 });

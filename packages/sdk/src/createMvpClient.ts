@@ -298,8 +298,22 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     ],
   });
 
+  /**
+   * The socket authenticated once, when it opened; its token has expired since (or the stream
+   * was refused for another reason). With a session still here, the next subscription opens a
+   * fresh socket, whose connectionParams carry a current token (refreshed if need be).
+   */
+  const renewConnection = async (): Promise<boolean> => {
+    const current = await token().catch(() => null);
+    if (!current) return false;
+    const closing = wsClient;
+    wsClient = undefined;
+    await closing?.close();
+    return true;
+  };
+
   const sync = createSyncEngine({
-    transport: createApiSyncTransport(api, (owner) => ({ [SEND_AS]: owner })),
+    transport: createApiSyncTransport(api, (owner) => ({ [SEND_AS]: owner }), renewConnection),
     cursorStore: options.cursorStore,
     backoff,
     deliveryReceipts: options.deliveryReceipts,

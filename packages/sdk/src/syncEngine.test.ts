@@ -408,6 +408,40 @@ describe('sync engine', () => {
     expect(errors).toHaveLength(1);
   });
 
+  it("on UNAUTHORIZED asks for a fresh socket (the open one's token expired), once per start", async () => {
+    const fake = fakeTransport([snapshotOf('1')]);
+    const expired = () =>
+      TRPCClientError.from({
+        error: { code: -32001, message: 'Token expired', data: { appCode: 'UNAUTHORIZED' } },
+      });
+    let renewals = 0;
+    let refuseNext = false;
+    const transport: SyncTransport = {
+      ...fake.transport,
+      renewConnection: () => Promise.resolve(++renewals > 0),
+      // Refused before it starts, as a socket whose token the server no longer takes.
+      subscribe: (from, handlers) => {
+        if (!refuseNext) return fake.transport.subscribe(from, handlers);
+        queueMicrotask(() => handlers.onError(expired()));
+        return { unsubscribe: () => undefined };
+      },
+    };
+    const engine = createSyncEngine({ transport, backoff: { minDelayMs: 1, maxDelayMs: 1 } });
+    const errors: unknown[] = [];
+    engine.onError((e) => errors.push(e));
+    await engine.start();
+    fake.subscriptions[0]!.handlers.onError(expired());
+    const second = await fake.subscribed(2);
+    await vi.waitFor(() => expect(engine.state).toBe('live'));
+    expect([renewals, errors.length, second.from]).toEqual([1, 0, '1']);
+
+    // Live again, a later expiry is renewed again; refused once more before any start: over.
+    refuseNext = true;
+    second.handlers.onError(expired());
+    await vi.waitFor(() => expect(engine.state).toBe('stopped'));
+    expect([renewals, errors.length]).toEqual([2, 1]);
+  });
+
   it('a cold start hands over envelopes that waited from before the snapshot, then acks them', async () => {
     const fake = fakeTransport([
       { ...snapshotOf('10'), pendingEnvelopes: [waiting('4'), waiting('7')] },

@@ -98,6 +98,8 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   let attempt = 0;
   let handlerFailures = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A fresh socket was asked for since the stream last started (see `refused`). */
+  let renewedSinceStarted = false;
   let handlerWait: { timer: ReturnType<typeof setTimeout>; done: () => void } | undefined;
 
   const delay = () => reconnectDelayMs(attempt++, backoff, options.random);
@@ -152,6 +154,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       onStarted: () => {
         if (gen !== generation) return;
         attempt = 0;
+        renewedSinceStarted = false;
         state = 'live';
         for (const waiter of [...startedWaiters]) waiter();
         startedWaiters.clear();
@@ -171,7 +174,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
           queue.push({ id: handled ?? '0', data: { type: 'resync' } });
           return pump(gen);
         }
-        if (code === 'UNAUTHORIZED') return fail(error);
+        if (code === 'UNAUTHORIZED') return refused(error);
         reconnect({ cold: false, error });
       },
       // The server ended the stream without an error (it should not): resume after a pause.
@@ -192,6 +195,25 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       if (errorCodeOf(error) === 'UNAUTHORIZED') return fail(error);
       reconnect({ cold, error });
     });
+  }
+
+  /**
+   * The stream refused UNAUTHORIZED. Most often the socket's own token expired while the session
+   * lives on (a socket authenticates once, when it opens): the transport opens a fresh one and the
+   * stream resumes, once per start of the stream. Otherwise the session is over.
+   */
+  function refused(error: unknown) {
+    if (renewedSinceStarted || !transport.renewConnection) return fail(error);
+    const gen = generation;
+    void transport
+      .renewConnection()
+      .catch(() => false)
+      .then((renewed) => {
+        if (gen !== generation) return;
+        if (!renewed) return fail(error);
+        renewedSinceStarted = true;
+        reconnect({ cold: false });
+      });
   }
 
   function reconnect({ cold, error }: { cold: boolean; error?: unknown }) {
@@ -215,6 +237,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   function halt() {
     generation++;
     state = 'stopped';
+    renewedSinceStarted = false;
     // A start() still waiting for the stream learns it stopped first (it rejected never before).
     for (const waiter of [...startedWaiters]) waiter();
     startedWaiters.clear();

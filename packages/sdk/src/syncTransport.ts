@@ -71,6 +71,12 @@ export type SyncTransport = {
   ack(upTo: string, owner: string): Promise<void>;
   /** `messages.markDeliveredMany` (at most 100 marks) as `owner`, like `ack`. */
   markDelivered(marks: { conversationId: string; seq: number }[], owner: string): Promise<void>;
+  /**
+   * The stream was refused UNAUTHORIZED: a socket authenticates once, when it opens, and its
+   * access token expires (15 min) while it stays open. Opens the next subscription on a fresh
+   * socket with a current token; false when there is no session to do it with (signed out).
+   */
+  renewConnection?(): Promise<boolean>;
 };
 
 /**
@@ -82,8 +88,10 @@ export type SyncTransport = {
 export function createApiSyncTransport(
   api: TRPCClient<AppRouter>,
   sentAs: (owner: string) => Record<string, unknown>,
+  renewConnection?: () => Promise<boolean>,
 ): SyncTransport {
   return {
+    ...(renewConnection ? { renewConnection } : {}),
     whoAmI: async () => (await api.me.get.query()).id,
     snapshot: async () => decodeSnapshot(await api.sync.snapshot.query()),
     subscribe: (lastEventId, handlers) =>
