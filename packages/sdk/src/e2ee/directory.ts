@@ -4,6 +4,7 @@
  */
 import { type CryptoStore, equalBytes, startSession } from '@mvp/crypto';
 import { base64ToBytes } from '../base64';
+import { classifySendError, errorCodeOf } from '../errors';
 import { addressOf } from './payloads';
 import { lanes, type KeyedQueue } from './serial';
 import type { ClaimedDevice, DirectoryDevice, E2eeTransport } from './transport';
@@ -76,7 +77,7 @@ export function createDirectory(deps: {
         const lacking: DirectoryDevice[] = [];
         for (const device of devices) if (!(await hasSession(userId, device))) lacking.push(device);
         if (lacking.length === 0) return devices;
-        const claimed = await transport.claim(userId);
+        const claimed = await claimWaiting(transport, userId);
         for (const device of lacking) {
           const bundle = claimed.find(
             (c) => c.deviceId === device.deviceId && c.identityKey === device.identityKey,
@@ -90,4 +91,27 @@ export function createDirectory(deps: {
         return ready;
       }),
   };
+}
+
+/** A rate-limited claim is waited out this many times, each wait at most a minute. */
+const CLAIM_TRIES = 5;
+const MAX_CLAIM_WAIT_MS = 60_000;
+
+/**
+ * `keys.claim`, waiting out its rate limit: the server allows 200 claims a minute per account,
+ * and a group holds up to 1000 members, so a first send to a big group (or after a restart with
+ * the memory store) meets the limit part way and would fail instead of taking a little longer.
+ */
+async function claimWaiting(transport: Pick<E2eeTransport, 'claim'>, userId: string) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await transport.claim(userId);
+    } catch (error) {
+      const verdict = classifySendError(error);
+      const wait = verdict.retry ? verdict.afterMs : undefined;
+      const limited = errorCodeOf(error) === 'TOO_MANY_REQUESTS' && wait !== undefined;
+      if (!limited || attempt >= CLAIM_TRIES || wait > MAX_CLAIM_WAIT_MS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
 }

@@ -130,6 +130,20 @@ describe('e2ee over a fake server', () => {
     expect(b.sent.at(-1)).toMatchObject({ userId: 'alice', contentType: 'mvp/e2ee-device' });
   });
 
+  it('a first send that meets the claim rate limit waits it out instead of failing', async () => {
+    const net = createFakeNetwork();
+    const [a, b, c] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('carol'),
+    ];
+    net.members('g', ['alice', 'bob', 'carol']);
+    net.refuseClaims(2);
+    await send(a, 'g', 'to a big group');
+    await net.settled();
+    expect([texts(b), texts(c)]).toEqual([['to a big group'], ['to a big group']]);
+  });
+
   it('offers the key again to a device whose queue was full, with the next send', async () => {
     const net = createFakeNetwork();
     const [a, b, c] = [

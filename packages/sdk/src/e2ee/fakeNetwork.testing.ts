@@ -3,6 +3,7 @@
  * members, envelopes (with the DEVICES_CHANGED check) and messages, delivered to each device's
  * sync handler one event at a time, in order.
  */
+import { TRPCClientError } from '@trpc/client';
 import { base64ToBytes as base64 } from '../base64';
 import type { Envelope, Message, SyncEvent } from '../messaging';
 import type { MvpOutbox } from '../outboxTypes';
@@ -47,6 +48,8 @@ export function createFakeNetwork() {
   let filter: (envelope: OutgoingEnvelope & { sender: DeviceRef }) => boolean = () => true;
   /** Devices whose queue is full: the server stores nothing for them and says so (`full`). */
   const fullQueues = new Set<string>();
+  /** The next this many claims are refused as over the rate limit (5 ms to wait). */
+  let claimsRefused = 0;
 
   const liveDevices = (userId: string) =>
     [...published.values()].filter((d) => d.userId === userId);
@@ -100,11 +103,22 @@ export function createFakeNetwork() {
           identityKey,
           signingKey,
         })),
-      claim: async (userId) =>
-        liveDevices(userId).map(({ oneTimePrekeys, userId: _u, ...device }) => ({
+      claim: async (userId) => {
+        if (claimsRefused > 0) {
+          claimsRefused--;
+          throw TRPCClientError.from({
+            error: {
+              code: -32029,
+              message: 'Too many attempts',
+              data: { appCode: 'TOO_MANY_REQUESTS', retryAfterMs: 5 },
+            },
+          });
+        }
+        return liveDevices(userId).map(({ oneTimePrekeys, userId: _u, ...device }) => ({
           ...device,
           oneTimePrekey: oneTimePrekeys.shift() ?? null,
-        })),
+        }));
+      },
       members: async (conversationId) => {
         const set = members.get(conversationId);
         if (!set?.has(me.userId)) throw new Error('FORBIDDEN');
@@ -235,6 +249,10 @@ export function createFakeNetwork() {
     },
     lose(rule: typeof filter) {
       filter = rule;
+    },
+    /** The next `n` prekey claims meet the rate limit. */
+    refuseClaims(n: number) {
+      claimsRefused = n;
     },
     /** The device's queue on the server is full (true) or has room again (false). */
     fill(deviceId: string, full: boolean) {
