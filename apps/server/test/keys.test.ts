@@ -213,6 +213,29 @@ describe(`the device key directory (${backendLabel})`, () => {
     await bobStream.close();
   });
 
+  it('a claim naming devices takes one-time prekeys from those only', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const bobLaptop = await login(bob);
+    await api(bob.accessToken).keys.publish.mutate(deviceKeys(5).input);
+    await api(bobLaptop).keys.publish.mutate(deviceKeys(5).input);
+    const [phone, laptop] = [await deviceIdOf(bob.accessToken), await deviceIdOf(bobLaptop)];
+    // Alice has a session with the phone already; only the new laptop needs a one-time prekey.
+    const bundle = await api(alice.accessToken).keys.claim.mutate({
+      userId: bob.userId,
+      deviceIds: [laptop],
+    });
+    const byDevice = new Map(bundle.devices.map((d) => [d.deviceId, d.oneTimePrekey]));
+    expect(byDevice.get(phone)).toBeNull();
+    expect(byDevice.get(laptop)).not.toBeNull();
+    expect((await api(bob.accessToken).keys.count.query()).oneTimePrekeys).toBe(5);
+    expect((await api(bobLaptop).keys.count.query()).oneTimePrekeys).toBe(4);
+    expect(
+      await codeOf(
+        api(alice.accessToken).keys.claim.mutate({ userId: bob.userId, deviceIds: ['nope'] }),
+      ),
+    ).toBe('BAD_REQUEST');
+  });
+
   it('envelopes for all devices are refused with the missing and stale devices named', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const bobLaptop = await login(bob);

@@ -77,7 +77,12 @@ export function createDirectory(deps: {
         const lacking: DirectoryDevice[] = [];
         for (const device of devices) if (!(await hasSession(userId, device))) lacking.push(device);
         if (lacking.length === 0) return devices;
-        const claimed = await claimWaiting(transport, userId);
+        // One-time prekeys only from the devices lacking a session: the others keep theirs.
+        const claimed = await claimWaiting(
+          transport,
+          userId,
+          lacking.map((d) => d.deviceId),
+        );
         for (const device of lacking) {
           const bundle = claimed.find(
             (c) => c.deviceId === device.deviceId && c.identityKey === device.identityKey,
@@ -102,10 +107,14 @@ const MAX_CLAIM_WAIT_MS = 60_000;
  * and a group holds up to 1000 members, so a first send to a big group (or after a restart with
  * the memory store) meets the limit part way and would fail instead of taking a little longer.
  */
-async function claimWaiting(transport: Pick<E2eeTransport, 'claim'>, userId: string) {
+async function claimWaiting(
+  transport: Pick<E2eeTransport, 'claim'>,
+  userId: string,
+  deviceIds: string[],
+) {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await transport.claim(userId);
+      return await transport.claim(userId, deviceIds);
     } catch (error) {
       const verdict = classifySendError(error);
       const wait = verdict.retry ? verdict.afterMs : undefined;

@@ -130,6 +130,26 @@ describe('e2ee over a fake server', () => {
     expect(b.sent.at(-1)).toMatchObject({ userId: 'alice', contentType: 'mvp/e2ee-device' });
   });
 
+  it("a new device of someone's costs only its own one-time prekey, not the others'", async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'to the phone'); // a session with Bob's phone
+    await net.settled();
+    await net.device('bob', 'bob-tablet');
+    const phoneKeys = net.published.get('bob-phone')!.oneTimePrekeys.length;
+    const tabletKeys = net.published.get('bob-tablet')!.oneTimePrekeys.length;
+    const directory = createDirectory({
+      store: a.e2ee.store,
+      transport: a.transport,
+      queue: createKeyedQueue(),
+    });
+    const ready = await directory.ensureSessions('bob', await directory.devicesOf('bob'));
+    expect(ready.map((d) => d.deviceId).sort()).toEqual(['bob-phone', 'bob-tablet']);
+    expect(net.published.get('bob-phone')!.oneTimePrekeys).toHaveLength(phoneKeys);
+    expect(net.published.get('bob-tablet')!.oneTimePrekeys).toHaveLength(tabletKeys - 1);
+  });
+
   it('a first send that meets the claim rate limit waits it out instead of failing', async () => {
     const net = createFakeNetwork();
     const [a, b, c] = [

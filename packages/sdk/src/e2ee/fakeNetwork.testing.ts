@@ -103,7 +103,7 @@ export function createFakeNetwork() {
           identityKey,
           signingKey,
         })),
-      claim: async (userId) => {
+      claim: async (userId, deviceIds) => {
         if (claimsRefused > 0) {
           claimsRefused--;
           throw TRPCClientError.from({
@@ -114,9 +114,13 @@ export function createFakeNetwork() {
             },
           });
         }
+        // As the server: one-time prekeys only from the devices named (all when none are).
         return liveDevices(userId).map(({ oneTimePrekeys, userId: _u, ...device }) => ({
           ...device,
-          oneTimePrekey: oneTimePrekeys.shift() ?? null,
+          oneTimePrekey:
+            !deviceIds || deviceIds.includes(device.deviceId)
+              ? (oneTimePrekeys.shift() ?? null)
+              : null,
         }));
       },
       members: async (conversationId) => {

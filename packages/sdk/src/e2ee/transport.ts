@@ -35,7 +35,8 @@ export type E2eeTransport = {
   publishKeys(input: PublishKeysInput): Promise<KeyCount>;
   uploadPrekeys(input: UploadPrekeysInput): Promise<KeyCount>;
   devices(userId: string): Promise<DirectoryDevice[]>;
-  claim(userId: string): Promise<ClaimedDevice[]>;
+  /** Bundles of the user's devices; one-time prekeys taken only from `deviceIds` when given. */
+  claim(userId: string, deviceIds?: string[]): Promise<ClaimedDevice[]>;
   /** The user ids of the conversation's members now. */
   members(conversationId: string): Promise<string[]>;
   sendToDevices(envelopes: OutgoingEnvelope[], allDevices: boolean): Promise<SendToDevicesResult>;
@@ -64,7 +65,8 @@ export function createApiE2eeTransport(api: TRPCClient<AppRouter>): E2eeTranspor
     publishKeys: (input) => api.keys.publish.mutate(input),
     uploadPrekeys: (input) => api.keys.upload.mutate(input),
     devices: async (userId) => (await api.keys.devices.query({ userId })).devices,
-    claim: async (userId) => (await api.keys.claim.mutate({ userId })).devices,
+    claim: async (userId, deviceIds) =>
+      (await api.keys.claim.mutate({ userId, ...(deviceIds ? { deviceIds } : {}) })).devices,
     members: async (id) =>
       (await api.conversations.members.query({ id })).members.map((m) => m.userId),
     sendToDevices: async (envelopes, allDevices) => {

@@ -58,9 +58,17 @@ export const keysRouter = router({
         tags,
       },
     })
-    .input(z.object({ userId: ZId }))
+    .input(
+      z.object({
+        userId: ZId,
+        /** Only these devices' one-time prekeys are taken (the others answer without one). */
+        deviceIds: z.array(ZId).min(1).max(100).optional(),
+      }),
+    )
     .output(ZPrekeyBundle)
-    .mutation(({ ctx, input }) => keys.claimBundle(ctx, ctx.auth.userId, input.userId)),
+    .mutation(({ ctx, input }) =>
+      keys.claimBundle(ctx, ctx.auth.userId, input.userId, input.deviceIds),
+    ),
 
   verify: authedProcedure
     .meta({

@@ -229,8 +229,16 @@ export async function listDevices(ctx: Context, userId: string) {
  * over and over (every session to them would then rest on the signed prekey alone). Past it
  * the bundle still answers, without one-time prekeys, as for a device that has none left, so a
  * block is not told apart from an empty stock.
+ *
+ * `deviceIds`: the devices the claimer has no session with; the others' one-time prekeys are
+ * left alone (they answer with none), so adding a device does not cost the rest a key each.
  */
-export async function claimBundle(ctx: Context, me: string, userId: string) {
+export async function claimBundle(
+  ctx: Context,
+  me: string,
+  userId: string,
+  deviceIds?: readonly string[],
+) {
   await enforceLimit(ctx, 'key-claim-account', ctx.settings.keys.claimLimit, me);
   await requireUser(ctx, userId);
   const db = ctx.ports.db;
@@ -239,7 +247,8 @@ export async function claimBundle(ctx: Context, me: string, userId: string) {
   const spend = rows.length > 0 && (await mayTakeOneTimeKeys(ctx, me, userId));
   const devices = [];
   for (const row of rows) {
-    const oneTimePrekey = spend ? await repo.claimPrekey(db, row.device_id) : null;
+    const wanted = spend && (!deviceIds || deviceIds.includes(row.device_id));
+    const oneTimePrekey = wanted ? await repo.claimPrekey(db, row.device_id) : null;
     devices.push({
       deviceId: row.device_id,
       identityKey: row.identity_key,
@@ -251,7 +260,7 @@ export async function claimBundle(ctx: Context, me: string, userId: string) {
       },
       oneTimePrekey,
     });
-    if (spend) await warnIfLow(ctx, { userId, deviceId: row.device_id }, now);
+    if (wanted) await warnIfLow(ctx, { userId, deviceId: row.device_id }, now);
   }
   return { userId, devices };
 }
