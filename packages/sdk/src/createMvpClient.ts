@@ -256,6 +256,13 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     });
   };
 
+  /** The next subscription opens a fresh socket; answers the one it leaves, to close. */
+  const detachSocket = () => {
+    const leaving = wsClient;
+    wsClient = undefined;
+    return leaving;
+  };
+
   // Rebinds after close(): a later subscription opens a fresh socket instead of a closed one.
   const lazyWsLink: TRPCLink<AppRouter> = (runtime) => {
     let bound: { client: WSClient; link: ReturnType<TRPCLink<AppRouter>> } | undefined;
@@ -306,9 +313,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   const renewConnection = async (): Promise<boolean> => {
     const current = await token().catch(() => null);
     if (!current) return false;
-    const closing = wsClient;
-    wsClient = undefined;
-    await closing?.close();
+    await detachSocket()?.close();
     return true;
   };
 
@@ -348,8 +353,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
    */
   const onSignedIn = async () => {
     outbox.accountChanged();
-    const closing = wsClient;
-    wsClient = undefined;
+    const closing = detachSocket();
     await sync.stop().catch(sync.report);
     await closing?.close();
   };
@@ -374,9 +378,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
       await calls.close();
       outbox.pause();
       await sync.stop();
-      const closing = wsClient;
-      wsClient = undefined;
-      await closing?.close();
+      await detachSocket()?.close();
     },
   };
 }
