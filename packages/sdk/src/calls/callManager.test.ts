@@ -610,6 +610,23 @@ describe('CallManager', () => {
     expect(w.server.log.some(({ event }) => event.type === 'call.ended')).toBe(false);
   });
 
+  it('a device that missed the answer elsewhere stops ringing once the server is asked', async () => {
+    const w = setup({ ringCheckMs: 40 });
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    const phone = w.device('bob', 'bob-phone');
+    const laptop = w.device('bob', 'bob-laptop');
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!phone.ringing() && !!laptop.ringing(), 'both ringing');
+    w.server.silence('bob-laptop');
+    await phone.ringing()!.accept();
+    await waitFor(() => call.state === 'connected', 'connected on the phone');
+    await waitFor(() => laptop.ringing()!.state === 'ended', 'the laptop stops ringing');
+    expect(laptop.ringing()!.endReason).toBe('answered_elsewhere');
+    expect(call.state).toBe('connected');
+    await call.hangup();
+  });
+
   it('a camera that fails on accept leaves the call ringing, to try again or decline', async () => {
     const w = setup();
     cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));

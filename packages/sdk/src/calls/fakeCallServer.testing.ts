@@ -58,9 +58,12 @@ export function createFakeCallServer(
     endedAt: row.endedAt === null ? null : new Date(row.endedAt).toISOString(),
     durationSeconds: 0,
   });
+  /** Devices whose stream is down: what is sent to them never arrives. */
+  const silenced = new Set<string>();
   /** Delivered after the current turn, as over a socket. */
   const deliver = (deviceId: string, event: SyncEvent) => {
     log.push({ deviceId, event });
+    if (silenced.has(deviceId)) return;
     const delay = event.type === 'call.signal' ? 1 : (options.durableDelayMs ?? 1);
     setTimeout(() => {
       for (const handler of streams.get(deviceId) ?? []) void handler(event);
@@ -239,6 +242,10 @@ export function createFakeCallServer(
     /** The server's ring timeout firing. */
     expire(callId: string) {
       finish(calls.get(callId)!, 'missed', 'invite_timeout');
+    },
+    /** This device's stream goes down: nothing sent to it from now on arrives. */
+    silence(deviceId: string) {
+      silenced.add(deviceId);
     },
     /** The ring timeout firing while no device's stream is up: nobody hears of it. */
     expireQuietly(callId: string) {
