@@ -200,6 +200,7 @@ export function configFromEnv(env: Env): ServerConfig {
         registerIp: env.MVP_LIMIT_REGISTER_IP,
         loginIp: env.MVP_LIMIT_LOGIN_IP,
         loginAccount: env.MVP_LIMIT_LOGIN_ACCOUNT,
+        loginDevice: env.MVP_LIMIT_LOGIN_DEVICE,
         otpSendIp: env.MVP_LIMIT_OTP_SEND_IP,
         otpSendPhone: env.MVP_LIMIT_OTP_SEND_PHONE,
         otpVerifyIp: env.MVP_LIMIT_OTP_VERIFY_IP,

@@ -300,6 +300,26 @@ describe(`auth: malformed input everywhere, secrets nowhere (${backendLabel})`, 
         () => t.client.api.auth.login.mutate({ identifier: ' ', password: 'y', device: DEVICE }),
       ],
       [
+        'auth.login bad device cookie',
+        () =>
+          t.client.api.auth.login.mutate({
+            identifier: account.username,
+            password: PASSWORD,
+            device: DEVICE,
+            deviceCookies: ['1.2.3'],
+          }),
+      ],
+      [
+        'auth.login too many device cookies',
+        () =>
+          t.client.api.auth.login.mutate({
+            identifier: account.username,
+            password: PASSWORD,
+            device: DEVICE,
+            deviceCookies: Array.from({ length: 9 }, () => account.deviceCookie),
+          }),
+      ],
+      [
         'auth.otp.send bad challenge',
         () => t.client.api.auth.otp.send.mutate({ challengeId: '../../etc' }),
       ],
@@ -431,6 +451,91 @@ describe(`auth: limits and backoff (${backendLabel})`, () => {
     );
     expect(errorCodeOf(early)).toBe('TOO_MANY_REQUESTS');
     expect(early!.data.retryAfterMs).toBeGreaterThan(50_000);
+  });
+});
+
+describe(`auth: a stranger spending an identifier's login budget (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    const base = testAuthConfig();
+    t = await startServer(
+      {},
+      {
+        auth: {
+          limits: {
+            ...base.limits,
+            loginAccount: { points: 3, durationSeconds: 3600 },
+            loginDevice: { points: 3, durationSeconds: 3600 },
+          },
+        },
+      },
+    );
+  });
+  afterAll(() => t.stop());
+
+  const attempt = (identifier: string, password: string, deviceCookies?: string[]) =>
+    failure(
+      t.client.api.auth.login.mutate({ identifier, password, device: DEVICE, deviceCookies }),
+    );
+
+  /** Spends the identifier's whole budget on wrong passwords, as anyone knowing it can. */
+  async function lockOut(identifier: string) {
+    for (let i = 0; i < 3; i++) {
+      expect(errorCodeOf(await attempt(identifier, 'guess'))).toBe('UNAUTHORIZED');
+    }
+    expect(errorCodeOf(await attempt(identifier, PASSWORD))).toBe('TOO_MANY_REQUESTS');
+  }
+
+  it("the owner's device, which kept its cookie past sign-out, still signs in; devices without one wait", async () => {
+    const owner = t.newClient();
+    const username = freshUsername();
+    await owner.auth.register({ username, password: PASSWORD, displayName: 'O', device: DEVICE });
+    await owner.auth.logout();
+    await lockOut(username);
+
+    expect(
+      await owner.auth.login({ identifier: username, password: PASSWORD, device: DEVICE }),
+    ).toMatchObject({ status: 'ok' });
+    const newDevice = t.newClient();
+    const refused = await failure(
+      newDevice.auth.login({ identifier: username, password: PASSWORD, device: DEVICE }),
+    );
+    expect(errorCodeOf(refused)).toBe('TOO_MANY_REQUESTS');
+  });
+
+  it("another account's, a forged or a reused-elsewhere cookie earns nothing", async () => {
+    const victim = await registerUser(t);
+    const attacker = await registerUser(t);
+    await lockOut(victim.username);
+    const [expiry, nonce, tag] = victim.deviceCookie.split('.') as [string, string, string];
+    const forged = `${expiry}.${nonce}.${tag.slice(0, -1)}${tag.endsWith('0') ? '1' : '0'}`;
+    const later = `${Number(expiry) + 1}.${nonce}.${tag}`;
+    for (const cookie of [attacker.deviceCookie, forged, later]) {
+      expect(errorCodeOf(await attempt(victim.username, PASSWORD, [cookie]))).toBe(
+        'TOO_MANY_REQUESTS',
+      );
+    }
+    // The attacker's own cookie names the attacker's account, so it is only good there.
+    expect(errorCodeOf(await attempt(attacker.username, 'guess', [attacker.deviceCookie]))).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(
+      await attempt(victim.username, PASSWORD, [attacker.deviceCookie, victim.deviceCookie]),
+    ).toBeNull();
+  });
+
+  it('a cookie has its own budget: guessing with a stolen one stops there', async () => {
+    const victim = await registerUser(t);
+    for (let i = 0; i < 3; i++) {
+      expect(errorCodeOf(await attempt(victim.username, 'guess', [victim.deviceCookie]))).toBe(
+        'UNAUTHORIZED',
+      );
+    }
+    expect(errorCodeOf(await attempt(victim.username, PASSWORD, [victim.deviceCookie]))).toBe(
+      'TOO_MANY_REQUESTS',
+    );
+    // The identifier's own budget was not touched by those.
+    expect(await attempt(victim.username, PASSWORD)).toBeNull();
   });
 });
 

@@ -13,6 +13,8 @@ export type AuthSettings = {
     registerIp: Limit;
     loginIp: Limit;
     loginAccount: Limit;
+    /** Logins showing a device cookie of the account, per cookie (instead of loginAccount). */
+    loginDevice: Limit;
     otpSendIp: Limit;
     otpSendPhone: Limit;
     otpVerifyIp: Limit;

@@ -60,6 +60,13 @@ export const ZAuthUser = z.object({
   username: z.string().nullable(),
 });
 
+/**
+ * A device cookie as sign-in answers carry it: keep it past sign-out and show it at the next
+ * login to that account from this device (`deviceCookies`), so strangers failing on the
+ * identifier cannot lock this device out. It grants nothing else.
+ */
+export const ZDeviceCookie = z.string().regex(/^\d{1,12}\.[A-Za-z0-9_-]{22}\.[0-9a-f]{64}$/);
+
 export const ZAuthTokens = z.object({
   status: z.literal('ok'),
   accessToken: z.string(),
@@ -68,6 +75,7 @@ export const ZAuthTokens = z.object({
   expiresAt: z.iso.datetime(),
   sessionId: z.string(),
   user: ZAuthUser,
+  deviceCookie: ZDeviceCookie,
 });
 export type TAuthTokens = z.infer<typeof ZAuthTokens>;
 
@@ -102,6 +110,8 @@ export const ZLoginInput = z.object({
   identifier: z.string().trim().min(1).max(64),
   password: z.string().min(1).max(512),
   device: ZDevice,
+  /** The device cookies this device kept from earlier sign-ins (any accounts), newest first. */
+  deviceCookies: z.array(ZDeviceCookie).max(8).optional(),
 });
 export type TLoginInput = z.input<typeof ZLoginInput>;
 

@@ -13,6 +13,7 @@ const tokens = {
   expiresAt: new Date(Date.now() + 15 * 60_000).toISOString(),
   sessionId: 's1',
   user,
+  deviceCookie: 'cookie-1',
 };
 const login = {
   identifier: 'alice',
@@ -65,5 +66,34 @@ describe('auth client', () => {
 
     await expect(auth.login(login)).rejects.toBe(failure);
     expect(followed).toEqual([]);
+  });
+
+  it('a login shows the device cookies kept from earlier sign-ins, unless the app names its own', async () => {
+    const sent: unknown[] = [];
+    const recording = {
+      auth: {
+        login: {
+          mutate: (input: unknown) => {
+            sent.push(input);
+            return Promise.resolve(tokens);
+          },
+        },
+      },
+    } as unknown as TRPCClient<AppRouter>;
+    const session = createAuthSession({
+      store: createMemoryTokenStore(),
+      exchange: () => Promise.reject(new Error('no')),
+    });
+    const auth = createAuthClient(recording, session);
+
+    await auth.login(login);
+    await auth.logout().catch(() => undefined);
+    await auth.login(login);
+    await auth.login({ ...login, deviceCookies: [] });
+    expect(sent).toEqual([
+      { ...login, deviceCookies: [] },
+      { ...login, deviceCookies: ['cookie-1'] },
+      { ...login, deviceCookies: [] },
+    ]);
   });
 });

@@ -17,7 +17,11 @@ export type MvpAuth = {
    * that goes to `sync.onError`, and the sign-in still answers (every sign-in alike).
    */
   register(input: AuthIn['register']): Promise<AuthOut['register']>;
-  /** Signs in with username, phone or unique id. Same answers as `register`. */
+  /**
+   * Signs in with username, phone or unique id. Same answers as `register`. Shows the device
+   * cookies kept from earlier sign-ins on this device, so a stranger failing on the username
+   * cannot lock it out.
+   */
   login(input: AuthIn['login']): Promise<AuthOut['login']>;
   /** Sends a new code for a pending challenge (`resendAfter` says when the next may go). */
   sendOtp(input: AuthIn['otp']['send']): Promise<AuthOut['otp']['send']>;
@@ -65,7 +69,14 @@ export function createAuthClient(
   };
   return {
     register: async (input) => keep(await raw.auth.register.mutate(input)),
-    login: async (input) => keep(await raw.auth.login.mutate(input)),
+    // The app may name the cookies itself; otherwise those this device kept are shown.
+    login: async (input) =>
+      keep(
+        await raw.auth.login.mutate({
+          ...input,
+          deviceCookies: input.deviceCookies ?? (await session.deviceCookies()),
+        }),
+      ),
     sendOtp: (input) => raw.auth.otp.send.mutate(input),
     verifyOtp: async (input) => keep(await raw.auth.otp.verify.mutate(input)),
     logout: () =>

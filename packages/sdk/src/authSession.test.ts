@@ -1,6 +1,11 @@
 import { TRPCClientError } from '@trpc/client';
 import { describe, expect, it, vi } from 'vitest';
-import { createAuthSession, type AuthTokens, type SessionEndReason } from './authSession';
+import {
+  createAuthSession,
+  MAX_DEVICE_COOKIES,
+  type AuthTokens,
+  type SessionEndReason,
+} from './authSession';
 import { createMemoryTokenStore, type StoredSession } from './tokenStore';
 
 const NOW = Date.parse('2026-11-24T12:00:00Z');
@@ -23,6 +28,7 @@ function tokens(n: number, expiresInMs = 15 * 60_000): AuthTokens {
     expiresAt: new Date(NOW + expiresInMs).toISOString(),
     sessionId: 's1',
     user,
+    deviceCookie: `cookie-${n}`,
   };
 }
 
@@ -241,5 +247,72 @@ describe('the end of a session', () => {
     await t.session.signOut(revoke);
     expect(revoke).not.toHaveBeenCalled();
     expect(t.ended).toEqual([]);
+  });
+});
+
+describe('device cookies', () => {
+  const forUser = (id: string, n: number): AuthTokens => ({
+    ...tokens(n),
+    user: { ...user, id },
+    deviceCookie: `cookie-${id}-${n}`,
+  });
+
+  it('outlive the session, newest first, one per account, at most MAX_DEVICE_COOKIES', async () => {
+    const t = setup(null);
+    await t.session.start(forUser('a', 1));
+    await t.session.start(forUser('b', 1));
+    await t.session.start(forUser('a', 2));
+    expect(await t.session.deviceCookies()).toEqual(['cookie-a-2', 'cookie-b-1']);
+
+    await t.session.signOut(() => Promise.resolve());
+    expect(await t.store.load()).toBeNull();
+    expect(await t.session.deviceCookies()).toEqual(['cookie-a-2', 'cookie-b-1']);
+
+    for (let i = 0; i < MAX_DEVICE_COOKIES + 2; i++) await t.session.start(forUser(`u${i}`, 1));
+    const kept = await t.session.deviceCookies();
+    expect(kept).toHaveLength(MAX_DEVICE_COOKIES);
+    expect(kept[0]).toBe(`cookie-u${MAX_DEVICE_COOKIES + 1}-1`);
+  });
+
+  it('a refresh answer renews the account’s cookie', async () => {
+    const t = setup(stored(1, -1));
+    const refreshing = t.session.refresh();
+    await flush();
+    t.answer().resolve(tokens(2));
+    await refreshing;
+    expect(await t.session.deviceCookies()).toEqual(['cookie-2']);
+  });
+
+  it('a store that cannot keep the cookie still signs in', async () => {
+    const inner = createMemoryTokenStore();
+    const session = createAuthSession({
+      store: {
+        load: () => inner.load(),
+        save: (next) => inner.save(next),
+        clear: () => inner.clear(),
+        loadDeviceCookies: () => [],
+        saveDeviceCookies: () => Promise.reject(new Error('disk full')),
+      },
+      exchange: () => Promise.reject(new Error('unused')),
+      now: () => NOW,
+    });
+    await expect(session.start(tokens(1))).resolves.toMatchObject({ accessToken: 'access-1' });
+    expect(await session.deviceCookies()).toEqual([]);
+  });
+
+  it('a store without cookie methods keeps them for the life of the session object', async () => {
+    const inner = createMemoryTokenStore();
+    const session = createAuthSession({
+      store: {
+        load: () => inner.load(),
+        save: (next) => inner.save(next),
+        clear: () => inner.clear(),
+      },
+      exchange: () => Promise.reject(new Error('unused')),
+      now: () => NOW,
+    });
+    await session.start(tokens(1));
+    await session.signOut(() => Promise.resolve());
+    expect(await session.deviceCookies()).toEqual(['cookie-1']);
   });
 });

@@ -1,5 +1,5 @@
 import { errorCodeOf } from './errors';
-import type { StoredSession, TokenStore } from './tokenStore';
+import type { KeptDeviceCookie, StoredSession, TokenStore } from './tokenStore';
 
 export type SessionEndReason = 'refresh_failed' | 'signed_out';
 
@@ -11,7 +11,11 @@ export type AuthTokens = {
   expiresAt: string;
   sessionId: string;
   user: { id: string; uniqueId: string; username: string | null };
+  deviceCookie: string;
 };
+
+/** As many as a login may show (the server's limit). */
+export const MAX_DEVICE_COOKIES = 8;
 
 export type AuthSessionOptions = {
   store: TokenStore;
@@ -41,6 +45,8 @@ export type AuthSession = {
   recover(rejectedToken: string): Promise<boolean>;
   /** Keeps the tokens of a successful sign-in. */
   start(tokens: AuthTokens): Promise<StoredSession>;
+  /** The device cookies to show at a login, newest first. */
+  deviceCookies(): Promise<string[]>;
   /** Signs out locally; `revoke` tells the server (its UNAUTHORIZED means already ended). */
   signOut(revoke: (accessToken: string) => Promise<unknown>): Promise<void>;
 };
@@ -71,6 +77,28 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
 
   const current = async () => (await store.load()) ?? null;
 
+  // Used when the store cannot keep device cookies itself.
+  let ownCookies: KeptDeviceCookie[] = [];
+  const loadCookies = async () => (await store.loadDeviceCookies?.()) ?? ownCookies;
+  /**
+   * Every sign-in answer carries a fresh cookie: it replaces the account's older one. Keeping it
+   * is best effort: the tokens are kept already, so a store failing here must not fail the
+   * sign-in or refresh; the device only lacks the cookie's exemption at its next login.
+   */
+  async function keepCookie(tokens: AuthTokens): Promise<void> {
+    try {
+      const kept = (await loadCookies()).filter((c) => c.userId !== tokens.user.id);
+      const next = [{ userId: tokens.user.id, cookie: tokens.deviceCookie }, ...kept].slice(
+        0,
+        MAX_DEVICE_COOKIES,
+      );
+      if (store.saveDeviceCookies) await store.saveDeviceCookies(next);
+      else ownCookies = next;
+    } catch {
+      // See above: nothing to undo, and nothing the app could do about it now.
+    }
+  }
+
   async function end(reason: SessionEndReason, session: StoredSession): Promise<void> {
     if (endedFor === session.refreshToken) return;
     endedFor = session.refreshToken;
@@ -97,6 +125,7 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
     if (latest?.refreshToken !== session.refreshToken) return latest;
     const next = toStoredSession(tokens);
     await store.save(next);
+    await keepCookie(tokens);
     return next;
   }
 
@@ -140,8 +169,10 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
     async start(tokens) {
       const session = toStoredSession(tokens);
       await store.save(session);
+      await keepCookie(tokens);
       return session;
     },
+    deviceCookies: async () => (await loadCookies()).map((c) => c.cookie),
     async signOut(revoke) {
       endReason = 'signed_out';
       try {

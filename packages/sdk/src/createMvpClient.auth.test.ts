@@ -57,6 +57,7 @@ const tokens = (n: number) => ({
   expiresAt: inMinutes(15),
   sessionId: 's1',
   user,
+  deviceCookie: `cookie-${n}`,
 });
 const storedSession = (n: number, expiresAt: number): StoredSession => ({
   accessToken: `access-${n}`,

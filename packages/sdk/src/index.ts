@@ -47,7 +47,7 @@ export { createMemoryCursorStore } from './syncTransport';
 export type { CursorStore } from './syncTransport';
 export type { AuthTokens, SessionEndReason } from './authSession';
 export { createMemoryTokenStore } from './tokenStore';
-export type { StoredSession, TokenStore } from './tokenStore';
+export type { KeptDeviceCookie, StoredSession, TokenStore } from './tokenStore';
 export { errorCodeOf, isMvpError } from './errors';
 export type { MvpErrorCode, MvpErrorData } from './errors';
 export { reconnectDelayMs } from './backoff';

@@ -24,6 +24,7 @@ export type Account = {
   sessionId: string;
   userId: string;
   uniqueId: string;
+  deviceCookie: string;
 };
 
 export async function registerUser(t: TestServer, username = freshUsername()): Promise<Account> {
@@ -41,6 +42,7 @@ export async function registerUser(t: TestServer, username = freshUsername()): P
     sessionId: res.sessionId,
     userId: res.user.id,
     uniqueId: res.user.uniqueId,
+    deviceCookie: res.deviceCookie,
   };
 }
 

@@ -48,6 +48,7 @@ export function testAuthConfig(overrides: Partial<AuthConfig> = {}): AuthConfig 
       registerIp: roomy,
       loginIp: roomy,
       loginAccount: roomy,
+      loginDevice: roomy,
       otpSendIp: roomy,
       otpSendPhone: roomy,
       otpVerifyIp: roomy,

@@ -5,6 +5,7 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import { passwordProblem } from '../../security';
+import { trustedDeviceCookie } from '../../security/deviceCookies';
 import { revokeByIds, startSession } from '../sessions/sessions.service';
 import { displayNameContext, newUniqueId, parseIdentifier, phoneContext } from './identity';
 import { assertNotBackedOff, clearFailures, recordFailure } from './loginBackoff';
@@ -158,29 +159,54 @@ async function findByIdentifier(ctx: Context, raw: string): Promise<users.UserRo
 }
 
 /**
- * Never tells whether the account exists: one message for every failure, and an unknown
- * identifier still costs one argon2 verification, so the timing matches too. Limits are keyed
- * by the identifier (not the account), so they behave the same for accounts that do not exist.
+ * The budget a login attempt is counted against. A device that signed in to this account before
+ * shows its device cookie and has a budget of its own, so strangers failing on the identifier
+ * (anyone who knows a username can) do not lock the owner out of their devices; every other
+ * attempt counts against the identifier. The identifier's key is a blind index, so the limiter
+ * and the backoff never hold a username or phone number.
  */
-export async function login(ctx: Context, input: TLoginInput): Promise<TAuthResult> {
+async function spendLoginBudget(
+  ctx: Context,
+  input: TLoginInput,
+  user: users.UserRow | undefined,
+): Promise<string> {
   const { limits } = ctx.settings.auth;
-  await enforceLimit(ctx, 'login-ip', limits.loginIp, ctx.ip);
+  const cookie =
+    user && input.deviceCookies
+      ? trustedDeviceCookie(ctx.ports.cipher, user.id, input.deviceCookies, ctx.ports.clock.now())
+      : null;
+  if (cookie) {
+    await enforceLimit(ctx, 'login-device', limits.loginDevice, cookie);
+    return `device:${cookie}`;
+  }
   const identifierKey = ctx.ports.cipher.blindIndex(
     parseIdentifier(input.identifier).value,
     'login',
   );
   await enforceLimit(ctx, 'login-account', limits.loginAccount, identifierKey);
-  await assertNotBackedOff(ctx, identifierKey);
+  return identifierKey;
+}
 
+/**
+ * Never tells whether the account exists: one message for every failure, and an unknown
+ * identifier still costs one argon2 verification, so the timing matches too. Limits are keyed
+ * by the identifier (not the account), so they behave the same for accounts that do not exist;
+ * only a device cookie, which only the account's own devices hold, moves an attempt elsewhere.
+ */
+export async function login(ctx: Context, input: TLoginInput): Promise<TAuthResult> {
+  await enforceLimit(ctx, 'login-ip', ctx.settings.auth.limits.loginIp, ctx.ip);
   const user = await findByIdentifier(ctx, input.identifier);
+  const budgetKey = await spendLoginBudget(ctx, input, user);
+  await assertNotBackedOff(ctx, budgetKey);
+
   const ok = user
     ? await ctx.ports.passwords.verify(user.password_hash, input.password)
     : await ctx.ports.passwords.verifyDummy(input.password);
   if (!user || !ok) {
-    await recordFailure(ctx, identifierKey);
+    await recordFailure(ctx, budgetKey);
     throw new AppError('UNAUTHORIZED', WRONG_CREDENTIALS);
   }
-  await clearFailures(ctx, identifierKey);
+  await clearFailures(ctx, budgetKey);
 
   const now = ctx.ports.clock.now();
   // One write: activity, plus a stronger hash when the configured cost has grown.

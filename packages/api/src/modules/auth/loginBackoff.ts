@@ -2,11 +2,12 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 
 /**
- * Growing waits after failed logins, keyed by identifier and address: after `after` failures each
- * further one doubles the wait, capped at `maxSeconds`. Not a lockout: a stranger failing from
- * elsewhere does not lock the owner out, and the wait always ends.
+ * Growing waits after failed logins, keyed by the login's budget (the identifier, or the device
+ * cookie shown) and address: after `after` failures each further one doubles the wait, capped at
+ * `maxSeconds`. Not a lockout: a stranger failing from elsewhere does not lock the owner out, and
+ * the wait always ends.
  */
-const key = (identifierKey: string, ip: string) => `login-fail:${identifierKey}:${ip}`;
+const key = (budgetKey: string, ip: string) => `login-fail:${budgetKey}:${ip}`;
 const WINDOW_MS = 24 * 3600 * 1000;
 
 type State = { failures: number; lastAt: number };
@@ -18,13 +19,13 @@ function waitMs(ctx: Context, state: State): number {
   return Math.max(0, state.lastAt + seconds * 1000 - ctx.ports.clock.now());
 }
 
-async function read(ctx: Context, identifierKey: string): Promise<State> {
-  const raw = await ctx.ports.kv.get(key(identifierKey, ctx.ip));
+async function read(ctx: Context, budgetKey: string): Promise<State> {
+  const raw = await ctx.ports.kv.get(key(budgetKey, ctx.ip));
   return raw ? (JSON.parse(raw) as State) : { failures: 0, lastAt: 0 };
 }
 
-export async function assertNotBackedOff(ctx: Context, identifierKey: string): Promise<void> {
-  const wait = waitMs(ctx, await read(ctx, identifierKey));
+export async function assertNotBackedOff(ctx: Context, budgetKey: string): Promise<void> {
+  const wait = waitMs(ctx, await read(ctx, budgetKey));
   if (wait > 0) {
     throw new AppError('TOO_MANY_REQUESTS', 'Too many failed sign-ins; wait a little', {
       retryAfterMs: wait,
@@ -32,12 +33,12 @@ export async function assertNotBackedOff(ctx: Context, identifierKey: string): P
   }
 }
 
-export async function recordFailure(ctx: Context, identifierKey: string): Promise<void> {
-  const state = await read(ctx, identifierKey);
+export async function recordFailure(ctx: Context, budgetKey: string): Promise<void> {
+  const state = await read(ctx, budgetKey);
   const next: State = { failures: state.failures + 1, lastAt: ctx.ports.clock.now() };
-  await ctx.ports.kv.set(key(identifierKey, ctx.ip), JSON.stringify(next), { ttlMs: WINDOW_MS });
+  await ctx.ports.kv.set(key(budgetKey, ctx.ip), JSON.stringify(next), { ttlMs: WINDOW_MS });
 }
 
-export async function clearFailures(ctx: Context, identifierKey: string): Promise<void> {
-  await ctx.ports.kv.del(key(identifierKey, ctx.ip));
+export async function clearFailures(ctx: Context, budgetKey: string): Promise<void> {
+  await ctx.ports.kv.del(key(budgetKey, ctx.ip));
 }

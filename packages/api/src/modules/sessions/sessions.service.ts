@@ -6,6 +6,7 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import { hashRefreshToken, newRefreshToken } from '../../security';
+import { issueDeviceCookie } from '../../security/deviceCookies';
 import type { UserRow } from '../auth/users.repo';
 import * as repo from './sessions.repo';
 
@@ -42,6 +43,7 @@ async function issueTokens(
     expiresAt: iso(access.expiresAt),
     sessionId,
     user: toAuthUser(user),
+    deviceCookie: issueDeviceCookie(ctx.ports.cipher, user.id, now),
   };
 }
 
