@@ -174,12 +174,17 @@ export type InvitesTable = {
   revoked_at: number | null;
 };
 
-/** Removed by an admin: may not rejoin by invite until an admin adds them back. */
+/**
+ * Who may not rejoin by invite as before, until an admin adds them back: removed by an admin
+ * (`rejoin_as` null: not at all), or left while restricted (`rejoin_as` 'restricted': back in
+ * as restricted). `banned_by` is whoever ended the membership (the member, when they left).
+ */
 export type ConversationBansTable = {
   conversation_id: string;
   user_id: string;
   banned_by: string;
   banned_at: number;
+  rejoin_as: 'restricted' | null;
 };
 
 export type DeviceKeysTable = {

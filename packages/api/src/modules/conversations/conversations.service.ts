@@ -24,6 +24,32 @@ export async function requireMember(ctx: Context, conversationId: string, me: st
   return { conversation, membership };
 }
 
+/**
+ * Takes the conversation row lock and reads my membership under it. Membership and role
+ * changes of one conversation take turns under this lock, and it is the transaction's first
+ * statement, so what is read after it is current (a check made before the transaction may no
+ * longer hold: a role changed, a member left). NOT_FOUND when I am no longer a member.
+ */
+async function lockedMembership(
+  trx: Transaction<DB>,
+  conversationId: string,
+  me: string,
+  now: number,
+) {
+  await trx
+    .updateTable('conversations')
+    .set({ updated_at: now })
+    .where('id', '=', conversationId)
+    .execute();
+  const membership = await repo.findMembership(trx, conversationId, me);
+  if (!membership) throw new AppError('NOT_FOUND', NOT_FOUND);
+  return membership;
+}
+
+function assertAdmin(role: string): void {
+  if (!ADMINS.includes(role)) throw new AppError('FORBIDDEN', 'Only admins do this');
+}
+
 /** Either side blocking the other ends a direct conversation's use (not told which side). */
 export async function blockedBetween(ctx: Context, a: string, b: string): Promise<boolean> {
   return rel.eitherBlocked(ctx.ports.db, a, b);
@@ -181,6 +207,9 @@ export async function addMembers(
   await assertAddable(ctx, me, [...new Set(userIds)]);
   // An admin adding someone back lifts the ban their removal put on rejoining by invite.
   const added = await admitMembers(ctx, conversationId, userIds, async (trx) => {
+    const mine = await repo.findMembership(trx, conversationId, me);
+    if (!mine) throw new AppError('NOT_FOUND', NOT_FOUND);
+    assertAdmin(mine.role);
     await trx
       .deleteFrom('conversation_bans')
       .where('conversation_id', '=', conversationId)
@@ -194,14 +223,14 @@ export async function addMembers(
 /**
  * Adds members in one transaction under the conversation row lock (which orders it against sends
  * and other membership changes, so `joined_seq` and the member list are exact); `first` runs
- * inside it before anything else (an invite spends a use there). Newcomers see messages from now
- * on. Answers who was actually added.
+ * inside it before anything else (an invite spends a use there) and may name the role the
+ * newcomers get (default member). Newcomers see messages from now on. Answers who was added.
  */
 export async function admitMembers(
   ctx: Context,
   conversationId: string,
   userIds: string[],
-  first?: (trx: Transaction<DB>) => Promise<void>,
+  first?: (trx: Transaction<DB>) => Promise<'member' | 'restricted' | void>,
 ): Promise<string[]> {
   const now = ctx.ports.clock.now();
   const { existing, added } = await ctx.ports.db.transaction().execute(async (trx) => {
@@ -210,7 +239,7 @@ export async function admitMembers(
       .set({ updated_at: now })
       .where('id', '=', conversationId)
       .execute();
-    await first?.(trx);
+    const role = (await first?.(trx)) ?? 'member';
     const current = (await repo.findConversation(trx, conversationId))!;
     const members = await repo.memberIds(trx, conversationId);
     const fresh = [...new Set(userIds)].filter((id) => !members.includes(id));
@@ -227,7 +256,7 @@ export async function admitMembers(
       .insertInto('conversation_members')
       .values(
         fresh.map((u) => ({
-          ...memberRow(conversationId, u, 'member', now),
+          ...memberRow(conversationId, u, role, now),
           joined_seq: lastSeq,
           delivered_seq: lastSeq,
           read_seq: lastSeq,
@@ -240,7 +269,7 @@ export async function admitMembers(
       fresh,
       (u) => ({
         type: 'conversation.joined',
-        conversation: repo.toConversation(joined, { user_id: u, role: 'member' }),
+        conversation: repo.toConversation(joined, { user_id: u, role }),
       }),
       now,
     );
@@ -248,7 +277,7 @@ export async function admitMembers(
       await recordEvents(
         trx,
         members,
-        { type: 'member.joined', conversationId, userId, role: 'member' },
+        { type: 'member.joined', conversationId, userId, role },
         now,
       );
     }
@@ -292,7 +321,8 @@ async function announceUpdate(
 
 /**
  * Title, description and slow mode (admins of groups and channels); the disappearing timer
- * (admins, or either person in a direct conversation). It applies to messages sent from now on.
+ * (admins, or either person in a direct conversation while neither has blocked the other). It
+ * applies to messages sent from now on.
  */
 export async function updateConversation(
   ctx: Context,
@@ -313,14 +343,18 @@ export async function updateConversation(
     input.slowModeSeconds !== undefined;
   if (direct && roomOnly)
     throw new AppError('BAD_REQUEST', 'A direct conversation has only a disappearing timer');
-  if (!direct && !ADMINS.includes(membership.role))
-    throw new AppError('FORBIDDEN', 'Only admins change the conversation');
+  if (!direct) assertAdmin(membership.role);
+  const peer = direct ? repo.toConversation(conversation, membership).peerId : null;
+  // A timer set across a block would still change the other side's messages.
+  if (peer && (await blockedBetween(ctx, me, peer)))
+    throw new AppError('FORBIDDEN', 'You cannot message this user');
   const now = ctx.ports.clock.now();
   const members = await ctx.ports.db.transaction().execute(async (trx) => {
+    const mine = await lockedMembership(trx, input.id, me, now);
+    if (!direct) assertAdmin(mine.role);
     await trx
       .updateTable('conversations')
       .set({
-        updated_at: now,
         ...(input.title !== undefined ? { title: input.title } : {}),
         ...(input.description !== undefined ? { description: input.description || null } : {}),
         ...(input.slowModeSeconds !== undefined
@@ -340,6 +374,8 @@ export async function updateConversation(
   return describe(ctx, input.id, me);
 }
 
+type RoleChange = [userId: string, role: TMemberRole];
+
 /**
  * Roles below owner. The owner sets anyone's; an admin may only move members and restricted
  * members between those two roles.
@@ -349,15 +385,17 @@ export async function setRole(
   me: string,
   input: { id: string; userId: string; role: 'admin' | 'member' | 'restricted' },
 ): Promise<void> {
-  const { membership } = await requireAdmin(ctx, input.id, me);
-  const target = await repo.findMembership(ctx.ports.db, input.id, input.userId);
-  if (!target) throw new AppError('NOT_FOUND', 'No such member');
-  if (target.role === 'owner') throw new AppError('FORBIDDEN', 'Transfer ownership instead');
-  const ownerOnly = input.role === 'admin' || target.role === 'admin';
-  if (ownerOnly && membership.role !== 'owner')
-    throw new AppError('FORBIDDEN', 'Only the owner manages admins');
-  if (target.role === input.role) return;
-  await changeRoles(ctx, input.id, [[input.userId, input.role]]);
+  await requireAdmin(ctx, input.id, me);
+  await changeRoles(ctx, input.id, me, async (trx, mine) => {
+    assertAdmin(mine.role);
+    const target = await repo.findMembership(trx, input.id, input.userId);
+    if (!target) throw new AppError('NOT_FOUND', 'No such member');
+    if (target.role === 'owner') throw new AppError('FORBIDDEN', 'Transfer ownership instead');
+    const ownerOnly = input.role === 'admin' || target.role === 'admin';
+    if (ownerOnly && mine.role !== 'owner')
+      throw new AppError('FORBIDDEN', 'Only the owner manages admins');
+    return target.role === input.role ? [] : [[input.userId, input.role]];
+  });
 }
 
 /** The owner hands the conversation over to a member and becomes an admin. */
@@ -366,38 +404,58 @@ export async function transferOwnership(
   me: string,
   input: { id: string; userId: string },
 ): Promise<void> {
-  const { membership } = await requireAdmin(ctx, input.id, me);
-  if (membership.role !== 'owner') throw new AppError('FORBIDDEN', 'Only the owner transfers');
-  if (input.userId === me) return;
-  if (!(await repo.findMembership(ctx.ports.db, input.id, input.userId)))
-    throw new AppError('NOT_FOUND', 'No such member');
-  await changeRoles(ctx, input.id, [
-    [input.userId, 'owner'],
-    [me, 'admin'],
-  ]);
+  await requireAdmin(ctx, input.id, me);
+  await changeRoles(ctx, input.id, me, async (trx, mine) => {
+    if (mine.role !== 'owner') throw new AppError('FORBIDDEN', 'Only the owner transfers');
+    if (input.userId === me) return [];
+    if (!(await repo.findMembership(trx, input.id, input.userId)))
+      throw new AppError('NOT_FOUND', 'No such member');
+    return [
+      [input.userId, 'owner'],
+      [me, 'admin'],
+    ];
+  });
 }
 
+/**
+ * Role changes decided under the conversation row lock by `decide`, from my membership and the
+ * target's as they are then: two transfers at once, or an admin acting on someone who is
+ * becoming owner, take turns instead of leaving two owners or none.
+ */
 async function changeRoles(
   ctx: Context,
   conversationId: string,
-  changes: [string, TMemberRole][],
+  me: string,
+  decide: (trx: Transaction<DB>, mine: repo.MemberRow) => Promise<RoleChange[]>,
 ): Promise<void> {
   const now = ctx.ports.clock.now();
   const members = await ctx.ports.db.transaction().execute(async (trx) => {
-    for (const [userId, role] of changes) {
-      await trx
-        .updateTable('conversation_members')
-        .set({ role })
-        .where('conversation_id', '=', conversationId)
-        .where('user_id', '=', userId)
-        .execute();
-    }
-    const everyone = await repo.memberIds(trx, conversationId);
-    for (const [userId, role] of changes)
-      await recordEvents(trx, everyone, { type: 'member.role', conversationId, userId, role }, now);
-    return everyone;
+    const changes = await decide(trx, await lockedMembership(trx, conversationId, me, now));
+    if (changes.length === 0) return [];
+    await applyRoles(trx, conversationId, changes, now);
+    return repo.memberIds(trx, conversationId);
   });
-  await wake(ctx.ports, members);
+  if (members.length > 0) await wake(ctx.ports, members);
+}
+
+/** Writes role changes and tells every member, inside the caller's locked transaction. */
+async function applyRoles(
+  trx: Transaction<DB>,
+  conversationId: string,
+  changes: RoleChange[],
+  now: number,
+): Promise<void> {
+  for (const [userId, role] of changes) {
+    await trx
+      .updateTable('conversation_members')
+      .set({ role })
+      .where('conversation_id', '=', conversationId)
+      .where('user_id', '=', userId)
+      .execute();
+  }
+  const everyone = await repo.memberIds(trx, conversationId);
+  for (const [userId, role] of changes)
+    await recordEvents(trx, everyone, { type: 'member.role', conversationId, userId, role }, now);
 }
 
 /** The owner deletes a group or channel for everyone: members are told, then it is gone. */
@@ -406,6 +464,9 @@ export async function deleteConversation(ctx: Context, me: string, id: string): 
   if (membership.role !== 'owner') throw new AppError('FORBIDDEN', 'Only the owner deletes');
   const now = ctx.ports.clock.now();
   const members = await ctx.ports.db.transaction().execute(async (trx) => {
+    // Under the lock, so nobody joins unseen between the member list and the delete.
+    const mine = await lockedMembership(trx, id, me, now);
+    if (mine.role !== 'owner') throw new AppError('FORBIDDEN', 'Only the owner deletes');
     const everyone = await repo.memberIds(trx, id);
     await recordEvents(
       trx,
@@ -424,7 +485,8 @@ export async function deleteConversation(ctx: Context, me: string, id: string): 
 /**
  * Removes `userId` (an admin removing a member, or anyone leaving). The owner cannot leave while
  * others remain (transfer first); an admin cannot remove the owner or, unless owner, another
- * admin. Once out, the user's stream gets nothing more from this conversation.
+ * admin. Once out, the user's stream gets nothing more from this conversation. Everything is
+ * decided again under the conversation row lock, from the roles and members as they are then.
  */
 export async function removeMember(
   ctx: Context,
@@ -432,53 +494,80 @@ export async function removeMember(
   conversationId: string,
   userId: string,
 ): Promise<void> {
-  const { conversation, membership } = await requireMember(ctx, conversationId, me);
+  const { conversation } = await requireMember(ctx, conversationId, me);
   if (conversation.kind === 'direct')
     throw new AppError('BAD_REQUEST', 'Direct conversations have two members');
   const leaving = userId === me;
-  const target = leaving
-    ? membership
-    : await repo.findMembership(ctx.ports.db, conversationId, userId);
-  if (!target) throw new AppError('NOT_FOUND', 'No such member');
-  if (!leaving) {
-    if (!ADMINS.includes(membership.role))
-      throw new AppError('FORBIDDEN', 'Only admins remove members');
-    if (target.role === 'owner' || (target.role === 'admin' && membership.role !== 'owner'))
-      throw new AppError('FORBIDDEN', 'You cannot remove this member');
-  } else if (target.role === 'owner' && Number(conversation.member_count) > 1) {
-    throw new AppError('CONFLICT', 'Transfer ownership before leaving');
-  }
   const now = ctx.ports.clock.now();
   const rest = await ctx.ports.db.transaction().execute(async (trx) => {
-    // The conversation row lock first: adds and removals of one conversation take turns.
-    await trx
-      .updateTable('conversations')
-      .set((eb) => ({ member_count: eb('member_count', '-', 1), updated_at: now }))
-      .where('id', '=', conversationId)
-      .execute();
-    const removed = await trx
-      .deleteFrom('conversation_members')
-      .where('conversation_id', '=', conversationId)
-      .where('user_id', '=', userId)
-      .executeTakeFirst();
-    if (Number(removed.numDeletedRows) === 0) throw new AppError('NOT_FOUND', 'No such member');
-    // Removed, not left: an invite no longer lets them back in (see invites.service.ts).
-    if (!leaving)
-      await trx
-        .insertInto('conversation_bans')
-        .values({ conversation_id: conversationId, user_id: userId, banned_by: me, banned_at: now })
-        .execute();
-    const others = await repo.memberIds(trx, conversationId);
-    await recordEvents(
-      trx,
-      [userId],
-      { type: 'conversation.left', conversationId, reason: leaving ? 'left' : 'removed' },
-      now,
-    );
-    await recordEvents(trx, others, { type: 'member.left', conversationId, userId }, now);
-    if (others.length === 0)
-      await trx.deleteFrom('conversations').where('id', '=', conversationId).execute();
+    const mine = await lockedMembership(trx, conversationId, me, now);
+    const target = leaving ? mine : await repo.findMembership(trx, conversationId, userId);
+    if (!target) throw new AppError('NOT_FOUND', 'No such member');
+    const others = (await repo.memberIds(trx, conversationId)).filter((id) => id !== userId);
+    if (!leaving) {
+      if (!ADMINS.includes(mine.role))
+        throw new AppError('FORBIDDEN', 'Only admins remove members');
+      if (target.role === 'owner' || (target.role === 'admin' && mine.role !== 'owner'))
+        throw new AppError('FORBIDDEN', 'You cannot remove this member');
+    } else if (target.role === 'owner' && others.length > 0) {
+      throw new AppError('CONFLICT', 'Transfer ownership before leaving');
+    }
+    await dropMember(trx, conversationId, target, others, now, {
+      reason: leaving ? 'left' : 'removed',
+      by: me,
+    });
     return others;
   });
   await wake(ctx.ports, [userId, ...rest]);
+}
+
+/**
+ * Takes one member out, inside a transaction holding the conversation row lock: the count, the
+ * row, the events to them and to `others` (everyone else), and the conversation itself when
+ * nobody is left. Out is out for good only when an admin removed them: a removed member may
+ * not rejoin by invite, and a restricted member who leaves comes back restricted (without
+ * that, leaving and rejoining by the group's link would lift the restriction).
+ */
+async function dropMember(
+  trx: Transaction<DB>,
+  conversationId: string,
+  member: repo.MemberRow,
+  others: string[],
+  now: number,
+  how: { reason: 'left' | 'removed'; by: string },
+): Promise<void> {
+  const userId = member.user_id;
+  await trx
+    .updateTable('conversations')
+    .set((eb) => ({ member_count: eb('member_count', '-', 1) }))
+    .where('id', '=', conversationId)
+    .execute();
+  await trx
+    .deleteFrom('conversation_members')
+    .where('conversation_id', '=', conversationId)
+    .where('user_id', '=', userId)
+    .execute();
+  const rejoinAs =
+    how.reason === 'removed' ? null : member.role === 'restricted' ? 'restricted' : undefined;
+  if (rejoinAs !== undefined)
+    // Every way back in (an admin's add, an invite) deletes the row, so none exists here.
+    await trx
+      .insertInto('conversation_bans')
+      .values({
+        conversation_id: conversationId,
+        user_id: userId,
+        banned_by: how.by,
+        banned_at: now,
+        rejoin_as: rejoinAs,
+      })
+      .execute();
+  await recordEvents(
+    trx,
+    [userId],
+    { type: 'conversation.left', conversationId, reason: how.reason },
+    now,
+  );
+  await recordEvents(trx, others, { type: 'member.left', conversationId, userId }, now);
+  if (others.length === 0)
+    await trx.deleteFrom('conversations').where('id', '=', conversationId).execute();
 }

@@ -114,7 +114,8 @@ export async function previewInvite(ctx: Context, me: string, code: string) {
  * Joins by code. The use is spent inside the joining transaction with a conditional update, so
  * concurrent joins never exceed `maxUses`. Joining again answers the conversation, spending
  * nothing (also when two of my joins race: the second finds me a member under the lock). A
- * member an admin removed may not rejoin this way until an admin adds them back.
+ * member an admin removed may not rejoin this way until an admin adds them back; one who left
+ * while restricted comes back restricted.
  */
 export async function joinByInvite(ctx: Context, me: string, code: string) {
   const row = await findInvite(ctx, me, code);
@@ -126,11 +127,11 @@ export async function joinByInvite(ctx: Context, me: string, code: string) {
     if (await repo.findMembership(trx, conversationId, me)) return;
     const banned = await trx
       .selectFrom('conversation_bans')
-      .select('user_id')
+      .select('rejoin_as')
       .where('conversation_id', '=', conversationId)
       .where('user_id', '=', me)
       .executeTakeFirst();
-    if (banned)
+    if (banned && banned.rejoin_as === null)
       throw new AppError('FORBIDDEN', 'An admin removed you; only an admin can add you back');
     const now = ctx.ports.clock.now();
     const spent = await trx
@@ -146,6 +147,14 @@ export async function joinByInvite(ctx: Context, me: string, code: string) {
       )
       .executeTakeFirst();
     if (Number(spent.numUpdatedRows) === 0) throw new AppError('NOT_FOUND', GONE);
+    if (!banned) return 'member';
+    // The restriction is carried by the role again from here.
+    await trx
+      .deleteFrom('conversation_bans')
+      .where('conversation_id', '=', conversationId)
+      .where('user_id', '=', me)
+      .execute();
+    return 'restricted';
   });
   return getConversation(ctx, conversationId, me);
 }

@@ -1,0 +1,130 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { befriend, clientWithToken, registerUser, type Account } from './helpers/accounts';
+import { sendText } from './helpers/messaging';
+import { backendLabel } from './helpers/env';
+import { startServer, type TestServer } from './helpers/startServer';
+import { codeOf } from './helpers/errors';
+
+describe(`roles and membership hold under races and rejoins (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer();
+  });
+  afterAll(() => t.stop());
+
+  const api = (a: Account) => clientWithToken(t, a.accessToken).api;
+  /** An owner and `n` members in a fresh group. */
+  const team = async (n = 2) => {
+    const owner = await registerUser(t);
+    const members: Account[] = [];
+    for (let i = 0; i < n; i++) {
+      const member = await registerUser(t);
+      await befriend(t, owner, member);
+      members.push(member);
+    }
+    const room = await api(owner).conversations.create.mutate({
+      kind: 'group',
+      title: 'Room',
+      memberIds: members.map((m) => m.userId),
+    });
+    return { owner, members, room };
+  };
+  const roles = async (conversationId: string) => {
+    const rows = await t.server.infra.ports.db
+      .selectFrom('conversation_members')
+      .select(['user_id', 'role'])
+      .where('conversation_id', '=', conversationId)
+      .execute();
+    return new Map(rows.map((r) => [r.user_id, r.role]));
+  };
+  const owners = async (conversationId: string) =>
+    [...(await roles(conversationId)).values()].filter((r) => r === 'owner').length;
+
+  it('a restricted member who leaves comes back by invite restricted; an admin adding them back lifts it', async () => {
+    const { owner, members, room } = await team();
+    const [ann] = members as [Account];
+    const { code } = await api(owner).conversations.createInvite.mutate({ id: room.id });
+    await api(owner).conversations.setRole.mutate({
+      id: room.id,
+      userId: ann.userId,
+      role: 'restricted',
+    });
+    await api(ann).conversations.leave.mutate({ id: room.id });
+    expect((await api(ann).conversations.join.mutate({ code })).myRole).toBe('restricted');
+    expect(await codeOf(sendText(t, ann, room.id, 'not allowed'))).toBe('FORBIDDEN');
+    // Twice over: the restriction is the role's again, and leaving again keeps it again.
+    await api(ann).conversations.leave.mutate({ id: room.id });
+    expect((await api(ann).conversations.join.mutate({ code })).myRole).toBe('restricted');
+
+    await api(ann).conversations.leave.mutate({ id: room.id });
+    await api(owner).conversations.addMembers.mutate({ id: room.id, userIds: [ann.userId] });
+    expect((await roles(room.id)).get(ann.userId)).toBe('member');
+    await sendText(t, ann, room.id, 'back');
+  });
+
+  // The races below are of MySQL's connection pool: the embedded database runs one transaction
+  // at a time, so there they pass with or without the row lock.
+  it('two transfers at once leave one owner', async () => {
+    for (let round = 0; round < 4; round++) {
+      const { owner, members, room } = await team();
+      const [ann, ben] = members as [Account, Account];
+      const results = await Promise.allSettled([
+        api(owner).conversations.transferOwnership.mutate({ id: room.id, userId: ann.userId }),
+        api(owner).conversations.transferOwnership.mutate({ id: room.id, userId: ben.userId }),
+      ]);
+      expect(results.filter((r) => r.status === 'fulfilled').length).toBeGreaterThan(0);
+      expect(await owners(room.id)).toBe(1);
+    }
+  });
+
+  it('a transfer racing the new owner leaving leaves one owner', async () => {
+    for (let round = 0; round < 4; round++) {
+      const { owner, members, room } = await team();
+      const [ann] = members as [Account];
+      await Promise.allSettled([
+        api(owner).conversations.transferOwnership.mutate({ id: room.id, userId: ann.userId }),
+        api(ann).conversations.leave.mutate({ id: room.id }),
+      ]);
+      expect(await owners(room.id)).toBe(1);
+    }
+  });
+
+  it('an admin demoting someone who is being made owner does not demote the owner', async () => {
+    for (let round = 0; round < 4; round++) {
+      const { owner, members, room } = await team();
+      const [ann, ben] = members as [Account, Account];
+      await api(owner).conversations.setRole.mutate({
+        id: room.id,
+        userId: ann.userId,
+        role: 'admin',
+      });
+      await Promise.allSettled([
+        api(owner).conversations.transferOwnership.mutate({ id: room.id, userId: ben.userId }),
+        api(ann).conversations.setRole.mutate({
+          id: room.id,
+          userId: ben.userId,
+          role: 'restricted',
+        }),
+      ]);
+      const now = await roles(room.id);
+      expect([...now.values()].filter((r) => r === 'owner')).toHaveLength(1);
+      // Whoever owns it now was not restricted on the way.
+      expect(now.get(ben.userId) === 'owner' || now.get(owner.userId) === 'owner').toBe(true);
+    }
+  });
+
+  it('across a block, neither side of a direct conversation changes its timer', async () => {
+    const [ann, ben] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, ann, ben);
+    const chat = await api(ann).conversations.create.mutate({ kind: 'direct', userId: ben.userId });
+    await api(ann).blocks.add.mutate({ userId: ben.userId });
+    for (const who of [ben, ann]) {
+      expect(
+        await codeOf(api(who).conversations.update.mutate({ id: chat.id, disappearSeconds: 60 })),
+      ).toBe('FORBIDDEN');
+    }
+    expect((await api(ann).conversations.get.query({ id: chat.id })).disappearSeconds).toBe(0);
+    await api(ann).blocks.remove.mutate({ userId: ben.userId });
+    await api(ben).conversations.update.mutate({ id: chat.id, disappearSeconds: 60 });
+  });
+});
