@@ -6,7 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createPresenceTracker, type Clock, type Ports } from '@mvp/api';
 import { createMvpClient, type MvpClient } from '@mvp/sdk';
-import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import {
+  clientWithToken,
+  DEVICE,
+  PASSWORD,
+  registerUser,
+  signInOnAnotherDevice,
+  type Account,
+} from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
 import { backendLabel, testDatabaseUrl, testRedisUrl } from './helpers/env';
 import { spawnServer, type SpawnedServer } from './helpers/spawnServer';
@@ -75,6 +82,71 @@ describe(`presence (${backendLabel})`, () => {
     expect(offline?.online).toBe(false);
     expect(Date.parse(offline!.lastSeenAt!)).toBeGreaterThanOrEqual(before - 1000);
     expect(await presenceSeenBy(b, a)).toEqual(offline);
+    await watcher.close();
+  });
+
+  it('a socket that closes while it signs in, or signs in for an ended session, leaves nobody online', async () => {
+    const [a, b] = [await registerUser(t), await registerUser(t)];
+    await befriend(api, a, b);
+    const watcher = await listen(t.server.url, b.accessToken);
+    const raw = (token: string) => {
+      const ws = new WebSocket(`${t.server.wsUrl}?connectionParams=1`);
+      ws.once('open', () =>
+        ws.send(JSON.stringify({ method: 'connectionParams', data: { token } })),
+      );
+      return ws;
+    };
+
+    // Held in its session check until the socket is gone.
+    const sessions = t.server.infra.ports.sessions;
+    const check = sessions.check.bind(sessions);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let checking!: () => void;
+    const reached = new Promise<void>((resolve) => (checking = resolve));
+    sessions.check = async (id) => {
+      checking();
+      await held;
+      return check(id);
+    };
+    try {
+      const closing = raw(a.accessToken);
+      await reached;
+      closing.terminate();
+      await new Promise((resolve) => closing.once('close', resolve));
+      await api(b).system.info.query(); // the server has read the close by the time it answers
+    } finally {
+      sessions.check = check;
+      release();
+    }
+
+    // A revoked session's token is still valid for minutes: its socket's calls are refused.
+    const second = await signInOnAnotherDevice(t, a);
+    const sessionId = (await api(a).sessions.list.query()).sessions.find((s) => !s.current)!.id;
+    await api(a).sessions.revoke.mutate({ id: sessionId });
+    const revoked = raw(second);
+    const refused = new Promise<string>((resolve) =>
+      revoked.on('message', (data: Buffer) => {
+        const frame = JSON.parse(data.toString()) as {
+          id?: number;
+          error?: { json: { message: string } };
+        };
+        if (frame.id === 1) resolve(frame.error?.json.message ?? 'answered');
+      }),
+    );
+    revoked.once('open', () =>
+      revoked.send(
+        JSON.stringify({ id: 1, method: 'query', params: { path: 'me.get', input: {} } }),
+      ),
+    );
+    expect(await refused).toBe('Session ended');
+
+    // Neither counts: one real socket makes a online, and its close makes a offline.
+    const phone = await listen(t.server.url, a.accessToken);
+    expect((await nextPresenceOf(watcher.events, a.userId))?.online).toBe(true);
+    await phone.close();
+    expect((await nextPresenceOf(watcher.events, a.userId))?.online).toBe(false);
+    revoked.close();
     await watcher.close();
   });
 

@@ -87,6 +87,11 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
     });
   };
 
+  // A token outlives a revoked session by up to its TTL: such a socket's calls are refused, and
+  // it must not show its user online either.
+  const sessionLive = async (auth: { sessionId: string; userId: string }) =>
+    (await infra.ports.sessions.check(auth.sessionId))?.userId === auth.userId;
+
   const handler = applyWSSHandler({
     wss,
     router: appRouter,
@@ -100,7 +105,10 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
         transport: 'ws',
         token: tokenOf(info.connectionParams),
       });
-      if (ctx.auth) {
+      if (ctx.auth && (await sessionLive(ctx.auth))) {
+        // Checked after the awaits: a socket closed meanwhile has fired its 'close' already, so
+        // tracking it would keep its user online (and in bySession) for good.
+        if (res.readyState !== res.OPEN) return ctx;
         const { userId } = ctx.auth;
         track(ctx.auth.sessionId, res);
         // Online while any device holds a socket; an expired token does not end that (the
