@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { befriend, clientWithToken, registerUser, type Account } from './helpers/accounts';
+import {
+  befriend,
+  clientWithToken,
+  PASSWORD,
+  registerUser,
+  type Account,
+} from './helpers/accounts';
+import { openStream } from './helpers/sync';
 import { sendText } from './helpers/messaging';
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
@@ -111,6 +118,46 @@ describe(`roles and membership hold under races and rejoins (${backendLabel})`, 
       // Whoever owns it now was not restricted on the way.
       expect(now.get(ben.userId) === 'owner' || now.get(owner.userId) === 'owner').toBe(true);
     }
+  });
+
+  it('a deleted account leaves its conversations: members are told, an owned group passes to its oldest admin', async () => {
+    const { owner, members, room } = await team(3);
+    const [ann, ben, cy] = members as [Account, Account, Account];
+    for (const admin of [ben, cy])
+      await api(owner).conversations.setRole.mutate({
+        id: room.id,
+        userId: admin.userId,
+        role: 'admin',
+      });
+    const chat = await api(owner).conversations.create.mutate({
+      kind: 'direct',
+      userId: ann.userId,
+    });
+    const benStream = await openStream(t, ben.accessToken);
+    const annStream = await openStream(t, ann.accessToken);
+
+    await api(owner).me.delete.mutate({ password: PASSWORD });
+
+    expect(await benStream.next('member.role')).toMatchObject({
+      event: { conversationId: room.id, userId: ben.userId, role: 'owner' },
+    });
+    expect(await benStream.next('member.left')).toMatchObject({
+      event: { conversationId: room.id, userId: owner.userId },
+    });
+    const left = [await annStream.next('member.left'), await annStream.next('member.left')];
+    expect(left.map((l) => l.event.conversationId).sort()).toEqual([chat.id, room.id].sort());
+    const now = await roles(room.id);
+    expect(Object.fromEntries(now)).toEqual({
+      [ann.userId]: 'member',
+      [ben.userId]: 'owner',
+      [cy.userId]: 'admin',
+    });
+    expect((await api(ann).conversations.get.query({ id: room.id })).memberCount).toBe(3);
+    // The heir manages the group: the owner's powers passed with it.
+    await api(ben).conversations.update.mutate({ id: room.id, title: 'Renamed' });
+    await api(ben).conversations.transferOwnership.mutate({ id: room.id, userId: cy.userId });
+    await benStream.close();
+    await annStream.close();
   });
 
   it('across a block, neither side of a direct conversation changes its timer', async () => {

@@ -36,14 +36,18 @@ async function lockedMembership(
   me: string,
   now: number,
 ) {
+  await lockConversation(trx, conversationId, now);
+  const membership = await repo.findMembership(trx, conversationId, me);
+  if (!membership) throw new AppError('NOT_FOUND', NOT_FOUND);
+  return membership;
+}
+
+async function lockConversation(trx: Transaction<DB>, conversationId: string, now: number) {
   await trx
     .updateTable('conversations')
     .set({ updated_at: now })
     .where('id', '=', conversationId)
     .execute();
-  const membership = await repo.findMembership(trx, conversationId, me);
-  if (!membership) throw new AppError('NOT_FOUND', NOT_FOUND);
-  return membership;
 }
 
 function assertAdmin(role: string): void {
@@ -570,4 +574,50 @@ async function dropMember(
   await recordEvents(trx, others, { type: 'member.left', conversationId, userId }, now);
   if (others.length === 0)
     await trx.deleteFrom('conversations').where('id', '=', conversationId).execute();
+}
+
+const SUCCESSION: readonly string[] = ['admin', 'member', 'restricted'];
+
+/**
+ * A deleted account leaves every conversation, inside the deletion's transaction: the members
+ * are told (`member.left`) and counted right, and a group or channel it owned passes to its
+ * longest-standing admin, else member, else restricted member (`member.role`), as Signal and
+ * WhatsApp hand a group on. Without this the rows went by cascade, silently, and an owned
+ * group was left with nobody who could manage or delete it. Answers whom to wake.
+ */
+export async function leaveEverything(
+  trx: Transaction<DB>,
+  userId: string,
+  now: number,
+): Promise<string[]> {
+  const conversationIds = (
+    await trx
+      .selectFrom('conversation_members')
+      .select('conversation_id')
+      .where('user_id', '=', userId)
+      .orderBy('conversation_id') // one lock order for every deletion: no deadlocks between them
+      .execute()
+  ).map((r) => r.conversation_id);
+  const woken = new Set<string>();
+  for (const conversationId of conversationIds) {
+    await lockConversation(trx, conversationId, now);
+    const member = await repo.findMembership(trx, conversationId, userId);
+    if (!member) continue; // left meanwhile
+    const rest = (await repo.listMembers(trx, conversationId)).filter((m) => m.user_id !== userId);
+    const heir = member.role === 'owner' ? successorOf(rest) : undefined;
+    if (heir) await applyRoles(trx, conversationId, [[heir, 'owner']], now);
+    const others = rest.map((m) => m.user_id);
+    await dropMember(trx, conversationId, member, others, now, { reason: 'left', by: userId });
+    for (const id of others) woken.add(id);
+  }
+  return [...woken];
+}
+
+/** `members` come oldest first (listMembers' order). */
+function successorOf(members: { user_id: string; role: string }[]): string | undefined {
+  for (const role of SUCCESSION) {
+    const found = members.find((m) => m.role === role);
+    if (found) return found.user_id;
+  }
+  return undefined;
 }

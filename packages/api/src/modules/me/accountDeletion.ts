@@ -1,5 +1,7 @@
 import type { Context } from '../../context';
+import { leaveEverything } from '../conversations/conversations.service';
 import { announceRevoked } from '../sessions/sessions.service';
+import { wake } from '../sync/events';
 import { deleteUserWithAvatarKey, findAvatarState } from './avatar.repo';
 import { deleteBlobQuietly } from './avatarBlobs';
 
@@ -12,12 +14,18 @@ export type DeleteAccountOptions = {
   inactiveBefore?: number;
 };
 
+/** Rolls the deletion's transaction back when the row changed under it (see deleteAccount). */
+class RowChanged extends Error {}
+
 /**
  * Deletes the account row (devices, sessions and refresh tokens go with it by cascade), tells
- * every instance its sessions ended, then deletes its avatar blob. The row is deleted only while
- * it still points at the avatar read just before, so an upload racing the deletion either lands
- * first (and its blob is deleted here) or finds the row gone (and deletes its own blob).
- * False when nothing was deleted: the account is gone, became active, or kept changing.
+ * every instance its sessions ended, then deletes its avatar blob. Before the row goes, the
+ * account leaves every conversation in the same transaction (members told, owned groups handed
+ * on: see leaveEverything). The row is deleted only while it still points at the avatar read
+ * just before, so an upload racing the deletion either lands first (and its blob is deleted
+ * here) or finds the row gone (and deletes its own blob); otherwise everything rolls back and
+ * it tries again. False when nothing was deleted: the account is gone, became active, or kept
+ * changing.
  */
 export async function deleteAccount(
   ctx: Context,
@@ -33,7 +41,20 @@ export async function deleteAccount(
     const sessionIds = (
       await db.selectFrom('sessions').select('id').where('user_id', '=', userId).execute()
     ).map((r) => r.id);
-    if (!(await deleteUserWithAvatarKey(db, userId, state.key, options.inactiveBefore))) continue;
+    const now = ctx.ports.clock.now();
+    let woken: string[];
+    try {
+      woken = await db.transaction().execute(async (trx) => {
+        const others = await leaveEverything(trx, userId, now);
+        if (!(await deleteUserWithAvatarKey(trx, userId, state.key, options.inactiveBefore)))
+          throw new RowChanged();
+        return others;
+      });
+    } catch (err) {
+      if (err instanceof RowChanged) continue;
+      throw err;
+    }
+    await wake(ctx.ports, woken);
     if (sessionIds.length) await announceRevoked(ctx, sessionIds);
     if (state.key) await deleteBlobQuietly(ctx, state.key);
     return true;
