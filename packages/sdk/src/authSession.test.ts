@@ -1,6 +1,7 @@
 import { TRPCClientError } from '@trpc/client';
 import { describe, expect, it, vi } from 'vitest';
 import {
+  AHEAD_RETRY_MS,
   createAuthSession,
   MAX_DEVICE_COOKIES,
   type AuthTokens,
@@ -118,6 +119,22 @@ describe('refresh is single-flight', () => {
     expect(await t.session.recover('access-1')).toBe(true);
     expect(t.exchange).not.toHaveBeenCalled();
   });
+
+  it("a rejected token of another account is never retried with this one's", async () => {
+    const jwt = (sub: string, n: number) =>
+      `e30.${btoa(JSON.stringify({ sub, n })).replace(/=+$/, '')}.c2ln`;
+    const t = setup({ ...stored(2, 10 * 60_000), accessToken: jwt(user.id, 2) });
+    expect(await t.session.recover(jwt('someone-else', 1))).toBe(false);
+    expect(await t.session.recover(jwt(user.id, 1))).toBe(true);
+
+    // Rejected with the current token; someone else signs in while the refresh is under way.
+    const recovering = t.session.recover(jwt(user.id, 2));
+    await flush();
+    await t.session.start({ ...tokens(7), user: { ...user, id: 'u2' } });
+    t.answer().resolve(tokens(3));
+    expect(await recovering).toBe(false);
+    expect(t.exchange).toHaveBeenCalledTimes(1);
+  });
 });
 
 describe('refresh ahead of expiry', () => {
@@ -152,6 +169,29 @@ describe('refresh ahead of expiry', () => {
     expect(await token).toBe('access-1');
     expect((await t.store.load())?.refreshToken).toBe('refresh-1');
     expect(t.ended).toEqual([]);
+  });
+
+  it('after a failed refresh ahead, the valid token is used for a while without new tries', async () => {
+    let clock = NOW;
+    const ex = manualExchange();
+    const session = createAuthSession({
+      store: createMemoryTokenStore(stored(1, 30_000)),
+      exchange: ex.exchange,
+      now: () => clock,
+    });
+    const first = session.accessToken();
+    await flush();
+    ex.answer().reject(new TypeError('fetch failed'));
+    expect(await first).toBe('access-1');
+    clock += AHEAD_RETRY_MS - 1;
+    expect(await session.accessToken()).toBe('access-1');
+    expect(ex.calls).toHaveLength(1);
+    clock += 1;
+    const again = session.accessToken();
+    await flush();
+    expect(ex.calls).toHaveLength(2);
+    ex.answer().resolve(tokens(2));
+    expect(await again).toBe('access-2');
   });
 
   it('an expired token and a network failure: the error propagates, the session stays', async () => {

@@ -1,3 +1,4 @@
+import { subjectOf } from './base64';
 import { errorCodeOf } from './errors';
 import type { KeptDeviceCookie, StoredSession, TokenStore } from './tokenStore';
 
@@ -41,7 +42,10 @@ export type AuthSession = {
    * limit).
    */
   refresh(): Promise<StoredSession | null>;
-  /** After the server rejected `rejectedToken`: true when a newer token is ready to retry with. */
+  /**
+   * After the server rejected `rejectedToken`: true when a newer token of the same account is
+   * ready to retry with.
+   */
   recover(rejectedToken: string): Promise<boolean>;
   /** Keeps the tokens of a successful sign-in. */
   start(tokens: AuthTokens): Promise<StoredSession>;
@@ -52,6 +56,8 @@ export type AuthSession = {
 };
 
 export const DEFAULT_REFRESH_AHEAD_MS = 60_000;
+/** How long a failed refresh ahead of expiry waits before the next try. */
+export const AHEAD_RETRY_MS = 5_000;
 
 export function toStoredSession(tokens: AuthTokens): StoredSession {
   // Copy field by field: the server's answer carries more (status) that has no place in a store.
@@ -72,6 +78,8 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
   // The refresh token of the last session whose end was announced: onSessionEnded fires once per
   // session even when several requests discover the end at the same time.
   let endedFor: string | undefined;
+  // After a failed refresh ahead of expiry, the still-valid token is used as is until then.
+  let aheadPausedUntil = 0;
   // While signing out, a refresh that fails on the way is part of the sign-out, not a surprise.
   let endReason: SessionEndReason | undefined;
 
@@ -141,13 +149,19 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
     if (!session) return null;
     // A refresh already under way (ahead of expiry, or after the server ended a socket) decides
     // which token is current; only a token with time left and nothing pending is used as is.
+    const valid = session.expiresAt > now();
     if (!inflight && session.expiresAt - now() > aheadMs) return session;
+    if (!inflight && valid && now() < aheadPausedUntil) return session;
     try {
       return await refresh();
     } catch (error) {
       // Refreshing ahead is a courtesy: while the old token is still valid, an exchange that
-      // failed (offline, rate limited) must not fail the request that asked for it.
-      if (session.expiresAt > now()) return session;
+      // failed (offline, rate limited) must not fail the request that asked for it, nor be
+      // tried again by every request that follows (a busy client would hammer auth.refresh).
+      if (valid) {
+        aheadPausedUntil = now() + AHEAD_RETRY_MS;
+        return session;
+      }
       throw error;
     }
   }
@@ -160,11 +174,17 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
     accessSession,
     refresh,
     async recover(rejectedToken) {
+      // A retry goes out only as the account that made the request: after a sign-out and a
+      // sign-in as someone else, a rejected contact request or block must not be sent again as
+      // the new account. The server's tokens are JWTs naming their user (`sub`).
+      const owner = subjectOf(rejectedToken);
+      const sameAccount = (session: StoredSession | null) =>
+        session !== null && (owner === undefined || session.user.id === owner);
       const session = await current();
       if (!session) return false;
       // Another request already rotated the tokens: the retry just needs the newer one.
-      if (session.accessToken !== rejectedToken) return true;
-      return (await refresh()) !== null;
+      if (session.accessToken !== rejectedToken) return sameAccount(session);
+      return sameAccount(await refresh());
     },
     async start(tokens) {
       const session = toStoredSession(tokens);
