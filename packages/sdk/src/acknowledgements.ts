@@ -15,6 +15,12 @@ export type Acknowledgements = {
   flush(options?: { now?: boolean }): void;
   /** Forgets what was noted in anyone else's stream (after a sign-in). */
   keepOnly(owner: string): void;
+  /**
+   * Sends `owner`'s ack at once and resolves when every ack sent has been answered (failed ones
+   * too: they are reported as ever). A cold start waits for this before its snapshot, which lists
+   * the envelopes not yet acknowledged: one handled and acked meanwhile would be handed over again.
+   */
+  settled(owner: string): Promise<void>;
 };
 
 type Owned<T> = T & { owner: string };
@@ -50,14 +56,20 @@ export function createAcknowledgements(options: {
   let ackUpTo: Owned<{ id: string }> | null = null;
   const delivered = new Map<string, Owned<{ seq: number }>>();
   let markTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Acks on their way; none of them rejects. */
+  const acking = new Set<Promise<void>>();
 
   function sendAck(upTo: Owned<{ id: string }>) {
-    transport.ack(upTo.id, upTo.owner).catch((error: unknown) => {
-      const newer =
-        ackUpTo !== null && ackUpTo.owner === upTo.owner && isAfter(ackUpTo.id, upTo.id);
-      if (upTo.owner === streamed() && !newer) ackUpTo = upTo;
-      report(error);
-    });
+    const sending = transport
+      .ack(upTo.id, upTo.owner)
+      .catch((error: unknown) => {
+        const newer =
+          ackUpTo !== null && ackUpTo.owner === upTo.owner && isAfter(ackUpTo.id, upTo.id);
+        if (upTo.owner === streamed() && !newer) ackUpTo = upTo;
+        report(error);
+      })
+      .then(() => void acking.delete(sending));
+    acking.add(sending);
   }
 
   /**
@@ -110,6 +122,14 @@ export function createAcknowledgements(options: {
       if (ackUpTo !== null && ackUpTo.owner !== owner) ackUpTo = null;
       for (const [conversationId, mark] of delivered)
         if (mark.owner !== owner) delivered.delete(conversationId);
+    },
+    async settled(owner) {
+      if (ackUpTo?.owner === owner) {
+        const upTo = ackUpTo;
+        ackUpTo = null;
+        sendAck(upTo);
+      }
+      await Promise.all(acking);
     },
   };
 }

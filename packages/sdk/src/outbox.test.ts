@@ -397,6 +397,54 @@ describe('outbox', () => {
     const adopted = await server.calledTimes(2);
     expect([adopted.asUser, adopted.input.clientMessageId]).toEqual(['me', 'legacy-1']);
   });
+
+  it('a stored entry it cannot read is passed over and left in the store; the rest and new sends go out', async () => {
+    const store = createMemoryOutboxStore();
+    await store.save({ ...keptEntry('corrupt', 'x', 'me'), ciphertext: 'not base64!' });
+    await store.save({ ...keptEntry('kept', 'old', 'me'), order: 1 });
+    const server = fakeServer();
+    const outbox = createOutbox({ ...asMe, send: server.send, store });
+    const fresh = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('new') });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(server.calls.map((c) => c.input.clientMessageId)).toEqual(['kept']);
+    server.calls[0]!.answer(null);
+    (await server.calledTimes(2)).answer(null);
+    await fresh.result;
+    expect(server.calls[1]!.input.clientMessageId).toBe(fresh.clientMessageId);
+    await expect(outbox.restore()).resolves.toBeUndefined();
+    expect(outbox.pending()).toEqual([]);
+    expect((await store.load()).map((e) => e.clientMessageId)).toEqual(['corrupt']);
+  });
+
+  it('a change listener that throws stops neither the send it was told of, nor the listeners after it, nor the order', async () => {
+    const server = fakeServer();
+    const outbox = createOutbox({ ...asMe, send: server.send });
+    let failures = 1;
+    outbox.onChange((item) => {
+      if (item.state === 'sending' && failures-- > 0) throw new Error('a bug in the app');
+    });
+    const heard: string[] = [];
+    outbox.onChange((item) => void heard.push(`${text(item.ciphertext)} ${item.state}`));
+    const one = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('one') });
+    const two = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('two') });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(server.calls.map((c) => text(base64ToBytes(c.input.ciphertext)))).toEqual(['one']);
+    server.calls[0]!.answer(null);
+    (await server.calledTimes(2)).answer(null);
+    await Promise.all([one.result, two.result]);
+    expect(server.calls.map((c) => c.input.clientMessageId)).toEqual([
+      one.clientMessageId,
+      two.clientMessageId,
+    ]);
+    expect(heard).toEqual([
+      'one queued',
+      'two queued',
+      'one sending',
+      'one sent',
+      'two sending',
+      'two sent',
+    ]);
+  });
 });
 
 describe('classifySendError', () => {

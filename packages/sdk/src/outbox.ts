@@ -31,6 +31,12 @@ type Entry = {
   kept: Promise<void>;
 };
 
+/**
+ * For the sender loops started in the background: each step meets its own failures, so a
+ * rejection is a bug with no one to tell; unhandled, it would end a Node process.
+ */
+const ignore = () => undefined;
+
 const byQueueOrder = (a: Entry, b: Entry) =>
   a.stored.queuedAt - b.stored.queuedAt || a.stored.order - b.stored.order;
 
@@ -74,7 +80,14 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
   const emit = (entry: Entry) => {
     if (!mine(entry)) return; // another account's app must not hear of it
     const item = snapshotOf(entry);
-    for (const listener of listeners) listener(item);
+    for (const listener of listeners) {
+      try {
+        listener(item);
+      } catch {
+        // The outbox has no error channel to tell of it, and a listener's bug must not stop the
+        // send it was told of (nor the listeners after it) midway: it is the app's to catch.
+      }
+    }
   };
   const setState = (entry: Entry, state: OutboxState, error?: OutboxError) => {
     entry.item.state = state;
@@ -177,7 +190,7 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
         .filter((e) => e.item.state === 'queued')
         .map((e) => e.stored.conversationId),
     );
-    for (const id of conversations) void drain(id);
+    for (const id of conversations) void drain(id).catch(ignore);
   };
 
   const add = (
@@ -251,16 +264,28 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
 
   function restore(): Promise<void> {
     paused = false;
-    restoring ??= (async () => {
-      let kept: StoredOutboxEntry[] = [];
+    if (restoring === undefined) {
+      const loading = loadKept();
+      restoring = loading;
+      // Not kept if it fails: the next `restore` (or `send`) tries again.
+      loading.catch(() => {
+        if (restoring === loading) restoring = undefined;
+      });
+    }
+    return restoring.then(kick);
+  }
+
+  async function loadKept(): Promise<void> {
+    let kept: StoredOutboxEntry[] = [];
+    try {
+      kept = await store.load();
+    } catch {
+      // An unreadable store starts empty, as a memory store would; new sends still go out.
+      kept = [];
+    }
+    await learn().catch(() => void learnThenKick());
+    for (const stored of kept) {
       try {
-        kept = await store.load();
-      } catch {
-        // An unreadable store starts empty, as a memory store would; new sends still go out.
-        kept = [];
-      }
-      await learn().catch(() => void learnThenKick());
-      for (const stored of kept) {
         if (entries.has(stored.clientMessageId)) continue;
         // A send cut short by the restart may or may not have arrived: sending it again with the
         // same id is safe either way.
@@ -268,9 +293,12 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
           { ...stored, state: stored.state === 'failed' ? 'failed' : 'queued' },
           Promise.resolve(),
         );
+      } catch {
+        // Unreadable (a ciphertext that is not base64, a damaged entry): it can never be sent,
+        // and it must not hold up the others. It is left in the app's store, not removed: the
+        // outbox cannot tell what it was, and deleting the app's data is not its call.
       }
-    })();
-    return restoring.then(kick);
+    }
   }
 
   return {
@@ -317,7 +345,7 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
       entry.kept = persist(() => store.save(entry.stored));
       setState(entry, 'queued');
       paused = false;
-      void drain(entry.stored.conversationId);
+      void drain(entry.stored.conversationId).catch(ignore);
     },
     async discard(clientMessageId) {
       const entry = entries.get(clientMessageId);

@@ -1,6 +1,6 @@
 import { createAcknowledgements } from './acknowledgements';
 import { DEFAULT_BACKOFF, reconnectDelayMs } from './backoff';
-import { errorCodeOf } from './errors';
+import { classifySendError, errorCodeOf } from './errors';
 import {
   decodeEvent,
   type Message,
@@ -102,7 +102,12 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   let renewedSinceStarted = false;
   let handlerWait: { timer: ReturnType<typeof setTimeout>; done: () => void } | undefined;
 
-  const delay = () => reconnectDelayMs(attempt++, backoff, options.random);
+  /** The next reconnect's wait: the backoff's, or longer if the server said how long to wait. */
+  const delay = (error: unknown) => {
+    const verdict = classifySendError(error);
+    const serverWait = verdict.retry ? (verdict.afterMs ?? 0) : 0;
+    return Math.max(serverWait, reconnectDelayMs(attempt++, backoff, options.random));
+  };
   const saveCursor = async (id: string | null) => {
     // Saved as a place in the stream it came from: after a sign-in, `me` may already be the next
     // account while the last one's event in hand is still being saved.
@@ -126,12 +131,24 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
    * names a place in someone else's stream, so that start is cold.
    */
   async function connect(gen: number, cold: boolean): Promise<void> {
-    me ??= await transport.whoAmI();
-    await idle;
+    // Kept only if this start is still the current one: `stop()` (a sign-out) may have come
+    // meanwhile, and the answer would then name the last account for the next start.
+    const user = me ?? (await transport.whoAmI());
+    if (gen !== generation) return;
+    me = user;
+    // The event in hand finishes and saves its cursor first. `idle` is replaced when a pump
+    // starts again, so it is awaited until no pump runs.
+    while (pumping) await idle;
     const kept = cold ? null : readCursor(await cursors.get());
     const stored = kept?.userId === me ? kept.id : null;
+    // Envelopes handled before a cold start must be deleted before its snapshot lists what waits,
+    // or they are handed over again.
+    if (stored === null) await acks.settled(user);
     const snapshot = await transport.snapshot();
     if (gen !== generation) return;
+    // Events after the one handled last stay the only ones delivered, however far back the
+    // stream resumes; another account's stream starts from its own cursor.
+    const sameStream = streamedFor === me;
     streamedFor = me;
     acks.keepOnly(me); // the last account's must not go out under this one's token
     unread.reset(snapshot);
@@ -139,16 +156,19 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     if (from === null) {
       for (const handler of snapshotHandlers) await handler(snapshot);
       if (gen !== generation) return;
-      await deliverPendingEnvelopes(snapshot);
+      // Saved only once every waiting envelope is handled: the server lists them only in a cold
+      // start's snapshot, so a warm start would never hand them over.
+      await deliverPendingEnvelopes(gen, snapshot);
       if (gen !== generation) return;
       from = snapshot.cursor;
       await saveCursor(from);
+      if (gen !== generation) return; // stopped while it was saved: no stream after stop()
     }
     // The snapshot's newest messages reached this device. On a warm start they also stand in
     // for a mark lost with the last run (closed, or signed out): its events are behind the cursor.
     noteDeliveredIn(snapshot);
     acks.flush();
-    handled = from;
+    handled = sameStream && handled !== null && isAfter(handled, from) ? handled : from;
     queue = [];
     subscription = transport.subscribe(from, {
       onStarted: () => {
@@ -190,6 +210,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     state = 'starting';
     subscription?.unsubscribe();
     subscription = undefined;
+    queue = []; // what the last subscription queued comes again from this one, after the cursor
     return connect(gen, cold).catch((error: unknown) => {
       if (gen !== generation) return;
       if (errorCodeOf(error) === 'UNAUTHORIZED') return fail(error);
@@ -221,11 +242,14 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     const gen = ++generation;
     subscription?.unsubscribe();
     subscription = undefined;
+    // The event in hand finishes; the rest come again from the next subscription, after the
+    // cursor it then saves. Handed over from here they could race that subscription's start.
+    queue = [];
     state = 'starting';
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
       if (gen === generation) void run(cold);
-    }, delay());
+    }, delay(error));
   }
 
   /** For good: the session is over. `start()` tries again (e.g. after signing in). */
@@ -341,29 +365,32 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   /**
    * A cold start begins at the snapshot's cursor, so envelopes that waited for this device from
    * before it (sent while the app was closed, with no saved cursor) come with the snapshot: they
-   * are handled like stream events, then acknowledged up to the last one handled in a row.
+   * are handled like stream events (a handler that throws gets the same one again after a
+   * backoff), then acknowledged up to the last one handled. Stopped meanwhile, the rest wait on
+   * the server for the next start, which is cold again (`connect` has not saved the cursor).
    * One this SDK cannot read (only a server bug makes one) is reported and passed over, so it
    * is acknowledged with the next: held back, it would fail every start from now on.
    */
-  async function deliverPendingEnvelopes(snapshot: Snapshot): Promise<void> {
-    for (const { id, envelope } of snapshot.pendingEnvelopes) {
-      let event: SyncEvent;
-      try {
-        event = decodeEvent({ type: 'envelope', envelope });
-      } catch (error) {
-        report(error);
+  async function deliverPendingEnvelopes(gen: number, snapshot: Snapshot): Promise<void> {
+    try {
+      for (const { id, envelope } of snapshot.pendingEnvelopes) {
+        let event: SyncEvent;
+        try {
+          event = decodeEvent({ type: 'envelope', envelope });
+        } catch (error) {
+          report(error);
+          noteHandledEnvelope(id);
+          continue;
+        }
+        const deliver = async () => {
+          for (const handler of eventHandlers) await handler(event, { id, ephemeral: false });
+        };
+        while (!(await handOver(gen, deliver))) if (gen !== generation) return;
         noteHandledEnvelope(id);
-        continue;
       }
-      try {
-        for (const handler of eventHandlers) await handler(event, { id, ephemeral: false });
-      } catch (error) {
-        report(error); // this one and the rest stay on the server for the next start
-        break;
-      }
-      noteHandledEnvelope(id);
+    } finally {
+      acks.flush();
     }
-    acks.flush();
   }
 
   /**
