@@ -163,6 +163,7 @@ export function configFromEnv(env: Env): ServerConfig {
       maxCiphertextBytes: env.MVP_MESSAGE_MAX_BYTES,
       groupMemberCap: env.MVP_GROUP_MEMBER_CAP,
       deviceQueueCap: env.MVP_DEVICE_QUEUE_CAP,
+      deviceQueueSenderCap: env.MVP_DEVICE_QUEUE_SENDER_CAP,
       retentionDays: env.MVP_EVENT_RETENTION_DAYS,
       sendLimit: env.MVP_LIMIT_SEND_ACCOUNT,
     },

@@ -164,6 +164,7 @@ export const envSchema = {
   // At most what a cold start's snapshot hands a device at once (sync.service.ts): a queue longer
   // than that would leave the rest behind the snapshot's cursor, never delivered.
   MVP_DEVICE_QUEUE_CAP: int(10, 5000).default(5000),
+  MVP_DEVICE_QUEUE_SENDER_CAP: int(1, 5000).default(500),
   MVP_EVENT_RETENTION_DAYS: int(1, 3650).default(30),
   MVP_LIMIT_SEND_ACCOUNT: limit.default({ points: 600, durationSeconds: 60 }),
   // Keys (issue 6).

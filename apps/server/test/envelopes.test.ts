@@ -14,6 +14,46 @@ import { openStream } from './helpers/sync';
 import { codeOf } from './helpers/errors';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
+describe(`one sender cannot fill a device's envelope queue alone (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      messaging: { ...defaultConfig().messaging, deviceQueueCap: 4, deviceQueueSenderCap: 2 },
+    });
+  });
+  afterAll(() => t.stop());
+
+  it('past its share a sender is told the device is full, while others still reach it', async () => {
+    const [mallory, alice, bob] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const bobPhone = await currentDeviceId(t, bob.accessToken);
+    const to = (text: string) => ({
+      userId: bob.userId,
+      deviceId: bobPhone,
+      contentType: 'mvp/key-share',
+      ciphertext: b64(text),
+    });
+    const send = (from: Account, ...texts: string[]) =>
+      clientWithToken(t, from.accessToken).api.sync.sendToDevices.mutate({
+        envelopes: texts.map(to),
+      });
+    const start = (await clientWithToken(t, bob.accessToken).api.sync.snapshot.query()).cursor;
+
+    await send(mallory, 'm1', 'm2');
+    expect(await codeOf(send(mallory, 'm3'))).toBe('TOO_MANY_REQUESTS');
+    expect((await send(alice, 'a1', 'a2')).full).toEqual([]);
+    // Now full for everyone: the device's own cap.
+    expect(await codeOf(send(bob, 'b1'))).toBe('TOO_MANY_REQUESTS');
+    const queued = await clientWithToken(t, bob.accessToken).api.sync.poll.query({ after: start });
+    expect(
+      queued.events.map((e) => e.event.type === 'envelope' && e.event.envelope.ciphertext),
+    ).toEqual(['m1', 'm2', 'a1', 'a2'].map(b64));
+  });
+});
+
 describe(`device-to-device envelopes and stream retention (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {

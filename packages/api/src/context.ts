@@ -68,6 +68,8 @@ export type ApiSettings = {
     groupMemberCap: number;
     /** Most unacknowledged envelopes one device may have waiting. */
     deviceQueueCap: number;
+    /** Most of them from one sender (so that one account cannot fill the queue alone). */
+    deviceQueueSenderCap: number;
     /** Events (and unacknowledged envelopes) older than this are deleted; older cursors resync. */
     retentionDays: number;
     /** Sends (messages, envelope batches, edits) per account. */

@@ -17,7 +17,9 @@ type Outgoing = Device & { contentType: string; ciphertext: string };
  * A device whose queue is full gets nothing and is named in `full`; the others still get theirs.
  * Anyone may fill a device's queue (envelopes need no contact: first keys, calls), and when one
  * full device refused the whole batch, a key share to a group failed for every member of it.
- * Only when every device named is full is the call refused (TOO_MANY_REQUESTS).
+ * Only when every device named is full is the call refused (TOO_MANY_REQUESTS). A queue is full
+ * for one sender already at `deviceQueueSenderCap` of theirs, so a single account cannot fill
+ * it for everyone else.
  */
 export async function sendToDevices(
   ctx: Context,
@@ -26,7 +28,7 @@ export async function sendToDevices(
   options: { allDevices: boolean } = { allDevices: false },
 ): Promise<{ ids: string[]; full: string[] }> {
   const db = ctx.ports.db;
-  const { maxCiphertextBytes, deviceQueueCap } = ctx.settings.messaging;
+  const { maxCiphertextBytes, deviceQueueCap, deviceQueueSenderCap } = ctx.settings.messaging;
   const decoded = envelopes.map((e) => ({ ...e, bytes: Buffer.from(e.ciphertext, 'base64') }));
   if (decoded.some((e) => e.bytes.length > maxCiphertextBytes))
     throw new AppError('PAYLOAD_TOO_LARGE', `Ciphertext larger than ${maxCiphertextBytes} bytes`);
@@ -57,9 +59,24 @@ export async function sendToDevices(
     .groupBy('device_id')
     .execute();
   const queued = new Map(pending.map((p) => [p.device_id, Number(p.n)]));
+  const mine = await db
+    .selectFrom('user_events')
+    .select(['device_id', (eb) => eb.fn.countAll<number>().as('n')])
+    .where('device_id', 'in', deviceIds)
+    .where('type', '=', 'envelope')
+    // The sender is inside the stored JSON only. A LIKE on it works alike on both dialects (their
+    // JSON functions differ), and is exact: ids are UUIDs, without LIKE's wildcards, and nothing
+    // else in an envelope's JSON can hold a quote (base64 ciphertext, checked content types).
+    .where('payload', 'like', `%"senderId":"${sender.userId}"%`)
+    .groupBy('device_id')
+    .execute();
+  const queuedFromMe = new Map(mine.map((p) => [p.device_id, Number(p.n)]));
   const full = deviceIds.filter((id) => {
     const adding = envelopes.filter((e) => e.deviceId === id).length;
-    return (queued.get(id) ?? 0) + adding > deviceQueueCap;
+    return (
+      (queued.get(id) ?? 0) + adding > deviceQueueCap ||
+      (queuedFromMe.get(id) ?? 0) + adding > deviceQueueSenderCap
+    );
   });
   if (full.length === deviceIds.length)
     throw new AppError('TOO_MANY_REQUESTS', 'That device has too many undelivered envelopes');
