@@ -165,6 +165,7 @@ export function configFromEnv(env: Env): ServerConfig {
       deviceQueueCap: env.MVP_DEVICE_QUEUE_CAP,
       deviceQueueSenderCap: env.MVP_DEVICE_QUEUE_SENDER_CAP,
       retentionDays: env.MVP_EVENT_RETENTION_DAYS,
+      streamSessionCheckMs: env.MVP_STREAM_SESSION_CHECK_MS,
       sendLimit: env.MVP_LIMIT_SEND_ACCOUNT,
     },
     messageExpiryCheckMs: env.MVP_MESSAGE_EXPIRY_CHECK_MS,

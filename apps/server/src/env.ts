@@ -165,6 +165,9 @@ export const envSchema = {
   // than that would leave the rest behind the snapshot's cursor, never delivered.
   MVP_DEVICE_QUEUE_CAP: int(10, 5000).default(5000),
   MVP_DEVICE_QUEUE_SENDER_CAP: int(1, 5000).default(500),
+  // A revocation closes sockets at once over the bus; this bounds how long a lost bus message
+  // (Redis pub/sub is at most once) or a session's expiry leaves a stream open.
+  MVP_STREAM_SESSION_CHECK_MS: int(100, 3_600_000).default(60_000),
   MVP_EVENT_RETENTION_DAYS: int(1, 3650).default(30),
   MVP_LIMIT_SEND_ACCOUNT: limit.default({ points: 600, durationSeconds: 60 }),
   // Keys (issue 6).

@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { errorCodeOf } from '@mvp/sdk';
 import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
+import { defaultConfig } from '../src/index';
 import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
 import { codeOf } from './helpers/errors';
@@ -250,6 +251,39 @@ describe(`a token that expires on an open WebSocket (${backendLabel})`, () => {
     };
     expect(answer.error.json.data.appCode).toBe('UNAUTHORIZED');
     socket.ws.close();
+  });
+});
+
+describe(`an open event stream ends with its session, even unannounced (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      messaging: { ...defaultConfig().messaging, streamSessionCheckMs: 100 },
+      sessionCacheMs: 0,
+    });
+  });
+  afterAll(() => t.stop());
+
+  it('a session revoked without the bus telling its socket stops the stream UNAUTHORIZED', async () => {
+    const account = await registerUser(t);
+    const client = t.newClient({ getToken: () => account.accessToken, WebSocket });
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const ended = new Promise<unknown>((resolve) => {
+      client.api.sync.events.subscribe(
+        { lastEventId: null },
+        { onStarted: started, onData: () => undefined, onError: resolve },
+      );
+    });
+    await running;
+    // As a lost bus message would leave it: revoked in the database only.
+    await t.server.infra.ports.db
+      .updateTable('sessions')
+      .set({ revoked_at: Date.now(), revoked_reason: 'test' })
+      .where('id', '=', account.sessionId)
+      .execute();
+    expect(errorCodeOf(await ended)).toBe('UNAUTHORIZED');
+    client.close();
   });
 });
 

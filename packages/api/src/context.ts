@@ -72,6 +72,8 @@ export type ApiSettings = {
     deviceQueueSenderCap: number;
     /** Events (and unacknowledged envelopes) older than this are deleted; older cursors resync. */
     retentionDays: number;
+    /** How often an open event stream checks that its session still lives. */
+    streamSessionCheckMs: number;
     /** Sends (messages, envelope batches, edits) per account. */
     sendLimit: Limit;
   };

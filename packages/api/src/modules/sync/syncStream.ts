@@ -51,7 +51,7 @@ export function startOf(
  */
 export async function* syncStream(
   ctx: Context,
-  device: { userId: string; deviceId: string },
+  device: { userId: string; deviceId: string; sessionId: string },
   lastEventId: string | null | undefined,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<TrackedEnvelope<TSyncEvent>> {
@@ -80,6 +80,15 @@ export async function* syncStream(
     rouse();
   });
   signal?.addEventListener('abort', rouse, { once: true });
+  // A revocation closes the socket at once, over the bus; the bus may lose that message (Redis
+  // pub/sub is at most once), and a session's expiry is announced by nobody. So a stream also
+  // asks now and then, and ends (UNAUTHORIZED) with its session.
+  let checkSession = false;
+  const sessionTimer = setInterval(() => {
+    checkSession = true;
+    rouse();
+  }, ctx.settings.messaging.streamSessionCheckMs);
+  sessionTimer.unref();
   try {
     const bounds = await streamBounds(ctx.ports.db, userId);
     if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
@@ -88,6 +97,11 @@ export async function* syncStream(
     if (start.resync) yield tracked(String(cursor), { type: 'resync' });
 
     while (!signal?.aborted) {
+      if (checkSession) {
+        checkSession = false;
+        const live = await ctx.ports.sessions.check(device.sessionId);
+        if (live?.userId !== userId) throw new AppError('UNAUTHORIZED', 'Session ended');
+      }
       const next = ephemeral.shift();
       if (next) {
         yield tracked(String(cursor), share(next));
@@ -123,6 +137,7 @@ export async function* syncStream(
       await new Promise<void>((resolve) => (wake = resolve));
     }
   } finally {
+    clearInterval(sessionTimer);
     signal?.removeEventListener('abort', rouse);
     await unsubscribe();
   }
