@@ -283,7 +283,7 @@ describe(`an open event stream ends with its session, even unannounced (${backen
       .where('id', '=', account.sessionId)
       .execute();
     expect(errorCodeOf(await ended)).toBe('UNAUTHORIZED');
-    client.close();
+    await client.close();
   });
 });
 
