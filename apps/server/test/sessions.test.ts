@@ -257,10 +257,10 @@ describe(`a token that expires on an open WebSocket (${backendLabel})`, () => {
 describe(`an open event stream ends with its session, even unannounced (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {
-    t = await startServer({
-      messaging: { ...defaultConfig().messaging, streamSessionCheckMs: 100 },
-      sessionCacheMs: 0,
-    });
+    t = await startServer(
+      { messaging: { ...defaultConfig().messaging, streamSessionCheckMs: 100 } },
+      { auth: { sessionCacheMs: 0 } },
+    );
   });
   afterAll(() => t.stop());
 
