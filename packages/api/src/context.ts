@@ -74,7 +74,7 @@ export type ApiSettings = {
     retentionDays: number;
     /** How often an open event stream checks that its session still lives. */
     streamSessionCheckMs: number;
-    /** Sends (messages, envelope batches, edits) per account. */
+    /** Sends per account: messages, envelope batches, edits, reactions, pins and deletions. */
     sendLimit: Limit;
   };
 };

@@ -43,7 +43,7 @@ export const createCallerFactory = t.createCallerFactory;
 
 type AccountBudget = 'send';
 const ACCOUNT_BUDGETS: Record<AccountBudget, (settings: Context['settings']) => RateLimitRule> = {
-  // Messages, edits and envelope batches.
+  // Messages, edits, envelope batches, and reactions, pins and deletions (told to every member).
   send: (settings) => ({ name: 'send-account', ...settings.messaging.sendLimit }),
 };
 const NO_BUDGET: RateLimitDecision = { allowed: true, remaining: 1 };

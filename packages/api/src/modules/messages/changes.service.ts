@@ -4,57 +4,54 @@ import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { memberIdsSeeing } from '../conversations/conversations.repo';
-import { requireMember } from '../conversations/conversations.service';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './messages.repo';
-import { ADMINS, assertMayPost, assertMayReach, decodeCiphertext, postingContext } from './posting';
+import { ADMINS, assertMaySpeak, decodeCiphertext, postingContext } from './posting';
+import { visibleMessage, type MessageRef } from './visibleMessage';
 
-export type MessageRef = { conversationId: string; seq: number };
-
-/** Distinct emoji one member may put on one message. */
-const MAX_REACTIONS_PER_USER = 20;
-
-/** A message I can see (after I joined), with my membership; NOT_FOUND otherwise. */
-async function visibleMessage(ctx: Context, me: string, ref: MessageRef) {
-  const { conversation, membership } = await requireMember(ctx, ref.conversationId, me);
-  const row = await repo.findMessage(ctx.ports.db, ref.conversationId, ref.seq);
-  if (!row || Number(row.seq) <= Number(membership.joined_seq))
-    throw new AppError('NOT_FOUND', 'No such message');
-  return { conversation, membership, row };
-}
+export type { MessageRef } from './visibleMessage';
 
 /**
  * Applies a change to one message and tells, with `message.updated`, every member whose history
  * shows it. Not those who joined after it: the event carries the message, and an edit is sealed
  * under the current sender key, which they hold.
+ *
+ * Only while the message is not deleted: the caller checked that before the transaction, but a
+ * deletion may have committed since, and an edit written over it would put content back on the
+ * tombstone. Then nothing is written and `changed` is false. A message purged meanwhile (its
+ * timer ran out) is NOT_FOUND.
  */
 async function updateAndTell(
   ctx: Context,
   ref: MessageRef,
   change: Updateable<MessagesTable>,
   extra?: (trx: Transaction<DB>) => Promise<void>,
-): Promise<TMessage> {
+): Promise<{ message: TMessage; changed: boolean }> {
   const now = ctx.ports.clock.now();
   const members = await memberIdsSeeing(ctx.ports.db, ref.conversationId, ref.seq);
-  const row = await ctx.ports.db.transaction().execute(async (trx) => {
-    await trx
+  const { row, changed } = await ctx.ports.db.transaction().execute(async (trx) => {
+    // An UPDATE reads the latest commit (and waits for one in progress), also on MySQL.
+    const result = await trx
       .updateTable('messages')
       .set(change)
       .where('conversation_id', '=', ref.conversationId)
       .where('seq', '=', ref.seq)
-      .execute();
+      .where('deleted_at', 'is', null)
+      .executeTakeFirst();
+    const current = await repo.findMessage(trx, ref.conversationId, ref.seq);
+    if (!current) throw new AppError('NOT_FOUND', 'No such message');
+    if (Number(result.numUpdatedRows) === 0) return { row: current, changed: false };
     await extra?.(trx);
-    const updated = (await repo.findMessage(trx, ref.conversationId, ref.seq))!;
     await recordEvents(
       trx,
       members,
-      { type: 'message.updated', message: repo.toMessage(updated) },
+      { type: 'message.updated', message: repo.toMessage(current) },
       now,
     );
-    return updated;
+    return { row: current, changed: true };
   });
-  await wake(ctx.ports, members);
-  return (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
+  if (changed) await wake(ctx.ports, members);
+  return { message: (await repo.describeMessages(ctx.ports.db, [row]))[0]!, changed };
 }
 
 /** The sender replaces the ciphertext; `editedAt` shows it. A deleted message stays deleted. */
@@ -67,12 +64,16 @@ export async function editMessage(
   const { row } = await visibleMessage(ctx, me, input);
   if (row.sender_id !== me) throw new AppError('FORBIDDEN', 'Only the sender edits a message');
   if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
-  assertMayPost(ctx, await postingContext(ctx, input.conversationId, me));
-  return updateAndTell(ctx, input, {
+  // Not assertMayPost: an edit takes no slow-mode slot, so the wait for the next one is no bar.
+  assertMaySpeak(await postingContext(ctx, input.conversationId, me));
+  const { message, changed } = await updateAndTell(ctx, input, {
     ciphertext: bytes,
     content_type: input.contentType,
     edited_at: ctx.ports.clock.now(),
   });
+  // Deleted since the check above: refused as if the check had seen it.
+  if (!changed) throw new AppError('BAD_REQUEST', 'This message was deleted');
+  return message;
 }
 
 /**
@@ -89,7 +90,8 @@ export async function deleteForEveryone(
   if (row.sender_id !== me && !admin)
     throw new AppError('FORBIDDEN', 'Only the sender or an admin deletes for everyone');
   if (row.deleted_at !== null) return (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
-  return updateAndTell(
+  // Deleted by someone else meanwhile: the same tombstone, told once.
+  const { message } = await updateAndTell(
     ctx,
     ref,
     { ciphertext: null, deleted_at: ctx.ports.clock.now() },
@@ -103,6 +105,7 @@ export async function deleteForEveryone(
       }
     },
   );
+  return message;
 }
 
 /** Hides a message from my history on all my devices; everyone else keeps it. */
@@ -132,140 +135,4 @@ export async function deleteForMe(ctx: Context, me: string, ref: MessageRef): Pr
     return;
   }
   await wake(ctx.ports, [me]);
-}
-
-/** Adds or removes one emoji of mine on a message; a set per member, so repeats change nothing. */
-export async function react(
-  ctx: Context,
-  me: string,
-  input: MessageRef & { emoji: string; on: boolean },
-): Promise<void> {
-  const { row } = await visibleMessage(ctx, me, input);
-  assertMayReach(await postingContext(ctx, input.conversationId, me));
-  if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
-  const db = ctx.ports.db;
-  const where = {
-    conversation_id: input.conversationId,
-    seq: input.seq,
-    user_id: me,
-  };
-  const mine = await db
-    .selectFrom('reactions')
-    .select('emoji')
-    .where('conversation_id', '=', where.conversation_id)
-    .where('seq', '=', where.seq)
-    .where('user_id', '=', me)
-    .execute();
-  const has = mine.some((r) => r.emoji === input.emoji);
-  if (has === input.on) return;
-  if (input.on && mine.length >= MAX_REACTIONS_PER_USER)
-    throw new AppError('BAD_REQUEST', 'Too many reactions on one message');
-  const now = ctx.ports.clock.now();
-  // Not to members who joined after the message: their history does not show it, nor who reacts.
-  const members = await memberIdsSeeing(db, input.conversationId, input.seq);
-  try {
-    await db.transaction().execute(async (trx) => {
-      if (input.on) {
-        await trx
-          .insertInto('reactions')
-          .values({ ...where, emoji: input.emoji, created_at: now })
-          .execute();
-      } else {
-        await trx
-          .deleteFrom('reactions')
-          .where('conversation_id', '=', where.conversation_id)
-          .where('seq', '=', where.seq)
-          .where('user_id', '=', me)
-          .where('emoji', '=', input.emoji)
-          .execute();
-      }
-      await recordEvents(
-        trx,
-        members,
-        {
-          type: 'reaction',
-          conversationId: input.conversationId,
-          seq: input.seq,
-          userId: me,
-          emoji: input.emoji,
-          on: input.on,
-        },
-        now,
-      );
-    });
-  } catch (err) {
-    if (!isUniqueViolation(err)) throw err; // the same reaction raced itself
-    return;
-  }
-  await wake(ctx.ports, members);
-}
-
-/** Admins pin in groups and channels; both people pin in a direct conversation. */
-export async function setPinned(
-  ctx: Context,
-  me: string,
-  ref: MessageRef,
-  pinned: boolean,
-): Promise<void> {
-  const { conversation, membership, row } = await visibleMessage(ctx, me, ref);
-  if (conversation.kind !== 'direct' && !ADMINS.includes(membership.role))
-    throw new AppError('FORBIDDEN', 'Only admins pin messages');
-  assertMayReach(await postingContext(ctx, ref.conversationId, me));
-  if (pinned && row.deleted_at !== null)
-    throw new AppError('BAD_REQUEST', 'This message was deleted');
-  const db = ctx.ports.db;
-  const now = ctx.ports.clock.now();
-  // Pins, like the message, are shown only to members who joined before it (listPins).
-  const members = await memberIdsSeeing(db, ref.conversationId, ref.seq);
-  const changed = await db.transaction().execute(async (trx) => {
-    const existing = await trx
-      .selectFrom('pins')
-      .select('seq')
-      .where('conversation_id', '=', ref.conversationId)
-      .where('seq', '=', ref.seq)
-      .executeTakeFirst();
-    if ((existing !== undefined) === pinned) return false;
-    if (pinned) {
-      await trx
-        .insertInto('pins')
-        .values({
-          conversation_id: ref.conversationId,
-          seq: ref.seq,
-          pinned_by: me,
-          created_at: now,
-        })
-        .execute();
-    } else {
-      await trx
-        .deleteFrom('pins')
-        .where('conversation_id', '=', ref.conversationId)
-        .where('seq', '=', ref.seq)
-        .execute();
-    }
-    await recordEvents(
-      trx,
-      members,
-      { type: 'pin', conversationId: ref.conversationId, seq: ref.seq, pinned, by: me },
-      now,
-    );
-    return true;
-  });
-  if (changed) await wake(ctx.ports, members);
-}
-
-export async function listPins(ctx: Context, me: string, conversationId: string) {
-  const { membership } = await requireMember(ctx, conversationId, me);
-  const rows = await ctx.ports.db
-    .selectFrom('pins')
-    .innerJoin('messages', (join) =>
-      join
-        .onRef('messages.conversation_id', '=', 'pins.conversation_id')
-        .onRef('messages.seq', '=', 'pins.seq'),
-    )
-    .selectAll('messages')
-    .where('pins.conversation_id', '=', conversationId)
-    .where('pins.seq', '>', Number(membership.joined_seq))
-    .orderBy('pins.created_at', 'desc')
-    .execute();
-  return repo.describeMessages(ctx.ports.db, rows);
 }

@@ -15,16 +15,11 @@ import {
 } from '@mvp/contracts';
 import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
-import {
-  deleteForEveryone,
-  deleteForMe,
-  editMessage,
-  listPins,
-  react,
-  setPinned,
-} from './changes.service';
+import { deleteForEveryone, deleteForMe, editMessage } from './changes.service';
 import { history, markDeliveredMany, markReceived } from './history.service';
 import * as messages from './messages.service';
+import { listPins, setPinned } from './pins.service';
+import { react } from './reactions.service';
 import { typing } from './typing';
 
 const ok = { ok: true as const };
@@ -121,6 +116,8 @@ export const messagesRouter = router({
         summary: 'Delete for everyone (sender or admin)',
         tags,
       },
+      // Told to every member, like a send: the same account budget.
+      accountBudget: 'send',
     })
     .input(ZMessageRefInput)
     .output(ZMessage)
@@ -150,6 +147,8 @@ export const messagesRouter = router({
         summary: 'Add or remove my reaction',
         tags,
       },
+      // Told to every member, like a send: the same account budget.
+      accountBudget: 'send',
     })
     .input(ZReactInput)
     .output(ZOk)
@@ -166,6 +165,8 @@ export const messagesRouter = router({
         summary: 'Pin or unpin (admins)',
         tags,
       },
+      // Told to every member, like a send: the same account budget.
+      accountBudget: 'send',
     })
     .input(ZMessageRefInput.extend({ pinned: z.boolean() }))
     .output(ZOk)

@@ -128,10 +128,22 @@ async function writeByProcedure(
   return message;
 }
 
-/** The answer to a resend: the message its client message id stored the first time. */
-async function firstSent(ctx: Context, conversationId: string, seq: number): Promise<TMessage> {
-  const row = (await repo.findMessage(ctx.ports.db, conversationId, seq))!;
-  return (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
+/**
+ * The answer to a resend: the message its client message id stored the first time. With its
+ * reactions only while my history still shows it: a sender removed since (or back with a later
+ * join) gets the message but not who reacted, as their stream's backlog does (sync/events.ts).
+ */
+async function firstSent(
+  ctx: Context,
+  me: string,
+  conversationId: string,
+  seq: number,
+): Promise<TMessage | undefined> {
+  const ref = { conversationId, seq };
+  const view = (await repo.findBySeqsFor(ctx.ports.db, me, [ref])).values().next().value;
+  if (!view) return undefined; // purged since (a disappearing message): nothing to answer
+  if (!view.seen) return repo.toMessage(view.row);
+  return (await repo.describeMessages(ctx.ports.db, [view.row]))[0]!;
 }
 
 /** The message this client message id already stored, if any (a resend). */
@@ -146,7 +158,7 @@ async function storedBefore(
     me,
     input.clientMessageId,
   );
-  return first ? firstSent(ctx, input.conversationId, Number(first.seq)) : undefined;
+  return first ? firstSent(ctx, me, input.conversationId, Number(first.seq)) : undefined;
 }
 
 type Decision = { posting: Posting; bytes: Buffer } | { resent: TMessage };

@@ -4,7 +4,7 @@ import { AppError } from '../../errors/AppError';
 import { ringingInvites } from '../calls/ringing.service';
 import { listRequests } from '../contacts/contacts.service';
 import * as conversations from '../conversations/conversations.repo';
-import { describeMessages, findBySeqs } from '../messages/messages.repo';
+import { lastShownMessages } from '../messages/lastShown';
 import { streamBounds } from './stream.repo';
 
 /**
@@ -34,14 +34,15 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
     pendingEnvelopes(db, device, bounds.last),
     ringingInvites(ctx, device, bounds.last),
   ]);
-  const lastRows = await findBySeqs(
+  // The preview: my newest message, not one I deleted for me.
+  const last = await lastShownMessages(
     db,
-    rows
-      .filter((r) => Number(r.last_seq) > Number(r.my_joined_seq))
-      .map((r) => ({ conversationId: r.id, seq: Number(r.last_seq) })),
-  );
-  const last = new Map(
-    (await describeMessages(db, [...lastRows.values()])).map((m) => [m.conversationId, m]),
+    me,
+    rows.map((r) => ({
+      conversationId: r.id,
+      lastSeq: Number(r.last_seq),
+      joinedSeq: Number(r.my_joined_seq),
+    })),
   );
   return {
     cursor: String(bounds.last),

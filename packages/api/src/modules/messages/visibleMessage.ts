@@ -1,0 +1,50 @@
+import type { Transaction } from 'kysely';
+import type { DB } from '@mvp/db';
+import type { Context } from '../../context';
+import { AppError } from '../../errors/AppError';
+import { requireMember } from '../conversations/conversations.service';
+import * as repo from './messages.repo';
+
+export type MessageRef = { conversationId: string; seq: number };
+
+/** A message I can see (after I joined), with my membership; NOT_FOUND otherwise. */
+export async function visibleMessage(ctx: Context, me: string, ref: MessageRef) {
+  const { conversation, membership } = await requireMember(ctx, ref.conversationId, me);
+  const row = await repo.findMessage(ctx.ports.db, ref.conversationId, ref.seq);
+  if (!row || Number(row.seq) <= Number(membership.joined_seq))
+    throw new AppError('NOT_FOUND', 'No such message');
+  return { conversation, membership, row };
+}
+
+/**
+ * A select that, on MySQL, locks what it reads until the transaction ends and reads the latest
+ * commit rather than the transaction's snapshot. SQLite runs one transaction at a time (one
+ * connection), so there a plain read is already current.
+ */
+export function locking<Q extends { forUpdate(): Q }>(ctx: Context, query: Q): Q {
+  return ctx.ports.dialect === 'mysql' ? query.forUpdate() : query;
+}
+
+/**
+ * The checks made before a change's transaction, made again as its first statements: the
+ * message may have been deleted for everyone or purged (disappearing) in between, and a change
+ * written after that would put a reaction or a pin back on a tombstone. The row stays locked
+ * until the change commits, so a deletion that comes later waits, then takes the change's
+ * reaction or pin away with the rest.
+ */
+export async function assertStillLive(
+  ctx: Context,
+  trx: Transaction<DB>,
+  ref: MessageRef,
+): Promise<void> {
+  const row = await locking(
+    ctx,
+    trx
+      .selectFrom('messages')
+      .select('deleted_at')
+      .where('conversation_id', '=', ref.conversationId)
+      .where('seq', '=', ref.seq),
+  ).executeTakeFirst();
+  if (!row) throw new AppError('NOT_FOUND', 'No such message');
+  if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
+}
