@@ -297,6 +297,18 @@ describe(`message changes that race a deletion, an expiry or each other (${backe
     expect([again.id, again.seq, again.reactions]).toEqual([sent.id, sent.seq, []]);
   });
 
+  it('a send decided on a cached context of a conversation deleted since is NOT_FOUND, not a 500', async () => {
+    const { owner, ann, room } = await team();
+    await send(ann, room.id, 'caches my posting context');
+    const { posting } = t.server.infra.ports;
+    const cached = posting.get(room.id, ann.userId);
+    expect(cached).toBeDefined();
+    await api(owner).conversations.delete.mutate({ id: room.id });
+    // As an instance that missed the deletion's bus message still has it.
+    posting.set(room.id, ann.userId, cached!, posting.epoch());
+    expect(await codeOf(send(ann, room.id, 'into the void'))).toBe('NOT_FOUND');
+  });
+
   it('the snapshot previews my newest message not deleted for me', async () => {
     const { ann, ben, room } = await team();
     const one = await send(ann, room.id, 'one');

@@ -21,7 +21,14 @@ export type CachedPosting = {
  */
 export type PostingCache = {
   get(conversationId: string, userId: string): CachedPosting | undefined;
-  set(conversationId: string, userId: string, posting: CachedPosting): void;
+  /** What `forget` has been called for so far: take it before reading what `set` will keep. */
+  epoch(): number;
+  /**
+   * Keeps what was read since `epoch` was taken, unless something was forgotten meanwhile: a
+   * read that began before a block and ended after its `forget` would otherwise be kept, stale,
+   * for the whole TTL.
+   */
+  set(conversationId: string, userId: string, posting: CachedPosting, epoch: number): void;
   /** Drops every member's entry of these conversations (this instance). */
   forget(conversationIds: string[]): void;
 };

@@ -484,6 +484,8 @@ export async function deleteConversation(ctx: Context, me: string, id: string): 
   });
   if (conversation.avatar_key) await deleteBlobQuietly(ctx, conversation.avatar_key);
   await wake(ctx.ports, members);
+  // Cached posting contexts would let sends reach the write, which then finds it gone.
+  await announcePostingChanged(ctx.ports, [id]);
 }
 
 /**

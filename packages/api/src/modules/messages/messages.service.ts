@@ -42,6 +42,9 @@ class PostingChanged extends Error {
   }
 }
 
+/** MySQL's ER_BAD_NULL_ERROR and ER_NO_REFERENCED_ROW_2: see writeByProcedure. */
+const CONVERSATION_GONE = new Set([1048, 1452]);
+
 /** The write found my slow-mode slot taken by a send decided at the same time. */
 const SLOW_MODE = 'slow mode';
 class SlowModeTaken extends Error {
@@ -69,7 +72,8 @@ async function writeInProcess(
 ): Promise<TMessage> {
   return syncTransaction(db, (run) => {
     const seq = repo.nextSeq(run, fresh.conversation_id, fresh.created_at);
-    if (seq === undefined) throw new Error('conversation vanished during a send');
+    // Deleted since the send was decided (on a cached context): decided again, it is NOT_FOUND.
+    if (seq === undefined) throw new PostingChanged();
     const row: repo.MessageRow = { ...fresh, seq };
     repo.insertMessage(run, row);
     const posted = run(
@@ -118,6 +122,9 @@ async function writeByProcedure(
   } catch (err) {
     if (err instanceof Error && err.message === POSTING_CHANGED) throw new PostingChanged();
     if (err instanceof Error && err.message === SLOW_MODE) throw new SlowModeTaken();
+    // The conversation was deleted since the send was decided (on a cached context): the
+    // procedure's seq is NULL, or the row's conversation gone. Decided again, it is NOT_FOUND.
+    if (CONVERSATION_GONE.has((err as { errno?: number }).errno ?? 0)) throw new PostingChanged();
     throw err;
   }
   // A CALL answers its result set, then the procedure's own status.
@@ -186,6 +193,7 @@ async function decide(
       // Decided again below, on what the database says now.
     }
   }
+  const epoch = ctx.ports.posting.epoch();
   const row = await repo.postingContext(ctx.ports.db, input.conversationId, me);
   if (!row) {
     // No longer a member, but this one got through before: still its answer.
@@ -195,7 +203,7 @@ async function decide(
   }
   const posting = toPosting(row);
   const { lastPostAt: _, ...cacheable } = posting;
-  ctx.ports.posting.set(input.conversationId, me, cacheable);
+  ctx.ports.posting.set(input.conversationId, me, cacheable, epoch);
   let bytes: ReturnType<typeof assertMaySend>;
   try {
     bytes = assertMaySend(ctx, posting, input);

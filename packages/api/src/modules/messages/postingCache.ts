@@ -12,13 +12,17 @@ export const POSTING_CACHE_MS = 5_000;
 export function createPostingCache(clock: Clock, ttlMs: number): PostingCache {
   type Entry = { posting: CachedPosting; at: number };
   const byConversation = new Map<string, Map<string, Entry>>();
+  // One counter for all conversations: forgetting is rare (blocks, settings), so a read that
+  // overlaps any forget is simply not kept, and nothing grows per conversation.
+  let forgets = 0;
   return {
     get(conversationId, userId) {
       const hit = byConversation.get(conversationId)?.get(userId);
       return hit && clock.now() - hit.at < ttlMs ? hit.posting : undefined;
     },
-    set(conversationId, userId, posting) {
-      if (ttlMs <= 0) return;
+    epoch: () => forgets,
+    set(conversationId, userId, posting, epoch) {
+      if (ttlMs <= 0 || epoch !== forgets) return;
       let members = byConversation.get(conversationId);
       if (!members) {
         byConversation.set(conversationId, (members = new Map<string, Entry>()));
@@ -29,6 +33,7 @@ export function createPostingCache(clock: Clock, ttlMs: number): PostingCache {
       members.set(userId, { posting, at: clock.now() });
     },
     forget(conversationIds) {
+      forgets += 1;
       for (const id of conversationIds) byConversation.delete(id);
     },
   };
