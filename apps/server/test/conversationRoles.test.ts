@@ -160,6 +160,33 @@ describe(`roles and membership hold under races and rejoins (${backendLabel})`, 
     await annStream.close();
   });
 
+  it('no receipt crosses a block, either way', async () => {
+    const [ann, ben] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, ann, ben);
+    const chat = await api(ann).conversations.create.mutate({ kind: 'direct', userId: ben.userId });
+    for (const text of ['one', 'two', 'three']) await sendText(t, ben, chat.id, text);
+    const cursorOf = async (who: Account) => (await api(who).sync.snapshot.query()).cursor;
+    const receiptsTo = async (who: Account, after: string) =>
+      (await api(who).sync.poll.query({ after })).events.filter((e) => e.event.type === 'receipt');
+
+    // Read before any block: Ben hears of it.
+    let from = await cursorOf(ben);
+    await api(ann).messages.markRead.mutate({ conversationId: chat.id, seq: 1 });
+    expect(await receiptsTo(ben, from)).toHaveLength(1);
+
+    const steps = [
+      { blocker: ann, blocked: ben, seq: 2 },
+      { blocker: ben, blocked: ann, seq: 3 },
+    ];
+    for (const { blocker, blocked, seq } of steps) {
+      await api(blocker).blocks.add.mutate({ userId: blocked.userId });
+      from = await cursorOf(ben);
+      await api(ann).messages.markRead.mutate({ conversationId: chat.id, seq });
+      expect(await receiptsTo(ben, from)).toEqual([]);
+      await api(blocker).blocks.remove.mutate({ userId: blocked.userId });
+    }
+  });
+
   it('across a block, neither side of a direct conversation changes its timer', async () => {
     const [ann, ben] = [await registerUser(t), await registerUser(t)];
     await befriend(t, ann, ben);

@@ -293,6 +293,22 @@ export async function sendersIn(
       eb.or(ranges.map((r) => eb.and([eb('m.seq', '>', r.after), eb('m.seq', '<=', r.upTo)]))),
     )
     .where('m.sender_id', '!=', me)
+    // A receipt tells when I read: nothing for someone I blocked or who blocked me (as Signal).
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom('blocks as b')
+            .select('b.blocker_id')
+            .where((b) =>
+              b.or([
+                b.and([b('b.blocker_id', '=', me), b('b.blocked_id', '=', b.ref('m.sender_id'))]),
+                b.and([b('b.blocked_id', '=', me), b('b.blocker_id', '=', b.ref('m.sender_id'))]),
+              ]),
+            ),
+        ),
+      ),
+    )
     .execute();
   return rows.map((r) => r.sender_id);
 }
