@@ -167,6 +167,44 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
     );
   });
 
+  it('a stream whose next rows were pruned before it read them gets resync, not a silent gap', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const { db } = t.server.infra.ports;
+    const head = Number((await api(alice.accessToken).sync.snapshot.query()).cursor);
+    const stream = await openStream(t, alice.accessToken, String(head));
+    // Two rows after the stream's cursor that it has not read, old enough to be pruned (written
+    // behind its back here: what a stream reading a long backlog meets when pruning overtakes it).
+    const old = t.server.infra.ports.clock.now() - 31 * 24 * 3600 * 1000;
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('user_streams')
+        .set({ last_seq: head + 2 })
+        .where('user_id', '=', alice.userId)
+        .execute();
+      await trx
+        .insertInto('user_events')
+        .values(
+          [1, 2].map((n) => ({
+            user_id: alice.userId,
+            seq: head + n,
+            device_id: null,
+            type: 'contact.removed',
+            payload: JSON.stringify({ userId: bob.userId }),
+            created_at: old,
+          })),
+        )
+        .execute();
+    });
+    const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
+      typeof pruneStreams
+    >[0];
+    expect(await pruneStreams(ctx)).toBeGreaterThanOrEqual(1);
+    // Something new wakes the stream: it must not hand it over as if nothing came before.
+    await api(bob.accessToken).contacts.request.mutate({ userId: alice.userId });
+    expect((await stream.events.next()).event).toEqual({ type: 'resync' });
+    await stream.close();
+  });
+
   it('events past the retention window are deleted and an older cursor gets resync', async () => {
     const alice = await registerUser(t);
     const old = t.server.infra.ports.clock.now() - 31 * 24 * 3600 * 1000;

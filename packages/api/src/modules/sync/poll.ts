@@ -3,7 +3,7 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { hydrate } from './events';
 import { readEvents, streamBounds } from './stream.repo';
-import { startOf } from './syncStream';
+import { prunedPast, startOf } from './syncStream';
 
 /** One page of the durable stream after `after` (from now when absent); `resync` as live. */
 export async function pollEvents(
@@ -18,6 +18,9 @@ export async function pollEvents(
   if (resync)
     return { events: [{ id: String(cursor), event: { type: 'resync' } }], cursor: String(cursor) };
   const rows = await readEvents(ctx.ports.db, device.userId, device.deviceId, cursor, limit);
+  const head = await prunedPast(ctx, device.userId, cursor, rows);
+  if (head !== null)
+    return { events: [{ id: String(head), event: { type: 'resync' } }], cursor: String(head) };
   const events = (await hydrate(ctx.ports.db, device.userId, rows)).map(({ seq, event }) => ({
     id: String(seq),
     event,

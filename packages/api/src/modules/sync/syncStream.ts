@@ -38,6 +38,23 @@ export function startOf(
 }
 
 /**
+ * Whether pruning deleted rows after `cursor` before this read reached them (the stream's
+ * `first_seq` moved past it): the reader must resync, or it would skip them silently. Checked
+ * only when the page does not start right after the cursor (other devices' rows make ordinary
+ * gaps too), so a reader at the head pays nothing for it.
+ */
+export async function prunedPast(
+  ctx: Context,
+  userId: string,
+  cursor: number,
+  rows: { seq: number }[],
+): Promise<number | null> {
+  if (rows[0]?.seq === cursor + 1) return null;
+  const bounds = await streamBounds(ctx.ports.db, userId);
+  return bounds && bounds.first > cursor + 1 ? bounds.last : null;
+}
+
+/**
  * One device's stream: every durable event after `lastEventId` read from the database, then live
  * ones as they are committed, each as `tracked(seq, event)`. The bus subscription starts before
  * the first read and only says "read again", so an event committed while the backlog is being
@@ -111,6 +128,12 @@ export async function* syncStream(
         dirty = false;
         for (;;) {
           const rows = await readEvents(ctx.ports.db, userId, deviceId, cursor, PAGE);
+          const head = await prunedPast(ctx, userId, cursor, rows);
+          if (head !== null) {
+            cursor = head;
+            yield tracked(String(cursor), { type: 'resync' });
+            break;
+          }
           for (const { seq, event } of await hydrate(ctx.ports.db, userId, rows)) {
             yield tracked(String(seq), share(event));
           }
