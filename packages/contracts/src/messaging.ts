@@ -1,3 +1,4 @@
+import emojiRegex from 'emoji-regex';
 import { z } from 'zod';
 import { ZId } from './auth';
 import { ZBase64 } from './bytes';
@@ -133,11 +134,14 @@ export const ZEditMessageInput = ZMessageRefInput.extend({
   ciphertext: ZBase64,
 });
 /** One emoji (a grapheme cluster of at most 32 bytes), e.g. "👍" or "👍🏽". */
+// Exactly one emoji (flags, keycaps, skin tones, ZWJ families included), as Unicode lists
+// them: reactions are stored readable by the server, so they must not carry words.
+const ONE_EMOJI = new RegExp(`^(?:${emojiRegex().source})$`);
 export const ZEmoji = z
   .string()
   .min(1)
   .max(32)
-  .refine((s) => new TextEncoder().encode(s).length <= 32 && !/[\s\p{Cc}]/u.test(s), 'one emoji');
+  .refine((s) => new TextEncoder().encode(s).length <= 32 && ONE_EMOJI.test(s), 'one emoji');
 export const ZReactInput = ZMessageRefInput.extend({ emoji: ZEmoji, on: z.boolean() });
 
 export const ZUpdateConversationInput = z.object({
