@@ -903,6 +903,31 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await bobStream.close();
   });
 
+  it('two expiry runs at once (a run that outlived its lock) tell a removal once', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, alice, bob);
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    await api(bob).conversations.update.mutate({ id: chat.id, disappearSeconds: 60 });
+    await send(alice, chat.id, 'gone soon');
+    const { cursor } = await api(bob).sync.snapshot.query();
+    offsetMs = 61_000;
+    try {
+      const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
+        typeof purgeExpiredMessages
+      >[0];
+      await Promise.all([purgeExpiredMessages(ctx), purgeExpiredMessages(ctx)]);
+    } finally {
+      offsetMs = 0;
+    }
+    const events = (await api(bob).sync.poll.query({ after: cursor })).events.filter(
+      (e) => e.event.type === 'messages.removed' && e.event.conversationId === chat.id,
+    );
+    expect(events).toHaveLength(1);
+  });
+
   it('an expiry is told to each member only of the messages their history shows', async () => {
     const { owner, ann, ben, room } = await team();
     await api(owner).conversations.update.mutate({ id: room.id, disappearSeconds: 60 });

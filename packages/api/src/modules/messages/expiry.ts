@@ -1,5 +1,6 @@
 import type { Context } from '../../context';
 import { recordEvents, wake, type DurableEvent } from '../sync/events';
+import { locking } from './visibleMessage';
 
 const BATCH = 500;
 
@@ -22,8 +23,21 @@ export async function purgeExpiredMessages(ctx: Context): Promise<number> {
   const byConversation = new Map<string, number[]>();
   for (const { conversation_id: id, seq } of due)
     byConversation.set(id, [...(byConversation.get(id) ?? []), Number(seq)]);
-  for (const [conversationId, seqs] of byConversation) {
+  for (const [conversationId, due] of byConversation) {
     const told = await db.transaction().execute(async (trx) => {
+      // Only what is still there, under its lock: a run that outlived its job lock and overlaps
+      // another instance's (or a delete for everyone) must not tell the same removal twice.
+      const seqs = (
+        await locking(
+          ctx,
+          trx
+            .selectFrom('messages')
+            .select('seq')
+            .where('conversation_id', '=', conversationId)
+            .where('seq', 'in', due),
+        ).execute()
+      ).map((r) => Number(r.seq));
+      if (seqs.length === 0) return [];
       for (const table of ['reactions', 'pins', 'message_hidden', 'messages'] as const) {
         await trx
           .deleteFrom(table)
