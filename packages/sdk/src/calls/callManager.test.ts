@@ -627,6 +627,24 @@ describe('CallManager', () => {
     await call.hangup();
   });
 
+  it('a caller that missed the answer (its stream down) hangs up once the server is asked', async () => {
+    const w = setup({ ringCheckMs: 40 });
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    const phone = w.device('bob', 'bob-phone');
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!phone.ringing(), 'ringing');
+    w.server.silence('alice-phone');
+    const answered = phone.ringing()!;
+    await answered.accept();
+    // The answer cannot be had again: the caller ends it for both rather than dial on for ever.
+    await waitFor(() => call.state === 'ended', 'the caller gives up');
+    expect(call.endReason).toBe('failed');
+    await waitFor(() => answered.state === 'ended', 'the callee hears the hangup');
+    const ended = w.server.log.find(({ event }) => event.type === 'call.ended')?.event;
+    expect(ended).toMatchObject({ call: { state: 'ended', endReason: 'user_hangup' } });
+  });
+
   it('a camera that fails on accept leaves the call ringing, to try again or decline', async () => {
     const w = setup();
     cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
