@@ -20,6 +20,11 @@ const failure = (p: Promise<unknown>) =>
     (e: unknown) => e as { message: string; data: Record<string, unknown> },
   );
 
+const threePerHour = { points: 3, durationSeconds: 3600 };
+/** A test server whose auth limits are the generous test ones but for these. */
+const withLimits = (limits: Partial<ReturnType<typeof testAuthConfig>['limits']>) =>
+  startServer({}, { auth: { limits: { ...testAuthConfig().limits, ...limits } } });
+
 describe(`auth: register, OTP, login (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {
@@ -457,19 +462,7 @@ describe(`auth: limits and backoff (${backendLabel})`, () => {
 describe(`auth: a stranger spending an identifier's login budget (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {
-    const base = testAuthConfig();
-    t = await startServer(
-      {},
-      {
-        auth: {
-          limits: {
-            ...base.limits,
-            loginAccount: { points: 3, durationSeconds: 3600 },
-            loginDevice: { points: 3, durationSeconds: 3600 },
-          },
-        },
-      },
-    );
+    t = await withLimits({ loginAccount: threePerHour, loginDevice: threePerHour });
   });
   afterAll(() => t.stop());
 
@@ -542,19 +535,7 @@ describe(`auth: a stranger spending an identifier's login budget (${backendLabel
 describe(`auth: register and login storms are limited (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {
-    const base = testAuthConfig();
-    t = await startServer(
-      {},
-      {
-        auth: {
-          limits: {
-            ...base.limits,
-            registerIp: { points: 3, durationSeconds: 3600 },
-            loginIp: { points: 3, durationSeconds: 3600 },
-          },
-        },
-      },
-    );
+    t = await withLimits({ registerIp: threePerHour, loginIp: threePerHour });
   });
   afterAll(() => t.stop());
 
