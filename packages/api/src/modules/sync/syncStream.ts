@@ -40,8 +40,9 @@ export function startOf(
 /**
  * Whether pruning deleted rows after `cursor` before this read reached them (the stream's
  * `first_seq` moved past it): the reader must resync, or it would skip them silently. Checked
- * only when the page does not start right after the cursor (other devices' rows make ordinary
- * gaps too), so a reader at the head pays nothing for it.
+ * only when the page has rows and does not start right after the cursor (other devices' rows
+ * make ordinary gaps too): an empty page moves no cursor, and the next one with rows is checked.
+ * A reader at the head pays nothing for it.
  */
 export async function prunedPast(
   ctx: Context,
@@ -49,7 +50,7 @@ export async function prunedPast(
   cursor: number,
   rows: { seq: number }[],
 ): Promise<number | null> {
-  if (rows[0]?.seq === cursor + 1) return null;
+  if (rows.length === 0 || rows[0]!.seq === cursor + 1) return null;
   const bounds = await streamBounds(ctx.ports.db, userId);
   return bounds && bounds.first > cursor + 1 ? bounds.last : null;
 }
