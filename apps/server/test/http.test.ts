@@ -1,5 +1,7 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventQueue } from './helpers/collect';
+import { MAX_BATCH_SIZE } from '../src/http/createHttpHandler';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
 
@@ -113,6 +115,41 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
     );
     expect(text).toMatch(/mvp_ws_connections 1\b/);
     expect(text).toContain('process_cpu_user_seconds_total');
+  });
+
+  it('a request-line that is no URL is a 400, as an upgrade too, and the server lives on', async () => {
+    /** The first line of the server's answer to a raw request. */
+    const rawStatus = (head: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(t.server.port, '127.0.0.1');
+        let got = '';
+        socket.on('data', (chunk) => {
+          got += chunk.toString();
+          if (got.includes('\r\n')) {
+            resolve(got.slice(0, got.indexOf('\r\n')));
+            socket.destroy();
+          }
+        });
+        socket.on('error', reject);
+        socket.write(`${head}\r\nHost: x\r\n\r\n`);
+      });
+    for (const target of ['//', 'http://[']) {
+      expect(await rawStatus(`GET ${target} HTTP/1.1`)).toMatch(/^HTTP\/1\.1 400/);
+      expect(
+        await rawStatus(`GET ${target} HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket`),
+      ).toMatch(/^HTTP\/1\.1 400/);
+    }
+    expect((await fetch(`${t.server.url}/healthz`)).status).toBe(200);
+  });
+
+  it('a batch of more calls than MAX_BATCH_SIZE is refused whole, before any call runs', async () => {
+    const batch = (n: number) =>
+      fetch(
+        `${t.server.url}/trpc/${Array.from({ length: n }, () => 'system.info').join(',')}?batch=1`,
+      );
+    expect((await batch(MAX_BATCH_SIZE)).status).toBe(200);
+    const refused = await batch(MAX_BATCH_SIZE + 1);
+    expect(refused.status).toBe(400);
   });
 
   it('an oversize body is refused with a typed PAYLOAD_TOO_LARGE before it is read', async () => {

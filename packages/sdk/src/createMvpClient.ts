@@ -299,7 +299,12 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
           // account switch does not fail the calls a batch would have carried with it.
           condition: (op) => typeof op.context[SEND_AS] === 'string',
           true: httpLink({ ...http, headers: ({ op }) => authHeaders([op]) }),
-          false: httpBatchLink({ ...http, headers: ({ opList }) => authHeaders(opList) }),
+          false: httpBatchLink({
+            ...http,
+            // The server refuses larger batches (MAX_BATCH_SIZE there); more calls go in several.
+            maxItems: 50,
+            headers: ({ opList }) => authHeaders(opList),
+          }),
         }),
       }),
     ],

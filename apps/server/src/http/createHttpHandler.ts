@@ -12,7 +12,13 @@ import type { ServerMetrics } from '../metrics';
 import { createAvatarRoutes, type SendError } from './avatarRoutes';
 import { docsHtml, docsScript, DOCS_SCRIPT_PATH } from './docsPage';
 import { openApiJson, REST_PREFIX } from './openapi';
-import { bearerTokenOf, clientIpOf, originAllowed, requestIdOf } from './requestInfo';
+import { bearerTokenOf, clientIpOf, originAllowed, pathnameOf, requestIdOf } from './requestInfo';
+
+/**
+ * Calls one HTTP request (or WebSocket message) may batch. Unbounded, one request ran thousands
+ * of calls at once; the SDK batches at most this many (httpBatchLink's maxItems).
+ */
+export const MAX_BATCH_SIZE = 50;
 
 export const TRPC_PATH = '/trpc';
 
@@ -147,10 +153,14 @@ export function createHttpHandler(deps: HttpDeps) {
     const started = performance.now();
     const requestId = requestIdOf(req);
     // Only the path is logged: tRPC GET queries carry their input in the query string.
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const pathname = url.pathname;
+    const pathname = pathnameOf(req);
     req.headers['x-request-id'] = requestId;
     res.setHeader('x-request-id', requestId);
+    if (pathname === null) {
+      res.setHeader('connection', 'close');
+      sendError(res, 400, 'BAD_REQUEST', 'Malformed request target', requestId);
+      return;
+    }
     res.on('finish', () => {
       logger.info(
         {
@@ -194,6 +204,7 @@ export function createHttpHandler(deps: HttpDeps) {
           res,
           path: pathname.slice(TRPC_PATH.length + 1),
           maxBodySize: config.httpMaxBodyBytes,
+          maxBatchSize: MAX_BATCH_SIZE,
           createContext: () => contextFor(req, requestId),
           responseMeta,
           onError,

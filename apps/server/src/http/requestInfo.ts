@@ -22,6 +22,19 @@ export function clientIpOf(req: IncomingMessage, trustedProxies: number): string
   return req.socket.remoteAddress ?? 'unknown';
 }
 
+/**
+ * The request's path, or null when its target is not a URL. Node passes any request-line through
+ * (`GET // HTTP/1.1` among them) and `new URL` throws on some: unguarded, in an 'upgrade'
+ * listener that ended the process.
+ */
+export function pathnameOf(req: IncomingMessage): string | null {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost').pathname;
+  } catch {
+    return null;
+  }
+}
+
 export function bearerTokenOf(req: IncomingMessage): string | null {
   const header = req.headers.authorization;
   if (!header) return null;

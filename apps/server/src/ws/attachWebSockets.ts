@@ -12,8 +12,8 @@ import {
 import type { Logger as PinoLogger } from 'pino';
 import type { Infrastructure } from '../adapters/createPorts';
 import type { ServerConfig } from '../config';
-import { TRPC_PATH } from '../http/createHttpHandler';
-import { clientIpOf, originAllowed, requestIdOf } from '../http/requestInfo';
+import { MAX_BATCH_SIZE, TRPC_PATH } from '../http/createHttpHandler';
+import { clientIpOf, originAllowed, pathnameOf, requestIdOf } from '../http/requestInfo';
 import type { ServerMetrics } from '../metrics';
 import { burstWrites } from './burstWrites';
 
@@ -52,7 +52,8 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
   });
 
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const { pathname } = new URL(req.url ?? '/', 'http://localhost');
+    const pathname = pathnameOf(req);
+    if (pathname === null) return refuseUpgrade(socket, 400, 'Bad Request');
     if (pathname !== TRPC_PATH) return refuseUpgrade(socket, 404, 'Not Found');
     if (deps.isStopping()) return refuseUpgrade(socket, 503, 'Service Unavailable');
     if (!originAllowed(req.headers.origin, config.allowedOrigins)) {
@@ -95,6 +96,7 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
   const handler = applyWSSHandler({
     wss,
     router: appRouter,
+    maxBatchSize: MAX_BATCH_SIZE,
     // JSON text frames as tRPC's default, with a fanned-out event's text built once (see
     // sharedEvents.ts in @mvp/api).
     experimental_encoder: { encode: encodeFrame, decode: (data) => jsonEncoder.decode(data) },
