@@ -95,6 +95,23 @@ describe(`the device key directory (${backendLabel})`, () => {
         }),
       ),
     ).toBe('BAD_REQUEST');
+    // Low-order points (all zeros; one): every Diffie-Hellman with them is zero, X3DH fails.
+    const zero = Buffer.alloc(32).toString('base64');
+    const one = Buffer.from([1, ...Array<number>(31).fill(0)]).toString('base64');
+    const lowOrderSigned = (publicKey: string) => ({
+      keyId: 1,
+      publicKey,
+      signature: sign(null, Buffer.from(publicKey, 'base64'), keys.signingPrivate).toString(
+        'base64',
+      ),
+    });
+    for (const input of [
+      { ...keys.input, identityKey: zero },
+      { ...keys.input, signedPrekey: lowOrderSigned(one) },
+      { ...keys.input, oneTimePrekeys: [...oneTimePrekeys(2), { keyId: 9, publicKey: zero }] },
+    ]) {
+      expect(await codeOf(api(alice.accessToken).keys.publish.mutate(input))).toBe('BAD_REQUEST');
+    }
     expect(await codeOf(api(alice.accessToken).keys.count.query())).toBe('CONFLICT');
 
     expect(await api(alice.accessToken).keys.publish.mutate(keys.input)).toEqual({

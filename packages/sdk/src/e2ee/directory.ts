@@ -17,7 +17,9 @@ export type Directory = {
   /**
    * Makes sure a session exists with each of these devices, under the identity the directory
    * lists (a session with an older identity is replaced). Claims the user's bundle when needed;
-   * answers the devices that now have a session.
+   * answers the devices that now have a session. A device whose bundle cannot start one (a key
+   * X3DH refuses, a bad signature) is reported and left out: one member's bad keys must not
+   * stop every send to everyone else.
    */
   ensureSessions(userId: string, devices: DirectoryDevice[]): Promise<DirectoryDevice[]>;
 };
@@ -44,8 +46,9 @@ export function createDirectory(deps: {
   store: CryptoStore;
   transport: E2eeTransport;
   queue: KeyedQueue;
+  report: (error: unknown) => void;
 }): Directory {
-  const { store, transport, queue } = deps;
+  const { store, transport, queue, report } = deps;
   const cache = new Map<string, Promise<DirectoryDevice[]>>();
 
   const devicesOf = (userId: string) => {
@@ -89,7 +92,11 @@ export function createDirectory(deps: {
           );
           if (!bundle) continue; // gone, or a new identity: the next device list tells
           const address = addressOf(userId, device.deviceId);
-          await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
+          try {
+            await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
+          } catch (error) {
+            report(error); // left without a session: not in the answer
+          }
         }
         const ready: DirectoryDevice[] = [];
         for (const device of devices) if (await hasSession(userId, device)) ready.push(device);

@@ -143,6 +143,9 @@ describe('e2ee over a fake server', () => {
       store: a.e2ee.store,
       transport: a.transport,
       queue: createKeyedQueue(),
+      report: (error) => {
+        throw error;
+      },
     });
     const ready = await directory.ensureSessions('bob', await directory.devicesOf('bob'));
     expect(ready.map((d) => d.deviceId).sort()).toEqual(['bob-phone', 'bob-tablet']);
@@ -162,6 +165,26 @@ describe('e2ee over a fake server', () => {
     await send(a, 'g', 'to a big group');
     await net.settled();
     expect([texts(b), texts(c)]).toEqual([['to a big group'], ['to a big group']]);
+  });
+
+  it("one member's keys that X3DH refuses leave that member out, not everyone", async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('mallory'),
+    ];
+    net.members('g', ['alice', 'bob', 'mallory']);
+    // A low-order identity key: every Diffie-Hellman with it is all zeros, which X3DH refuses.
+    net.published.get('mallory-phone')!.identityKey = toBase64(new Uint8Array(32));
+    const errors: unknown[] = [];
+    a.e2ee.onError((error) => errors.push(error));
+    await send(a, 'g', 'to the group');
+    await net.settled();
+    expect(texts(b)).toEqual(['to the group']);
+    expect(a.sent.some((e) => e.deviceId === 'mallory-phone')).toBe(false);
+    // Reported (Mallory's own messages, under her real key, are refused too: not listed).
+    expect(errors.some((e) => (e as { code?: string }).code === 'INVALID_KEY')).toBe(true);
   });
 
   it('offers the key again to a device whose queue was full, with the next send', async () => {
@@ -195,7 +218,7 @@ describe('e2ee over a fake server', () => {
     const queue = createKeyedQueue();
     const store = a.e2ee.store;
     const me = async () => ({ userId: a.userId, deviceId: a.deviceId });
-    const directory = createDirectory({ store, transport: a.transport, queue });
+    const directory = createDirectory({ store, transport: a.transport, queue, report: () => {} });
     const outbound = createOutbound({ store, transport: a.transport, directory, queue, me });
     const answer = (userId: string, id = keyId) =>
       outbound.answerKeyRequest('g', { userId, deviceId: `${userId}-phone` }, id);

@@ -123,7 +123,7 @@ export function createE2ee(deps: {
     return who;
   };
 
-  const directory = createDirectory({ store, transport, queue });
+  const directory = createDirectory({ store, transport, queue, report });
   const prekeys = createPrekeys({ store, transport, me });
   const outbound = createOutbound({ store, transport, directory, queue, me });
   const inbound = createInbound({

@@ -9,6 +9,7 @@ import { eitherBlocked } from '../contacts/relations.repo';
 import { recordDeviceEvent, recordEvents, wake } from '../sync/events';
 import * as repo from './keys.repo';
 import { verifyEd25519 } from './signatures';
+import { usableX25519 } from './x25519';
 
 type Device = { userId: string; deviceId: string };
 type SignedPrekey = { keyId: number; publicKey: string; signature: string };
@@ -17,6 +18,13 @@ type OneTimePrekey = { keyId: number; publicKey: string };
 function assertSigned(signingKey: string, prekey: SignedPrekey): void {
   if (!verifyEd25519(signingKey, Buffer.from(prekey.publicKey, 'base64'), prekey.signature))
     throw new AppError('BAD_REQUEST', 'The signed prekey signature does not verify');
+  assertUsable([prekey.publicKey]);
+}
+
+/** Keys peers run X3DH with must be usable points (see usableX25519). */
+function assertUsable(publicKeys: string[]): void {
+  if (!publicKeys.every(usableX25519))
+    throw new AppError('BAD_REQUEST', 'A public key is not a usable X25519 key');
 }
 
 async function storePrekeys(
@@ -27,6 +35,7 @@ async function storePrekeys(
   now: number,
 ): Promise<void> {
   if (prekeys.length === 0) return;
+  assertUsable(prekeys.map((k) => k.publicKey));
   if (new Set(prekeys.map((k) => k.keyId)).size !== prekeys.length)
     throw new AppError('BAD_REQUEST', 'Duplicate prekey ids');
   const held = await repo.prekeyCount(trx, deviceId);
@@ -76,6 +85,7 @@ export async function publishKeys(
   },
 ) {
   assertSigned(input.signingKey, input.signedPrekey);
+  assertUsable([input.identityKey]);
   const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
   const existing = await db
