@@ -17,6 +17,8 @@ const SECRET_KEYS = [
   'otpCode',
   'secret',
   'connectionParams',
+  // mysql2 puts a failed query on its error with the values filled in (hashes, ciphertext).
+  'sql',
 ];
 
 export const REDACT_PATHS = [

@@ -177,6 +177,10 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
     });
     expect(other.status).toBe(403);
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
+    // Answers without CORS headers say they depend on the origin too, so no cache serves them
+    // to a page that needs the headers.
+    const plain = await fetch(`${t.server.url}/trpc/system.info`);
+    expect(plain.headers.get('vary')).toBe('origin');
   });
 });
 

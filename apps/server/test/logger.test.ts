@@ -28,6 +28,10 @@ describe('logger', () => {
           nested: { accessToken: 'tok-secret-3' },
         },
         connectionParams: { token: 'tok-secret-4' },
+        err: {
+          message: 'Deadlock',
+          sql: "UPDATE users SET password_hash = '$argon2id$sql-secret'",
+        },
         userId: 'u-visible',
       },
       'hello',
@@ -41,6 +45,7 @@ describe('logger', () => {
       'tok-secret-4',
       'hunter2',
       '123456',
+      'sql-secret',
     ]) {
       expect(line).not.toContain(secret);
     }

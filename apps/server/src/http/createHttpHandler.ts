@@ -12,7 +12,14 @@ import type { ServerMetrics } from '../metrics';
 import { createAvatarRoutes, type SendError } from './avatarRoutes';
 import { docsHtml, docsScript, DOCS_SCRIPT_PATH } from './docsPage';
 import { openApiJson, REST_PREFIX } from './openapi';
-import { bearerTokenOf, clientIpOf, originAllowed, pathnameOf, requestIdOf } from './requestInfo';
+import {
+  bearerTokenOf,
+  clientIpOf,
+  originAllowed,
+  pathnameOf,
+  requestIdOf,
+  sameSecret,
+} from './requestInfo';
 
 /**
  * Calls one HTTP request (or WebSocket message) may batch. Unbounded, one request ran thousands
@@ -106,7 +113,7 @@ export function createHttpHandler(deps: HttpDeps) {
       });
     },
     '/metrics': async (req, res, requestId) => {
-      if (config.metricsToken && bearerTokenOf(req) !== config.metricsToken) {
+      if (config.metricsToken && !sameSecret(bearerTokenOf(req), config.metricsToken)) {
         sendError(res, 401, 'UNAUTHORIZED', 'Metrics need the metrics token', requestId);
         return;
       }
@@ -136,10 +143,12 @@ export function createHttpHandler(deps: HttpDeps) {
   }
 
   const allowCors = (req: IncomingMessage, res: ServerResponse): void => {
+    // Whatever the origin: a cache must not hand an answer made without CORS headers (an avatar
+    // fetched with no Origin, cached for a year) to a page that needs them.
+    res.setHeader('vary', 'origin');
     const origin = req.headers.origin;
     if (!origin || !config.allowedOrigins.includes(origin)) return;
     res.setHeader('access-control-allow-origin', origin);
-    res.setHeader('vary', 'origin');
     res.setHeader(
       'access-control-allow-headers',
       'authorization, content-type, trpc-accept, x-request-id',

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import proxyaddr from 'proxy-addr';
 
@@ -33,6 +33,13 @@ export function pathnameOf(req: IncomingMessage): string | null {
   } catch {
     return null;
   }
+}
+
+/** A shared secret compared in constant time (digests, so lengths do not tell either). */
+export function sameSecret(given: string | null, expected: string): boolean {
+  if (given === null) return false;
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
 export function bearerTokenOf(req: IncomingMessage): string | null {
