@@ -179,7 +179,8 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
     // Answers without CORS headers say they depend on the origin too, so no cache serves them
     // to a page that needs the headers.
-    const plain = await fetch(`${t.server.url}/trpc/system.info`);
+    const plain = await fetch(`${t.server.url}/.well-known/jwks.json`);
+    expect(plain.headers.get('cache-control')).toContain('public');
     expect(plain.headers.get('vary')).toBe('origin');
   });
 });
