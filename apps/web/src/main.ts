@@ -25,7 +25,12 @@ $('server-url').textContent = serverUrl;
 const client = createMvpClient({ url: serverUrl, crypto: {} });
 
 /** `seq` is null until the server has stored it (my own line, just sent). */
+/**
+ * `id` is the sender's user id and client message id together: a client message id is unique
+ * per sender only, and anyone in the chat can reuse one of mine (it is in every message).
+ */
 type Line = { id: string; seq: number | null; from: string; text: string; mine: boolean };
+const lineId = (senderId: string, clientMessageId: string) => `${senderId}:${clientMessageId}`;
 
 const state = {
   me: null as { id: string; username: string | null } | null,
@@ -230,7 +235,7 @@ client.e2ee.onMessage(async ({ message, contentType, body, edited }: DecryptedMe
   addLine(
     message.conversationId,
     {
-      id: message.clientMessageId,
+      id: lineId(message.senderId, message.clientMessageId),
       seq: message.seq,
       from: nameOf(message.senderId),
       text: new TextDecoder().decode(body),
@@ -260,7 +265,7 @@ $('compose').addEventListener('submit', (event) => {
       body: new TextEncoder().encode(text),
     });
     addLine(conversationId, {
-      id: handle.clientMessageId,
+      id: lineId(state.me!.id, handle.clientMessageId),
       seq: null,
       from: 'me',
       text,
