@@ -2,6 +2,7 @@ import { parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
 import { describe, expect, it } from 'vitest';
 import { createFakeNetwork, type FakeDevice } from './fakeNetwork.testing';
 import { createDirectory } from './directory';
+import { MAX_WAITING } from './inbound';
 import { createOutbound } from './outbound';
 import { createKeyedQueue } from './serial';
 import { base64ToBytes } from '../base64';
@@ -165,6 +166,23 @@ describe('e2ee over a fake server', () => {
     await send(a, 'g', 'to a big group');
     await net.settled();
     expect([texts(b), texts(c)]).toEqual([['to a big group'], ['to a big group']]);
+  });
+
+  it('keeps at most MAX_WAITING messages waiting for keys: past it the oldest wait is given up', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('d', ['alice', 'bob']);
+    net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+    const sent = [];
+    for (let i = 0; i <= MAX_WAITING; i++) sent.push(await send(a, 'd', `lost ${i}`));
+    await net.settled();
+    expect(b.unreadable).toHaveLength(MAX_WAITING + 1);
+
+    net.lose(() => true);
+    // The wait of all of them was given up when the last arrived; asked again, it waits alone.
+    expect(await b.e2ee.retry(sent.at(-1)!)).toBe(false);
+    await net.settled();
+    expect(b.read.map((r) => r.late)).toEqual([true]);
   });
 
   it("one member's keys that X3DH refuses leave that member out, not everyone", async () => {

@@ -66,6 +66,12 @@ type Outcome =
     };
 
 const RECENT_LIMIT = 500;
+/**
+ * Messages kept waiting for their sender key, in all. The app is told `missing_key` at once;
+ * the wait only allows a late delivery. Past this the oldest wait is given up, so a member
+ * posting under made-up key ids cannot grow memory for as long as the app runs.
+ */
+export const MAX_WAITING = 1000;
 
 export type Inbound = {
   /**
@@ -136,6 +142,12 @@ export function createInbound(deps: {
   const recent = new Map<string, Outcome & { ok: true }>();
   const pendingKey = (conversationId: string, sender: string, keyId: string) =>
     `${conversationId}\n${sender}\n${keyId}`;
+  let waiting = 0;
+  const dropWait = (key: string) => {
+    waiting -= pending.get(key)?.length ?? 0;
+    pending.delete(key);
+    requested.delete(key);
+  };
 
   const remember = (id: string, outcome: Outcome & { ok: true }) => {
     recent.set(id, outcome);
@@ -223,8 +235,14 @@ export function createInbound(deps: {
     const key = pendingKey(message.conversationId, sender, keyId);
     const list = pending.get(key) ?? [];
     const version = versionOf(message);
-    if (!list.some((m) => versionOf(m) === version)) list.push(message);
+    if (!list.some((m) => versionOf(m) === version)) {
+      list.push(message);
+      waiting += 1;
+    }
     pending.set(key, list);
+    // Oldest first (a Map keeps insertion order).
+    while (waiting > MAX_WAITING) dropWait(pending.keys().next().value!);
+    if (!pending.has(key)) return;
     if (requested.has(key) && !force) return;
     requested.add(key);
     // In the background: the stream goes on while the request travels.
@@ -236,11 +254,10 @@ export function createInbound(deps: {
 
   async function flushPending(conversationId: string, sender: string, keyId: string) {
     const key = pendingKey(conversationId, sender, keyId);
-    const waiting = pending.get(key);
-    if (!waiting) return;
-    pending.delete(key);
-    requested.delete(key);
-    for (const message of [...waiting].sort((a, b) => a.seq - b.seq)) {
+    const held = pending.get(key);
+    if (!held) return;
+    dropWait(key);
+    for (const message of [...held].sort((a, b) => a.seq - b.seq)) {
       const outcome = await decrypt(message);
       if (outcome.ok) {
         await deliver(message, outcome, true);
@@ -361,6 +378,7 @@ export function createInbound(deps: {
         for (const [key, list] of pending) {
           if (!key.startsWith(`${message.conversationId}\n`)) continue;
           const rest = list.filter((m) => versionOf(m) !== version);
+          waiting -= list.length - rest.length;
           if (rest.length > 0) pending.set(key, rest);
           else pending.delete(key);
         }
@@ -373,10 +391,7 @@ export function createInbound(deps: {
 
     forgetConversation(conversationId) {
       for (const key of [...pending.keys()])
-        if (key.startsWith(`${conversationId}\n`)) {
-          pending.delete(key);
-          requested.delete(key);
-        }
+        if (key.startsWith(`${conversationId}\n`)) dropWait(key);
     },
   };
 }
