@@ -191,6 +191,36 @@ describe(`the device key directory (${backendLabel})`, () => {
     await stream.close();
   });
 
+  it('a signed-out or revoked device is told to peers and to my other devices, so its keys rotate', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await api(alice.accessToken).contacts.request.mutate({ userId: bob.userId });
+    await api(bob.accessToken).contacts.request.mutate({ userId: alice.userId });
+    await api(alice.accessToken).keys.publish.mutate(deviceKeys(1).input);
+    const laptop = await login(alice);
+    const laptopKeys = deviceKeys(1);
+    await api(laptop).keys.publish.mutate(laptopKeys.input);
+    const laptopId = await deviceIdOf(laptop);
+    const bobStream = await openStream(t, bob.accessToken);
+    const aliceStream = await openStream(t, alice.accessToken);
+
+    const laptopSession = (await api(alice.accessToken).sessions.list.query()).sessions.find(
+      (x) => !x.current,
+    )!;
+    await api(alice.accessToken).sessions.revoke.mutate({ id: laptopSession.id });
+    const told = {
+      type: 'device.keys',
+      userId: alice.userId,
+      deviceId: laptopId,
+      identityKey: laptopKeys.input.identityKey,
+      change: 'removed',
+      verificationLost: false,
+    };
+    expect((await bobStream.next('device.keys')).event).toEqual(told);
+    expect((await aliceStream.next('device.keys')).event).toEqual(told);
+    await bobStream.close();
+    await aliceStream.close();
+  });
+
   it('a changed identity key is a new device: peers are told, a verification no longer holds', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     await api(alice.accessToken).contacts.request.mutate({ userId: bob.userId });

@@ -296,15 +296,16 @@ export const ZSyncEvent = z.discriminatedUnion('type', [
   /** For this device only: its one-time prekeys ran low; upload more. */
   z.object({ type: z.literal('keys.low'), remaining: z.number().int() }),
   /**
-   * Someone I share a conversation or contact with added a device or changed its identity key
-   * (a changed key is a new device); `verificationLost` when I had verified them.
+   * Someone I share a conversation or contact with (or I) added a device, changed its identity
+   * key (a changed key is a new device), or lost one (`removed`: signed out or revoked, so
+   * sender keys it held must be replaced); `verificationLost` when I had verified them.
    */
   z.object({
     type: z.literal('device.keys'),
     userId: z.string(),
     deviceId: z.string(),
     identityKey: z.string(),
-    change: z.enum(['added', 'changed']),
+    change: z.enum(['added', 'changed', 'removed']),
     verificationLost: z.boolean(),
   }),
   /** For this device only; stays until `sync.ack` covers its id. */

@@ -168,6 +168,33 @@ describe('e2ee over a fake server', () => {
     expect([texts(b), texts(c)]).toEqual([['to a big group'], ['to a big group']]);
   });
 
+  it('rotates the key a revoked device held before the next send', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    const laptop = await net.device('bob', 'bob-laptop');
+    net.members('g', ['alice', 'bob']);
+    const before = await send(a, 'g', 'both of bob');
+    await net.settled();
+    expect([texts(b), texts(laptop)]).toEqual([['both of bob'], ['both of bob']]);
+    // Bob revokes the laptop (stolen): it leaves the directory, and Alice is told.
+    const identityKey = net.published.get('bob-laptop')!.identityKey;
+    net.published.delete('bob-laptop');
+    net.event('alice', {
+      type: 'device.keys',
+      userId: 'bob',
+      deviceId: 'bob-laptop',
+      identityKey,
+      change: 'removed',
+      verificationLost: false,
+    });
+    await net.settled();
+    const after = await send(a, 'g', 'phone only');
+    await net.settled();
+    expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(before.ciphertext));
+    expect(texts(b)).toEqual(['both of bob', 'phone only']);
+    expect(await laptop.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+  });
+
   it('keeps at most MAX_WAITING messages waiting for keys: past it the oldest wait is given up', async () => {
     const net = createFakeNetwork();
     const [a, b] = [await net.device('alice'), await net.device('bob')];

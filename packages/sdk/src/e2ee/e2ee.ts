@@ -166,11 +166,11 @@ export function createE2ee(deps: {
         return background(queue(lanes.prekeys, () => prekeys.topUp()));
       case 'device.keys': {
         directory.forget(event.userId);
-        if (event.change === 'changed') {
-          const address = addressOf(event.userId, event.deviceId);
-          outbound.forgetDevice(address);
-          background(queue(lanes.pair(address), () => store.deleteSession(address)));
-        }
+        if (event.change === 'added') return;
+        const address = addressOf(event.userId, event.deviceId);
+        if (event.change === 'removed') background(outbound.deviceGone(address));
+        else outbound.forgetDevice(address);
+        background(queue(lanes.pair(address), () => store.deleteSession(address)));
         return;
       }
       default:

@@ -61,6 +61,11 @@ export type Outbound = {
   rotate(conversationId: string): Promise<void>;
   /** A device's identity changed: it needs the key again (over a new session). */
   forgetDevice(address: string): void;
+  /**
+   * A device is gone (signed out, revoked: perhaps stolen): every conversation whose current
+   * key it holds gets a fresh one before the next send. Answers those conversations.
+   */
+  deviceGone(address: string): Promise<string[]>;
   /** A member device could not read a message under `keyId`: share the key again if current. */
   answerKeyRequest(conversationId: string, from: DeviceRef, keyId: string): Promise<boolean>;
 };
@@ -183,6 +188,12 @@ export function createOutbound(deps: {
     return audience;
   }
 
+  const rotate = (conversationId: string) =>
+    queue(lanes.outbound(conversationId), async () => {
+      audiences.delete(conversationId);
+      await store.deleteOutboundSenderKey(conversationId);
+    });
+
   return {
     encrypt: (conversationId, content, use, edit) =>
       queue(lanes.outbound(conversationId), async () => {
@@ -207,14 +218,16 @@ export function createOutbound(deps: {
         return use(edit ? encodeEdit(me.deviceId, ciphertext) : ciphertext);
       }),
 
-    rotate: (conversationId) =>
-      queue(lanes.outbound(conversationId), async () => {
-        audiences.delete(conversationId);
-        await store.deleteOutboundSenderKey(conversationId);
-      }),
+    rotate,
 
     forgetDevice(address) {
       for (const audience of audiences.values()) audience.devices.delete(address);
+    },
+
+    async deviceGone(address) {
+      const held = [...audiences].filter(([, a]) => a.devices.has(address)).map(([id]) => id);
+      await Promise.all(held.map(rotate));
+      return held;
     },
 
     answerKeyRequest: (conversationId, from, keyId) =>

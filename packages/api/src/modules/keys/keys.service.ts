@@ -371,3 +371,46 @@ export async function verification(ctx: Context, me: string, userId: string) {
     verified: row.broken_at === null,
   };
 }
+
+/**
+ * Devices of `userId` whose sessions just ended (signed out, revoked) leave the directory; the
+ * people who share a conversation or contact with them, and their own other devices, are told
+ * (`device.keys` with `removed`), so that sender keys such a device held (a stolen phone's) are
+ * replaced before the next send instead of being used on. Devices that never published keys
+ * held none and are not mentioned.
+ */
+export async function announceDevicesGone(
+  ctx: Context,
+  userId: string,
+  sessionIds: string[],
+): Promise<void> {
+  if (sessionIds.length === 0) return;
+  const db = ctx.ports.db;
+  const gone = await db
+    .selectFrom('sessions as s')
+    .innerJoin('device_keys as k', 'k.device_id', 's.device_id')
+    .select(['k.device_id', 'k.identity_key'])
+    .where('s.id', 'in', sessionIds)
+    .where('s.user_id', '=', userId)
+    .execute();
+  if (gone.length === 0) return;
+  const audience = await repo.keyAudience(db, userId);
+  const now = ctx.ports.clock.now();
+  await db.transaction().execute(async (trx) => {
+    for (const device of gone)
+      await recordEvents(
+        trx,
+        audience,
+        {
+          type: 'device.keys',
+          userId,
+          deviceId: device.device_id,
+          identityKey: device.identity_key,
+          change: 'removed',
+          verificationLost: false,
+        },
+        now,
+      );
+  });
+  await wake(ctx.ports, audience);
+}

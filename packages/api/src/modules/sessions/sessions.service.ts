@@ -8,6 +8,7 @@ import { enforceLimit } from '../../rateLimit';
 import { hashRefreshToken, newRefreshToken } from '../../security';
 import { issueDeviceCookie } from '../../security/deviceCookies';
 import type { UserRow } from '../auth/users.repo';
+import { announceDevicesGone } from '../keys/keys.service';
 import * as repo from './sessions.repo';
 
 /** Bus channel on which revocations travel, so every instance closes the sockets it holds. */
@@ -143,7 +144,10 @@ export async function revokeByIds(
     reason,
     ctx.ports.clock.now(),
   );
-  if (ids.length > 0) await announceRevoked(ctx, ids);
+  if (ids.length > 0) {
+    await announceRevoked(ctx, ids);
+    await announceDevicesGone(ctx, userId, ids);
+  }
   return ids;
 }
 
