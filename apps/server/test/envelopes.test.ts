@@ -168,10 +168,16 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
   });
 
   it('a stream whose next rows were pruned before it read them gets resync, not a silent gap', async () => {
-    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
     const { db } = t.server.infra.ports;
-    const head = Number((await api(alice.accessToken).sync.snapshot.query()).cursor);
-    const stream = await openStream(t, alice.accessToken, String(head));
+    const stream = await openStream(t, alice.accessToken);
+    // Live, its backlog read: an event seen on it says so (and is where its cursor stands).
+    await api(bob.accessToken).contacts.request.mutate({ userId: alice.userId });
+    const head = Number((await stream.next('contact.request.received')).id);
     // Two rows after the stream's cursor that it has not read, old enough to be pruned (written
     // behind its back here: what a stream reading a long backlog meets when pruning overtakes it).
     const old = t.server.infra.ports.clock.now() - 31 * 24 * 3600 * 1000;
@@ -200,7 +206,7 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
     >[0];
     expect(await pruneStreams(ctx)).toBeGreaterThanOrEqual(1);
     // Something new wakes the stream: it must not hand it over as if nothing came before.
-    await api(bob.accessToken).contacts.request.mutate({ userId: alice.userId });
+    await api(carol.accessToken).contacts.request.mutate({ userId: alice.userId });
     expect((await stream.events.next()).event).toEqual({ type: 'resync' });
     await stream.close();
   });
