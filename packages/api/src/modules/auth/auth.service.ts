@@ -168,23 +168,26 @@ async function findByIdentifier(ctx: Context, raw: string): Promise<users.UserRo
 async function spendLoginBudget(
   ctx: Context,
   input: TLoginInput,
-  user: users.UserRow | undefined,
-): Promise<string> {
+): Promise<{ budgetKey: string; user: users.UserRow | undefined }> {
   const { limits } = ctx.settings.auth;
-  const cookie =
-    user && input.deviceCookies
-      ? trustedDeviceCookie(ctx.ports.cipher, user.id, input.deviceCookies, ctx.ports.clock.now())
-      : null;
-  if (cookie) {
-    await enforceLimit(ctx, 'login-device', limits.loginDevice, cookie);
-    return `device:${cookie}`;
+  const spendIdentifier = async () => {
+    const key = ctx.ports.cipher.blindIndex(parseIdentifier(input.identifier).value, 'login');
+    await enforceLimit(ctx, 'login-account', limits.loginAccount, key);
+    return key;
+  };
+  // The account is read before a budget is spent only when a cookie is shown: a login refused
+  // over the identifier's budget (what an attack mostly is) costs no database read.
+  if (!input.deviceCookies?.length) {
+    const budgetKey = await spendIdentifier();
+    return { budgetKey, user: await findByIdentifier(ctx, input.identifier) };
   }
-  const identifierKey = ctx.ports.cipher.blindIndex(
-    parseIdentifier(input.identifier).value,
-    'login',
-  );
-  await enforceLimit(ctx, 'login-account', limits.loginAccount, identifierKey);
-  return identifierKey;
+  const user = await findByIdentifier(ctx, input.identifier);
+  const cookie = user
+    ? trustedDeviceCookie(ctx.ports.cipher, user.id, input.deviceCookies, ctx.ports.clock.now())
+    : null;
+  if (!cookie) return { budgetKey: await spendIdentifier(), user };
+  await enforceLimit(ctx, 'login-device', limits.loginDevice, cookie);
+  return { budgetKey: `device:${cookie}`, user };
 }
 
 /**
@@ -195,8 +198,7 @@ async function spendLoginBudget(
  */
 export async function login(ctx: Context, input: TLoginInput): Promise<TAuthResult> {
   await enforceLimit(ctx, 'login-ip', ctx.settings.auth.limits.loginIp, ctx.ip);
-  const user = await findByIdentifier(ctx, input.identifier);
-  const budgetKey = await spendLoginBudget(ctx, input, user);
+  const { budgetKey, user } = await spendLoginBudget(ctx, input);
   await assertNotBackedOff(ctx, budgetKey);
 
   const ok = user
