@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { MAX_BATCH_SIZE } from '../src/http/createHttpHandler';
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
@@ -85,6 +86,30 @@ describe(`WebSocket edge (${backendLabel})`, () => {
     };
     expect(answer.id).toBe(7);
     expect(answer.result.data.json.name).toBe('mvp');
+    raw.close();
+  });
+
+  it('a batch of more than MAX_BATCH_SIZE calls in one frame is refused, each call told', async () => {
+    const raw = await openRaw(t.server.wsUrl);
+    const frames = eventQueue<{ id?: number; result?: unknown; error?: unknown }>();
+    raw.on('message', (data: Buffer) => frames.push(JSON.parse(data.toString()) as never));
+    const batch = (n: number, from: number) =>
+      JSON.stringify(
+        Array.from({ length: n }, (_, i) => ({
+          id: from + i,
+          method: 'query',
+          params: { path: 'system.info', input: {} },
+        })),
+      );
+    raw.send(batch(MAX_BATCH_SIZE + 1, 1000));
+    const refused = await frames.next();
+    expect(refused.result).toBeUndefined();
+    expect(JSON.stringify(refused.error)).toContain('BAD_REQUEST');
+    for (let i = 1; i <= MAX_BATCH_SIZE; i++) expect((await frames.next()).error).toBeDefined();
+    raw.send(batch(2, 1));
+    const answered = [await frames.next(), await frames.next()];
+    expect(answered.map((f) => f.id).sort()).toEqual([1, 2]);
+    expect(answered.every((f) => f.result !== undefined)).toBe(true);
     raw.close();
   });
 
