@@ -5,11 +5,14 @@ import {
   createMemoryCryptoStore,
   createMemoryCursorStore,
   E2EE_CONTENT_TYPE,
+  isUntrustedIdentityError,
   type CryptoStore,
   type CursorStore,
   type DecryptedMessage,
+  type IdentityChange,
   type Message,
   type MvpClient,
+  type SyncEvent,
   type UndecryptableMessage,
 } from '@mvp/sdk';
 import { defaultConfig } from '../src/index';
@@ -306,6 +309,48 @@ describe(`end-to-end encryption through the SDK (${backendLabel})`, () => {
     }
   });
 
+  it("a verified contact's keys change: my sends to them stop until I accept, whatever the server says", async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [a, b] = [await device(alice), await device(bob)];
+    const keyChanges = eventQueue<SyncEvent>();
+    a.client.sync.onEvent((event) => {
+      if (event.type === 'device.keys' && event.change === 'changed') keyChanges.push(event);
+    });
+    const told: IdentityChange[] = [];
+    a.client.e2ee.onIdentityChange((change) => void told.push(change));
+    const chat = (await a.client.messaging.conversations.createDirect(bob.userId)).id;
+    conversations.push(chat);
+    const before = secret('before the change');
+    await send(a, chat, before);
+    await receives(b, chat, before);
+    await a.client.e2ee.markVerified(bob.userId, 'qr');
+    expect(await a.client.e2ee.isVerified(bob.userId)).toBe(true);
+
+    // Bob's phone loses its keys (the app reinstalled, still signed in): it publishes new ones.
+    await b.client.close();
+    const reinstalled = await device(bob, { token: b.token });
+    expect(reinstalled.deviceId).toBe(b.deviceId);
+    expect(await keyChanges.next(10_000)).toMatchObject({
+      userId: bob.userId,
+      deviceId: b.deviceId,
+    });
+
+    const refused = await send(a, chat, 'held back').catch((error: unknown) => error);
+    expect(isUntrustedIdentityError(refused)).toBe(true);
+    expect(told).toEqual([
+      { userId: bob.userId, deviceId: b.deviceId, change: 'changed', verified: true },
+    ]);
+    expect((await a.client.messaging.messages.history(chat)).messages).toHaveLength(1);
+
+    // Alice accepts the change ("send anyway"): Bob is no longer verified, and reads on.
+    await a.client.e2ee.trustIdentities(bob.userId);
+    expect(await a.client.e2ee.isVerified(bob.userId)).toBe(false);
+    const after = secret('after accepting');
+    await send(a, chat, after);
+    await receives(reinstalled, chat, after);
+    expect(a.errors).toEqual([]);
+  });
+
   it('leaves no plaintext in the database', async () => {
     expect(secrets.length).toBeGreaterThan(5);
     const db = t.server.infra.ports.db;
@@ -314,7 +359,13 @@ describe(`end-to-end encryption through the SDK (${backendLabel})`, () => {
       .select(['ciphertext', 'content_type'])
       .where('conversation_id', 'in', conversations)
       .execute();
-    const events = await db.selectFrom('user_events').select(['payload']).execute();
+    // This file's users' streams (a reused test database holds other runs' events too).
+    const users = [...new Set(devices.map((d) => d.account.userId))];
+    const events = await db
+      .selectFrom('user_events')
+      .select(['payload'])
+      .where('user_id', 'in', users)
+      .execute();
     const blobs = [
       ...messages.map((m) => Buffer.from(m.ciphertext ?? new Uint8Array()).toString('latin1')),
       ...events.map((e) => e.payload),

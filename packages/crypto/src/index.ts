@@ -72,9 +72,11 @@ export {
   deserializeOutboundSenderKey,
   serializeInboundSenderKey,
   deserializeInboundSenderKey,
+  serializeTrust,
+  deserializeTrust,
 } from './serialize.js';
 
-export { createMemoryStore, type CryptoStore } from './store.js';
+export { createMemoryStore, type CryptoStore, type TrustRecord } from './store.js';
 export {
   generatePreKeys,
   startSession,

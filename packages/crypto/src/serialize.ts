@@ -11,6 +11,7 @@ import type { KeyPair } from './primitives.js';
 import type { RatchetState } from './ratchet.js';
 import type { InboundSenderKey, OutboundSenderKey } from './senderKeys.js';
 import type { PendingPreKey, Session, SessionState } from './session.js';
+import type { TrustRecord } from './store.js';
 
 export const STATE_VERSION = 1;
 
@@ -20,7 +21,8 @@ type Kind =
   | 'oneTimePreKey'
   | 'session'
   | 'outboundSenderKey'
-  | 'inboundSenderKey';
+  | 'inboundSenderKey'
+  | 'trust';
 
 type Json = Record<string, unknown>;
 
@@ -270,6 +272,26 @@ export function deserializeInboundSenderKey(text: string): InboundSenderKey {
     skipped: arr(o.skipped, 'skipped').map((entry) => {
       const [iteration, messageKey] = arr(entry, 'skipped key');
       return { iteration: int(iteration, 'iteration'), messageKey: bytes(messageKey, 'key') };
+    }),
+  };
+}
+
+export function serializeTrust(record: TrustRecord): string {
+  return wrap('trust', {
+    verified: record.verified,
+    devices: record.devices.map((d) => ({ deviceId: d.deviceId, keys: publicKeysToJson(d.keys) })),
+  });
+}
+
+export function deserializeTrust(text: string): TrustRecord {
+  const o = unwrap(text, 'trust');
+  if (typeof o.verified !== 'boolean') throw new CryptoError('MALFORMED', 'verified is missing');
+  return {
+    verified: o.verified,
+    devices: arr(o.devices, 'devices').map((value) => {
+      const d = obj(value, 'device');
+      if (typeof d.deviceId !== 'string') throw new CryptoError('MALFORMED', 'deviceId is missing');
+      return { deviceId: d.deviceId, keys: publicKeysFromJson(d.keys, 'keys') };
     }),
   };
 }

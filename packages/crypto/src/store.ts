@@ -4,7 +4,7 @@
  * methods over its own storage with the `serialize*` functions. Addresses and sender names are
  * opaque strings chosen by the caller (the SDK uses `userId:deviceId`).
  */
-import type { DeviceKeys, OneTimePreKey, SignedPreKey } from './keys.js';
+import type { DeviceKeys, OneTimePreKey, PublicDeviceKeys, SignedPreKey } from './keys.js';
 import type { InboundSenderKey, OutboundSenderKey } from './senderKeys.js';
 import {
   deserializeDeviceKeys,
@@ -13,14 +13,26 @@ import {
   deserializeOutboundSenderKey,
   deserializeSession,
   deserializeSignedPreKey,
+  deserializeTrust,
   serializeDeviceKeys,
   serializeInboundSenderKey,
   serializeOneTimePreKey,
   serializeOutboundSenderKey,
   serializeSession,
   serializeSignedPreKey,
+  serializeTrust,
 } from './serialize.js';
 import type { Session } from './session.js';
+
+/**
+ * What this device trusts of another user's devices (trust on first use): each device's public
+ * keys as first accepted, and whether I verified them (compared safety numbers). The SDK compares
+ * every device list the server gives with it, so a server cannot swap or add keys unseen.
+ */
+export type TrustRecord = {
+  verified: boolean;
+  devices: { deviceId: string; keys: PublicDeviceKeys }[];
+};
 
 export type CryptoStore = {
   getDeviceKeys(): Promise<DeviceKeys | undefined>;
@@ -30,6 +42,8 @@ export type CryptoStore = {
   getSignedPreKey(keyId: number): Promise<SignedPreKey | undefined>;
   putSignedPreKey(key: SignedPreKey): Promise<void>;
   deleteSignedPreKey(keyId: number): Promise<void>;
+  /** Every signed prekey id held: rotation deletes the old ones once nobody can still use them. */
+  signedPreKeyIds(): Promise<number[]>;
 
   getOneTimePreKey(keyId: number): Promise<OneTimePreKey | undefined>;
   putOneTimePreKey(key: OneTimePreKey): Promise<void>;
@@ -57,6 +71,10 @@ export type CryptoStore = {
     key: InboundSenderKey,
   ): Promise<void>;
   deleteInboundSenderKey(conversationId: string, sender: string, keyId: string): Promise<void>;
+
+  /** The keys I trust for a user's devices, by user id. */
+  getTrust(userId: string): Promise<TrustRecord | undefined>;
+  putTrust(userId: string, record: TrustRecord): Promise<void>;
 };
 
 /**
@@ -82,6 +100,11 @@ export function createMemoryStore(): CryptoStore {
     getSignedPreKey: async (id) => load(k('spk', id), deserializeSignedPreKey),
     putSignedPreKey: async (key) => save(k('spk', key.keyId), serializeSignedPreKey(key)),
     deleteSignedPreKey: async (id) => remove(k('spk', id)),
+    signedPreKeyIds: async () =>
+      [...data.keys()]
+        .map((key) => JSON.parse(key) as (string | number)[])
+        .filter((parts) => parts[0] === 'spk')
+        .map((parts) => parts[1] as number),
 
     getOneTimePreKey: async (id) => load(k('otk', id), deserializeOneTimePreKey),
     putOneTimePreKey: async (key) => save(k('otk', key.keyId), serializeOneTimePreKey(key)),
@@ -99,5 +122,8 @@ export function createMemoryStore(): CryptoStore {
     putInboundSenderKey: async (c, s, id, key) =>
       save(k('isk', c, s, id), serializeInboundSenderKey(key)),
     deleteInboundSenderKey: async (c, s, id) => remove(k('isk', c, s, id)),
+
+    getTrust: async (userId) => load(k('trust', userId), deserializeTrust),
+    putTrust: async (userId, record) => save(k('trust', userId), serializeTrust(record)),
   };
 }

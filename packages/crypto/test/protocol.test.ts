@@ -8,10 +8,13 @@ import {
   encryptGroup,
   encryptToDevice,
   generateDeviceKeys,
+  generateOneTimePreKeys,
   generatePreKeys,
+  generateSignedPreKey,
   isCryptoError,
   outboundSenderKey,
   preKeyBundle,
+  publicDeviceKeys,
   receiveSenderKey,
   rotateOutboundSenderKey,
   startSession,
@@ -126,6 +129,29 @@ describe('store-driven sessions', () => {
     expect(await rejects(startSession(store, 'x', (await newDevice()).claim()))).toBe(
       'UNKNOWN_KEY',
     );
+  });
+});
+
+describe('memory store', () => {
+  it('lists the signed prekeys it holds, and keeps trust records per user', async () => {
+    const store = createMemoryStore();
+    const keys = generateDeviceKeys();
+    expect(await store.signedPreKeyIds()).toEqual([]);
+    await store.putSignedPreKey(generateSignedPreKey(keys, 7));
+    await store.putSignedPreKey(generateSignedPreKey(keys, 9));
+    await store.putOneTimePreKey(generateOneTimePreKeys(8, 1)[0]!);
+    expect((await store.signedPreKeyIds()).sort()).toEqual([7, 9]);
+    await store.deleteSignedPreKey(7);
+    expect(await store.signedPreKeyIds()).toEqual([9]);
+
+    const record = {
+      verified: false,
+      devices: [{ deviceId: 'd', keys: publicDeviceKeys(keys) }],
+    };
+    expect(await store.getTrust('u')).toBeUndefined();
+    await store.putTrust('u', record);
+    expect(await store.getTrust('u')).toEqual(record);
+    expect(await store.getTrust('v')).toBeUndefined();
   });
 });
 

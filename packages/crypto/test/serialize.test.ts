@@ -8,6 +8,7 @@ import {
   deserializeOutboundSenderKey,
   deserializeSession,
   deserializeSignedPreKey,
+  deserializeTrust,
   fromBase64,
   generateDeviceKeys,
   generateOneTimePreKeys,
@@ -21,6 +22,7 @@ import {
   serializeOutboundSenderKey,
   serializeSession,
   serializeSignedPreKey,
+  serializeTrust,
   toBase64,
 } from '../src/index.js';
 import { bundleOf, device } from './helpers.js';
@@ -64,6 +66,20 @@ describe('serialization', () => {
       processSenderKeyDistribution(senderKeyDistribution(outbound)),
       serializeInboundSenderKey,
       deserializeInboundSenderKey,
+    ],
+    [
+      'trust record',
+      {
+        verified: true,
+        devices: [
+          {
+            deviceId: 'd1',
+            keys: { identityKey: keys.identity.publicKey, signingKey: keys.signing.publicKey },
+          },
+        ],
+      },
+      serializeTrust,
+      deserializeTrust,
     ],
   ] as const;
 

@@ -59,6 +59,11 @@ export type { DecryptedMessage, UndecryptableMessage, UndecryptableReason } from
 export type { SafetyNumber } from './e2ee/safetyNumbers';
 export type { PairwiseCrypto } from './e2ee/pairwise';
 export type { Verification } from './e2ee/transport';
+export {
+  UntrustedIdentityError,
+  isUntrustedIdentityError,
+  type IdentityChange,
+} from './e2ee/trust';
 export { E2EE_CONTENT_TYPE, E2EE_DEVICE_CONTENT_TYPE } from './e2ee/payloads';
 // What an app needs to persist the CryptoStore, and to compare a scanned safety-number QR code.
 export {
@@ -77,6 +82,8 @@ export {
   deserializeOutboundSenderKey,
   serializeInboundSenderKey,
   deserializeInboundSenderKey,
+  serializeTrust,
+  deserializeTrust,
 } from '@mvp/crypto';
 export type {
   CryptoStore,
@@ -87,4 +94,5 @@ export type {
   Session,
   OutboundSenderKey,
   InboundSenderKey,
+  TrustRecord,
 } from '@mvp/crypto';

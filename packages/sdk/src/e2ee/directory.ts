@@ -8,6 +8,7 @@ import { classifySendError, errorCodeOf } from '../errors';
 import { addressOf } from './payloads';
 import { lanes, type KeyedQueue } from './serial';
 import type { ClaimedDevice, DirectoryDevice, E2eeTransport } from './transport';
+import type { Trust } from './trust';
 
 export type Directory = {
   /** The user's live devices with published keys (cached). */
@@ -16,12 +17,18 @@ export type Directory = {
   forget(userId: string): void;
   /**
    * Makes sure a session exists with each of these devices, under the identity the directory
-   * lists (a session with an older identity is replaced). Claims the user's bundle when needed;
+   * lists (a session with an older identity is replaced), once the user's list passed the trust
+   * check (`UntrustedIdentityError` for a verified user's new keys). Claims the bundle when needed;
    * answers the devices that now have a session. A device whose bundle cannot start one (a key
    * X3DH refuses, a bad signature) is reported and left out: one member's bad keys must not
    * stop every send to everyone else.
    */
   ensureSessions(userId: string, devices: DirectoryDevice[]): Promise<DirectoryDevice[]>;
+  /**
+   * Trusts the user's devices as `devicesOf` has them (`verified`: after comparing safety
+   * numbers; otherwise accepting a change), in the lane the trust check runs in.
+   */
+  trustListed(userId: string, verified: boolean): Promise<void>;
 };
 
 function toBundle(device: ClaimedDevice) {
@@ -46,9 +53,10 @@ export function createDirectory(deps: {
   store: CryptoStore;
   transport: E2eeTransport;
   queue: KeyedQueue;
+  trust: Trust;
   report: (error: unknown) => void;
 }): Directory {
-  const { store, transport, queue, report } = deps;
+  const { store, transport, queue, trust, report } = deps;
   const cache = new Map<string, Promise<DirectoryDevice[]>>();
 
   const devicesOf = (userId: string) => {
@@ -77,6 +85,17 @@ export function createDirectory(deps: {
     // a message may already have gone out.
     ensureSessions: (userId, devices) =>
       queue(lanes.sessions(userId), async () => {
+        const listed = await devicesOf(userId);
+        await trust.check(userId, listed);
+        // Only devices as the checked list has them: one from an older list is left out.
+        devices = devices.filter((d) =>
+          listed.some(
+            (l) =>
+              l.deviceId === d.deviceId &&
+              l.identityKey === d.identityKey &&
+              l.signingKey === d.signingKey,
+          ),
+        );
         const lacking: DirectoryDevice[] = [];
         for (const device of devices) if (!(await hasSession(userId, device))) lacking.push(device);
         if (lacking.length === 0) return devices;
@@ -88,7 +107,10 @@ export function createDirectory(deps: {
         );
         for (const device of lacking) {
           const bundle = claimed.find(
-            (c) => c.deviceId === device.deviceId && c.identityKey === device.identityKey,
+            (c) =>
+              c.deviceId === device.deviceId &&
+              c.identityKey === device.identityKey &&
+              c.signingKey === device.signingKey,
           );
           if (!bundle) continue; // gone, or a new identity: the next device list tells
           const address = addressOf(userId, device.deviceId);
@@ -102,6 +124,10 @@ export function createDirectory(deps: {
         for (const device of devices) if (await hasSession(userId, device)) ready.push(device);
         return ready;
       }),
+    trustListed: (userId, verified) =>
+      queue(lanes.sessions(userId), async () =>
+        trust.accept(userId, await devicesOf(userId), verified),
+      ),
   };
 }
 

@@ -5,6 +5,7 @@ import { createDirectory } from './directory';
 import { MAX_WAITING } from './inbound';
 import { createOutbound } from './outbound';
 import { createKeyedQueue } from './serial';
+import { createTrust } from './trust';
 import { base64ToBytes } from '../base64';
 
 const encode = (text: string) => new TextEncoder().encode(text);
@@ -144,6 +145,7 @@ describe('e2ee over a fake server', () => {
       store: a.e2ee.store,
       transport: a.transport,
       queue: createKeyedQueue(),
+      trust: createTrust({ store: a.e2ee.store, announce: () => {} }),
       report: (error) => {
         throw error;
       },
@@ -263,7 +265,14 @@ describe('e2ee over a fake server', () => {
     const queue = createKeyedQueue();
     const store = a.e2ee.store;
     const me = async () => ({ userId: a.userId, deviceId: a.deviceId });
-    const directory = createDirectory({ store, transport: a.transport, queue, report: () => {} });
+    const trust = createTrust({ store, announce: () => {} });
+    const directory = createDirectory({
+      store,
+      transport: a.transport,
+      queue,
+      trust,
+      report: () => {},
+    });
     const outbound = createOutbound({ store, transport: a.transport, directory, queue, me });
     const answer = (userId: string, id = keyId) =>
       outbound.answerKeyRequest('g', { userId, deviceId: `${userId}-phone` }, id);

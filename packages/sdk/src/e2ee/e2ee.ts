@@ -23,6 +23,7 @@ import { createPrekeys } from './prekeys';
 import { safetyNumbersWith, type SafetyNumber } from './safetyNumbers';
 import { createKeyedQueue, lanes } from './serial';
 import type { E2eeTransport, Me, Verification } from './transport';
+import { createTrust, type IdentityChange } from './trust';
 
 export type E2eeOptions = {
   /**
@@ -87,10 +88,26 @@ export type MvpE2ee = {
   /** My safety number with their first device (throws when they have none). */
   safetyNumber(userId: string): Promise<SafetyNumber>;
   /**
-   * Records that I compared our safety numbers (`qr` scanned, or `manual`); a later key change
-   * of theirs breaks it and tells me (`device.keys` with `verificationLost`).
+   * Records that I compared our safety numbers (`qr` scanned, or `manual`) of each device
+   * `safetyNumbers` listed: this device keeps their keys as verified, and any later change
+   * (new keys, another device) stops my sends to them with `UntrustedIdentityError` until
+   * `trustIdentities` or a new verification. The server keeps a copy for my other devices
+   * (`device.keys` with `verificationLost`), but the check here does not depend on it.
    */
   markVerified(userId: string, method: 'qr' | 'manual'): Promise<Verification>;
+  /** Whether I verified this user (on this device) and their keys have not changed since. */
+  isVerified(userId: string): Promise<boolean>;
+  /**
+   * Accepts their keys as the server lists them now, after a change stopped my sends
+   * ("send anyway"); the user is no longer verified.
+   */
+  trustIdentities(userId: string): Promise<void>;
+  /**
+   * A user's device keys differ from those this device trusts (trust on first use): a device
+   * added, or new keys for one (a reinstall, or someone in between). Show it as Signal shows a
+   * changed safety number; `verified: true` means my sends to them now wait for me.
+   */
+  onIdentityChange(handler: (change: IdentityChange) => void): Subscription;
   /** The store in use (the default memory one unless you passed yours). */
   readonly store: CryptoStore;
 };
@@ -107,6 +124,7 @@ export function createE2ee(deps: {
   const messageHandlers = new Set<(m: DecryptedMessage) => Awaitable<void>>();
   const undecryptableHandlers = new Set<(e: UndecryptableMessage) => Awaitable<void>>();
   const errorHandlers = new Set<(error: unknown) => void>();
+  const identityHandlers = new Set<(change: IdentityChange) => void>();
   const listen = <T>(set: Set<T>, handler: T): Subscription => {
     set.add(handler);
     return { unsubscribe: () => void set.delete(handler) };
@@ -123,7 +141,19 @@ export function createE2ee(deps: {
     return who;
   };
 
-  const directory = createDirectory({ store, transport, queue, report });
+  const trust = createTrust({
+    store,
+    announce: (change) => {
+      for (const handler of identityHandlers) {
+        try {
+          handler(change);
+        } catch (error) {
+          report(error); // an app's handler must not stop the send that found the change
+        }
+      }
+    },
+  });
+  const directory = createDirectory({ store, transport, queue, trust, report });
   const prekeys = createPrekeys({ store, transport, me });
   const outbound = createOutbound({ store, transport, directory, queue, me });
   const inbound = createInbound({
@@ -247,8 +277,16 @@ export function createE2ee(deps: {
     safetyNumber,
     async markVerified(userId, method) {
       const { digits } = await safetyNumber(userId);
+      // The list the numbers were made from (safetyNumber asked the server just now).
+      await directory.trustListed(userId, true);
       return transport.verify({ userId, fingerprint: digits, method });
     },
+    isVerified: (userId) => trust.isVerified(userId),
+    async trustIdentities(userId) {
+      directory.forget(userId);
+      await directory.trustListed(userId, false);
+    },
+    onIdentityChange: (handler) => listen(identityHandlers, handler),
   };
 }
 
@@ -275,5 +313,8 @@ export function disabledE2ee(): MvpE2ee {
     safetyNumbers: async () => off(),
     safetyNumber: async () => off(),
     markVerified: async () => off(),
+    isVerified: async () => off(),
+    trustIdentities: async () => off(),
+    onIdentityChange: off,
   };
 }

@@ -1,0 +1,193 @@
+// Trust on first use: what this device does when the server's device lists change under it.
+import { describe, expect, it } from 'vitest';
+import { createFakeNetwork, type FakeDevice } from './fakeNetwork.testing';
+import { isUntrustedIdentityError, type IdentityChange } from './trust';
+
+const encode = (text: string) => new TextEncoder().encode(text);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+const texts = (d: FakeDevice) => d.read.map((m) => decode(m.body));
+
+async function send(d: FakeDevice, conversationId: string, text: string) {
+  const handle = await d.e2ee.send(conversationId, {
+    contentType: 'text/plain',
+    body: encode(text),
+  });
+  return handle.result;
+}
+
+const changesSeenBy = (d: FakeDevice) => {
+  const seen: IdentityChange[] = [];
+  d.e2ee.onIdentityChange((change) => void seen.push(change));
+  return seen;
+};
+
+/**
+ * The server (or whoever holds it) lists Mallory's keys as Bob's phone and tells Alice that
+ * Bob's phone changed keys: envelopes for "Bob's phone" are then readable by Mallory alone.
+ */
+async function swapBobsPhone(net: ReturnType<typeof createFakeNetwork>) {
+  await net.device('mallory', 'mallory-phone');
+  const keys = net.published.get('mallory-phone')!;
+  net.published.delete('mallory-phone');
+  net.published.set('bob-phone', { ...keys, userId: 'bob', deviceId: 'bob-phone' });
+  net.event('alice', {
+    type: 'device.keys',
+    userId: 'bob',
+    deviceId: 'bob-phone',
+    identityKey: keys.identityKey,
+    change: 'changed',
+    verificationLost: false, // the server decides this flag: it proves nothing
+  });
+  await net.settled();
+}
+
+describe('trust on first use', () => {
+  it("someone I never verified: a changed key is accepted and told, as Signal's safety-number notice", async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    const seen = changesSeenBy(a);
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'first');
+    await net.settled();
+    expect(seen).toEqual([]); // first use: nothing to tell
+    expect(texts(b)).toEqual(['first']);
+
+    await swapBobsPhone(net);
+    await send(a, 'd', 'second');
+    await net.settled();
+    expect(seen).toEqual([
+      { userId: 'bob', deviceId: 'bob-phone', change: 'changed', verified: false },
+    ]);
+    expect(await a.e2ee.isVerified('bob')).toBe(false);
+  });
+
+  it('someone I verified: a changed key stops my sends to them until I accept it, and nothing reaches the new key', async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    const seen = changesSeenBy(a);
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'first');
+    await a.e2ee.markVerified('bob', 'qr');
+    expect(await a.e2ee.isVerified('bob')).toBe(true);
+    await net.settled();
+
+    await swapBobsPhone(net);
+    const sentBefore = a.sent.length;
+    const refused = await send(a, 'd', 'secret').catch((error: unknown) => error);
+    expect(isUntrustedIdentityError(refused)).toBe(true);
+    expect(refused).toMatchObject({
+      code: 'UNTRUSTED_IDENTITY',
+      changes: [{ userId: 'bob', deviceId: 'bob-phone', change: 'changed', verified: true }],
+    });
+    // Refused again while nothing changed: told once, not once per attempt.
+    await expect(send(a, 'd', 'secret')).rejects.toThrow(/verified user/);
+    expect(seen).toHaveLength(1);
+    expect(a.sent.slice(sentBefore)).toEqual([]); // no key share went to Mallory's key
+    // A call's pairwise bytes are refused the same way.
+    await expect(a.e2ee.pairwise.encrypt('bob', 'bob-phone', encode('sdp'))).rejects.toThrow(
+      /verified user/,
+    );
+
+    // "Send anyway": the new keys are trusted, and Bob is no longer verified.
+    await a.e2ee.trustIdentities('bob');
+    expect(await a.e2ee.isVerified('bob')).toBe(false);
+    await send(a, 'd', 'after accepting');
+    expect(a.sent.slice(sentBefore).map((e) => e.deviceId)).toEqual(['bob-phone']);
+  });
+
+  it('someone I verified: a device added since stops my sends (a ghost device); verifying again lets them through', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    const seen = changesSeenBy(a);
+    net.members('g', ['alice', 'bob']);
+    await a.e2ee.markVerified('bob', 'manual');
+    await send(a, 'g', 'before');
+    await net.settled();
+
+    const ghost = await net.device('bob', 'bob-ghost');
+    net.event('alice', {
+      type: 'device.keys',
+      userId: 'bob',
+      deviceId: 'bob-ghost',
+      identityKey: net.published.get('bob-ghost')!.identityKey,
+      change: 'added',
+      verificationLost: false,
+    });
+    await net.settled();
+    await expect(send(a, 'g', 'not for the ghost')).rejects.toMatchObject({
+      changes: [{ userId: 'bob', deviceId: 'bob-ghost', change: 'added', verified: true }],
+    });
+    expect(seen).toEqual([
+      { userId: 'bob', deviceId: 'bob-ghost', change: 'added', verified: true },
+    ]);
+
+    // Alice compares the new device's number with Bob and verifies again.
+    await a.e2ee.markVerified('bob', 'qr');
+    expect(await a.e2ee.isVerified('bob')).toBe(true);
+    await send(a, 'g', 'both devices');
+    await net.settled();
+    expect(texts(b)).toEqual(['before', 'both devices']);
+    expect(texts(ghost)).toEqual(['both devices']);
+  });
+
+  it('someone I never verified: a new device is told and trusted; a device that left drops out of the record', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    const seen = changesSeenBy(a);
+    net.members('g', ['alice', 'bob']);
+    await send(a, 'g', 'one');
+    await net.settled();
+    const laptop = await net.device('bob', 'bob-laptop');
+    net.event('alice', {
+      type: 'device.keys',
+      userId: 'bob',
+      deviceId: 'bob-laptop',
+      identityKey: net.published.get('bob-laptop')!.identityKey,
+      change: 'added',
+      verificationLost: false,
+    });
+    await net.settled();
+    await send(a, 'g', 'two');
+    await net.settled();
+    expect(seen).toEqual([
+      { userId: 'bob', deviceId: 'bob-laptop', change: 'added', verified: false },
+    ]);
+    expect([texts(b), texts(laptop)]).toEqual([['one', 'two'], ['two']]);
+    expect((await a.e2ee.store.getTrust('bob'))!.devices.map((d) => d.deviceId).sort()).toEqual([
+      'bob-laptop',
+      'bob-phone',
+    ]);
+
+    net.published.delete('bob-laptop');
+    net.event('alice', {
+      type: 'device.keys',
+      userId: 'bob',
+      deviceId: 'bob-laptop',
+      identityKey: '',
+      change: 'removed',
+      verificationLost: false,
+    });
+    await net.settled();
+    await send(a, 'g', 'three');
+    await net.settled();
+    expect((await a.e2ee.store.getTrust('bob'))!.devices.map((d) => d.deviceId)).toEqual([
+      'bob-phone',
+    ]);
+  });
+
+  it("an app's throwing identity handler does not stop the send; it is reported", async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    a.e2ee.onIdentityChange(() => {
+      throw new Error('app bug');
+    });
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'one');
+    await net.settled();
+    await swapBobsPhone(net);
+    const sent = await send(a, 'd', 'two');
+    await net.settled();
+    expect(sent.seq).toBe(2);
+    expect(a.errors).toEqual([new Error('app bug')]);
+  });
+});
