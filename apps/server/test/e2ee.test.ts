@@ -309,6 +309,32 @@ describe(`end-to-end encryption through the SDK (${backendLabel})`, () => {
     }
   });
 
+  it('replaces a signed prekey two days old when the app starts, and peers use the new one', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const store = createMemoryCryptoStore();
+    const first = await device(bob, { store });
+    const before = (await first.client.api.keys.count.query()).signedPrekeyId;
+    await first.client.close();
+    // Two days pass while Bob's app is closed.
+    for (const id of await store.signedPreKeyIds()) {
+      const key = (await store.getSignedPreKey(id))!;
+      await store.putSignedPreKey({ ...key, createdAt: key.createdAt - 2 * 24 * 3600_000 });
+    }
+    const b = await device(bob, { store, token: first.token });
+    const after = (await b.client.api.keys.count.query()).signedPrekeyId;
+    expect(after).not.toBe(before);
+    expect((await store.signedPreKeyIds()).sort()).toEqual([before, after].sort());
+
+    // Alice's first session with Bob is made from the new key, and Bob reads her.
+    const a = await device(alice);
+    const chat = (await a.client.messaging.conversations.createDirect(bob.userId)).id;
+    conversations.push(chat);
+    const hello = secret('made from the new signed prekey');
+    await send(a, chat, hello);
+    await receives(b, chat, hello);
+    expect([a.errors, b.errors]).toEqual([[], []]);
+  });
+
   it("a verified contact's keys change: my sends to them stop until I accept, whatever the server says", async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const [a, b] = [await device(alice), await device(bob)];

@@ -94,7 +94,9 @@ export function createFakeNetwork() {
         return count()!;
       },
       uploadPrekeys: async (input) => {
-        published.get(me.deviceId)!.oneTimePrekeys.push(...(input.oneTimePrekeys ?? []));
+        const mine = published.get(me.deviceId)!;
+        if (input.signedPrekey) mine.signedPrekey = input.signedPrekey;
+        mine.oneTimePrekeys.push(...(input.oneTimePrekeys ?? []));
         return count()!;
       },
       devices: async (userId) =>

@@ -1,6 +1,7 @@
 /**
  * This device's keys on the server: created and published on first use (or again when the
- * server lost them or holds another identity for this device), topped up on `keys.low`.
+ * server lost them or holds another identity for this device), topped up on `keys.low`, and the
+ * signed prekey replaced on Signal's schedule.
  */
 import {
   type CryptoStore,
@@ -19,6 +20,14 @@ export const PREKEY_BATCH = 100;
 /** The server's prekey ids are 0..2^31-1. */
 const MAX_KEY_ID = 2 ** 31 - 1;
 const PUBLISH_ATTEMPTS = 3;
+const DAY_MS = 24 * 60 * 60 * 1000;
+/**
+ * Signal's schedule: a new signed prekey every 2 days, so a stolen one opens little; a replaced
+ * one is kept 30 days, for prekey messages made from it still on their way (a device offline
+ * does not rotate, so what waits for it was made from the key it still has).
+ */
+export const SIGNED_PREKEY_ROTATE_MS = 2 * DAY_MS;
+export const SIGNED_PREKEY_KEEP_MS = 30 * DAY_MS;
 
 /** A random start of `count` free ids: random 31-bit ranges do not collide in practice. */
 function randomStart(count: number): number {
@@ -30,7 +39,10 @@ function randomStart(count: number): number {
 export type Prekeys = {
   /** Creates device keys if the store has none and makes sure the server has them. */
   ensurePublished(): Promise<void>;
-  /** Uploads one-time prekeys until the server holds `PREKEY_BATCH` again. */
+  /**
+   * Uploads one-time prekeys until the server holds `PREKEY_BATCH` again, and replaces the
+   * signed prekey when it is due.
+   */
   topUp(): Promise<void>;
 };
 
@@ -106,15 +118,41 @@ export function createPrekeys(deps: {
     );
   }
 
+  /**
+   * A new signed prekey when the server's is `SIGNED_PREKEY_ROTATE_MS` old (or one this store
+   * does not hold: nobody could complete X3DH with it), then the replaced ones past their keep.
+   */
+  async function rotateSigned(currentId: number): Promise<void> {
+    const now = Date.now();
+    const current = await store.getSignedPreKey(currentId);
+    if (!current || now - current.createdAt >= SIGNED_PREKEY_ROTATE_MS)
+      await withFreshPrekeys(true, 0, (signed) =>
+        transport.uploadPrekeys({ signedPrekey: wire(signed!), oneTimePrekeys: [] }),
+      );
+    // A key was replaced when the next one was made: kept until that is KEEP_MS ago.
+    const held: SignedPreKey[] = [];
+    for (const id of await store.signedPreKeyIds()) {
+      const key = await store.getSignedPreKey(id);
+      if (key) held.push(key);
+    }
+    held.sort((a, b) => a.createdAt - b.createdAt);
+    for (let i = 0; i < held.length - 1; i++)
+      if (now - held[i + 1]!.createdAt >= SIGNED_PREKEY_KEEP_MS)
+        await store.deleteSignedPreKey(held[i]!.keyId);
+  }
+
   async function topUp(): Promise<void> {
+    let count = await transport.keyCount();
+    if (count === null) return publish();
+    await rotateSigned(count.signedPrekeyId);
     for (;;) {
-      const count = await transport.keyCount();
-      if (count === null) return publish();
       const need = Math.min(PREKEY_BATCH, PREKEY_BATCH - count.oneTimePrekeys);
       if (need <= 0) return;
       await withFreshPrekeys(false, need, (_signed, oneTime) =>
         transport.uploadPrekeys({ oneTimePrekeys: wireOneTime(oneTime) }),
       );
+      count = await transport.keyCount();
+      if (count === null) return publish();
     }
   }
 
@@ -133,6 +171,7 @@ export function createPrekeys(deps: {
       const listed = (await transport.devices(me.userId)).find((d) => d.deviceId === me.deviceId);
       if (listed && listed.identityKey !== bytesToBase64(keys.identity.publicKey)) return publish();
       if (count.oneTimePrekeys < count.threshold) await topUp();
+      else await rotateSigned(count.signedPrekeyId);
     },
     topUp,
   };
