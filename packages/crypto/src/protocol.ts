@@ -186,21 +186,40 @@ export async function encryptGroup(
   return result.message;
 }
 
-/** Stores a sender key received (decrypted) from `sender` through a pairwise session. */
+/**
+ * Stores a sender key received (decrypted) from `sender` through a pairwise session. With
+ * `forward`, a distribution further on than our copy of the same chain moves our copy there
+ * (keeping the keys it holds for messages not yet read): what a receiver asks for when a
+ * message is more than `maxForward` iterations ahead of its copy. Messages in between are lost
+ * to it; everything from the distribution on reads again.
+ */
 export async function receiveSenderKey(
   store: CryptoStore,
   conversationId: string,
   sender: string,
   distribution: Uint8Array,
+  options: { forward?: boolean } = {},
 ): Promise<InboundSenderKey> {
   const key = processSenderKeyDistribution(distribution);
   const keyId = toBase64(key.keyId);
   // A key id names one chain: a re-sent distribution must never rewind what we already hold
-  // (that would re-open message keys we have used), and our copy derives anything later.
+  // (that would re-open message keys we have used), and our copy derives anything later. Only
+  // when asked does it jump ahead: a re-share after a lost session must not skip messages
+  // still on their way.
   const existing = await store.getInboundSenderKey(conversationId, sender, keyId);
-  if (existing) return existing;
-  await store.putInboundSenderKey(conversationId, sender, keyId, key);
-  return key;
+  if (!existing) {
+    await store.putInboundSenderKey(conversationId, sender, keyId, key);
+    return key;
+  }
+  if (
+    !options.forward ||
+    key.iteration <= existing.iteration ||
+    !equalBytes(key.signingKey, existing.signingKey)
+  )
+    return existing;
+  const moved = { ...key, skipped: existing.skipped };
+  await store.putInboundSenderKey(conversationId, sender, keyId, moved);
+  return moved;
 }
 
 export async function decryptGroup(

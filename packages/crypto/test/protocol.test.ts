@@ -4,6 +4,7 @@ import {
   type CryptoStore,
   createMemoryStore,
   decryptFromDevice,
+  DEFAULT_SENDER_KEY_LIMITS,
   decryptGroup,
   encryptGroup,
   encryptToDevice,
@@ -156,6 +157,41 @@ describe('memory store', () => {
 });
 
 describe('store-driven groups', () => {
+  it('a copy too far behind moves forward only with `forward`, and never back', async () => {
+    const alice = createMemoryStore();
+    const bob = createMemoryStore();
+    const conversation = 'conv-far';
+    const { distribution: origin } = await outboundSenderKey(alice, conversation);
+    await receiveSenderKey(bob, conversation, 'alice:1', origin);
+    const m0 = await encryptGroup(alice, conversation, text('zero'));
+    const m1 = await encryptGroup(alice, conversation, text('one'));
+    // Bob reads m1 only: m0's key waits among his skipped keys.
+    expect(str(await decryptGroup(bob, conversation, 'alice:1', m1))).toBe('one');
+    for (let i = 0; i < DEFAULT_SENDER_KEY_LIMITS.maxForward + 1; i++)
+      await encryptGroup(alice, conversation, text('unseen'));
+    const far = await encryptGroup(alice, conversation, text('far ahead'));
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', far))).toBe('TOO_MANY_SKIPPED');
+
+    // Alice's current distribution (its iteration is past `far`), as an ordinary re-share: ignored.
+    const { distribution: current } = await outboundSenderKey(alice, conversation);
+    await receiveSenderKey(bob, conversation, 'alice:1', current);
+    const next = await encryptGroup(alice, conversation, text('next'));
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', next))).toBe(
+      'TOO_MANY_SKIPPED',
+    );
+
+    // Asked for: Bob's copy moves there, keeps m0's key, and reads from there on.
+    await receiveSenderKey(bob, conversation, 'alice:1', current, { forward: true });
+    expect(str(await decryptGroup(bob, conversation, 'alice:1', next))).toBe('next');
+    expect(str(await decryptGroup(bob, conversation, 'alice:1', m0))).toBe('zero');
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', far))).toBe(
+      'DUPLICATE_MESSAGE',
+    );
+    // The origin, even with `forward`, never moves it back.
+    await receiveSenderKey(bob, conversation, 'alice:1', origin, { forward: true });
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', m1))).toBe('DUPLICATE_MESSAGE');
+  });
+
   it('sender keys travel through pairwise sessions; a removed member is locked out after rotation', async () => {
     const alice = await newDevice();
     const bob = await newDevice();

@@ -39,7 +39,7 @@ const timing = {
   connectTimeoutMs: 2_000,
 };
 
-async function waitFor(check: () => boolean, what: string, ms = 2_000) {
+async function waitFor(check: () => boolean, what: string, ms = 5_000) {
   const until = Date.now() + ms;
   while (!check()) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);

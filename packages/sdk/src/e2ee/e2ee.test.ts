@@ -1,4 +1,9 @@
-import { parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
+import {
+  DEFAULT_SENDER_KEY_LIMITS,
+  encryptGroup,
+  parseSenderKeyMessage,
+  toBase64,
+} from '@mvp/crypto';
 import { describe, expect, it } from 'vitest';
 import { createFakeNetwork, type FakeDevice } from './fakeNetwork.testing';
 import { createDirectory } from './directory';
@@ -195,6 +200,29 @@ describe('e2ee over a fake server', () => {
     expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(before.ciphertext));
     expect(texts(b)).toEqual(['both of bob', 'phone only']);
     expect(await laptop.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+  });
+
+  it('a copy of a sender key too far behind asks for the chain as it is now, and reads on from there', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    await send(a, 'g', 'first');
+    await net.settled();
+    // More messages than a copy derives in one step go by that Bob never sees (say his app
+    // started cold after a busy month: they are only in history).
+    for (let i = 0; i <= DEFAULT_SENDER_KEY_LIMITS.maxForward; i++)
+      await encryptGroup(a.e2ee.store, 'g', encode('unseen'));
+    const far = await send(a, 'g', 'far ahead');
+    await net.settled();
+    expect(b.unreadable.map((u) => [u.message.id, u.reason])).toEqual([
+      [far.id, 'missing_key'],
+      [far.id, 'decrypt_failed'], // Bob's copy moved past it: that one is lost to him
+    ]);
+    expect(b.sent.at(-1)).toMatchObject({ userId: 'alice', contentType: 'mvp/e2ee-device' });
+    await send(a, 'g', 'next');
+    await net.settled();
+    expect(texts(b)).toEqual(['first', 'next']);
+    expect(b.errors).toEqual([]);
   });
 
   it('keeps at most MAX_WAITING messages waiting for keys: past it the oldest wait is given up', async () => {

@@ -168,8 +168,8 @@ export function createE2ee(deps: {
     undecryptable: async (event) => {
       for (const handler of undecryptableHandlers) await handler(event);
     },
-    keyRequested: (conversationId, from, keyId) =>
-      background(outbound.answerKeyRequest(conversationId, from, keyId)),
+    keyRequested: (conversationId, from, keyId, behind) =>
+      background(outbound.answerKeyRequest(conversationId, from, keyId, behind)),
     sessionReset: (address) => outbound.forgetDevice(address),
     report,
   });

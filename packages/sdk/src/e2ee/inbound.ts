@@ -49,12 +49,20 @@ export type DecryptedMessage = {
 };
 
 export type UndecryptableReason =
-  /** This device has not (yet) received the sender key: a key request is on its way. */
+  /**
+   * This device has not (yet) received the sender key, or its copy is too far behind the
+   * message to derive its key (more than 2000 messages missed): a key request is on its way.
+   * Behind, the request brings the sender's chain as it is now: later messages read, and this
+   * one is reported again as `decrypt_failed`.
+   */
   | 'missing_key'
   /** The key is here but the bytes did not verify or decrypt (tampered, replayed, corrupt). */
   | 'decrypt_failed';
 
 export type UndecryptableMessage = { message: Message; reason: UndecryptableReason };
+
+/** The key a message needs and the device (of the sender's) that holds it. */
+type Missing = { keyId: string; device: string; behind?: true };
 
 type Outcome =
   | { ok: true; contentType: string; body: Uint8Array }
@@ -62,7 +70,7 @@ type Outcome =
       ok: false;
       reason: UndecryptableReason;
       /** For `missing_key`: the key and the device (of the sender's) that holds it. */
-      missing?: { keyId: string; device: string };
+      missing?: Missing;
     };
 
 const RECENT_LIMIT = 500;
@@ -130,7 +138,7 @@ export function createInbound(deps: {
   deliver(decrypted: DecryptedMessage): Awaitable<void>;
   undecryptable(event: UndecryptableMessage): Awaitable<void>;
   /** A key request reached us from `from`: answer it if they may have the key. */
-  keyRequested(conversationId: string, from: DeviceRef, keyId: string): void;
+  keyRequested(conversationId: string, from: DeviceRef, keyId: string, behind: boolean): void;
   /** A pairwise session had to be dropped (the next send starts a new one). */
   sessionReset(address: string): void;
   report(error: unknown): void;
@@ -170,7 +178,7 @@ export function createInbound(deps: {
     if (known) return known;
     const { ciphertext } = message;
     if (ciphertext === null) return { ok: false, reason: 'decrypt_failed' };
-    let missing: { keyId: string; device: string } | undefined;
+    let missing: Missing | undefined;
     try {
       const sealed = sealedBy({ ...message, ciphertext });
       const sender = addressOf(message.senderId, sealed.device);
@@ -187,6 +195,8 @@ export function createInbound(deps: {
     } catch (error) {
       if (isCryptoError(error, 'UNKNOWN_KEY') && missing !== undefined)
         return { ok: false, reason: 'missing_key', missing };
+      if (isCryptoError(error, 'TOO_MANY_SKIPPED') && missing !== undefined)
+        return { ok: false, reason: 'missing_key', missing: { ...missing, behind: true } };
       return { ok: false, reason: 'decrypt_failed' };
     }
   }
@@ -194,7 +204,7 @@ export function createInbound(deps: {
   const requested = new Set<string>();
 
   /** Asks the sending device to share its key again (pairwise, so the server learns nothing). */
-  async function requestKey(message: Message, sealer: string, keyId: string) {
+  async function requestKey(message: Message, { keyId, device: sealer, behind }: Missing) {
     const me = await deps.me();
     if (message.senderId === me.userId && sealer === me.deviceId) return;
     const listed = async () =>
@@ -212,6 +222,7 @@ export function createInbound(deps: {
       type: 'key-request',
       conversationId: message.conversationId,
       keyId,
+      ...(behind ? { behind } : {}),
     });
     const ciphertext = await queue(lanes.pair(address), () =>
       encryptToDevice(store, address, payload),
@@ -229,7 +240,7 @@ export function createInbound(deps: {
     );
   }
 
-  function wait(message: Message, missing: { keyId: string; device: string }, force: boolean) {
+  function wait(message: Message, missing: Missing, force: boolean) {
     const { keyId, device: sealer } = missing;
     const sender = addressOf(message.senderId, sealer);
     const key = pendingKey(message.conversationId, sender, keyId);
@@ -246,7 +257,7 @@ export function createInbound(deps: {
     if (requested.has(key) && !force) return;
     requested.add(key);
     // In the background: the stream goes on while the request travels.
-    requestKey(message, sealer, keyId).catch((error: unknown) => {
+    requestKey(message, missing).catch((error: unknown) => {
       requested.delete(key);
       deps.report(error);
     });
@@ -354,6 +365,7 @@ export function createInbound(deps: {
           payload.conversationId,
           { userId: envelope.senderId, deviceId: envelope.senderDeviceId },
           payload.keyId,
+          payload.behind === true,
         );
         return;
       }
@@ -361,7 +373,9 @@ export function createInbound(deps: {
       let keyId: string;
       try {
         const key = await queue(lanes.inbound(conversationId, sender), () =>
-          receiveSenderKey(store, conversationId, sender, distribution),
+          receiveSenderKey(store, conversationId, sender, distribution, {
+            forward: payload.forward === true,
+          }),
         );
         keyId = toBase64(key.keyId);
       } catch (error) {

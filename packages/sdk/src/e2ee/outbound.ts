@@ -66,8 +66,16 @@ export type Outbound = {
    * key it holds gets a fresh one before the next send. Answers those conversations.
    */
   deviceGone(address: string): Promise<string[]>;
-  /** A member device could not read a message under `keyId`: share the key again if current. */
-  answerKeyRequest(conversationId: string, from: DeviceRef, keyId: string): Promise<boolean>;
+  /**
+   * A member device could not read a message under `keyId`: share the key again if current.
+   * `behind`: its copy is too far behind a message; it gets the chain as it is now, to move to.
+   */
+  answerKeyRequest(
+    conversationId: string,
+    from: DeviceRef,
+    keyId: string,
+    behind?: boolean,
+  ): Promise<boolean>;
 };
 
 export function createOutbound(deps: {
@@ -230,7 +238,7 @@ export function createOutbound(deps: {
       return held;
     },
 
-    answerKeyRequest: (conversationId, from, keyId) =>
+    answerKeyRequest: (conversationId, from, keyId, behind = false) =>
       queue(lanes.outbound(conversationId), async () => {
         if ((await keyIdOf(conversationId)) !== keyId) return false; // rotated: not for them
         const members = await transport.members(conversationId);
@@ -243,11 +251,17 @@ export function createOutbound(deps: {
         const audience = audiences.get(conversationId);
         // Those who were members when the key was made may read all of it; a later joiner
         // only from now on (the current iteration), as a first distribution would have given.
+        // One behind gets now too: the origin would not move its copy.
         const distribution =
-          audience?.keyId === keyId && audience.originUsers.has(from.userId)
+          !behind && audience?.keyId === keyId && audience.originUsers.has(from.userId)
             ? audience.origin
             : (await outboundSenderKey(store, conversationId)).distribution;
-        const plaintext = encodeDevicePayload({ type: 'sender-key', conversationId, distribution });
+        const plaintext = encodeDevicePayload({
+          type: 'sender-key',
+          conversationId,
+          distribution,
+          ...(behind ? { forward: true as const } : {}),
+        });
         const envelopes = await envelopesFor(from.userId, [device], plaintext);
         if (envelopes.length === 0) return false;
         const sent = await transport.sendToDevices(envelopes, false);

@@ -95,12 +95,19 @@ export function decodeEdit(bytes: Uint8Array): { deviceId: string; ciphertext: U
 export const PAIRWISE_LABEL = 'mvp/pairwise';
 
 export type DevicePayload =
-  /** My sender key for a conversation (distribution bytes from @mvp/crypto). */
-  | { type: 'sender-key'; conversationId: string; distribution: Uint8Array }
-  /** "Please share the sender key with this id again": I could not read a message. */
-  | { type: 'key-request'; conversationId: string; keyId: string };
+  /**
+   * My sender key for a conversation (distribution bytes from @mvp/crypto); `forward` answers
+   * a request with `behind`: move your copy of the chain up to here.
+   */
+  | { type: 'sender-key'; conversationId: string; distribution: Uint8Array; forward?: true }
+  /**
+   * "Please share the sender key with this id again": I could not read a message. `behind`: I
+   * hold it, but a message was too far ahead of my copy to derive (TOO_MANY_SKIPPED).
+   */
+  | { type: 'key-request'; conversationId: string; keyId: string; behind?: true };
 
 export function encodeDevicePayload(payload: DevicePayload): Uint8Array {
+  // The flags are new fields: a device on an earlier SDK reads the rest as before.
   const json =
     payload.type === 'sender-key'
       ? {
@@ -108,8 +115,15 @@ export function encodeDevicePayload(payload: DevicePayload): Uint8Array {
           t: 'sk',
           c: payload.conversationId,
           d: bytesToBase64(payload.distribution),
+          ...(payload.forward ? { f: 1 } : {}),
         }
-      : { v: PAYLOAD_VERSION, t: 'kr', c: payload.conversationId, k: payload.keyId };
+      : {
+          v: PAYLOAD_VERSION,
+          t: 'kr',
+          c: payload.conversationId,
+          k: payload.keyId,
+          ...(payload.behind ? { b: 1 } : {}),
+        };
   return utf8.encode(JSON.stringify(json));
 }
 
@@ -120,12 +134,30 @@ export function decodeDevicePayload(bytes: Uint8Array): DevicePayload {
   } catch {
     throw new CryptoError('MALFORMED', 'device payload is not JSON');
   }
-  const o = json as { v?: unknown; t?: unknown; c?: unknown; d?: unknown; k?: unknown };
+  const o = json as {
+    v?: unknown;
+    t?: unknown;
+    c?: unknown;
+    d?: unknown;
+    k?: unknown;
+    f?: unknown;
+    b?: unknown;
+  };
   if (o.v !== PAYLOAD_VERSION) throw new CryptoError('UNKNOWN_VERSION', 'device payload version');
   if (typeof o.c !== 'string') throw new CryptoError('MALFORMED', 'device payload');
   if (o.t === 'sk' && typeof o.d === 'string')
-    return { type: 'sender-key', conversationId: o.c, distribution: base64ToBytes(o.d) };
+    return {
+      type: 'sender-key',
+      conversationId: o.c,
+      distribution: base64ToBytes(o.d),
+      ...(o.f === 1 ? { forward: true as const } : {}),
+    };
   if (o.t === 'kr' && typeof o.k === 'string')
-    return { type: 'key-request', conversationId: o.c, keyId: o.k };
+    return {
+      type: 'key-request',
+      conversationId: o.c,
+      keyId: o.k,
+      ...(o.b === 1 ? { behind: true as const } : {}),
+    };
   throw new CryptoError('MALFORMED', 'unknown device payload');
 }
