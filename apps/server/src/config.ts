@@ -50,8 +50,16 @@ export type ServerConfig = {
   wsPingMs: number;
   wsPongWaitMs: number;
   ipRateLimit: { points: number; durationSeconds: number };
+  /** Per client address, for the HTTP routes outside tRPC (which spend no procedure budget). */
+  httpLimits: {
+    /** Counted per instance: each one answers its own probes. */
+    readyzIp: { points: number; durationSeconds: number };
+    /** `GET`/`HEAD /avatars/…`, across instances. */
+    avatarGetIp: { points: number; durationSeconds: number };
+  };
   shutdownTimeoutMs: number;
   logLevel: Env['MVP_LOG_LEVEL'];
+  /** Unset: `/metrics` is open in development and absent (404) in production. */
   metricsToken: string | undefined;
   docsEnabled: boolean;
   dataDir: string;
@@ -142,6 +150,10 @@ export function configFromEnv(env: Env): ServerConfig {
     ipRateLimit: {
       points: env.MVP_RATE_LIMIT_IP_POINTS,
       durationSeconds: env.MVP_RATE_LIMIT_IP_WINDOW_SECONDS,
+    },
+    httpLimits: {
+      readyzIp: env.MVP_LIMIT_READYZ_IP,
+      avatarGetIp: env.MVP_LIMIT_AVATAR_GET_IP,
     },
     shutdownTimeoutMs: env.MVP_SHUTDOWN_TIMEOUT_MS,
     logLevel: env.MVP_LOG_LEVEL,

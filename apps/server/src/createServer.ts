@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger as PinoLogger } from 'pino';
 import type { WebSocket } from 'ws';
@@ -114,8 +114,19 @@ export async function createServer(
     baseUrl: () => baseUrl,
     isStopping,
   });
-  // handle() never rejects: it answers every failure itself.
-  const httpServer = createHttpServer((req, res) => void handle(req, res));
+  // Answers still to be written. Once draining, each must end its connection: kept alive, the
+  // client's pool would send the next request on it, and the next, holding the drain open until
+  // the deadline (server.close() only ends connections that are idle at that moment).
+  const unanswered = new Set<ServerResponse>();
+  const httpServer = createHttpServer((req, res) => {
+    if (stopping) res.setHeader('connection', 'close');
+    else {
+      unanswered.add(res);
+      res.once('close', () => unanswered.delete(res));
+    }
+    // handle() never rejects: it answers every failure itself.
+    void handle(req, res);
+  });
   const presence = createPresenceTracker(infra.ports, {
     instanceId: randomUUID(),
     ttlMs: config.presence.ttlSeconds * 1000,
@@ -207,6 +218,8 @@ export async function createServer(
       const deadline = Date.now() + config.shutdownTimeoutMs;
       const left = () => deadline - Date.now();
       logger.info({ openSockets: ws.wss.clients.size }, 'shutting down');
+      for (const res of unanswered) if (!res.headersSent) res.setHeader('connection', 'close');
+      unanswered.clear();
       const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       httpServer.closeIdleConnections();
 

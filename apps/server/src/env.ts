@@ -102,6 +102,9 @@ export const envSchema = {
   MVP_WS_PONG_WAIT_MS: int(1_000, 600_000).default(10_000),
   MVP_RATE_LIMIT_IP_POINTS: int(1, 1_000_000).default(600),
   MVP_RATE_LIMIT_IP_WINDOW_SECONDS: int(1, 86_400).default(60),
+  // Routes outside tRPC, whose procedure budget above they do not spend.
+  MVP_LIMIT_READYZ_IP: limit.default({ points: 120, durationSeconds: 60 }),
+  MVP_LIMIT_AVATAR_GET_IP: limit.default({ points: 600, durationSeconds: 60 }),
   MVP_SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
   MVP_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])

@@ -7,6 +7,7 @@ import { createMemoryTokenStore, errorCodeOf, isMvpError } from '@mvp/sdk';
 import { clientWithToken, PASSWORD, registerUser, type Account } from './helpers/accounts';
 import { backendLabel } from './helpers/env';
 import { startFakeS3, type FakeS3 } from './helpers/fakeS3';
+import { defaultConfig } from '../src/config';
 import { startServer, type TestServer } from './helpers/startServer';
 import { GIF, IMAGES, JPEG, PNG, png, WEBP } from './helpers/images';
 
@@ -469,4 +470,67 @@ suite(`S3 (${backendLabel})`, async () => {
       return fakeS3.keys().filter((key) => key.startsWith(`avatars/${userId}/`)).length;
     },
   };
+});
+
+describe(`avatar fetches are limited per client address (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      // Behind one proxy, X-Forwarded-For names the client: two addresses from one test.
+      trustProxy: 1,
+      httpLimits: {
+        ...defaultConfig().httpLimits,
+        avatarGetIp: { points: 3, durationSeconds: 60 },
+      },
+    });
+  });
+  afterAll(() => t.stop());
+
+  const fetchAs = (
+    ip: string,
+    path: string,
+    init: RequestInit & { headers?: Record<string, string> } = {},
+  ) =>
+    fetch(`${t.server.url}${path}`, {
+      ...init,
+      headers: { ...init.headers, 'x-forwarded-for': ip },
+    });
+
+  it('GET and HEAD, found or not, count; over the limit is 429 with Retry-After', async () => {
+    const ada = await registerUser(t);
+    const upload = await fetchAs('203.0.113.1', '/api/v1/me/avatar', {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${ada.accessToken}`, 'content-type': 'image/png' },
+      body: PNG,
+    });
+    expect(upload.status).toBe(200);
+    // The upload is not a fetch: it spends none of the budget below.
+    const { avatarUrl } = (await upload.json()) as { avatarUrl: string };
+    expect(avatarUrl).toMatch(avatarPath(ada.userId, 'png'));
+
+    const got = await fetchAs('203.0.113.1', avatarUrl);
+    expect(got.status).toBe(200);
+    expect(Buffer.from(await got.arrayBuffer())).toEqual(Buffer.from(PNG));
+    expect((await fetchAs('203.0.113.1', avatarUrl, { method: 'HEAD' })).status).toBe(200);
+    const missing = await fetchAs('203.0.113.1', `/avatars/${ada.userId}/${'0'.repeat(32)}.png`);
+    expect(missing.status).toBe(404);
+    await missing.arrayBuffer();
+
+    const over = await fetchAs('203.0.113.1', avatarUrl);
+    expect(over.status).toBe(429);
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
+    const body = (await over.json()) as ErrorJson;
+    expect(body).toMatchObject({
+      code: 'TOO_MANY_REQUESTS',
+      data: { appCode: 'TOO_MANY_REQUESTS', httpStatus: 429 },
+    });
+    expect(body.data.retryAfterMs).toBeGreaterThan(0);
+    expect(over.headers.get('cache-control')).toBeNull();
+
+    const other = await fetchAs('203.0.113.2', avatarUrl);
+    expect(other.status).toBe(200);
+    await other.arrayBuffer();
+    expect((await fetchAs('203.0.113.1', '/readyz')).status).toBe(200);
+    expect((await fetchAs('203.0.113.1', '/api/v1/system/info')).status).toBe(200);
+  });
 });

@@ -1,8 +1,9 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventQueue } from './helpers/collect';
+import { defaultConfig } from '../src/config';
 import { MAX_BATCH_SIZE } from '../src/http/createHttpHandler';
-import { startServer, type TestServer } from './helpers/startServer';
+import { startServer, testAuthConfig, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
 
 describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabel})`, () => {
@@ -207,5 +208,114 @@ describe('/readyz when the database is unreachable', () => {
     expect(body).toContain('Internal server error');
     expect(body).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|stack/);
     expect(t.logs.text()).toContain('ECONNREFUSED');
+  });
+});
+
+describe(`/metrics without MVP_METRICS_TOKEN (${backendLabel})`, () => {
+  // Production refuses the development OTP sender; a webhook that is never called will do.
+  const productionAuth = {
+    otp: {
+      ...testAuthConfig().otp,
+      sender: 'webhook' as const,
+      webhookUrl: 'http://127.0.0.1:9/otp',
+      webhookSecret: 'webhook-secret-0123456789',
+    },
+  };
+
+  it('in production it does not exist: 404 NOT_FOUND, as any unknown path, token or not', async () => {
+    const t = await startServer({ nodeEnv: 'production' }, { auth: productionAuth });
+    try {
+      const unknown = await fetch(`${t.server.url}/no-such-route`);
+      const unknownBody = (await unknown.json()) as { data: Record<string, unknown> };
+      const tokens: Record<string, string>[] = [
+        {},
+        { authorization: 'Bearer metrics-token-0123456789' },
+      ];
+      for (const headers of tokens) {
+        const res = await fetch(`${t.server.url}/metrics`, { headers });
+        expect(res.status).toBe(404);
+        const body = (await res.json()) as { data: Record<string, unknown> };
+        expect({ ...body, data: { ...body.data, requestId: '' } }).toEqual({
+          ...unknownBody,
+          data: { ...unknownBody.data, requestId: '' },
+        });
+      }
+      expect(t.logs.text()).toContain('/metrics is off: set MVP_METRICS_TOKEN');
+      expect((await fetch(`${t.server.url}/healthz`)).status).toBe(200);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('in production with a token it is served to that token only', async () => {
+    const t = await startServer(
+      { nodeEnv: 'production', metricsToken: 'metrics-token-0123456789' },
+      { auth: productionAuth },
+    );
+    try {
+      expect((await fetch(`${t.server.url}/metrics`)).status).toBe(401);
+      const res = await fetch(`${t.server.url}/metrics`, {
+        headers: { authorization: 'Bearer metrics-token-0123456789' },
+      });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('process_cpu_user_seconds_total');
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('in development (the embedded default) it stays open', async () => {
+    const t = await startServer();
+    try {
+      expect(t.server.config.nodeEnv).toBe('development');
+      const res = await fetch(`${t.server.url}/metrics`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('process_cpu_user_seconds_total');
+      expect(t.logs.text()).not.toContain('/metrics is off');
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
+/** The defaults, which a test lowers one at a time. */
+const defaultHttpLimits = () => defaultConfig().httpLimits;
+
+describe(`/readyz is limited per client address (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      // Behind one proxy, X-Forwarded-For names the client: two addresses from one test.
+      trustProxy: 1,
+      httpLimits: { ...defaultHttpLimits(), readyzIp: { points: 3, durationSeconds: 60 } },
+    });
+  });
+  afterAll(() => t.stop());
+
+  const readyz = (ip: string, method = 'GET') =>
+    fetch(`${t.server.url}/readyz`, { method, headers: { 'x-forwarded-for': ip } });
+
+  it('answers within the limit, then 429 with Retry-After; other addresses and routes go on', async () => {
+    const first = await readyz('203.0.113.1');
+    expect(first.status).toBe(200);
+    expect(await first.json()).toMatchObject({ status: 'ready' });
+    expect((await readyz('203.0.113.1', 'HEAD')).status).toBe(200);
+    expect((await readyz('203.0.113.1')).status).toBe(200);
+
+    const over = await readyz('203.0.113.1');
+    expect(over.status).toBe(429);
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
+    const body = (await over.json()) as { code: string; data: Record<string, unknown> };
+    expect(body).toMatchObject({
+      code: 'TOO_MANY_REQUESTS',
+      data: { appCode: 'TOO_MANY_REQUESTS', httpStatus: 429 },
+    });
+    expect(body.data.retryAfterMs).toBeGreaterThan(0);
+
+    expect((await readyz('203.0.113.2')).status).toBe(200);
+    const others = { headers: { 'x-forwarded-for': '203.0.113.1' } };
+    expect((await fetch(`${t.server.url}/healthz`, others)).status).toBe(200);
+    expect((await fetch(`${t.server.url}/api/v1/system/info`, others)).status).toBe(200);
+    expect((await fetch(`${t.server.url}/metrics`, others)).status).toBe(200);
   });
 });

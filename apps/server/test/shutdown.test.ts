@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { Agent, request, type IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createMvpClient, type ConnectionState, type MvpClient } from '@mvp/sdk';
@@ -67,6 +69,66 @@ describe(`graceful shutdown (${backendLabel})`, () => {
     expect(await states.next()).toBe('closed');
     await expect(fetch(`${t.server.url}/healthz`)).rejects.toThrow();
     await t.stop(); // idempotent
+  });
+});
+
+/** A GET through `agent`; resolves with its answer once the body is read. */
+function get(agent: Agent, url: string): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent });
+    req.once('error', reject);
+    req.once('response', (res) => {
+      res.resume();
+      res.once('end', () => resolve(res));
+    });
+    req.end();
+  });
+}
+
+describe(`shutdown and keep-alive connections (${backendLabel})`, () => {
+  it('a connection busy when shutdown starts ends with its answer, not at the deadline', async () => {
+    // A deadline far past the test timeout: only closing the connection lets shutdown finish.
+    const t = await startServer({ shutdownTimeoutMs: 60_000 });
+    // One socket, kept alive and reused, as pooled clients and proxies in front of us do.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const body = JSON.stringify({ json: {} });
+      const held = request(`${t.server.trpcUrl}/auth.register`, {
+        agent,
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': String(body.length),
+          // The 100 Continue tells us the server has the request in hand before shutdown starts.
+          expect: '100-continue',
+        },
+      });
+      const answered = new Promise<IncomingMessage>((resolve, reject) => {
+        held.once('error', reject);
+        held.once('response', (res) => {
+          res.resume();
+          res.once('end', () => resolve(res));
+        });
+      });
+      await once(held, 'continue');
+      const socket = held.socket!;
+      const socketClosed = once(socket, 'close');
+
+      const stopped = t.server.shutdown();
+      held.end(body);
+      const res = await answered;
+      expect(res.statusCode).toBe(400);
+      expect(res.headers.connection).toBe('close');
+      // Kept alive, the pool would send this on the same socket and the draining server would
+      // serve it, and the next, until the deadline; closed, the only way left is the listener,
+      // which is gone.
+      await expect(get(agent, `${t.server.url}/healthz`)).rejects.toThrow(/ECONNREFUSED/);
+      await socketClosed;
+      await stopped;
+    } finally {
+      agent.destroy();
+      await t.stop();
+    }
   });
 });
 

@@ -10,6 +10,8 @@ import {
   type AvatarImage,
   type BlobStore,
   type Context,
+  type RateLimiter,
+  type RateLimitRule,
 } from '@mvp/api';
 import type { TAppErrorCode, TErrorData } from '@mvp/contracts';
 import { readImageUpload } from './imageIntake';
@@ -49,6 +51,10 @@ export type AvatarRouteDeps = {
   contextFor: (req: IncomingMessage, requestId: string) => Promise<Context>;
   sendJson: (res: ServerResponse, status: number, body: unknown) => void;
   sendError: SendError;
+  limiter: RateLimiter;
+  /** Per client address, whether or not the avatar exists: guessing keys spends it too. */
+  serveLimit: RateLimitRule;
+  clientIp: (req: IncomingMessage) => string;
 };
 
 /** Whether any `If-None-Match` entry (weak or strong, or `*`) names this ETag. */
@@ -123,6 +129,19 @@ export function createAvatarRoutes(deps: AvatarRouteDeps) {
     pathname: string,
     requestId: string,
   ): Promise<void> => {
+    const decision = await deps.limiter.consume(deps.serveLimit, deps.clientIp(req));
+    if (!decision.allowed) {
+      refuse(
+        req,
+        res,
+        requestId,
+        429,
+        'TOO_MANY_REQUESTS',
+        'Too many requests',
+        decision.retryAfterMs,
+      );
+      return;
+    }
     const blob = SERVE_PATH.test(pathname) ? await deps.blobs.get(pathname.slice(1)) : null;
     if (!blob) {
       deps.sendError(res, 404, 'NOT_FOUND', 'No such avatar', requestId);

@@ -7,6 +7,7 @@ import { AppError, appRouter, createContext, type ApiSettings, type Context } fr
 import { APP_ERROR_TRANSPORT, type TErrorData } from '@mvp/contracts';
 import type { Logger as PinoLogger } from 'pino';
 import type { Infrastructure } from '../adapters/createPorts';
+import { createMemoryRateLimiter } from '../adapters/rateLimiter';
 import type { ServerConfig } from '../config';
 import type { ServerMetrics } from '../metrics';
 import { createAvatarRoutes, type SendError } from './avatarRoutes';
@@ -60,6 +61,12 @@ const sendError: SendError = (res, status, appCode, message, requestId, extra = 
   sendJson(res, status, { code: data.code, message, data });
 };
 
+/** A refused rate limit on a plain route, answered as tRPC answers one: 429 with Retry-After. */
+function sendTooManyRequests(res: ServerResponse, requestId: string, retryAfterMs: number): void {
+  res.setHeader('retry-after', String(Math.ceil(retryAfterMs / 1000)));
+  sendError(res, 429, 'TOO_MANY_REQUESTS', 'Too many requests', requestId, { retryAfterMs });
+}
+
 /** Retry-After (seconds, rounded up) for rate-limited answers on both HTTP surfaces. */
 function responseMeta({ errors }: { errors: TRPCError[] }): ResponseMeta {
   const limited = errors.find(
@@ -71,11 +78,21 @@ function responseMeta({ errors }: { errors: TRPCError[] }): ResponseMeta {
 
 export function createHttpHandler(deps: HttpDeps) {
   const { config, infra, settings, metrics, logger } = deps;
+  const clientIp = (req: IncomingMessage) => clientIpOf(req, config.trustProxy);
+  // In this process, not the shared store: a load balancer probes every instance from the same
+  // address, so one budget across N instances would fail them all as N grows; and readiness must
+  // not wait on the Redis it is reporting on.
+  const probeLimiter = createMemoryRateLimiter();
+  const readyzLimit = { name: 'readyz-ip', ...config.httpLimits.readyzIp };
+  // Production without a token: no route at all, rather than every metric open to whoever finds
+  // the port (compose publishes it).
+  const metricsServed = config.metricsToken !== undefined || config.nodeEnv !== 'production';
+  if (!metricsServed) logger.warn('/metrics is off: set MVP_METRICS_TOKEN to scrape it');
 
   const contextFor = (req: IncomingMessage, requestId: string): Promise<Context> =>
     createContext(infra.ports, settings, {
       requestId,
-      ip: clientIpOf(req, config.trustProxy),
+      ip: clientIp(req),
       transport: 'http',
       token: bearerTokenOf(req),
     });
@@ -100,25 +117,25 @@ export function createHttpHandler(deps: HttpDeps) {
     contextFor,
     sendJson,
     sendError,
+    limiter: infra.ports.rateLimiter,
+    serveLimit: { name: 'avatar-get-ip', ...config.httpLimits.avatarGetIp },
+    clientIp,
   });
 
   const routes: Record<string, Handler> = {
     '/healthz': async (_req, res) => sendJson(res, 200, { status: 'ok' }),
-    '/readyz': async (_req, res) => {
+    '/readyz': async (req, res, requestId) => {
+      const decision = await probeLimiter.consume(readyzLimit, clientIp(req));
+      if (!decision.allowed) {
+        sendTooManyRequests(res, requestId, decision.retryAfterMs);
+        return;
+      }
       const checks = await infra.checkReady(2_000);
       const ready = !deps.isStopping() && Object.values(checks).every(Boolean);
       sendJson(res, ready ? 200 : 503, {
         status: ready ? 'ready' : deps.isStopping() ? 'stopping' : 'unavailable',
         checks,
       });
-    },
-    '/metrics': async (req, res, requestId) => {
-      if (config.metricsToken && !sameSecret(bearerTokenOf(req), config.metricsToken)) {
-        sendError(res, 401, 'UNAUTHORIZED', 'Metrics need the metrics token', requestId);
-        return;
-      }
-      res.setHeader('content-type', metrics.registry.contentType);
-      res.end(await metrics.registry.metrics());
     },
     // Public keys that verify access tokens, for services that check them on their own.
     '/.well-known/jwks.json': async (_req, res) => {
@@ -130,6 +147,16 @@ export function createHttpHandler(deps: HttpDeps) {
       res.end(openApiJson(deps.baseUrl(), settings.version));
     },
   };
+  if (metricsServed) {
+    routes['/metrics'] = async (req, res, requestId) => {
+      if (config.metricsToken && !sameSecret(bearerTokenOf(req), config.metricsToken)) {
+        sendError(res, 401, 'UNAUTHORIZED', 'Metrics need the metrics token', requestId);
+        return;
+      }
+      res.setHeader('content-type', metrics.registry.contentType);
+      res.end(await metrics.registry.metrics());
+    };
+  }
   if (config.docsEnabled) {
     routes['/docs'] = async (_req, res) => {
       res.setHeader('content-type', 'text/html; charset=utf-8');
