@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pruneStreams } from '@mvp/api';
 import {
+  befriend,
   clientWithToken,
   currentDeviceId,
   registerUser,
@@ -165,6 +166,74 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
     expect((await api(carol.accessToken).sync.poll.query({ after: carolStart })).events).toEqual(
       [],
     );
+  });
+
+  it('envelopes said to concern a conversation go only between its members, stamped with it', async () => {
+    const [alice, bob, carol, mallory] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const [bobPhone, carolPhone] = [
+      await deviceOf(bob.accessToken),
+      await deviceOf(carol.accessToken),
+    ];
+    await befriend(t, alice, bob);
+    const group = await api(alice.accessToken).conversations.create.mutate({
+      kind: 'group',
+      title: 'keys',
+      memberIds: [bob.userId],
+    });
+    const sendAs = (from: Account, ...list: ReturnType<typeof envelope>[]) =>
+      api(from.accessToken).sync.sendToDevices.mutate({
+        conversationId: group.id,
+        envelopes: list,
+      });
+    const received = async (who: Account, after: string) =>
+      (await api(who.accessToken).sync.poll.query({ after })).events.flatMap((e) =>
+        e.event.type === 'envelope' ? [e.event.envelope] : [],
+      );
+    const bobStart = (await api(bob.accessToken).sync.snapshot.query()).cursor;
+    const carolStart = (await api(carol.accessToken).sync.snapshot.query()).cursor;
+
+    // A member to a member: stored with the conversation. Carol is not in it: she gets nothing,
+    // and Alice cannot tell (an id for each, as for a block).
+    const sent = await sendAs(
+      alice,
+      envelope(bob, bobPhone, 'key'),
+      envelope(carol, carolPhone, 'key'),
+    );
+    expect(sent.ids).toHaveLength(2);
+    expect(await received(bob, bobStart)).toMatchObject([
+      { senderId: alice.userId, ciphertext: b64('key'), conversationId: group.id },
+    ]);
+    expect(await received(carol, carolStart)).toEqual([]);
+
+    // Mallory is not a member: NOT_FOUND, as for any conversation she cannot see; nothing stored.
+    expect(await codeOf(sendAs(mallory, envelope(bob, bobPhone, 'made up')))).toBe('NOT_FOUND');
+    expect(
+      await codeOf(
+        api(mallory.accessToken).sync.sendToDevices.mutate({
+          conversationId: '0190d4a2-0000-7000-8000-000000000000',
+          envelopes: [envelope(bob, bobPhone, 'made up')],
+        }),
+      ),
+    ).toBe('NOT_FOUND');
+    expect(
+      await codeOf(
+        api(alice.accessToken).sync.sendToDevices.mutate({
+          conversationId: 'not-an-id',
+          envelopes: [envelope(bob, bobPhone, 'x')],
+        }),
+      ),
+    ).toBe('BAD_REQUEST');
+    expect(await received(bob, bobStart)).toHaveLength(1);
+    // Without a conversation, as before: nothing stamped.
+    await api(mallory.accessToken).sync.sendToDevices.mutate({
+      envelopes: [envelope(bob, bobPhone, 'hello')],
+    });
+    expect((await received(bob, bobStart)).at(-1)).not.toHaveProperty('conversationId');
   });
 
   it('a stream whose next rows were pruned before it read them gets resync, not a silent gap', async () => {

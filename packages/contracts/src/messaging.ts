@@ -206,6 +206,11 @@ export const ZEnvelope = z.object({
   contentType: z.string(),
   ciphertext: ZBase64,
   sentAt: z.iso.datetime(),
+  /**
+   * The conversation the sender named (`sync.sendToDevices` with `conversationId`), stamped by
+   * the server once it checked that the sender and this recipient were members when it was sent.
+   */
+  conversationId: z.string().optional(),
 });
 export type TEnvelope = z.infer<typeof ZEnvelope>;
 
@@ -215,6 +220,13 @@ export const ZSendToDevicesInput = z.object({
    * then refuses with DEVICES_CHANGED unless they name exactly the recipients' live devices.
    */
   allDevices: z.boolean().default(false),
+  /**
+   * The envelopes concern this conversation (sender-key shares and requests): the sender must be
+   * a member (NOT_FOUND otherwise); an envelope to someone who is not is dropped, as one to
+   * someone who blocked the sender; each stored one carries the id, so a recipient can tell a
+   * key share from a member of that conversation from one a stranger made up.
+   */
+  conversationId: ZId.optional(),
   envelopes: z
     .array(
       z.object({

@@ -1,7 +1,10 @@
 import {
   DEFAULT_SENDER_KEY_LIMITS,
   encryptGroup,
+  encryptToDevice,
+  outboundSenderKey,
   parseSenderKeyMessage,
+  processSenderKeyDistribution,
   toBase64,
 } from '@mvp/crypto';
 import { describe, expect, it } from 'vitest';
@@ -11,7 +14,8 @@ import { MAX_WAITING } from './inbound';
 import { createOutbound } from './outbound';
 import { createKeyedQueue } from './serial';
 import { createTrust } from './trust';
-import { base64ToBytes } from '../base64';
+import { base64ToBytes, bytesToBase64 } from '../base64';
+import { E2EE_DEVICE_CONTENT_TYPE, addressOf, encodeDevicePayload } from './payloads';
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -223,6 +227,50 @@ describe('e2ee over a fake server', () => {
     await net.settled();
     expect(texts(b)).toEqual(['first', 'next']);
     expect(b.errors).toEqual([]);
+  });
+
+  it('a key share a stranger made up (not stamped with the conversation) is reported, not kept', async () => {
+    const net = createFakeNetwork();
+    const [, b, m] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('mallory'),
+    ];
+    net.members('g', ['alice', 'bob']);
+    // Mallory, not a member, starts a session with Bob and shares a key "for g" with him.
+    const queue = createKeyedQueue();
+    const directory = createDirectory({
+      store: m.e2ee.store,
+      transport: m.transport,
+      queue,
+      trust: createTrust({ store: m.e2ee.store, announce: () => {} }),
+      report: () => {},
+    });
+    await directory.ensureSessions('bob', await directory.devicesOf('bob'));
+    const { distribution } = await outboundSenderKey(m.e2ee.store, 'g');
+    const share = encodeDevicePayload({ type: 'sender-key', conversationId: 'g', distribution });
+    const envelope = async () => ({
+      userId: 'bob',
+      deviceId: b.deviceId,
+      contentType: E2EE_DEVICE_CONTENT_TYPE,
+      ciphertext: bytesToBase64(
+        await encryptToDevice(m.e2ee.store, addressOf('bob', b.deviceId), share),
+      ),
+    });
+    // Stamped, the server refuses her: she is not in g.
+    await expect(m.transport.sendToDevices([await envelope()], false, 'g')).rejects.toThrow(
+      'NOT_FOUND',
+    );
+    // Unstamped, it reaches Bob, who does not keep it.
+    await m.transport.sendToDevices([await envelope()], false);
+    await net.settled();
+    const keyId = toBase64(processSenderKeyDistribution(distribution).keyId);
+    expect(
+      await b.e2ee.store.getInboundSenderKey('g', addressOf('mallory', m.deviceId), keyId),
+    ).toBeUndefined();
+    expect(b.errors.map((e) => (e as Error).message)).toEqual([
+      expect.stringContaining('not stamped with its conversation'),
+    ]);
   });
 
   it('keeps at most MAX_WAITING messages waiting for keys: past it the oldest wait is given up', async () => {

@@ -130,7 +130,12 @@ export function createFakeNetwork() {
         if (!set?.has(me.userId)) throw new Error('FORBIDDEN');
         return [...set];
       },
-      sendToDevices: async (envelopes, allDevices) => {
+      sendToDevices: async (envelopes, allDevices, conversationId) => {
+        // As the server: a sender outside the conversation is refused, recipients outside it
+        // get nothing (unannounced), and what is stored carries the conversation.
+        const inside = conversationId === undefined ? undefined : members.get(conversationId);
+        if (inside && !inside.has(me.userId)) throw new Error('NOT_FOUND');
+        if (conversationId !== undefined && !inside) throw new Error('NOT_FOUND');
         if (allDevices) {
           const users = [...new Set(envelopes.map((e) => e.userId))];
           const expected = users.flatMap((u) =>
@@ -153,6 +158,7 @@ export function createFakeNetwork() {
           if (fullQueues.has(e.deviceId)) continue;
           sent.push(e);
           if (!filter({ ...e, sender: me })) continue;
+          if (inside && !inside.has(e.userId)) continue;
           const envelope: Envelope = {
             id: String(++ids),
             senderId: me.userId,
@@ -160,6 +166,7 @@ export function createFakeNetwork() {
             contentType: e.contentType,
             ciphertext: base64(e.ciphertext),
             sentAt: new Date(0).toISOString(),
+            ...(conversationId !== undefined ? { conversationId } : {}),
           };
           deliver(e.deviceId, { type: 'envelope', envelope });
         }

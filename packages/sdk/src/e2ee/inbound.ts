@@ -237,6 +237,7 @@ export function createInbound(deps: {
         },
       ],
       false,
+      message.conversationId,
     );
   }
 
@@ -360,6 +361,15 @@ export function createInbound(deps: {
         return;
       }
       const sender = addressOf(envelope.senderId, envelope.senderDeviceId);
+      // Keys and requests count only as the server stamped them: sent by a member of that
+      // conversation to a member. Anyone may send anyone an envelope, and a stranger's made-up
+      // shares would otherwise pile up in the store for conversations they are not in.
+      if (envelope.conversationId !== payload.conversationId) {
+        deps.report(
+          new Error(`@mvp/sdk: ${sender} sent a key envelope not stamped with its conversation`),
+        );
+        return;
+      }
       if (payload.type === 'key-request') {
         deps.keyRequested(
           payload.conversationId,

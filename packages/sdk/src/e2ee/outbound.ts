@@ -117,14 +117,14 @@ export function createOutbound(deps: {
   }
 
   /** Sends to whole users at a time (the server checks each user's set), ≤ 100 per call. */
-  async function sendAll(batches: OutgoingEnvelope[][]) {
+  async function sendAll(conversationId: string, batches: OutgoingEnvelope[][]) {
     const missing: DeviceRef[] = [];
     const stale: DeviceRef[] = [];
     const full = new Set<string>();
     let chunk: OutgoingEnvelope[] = [];
     const flush = async () => {
       if (chunk.length === 0) return;
-      const result = await transport.sendToDevices(chunk, true);
+      const result = await transport.sendToDevices(chunk, true, conversationId);
       chunk = [];
       if (!result.ok) {
         missing.push(...result.missing);
@@ -160,7 +160,7 @@ export function createOutbound(deps: {
       const batches: OutgoingEnvelope[][] = [];
       for (const { userId, devices } of needy)
         batches.push(await envelopesFor(userId, devices, plaintext));
-      const { missing, stale, full } = await sendAll(batches);
+      const { missing, stale, full } = await sendAll(conversationId, batches);
       const changed = new Set([...missing, ...stale].map((d) => d.userId));
       // A device whose queue was full got nothing: it is offered the key again with the next send.
       for (const batch of batches)
@@ -264,7 +264,7 @@ export function createOutbound(deps: {
         });
         const envelopes = await envelopesFor(from.userId, [device], plaintext);
         if (envelopes.length === 0) return false;
-        const sent = await transport.sendToDevices(envelopes, false);
+        const sent = await transport.sendToDevices(envelopes, false, conversationId);
         if (sent.ok && sent.full.length > 0) return false; // its queue is full: not answered
         audience?.devices.add(addressOf(from.userId, from.deviceId));
         return true;

@@ -39,7 +39,15 @@ export type E2eeTransport = {
   claim(userId: string, deviceIds?: string[]): Promise<ClaimedDevice[]>;
   /** The user ids of the conversation's members now. */
   members(conversationId: string): Promise<string[]>;
-  sendToDevices(envelopes: OutgoingEnvelope[], allDevices: boolean): Promise<SendToDevicesResult>;
+  /**
+   * `conversationId`: the envelopes carry keys of (or requests for) that conversation; the
+   * server checks membership and stamps it on each, for the recipient to check.
+   */
+  sendToDevices(
+    envelopes: OutgoingEnvelope[],
+    allDevices: boolean,
+    conversationId?: string,
+  ): Promise<SendToDevicesResult>;
   /** Replaces the bytes of my message `seq` (the server keeps its place, stamps `editedAt`). */
   editMessage(input: RouterInputs['messages']['edit']): Promise<Message>;
   verify(input: RouterInputs['keys']['verify']): Promise<Verification>;
@@ -69,9 +77,13 @@ export function createApiE2eeTransport(api: TRPCClient<AppRouter>): E2eeTranspor
       (await api.keys.claim.mutate({ userId, ...(deviceIds ? { deviceIds } : {}) })).devices,
     members: async (id) =>
       (await api.conversations.members.query({ id })).members.map((m) => m.userId),
-    sendToDevices: async (envelopes, allDevices) => {
+    sendToDevices: async (envelopes, allDevices, conversationId) => {
       try {
-        const { full } = await api.sync.sendToDevices.mutate({ allDevices, envelopes });
+        const { full } = await api.sync.sendToDevices.mutate({
+          allDevices,
+          envelopes,
+          ...(conversationId ? { conversationId } : {}),
+        });
         return { ok: true, full };
       } catch (error) {
         if (errorCodeOf(error) !== 'DEVICES_CHANGED' || !isMvpError(error)) throw error;

@@ -12,7 +12,8 @@ type Outgoing = Device & { contentType: string; ciphertext: string };
 /**
  * Stores opaque envelopes for single devices (Signal's store-until-ack): each lands on its owner's
  * stream, readable only by that device, and stays until the device acks it or it expires with
- * the stream's retention. Recipients who blocked the sender drop it without telling the sender.
+ * the stream's retention. Recipients who blocked the sender drop it without telling the sender,
+ * and so do those not in the conversation the envelopes are said to concern.
  *
  * A device whose queue is full gets nothing and is named in `full`; the others still get theirs.
  * Anyone may fill a device's queue (envelopes need no contact: first keys, calls), and when one
@@ -25,13 +26,33 @@ export async function sendToDevices(
   ctx: Context,
   sender: Device,
   envelopes: Outgoing[],
-  options: { allDevices: boolean } = { allDevices: false },
+  options: { allDevices: boolean; conversationId?: string } = { allDevices: false },
 ): Promise<{ ids: string[]; full: string[] }> {
   const db = ctx.ports.db;
   const { maxCiphertextBytes, deviceQueueCap, deviceQueueSenderCap } = ctx.settings.messaging;
   const decoded = envelopes.map((e) => ({ ...e, bytes: Buffer.from(e.ciphertext, 'base64') }));
   if (decoded.some((e) => e.bytes.length > maxCiphertextBytes))
     throw new AppError('PAYLOAD_TOO_LARGE', `Ciphertext larger than ${maxCiphertextBytes} bytes`);
+
+  const recipients = [...new Set(envelopes.map((e) => e.userId))];
+  const { conversationId } = options;
+  const outsiders = new Set<string>();
+  if (conversationId !== undefined) {
+    const members = new Set(
+      (
+        await db
+          .selectFrom('conversation_members')
+          .select('user_id')
+          .where('conversation_id', '=', conversationId)
+          .where('user_id', 'in', [sender.userId, ...recipients])
+          .execute()
+      ).map((m) => m.user_id),
+    );
+    if (!members.has(sender.userId)) throw new AppError('NOT_FOUND', 'No such conversation');
+    // Someone who left meanwhile: dropped unannounced, as a block is (a distribution racing a
+    // leave must not fail for the members who stay).
+    for (const userId of recipients) if (!members.has(userId)) outsiders.add(userId);
+  }
 
   const deviceIds = [...new Set(envelopes.map((e) => e.deviceId))];
   const known = await db
@@ -48,9 +69,9 @@ export async function sendToDevices(
     .selectFrom('blocks')
     .select('blocker_id')
     .where('blocked_id', '=', sender.userId)
-    .where('blocker_id', 'in', [...new Set(envelopes.map((e) => e.userId))])
+    .where('blocker_id', 'in', recipients)
     .execute();
-  const dropped = new Set(blockers.map((b) => b.blocker_id));
+  const dropped = new Set([...blockers.map((b) => b.blocker_id), ...outsiders]);
 
   const pending = await db
     .selectFrom('user_events')
@@ -91,6 +112,7 @@ export async function sendToDevices(
       contentType: e.contentType,
       ciphertext: e.ciphertext,
       sentAt,
+      ...(conversationId !== undefined ? { conversationId } : {}),
     };
     return { ...e, envelope };
   });

@@ -51,7 +51,10 @@ export const syncRouter = router({
       }),
     )
     .mutation(({ ctx, input }) =>
-      sendToDevices(ctx, ctx.auth, input.envelopes, { allDevices: input.allDevices }),
+      sendToDevices(ctx, ctx.auth, input.envelopes, {
+        allDevices: input.allDevices,
+        ...(input.conversationId ? { conversationId: input.conversationId } : {}),
+      }),
     ),
 
   /** This device has handled its envelopes up to this event id; they are deleted. */
