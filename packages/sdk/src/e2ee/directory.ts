@@ -16,6 +16,12 @@ export type Directory = {
   /** Forget the cached list: the next `devicesOf` asks the server. */
   forget(userId: string): void;
   /**
+   * The next `ensureSessions` starts a new session with this device (X3DH) although one
+   * exists: the current one is kept as archived, so what the device already sent under it
+   * still reads.
+   */
+  renew(address: string): void;
+  /**
    * Makes sure a session exists with each of these devices, under the identity the directory
    * lists (a session with an older identity is replaced), once the user's list passed the trust
    * check (`UntrustedIdentityError` for a verified user's new keys). Claims the bundle when needed;
@@ -58,6 +64,8 @@ export function createDirectory(deps: {
 }): Directory {
   const { store, transport, queue, trust, report } = deps;
   const cache = new Map<string, Promise<DirectoryDevice[]>>();
+  /** Addresses whose session is to be replaced (in memory: a restart keeps using it). */
+  const renewing = new Set<string>();
 
   const devicesOf = (userId: string) => {
     let list = cache.get(userId);
@@ -70,7 +78,9 @@ export function createDirectory(deps: {
   };
 
   const hasSession = async (userId: string, device: DirectoryDevice) => {
-    const session = await store.getSession(addressOf(userId, device.deviceId));
+    const address = addressOf(userId, device.deviceId);
+    if (renewing.has(address)) return false;
+    const session = await store.getSession(address);
     return (
       session !== undefined &&
       equalBytes(session.remote.identityKey, base64ToBytes(device.identityKey))
@@ -80,6 +90,7 @@ export function createDirectory(deps: {
   return {
     devicesOf,
     forget: (userId) => void cache.delete(userId),
+    renew: (address) => void renewing.add(address),
     // One at a time per user: two callers that both find a session missing would both claim
     // (spending one-time prekeys) and the second session would replace the first, under which
     // a message may already have gone out.
@@ -116,6 +127,7 @@ export function createDirectory(deps: {
           const address = addressOf(userId, device.deviceId);
           try {
             await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
+            renewing.delete(address);
           } catch (error) {
             report(error); // left without a session: not in the answer
           }

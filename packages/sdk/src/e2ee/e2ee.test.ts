@@ -2,10 +2,12 @@ import {
   DEFAULT_SENDER_KEY_LIMITS,
   encryptGroup,
   encryptToDevice,
+  messageType,
   outboundSenderKey,
   parseSenderKeyMessage,
   processSenderKeyDistribution,
   toBase64,
+  WireType,
 } from '@mvp/crypto';
 import { describe, expect, it } from 'vitest';
 import { createFakeNetwork, type FakeDevice } from './fakeNetwork.testing';
@@ -271,6 +273,40 @@ describe('e2ee over a fake server', () => {
     expect(b.errors.map((e) => (e as Error).message)).toEqual([
       expect.stringContaining('not stamped with its conversation'),
     ]);
+  });
+
+  it('one unreadable envelope does not cost the session: what was sent under it still reads, and my next message starts a new one', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    // A session both ways (Bob answered, so Alice's messages are no longer prekey messages).
+    const hello = await a.e2ee.pairwise.encrypt('bob', b.deviceId, encode('hello'));
+    expect(decode(await b.e2ee.pairwise.decrypt('alice', a.deviceId, hello))).toBe('hello');
+    const reply = await b.e2ee.pairwise.encrypt('alice', a.deviceId, encode('hi'));
+    expect(decode(await a.e2ee.pairwise.decrypt('bob', b.deviceId, reply))).toBe('hi');
+    const inFlight = await a.e2ee.pairwise.encrypt('bob', b.deviceId, encode('in flight'));
+
+    // Whoever relays envelopes makes one up "from Alice"; it arrives first.
+    const forged = new Uint8Array(inFlight);
+    forged[forged.length - 1]! ^= 1;
+    net.event('bob', {
+      type: 'envelope',
+      envelope: {
+        id: 'forged',
+        senderId: 'alice',
+        senderDeviceId: a.deviceId,
+        contentType: E2EE_DEVICE_CONTENT_TYPE,
+        ciphertext: forged,
+        sentAt: new Date(0).toISOString(),
+      },
+    });
+    await net.settled();
+    expect(b.errors).toHaveLength(1);
+    expect(decode(await b.e2ee.pairwise.decrypt('alice', a.deviceId, inFlight))).toBe('in flight');
+
+    // Bob's next message runs X3DH again (a prekey message), and Alice reads it.
+    const fresh = await b.e2ee.pairwise.encrypt('alice', a.deviceId, encode('new session'));
+    expect(messageType(fresh)).toBe(WireType.PreKeyMessage);
+    expect(decode(await a.e2ee.pairwise.decrypt('bob', b.deviceId, fresh))).toBe('new session');
   });
 
   it('keeps at most MAX_WAITING messages waiting for keys: past it the oldest wait is given up', async () => {

@@ -295,10 +295,12 @@ export function createInbound(deps: {
         decryptFromDevice(store, address, ciphertext),
       );
     } catch (error) {
-      // A session both sides no longer share (e.g. both started one at once): drop ours, so
-      // the next message either way runs X3DH again. A replay is just ignored.
+      // A session both sides may no longer share (e.g. both started one at once): our next
+      // message to them runs X3DH again. Ours is kept (archived behind the new one), not
+      // deleted: one unreadable envelope, which whoever relays them can make up, must not cost
+      // what they already sent under it. A replay is just ignored.
       if (!prekey && !isCryptoError(error, 'DUPLICATE_MESSAGE')) {
-        await queue(lanes.pair(address), () => store.deleteSession(address));
+        directory.renew(address);
         deps.sessionReset(address);
       }
       throw error;
