@@ -283,6 +283,54 @@ describe(`the device key directory (${backendLabel})`, () => {
     ).toBe('BAD_REQUEST');
   });
 
+  it('claims the bundles of several users in one call, as claims one by one would', async () => {
+    const [alice, bob, carol, dan] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const bobLaptop = await login(bob);
+    await api(bob.accessToken).keys.publish.mutate(deviceKeys(5).input);
+    await api(bobLaptop).keys.publish.mutate(deviceKeys(5).input);
+    await api(carol.accessToken).keys.publish.mutate(deviceKeys(5).input);
+    const [phone, laptop] = [await deviceIdOf(bob.accessToken), await deviceIdOf(bobLaptop)];
+    const unknown = '0190d4a2-0000-7000-8000-000000000000';
+    const { users } = await api(alice.accessToken).keys.claimMany.mutate({
+      users: [
+        { userId: bob.userId, deviceIds: [laptop] },
+        { userId: carol.userId },
+        { userId: dan.userId }, // no keys published
+        { userId: unknown }, // no such user: answered alike, nothing told
+      ],
+    });
+    expect(users.map((u) => [u.userId, u.devices.map((d) => d.deviceId)])).toEqual([
+      [bob.userId, [phone, laptop]],
+      [carol.userId, [await deviceIdOf(carol.accessToken)]],
+      [dan.userId, []],
+      [unknown, []],
+    ]);
+    const bobs = new Map(users[0]!.devices.map((d) => [d.deviceId, d.oneTimePrekey]));
+    expect(bobs.get(phone)).toBeNull();
+    expect(bobs.get(laptop)).not.toBeNull();
+    expect(users[1]!.devices[0]!.oneTimePrekey).not.toBeNull();
+    expect((await api(bobLaptop).keys.count.query()).oneTimePrekeys).toBe(4);
+    expect((await api(carol.accessToken).keys.count.query()).oneTimePrekeys).toBe(4);
+
+    // Bad input takes nothing: a user twice, too many users, a malformed id.
+    const refused = async (input: unknown) =>
+      codeOf(api(alice.accessToken).keys.claimMany.mutate(input as never));
+    expect(await refused({ users: [{ userId: carol.userId }, { userId: carol.userId }] })).toBe(
+      'BAD_REQUEST',
+    );
+    expect(
+      await refused({ users: Array.from({ length: 101 }, () => ({ userId: carol.userId })) }),
+    ).toBe('BAD_REQUEST');
+    expect(await refused({ users: [{ userId: 'nope' }] })).toBe('BAD_REQUEST');
+    expect(await refused({ users: [] })).toBe('BAD_REQUEST');
+    expect((await api(carol.accessToken).keys.count.query()).oneTimePrekeys).toBe(4);
+  });
+
   it('envelopes for all devices are refused with the missing and stale devices named', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const bobLaptop = await login(bob);
@@ -360,6 +408,22 @@ describe(`the device key directory (${backendLabel})`, () => {
       await claim();
       await claim();
       expect(await codeOf(claim())).toBe('TOO_MANY_REQUESTS');
+      // A batch costs one point per user: a budget of 2 does not cover 3 users (and the refused
+      // batch takes nothing); it covers 2, and then nothing more.
+      const [carol, dan] = [await registerUser(limited), await registerUser(limited)];
+      await clientWithToken(limited, alice.accessToken).api.keys.publish.mutate(
+        deviceKeys(5).input,
+      );
+      const many = (by: Account, n: number) =>
+        clientWithToken(limited, by.accessToken).api.keys.claimMany.mutate({
+          users: [alice, bob, carol].slice(0, n).map((u) => ({ userId: u.userId })),
+        });
+      expect(await codeOf(many(carol, 3))).toBe('TOO_MANY_REQUESTS');
+      expect(
+        (await clientWithToken(limited, alice.accessToken).api.keys.count.query()).oneTimePrekeys,
+      ).toBe(5);
+      expect((await many(dan, 2)).users).toHaveLength(2);
+      expect(await codeOf(many(dan, 1))).toBe('TOO_MANY_REQUESTS');
     } finally {
       await limited.stop();
     }

@@ -56,6 +56,22 @@ export const ZPrekeyBundle = z.object({
   ),
 });
 
+export const ZClaimManyInput = z.object({
+  users: z
+    .array(
+      z.object({
+        userId: ZId,
+        /** Only these devices' one-time prekeys are taken (the others answer without one). */
+        deviceIds: z.array(ZId).min(1).max(100).optional(),
+      }),
+    )
+    .min(1)
+    .max(100)
+    .refine((users) => new Set(users.map((u) => u.userId)).size === users.length, {
+      message: 'each user once',
+    }),
+});
+
 export const ZKeyCount = z.object({
   oneTimePrekeys: z.number().int(),
   signedPrekeyId: ZKeyId,

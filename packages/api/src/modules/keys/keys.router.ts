@@ -1,4 +1,5 @@
 import {
+  ZClaimManyInput,
   ZDeviceList,
   ZId,
   ZKeyCount,
@@ -69,6 +70,20 @@ export const keysRouter = router({
     .mutation(({ ctx, input }) =>
       keys.claimBundle(ctx, ctx.auth.userId, input.userId, input.deviceIds),
     ),
+
+  /** `claim` for up to 100 users at once (a first send to a group); each user costs as a claim. */
+  claimMany: authedProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/keys/claim',
+        summary: 'Claim the prekey bundles of several users',
+        tags,
+      },
+    })
+    .input(ZClaimManyInput)
+    .output(z.object({ users: z.array(ZPrekeyBundle) }))
+    .mutation(({ ctx, input }) => keys.claimBundles(ctx, ctx.auth.userId, input.users)),
 
   verify: authedProcedure
     .meta({

@@ -251,14 +251,51 @@ export async function claimBundle(
 ) {
   await enforceLimit(ctx, 'key-claim-account', ctx.settings.keys.claimLimit, me);
   await requireUser(ctx, userId);
-  const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
-  const rows = await repo.liveDeviceKeys(db, [userId], now);
+  const rows = await repo.liveDeviceKeys(ctx.ports.db, [userId], now);
+  return { userId, devices: await bundleOf(ctx, me, userId, rows, deviceIds, now) };
+}
+
+/**
+ * Bundles of several users in one call: a first send to a big group needs one per member, and
+ * a round trip each (1 000 for a full group) took minutes on a phone. Each user costs the claim
+ * budget one point, as a call of `claimBundle` does, and the per-pair limit and blocks apply
+ * per user. An unknown user answers no devices, as one without keys does.
+ */
+export async function claimBundles(
+  ctx: Context,
+  me: string,
+  users: readonly { userId: string; deviceIds?: readonly string[] | undefined }[],
+) {
+  await enforceLimit(ctx, 'key-claim-account', ctx.settings.keys.claimLimit, me, users.length);
+  const now = ctx.ports.clock.now();
+  const rows = await repo.liveDeviceKeys(
+    ctx.ports.db,
+    users.map((u) => u.userId),
+    now,
+  );
+  const bundles = [];
+  for (const { userId, deviceIds } of users) {
+    const theirs = rows.filter((r) => r.user_id === userId);
+    bundles.push({ userId, devices: await bundleOf(ctx, me, userId, theirs, deviceIds, now) });
+  }
+  return { users: bundles };
+}
+
+/** One user's bundle from their live device rows: one-time prekeys taken as allowed. */
+async function bundleOf(
+  ctx: Context,
+  me: string,
+  userId: string,
+  rows: Awaited<ReturnType<typeof repo.liveDeviceKeys>>,
+  deviceIds: readonly string[] | undefined,
+  now: number,
+) {
   const spend = rows.length > 0 && (await mayTakeOneTimeKeys(ctx, me, userId));
   const devices = [];
   for (const row of rows) {
     const wanted = spend && (!deviceIds || deviceIds.includes(row.device_id));
-    const oneTimePrekey = wanted ? await repo.claimPrekey(db, row.device_id) : null;
+    const oneTimePrekey = wanted ? await repo.claimPrekey(ctx.ports.db, row.device_id) : null;
     devices.push({
       deviceId: row.device_id,
       identityKey: row.identity_key,
@@ -272,7 +309,7 @@ export async function claimBundle(
     });
     if (wanted) await warnIfLow(ctx, { userId, deviceId: row.device_id }, now);
   }
-  return { userId, devices };
+  return devices;
 }
 
 async function mayTakeOneTimeKeys(ctx: Context, me: string, userId: string): Promise<boolean> {
