@@ -1,21 +1,25 @@
 /**
  * A small messenger on @mvp/sdk only: register or log in, find people and add them, talk in an
- * end-to-end encrypted direct conversation, and call (audio or video). `window.__mvp` exposes
- * the page's state for the browser tests.
+ * end-to-end encrypted direct conversation, and call (audio or video). Development and test
+ * builds (`__MVP_TEST_HOOKS__`) also take `?server=` and expose `window.__mvp` (./testHooks).
  */
 import {
   createMvpClient,
   errorCodeOf,
   type Call,
+  type Conversation,
   type DecryptedMessage,
   type PublicProfile,
 } from '@mvp/sdk';
 import { $, button, clear, item, show } from './dom';
 import { advanced, tickOf, type Positions } from './receipts';
+import { exposeForTests } from './testHooks';
+import { createUnread } from './unread';
 
-const params = new URLSearchParams(location.search);
+// Production reads the server from the build only: a `?server=` link must not be able to point
+// someone's page (and the password they type) at another server.
 const serverUrl =
-  params.get('server') ??
+  (__MVP_TEST_HOOKS__ ? new URLSearchParams(location.search).get('server') : null) ??
   (import.meta.env.VITE_MVP_URL as string | undefined) ??
   'http://127.0.0.1:3000';
 $('server-url').textContent = serverUrl;
@@ -37,6 +41,8 @@ const state = {
   names: new Map<string, string>(),
   conversationId: null as string | null,
   peerId: null as string | null,
+  /** Conversations by id, as far as this page has looked them up. */
+  conversations: new Map<string, Promise<Conversation>>(),
   lines: new Map<string, Line[]>(),
   peers: new Map<string, Positions>(),
   /** The read position this page last sent, per conversation. */
@@ -162,14 +168,15 @@ async function refreshPeople() {
   const list = clear('contacts');
   for (const contact of contacts) {
     remember(contact);
-    list.append(
-      item(nameOf(contact.id), [
-        button('Chat', () => openChat(contact.id), 'chat'),
-        button('Audio', () => startCall(contact.id, 'audio'), 'call-audio'),
-        button('Video', () => startCall(contact.id, 'video'), 'call-video'),
-      ]),
-    );
+    const li = item(nameOf(contact.id), [
+      button('Chat', () => openChat(contact.id), 'chat'),
+      button('Audio', () => startCall(contact.id, 'audio'), 'call-audio'),
+      button('Video', () => startCall(contact.id, 'video'), 'call-video'),
+    ]);
+    li.dataset.userId = contact.id;
+    list.append(li);
   }
+  unread.render();
 }
 
 client.people.onEvent(() => void refreshPeople().catch(fail));
@@ -178,12 +185,51 @@ client.people.onEvent(() => void refreshPeople().catch(fail));
 
 async function openChat(userId: string) {
   const conversation = await client.messaging.conversations.createDirect(userId);
+  state.conversations.set(conversation.id, Promise.resolve(conversation));
+  openConversation(conversation);
+}
+
+const titleOf = (conversation: Conversation) =>
+  conversation.kind === 'direct'
+    ? nameOf(conversation.peerId ?? '')
+    : (conversation.title ?? conversation.kind);
+
+const unread = createUnread({ titleOf, open: openConversation });
+
+function openConversation(conversation: Conversation) {
   state.conversationId = conversation.id;
-  state.peerId = userId;
-  $('chat-title').textContent = `With ${nameOf(userId)}`;
+  state.peerId = conversation.peerId;
+  unread.seen(conversation.id);
+  $('chat-title').textContent =
+    conversation.kind === 'direct' ? `With ${titleOf(conversation)}` : titleOf(conversation);
   for (const id of ['text', 'send']) ($(id) as HTMLInputElement).disabled = false;
   renderMessages();
   void markShownRead().catch(fail);
+}
+
+function conversationOf(conversationId: string): Promise<Conversation> {
+  let known = state.conversations.get(conversationId);
+  if (!known) {
+    known = client.messaging.conversations.get(conversationId);
+    state.conversations.set(conversationId, known);
+    void known.catch(() => state.conversations.delete(conversationId));
+  }
+  return known;
+}
+
+/**
+ * A new message from someone else in a conversation that is not on screen. With nothing open,
+ * a direct conversation opens (as a messenger does); otherwise, and always for groups and
+ * channels, it only counts as unread: it never replaces the conversation on screen.
+ */
+async function arrivedElsewhere(conversationId: string) {
+  const conversation = await conversationOf(conversationId);
+  if (state.conversationId === conversationId) return; // opened meanwhile: it is on screen
+  if (!state.conversationId && conversation.kind === 'direct') {
+    openConversation(conversation);
+    return;
+  }
+  unread.add(conversation);
 }
 
 /** The open conversation's messages are on screen: read up to the newest from the other side. */
@@ -228,10 +274,9 @@ function addLine(conversationId: string, line: Line, edited = false) {
   if (state.conversationId === conversationId) renderMessages();
 }
 
-client.e2ee.onMessage(async ({ message, contentType, body, edited }: DecryptedMessage) => {
+client.e2ee.onMessage(({ message, contentType, body, edited }: DecryptedMessage) => {
   if (contentType !== 'text/plain') return;
   const mine = message.senderId === state.me?.id;
-  if (!state.conversationId && !mine) await openChat(message.senderId);
   addLine(
     message.conversationId,
     {
@@ -243,7 +288,9 @@ client.e2ee.onMessage(async ({ message, contentType, body, edited }: DecryptedMe
     },
     edited,
   );
-  if (!mine) void markShownRead().catch(fail);
+  if (mine || edited) return;
+  if (message.conversationId === state.conversationId) void markShownRead().catch(fail);
+  else void arrivedElsewhere(message.conversationId).catch(fail);
 });
 
 client.sync.onEvent((event) => {
@@ -361,50 +408,11 @@ async function refreshHistory() {
   }
 }
 
-/** Packets received on all inbound RTP streams of the live call (0 without one). */
-async function inboundPackets(): Promise<{ audio: number; video: number }> {
-  const pc = state.call?.peerConnection as RTCPeerConnection | null | undefined;
-  const totals = { audio: 0, video: 0 };
-  if (!pc) return totals;
-  (await pc.getStats()).forEach(
-    (report: { type: string; kind?: string; packetsReceived?: number }) => {
-      if (report.type !== 'inbound-rtp') return;
-      const kind = report.kind === 'video' ? 'video' : 'audio';
-      totals[kind] += report.packetsReceived ?? 0;
-    },
-  );
-  return totals;
+if (__MVP_TEST_HOOKS__) {
+  exposeForTests(client, {
+    me: () => state.me,
+    call: () => state.call,
+    callStates: () => [...state.states],
+    messages: () => [...(state.lines.get(state.conversationId ?? '') ?? [])],
+  });
 }
-
-declare global {
-  // Declaration merging with the DOM's Window needs an interface.
-  // eslint-disable-next-line @typescript-eslint/consistent-type-definitions
-  interface Window {
-    __mvp: unknown;
-  }
-}
-window.__mvp = {
-  client,
-  get me() {
-    return state.me;
-  },
-  get call() {
-    const call = state.call;
-    return (
-      call && {
-        id: call.id,
-        state: call.state,
-        endReason: call.endReason,
-        direction: call.direction,
-      }
-    );
-  },
-  get callStates() {
-    return [...state.states];
-  },
-  get messages() {
-    return [...(state.lines.get(state.conversationId ?? '') ?? [])];
-  },
-  inboundPackets,
-  history: () => client.calls.history({ limit: 20 }),
-};

@@ -13,14 +13,18 @@ import { chromium, type BrowserContext } from 'playwright-core';
 export const CHROMIUM = '/usr/bin/chromium';
 export const hasChromium = existsSync(CHROMIUM);
 
-const webDir = fileURLToPath(new URL('../../../web', import.meta.url));
+export const webDir = fileURLToPath(new URL('../../../web', import.meta.url));
 
-/** `vite build` of apps/web into a fresh folder (the SDK's dist must be built: turbo does). */
+/**
+ * `vite build` of apps/web into a fresh folder (the SDK's dist must be built: turbo does). Mode
+ * `e2e` keeps the page's test hooks (`?server=`, `window.__mvp`), which production builds drop.
+ */
 export async function buildWeb(): Promise<string> {
   const outDir = mkdtempSync(join(tmpdir(), 'mvp-web-'));
   const { build } = await import('vite');
   await build({
     root: webDir,
+    mode: 'e2e',
     logLevel: 'warn',
     build: { outDir, emptyOutDir: true, sourcemap: false },
   });
