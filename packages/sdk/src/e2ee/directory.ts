@@ -31,6 +31,13 @@ export type Directory = {
    */
   ensureSessions(userId: string, devices: DirectoryDevice[]): Promise<DirectoryDevice[]>;
   /**
+   * Sessions with many users' devices at once (a first send to a group): the bundles of every
+   * device lacking one are claimed in calls of up to 100 users, not one call per user. What
+   * cannot start here (a change the trust check refuses, a bad bundle) is left to
+   * `ensureSessions`, which decides and tells.
+   */
+  prepare(users: { userId: string; devices: DirectoryDevice[] }[]): Promise<void>;
+  /**
    * Trusts the user's devices as `devicesOf` has them (`verified`: after comparing safety
    * numbers; otherwise accepting a change), in the lane the trust check runs in.
    */
@@ -87,6 +94,48 @@ export function createDirectory(deps: {
     );
   };
 
+  /** Devices of `userId` (checked against trust) without a session, in that user's lane. */
+  const lackingOf = async (userId: string, devices: DirectoryDevice[]) => {
+    const listed = await devicesOf(userId);
+    await trust.check(userId, listed);
+    // Only devices as the checked list has them: one from an older list is left out.
+    const current = devices.filter((d) =>
+      listed.some(
+        (l) =>
+          l.deviceId === d.deviceId &&
+          l.identityKey === d.identityKey &&
+          l.signingKey === d.signingKey,
+      ),
+    );
+    const lacking: DirectoryDevice[] = [];
+    for (const device of current) if (!(await hasSession(userId, device))) lacking.push(device);
+    return { current, lacking };
+  };
+
+  /** Starts a session with each lacking device from its claimed bundle (same keys only). */
+  const startFrom = async (
+    userId: string,
+    lacking: DirectoryDevice[],
+    claimed: ClaimedDevice[],
+  ) => {
+    for (const device of lacking) {
+      const bundle = claimed.find(
+        (c) =>
+          c.deviceId === device.deviceId &&
+          c.identityKey === device.identityKey &&
+          c.signingKey === device.signingKey,
+      );
+      if (!bundle) continue; // gone, or a new identity: the next device list tells
+      const address = addressOf(userId, device.deviceId);
+      try {
+        await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
+        renewing.delete(address);
+      } catch (error) {
+        report(error); // left without a session: not among the ready ones
+      }
+    }
+  };
+
   return {
     devicesOf,
     forget: (userId) => void cache.delete(userId),
@@ -96,46 +145,46 @@ export function createDirectory(deps: {
     // a message may already have gone out.
     ensureSessions: (userId, devices) =>
       queue(lanes.sessions(userId), async () => {
-        const listed = await devicesOf(userId);
-        await trust.check(userId, listed);
-        // Only devices as the checked list has them: one from an older list is left out.
-        devices = devices.filter((d) =>
-          listed.some(
-            (l) =>
-              l.deviceId === d.deviceId &&
-              l.identityKey === d.identityKey &&
-              l.signingKey === d.signingKey,
-          ),
-        );
-        const lacking: DirectoryDevice[] = [];
-        for (const device of devices) if (!(await hasSession(userId, device))) lacking.push(device);
-        if (lacking.length === 0) return devices;
-        // One-time prekeys only from the devices lacking a session: the others keep theirs.
-        const claimed = await claimWaiting(
-          transport,
-          userId,
-          lacking.map((d) => d.deviceId),
-        );
-        for (const device of lacking) {
-          const bundle = claimed.find(
-            (c) =>
-              c.deviceId === device.deviceId &&
-              c.identityKey === device.identityKey &&
-              c.signingKey === device.signingKey,
+        const { current, lacking } = await lackingOf(userId, devices);
+        if (lacking.length > 0) {
+          // One-time prekeys only from the devices lacking a session: the others keep theirs.
+          const ids = lacking.map((d) => d.deviceId);
+          await startFrom(
+            userId,
+            lacking,
+            await waitingOutLimits(() => transport.claim(userId, ids)),
           );
-          if (!bundle) continue; // gone, or a new identity: the next device list tells
-          const address = addressOf(userId, device.deviceId);
-          try {
-            await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
-            renewing.delete(address);
-          } catch (error) {
-            report(error); // left without a session: not in the answer
-          }
         }
         const ready: DirectoryDevice[] = [];
-        for (const device of devices) if (await hasSession(userId, device)) ready.push(device);
+        for (const device of current) if (await hasSession(userId, device)) ready.push(device);
         return ready;
       }),
+    async prepare(users) {
+      const wanting: { userId: string; lacking: DirectoryDevice[] }[] = [];
+      for (const { userId, devices } of users) {
+        try {
+          const { lacking } = await queue(lanes.sessions(userId), () => lackingOf(userId, devices));
+          if (lacking.length > 0) wanting.push({ userId, lacking });
+        } catch {
+          // A refused trust check: ensureSessions meets it again and throws it to the sender.
+        }
+      }
+      for (let i = 0; i < wanting.length; i += CLAIM_BATCH) {
+        const chunk = wanting.slice(i, i + CLAIM_BATCH);
+        const claimed = await waitingOutLimits(() =>
+          transport.claimMany(
+            chunk.map((w) => ({ userId: w.userId, deviceIds: w.lacking.map((d) => d.deviceId) })),
+          ),
+        );
+        for (const [index, { userId, lacking }] of chunk.entries())
+          await queue(lanes.sessions(userId), async () => {
+            // Another caller may have started some meanwhile: only those still lacking.
+            const still: DirectoryDevice[] = [];
+            for (const d of lacking) if (!(await hasSession(userId, d))) still.push(d);
+            await startFrom(userId, still, claimed[index] ?? []);
+          });
+      }
+    },
     trustListed: (userId, verified) =>
       queue(lanes.sessions(userId), async () =>
         trust.accept(userId, await devicesOf(userId), verified),
@@ -143,23 +192,23 @@ export function createDirectory(deps: {
   };
 }
 
+/** Users per `keys.claimMany` call (the server's maximum). */
+const CLAIM_BATCH = 100;
+
 /** A rate-limited claim is waited out this many times, each wait at most a minute. */
 const CLAIM_TRIES = 5;
 const MAX_CLAIM_WAIT_MS = 60_000;
 
 /**
- * `keys.claim`, waiting out its rate limit: the server allows 200 claims a minute per account,
- * and a group holds up to 1000 members, so a first send to a big group (or after a restart with
- * the memory store) meets the limit part way and would fail instead of taking a little longer.
+ * A claim (`keys.claim` or `keys.claimMany`), waiting out its rate limit: the server allows 200
+ * users' bundles a minute per account, and a group holds up to 1000 members, so a first send to
+ * a big group (or after a restart with the memory store) meets the limit part way and would
+ * fail instead of taking a little longer.
  */
-async function claimWaiting(
-  transport: Pick<E2eeTransport, 'claim'>,
-  userId: string,
-  deviceIds: string[],
-) {
+async function waitingOutLimits<T>(claim: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await transport.claim(userId, deviceIds);
+      return await claim();
     } catch (error) {
       const verdict = classifySendError(error);
       const wait = verdict.retry ? verdict.afterMs : undefined;

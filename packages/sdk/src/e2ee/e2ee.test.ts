@@ -167,6 +167,23 @@ describe('e2ee over a fake server', () => {
     expect(net.published.get('bob-tablet')!.oneTimePrekeys).toHaveLength(tabletKeys - 1);
   });
 
+  it("a first send to a group claims every member's bundle in one call, not one call each", async () => {
+    const net = createFakeNetwork();
+    const [a, ...others] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('carol'),
+      await net.device('dan'),
+      await net.device('erin'),
+    ];
+    const laptop = await net.device('bob', 'bob-laptop');
+    net.members('g', ['alice', 'bob', 'carol', 'dan', 'erin']);
+    await send(a, 'g', 'hello all');
+    await net.settled();
+    expect(net.claimCalls).toEqual({ single: 0, many: 1 });
+    for (const d of [...others, laptop]) expect(texts(d)).toEqual(['hello all']);
+  });
+
   it('a first send that meets the claim rate limit waits it out instead of failing', async () => {
     const net = createFakeNetwork();
     const [a, b, c] = [

@@ -68,6 +68,27 @@ export function createFakeNetwork() {
     );
   };
 
+  /** As the server's claim: one-time prekeys only from the devices named (all when none are). */
+  const claimOf = async (userId: string, deviceIds?: string[]) => {
+    if (claimsRefused > 0) {
+      claimsRefused--;
+      throw TRPCClientError.from({
+        error: {
+          code: -32029,
+          message: 'Too many attempts',
+          data: { appCode: 'TOO_MANY_REQUESTS', retryAfterMs: 5 },
+        },
+      });
+    }
+    return liveDevices(userId).map(({ oneTimePrekeys, userId: _u, ...device }) => ({
+      ...device,
+      oneTimePrekey:
+        !deviceIds || deviceIds.includes(device.deviceId) ? (oneTimePrekeys.shift() ?? null) : null,
+    }));
+  };
+  /** Claim calls made, one user at a time and in batches. */
+  const claimCalls = { single: 0, many: 0 };
+
   function transportFor(me: DeviceRef, sent: OutgoingEnvelope[]): E2eeTransport {
     const count = () => {
       const mine = published.get(me.deviceId);
@@ -106,24 +127,14 @@ export function createFakeNetwork() {
           signingKey,
         })),
       claim: async (userId, deviceIds) => {
-        if (claimsRefused > 0) {
-          claimsRefused--;
-          throw TRPCClientError.from({
-            error: {
-              code: -32029,
-              message: 'Too many attempts',
-              data: { appCode: 'TOO_MANY_REQUESTS', retryAfterMs: 5 },
-            },
-          });
-        }
-        // As the server: one-time prekeys only from the devices named (all when none are).
-        return liveDevices(userId).map(({ oneTimePrekeys, userId: _u, ...device }) => ({
-          ...device,
-          oneTimePrekey:
-            !deviceIds || deviceIds.includes(device.deviceId)
-              ? (oneTimePrekeys.shift() ?? null)
-              : null,
-        }));
+        claimCalls.single++;
+        return claimOf(userId, deviceIds);
+      },
+      claimMany: async (users) => {
+        claimCalls.many++;
+        const out = [];
+        for (const { userId, deviceIds } of users) out.push(await claimOf(userId, deviceIds));
+        return out;
       },
       members: async (conversationId) => {
         const set = members.get(conversationId);
@@ -286,6 +297,7 @@ export function createFakeNetwork() {
           return;
       }
     },
+    claimCalls,
     /** The message as the server holds it now (after edits). */
     message: (conversationId: string, seq: number) => stored.get(`${conversationId}:${seq}`),
     published,

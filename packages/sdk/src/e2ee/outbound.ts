@@ -157,6 +157,7 @@ export function createOutbound(deps: {
         l.devices.some((d) => !audience.devices.has(addressOf(l.userId, d.deviceId))),
       );
       if (needy.length === 0) break;
+      await directory.prepare(needy); // bundles of many members in few calls
       const batches: OutgoingEnvelope[][] = [];
       for (const { userId, devices } of needy)
         batches.push(await envelopesFor(userId, devices, plaintext));

@@ -37,6 +37,8 @@ export type E2eeTransport = {
   devices(userId: string): Promise<DirectoryDevice[]>;
   /** Bundles of the user's devices; one-time prekeys taken only from `deviceIds` when given. */
   claim(userId: string, deviceIds?: string[]): Promise<ClaimedDevice[]>;
+  /** `claim` for up to 100 users in one call, in their order. */
+  claimMany(users: { userId: string; deviceIds: string[] }[]): Promise<ClaimedDevice[][]>;
   /** The user ids of the conversation's members now. */
   members(conversationId: string): Promise<string[]>;
   /**
@@ -75,6 +77,8 @@ export function createApiE2eeTransport(api: TRPCClient<AppRouter>): E2eeTranspor
     devices: async (userId) => (await api.keys.devices.query({ userId })).devices,
     claim: async (userId, deviceIds) =>
       (await api.keys.claim.mutate({ userId, ...(deviceIds ? { deviceIds } : {}) })).devices,
+    claimMany: async (users) =>
+      (await api.keys.claimMany.mutate({ users })).users.map((u) => u.devices),
     members: async (id) =>
       (await api.conversations.members.query({ id })).members.map((m) => m.userId),
     sendToDevices: async (envelopes, allDevices, conversationId) => {
