@@ -57,6 +57,11 @@ const fail = (error: unknown) => {
   status(`⚠ ${errorCodeOf(error) ?? (error instanceof Error ? error.message : String(error))}`);
 };
 const run = (task: () => Promise<unknown>) => () => void task().catch(fail);
+// As Signal's "safety number changed": a device of theirs (or of mine) that this page had not
+// seen, or new keys for one. This page never verifies anyone, so sends are not held back.
+client.e2ee.onIdentityChange(({ userId, change }) =>
+  status(`${change === 'added' ? 'new device' : 'new keys'} for ${nameOf(userId)}`),
+);
 document.addEventListener('action-error', (event) => fail((event as CustomEvent).detail));
 
 // --- Accounts -------------------------------------------------------------------------------
