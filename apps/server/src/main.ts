@@ -2,6 +2,7 @@ import { createDb, migrateToLatest } from '@mvp/db';
 import { configFromEnv } from './config';
 import { createServer } from './createServer';
 import { EnvError, parseEnv } from './env';
+import { forgetKeyFingerprint } from './keyFingerprint';
 import { createLogger } from './logger';
 
 function loadConfigOrExit() {
@@ -23,6 +24,27 @@ async function migrate(): Promise<void> {
   try {
     const { applied } = await migrateToLatest(db);
     logger.info({ applied }, applied.length ? 'migrations applied' : 'schema already up to date');
+  } finally {
+    await db.destroy();
+  }
+}
+
+/**
+ * For when the keys a database was used with are lost for good: the next start records its own.
+ * Deliberately a separate command, so that a server never does this on its own.
+ */
+async function resetKeyFingerprint(): Promise<void> {
+  const config = loadConfigOrExit();
+  const logger = createLogger({ level: config.logLevel });
+  const db = createDb(config.databaseUrl);
+  try {
+    const removed = await forgetKeyFingerprint(db);
+    logger.warn(
+      { removed },
+      removed
+        ? 'key fingerprint removed: the next server start records the keys it has'
+        : 'no key fingerprint recorded: nothing to do',
+    );
   } finally {
     await db.destroy();
   }
@@ -57,9 +79,16 @@ async function serve(): Promise<void> {
 }
 
 const command = process.argv[2] ?? 'serve';
-const run = command === 'migrate' ? migrate : command === 'serve' ? serve : undefined;
+const commands: Record<string, () => Promise<void>> = {
+  serve,
+  migrate,
+  'reset-key-fingerprint': resetKeyFingerprint,
+};
+const run = Object.hasOwn(commands, command) ? commands[command] : undefined;
 if (!run) {
-  process.stderr.write(`unknown command "${command}": use "serve" (default) or "migrate"\n`);
+  process.stderr.write(
+    `unknown command "${command}": use "serve" (default), "migrate" or "reset-key-fingerprint"\n`,
+  );
   process.exit(2);
 }
 run().catch((err: unknown) => {

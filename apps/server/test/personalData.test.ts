@@ -22,15 +22,13 @@ describe(`personal data at rest (${backendLabel})`, () => {
   const databaseUrl = testDatabaseUrl.startsWith('sqlite')
     ? `sqlite:${join(mkdtempSync(join(tmpdir(), 'mvp-pd-')), 'mvp.db')}`
     : testDatabaseUrl;
-  const [k1, k2, blind] = [key(), key(), key()];
-  // One data folder: the three servers share the token signing key kept there.
+  // The blind-index key stays the test servers' shared one (helpers/testKeys.ts).
+  const [k1, k2] = [key(), key()];
+  // One data folder for the three servers, as one deployment has.
   const dataDir = mkdtempSync(join(tmpdir(), 'mvp-pd-data-'));
   const servers: TestServer[] = [];
   const start = async (dataKeys: { id: string; key: string }[]) => {
-    const t = await startServer(
-      { databaseUrl, dataDir },
-      { auth: { dataKeys, blindIndexKey: blind } },
-    );
+    const t = await startServer({ databaseUrl, dataDir }, { auth: { dataKeys } });
     servers.push(t);
     return t;
   };

@@ -1,22 +1,22 @@
 import { generateKeyPair, exportJWK, SignJWT, importJWK, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCodeOf } from '@mvp/sdk';
-import { generateSigningKey } from '@mvp/api';
 import { clientWithToken, registerUser, type Account } from './helpers/accounts';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel } from './helpers/env';
+import { testJwtSigningKey } from './helpers/testKeys';
 
 const b64url = (s: string) => Buffer.from(s).toString('base64url');
 
 describe(`forged and stale access tokens are refused (${backendLabel})`, () => {
   let t: TestServer;
   let account: Account;
-  let signingKey: Record<string, unknown>;
+  // The test servers' shared key (their MySQL database records it): the test forges with it.
+  const signingKey = testJwtSigningKey;
   const issuer = 'mvp-test';
   const audience = 'mvp-api';
 
   beforeAll(async () => {
-    signingKey = await generateSigningKey();
     t = await startServer(
       {},
       {

@@ -23,6 +23,12 @@ import { createS3BlobStore } from './blob/s3BlobStore';
 import { createMemoryEventBus } from './memory/memoryEventBus';
 import { createMemoryKeyValue } from './memory/memoryKeyValue';
 import { createMemoryPresenceStore } from './memory/memoryPresenceStore';
+import {
+  checkKeyFingerprint,
+  keyFingerprintOf,
+  KeyMismatchError,
+  refuseForeignKeys,
+} from '../keyFingerprint';
 import { loadSecrets } from '../secrets';
 import { createLogOtpSender } from './otp/logOtpSender';
 import { createWebhookOtpSender } from './otp/webhookOtpSender';
@@ -118,11 +124,45 @@ export async function createInfrastructure(
   const db = createDb(config.databaseUrl);
   const dialect = dialectOf(config.databaseUrl);
   const redisClients: Redis[] = [];
+  const fingerprint = keyFingerprintOf(secrets);
+  // Undefined once the keys are known to match this database (see keyFingerprint.ts).
+  let keysUnchecked: (() => Promise<boolean>) | undefined;
   try {
     if (config.migrateOnStart) {
+      await refuseForeignKeys(db, fingerprint);
       const { applied } = await migrateToLatest(db);
       if (applied.length) logger.info({ applied }, 'migrations applied');
     }
+    try {
+      const outcome = await checkKeyFingerprint(db, fingerprint);
+      if (outcome !== 'matched') logger.info({ outcome }, 'key fingerprint stored in app_meta');
+    } catch (err) {
+      // Without migrate-on-start the server starts while the database is away (the pool
+      // connects lazily) and /readyz says so; it then stays unready until the keys compared.
+      if (err instanceof KeyMismatchError || config.migrateOnStart) throw err;
+      logger.warn({ err }, 'keys not yet compared with the database: not ready until they are');
+      keysUnchecked = async () => {
+        try {
+          await checkKeyFingerprint(db, fingerprint);
+          keysUnchecked = undefined;
+          return true;
+        } catch (error) {
+          if (!(error instanceof KeyMismatchError)) return false;
+          // Keys are read once, at start: only a restart with other keys can change the answer.
+          logger.error({ err: error }, error.message);
+          keysUnchecked = () => Promise.resolve(false);
+          return false;
+        }
+      };
+    }
+    const keyChecks = async (timeoutMs: number): Promise<{ keys?: boolean }> => {
+      const check = keysUnchecked;
+      if (!check) return {};
+      const probe = async () => {
+        if (!(await check())) throw new Error('keys not compared, or different');
+      };
+      return { keys: await answers(probe, timeoutMs) };
+    };
     const base = {
       db,
       dialect,
@@ -153,6 +193,7 @@ export async function createInfrastructure(
         ports,
         checkReady: async (timeoutMs) => ({
           database: await answers(() => sql`select 1`.execute(db), timeoutMs),
+          ...(await keyChecks(timeoutMs)),
         }),
         close: async () => {
           await Promise.allSettled([
@@ -202,7 +243,7 @@ export async function createInfrastructure(
           answers(() => sql`select 1`.execute(db), timeoutMs),
           answers(() => command.ping(), timeoutMs),
         ]);
-        return { database, redis };
+        return { database, redis, ...(await keyChecks(timeoutMs)) };
       },
       close: async () => {
         await Promise.allSettled([ports.bus.close(), ports.kv.close(), ports.rateLimiter.close()]);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inheritedPath, testDatabaseUrl, testRedisUrl } from './env';
+import { testBlindIndexKey, testJwtSigningKey } from './testKeys';
 
 const serverDir = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -30,6 +31,9 @@ export function spawnServer(env: Record<string, string> = {}): Promise<SpawnedSe
         ? { REDIS_URL: testRedisUrl, MVP_REDIS_PREFIX: `test:${randomUUID()}:` }
         : {}),
       MVP_SHUTDOWN_TIMEOUT_MS: '3000',
+      // The keys of every test server: they share the MySQL database (helpers/testKeys.ts).
+      MVP_JWT_SIGNING_KEY: JSON.stringify(testJwtSigningKey),
+      MVP_BLIND_INDEX_KEY: testBlindIndexKey,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

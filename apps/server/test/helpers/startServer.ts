@@ -9,6 +9,7 @@ import type { Clock } from '@mvp/api';
 import type { AuthConfig } from '../../src/config';
 import { createServer, defaultConfig, type MvpServer, type ServerConfig } from '../../src/index';
 import { testDatabaseUrl, testRedisUrl } from './env';
+import { testBlindIndexKey, testJwtSigningKey } from './testKeys';
 
 /** Log lines the server wrote, parsed, so tests can assert on them (and on what is absent). */
 export type CapturedLogs = { lines: Record<string, unknown>[]; text: () => string };
@@ -56,6 +57,8 @@ export function testAuthConfig(overrides: Partial<AuthConfig> = {}): AuthConfig 
       refreshAccount: roomy,
     },
     otp: { ...base.otp, resendSeconds: 0 },
+    jwt: { ...base.jwt, signingKey: JSON.stringify(testJwtSigningKey) },
+    blindIndexKey: testBlindIndexKey,
     ...overrides,
   };
 }
