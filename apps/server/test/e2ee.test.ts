@@ -177,7 +177,8 @@ describe(`end-to-end encryption through the SDK (${backendLabel})`, () => {
     expect(bobSide.digits).toMatch(/^\d{60}$/);
     expect(aliceSide!.digits).toBe(bobSide.digits);
     expect(aliceSide!.qrPayload).toEqual(bobSide.qrPayload);
-    expect(await b1.client.e2ee.markVerified(alice.userId, 'manual')).toMatchObject({
+    const compared = await b1.client.e2ee.safetyNumbers(alice.userId);
+    expect(await b1.client.e2ee.markVerified(alice.userId, 'manual', compared)).toMatchObject({
       userId: alice.userId,
       fingerprint: bobSide.digits,
       verified: true,
@@ -349,7 +350,11 @@ describe(`end-to-end encryption through the SDK (${backendLabel})`, () => {
     const before = secret('before the change');
     await send(a, chat, before);
     await receives(b, chat, before);
-    await a.client.e2ee.markVerified(bob.userId, 'qr');
+    await a.client.e2ee.markVerified(
+      bob.userId,
+      'qr',
+      await a.client.e2ee.safetyNumbers(bob.userId),
+    );
     expect(await a.client.e2ee.isVerified(bob.userId)).toBe(true);
 
     // Bob's phone loses its keys (the app reinstalled, still signed in): it publishes new ones.

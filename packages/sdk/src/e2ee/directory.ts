@@ -37,11 +37,12 @@ export type Directory = {
    * `ensureSessions`, which decides and tells.
    */
   prepare(users: { userId: string; devices: DirectoryDevice[] }[]): Promise<void>;
-  /**
-   * Trusts the user's devices as `devicesOf` has them (`verified`: after comparing safety
-   * numbers; otherwise accepting a change), in the lane the trust check runs in.
-   */
-  trustListed(userId: string, verified: boolean): Promise<void>;
+  /** The trust check of the user's list as `devicesOf` has it (my own, which nothing else checks). */
+  check(userId: string): Promise<void>;
+  /** `Trust.acceptTold` of the user's list as `devicesOf` has it, in the trust check's lane. */
+  acceptTold(userId: string): Promise<void>;
+  /** `Trust.verify` of these devices, in the trust check's lane. */
+  verify(userId: string, devices: DirectoryDevice[]): Promise<void>;
 };
 
 function toBundle(device: ClaimedDevice) {
@@ -125,8 +126,13 @@ export function createDirectory(deps: {
           c.identityKey === device.identityKey &&
           c.signingKey === device.signingKey,
       );
-      if (!bundle) continue; // gone, or a new identity: the next device list tells
       const address = addressOf(userId, device.deviceId);
+      if (!bundle) {
+        // Gone, or a new identity: the next device list tells. One only due for renewal keeps
+        // the session it has meanwhile rather than get nothing.
+        renewing.delete(address);
+        continue;
+      }
       try {
         await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
         renewing.delete(address);
@@ -171,11 +177,19 @@ export function createDirectory(deps: {
       }
       for (let i = 0; i < wanting.length; i += CLAIM_BATCH) {
         const chunk = wanting.slice(i, i + CLAIM_BATCH);
-        const claimed = await waitingOutLimits(() =>
-          transport.claimMany(
-            chunk.map((w) => ({ userId: w.userId, deviceIds: w.lacking.map((d) => d.deviceId) })),
-          ),
-        );
+        let claimed: ClaimedDevice[][];
+        try {
+          claimed = await waitingOutLimits(() =>
+            transport.claimMany(
+              chunk.map((w) => ({ userId: w.userId, deviceIds: w.lacking.map((d) => d.deviceId) })),
+            ),
+          );
+        } catch (error) {
+          // Only a shortcut: ensureSessions claims user by user (say the claim budget is set
+          // below a batch's size).
+          report(error);
+          return;
+        }
         for (const [index, { userId, lacking }] of chunk.entries())
           await queue(lanes.sessions(userId), async () => {
             // Another caller may have started some meanwhile: only those still lacking.
@@ -185,10 +199,11 @@ export function createDirectory(deps: {
           });
       }
     },
-    trustListed: (userId, verified) =>
-      queue(lanes.sessions(userId), async () =>
-        trust.accept(userId, await devicesOf(userId), verified),
-      ),
+    check: (userId) =>
+      queue(lanes.sessions(userId), async () => trust.check(userId, await devicesOf(userId))),
+    acceptTold: (userId) =>
+      queue(lanes.sessions(userId), async () => trust.acceptTold(userId, await devicesOf(userId))),
+    verify: (userId, devices) => queue(lanes.sessions(userId), () => trust.verify(userId, devices)),
   };
 }
 

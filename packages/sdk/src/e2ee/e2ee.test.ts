@@ -184,6 +184,22 @@ describe('e2ee over a fake server', () => {
     for (const d of [...others, laptop]) expect(texts(d)).toEqual(['hello all']);
   });
 
+  it('a batch claim refused past its waits falls back to claims user by user', async () => {
+    const net = createFakeNetwork();
+    const [a, b, c] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('carol'),
+    ];
+    net.members('g', ['alice', 'bob', 'carol']);
+    net.refuseClaims(5); // every wait of the batch call
+    await send(a, 'g', 'still sent');
+    await net.settled();
+    expect([texts(b), texts(c)]).toEqual([['still sent'], ['still sent']]);
+    expect(net.claimCalls).toEqual({ single: 2, many: 5 });
+    expect(a.errors).toHaveLength(1); // the batch's refusal, reported
+  });
+
   it('a first send that meets the claim rate limit waits it out instead of failing', async () => {
     const net = createFakeNetwork();
     const [a, b, c] = [
@@ -324,6 +340,65 @@ describe('e2ee over a fake server', () => {
     const fresh = await b.e2ee.pairwise.encrypt('alice', a.deviceId, encode('new session'));
     expect(messageType(fresh)).toBe(WireType.PreKeyMessage);
     expect(decode(await a.e2ee.pairwise.decrypt('bob', b.deviceId, fresh))).toBe('new session');
+  });
+
+  it("a made-up prekey message under someone's name does not cost the session with them", async () => {
+    const net = createFakeNetwork();
+    const [a, b, m] = [
+      await net.device('alice'),
+      await net.device('bob'),
+      await net.device('mallory'),
+    ];
+    const hello = await a.e2ee.pairwise.encrypt('bob', b.deviceId, encode('hello'));
+    expect(decode(await b.e2ee.pairwise.decrypt('alice', a.deviceId, hello))).toBe('hello');
+    const reply = await b.e2ee.pairwise.encrypt('alice', a.deviceId, encode('hi'));
+    await a.e2ee.pairwise.decrypt('bob', b.deviceId, reply);
+    const inFlight = await a.e2ee.pairwise.encrypt('bob', b.deviceId, encode('in flight'));
+
+    // Mallory's first message to Bob (a prekey message, her keys) relayed as if from Alice.
+    const forged = await m.e2ee.pairwise.encrypt('bob', b.deviceId, encode('from alice, honest'));
+    expect(messageType(forged)).toBe(WireType.PreKeyMessage);
+    await expect(b.e2ee.pairwise.decrypt('alice', a.deviceId, forged)).rejects.toThrow(
+      /keys the directory does not list/,
+    );
+    expect(decode(await b.e2ee.pairwise.decrypt('alice', a.deviceId, inFlight))).toBe('in flight');
+  });
+
+  it('a share that says "forward" moves my copy only when I asked for it', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    const first = await send(a, 'g', 'one');
+    await net.settled();
+    for (let i = 0; i < 5; i++) await encryptGroup(a.e2ee.store, 'g', encode('unseen'));
+    // Alice (the chain's owner) pushes Bob past five messages he may still be about to read.
+    const { distribution } = await outboundSenderKey(a.e2ee.store, 'g');
+    const share = encodeDevicePayload({
+      type: 'sender-key',
+      conversationId: 'g',
+      distribution,
+      forward: true,
+    });
+    const ciphertext = await encryptToDevice(a.e2ee.store, addressOf('bob', b.deviceId), share);
+    await a.transport.sendToDevices(
+      [
+        {
+          userId: 'bob',
+          deviceId: b.deviceId,
+          contentType: E2EE_DEVICE_CONTENT_TYPE,
+          ciphertext: bytesToBase64(ciphertext),
+        },
+      ],
+      false,
+      'g',
+    );
+    await net.settled();
+    const key = await b.e2ee.store.getInboundSenderKey(
+      'g',
+      addressOf('alice', a.deviceId),
+      keyIdOf(first.ciphertext),
+    );
+    expect(key!.iteration).toBe(1);
   });
 
   it('keeps at most MAX_WAITING messages waiting for keys: past it the oldest wait is given up', async () => {

@@ -88,18 +88,25 @@ export type MvpE2ee = {
   /** My safety number with their first device (throws when they have none). */
   safetyNumber(userId: string): Promise<SafetyNumber>;
   /**
-   * Records that I compared our safety numbers (`qr` scanned, or `manual`) of each device
-   * `safetyNumbers` listed: this device keeps their keys as verified, and any later change
-   * (new keys, another device) stops my sends to them with `UntrustedIdentityError` until
-   * `trustIdentities` or a new verification. The server keeps a copy for my other devices
-   * (`device.keys` with `verificationLost`), but the check here does not depend on it.
+   * Records that I compared our safety numbers (`qr` scanned, or `manual`): `compared` is what
+   * `safetyNumbers(userId)` gave, one per device, every one of which the user compared. This
+   * device keeps exactly those keys as verified; if the server lists anything else now, it
+   * throws (show the numbers again). Any later change (new keys, another device) stops my sends
+   * to them with `UntrustedIdentityError` until `trustIdentities` or a new verification. The
+   * server keeps a copy for my other devices (`device.keys` with `verificationLost`), but the
+   * check here does not depend on it.
    */
-  markVerified(userId: string, method: 'qr' | 'manual'): Promise<Verification>;
+  markVerified(
+    userId: string,
+    method: 'qr' | 'manual',
+    compared: SafetyNumber[],
+  ): Promise<Verification>;
   /** Whether I verified this user (on this device) and their keys have not changed since. */
   isVerified(userId: string): Promise<boolean>;
   /**
-   * Accepts their keys as the server lists them now, after a change stopped my sends
-   * ("send anyway"); the user is no longer verified.
+   * Accepts the changes `onIdentityChange` told (and `UntrustedIdentityError` carried) after
+   * they stopped my sends ("send anyway"); the user is no longer verified. A change not told
+   * yet is told and thrown instead, so nothing is accepted unseen.
    */
   trustIdentities(userId: string): Promise<void>;
   /**
@@ -154,7 +161,7 @@ export function createE2ee(deps: {
     },
   });
   const directory = createDirectory({ store, transport, queue, trust, report });
-  const prekeys = createPrekeys({ store, transport, me });
+  const prekeys = createPrekeys({ store, transport, me, report });
   const outbound = createOutbound({ store, transport, directory, queue, me });
   const inbound = createInbound({
     store,
@@ -216,6 +223,9 @@ export function createE2ee(deps: {
       subscription ??= sync.onEvent(handle);
       await sync.start();
       await queue(lanes.prekeys, () => prekeys.ensurePublished());
+      // My own list: nothing else checks it while this is my only device, so a device added
+      // to my account later would be first use, unannounced.
+      await directory.check((await me()).userId);
     })();
     ready.catch(() => (ready = undefined));
     return ready;
@@ -275,17 +285,21 @@ export function createE2ee(deps: {
     },
     safetyNumbers,
     safetyNumber,
-    async markVerified(userId, method) {
-      const { digits } = await safetyNumber(userId);
-      // The list the numbers were made from (safetyNumber asked the server just now).
-      await directory.trustListed(userId, true);
-      return transport.verify({ userId, fingerprint: digits, method });
+    async markVerified(userId, method, compared) {
+      const now = await safetyNumbers(userId);
+      const same =
+        now.length > 0 &&
+        now.length === compared.length &&
+        now.every((n) => compared.some((c) => c.deviceId === n.deviceId && c.digits === n.digits));
+      if (!same)
+        throw new Error('@mvp/sdk: their devices changed since these numbers were compared');
+      // The list the numbers were made from (safetyNumbers asked the server just now).
+      const devices = await directory.devicesOf(userId);
+      await directory.verify(userId, devices);
+      return transport.verify({ userId, fingerprint: now[0]!.digits, method });
     },
     isVerified: (userId) => trust.isVerified(userId),
-    async trustIdentities(userId) {
-      directory.forget(userId);
-      await directory.trustListed(userId, false);
-    },
+    trustIdentities: (userId) => directory.acceptTold(userId),
     onIdentityChange: (handler) => listen(identityHandlers, handler),
   };
 }

@@ -6,6 +6,7 @@
  */
 import {
   type CryptoStore,
+  type Session,
   WireType,
   decryptFromDevice,
   decryptGroup,
@@ -33,6 +34,7 @@ import {
 } from './payloads';
 import { lanes, type KeyedQueue } from './serial';
 import type { DeviceRef, E2eeTransport, Me } from './transport';
+import { isUntrustedIdentityError } from './trust';
 
 export type DecryptedMessage = {
   /** The stored message as the server has it (its `ciphertext` stays the encrypted bytes). */
@@ -202,11 +204,18 @@ export function createInbound(deps: {
   }
 
   const requested = new Set<string>();
+  /**
+   * `conversation\nsender` pairs asked to move this device's copy forward (`behind`): only an
+   * answer to such a request may do it, not any share that says `forward`.
+   */
+  const behindAsked = new Set<string>();
 
   /** Asks the sending device to share its key again (pairwise, so the server learns nothing). */
   async function requestKey(message: Message, { keyId, device: sealer, behind }: Missing) {
     const me = await deps.me();
     if (message.senderId === me.userId && sealer === me.deviceId) return;
+    if (behind)
+      behindAsked.add(`${message.conversationId}\n${addressOf(message.senderId, sealer)}`);
     const listed = async () =>
       (await directory.devicesOf(message.senderId)).find((d) => d.deviceId === sealer);
     let device = await listed();
@@ -289,11 +298,12 @@ export function createInbound(deps: {
         return false;
       }
     })();
-    let plaintext: Uint8Array;
+    let opened: { plaintext: Uint8Array; before: Session | undefined };
     try {
-      plaintext = await queue(lanes.pair(address), () =>
-        decryptFromDevice(store, address, ciphertext),
-      );
+      opened = await queue(lanes.pair(address), async () => ({
+        before: prekey ? await store.getSession(address) : undefined,
+        plaintext: await decryptFromDevice(store, address, ciphertext),
+      }));
     } catch (error) {
       // A session both sides may no longer share (e.g. both started one at once): our next
       // message to them runs X3DH again. Ours is kept (archived behind the new one), not
@@ -305,11 +315,38 @@ export function createInbound(deps: {
       }
       throw error;
     }
-    if (prekey && !(await identityMatches(from))) {
-      await queue(lanes.pair(address), () => store.deleteSession(address));
-      throw new Error(`@mvp/sdk: ${address} used keys the directory does not list`);
+    if (prekey) {
+      const refusal = await refusalOf(from);
+      if (refusal) {
+        // What was there before, as it was: a made-up session must not cost the real one.
+        const { before } = opened;
+        await queue(lanes.pair(address), () =>
+          before ? store.putSession(address, before) : store.deleteSession(address),
+        );
+        throw refusal;
+      }
     }
-    return plaintext;
+    return opened.plaintext;
+  }
+
+  /**
+   * Why a session a prekey message started must not stand: keys the server does not list for
+   * that device, or keys this device's trust refuses (a verified user's new or changed device).
+   * Receiving is where a change is first seen as often as sending: it is checked, told and
+   * remembered here too, so a server cannot slip a device in by only ever receiving from it.
+   */
+  async function refusalOf(from: DeviceRef): Promise<Error | undefined> {
+    const address = addressOf(from.userId, from.deviceId);
+    if (!(await identityMatches(from)))
+      return new Error(`@mvp/sdk: ${address} used keys the directory does not list`);
+    try {
+      await directory.check(from.userId);
+    } catch (error) {
+      if (!isUntrustedIdentityError(error)) throw error;
+      // Another device's change waits for the next send to them; this one is refused.
+      if (error.changes.some((c) => c.deviceId === from.deviceId)) return error;
+    }
+    return undefined;
   }
 
   async function openEnvelope(envelope: Envelope): Promise<Uint8Array | null> {
@@ -386,7 +423,7 @@ export function createInbound(deps: {
       try {
         const key = await queue(lanes.inbound(conversationId, sender), () =>
           receiveSenderKey(store, conversationId, sender, distribution, {
-            forward: payload.forward === true,
+            forward: payload.forward === true && behindAsked.delete(`${conversationId}\n${sender}`),
           }),
         );
         keyId = toBase64(key.keyId);

@@ -18,6 +18,9 @@ const prekeysOf = (d: FakeDevice) =>
     store: d.e2ee.store,
     transport: d.transport,
     me: async () => ({ userId: d.userId, deviceId: d.deviceId }),
+    report: (error) => {
+      throw error;
+    },
   });
 
 describe('signed prekey rotation', () => {

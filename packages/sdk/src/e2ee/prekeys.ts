@@ -50,6 +50,7 @@ export function createPrekeys(deps: {
   store: CryptoStore;
   transport: E2eeTransport;
   me: () => Promise<Me>;
+  report: (error: unknown) => void;
 }): Prekeys {
   const { store, transport } = deps;
 
@@ -60,7 +61,8 @@ export function createPrekeys(deps: {
       let clash = false;
       for (let id = start; id < start + count && !clash; id++)
         clash = (await store.getOneTimePreKey(id)) !== undefined;
-      if (!clash && (await store.getSignedPreKey(start)) === undefined) return start;
+      // The signed prekey, when there is one, takes the range's last id.
+      if (!clash && (await store.getSignedPreKey(start + count - 1)) === undefined) return start;
     }
   }
 
@@ -90,7 +92,7 @@ export function createPrekeys(deps: {
     for (let attempt = 1; ; attempt++) {
       const start = await freeRange(count + 1);
       const { signedPreKey, oneTimePreKeys } = await generatePreKeys(store, {
-        // The signed prekey takes the id after the range, which freeRange checked as well.
+        // The signed prekey takes the id after the one-time prekeys: freeRange's last.
         ...(withSigned ? { signedPreKeyId: start + count } : {}),
         firstOneTimePreKeyId: start,
         count,
@@ -171,7 +173,8 @@ export function createPrekeys(deps: {
       const listed = (await transport.devices(me.userId)).find((d) => d.deviceId === me.deviceId);
       if (listed && listed.identityKey !== bytesToBase64(keys.identity.publicKey)) return publish();
       if (count.oneTimePrekeys < count.threshold) await topUp();
-      else await rotateSigned(count.signedPrekeyId);
+      // The keys in use still work: a failed rotation must not fail setup (the next one tries).
+      else await rotateSigned(count.signedPrekeyId).catch(deps.report);
     },
     topUp,
   };

@@ -67,7 +67,7 @@ describe('trust on first use', () => {
     const seen = changesSeenBy(a);
     net.members('d', ['alice', 'bob']);
     await send(a, 'd', 'first');
-    await a.e2ee.markVerified('bob', 'qr');
+    await a.e2ee.markVerified('bob', 'qr', await a.e2ee.safetyNumbers('bob'));
     expect(await a.e2ee.isVerified('bob')).toBe(true);
     await net.settled();
 
@@ -100,7 +100,7 @@ describe('trust on first use', () => {
     const [a, b] = [await net.device('alice'), await net.device('bob')];
     const seen = changesSeenBy(a);
     net.members('g', ['alice', 'bob']);
-    await a.e2ee.markVerified('bob', 'manual');
+    await a.e2ee.markVerified('bob', 'manual', await a.e2ee.safetyNumbers('bob'));
     await send(a, 'g', 'before');
     await net.settled();
 
@@ -122,7 +122,7 @@ describe('trust on first use', () => {
     ]);
 
     // Alice compares the new device's number with Bob and verifies again.
-    await a.e2ee.markVerified('bob', 'qr');
+    await a.e2ee.markVerified('bob', 'qr', await a.e2ee.safetyNumbers('bob'));
     expect(await a.e2ee.isVerified('bob')).toBe(true);
     await send(a, 'g', 'both devices');
     await net.settled();
@@ -130,7 +130,7 @@ describe('trust on first use', () => {
     expect(texts(ghost)).toEqual(['both devices']);
   });
 
-  it('someone I never verified: a new device is told and trusted; a device that left drops out of the record', async () => {
+  it('someone I never verified: a new device is told and trusted; a device that left is remembered, keys and all', async () => {
     const net = createFakeNetwork();
     const [a, b] = [await net.device('alice'), await net.device('bob')];
     const seen = changesSeenBy(a);
@@ -170,8 +170,10 @@ describe('trust on first use', () => {
     await net.settled();
     await send(a, 'g', 'three');
     await net.settled();
+    // Listed first, then remembered: the laptop coming back with these keys is no change.
     expect((await a.e2ee.store.getTrust('bob'))!.devices.map((d) => d.deviceId)).toEqual([
       'bob-phone',
+      'bob-laptop',
     ]);
   });
 
@@ -189,5 +191,155 @@ describe('trust on first use', () => {
     await net.settled();
     expect(sent.seq).toBe(2);
     expect(a.errors).toEqual([new Error('app bug')]);
+  });
+
+  it('receiving: a device the server slips into a verified user is refused and told, not read', async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    const seen = changesSeenBy(a);
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'hello');
+    await a.e2ee.markVerified('bob', 'qr', await a.e2ee.safetyNumbers('bob'));
+    await net.settled();
+    // A ghost device of "Bob" (keys the server holds) writes to Alice; nobody told her of it.
+    const ghost = await net.device('bob', 'bob-ghost');
+    await ghost.e2ee.pairwise
+      .encrypt('alice', a.deviceId, encode('send me your password'))
+      .then((bytes) =>
+        net.event('alice', {
+          type: 'envelope',
+          envelope: {
+            id: 'ghost',
+            senderId: 'bob',
+            senderDeviceId: 'bob-ghost',
+            contentType: 'mvp/e2ee-device',
+            ciphertext: bytes,
+            sentAt: new Date(0).toISOString(),
+          },
+        }),
+      );
+    await net.settled();
+    expect(seen).toEqual([
+      { userId: 'bob', deviceId: 'bob-ghost', change: 'added', verified: true },
+    ]);
+    expect(a.errors.some(isUntrustedIdentityError)).toBe(true);
+    expect(await a.e2ee.store.getSession(`bob:bob-ghost`)).toBeUndefined();
+    expect(await a.e2ee.isVerified('bob')).toBe(true);
+  });
+
+  it('receiving: a new device of someone I never verified is told when its first message arrives', async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    const seen = changesSeenBy(a);
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'hello');
+    await net.settled();
+    const laptop = await net.device('bob', 'bob-laptop');
+    const bytes = await laptop.e2ee.pairwise.encrypt('alice', a.deviceId, encode('from my laptop'));
+    expect(decode(await a.e2ee.pairwise.decrypt('bob', 'bob-laptop', bytes))).toBe(
+      'from my laptop',
+    );
+    expect(seen).toEqual([
+      { userId: 'bob', deviceId: 'bob-laptop', change: 'added', verified: false },
+    ]);
+  });
+
+  it('a device added to my own account is told to me, with my own user id', async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    const seen = changesSeenBy(a);
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'one');
+    await net.settled();
+    const second = await net.device('alice', 'alice-laptop');
+    net.event('alice', {
+      type: 'device.keys',
+      userId: 'alice',
+      deviceId: 'alice-laptop',
+      identityKey: net.published.get('alice-laptop')!.identityKey,
+      change: 'added',
+      verificationLost: false,
+    });
+    await net.settled();
+    await send(a, 'd', 'two');
+    await net.settled();
+    expect(seen).toEqual([
+      { userId: 'alice', deviceId: 'alice-laptop', change: 'added', verified: false },
+    ]);
+    expect(texts(second)).toEqual(['two']);
+  });
+
+  it('markVerified takes exactly the numbers compared: a list that changed since is refused', async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    const compared = await a.e2ee.safetyNumbers('bob');
+    await net.device('bob', 'bob-ghost'); // listed after the numbers were shown
+    await expect(a.e2ee.markVerified('bob', 'qr', compared)).rejects.toThrow(/changed since/);
+    expect(await a.e2ee.isVerified('bob')).toBe(false);
+    await expect(a.e2ee.markVerified('bob', 'qr', [])).rejects.toThrow(/changed since/);
+  });
+
+  it('trustIdentities accepts only changes I was told of; one added since is told and refused first', async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    const seen = changesSeenBy(a);
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'one');
+    await a.e2ee.markVerified('bob', 'qr', await a.e2ee.safetyNumbers('bob'));
+    await swapBobsPhone(net);
+    await expect(send(a, 'd', 'two')).rejects.toThrow(/verified user/);
+    // Before Alice taps "send anyway", the server lists one more device, and says so.
+    await net.device('bob', 'bob-ghost');
+    net.event('alice', {
+      type: 'device.keys',
+      userId: 'bob',
+      deviceId: 'bob-ghost',
+      identityKey: net.published.get('bob-ghost')!.identityKey,
+      change: 'added',
+      verificationLost: false,
+    });
+    await net.settled();
+    await expect(a.e2ee.trustIdentities('bob')).rejects.toMatchObject({
+      changes: [{ deviceId: 'bob-ghost', change: 'added' }],
+    });
+    expect(seen.map((c) => c.deviceId)).toEqual(['bob-phone', 'bob-ghost']);
+    expect(await a.e2ee.isVerified('bob')).toBe(true);
+    // Now told of both: accepted.
+    await a.e2ee.trustIdentities('bob');
+    expect(await a.e2ee.isVerified('bob')).toBe(false);
+    expect((await send(a, 'd', 'three')).seq).toBe(2);
+  });
+
+  it('a verified user whose device comes back with the same keys (signed in again) is no change', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    const laptop = await net.device('bob', 'bob-laptop');
+    const seen = changesSeenBy(a);
+    net.members('d', ['alice', 'bob']);
+    await send(a, 'd', 'one');
+    await a.e2ee.markVerified('bob', 'qr', await a.e2ee.safetyNumbers('bob'));
+    await net.settled();
+    const keys = net.published.get(laptop.deviceId)!;
+    const told = (change: 'added' | 'removed') =>
+      net.event('alice', {
+        type: 'device.keys',
+        userId: 'bob',
+        deviceId: laptop.deviceId,
+        identityKey: keys.identityKey,
+        change,
+        verificationLost: false,
+      });
+    net.published.delete(laptop.deviceId); // its session expired: not listed
+    told('removed');
+    await net.settled();
+    await send(a, 'd', 'while away'); // a list without the laptop passes the check meanwhile
+    net.published.set(laptop.deviceId, keys); // signed in again, same keys
+    told('added');
+    await net.settled();
+    await send(a, 'd', 'two');
+    await net.settled();
+    expect(seen).toEqual([]);
+    expect(texts(b)).toEqual(['one', 'while away', 'two']);
+    expect(texts(laptop)).toEqual(['one', 'two']);
   });
 });

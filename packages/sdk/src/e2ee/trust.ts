@@ -41,18 +41,41 @@ export type Trust = {
    * throw `UntrustedIdentityError` and nothing is trusted.
    */
   check(userId: string, devices: DirectoryDevice[]): Promise<void>;
-  /** Trusts the list as it is now and sets `verified` (false: `trustIdentities`; true: verified). */
-  accept(userId: string, devices: DirectoryDevice[], verified: boolean): Promise<void>;
+  /**
+   * "Send anyway": trusts the list, no longer verified, if every change in it was announced;
+   * a change nobody was told of yet is announced and thrown instead (the app shows it first).
+   */
+  acceptTold(userId: string, devices: DirectoryDevice[]): Promise<void>;
+  /** Trusts exactly these devices as verified (the ones whose safety numbers I compared). */
+  verify(userId: string, devices: DirectoryDevice[]): Promise<void>;
   isVerified(userId: string): Promise<boolean>;
 };
 
-const recordOf = (devices: DirectoryDevice[], verified: boolean): TrustRecord => ({
-  verified,
-  devices: devices.map((d) => ({
-    deviceId: d.deviceId,
-    keys: { identityKey: base64ToBytes(d.identityKey), signingKey: base64ToBytes(d.signingKey) },
-  })),
+/**
+ * Devices that left the list are remembered, keys and all, up to this many per user: one that
+ * comes back with the same keys (signed in again after its session expired) is no change, not
+ * a new device that stops sends to a verified user.
+ */
+const MAX_REMEMBERED = 50;
+
+const entryOf = (d: DirectoryDevice): TrustRecord['devices'][number] => ({
+  deviceId: d.deviceId,
+  keys: { identityKey: base64ToBytes(d.identityKey), signingKey: base64ToBytes(d.signingKey) },
 });
+
+/** The listed devices first, then the remembered ones not listed (most recently listed first). */
+function recordOf(
+  record: TrustRecord | undefined,
+  devices: DirectoryDevice[],
+  verified: boolean,
+): TrustRecord {
+  const gone = (record?.devices ?? []).filter(
+    (d) => !devices.some((l) => l.deviceId === d.deviceId),
+  );
+  return { verified, devices: [...devices.map(entryOf), ...gone.slice(0, MAX_REMEMBERED)] };
+}
+
+const idsOf = (record: TrustRecord) => record.devices.map((d) => d.deviceId).join('\n');
 
 export function createTrust(deps: {
   store: CryptoStore;
@@ -61,7 +84,7 @@ export function createTrust(deps: {
   const { store } = deps;
 
   function changesOf(userId: string, record: TrustRecord, devices: DirectoryDevice[]) {
-    const changes: IdentityChange[] = [];
+    const changes: { change: IdentityChange; device: DirectoryDevice }[] = [];
     for (const device of devices) {
       const known = record.devices.find((d) => d.deviceId === device.deviceId);
       const same =
@@ -70,10 +93,13 @@ export function createTrust(deps: {
         equalBytes(known.keys.signingKey, base64ToBytes(device.signingKey));
       if (!same)
         changes.push({
-          userId,
-          deviceId: device.deviceId,
-          change: known ? 'changed' : 'added',
-          verified: record.verified,
+          change: {
+            userId,
+            deviceId: device.deviceId,
+            change: known ? 'changed' : 'added',
+            verified: record.verified,
+          },
+          device,
         });
     }
     return changes;
@@ -81,16 +107,13 @@ export function createTrust(deps: {
 
   // Each change is told once per process, not again with every send it stops.
   const told = new Set<string>();
-  const tell = (change: IdentityChange, device: DirectoryDevice) => {
-    const key = JSON.stringify([
-      change.userId,
-      change.deviceId,
-      device.identityKey,
-      change.verified,
-    ]);
+  const keyOf = ({ change, device }: { change: IdentityChange; device: DirectoryDevice }) =>
+    JSON.stringify([change.userId, change.deviceId, device.identityKey, change.verified]);
+  const tell = (found: { change: IdentityChange; device: DirectoryDevice }) => {
+    const key = keyOf(found);
     if (told.has(key)) return;
     told.add(key);
-    deps.announce(change);
+    deps.announce(found.change);
   };
 
   return {
@@ -98,23 +121,29 @@ export function createTrust(deps: {
       const record = await store.getTrust(userId);
       if (!record) {
         // Nothing to trust yet: their first device is first use when it comes.
-        if (devices.length > 0) await store.putTrust(userId, recordOf(devices, false));
+        if (devices.length > 0) await store.putTrust(userId, recordOf(undefined, devices, false));
         return;
       }
       const changes = changesOf(userId, record, devices);
-      // Devices that left are dropped from the record (it stays as small as the list); one that
-      // comes back is `added` again, which for a verified user still stops the send.
-      const left = record.devices.some((d) => !devices.some((l) => l.deviceId === d.deviceId));
-      if (changes.length === 0 && !left) return;
-      for (const change of changes)
-        tell(
-          change,
-          devices.find((d) => d.deviceId === change.deviceId)!,
-        );
-      if (record.verified && changes.length > 0) throw new UntrustedIdentityError(changes);
-      await store.putTrust(userId, recordOf(devices, record.verified));
+      for (const found of changes) tell(found);
+      if (record.verified && changes.length > 0)
+        throw new UntrustedIdentityError(changes.map((c) => c.change));
+      const next = recordOf(record, devices, record.verified);
+      if (changes.length > 0 || idsOf(next) !== idsOf(record)) await store.putTrust(userId, next);
     },
-    accept: (userId, devices, verified) => store.putTrust(userId, recordOf(devices, verified)),
+    async acceptTold(userId, devices) {
+      const record = await store.getTrust(userId);
+      const untold = record
+        ? changesOf(userId, record, devices).filter((c) => !told.has(keyOf(c)))
+        : [];
+      if (untold.length > 0) {
+        for (const found of untold) tell(found);
+        throw new UntrustedIdentityError(untold.map((c) => c.change));
+      }
+      await store.putTrust(userId, recordOf(record, devices, false));
+    },
+    // Exactly the compared devices: none remembered from before, which nobody compared.
+    verify: (userId, devices) => store.putTrust(userId, recordOf(undefined, devices, true)),
     isVerified: async (userId) => (await store.getTrust(userId))?.verified ?? false,
   };
 }
