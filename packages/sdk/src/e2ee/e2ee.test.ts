@@ -10,7 +10,7 @@ import {
   WireType,
 } from '@mvp/crypto';
 import { describe, expect, it } from 'vitest';
-import { createFakeNetwork, type FakeDevice } from './fakeNetwork.testing';
+import { createFakeNetwork, decode, encode, send, texts } from './fakeNetwork.testing';
 import { createDirectory } from './directory';
 import { MAX_WAITING } from './inbound';
 import { createOutbound } from './outbound';
@@ -19,17 +19,6 @@ import { createTrust } from './trust';
 import { base64ToBytes, bytesToBase64 } from '../base64';
 import { E2EE_DEVICE_CONTENT_TYPE, addressOf, encodeDevicePayload } from './payloads';
 
-const encode = (text: string) => new TextEncoder().encode(text);
-const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-const texts = (d: FakeDevice) => d.read.map((m) => decode(m.body));
-
-async function send(d: FakeDevice, conversationId: string, text: string) {
-  const handle = await d.e2ee.send(conversationId, {
-    contentType: 'text/plain',
-    body: encode(text),
-  });
-  return handle.result;
-}
 const keyIdOf = (ciphertext: Uint8Array | null) =>
   toBase64(parseSenderKeyMessage(ciphertext!).keyId);
 

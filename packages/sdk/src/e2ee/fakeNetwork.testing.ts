@@ -35,6 +35,20 @@ export type FakeDevice = {
   sent: OutgoingEnvelope[];
 };
 
+export const encode = (text: string) => new TextEncoder().encode(text);
+export const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+/** The plain texts a device's app was handed, in order. */
+export const texts = (d: FakeDevice) => d.read.map((m) => decode(m.body));
+
+/** Sends a text through the device's e2ee and outbox; answers the stored message. */
+export async function send(d: FakeDevice, conversationId: string, text: string) {
+  const handle = await d.e2ee.send(conversationId, {
+    contentType: 'text/plain',
+    body: encode(text),
+  });
+  return handle.result;
+}
+
 export function createFakeNetwork() {
   const published = new Map<string, Published>(); // by device id
   const members = new Map<string, Set<string>>();
@@ -270,6 +284,24 @@ export function createFakeNetwork() {
     /** Sends an event to every device of a user. */
     event(userId: string, event: SyncEvent) {
       for (const device of liveDevices(userId)) deliver(device.deviceId, event);
+    },
+    /** `device.keys` to every device of `to`, as the server tells a device added, changed or removed. */
+    keysChanged(
+      to: string,
+      userId: string,
+      deviceId: string,
+      change: 'added' | 'changed' | 'removed',
+    ) {
+      const identityKey = published.get(deviceId)?.identityKey ?? '';
+      for (const device of liveDevices(to))
+        deliver(device.deviceId, {
+          type: 'device.keys',
+          userId,
+          deviceId,
+          identityKey,
+          change,
+          verificationLost: false,
+        });
     },
     lose(rule: typeof filter) {
       filter = rule;

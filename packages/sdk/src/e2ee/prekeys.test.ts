@@ -1,9 +1,7 @@
 // The signed prekey's schedule: replaced when due, the replaced one kept while it may be used.
 import { describe, expect, it } from 'vitest';
-import { createFakeNetwork, type FakeDevice } from './fakeNetwork.testing';
+import { createFakeNetwork, decode, type FakeDevice } from './fakeNetwork.testing';
 import { createPrekeys, SIGNED_PREKEY_KEEP_MS, SIGNED_PREKEY_ROTATE_MS } from './prekeys';
-
-const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
 /** Time passes for this device: every signed prekey it holds was made `ms` earlier. */
 async function passes(d: FakeDevice, ms: number) {

@@ -1,19 +1,14 @@
 // Trust on first use: what this device does when the server's device lists change under it.
 import { describe, expect, it } from 'vitest';
-import { createFakeNetwork, type FakeDevice } from './fakeNetwork.testing';
+import {
+  createFakeNetwork,
+  decode,
+  encode,
+  send,
+  texts,
+  type FakeDevice,
+} from './fakeNetwork.testing';
 import { isUntrustedIdentityError, type IdentityChange } from './trust';
-
-const encode = (text: string) => new TextEncoder().encode(text);
-const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-const texts = (d: FakeDevice) => d.read.map((m) => decode(m.body));
-
-async function send(d: FakeDevice, conversationId: string, text: string) {
-  const handle = await d.e2ee.send(conversationId, {
-    contentType: 'text/plain',
-    body: encode(text),
-  });
-  return handle.result;
-}
 
 const changesSeenBy = (d: FakeDevice) => {
   const seen: IdentityChange[] = [];
@@ -30,14 +25,7 @@ async function swapBobsPhone(net: ReturnType<typeof createFakeNetwork>) {
   const keys = net.published.get('mallory-phone')!;
   net.published.delete('mallory-phone');
   net.published.set('bob-phone', { ...keys, userId: 'bob', deviceId: 'bob-phone' });
-  net.event('alice', {
-    type: 'device.keys',
-    userId: 'bob',
-    deviceId: 'bob-phone',
-    identityKey: keys.identityKey,
-    change: 'changed',
-    verificationLost: false, // the server decides this flag: it proves nothing
-  });
+  net.keysChanged('alice', 'bob', 'bob-phone', 'changed');
   await net.settled();
 }
 
@@ -105,14 +93,7 @@ describe('trust on first use', () => {
     await net.settled();
 
     const ghost = await net.device('bob', 'bob-ghost');
-    net.event('alice', {
-      type: 'device.keys',
-      userId: 'bob',
-      deviceId: 'bob-ghost',
-      identityKey: net.published.get('bob-ghost')!.identityKey,
-      change: 'added',
-      verificationLost: false,
-    });
+    net.keysChanged('alice', 'bob', 'bob-ghost', 'added');
     await net.settled();
     await expect(send(a, 'g', 'not for the ghost')).rejects.toMatchObject({
       changes: [{ userId: 'bob', deviceId: 'bob-ghost', change: 'added', verified: true }],
@@ -138,14 +119,7 @@ describe('trust on first use', () => {
     await send(a, 'g', 'one');
     await net.settled();
     const laptop = await net.device('bob', 'bob-laptop');
-    net.event('alice', {
-      type: 'device.keys',
-      userId: 'bob',
-      deviceId: 'bob-laptop',
-      identityKey: net.published.get('bob-laptop')!.identityKey,
-      change: 'added',
-      verificationLost: false,
-    });
+    net.keysChanged('alice', 'bob', 'bob-laptop', 'added');
     await net.settled();
     await send(a, 'g', 'two');
     await net.settled();
@@ -159,14 +133,7 @@ describe('trust on first use', () => {
     ]);
 
     net.published.delete('bob-laptop');
-    net.event('alice', {
-      type: 'device.keys',
-      userId: 'bob',
-      deviceId: 'bob-laptop',
-      identityKey: '',
-      change: 'removed',
-      verificationLost: false,
-    });
+    net.keysChanged('alice', 'bob', 'bob-laptop', 'removed');
     await net.settled();
     await send(a, 'g', 'three');
     await net.settled();
@@ -252,14 +219,7 @@ describe('trust on first use', () => {
     await send(a, 'd', 'one');
     await net.settled();
     const second = await net.device('alice', 'alice-laptop');
-    net.event('alice', {
-      type: 'device.keys',
-      userId: 'alice',
-      deviceId: 'alice-laptop',
-      identityKey: net.published.get('alice-laptop')!.identityKey,
-      change: 'added',
-      verificationLost: false,
-    });
+    net.keysChanged('alice', 'alice', 'alice-laptop', 'added');
     await net.settled();
     await send(a, 'd', 'two');
     await net.settled();
@@ -290,14 +250,7 @@ describe('trust on first use', () => {
     await expect(send(a, 'd', 'two')).rejects.toThrow(/verified user/);
     // Before Alice taps "send anyway", the server lists one more device, and says so.
     await net.device('bob', 'bob-ghost');
-    net.event('alice', {
-      type: 'device.keys',
-      userId: 'bob',
-      deviceId: 'bob-ghost',
-      identityKey: net.published.get('bob-ghost')!.identityKey,
-      change: 'added',
-      verificationLost: false,
-    });
+    net.keysChanged('alice', 'bob', 'bob-ghost', 'added');
     await net.settled();
     await expect(a.e2ee.trustIdentities('bob')).rejects.toMatchObject({
       changes: [{ deviceId: 'bob-ghost', change: 'added' }],
@@ -320,21 +273,12 @@ describe('trust on first use', () => {
     await a.e2ee.markVerified('bob', 'qr', await a.e2ee.safetyNumbers('bob'));
     await net.settled();
     const keys = net.published.get(laptop.deviceId)!;
-    const told = (change: 'added' | 'removed') =>
-      net.event('alice', {
-        type: 'device.keys',
-        userId: 'bob',
-        deviceId: laptop.deviceId,
-        identityKey: keys.identityKey,
-        change,
-        verificationLost: false,
-      });
     net.published.delete(laptop.deviceId); // its session expired: not listed
-    told('removed');
+    net.keysChanged('alice', 'bob', laptop.deviceId, 'removed');
     await net.settled();
     await send(a, 'd', 'while away'); // a list without the laptop passes the check meanwhile
     net.published.set(laptop.deviceId, keys); // signed in again, same keys
-    told('added');
+    net.keysChanged('alice', 'bob', laptop.deviceId, 'added');
     await net.settled();
     await send(a, 'd', 'two');
     await net.settled();
