@@ -126,11 +126,13 @@ export function createPrekeys(deps: {
    */
   async function rotateSigned(currentId: number): Promise<void> {
     const now = Date.now();
+    let serverHas = currentId;
     const current = await store.getSignedPreKey(currentId);
     if (!current || now - current.createdAt >= SIGNED_PREKEY_ROTATE_MS)
-      await withFreshPrekeys(true, 0, (signed) =>
-        transport.uploadPrekeys({ signedPrekey: wire(signed!), oneTimePrekeys: [] }),
-      );
+      await withFreshPrekeys(true, 0, async (signed) => {
+        await transport.uploadPrekeys({ signedPrekey: wire(signed!), oneTimePrekeys: [] });
+        serverHas = signed!.keyId;
+      });
     // A key was replaced when the next one was made: kept until that is KEEP_MS ago.
     const held: SignedPreKey[] = [];
     for (const id of await store.signedPreKeyIds()) {
@@ -138,8 +140,10 @@ export function createPrekeys(deps: {
       if (key) held.push(key);
     }
     held.sort((a, b) => a.createdAt - b.createdAt);
+    // Never the one the server hands out, even if a newer one is held (an upload whose answer
+    // was lost).
     for (let i = 0; i < held.length - 1; i++)
-      if (now - held[i + 1]!.createdAt >= SIGNED_PREKEY_KEEP_MS)
+      if (held[i]!.keyId !== serverHas && now - held[i + 1]!.createdAt >= SIGNED_PREKEY_KEEP_MS)
         await store.deleteSignedPreKey(held[i]!.keyId);
   }
 
