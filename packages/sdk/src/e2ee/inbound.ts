@@ -54,8 +54,9 @@ export type UndecryptableReason =
   /**
    * This device has not (yet) received the sender key, or its copy is too far behind the
    * message to derive its key (more than 2000 messages missed): a key request is on its way.
-   * Behind, the request brings the sender's chain as it is now: later messages read, and this
-   * one is reported again as `decrypt_failed`.
+   * Behind, the request brings the sender's chain as it is now: what it writes after answering
+   * reads; what it wrote before (this one, and others already waiting) is reported again as
+   * `decrypt_failed`.
    */
   | 'missing_key'
   /** The key is here but the bytes did not verify or decrypt (tampered, replayed, corrupt). */
