@@ -74,6 +74,8 @@ export function createDirectory(deps: {
   const cache = new Map<string, Promise<DirectoryDevice[]>>();
   /** Addresses whose session is to be replaced (in memory: a restart keeps using it). */
   const renewing = new Set<string>();
+  /** When each address was last renewed: see `RENEW_AT_MOST_EVERY_MS`. */
+  const renewed = new Map<string, number>();
 
   const devicesOf = (userId: string) => {
     let list = cache.get(userId);
@@ -135,7 +137,7 @@ export function createDirectory(deps: {
       }
       try {
         await queue(lanes.pair(address), () => startSession(store, address, toBundle(bundle)));
-        renewing.delete(address);
+        if (renewing.delete(address)) renewed.set(address, Date.now());
       } catch (error) {
         report(error); // left without a session: not among the ready ones
       }
@@ -145,7 +147,11 @@ export function createDirectory(deps: {
   return {
     devicesOf,
     forget: (userId) => void cache.delete(userId),
-    renew: (address) => void renewing.add(address),
+    renew(address) {
+      const last = renewed.get(address);
+      if (last !== undefined && Date.now() - last < RENEW_AT_MOST_EVERY_MS) return;
+      renewing.add(address);
+    },
     // One at a time per user: two callers that both find a session missing would both claim
     // (spending one-time prekeys) and the second session would replace the first, under which
     // a message may already have gone out.
@@ -206,6 +212,13 @@ export function createDirectory(deps: {
     verify: (userId, devices) => queue(lanes.sessions(userId), () => trust.verify(userId, devices)),
   };
 }
+
+/**
+ * A session is renewed at most this often: each renewal spends one of the peer's one-time
+ * prekeys and an archive slot, and whoever relays envelopes could otherwise force one per
+ * made-up envelope.
+ */
+export const RENEW_AT_MOST_EVERY_MS = 60_000;
 
 /** Users per `keys.claimMany` call (the server's maximum). */
 const CLAIM_BATCH = 100;

@@ -310,18 +310,21 @@ describe('e2ee over a fake server', () => {
     // Whoever relays envelopes makes one up "from Alice"; it arrives first.
     const forged = new Uint8Array(inFlight);
     forged[forged.length - 1]! ^= 1;
-    net.event('bob', {
-      type: 'envelope',
-      envelope: {
-        id: 'forged',
-        senderId: 'alice',
-        senderDeviceId: a.deviceId,
-        contentType: E2EE_DEVICE_CONTENT_TYPE,
-        ciphertext: forged,
-        sentAt: new Date(0).toISOString(),
-      },
-    });
-    await net.settled();
+    const relayForged = async (id: string) => {
+      net.event('bob', {
+        type: 'envelope',
+        envelope: {
+          id,
+          senderId: 'alice',
+          senderDeviceId: a.deviceId,
+          contentType: E2EE_DEVICE_CONTENT_TYPE,
+          ciphertext: forged,
+          sentAt: new Date(0).toISOString(),
+        },
+      });
+      await net.settled();
+    };
+    await relayForged('forged');
     expect(b.errors).toHaveLength(1);
     expect(decode(await b.e2ee.pairwise.decrypt('alice', a.deviceId, inFlight))).toBe('in flight');
 
@@ -329,6 +332,13 @@ describe('e2ee over a fake server', () => {
     const fresh = await b.e2ee.pairwise.encrypt('alice', a.deviceId, encode('new session'));
     expect(messageType(fresh)).toBe(WireType.PreKeyMessage);
     expect(decode(await a.e2ee.pairwise.decrypt('bob', b.deviceId, fresh))).toBe('new session');
+
+    // Another made-up envelope within the minute renews nothing: no prekey of Alice's is spent.
+    const claims = net.claimCalls.single + net.claimCalls.many;
+    await relayForged('forged again');
+    expect(b.errors).toHaveLength(2);
+    await b.e2ee.pairwise.encrypt('alice', a.deviceId, encode('same session'));
+    expect(net.claimCalls.single + net.claimCalls.many).toBe(claims);
   });
 
   it("a made-up prekey message under someone's name does not cost the session with them", async () => {
