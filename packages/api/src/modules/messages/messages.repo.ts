@@ -401,6 +401,24 @@ export async function findBySeqsFor(
   return found;
 }
 
+/** A condition on `messages` (alone or joined): not a message `viewerId` deleted for themselves. */
+export function notHiddenFor(
+  eb: ExpressionBuilder<DB, 'messages'>,
+  viewerId: string,
+  conversationId: string,
+) {
+  return eb.not(
+    eb.exists(
+      eb
+        .selectFrom('message_hidden as h')
+        .select('h.seq')
+        .where('h.user_id', '=', viewerId)
+        .where('h.conversation_id', '=', conversationId)
+        .whereRef('h.seq', '=', 'messages.seq'),
+    ),
+  );
+}
+
 /** A page of history, never reaching at or below `floorSeq` (messages from before I joined). */
 export async function page(
   db: Db,
@@ -416,18 +434,7 @@ export async function page(
     .where('conversation_id', '=', conversationId)
     .where('seq', '>', Math.max(floorSeq, range.after ?? 0))
     // Deleted for me: gone from my history only.
-    .where((eb) =>
-      eb.not(
-        eb.exists(
-          eb
-            .selectFrom('message_hidden as h')
-            .select('h.seq')
-            .where('h.user_id', '=', viewerId)
-            .where('h.conversation_id', '=', conversationId)
-            .whereRef('h.seq', '=', 'messages.seq'),
-        ),
-      ),
-    );
+    .where((eb) => notHiddenFor(eb, viewerId, conversationId));
   if (range.before !== undefined) query = query.where('seq', '<', range.before);
   return query
     .orderBy('seq', range.after !== undefined ? 'asc' : 'desc')

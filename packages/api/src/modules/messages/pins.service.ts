@@ -112,18 +112,7 @@ export async function listPins(ctx: Context, me: string, conversationId: string)
     .selectAll('messages')
     .where('pins.conversation_id', '=', conversationId)
     .where('pins.seq', '>', Number(membership.joined_seq))
-    .where((eb) =>
-      eb.not(
-        eb.exists(
-          eb
-            .selectFrom('message_hidden as h')
-            .select('h.seq')
-            .where('h.user_id', '=', me)
-            .where('h.conversation_id', '=', conversationId)
-            .whereRef('h.seq', '=', 'pins.seq'),
-        ),
-      ),
-    )
+    .where((eb) => repo.notHiddenFor(eb, me, conversationId))
     .orderBy('pins.created_at', 'desc')
     .execute();
   return repo.describeMessages(ctx.ports.db, rows);
