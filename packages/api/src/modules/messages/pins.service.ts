@@ -1,12 +1,13 @@
 import type { Transaction } from 'kysely';
-import { isUniqueViolation, type DB } from '@mvp/db';
+import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { memberIdsSeeing } from '../conversations/conversations.repo';
 import { requireMember } from '../conversations/conversations.service';
-import { recordEvents, wake } from '../sync/events';
+import { recordEvents } from '../sync/events';
 import * as repo from './messages.repo';
 import { ADMINS, assertMayReach, postingContext } from './posting';
+import { toldOnce } from './toldOnce';
 import { assertStillLive, locking, visibleMessage, type MessageRef } from './visibleMessage';
 
 /**
@@ -68,35 +69,26 @@ export async function setPinned(
   const now = ctx.ports.clock.now();
   // Pins, like the message, are shown only to members who joined before it (listPins).
   const members = await memberIdsSeeing(db, ref.conversationId, ref.seq);
-  let changed: boolean;
-  try {
-    changed = await db.transaction().execute(async (trx) => {
-      if (pinned) {
-        if (!(await pin(ctx, trx, ref, me, now))) return false;
-      } else {
-        // Two unpins at once both find the row; only the one whose delete took it tells.
-        const removed = await trx
-          .deleteFrom('pins')
-          .where('conversation_id', '=', ref.conversationId)
-          .where('seq', '=', ref.seq)
-          .executeTakeFirst();
-        if (Number(removed.numDeletedRows) === 0) return false;
-      }
-      await recordEvents(
-        trx,
-        members,
-        { type: 'pin', conversationId: ref.conversationId, seq: ref.seq, pinned, by: me },
-        now,
-      );
-      return true;
-    });
-  } catch (err) {
-    // A guard: under the conversation's lock the same pin no longer races itself; if it did,
-    // the message is pinned, which is what was asked.
-    if (!isUniqueViolation(err)) throw err;
-    return;
-  }
-  if (changed) await wake(ctx.ports, members);
+  await toldOnce(ctx, members, async (trx) => {
+    if (pinned) {
+      if (!(await pin(ctx, trx, ref, me, now))) return false;
+    } else {
+      // Two unpins at once both find the row; only the one whose delete took it tells.
+      const removed = await trx
+        .deleteFrom('pins')
+        .where('conversation_id', '=', ref.conversationId)
+        .where('seq', '=', ref.seq)
+        .executeTakeFirst();
+      if (Number(removed.numDeletedRows) === 0) return false;
+    }
+    await recordEvents(
+      trx,
+      members,
+      { type: 'pin', conversationId: ref.conversationId, seq: ref.seq, pinned, by: me },
+      now,
+    );
+    return true;
+  });
 }
 
 /** The pinned messages my history shows: from after I joined, not those I deleted for me. */

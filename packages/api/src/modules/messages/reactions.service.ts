@@ -1,9 +1,9 @@
-import { isUniqueViolation } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { memberIdsSeeing } from '../conversations/conversations.repo';
-import { recordEvents, wake } from '../sync/events';
+import { recordEvents } from '../sync/events';
 import { assertMayReach, postingContext } from './posting';
+import { toldOnce } from './toldOnce';
 import { assertStillLive, locking, visibleMessage, type MessageRef } from './visibleMessage';
 
 /** Distinct emoji one member may put on one message. */
@@ -32,56 +32,48 @@ export async function react(
   const now = ctx.ports.clock.now();
   // Not to members who joined after the message: their history does not show it, nor who reacts.
   const members = await memberIdsSeeing(db, input.conversationId, input.seq);
-  let changed: boolean;
-  try {
-    changed = await db.transaction().execute(async (trx) => {
-      await assertStillLive(ctx, trx, input);
-      const mine = await locking(
-        ctx,
-        trx
-          .selectFrom('reactions')
-          .select('emoji')
-          .where('conversation_id', '=', where.conversation_id)
-          .where('seq', '=', where.seq)
-          .where('user_id', '=', me),
-      ).execute();
-      const has = mine.some((r) => r.emoji === input.emoji);
-      if (has === input.on) return false;
-      if (input.on && mine.length >= MAX_REACTIONS_PER_USER)
-        throw new AppError('BAD_REQUEST', 'Too many reactions on one message');
-      if (input.on) {
-        await trx
-          .insertInto('reactions')
-          .values({ ...where, emoji: input.emoji, created_at: now })
-          .execute();
-      } else {
-        await trx
-          .deleteFrom('reactions')
-          .where('conversation_id', '=', where.conversation_id)
-          .where('seq', '=', where.seq)
-          .where('user_id', '=', me)
-          .where('emoji', '=', input.emoji)
-          .execute();
-      }
-      await recordEvents(
-        trx,
-        members,
-        {
-          type: 'reaction',
-          conversationId: input.conversationId,
-          seq: input.seq,
-          userId: me,
-          emoji: input.emoji,
-          on: input.on,
-        },
-        now,
-      );
-      return true;
-    });
-  } catch (err) {
-    // A guard: under the row lock the same reaction no longer races itself; if it did, it is there.
-    if (!isUniqueViolation(err)) throw err;
-    return;
-  }
-  if (changed) await wake(ctx.ports, members);
+  await toldOnce(ctx, members, async (trx) => {
+    await assertStillLive(ctx, trx, input);
+    const mine = await locking(
+      ctx,
+      trx
+        .selectFrom('reactions')
+        .select('emoji')
+        .where('conversation_id', '=', where.conversation_id)
+        .where('seq', '=', where.seq)
+        .where('user_id', '=', me),
+    ).execute();
+    const has = mine.some((r) => r.emoji === input.emoji);
+    if (has === input.on) return false;
+    if (input.on && mine.length >= MAX_REACTIONS_PER_USER)
+      throw new AppError('BAD_REQUEST', 'Too many reactions on one message');
+    if (input.on) {
+      await trx
+        .insertInto('reactions')
+        .values({ ...where, emoji: input.emoji, created_at: now })
+        .execute();
+    } else {
+      await trx
+        .deleteFrom('reactions')
+        .where('conversation_id', '=', where.conversation_id)
+        .where('seq', '=', where.seq)
+        .where('user_id', '=', me)
+        .where('emoji', '=', input.emoji)
+        .execute();
+    }
+    await recordEvents(
+      trx,
+      members,
+      {
+        type: 'reaction',
+        conversationId: input.conversationId,
+        seq: input.seq,
+        userId: me,
+        emoji: input.emoji,
+        on: input.on,
+      },
+      now,
+    );
+    return true;
+  });
 }
