@@ -317,6 +317,24 @@ describe(`the device key directory (${backendLabel})`, () => {
     expect((await api(bobLaptop).keys.count.query()).oneTimePrekeys).toBe(4);
     expect((await api(carol.accessToken).keys.count.query()).oneTimePrekeys).toBe(4);
 
+    // The REST shim, for integrators: POST /api/v1/keys/claim, and 401 without a token.
+    const rest = (token?: string) =>
+      fetch(`${t.server.url}/api/v1/keys/claim`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+        body: JSON.stringify({ users: [{ userId: carol.userId }] }),
+      });
+    const viaRest = await rest(alice.accessToken);
+    expect(viaRest.status).toBe(200);
+    expect(((await viaRest.json()) as { users: { userId: string }[] }).users).toMatchObject([
+      { userId: carol.userId, devices: [{ oneTimePrekey: { keyId: expect.any(Number) } }] },
+    ]);
+    expect((await rest()).status).toBe(401);
+    expect((await api(carol.accessToken).keys.count.query()).oneTimePrekeys).toBe(3);
+
     // Bad input takes nothing: a user twice, too many users, a malformed id.
     const refused = async (input: unknown) =>
       codeOf(api(alice.accessToken).keys.claimMany.mutate(input as never));
@@ -328,7 +346,7 @@ describe(`the device key directory (${backendLabel})`, () => {
     ).toBe('BAD_REQUEST');
     expect(await refused({ users: [{ userId: 'nope' }] })).toBe('BAD_REQUEST');
     expect(await refused({ users: [] })).toBe('BAD_REQUEST');
-    expect((await api(carol.accessToken).keys.count.query()).oneTimePrekeys).toBe(4);
+    expect((await api(carol.accessToken).keys.count.query()).oneTimePrekeys).toBe(3);
   });
 
   it('envelopes for all devices are refused with the missing and stale devices named', async () => {
