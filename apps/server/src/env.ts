@@ -176,7 +176,10 @@ export const envSchema = {
   // Keys (issue 6).
   MVP_PREKEY_CAP: int(100, 100_000).default(500),
   MVP_PREKEY_LOW_THRESHOLD: int(1, 1000).default(10),
-  MVP_LIMIT_KEY_CLAIM_ACCOUNT: limit.default({ points: 200, durationSeconds: 60 }),
+  // Users' bundles per account: a burst that covers the first send to two full groups (1 000
+  // members each, one point per member), at the same average rate as 200 a minute. A window of
+  // a minute made that first send wait five of them.
+  MVP_LIMIT_KEY_CLAIM_ACCOUNT: limit.default({ points: 2000, durationSeconds: 600 }),
   MVP_LIMIT_KEY_CLAIM_PAIR: limit.default({ points: 10, durationSeconds: 3600 }),
   // Calls (issue 7).
   MVP_STUN_URLS: iceUrlList.default([]),

@@ -415,6 +415,20 @@ describe(`the device key directory (${backendLabel})`, () => {
     }
   });
 
+  it('the default claim budget covers the first send to two full groups, then ends', async () => {
+    // The shared server keeps the default budget (2 000 users per ten minutes). Unknown users
+    // cost a point each like known ones, and answer no devices.
+    const claimer = await registerUser(t);
+    const hundred = (batch: number) =>
+      Array.from({ length: 100 }, (_, i) => ({
+        userId: `0190d4a2-${String(batch).padStart(4, '0')}-7000-8000-${String(i).padStart(12, '0')}`,
+      }));
+    const many = (batch: number) =>
+      api(claimer.accessToken).keys.claimMany.mutate({ users: hundred(batch) });
+    for (let batch = 0; batch < 20; batch++) expect((await many(batch)).users).toHaveLength(100);
+    expect(await codeOf(many(20))).toBe('TOO_MANY_REQUESTS');
+  });
+
   it('claims are rate limited per account', async () => {
     const limited = await startServer({
       keys: { ...defaultConfig().keys, claimLimit: { points: 2, durationSeconds: 60 } },

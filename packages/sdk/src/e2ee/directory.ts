@@ -223,15 +223,18 @@ export const RENEW_AT_MOST_EVERY_MS = 60_000;
 /** Users per `keys.claimMany` call (the server's maximum). */
 const CLAIM_BATCH = 100;
 
-/** A rate-limited claim is waited out this many times, each wait at most a minute. */
+/**
+ * A rate-limited claim is waited out this many times, each wait at most the server's default
+ * window (ten minutes): longer means a limit set on purpose, and the send fails instead.
+ */
 const CLAIM_TRIES = 5;
-const MAX_CLAIM_WAIT_MS = 60_000;
+const MAX_CLAIM_WAIT_MS = 600_000;
 
 /**
- * A claim (`keys.claim` or `keys.claimMany`), waiting out its rate limit: the server allows 200
- * users' bundles a minute per account, and a group holds up to 1000 members, so a first send to
- * a big group (or after a restart with the memory store) meets the limit part way and would
- * fail instead of taking a little longer.
+ * A claim (`keys.claim` or `keys.claimMany`), waiting out its rate limit: the server allows
+ * 2 000 users' bundles per ten minutes per account by default, two full groups' first sends,
+ * so a third (or a first send after a restart with the memory store) can meet the limit part
+ * way, and would fail instead of taking longer.
  */
 async function waitingOutLimits<T>(claim: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
