@@ -268,6 +268,51 @@ describe(`end-to-end encryption through the SDK (${backendLabel})`, () => {
     expect(b.errors).toEqual([]);
   });
 
+  it('a message whose key was lost and then replaced is sent again as content, and read late', async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const a = await device(alice);
+    const store = createMemoryCryptoStore();
+    const cursorStore = createMemoryCursorStore();
+    const first = await device(bob, { store, cursorStore });
+    const c = await device(carol);
+    await befriend(a, first);
+    await befriend(a, c);
+    const group = (
+      await a.client.messaging.conversations.createGroup({
+        title: 'Resends',
+        memberIds: [bob.userId, carol.userId],
+      })
+    ).id;
+    conversations.push(group);
+    await first.client.close(); // Bob's app is closed; its keys and cursor are kept
+
+    const missed = secret('sent before carol left');
+    await send(a, group, missed);
+    // The envelope with Alice's key is lost, and Carol leaves: Alice's next send makes a new
+    // key, so the one Bob will ask for is gone.
+    const dropped = await t.server.infra.ports.db
+      .deleteFrom('user_events')
+      .where('device_id', '=', first.deviceId)
+      .where('type', '=', 'envelope')
+      .executeTakeFirst();
+    expect(Number(dropped.numDeletedRows)).toBeGreaterThan(0);
+    await a.client.messaging.conversations.removeMember(group, carol.userId);
+    const after = secret('after carol left');
+    await send(a, group, after);
+
+    const b = await device(bob, { store, cursorStore }); // Bob's app again, same device
+    expect(await receives(b, group, after)).toMatchObject({ late: false });
+    const late = await receives(b, group, missed);
+    expect(late).toMatchObject({ late: true, contentType: 'text/plain' });
+    expect(late.message.seq).toBeLessThan((await receives(a, group, after)).message.seq);
+    expect(b.errors).toEqual([]);
+    expect(a.errors).toEqual([]);
+  });
+
   it('edits travel encrypted and reach every device decrypted, as edits, from any of my devices', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     const [a, b] = [await device(alice), await device(bob)];

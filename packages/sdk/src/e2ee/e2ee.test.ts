@@ -247,9 +247,14 @@ describe('e2ee over a fake server', () => {
       [far.id, 'decrypt_failed'], // Bob's copy moved past it: that one is lost to him
     ]);
     expect(b.sent.at(-1)).toMatchObject({ userId: 'alice', contentType: 'mvp/e2ee-device' });
+    // The one Bob's copy moved past came again as content from Alice's send log.
+    expect(b.read.map((m) => [decode(m.body), m.message.id, m.late])).toEqual([
+      ['first', expect.any(String), false],
+      ['far ahead', far.id, true],
+    ]);
     await send(a, 'g', 'next');
     await net.settled();
-    expect(texts(b)).toEqual(['first', 'next']);
+    expect(texts(b)).toEqual(['first', 'far ahead', 'next']);
     expect(b.errors).toEqual([]);
   });
 
@@ -454,8 +459,9 @@ describe('e2ee over a fake server', () => {
     net.fill('bob-phone', false);
     await send(a, 'g', 'room again');
     await net.settled();
-    expect(a.sent.filter((e) => e.deviceId === 'bob-phone')).toHaveLength(1);
-    expect(texts(b)).toContain('room again');
+    // The key (as it is now), then what Bob missed before it, sent again as content.
+    expect(a.sent.filter((e) => e.deviceId === 'bob-phone')).toHaveLength(2);
+    expect(texts(b)).toEqual(['room again', 'while full']);
     expect(a.sent.filter((e) => e.deviceId === 'carol-phone')).toHaveLength(1);
   });
 

@@ -78,7 +78,8 @@ export type MvpE2ee = {
   onError(handler: (error: unknown) => void): Subscription;
   /**
    * Tries an undecryptable message again: true when it was read now (and went to `onMessage`);
-   * otherwise the sender's device is asked for the key again and `onMessage` gets it later.
+   * otherwise the sender's device is asked again, for the key or (when the key is here and the
+   * bytes still do not read) for the content, and `onMessage` gets it later if it answers.
    */
   retry(message: Message): Promise<boolean>;
   /** Decrypts a message from history without delivering it; a message key works once, so keep the result. */
@@ -177,6 +178,8 @@ export function createE2ee(deps: {
     },
     keyRequested: (conversationId, from, keyId, behind) =>
       background(outbound.answerKeyRequest(conversationId, from, keyId, behind)),
+    resendRequested: (conversationId, from, keyId, iterations) =>
+      background(outbound.answerResend(conversationId, from, keyId, iterations)),
     sessionReset: (address) => outbound.forgetDevice(address),
     report,
   });
@@ -249,29 +252,38 @@ export function createE2ee(deps: {
       return outbound.encrypt(
         conversationId,
         { contentType: message.contentType, body: message.body },
-        (ciphertext) =>
-          outbox.send(conversationId, {
+        (ciphertext, sent) => {
+          const handle = outbox.send(conversationId, {
             contentType: E2EE_CONTENT_TYPE,
             ciphertext,
             ...(message.replyToSeq === undefined ? {} : { replyToSeq: message.replyToSeq }),
             ...(message.forwarded === undefined ? {} : { forwarded: message.forwarded }),
-          }),
+          });
+          // A failed send is the app's to see through the handle; the log just never learns it.
+          handle.result.then(
+            (stored) => (sent.message = { id: stored.id, editedAt: stored.editedAt }),
+            () => undefined,
+          );
+          return handle;
+        },
       );
     },
     async edit(conversationId, seq, message) {
       await setup();
-      const ciphertext = await outbound.encrypt(
+      const { ciphertext, sent } = await outbound.encrypt(
         conversationId,
         { contentType: message.contentType, body: message.body },
-        (bytes) => bytes,
+        (bytes, entry) => ({ ciphertext: bytes, sent: entry }),
         { seq },
       );
-      return transport.editMessage({
+      const stored = await transport.editMessage({
         conversationId,
         seq,
         contentType: E2EE_CONTENT_TYPE,
         ciphertext: bytesToBase64(ciphertext),
       });
+      sent.message = { id: stored.id, editedAt: stored.editedAt };
+      return stored;
     },
     onMessage: (handler) => listen(messageHandlers, handler),
     onUndecryptable: (handler) => listen(undecryptableHandlers, handler),

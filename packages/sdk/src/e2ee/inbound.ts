@@ -2,7 +2,8 @@
  * Reading: conversation messages under senders' keys, and the pairwise envelopes that carry
  * those keys (and requests for them). A message whose key is missing waits here, is reported
  * as undecryptable, and triggers a key request to its sender's device; the key's arrival
- * decrypts it late.
+ * decrypts it late. One that cannot be read under the key (or whose key is gone) is asked for
+ * again, as content sent pairwise (Signal's retry receipt), and delivered late when it comes.
  */
 import {
   type CryptoStore,
@@ -31,6 +32,8 @@ import {
   editContext,
   encodeDevicePayload,
   groupContext,
+  MAX_RESEND_ITERATIONS,
+  type DevicePayload,
 } from './payloads';
 import { lanes, type KeyedQueue } from './serial';
 import type { DeviceRef, E2eeTransport, Me } from './transport';
@@ -56,16 +59,23 @@ export type UndecryptableReason =
    * message to derive its key (more than 2000 messages missed): a key request is on its way.
    * Behind, the request brings the sender's chain as it is now: what it writes after answering
    * reads; what it wrote before (this one, and others already waiting) is reported again as
-   * `decrypt_failed`.
+   * `decrypt_failed`. A key its sender replaced since is asked for as content instead (below).
    */
   | 'missing_key'
-  /** The key is here but the bytes did not verify or decrypt (tampered, replayed, corrupt). */
+  /**
+   * The key is here but the bytes did not verify or decrypt (tampered, replayed, corrupt, or
+   * too far behind): the sending device is asked to send the content again, pairwise, which
+   * it does if it still has it (sent from that device, in that run of the app, within a day).
+   */
   | 'decrypt_failed';
 
 export type UndecryptableMessage = { message: Message; reason: UndecryptableReason };
 
 /** The key a message needs and the device (of the sender's) that holds it. */
 type Missing = { keyId: string; device: string; behind?: true };
+
+/** A message's place in its sealing device's chain: what a resend names. */
+type Place = { sender: DeviceRef; keyId: string; iteration: number };
 
 type Outcome =
   | { ok: true; contentType: string; body: Uint8Array }
@@ -129,6 +139,22 @@ function sealedBy(message: Message & { ciphertext: Uint8Array }) {
   };
 }
 
+/** Where a message's bytes sit in its sealing device's chain; undefined when they do not parse. */
+function placeOf(message: Message): Place | undefined {
+  if (message.ciphertext === null) return undefined;
+  try {
+    const sealed = sealedBy({ ...message, ciphertext: message.ciphertext });
+    const { keyId, iteration } = parseSenderKeyMessage(sealed.bytes);
+    return {
+      sender: { userId: message.senderId, deviceId: sealed.device },
+      keyId: toBase64(keyId),
+      iteration,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 /** A message's bytes change with each edit: remembered plaintexts are per version. */
 const versionOf = (message: Message) => `${message.id}\n${message.editedAt ?? ''}`;
 
@@ -142,6 +168,13 @@ export function createInbound(deps: {
   undecryptable(event: UndecryptableMessage): Awaitable<void>;
   /** A key request reached us from `from`: answer it if they may have the key. */
   keyRequested(conversationId: string, from: DeviceRef, keyId: string, behind: boolean): void;
+  /** `from` asks for the content of messages of ours: send what they may have. */
+  resendRequested(
+    conversationId: string,
+    from: DeviceRef,
+    keyId: string,
+    iterations: number[],
+  ): void;
   /** A pairwise session had to be dropped (the next send starts a new one). */
   sessionReset(address: string): void;
   report(error: unknown): void;
@@ -211,44 +244,118 @@ export function createInbound(deps: {
    */
   const behindAsked = new Set<string>();
 
-  /** Asks the sending device to share its key again (pairwise, so the server learns nothing). */
-  async function requestKey(message: Message, { keyId, device: sealer, behind }: Missing) {
-    const me = await deps.me();
-    if (message.senderId === me.userId && sealer === me.deviceId) return;
-    if (behind)
-      behindAsked.add(`${message.conversationId}\n${addressOf(message.senderId, sealer)}`);
+  /** Sends a request to one of a sender's devices, pairwise (so the server learns nothing). */
+  async function askDevice(conversationId: string, to: DeviceRef, payload: DevicePayload) {
     const listed = async () =>
-      (await directory.devicesOf(message.senderId)).find((d) => d.deviceId === sealer);
+      (await directory.devicesOf(to.userId)).find((d) => d.deviceId === to.deviceId);
     let device = await listed();
     if (!device) {
-      directory.forget(message.senderId); // a list from before that device came?
+      directory.forget(to.userId); // a list from before that device came?
       device = await listed();
     }
-    if (!device) return; // that device is gone: nobody can share its key any more
-    const [ready] = await directory.ensureSessions(message.senderId, [device]);
+    if (!device) return; // that device is gone: nobody can answer for it any more
+    const [ready] = await directory.ensureSessions(to.userId, [device]);
     if (!ready) return;
-    const address = addressOf(message.senderId, sealer);
-    const payload = encodeDevicePayload({
-      type: 'key-request',
-      conversationId: message.conversationId,
-      keyId,
-      ...(behind ? { behind } : {}),
-    });
+    const address = addressOf(to.userId, to.deviceId);
     const ciphertext = await queue(lanes.pair(address), () =>
-      encryptToDevice(store, address, payload),
+      encryptToDevice(store, address, encodeDevicePayload(payload)),
     );
     await transport.sendToDevices(
       [
         {
-          userId: message.senderId,
-          deviceId: sealer,
+          userId: to.userId,
+          deviceId: to.deviceId,
           contentType: E2EE_DEVICE_CONTENT_TYPE,
           ciphertext: bytesToBase64(ciphertext),
         },
       ],
       false,
-      message.conversationId,
+      conversationId,
     );
+  }
+
+  /** Asks the sending device to share its key again. */
+  async function requestKey(message: Message, { keyId, device: sealer, behind }: Missing) {
+    const me = await deps.me();
+    if (message.senderId === me.userId && sealer === me.deviceId) return;
+    if (behind)
+      behindAsked.add(`${message.conversationId}\n${addressOf(message.senderId, sealer)}`);
+    const { conversationId } = message;
+    await askDevice(
+      conversationId,
+      { userId: message.senderId, deviceId: sealer },
+      { type: 'key-request', conversationId, keyId, ...(behind ? { behind } : {}) },
+    );
+  }
+
+  /** Messages asked for as content, by conversation, sealing device, key and iteration. */
+  const resendAsked = new Map<string, Message>();
+  const placeKey = (conversationId: string, { sender, keyId, iteration }: Place) =>
+    `${conversationId}\n${addressOf(sender.userId, sender.deviceId)}\n${keyId}\n${iteration}`;
+
+  /**
+   * Asks the devices that sealed these messages for their content (one request per device and
+   * key, up to 100 messages each). Each message is asked once unless `force` (the app's retry).
+   */
+  async function askResend(messages: Message[], force: boolean) {
+    const me = await deps.me();
+    const requests = new Map<
+      string,
+      { sender: DeviceRef; conversationId: string; keyId: string; iterations: number[] }
+    >();
+    for (const message of messages) {
+      const place = placeOf(message);
+      if (!place) continue; // bytes that do not even parse name nobody to ask
+      if (place.sender.userId === me.userId && place.sender.deviceId === me.deviceId) continue;
+      const key = placeKey(message.conversationId, place);
+      if (resendAsked.has(key) && !force) continue;
+      resendAsked.delete(key); // newest last, so the bound below gives up the oldest
+      resendAsked.set(key, message);
+      while (resendAsked.size > MAX_WAITING) resendAsked.delete(resendAsked.keys().next().value!);
+      const { sender, keyId } = place;
+      const group = `${message.conversationId}\n${addressOf(sender.userId, sender.deviceId)}\n${keyId}`;
+      const request = requests.get(group) ?? {
+        sender,
+        conversationId: message.conversationId,
+        keyId,
+        iterations: [],
+      };
+      request.iterations.push(place.iteration);
+      requests.set(group, request);
+    }
+    for (const { sender, conversationId, keyId, iterations } of requests.values())
+      for (let i = 0; i < iterations.length; i += MAX_RESEND_ITERATIONS)
+        await askDevice(conversationId, sender, {
+          type: 'resend-request',
+          conversationId,
+          keyId,
+          iterations: iterations.slice(i, i + MAX_RESEND_ITERATIONS),
+        });
+  }
+
+  const askResendInBackground = (messages: Message[], force = false) =>
+    void askResend(messages, force).catch((error: unknown) => deps.report(error));
+
+  /** A resend from the device that sealed the message: delivered late if it fits one asked for. */
+  async function takeResend(from: DeviceRef, payload: Extract<DevicePayload, { type: 'resend' }>) {
+    const { conversationId, keyId, iteration } = payload;
+    const key = placeKey(conversationId, { sender: from, keyId, iteration });
+    const message = resendAsked.get(key);
+    // Only for the very message (and version) asked: one the server copied elsewhere, or an
+    // older edit shown as current, does not get the content of the original.
+    if (message?.id !== payload.messageId || message.editedAt !== payload.editedAt) return;
+    resendAsked.delete(key);
+    if (recent.has(versionOf(message))) return; // read meanwhile (its key came after all)
+    let content;
+    try {
+      content = decodeContent(payload.content);
+    } catch (error) {
+      deps.report(error);
+      return;
+    }
+    const outcome = { ok: true as const, ...content };
+    remember(versionOf(message), outcome);
+    await deliver(message, outcome, true);
   }
 
   function wait(message: Message, missing: Missing, force: boolean) {
@@ -279,14 +386,18 @@ export function createInbound(deps: {
     const held = pending.get(key);
     if (!held) return;
     dropWait(key);
+    const failed: Message[] = [];
     for (const message of [...held].sort((a, b) => a.seq - b.seq)) {
       const outcome = await decrypt(message);
       if (outcome.ok) {
         await deliver(message, outcome, true);
       } else {
+        failed.push(message);
         await deps.undecryptable({ message, reason: outcome.reason });
       }
     }
+    // Still unreadable with the key here (say, a gap the chain moved past): ask for content.
+    if (failed.length > 0) askResendInBackground(failed);
   }
 
   /** Decrypts a pairwise message from `from`'s device; throws (after repairing) when it cannot. */
@@ -386,6 +497,7 @@ export function createInbound(deps: {
         return;
       }
       if (outcome.missing) wait(message, outcome.missing, false);
+      else askResendInBackground([message]);
       await deps.undecryptable({ message, reason: outcome.reason });
     },
 
@@ -410,14 +522,27 @@ export function createInbound(deps: {
         );
         return;
       }
-      if (payload.type === 'key-request') {
-        deps.keyRequested(
-          payload.conversationId,
-          { userId: envelope.senderId, deviceId: envelope.senderDeviceId },
-          payload.keyId,
-          payload.behind === true,
-        );
-        return;
+      const from = { userId: envelope.senderId, deviceId: envelope.senderDeviceId };
+      switch (payload.type) {
+        case 'key-request':
+          deps.keyRequested(payload.conversationId, from, payload.keyId, payload.behind === true);
+          return;
+        case 'resend-request':
+          deps.resendRequested(payload.conversationId, from, payload.keyId, payload.iterations);
+          return;
+        case 'resend':
+          return takeResend(from, payload);
+        case 'key-gone': {
+          // The key they no longer use: what waits for it is asked for as content.
+          const key = pendingKey(payload.conversationId, sender, payload.keyId);
+          const held = pending.get(key);
+          if (!held) return;
+          dropWait(key);
+          askResendInBackground(held);
+          return;
+        }
+        case 'sender-key':
+          break;
       }
       const { conversationId, distribution } = payload;
       let keyId: string;
@@ -450,6 +575,7 @@ export function createInbound(deps: {
         return true;
       }
       if (outcome.missing) wait(message, outcome.missing, true);
+      else askResendInBackground([message], true);
       return false;
     },
 

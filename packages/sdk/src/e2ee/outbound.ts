@@ -8,6 +8,7 @@ import {
   encryptGroup,
   encryptToDevice,
   outboundSenderKey,
+  parseSenderKeyMessage,
   receiveSenderKey,
   rotateOutboundSenderKey,
   toBase64,
@@ -23,13 +24,23 @@ import {
   encodeEdit,
   groupContext,
   type Content,
+  type DevicePayload,
 } from './payloads';
+import { createSendLog, type Sent } from './sendLog';
 import { lanes, type KeyedQueue } from './serial';
 import type { DeviceRef, DirectoryDevice, E2eeTransport, Me, OutgoingEnvelope } from './transport';
 
 /** Tries of a distribution while the server keeps answering DEVICES_CHANGED. */
 export const DISTRIBUTION_ATTEMPTS = 4;
 const MAX_ENVELOPES = 100;
+/**
+ * Largest content sent again (`resend`), and base64 bytes per call of resends: the envelope
+ * (content in base64 inside JSON inside a ratchet message, in base64 again) and the call must
+ * fit a WebSocket frame (64 KiB by default). Messages are text and attachment pointers; one
+ * this large stays unreadable where it was.
+ */
+export const RESEND_MAX_CONTENT_BYTES = 24 * 1024;
+const RESEND_CALL_BYTES = 40 * 1024;
 
 /**
  * Who holds the current sender key of a conversation, as far as this process knows. Kept in
@@ -50,11 +61,13 @@ export type Outbound = {
    * Makes sure every member device can read what follows, encrypts one message and hands the
    * ciphertext to `use` (the outbox) in the same turn, so sends keep their encryption order.
    * With `edit`, the bytes are the new version of message `edit.seq` (see payloads.ts).
+   * `sent` is its entry in the send log: set `sent.message` once the server stored it, and it
+   * can be sent again to a member device that cannot read it.
    */
   encrypt<T>(
     conversationId: string,
     content: Content,
-    use: (ciphertext: Uint8Array) => T,
+    use: (ciphertext: Uint8Array, sent: Sent) => T,
     edit?: { seq: number },
   ): Promise<T>;
   /** Drops this device's sender key: the next send creates and distributes a fresh one. */
@@ -76,6 +89,17 @@ export type Outbound = {
     keyId: string,
     behind?: boolean,
   ): Promise<boolean>;
+  /**
+   * A member device cannot read these messages of mine (named by key and place in its chain):
+   * sends it their content pairwise, for those I still have (sent from this device, in this
+   * process, within a day) and it was a member for. Answers how many went.
+   */
+  answerResend(
+    conversationId: string,
+    from: DeviceRef,
+    keyId: string,
+    iterations: number[],
+  ): Promise<number>;
 };
 
 export function createOutbound(deps: {
@@ -87,6 +111,7 @@ export function createOutbound(deps: {
 }): Outbound {
   const { store, transport, directory, queue } = deps;
   const audiences = new Map<string, Audience>();
+  const sendLog = createSendLog();
 
   const keyIdOf = async (conversationId: string) => {
     const key = await store.getOutboundSenderKey(conversationId);
@@ -197,6 +222,48 @@ export function createOutbound(deps: {
     return audience;
   }
 
+  /**
+   * Sends payloads pairwise to one device of a current member (a request's answer): nothing to
+   * a device that is not theirs now. False when nothing went (or its queue was full).
+   */
+  async function sendTo(conversationId: string, to: DeviceRef, payloads: Uint8Array[]) {
+    if (payloads.length === 0) return false;
+    const members = await transport.members(conversationId);
+    if (!members.includes(to.userId)) return false;
+    directory.forget(to.userId);
+    const device = (await directory.devicesOf(to.userId)).find((d) => d.deviceId === to.deviceId);
+    if (!device) return false;
+    const [ready] = await directory.ensureSessions(to.userId, [device]);
+    if (!ready) return false; // its keys are refused (a verified user's changed device)
+    const address = addressOf(to.userId, to.deviceId);
+    let chunk: OutgoingEnvelope[] = [];
+    let bytes = 0;
+    let delivered = false;
+    const flush = async () => {
+      if (chunk.length === 0) return;
+      const sent = await transport.sendToDevices(chunk, false, conversationId);
+      delivered ||= !sent.ok || sent.full.length === 0;
+      chunk = [];
+      bytes = 0;
+    };
+    for (const payload of payloads) {
+      const ciphertext = await queue(lanes.pair(address), () =>
+        encryptToDevice(store, address, payload),
+      );
+      const envelope = {
+        ...to,
+        contentType: E2EE_DEVICE_CONTENT_TYPE,
+        ciphertext: bytesToBase64(ciphertext),
+      };
+      if (chunk.length === MAX_ENVELOPES || bytes + envelope.ciphertext.length > RESEND_CALL_BYTES)
+        await flush();
+      chunk.push(envelope);
+      bytes += envelope.ciphertext.length;
+    }
+    await flush();
+    return delivered;
+  }
+
   const rotate = (conversationId: string) =>
     queue(lanes.outbound(conversationId), async () => {
       audiences.delete(conversationId);
@@ -218,13 +285,22 @@ export function createOutbound(deps: {
           audience = await freshKey(conversationId, members, keyId !== undefined);
         await distribute(conversationId, members, audience);
         const self = addressOf(me.userId, me.deviceId);
+        const plaintext = encodeContent(content);
         const ciphertext = await encryptGroup(
           store,
           conversationId,
-          encodeContent(content),
+          plaintext,
           edit ? editContext(conversationId, self, edit.seq) : groupContext(conversationId, self),
         );
-        return use(edit ? encodeEdit(me.deviceId, ciphertext) : ciphertext);
+        const { keyId: sealedWith, iteration } = parseSenderKeyMessage(ciphertext);
+        const sent = sendLog.record(
+          conversationId,
+          toBase64(sealedWith),
+          iteration,
+          plaintext,
+          members,
+        );
+        return use(edit ? encodeEdit(me.deviceId, ciphertext) : ciphertext, sent);
       }),
 
     rotate,
@@ -241,14 +317,14 @@ export function createOutbound(deps: {
 
     answerKeyRequest: (conversationId, from, keyId, behind = false) =>
       queue(lanes.outbound(conversationId), async () => {
-        if ((await keyIdOf(conversationId)) !== keyId) return false; // rotated: not for them
-        const members = await transport.members(conversationId);
-        if (!members.includes(from.userId)) return false;
-        directory.forget(from.userId);
-        const device = (await directory.devicesOf(from.userId)).find(
-          (d) => d.deviceId === from.deviceId,
-        );
-        if (!device) return false;
+        if ((await keyIdOf(conversationId)) !== keyId) {
+          // Replaced (someone left) or never mine: the key is not for them any more, but what
+          // they could not read under it may still be, message by message.
+          await sendTo(conversationId, from, [
+            encodeDevicePayload({ type: 'key-gone', conversationId, keyId }),
+          ]);
+          return false;
+        }
         const audience = audiences.get(conversationId);
         // Those who were members when the key was made may read all of it; a later joiner
         // only from now on (the current iteration), as a first distribution would have given.
@@ -257,18 +333,37 @@ export function createOutbound(deps: {
           !behind && audience?.keyId === keyId && audience.originUsers.has(from.userId)
             ? audience.origin
             : (await outboundSenderKey(store, conversationId)).distribution;
-        const plaintext = encodeDevicePayload({
+        const payload: DevicePayload = {
           type: 'sender-key',
           conversationId,
           distribution,
           ...(behind ? { forward: true as const } : {}),
-        });
-        const envelopes = await envelopesFor(from.userId, [device], plaintext);
-        if (envelopes.length === 0) return false;
-        const sent = await transport.sendToDevices(envelopes, false, conversationId);
-        if (sent.ok && sent.full.length > 0) return false; // its queue is full: not answered
+        };
+        if (!(await sendTo(conversationId, from, [encodeDevicePayload(payload)]))) return false;
         audience?.devices.add(addressOf(from.userId, from.deviceId));
         return true;
       }),
+
+    async answerResend(conversationId, from, keyId, iterations) {
+      const payloads: Uint8Array[] = [];
+      for (const iteration of new Set(iterations)) {
+        const sent = sendLog.find(conversationId, keyId, iteration);
+        // Not stored yet (still in the outbox), or not theirs to read, or too big to resend.
+        if (!sent?.message || !sent.members.has(from.userId)) continue;
+        if (sent.content.length > RESEND_MAX_CONTENT_BYTES) continue;
+        payloads.push(
+          encodeDevicePayload({
+            type: 'resend',
+            conversationId,
+            keyId,
+            iteration,
+            messageId: sent.message.id,
+            editedAt: sent.message.editedAt,
+            content: sent.content,
+          }),
+        );
+      }
+      return (await sendTo(conversationId, from, payloads)) ? payloads.length : 0;
+    },
   };
 }

@@ -5,7 +5,8 @@
  *   `version (1) | content type length (1) | content type (utf-8) | body`, so the real content
  *   type is as private as the body;
  * - device-to-device envelopes carry `mvp/e2ee-device`; the Double Ratchet ciphertext wraps a
- *   small JSON object: a sender key distribution or a request for one;
+ *   small JSON object: a sender key distribution or a request for one, and the resend of a
+ *   message's content to a device that could not read it (or the request for one);
  * - an edit replaces the message's bytes with `version (1) | device id length (1) | device id |
  *   sender-key ciphertext`: the editing device (any device of the sender's) names the key to
  *   read it with, and the associated data binds it to the conversation, that device and the
@@ -104,28 +105,67 @@ export type DevicePayload =
    * "Please share the sender key with this id again": I could not read a message. `behind`: I
    * hold it, but a message was too far ahead of my copy to derive (TOO_MANY_SKIPPED).
    */
-  | { type: 'key-request'; conversationId: string; keyId: string; behind?: true };
+  | { type: 'key-request'; conversationId: string; keyId: string; behind?: true }
+  /** The answer to a key request for a key I no longer use: ask for the messages instead. */
+  | { type: 'key-gone'; conversationId: string; keyId: string }
+  /**
+   * "Please send me the content of these messages of yours" (Signal's retry receipt): I cannot
+   * read them under your key. They are named by their place in your chain.
+   */
+  | { type: 'resend-request'; conversationId: string; keyId: string; iterations: number[] }
+  /**
+   * The content (as `encodeContent` made it) of my message at this place in my chain, and the
+   * message (and version) the server stored it as: a message the server copied to another
+   * place cannot have it.
+   */
+  | {
+      type: 'resend';
+      conversationId: string;
+      keyId: string;
+      iteration: number;
+      messageId: string;
+      editedAt: string | null;
+      content: Uint8Array;
+    };
+
+/** Most messages one resend request names (a gap asks in several). */
+export const MAX_RESEND_ITERATIONS = 100;
 
 export function encodeDevicePayload(payload: DevicePayload): Uint8Array {
+  const head = { v: PAYLOAD_VERSION, c: payload.conversationId };
   // The flags are new fields: a device on an earlier SDK reads the rest as before.
-  const json =
-    payload.type === 'sender-key'
-      ? {
-          v: PAYLOAD_VERSION,
+  const json = (() => {
+    switch (payload.type) {
+      case 'sender-key':
+        return {
+          ...head,
           t: 'sk',
-          c: payload.conversationId,
           d: bytesToBase64(payload.distribution),
           ...(payload.forward ? { f: 1 } : {}),
-        }
-      : {
-          v: PAYLOAD_VERSION,
-          t: 'kr',
-          c: payload.conversationId,
-          k: payload.keyId,
-          ...(payload.behind ? { b: 1 } : {}),
         };
+      case 'key-request':
+        return { ...head, t: 'kr', k: payload.keyId, ...(payload.behind ? { b: 1 } : {}) };
+      case 'key-gone':
+        return { ...head, t: 'kg', k: payload.keyId };
+      case 'resend-request':
+        return { ...head, t: 'rr', k: payload.keyId, i: payload.iterations };
+      case 'resend':
+        return {
+          ...head,
+          t: 'rs',
+          k: payload.keyId,
+          i: payload.iteration,
+          m: payload.messageId,
+          e: payload.editedAt,
+          d: bytesToBase64(payload.content),
+        };
+    }
+  })();
   return utf8.encode(JSON.stringify(json));
 }
+
+const isIteration = (n: unknown): n is number =>
+  typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 
 export function decodeDevicePayload(bytes: Uint8Array): DevicePayload {
   let json: unknown;
@@ -142,22 +182,48 @@ export function decodeDevicePayload(bytes: Uint8Array): DevicePayload {
     k?: unknown;
     f?: unknown;
     b?: unknown;
+    i?: unknown;
+    m?: unknown;
+    e?: unknown;
   };
   if (o.v !== PAYLOAD_VERSION) throw new CryptoError('UNKNOWN_VERSION', 'device payload version');
   if (typeof o.c !== 'string') throw new CryptoError('MALFORMED', 'device payload');
+  const conversationId = o.c;
   if (o.t === 'sk' && typeof o.d === 'string')
     return {
       type: 'sender-key',
-      conversationId: o.c,
+      conversationId,
       distribution: base64ToBytes(o.d),
       ...(o.f === 1 ? { forward: true as const } : {}),
     };
-  if (o.t === 'kr' && typeof o.k === 'string')
+  if (typeof o.k !== 'string') throw new CryptoError('MALFORMED', 'unknown device payload');
+  const keyId = o.k;
+  if (o.t === 'kr')
+    return { type: 'key-request', conversationId, keyId, ...(o.b === 1 ? { behind: true } : {}) };
+  if (o.t === 'kg') return { type: 'key-gone', conversationId, keyId };
+  if (
+    o.t === 'rr' &&
+    Array.isArray(o.i) &&
+    o.i.length > 0 &&
+    o.i.length <= MAX_RESEND_ITERATIONS &&
+    o.i.every(isIteration)
+  )
+    return { type: 'resend-request', conversationId, keyId, iterations: o.i };
+  if (
+    o.t === 'rs' &&
+    isIteration(o.i) &&
+    typeof o.m === 'string' &&
+    (o.e === null || typeof o.e === 'string') &&
+    typeof o.d === 'string'
+  )
     return {
-      type: 'key-request',
-      conversationId: o.c,
-      keyId: o.k,
-      ...(o.b === 1 ? { behind: true as const } : {}),
+      type: 'resend',
+      conversationId,
+      keyId,
+      iteration: o.i,
+      messageId: o.m,
+      editedAt: o.e,
+      content: base64ToBytes(o.d),
     };
   throw new CryptoError('MALFORMED', 'unknown device payload');
 }
