@@ -2,12 +2,59 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runJobsOnce } from '@mvp/api';
+import {
+  runJobsOnce,
+  SESSION_REVOKED_CHANNEL,
+  type EventBus,
+  type KeyValue,
+  type Ports,
+} from '@mvp/api';
 import { clientWithToken, DEVICE, PASSWORD, registerUser } from './helpers/accounts';
+import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel, testDatabaseUrl } from './helpers/env';
 
 const DAY = 24 * 3600 * 1000;
+const JOB_LOCK = 'job:deleteInactiveAccounts';
+/** Short enough to run out during a test: renewals come every third of it. */
+const LOCK_MS = 600;
+
+/**
+ * The server's ports for one jobs run, with the inactivity job's lock renewals reported and the
+ * job held inside its first deletion (when it announces the ended sessions) until `resume`.
+ */
+function heldJobPorts(ports: Ports) {
+  const renewals = eventQueue<boolean>();
+  const deleting = eventQueue<true>();
+  let resume!: () => void;
+  const resumed = new Promise<void>((r) => (resume = r));
+  const kv: KeyValue = {
+    ...ports.kv,
+    async acquireLock(name, ttlMs) {
+      const lock = await ports.kv.acquireLock(name, ttlMs);
+      if (!lock || name !== JOB_LOCK) return lock;
+      return {
+        release: () => lock.release(),
+        async extend(ms) {
+          const held = await lock.extend(ms);
+          renewals.push(held);
+          return held;
+        },
+      };
+    },
+  };
+  const bus: EventBus = {
+    ...ports.bus,
+    async publish(channel, message) {
+      if (channel === SESSION_REVOKED_CHANNEL) {
+        deleting.push(true);
+        await resumed;
+      }
+      await ports.bus.publish(channel, message);
+    },
+  };
+  return { ports: { ...ports, kv, bus }, renewals, deleting, resume };
+}
 
 describe(`account jobs (${backendLabel})`, () => {
   let t: TestServer;
@@ -48,6 +95,53 @@ describe(`account jobs (${backendLabel})`, () => {
     await lock!.release();
     expect(results.deleteInactiveAccounts).toBeNull();
     expect(results.reencryptPersonalData).not.toBeNull();
+  });
+
+  const idleUser = async () => {
+    const { userId } = await registerUser(t);
+    await t.server.infra.ports.db
+      .updateTable('users')
+      .set({ last_active_at: Date.now() - 31 * DAY })
+      .where('id', '=', userId)
+      .execute();
+  };
+
+  it('a run longer than its lock keeps it: another instance is refused throughout', async () => {
+    await idleUser();
+    const { kv } = t.server.infra.ports;
+    const held = heldJobPorts(t.server.infra.ports);
+    const run = runJobsOnce(held.ports, t.server.settings, LOCK_MS);
+    await held.deleting.next();
+    // Five renewals a third of the lease apart: the first lease ran out well before the last.
+    for (let i = 0; i < 5; i++) expect(await held.renewals.next()).toBe(true);
+    expect(await kv.acquireLock(JOB_LOCK, LOCK_MS)).toBeNull();
+    held.resume();
+    expect((await run).deleteInactiveAccounts).toBeGreaterThanOrEqual(1);
+    const after = await kv.acquireLock(JOB_LOCK, LOCK_MS); // released at the end of the run
+    expect(after).not.toBeNull();
+    await after!.release();
+  });
+
+  it('a run whose lock was taken stops after the deletion in progress', async () => {
+    for (let i = 0; i < 3; i++) await idleUser();
+    const { kv } = t.server.infra.ports;
+    const held = heldJobPorts(t.server.infra.ports);
+    const run = runJobsOnce(held.ports, t.server.settings, LOCK_MS);
+    await held.deleting.next();
+    // The lease ran out (a stall longer than it) and another instance took the lock.
+    await kv.del(`lock:${JOB_LOCK}`);
+    const taken = await kv.acquireLock(JOB_LOCK, 60_000);
+    expect(taken).not.toBeNull();
+    let stillHeld = true;
+    while (stillHeld) stillHeld = await held.renewals.next();
+    held.resume();
+    // Only the account in progress; the others are left to the lock's new holder.
+    expect((await run).deleteInactiveAccounts).toBe(1);
+    expect(await kv.acquireLock(JOB_LOCK, LOCK_MS)).toBeNull(); // not taken back, nor released
+    expect(
+      t.logs.lines.some((l) => l.event === 'job_lock_lost' && l.job === 'deleteInactiveAccounts'),
+    ).toBe(true);
+    await taken!.release();
   });
 });
 

@@ -110,6 +110,27 @@ describe.each(impls)('ports: $name', (impl) => {
     await kv.close();
   });
 
+  it('KeyValue: extend keeps a lock past its first lease, never revives or takes one back', async () => {
+    const kv = impl.kv();
+    const pastLease = () => new Promise((r) => setTimeout(r, 150)); // expiry is under test
+    const renewed = await kv.acquireLock('job', 100);
+    expect(await renewed!.extend(60_000)).toBe(true);
+    await pastLease();
+    expect(await kv.acquireLock('job', 60_000)).toBeNull();
+    await renewed!.release();
+
+    const lapsed = await kv.acquireLock('job', 100);
+    await pastLease();
+    expect(await lapsed!.extend(60_000)).toBe(false);
+    const next = await kv.acquireLock('job', 60_000);
+    expect(next).not.toBeNull();
+    expect(await lapsed!.extend(60_000)).toBe(false);
+    expect(await kv.acquireLock('job', 60_000)).toBeNull(); // still the new holder's
+    expect(await next!.extend(60_000)).toBe(true);
+    await next!.release();
+    await kv.close();
+  });
+
   it('RateLimiter: allows the budget, then refuses with a wait; keys and rules are separate', async () => {
     const limiter = impl.limiter();
     const rule = { name: 'test', points: 2, durationSeconds: 60 };

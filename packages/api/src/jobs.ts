@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { createContext, type ApiSettings, type Context } from './context';
 import { displayNameContext, phoneContext } from './modules/auth/identity';
 import { deleteAccount } from './modules/me/accountDeletion';
-import type { Ports } from './ports';
+import type { Lock, Logger, Ports } from './ports';
 import { purgeExpiredMessages } from './modules/messages/expiry';
 import { pruneStreams } from './modules/sync/retention';
 import { expireCalls } from './modules/calls/calls.service';
@@ -10,10 +10,17 @@ import { expireCalls } from './modules/calls/calls.service';
 const BATCH = 200;
 
 /**
+ * A job handles rows a batch (or one unit of work) at a time and returns how many. Under
+ * `runLocked` it gets a signal that aborts when its lock was lost; it then stops between batches,
+ * since another instance may be running it too. Called directly (tests), it runs to the end.
+ */
+type Job = (ctx: Context, signal?: AbortSignal) => Promise<number>;
+
+/**
  * Rows still under an older data key get re-encrypted under the newest, a batch at a time, in id
  * order. A row no configured key opens is reported and skipped, never allowed to stall the rest.
  */
-async function reencryptPersonalData(ctx: Context): Promise<number> {
+async function reencryptPersonalData(ctx: Context, signal?: AbortSignal): Promise<number> {
   const { db, cipher } = ctx.ports;
   // substr, not LIKE: key ids may contain '_', which LIKE reads as a wildcard.
   const prefix = `v1.${cipher.currentKeyId}.`;
@@ -22,6 +29,7 @@ async function reencryptPersonalData(ctx: Context): Promise<number> {
   let done = 0;
   let after = '';
   for (;;) {
+    if (signal?.aborted) return done;
     const rows = await db
       .selectFrom('users')
       .select(['id', 'phone_ciphertext', 'display_name_ciphertext'])
@@ -65,7 +73,7 @@ async function reencryptPersonalData(ctx: Context): Promise<number> {
 }
 
 /** Deletes accounts nobody has used for the configured number of days (off when 0). */
-async function deleteInactiveAccounts(ctx: Context): Promise<number> {
+async function deleteInactiveAccounts(ctx: Context, signal?: AbortSignal): Promise<number> {
   const days = ctx.settings.auth.deleteInactiveAfterDays;
   if (days <= 0) return 0;
   const cutoff = ctx.ports.clock.now() - days * 24 * 3600 * 1000;
@@ -79,6 +87,7 @@ async function deleteInactiveAccounts(ctx: Context): Promise<number> {
   let deleted = 0;
   // One at a time through the same path as a user's own deletion: sessions end, avatars go.
   for (const { id } of stale) {
+    if (signal?.aborted) break;
     if (await deleteAccount(ctx, id, { inactiveBefore: cutoff })) deleted += 1;
   }
   if (deleted)
@@ -93,23 +102,56 @@ export const JOBS = {
   reencryptPersonalData,
   deleteInactiveAccounts,
   pruneStreams,
-} as const;
+} as const satisfies Record<string, Job>;
 export type JobName = keyof typeof JOBS;
 
+const JOBS_LOCK_MS = 10 * 60 * 1000;
+
 /**
- * Runs `job` under the KeyValue lock of `name` (null when another instance holds it). The lock
- * outlives an instance that dies holding it by `lockMs`: a loop that runs every second passes a
- * shorter one than the jobs, or a crash would stop it everywhere for ten minutes.
+ * Renews `lock` every third of its lease while a job runs, so that a run may outlive the lease.
+ * The signal aborts when a renewal finds the lock gone (this instance stalled past the lease and
+ * another may have taken it) or cannot tell; `stop` ends the renewals once the run is over.
+ */
+function keepRenewed(lock: Lock, lockMs: number, logger: Logger, job: string) {
+  const lost = new AbortController();
+  const lose = (err?: unknown) => {
+    if (lost.signal.aborted) return;
+    clearInterval(renewals);
+    lost.abort();
+    logger.warn({ err, job, event: 'job_lock_lost' }, 'job lock lost: stopping after this batch');
+  };
+  const renewals = setInterval(() => {
+    lock.extend(lockMs).then((held) => {
+      if (!held) lose();
+    }, lose);
+  }, lockMs / 3);
+  renewals.unref();
+  return {
+    signal: lost.signal,
+    stop() {
+      clearInterval(renewals);
+      // A renewal still in flight then answers after the release: that is not a loss.
+      lost.abort();
+    },
+  };
+}
+
+/**
+ * Runs `job` under the KeyValue lock of `name` (null when another instance holds it), renewed
+ * while it runs. The lock outlives an instance that dies holding it by `lockMs`: a loop that runs
+ * every second passes a shorter one than the jobs, or a crash would stop it everywhere for ten
+ * minutes.
  */
 async function runLocked(
   ports: Ports,
   settings: ApiSettings,
   name: string,
-  job: (ctx: Context) => Promise<number>,
-  lockMs = 10 * 60 * 1000,
+  job: Job,
+  lockMs = JOBS_LOCK_MS,
 ): Promise<number | null> {
   const lock = await ports.kv.acquireLock(`job:${name}`, lockMs);
   if (!lock) return null;
+  const renewal = keepRenewed(lock, lockMs, ports.logger, name);
   try {
     const ctx = await createContext(ports, settings, {
       requestId: `job:${name}`,
@@ -117,11 +159,12 @@ async function runLocked(
       transport: 'http',
       token: null,
     });
-    return await job(ctx);
+    return await job(ctx, renewal.signal);
   } catch (err) {
     ports.logger.error({ err, job: name }, 'job failed');
     return null;
   } finally {
+    renewal.stop();
     await lock.release();
   }
 }
@@ -129,18 +172,20 @@ async function runLocked(
 /**
  * Runs every job once, each under a KeyValue lock so that across instances only one runs it at a
  * time. Returns how many rows each job handled (null when another instance held the lock).
+ * `lockMs` is the lease (renewed while a job runs); tests pass a short one.
  */
 export async function runJobsOnce(
   ports: Ports,
   settings: ApiSettings,
+  lockMs = JOBS_LOCK_MS,
 ): Promise<Record<JobName, number | null>> {
   const results = {} as Record<JobName, number | null>;
   for (const name of Object.keys(JOBS) as JobName[])
-    results[name] = await runLocked(ports, settings, name, JOBS[name]);
+    results[name] = await runLocked(ports, settings, name, JOBS[name], lockMs);
   return results;
 }
 
-/** A frequent loop's run is one batch (up to 500 rows): far shorter than this. */
+/** A frequent loop's run is one batch (up to 500 rows): far shorter than this, and renewed. */
 const FREQUENT_LOCK_MS = 60 * 1000;
 
 /** Ring and heartbeat timeouts need seconds, not the jobs interval: their own, faster loop. */

@@ -7,6 +7,11 @@ export type SetOptions = {
 export type Lock = {
   /** Gives the lock back if this holder still owns it; a no-op once it expired. */
   release(): Promise<void>;
+  /**
+   * Makes the lease last `ttlMs` from now if this holder still owns it. False once it expired or
+   * another caller took it: the lease is then neither revived nor taken back.
+   */
+  extend(ttlMs: number): Promise<boolean>;
 };
 
 /** Short-lived shared state: OTP codes, counters, leases. Values are strings. */

@@ -67,6 +67,12 @@ export function createMemoryKeyValue(clock: Clock): KeyValue {
         async release() {
           if (live(key)?.value === token) entries.delete(key);
         },
+        async extend(ms) {
+          const entry = live(key);
+          if (entry?.value !== token) return false;
+          entry.expiresAt = clock.now() + ms;
+          return true;
+        },
       };
     },
     async close() {

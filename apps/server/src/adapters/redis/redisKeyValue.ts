@@ -15,6 +15,11 @@ const RELEASE_IF_OWNER = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+// Push the lease's expiry out only if we still hold it: never revive or lengthen someone else's.
+const EXTEND_IF_OWNER = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
 export function createRedisKeyValue(redis: Redis, namespace: string): KeyValue {
   const PREFIX = `${namespace}kv:`;
   const kv: KeyValue = {
@@ -53,6 +58,9 @@ export function createRedisKeyValue(redis: Redis, namespace: string): KeyValue {
       return {
         async release() {
           await redis.eval(RELEASE_IF_OWNER, 1, key, token);
+        },
+        async extend(ms) {
+          return (await redis.eval(EXTEND_IF_OWNER, 1, key, token, Math.ceil(ms))) === 1;
         },
       };
     },

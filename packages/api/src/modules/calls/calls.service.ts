@@ -256,7 +256,7 @@ export async function hangup(
  * (`invite_timeout`); answered calls where either side's heartbeats stopped become `ended`
  * (`ice_timeout`).
  */
-export async function expireCalls(ctx: Context): Promise<number> {
+export async function expireCalls(ctx: Context, signal?: AbortSignal): Promise<number> {
   const now = ctx.ports.clock.now();
   const { ringTimeoutMs, heartbeatTimeoutMs } = ctx.settings.calls;
   const stale = await ctx.ports.db
@@ -278,6 +278,8 @@ export async function expireCalls(ctx: Context): Promise<number> {
     .execute();
   let ended = 0;
   for (const row of stale) {
+    // Lock lost (see runLocked): the rest is left to the next run.
+    if (signal?.aborted) break;
     const ringing = row.state === 'ringing';
     try {
       await finish(

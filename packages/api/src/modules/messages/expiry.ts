@@ -10,7 +10,7 @@ const BATCH = 500;
  * their history shows (sent after they joined), and a member who saw none of them nothing.
  * Returns how many.
  */
-export async function purgeExpiredMessages(ctx: Context): Promise<number> {
+export async function purgeExpiredMessages(ctx: Context, signal?: AbortSignal): Promise<number> {
   const { db, clock } = ctx.ports;
   const now = clock.now();
   const due = await db
@@ -23,7 +23,10 @@ export async function purgeExpiredMessages(ctx: Context): Promise<number> {
   const byConversation = new Map<string, number[]>();
   for (const { conversation_id: id, seq } of due)
     byConversation.set(id, [...(byConversation.get(id) ?? []), Number(seq)]);
+  let handled = 0;
   for (const [conversationId, due] of byConversation) {
+    // Lock lost (see runLocked): the rest is left to the next run.
+    if (signal?.aborted) break;
     const told = await db.transaction().execute(async (trx) => {
       // Only what is still there, under its lock: a run that outlived its job lock and overlaps
       // another instance's (or a delete for everyone) must not tell the same removal twice.
@@ -71,6 +74,7 @@ export async function purgeExpiredMessages(ctx: Context): Promise<number> {
       return userIds;
     });
     await wake(ctx.ports, told);
+    handled += due.length;
   }
-  return due.length;
+  return handled;
 }

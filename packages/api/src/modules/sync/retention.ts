@@ -8,7 +8,7 @@ const BATCH = 1000;
  * cursor is older is then told `resync` instead of silently missing events. Returns how many
  * streams were trimmed.
  */
-export async function pruneStreams(ctx: Context): Promise<number> {
+export async function pruneStreams(ctx: Context, signal?: AbortSignal): Promise<number> {
   const { db, clock } = ctx.ports;
   const cutoff = clock.now() - ctx.settings.messaging.retentionDays * 24 * 3600 * 1000;
   const stale = await db
@@ -18,7 +18,10 @@ export async function pruneStreams(ctx: Context): Promise<number> {
     .groupBy('user_id')
     .limit(BATCH)
     .execute();
+  let trimmed = 0;
   for (const { user_id: userId, upTo } of stale) {
+    // Lock lost (see runLocked): the rest is left to the next run.
+    if (signal?.aborted) break;
     const seq = Number(upTo);
     await db.transaction().execute(async (trx) => {
       await trx
@@ -33,6 +36,7 @@ export async function pruneStreams(ctx: Context): Promise<number> {
         .where('seq', '<=', seq)
         .execute();
     });
+    trimmed += 1;
   }
-  return stale.length;
+  return trimmed;
 }
