@@ -266,6 +266,39 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     await bobLive.unreadReaches(chat, 0);
   });
 
+  it('a disappearing message goes at its time on a device whose stream is stopped, and from history', async () => {
+    // The test server runs no expiry loop and nobody runs the jobs: only the SDK's own timer
+    // can remove these.
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [a, b] = [sdkFor(alice), sdkFor(bob)];
+    const chat = await directChat(a, bob);
+    const bobLive = await live(b);
+    await a.messaging.conversations.update(chat, { disappearSeconds: 1 });
+    const sent = await a.outbox.send(chat, plain('gone in a second')).result;
+    const [got] = await bobLive.messages(chat, 1);
+    expect(got!.expiresAt).toBe(sent.expiresAt);
+    await bobLive.unreadReaches(chat, 1);
+    const expired = eventQueue<{ conversationId: string; seq: number; messageId: string }>();
+    b.expiry.onExpired((e) => expired.push(e));
+    await b.sync.stop(); // offline, as far as the server can tell
+
+    expect(await expired.next(5_000)).toEqual({
+      conversationId: chat,
+      seq: sent.seq,
+      messageId: sent.id,
+    });
+    expect(Date.now() + b.expiry.clockOffsetMs).toBeGreaterThanOrEqual(Date.parse(sent.expiresAt!));
+    expect(b.sync.unread(chat)).toBe(0);
+
+    // Another device of Bob's reads it from history (the server has not purged it): it goes too.
+    const tablet = sdkFor(bob);
+    const fromTablet = eventQueue<{ seq: number }>();
+    tablet.expiry.onExpired((e) => fromTablet.push(e));
+    const page = await tablet.messaging.messages.history(chat);
+    expect(page.messages.map((m) => m.seq)).toEqual([sent.seq]);
+    expect(await fromTablet.next(5_000)).toMatchObject({ seq: sent.seq });
+  });
+
   it('wrappers: groups, members, leaving, and typed errors through the outbox', async () => {
     const [alice, bob, carol] = [
       await registerUser(t),

@@ -26,6 +26,7 @@ import { subjectOf } from './base64';
 import { DEFAULT_BACKOFF, reconnectDelayMs, type BackoffOptions } from './backoff';
 import { createMemoryTokenStore, type TokenStore } from './tokenStore';
 import { createE2ee, disabledE2ee, type E2eeOptions, type MvpE2ee } from './e2ee/e2ee';
+import { createExpiry, type MvpExpiry } from './expiry';
 import { createApiE2eeTransport } from './e2ee/transport';
 import { createCallManager, type CallManagerOptions, type MvpCalls } from './calls/callManager';
 import { createApiCallTransport } from './calls/transport';
@@ -122,6 +123,8 @@ export type MvpClient = {
   e2ee: MvpE2ee;
   /** Voice and video calls on WebRTC: start, ring, accept, hang up, history. */
   calls: MvpCalls;
+  /** Disappearing messages removed at their time on this device, connected or not. */
+  expiry: MvpExpiry;
   /**
    * Stops the sync stream and the outbox (pending sends stay in its store) and closes the
    * subscription socket (if one was opened); queries keep working over HTTP.
@@ -340,6 +343,16 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     ? createE2ee({ transport: createApiE2eeTransport(api), sync, outbox, options: options.crypto })
     : disabledE2ee();
 
+  const { expiry, observe } = createExpiry({
+    serverTime: async () => (await api.system.info.query()).serverTime,
+    expired: (conversationId, seq) => sync.expired(conversationId, seq),
+    report: sync.report,
+  });
+  sync.observe(observe);
+  const messaging = createMessagingClient(api, (messages) => {
+    for (const message of messages) expiry.watch(message);
+  });
+
   const callCrypto = options.calls?.crypto ?? (options.crypto ? e2ee.pairwise : undefined);
   const calls = createCallManager({
     transport: createApiCallTransport(api),
@@ -369,7 +382,8 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     calls,
     auth: createAuthClient(raw, session, { onSignedIn, onSignedInError: sync.report }),
     people: createPeopleClient(api, sync),
-    messaging: createMessagingClient(api),
+    messaging,
+    expiry,
     outbox,
     sync,
     avatar: createAvatarClient({

@@ -1,4 +1,5 @@
 export { createMvpClient } from './createMvpClient';
+export type { ExpiredMessage, MvpExpiry } from './expiry';
 export type {
   ConnectionState,
   MvpClient,

@@ -158,7 +158,12 @@ export type MvpMessaging = {
   };
 };
 
-export function createMessagingClient(api: TRPCClient<AppRouter>): MvpMessaging {
+/** `seen`: the messages a page (history, pins) answered, for the local expiry timers. */
+export function createMessagingClient(
+  api: TRPCClient<AppRouter>,
+  seen: (messages: Message[]) => void = () => undefined,
+): MvpMessaging {
+  const page = (messages: Message[]) => (seen(messages), messages);
   return {
     conversations: {
       createDirect: (userId) => api.conversations.create.mutate({ kind: 'direct', userId }),
@@ -188,8 +193,8 @@ export function createMessagingClient(api: TRPCClient<AppRouter>): MvpMessaging 
     },
     messages: {
       history: async (conversationId, options = {}) => {
-        const page = await api.messages.history.query({ conversationId, ...options });
-        return { messages: page.messages.map(decodeMessage), more: page.more };
+        const answer = await api.messages.history.query({ conversationId, ...options });
+        return { messages: page(answer.messages.map(decodeMessage)), more: answer.more };
       },
       markRead: (conversationId, seq) => api.messages.markRead.mutate({ conversationId, seq }),
       markDelivered: (conversationId, seq) =>
@@ -212,7 +217,7 @@ export function createMessagingClient(api: TRPCClient<AppRouter>): MvpMessaging 
       pin: (conversationId, seq, pinned = true) =>
         withoutResult(api.messages.pin.mutate({ conversationId, seq, pinned })),
       pins: async (conversationId) =>
-        (await api.messages.pins.query({ conversationId })).messages.map(decodeMessage),
+        page((await api.messages.pins.query({ conversationId })).messages.map(decodeMessage)),
       typing: (conversationId) => withoutResult(api.messages.typing.mutate({ conversationId })),
     },
   };

@@ -33,6 +33,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   const resyncHandlers = new Set<Handler<[]>>();
   const errorHandlers = new Set<(error: unknown) => void>();
   const unreadHandlers = new Set<(id: string, unread: number) => void>();
+  const observers = new Set<(event: SyncEvent) => void>();
   const startedWaiters = new Set<() => void>();
   const listen = <T>(set: Set<T>, handler: T): Subscription => {
     set.add(handler);
@@ -334,6 +335,13 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       } catch (error) {
         report(error); // an event of a shape the counts cannot read: the app has it all the same
       }
+      for (const observer of observers) {
+        try {
+          observer(event);
+        } catch (error) {
+          report(error);
+        }
+      }
       if (ephemeral) continue;
       handled = id;
       await saveCursor(id);
@@ -471,5 +479,9 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     unread: (conversationId) => unread.get(conversationId),
     unreadTotal: () => unread.total(),
     onUnreadChange: (handler) => listen(unreadHandlers, handler),
+    observe: (observer) => listen(observers, observer),
+    expired(conversationId, seq) {
+      unread.apply({ type: 'messages.removed', conversationId, seqs: [seq], reason: 'expired' });
+    },
   };
 }

@@ -71,6 +71,13 @@ export type MvpSync = {
 export type SyncControl = MvpSync & {
   /** Hands `error` to the `onError` listeners. */
   report: (error: unknown) => void;
+  /**
+   * Sees each event once the app's handlers have it, without starting the stream (SDK parts
+   * that follow it quietly, like local expiry). A throw is reported; the stream goes on.
+   */
+  observe(observer: (event: SyncEvent) => void): Subscription;
+  /** A message expired on this device's timer: the unread counts drop it as the server would. */
+  expired(conversationId: string, seq: number): void;
 };
 
 export type SyncEngineOptions = {

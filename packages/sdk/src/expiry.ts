@@ -1,0 +1,165 @@
+/**
+ * Disappearing messages go at their time on this device too, as in Signal, whose clients keep
+ * the timer themselves: the server's removal (`messages.removed`, reason `expired`) reaches only
+ * a connected device of a current member, so a device offline, or someone who left the group,
+ * would otherwise keep showing them. Times are the server's (`expiresAt`), read on this device's
+ * clock through the offset measured against `system.info`'s `serverTime`.
+ */
+import type { Message, SyncEvent } from './messaging';
+import type { Subscription } from './syncTypes';
+
+export type ExpiredMessage = { conversationId: string; seq: number; messageId: string };
+
+export type MvpExpiry = {
+  /**
+   * A disappearing message's time came (by the server's clock), whether or not this device is
+   * connected: remove it from view and storage. When connected, the server's own removal
+   * (`messages.removed` with reason `expired`) comes on the stream as well: handle both as one.
+   */
+  onExpired(handler: (expired: ExpiredMessage) => void): Subscription;
+  /**
+   * Watches a message the app loaded from its own storage (after a restart). Messages from the
+   * stream and from `messaging.messages.history` are watched already.
+   */
+  watch(message: Pick<Message, 'id' | 'conversationId' | 'seq' | 'expiresAt'>): void;
+  /** The server's clock minus this device's, in ms, as last measured (0 before the first). */
+  readonly clockOffsetMs: number;
+};
+
+/** Messages watched at most: past it the one due last is left to the server's removal. */
+export const MAX_WATCHED = 10_000;
+/** The offset is measured again at most this often (when a timer is set). */
+const REMEASURE_MS = 3600 * 1000;
+const MEASURE_RETRY_MS = 60 * 1000;
+/** `setTimeout` holds at most 2^31 − 1 ms; a later time is reached in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export function createExpiry(deps: {
+  /** The server's time now (ISO), from `system.info`. */
+  serverTime: () => Promise<string>;
+  /** Told of each expiry: the unread counts drop it, as the server's removal would. */
+  expired: (conversationId: string, seq: number) => void;
+  report: (error: unknown) => void;
+  now?: () => number;
+}): { expiry: MvpExpiry; observe: (event: SyncEvent) => void } {
+  const now = deps.now ?? Date.now;
+  const handlers = new Set<(expired: ExpiredMessage) => void>();
+  /** By `conversation \n seq`: the message and when it goes, in server time (ms). */
+  const watched = new Map<string, { expired: ExpiredMessage; at: number }>();
+  let offset = 0;
+  let measuredAt: number | undefined;
+  let measuring: Promise<void> | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timerAt: number | undefined;
+
+  const keyOf = (conversationId: string, seq: number) => `${conversationId}\n${seq}`;
+
+  /** Server time as the midpoint of the call: the answer's time is unknown within it. */
+  function measure() {
+    measuring ??= (async () => {
+      const sent = now();
+      const serverNow = Date.parse(await deps.serverTime());
+      const received = now();
+      offset = serverNow - (sent + received) / 2;
+      measuredAt = received;
+    })()
+      .catch((error: unknown) => {
+        deps.report(error);
+        // Offline, say: the offset stays as it was (the device's own clock before any) until
+        // another try a minute from now.
+        measuredAt = now() - REMEASURE_MS + MEASURE_RETRY_MS;
+      })
+      .finally(() => {
+        measuring = undefined;
+        // The offset moved every time: the timer is set again from what is watched.
+        if (timer) clearTimeout(timer);
+        timer = timerAt = undefined;
+        fire();
+      });
+  }
+
+  /** Hands over what is due, then sets the timer for the earliest left (one pass). */
+  function fire() {
+    timer = timerAt = undefined;
+    const serverNow = now() + offset;
+    let earliest = Infinity;
+    for (const [key, { expired, at }] of watched) {
+      if (at > serverNow) {
+        earliest = Math.min(earliest, at);
+        continue;
+      }
+      watched.delete(key);
+      deps.expired(expired.conversationId, expired.seq);
+      for (const handler of handlers) {
+        try {
+          handler(expired);
+        } catch (error) {
+          deps.report(error);
+        }
+      }
+    }
+    if (earliest < Infinity) schedule(earliest);
+  }
+
+  /**
+   * One timer, for the earliest message watched (server time `at`), set only when `at` comes
+   * before it: a message removed meanwhile leaves it as it is, and it then fires for nothing.
+   */
+  function schedule(at: number) {
+    if (measuredAt === undefined || now() - measuredAt > REMEASURE_MS) {
+      if (!measuring) measure(); // which sets the timer again with the offset it finds
+      if (measuredAt === undefined) return;
+    }
+    const localAt = at - offset;
+    if (timerAt !== undefined && timerAt <= localAt) return;
+    if (timer) clearTimeout(timer);
+    timerAt = localAt;
+    timer = setTimeout(fire, Math.min(Math.max(0, localAt - now()), MAX_TIMER_MS));
+    // A timer must not keep a Node process (a bot, a test) alive on its own.
+    (timer as { unref?: () => void }).unref?.();
+  }
+
+  function watch(message: Pick<Message, 'id' | 'conversationId' | 'seq' | 'expiresAt'>) {
+    const key = keyOf(message.conversationId, message.seq);
+    const at = message.expiresAt === null ? NaN : Date.parse(message.expiresAt);
+    if (Number.isNaN(at)) {
+      watched.delete(key); // no longer disappearing
+      return;
+    }
+    watched.set(key, {
+      expired: { conversationId: message.conversationId, seq: message.seq, messageId: message.id },
+      at,
+    });
+    if (watched.size > MAX_WATCHED) {
+      let last: string | undefined;
+      let lastAt = -Infinity;
+      for (const [k, w] of watched) if (w.at > lastAt) [last, lastAt] = [k, w.at];
+      watched.delete(last!);
+    }
+    schedule(at);
+  }
+
+  const expiry: MvpExpiry = {
+    onExpired(handler) {
+      handlers.add(handler);
+      return { unsubscribe: () => void handlers.delete(handler) };
+    },
+    watch,
+    get clockOffsetMs() {
+      return offset;
+    },
+  };
+  return {
+    expiry,
+    observe: (event) => {
+      if (event.type === 'message.new' || event.type === 'message.updated') {
+        // A tombstone has nothing left to remove.
+        if (event.message.deletedAt !== null)
+          watched.delete(keyOf(event.message.conversationId, event.message.seq));
+        else watch(event.message);
+      } else if (event.type === 'messages.removed') {
+        for (const seq of event.seqs) watched.delete(keyOf(event.conversationId, seq));
+      }
+    },
+  };
+}
