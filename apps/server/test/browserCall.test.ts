@@ -4,24 +4,22 @@
  * missed (ring timeout), answered elsewhere. On MySQL + Redis the two people are on two server
  * instances sharing the database and the bus.
  */
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { defaultConfig } from '../src/index';
-import { freshUsername, PASSWORD } from './helpers/accounts';
+import { freshUsername } from './helpers/accounts';
+import { hasChromium } from './helpers/browser';
+import { backendLabel } from './helpers/env';
 import {
-  buildWeb,
-  hasChromium,
-  launchChromium,
-  serveStatic,
-  type Browser,
-  type StaticSite,
-} from './helpers/browser';
-import { backendLabel, testRedisUrl } from './helpers/env';
-import { startServer, type TestServer } from './helpers/startServer';
+  befriend,
+  contact,
+  instances,
+  signIn,
+  startWebSuite,
+  TEST_MS,
+  WAIT_MS,
+  type WebSuite,
+} from './helpers/webSuite';
 
 type PageCall = { id: string; state: string; endReason: string | null; direction: string };
 type HistoryEntry = {
@@ -43,58 +41,21 @@ type PageApi = {
 type G = { __mvp: PageApi };
 
 const RING_TIMEOUT_MS = 4_000;
-// Generous: in CI this file shares two cores with the rest of the suite.
-const WAIT_MS = 45_000;
-const TEST_MS = 180_000;
-const instances = testRedisUrl ? 2 : 1;
 // Under CI a missing Chromium fails the run (.ci/run installs it); elsewhere the suite is skipped.
 const run = hasChromium || process.env.CI ? describe : describe.skip;
 
 run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`, () => {
-  let a: TestServer;
-  let b: TestServer;
-  let site: StaticSite;
-  let browser: Browser;
-  let webDir: string;
-  const pageErrors: string[] = [];
+  let suite: WebSuite;
 
   beforeAll(async () => {
-    webDir = await buildWeb();
-    site = await serveStatic(webDir);
-    const shared = {
-      dataDir: mkdtempSync(join(tmpdir(), 'mvp-browser-')),
-      redisPrefix: `test:${randomUUID()}:`,
-      allowedOrigins: [site.origin],
+    suite = await startWebSuite({
       calls: { ...defaultConfig().calls, ringTimeoutMs: RING_TIMEOUT_MS },
-    };
-    a = await startServer(shared);
-    b = instances === 2 ? await startServer(shared) : a;
-    browser = await launchChromium(site.origin);
+    });
   }, TEST_MS);
 
   afterAll(async () => {
-    await browser?.close();
-    await Promise.all([...new Set([a, b])].filter(Boolean).map((s) => s.stop()));
-    await site?.close();
-    if (webDir) rmSync(webDir, { recursive: true, force: true });
+    await suite?.close();
   }, 60_000);
-
-  async function openPage(server: TestServer): Promise<Page> {
-    const page = await browser.context.newPage();
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    await page.goto(`${site.origin}/?server=${encodeURIComponent(server.server.url)}`);
-    return page;
-  }
-
-  async function signIn(page: Page, username: string, action: 'register' | 'login') {
-    await page.getByTestId('username').fill(username);
-    await page.getByTestId('password').fill(PASSWORD);
-    await page.getByTestId(action).click();
-    await page
-      .getByTestId('status')
-      .filter({ hasText: /^online$/ })
-      .waitFor({ timeout: WAIT_MS });
-  }
 
   const callOf = (page: Page) => page.evaluate(() => (globalThis as unknown as G).__mvp.call);
   const waitForCall = (page: Page, state: string, endReason?: string) =>
@@ -107,17 +68,6 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
       { timeout: WAIT_MS },
     );
   const shownState = (page: Page) => page.getByTestId('call-state').textContent();
-  const contact = (page: Page, username: string) =>
-    page.getByTestId('contacts').locator('li', { hasText: `@${username}` });
-
-  async function befriend(from: Page, to: Page, username: string, fromName: string) {
-    await from.getByTestId('search').fill(username);
-    await from.getByTestId('search-go').click();
-    await from.getByTestId('results').getByTestId('add').click();
-    await to.getByTestId('requests').getByTestId('accept-request').click({ timeout: WAIT_MS });
-    await contact(from, username).waitFor({ timeout: WAIT_MS });
-    await contact(to, fromName).waitFor({ timeout: WAIT_MS });
-  }
 
   async function placeCall(from: Page, to: string, media: 'audio' | 'video') {
     await contact(from, to)
@@ -134,8 +84,8 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
   it(
     'register, become contacts, exchange a message',
     async () => {
-      alice = await openPage(a);
-      bob = await openPage(b);
+      alice = await suite.openPage(suite.a);
+      bob = await suite.openPage(suite.b);
       await signIn(alice, names.alice, 'register');
       await signIn(bob, names.bob, 'register');
       await befriend(alice, bob, names.bob, names.alice);
@@ -258,7 +208,7 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
   it(
     'two pages of the callee ring; one answers, the other is told answered elsewhere',
     async () => {
-      const bobLaptop = await openPage(b);
+      const bobLaptop = await suite.openPage(suite.b);
       await signIn(bobLaptop, names.bob, 'login');
       const callId = await placeCall(alice, names.bob, 'audio');
       await Promise.all([waitForCall(bob, 'ringing'), waitForCall(bobLaptop, 'ringing')]);
@@ -275,7 +225,7 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
         waitForCall(bob, 'ended', 'hangup'),
       ]);
       await bobLaptop.close();
-      expect(pageErrors).toEqual([]);
+      expect(suite.pageErrors).toEqual([]);
     },
     TEST_MS,
   );

@@ -6,6 +6,7 @@
 import {
   createMvpClient,
   errorCodeOf,
+  isUntrustedIdentityError,
   type Call,
   type Conversation,
   type DecryptedMessage,
@@ -15,6 +16,7 @@ import { $, button, clear, item, show } from './dom';
 import { advanced, tickOf, type Positions } from './receipts';
 import { exposeForTests } from './testHooks';
 import { createUnread } from './unread';
+import { createVerification } from './verify';
 
 // Production reads the server from the build only: a `?server=` link must not be able to point
 // someone's page (and the password they type) at another server.
@@ -58,11 +60,17 @@ const fail = (error: unknown) => {
 };
 const run = (task: () => Promise<unknown>) => () => void task().catch(fail);
 // As Signal's "safety number changed": a device of theirs (or of mine) that this page had not
-// seen, or new keys for one. This page never verifies anyone, so sends are not held back.
+// seen, or new keys for one. For someone verified, sends wait for the user (./verify).
 client.e2ee.onIdentityChange(({ userId, change }) =>
   status(`${change === 'added' ? 'new device' : 'new keys'} for ${nameOf(userId)}`),
 );
 document.addEventListener('action-error', (event) => fail((event as CustomEvent).detail));
+// Safety numbers: the Verify button, the ✓ marks, the prompt when a verified person's keys change.
+const verification = createVerification({ client, nameOf, status, fail, send: sendText });
+$('verify').addEventListener(
+  'click',
+  run(async () => state.peerId && verification.open(state.peerId)),
+);
 
 // --- Accounts -------------------------------------------------------------------------------
 
@@ -182,6 +190,7 @@ async function refreshPeople() {
     list.append(li);
   }
   unread.render();
+  await verification.renderMarks();
 }
 
 client.people.onEvent(() => void refreshPeople().catch(fail));
@@ -208,6 +217,11 @@ function openConversation(conversation: Conversation) {
   $('chat-title').textContent =
     conversation.kind === 'direct' ? `With ${titleOf(conversation)}` : titleOf(conversation);
   for (const id of ['text', 'send']) ($(id) as HTMLInputElement).disabled = false;
+  show('verify', conversation.kind === 'direct' && conversation.peerId !== null);
+  verification.conversationOpened(
+    conversation.id,
+    conversation.kind === 'direct' ? conversation.peerId : null,
+  );
   renderMessages();
   void markShownRead().catch(fail);
 }
@@ -311,20 +325,30 @@ $('compose').addEventListener('submit', (event) => {
   const conversationId = state.conversationId;
   if (!text || !conversationId) return;
   input.value = '';
-  run(async () => {
-    const handle = await client.e2ee.send(conversationId, {
+  run(() => sendText(conversationId, text))();
+});
+
+/** A send to someone verified whose keys changed is held back until the user decides. */
+async function sendText(conversationId: string, text: string) {
+  let handle;
+  try {
+    handle = await client.e2ee.send(conversationId, {
       contentType: 'text/plain',
       body: new TextEncoder().encode(text),
     });
-    addLine(conversationId, {
-      id: lineId(state.me!.id, handle.clientMessageId),
-      seq: null,
-      from: 'me',
-      text,
-      mine: true,
-    });
-  })();
-});
+  } catch (error) {
+    if (!isUntrustedIdentityError(error)) throw error;
+    verification.refused(error, conversationId, text);
+    return;
+  }
+  addLine(conversationId, {
+    id: lineId(state.me!.id, handle.clientMessageId),
+    seq: null,
+    from: 'me',
+    text,
+    mine: true,
+  });
+}
 
 // --- Calls ----------------------------------------------------------------------------------
 
