@@ -343,14 +343,18 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     ? createE2ee({ transport: createApiE2eeTransport(api), sync, outbox, options: options.crypto })
     : disabledE2ee();
 
-  const { expiry, observe } = createExpiry({
+  const {
+    expiry,
+    observe,
+    reset: resetExpiry,
+  } = createExpiry({
     serverTime: async () => (await api.system.info.query()).serverTime,
     expired: (conversationId, seq) => sync.expired(conversationId, seq),
     report: sync.report,
   });
   sync.observe(observe);
   const messaging = createMessagingClient(api, (messages) => {
-    for (const message of messages) expiry.watch(message);
+    for (const message of messages) if (message.deletedAt === null) expiry.watch(message);
   });
 
   const callCrypto = options.calls?.crypto ?? (options.crypto ? e2ee.pairwise : undefined);
@@ -363,7 +367,8 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
 
   /**
    * A sign-in makes this client someone (else): the outbox sends only the new account's entries,
-   * the stream stops until `sync.start()`, and the WebSocket, which authenticated once as
+   * local expiry forgets the last account's messages (the app watches its stored ones again
+   * when it shows that account), the stream stops until `sync.start()`, and the WebSocket, which authenticated once as
    * whoever was signed in when it opened, is dropped so the next subscription opens one with the
    * new token. The socket is dropped even if stopping the stream failed (a handler's failure
    * does not: the engine reports it): it must not carry the next account's subscriptions.
@@ -371,6 +376,7 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
    */
   const onSignedIn = async () => {
     outbox.accountChanged();
+    resetExpiry();
     const closing = detachSocket();
     await sync.stop().catch(sync.report);
     await closing?.close();

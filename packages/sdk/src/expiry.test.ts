@@ -16,7 +16,9 @@ const message = (seq: number, expiresAt: number | null, conversationId = 'c'): M
 
 describe('local expiry of disappearing messages', () => {
   beforeEach(() => {
-    vi.useFakeTimers();
+    vi.useFakeTimers({
+      toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'],
+    });
     vi.setSystemTime(1_000_000);
   });
   afterEach(() => vi.useRealTimers());
@@ -26,13 +28,13 @@ describe('local expiry of disappearing messages', () => {
     const fired: ExpiredMessage[] = [];
     const removedFromUnread: [string, number][] = [];
     const errors: unknown[] = [];
-    const { expiry, observe } = createExpiry({
+    const { expiry, observe, reset } = createExpiry({
       serverTime: serverTime ?? (async () => new Date(Date.now() + ahead).toISOString()),
       expired: (conversationId, seq) => removedFromUnread.push([conversationId, seq]),
       report: (error) => errors.push(error),
     });
     expiry.onExpired((e) => fired.push(e));
-    return { expiry, observe, fired, removedFromUnread, errors };
+    return { expiry, observe, reset, fired, removedFromUnread, errors };
   }
 
   it("goes at the server's time, read through the measured clock offset", async () => {
@@ -73,6 +75,28 @@ describe('local expiry of disappearing messages', () => {
     await vi.advanceTimersByTimeAsync(MINUTE);
     expect(fired.map((e) => e.seq)).toEqual([1, 2]);
     expect(calls).toBe(2); // a minute after the failure, not on every timer
+  });
+
+  it("does not move when the device's clock is set forward or back", async () => {
+    const { expiry, fired } = setup(0);
+    expiry.watch(message(1, Date.now() + 2 * 3600_000));
+    await vi.advanceTimersByTimeAsync(0);
+    vi.setSystemTime(Date.now() + 3 * 3600_000); // the wall clock jumps, time does not pass
+    await vi.advanceTimersByTimeAsync(MINUTE);
+    expect(fired).toEqual([]);
+    vi.setSystemTime(Date.now() - 6 * 3600_000);
+    await vi.advanceTimersByTimeAsync(2 * 3600_000 - MINUTE);
+    expect(fired.map((e) => e.seq)).toEqual([1]);
+  });
+
+  it("forgets the last account's messages when another signs in", async () => {
+    const { expiry, reset, fired } = setup(0);
+    expiry.watch(message(1, Date.now() + MINUTE));
+    await vi.advanceTimersByTimeAsync(0);
+    reset();
+    expiry.watch(message(2, Date.now() + 3 * MINUTE)); // the next account's
+    await vi.advanceTimersByTimeAsync(4 * MINUTE);
+    expect(fired.map((e) => e.seq)).toEqual([2]);
   });
 
   it('watches at most MAX_WATCHED messages, leaving out the one due last', async () => {

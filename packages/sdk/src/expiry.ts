@@ -22,7 +22,7 @@ export type MvpExpiry = {
    * stream and from `messaging.messages.history` are watched already.
    */
   watch(message: Pick<Message, 'id' | 'conversationId' | 'seq' | 'expiresAt'>): void;
-  /** The server's clock minus this device's, in ms, as last measured (0 before the first). */
+  /** The server's clock minus this device's, in ms (0 before the first measurement). */
   readonly clockOffsetMs: number;
 };
 
@@ -40,13 +40,16 @@ export function createExpiry(deps: {
   /** Told of each expiry: the unread counts drop it, as the server's removal would. */
   expired: (conversationId: string, seq: number) => void;
   report: (error: unknown) => void;
-  now?: () => number;
-}): { expiry: MvpExpiry; observe: (event: SyncEvent) => void } {
-  const now = deps.now ?? Date.now;
+}): { expiry: MvpExpiry; observe: (event: SyncEvent) => void; reset: () => void } {
+  // Elapsed time from a monotonic clock: the device's wall clock may be set forward or back
+  // (by the user, or a sync) between two measurements, and must not move the timers.
+  const mono = () => performance.now();
   const handlers = new Set<(expired: ExpiredMessage) => void>();
   /** By `conversation \n seq`: the message and when it goes, in server time (ms). */
   const watched = new Map<string, { expired: ExpiredMessage; at: number }>();
-  let offset = 0;
+  /** The server's time at a point of the monotonic clock; the device's own until measured. */
+  let base = { server: Date.now(), mono: mono() };
+  const serverNow = () => base.server + (mono() - base.mono);
   let measuredAt: number | undefined;
   let measuring: Promise<void> | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -57,17 +60,18 @@ export function createExpiry(deps: {
   /** Server time as the midpoint of the call: the answer's time is unknown within it. */
   function measure() {
     measuring ??= (async () => {
-      const sent = now();
-      const serverNow = Date.parse(await deps.serverTime());
-      const received = now();
-      offset = serverNow - (sent + received) / 2;
+      const sent = mono();
+      const server = Date.parse(await deps.serverTime());
+      const received = mono();
+      if (Number.isNaN(server)) throw new Error('@mvp/sdk: the server answered no time');
+      base = { server, mono: (sent + received) / 2 };
       measuredAt = received;
     })()
       .catch((error: unknown) => {
         deps.report(error);
-        // Offline, say: the offset stays as it was (the device's own clock before any) until
+        // Offline, say: the time stays as it was (the device's own clock before any) until
         // another try a minute from now.
-        measuredAt = now() - REMEASURE_MS + MEASURE_RETRY_MS;
+        measuredAt = mono() - REMEASURE_MS + MEASURE_RETRY_MS;
       })
       .finally(() => {
         measuring = undefined;
@@ -81,10 +85,10 @@ export function createExpiry(deps: {
   /** Hands over what is due, then sets the timer for the earliest left (one pass). */
   function fire() {
     timer = timerAt = undefined;
-    const serverNow = now() + offset;
+    const current = serverNow();
     let earliest = Infinity;
     for (const [key, { expired, at }] of watched) {
-      if (at > serverNow) {
+      if (at > current) {
         earliest = Math.min(earliest, at);
         continue;
       }
@@ -106,15 +110,14 @@ export function createExpiry(deps: {
    * before it: a message removed meanwhile leaves it as it is, and it then fires for nothing.
    */
   function schedule(at: number) {
-    if (measuredAt === undefined || now() - measuredAt > REMEASURE_MS) {
-      if (!measuring) measure(); // which sets the timer again with the offset it finds
+    if (measuredAt === undefined || mono() - measuredAt > REMEASURE_MS) {
+      if (!measuring) measure(); // which sets the timer again with the time it finds
       if (measuredAt === undefined) return;
     }
-    const localAt = at - offset;
-    if (timerAt !== undefined && timerAt <= localAt) return;
+    if (timerAt !== undefined && timerAt <= at) return;
     if (timer) clearTimeout(timer);
-    timerAt = localAt;
-    timer = setTimeout(fire, Math.min(Math.max(0, localAt - now()), MAX_TIMER_MS));
+    timerAt = at;
+    timer = setTimeout(fire, Math.min(Math.max(0, at - serverNow()), MAX_TIMER_MS));
     // A timer must not keep a Node process (a bot, a test) alive on its own.
     (timer as { unref?: () => void }).unref?.();
   }
@@ -146,11 +149,17 @@ export function createExpiry(deps: {
     },
     watch,
     get clockOffsetMs() {
-      return offset;
+      return Math.round(serverNow() - Date.now());
     },
   };
   return {
     expiry,
+    // Another account signed in on this client: its messages are not the last one's.
+    reset() {
+      watched.clear();
+      if (timer) clearTimeout(timer);
+      timer = timerAt = undefined;
+    },
     observe: (event) => {
       if (event.type === 'message.new' || event.type === 'message.updated') {
         // A tombstone has nothing left to remove.

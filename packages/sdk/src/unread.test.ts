@@ -72,6 +72,15 @@ describe('unread counts', () => {
     expect(t.apply(message('message.updated', 4, true), removed([4]))).toBe(0);
   });
 
+  it('a message that expired on this device before it came does not count when it comes', () => {
+    const t = tracker({ lastSeq: 4, unread: 0, readSeq: 4 });
+    // Local expiry (no stream id) of seq 6, seen in history while the stream was behind.
+    t.unread.apply(removed([6]));
+    expect(t.apply(message('message.new', 5), message('message.new', 6))).toBe(1);
+    // The server's own removal, later, changes nothing.
+    expect(t.apply(removed([6]))).toBe(1);
+  });
+
   it('an edit filled in as deleted (deleted since) and the deletion count once', () => {
     const t = tracker({ lastSeq: 3, unread: 3, readSeq: 0 });
     expect(t.apply(message('message.updated', 2, true), message('message.updated', 2, true))).toBe(

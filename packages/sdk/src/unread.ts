@@ -160,7 +160,9 @@ export function createUnreadTracker(
           if (seq <= state.lastSeq) return;
           state.lastSeq = seq;
           if (senderId === me()) readUpTo(state, seq);
-          else if (deletedAt === null && seq > state.readSeq) state.later.add(seq);
+          // Known gone already (its disappearing timer ran out here before it came): not unread.
+          else if (deletedAt === null && seq > state.readSeq && !state.gone.has(seq))
+            state.later.add(seq);
           return update(conversationId);
         }
         case 'receipt': {

@@ -23,7 +23,7 @@ import { createPrekeys } from './prekeys';
 import { safetyNumbersWith, type SafetyNumber } from './safetyNumbers';
 import { createKeyedQueue, lanes } from './serial';
 import type { E2eeTransport, Me, Verification } from './transport';
-import { createTrust, type IdentityChange } from './trust';
+import { createTrust, isUntrustedIdentityError, type IdentityChange } from './trust';
 
 export type E2eeOptions = {
   /**
@@ -102,7 +102,10 @@ export type MvpE2ee = {
     method: 'qr' | 'manual',
     compared: SafetyNumber[],
   ): Promise<Verification>;
-  /** Whether I verified this user (on this device) and their keys have not changed since. */
+  /**
+   * Whether I verified this user (on this device) and the devices the server lists now (asked
+   * when not known) are still those I compared.
+   */
   isVerified(userId: string): Promise<boolean>;
   /**
    * Accepts the changes `onIdentityChange` told (and `UntrustedIdentityError` carried) after
@@ -190,9 +193,15 @@ export function createE2ee(deps: {
         if (isE2eeMessage(event.message)) await inbound.handleMessage(event.message);
         return;
       case 'message.updated':
+        // A deletion for everyone: what I sent of it is never sent again.
+        if (event.message.deletedAt !== null)
+          outbound.forgetSent(event.message.conversationId, [event.message.seq]);
         // Edits carry new bytes; a deletion (no bytes) or a changed expiry has nothing to read.
         if (isE2eeMessage(event.message) && event.message.editedAt !== null)
           await inbound.handleMessage(event.message);
+        return;
+      case 'messages.removed':
+        if (event.reason === 'expired') outbound.forgetSent(event.conversationId, event.seqs);
         return;
       case 'envelope':
         return inbound.handleEnvelope(event.envelope);
@@ -261,7 +270,13 @@ export function createE2ee(deps: {
           });
           // A failed send is the app's to see through the handle; the log just never learns it.
           handle.result.then(
-            (stored) => (sent.message = { id: stored.id, editedAt: stored.editedAt }),
+            (stored) =>
+              (sent.message = {
+                id: stored.id,
+                seq: stored.seq,
+                editedAt: stored.editedAt,
+                expiresAt: stored.expiresAt,
+              }),
             () => undefined,
           );
           return handle;
@@ -282,7 +297,8 @@ export function createE2ee(deps: {
         contentType: E2EE_CONTENT_TYPE,
         ciphertext: bytesToBase64(ciphertext),
       });
-      sent.message = { id: stored.id, editedAt: stored.editedAt };
+      // The seq I edited, not the answer's: the edit's associated data binds that one.
+      sent.message = { id: stored.id, seq, editedAt: stored.editedAt, expiresAt: stored.expiresAt };
       return stored;
     },
     onMessage: (handler) => listen(messageHandlers, handler),
@@ -310,7 +326,17 @@ export function createE2ee(deps: {
       await directory.verify(userId, devices);
       return transport.verify({ userId, fingerprint: now[0]!.digits, method });
     },
-    isVerified: (userId) => trust.isVerified(userId),
+    async isVerified(userId) {
+      if (!(await trust.isVerified(userId))) return false;
+      // Verified, and the devices listed now are still the ones compared.
+      try {
+        await directory.check(userId);
+        return true;
+      } catch (error) {
+        if (isUntrustedIdentityError(error)) return false;
+        throw error;
+      }
+    },
     trustIdentities: (userId) => directory.acceptTold(userId),
     onIdentityChange: (handler) => listen(identityHandlers, handler),
   };

@@ -9,6 +9,7 @@ import {
   type CryptoStore,
   type Session,
   WireType,
+  equalBytes,
   decryptFromDevice,
   decryptGroup,
   encryptToDevice,
@@ -84,6 +85,11 @@ type Outcome =
       reason: UndecryptableReason;
       /** For `missing_key`: the key and the device (of the sender's) that holds it. */
       missing?: Missing;
+      /**
+       * The key was here and that place in the chain already used: a copy of a message read
+       * before (a replay), not one to ask its sender for.
+       */
+      duplicate?: true;
     };
 
 const RECENT_LIMIT = 500;
@@ -182,8 +188,19 @@ export function createInbound(deps: {
   const { store, transport, directory, queue } = deps;
   /** Messages waiting for a sender key, by `conversation \n sender \n keyId`, in arrival order. */
   const pending = new Map<string, Message[]>();
-  /** Plaintexts by message id: a redelivered event (the app's handler threw) reads the same. */
-  const recent = new Map<string, Outcome & { ok: true }>();
+  /**
+   * Plaintexts by message version: a redelivered event (the app's handler threw) reads the same.
+   * Each with the message it was read from: only the same bytes in the same conversation from
+   * the same sender get it, not another message the server gave the same id.
+   */
+  const recent = new Map<string, { outcome: Outcome & { ok: true }; from: Message }>();
+  const sameMessage = (a: Message, b: Message) =>
+    a.conversationId === b.conversationId &&
+    a.senderId === b.senderId &&
+    a.seq === b.seq &&
+    a.ciphertext !== null &&
+    b.ciphertext !== null &&
+    equalBytes(a.ciphertext, b.ciphertext);
   const pendingKey = (conversationId: string, sender: string, keyId: string) =>
     `${conversationId}\n${sender}\n${keyId}`;
   let waiting = 0;
@@ -193,9 +210,13 @@ export function createInbound(deps: {
     requested.delete(key);
   };
 
-  const remember = (id: string, outcome: Outcome & { ok: true }) => {
-    recent.set(id, outcome);
+  const remember = (message: Message, outcome: Outcome & { ok: true }) => {
+    recent.set(versionOf(message), { outcome, from: message });
     if (recent.size > RECENT_LIMIT) recent.delete(recent.keys().next().value!);
+  };
+  const remembered = (message: Message) => {
+    const known = recent.get(versionOf(message));
+    return known && sameMessage(known.from, message) ? known.outcome : undefined;
   };
 
   /** Hands a decrypted message to the app; `late` when it waited for its key. */
@@ -210,7 +231,7 @@ export function createInbound(deps: {
   }
 
   async function decrypt(message: Message): Promise<Outcome> {
-    const known = recent.get(versionOf(message));
+    const known = remembered(message);
     if (known) return known;
     const { ciphertext } = message;
     if (ciphertext === null) return { ok: false, reason: 'decrypt_failed' };
@@ -226,13 +247,15 @@ export function createInbound(deps: {
         decryptGroup(store, message.conversationId, sender, sealed.bytes, sealed.context(sender)),
       );
       const outcome = { ok: true as const, ...decodeContent(plaintext) };
-      remember(versionOf(message), outcome);
+      remember(message, outcome);
       return outcome;
     } catch (error) {
       if (isCryptoError(error, 'UNKNOWN_KEY') && missing !== undefined)
         return { ok: false, reason: 'missing_key', missing };
       if (isCryptoError(error, 'TOO_MANY_SKIPPED') && missing !== undefined)
         return { ok: false, reason: 'missing_key', missing: { ...missing, behind: true } };
+      if (isCryptoError(error, 'DUPLICATE_MESSAGE'))
+        return { ok: false, reason: 'decrypt_failed', duplicate: true };
       return { ok: false, reason: 'decrypt_failed' };
     }
   }
@@ -341,11 +364,16 @@ export function createInbound(deps: {
     const { conversationId, keyId, iteration } = payload;
     const key = placeKey(conversationId, { sender: from, keyId, iteration });
     const message = resendAsked.get(key);
-    // Only for the very message (and version) asked: one the server copied elsewhere, or an
-    // older edit shown as current, does not get the content of the original.
-    if (message?.id !== payload.messageId || message.editedAt !== payload.editedAt) return;
+    // Only for the very message (and version) asked: one the server copied elsewhere, an
+    // edit moved to another message, or an older edit shown as current, does not get it.
+    if (
+      message?.id !== payload.messageId ||
+      message.seq !== payload.seq ||
+      message.editedAt !== payload.editedAt
+    )
+      return;
     resendAsked.delete(key);
-    if (recent.has(versionOf(message))) return; // read meanwhile (its key came after all)
+    if (remembered(message)) return; // read meanwhile (its key came after all)
     let content;
     try {
       content = decodeContent(payload.content);
@@ -354,7 +382,7 @@ export function createInbound(deps: {
       return;
     }
     const outcome = { ok: true as const, ...content };
-    remember(versionOf(message), outcome);
+    remember(message, outcome);
     await deliver(message, outcome, true);
   }
 
@@ -497,7 +525,7 @@ export function createInbound(deps: {
         return;
       }
       if (outcome.missing) wait(message, outcome.missing, false);
-      else askResendInBackground([message]);
+      else if (!outcome.duplicate) askResendInBackground([message]);
       await deps.undecryptable({ message, reason: outcome.reason });
     },
 
@@ -582,6 +610,8 @@ export function createInbound(deps: {
     forgetConversation(conversationId) {
       for (const key of [...pending.keys()])
         if (key.startsWith(`${conversationId}\n`)) dropWait(key);
+      for (const key of [...resendAsked.keys()])
+        if (key.startsWith(`${conversationId}\n`)) resendAsked.delete(key);
     },
   };
 }

@@ -40,7 +40,13 @@ const MAX_ENVELOPES = 100;
  * this large stays unreadable where it was.
  */
 export const RESEND_MAX_CONTENT_BYTES = 24 * 1024;
-const RESEND_CALL_BYTES = 40 * 1024;
+const RESEND_CALL_BYTES = 48 * 1024;
+/**
+ * A request (for a message, or for a replaced key) from one device is answered once in this
+ * long: a member repeating one cannot make this device upload the same content over and over.
+ */
+export const RESEND_ANSWER_EVERY_MS = 10 * 60 * 1000;
+const MAX_ANSWERED = 10_000;
 
 /**
  * Who holds the current sender key of a conversation, as far as this process knows. Kept in
@@ -72,6 +78,8 @@ export type Outbound = {
   ): Promise<T>;
   /** Drops this device's sender key: the next send creates and distributes a fresh one. */
   rotate(conversationId: string): Promise<void>;
+  /** Messages deleted for everyone or expired: their content is never sent again. */
+  forgetSent(conversationId: string, seqs: readonly number[]): void;
   /** A device's identity changed: it needs the key again (over a new session). */
   forgetDevice(address: string): void;
   /**
@@ -92,7 +100,8 @@ export type Outbound = {
   /**
    * A member device cannot read these messages of mine (named by key and place in its chain):
    * sends it their content pairwise, for those I still have (sent from this device, in this
-   * process, within a day) and it was a member for. Answers how many went.
+   * process, within a day, neither deleted nor expired) that it was listed for when sent, each
+   * at most once in `RESEND_ANSWER_EVERY_MS`. Answers how many went.
    */
   answerResend(
     conversationId: string,
@@ -112,6 +121,17 @@ export function createOutbound(deps: {
   const { store, transport, directory, queue } = deps;
   const audiences = new Map<string, Audience>();
   const sendLog = createSendLog();
+  /** When each request was last answered, by requesting device and what it asked for. */
+  const answered = new Map<string, number>();
+  /** True the first time in `RESEND_ANSWER_EVERY_MS`: the caller answers; false: it does not. */
+  const firstAsking = (key: string) => {
+    const at = answered.get(key);
+    if (at !== undefined && Date.now() - at < RESEND_ANSWER_EVERY_MS) return false;
+    answered.delete(key);
+    answered.set(key, Date.now());
+    if (answered.size > MAX_ANSWERED) answered.delete(answered.keys().next().value!);
+    return true;
+  };
 
   const keyIdOf = async (conversationId: string) => {
     const key = await store.getOutboundSenderKey(conversationId);
@@ -164,11 +184,15 @@ export function createOutbound(deps: {
     return { missing, stale, full };
   }
 
-  /** Sends the current distribution to every member device that has not had this key. */
+  /**
+   * Sends the current distribution to every member device that has not had this key. Answers
+   * the member devices listed (mine other than this one included): who the message is for.
+   */
   async function distribute(conversationId: string, members: string[], audience: Audience) {
     const me = await deps.me();
     const { distribution } = await outboundSenderKey(store, conversationId);
     const plaintext = encodeDevicePayload({ type: 'sender-key', conversationId, distribution });
+    let listed: Set<string>;
     for (let attempt = 1; ; attempt++) {
       const lists = await Promise.all(
         members.map(async (userId) => ({
@@ -178,6 +202,7 @@ export function createOutbound(deps: {
           ),
         })),
       );
+      listed = new Set(lists.flatMap((l) => l.devices.map((d) => addressOf(l.userId, d.deviceId))));
       const needy = lists.filter((l) =>
         l.devices.some((d) => !audience.devices.has(addressOf(l.userId, d.deviceId))),
       );
@@ -199,6 +224,7 @@ export function createOutbound(deps: {
         throw new Error('@mvp/sdk: the device lists keep changing; try sending again');
     }
     for (const userId of members) audience.users.add(userId);
+    return listed;
   }
 
   async function freshKey(conversationId: string, members: string[], replace: boolean) {
@@ -283,7 +309,7 @@ export function createOutbound(deps: {
           (audience?.keyId !== keyId || [...audience.users].some((u) => !members.includes(u)));
         if (keyId === undefined || stale || !audience)
           audience = await freshKey(conversationId, members, keyId !== undefined);
-        await distribute(conversationId, members, audience);
+        const listed = await distribute(conversationId, members, audience);
         const self = addressOf(me.userId, me.deviceId);
         const plaintext = encodeContent(content);
         const ciphertext = await encryptGroup(
@@ -298,7 +324,7 @@ export function createOutbound(deps: {
           toBase64(sealedWith),
           iteration,
           plaintext,
-          members,
+          listed,
         );
         return use(edit ? encodeEdit(me.deviceId, ciphertext) : ciphertext, sent);
       }),
@@ -315,16 +341,9 @@ export function createOutbound(deps: {
       return held;
     },
 
-    answerKeyRequest: (conversationId, from, keyId, behind = false) =>
-      queue(lanes.outbound(conversationId), async () => {
-        if ((await keyIdOf(conversationId)) !== keyId) {
-          // Replaced (someone left) or never mine: the key is not for them any more, but what
-          // they could not read under it may still be, message by message.
-          await sendTo(conversationId, from, [
-            encodeDevicePayload({ type: 'key-gone', conversationId, keyId }),
-          ]);
-          return false;
-        }
+    async answerKeyRequest(conversationId, from, keyId, behind = false) {
+      const shared = await queue(lanes.outbound(conversationId), async () => {
+        if ((await keyIdOf(conversationId)) !== keyId) return undefined;
         const audience = audiences.get(conversationId);
         // Those who were members when the key was made may read all of it; a later joiner
         // only from now on (the current iteration), as a first distribution would have given.
@@ -342,28 +361,46 @@ export function createOutbound(deps: {
         if (!(await sendTo(conversationId, from, [encodeDevicePayload(payload)]))) return false;
         audience?.devices.add(addressOf(from.userId, from.deviceId));
         return true;
+      });
+      if (shared !== undefined) return shared;
+      // A key I replaced (someone left): it is not for them any more, but what they could not
+      // read under it may still be, message by message. Only for a key I sealed something
+      // with, once in a while, and outside the lane (my own sends do not wait for it).
+      const asking = `gone\n${addressOf(from.userId, from.deviceId)}\n${conversationId}\n${keyId}`;
+      if (sendLog.usedKey(conversationId, keyId) && firstAsking(asking))
+        await sendTo(conversationId, from, [
+          encodeDevicePayload({ type: 'key-gone', conversationId, keyId }),
+        ]);
+      return false;
+    },
+
+    answerResend: (conversationId, from, keyId, iterations) =>
+      // One request at a time per asking device: a flood waits instead of running at once.
+      queue(`resend\n${addressOf(from.userId, from.deviceId)}`, async () => {
+        const address = addressOf(from.userId, from.deviceId);
+        const payloads: Uint8Array[] = [];
+        for (const iteration of new Set(iterations)) {
+          const sent = sendLog.find(conversationId, keyId, iteration);
+          // Not stored yet (still in the outbox), or not for that device, or too big to resend.
+          if (!sent?.message || !sent.devices.has(address)) continue;
+          if (sent.content.length > RESEND_MAX_CONTENT_BYTES) continue;
+          if (!firstAsking(`${address}\n${conversationId}\n${keyId}\n${iteration}`)) continue;
+          payloads.push(
+            encodeDevicePayload({
+              type: 'resend',
+              conversationId,
+              keyId,
+              iteration,
+              messageId: sent.message.id,
+              seq: sent.message.seq,
+              editedAt: sent.message.editedAt,
+              content: sent.content,
+            }),
+          );
+        }
+        return (await sendTo(conversationId, from, payloads)) ? payloads.length : 0;
       }),
 
-    async answerResend(conversationId, from, keyId, iterations) {
-      const payloads: Uint8Array[] = [];
-      for (const iteration of new Set(iterations)) {
-        const sent = sendLog.find(conversationId, keyId, iteration);
-        // Not stored yet (still in the outbox), or not theirs to read, or too big to resend.
-        if (!sent?.message || !sent.members.has(from.userId)) continue;
-        if (sent.content.length > RESEND_MAX_CONTENT_BYTES) continue;
-        payloads.push(
-          encodeDevicePayload({
-            type: 'resend',
-            conversationId,
-            keyId,
-            iteration,
-            messageId: sent.message.id,
-            editedAt: sent.message.editedAt,
-            content: sent.content,
-          }),
-        );
-      }
-      return (await sendTo(conversationId, from, payloads)) ? payloads.length : 0;
-    },
+    forgetSent: (conversationId, seqs) => sendLog.forget(conversationId, seqs),
   };
 }

@@ -124,6 +124,8 @@ export type DevicePayload =
       keyId: string;
       iteration: number;
       messageId: string;
+      /** For an edit, the message it edits (which its associated data binds). */
+      seq: number;
       editedAt: string | null;
       content: Uint8Array;
     };
@@ -156,6 +158,7 @@ export function encodeDevicePayload(payload: DevicePayload): Uint8Array {
           k: payload.keyId,
           i: payload.iteration,
           m: payload.messageId,
+          s: payload.seq,
           e: payload.editedAt,
           d: bytesToBase64(payload.content),
         };
@@ -184,6 +187,7 @@ export function decodeDevicePayload(bytes: Uint8Array): DevicePayload {
     b?: unknown;
     i?: unknown;
     m?: unknown;
+    s?: unknown;
     e?: unknown;
   };
   if (o.v !== PAYLOAD_VERSION) throw new CryptoError('UNKNOWN_VERSION', 'device payload version');
@@ -213,6 +217,8 @@ export function decodeDevicePayload(bytes: Uint8Array): DevicePayload {
     o.t === 'rs' &&
     isIteration(o.i) &&
     typeof o.m === 'string' &&
+    Number.isSafeInteger(o.s) &&
+    (o.s as number) > 0 &&
     (o.e === null || typeof o.e === 'string') &&
     typeof o.d === 'string'
   )
@@ -222,6 +228,7 @@ export function decodeDevicePayload(bytes: Uint8Array): DevicePayload {
       keyId,
       iteration: o.i,
       messageId: o.m,
+      seq: o.s as number,
       editedAt: o.e,
       content: base64ToBytes(o.d),
     };
