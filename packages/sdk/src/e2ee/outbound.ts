@@ -55,9 +55,13 @@ const MAX_ANSWERED = 10_000;
  */
 type Audience = {
   keyId: string;
-  /** The distribution at iteration 0, for key requests from those who were members then. */
+  /** The distribution at iteration 0, for key requests from the devices listed then. */
   origin: Uint8Array;
-  originUsers: Set<string>;
+  /**
+   * The member devices listed when the key was first shared: only they may read it from the
+   * start. Not a device added since (a new one of a member's, or one the server slipped in).
+   */
+  originDevices?: ReadonlySet<string>;
   users: Set<string>;
   devices: Set<string>;
 };
@@ -240,7 +244,6 @@ export function createOutbound(deps: {
     const audience: Audience = {
       keyId: toBase64(key.keyId),
       origin: distribution,
-      originUsers: new Set(members),
       users: new Set(),
       devices: new Set(),
     };
@@ -310,6 +313,7 @@ export function createOutbound(deps: {
         if (keyId === undefined || stale || !audience)
           audience = await freshKey(conversationId, members, keyId !== undefined);
         const listed = await distribute(conversationId, members, audience);
+        audience.originDevices ??= listed;
         const self = addressOf(me.userId, me.deviceId);
         const plaintext = encodeContent(content);
         const ciphertext = await encryptGroup(
@@ -345,11 +349,12 @@ export function createOutbound(deps: {
       const shared = await queue(lanes.outbound(conversationId), async () => {
         if ((await keyIdOf(conversationId)) !== keyId) return undefined;
         const audience = audiences.get(conversationId);
-        // Those who were members when the key was made may read all of it; a later joiner
-        // only from now on (the current iteration), as a first distribution would have given.
-        // One behind gets now too: the origin would not move its copy.
+        // The devices listed when the key was made may read all of it; a later joiner, or a
+        // device added since, only from now on (the current iteration), as a first
+        // distribution would have given. One behind gets now too: the origin would not move it.
+        const first = audience?.originDevices?.has(addressOf(from.userId, from.deviceId));
         const distribution =
-          !behind && audience?.keyId === keyId && audience.originUsers.has(from.userId)
+          !behind && audience?.keyId === keyId && first
             ? audience.origin
             : (await outboundSenderKey(store, conversationId)).distribution;
         const payload: DevicePayload = {

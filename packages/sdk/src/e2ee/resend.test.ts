@@ -190,6 +190,23 @@ describe('messages sent again as content (retry receipts)', () => {
     expect(laptop.errors).toEqual([]);
   });
 
+  it('a device added to a member since the key was made gets it from now on, not from the start', async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    const before = await send(a, 'g', 'before the laptop');
+    await net.settled();
+    const laptop = await net.device('bob', 'bob-laptop');
+    net.event('bob', { type: 'message.new', message: before });
+    await net.settled();
+    // It asks for the key and gets it as it is now; the earlier message is not resent either.
+    expect(laptop.unreadable.map((u) => u.reason)).toEqual(['missing_key', 'decrypt_failed']);
+    expect(texts(laptop)).toEqual([]);
+    await send(a, 'g', 'after');
+    await net.settled();
+    expect(texts(laptop)).toEqual(['after']);
+  });
+
   it('answers a repeated request once, and nothing for a key never used or a deleted message', async () => {
     const net = createFakeNetwork();
     const [a, b] = [await net.device('alice'), await net.device('bob')];
