@@ -44,8 +44,8 @@ export function createVerification(deps: {
   let opening = 0;
   /** By conversation. */
   const held = new Map<string, Held>();
-  // `isVerified` stays true after a verified person's keys changed (the change is refused, not
-  // trusted); this page shows them unverified from the moment the SDK tells it.
+  // Shown unverified from the moment the SDK tells of a change, without waiting for
+  // `isVerified` to see the new device list.
   const changed = new Set<string>();
 
   const isVerified = async (userId: string) =>
