@@ -42,8 +42,9 @@ export function createExpiry(deps: {
   report: (error: unknown) => void;
 }): { expiry: MvpExpiry; observe: (event: SyncEvent) => void; reset: () => void } {
   // Elapsed time from a monotonic clock: the device's wall clock may be set forward or back
-  // (by the user, or a sync) between two measurements, and must not move the timers.
-  const mono = () => performance.now();
+  // (by the user, or a sync) between two measurements, and must not move the timers. A runtime
+  // without `performance` (a bare JavaScript context) falls back to the wall clock.
+  const mono = () => (typeof performance === 'undefined' ? Date.now() : performance.now());
   const handlers = new Set<(expired: ExpiredMessage) => void>();
   /** By `conversation \n seq`: the message and when it goes, in server time (ms). */
   const watched = new Map<string, { expired: ExpiredMessage; at: number }>();
