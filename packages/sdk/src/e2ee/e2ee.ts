@@ -166,7 +166,7 @@ export function createE2ee(deps: {
   });
   const directory = createDirectory({ store, transport, queue, trust, report });
   const prekeys = createPrekeys({ store, transport, me, report });
-  const outbound = createOutbound({ store, transport, directory, queue, me });
+  const outbound = createOutbound({ store, transport, directory, queue, me, report });
   const inbound = createInbound({
     store,
     transport,
@@ -261,7 +261,7 @@ export function createE2ee(deps: {
       return outbound.encrypt(
         conversationId,
         { contentType: message.contentType, body: message.body },
-        (ciphertext, sent) => {
+        (ciphertext, stored) => {
           const handle = outbox.send(conversationId, {
             contentType: E2EE_CONTENT_TYPE,
             ciphertext,
@@ -270,12 +270,12 @@ export function createE2ee(deps: {
           });
           // A failed send is the app's to see through the handle; the log just never learns it.
           handle.result.then(
-            (stored) =>
-              (sent.message = {
-                id: stored.id,
-                seq: stored.seq,
-                editedAt: stored.editedAt,
-                expiresAt: stored.expiresAt,
+            (message) =>
+              stored({
+                id: message.id,
+                seq: message.seq,
+                editedAt: message.editedAt,
+                expiresAt: message.expiresAt,
               }),
             () => undefined,
           );
@@ -285,21 +285,21 @@ export function createE2ee(deps: {
     },
     async edit(conversationId, seq, message) {
       await setup();
-      const { ciphertext, sent } = await outbound.encrypt(
+      const { ciphertext, stored } = await outbound.encrypt(
         conversationId,
         { contentType: message.contentType, body: message.body },
-        (bytes, entry) => ({ ciphertext: bytes, sent: entry }),
+        (bytes, onStored) => ({ ciphertext: bytes, stored: onStored }),
         { seq },
       );
-      const stored = await transport.editMessage({
+      const edited = await transport.editMessage({
         conversationId,
         seq,
         contentType: E2EE_CONTENT_TYPE,
         ciphertext: bytesToBase64(ciphertext),
       });
       // The seq I edited, not the answer's: the edit's associated data binds that one.
-      sent.message = { id: stored.id, seq, editedAt: stored.editedAt, expiresAt: stored.expiresAt };
-      return stored;
+      stored({ id: edited.id, seq, editedAt: edited.editedAt, expiresAt: edited.expiresAt });
+      return edited;
     },
     onMessage: (handler) => listen(messageHandlers, handler),
     onUndecryptable: (handler) => listen(undecryptableHandlers, handler),

@@ -64,6 +64,8 @@ export function createFakeNetwork() {
   const fullQueues = new Set<string>();
   /** The next this many claims are refused as over the rate limit (5 ms to wait). */
   let claimsRefused = 0;
+  /** While set, sends are stored and delivered but their answers wait (a lost answer). */
+  let heldAnswers: (() => void)[] | null = null;
 
   const liveDevices = (userId: string) =>
     [...published.values()].filter((d) => d.userId === userId);
@@ -244,7 +246,11 @@ export function createFakeNetwork() {
         } as Message;
         stored.set(`${conversationId}:${seq}`, message);
         toMembers(message, 'message.new');
-        return { clientMessageId: message.clientMessageId, result: Promise.resolve(message) };
+        const held = heldAnswers;
+        const result = held
+          ? new Promise<Message>((resolve) => held.push(() => resolve(message)))
+          : Promise.resolve(message);
+        return { clientMessageId: message.clientMessageId, result };
       },
     } as MvpOutbox;
   }
@@ -305,6 +311,12 @@ export function createFakeNetwork() {
     },
     lose(rule: typeof filter) {
       filter = rule;
+    },
+    /** Holds the answers to sends from now (true), or lets the held ones through (false). */
+    holdAnswers(hold: boolean) {
+      const held = heldAnswers;
+      heldAnswers = hold ? (held ?? []) : null;
+      if (!hold) for (const release of held ?? []) release();
     },
     /** The next `n` prekey claims meet the rate limit. */
     refuseClaims(n: number) {

@@ -26,7 +26,7 @@ import {
   type Content,
   type DevicePayload,
 } from './payloads';
-import { createSendLog, type Sent } from './sendLog';
+import { createSendLog, type SentMessage } from './sendLog';
 import { lanes, type KeyedQueue } from './serial';
 import type { DeviceRef, DirectoryDevice, E2eeTransport, Me, OutgoingEnvelope } from './transport';
 
@@ -47,6 +47,8 @@ const RESEND_CALL_BYTES = 48 * 1024;
  */
 export const RESEND_ANSWER_EVERY_MS = 10 * 60 * 1000;
 const MAX_ANSWERED = 10_000;
+/** Devices that asked for a message before it was stored, kept to answer once it is. */
+const MAX_WAITING_ASKERS = 20;
 
 /**
  * Who holds the current sender key of a conversation, as far as this process knows. Kept in
@@ -71,13 +73,13 @@ export type Outbound = {
    * Makes sure every member device can read what follows, encrypts one message and hands the
    * ciphertext to `use` (the outbox) in the same turn, so sends keep their encryption order.
    * With `edit`, the bytes are the new version of message `edit.seq` (see payloads.ts).
-   * `sent` is its entry in the send log: set `sent.message` once the server stored it, and it
-   * can be sent again to a member device that cannot read it.
+   * Call `stored` with the message the server stored it as: from then on its content can be
+   * sent again to a member device that cannot read it (and is, to one that asked before).
    */
   encrypt<T>(
     conversationId: string,
     content: Content,
-    use: (ciphertext: Uint8Array, sent: Sent) => T,
+    use: (ciphertext: Uint8Array, stored: (message: SentMessage) => void) => T,
     edit?: { seq: number },
   ): Promise<T>;
   /** Drops this device's sender key: the next send creates and distributes a fresh one. */
@@ -121,8 +123,11 @@ export function createOutbound(deps: {
   directory: Directory;
   queue: KeyedQueue;
   me: () => Promise<Me>;
+  /** Failures of work in the background (requests answered once a message is stored). */
+  report?: (error: unknown) => void;
 }): Outbound {
   const { store, transport, directory, queue } = deps;
+  const report = deps.report ?? (() => undefined);
   const audiences = new Map<string, Audience>();
   const sendLog = createSendLog();
   /** When each request was last answered, by requesting device and what it asked for. */
@@ -293,6 +298,47 @@ export function createOutbound(deps: {
     return delivered;
   }
 
+  /** See `Outbound.answerResend`. */
+  const answerResend = (
+    conversationId: string,
+    from: DeviceRef,
+    keyId: string,
+    iterations: number[],
+  ): Promise<number> =>
+    // One request at a time per asking device: a flood waits instead of running at once.
+    queue(`resend\n${addressOf(from.userId, from.deviceId)}`, async () => {
+      const address = addressOf(from.userId, from.deviceId);
+      const payloads: Uint8Array[] = [];
+      for (const iteration of new Set(iterations)) {
+        const sent = sendLog.find(conversationId, keyId, iteration);
+        // Not for that device, or too big to resend.
+        if (!sent?.devices.has(address) || sent.content.length > RESEND_MAX_CONTENT_BYTES) continue;
+        if (!sent.message) {
+          // Not stored yet (the send's answer is still out): answered when it comes.
+          if (
+            sent.waiting.length < MAX_WAITING_ASKERS &&
+            !sent.waiting.some((d) => addressOf(d.userId, d.deviceId) === address)
+          )
+            sent.waiting.push(from);
+          continue;
+        }
+        if (!firstAsking(`${address}\n${conversationId}\n${keyId}\n${iteration}`)) continue;
+        payloads.push(
+          encodeDevicePayload({
+            type: 'resend',
+            conversationId,
+            keyId,
+            iteration,
+            messageId: sent.message.id,
+            seq: sent.message.seq,
+            editedAt: sent.message.editedAt,
+            content: sent.content,
+          }),
+        );
+      }
+      return (await sendTo(conversationId, from, payloads)) ? payloads.length : 0;
+    });
+
   const rotate = (conversationId: string) =>
     queue(lanes.outbound(conversationId), async () => {
       audiences.delete(conversationId);
@@ -323,14 +369,15 @@ export function createOutbound(deps: {
           edit ? editContext(conversationId, self, edit.seq) : groupContext(conversationId, self),
         );
         const { keyId: sealedWith, iteration } = parseSenderKeyMessage(ciphertext);
-        const sent = sendLog.record(
-          conversationId,
-          toBase64(sealedWith),
-          iteration,
-          plaintext,
-          listed,
-        );
-        return use(edit ? encodeEdit(me.deviceId, ciphertext) : ciphertext, sent);
+        const sealedKey = toBase64(sealedWith);
+        const sent = sendLog.record(conversationId, sealedKey, iteration, plaintext, listed);
+        const stored = (message: SentMessage) => {
+          sent.message = message;
+          // Asked before the send's answer came back (it was lost, and the outbox sent again).
+          for (const from of sent.waiting.splice(0))
+            answerResend(conversationId, from, sealedKey, [iteration]).catch(report);
+        };
+        return use(edit ? encodeEdit(me.deviceId, ciphertext) : ciphertext, stored);
       }),
 
     rotate,
@@ -379,32 +426,7 @@ export function createOutbound(deps: {
       return false;
     },
 
-    answerResend: (conversationId, from, keyId, iterations) =>
-      // One request at a time per asking device: a flood waits instead of running at once.
-      queue(`resend\n${addressOf(from.userId, from.deviceId)}`, async () => {
-        const address = addressOf(from.userId, from.deviceId);
-        const payloads: Uint8Array[] = [];
-        for (const iteration of new Set(iterations)) {
-          const sent = sendLog.find(conversationId, keyId, iteration);
-          // Not stored yet (still in the outbox), or not for that device, or too big to resend.
-          if (!sent?.message || !sent.devices.has(address)) continue;
-          if (sent.content.length > RESEND_MAX_CONTENT_BYTES) continue;
-          if (!firstAsking(`${address}\n${conversationId}\n${keyId}\n${iteration}`)) continue;
-          payloads.push(
-            encodeDevicePayload({
-              type: 'resend',
-              conversationId,
-              keyId,
-              iteration,
-              messageId: sent.message.id,
-              seq: sent.message.seq,
-              editedAt: sent.message.editedAt,
-              content: sent.content,
-            }),
-          );
-        }
-        return (await sendTo(conversationId, from, payloads)) ? payloads.length : 0;
-      }),
+    answerResend,
 
     forgetSent: (conversationId, seqs) => sendLog.forget(conversationId, seqs),
   };

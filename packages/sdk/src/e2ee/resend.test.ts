@@ -289,6 +289,26 @@ describe('messages sent again as content (retry receipts)', () => {
     ]);
   });
 
+  it('a request that comes before the send is answered is answered once it is', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob'), await net.device('carol')];
+    net.members('g', ['alice', 'bob', 'carol']);
+    // Bob's queue is full when Alice sends, and the answer to her send is slow to come back:
+    // Bob gets the key with her next message, and asks for this one before she knows its id.
+    net.holdAnswers(true);
+    net.fill(b.deviceId, true);
+    const early = await a.e2ee.send('g', { contentType: 'text/plain', body: encode('early') });
+    await net.settled();
+    net.fill(b.deviceId, false);
+    await a.e2ee.send('g', { contentType: 'text/plain', body: encode('next') });
+    await net.settled();
+    expect(texts(b)).toEqual(['next']);
+    net.holdAnswers(false);
+    const stored = await early.result;
+    await net.settled();
+    expect(lateOf(b)).toEqual([['early', stored.id]]);
+  });
+
   it('names at most 100 messages per request, and whole iterations only', () => {
     const request = (iterations: unknown) =>
       new TextEncoder().encode(JSON.stringify({ v: 1, t: 'rr', c: 'g', k: 'k', i: iterations }));

@@ -7,6 +7,8 @@
  * it was before this log existed).
  */
 
+import type { DeviceRef } from './transport';
+
 export type Sent = {
   /** The plaintext as `encodeContent` made it. */
   content: Uint8Array;
@@ -18,6 +20,8 @@ export type Sent = {
   at: number;
   /** The message the server stored it as, once known (the send's answer). */
   message?: SentMessage;
+  /** Devices that asked for it before `message` was known: answered once it is. */
+  waiting: DeviceRef[];
 };
 
 /**
@@ -86,7 +90,7 @@ export function createSendLog(now: () => number = Date.now): SendLog {
       lists.delete(conversationId);
       lists.set(conversationId, shared);
       if (lists.size > SEND_LOG_MAX_ENTRIES) lists.delete(lists.keys().next().value!);
-      const sent: Sent = { content, devices: shared, at: now() };
+      const sent: Sent = { content, devices: shared, at: now(), waiting: [] };
       entries.set(keyOf(conversationId, keyId, iteration), sent);
       bytes += content.length;
       while (entries.size > SEND_LOG_MAX_ENTRIES || bytes > SEND_LOG_MAX_BYTES)
