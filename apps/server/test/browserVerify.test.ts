@@ -58,6 +58,23 @@ run(
     let bob: Page;
     let bobId: string;
 
+    /**
+     * Bob signs in on another page: a new device, as each page keeps its keys in memory. Alice's
+     * page hears of it through the stream (`device.keys`); this waits until her SDK lists his
+     * `devices` rather than race that event with her next send.
+     */
+    async function newBobDevice(devices: number) {
+      const page = await suite.openPage(suite.b);
+      await signIn(page, names.bob, 'login');
+      await alice.waitForFunction(
+        async ({ id, n }) =>
+          (await (globalThis as unknown as G).__mvp.client.e2ee.safetyNumbers(id)).length === n,
+        { id: bobId, n: devices },
+        { timeout: WAIT_MS, polling: 250 },
+      );
+      return page;
+    }
+
     /** Opens the Verify panel of the conversation on screen: the numbers as shown, in order. */
     async function openVerify(page: Page, expected = 1): Promise<string[]> {
       await page.getByTestId('verify').click();
@@ -145,17 +162,7 @@ run(
     it(
       "a new device of bob's stops alice's next send until she accepts it",
       async () => {
-        // Each page keeps its keys in memory: bob signing in on another page is a new device.
-        const bobPhone = await suite.openPage(suite.b);
-        await signIn(bobPhone, names.bob, 'login');
-        // Alice's page hears of it through the stream (`device.keys`); wait until her SDK lists
-        // it rather than race that event with the send.
-        await alice.waitForFunction(
-          async (id) =>
-            (await (globalThis as unknown as G).__mvp.client.e2ee.safetyNumbers(id)).length === 2,
-          bobId,
-          { timeout: WAIT_MS, polling: 250 },
-        );
+        const bobPhone = await newBobDevice(2);
 
         await send(alice, 'still you?');
         await alice.getByTestId('untrusted').waitFor({ timeout: WAIT_MS });
@@ -211,14 +218,7 @@ run(
         await titleMark(alice).waitFor({ timeout: WAIT_MS });
         await alice.getByTestId('safety-close').click();
 
-        const bobTablet = await suite.openPage(suite.b);
-        await signIn(bobTablet, names.bob, 'login');
-        await alice.waitForFunction(
-          async (id) =>
-            (await (globalThis as unknown as G).__mvp.client.e2ee.safetyNumbers(id)).length === 3,
-          bobId,
-          { timeout: WAIT_MS, polling: 250 },
-        );
+        const bobTablet = await newBobDevice(3);
         await send(alice, 'one more device?');
         await alice.getByTestId('untrusted').waitFor({ timeout: WAIT_MS });
         await titleMark(alice).waitFor({ state: 'hidden', timeout: WAIT_MS });
