@@ -87,4 +87,5 @@ export {
   encryptGroup,
   receiveSenderKey,
   decryptGroup,
+  MAX_INBOUND_SENDER_KEYS,
 } from './protocol.js';
