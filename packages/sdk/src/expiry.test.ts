@@ -77,15 +77,46 @@ describe('local expiry of disappearing messages', () => {
     expect(calls).toBe(2); // a minute after the failure, not on every timer
   });
 
-  it("does not move when the device's clock is set forward or back", async () => {
-    const { expiry, fired } = setup(0);
-    expiry.watch(message(1, Date.now() + 2 * 3600_000));
+  it("does not move when the device's clock is set forward or back and the server says so", async () => {
+    // The server's clock runs on, whatever this device's wall clock says.
+    const start = Date.now();
+    const startMono = performance.now();
+    const { expiry, fired } = setup(0, async () =>
+      new Date(start + (performance.now() - startMono)).toISOString(),
+    );
+    expiry.watch(message(1, start + 2 * 3600_000));
     await vi.advanceTimersByTimeAsync(0);
     vi.setSystemTime(Date.now() + 3 * 3600_000); // the wall clock jumps, time does not pass
-    await vi.advanceTimersByTimeAsync(MINUTE);
+    await vi.advanceTimersByTimeAsync(2 * MINUTE);
     expect(fired).toEqual([]);
     vi.setSystemTime(Date.now() - 6 * 3600_000);
-    await vi.advanceTimersByTimeAsync(2 * 3600_000 - MINUTE);
+    await vi.advanceTimersByTimeAsync(2 * 3600_000 - 3 * MINUTE);
+    expect(fired).toEqual([]);
+    await vi.advanceTimersByTimeAsync(2 * MINUTE);
+    expect(fired.map((e) => e.seq)).toEqual([1]);
+  });
+
+  it('goes within a minute of waking when it came due while the device slept', async () => {
+    // Asleep, the monotonic clock (and timers) stop; the wall clock and the server do not.
+    const { expiry, fired } = setup(0);
+    expiry.watch(message(1, Date.now() + 10 * MINUTE));
+    await vi.advanceTimersByTimeAsync(0);
+    vi.setSystemTime(Date.now() + 8 * 3600_000);
+    await vi.advanceTimersByTimeAsync(MINUTE);
+    expect(fired.map((e) => e.seq)).toEqual([1]);
+  });
+
+  it('counts the larger of both clocks when they part and the server cannot be asked', async () => {
+    let online = true;
+    const { expiry, fired } = setup(0, async () => {
+      if (!online) throw new Error('offline');
+      return new Date().toISOString();
+    });
+    expiry.watch(message(1, Date.now() + 10 * MINUTE));
+    await vi.advanceTimersByTimeAsync(0);
+    online = false;
+    vi.setSystemTime(Date.now() + 8 * 3600_000);
+    await vi.advanceTimersByTimeAsync(MINUTE);
     expect(fired.map((e) => e.seq)).toEqual([1]);
   });
 

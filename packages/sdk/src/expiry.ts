@@ -31,8 +31,13 @@ export const MAX_WATCHED = 10_000;
 /** The offset is measured again at most this often (when a timer is set). */
 const REMEASURE_MS = 3600 * 1000;
 const MEASURE_RETRY_MS = 60 * 1000;
-/** `setTimeout` holds at most 2^31 − 1 ms; a later time is reached in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * The timer is set a minute ahead at most: a device asleep stops monotonic timers too, and
+ * expiries due meanwhile are then handed over within a minute of waking.
+ */
+const MAX_TIMER_MS = 60 * 1000;
+/** The wall clock and the monotonic one this far apart: asleep, or the clock was set. */
+const MAX_DRIFT_MS = 60 * 1000;
 
 export function createExpiry(deps: {
   /** The server's time now (ISO), from `system.info`. */
@@ -42,16 +47,25 @@ export function createExpiry(deps: {
   report: (error: unknown) => void;
 }): { expiry: MvpExpiry; observe: (event: SyncEvent) => void; reset: () => void } {
   // Elapsed time from a monotonic clock: the device's wall clock may be set forward or back
-  // (by the user, or a sync) between two measurements, and must not move the timers. A runtime
-  // without `performance` (a bare JavaScript context) falls back to the wall clock.
-  const mono = () => (typeof performance === 'undefined' ? Date.now() : performance.now());
+  // (by the user, or a sync) and must not move the timers. But a monotonic clock stops while
+  // the device sleeps, which the wall clock does not: when they part, the server is asked
+  // again; when it cannot be, the larger of the two counts (late is the worse failure for a
+  // disappearing message). A runtime without `performance.now` uses the wall clock alone.
+  const mono = () =>
+    typeof performance === 'undefined' || typeof performance.now !== 'function'
+      ? Date.now()
+      : performance.now();
   const handlers = new Set<(expired: ExpiredMessage) => void>();
   /** By `conversation \n seq`: the message and when it goes, in server time (ms). */
   const watched = new Map<string, { expired: ExpiredMessage; at: number }>();
-  /** The server's time at a point of the monotonic clock; the device's own until measured. */
-  let base = { server: Date.now(), mono: mono() };
-  const serverNow = () => base.server + (mono() - base.mono);
+  /** The server's time at a point of both clocks; the device's own until measured. */
+  let base = { server: Date.now(), mono: mono(), wall: Date.now() };
+  const drifted = () => Math.abs(Date.now() - base.wall - (mono() - base.mono)) > MAX_DRIFT_MS;
+  const serverNow = () =>
+    base.server + Math.max(mono() - base.mono, drifted() ? Date.now() - base.wall : 0);
   let measuredAt: number | undefined;
+  /** When the server was last asked because the clocks parted (monotonic ms). */
+  let driftAskedAt = -Infinity;
   let measuring: Promise<void> | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timerAt: number | undefined;
@@ -65,7 +79,8 @@ export function createExpiry(deps: {
       const server = Date.parse(await deps.serverTime());
       const received = mono();
       if (Number.isNaN(server)) throw new Error('@mvp/sdk: the server answered no time');
-      base = { server, mono: (sent + received) / 2 };
+      const middle = (sent + received) / 2;
+      base = { server, mono: middle, wall: Date.now() - (received - middle) };
       measuredAt = received;
     })()
       .catch((error: unknown) => {
@@ -86,6 +101,13 @@ export function createExpiry(deps: {
   /** Hands over what is due, then sets the timer for the earliest left (one pass). */
   function fire() {
     timer = timerAt = undefined;
+    if (drifted() && mono() - driftAskedAt > MEASURE_RETRY_MS && watched.size > 0) {
+      // Asleep, or the clock was set: ask the server before trusting either clock.
+      driftAskedAt = mono();
+      if (timer) clearTimeout(timer);
+      measure(); // which calls this again
+      return;
+    }
     const current = serverNow();
     let earliest = Infinity;
     for (const [key, { expired, at }] of watched) {

@@ -9,11 +9,11 @@ import {
   toBase64,
   WireType,
 } from '@mvp/crypto';
-import { describe, expect, it } from 'vitest';
-import { createFakeNetwork, decode, encode, send, texts } from './fakeNetwork.testing';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createFakeNetwork, decode, encode, passTime, send, texts } from './fakeNetwork.testing';
 import { createDirectory } from './directory';
 import { MAX_WAITING } from './inbound';
-import { createOutbound } from './outbound';
+import { KEY_ANSWER_EVERY_MS, createOutbound } from './outbound';
 import { createKeyedQueue } from './serial';
 import { createTrust } from './trust';
 import { base64ToBytes, bytesToBase64 } from '../base64';
@@ -21,6 +21,8 @@ import { E2EE_DEVICE_CONTENT_TYPE, addressOf, encodeDevicePayload } from './payl
 
 const keyIdOf = (ciphertext: Uint8Array | null) =>
   toBase64(parseSenderKeyMessage(ciphertext!).keyId);
+
+afterEach(() => vi.restoreAllMocks()); // `passTime`
 
 describe('keyed queue', () => {
   it('runs tasks of one key one at a time, in order, even after a failure', async () => {
@@ -125,6 +127,7 @@ describe('e2ee over a fake server', () => {
 
     net.lose(() => true);
     // Bob's request already went out (and was lost with the rest): his retry asks again.
+    passTime(KEY_ANSWER_EVERY_MS); // the first answer was lost: asked again later
     expect(await b.e2ee.retry(missed)).toBe(false);
     await net.settled();
     expect(b.read).toMatchObject([{ message: { id: missed.id }, late: true }]);
@@ -417,6 +420,7 @@ describe('e2ee over a fake server', () => {
 
     net.lose(() => true);
     // The wait of all of them was given up when the last arrived; asked again, it waits alone.
+    passTime(KEY_ANSWER_EVERY_MS); // the first answer was lost: asked again later
     expect(await b.e2ee.retry(sent.at(-1)!)).toBe(false);
     await net.settled();
     expect(b.read.map((r) => r.late)).toEqual([true]);
@@ -579,6 +583,7 @@ describe('edits of encrypted messages', () => {
     expect(b.unreadable).toMatchObject([{ reason: 'missing_key', message: { id: original.id } }]);
 
     net.lose(() => true);
+    passTime(KEY_ANSWER_EVERY_MS); // the first answer was lost: asked again later
     expect(await b.e2ee.retry(b.unreadable[0]!.message)).toBe(false);
     await net.settled();
     expect(b.sent.at(-1)).toMatchObject({ userId: 'alice', deviceId: 'alice-laptop' });

@@ -193,15 +193,18 @@ export function createE2ee(deps: {
         if (isE2eeMessage(event.message)) await inbound.handleMessage(event.message);
         return;
       case 'message.updated':
-        // A deletion for everyone: what I sent of it is never sent again.
-        if (event.message.deletedAt !== null)
+        // A deletion for everyone: what I sent of it is never sent again, nor delivered late.
+        if (event.message.deletedAt !== null) {
           outbound.forgetSent(event.message.conversationId, [event.message.seq]);
+          inbound.forgetMessages(event.message.conversationId, [event.message.seq]);
+        }
         // Edits carry new bytes; a deletion (no bytes) or a changed expiry has nothing to read.
         if (isE2eeMessage(event.message) && event.message.editedAt !== null)
           await inbound.handleMessage(event.message);
         return;
       case 'messages.removed':
         if (event.reason === 'expired') outbound.forgetSent(event.conversationId, event.seqs);
+        inbound.forgetMessages(event.conversationId, event.seqs); // hidden for me too
         return;
       case 'envelope':
         return inbound.handleEnvelope(event.envelope);

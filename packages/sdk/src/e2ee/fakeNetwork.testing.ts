@@ -4,6 +4,7 @@
  * sync handler one event at a time, in order.
  */
 import { TRPCClientError } from '@trpc/client';
+import { vi } from 'vitest';
 import { base64ToBytes as base64 } from '../base64';
 import type { Envelope, Message, SyncEvent } from '../messaging';
 import type { MvpOutbox } from '../outboxTypes';
@@ -39,6 +40,17 @@ export const encode = (text: string) => new TextEncoder().encode(text);
 export const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 /** The plain texts a device's app was handed, in order. */
 export const texts = (d: FakeDevice) => d.read.map((m) => decode(m.body));
+
+/**
+ * Moves `Date.now` forward by `ms` from here on (the SDK's windows: key requests answered once
+ * in ten seconds, and so on), without fake timers: the fake network runs on real ones. Until
+ * `vi.restoreAllMocks()`.
+ */
+export function passTime(ms: number) {
+  const base = Date.now() + ms;
+  const start = performance.now();
+  vi.spyOn(Date, 'now').mockImplementation(() => base + Math.floor(performance.now() - start));
+}
 
 /** Sends a text through the device's e2ee and outbox; answers the stored message. */
 export async function send(d: FakeDevice, conversationId: string, text: string) {

@@ -93,6 +93,8 @@ type Outcome =
     };
 
 const RECENT_LIMIT = 500;
+/** Chain places remembered as read, to tell a replay from a gap (about 100 KB). */
+const MAX_READ_PLACES = 5000;
 /**
  * Messages kept waiting for their sender key, in all. The app is told `missing_key` at once;
  * the wait only allows a late delivery. Past this the oldest wait is given up, so a member
@@ -119,6 +121,8 @@ export type Inbound = {
   decrypt(message: Message): Promise<Outcome>;
   /** Left the conversation: what waits for its keys will never be readable. */
   forgetConversation(conversationId: string): void;
+  /** Deleted for everyone or expired: nothing waiting for them is delivered any more. */
+  forgetMessages(conversationId: string, seqs: readonly number[]): void;
 };
 
 export function isE2eeMessage(message: Message): boolean {
@@ -214,6 +218,27 @@ export function createInbound(deps: {
     recent.set(versionOf(message), { outcome, from: message });
     if (recent.size > RECENT_LIMIT) recent.delete(recent.keys().next().value!);
   };
+  /** The newest version (`editedAt`, '' for the original) handed over per message id. */
+  const shown = new Map<string, string>();
+  /**
+   * Places in senders' chains this device has read (bounded): a message failing as a duplicate
+   * at one of them is a copy of something read, not a message to ask for again.
+   */
+  const read = new Set<string>();
+  const noteRead = (message: Message) => {
+    const place = placeOf(message);
+    if (!place) return;
+    read.add(placeKey(message.conversationId, place));
+    if (read.size > MAX_READ_PLACES) read.delete(read.values().next().value!);
+  };
+  const wasRead = (message: Message) => {
+    const place = placeOf(message);
+    return place !== undefined && read.has(placeKey(message.conversationId, place));
+  };
+  /** Worth asking its sender for: not a copy of something this device read. */
+  const askable = (message: Message, outcome: Outcome) =>
+    !outcome.ok && !outcome.missing && !(outcome.duplicate && wasRead(message));
+
   const remembered = (message: Message) => {
     const known = recent.get(versionOf(message));
     return known && sameMessage(known.from, message) ? known.outcome : undefined;
@@ -221,6 +246,15 @@ export function createInbound(deps: {
 
   /** Hands a decrypted message to the app; `late` when it waited for its key. */
   function deliver(message: Message, opened: Extract<Outcome, { ok: true }>, late: boolean) {
+    const version = message.editedAt ?? '';
+    if (late) {
+      // Late, it may be too late: gone by its timer, or older than an edit already shown.
+      if (message.expiresAt !== null && Date.parse(message.expiresAt) <= Date.now()) return;
+      if ((shown.get(message.id) ?? '') > version) return;
+    }
+    shown.delete(message.id);
+    shown.set(message.id, version);
+    if (shown.size > RECENT_LIMIT) shown.delete(shown.keys().next().value!);
     return deps.deliver({
       message,
       contentType: opened.contentType,
@@ -248,6 +282,7 @@ export function createInbound(deps: {
       );
       const outcome = { ok: true as const, ...decodeContent(plaintext) };
       remember(message, outcome);
+      noteRead(message);
       return outcome;
     } catch (error) {
       if (isCryptoError(error, 'UNKNOWN_KEY') && missing !== undefined)
@@ -420,7 +455,7 @@ export function createInbound(deps: {
       if (outcome.ok) {
         await deliver(message, outcome, true);
       } else {
-        failed.push(message);
+        if (askable(message, outcome)) failed.push(message);
         await deps.undecryptable({ message, reason: outcome.reason });
       }
     }
@@ -525,7 +560,7 @@ export function createInbound(deps: {
         return;
       }
       if (outcome.missing) wait(message, outcome.missing, false);
-      else if (!outcome.duplicate) askResendInBackground([message]);
+      else if (askable(message, outcome)) askResendInBackground([message]);
       await deps.undecryptable({ message, reason: outcome.reason });
     },
 
@@ -605,6 +640,22 @@ export function createInbound(deps: {
       if (outcome.missing) wait(message, outcome.missing, true);
       else askResendInBackground([message], true);
       return false;
+    },
+
+    forgetMessages(conversationId, seqs) {
+      for (const [key, list] of pending) {
+        if (!key.startsWith(`${conversationId}\n`)) continue;
+        const rest = list.filter((m) => !seqs.includes(m.seq));
+        if (rest.length === 0) {
+          dropWait(key);
+          continue;
+        }
+        waiting -= list.length - rest.length;
+        pending.set(key, rest);
+      }
+      for (const [key, message] of resendAsked)
+        if (message.conversationId === conversationId && seqs.includes(message.seq))
+          resendAsked.delete(key);
     },
 
     forgetConversation(conversationId) {

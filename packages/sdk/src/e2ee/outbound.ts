@@ -47,6 +47,12 @@ const RESEND_CALL_BYTES = 48 * 1024;
  */
 export const RESEND_ANSWER_EVERY_MS = 10 * 60 * 1000;
 const MAX_ANSWERED = 10_000;
+/**
+ * A key request from one device for one key is answered once in this long: each answer costs
+ * this account a call of its send budget, so a member's flood must not spend it all, and an
+ * answer lost on its way is asked for again by the app's `retry` a few seconds later.
+ */
+export const KEY_ANSWER_EVERY_MS = 10 * 1000;
 /** Devices that asked for a message before it was stored, kept to answer once it is. */
 const MAX_WAITING_ASKERS = 20;
 
@@ -130,17 +136,38 @@ export function createOutbound(deps: {
   const report = deps.report ?? (() => undefined);
   const audiences = new Map<string, Audience>();
   const sendLog = createSendLog();
-  /** When each request was last answered, by requesting device and what it asked for. */
+  /**
+   * When each request was last answered (delivered to the server), by requesting device and
+   * what it asked for: answered again only after `every` ms. A failed answer is not counted,
+   * so the asker's retry is answered.
+   */
   const answered = new Map<string, number>();
-  /** True the first time in `RESEND_ANSWER_EVERY_MS`: the caller answers; false: it does not. */
-  const firstAsking = (key: string) => {
+  const answeredLately = (key: string, every: number) => {
     const at = answered.get(key);
-    if (at !== undefined && Date.now() - at < RESEND_ANSWER_EVERY_MS) return false;
-    answered.delete(key);
-    answered.set(key, Date.now());
-    if (answered.size > MAX_ANSWERED) answered.delete(answered.keys().next().value!);
-    return true;
+    return at !== undefined && Date.now() - at < every;
   };
+  const markAnswered = (keys: string[]) => {
+    for (const key of keys) {
+      answered.delete(key);
+      answered.set(key, Date.now());
+    }
+    while (answered.size > MAX_ANSWERED) answered.delete(answered.keys().next().value!);
+  };
+
+  /**
+   * A device as listed, with its identity key: a device id the server republishes with other
+   * keys is another device (it may be the server's), not the one that was listed.
+   */
+  const tagOf = (userId: string, device: DirectoryDevice) =>
+    `${addressOf(userId, device.deviceId)}\n${device.identityKey}`;
+
+  /** The device as the server lists it now, if it is a current member's. */
+  async function currentDevice(conversationId: string, to: DeviceRef) {
+    const members = await transport.members(conversationId);
+    if (!members.includes(to.userId)) return undefined;
+    directory.forget(to.userId); // asked now: a device just added, or just changed
+    return (await directory.devicesOf(to.userId)).find((d) => d.deviceId === to.deviceId);
+  }
 
   const keyIdOf = async (conversationId: string) => {
     const key = await store.getOutboundSenderKey(conversationId);
@@ -211,7 +238,7 @@ export function createOutbound(deps: {
           ),
         })),
       );
-      listed = new Set(lists.flatMap((l) => l.devices.map((d) => addressOf(l.userId, d.deviceId))));
+      listed = new Set(lists.flatMap((l) => l.devices.map((d) => tagOf(l.userId, d))));
       const needy = lists.filter((l) =>
         l.devices.some((d) => !audience.devices.has(addressOf(l.userId, d.deviceId))),
       );
@@ -257,16 +284,16 @@ export function createOutbound(deps: {
   }
 
   /**
-   * Sends payloads pairwise to one device of a current member (a request's answer): nothing to
-   * a device that is not theirs now. False when nothing went (or its queue was full).
+   * Sends payloads pairwise to a device of a current member (from `currentDevice`): a
+   * request's answer. False when nothing went (or its queue was full).
    */
-  async function sendTo(conversationId: string, to: DeviceRef, payloads: Uint8Array[]) {
+  async function sendTo(
+    conversationId: string,
+    to: DeviceRef,
+    device: DirectoryDevice,
+    payloads: Uint8Array[],
+  ) {
     if (payloads.length === 0) return false;
-    const members = await transport.members(conversationId);
-    if (!members.includes(to.userId)) return false;
-    directory.forget(to.userId);
-    const device = (await directory.devicesOf(to.userId)).find((d) => d.deviceId === to.deviceId);
-    if (!device) return false;
     const [ready] = await directory.ensureSessions(to.userId, [device]);
     if (!ready) return false; // its keys are refused (a verified user's changed device)
     const address = addressOf(to.userId, to.deviceId);
@@ -308,11 +335,15 @@ export function createOutbound(deps: {
     // One request at a time per asking device: a flood waits instead of running at once.
     queue(`resend\n${addressOf(from.userId, from.deviceId)}`, async () => {
       const address = addressOf(from.userId, from.deviceId);
+      const device = await currentDevice(conversationId, from);
+      if (!device) return 0;
+      const tag = tagOf(from.userId, device);
       const payloads: Uint8Array[] = [];
+      const asked: string[] = [];
       for (const iteration of new Set(iterations)) {
         const sent = sendLog.find(conversationId, keyId, iteration);
-        // Not for that device, or too big to resend.
-        if (!sent?.devices.has(address) || sent.content.length > RESEND_MAX_CONTENT_BYTES) continue;
+        // Not for that device (as listed then, keys and all), or too big to resend.
+        if (!sent?.devices.has(tag) || sent.content.length > RESEND_MAX_CONTENT_BYTES) continue;
         if (!sent.message) {
           // Not stored yet (the send's answer is still out): answered when it comes.
           if (
@@ -322,7 +353,9 @@ export function createOutbound(deps: {
             sent.waiting.push(from);
           continue;
         }
-        if (!firstAsking(`${address}\n${conversationId}\n${keyId}\n${iteration}`)) continue;
+        const asking = `${address}\n${conversationId}\n${keyId}\n${iteration}`;
+        if (answeredLately(asking, RESEND_ANSWER_EVERY_MS)) continue;
+        asked.push(asking);
         payloads.push(
           encodeDevicePayload({
             type: 'resend',
@@ -336,7 +369,9 @@ export function createOutbound(deps: {
           }),
         );
       }
-      return (await sendTo(conversationId, from, payloads)) ? payloads.length : 0;
+      if (!(await sendTo(conversationId, from, device, payloads))) return 0;
+      markAnswered(asked);
+      return payloads.length;
     });
 
   const rotate = (conversationId: string) =>
@@ -393,13 +428,19 @@ export function createOutbound(deps: {
     },
 
     async answerKeyRequest(conversationId, from, keyId, behind = false) {
+      const address = addressOf(from.userId, from.deviceId);
+      const asking = `key\n${address}\n${conversationId}\n${keyId}\n${behind ? 'behind' : ''}`;
+      if (answeredLately(asking, KEY_ANSWER_EVERY_MS)) return false;
+      // Looked up outside the lane: my own sends in this conversation do not wait for it.
+      const device = await currentDevice(conversationId, from);
+      if (!device) return false;
       const shared = await queue(lanes.outbound(conversationId), async () => {
         if ((await keyIdOf(conversationId)) !== keyId) return undefined;
         const audience = audiences.get(conversationId);
         // The devices listed when the key was made may read all of it; a later joiner, or a
-        // device added since, only from now on (the current iteration), as a first
-        // distribution would have given. One behind gets now too: the origin would not move it.
-        const first = audience?.originDevices?.has(addressOf(from.userId, from.deviceId));
+        // device added (or given other keys) since, only from now on (the current iteration),
+        // as a first distribution would have given. One behind gets now too.
+        const first = audience?.originDevices?.has(tagOf(from.userId, device));
         const distribution =
           !behind && audience?.keyId === keyId && first
             ? audience.origin
@@ -410,19 +451,19 @@ export function createOutbound(deps: {
           distribution,
           ...(behind ? { forward: true as const } : {}),
         };
-        if (!(await sendTo(conversationId, from, [encodeDevicePayload(payload)]))) return false;
-        audience?.devices.add(addressOf(from.userId, from.deviceId));
+        if (!(await sendTo(conversationId, from, device, [encodeDevicePayload(payload)])))
+          return false;
+        audience?.devices.add(address);
         return true;
       });
+      if (shared) markAnswered([asking]);
       if (shared !== undefined) return shared;
       // A key I replaced (someone left): it is not for them any more, but what they could not
       // read under it may still be, message by message. Only for a key I sealed something
-      // with, once in a while, and outside the lane (my own sends do not wait for it).
-      const asking = `gone\n${addressOf(from.userId, from.deviceId)}\n${conversationId}\n${keyId}`;
-      if (sendLog.usedKey(conversationId, keyId) && firstAsking(asking))
-        await sendTo(conversationId, from, [
-          encodeDevicePayload({ type: 'key-gone', conversationId, keyId }),
-        ]);
+      // with, once in a while, and outside the lane.
+      if (!sendLog.usedKey(conversationId, keyId)) return false;
+      const gone = encodeDevicePayload({ type: 'key-gone', conversationId, keyId });
+      if (await sendTo(conversationId, from, device, [gone])) markAnswered([asking]);
       return false;
     },
 

@@ -1,15 +1,17 @@
 import { CryptoError, encryptToDevice, parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bytesToBase64 } from '../base64';
 import type { Message } from '../messaging';
 import {
   createFakeNetwork,
   decode,
   encode,
+  passTime,
   send,
   texts,
   type FakeDevice,
 } from './fakeNetwork.testing';
+import { KEY_ANSWER_EVERY_MS } from './outbound';
 import {
   E2EE_DEVICE_CONTENT_TYPE,
   MAX_RESEND_ITERATIONS,
@@ -30,6 +32,8 @@ const placeOf = (message: Message) => {
 const lateOf = (d: FakeDevice) =>
   d.read.filter((m) => m.late).map((m) => [decode(m.body), m.message.id]);
 
+afterEach(() => vi.restoreAllMocks()); // `passTime`
+
 describe('messages sent again as content (retry receipts)', () => {
   it('a message under a key its sender replaced since is asked for and read late', async () => {
     const net = createFakeNetwork();
@@ -46,6 +50,7 @@ describe('messages sent again as content (retry receipts)', () => {
     net.members('g', ['alice', 'bob']);
     await send(a, 'g', 'after');
     await net.settled();
+    passTime(KEY_ANSWER_EVERY_MS); // the first answer was lost: asked again later
     expect(await b.e2ee.retry(missed)).toBe(false);
     await net.settled();
     expect(lateOf(b)).toEqual([['before carol left', missed.id]]);
@@ -307,6 +312,57 @@ describe('messages sent again as content (retry receipts)', () => {
     const stored = await early.result;
     await net.settled();
     expect(lateOf(b)).toEqual([['early', stored.id]]);
+  });
+
+  it('a listed device id given other keys since is another device: it reads from now on', async () => {
+    const net = createFakeNetwork();
+    const [a] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    const before = await send(a, 'g', 'before the swap');
+    await net.settled();
+    // The server lists Bob's phone with keys of its own (Bob is not verified: Alice is told).
+    const swapped = await net.device('bob', 'bob-phone');
+    net.keysChanged('alice', 'bob', 'bob-phone', 'changed');
+    net.event('bob', { type: 'message.new', message: before });
+    await net.settled();
+    expect(swapped.unreadable.map((u) => u.reason)).toEqual(['missing_key', 'decrypt_failed']);
+    expect(texts(swapped)).toEqual([]);
+  });
+
+  it('nothing is delivered late once it was deleted for everyone', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob'), await net.device('carol')];
+    net.members('g', ['alice', 'bob', 'carol']);
+    net.fill(b.deviceId, true);
+    const gone = await send(a, 'g', 'deleted before Bob read it');
+    await net.settled();
+    net.fill(b.deviceId, false);
+    // Bob hears of the deletion (Alice's device does not, say, yet), then gets the key.
+    net.event('bob', {
+      type: 'message.updated',
+      message: { ...gone, ciphertext: null, deletedAt: new Date(0).toISOString() },
+    });
+    await send(a, 'g', 'next');
+    await net.settled();
+    expect(texts(b)).toEqual(['next']);
+    expect(b.sent.filter((e) => e.userId === 'alice')).toHaveLength(1); // the key request only
+  });
+
+  it('a copy read first when the key comes does not make the original come again', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+    const original = await send(a, 'g', 'hello once');
+    await net.settled();
+    // The server shows Bob a copy of it, before it, while he has no key.
+    net.event('bob', { type: 'message.new', message: { ...original, id: 'copy', seq: 0 } });
+    await net.settled();
+    net.lose(() => true);
+    passTime(KEY_ANSWER_EVERY_MS);
+    expect(await b.e2ee.retry(original)).toBe(false);
+    await net.settled();
+    expect(texts(b)).toEqual(['hello once']);
   });
 
   it('names at most 100 messages per request, and whole iterations only', () => {

@@ -65,6 +65,11 @@ export function createSendLog(now: () => number = Date.now): SendLog {
    * message. As many conversations as entries at most, the oldest dropped first.
    */
   const lists = new Map<string, ReadonlySet<string>>();
+  /**
+   * Messages deleted or expired, by `conversation \n seq`, also those whose send's answer had
+   * not come yet when it was told (kept as many as entries).
+   */
+  const forgotten = new Set<string>();
   const keyOf = (conversationId: string, keyId: string, iteration: number) =>
     `${conversationId}\n${keyId}\n${iteration}`;
 
@@ -100,8 +105,9 @@ export function createSendLog(now: () => number = Date.now): SendLog {
     find(conversationId, keyId, iteration) {
       dropExpired();
       const sent = entries.get(keyOf(conversationId, keyId, iteration));
-      const expiresAt = sent?.message?.expiresAt;
-      if (expiresAt && Date.parse(expiresAt) <= now()) return undefined;
+      const message = sent?.message;
+      if (message && forgotten.has(`${conversationId}\n${message.seq}`)) return undefined;
+      if (message?.expiresAt && Date.parse(message.expiresAt) <= now()) return undefined;
       return sent;
     },
     usedKey(conversationId, keyId) {
@@ -111,6 +117,11 @@ export function createSendLog(now: () => number = Date.now): SendLog {
       return false;
     },
     forget(conversationId, seqs) {
+      for (const seq of seqs) {
+        forgotten.add(`${conversationId}\n${seq}`);
+        if (forgotten.size > SEND_LOG_MAX_ENTRIES)
+          forgotten.delete(forgotten.values().next().value!);
+      }
       const prefix = `${conversationId}\n`;
       for (const [key, sent] of entries)
         if (key.startsWith(prefix) && sent.message && seqs.includes(sent.message.seq)) drop(key);
