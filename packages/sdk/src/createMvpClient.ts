@@ -376,9 +376,9 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
    */
   const onSignedIn = async () => {
     outbox.accountChanged();
-    resetExpiry();
     const closing = detachSocket();
     await sync.stop().catch(sync.report);
+    resetExpiry(); // after the stream stopped: the last account's events watch nothing more
     await closing?.close();
   };
 
