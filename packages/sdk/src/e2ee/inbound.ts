@@ -67,6 +67,7 @@ export type UndecryptableReason =
    * The key is here but the bytes did not verify or decrypt (tampered, replayed, corrupt, or
    * too far behind): the sending device is asked to send the content again, pairwise, which
    * it does if it still has it (sent from that device, in that run of the app, within a day).
+   * Not asked: a copy of a message this device has read (a replay).
    */
   | 'decrypt_failed';
 

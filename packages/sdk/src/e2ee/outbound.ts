@@ -42,8 +42,8 @@ const MAX_ENVELOPES = 100;
 export const RESEND_MAX_CONTENT_BYTES = 24 * 1024;
 const RESEND_CALL_BYTES = 48 * 1024;
 /**
- * A request (for a message, or for a replaced key) from one device is answered once in this
- * long: a member repeating one cannot make this device upload the same content over and over.
+ * A message's content is sent again to one device once in this long: a member repeating a
+ * request cannot make this device upload the same content over and over.
  */
 export const RESEND_ANSWER_EVERY_MS = 10 * 60 * 1000;
 const MAX_ANSWERED = 10_000;
