@@ -368,9 +368,9 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   /**
    * A sign-in makes this client someone (else): the outbox sends only the new account's entries,
    * local expiry forgets the last account's messages (the app watches its stored ones again
-   * when it shows that account), the stream stops until `sync.start()`, and the WebSocket, which authenticated once as
-   * whoever was signed in when it opened, is dropped so the next subscription opens one with the
-   * new token. The socket is dropped even if stopping the stream failed (a handler's failure
+   * when it shows that account), the stream stops until `sync.start()`, and the WebSocket,
+   * which authenticated once as whoever was signed in when it opened, is dropped so the next
+   * subscription opens one with the new token. The socket is dropped even if stopping the stream failed (a handler's failure
    * does not: the engine reports it): it must not carry the next account's subscriptions.
    * Failures reach `sync.onError`; the sign-in answers regardless (see `createAuthClient`).
    */
