@@ -312,6 +312,24 @@ client.e2ee.onMessage(({ message, contentType, body, edited }: DecryptedMessage)
   else void arrivedElsewhere(message.conversationId).catch(fail);
 });
 
+/** Messages gone for everyone (deleted, or expired by their timer): off the screen. */
+function removeLines(conversationId: string, seqs: number[]) {
+  const lines = state.lines.get(conversationId) ?? [];
+  const left = lines.filter((l) => l.seq === null || !seqs.includes(l.seq));
+  if (left.length === lines.length) return;
+  state.lines.set(conversationId, left);
+  if (state.conversationId === conversationId) renderMessages();
+}
+
+// A disappearing message goes at its time, on a page offline too; the server's removal (or a
+// deletion) may come as well, and removes nothing more.
+client.expiry.onExpired(({ conversationId, seq }) => removeLines(conversationId, [seq]));
+client.sync.onEvent((event) => {
+  if (event.type === 'messages.removed') removeLines(event.conversationId, event.seqs);
+  if (event.type === 'message.updated' && event.message.deletedAt !== null)
+    removeLines(event.message.conversationId, [event.message.seq]);
+});
+
 client.sync.onEvent((event) => {
   if (event.type !== 'receipt' || event.userId === state.me?.id) return;
   state.peers.set(event.conversationId, advanced(state.peers.get(event.conversationId), event));
