@@ -87,5 +87,4 @@ export {
   encryptGroup,
   receiveSenderKey,
   decryptGroup,
-  MAX_INBOUND_SENDER_KEYS,
 } from './protocol.js';

@@ -193,9 +193,6 @@ export async function encryptGroup(
  * message is more than `maxForward` iterations ahead of its copy. Messages in between are lost
  * to it; everything from the distribution on reads again.
  */
-/** Keys of one sender per conversation kept when the store can list them (Signal keeps 5). */
-export const MAX_INBOUND_SENDER_KEYS = 5;
-
 export async function receiveSenderKey(
   store: CryptoStore,
   conversationId: string,
@@ -212,12 +209,6 @@ export async function receiveSenderKey(
   const existing = await store.getInboundSenderKey(conversationId, sender, keyId);
   if (!existing) {
     await store.putInboundSenderKey(conversationId, sender, keyId, key);
-    // A member rotates at every departure: without a bound, every key each member ever had
-    // would stay, for a group's whole life. Messages under a dropped one are asked for again.
-    const held = (await store.inboundSenderKeyIds?.(conversationId, sender)) ?? [];
-    const older = held.filter((id) => id !== keyId);
-    for (const id of older.slice(0, Math.max(0, older.length - (MAX_INBOUND_SENDER_KEYS - 1))))
-      await store.deleteInboundSenderKey(conversationId, sender, id);
     return key;
   }
   if (

@@ -71,12 +71,6 @@ export type CryptoStore = {
     key: InboundSenderKey,
   ): Promise<void>;
   deleteInboundSenderKey(conversationId: string, sender: string, keyId: string): Promise<void>;
-  /**
-   * Optional: the ids of one sender's keys held for a conversation, oldest stored first. With
-   * it, receiving a new key keeps only the newest `MAX_INBOUND_SENDER_KEYS` (as Signal keeps
-   * five states per sender); without it, every key a member ever shared stays.
-   */
-  inboundSenderKeyIds?(conversationId: string, sender: string): Promise<string[]>;
 
   /** The keys I trust for a user's devices, by user id. */
   getTrust(userId: string): Promise<TrustRecord | undefined>;
@@ -128,12 +122,6 @@ export function createMemoryStore(): CryptoStore {
     putInboundSenderKey: async (c, s, id, key) =>
       save(k('isk', c, s, id), serializeInboundSenderKey(key)),
     deleteInboundSenderKey: async (c, s, id) => remove(k('isk', c, s, id)),
-    // A Map keeps insertion order: the oldest stored first, as the interface asks.
-    inboundSenderKeyIds: async (c, s) =>
-      [...data.keys()]
-        .map((key) => JSON.parse(key) as string[])
-        .filter((parts) => parts[0] === 'isk' && parts[1] === c && parts[2] === s)
-        .map((parts) => parts[3]!),
 
     getTrust: async (userId) => load(k('trust', userId), deserializeTrust),
     putTrust: async (userId, record) => save(k('trust', userId), serializeTrust(record)),

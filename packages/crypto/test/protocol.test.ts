@@ -13,15 +13,12 @@ import {
   generatePreKeys,
   generateSignedPreKey,
   isCryptoError,
-  MAX_INBOUND_SENDER_KEYS,
   outboundSenderKey,
   preKeyBundle,
-  processSenderKeyDistribution,
   publicDeviceKeys,
   receiveSenderKey,
   rotateOutboundSenderKey,
   startSession,
-  toBase64,
 } from '../src/index.js';
 import { str, text } from './helpers.js';
 
@@ -193,45 +190,6 @@ describe('store-driven groups', () => {
     // The origin, even with `forward`, never moves it back.
     await receiveSenderKey(bob, conversation, 'alice:1', origin, { forward: true });
     expect(await rejects(decryptGroup(bob, conversation, 'alice:1', m1))).toBe('DUPLICATE_MESSAGE');
-  });
-
-  it("keeps each sender's newest keys only, when the store can list them", async () => {
-    const alice = createMemoryStore();
-    const bob = createMemoryStore();
-    const conversation = 'conv-many';
-    const distributions: Uint8Array[] = [];
-    for (let i = 0; i < MAX_INBOUND_SENDER_KEYS + 2; i++) {
-      distributions.push(
-        i === 0
-          ? (await outboundSenderKey(alice, conversation)).distribution
-          : await rotateOutboundSenderKey(alice, conversation),
-      );
-      await receiveSenderKey(bob, conversation, 'alice:1', distributions.at(-1)!);
-      await receiveSenderKey(bob, conversation, 'carol:1', distributions.at(-1)!); // another sender
-    }
-    const ids = distributions.map((d) => toBase64(processSenderKeyDistribution(d).keyId));
-    expect(await bob.inboundSenderKeyIds!(conversation, 'alice:1')).toEqual(
-      ids.slice(-MAX_INBOUND_SENDER_KEYS),
-    );
-    expect(await bob.inboundSenderKeyIds!(conversation, 'carol:1')).toHaveLength(
-      MAX_INBOUND_SENDER_KEYS,
-    );
-    // The newest still reads; a dropped one asks for the key again.
-    expect(
-      str(
-        await decryptGroup(
-          bob,
-          conversation,
-          'alice:1',
-          await encryptGroup(alice, conversation, text('now')),
-        ),
-      ),
-    ).toBe('now');
-    // A re-share of a key still held keeps the rest.
-    await receiveSenderKey(bob, conversation, 'alice:1', distributions.at(-2)!);
-    expect(await bob.inboundSenderKeyIds!(conversation, 'alice:1')).toHaveLength(
-      MAX_INBOUND_SENDER_KEYS,
-    );
   });
 
   it('sender keys travel through pairwise sessions; a removed member is locked out after rotation', async () => {
