@@ -77,7 +77,8 @@ export type MvpE2ee = {
   /** Background failures: key uploads, key requests and answers, unreadable envelopes. */
   onError(handler: (error: unknown) => void): Subscription;
   /**
-   * Tries an undecryptable message again: true when it was read now (and went to `onMessage`);
+   * Tries an undecryptable message again: true when it was read now (and went to `onMessage`,
+   * unless it expired meanwhile or a newer edit of it was shown);
    * otherwise the sender's device is asked again, for the key or (when the key is here and the
    * bytes still do not read) for the content, and `onMessage` gets it later if it answers.
    */

@@ -456,7 +456,9 @@ export function createInbound(deps: {
       if (outcome.ok) {
         await deliver(message, outcome, true);
       } else {
-        if (askable(message, outcome)) failed.push(message);
+        // Still too far ahead of the key that came: asked for the chain as it is now.
+        if (outcome.missing) wait(message, outcome.missing, false);
+        else if (askable(message, outcome)) failed.push(message);
         await deps.undecryptable({ message, reason: outcome.reason });
       }
     }

@@ -48,9 +48,10 @@ const RESEND_CALL_BYTES = 48 * 1024;
 export const RESEND_ANSWER_EVERY_MS = 10 * 60 * 1000;
 const MAX_ANSWERED = 10_000;
 /**
- * A key request from one device for one key is answered once in this long: each answer costs
- * this account a call of its send budget, so a member's flood must not spend it all, and an
- * answer lost on its way is asked for again by the app's `retry` a few seconds later.
+ * A key request from one device for one key is answered once in this long (taken when it
+ * comes, given back if nothing went): each answer costs this account a call of its send
+ * budget, so a member's flood must not spend it all, and an answer lost on its way is asked
+ * for again by the app's `retry` a few seconds later.
  */
 export const KEY_ANSWER_EVERY_MS = 10 * 1000;
 /** Devices that asked for a message before it was stored, kept to answer once it is. */
@@ -334,6 +335,8 @@ export function createOutbound(deps: {
   ): Promise<number> =>
     // One request at a time per asking device: a flood waits instead of running at once.
     queue(`resend\n${addressOf(from.userId, from.deviceId)}`, async () => {
+      // Nothing of it in the log (made up, or from before a restart): no call to the server.
+      if (!iterations.some((i) => sendLog.find(conversationId, keyId, i))) return 0;
       const address = addressOf(from.userId, from.deviceId);
       const device = await currentDevice(conversationId, from);
       if (!device) return 0;
@@ -428,43 +431,50 @@ export function createOutbound(deps: {
     },
 
     async answerKeyRequest(conversationId, from, keyId, behind = false) {
+      // Local checks first: a request for a key I never used costs no call to the server.
+      const current = (await keyIdOf(conversationId)) === keyId;
+      if (!current && !sendLog.usedKey(conversationId, keyId)) return false;
       const address = addressOf(from.userId, from.deviceId);
-      const asking = `key\n${address}\n${conversationId}\n${keyId}\n${behind ? 'behind' : ''}`;
+      const asking = `key\n${address}\n${conversationId}\n${keyId}`;
+      // Taken before any wait: identical requests that come together get one answer.
       if (answeredLately(asking, KEY_ANSWER_EVERY_MS)) return false;
-      // Looked up outside the lane: my own sends in this conversation do not wait for it.
-      const device = await currentDevice(conversationId, from);
-      if (!device) return false;
-      const shared = await queue(lanes.outbound(conversationId), async () => {
-        if ((await keyIdOf(conversationId)) !== keyId) return undefined;
-        const audience = audiences.get(conversationId);
-        // The devices listed when the key was made may read all of it; a later joiner, or a
-        // device added (or given other keys) since, only from now on (the current iteration),
-        // as a first distribution would have given. One behind gets now too.
-        const first = audience?.originDevices?.has(tagOf(from.userId, device));
-        const distribution =
-          !behind && audience?.keyId === keyId && first
-            ? audience.origin
-            : (await outboundSenderKey(store, conversationId)).distribution;
-        const payload: DevicePayload = {
-          type: 'sender-key',
-          conversationId,
-          distribution,
-          ...(behind ? { forward: true as const } : {}),
-        };
-        if (!(await sendTo(conversationId, from, device, [encodeDevicePayload(payload)])))
-          return false;
-        audience?.devices.add(address);
-        return true;
-      });
-      if (shared) markAnswered([asking]);
-      if (shared !== undefined) return shared;
-      // A key I replaced (someone left): it is not for them any more, but what they could not
-      // read under it may still be, message by message. Only for a key I sealed something
-      // with, once in a while, and outside the lane.
-      if (!sendLog.usedKey(conversationId, keyId)) return false;
-      const gone = encodeDevicePayload({ type: 'key-gone', conversationId, keyId });
-      if (await sendTo(conversationId, from, device, [gone])) markAnswered([asking]);
-      return false;
+      markAnswered([asking]);
+      let went = false;
+      try {
+        // Looked up outside the lane: my own sends in this conversation do not wait for it.
+        const device = await currentDevice(conversationId, from);
+        if (!device) return false;
+        const shared = await queue(lanes.outbound(conversationId), async () => {
+          if ((await keyIdOf(conversationId)) !== keyId) return undefined;
+          const audience = audiences.get(conversationId);
+          // The devices listed when the key was made may read all of it; a later joiner, or a
+          // device added (or given other keys) since, only from now on (the current
+          // iteration), as a first distribution would have given. One behind gets now too.
+          const first = audience?.originDevices?.has(tagOf(from.userId, device));
+          const distribution =
+            !behind && audience?.keyId === keyId && first
+              ? audience.origin
+              : (await outboundSenderKey(store, conversationId)).distribution;
+          const payload: DevicePayload = {
+            type: 'sender-key',
+            conversationId,
+            distribution,
+            ...(behind ? { forward: true as const } : {}),
+          };
+          if (!(await sendTo(conversationId, from, device, [encodeDevicePayload(payload)])))
+            return false;
+          audience?.devices.add(address);
+          return true;
+        });
+        if (shared !== undefined) return (went = shared);
+        // A key I replaced (someone left): it is not for them any more, but what they could
+        // not read under it may still be, message by message (outside the lane).
+        const gone = encodeDevicePayload({ type: 'key-gone', conversationId, keyId });
+        went = await sendTo(conversationId, from, device, [gone]);
+        return false;
+      } finally {
+        if (!went) answered.delete(asking); // nothing went: the asker's retry is answered
+      }
     },
 
     answerResend,

@@ -240,6 +240,47 @@ describe('messages sent again as content (retry receipts)', () => {
     expect(toBob()).toBe(before + 1); // one resend of "kept", nothing else
   });
 
+  it('identical key requests that come together get one answer, and made-up keys none', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    const message = await send(a, 'g', 'one');
+    await send(b, 'g', 'hi'); // Bob's session with Alice
+    await net.settled();
+    const toBob = () => a.sent.filter((e) => e.userId === 'bob').length;
+    const before = toBob();
+    const { keyId } = placeOf(message);
+    // A server that takes its time: the requests overlap while Alice looks Bob up.
+    const { transport } = a;
+    const members = transport.members.bind(transport);
+    const lookups: Promise<unknown>[] = [];
+    transport.members = (id) => {
+      const lookup = new Promise((resolve) => setTimeout(resolve, 20)).then(() => members(id));
+      lookups.push(lookup);
+      return lookup;
+    };
+    /** Until every answer that started is done. */
+    const answersDone = async () => {
+      for (let seen = -1; seen !== lookups.length;) {
+        seen = lookups.length;
+        await Promise.allSettled(lookups);
+        await net.settled();
+      }
+    };
+    // One after the other (one ratchet), delivered while the first answer is still out.
+    for (let i = 0; i < 5; i++)
+      await sendPayload(b, a, { type: 'key-request', conversationId: 'g', keyId });
+    for (let i = 0; i < 5; i++)
+      await sendPayload(b, a, {
+        type: 'key-request',
+        conversationId: 'g',
+        keyId: `bm90LSR7aX0=${i}`,
+      });
+    await net.settled();
+    await answersDone();
+    expect(toBob()).toBe(before + 1);
+  });
+
   it("an edit's content fits only the message it edits, whatever the server answered", async () => {
     const net = createFakeNetwork();
     const [a, b] = [await net.device('alice'), await net.device('bob')];
