@@ -339,20 +339,26 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
     backoff,
   });
 
-  const e2ee = options.crypto
-    ? createE2ee({ transport: createApiE2eeTransport(api), sync, outbox, options: options.crypto })
-    : disabledE2ee();
-
   const {
     expiry,
     observe,
     reset: resetExpiry,
+    serverNow,
   } = createExpiry({
     serverTime: async () => (await api.system.info.query()).serverTime,
     expired: (conversationId, seq) => sync.expired(conversationId, seq),
     report: sync.report,
   });
   sync.observe(observe);
+  const e2ee = options.crypto
+    ? createE2ee({
+        transport: createApiE2eeTransport(api),
+        sync,
+        outbox,
+        options: options.crypto,
+        time: { now: serverNow, onExpired: (handler) => expiry.onExpired(handler) },
+      })
+    : disabledE2ee();
   const messaging = createMessagingClient(api, (messages) => {
     for (const message of messages) if (message.deletedAt === null) expiry.watch(message);
   });

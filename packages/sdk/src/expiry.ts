@@ -45,7 +45,13 @@ export function createExpiry(deps: {
   /** Told of each expiry: the unread counts drop it, as the server's removal would. */
   expired: (conversationId: string, seq: number) => void;
   report: (error: unknown) => void;
-}): { expiry: MvpExpiry; observe: (event: SyncEvent) => void; reset: () => void } {
+}): {
+  expiry: MvpExpiry;
+  observe: (event: SyncEvent) => void;
+  reset: () => void;
+  /** The server's time now, as this device reads it (ms). */
+  serverNow: () => number;
+} {
   // Elapsed time from a monotonic clock: the device's wall clock may be set forward or back
   // (by the user, or a sync) and must not move the timers. But a monotonic clock stops while
   // the device sleeps, which the wall clock does not: when they part, the server is asked
@@ -177,6 +183,7 @@ export function createExpiry(deps: {
   };
   return {
     expiry,
+    serverNow,
     // Another account signed in on this client: its messages are not the last one's.
     reset() {
       watched.clear();

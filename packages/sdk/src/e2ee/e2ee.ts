@@ -5,6 +5,7 @@
 import { type CryptoStore, createMemoryStore } from '@mvp/crypto';
 import { bytesToBase64 } from '../base64';
 import type { Message, SyncEvent } from '../messaging';
+import type { MvpExpiry } from '../expiry';
 import type { MvpOutbox, OutboxHandle } from '../outboxTypes';
 import type { MvpSync, Subscription } from '../syncTypes';
 import type { Awaitable } from '../types';
@@ -129,8 +130,14 @@ export function createE2ee(deps: {
   sync: MvpSync;
   outbox: MvpOutbox;
   options: E2eeOptions;
+  /**
+   * The server's time as this device reads it, and local expiries (`client.expiry`): a late
+   * delivery or a resend judges a disappearing message by them. Default: this device's clock.
+   */
+  time?: { now: () => number; onExpired: MvpExpiry['onExpired'] };
 }): MvpE2ee {
   const { transport, sync, outbox } = deps;
+  const now = deps.time?.now ?? Date.now;
   const store = deps.options.store ?? createMemoryStore();
   const queue = createKeyedQueue();
   const messageHandlers = new Set<(m: DecryptedMessage) => Awaitable<void>>();
@@ -167,7 +174,7 @@ export function createE2ee(deps: {
   });
   const directory = createDirectory({ store, transport, queue, trust, report });
   const prekeys = createPrekeys({ store, transport, me, report });
-  const outbound = createOutbound({ store, transport, directory, queue, me, report });
+  const outbound = createOutbound({ store, transport, directory, queue, me, report, now });
   const inbound = createInbound({
     store,
     transport,
@@ -180,12 +187,19 @@ export function createE2ee(deps: {
     undecryptable: async (event) => {
       for (const handler of undecryptableHandlers) await handler(event);
     },
+    now,
     keyRequested: (conversationId, from, keyId, behind) =>
       background(outbound.answerKeyRequest(conversationId, from, keyId, behind)),
     resendRequested: (conversationId, from, keyId, iterations) =>
       background(outbound.answerResend(conversationId, from, keyId, iterations)),
     sessionReset: (address) => outbound.forgetDevice(address),
     report,
+  });
+
+  // Gone by its timer here, before (or without) the server's removal: as for that removal.
+  deps.time?.onExpired(({ conversationId, seq }) => {
+    outbound.forgetSent(conversationId, [seq]);
+    inbound.forgetMessages(conversationId, [seq]);
   });
 
   async function handle(event: SyncEvent) {

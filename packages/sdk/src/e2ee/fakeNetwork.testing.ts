@@ -268,7 +268,11 @@ export function createFakeNetwork() {
   }
 
   return {
-    async device(userId: string, deviceId = `${userId}-phone`): Promise<FakeDevice> {
+    async device(
+      userId: string,
+      deviceId = `${userId}-phone`,
+      time?: Parameters<typeof createE2ee>[0]['time'],
+    ): Promise<FakeDevice> {
       const me = { userId, deviceId };
       const sent: OutgoingEnvelope[] = [];
       const transport = transportFor(me, sent);
@@ -279,7 +283,7 @@ export function createFakeNetwork() {
         },
         start: async () => undefined,
       } as unknown as MvpSync;
-      const e2ee = createE2ee({ transport, sync, outbox: outboxFor(me), options: {} });
+      const e2ee = createE2ee({ transport, sync, outbox: outboxFor(me), options: {}, time });
       const device: FakeDevice = {
         ...me,
         e2ee,

@@ -175,6 +175,8 @@ export function createInbound(deps: {
   directory: Directory;
   queue: KeyedQueue;
   me: () => Promise<Me>;
+  /** The server's time as this device reads it: a disappearing message is late by it. */
+  now?: () => number;
   deliver(decrypted: DecryptedMessage): Awaitable<void>;
   undecryptable(event: UndecryptableMessage): Awaitable<void>;
   /** A key request reached us from `from`: answer it if they may have the key. */
@@ -191,6 +193,7 @@ export function createInbound(deps: {
   report(error: unknown): void;
 }): Inbound {
   const { store, transport, directory, queue } = deps;
+  const now = deps.now ?? Date.now;
   /** Messages waiting for a sender key, by `conversation \n sender \n keyId`, in arrival order. */
   const pending = new Map<string, Message[]>();
   /**
@@ -250,7 +253,7 @@ export function createInbound(deps: {
     const version = message.editedAt ?? '';
     if (late) {
       // Late, it may be too late: gone by its timer, or older than an edit already shown.
-      if (message.expiresAt !== null && Date.parse(message.expiresAt) <= Date.now()) return;
+      if (message.expiresAt !== null && Date.parse(message.expiresAt) <= now()) return;
       if ((shown.get(message.id) ?? '') > version) return;
     }
     shown.delete(message.id);

@@ -132,11 +132,13 @@ export function createOutbound(deps: {
   me: () => Promise<Me>;
   /** Failures of work in the background (requests answered once a message is stored). */
   report?: (error: unknown) => void;
+  /** The server's time as this device reads it: the send log's expiries go by it. */
+  now?: () => number;
 }): Outbound {
   const { store, transport, directory, queue } = deps;
   const report = deps.report ?? (() => undefined);
   const audiences = new Map<string, Audience>();
-  const sendLog = createSendLog();
+  const sendLog = createSendLog(deps.now);
   /**
    * When each request was last answered (delivered to the server), by requesting device and
    * what it asked for: answered again only after `every` ms. A failed answer is not counted,

@@ -1,6 +1,7 @@
 import { CryptoError, encryptToDevice, parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bytesToBase64 } from '../base64';
+import type { ExpiredMessage } from '../expiry';
 import type { Message } from '../messaging';
 import {
   createFakeNetwork,
@@ -383,6 +384,35 @@ describe('messages sent again as content (retry receipts)', () => {
       type: 'message.updated',
       message: { ...gone, ciphertext: null, deletedAt: new Date(0).toISOString() },
     });
+    await send(a, 'g', 'next');
+    await net.settled();
+    expect(texts(b)).toEqual(['next']);
+    expect(b.sent.filter((e) => e.userId === 'alice')).toHaveLength(1); // the key request only
+  });
+
+  it('a message gone by its timer on this device is neither asked for nor delivered late', async () => {
+    const expired = new Set<(e: ExpiredMessage) => void>();
+    const time = {
+      now: Date.now,
+      onExpired: (handler: (e: ExpiredMessage) => void) => {
+        expired.add(handler);
+        return { unsubscribe: () => void expired.delete(handler) };
+      },
+    };
+    const net = createFakeNetwork();
+    const [a, b] = [
+      await net.device('alice'),
+      await net.device('bob', 'bob-phone', time),
+      await net.device('carol'),
+    ];
+    net.members('g', ['alice', 'bob', 'carol']);
+    net.fill(b.deviceId, true);
+    const gone = await send(a, 'g', 'gone before Bob got the key');
+    await net.settled();
+    net.fill(b.deviceId, false);
+    // Bob's own timer says it expired (the server's removal has not come).
+    for (const handler of expired)
+      handler({ conversationId: 'g', seq: gone.seq, messageId: gone.id });
     await send(a, 'g', 'next');
     await net.settled();
     expect(texts(b)).toEqual(['next']);
