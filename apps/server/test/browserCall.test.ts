@@ -11,9 +11,9 @@ import { freshUsername } from './helpers/accounts';
 import { hasChromium } from './helpers/browser';
 import { backendLabel } from './helpers/env';
 import {
-  befriend,
   contact,
   instances,
+  registerFriends,
   signIn,
   startWebSuite,
   TEST_MS,
@@ -84,11 +84,7 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
   it(
     'register, become contacts, exchange a message',
     async () => {
-      alice = await suite.openPage(suite.a);
-      bob = await suite.openPage(suite.b);
-      await signIn(alice, names.alice, 'register');
-      await signIn(bob, names.bob, 'register');
-      await befriend(alice, bob, names.bob, names.alice);
+      ({ alice, bob } = await registerFriends(suite, names));
 
       await contact(alice, names.bob).getByTestId('chat').click();
       await alice.getByTestId('text').fill('hello from a browser');

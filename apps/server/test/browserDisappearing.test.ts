@@ -9,11 +9,10 @@ import { freshUsername } from './helpers/accounts';
 import { hasChromium } from './helpers/browser';
 import { backendLabel } from './helpers/env';
 import {
-  befriend,
   contact,
   instances,
+  registerFriends,
   send,
-  signIn,
   startWebSuite,
   TEST_MS,
   WAIT_MS,
@@ -53,11 +52,7 @@ run(`disappearing messages in the browser on ${instances} instance(s) (${backend
     'a message with a one-second timer leaves both pages at its time',
     async () => {
       const names = { alice: freshUsername('alice'), bob: freshUsername('bob') };
-      const alice = await suite.openPage(suite.a);
-      const bob = await suite.openPage(suite.b);
-      await signIn(alice, names.alice, 'register');
-      await signIn(bob, names.bob, 'register');
-      await befriend(alice, bob, names.bob, names.alice);
+      const { alice, bob } = await registerFriends(suite, names);
       await contact(alice, names.bob).getByTestId('chat').click();
       await send(alice, 'this one stays');
       await waitForMessage(bob, 'this one stays');

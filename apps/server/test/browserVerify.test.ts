@@ -10,9 +10,9 @@ import { freshUsername } from './helpers/accounts';
 import { hasChromium } from './helpers/browser';
 import { backendLabel } from './helpers/env';
 import {
-  befriend,
   contact,
   instances,
+  registerFriends,
   send,
   signIn,
   startWebSuite,
@@ -95,11 +95,7 @@ run(
     it(
       'both pages show the same number; "Mark as verified" gives a ✓ that lasts',
       async () => {
-        alice = await suite.openPage(suite.a);
-        bob = await suite.openPage(suite.b);
-        await signIn(alice, names.alice, 'register');
-        await signIn(bob, names.bob, 'register');
-        await befriend(alice, bob, names.bob, names.alice);
+        ({ alice, bob } = await registerFriends(suite, names));
         bobId = (await bob.evaluate(() => (globalThis as unknown as G).__mvp.me))!.id;
 
         await contact(alice, names.bob).getByTestId('chat').click();

@@ -110,3 +110,13 @@ export async function send(page: Page, text: string) {
 /** Waits until the open conversation on the page shows a message with this text. */
 export const waitForMessage = (page: Page, text: string) =>
   page.getByTestId('messages').locator('li', { hasText: text }).waitFor({ timeout: WAIT_MS });
+
+/** Alice (instance A) and Bob (instance B) register, each on a page of their own, and become contacts. */
+export async function registerFriends(suite: WebSuite, names: { alice: string; bob: string }) {
+  const alice = await suite.openPage(suite.a);
+  const bob = await suite.openPage(suite.b);
+  await signIn(alice, names.alice, 'register');
+  await signIn(bob, names.bob, 'register');
+  await befriend(alice, bob, names.bob, names.alice);
+  return { alice, bob };
+}
