@@ -229,10 +229,8 @@ export function createInbound(deps: {
    * at one of them is a copy of something read, not a message to ask for again.
    */
   const read = new Set<string>();
-  const noteRead = (message: Message) => {
-    const place = placeOf(message);
-    if (!place) return;
-    read.add(placeKey(message.conversationId, place));
+  const noteRead = (conversationId: string, place: Place) => {
+    read.add(placeKey(conversationId, place));
     if (read.size > MAX_READ_PLACES) read.delete(read.values().next().value!);
   };
   const wasRead = (message: Message) => {
@@ -277,16 +275,18 @@ export function createInbound(deps: {
     try {
       const sealed = sealedBy({ ...message, ciphertext });
       const sender = addressOf(message.senderId, sealed.device);
-      missing = {
-        keyId: toBase64(parseSenderKeyMessage(sealed.bytes).keyId),
-        device: sealed.device,
-      };
+      const { keyId, iteration } = parseSenderKeyMessage(sealed.bytes);
+      missing = { keyId: toBase64(keyId), device: sealed.device };
       const plaintext = await queue(lanes.inbound(message.conversationId, sender), () =>
         decryptGroup(store, message.conversationId, sender, sealed.bytes, sealed.context(sender)),
       );
       const outcome = { ok: true as const, ...decodeContent(plaintext) };
       remember(message, outcome);
-      noteRead(message);
+      noteRead(message.conversationId, {
+        sender: { userId: message.senderId, deviceId: sealed.device },
+        keyId: missing.keyId,
+        iteration,
+      });
       return outcome;
     } catch (error) {
       if (isCryptoError(error, 'UNKNOWN_KEY') && missing !== undefined)

@@ -449,6 +449,33 @@ describe('messages sent again as content (retry receipts)', () => {
     for (const bad of [[], [...ok, 100], [1.5], [-1], ['1'], 'x'])
       expect(() => decodeDevicePayload(request(bad))).toThrow(CryptoError);
   });
+
+  it('takes a resend only with a whole iteration, a message id and seq, and an edit time or null', () => {
+    const resend = (fields: object) =>
+      new TextEncoder().encode(
+        JSON.stringify({
+          v: 1,
+          t: 'rs',
+          c: 'g',
+          k: 'k',
+          i: 3,
+          m: 'm1',
+          s: 7,
+          e: null,
+          d: 'AQ==',
+          ...fields,
+        }),
+      );
+    expect(decodeDevicePayload(resend({}))).toMatchObject({
+      type: 'resend',
+      iteration: 3,
+      messageId: 'm1',
+      seq: 7,
+      editedAt: null,
+    });
+    for (const bad of [{ s: 0 }, { s: 1.5 }, { i: -1 }, { m: 1 }, { e: 5 }, { d: 3 }, { k: null }])
+      expect(() => decodeDevicePayload(resend(bad))).toThrow(CryptoError);
+  });
 });
 
 describe('the send log', () => {
