@@ -42,6 +42,7 @@ export {
   rotateSenderKey,
   senderKeyDistribution,
   processSenderKeyDistribution,
+  retireSenderKey,
   groupEncrypt,
   groupDecrypt,
   parseSenderKeyMessage,
@@ -87,4 +88,6 @@ export {
   encryptGroup,
   receiveSenderKey,
   decryptGroup,
+  MAX_INBOUND_SENDER_KEYS,
+  MAX_RETIRED_SENDER_KEYS,
 } from './protocol.js';

@@ -20,6 +20,7 @@ import {
   groupEncrypt,
   parseSenderKeyMessage,
   processSenderKeyDistribution,
+  retireSenderKey,
   senderKeyDistribution,
 } from './senderKeys.js';
 import {
@@ -207,11 +208,9 @@ export async function receiveSenderKey(
   // when asked does it jump ahead: a re-share after a lost session must not skip messages
   // still on their way.
   const existing = await store.getInboundSenderKey(conversationId, sender, keyId);
-  if (!existing) {
-    await store.putInboundSenderKey(conversationId, sender, keyId, key);
-    return key;
-  }
+  if (!existing) return storeNewSenderKey(store, conversationId, sender, keyId, key);
   if (
+    existing.retired ||
     !options.forward ||
     key.iteration <= existing.iteration ||
     !equalBytes(key.signingKey, existing.signingKey)
@@ -220,6 +219,52 @@ export async function receiveSenderKey(
   const moved = { ...key, skipped: existing.skipped };
   await store.putInboundSenderKey(conversationId, sender, keyId, moved);
   return moved;
+}
+
+/**
+ * Keys of one sender per conversation kept whole when the store can list them (Signal keeps
+ * five states per sender). A member rotates at every departure, so without a bound every key
+ * each member ever had would stay, with up to `maxSkippedKeys` message keys each.
+ */
+export const MAX_INBOUND_SENDER_KEYS = 5;
+/**
+ * Retired keys remembered per sender: the same key received again (a copy of its distribution
+ * the server held back) is refused rather than started over, which would let the server replay
+ * messages already read as new. Past this many rotations the oldest record goes (about 150
+ * bytes each).
+ */
+export const MAX_RETIRED_SENDER_KEYS = 200;
+
+async function storeNewSenderKey(
+  store: CryptoStore,
+  conversationId: string,
+  sender: string,
+  keyId: string,
+  received: InboundSenderKey,
+): Promise<InboundSenderKey> {
+  const held: [string, InboundSenderKey][] = [];
+  for (const id of (await store.inboundSenderKeyIds?.(conversationId, sender)) ?? []) {
+    const other = await store.getInboundSenderKey(conversationId, sender, id);
+    if (other) held.push([id, other]);
+  }
+  // Later than every key held, also within one millisecond, so "newest" is the order received.
+  const newest = Math.max(0, ...held.map(([, other]) => other.receivedAt));
+  const key = { ...received, receivedAt: Math.max(Date.now(), newest + 1) };
+  await store.putInboundSenderKey(conversationId, sender, keyId, key);
+
+  // Newest first: the first few stay whole, the next are retired, the oldest records go.
+  held.sort(([, a], [, b]) => b.receivedAt - a.receivedAt);
+  let whole = 1; // the key just stored
+  let retired = 0;
+  for (const [id, other] of held) {
+    if (!other.retired && whole < MAX_INBOUND_SENDER_KEYS) whole++;
+    else if (retired < MAX_RETIRED_SENDER_KEYS) {
+      retired++;
+      if (!other.retired)
+        await store.putInboundSenderKey(conversationId, sender, id, retireSenderKey(other));
+    } else await store.deleteInboundSenderKey(conversationId, sender, id);
+  }
+  return key;
 }
 
 export async function decryptGroup(

@@ -65,6 +65,14 @@ export type InboundSenderKey = {
   signingKey: Uint8Array;
   /** Keys of messages not yet seen, oldest first. */
   skipped: { iteration: number; messageKey: Uint8Array }[];
+  /** When this device stored it (ms, later keys larger); 0 before it is stored. */
+  receivedAt: number;
+  /**
+   * Retired (one of the sender's older keys): the chain and message keys are forgotten, and
+   * the record stays only so that the same key received again is not taken as new. Its
+   * messages fail as `DUPLICATE_MESSAGE` (keys deliberately forgotten).
+   */
+  retired?: true;
 };
 
 export function createSenderKey(createdAt = Date.now()): OutboundSenderKey {
@@ -108,6 +116,7 @@ export function processSenderKeyDistribution(bytes: Uint8Array): InboundSenderKe
     chainKey: r.bytes(KEY_LENGTH),
     signingKey: r.bytes(KEY_LENGTH),
     skipped: [],
+    receivedAt: 0,
   };
   r.end();
   return key;
@@ -174,6 +183,11 @@ export function parseSenderKeyMessage(bytes: Uint8Array): ParsedSenderKeyMessage
   };
 }
 
+/** What stays of a key once retired: its id, signing key and where its chain had got. */
+export function retireSenderKey(key: InboundSenderKey): InboundSenderKey {
+  return { ...key, chainKey: new Uint8Array(0), skipped: [], retired: true };
+}
+
 export function groupDecrypt(
   key: InboundSenderKey,
   bytes: Uint8Array,
@@ -188,6 +202,7 @@ export function groupDecrypt(
   if (!verify(key.signingKey, concatBytes(m.body, context), m.signature)) {
     throw new CryptoError('BAD_SIGNATURE', 'sender key message signature does not verify');
   }
+  if (key.retired) throw new CryptoError('DUPLICATE_MESSAGE', 'sender key retired');
   const ad = concatBytes(m.header, context);
 
   if (m.iteration < key.iteration) {

@@ -259,6 +259,8 @@ export function serializeInboundSenderKey(key: InboundSenderKey): string {
     chainKey: b64(key.chainKey),
     signingKey: b64(key.signingKey),
     skipped: key.skipped.map((s) => [s.iteration, b64(s.messageKey)]),
+    receivedAt: key.receivedAt,
+    ...(key.retired ? { retired: true } : {}),
   });
 }
 
@@ -273,6 +275,9 @@ export function deserializeInboundSenderKey(text: string): InboundSenderKey {
       const [iteration, messageKey] = arr(entry, 'skipped key');
       return { iteration: int(iteration, 'iteration'), messageKey: bytes(messageKey, 'key') };
     }),
+    // Absent in records written before keys were retired: the oldest then.
+    receivedAt: o.receivedAt === undefined ? 0 : int(o.receivedAt, 'receivedAt'),
+    ...(o.retired === true ? { retired: true as const } : {}),
   };
 }
 

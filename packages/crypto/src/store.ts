@@ -71,6 +71,13 @@ export type CryptoStore = {
     key: InboundSenderKey,
   ): Promise<void>;
   deleteInboundSenderKey(conversationId: string, sender: string, keyId: string): Promise<void>;
+  /**
+   * Optional: the ids of one sender's keys held for a conversation, in any order. With it,
+   * receiving a key retires the sender's older ones past the newest `MAX_INBOUND_SENDER_KEYS`
+   * and deletes retired ones past `MAX_RETIRED_SENDER_KEYS`; without it, every key a member
+   * ever shared stays whole for as long as the store.
+   */
+  inboundSenderKeyIds?(conversationId: string, sender: string): Promise<string[]>;
 
   /** The keys I trust for a user's devices, by user id. */
   getTrust(userId: string): Promise<TrustRecord | undefined>;
@@ -122,6 +129,11 @@ export function createMemoryStore(): CryptoStore {
     putInboundSenderKey: async (c, s, id, key) =>
       save(k('isk', c, s, id), serializeInboundSenderKey(key)),
     deleteInboundSenderKey: async (c, s, id) => remove(k('isk', c, s, id)),
+    inboundSenderKeyIds: async (c, s) =>
+      [...data.keys()]
+        .map((key) => JSON.parse(key) as string[])
+        .filter((parts) => parts[0] === 'isk' && parts[1] === c && parts[2] === s)
+        .map((parts) => parts[3]!),
 
     getTrust: async (userId) => load(k('trust', userId), deserializeTrust),
     putTrust: async (userId, record) => save(k('trust', userId), serializeTrust(record)),

@@ -13,12 +13,16 @@ import {
   generatePreKeys,
   generateSignedPreKey,
   isCryptoError,
+  MAX_INBOUND_SENDER_KEYS,
+  MAX_RETIRED_SENDER_KEYS,
   outboundSenderKey,
   preKeyBundle,
+  processSenderKeyDistribution,
   publicDeviceKeys,
   receiveSenderKey,
   rotateOutboundSenderKey,
   startSession,
+  toBase64,
 } from '../src/index.js';
 import { str, text } from './helpers.js';
 
@@ -190,6 +194,82 @@ describe('store-driven groups', () => {
     // The origin, even with `forward`, never moves it back.
     await receiveSenderKey(bob, conversation, 'alice:1', origin, { forward: true });
     expect(await rejects(decryptGroup(bob, conversation, 'alice:1', m1))).toBe('DUPLICATE_MESSAGE');
+  });
+
+  it("keeps each sender's newest keys whole and retires the rest; a retired key received again stays retired", async () => {
+    const alice = createMemoryStore();
+    const bob = createMemoryStore();
+    const conversation = 'conv-many';
+    const idOf = (distribution: Uint8Array) =>
+      toBase64(processSenderKeyDistribution(distribution).keyId);
+    const { distribution: first } = await outboundSenderKey(alice, conversation);
+    await receiveSenderKey(bob, conversation, 'alice:1', first);
+    await receiveSenderKey(bob, conversation, 'carol:1', first); // another sender's keys
+    const read = await encryptGroup(alice, conversation, text('read long ago'));
+    expect(str(await decryptGroup(bob, conversation, 'alice:1', read))).toBe('read long ago');
+    const unread = await encryptGroup(alice, conversation, text('never arrived'));
+
+    const later: Uint8Array[] = [];
+    for (let i = 0; i < MAX_INBOUND_SENDER_KEYS; i++) {
+      later.push(await rotateOutboundSenderKey(alice, conversation));
+      await receiveSenderKey(bob, conversation, 'alice:1', later.at(-1)!);
+    }
+    const state = async (distribution: Uint8Array, sender = 'alice:1') =>
+      (await bob.getInboundSenderKey(conversation, sender, idOf(distribution)))?.retired ?? false;
+    expect(await state(first)).toBe(true);
+    expect(await Promise.all(later.map((d) => state(d)))).toEqual(later.map(() => false));
+    expect(await state(first, 'carol:1')).toBe(false);
+    const retired = await bob.getInboundSenderKey(conversation, 'alice:1', idOf(first));
+    expect([retired?.chainKey.length, retired?.skipped]).toEqual([0, []]);
+
+    // A held-back copy of the first distribution, even as a `forward` re-share, changes nothing:
+    // the message already read is not read again as new, nor the one that never came.
+    await receiveSenderKey(bob, conversation, 'alice:1', first);
+    await receiveSenderKey(bob, conversation, 'alice:1', first, { forward: true });
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', read))).toBe(
+      'DUPLICATE_MESSAGE',
+    );
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', unread))).toBe(
+      'DUPLICATE_MESSAGE',
+    );
+    // Forged under the retired id: the signature still decides first.
+    await outboundSenderKey(bob, conversation);
+    const forged = await encryptGroup(bob, conversation, text('forged'));
+    const forgedUnder = new Uint8Array(forged);
+    forgedUnder.set(processSenderKeyDistribution(first).keyId, 2);
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', forgedUnder))).toBe(
+      'BAD_SIGNATURE',
+    );
+    // The newest reads.
+    expect(
+      str(
+        await decryptGroup(
+          bob,
+          conversation,
+          'alice:1',
+          await encryptGroup(alice, conversation, text('now')),
+        ),
+      ),
+    ).toBe('now');
+  });
+
+  it(`remembers ${MAX_RETIRED_SENDER_KEYS} retired keys per sender and deletes older ones`, async () => {
+    const alice = createMemoryStore();
+    const bob = createMemoryStore();
+    const conversation = 'conv-churn';
+    const ids: string[] = [];
+    for (let i = 0; i < MAX_INBOUND_SENDER_KEYS + MAX_RETIRED_SENDER_KEYS + 2; i++) {
+      const distribution =
+        i === 0
+          ? (await outboundSenderKey(alice, conversation)).distribution
+          : await rotateOutboundSenderKey(alice, conversation);
+      ids.push(toBase64(processSenderKeyDistribution(distribution).keyId));
+      await receiveSenderKey(bob, conversation, 'alice:1', distribution);
+    }
+    const held = new Set(await bob.inboundSenderKeyIds!(conversation, 'alice:1'));
+    expect(held.size).toBe(MAX_INBOUND_SENDER_KEYS + MAX_RETIRED_SENDER_KEYS);
+    expect(ids.slice(0, 2).some((id) => held.has(id))).toBe(false);
+    expect(ids.slice(2).every((id) => held.has(id))).toBe(true);
   });
 
   it('sender keys travel through pairwise sessions; a removed member is locked out after rotation', async () => {

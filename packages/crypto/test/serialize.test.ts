@@ -15,6 +15,7 @@ import {
   generateSignedPreKey,
   isCryptoError,
   processSenderKeyDistribution,
+  retireSenderKey,
   senderKeyDistribution,
   serializeDeviceKeys,
   serializeInboundSenderKey,
@@ -103,6 +104,26 @@ describe('serialization', () => {
       expect(errorCode(() => deserialize('not json'))).toBe('MALFORMED');
     });
   }
+
+  it('a retired inbound sender key round-trips; a record from before retirement reads as the oldest', () => {
+    const retired = {
+      ...retireSenderKey(processSenderKeyDistribution(senderKeyDistribution(outbound))),
+      receivedAt: 1234,
+    };
+    const text = serializeInboundSenderKey(retired);
+    expect(deserializeInboundSenderKey(text)).toEqual(retired);
+    expect(deserializeInboundSenderKey(text).chainKey).toHaveLength(0);
+    const {
+      receivedAt,
+      retired: flag,
+      ...before
+    } = JSON.parse(
+      serializeInboundSenderKey(processSenderKeyDistribution(senderKeyDistribution(outbound))),
+    ) as Record<string, unknown>;
+    expect([receivedAt, flag]).toEqual([0, undefined]);
+    const old = deserializeInboundSenderKey(JSON.stringify(before));
+    expect([old.receivedAt, old.retired]).toEqual([0, undefined]);
+  });
 
   it('a session with skipped keys and a pending prekey round-trips exactly', () => {
     const session = createOutboundSession(keys, bundleOf(device(), false));

@@ -2,6 +2,7 @@ import {
   DEFAULT_SENDER_KEY_LIMITS,
   encryptGroup,
   encryptToDevice,
+  MAX_INBOUND_SENDER_KEYS,
   messageType,
   outboundSenderKey,
   parseSenderKeyMessage,
@@ -95,6 +96,40 @@ describe('e2ee over a fake server', () => {
     await net.settled();
     expect(texts(b)).toEqual(['one', 'two', 'after carol left']);
     expect(texts(c)).toEqual(['one', 'two']);
+  });
+
+  it("keeps a sender's newest keys whole: a replay under a retired key is neither read again nor asked for", async () => {
+    const net = createFakeNetwork();
+    const leavers = Array.from({ length: MAX_INBOUND_SENDER_KEYS }, (_, i) => `leaver${i}`);
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    for (const userId of leavers) await net.device(userId);
+    net.members('g', ['alice', 'bob', ...leavers]);
+    const first = await send(a, 'g', 'first');
+    await net.settled();
+    // One leaves before each of Alice's next sends: each goes under a new key.
+    for (const [i, userId] of leavers.entries()) {
+      net.members('g', ['alice', 'bob', ...leavers.slice(i + 1)]);
+      net.event('alice', { type: 'member.left', conversationId: 'g', userId });
+      await net.settled();
+      await send(a, 'g', `after ${userId} left`);
+      await net.settled();
+    }
+    const key = await b.e2ee.store.getInboundSenderKey(
+      'g',
+      addressOf('alice', a.deviceId),
+      keyIdOf(first.ciphertext),
+    );
+    expect([key?.retired, key?.chainKey.length]).toEqual([true, 0]);
+
+    // The server hands Bob the first message's bytes again as a new message: nothing shows,
+    // nothing is asked of Alice.
+    a.sent.length = 0;
+    b.sent.length = 0;
+    const replay = { ...first, id: `${first.id}-again`, seq: first.seq + 100 };
+    net.event('bob', { type: 'message.new', message: replay });
+    await net.settled();
+    expect(texts(b)).toEqual(['first', ...leavers.map((userId) => `after ${userId} left`)]);
+    expect([b.sent, a.sent, b.errors]).toEqual([[], [], []]);
   });
 
   it('rotates when a send finds a key holder gone without any event', async () => {
