@@ -59,6 +59,7 @@ export type { E2eeOptions, E2eeOutgoing, DecryptResult, MvpE2ee } from './e2ee/e
 export type { DecryptedMessage, UndecryptableMessage, UndecryptableReason } from './e2ee/inbound';
 export type { SafetyNumber } from './e2ee/safetyNumbers';
 export type { PairwiseCrypto } from './e2ee/pairwise';
+export type { SendLogStore } from './e2ee/sendLog';
 export type { Verification } from './e2ee/transport';
 export {
   UntrustedIdentityError,

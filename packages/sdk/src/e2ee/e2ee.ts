@@ -23,6 +23,7 @@ import { E2EE_CONTENT_TYPE, addressOf } from './payloads';
 import { createPrekeys } from './prekeys';
 import { safetyNumbersWith, type SafetyNumber } from './safetyNumbers';
 import { createKeyedQueue, lanes } from './serial';
+import type { SendLogStore } from './sendLog';
 import type { E2eeTransport, Me, Verification } from './transport';
 import { createTrust, isUntrustedIdentityError, type IdentityChange } from './trust';
 
@@ -32,6 +33,13 @@ export type E2eeOptions = {
    * Implement `CryptoStore` over your own storage with the `serialize*` helpers to persist.
    */
   store?: CryptoStore;
+  /**
+   * Where the send log persists: the plaintext of what this device sent in the last day, to
+   * send again to a member device that cannot read it (Signal's retry receipts). Without it
+   * the log is in memory, and a restarted app cannot answer for what it sent before. Keep it
+   * with the `CryptoStore`, in secure storage.
+   */
+  sendLog?: SendLogStore;
 };
 
 export type E2eeOutgoing = {
@@ -174,7 +182,16 @@ export function createE2ee(deps: {
   });
   const directory = createDirectory({ store, transport, queue, trust, report });
   const prekeys = createPrekeys({ store, transport, me, report });
-  const outbound = createOutbound({ store, transport, directory, queue, me, report, now });
+  const outbound = createOutbound({
+    store,
+    transport,
+    directory,
+    queue,
+    me,
+    report,
+    now,
+    sendLogStore: deps.options.sendLog,
+  });
   const inbound = createInbound({
     store,
     transport,

@@ -9,7 +9,7 @@ import { base64ToBytes as base64 } from '../base64';
 import type { Envelope, Message, SyncEvent } from '../messaging';
 import type { MvpOutbox } from '../outboxTypes';
 import type { MvpSync } from '../syncTypes';
-import { createE2ee, type MvpE2ee } from './e2ee';
+import { createE2ee, type E2eeOptions, type MvpE2ee } from './e2ee';
 import type { DecryptedMessage, UndecryptableMessage } from './inbound';
 import type {
   ClaimedDevice,
@@ -272,6 +272,8 @@ export function createFakeNetwork() {
       userId: string,
       deviceId = `${userId}-phone`,
       time?: Parameters<typeof createE2ee>[0]['time'],
+      /** The same `store` (and `sendLog`) as an earlier device: that device after a restart. */
+      options: E2eeOptions = {},
     ): Promise<FakeDevice> {
       const me = { userId, deviceId };
       const sent: OutgoingEnvelope[] = [];
@@ -283,7 +285,7 @@ export function createFakeNetwork() {
         },
         start: async () => undefined,
       } as unknown as MvpSync;
-      const e2ee = createE2ee({ transport, sync, outbox: outboxFor(me), options: {}, time });
+      const e2ee = createE2ee({ transport, sync, outbox: outboxFor(me), options, time });
       const device: FakeDevice = {
         ...me,
         e2ee,

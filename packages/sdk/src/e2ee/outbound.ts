@@ -26,7 +26,7 @@ import {
   type Content,
   type DevicePayload,
 } from './payloads';
-import { createSendLog, type SentMessage } from './sendLog';
+import { createSendLog, type SendLogStore, type SentMessage } from './sendLog';
 import { lanes, type KeyedQueue } from './serial';
 import type { DeviceRef, DirectoryDevice, E2eeTransport, Me, OutgoingEnvelope } from './transport';
 
@@ -134,11 +134,13 @@ export function createOutbound(deps: {
   report?: (error: unknown) => void;
   /** The server's time as this device reads it: the send log's expiries go by it. */
   now?: () => number;
+  /** Where the send log persists (the app's; memory only without). */
+  sendLogStore?: SendLogStore;
 }): Outbound {
   const { store, transport, directory, queue } = deps;
   const report = deps.report ?? (() => undefined);
   const audiences = new Map<string, Audience>();
-  const sendLog = createSendLog(deps.now);
+  const sendLog = createSendLog(deps.now, { store: deps.sendLogStore, report });
   /**
    * When each request was last answered (delivered to the server), by requesting device and
    * what it asked for: answered again only after `every` ms. A failed answer is not counted,
@@ -337,6 +339,7 @@ export function createOutbound(deps: {
   ): Promise<number> =>
     // One request at a time per asking device: a flood waits instead of running at once.
     queue(`resend\n${addressOf(from.userId, from.deviceId)}`, async () => {
+      await sendLog.ready;
       // Nothing of it in the log (made up, or from before a restart): no call to the server.
       if (!iterations.some((i) => sendLog.find(conversationId, keyId, i))) return 0;
       const address = addressOf(from.userId, from.deviceId);
@@ -402,6 +405,7 @@ export function createOutbound(deps: {
         audience.originDevices ??= listed;
         const self = addressOf(me.userId, me.deviceId);
         const plaintext = encodeContent(content);
+        await sendLog.ready; // what a restart left is older: recorded first
         const ciphertext = await encryptGroup(
           store,
           conversationId,
@@ -412,7 +416,7 @@ export function createOutbound(deps: {
         const sealedKey = toBase64(sealedWith);
         const sent = sendLog.record(conversationId, sealedKey, iteration, plaintext, listed);
         const stored = (message: SentMessage) => {
-          sent.message = message;
+          sendLog.stored(sent, message);
           // Asked before the send's answer came back (it was lost, and the outbox sent again).
           for (const from of sent.waiting.splice(0))
             answerResend(conversationId, from, sealedKey, [iteration]).catch(report);
@@ -434,6 +438,7 @@ export function createOutbound(deps: {
 
     async answerKeyRequest(conversationId, from, keyId, behind = false) {
       // Local checks first: a request for a key I never used costs no call to the server.
+      await sendLog.ready;
       const current = (await keyIdOf(conversationId)) === keyId;
       if (!current && !sendLog.usedKey(conversationId, keyId)) return false;
       const address = addressOf(from.userId, from.deviceId);

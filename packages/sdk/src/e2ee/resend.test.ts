@@ -22,7 +22,12 @@ import {
   encodeContent,
   encodeDevicePayload,
 } from './payloads';
-import { SEND_LOG_MAX_AGE_MS, createSendLog } from './sendLog';
+import {
+  SEND_LOG_MAX_AGE_MS,
+  SEND_LOG_MAX_ENTRIES,
+  type SendLogStore,
+  createSendLog,
+} from './sendLog';
 
 const placeOf = (message: Message) => {
   const { keyId, iteration } = parseSenderKeyMessage(message.ciphertext!);
@@ -356,6 +361,40 @@ describe('messages sent again as content (retry receipts)', () => {
     expect(lateOf(b)).toEqual([['early', stored.id]]);
   });
 
+  it('is answered after the sender restarts, from the send log the app persists', async () => {
+    const records = new Map<string, string>();
+    const sendLog: SendLogStore = {
+      load: () => [...records].map(([key, value]) => ({ key, value })),
+      save: (key, value) => void records.set(key, value),
+      remove: (key) => void records.delete(key),
+    };
+    const net = createFakeNetwork();
+    const a = await net.device('alice', undefined, undefined, { sendLog });
+    const b = await net.device('bob');
+    await net.device('carol');
+    net.members('g', ['alice', 'bob', 'carol']);
+    net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+    const missed = await send(a, 'g', 'before the restart');
+    await net.settled();
+    expect(b.unreadable).toEqual([{ message: missed, reason: 'missing_key' }]);
+    expect([...records.keys()].sort()).toEqual(['e.2', 'l.1']);
+
+    // Alice's app restarts with its stores; Carol leaves, so her next send is under a new key.
+    const restarted = await net.device('alice', a.deviceId, undefined, {
+      store: a.e2ee.store,
+      sendLog,
+    });
+    net.lose(() => true);
+    net.members('g', ['alice', 'bob']);
+    await send(restarted, 'g', 'after');
+    await net.settled();
+    passTime(KEY_ANSWER_EVERY_MS);
+    expect(await b.e2ee.retry(missed)).toBe(false);
+    await net.settled();
+    expect(lateOf(b)).toEqual([['before the restart', missed.id]]);
+    expect([b.errors, restarted.errors]).toEqual([[], []]);
+  });
+
   it('a listed device id given other keys since is another device: it reads from now on', async () => {
     const net = createFakeNetwork();
     const [a] = [await net.device('alice'), await net.device('bob')];
@@ -478,7 +517,124 @@ describe('messages sent again as content (retry receipts)', () => {
   });
 });
 
+/** A `SendLogStore` over a map, and the keys it holds, sorted. */
+function memoryLogStore(records = new Map<string, string>()) {
+  const store: SendLogStore = {
+    load: () => [...records].map(([key, value]) => ({ key, value })),
+    save: (key, value) => void records.set(key, value),
+    remove: (key) => void records.delete(key),
+  };
+  const keys = () => [...records.keys()].sort();
+  return { records, store, keys };
+}
+
+const storedAs = (seq: number) => ({
+  id: `m${seq}`,
+  seq,
+  editedAt: null,
+  expiresAt: null,
+});
+
 describe('the send log', () => {
+  it('persists an entry once its message is stored, one list for sends to the same devices, and reads them back', async () => {
+    const { store, keys } = memoryLogStore();
+    const log = createSendLog(() => 1000, { store });
+    await log.ready;
+    const group = new Set(['alice:1 ka', 'bob:1 kb']);
+    const first = log.record('g', 'k', 0, encode('one'), group);
+    const second = log.record('g', 'k', 1, encode('two'), new Set(group));
+    await log.written();
+    expect(keys()).toEqual([]); // not before the send is answered
+    log.stored(first, storedAs(1));
+    log.stored(second, storedAs(2));
+    log.stored(log.record('d', 'k2', 0, encode('three'), new Set(['carol:1 kc'])), storedAs(1));
+    await log.written();
+    expect(keys()).toEqual(['e.2', 'e.3', 'e.5', 'l.1', 'l.4']);
+
+    const again = createSendLog(() => 2000, { store });
+    await again.ready;
+    const loaded = again.find('g', 'k', 1)!;
+    expect([decode(loaded.content), [...loaded.devices], loaded.message, loaded.at]).toEqual([
+      'two',
+      [...group],
+      storedAs(2),
+      1000,
+    ]);
+    expect([again.usedKey('d', 'k2'), again.usedKey('d', 'other')]).toEqual([true, false]);
+    // The loaded list goes on being shared; a deleted message goes from the store, and a list
+    // once nothing uses it.
+    again.stored(again.record('g', 'k', 2, encode('four'), new Set(group)), storedAs(3));
+    again.forget('d', [1]);
+    again.forget('g', [1, 2]);
+    await again.written();
+    expect(keys()).toEqual(['e.6', 'l.1']);
+    expect(again.find('g', 'k', 0)).toBeUndefined();
+  });
+
+  it('leaves in the store nothing older than a day, unreadable, or unused', async () => {
+    const now = 5 * SEND_LOG_MAX_AGE_MS;
+    const entry = (list: string, at: number) =>
+      JSON.stringify({
+        v: 1,
+        conversationId: 'g',
+        keyId: 'k',
+        iteration: at % 1000,
+        content: bytesToBase64(encode('hi')),
+        list,
+        at,
+        message: storedAs(1),
+      });
+    const { store, keys } = memoryLogStore(
+      new Map([
+        ['l.1', JSON.stringify({ v: 1, devices: ['bob:1 kb'] })],
+        ['l.2', JSON.stringify({ v: 1, devices: ['carol:1 kc'] })], // used by nothing
+        ['l.3', '{"v":1}'],
+        ['e.4', entry('l.1', now - 1)],
+        ['e.5', entry('l.1', now - SEND_LOG_MAX_AGE_MS - 1)], // older than a day
+        ['e.6', 'not json'],
+        ['e.7', entry('l.9', now - 2)], // its list is gone
+        ['e.8', JSON.stringify({ ...JSON.parse(entry('l.1', now - 3)), message: { id: 1 } })],
+      ]),
+    );
+    const errors: unknown[] = [];
+    const log = createSendLog(() => now, { store, report: (e) => errors.push(e) });
+    await log.ready;
+    await log.written();
+    expect(keys()).toEqual(['e.4', 'l.1']);
+    expect(decode(log.find('g', 'k', (now - 1) % 1000)!.content)).toBe('hi');
+    // New records never reuse a key seen.
+    log.stored(log.record('g', 'k', 7, encode('new'), new Set(['dave:1 kd'])), storedAs(2));
+    await log.written();
+    expect(keys()).toEqual(['e.10', 'e.4', 'l.1', 'l.9']);
+    expect(errors).toEqual([]);
+  });
+
+  it('removes from the store what its bounds drop', async () => {
+    const { store, keys } = memoryLogStore();
+    const log = createSendLog(() => 0, { store });
+    const devices = new Set(['bob:1 kb']);
+    for (let i = 0; i <= SEND_LOG_MAX_ENTRIES; i++)
+      log.stored(log.record('g', 'k', i, encode(`${i}`), devices), storedAs(i + 1));
+    await log.written();
+    expect(keys()).toHaveLength(SEND_LOG_MAX_ENTRIES + 1); // the entries kept, and their list
+    expect(keys()).not.toContain('e.2'); // the first entry's
+  });
+
+  it('works in memory only when the store fails to load (its keys unknown), and reports it', async () => {
+    const errors: unknown[] = [];
+    const { store, keys } = memoryLogStore();
+    const log = createSendLog(() => 0, {
+      store: { ...store, load: () => Promise.reject(new Error('locked')) },
+      report: (e) => errors.push(e),
+    });
+    await log.ready;
+    const sent = log.record('g', 'k', 0, encode('x'), new Set());
+    log.stored(sent, storedAs(1));
+    await log.written();
+    expect(log.find('g', 'k', 0)).toBe(sent);
+    expect([errors.length, keys()]).toEqual([1, []]);
+  });
+
   it('forgets entries after a day, and keeps one device list while the devices stay', () => {
     let now = 0;
     const log = createSendLog(() => now);

@@ -2,11 +2,13 @@
  * What this device sent lately under its sender keys, so that it can send a message's content
  * again, pairwise, to a member device that cannot read it (Signal's message send log): one
  * whose copy of the key was too far behind, whose key share was lost after the key was
- * replaced, or whose bytes did not decrypt. Kept in memory for a day, as Signal keeps its log:
- * a restarted app cannot resend what it sent before (the message stays unreadable there, as
- * it was before this log existed).
+ * replaced, or whose bytes did not decrypt. Kept for a day, as Signal keeps its log: in memory,
+ * and in the app's `SendLogStore` when it gives one (else a restarted app cannot resend what it
+ * sent before).
  */
 
+import { base64ToBytes, bytesToBase64 } from '../base64';
+import type { Awaitable } from '../types';
 import type { DeviceRef } from './transport';
 
 export type Sent = {
@@ -41,7 +43,23 @@ export const SEND_LOG_MAX_AGE_MS = 24 * 3600 * 1000;
 export const SEND_LOG_MAX_ENTRIES = 1000;
 export const SEND_LOG_MAX_BYTES = 8 * 1024 * 1024;
 
+/**
+ * Where the send log persists (optional): string records under short keys (`e.12`, `l.3`:
+ * letters, digits and dots). They hold the plaintext of what this device sent in the last day:
+ * keep them with the `CryptoStore`, in secure storage where the platform has it.
+ */
+export type SendLogStore = {
+  /** Every record saved and not removed, in any order. */
+  load(): Awaitable<{ key: string; value: string }[]>;
+  save(key: string, value: string): Awaitable<void>;
+  remove(key: string): Awaitable<void>;
+};
+
 export type SendLog = {
+  /** Resolves once what the store held is loaded (at once without a store). */
+  readonly ready: Promise<void>;
+  /** Resolves once every write to the store asked for so far is done (or failed, reported). */
+  written(): Promise<void>;
   record(
     conversationId: string,
     keyId: string,
@@ -49,6 +67,8 @@ export type SendLog = {
     content: Uint8Array,
     devices: ReadonlySet<string>,
   ): Sent;
+  /** The send's answer came: the entry names that message, and is persisted from now on. */
+  stored(sent: Sent, message: SentMessage): void;
   /** What is still here and may be sent again (not deleted, not expired). */
   find(conversationId: string, keyId: string, iteration: number): Sent | undefined;
   /** Whether anything here was sealed with that key (a request for it deserves an answer). */
@@ -57,27 +77,80 @@ export type SendLog = {
   forget(conversationId: string, seqs: readonly number[]): void;
 };
 
-export function createSendLog(now: () => number = Date.now): SendLog {
+type Place = { conversationId: string; keyId: string; iteration: number };
+
+/** A device list as persisted: one record shared by the entries sent to it. */
+type List = { devices: ReadonlySet<string>; key?: string; entries: number };
+
+type Persisted = {
+  v: 1;
+  conversationId: string;
+  keyId: string;
+  iteration: number;
+  content: string;
+  list: string;
+  at: number;
+  message: SentMessage;
+};
+
+export function createSendLog(
+  now: () => number = Date.now,
+  options: { store?: SendLogStore; report?: (error: unknown) => void } = {},
+): SendLog {
+  const { store } = options;
+  const report = options.report ?? (() => undefined);
   const entries = new Map<string, Sent>();
   let bytes = 0;
   /**
    * The last device list per conversation: a log of a big group keeps one copy, not one per
    * message. As many conversations as entries at most, the oldest dropped first.
    */
-  const lists = new Map<string, ReadonlySet<string>>();
+  const lists = new Map<string, List>();
+  /** Each entry's place (conversation, key, iteration), its list, its record once persisted. */
+  const placeOf = new WeakMap<Sent, Place>();
+  const listOf = new WeakMap<Sent, List>();
+  const recordOf = new WeakMap<Sent, string>();
   /**
    * Messages deleted or expired, by `conversation \n seq`, also those whose send's answer had
    * not come yet when it was told (kept as many as entries).
    */
   const forgotten = new Set<string>();
-  const keyOf = (conversationId: string, keyId: string, iteration: number) =>
+  const keyOf = ({ conversationId, keyId, iteration }: Place) =>
     `${conversationId}\n${keyId}\n${iteration}`;
 
+  // Writes go one after another, in the order made: a removal never overtakes its save.
+  let writes = Promise.resolve();
+  /**
+   * False once the store failed to load: writing then could reuse the keys of records it holds
+   * (an entry naming another list), so this run keeps the log in memory only.
+   */
+  let writable = store !== undefined;
+  const write = (op: (to: SendLogStore) => Awaitable<void>) => {
+    if (!store || !writable) return;
+    writes = writes.then(() => op(store)).catch(report);
+  };
+  let nextRecord = 1;
+
+  const release = (list: List) => {
+    if (--list.entries > 0 || list.key === undefined) return;
+    const key = list.key;
+    list.key = undefined;
+    write((to) => to.remove(key));
+  };
   const drop = (key: string) => {
     const sent = entries.get(key);
     if (!sent) return;
     entries.delete(key);
     bytes -= sent.content.length;
+    const record = recordOf.get(sent);
+    if (record === undefined) return;
+    recordOf.delete(sent);
+    write((to) => to.remove(record));
+    release(listOf.get(sent)!);
+  };
+  const bound = () => {
+    while (entries.size > SEND_LOG_MAX_ENTRIES || bytes > SEND_LOG_MAX_BYTES)
+      drop(entries.keys().next().value!);
   };
   const dropExpired = () => {
     // Entries are in sending order: the first ones are the oldest.
@@ -87,24 +160,128 @@ export function createSendLog(now: () => number = Date.now): SendLog {
     }
   };
 
+  const persist = (sent: Sent) => {
+    const list = listOf.get(sent)!;
+    if (list.key === undefined) {
+      const listKey = (list.key = `l.${nextRecord++}`);
+      const value = JSON.stringify({ v: 1, devices: [...list.devices] });
+      write((to) => to.save(listKey, value));
+    }
+    list.entries++;
+    const record = `e.${nextRecord++}`;
+    recordOf.set(sent, record);
+    const value: Persisted = {
+      v: 1,
+      ...placeOf.get(sent)!,
+      content: bytesToBase64(sent.content),
+      list: list.key,
+      at: sent.at,
+      message: sent.message!,
+    };
+    write((to) => to.save(record, JSON.stringify(value)));
+  };
+
+  /** Reads what the store holds; records unreadable or too old are removed from it. */
+  async function load(from: SendLogStore) {
+    const loaded = new Map<string, List>();
+    const kept: Sent[] = [];
+    const unused: string[] = [];
+    const records = await from.load();
+    for (const { key, value } of records) {
+      const n = Number(key.slice(2));
+      if (Number.isSafeInteger(n)) nextRecord = Math.max(nextRecord, n + 1);
+      if (!key.startsWith('l.')) continue;
+      try {
+        const parsed = JSON.parse(value) as { v?: unknown; devices?: unknown };
+        if (parsed.v !== 1 || !Array.isArray(parsed.devices)) throw new Error('not a list');
+        loaded.set(key, { devices: new Set(parsed.devices.map(String)), key, entries: 0 });
+      } catch {
+        unused.push(key);
+      }
+    }
+    for (const { key, value } of records) {
+      if (key.startsWith('l.')) continue;
+      const entry = readEntry(value);
+      const list = entry && loaded.get(entry.list);
+      if (!entry || !list || now() - entry.at > SEND_LOG_MAX_AGE_MS) {
+        unused.push(key);
+        continue;
+      }
+      list.entries++;
+      const sent: Sent = {
+        content: base64ToBytes(entry.content),
+        devices: list.devices,
+        at: entry.at,
+        message: entry.message,
+        waiting: [],
+      };
+      const { conversationId, keyId, iteration } = entry;
+      placeOf.set(sent, { conversationId, keyId, iteration });
+      listOf.set(sent, list);
+      recordOf.set(sent, key);
+      kept.push(sent);
+    }
+    for (const list of loaded.values()) if (list.entries === 0) unused.push(list.key!);
+    for (const key of unused) write((to) => to.remove(key));
+
+    // Older than anything recorded meanwhile: first in the log's order.
+    kept.sort((a, b) => a.at - b.at);
+    const newer = [...entries];
+    const recordedMeanwhile = new Set(lists.keys());
+    entries.clear();
+    for (const sent of kept) {
+      const place = placeOf.get(sent)!;
+      entries.set(keyOf(place), sent);
+      bytes += sent.content.length;
+      // The newest list per conversation goes on being shared by the next sends.
+      if (!recordedMeanwhile.has(place.conversationId)) {
+        lists.delete(place.conversationId);
+        lists.set(place.conversationId, listOf.get(sent)!);
+      }
+    }
+    for (const [key, sent] of newer) entries.set(key, sent);
+    bound();
+  }
+
+  const ready = store
+    ? load(store).catch((error: unknown) => {
+        writable = false;
+        report(error); // the log still works, in memory
+      })
+    : Promise.resolve();
+
   return {
+    ready,
+    written: () => writes,
     record(conversationId, keyId, iteration, content, devices) {
       const last = lists.get(conversationId);
-      const same = last?.size === devices.size && [...devices].every((d) => last.has(d));
-      const shared = same ? last : new Set(devices);
+      const same =
+        last?.devices.size === devices.size && [...devices].every((d) => last.devices.has(d));
+      const list = same ? last : { devices: new Set(devices), entries: 0 };
       lists.delete(conversationId);
-      lists.set(conversationId, shared);
+      lists.set(conversationId, list);
       if (lists.size > SEND_LOG_MAX_ENTRIES) lists.delete(lists.keys().next().value!);
-      const sent: Sent = { content, devices: shared, at: now(), waiting: [] };
-      entries.set(keyOf(conversationId, keyId, iteration), sent);
+      const sent: Sent = { content, devices: list.devices, at: now(), waiting: [] };
+      const place = { conversationId, keyId, iteration };
+      placeOf.set(sent, place);
+      listOf.set(sent, list);
+      const key = keyOf(place);
+      drop(key); // the same place again (a key restarted after a lost store): the new one
+      entries.set(key, sent);
       bytes += content.length;
-      while (entries.size > SEND_LOG_MAX_ENTRIES || bytes > SEND_LOG_MAX_BYTES)
-        drop(entries.keys().next().value!);
+      bound();
       return sent;
+    },
+    stored(sent, message) {
+      sent.message = message;
+      const place = placeOf.get(sent)!;
+      if (entries.get(keyOf(place)) !== sent || recordOf.has(sent)) return; // dropped, or saved
+      if (forgotten.has(`${place.conversationId}\n${message.seq}`)) return;
+      persist(sent);
     },
     find(conversationId, keyId, iteration) {
       dropExpired();
-      const sent = entries.get(keyOf(conversationId, keyId, iteration));
+      const sent = entries.get(keyOf({ conversationId, keyId, iteration }));
       const message = sent?.message;
       if (message && forgotten.has(`${conversationId}\n${message.seq}`)) return undefined;
       if (message?.expiresAt && Date.parse(message.expiresAt) <= now()) return undefined;
@@ -127,4 +304,32 @@ export function createSendLog(now: () => number = Date.now): SendLog {
         if (key.startsWith(prefix) && sent.message && seqs.includes(sent.message.seq)) drop(key);
     },
   };
+}
+
+/** A persisted entry, or undefined when it does not read as one. */
+function readEntry(value: string): Persisted | undefined {
+  try {
+    const e = JSON.parse(value) as Partial<Persisted>;
+    const m = e.message;
+    const text = (x: unknown) => typeof x === 'string';
+    const whole = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+    if (
+      e.v !== 1 ||
+      !text(e.conversationId) ||
+      !text(e.keyId) ||
+      !whole(e.iteration) ||
+      !text(e.content) ||
+      !text(e.list) ||
+      !whole(e.at) ||
+      !m ||
+      !text(m.id) ||
+      !whole(m.seq) ||
+      !(m.editedAt === null || text(m.editedAt)) ||
+      !(m.expiresAt === null || text(m.expiresAt))
+    )
+      return undefined;
+    return e as Persisted;
+  } catch {
+    return undefined;
+  }
 }
