@@ -319,3 +319,67 @@ describe(`/readyz is limited per client address (${backendLabel})`, () => {
     expect((await fetch(`${t.server.url}/metrics`, others)).status).toBe(200);
   });
 });
+
+describe(`/healthz and the public documents are limited per client address (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      // Behind one proxy, X-Forwarded-For names the client: several addresses from one test.
+      trustProxy: 1,
+      httpLimits: {
+        ...defaultHttpLimits(),
+        healthzIp: { points: 2, durationSeconds: 60 },
+        publicDocsIp: { points: 4, durationSeconds: 60 },
+      },
+    });
+  });
+  afterAll(() => t.stop());
+
+  const get = (path: string, ip: string, method = 'GET') =>
+    fetch(`${t.server.url}${path}`, { method, headers: { 'x-forwarded-for': ip } });
+
+  /** The refusal every plain route gives: 429, Retry-After, the REST shim's error body. */
+  const expectRefused = async (res: Response) => {
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    const body = (await res.json()) as { code: string; data: Record<string, unknown> };
+    expect(body).toMatchObject({
+      code: 'TOO_MANY_REQUESTS',
+      data: { appCode: 'TOO_MANY_REQUESTS', httpStatus: 429 },
+    });
+    expect(body.data.retryAfterMs).toBeGreaterThan(0);
+  };
+
+  it('/healthz answers within its budget, then 429; other addresses and budgets go on', async () => {
+    const first = await get('/healthz', '198.51.100.1');
+    expect(first.status).toBe(200);
+    expect(await first.json()).toEqual({ status: 'ok' });
+    expect((await get('/healthz', '198.51.100.1', 'HEAD')).status).toBe(200);
+    await expectRefused(await get('/healthz', '198.51.100.1'));
+
+    expect((await get('/healthz', '198.51.100.2')).status).toBe(200);
+    expect((await get('/readyz', '198.51.100.1')).status).toBe(200);
+    expect((await get('/openapi.json', '198.51.100.1')).status).toBe(200);
+  });
+
+  it('/openapi.json, the JWKS and /docs share one budget, then each answers 429', async () => {
+    const doc = await get('/openapi.json', '198.51.100.3');
+    expect(doc.status).toBe(200);
+    expect(((await doc.json()) as { openapi: string }).openapi).toMatch(/^3\./);
+    const jwks = await get('/.well-known/jwks.json', '198.51.100.3');
+    expect(jwks.status).toBe(200);
+    expect(((await jwks.json()) as { keys: unknown[] }).keys.length).toBeGreaterThan(0);
+    const page = await get('/docs', '198.51.100.3');
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('data-url="/openapi.json"');
+    expect((await get('/docs/scalar.js', '198.51.100.3', 'HEAD')).status).toBe(200);
+
+    for (const path of ['/openapi.json', '/.well-known/jwks.json', '/docs', '/docs/scalar.js']) {
+      await expectRefused(await get(path, '198.51.100.3'));
+    }
+
+    expect((await get('/.well-known/jwks.json', '198.51.100.4')).status).toBe(200);
+    expect((await get('/healthz', '198.51.100.3')).status).toBe(200);
+    expect((await get('/api/v1/system/info', '198.51.100.3')).status).toBe(200);
+  });
+});

@@ -3,7 +3,15 @@ import type { TRPCError } from '@trpc/server';
 import { nodeHTTPRequestHandler } from '@trpc/server/adapters/node-http';
 import type { ResponseMeta } from '@trpc/server/http';
 import { createOpenApiHttpHandler } from 'trpc-to-openapi';
-import { AppError, appRouter, createContext, type ApiSettings, type Context } from '@mvp/api';
+import {
+  AppError,
+  appRouter,
+  createContext,
+  type ApiSettings,
+  type Context,
+  type RateLimiter,
+  type RateLimitRule,
+} from '@mvp/api';
 import { APP_ERROR_TRANSPORT, type TErrorData } from '@mvp/contracts';
 import type { Logger as PinoLogger } from 'pino';
 import type { Infrastructure } from '../adapters/createPorts';
@@ -84,10 +92,34 @@ export function createHttpHandler(deps: HttpDeps) {
   // not wait on the Redis it is reporting on.
   const probeLimiter = createMemoryRateLimiter();
   const readyzLimit = { name: 'readyz-ip', ...config.httpLimits.readyzIp };
+  // In process too, for the same reasons. No exemption for loopback or the proxies: trusted
+  // proxies are a hop count, not addresses, so the balancer cannot be told from anyone else who
+  // reaches the port, and behind a proxy on the same host every caller is loopback. Probes come
+  // every few seconds, far inside the budget.
+  const healthzLimit = { name: 'healthz-ip', ...config.httpLimits.healthzIp };
   // Production without a token: no route at all, rather than every metric open to whoever finds
   // the port (compose publishes it).
   const metricsServed = config.metricsToken !== undefined || config.nodeEnv !== 'production';
   if (!metricsServed) logger.warn('/metrics is off: set MVP_METRICS_TOKEN to scrape it');
+
+  /**
+   * `route` within `rule`'s budget for the caller's address, else 429 with Retry-After. A store
+   * error with no insurance left throws: the catch-all answers 500, the route is not served.
+   */
+  const limited =
+    (limiter: RateLimiter, rule: RateLimitRule, route: Handler): Handler =>
+    async (req, res, requestId) => {
+      const decision = await limiter.consume(rule, clientIp(req));
+      if (!decision.allowed) {
+        sendTooManyRequests(res, requestId, decision.retryAfterMs);
+        return;
+      }
+      await route(req, res, requestId);
+    };
+  // What a browser or a token verifier fetches: one budget across instances, as avatars have,
+  // spent together by the docs page, its script and the OpenAPI document it loads.
+  const publicDocsLimit = { name: 'public-docs-ip', ...config.httpLimits.publicDocsIp };
+  const publicDoc = (route: Handler) => limited(infra.ports.rateLimiter, publicDocsLimit, route);
 
   const contextFor = (req: IncomingMessage, requestId: string): Promise<Context> =>
     createContext(infra.ports, settings, {
@@ -123,29 +155,26 @@ export function createHttpHandler(deps: HttpDeps) {
   });
 
   const routes: Record<string, Handler> = {
-    '/healthz': async (_req, res) => sendJson(res, 200, { status: 'ok' }),
-    '/readyz': async (req, res, requestId) => {
-      const decision = await probeLimiter.consume(readyzLimit, clientIp(req));
-      if (!decision.allowed) {
-        sendTooManyRequests(res, requestId, decision.retryAfterMs);
-        return;
-      }
+    '/healthz': limited(probeLimiter, healthzLimit, async (_req, res) =>
+      sendJson(res, 200, { status: 'ok' }),
+    ),
+    '/readyz': limited(probeLimiter, readyzLimit, async (_req, res) => {
       const checks = await infra.checkReady(2_000);
       const ready = !deps.isStopping() && Object.values(checks).every(Boolean);
       sendJson(res, ready ? 200 : 503, {
         status: ready ? 'ready' : deps.isStopping() ? 'stopping' : 'unavailable',
         checks,
       });
-    },
+    }),
     // Public keys that verify access tokens, for services that check them on their own.
-    '/.well-known/jwks.json': async (_req, res) => {
+    '/.well-known/jwks.json': publicDoc(async (_req, res) => {
       res.setHeader('cache-control', 'public, max-age=300');
       sendJson(res, 200, infra.ports.tokens.jwks());
-    },
-    '/openapi.json': async (_req, res) => {
+    }),
+    '/openapi.json': publicDoc(async (_req, res) => {
       res.setHeader('content-type', 'application/json; charset=utf-8');
       res.end(openApiJson(deps.baseUrl(), settings.version));
-    },
+    }),
   };
   if (metricsServed) {
     routes['/metrics'] = async (req, res, requestId) => {
@@ -158,15 +187,15 @@ export function createHttpHandler(deps: HttpDeps) {
     };
   }
   if (config.docsEnabled) {
-    routes['/docs'] = async (_req, res) => {
+    routes['/docs'] = publicDoc(async (_req, res) => {
       res.setHeader('content-type', 'text/html; charset=utf-8');
       res.end(docsHtml());
-    };
-    routes[DOCS_SCRIPT_PATH] = async (_req, res) => {
+    });
+    routes[DOCS_SCRIPT_PATH] = publicDoc(async (_req, res) => {
       res.setHeader('content-type', 'text/javascript; charset=utf-8');
       res.setHeader('cache-control', 'public, max-age=86400');
       res.end(await docsScript());
-    };
+    });
   }
 
   const allowCors = (req: IncomingMessage, res: ServerResponse): void => {
