@@ -54,6 +54,14 @@ const MAX_ANSWERED = 10_000;
  * for again by the app's `retry` a few seconds later.
  */
 export const KEY_ANSWER_EVERY_MS = 10 * 1000;
+/**
+ * Answers (key shares, key-gone, resends) to one member's devices, all together, per minute.
+ * Each costs this account's send budget, and the throttles above are per asking device: a
+ * member with many devices could otherwise spend it all. Past it, the askers retry later.
+ * A small counter of its own: the SDK runs in browsers and React Native, where the server's
+ * limiter library does not.
+ */
+export const ANSWERS_PER_USER_PER_MINUTE = 20;
 /** Devices that asked for a message before it was stored, kept to answer once it is. */
 const MAX_WAITING_ASKERS = 20;
 
@@ -157,6 +165,25 @@ export function createOutbound(deps: {
       answered.set(key, Date.now());
     }
     while (answered.size > MAX_ANSWERED) answered.delete(answered.keys().next().value!);
+  };
+  /** Answers to each user's devices in the current minute (`ANSWERS_PER_USER_PER_MINUTE`). */
+  const answersTo = new Map<string, { since: number; count: number }>();
+  const spendAnswer = (userId: string) => {
+    const now = Date.now();
+    let spent = answersTo.get(userId);
+    if (!spent || now - spent.since >= 60_000) {
+      answersTo.delete(userId);
+      answersTo.set(userId, (spent = { since: now, count: 0 }));
+      if (answersTo.size > MAX_ANSWERED) answersTo.delete(answersTo.keys().next().value!);
+    }
+    if (spent.count >= ANSWERS_PER_USER_PER_MINUTE) return false;
+    spent.count++;
+    return true;
+  };
+  /** Gives back an answer that did not go (the asker's retry is answered). */
+  const refundAnswer = (userId: string) => {
+    const spent = answersTo.get(userId);
+    if (spent && spent.count > 0) spent.count--;
   };
 
   /**
@@ -377,7 +404,11 @@ export function createOutbound(deps: {
           }),
         );
       }
-      if (!(await sendTo(conversationId, from, device, payloads))) return 0;
+      if (payloads.length === 0 || !spendAnswer(from.userId)) return 0;
+      if (!(await sendTo(conversationId, from, device, payloads))) {
+        refundAnswer(from.userId);
+        return 0;
+      }
       markAnswered(asked);
       return payloads.length;
     });
@@ -444,7 +475,7 @@ export function createOutbound(deps: {
       const address = addressOf(from.userId, from.deviceId);
       const asking = `key\n${address}\n${conversationId}\n${keyId}`;
       // Taken before any wait: identical requests that come together get one answer.
-      if (answeredLately(asking, KEY_ANSWER_EVERY_MS)) return false;
+      if (answeredLately(asking, KEY_ANSWER_EVERY_MS) || !spendAnswer(from.userId)) return false;
       markAnswered([asking]);
       let went = false;
       try {
@@ -480,7 +511,10 @@ export function createOutbound(deps: {
         went = await sendTo(conversationId, from, device, [gone]);
         return false;
       } finally {
-        if (!went) answered.delete(asking); // nothing went: the asker's retry is answered
+        if (!went) {
+          answered.delete(asking); // nothing went: the asker's retry is answered
+          refundAnswer(from.userId);
+        }
       }
     },
 

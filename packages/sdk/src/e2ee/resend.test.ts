@@ -12,7 +12,7 @@ import {
   texts,
   type FakeDevice,
 } from './fakeNetwork.testing';
-import { KEY_ANSWER_EVERY_MS } from './outbound';
+import { ANSWERS_PER_USER_PER_MINUTE, KEY_ANSWER_EVERY_MS } from './outbound';
 import {
   E2EE_DEVICE_CONTENT_TYPE,
   MAX_RESEND_ITERATIONS,
@@ -285,6 +285,29 @@ describe('messages sent again as content (retry receipts)', () => {
     await net.settled();
     await answersDone();
     expect(toBob()).toBe(before + 1);
+  });
+
+  it(`answers one member's devices ${ANSWERS_PER_USER_PER_MINUTE} times a minute, all together`, async () => {
+    const net = createFakeNetwork();
+    const a = await net.device('alice');
+    const bobs: FakeDevice[] = [];
+    for (let i = 0; i <= ANSWERS_PER_USER_PER_MINUTE; i++)
+      bobs.push(await net.device('bob', `bob-${i}`));
+    net.members('g', ['alice', 'bob']);
+    // The key's first share to Bob's devices is lost: each of them asks for it.
+    let sharing = true;
+    net.lose((e) => !(sharing && e.sender.userId === 'alice' && e.userId === 'bob'));
+    const message = await send(a, 'g', 'one');
+    sharing = false;
+    await net.settled();
+    const reading = bobs.filter((b) => texts(b).length > 0);
+    expect(reading).toHaveLength(ANSWERS_PER_USER_PER_MINUTE);
+    // The one left out is answered in the next minute.
+    const left = bobs.find((b) => texts(b).length === 0)!;
+    passTime(60_000);
+    expect(await left.e2ee.retry(message)).toBe(false);
+    await net.settled();
+    expect(texts(left)).toEqual(['one']);
   });
 
   it("an edit's content fits only the message it edits, whatever the server answered", async () => {
