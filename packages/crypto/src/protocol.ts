@@ -209,14 +209,17 @@ export async function receiveSenderKey(
   // still on their way.
   const existing = await store.getInboundSenderKey(conversationId, sender, keyId);
   if (!existing) return storeNewSenderKey(store, conversationId, sender, keyId, key);
-  if (
-    existing.retired ||
-    !options.forward ||
-    key.iteration <= existing.iteration ||
-    !equalBytes(key.signingKey, existing.signingKey)
-  )
+  // A retired key comes back the same way, asked for because its sender still writes under it
+  // (the server delivered shares out of order), and only from where its chain had got or later:
+  // from before, it would read again what was read.
+  const ahead = existing.retired
+    ? key.iteration >= existing.iteration
+    : key.iteration > existing.iteration;
+  if (!options.forward || !ahead || !equalBytes(key.signingKey, existing.signingKey))
     return existing;
-  const moved = { ...key, skipped: existing.skipped };
+  const moved = existing.retired
+    ? { ...key, receivedAt: Date.now() }
+    : { ...key, skipped: existing.skipped, receivedAt: existing.receivedAt };
   await store.putInboundSenderKey(conversationId, sender, keyId, moved);
   return moved;
 }
@@ -244,12 +247,17 @@ async function storeNewSenderKey(
 ): Promise<InboundSenderKey> {
   const held: [string, InboundSenderKey][] = [];
   for (const id of (await store.inboundSenderKeyIds?.(conversationId, sender)) ?? []) {
-    const other = await store.getInboundSenderKey(conversationId, sender, id);
-    if (other) held.push([id, other]);
+    try {
+      const other = await store.getInboundSenderKey(conversationId, sender, id);
+      if (other) held.push([id, other]);
+    } catch {
+      // A record that does not read is no key to keep whole, and must not stop new ones.
+    }
   }
   // Later than every key held, also within one millisecond, so "newest" is the order received.
+  const now = Date.now();
   const newest = Math.max(0, ...held.map(([, other]) => other.receivedAt));
-  const key = { ...received, receivedAt: Math.max(Date.now(), newest + 1) };
+  const key = { ...received, receivedAt: Math.max(now, newest + 1) };
   await store.putInboundSenderKey(conversationId, sender, keyId, key);
 
   // Newest first: the first few stay whole, the next are retired, the oldest records go.
@@ -257,6 +265,15 @@ async function storeNewSenderKey(
   let whole = 1; // the key just stored
   let retired = 0;
   for (const [id, other] of held) {
+    if (other.receivedAt === 0) {
+      // Kept from before keys had a time: their order is not known, so none is retired now.
+      // Dated from here, they are older than the new key, and ranked at the next one.
+      await store.putInboundSenderKey(conversationId, sender, id, {
+        ...other,
+        receivedAt: now - 1,
+      });
+      continue;
+    }
     if (!other.retired && whole < MAX_INBOUND_SENDER_KEYS) whole++;
     else if (retired < MAX_RETIRED_SENDER_KEYS) {
       retired++;

@@ -69,8 +69,9 @@ export type InboundSenderKey = {
   receivedAt: number;
   /**
    * Retired (one of the sender's older keys): the chain and message keys are forgotten, and
-   * the record stays only so that the same key received again is not taken as new. Its
-   * messages fail as `DUPLICATE_MESSAGE` (keys deliberately forgotten).
+   * the record stays so that the same key received again is not taken as new. Its messages
+   * fail as `DUPLICATE_MESSAGE` (keys deliberately forgotten), or `TOO_MANY_SKIPPED` from
+   * `iteration` on (still in use: a `forward` share from there brings it back).
    */
   retired?: true;
 };
@@ -202,7 +203,14 @@ export function groupDecrypt(
   if (!verify(key.signingKey, concatBytes(m.body, context), m.signature)) {
     throw new CryptoError('BAD_SIGNATURE', 'sender key message signature does not verify');
   }
-  if (key.retired) throw new CryptoError('DUPLICATE_MESSAGE', 'sender key retired');
+  if (key.retired) {
+    // Its message keys are forgotten: a message from before where its chain had got is one to
+    // ask for as content; a later one means its sender still writes under it, so ask for the
+    // chain as it is now (`TOO_MANY_SKIPPED`, as for a copy too far behind).
+    if (m.iteration < key.iteration)
+      throw new CryptoError('DUPLICATE_MESSAGE', 'sender key retired');
+    throw new CryptoError('TOO_MANY_SKIPPED', 'sender key retired: ask for it as it is now');
+  }
   const ad = concatBytes(m.header, context);
 
   if (m.iteration < key.iteration) {

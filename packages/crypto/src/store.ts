@@ -98,6 +98,8 @@ export function createMemoryStore(): CryptoStore {
   const remove = (key: string) => void data.delete(key);
   // JSON arrays as keys: no separator a caller's string could collide with.
   const k = (...parts: (string | number)[]) => JSON.stringify(parts);
+  /** Inbound sender key ids by conversation and sender: listing them reads no other record. */
+  const senderKeyIds = new Map<string, Set<string>>();
 
   return {
     getDeviceKeys: async () => load(k('device'), deserializeDeviceKeys),
@@ -126,14 +128,18 @@ export function createMemoryStore(): CryptoStore {
     deleteOutboundSenderKey: async (c) => remove(k('osk', c)),
 
     getInboundSenderKey: async (c, s, id) => load(k('isk', c, s, id), deserializeInboundSenderKey),
-    putInboundSenderKey: async (c, s, id, key) =>
-      save(k('isk', c, s, id), serializeInboundSenderKey(key)),
-    deleteInboundSenderKey: async (c, s, id) => remove(k('isk', c, s, id)),
-    inboundSenderKeyIds: async (c, s) =>
-      [...data.keys()]
-        .map((key) => JSON.parse(key) as string[])
-        .filter((parts) => parts[0] === 'isk' && parts[1] === c && parts[2] === s)
-        .map((parts) => parts[3]!),
+    putInboundSenderKey: async (c, s, id, key) => {
+      save(k('isk', c, s, id), serializeInboundSenderKey(key));
+      const ids = senderKeyIds.get(k(c, s)) ?? new Set();
+      senderKeyIds.set(k(c, s), ids.add(id));
+    },
+    deleteInboundSenderKey: async (c, s, id) => {
+      remove(k('isk', c, s, id));
+      const ids = senderKeyIds.get(k(c, s));
+      ids?.delete(id);
+      if (ids?.size === 0) senderKeyIds.delete(k(c, s));
+    },
+    inboundSenderKeyIds: async (c, s) => [...(senderKeyIds.get(k(c, s)) ?? [])],
 
     getTrust: async (userId) => load(k('trust', userId), deserializeTrust),
     putTrust: async (userId, record) => save(k('trust', userId), serializeTrust(record)),

@@ -1,6 +1,7 @@
 // The store-driven layer the SDK uses: pairwise sessions and group sender keys through stores.
 import { describe, expect, it } from 'vitest';
 import {
+  CryptoError,
   type CryptoStore,
   createMemoryStore,
   decryptFromDevice,
@@ -196,8 +197,11 @@ describe('store-driven groups', () => {
     expect(await rejects(decryptGroup(bob, conversation, 'alice:1', m1))).toBe('DUPLICATE_MESSAGE');
   });
 
-  it("keeps each sender's newest keys whole and retires the rest; a retired key received again stays retired", async () => {
+  it("keeps each sender's newest keys whole and retires the rest; a retired key never reads again what it read", async () => {
+    // Alice's first key stays in `alice` (as if the server withheld her later shares from her
+    // own sends); the keys after it come from `rotations`, all received by Bob as hers.
     const alice = createMemoryStore();
+    const rotations = createMemoryStore();
     const bob = createMemoryStore();
     const conversation = 'conv-many';
     const idOf = (distribution: Uint8Array) =>
@@ -211,7 +215,7 @@ describe('store-driven groups', () => {
 
     const later: Uint8Array[] = [];
     for (let i = 0; i < MAX_INBOUND_SENDER_KEYS; i++) {
-      later.push(await rotateOutboundSenderKey(alice, conversation));
+      later.push(await rotateOutboundSenderKey(rotations, conversation));
       await receiveSenderKey(bob, conversation, 'alice:1', later.at(-1)!);
     }
     const state = async (distribution: Uint8Array, sender = 'alice:1') =>
@@ -220,17 +224,18 @@ describe('store-driven groups', () => {
     expect(await Promise.all(later.map((d) => state(d)))).toEqual(later.map(() => false));
     expect(await state(first, 'carol:1')).toBe(false);
     const retired = await bob.getInboundSenderKey(conversation, 'alice:1', idOf(first));
-    expect([retired?.chainKey.length, retired?.skipped]).toEqual([0, []]);
+    expect([retired?.chainKey.length, retired?.skipped, retired?.iteration]).toEqual([0, [], 1]);
 
     // A held-back copy of the first distribution, even as a `forward` re-share, changes nothing:
-    // the message already read is not read again as new, nor the one that never came.
+    // the message already read is not read again as new. The one that never came is past
+    // where the chain had got: its key is asked for as it is now.
     await receiveSenderKey(bob, conversation, 'alice:1', first);
     await receiveSenderKey(bob, conversation, 'alice:1', first, { forward: true });
     expect(await rejects(decryptGroup(bob, conversation, 'alice:1', read))).toBe(
       'DUPLICATE_MESSAGE',
     );
     expect(await rejects(decryptGroup(bob, conversation, 'alice:1', unread))).toBe(
-      'DUPLICATE_MESSAGE',
+      'TOO_MANY_SKIPPED',
     );
     // Forged under the retired id: the signature still decides first.
     await outboundSenderKey(bob, conversation);
@@ -240,17 +245,94 @@ describe('store-driven groups', () => {
     expect(await rejects(decryptGroup(bob, conversation, 'alice:1', forgedUnder))).toBe(
       'BAD_SIGNATURE',
     );
-    // The newest reads.
-    expect(
-      str(
-        await decryptGroup(
-          bob,
-          conversation,
-          'alice:1',
-          await encryptGroup(alice, conversation, text('now')),
-        ),
-      ),
-    ).toBe('now');
+
+    // Alice still writes under it: her chain as it is now, shared `forward` (as asked), brings
+    // it back from there on. What it read stays read.
+    const { distribution: now } = await outboundSenderKey(alice, conversation);
+    await receiveSenderKey(bob, conversation, 'alice:1', now);
+    expect(await state(first)).toBe(true); // not without `forward`
+    await receiveSenderKey(bob, conversation, 'alice:1', now, { forward: true });
+    expect(await state(first)).toBe(false);
+    const next = await encryptGroup(alice, conversation, text('still hers'));
+    expect(str(await decryptGroup(bob, conversation, 'alice:1', next))).toBe('still hers');
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', read))).toBe(
+      'DUPLICATE_MESSAGE',
+    );
+  });
+
+  it('a forward share keeps when the key came; keys from before times were kept are not retired blindly', async () => {
+    const alice = createMemoryStore();
+    const bob = createMemoryStore();
+    const conversation = 'conv-order';
+    const idOf = (distribution: Uint8Array) =>
+      toBase64(processSenderKeyDistribution(distribution).keyId);
+    const keys: Uint8Array[] = [(await outboundSenderKey(alice, conversation)).distribution];
+    for (let i = 1; i < MAX_INBOUND_SENDER_KEYS; i++)
+      keys.push(await rotateOutboundSenderKey(alice, conversation));
+    for (const distribution of keys)
+      await receiveSenderKey(bob, conversation, 'alice:1', distribution);
+    const receivedAt = async (distribution: Uint8Array) =>
+      (await bob.getInboundSenderKey(conversation, 'alice:1', idOf(distribution)))!.receivedAt;
+
+    // The current key moved forward (asked for): still the newest, so the next rotation
+    // retires the oldest, not it.
+    await encryptGroup(alice, conversation, text('x'));
+    const before = await receivedAt(keys.at(-1)!);
+    const current = (await outboundSenderKey(alice, conversation)).distribution;
+    await receiveSenderKey(bob, conversation, 'alice:1', current, { forward: true });
+    expect(await receivedAt(keys.at(-1)!)).toBe(before);
+    keys.push(await rotateOutboundSenderKey(alice, conversation));
+    await receiveSenderKey(bob, conversation, 'alice:1', keys.at(-1)!);
+    const retired = async (distribution: Uint8Array) =>
+      (await bob.getInboundSenderKey(conversation, 'alice:1', idOf(distribution)))!.retired ??
+      false;
+    expect(await Promise.all(keys.map(retired))).toEqual([true, false, false, false, false, false]);
+
+    // Records from before keys had a time (0): none is retired by the key that meets them.
+    for (const distribution of keys.slice(1)) {
+      const id = idOf(distribution);
+      const key = (await bob.getInboundSenderKey(conversation, 'alice:1', id))!;
+      await bob.putInboundSenderKey(conversation, 'alice:1', id, { ...key, receivedAt: 0 });
+    }
+    keys.push(await rotateOutboundSenderKey(alice, conversation));
+    await receiveSenderKey(bob, conversation, 'alice:1', keys.at(-1)!);
+    expect(await Promise.all(keys.map(retired))).toEqual([
+      true,
+      false,
+      false,
+      false,
+      false,
+      false,
+      false,
+    ]);
+    // Dated now, they are ranked at the next key: the oldest go then.
+    keys.push(await rotateOutboundSenderKey(alice, conversation));
+    await receiveSenderKey(bob, conversation, 'alice:1', keys.at(-1)!);
+    expect((await Promise.all(keys.map(retired))).filter((r) => !r)).toHaveLength(
+      MAX_INBOUND_SENDER_KEYS,
+    );
+  });
+
+  it('a held record that does not read does not stop the next key', async () => {
+    const alice = createMemoryStore();
+    const bob = createMemoryStore();
+    const conversation = 'conv-broken';
+    await receiveSenderKey(
+      bob,
+      conversation,
+      'alice:1',
+      (await outboundSenderKey(alice, conversation)).distribution,
+    );
+    const get = bob.getInboundSenderKey.bind(bob);
+    bob.getInboundSenderKey = async (...args) => {
+      if (args[2] !== idOfLast) throw new CryptoError('MALFORMED', 'unreadable');
+      return get(...args);
+    };
+    const next = await rotateOutboundSenderKey(alice, conversation);
+    const idOfLast = toBase64(processSenderKeyDistribution(next).keyId);
+    await receiveSenderKey(bob, conversation, 'alice:1', next);
+    const message = await encryptGroup(alice, conversation, text('reads'));
+    expect(str(await decryptGroup(bob, conversation, 'alice:1', message))).toBe('reads');
   });
 
   it(`remembers ${MAX_RETIRED_SENDER_KEYS} retired keys per sender and deletes older ones`, async () => {

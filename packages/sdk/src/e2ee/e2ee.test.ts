@@ -6,6 +6,8 @@ import {
   messageType,
   outboundSenderKey,
   parseSenderKeyMessage,
+  rotateOutboundSenderKey,
+  createMemoryStore,
   processSenderKeyDistribution,
   toBase64,
   WireType,
@@ -130,6 +132,50 @@ describe('e2ee over a fake server', () => {
     await net.settled();
     expect(texts(b)).toEqual(['first', ...leavers.map((userId) => `after ${userId} left`)]);
     expect([b.sent, a.sent, b.errors]).toEqual([[], [], []]);
+  });
+
+  it("a sender's current key retired by shares delivered out of order comes back when its next message asks for it", async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    await send(a, 'g', 'one');
+    await net.settled();
+    // The server delivers Bob, after Alice's current key, five shares of keys made before it
+    // (Alice's held back by the server; made up here in a spare store, sealed by Alice).
+    const spare = createMemoryStore();
+    for (let i = 0; i < MAX_INBOUND_SENDER_KEYS; i++) {
+      const distribution = await rotateOutboundSenderKey(spare, 'g');
+      const share = encodeDevicePayload({ type: 'sender-key', conversationId: 'g', distribution });
+      const sealed = await encryptToDevice(a.e2ee.store, addressOf('bob', b.deviceId), share);
+      await a.transport.sendToDevices(
+        [
+          {
+            userId: 'bob',
+            deviceId: b.deviceId,
+            contentType: E2EE_DEVICE_CONTENT_TYPE,
+            ciphertext: bytesToBase64(sealed),
+          },
+        ],
+        false,
+        'g',
+      );
+    }
+    await net.settled();
+    const current = keyIdOf((await send(a, 'g', 'probe')).ciphertext);
+    await net.settled();
+    // The probe found the key retired: Bob asked for it as it is now, got it back, and had the
+    // probe itself sent again as content. What Alice sends next reads at once.
+    const held = await b.e2ee.store.getInboundSenderKey(
+      'g',
+      addressOf('alice', a.deviceId),
+      current,
+    );
+    expect(held?.retired).toBeUndefined();
+    await send(a, 'g', 'two');
+    await net.settled();
+    expect(texts(b)).toEqual(['one', 'probe', 'two']);
+    expect(b.read.map((m) => m.late)).toEqual([false, true, false]);
+    expect(b.errors).toEqual([]);
   });
 
   it('rotates when a send finds a key holder gone without any event', async () => {

@@ -26,20 +26,19 @@ import {
   type Content,
   type DevicePayload,
 } from './payloads';
-import { createSendLog, type SendLogStore, type SentMessage } from './sendLog';
+import {
+  RESEND_MAX_CONTENT_BYTES,
+  createSendLog,
+  type SendLogStore,
+  type SentMessage,
+} from './sendLog';
 import { lanes, type KeyedQueue } from './serial';
 import type { DeviceRef, DirectoryDevice, E2eeTransport, Me, OutgoingEnvelope } from './transport';
 
 /** Tries of a distribution while the server keeps answering DEVICES_CHANGED. */
 export const DISTRIBUTION_ATTEMPTS = 4;
 const MAX_ENVELOPES = 100;
-/**
- * Largest content sent again (`resend`), and base64 bytes per call of resends: the envelope
- * (content in base64 inside JSON inside a ratchet message, in base64 again) and the call must
- * fit a WebSocket frame (64 KiB by default). Messages are text and attachment pointers; one
- * this large stays unreadable where it was.
- */
-export const RESEND_MAX_CONTENT_BYTES = 24 * 1024;
+/** Base64 bytes per call of resends: the call must fit a WebSocket frame (64 KiB by default). */
 const RESEND_CALL_BYTES = 48 * 1024;
 /**
  * A message's content is sent again to one device once in this long: a member repeating a
@@ -62,6 +61,8 @@ export const KEY_ANSWER_EVERY_MS = 10 * 1000;
  * limiter library does not.
  */
 export const ANSWERS_PER_USER_PER_MINUTE = 20;
+/** How long an answer waits for the send log's load before it goes by what is loaded. */
+const SEND_LOG_LOAD_WAIT_MS = 10_000;
 /** Devices that asked for a message before it was stored, kept to answer once it is. */
 const MAX_WAITING_ASKERS = 20;
 
@@ -366,7 +367,7 @@ export function createOutbound(deps: {
   ): Promise<number> =>
     // One request at a time per asking device: a flood waits instead of running at once.
     queue(`resend\n${addressOf(from.userId, from.deviceId)}`, async () => {
-      await sendLog.ready;
+      await sendLog.readyWithin(SEND_LOG_LOAD_WAIT_MS);
       // Nothing of it in the log (made up, or from before a restart): no call to the server.
       if (!iterations.some((i) => sendLog.find(conversationId, keyId, i))) return 0;
       const address = addressOf(from.userId, from.deviceId);
@@ -436,7 +437,6 @@ export function createOutbound(deps: {
         audience.originDevices ??= listed;
         const self = addressOf(me.userId, me.deviceId);
         const plaintext = encodeContent(content);
-        await sendLog.ready; // what a restart left is older: recorded first
         const ciphertext = await encryptGroup(
           store,
           conversationId,
@@ -469,7 +469,7 @@ export function createOutbound(deps: {
 
     async answerKeyRequest(conversationId, from, keyId, behind = false) {
       // Local checks first: a request for a key I never used costs no call to the server.
-      await sendLog.ready;
+      await sendLog.readyWithin(SEND_LOG_LOAD_WAIT_MS);
       const current = (await keyIdOf(conversationId)) === keyId;
       if (!current && !sendLog.usedKey(conversationId, keyId)) return false;
       const address = addressOf(from.userId, from.deviceId);

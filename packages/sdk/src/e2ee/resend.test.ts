@@ -23,6 +23,7 @@ import {
   encodeDevicePayload,
 } from './payloads';
 import {
+  RESEND_MAX_CONTENT_BYTES,
   SEND_LOG_MAX_AGE_MS,
   SEND_LOG_MAX_ENTRIES,
   type SendLogStore,
@@ -418,6 +419,21 @@ describe('messages sent again as content (retry receipts)', () => {
     expect([b.errors, restarted.errors]).toEqual([[], []]);
   });
 
+  it('sends do not wait for a send log store that never loads', async () => {
+    const net = createFakeNetwork();
+    const sendLog: SendLogStore = {
+      load: () => new Promise(() => undefined), // a locked keychain
+      save: () => undefined,
+      remove: () => undefined,
+    };
+    const a = await net.device('alice', undefined, undefined, { sendLog });
+    const b = await net.device('bob');
+    net.members('g', ['alice', 'bob']);
+    await send(a, 'g', 'goes anyway');
+    await net.settled();
+    expect(texts(b)).toEqual(['goes anyway']);
+  });
+
   it('a listed device id given other keys since is another device: it reads from now on', async () => {
     const net = createFakeNetwork();
     const [a] = [await net.device('alice'), await net.device('bob')];
@@ -625,11 +641,53 @@ describe('the send log', () => {
     await log.written();
     expect(keys()).toEqual(['e.4', 'l.1']);
     expect(decode(log.find('g', 'k', (now - 1) % 1000)!.content)).toBe('hi');
-    // New records never reuse a key seen.
+    // New records never reuse a key held or named.
     log.stored(log.record('g', 'k', 7, encode('new'), new Set(['dave:1 kd'])), storedAs(2));
     await log.written();
-    expect(keys()).toEqual(['e.10', 'e.4', 'l.1', 'l.9']);
+    expect(keys()).toEqual(['e.11', 'e.4', 'l.1', 'l.10']);
     expect(errors).toEqual([]);
+  });
+
+  it('a slow load delays no send; what is deleted meanwhile, expired or too big is not kept', async () => {
+    let now = 10 * SEND_LOG_MAX_AGE_MS;
+    const { store, keys } = memoryLogStore();
+    const first = createSendLog(() => now, { store });
+    const devices = new Set(['bob:1 kb']);
+    first.stored(first.record('g', 'k', 0, encode('deleted later'), devices), storedAs(1));
+    first.stored(first.record('g', 'k', 1, encode('kept'), devices), storedAs(2));
+    const expiring = { ...storedAs(3), expiresAt: new Date(now + 60_000).toISOString() };
+    first.stored(first.record('g', 'k', 2, encode('disappearing'), devices), expiring);
+    const big = encode('x'.repeat(RESEND_MAX_CONTENT_BYTES + 1));
+    first.stored(first.record('g', 'k', 3, big, devices), storedAs(4));
+    await first.written();
+    expect(keys()).toEqual(['e.2', 'e.3', 'e.4', 'l.1']); // not the big one
+
+    let release = () => undefined as void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow = createSendLog(() => now, {
+      store: { ...store, load: () => gate.then(() => store.load()) },
+    });
+    // Sends go on while it loads, and a deletion is told.
+    const during = slow.record('g', 'k2', 0, encode('during'), devices);
+    slow.stored(during, storedAs(5));
+    slow.forget('g', [1]);
+    now += 120_000; // the disappearing one is gone by its timer
+    await slow.readyWithin(1);
+    expect(slow.find('g', 'k2', 0)).toBe(during);
+    expect(keys()).toEqual(['e.2', 'e.3', 'e.4', 'l.1']); // nothing written yet
+    release();
+    await slow.ready;
+    await slow.written();
+    // The send made during the load is saved after it, under keys the store did not hold.
+    expect(keys()).toEqual(['e.3', 'e.6', 'l.1', 'l.5']);
+    expect([slow.find('g', 'k', 0), slow.find('g', 'k', 2)]).toEqual([undefined, undefined]);
+    expect(decode(slow.find('g', 'k', 1)!.content)).toBe('kept');
+
+    // A day later the next send drops the rest, from the store too, without being asked.
+    now += SEND_LOG_MAX_AGE_MS;
+    slow.record('g', 'k2', 1, encode('next'), devices);
+    await slow.written();
+    expect(keys()).toEqual([]);
   });
 
   it('removes from the store what its bounds drop', async () => {

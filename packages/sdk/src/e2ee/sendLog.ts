@@ -37,6 +37,12 @@ export type SentMessage = {
   expiresAt: string | null;
 };
 
+/**
+ * Largest content sent again (`resend`): the envelope (content in base64 inside JSON inside a
+ * ratchet message, in base64 again) must fit a WebSocket frame (64 KiB by default). Messages are
+ * text and attachment pointers; one this large stays unreadable where it was, and is not kept.
+ */
+export const RESEND_MAX_CONTENT_BYTES = 24 * 1024;
 /** A day, as Signal's log: a device away longer reads the history it can, not resends. */
 export const SEND_LOG_MAX_AGE_MS = 24 * 3600 * 1000;
 /** Bounds on what the log holds, oldest dropped first: entries and plaintext bytes. */
@@ -58,6 +64,11 @@ export type SendLogStore = {
 export type SendLog = {
   /** Resolves once what the store held is loaded (at once without a store). */
   readonly ready: Promise<void>;
+  /**
+   * `ready`, or `ms` later if the load is still running (a locked keychain): an answer then goes
+   * by what is here so far rather than wait for ever.
+   */
+  readyWithin(ms: number): Promise<void>;
   /** Resolves once every write to the store asked for so far is done (or failed, reported). */
   written(): Promise<void>;
   record(
@@ -79,8 +90,14 @@ export type SendLog = {
 
 type Place = { conversationId: string; keyId: string; iteration: number };
 
+/**
+ * A record's key in the store, chosen when its save runs: only then is it known (after the load)
+ * which keys the store already holds.
+ */
+type Record = { key?: string };
+
 /** A device list as persisted: one record shared by the entries sent to it. */
-type List = { devices: ReadonlySet<string>; key?: string; entries: number };
+type List = { devices: ReadonlySet<string>; record?: Record; entries: number };
 
 type Persisted = {
   v: 1;
@@ -109,7 +126,7 @@ export function createSendLog(
   /** Each entry's place (conversation, key, iteration), its list, its record once persisted. */
   const placeOf = new WeakMap<Sent, Place>();
   const listOf = new WeakMap<Sent, List>();
-  const recordOf = new WeakMap<Sent, string>();
+  const recordOf = new WeakMap<Sent, Record>();
   /**
    * Messages deleted or expired, by `conversation \n seq`, also those whose send's answer had
    * not come yet when it was told (kept as many as entries).
@@ -118,24 +135,28 @@ export function createSendLog(
   const keyOf = ({ conversationId, keyId, iteration }: Place) =>
     `${conversationId}\n${keyId}\n${iteration}`;
 
-  // Writes go one after another, in the order made: a removal never overtakes its save.
-  let writes = Promise.resolve();
+  /**
+   * Writes go one after another, in the order made (a removal never overtakes its save), and
+   * only after the load: a store slow to load delays what is persisted, never a send.
+   */
+  let writes: Promise<void> = Promise.resolve();
   /**
    * False once the store failed to load: writing then could reuse the keys of records it holds
    * (an entry naming another list), so this run keeps the log in memory only.
    */
   let writable = store !== undefined;
   const write = (op: (to: SendLogStore) => Awaitable<void>) => {
-    if (!store || !writable) return;
-    writes = writes.then(() => op(store)).catch(report);
+    if (!store) return;
+    writes = writes.then(() => (writable ? op(store) : undefined)).catch(report);
   };
   let nextRecord = 1;
+  const remove = (record: Record) =>
+    write((to) => (record.key === undefined ? undefined : to.remove(record.key)));
 
   const release = (list: List) => {
-    if (--list.entries > 0 || list.key === undefined) return;
-    const key = list.key;
-    list.key = undefined;
-    write((to) => to.remove(key));
+    if (--list.entries > 0 || !list.record) return;
+    remove(list.record);
+    list.record = undefined;
   };
   const drop = (key: string) => {
     const sent = entries.get(key);
@@ -145,7 +166,7 @@ export function createSendLog(
     const record = recordOf.get(sent);
     if (record === undefined) return;
     recordOf.delete(sent);
-    write((to) => to.remove(record));
+    remove(record);
     release(listOf.get(sent)!);
   };
   const bound = () => {
@@ -159,26 +180,33 @@ export function createSendLog(
       drop(key);
     }
   };
+  const gone = (conversationId: string, message: SentMessage) =>
+    forgotten.has(`${conversationId}\n${message.seq}`) ||
+    (message.expiresAt !== null && Date.parse(message.expiresAt) <= now());
 
+  const save = (record: Record, prefix: string, value: () => string) =>
+    write((to) => to.save((record.key = `${prefix}${nextRecord++}`), value()));
   const persist = (sent: Sent) => {
     const list = listOf.get(sent)!;
-    if (list.key === undefined) {
-      const listKey = (list.key = `l.${nextRecord++}`);
-      const value = JSON.stringify({ v: 1, devices: [...list.devices] });
-      write((to) => to.save(listKey, value));
-    }
-    list.entries++;
-    const record = `e.${nextRecord++}`;
+    const listRecord = list.record ?? (list.record = {});
+    if (list.entries++ === 0 && listRecord.key === undefined)
+      save(listRecord, 'l.', () => JSON.stringify({ v: 1, devices: [...list.devices] }));
+    const record: Record = {};
     recordOf.set(sent, record);
-    const value: Persisted = {
-      v: 1,
-      ...placeOf.get(sent)!,
-      content: bytesToBase64(sent.content),
-      list: list.key,
-      at: sent.at,
-      message: sent.message!,
-    };
-    write((to) => to.save(record, JSON.stringify(value)));
+    const place = placeOf.get(sent)!;
+    const content = bytesToBase64(sent.content);
+    const { at, message } = sent;
+    // Its list's save runs first, so its key is known by then.
+    save(record, 'e.', () =>
+      JSON.stringify({
+        v: 1,
+        ...place,
+        content,
+        list: listRecord.key!,
+        at,
+        message: message!,
+      } satisfies Persisted),
+    );
   };
 
   /** Reads what the store holds; records unreadable or too old are removed from it. */
@@ -187,14 +215,22 @@ export function createSendLog(
     const kept: Sent[] = [];
     const unused: string[] = [];
     const records = await from.load();
-    for (const { key, value } of records) {
+    // New keys after every key the store holds or an entry names.
+    const seen = (key: string) => {
       const n = Number(key.slice(2));
       if (Number.isSafeInteger(n)) nextRecord = Math.max(nextRecord, n + 1);
+    };
+    for (const { key, value } of records) {
+      seen(key);
       if (!key.startsWith('l.')) continue;
       try {
         const parsed = JSON.parse(value) as { v?: unknown; devices?: unknown };
         if (parsed.v !== 1 || !Array.isArray(parsed.devices)) throw new Error('not a list');
-        loaded.set(key, { devices: new Set(parsed.devices.map(String)), key, entries: 0 });
+        loaded.set(key, {
+          devices: new Set(parsed.devices.map(String)),
+          record: { key },
+          entries: 0,
+        });
       } catch {
         unused.push(key);
       }
@@ -202,8 +238,15 @@ export function createSendLog(
     for (const { key, value } of records) {
       if (key.startsWith('l.')) continue;
       const entry = readEntry(value);
+      if (entry) seen(entry.list);
       const list = entry && loaded.get(entry.list);
-      if (!entry || !list || now() - entry.at > SEND_LOG_MAX_AGE_MS) {
+      // Also what was deleted or expired, here or meanwhile (told while this load ran).
+      if (
+        !entry ||
+        !list ||
+        now() - entry.at > SEND_LOG_MAX_AGE_MS ||
+        gone(entry.conversationId, entry.message)
+      ) {
         unused.push(key);
         continue;
       }
@@ -218,11 +261,11 @@ export function createSendLog(
       const { conversationId, keyId, iteration } = entry;
       placeOf.set(sent, { conversationId, keyId, iteration });
       listOf.set(sent, list);
-      recordOf.set(sent, key);
+      recordOf.set(sent, { key });
       kept.push(sent);
     }
-    for (const list of loaded.values()) if (list.entries === 0) unused.push(list.key!);
-    for (const key of unused) write((to) => to.remove(key));
+    for (const list of loaded.values()) if (list.entries === 0) unused.push(list.record!.key!);
+    for (const key of unused) remove({ key });
 
     // Older than anything recorded meanwhile: first in the log's order.
     kept.sort((a, b) => a.at - b.at);
@@ -249,11 +292,21 @@ export function createSendLog(
         report(error); // the log still works, in memory
       })
     : Promise.resolve();
+  writes = ready;
 
   return {
     ready,
+    readyWithin: (ms) =>
+      Promise.race([
+        ready,
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, ms);
+          void ready.then(() => clearTimeout(timer));
+        }),
+      ]),
     written: () => writes,
     record(conversationId, keyId, iteration, content, devices) {
+      dropExpired(); // a day's plaintext at most, also while nobody asks
       const last = lists.get(conversationId);
       const same =
         last?.devices.size === devices.size && [...devices].every((d) => last.devices.has(d));
@@ -276,16 +329,15 @@ export function createSendLog(
       sent.message = message;
       const place = placeOf.get(sent)!;
       if (entries.get(keyOf(place)) !== sent || recordOf.has(sent)) return; // dropped, or saved
-      if (forgotten.has(`${place.conversationId}\n${message.seq}`)) return;
+      // Never resent (too big), or deleted before its answer came: nothing to keep.
+      if (sent.content.length > RESEND_MAX_CONTENT_BYTES || gone(place.conversationId, message))
+        return;
       persist(sent);
     },
     find(conversationId, keyId, iteration) {
       dropExpired();
       const sent = entries.get(keyOf({ conversationId, keyId, iteration }));
-      const message = sent?.message;
-      if (message && forgotten.has(`${conversationId}\n${message.seq}`)) return undefined;
-      if (message?.expiresAt && Date.parse(message.expiresAt) <= now()) return undefined;
-      return sent;
+      return sent?.message && gone(conversationId, sent.message) ? undefined : sent;
     },
     usedKey(conversationId, keyId) {
       dropExpired();
