@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpiredMessages } from '@mvp/api';
 import type { TSyncEvent } from '@mvp/contracts';
@@ -783,6 +785,22 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await aliceStream.close();
   });
 
+  /** The receipts in a user's stream as stored (the truth a resume reads), oldest first. */
+  const receiptsTo = async (a: Account) => {
+    const rows = await t.server.infra.ports.db
+      .selectFrom('user_events')
+      .select('payload')
+      .where('user_id', '=', a.userId)
+      .where('type', '=', 'receipt')
+      .orderBy('seq')
+      .execute();
+    return rows.map((r) =>
+      typeof r.payload === 'string' ? (JSON.parse(r.payload) as unknown) : r.payload,
+    );
+  };
+  const byConversation = <T extends { conversationId: string }>(list: T[]) =>
+    [...list].sort((x, y) => x.conversationId.localeCompare(y.conversationId));
+
   it('delivered marks in several conversations in one call; not mine left out, bad input refused', async () => {
     const [alice, bob, eve] = [await registerUser(t), await registerUser(t), await registerUser(t)];
     const direct = (a: Account, b: Account) =>
@@ -792,10 +810,19 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
       await direct(eve, bob),
       await direct(alice, eve),
     ];
+    await befriend(t, alice, bob);
+    await befriend(t, alice, eve);
+    const group = await api(alice).conversations.create.mutate({
+      kind: 'group',
+      title: 'Three',
+      memberIds: [bob.userId, eve.userId],
+    });
     await send(alice, withAlice.id, 'one');
     await send(eve, withEve.id, 'two');
     await send(eve, withEve.id, 'three');
     await send(alice, notMine.id, 'private');
+    await send(alice, group.id, 'hello'); // seq 1
+    await send(eve, group.id, 'hi'); // seq 2
     const aliceStream = await openStream(t, alice.accessToken);
     const positions = async (a: Account, id: string) =>
       (await api(a).conversations.members.query({ id })).members.find(
@@ -821,28 +848,53 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
       ),
     ).toBe('BAD_REQUEST');
     expect(await positions(bob, withAlice.id)).toMatchObject({ deliveredSeq: 0 });
+    for (const a of [alice, bob, eve]) expect(await receiptsTo(a)).toEqual([]);
 
-    // A conversation I am not in is left out, as one that does not exist: first in the list,
-    // so that a receipt it caused would be the first Alice (a member of it) gets.
+    // A conversation I am not in is left out, as one that does not exist (a seq past its newest
+    // message is not refused either: that would tell how far it goes); the others are written.
     expect(
       await many([
-        { conversationId: notMine.id, seq: 1 },
+        { conversationId: notMine.id, seq: 5 },
         { conversationId: withAlice.id, seq: 1 },
         { conversationId: withEve.id, seq: 2 },
+        { conversationId: group.id, seq: 2 },
         { conversationId: withEve.id, seq: 1 }, // the same conversation again: its highest counts
       ]),
     ).toEqual({
       marked: [
         { conversationId: withAlice.id, deliveredSeq: 1, readSeq: 0 },
         { conversationId: withEve.id, deliveredSeq: 2, readSeq: 0 },
+        { conversationId: group.id, deliveredSeq: 2, readSeq: 0 },
       ],
     });
-    expect((await aliceStream.next('receipt')).event).toMatchObject({
-      userId: bob.userId,
-      conversationId: withAlice.id,
-      deliveredSeq: 1,
-    });
+    expect(await positions(alice, withAlice.id)).toMatchObject({ deliveredSeq: 1 });
     expect(await positions(eve, withEve.id)).toMatchObject({ deliveredSeq: 2 });
+    expect(await positions(eve, group.id)).toMatchObject({ deliveredSeq: 2 });
+    // Told once each: my devices of every move, each sender of the conversations their messages
+    // are in, and nobody anything of the conversation I am not in.
+    const receipt = (conversationId: string, deliveredSeq: number) => ({
+      conversationId,
+      userId: bob.userId,
+      deliveredSeq,
+      readSeq: 0,
+    });
+    expect(byConversation((await receiptsTo(bob)) as { conversationId: string }[])).toEqual(
+      byConversation([receipt(withAlice.id, 1), receipt(withEve.id, 2), receipt(group.id, 2)]),
+    );
+    expect(byConversation((await receiptsTo(alice)) as { conversationId: string }[])).toEqual(
+      byConversation([receipt(withAlice.id, 1), receipt(group.id, 2)]),
+    );
+    expect(byConversation((await receiptsTo(eve)) as { conversationId: string }[])).toEqual(
+      byConversation([receipt(withEve.id, 2), receipt(group.id, 2)]),
+    );
+    // …and live: Alice's device was woken for both of hers.
+    const live = [
+      (await aliceStream.next('receipt')).event,
+      (await aliceStream.next('receipt')).event,
+    ];
+    expect(byConversation(live)).toMatchObject(
+      byConversation([receipt(withAlice.id, 1), receipt(group.id, 2)]),
+    );
 
     const rest = await fetch(`${t.server.url}/api/v1/messages/delivered`, {
       method: 'POST',
@@ -853,7 +905,62 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect(await rest.json()).toEqual({
       marked: [{ conversationId: withAlice.id, deliveredSeq: 1, readSeq: 0 }],
     });
+    // Nothing new there: nobody told again.
+    expect(await receiptsTo(alice)).toHaveLength(2);
     await aliceStream.close();
+  });
+
+  it('delivered marks in several conversations: a write failing in the middle leaves none of them written', async () => {
+    const [alice, bob, eve] = [await registerUser(t), await registerUser(t), await registerUser(t)];
+    const direct = (a: Account, b: Account) =>
+      api(a).conversations.create.mutate({ kind: 'direct', userId: b.userId });
+    const [withAlice, withEve] = [await direct(alice, bob), await direct(eve, bob)];
+    await send(alice, withAlice.id, 'one');
+    await send(eve, withEve.id, 'two');
+    const [first, second] = [withAlice.id, withEve.id].sort() as [string, string];
+    const marks = [first, second].map((conversationId) => ({ conversationId, seq: 1 }));
+    const positions = async (id: string) =>
+      (await api(bob).conversations.members.query({ id })).members.find(
+        (m) => m.userId === bob.userId,
+      );
+
+    // The database refuses the receipts of the second conversation (by id, and as listed): by
+    // then the positions (one statement) were written, and on the way of one transaction per
+    // conversation the first conversation's mark and receipts were committed.
+    const db = t.server.infra.ports.db;
+    const trigger = sql.id(`receipt_fails_${randomBytes(6).toString('hex')}`);
+    const refused = sql`NEW.type = 'receipt' AND NEW.payload LIKE ${sql.lit(`%${second}%`)}`;
+    await (
+      t.server.infra.ports.dialect === 'mysql'
+        ? sql`CREATE TRIGGER ${trigger} BEFORE INSERT ON user_events FOR EACH ROW
+          BEGIN
+            IF ${refused} THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'provoked'; END IF;
+          END`
+        : sql`CREATE TRIGGER ${trigger} BEFORE INSERT ON user_events WHEN ${refused}
+          BEGIN SELECT RAISE(ABORT, 'provoked'); END`
+    ).execute(db);
+    try {
+      expect(await codeOf(api(bob).messages.markDeliveredMany.mutate({ marks }))).toBe(
+        'INTERNAL_SERVER_ERROR',
+      );
+    } finally {
+      await sql`DROP TRIGGER ${trigger}`.execute(db);
+    }
+    expect(await positions(first)).toMatchObject({ deliveredSeq: 0 });
+    expect(await positions(second)).toMatchObject({ deliveredSeq: 0 });
+    for (const a of [alice, bob, eve]) expect(await receiptsTo(a)).toEqual([]);
+
+    // Asked again, it goes through whole.
+    expect(await api(bob).messages.markDeliveredMany.mutate({ marks })).toEqual({
+      marked: [first, second].map((conversationId) => ({
+        conversationId,
+        deliveredSeq: 1,
+        readSeq: 0,
+      })),
+    });
+    expect(await receiptsTo(bob)).toHaveLength(2);
+    expect(await receiptsTo(alice)).toHaveLength(1);
+    expect(await receiptsTo(eve)).toHaveLength(1);
   });
 
   it('read receipts off: others see delivered only, my devices still see my read position', async () => {

@@ -3,7 +3,7 @@ import { isDeadlock, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { requireMember } from '../conversations/conversations.service';
-import { recordEvents, wake } from '../sync/events';
+import { recordEach, wake } from '../sync/events';
 import type { MessageRef } from './changes.service';
 import * as repo from './messages.repo';
 
@@ -44,56 +44,72 @@ export async function markReceived(
   input: MessageRef,
   kind: 'delivered' | 'read',
 ) {
-  const membership = await checkMark(ctx, me, input);
-  return applyMark(ctx, me, membership, { ...input, kind, shareRead: await sharesRead(ctx, me) });
+  const [marked] = await applyMarks(ctx, me, [input], kind);
+  if (!marked) throw new AppError('NOT_FOUND', 'No such conversation');
+  return { deliveredSeq: marked.deliveredSeq, readSeq: marked.readSeq };
 }
 
 /**
  * Delivered marks in several conversations in one call (the SDK's, one per conversation it
- * heard from): one request and one budget point where there would be one per conversation. A
- * conversation I am not in is left out of the answer, as alone it would be NOT_FOUND; a seq past
- * a conversation's newest message refuses the whole call before anything is written.
+ * heard from): one request, one budget point and one transaction where there would be one of
+ * each per conversation. A conversation I am not in is left out of the answer, as alone it would
+ * be NOT_FOUND (and so is one I leave while the call runs); a seq past a conversation's newest
+ * message refuses the whole call before anything is written. The others are written together
+ * or, on a failure, not at all.
  */
 export async function markDeliveredMany(ctx: Context, me: string, marks: MessageRef[]) {
   const highest = new Map<string, number>();
   for (const { conversationId, seq } of marks)
     highest.set(conversationId, Math.max(seq, highest.get(conversationId) ?? 0));
-  const mine: { mark: MessageRef; membership: MemberRow }[] = [];
-  for (const [conversationId, seq] of highest) {
-    const mark = { conversationId, seq };
-    const membership = await unlessGone(checkMark(ctx, me, mark));
-    if (membership) mine.push({ mark, membership });
+  const distinct = [...highest].map(([conversationId, seq]) => ({ conversationId, seq }));
+  return { marked: await applyMarks(ctx, me, distinct, 'delivered') };
+}
+
+/**
+ * Marks in distinct conversations: my positions after them, in the order given, for those in
+ * conversations I am a member of. Checked first, all of them (BAD_REQUEST past a conversation's
+ * newest seq); then the ones that change something, by my memberships as just read, are written
+ * in one transaction. The SDK's automatic marks often repeat what another device of mine or a
+ * reply already did: those cost no transaction.
+ */
+async function applyMarks(
+  ctx: Context,
+  me: string,
+  marks: MessageRef[],
+  kind: Mark['kind'],
+): Promise<(Receipts & { conversationId: string })[]> {
+  const [rows, shareRead] = await Promise.all([
+    repo.myMarkTargets(
+      ctx.ports.db,
+      me,
+      marks.map((m) => m.conversationId),
+    ),
+    sharesRead(ctx, me),
+  ]);
+  const mine = new Map(rows.map((row) => [row.conversation_id, row]));
+  const planned = new Map<string, ReturnType<typeof plan>>();
+  const changing: Mark[] = [];
+  for (const mark of marks) {
+    const row = mine.get(mark.conversationId);
+    if (!row) continue;
+    if (mark.seq > Number(row.last_seq))
+      throw new AppError('BAD_REQUEST', 'seq is past the newest message');
+    const full = { ...mark, kind, shareRead };
+    const p = plan(row, full);
+    planned.set(mark.conversationId, p);
+    if (p.moved || p.news.length > 0) changing.push(full);
   }
-  const shareRead = await sharesRead(ctx, me);
-  const marked = [];
-  for (const { mark, membership } of mine) {
+  const written =
+    changing.length > 0 ? await writeMarks(ctx, me, changing) : new Map<string, Receipts>();
+  const answer = [];
+  for (const { conversationId } of marks) {
+    const p = planned.get(conversationId);
+    if (!p) continue;
     // Left between the check and the write: left out like the others.
-    const positions = await unlessGone(
-      applyMark(ctx, me, membership, { ...mark, kind: 'delivered', shareRead }),
-    );
-    if (positions) marked.push({ conversationId: mark.conversationId, ...positions });
+    const positions = p.moved || p.news.length > 0 ? written.get(conversationId) : p.positions;
+    if (positions) answer.push({ conversationId, ...positions });
   }
-  return { marked };
-}
-
-/** What `work` answers, or undefined when it found no such conversation (or not mine). */
-async function unlessGone<T>(work: Promise<T>): Promise<T | undefined> {
-  try {
-    return await work;
-  } catch (err) {
-    if (err instanceof AppError && err.appCode === 'NOT_FOUND') return undefined;
-    throw err;
-  }
-}
-
-type MemberRow = Awaited<ReturnType<typeof requireMember>>['membership'];
-
-/** My membership, or throws: NOT_FOUND if I am not a member, BAD_REQUEST past the newest seq. */
-async function checkMark(ctx: Context, me: string, input: MessageRef): Promise<MemberRow> {
-  const { conversation, membership } = await requireMember(ctx, input.conversationId, me);
-  if (input.seq > Number(conversation.last_seq))
-    throw new AppError('BAD_REQUEST', 'seq is past the newest message');
-  return membership;
+  return answer;
 }
 
 async function sharesRead(ctx: Context, me: string): Promise<boolean> {
@@ -105,23 +121,18 @@ async function sharesRead(ctx: Context, me: string): Promise<boolean> {
   return settings?.privacy_read_receipts !== 0;
 }
 
-/**
- * The mark's transaction, skipped when my membership as just read says it changes nothing (the
- * SDK's automatic marks often repeat what another device of mine or a reply already did).
- */
-async function applyMark(ctx: Context, me: string, membership: MemberRow, mark: Mark) {
-  const planned = plan(membership, mark);
-  if (!planned.moved && planned.news.length === 0) return planned.positions;
+/** The marks' transaction, and the wake-up once it has committed: my positions after each. */
+async function writeMarks(ctx: Context, me: string, marks: Mark[]) {
   for (let attempt = 1; ; attempt++) {
     try {
       const { positions, wakeUp } = await ctx.ports.db
         .transaction()
-        .execute((trx) => moveReceipts(ctx, trx, me, mark));
+        .execute((trx) => moveReceipts(ctx, trx, me, marks));
       if (wakeUp.length > 0) await wake(ctx.ports, wakeUp);
       return positions;
     } catch (err) {
-      // My row's lock, then the streams' in user id order; against a send, which takes them
-      // its own way, a deadlock is possible (rare) and retried.
+      // My rows' locks in conversation id order, then the streams' in user id order; against a
+      // send, which takes them its own way, a deadlock is possible (rare) and retried.
       if (!isDeadlock(err) || attempt === 3) throw err;
     }
   }
@@ -129,8 +140,10 @@ async function applyMark(ctx: Context, me: string, membership: MemberRow, mark: 
 
 type Mark = MessageRef & { kind: 'delivered' | 'read'; shareRead: boolean };
 
+type Receipts = { deliveredSeq: number; readSeq: number };
+
 type Positions = Pick<
-  MemberRow,
+  Awaited<ReturnType<typeof repo.myPositions>>[number],
   'joined_seq' | 'delivered_seq' | 'read_seq' | 'told_delivered_seq' | 'told_read_seq'
 >;
 
@@ -153,47 +166,60 @@ function plan(row: Positions, mark: Mark) {
     { after: told.delivered, upTo: delivered },
     ...(mark.shareRead ? [{ after: told.read, upTo: read }] : []),
   ].filter((r) => r.upTo > r.after);
+  const positions: Receipts = { deliveredSeq: delivered, readSeq: read };
   return {
-    positions: { deliveredSeq: delivered, readSeq: read },
+    positions,
     moved: delivered !== before.delivered || read !== before.read,
     news,
   };
 }
 
-async function moveReceipts(ctx: Context, trx: Transaction<DB>, me: string, mark: Mark) {
-  const row = await repo.myPositions(trx, mark.conversationId, me, ctx.ports.dialect === 'mysql');
-  if (!row) throw new AppError('NOT_FOUND', 'No such conversation'); // left meanwhile
-  const { positions, moved, news } = plan(row, mark);
-  if (!moved && news.length === 0) return { positions, wakeUp: [] };
-  await trx
-    .updateTable('conversation_members')
-    .set({
-      delivered_seq: positions.deliveredSeq,
-      read_seq: positions.readSeq,
-      told_delivered_seq: positions.deliveredSeq,
-      told_read_seq: positions.readSeq,
-    })
-    .where('conversation_id', '=', mark.conversationId)
-    .where('user_id', '=', me)
-    .execute();
-  const senders = await repo.sendersIn(trx, mark.conversationId, me, news);
-  const receipt = {
-    type: 'receipt' as const,
-    conversationId: mark.conversationId,
-    userId: me,
-    deliveredSeq: positions.deliveredSeq,
-  };
-  // One append for me and the senders: the streams are locked in one (user id) order, so two
-  // people marking each other's messages at once do not deadlock on them.
-  const told = moved ? [me, ...senders] : senders;
-  await recordEvents(
+/**
+ * The marks planned again on my rows as locked now (a conversation I left meanwhile has none and
+ * is left out), written, and told in one append to the streams of everyone concerned.
+ */
+async function moveReceipts(ctx: Context, trx: Transaction<DB>, me: string, marks: Mark[]) {
+  const byConversation = new Map(marks.map((mark) => [mark.conversationId, mark]));
+  const rows = await repo.myPositions(
     trx,
-    told,
-    (userId) => ({
-      ...receipt,
-      readSeq: userId === me || mark.shareRead ? positions.readSeq : null,
-    }),
-    ctx.ports.clock.now(),
+    [...byConversation.keys()],
+    me,
+    ctx.ports.dialect === 'mysql',
   );
-  return { positions, wakeUp: told };
+  const positions = new Map<string, Receipts>();
+  const moves: ({ mark: Mark } & ReturnType<typeof plan>)[] = [];
+  for (const row of rows) {
+    const mark = byConversation.get(row.conversation_id)!;
+    const planned = plan(row, mark);
+    positions.set(mark.conversationId, planned.positions);
+    if (planned.moved || planned.news.length > 0) moves.push({ mark, ...planned });
+  }
+  await repo.setMyPositions(
+    trx,
+    me,
+    moves.map(({ mark, positions: to }) => ({ conversationId: mark.conversationId, ...to })),
+  );
+  const senders = await repo.sendersIn(
+    trx,
+    me,
+    moves.map(({ mark, news }) => ({ conversationId: mark.conversationId, ranges: news })),
+  );
+  // One append for me and the senders of every conversation: the streams are locked in one
+  // (user id) order, so two people marking each other's messages at once do not deadlock on them.
+  const entries = moves.flatMap(({ mark, positions: to, moved }) => {
+    const others = senders.get(mark.conversationId) ?? [];
+    const told = moved ? [me, ...others] : others;
+    return told.map((userId) => ({
+      userId,
+      event: {
+        type: 'receipt' as const,
+        conversationId: mark.conversationId,
+        userId: me,
+        deliveredSeq: to.deliveredSeq,
+        readSeq: userId === me || mark.shareRead ? to.readSeq : null,
+      },
+    }));
+  });
+  await recordEach(trx, entries, ctx.ports.clock.now());
+  return { positions, wakeUp: entries.map((entry) => entry.userId) };
 }

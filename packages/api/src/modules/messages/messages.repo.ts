@@ -1,4 +1,10 @@
-import type { ExpressionBuilder, Kysely, Selectable, Transaction } from 'kysely';
+import {
+  sql,
+  type ExpressionBuilder,
+  type Kysely,
+  type Selectable,
+  type Transaction,
+} from 'kysely';
 import type { TMessage } from '@mvp/contracts';
 import { prepared, type DB, type MessagesTable, type RunSync } from '@mvp/db';
 
@@ -268,17 +274,22 @@ export function findMessage(db: Db, conversationId: string, seq: number) {
 /** Seqs in (`after`, `upTo`]. */
 export type SeqRange = { after: number; upTo: number };
 
+/** A conversation's seq ranges that a receipt of mine reaches over. */
+export type ConversationRanges = { conversationId: string; ranges: SeqRange[] };
+
 /**
- * The current members other than `me` who sent a message with a seq in any of `ranges`: those a
- * receipt reaching over them is news to. Tombstones count (their place is still theirs).
+ * Per conversation, the current members other than `me` who sent a message with a seq in any of
+ * its `ranges`: those a receipt reaching over them is news to. Tombstones count (their place is
+ * still theirs). One query for all the conversations.
  */
 export async function sendersIn(
   db: Db,
-  conversationId: string,
   me: string,
-  ranges: SeqRange[],
-): Promise<string[]> {
-  if (ranges.length === 0) return [];
+  news: ConversationRanges[],
+): Promise<Map<string, string[]>> {
+  const senders = new Map<string, string[]>();
+  const wanted = news.filter((n) => n.ranges.length > 0);
+  if (wanted.length === 0) return senders;
   const rows = await db
     .selectFrom('messages as m')
     .innerJoin('conversation_members as cm', (join) =>
@@ -286,11 +297,19 @@ export async function sendersIn(
         .onRef('cm.conversation_id', '=', 'm.conversation_id')
         .onRef('cm.user_id', '=', 'm.sender_id'),
     )
-    .select('m.sender_id')
+    .select(['m.conversation_id', 'm.sender_id'])
     .distinct()
-    .where('m.conversation_id', '=', conversationId)
     .where((eb) =>
-      eb.or(ranges.map((r) => eb.and([eb('m.seq', '>', r.after), eb('m.seq', '<=', r.upTo)]))),
+      eb.or(
+        wanted.map(({ conversationId, ranges }) =>
+          eb.and([
+            eb('m.conversation_id', '=', conversationId),
+            eb.or(
+              ranges.map((r) => eb.and([eb('m.seq', '>', r.after), eb('m.seq', '<=', r.upTo)])),
+            ),
+          ]),
+        ),
+      ),
     )
     .where('m.sender_id', '!=', me)
     // A receipt tells when I read: nothing for someone I blocked or who blocked me (as Signal).
@@ -310,26 +329,89 @@ export async function sendersIn(
       ),
     )
     .execute();
-  return rows.map((r) => r.sender_id);
+  for (const { conversation_id, sender_id } of rows) {
+    const list = senders.get(conversation_id);
+    if (list) list.push(sender_id);
+    else senders.set(conversation_id, [sender_id]);
+  }
+  return senders;
+}
+
+const POSITIONS = [
+  'cm.conversation_id',
+  'cm.joined_seq',
+  'cm.delivered_seq',
+  'cm.read_seq',
+  'cm.told_delivered_seq',
+  'cm.told_read_seq',
+] as const;
+
+/**
+ * My positions in those of these conversations I am a member of, with each one's newest seq:
+ * what a mark is checked against before its transaction. None for a conversation I am not in.
+ */
+export function myMarkTargets(db: Db, me: string, conversationIds: string[]) {
+  return db
+    .selectFrom('conversation_members as cm')
+    .innerJoin('conversations as c', 'c.id', 'cm.conversation_id')
+    .select([...POSITIONS, 'c.last_seq'])
+    .where('cm.user_id', '=', me)
+    .where('cm.conversation_id', 'in', conversationIds)
+    .execute();
 }
 
 /**
- * My positions in a conversation and how far the others were told they reach; on MySQL the row
- * stays locked for the transaction, so two marks at once cannot both start from the same place
- * (SQLite runs one transaction at a time).
+ * My positions in these conversations and how far the others were told they reach; on MySQL the
+ * rows stay locked for the transaction, taken in conversation id order (the primary key's, which
+ * the scan follows whichever index it uses), so two marks at once cannot both start from the same
+ * place and two batches of marks cannot deadlock on each other's rows (SQLite runs one
+ * transaction at a time).
  */
 export function myPositions(
   trx: Transaction<DB>,
-  conversationId: string,
+  conversationIds: string[],
   me: string,
   lock: boolean,
 ) {
   const query = trx
-    .selectFrom('conversation_members')
-    .select(['joined_seq', 'delivered_seq', 'read_seq', 'told_delivered_seq', 'told_read_seq'])
-    .where('conversation_id', '=', conversationId)
-    .where('user_id', '=', me);
-  return (lock ? query.forUpdate() : query).executeTakeFirst();
+    .selectFrom('conversation_members as cm')
+    .select(POSITIONS)
+    .where('cm.user_id', '=', me)
+    .where('cm.conversation_id', 'in', conversationIds)
+    .orderBy('cm.conversation_id');
+  return (lock ? query.forUpdate() : query).execute();
+}
+
+/**
+ * My positions in several conversations set at once, and "told" with them (the receipts are
+ * written in the same transaction): one statement, whatever the number.
+ */
+export async function setMyPositions(
+  trx: Transaction<DB>,
+  me: string,
+  to: { conversationId: string; deliveredSeq: number; readSeq: number }[],
+): Promise<void> {
+  if (to.length === 0) return;
+  const each = (seq: (row: (typeof to)[number]) => number) =>
+    sql<number>`case ${sql.ref('conversation_id')} ${sql.join(
+      to.map((row) => sql`when ${row.conversationId} then ${seq(row)}`),
+      sql` `,
+    )} end`;
+  await trx
+    .updateTable('conversation_members')
+    .set({
+      delivered_seq: each((row) => row.deliveredSeq),
+      read_seq: each((row) => row.readSeq),
+      told_delivered_seq: each((row) => row.deliveredSeq),
+      told_read_seq: each((row) => row.readSeq),
+    })
+    .where('user_id', '=', me)
+    .where(
+      'conversation_id',
+      'in',
+      to.map((row) => row.conversationId),
+    )
+    .execute();
 }
 
 type MessageRef = { conversationId: string; seq: number };

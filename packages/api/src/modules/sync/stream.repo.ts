@@ -47,6 +47,19 @@ const bumpStreams = preparedPerLength((db, by: number, ...userIds: string[]) =>
     .where('user_id', 'in', userIds),
 );
 
+/** Each stream in `counts` bumped by its own count (a CASE, built per call: a rare shape). */
+function bumpStreamsBy(trx: Transaction<DB>, counts: Map<string, number>) {
+  const by = sql<number>`case ${sql.ref('user_id')} ${sql.join(
+    [...counts].map(([userId, n]) => sql`when ${userId} then ${n}`),
+    sql` `,
+  )} end`;
+  return trx
+    .updateTable('user_streams')
+    .set((eb) => ({ last_seq: eb('last_seq', '+', by) }))
+    .where('user_id', 'in', [...counts.keys()])
+    .execute();
+}
+
 const readHeads = preparedPerLength((db, ...userIds: string[]) =>
   db.selectFrom('user_streams').select(['user_id', 'last_seq']).where('user_id', 'in', userIds),
 );
@@ -79,15 +92,15 @@ export async function appendEvents(
   if (entries.length === 0) return new Map();
   const counts = new Map<string, number>();
   for (const { userId } of entries) counts.set(userId, (counts.get(userId) ?? 0) + 1);
-  // One UPDATE per distinct count (almost always just 1), users sorted within each, so writers
-  // take the row locks in one order; then the new values are read back under those locks (one
-  // way on both dialects: MySQL has no UPDATE … RETURNING).
-  const byCount = new Map<number, string[]>();
-  for (const [userId, n] of counts) byCount.set(n, [...(byCount.get(n) ?? []), userId]);
-  for (const [n, userIds] of byCount) {
-    await bumpStreams(userIds.length)(trx, n, ...userIds.sort());
-  }
-  const userIds = [...counts.keys()];
+  // One UPDATE for all the streams, so writers take the row locks in one (user id) order (one
+  // per distinct count took each count's users in order but not all of them: a user with two
+  // entries before one with one, which could deadlock with a writer taking them sorted); then
+  // the new values are read back under those locks (one way on both dialects: MySQL has no
+  // UPDATE … RETURNING).
+  const userIds = [...counts.keys()].sort();
+  const [by] = counts.values();
+  if (new Set(counts.values()).size === 1) await bumpStreams(userIds.length)(trx, by!, ...userIds);
+  else await bumpStreamsBy(trx, counts);
   const { rows } = await readHeads(userIds.length)(trx, ...userIds);
   const last = new Map(rows.map((r) => [r.user_id, Number(r.last_seq)]));
   const next = new Map([...last].map(([userId, seq]) => [userId, seq - counts.get(userId)! + 1]));
