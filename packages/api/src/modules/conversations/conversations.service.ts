@@ -8,7 +8,7 @@ import * as users from '../auth/users.repo';
 import * as rel from '../contacts/relations.repo';
 import { deleteBlobQuietly } from '../me/avatarBlobs';
 import { announcePostingChanged } from '../messages/postingCache';
-import { recordEvents, wake } from '../sync/events';
+import { recordEach, recordEvents, wake } from '../sync/events';
 import * as repo from './conversations.repo';
 
 const NOT_FOUND = 'No such conversation';
@@ -268,23 +268,31 @@ export async function admitMembers(
       )
       .execute();
     const joined = { ...current, member_count: members.length + fresh.length };
-    await recordEvents(
+    const memberJoined = (userId: string) =>
+      members.map((to) => ({
+        userId: to,
+        event: { type: 'member.joined' as const, conversationId, userId, role },
+      }));
+    // The first append reaches every stream concerned, newcomers' and members', so their locks
+    // are taken at once in user id order, as every other writer takes them (one append per set
+    // took the newcomers' before the members': a send elsewhere to some of both could deadlock
+    // with it). The rest follow a newcomer at a time, an insert of at most one row per member.
+    const [firstNew, ...rest] = fresh;
+    await recordEach(
       trx,
-      fresh,
-      (u) => ({
-        type: 'conversation.joined',
-        conversation: repo.toConversation(joined, { user_id: u, role }),
-      }),
+      [
+        ...fresh.map((u) => ({
+          userId: u,
+          event: {
+            type: 'conversation.joined' as const,
+            conversation: repo.toConversation(joined, { user_id: u, role }),
+          },
+        })),
+        ...memberJoined(firstNew!),
+      ],
       now,
     );
-    for (const userId of fresh) {
-      await recordEvents(
-        trx,
-        members,
-        { type: 'member.joined', conversationId, userId, role },
-        now,
-      );
-    }
+    for (const userId of rest) await recordEach(trx, memberJoined(userId), now);
     return { existing: members, added: fresh };
   });
   if (added.length > 0) await wake(ctx.ports, [...existing, ...added]);
