@@ -86,7 +86,14 @@ export function createFakeNetwork() {
       for (const device of liveDevices(userId)) deliver(device.deviceId, { type, message });
   };
 
+  /** Events held back from devices (`withhold`), in order, until `release`. */
+  let withhold: ((deviceId: string, event: SyncEvent) => boolean) | null = null;
+  const withheld: [string, SyncEvent][] = [];
   const deliver = (deviceId: string, event: SyncEvent) => {
+    if (withhold?.(deviceId, event)) {
+      withheld.push([deviceId, event]);
+      return;
+    }
     const handler = handlers.get(deviceId);
     if (!handler) return;
     const next = (chains.get(deviceId) ?? Promise.resolve()).then(() => handler(event));
@@ -329,6 +336,15 @@ export function createFakeNetwork() {
     },
     lose(rule: typeof filter) {
       filter = rule;
+    },
+    /** Holds back the events `rule` picks (the server delays them) until `release`. */
+    withhold(rule: (deviceId: string, event: SyncEvent) => boolean) {
+      withhold = rule;
+    },
+    /** Stops holding back, and delivers what was held, in order. */
+    release() {
+      withhold = null;
+      for (const [deviceId, event] of withheld.splice(0)) deliver(deviceId, event);
     },
     /** Holds the answers to sends from now (true), or lets the held ones through (false). */
     holdAnswers(hold: boolean) {

@@ -102,6 +102,10 @@ const MAX_READ_PLACES = 5000;
  * posting under made-up key ids cannot grow memory for as long as the app runs.
  */
 export const MAX_WAITING = 1000;
+/** Messages the server showed at one place in a sender's chain, kept asking for its content. */
+const MAX_SHOWN_PER_PLACE = 4;
+/** Resends kept for a message not here yet (each at most 24 KiB of content). */
+const MAX_UNCLAIMED = 100;
 
 export type Inbound = {
   /**
@@ -350,8 +354,26 @@ export function createInbound(deps: {
     );
   }
 
-  /** Messages asked for as content, by conversation, sealing device, key and iteration. */
-  const resendAsked = new Map<string, Message>();
+  /**
+   * Messages asked for as content, by conversation, sealing device, key and iteration: each
+   * place's messages (the server may show the same bytes as more than one; only the one the
+   * sender names gets the content).
+   */
+  const resendAsked = new Map<string, Message[]>();
+  /**
+   * Resends for an asked place naming a message not (yet) here: the server showed a copy of it
+   * first, which was asked for, and the sender answered for the original, which may come next.
+   * The sender answers a place once in ten minutes, so without this the original would wait
+   * that long.
+   */
+  const unclaimed = new Map<string, Extract<DevicePayload, { type: 'resend' }>>();
+  const sameVersion = (
+    message: Message,
+    named: { messageId: string; seq: number; editedAt: string | null },
+  ) =>
+    message.id === named.messageId &&
+    message.seq === named.seq &&
+    message.editedAt === named.editedAt;
   const placeKey = (conversationId: string, { sender, keyId, iteration }: Place) =>
     `${conversationId}\n${addressOf(sender.userId, sender.deviceId)}\n${keyId}\n${iteration}`;
 
@@ -370,10 +392,18 @@ export function createInbound(deps: {
       if (!place) continue; // bytes that do not even parse name nobody to ask
       if (place.sender.userId === me.userId && place.sender.deviceId === me.deviceId) continue;
       const key = placeKey(message.conversationId, place);
-      if (resendAsked.has(key) && !force) continue;
+      if (await fromUnclaimed(message)) continue;
+      const asked = resendAsked.get(key) ?? [];
+      const listed = asked.some((m) =>
+        sameVersion(m, { messageId: message.id, seq: message.seq, editedAt: message.editedAt }),
+      );
+      const before = asked.length > 0;
+      if (!listed) asked.push(message);
+      if (asked.length > MAX_SHOWN_PER_PLACE) asked.shift();
       resendAsked.delete(key); // newest last, so the bound below gives up the oldest
-      resendAsked.set(key, message);
+      resendAsked.set(key, asked);
       while (resendAsked.size > MAX_WAITING) resendAsked.delete(resendAsked.keys().next().value!);
+      if (before && !force) continue;
       const { sender, keyId } = place;
       const group = `${message.conversationId}\n${addressOf(sender.userId, sender.deviceId)}\n${keyId}`;
       const request = requests.get(group) ?? {
@@ -402,16 +432,41 @@ export function createInbound(deps: {
   async function takeResend(from: DeviceRef, payload: Extract<DevicePayload, { type: 'resend' }>) {
     const { conversationId, keyId, iteration } = payload;
     const key = placeKey(conversationId, { sender: from, keyId, iteration });
-    const message = resendAsked.get(key);
+    const asked = resendAsked.get(key);
+    if (!asked) return; // never asked for
     // Only for the very message (and version) asked: one the server copied elsewhere, an
     // edit moved to another message, or an older edit shown as current, does not get it.
-    if (
-      message?.id !== payload.messageId ||
-      message.seq !== payload.seq ||
-      message.editedAt !== payload.editedAt
-    )
+    const message = asked.find((m) => sameVersion(m, payload));
+    if (!message) {
+      unclaimed.delete(key);
+      unclaimed.set(key, payload);
+      if (unclaimed.size > MAX_UNCLAIMED) unclaimed.delete(unclaimed.keys().next().value!);
       return;
+    }
     resendAsked.delete(key);
+    await deliverResent(message, payload);
+  }
+
+  /**
+   * Delivers `message` from a resend that came for it before it did (asked for a copy of it
+   * shown first); false when there is none.
+   */
+  async function fromUnclaimed(message: Message): Promise<boolean> {
+    const place = placeOf(message);
+    if (!place || unclaimed.size === 0) return false;
+    const key = placeKey(message.conversationId, place);
+    const answered = unclaimed.get(key);
+    if (!answered || !sameVersion(message, answered)) return false;
+    unclaimed.delete(key);
+    await deliverResent(message, answered);
+    return true;
+  }
+
+  /** The content a resend carried, delivered late as `message` (which it names exactly). */
+  async function deliverResent(
+    message: Message,
+    payload: Extract<DevicePayload, { type: 'resend' }>,
+  ) {
     if (remembered(message)) return; // read meanwhile (its key came after all)
     let content;
     try {
@@ -565,6 +620,7 @@ export function createInbound(deps: {
         await deliver(message, outcome, false);
         return;
       }
+      if (await fromUnclaimed(message)) return;
       if (outcome.missing) wait(message, outcome.missing, false);
       else if (askable(message, outcome)) askResendInBackground([message]);
       await deps.undecryptable({ message, reason: outcome.reason });
@@ -659,9 +715,16 @@ export function createInbound(deps: {
         waiting -= list.length - rest.length;
         pending.set(key, rest);
       }
-      for (const [key, message] of resendAsked)
-        if (message.conversationId === conversationId && seqs.includes(message.seq))
-          resendAsked.delete(key);
+      for (const [key, asked] of resendAsked) {
+        const rest = asked.filter(
+          (m) => m.conversationId !== conversationId || !seqs.includes(m.seq),
+        );
+        if (rest.length === 0) resendAsked.delete(key);
+        else resendAsked.set(key, rest);
+      }
+      for (const [key, payload] of unclaimed)
+        if (payload.conversationId === conversationId && seqs.includes(payload.seq))
+          unclaimed.delete(key);
     },
 
     forgetConversation(conversationId) {
@@ -669,6 +732,8 @@ export function createInbound(deps: {
         if (key.startsWith(`${conversationId}\n`)) dropWait(key);
       for (const key of [...resendAsked.keys()])
         if (key.startsWith(`${conversationId}\n`)) resendAsked.delete(key);
+      for (const key of [...unclaimed.keys()])
+        if (key.startsWith(`${conversationId}\n`)) unclaimed.delete(key);
     },
   };
 }

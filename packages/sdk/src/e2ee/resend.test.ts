@@ -514,6 +514,35 @@ describe('messages sent again as content (retry receipts)', () => {
     expect(texts(b)).toEqual(['hello once']);
   });
 
+  it("a copy shown and asked for before the original does not keep the original's content from it", async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob'), await net.device('carol')];
+    net.members('g', ['alice', 'bob', 'carol']);
+    // Bob's key share is lost, and the server holds the message back from him.
+    net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+    net.withhold((deviceId, e) => deviceId === b.deviceId && e.type === 'message.new');
+    const original = await send(a, 'g', 'the original');
+    await net.settled();
+    // Carol leaves, so the key is replaced. The server shows Bob a copy of the bytes first.
+    net.lose(() => true);
+    net.members('g', ['alice', 'bob']);
+    await send(a, 'g', 'after');
+    const copy = { ...original, id: 'copy', seq: 0 };
+    net.withhold(() => false);
+    net.event('bob', { type: 'message.new', message: copy });
+    await net.settled();
+    passTime(KEY_ANSWER_EVERY_MS);
+    expect(await b.e2ee.retry(copy)).toBe(false); // asks for the key, then for the copy's place
+    await net.settled();
+    expect(lateOf(b)).toEqual([]); // Alice answered for the original: not the copy's
+    // The original comes now: its content is here already, without asking Alice again.
+    const asked = b.sent.length;
+    net.release();
+    await net.settled();
+    expect(lateOf(b)).toEqual([['the original', original.id]]);
+    expect(b.sent.slice(asked).filter((e) => e.userId === 'alice')).toEqual([]);
+  });
+
   it('names at most 100 messages per request, and whole iterations only', () => {
     const request = (iterations: unknown) =>
       new TextEncoder().encode(JSON.stringify({ v: 1, t: 'rr', c: 'g', k: 'k', i: iterations }));
