@@ -23,7 +23,7 @@ import { E2EE_CONTENT_TYPE, addressOf } from './payloads';
 import { createPrekeys } from './prekeys';
 import { safetyNumbersWith, type SafetyNumber } from './safetyNumbers';
 import { createKeyedQueue, lanes } from './serial';
-import type { SendLogStore } from './sendLog';
+import type { SendLogStore, SentMessage } from './sendLog';
 import type { E2eeTransport, Me, Verification } from './transport';
 import { createTrust, isUntrustedIdentityError, type IdentityChange } from './trust';
 
@@ -133,6 +133,14 @@ export type MvpE2ee = {
   readonly store: CryptoStore;
 };
 
+/** What the send log keeps of a stored message. */
+const sentMessageOf = (message: Message): SentMessage => ({
+  id: message.id,
+  seq: message.seq,
+  editedAt: message.editedAt,
+  expiresAt: message.expiresAt,
+});
+
 export function createE2ee(deps: {
   transport: E2eeTransport;
   sync: MvpSync;
@@ -211,6 +219,12 @@ export function createE2ee(deps: {
       background(outbound.answerResend(conversationId, from, keyId, iterations)),
     sessionReset: (address) => outbound.forgetDevice(address),
     report,
+  });
+
+  // Sends queued before a restart go out from the outbox: the send log learns their message.
+  outbox.onChange((item) => {
+    if (item.state === 'sent' && item.message && item.contentType === E2EE_CONTENT_TYPE)
+      outbound.sentLater(item.clientMessageId, item.conversationId, sentMessageOf(item.message));
   });
 
   // Gone by its timer here, before (or without) the server's removal: as for that removal.
@@ -296,22 +310,17 @@ export function createE2ee(deps: {
       return outbound.encrypt(
         conversationId,
         { contentType: message.contentType, body: message.body },
-        (ciphertext, stored) => {
+        (ciphertext, log) => {
           const handle = outbox.send(conversationId, {
             contentType: E2EE_CONTENT_TYPE,
             ciphertext,
             ...(message.replyToSeq === undefined ? {} : { replyToSeq: message.replyToSeq }),
             ...(message.forwarded === undefined ? {} : { forwarded: message.forwarded }),
           });
+          log.queued(handle.clientMessageId);
           // A failed send is the app's to see through the handle; the log just never learns it.
           handle.result.then(
-            (message) =>
-              stored({
-                id: message.id,
-                seq: message.seq,
-                editedAt: message.editedAt,
-                expiresAt: message.expiresAt,
-              }),
+            (message) => log.stored(sentMessageOf(message)),
             () => undefined,
           );
           return handle;
@@ -323,7 +332,7 @@ export function createE2ee(deps: {
       const { ciphertext, stored } = await outbound.encrypt(
         conversationId,
         { contentType: message.contentType, body: message.body },
-        (bytes, onStored) => ({ ciphertext: bytes, stored: onStored }),
+        (bytes, log) => ({ ciphertext: bytes, stored: (m: SentMessage) => log.stored(m) }),
         { seq },
       );
       const edited = await transport.editMessage({

@@ -7,7 +7,7 @@ import { TRPCClientError } from '@trpc/client';
 import { vi } from 'vitest';
 import { base64ToBytes as base64 } from '../base64';
 import type { Envelope, Message, SyncEvent } from '../messaging';
-import type { MvpOutbox } from '../outboxTypes';
+import type { MvpOutbox, OutboxItem } from '../outboxTypes';
 import type { MvpSync } from '../syncTypes';
 import { createE2ee, type E2eeOptions, type MvpE2ee } from './e2ee';
 import type { DecryptedMessage, UndecryptableMessage } from './inbound';
@@ -241,8 +241,32 @@ export function createFakeNetwork() {
     };
   }
 
+  /**
+   * `onChange` listeners of each device's outbox: those of its newest instance (a restarted
+   * device's outbox is the one that finishes what the last one queued).
+   */
+  const outboxListeners = new Map<string, Set<(item: OutboxItem) => void>>();
   function outboxFor(me: DeviceRef): MvpOutbox {
+    const listeners = new Set<(item: OutboxItem) => void>();
+    outboxListeners.set(me.deviceId, listeners);
+    const sentAs = (message: Message) => {
+      const item: OutboxItem = {
+        clientMessageId: message.clientMessageId,
+        conversationId: message.conversationId,
+        contentType: message.contentType,
+        ciphertext: message.ciphertext!,
+        state: 'sent',
+        attempts: 1,
+        message,
+      };
+      for (const listener of outboxListeners.get(me.deviceId) ?? []) listener(item);
+      return message;
+    };
     return {
+      onChange(listener) {
+        listeners.add(listener);
+        return { unsubscribe: () => void listeners.delete(listener) };
+      },
       send(conversationId, outgoing) {
         const seq = (seqs.get(conversationId) ?? 0) + 1;
         seqs.set(conversationId, seq);
@@ -267,8 +291,8 @@ export function createFakeNetwork() {
         toMembers(message, 'message.new');
         const held = heldAnswers;
         const result = held
-          ? new Promise<Message>((resolve) => held.push(() => resolve(message)))
-          : Promise.resolve(message);
+          ? new Promise<Message>((resolve) => held.push(() => resolve(sentAs(message))))
+          : Promise.resolve(sentAs(message));
         return { clientMessageId: message.clientMessageId, result };
       },
     } as MvpOutbox;

@@ -29,6 +29,8 @@ import {
 import {
   RESEND_MAX_CONTENT_BYTES,
   createSendLog,
+  type Sent,
+  type SendLogHooks,
   type SendLogStore,
   type SentMessage,
 } from './sendLog';
@@ -89,15 +91,22 @@ export type Outbound = {
    * Makes sure every member device can read what follows, encrypts one message and hands the
    * ciphertext to `use` (the outbox) in the same turn, so sends keep their encryption order.
    * With `edit`, the bytes are the new version of message `edit.seq` (see payloads.ts).
-   * Call `stored` with the message the server stored it as: from then on its content can be
-   * sent again to a member device that cannot read it (and is, to one that asked before).
+   * Call `log.queued` with the outbox's client message id (the log keeps the entry from then on,
+   * and `sentLater` finds it after a restart), and `log.stored` with the message the server
+   * stored it as: from then on its content can be sent again to a member device that cannot
+   * read it (and is, to one that asked before).
    */
   encrypt<T>(
     conversationId: string,
     content: Content,
-    use: (ciphertext: Uint8Array, stored: (message: SentMessage) => void) => T,
+    use: (ciphertext: Uint8Array, log: SendLogHooks) => T,
     edit?: { seq: number },
   ): Promise<T>;
+  /**
+   * The outbox sent something queued before (by this process or one before a restart): the log
+   * entry it was queued as now names the stored message.
+   */
+  sentLater(clientMessageId: string, conversationId: string, message: SentMessage): void;
   /** Drops this device's sender key: the next send creates and distributes a fresh one. */
   rotate(conversationId: string): Promise<void>;
   /** Messages deleted for everyone or expired: their content is never sent again. */
@@ -414,6 +423,15 @@ export function createOutbound(deps: {
       return payloads.length;
     });
 
+  /** The send's answer: the entry names its message, and whoever asked before is answered. */
+  const stored = (sent: Sent, message: SentMessage) => {
+    if (!sendLog.stored(sent, message)) return; // known already (the handle and the outbox)
+    const place = sendLog.placeOf(sent);
+    // Asked before the send's answer came back (it was lost, and the outbox sent again).
+    for (const from of sent.waiting.splice(0))
+      answerResend(place.conversationId, from, place.keyId, [place.iteration]).catch(report);
+  };
+
   const rotate = (conversationId: string) =>
     queue(lanes.outbound(conversationId), async () => {
       audiences.delete(conversationId);
@@ -446,13 +464,10 @@ export function createOutbound(deps: {
         const { keyId: sealedWith, iteration } = parseSenderKeyMessage(ciphertext);
         const sealedKey = toBase64(sealedWith);
         const sent = sendLog.record(conversationId, sealedKey, iteration, plaintext, listed);
-        const stored = (message: SentMessage) => {
-          sendLog.stored(sent, message);
-          // Asked before the send's answer came back (it was lost, and the outbox sent again).
-          for (const from of sent.waiting.splice(0))
-            answerResend(conversationId, from, sealedKey, [iteration]).catch(report);
-        };
-        return use(edit ? encodeEdit(me.deviceId, ciphertext) : ciphertext, stored);
+        return use(edit ? encodeEdit(me.deviceId, ciphertext) : ciphertext, {
+          queued: (clientMessageId) => sendLog.queued(sent, clientMessageId),
+          stored: (message) => stored(sent, message),
+        });
       }),
 
     rotate,
@@ -521,5 +536,10 @@ export function createOutbound(deps: {
     answerResend,
 
     forgetSent: (conversationId, seqs) => sendLog.forget(conversationId, seqs),
+
+    sentLater(clientMessageId, conversationId, message) {
+      const sent = sendLog.queuedAs(clientMessageId);
+      if (sent && sendLog.placeOf(sent).conversationId === conversationId) stored(sent, message);
+    },
   };
 }

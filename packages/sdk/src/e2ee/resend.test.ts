@@ -419,6 +419,38 @@ describe('messages sent again as content (retry receipts)', () => {
     expect([b.errors, restarted.errors]).toEqual([[], []]);
   });
 
+  it('is answered for a send the outbox finished after the restart, from the entry queued before it', async () => {
+    const { store: sendLog } = memoryLogStore();
+    const net = createFakeNetwork();
+    const a = await net.device('alice', undefined, undefined, { sendLog });
+    const b = await net.device('bob');
+    await net.device('carol');
+    net.members('g', ['alice', 'bob', 'carol']);
+    net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+    // The send's answer does not come before Alice's app restarts.
+    net.holdAnswers(true);
+    const handle = await a.e2ee.send('g', {
+      contentType: 'text/plain',
+      body: encode('queued before the restart'),
+    });
+    await net.settled();
+    const restarted = await net.device('alice', a.deviceId, undefined, {
+      store: a.e2ee.store,
+      sendLog,
+    });
+    // The restarted outbox sends it again and is answered.
+    net.holdAnswers(false);
+    const message = await handle.result;
+    net.lose(() => true);
+    net.members('g', ['alice', 'bob']);
+    await send(restarted, 'g', 'after');
+    await net.settled();
+    passTime(KEY_ANSWER_EVERY_MS);
+    expect(await b.e2ee.retry(message)).toBe(false);
+    await net.settled();
+    expect(lateOf(b)).toEqual([['queued before the restart', message.id]]);
+  });
+
   it('sends do not wait for a send log store that never loads', async () => {
     const net = createFakeNetwork();
     const sendLog: SendLogStore = {
@@ -612,7 +644,7 @@ describe('the send log', () => {
     const first = log.record('g', 'k', 0, encode('one'), group);
     const second = log.record('g', 'k', 1, encode('two'), new Set(group));
     await log.written();
-    expect(keys()).toEqual([]); // not before the send is answered
+    expect(keys()).toEqual([]); // not before it is queued in the outbox or answered
     log.stored(first, storedAs(1));
     log.stored(second, storedAs(2));
     log.stored(log.record('d', 'k2', 0, encode('three'), new Set(['carol:1 kc'])), storedAs(1));
@@ -662,18 +694,29 @@ describe('the send log', () => {
         ['e.6', 'not json'],
         ['e.7', entry('l.9', now - 2)], // its list is gone
         ['e.8', JSON.stringify({ ...JSON.parse(entry('l.1', now - 3)), message: { id: 1 } })],
+        // No message yet: only for a send queued in the outbox, which names it later.
+        ['e.9', JSON.stringify({ ...JSON.parse(entry('l.1', now - 4)), message: null })],
+        [
+          'e.10',
+          JSON.stringify({
+            ...JSON.parse(entry('l.1', now - 5)),
+            message: null,
+            clientMessageId: 'c1',
+          }),
+        ],
       ]),
     );
     const errors: unknown[] = [];
     const log = createSendLog(() => now, { store, report: (e) => errors.push(e) });
     await log.ready;
     await log.written();
-    expect(keys()).toEqual(['e.4', 'l.1']);
+    expect(keys()).toEqual(['e.10', 'e.4', 'l.1']);
     expect(decode(log.find('g', 'k', (now - 1) % 1000)!.content)).toBe('hi');
+    expect(log.queuedAs('c1')).toBe(log.find('g', 'k', (now - 5) % 1000));
     // New records never reuse a key held or named.
     log.stored(log.record('g', 'k', 7, encode('new'), new Set(['dave:1 kd'])), storedAs(2));
     await log.written();
-    expect(keys()).toEqual(['e.11', 'e.4', 'l.1', 'l.10']);
+    expect(keys()).toEqual(['e.10', 'e.12', 'e.4', 'l.1', 'l.11']);
     expect(errors).toEqual([]);
   });
 

@@ -22,6 +22,8 @@ export type Sent = {
   at: number;
   /** The message the server stored it as, once known (the send's answer). */
   message?: SentMessage;
+  /** The outbox entry it went out as (not for edits, which go straight to the server). */
+  clientMessageId?: string;
   /** Devices that asked for it before `message` was known: answered once it is. */
   waiting: DeviceRef[];
 };
@@ -61,6 +63,12 @@ export type SendLogStore = {
   remove(key: string): Awaitable<void>;
 };
 
+/** What the sender tells the log of a send it handed to the outbox (see `Outbound.encrypt`). */
+export type SendLogHooks = {
+  queued(clientMessageId: string): void;
+  stored(message: SentMessage): void;
+};
+
 export type SendLog = {
   /** Resolves once what the store held is loaded (at once without a store). */
   readonly ready: Promise<void>;
@@ -78,8 +86,16 @@ export type SendLog = {
     content: Uint8Array,
     devices: ReadonlySet<string>,
   ): Sent;
-  /** The send's answer came: the entry names that message, and is persisted from now on. */
-  stored(sent: Sent, message: SentMessage): void;
+  /**
+   * Queued in the outbox as `clientMessageId`: persisted from now on, so that after a restart
+   * the outbox's answer (`queuedAs`) still finds it.
+   */
+  queued(sent: Sent, clientMessageId: string): void;
+  /** The send's answer came: the entry names that message. False when it was known already. */
+  stored(sent: Sent, message: SentMessage): boolean;
+  /** The entry queued as `clientMessageId` whose answer has not come yet. */
+  queuedAs(clientMessageId: string): Sent | undefined;
+  placeOf(sent: Sent): Place;
   /** What is still here and may be sent again (not deleted, not expired). */
   find(conversationId: string, keyId: string, iteration: number): Sent | undefined;
   /** Whether anything here was sealed with that key (a request for it deserves an answer). */
@@ -88,7 +104,7 @@ export type SendLog = {
   forget(conversationId: string, seqs: readonly number[]): void;
 };
 
-type Place = { conversationId: string; keyId: string; iteration: number };
+export type Place = { conversationId: string; keyId: string; iteration: number };
 
 /**
  * A record's key in the store, chosen when its save runs: only then is it known (after the load)
@@ -107,7 +123,9 @@ type Persisted = {
   content: string;
   list: string;
   at: number;
-  message: SentMessage;
+  /** Null until the send's answer came (kept for the outbox to name after a restart). */
+  message: SentMessage | null;
+  clientMessageId?: string;
 };
 
 export function createSendLog(
@@ -163,6 +181,8 @@ export function createSendLog(
     if (!sent) return;
     entries.delete(key);
     bytes -= sent.content.length;
+    if (sent.clientMessageId !== undefined && queuedEntries.get(sent.clientMessageId) === sent)
+      queuedEntries.delete(sent.clientMessageId);
     const record = recordOf.get(sent);
     if (record === undefined) return;
     recordOf.delete(sent);
@@ -180,22 +200,33 @@ export function createSendLog(
       drop(key);
     }
   };
-  const gone = (conversationId: string, message: SentMessage) =>
-    forgotten.has(`${conversationId}\n${message.seq}`) ||
-    (message.expiresAt !== null && Date.parse(message.expiresAt) <= now());
+  const gone = (conversationId: string, message: SentMessage | null | undefined) =>
+    message != null &&
+    (forgotten.has(`${conversationId}\n${message.seq}`) ||
+      (message.expiresAt !== null && Date.parse(message.expiresAt) <= now()));
+  /** Entries queued in the outbox whose answer has not come, by client message id. */
+  const queuedEntries = new Map<string, Sent>();
 
+  /** Saves under the record's key, chosen at its first save. */
   const save = (record: Record, prefix: string, value: () => string) =>
-    write((to) => to.save((record.key = `${prefix}${nextRecord++}`), value()));
+    write((to) => to.save((record.key ??= `${prefix}${nextRecord++}`), value()));
+  /** Saves an entry (again, once its answer came), and its list at its first. */
   const persist = (sent: Sent) => {
+    if (sent.content.length > RESEND_MAX_CONTENT_BYTES) return; // never resent: not kept
     const list = listOf.get(sent)!;
-    const listRecord = list.record ?? (list.record = {});
-    if (list.entries++ === 0 && listRecord.key === undefined)
-      save(listRecord, 'l.', () => JSON.stringify({ v: 1, devices: [...list.devices] }));
-    const record: Record = {};
-    recordOf.set(sent, record);
+    let record = recordOf.get(sent);
+    if (!record) {
+      recordOf.set(sent, (record = {}));
+      list.record ??= {};
+      if (list.entries++ === 0 && list.record.key === undefined) {
+        const devices = [...list.devices];
+        save(list.record, 'l.', () => JSON.stringify({ v: 1, devices }));
+      }
+    }
+    const listRecord = list.record!;
     const place = placeOf.get(sent)!;
     const content = bytesToBase64(sent.content);
-    const { at, message } = sent;
+    const { at, message, clientMessageId } = sent;
     // Its list's save runs first, so its key is known by then.
     save(record, 'e.', () =>
       JSON.stringify({
@@ -204,7 +235,8 @@ export function createSendLog(
         content,
         list: listRecord.key!,
         at,
-        message: message!,
+        message: message ?? null,
+        ...(clientMessageId === undefined ? {} : { clientMessageId }),
       } satisfies Persisted),
     );
   };
@@ -255,9 +287,13 @@ export function createSendLog(
         content: base64ToBytes(entry.content),
         devices: list.devices,
         at: entry.at,
-        message: entry.message,
+        ...(entry.message ? { message: entry.message } : {}),
+        ...(entry.clientMessageId === undefined ? {} : { clientMessageId: entry.clientMessageId }),
         waiting: [],
       };
+      // Queued before a restart: the outbox names it when it goes out.
+      if (!entry.message && entry.clientMessageId !== undefined)
+        queuedEntries.set(entry.clientMessageId, sent);
       const { conversationId, keyId, iteration } = entry;
       placeOf.set(sent, { conversationId, keyId, iteration });
       listOf.set(sent, list);
@@ -325,15 +361,27 @@ export function createSendLog(
       bound();
       return sent;
     },
-    stored(sent, message) {
-      sent.message = message;
+    queued(sent, clientMessageId) {
       const place = placeOf.get(sent)!;
-      if (entries.get(keyOf(place)) !== sent || recordOf.has(sent)) return; // dropped, or saved
-      // Never resent (too big), or deleted before its answer came: nothing to keep.
-      if (sent.content.length > RESEND_MAX_CONTENT_BYTES || gone(place.conversationId, message))
-        return;
+      if (entries.get(keyOf(place)) !== sent || sent.message) return; // dropped, or answered
+      sent.clientMessageId = clientMessageId;
+      queuedEntries.set(clientMessageId, sent);
       persist(sent);
     },
+    stored(sent, message) {
+      if (sent.message) return false;
+      sent.message = message;
+      if (sent.clientMessageId !== undefined) queuedEntries.delete(sent.clientMessageId);
+      const place = placeOf.get(sent)!;
+      const key = keyOf(place);
+      if (entries.get(key) !== sent) return true; // dropped meanwhile
+      // Deleted before its answer came: nothing to keep, here or in the store.
+      if (gone(place.conversationId, message)) drop(key);
+      else persist(sent);
+      return true;
+    },
+    queuedAs: (clientMessageId) => queuedEntries.get(clientMessageId),
+    placeOf: (sent) => placeOf.get(sent)!,
     find(conversationId, keyId, iteration) {
       dropExpired();
       const sent = entries.get(keyOf({ conversationId, keyId, iteration }));
@@ -373,11 +421,15 @@ function readEntry(value: string): Persisted | undefined {
       !text(e.content) ||
       !text(e.list) ||
       !whole(e.at) ||
-      !m ||
-      !text(m.id) ||
-      !whole(m.seq) ||
-      !(m.editedAt === null || text(m.editedAt)) ||
-      !(m.expiresAt === null || text(m.expiresAt))
+      !(e.clientMessageId === undefined || text(e.clientMessageId)) ||
+      // No message yet only for a send queued in the outbox, which names it when it goes.
+      (m === null
+        ? e.clientMessageId === undefined
+        : !m ||
+          !text(m.id) ||
+          !whole(m.seq) ||
+          !(m.editedAt === null || text(m.editedAt)) ||
+          !(m.expiresAt === null || text(m.expiresAt)))
     )
       return undefined;
     return e as Persisted;
