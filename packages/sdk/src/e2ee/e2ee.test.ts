@@ -13,7 +13,15 @@ import {
   WireType,
 } from '@mvp/crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createFakeNetwork, decode, encode, passTime, send, texts } from './fakeNetwork.testing';
+import {
+  createFakeNetwork,
+  decode,
+  encode,
+  passTime,
+  send,
+  sendPayload,
+  texts,
+} from './fakeNetwork.testing';
 import { createDirectory } from './directory';
 import { MAX_WAITING } from './inbound';
 import { KEY_ANSWER_EVERY_MS, createOutbound } from './outbound';
@@ -145,20 +153,7 @@ describe('e2ee over a fake server', () => {
     const spare = createMemoryStore();
     for (let i = 0; i < MAX_INBOUND_SENDER_KEYS; i++) {
       const distribution = await rotateOutboundSenderKey(spare, 'g');
-      const share = encodeDevicePayload({ type: 'sender-key', conversationId: 'g', distribution });
-      const sealed = await encryptToDevice(a.e2ee.store, addressOf('bob', b.deviceId), share);
-      await a.transport.sendToDevices(
-        [
-          {
-            userId: 'bob',
-            deviceId: b.deviceId,
-            contentType: E2EE_DEVICE_CONTENT_TYPE,
-            ciphertext: bytesToBase64(sealed),
-          },
-        ],
-        false,
-        'g',
-      );
+      await sendPayload(a, b, { type: 'sender-key', conversationId: 'g', distribution });
     }
     await net.settled();
     const current = keyIdOf((await send(a, 'g', 'probe')).ciphertext);
@@ -461,25 +456,12 @@ describe('e2ee over a fake server', () => {
     for (let i = 0; i < 5; i++) await encryptGroup(a.e2ee.store, 'g', encode('unseen'));
     // Alice (the chain's owner) pushes Bob past five messages he may still be about to read.
     const { distribution } = await outboundSenderKey(a.e2ee.store, 'g');
-    const share = encodeDevicePayload({
+    await sendPayload(a, b, {
       type: 'sender-key',
       conversationId: 'g',
       distribution,
       forward: true,
     });
-    const ciphertext = await encryptToDevice(a.e2ee.store, addressOf('bob', b.deviceId), share);
-    await a.transport.sendToDevices(
-      [
-        {
-          userId: 'bob',
-          deviceId: b.deviceId,
-          contentType: E2EE_DEVICE_CONTENT_TYPE,
-          ciphertext: bytesToBase64(ciphertext),
-        },
-      ],
-      false,
-      'g',
-    );
     await net.settled();
     const key = await b.e2ee.store.getInboundSenderKey(
       'g',

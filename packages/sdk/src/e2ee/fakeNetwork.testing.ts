@@ -3,14 +3,21 @@
  * members, envelopes (with the DEVICES_CHANGED check) and messages, delivered to each device's
  * sync handler one event at a time, in order.
  */
+import { encryptToDevice } from '@mvp/crypto';
 import { TRPCClientError } from '@trpc/client';
 import { vi } from 'vitest';
-import { base64ToBytes as base64 } from '../base64';
+import { base64ToBytes as base64, bytesToBase64 } from '../base64';
 import type { Envelope, Message, SyncEvent } from '../messaging';
 import type { MvpOutbox, OutboxItem } from '../outboxTypes';
 import type { MvpSync } from '../syncTypes';
 import { createE2ee, type E2eeOptions, type MvpE2ee } from './e2ee';
 import type { DecryptedMessage, UndecryptableMessage } from './inbound';
+import {
+  E2EE_DEVICE_CONTENT_TYPE,
+  addressOf,
+  encodeDevicePayload,
+  type DevicePayload,
+} from './payloads';
 import type {
   ClaimedDevice,
   DeviceRef,
@@ -59,6 +66,32 @@ export async function send(d: FakeDevice, conversationId: string, text: string) 
     body: encode(text),
   });
   return handle.result;
+}
+
+/**
+ * Sends a device payload from one device to another over their pairwise session, stamped with
+ * `conversationId`: what the SDK sends (key shares, requests, resends), or a forgery of it.
+ */
+export async function sendPayload(
+  from: FakeDevice,
+  to: FakeDevice,
+  payload: DevicePayload,
+  conversationId = 'g',
+) {
+  const address = addressOf(to.userId, to.deviceId);
+  const bytes = await encryptToDevice(from.e2ee.store, address, encodeDevicePayload(payload));
+  await from.transport.sendToDevices(
+    [
+      {
+        userId: to.userId,
+        deviceId: to.deviceId,
+        contentType: E2EE_DEVICE_CONTENT_TYPE,
+        ciphertext: bytesToBase64(bytes),
+      },
+    ],
+    false,
+    conversationId,
+  );
 }
 
 export function createFakeNetwork() {

@@ -1,4 +1,4 @@
-import { CryptoError, encryptToDevice, parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
+import { CryptoError, parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bytesToBase64 } from '../base64';
 import type { ExpiredMessage } from '../expiry';
@@ -9,6 +9,7 @@ import {
   encode,
   passTime,
   send,
+  sendPayload,
   texts,
   type FakeDevice,
 } from './fakeNetwork.testing';
@@ -16,11 +17,8 @@ import { ANSWERS_PER_USER_PER_MINUTE, KEY_ANSWER_EVERY_MS } from './outbound';
 import {
   E2EE_DEVICE_CONTENT_TYPE,
   MAX_RESEND_ITERATIONS,
-  type DevicePayload,
-  addressOf,
   decodeDevicePayload,
   encodeContent,
-  encodeDevicePayload,
 } from './payloads';
 import {
   RESEND_MAX_CONTENT_BYTES,
@@ -40,6 +38,40 @@ const lateOf = (d: FakeDevice) =>
   d.read.filter((m) => m.late).map((m) => [decode(m.body), m.message.id]);
 
 afterEach(() => vi.restoreAllMocks()); // `passTime`
+
+/**
+ * Alice (whose send log persists in a map), Bob and Carol in `g`, and Alice's key shares to Bob
+ * lost on their way.
+ */
+async function withSendLogAndLostShare() {
+  const { store: sendLog, keys } = memoryLogStore();
+  const net = createFakeNetwork();
+  const a = await net.device('alice', undefined, undefined, { sendLog });
+  const b = await net.device('bob');
+  await net.device('carol');
+  net.members('g', ['alice', 'bob', 'carol']);
+  net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+  return { net, a, b, sendLog, keys };
+}
+
+/**
+ * Carol leaves `g`, so Alice's next send (from `alice`) is under a new key, and the key Bob
+ * lost is gone; Bob's app asks for `missed` again, which brings its content if Alice has it.
+ */
+async function askAgainOnceCarolLeft(
+  net: ReturnType<typeof createFakeNetwork>,
+  alice: FakeDevice,
+  bob: FakeDevice,
+  missed: Message,
+) {
+  net.lose(() => true);
+  net.members('g', ['alice', 'bob']);
+  await send(alice, 'g', 'after');
+  await net.settled();
+  passTime(KEY_ANSWER_EVERY_MS);
+  expect(await bob.e2ee.retry(missed)).toBe(false);
+  await net.settled();
+}
 
 describe('messages sent again as content (retry receipts)', () => {
   it('a message under a key its sender replaced since is asked for and read late', async () => {
@@ -134,7 +166,7 @@ describe('messages sent again as content (retry receipts)', () => {
     ]);
     net.lose(() => true);
     // Carol, another member, sends Bob "the content" of Alice's message.
-    const forged = encodeDevicePayload({
+    await sendPayload(c, b, {
       type: 'resend',
       conversationId: 'g',
       ...placeOf(lost),
@@ -143,19 +175,6 @@ describe('messages sent again as content (retry receipts)', () => {
       editedAt: null,
       content: encodeContent({ contentType: 'text/plain', body: encode('forged') }),
     });
-    const bob = addressOf('bob', b.deviceId);
-    await c.transport.sendToDevices(
-      [
-        {
-          userId: 'bob',
-          deviceId: b.deviceId,
-          contentType: E2EE_DEVICE_CONTENT_TYPE,
-          ciphertext: bytesToBase64(await encryptToDevice(c.e2ee.store, bob, forged)),
-        },
-      ],
-      false,
-      'g',
-    );
     await net.settled();
     expect(texts(b)).toEqual(['carol was here', 'next']);
     // Alice's own answer, when his app asks again, is read.
@@ -163,24 +182,6 @@ describe('messages sent again as content (retry receipts)', () => {
     await net.settled();
     expect(lateOf(b)).toEqual([['the real text', lost.id]]);
   });
-
-  /** Sends a device payload from one device to another over their session, stamped with `g`. */
-  const sendPayload = async (from: FakeDevice, to: FakeDevice, payload: DevicePayload) => {
-    const address = addressOf(to.userId, to.deviceId);
-    const bytes = await encryptToDevice(from.e2ee.store, address, encodeDevicePayload(payload));
-    await from.transport.sendToDevices(
-      [
-        {
-          userId: to.userId,
-          deviceId: to.deviceId,
-          contentType: E2EE_DEVICE_CONTENT_TYPE,
-          ciphertext: bytesToBase64(bytes),
-        },
-      ],
-      false,
-      'g',
-    );
-  };
 
   it('is not sent to a device added to a member after the send', async () => {
     const net = createFakeNetwork();
@@ -386,47 +387,24 @@ describe('messages sent again as content (retry receipts)', () => {
   });
 
   it('is answered after the sender restarts, from the send log the app persists', async () => {
-    const records = new Map<string, string>();
-    const sendLog: SendLogStore = {
-      load: () => [...records].map(([key, value]) => ({ key, value })),
-      save: (key, value) => void records.set(key, value),
-      remove: (key) => void records.delete(key),
-    };
-    const net = createFakeNetwork();
-    const a = await net.device('alice', undefined, undefined, { sendLog });
-    const b = await net.device('bob');
-    await net.device('carol');
-    net.members('g', ['alice', 'bob', 'carol']);
-    net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+    const { net, a, b, sendLog, keys } = await withSendLogAndLostShare();
     const missed = await send(a, 'g', 'before the restart');
     await net.settled();
     expect(b.unreadable).toEqual([{ message: missed, reason: 'missing_key' }]);
-    expect([...records.keys()].sort()).toEqual(['e.2', 'l.1']);
+    expect(keys()).toEqual(['e.2', 'l.1']);
 
     // Alice's app restarts with its stores; Carol leaves, so her next send is under a new key.
     const restarted = await net.device('alice', a.deviceId, undefined, {
       store: a.e2ee.store,
       sendLog,
     });
-    net.lose(() => true);
-    net.members('g', ['alice', 'bob']);
-    await send(restarted, 'g', 'after');
-    await net.settled();
-    passTime(KEY_ANSWER_EVERY_MS);
-    expect(await b.e2ee.retry(missed)).toBe(false);
-    await net.settled();
+    await askAgainOnceCarolLeft(net, restarted, b, missed);
     expect(lateOf(b)).toEqual([['before the restart', missed.id]]);
     expect([b.errors, restarted.errors]).toEqual([[], []]);
   });
 
   it('is answered for a send the outbox finished after the restart, from the entry queued before it', async () => {
-    const { store: sendLog } = memoryLogStore();
-    const net = createFakeNetwork();
-    const a = await net.device('alice', undefined, undefined, { sendLog });
-    const b = await net.device('bob');
-    await net.device('carol');
-    net.members('g', ['alice', 'bob', 'carol']);
-    net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+    const { net, a, b, sendLog } = await withSendLogAndLostShare();
     // The send's answer does not come before Alice's app restarts.
     net.holdAnswers(true);
     const handle = await a.e2ee.send('g', {
@@ -441,13 +419,7 @@ describe('messages sent again as content (retry receipts)', () => {
     // The restarted outbox sends it again and is answered.
     net.holdAnswers(false);
     const message = await handle.result;
-    net.lose(() => true);
-    net.members('g', ['alice', 'bob']);
-    await send(restarted, 'g', 'after');
-    await net.settled();
-    passTime(KEY_ANSWER_EVERY_MS);
-    expect(await b.e2ee.retry(message)).toBe(false);
-    await net.settled();
+    await askAgainOnceCarolLeft(net, restarted, b, message);
     expect(lateOf(b)).toEqual([['queued before the restart', message.id]]);
   });
 
