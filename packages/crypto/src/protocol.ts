@@ -217,9 +217,9 @@ export async function receiveSenderKey(
     : key.iteration > existing.iteration;
   if (!options.forward || !ahead || !equalBytes(key.signingKey, existing.signingKey))
     return existing;
-  const moved = existing.retired
-    ? { ...key, receivedAt: Date.now() }
-    : { ...key, skipped: existing.skipped, receivedAt: existing.receivedAt };
+  // Back as the newest, within the same bound as a new key (a member cannot revive them all).
+  if (existing.retired) return storeNewSenderKey(store, conversationId, sender, keyId, key);
+  const moved = { ...key, skipped: existing.skipped, receivedAt: existing.receivedAt };
   await store.putInboundSenderKey(conversationId, sender, keyId, moved);
   return moved;
 }
@@ -247,6 +247,7 @@ async function storeNewSenderKey(
 ): Promise<InboundSenderKey> {
   const held: [string, InboundSenderKey][] = [];
   for (const id of (await store.inboundSenderKeyIds?.(conversationId, sender)) ?? []) {
+    if (id === keyId) continue; // a retired key coming back: replaced below
     try {
       const other = await store.getInboundSenderKey(conversationId, sender, id);
       if (other) held.push([id, other]);

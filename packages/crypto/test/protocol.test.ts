@@ -253,6 +253,14 @@ describe('store-driven groups', () => {
     expect(await state(first)).toBe(true); // not without `forward`
     await receiveSenderKey(bob, conversation, 'alice:1', now, { forward: true });
     expect(await state(first)).toBe(false);
+    // Back as the newest, within the bound: the oldest of the others is retired for it.
+    expect(await Promise.all(later.map((d) => state(d)))).toEqual([
+      true,
+      false,
+      false,
+      false,
+      false,
+    ]);
     const next = await encryptGroup(alice, conversation, text('still hers'));
     expect(str(await decryptGroup(bob, conversation, 'alice:1', next))).toBe('still hers');
     expect(await rejects(decryptGroup(bob, conversation, 'alice:1', read))).toBe(

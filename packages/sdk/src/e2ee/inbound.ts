@@ -86,11 +86,6 @@ type Outcome =
       reason: UndecryptableReason;
       /** For `missing_key`: the key and the device (of the sender's) that holds it. */
       missing?: Missing;
-      /**
-       * The key was here and that place in the chain already used: a copy of a message read
-       * before (a replay), not one to ask its sender for.
-       */
-      duplicate?: true;
     };
 
 const RECENT_LIMIT = 500;
@@ -234,16 +229,21 @@ export function createInbound(deps: {
    */
   const read = new Set<string>();
   const noteRead = (conversationId: string, place: Place) => {
-    read.add(placeKey(conversationId, place));
+    const key = placeKey(conversationId, place);
+    read.add(key);
     if (read.size > MAX_READ_PLACES) read.delete(read.values().next().value!);
+    unclaimed.delete(key); // read: no content for that place is delivered again
   };
   const wasRead = (message: Message) => {
     const place = placeOf(message);
     return place !== undefined && read.has(placeKey(message.conversationId, place));
   };
-  /** Worth asking its sender for: not a copy of something this device read. */
+  /**
+   * Worth asking its sender for: not a copy of something this device read (a replay, or one
+   * the server changed a bit of so that it fails otherwise).
+   */
   const askable = (message: Message, outcome: Outcome) =>
-    !outcome.ok && !outcome.missing && !(outcome.duplicate && wasRead(message));
+    !outcome.ok && !outcome.missing && !wasRead(message);
 
   const remembered = (message: Message) => {
     const known = recent.get(versionOf(message));
@@ -297,8 +297,7 @@ export function createInbound(deps: {
         return { ok: false, reason: 'missing_key', missing };
       if (isCryptoError(error, 'TOO_MANY_SKIPPED') && missing !== undefined)
         return { ok: false, reason: 'missing_key', missing: { ...missing, behind: true } };
-      if (isCryptoError(error, 'DUPLICATE_MESSAGE'))
-        return { ok: false, reason: 'decrypt_failed', duplicate: true };
+      if (isCryptoError(error, 'DUPLICATE_MESSAGE')) return { ok: false, reason: 'decrypt_failed' };
       return { ok: false, reason: 'decrypt_failed' };
     }
   }
@@ -402,7 +401,14 @@ export function createInbound(deps: {
       if (asked.length > MAX_SHOWN_PER_PLACE) asked.shift();
       resendAsked.delete(key); // newest last, so the bound below gives up the oldest
       resendAsked.set(key, asked);
-      while (resendAsked.size > MAX_WAITING) resendAsked.delete(resendAsked.keys().next().value!);
+      // At most MAX_WAITING messages in all (the server chooses how many it shows per place).
+      let total = 0;
+      for (const list of resendAsked.values()) total += list.length;
+      for (const [oldest, list] of resendAsked) {
+        if (total <= MAX_WAITING) break;
+        resendAsked.delete(oldest);
+        total -= list.length;
+      }
       if (before && !force) continue;
       const { sender, keyId } = place;
       const group = `${message.conversationId}\n${addressOf(sender.userId, sender.deviceId)}\n${keyId}`;
@@ -467,7 +473,8 @@ export function createInbound(deps: {
     message: Message,
     payload: Extract<DevicePayload, { type: 'resend' }>,
   ) {
-    if (remembered(message)) return; // read meanwhile (its key came after all)
+    // Read meanwhile (its key came after all), or a place this device has read: never twice.
+    if (remembered(message) || wasRead(message)) return;
     let content;
     try {
       content = decodeContent(payload.content);
@@ -477,6 +484,8 @@ export function createInbound(deps: {
     }
     const outcome = { ok: true as const, ...content };
     remember(message, outcome);
+    const place = placeOf(message);
+    if (place) noteRead(message.conversationId, place);
     await deliver(message, outcome, true);
   }
 

@@ -50,7 +50,7 @@ export const RESEND_ANSWER_EVERY_MS = 10 * 60 * 1000;
 const MAX_ANSWERED = 10_000;
 /**
  * A key request from one device for one key is answered once in this long (taken when it
- * comes, given back if nothing went): each answer costs this account a call of its send
+ * comes, given back if no call was made): each answer costs this account a call of its send
  * budget, so a member's flood must not spend it all, and an answer lost on its way is asked
  * for again by the app's `retry` a few seconds later.
  */
@@ -178,6 +178,7 @@ export function createOutbound(deps: {
   };
   /** Answers to each user's devices in the current minute (`ANSWERS_PER_USER_PER_MINUTE`). */
   const answersTo = new Map<string, { since: number; count: number }>();
+  /** The minute's count the answer was taken from, or undefined when none is left. */
   const spendAnswer = (userId: string) => {
     const now = Date.now();
     let spent = answersTo.get(userId);
@@ -186,15 +187,17 @@ export function createOutbound(deps: {
       answersTo.set(userId, (spent = { since: now, count: 0 }));
       if (answersTo.size > MAX_ANSWERED) answersTo.delete(answersTo.keys().next().value!);
     }
-    if (spent.count >= ANSWERS_PER_USER_PER_MINUTE) return false;
+    if (spent.count >= ANSWERS_PER_USER_PER_MINUTE) return undefined;
     spent.count++;
-    return true;
+    return spent;
   };
-  /** Gives back an answer that did not go (the asker's retry is answered). */
-  const refundAnswer = (userId: string) => {
-    const spent = answersTo.get(userId);
-    if (spent && spent.count > 0) spent.count--;
-  };
+  /**
+   * Gives back an answer that never reached the server (no device to answer, the key changed):
+   * to the minute it was taken from. Once a call was made it counts, whatever it answered, as
+   * the server counted it (a member whose full queue refuses every answer spends nothing more).
+   */
+  const refundAnswer = (spent: { count: number }) =>
+    void (spent.count = Math.max(0, spent.count - 1));
 
   /**
    * A device as listed, with its identity key: a device id the server republishes with other
@@ -415,10 +418,7 @@ export function createOutbound(deps: {
         );
       }
       if (payloads.length === 0 || !spendAnswer(from.userId)) return 0;
-      if (!(await sendTo(conversationId, from, device, payloads))) {
-        refundAnswer(from.userId);
-        return 0;
-      }
+      if (!(await sendTo(conversationId, from, device, payloads))) return 0;
       markAnswered(asked);
       return payloads.length;
     });
@@ -490,9 +490,13 @@ export function createOutbound(deps: {
       const address = addressOf(from.userId, from.deviceId);
       const asking = `key\n${address}\n${conversationId}\n${keyId}`;
       // Taken before any wait: identical requests that come together get one answer.
-      if (answeredLately(asking, KEY_ANSWER_EVERY_MS) || !spendAnswer(from.userId)) return false;
+      if (answeredLately(asking, KEY_ANSWER_EVERY_MS)) return false;
+      const spent = spendAnswer(from.userId);
+      if (!spent) return false;
       markAnswered([asking]);
       let went = false;
+      /** Whether a call to the server was made: from then on the answer counts, sent or not. */
+      let called = false;
       try {
         // Looked up outside the lane: my own sends in this conversation do not wait for it.
         const device = await currentDevice(conversationId, from);
@@ -514,6 +518,7 @@ export function createOutbound(deps: {
             distribution,
             ...(behind ? { forward: true as const } : {}),
           };
+          called = true;
           if (!(await sendTo(conversationId, from, device, [encodeDevicePayload(payload)])))
             return false;
           audience?.devices.add(address);
@@ -523,12 +528,13 @@ export function createOutbound(deps: {
         // A key I replaced (someone left): it is not for them any more, but what they could
         // not read under it may still be, message by message (outside the lane).
         const gone = encodeDevicePayload({ type: 'key-gone', conversationId, keyId });
+        called = true;
         went = await sendTo(conversationId, from, device, [gone]);
         return false;
       } finally {
-        if (!went) {
+        if (!went && !called) {
           answered.delete(asking); // nothing went: the asker's retry is answered
-          refundAnswer(from.userId);
+          refundAnswer(spent);
         }
       }
     },

@@ -180,6 +180,7 @@ export function createSendLog(
     const sent = entries.get(key);
     if (!sent) return;
     entries.delete(key);
+    deferred.delete(sent);
     bytes -= sent.content.length;
     if (sent.clientMessageId !== undefined && queuedEntries.get(sent.clientMessageId) === sent)
       queuedEntries.delete(sent.clientMessageId);
@@ -210,9 +211,19 @@ export function createSendLog(
   /** Saves under the record's key, chosen at its first save. */
   const save = (record: Record, prefix: string, value: () => string) =>
     write((to) => to.save((record.key ??= `${prefix}${nextRecord++}`), value()));
+  /**
+   * Entries to save once the store is loaded: nothing is queued for it before, so a load that
+   * never ends holds no more than the log itself.
+   */
+  const deferred = new Set<Sent>();
+  let storeLoaded = store === undefined;
   /** Saves an entry (again, once its answer came), and its list at its first. */
   const persist = (sent: Sent) => {
     if (sent.content.length > RESEND_MAX_CONTENT_BYTES) return; // never resent: not kept
+    if (!storeLoaded) {
+      deferred.add(sent);
+      return;
+    }
     const list = listOf.get(sent)!;
     let record = recordOf.get(sent);
     if (!record) {
@@ -320,11 +331,16 @@ export function createSendLog(
     }
     for (const [key, sent] of newer) entries.set(key, sent);
     bound();
+    storeLoaded = true;
+    for (const sent of entries.values()) if (deferred.has(sent)) persist(sent);
+    deferred.clear();
   }
 
   const ready = store
     ? load(store).catch((error: unknown) => {
         writable = false;
+        storeLoaded = true;
+        deferred.clear();
         report(error); // the log still works, in memory
       })
     : Promise.resolve();
@@ -340,7 +356,8 @@ export function createSendLog(
           void ready.then(() => clearTimeout(timer));
         }),
       ]),
-    written: () => writes,
+    // After the load: what waited for it is queued then.
+    written: () => ready.then(() => writes),
     record(conversationId, keyId, iteration, content, devices) {
       dropExpired(); // a day's plaintext at most, also while nobody asks
       const last = lists.get(conversationId);
