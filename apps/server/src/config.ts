@@ -57,7 +57,6 @@ export type ServerConfig = {
     /** `GET`/`HEAD /avatars/…`, across instances. */
     avatarGetIp: { points: number; durationSeconds: number };
     /** Counted per instance, as `/readyz`: the same probes reach every instance. */
-    healthzIp: { points: number; durationSeconds: number };
     /** `/openapi.json`, `/.well-known/jwks.json` and `/docs…` together, across instances. */
     publicDocsIp: { points: number; durationSeconds: number };
   };
@@ -158,7 +157,6 @@ export function configFromEnv(env: Env): ServerConfig {
     httpLimits: {
       readyzIp: env.MVP_LIMIT_READYZ_IP,
       avatarGetIp: env.MVP_LIMIT_AVATAR_GET_IP,
-      healthzIp: env.MVP_LIMIT_HEALTHZ_IP,
       publicDocsIp: env.MVP_LIMIT_PUBLIC_DOCS_IP,
     },
     shutdownTimeoutMs: env.MVP_SHUTDOWN_TIMEOUT_MS,

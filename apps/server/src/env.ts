@@ -105,7 +105,6 @@ export const envSchema = {
   // Routes outside tRPC, whose procedure budget above they do not spend.
   MVP_LIMIT_READYZ_IP: limit.default({ points: 120, durationSeconds: 60 }),
   MVP_LIMIT_AVATAR_GET_IP: limit.default({ points: 600, durationSeconds: 60 }),
-  MVP_LIMIT_HEALTHZ_IP: limit.default({ points: 300, durationSeconds: 60 }),
   MVP_LIMIT_PUBLIC_DOCS_IP: limit.default({ points: 300, durationSeconds: 60 }),
   MVP_SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
   MVP_LOG_LEVEL: z

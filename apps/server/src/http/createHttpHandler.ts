@@ -92,11 +92,6 @@ export function createHttpHandler(deps: HttpDeps) {
   // not wait on the Redis it is reporting on.
   const probeLimiter = createMemoryRateLimiter();
   const readyzLimit = { name: 'readyz-ip', ...config.httpLimits.readyzIp };
-  // In process too, for the same reasons. No exemption for loopback or the proxies: trusted
-  // proxies are a hop count, not addresses, so the balancer cannot be told from anyone else who
-  // reaches the port, and behind a proxy on the same host every caller is loopback. Probes come
-  // every few seconds, far inside the budget.
-  const healthzLimit = { name: 'healthz-ip', ...config.httpLimits.healthzIp };
   // Production without a token: no route at all, rather than every metric open to whoever finds
   // the port (compose publishes it).
   const metricsServed = config.metricsToken !== undefined || config.nodeEnv !== 'production';
@@ -155,9 +150,11 @@ export function createHttpHandler(deps: HttpDeps) {
   });
 
   const routes: Record<string, Handler> = {
-    '/healthz': limited(probeLimiter, healthzLimit, async (_req, res) =>
-      sendJson(res, 200, { status: 'ok' }),
-    ),
+    // Not limited: a constant answer with no I/O, which the load balancer and Docker's health
+    // check must always get. A budget per address would let anyone who can name their address
+    // (X-Forwarded-For behind a trusted proxy, or all traffic as loopback behind a sidecar)
+    // spend it and have the instance taken out of service.
+    '/healthz': async (_req, res) => sendJson(res, 200, { status: 'ok' }),
     '/readyz': limited(probeLimiter, readyzLimit, async (_req, res) => {
       const checks = await infra.checkReady(2_000);
       const ready = !deps.isStopping() && Object.values(checks).every(Boolean);
