@@ -65,6 +65,13 @@ const readHeads = preparedPerLength((db, ...userIds: string[]) =>
 );
 
 const EVENT_COLUMNS = ['user_id', 'seq', 'device_id', 'type', 'payload', 'created_at'] as const;
+/**
+ * Streams per UPDATE (three parameters each at most) and rows per INSERT (six each): a batch of
+ * receipts over a hundred big groups stays far below SQLite's variable limit and MariaDB's
+ * 16 MiB packet, where one statement for all of it did not.
+ */
+const USERS_PER_STATEMENT = 2000;
+const ROWS_PER_INSERT = 1000;
 
 /** Rows as flat values, EVENT_COLUMNS.length per row, in that order. */
 const insertEventRows = preparedPerLength((db, ...values: unknown[]) => {
@@ -99,10 +106,17 @@ export async function appendEvents(
   // UPDATE … RETURNING).
   const userIds = [...counts.keys()].sort();
   const [by] = counts.values();
-  if (new Set(counts.values()).size === 1) await bumpStreams(userIds.length)(trx, by!, ...userIds);
-  else await bumpStreamsBy(trx, counts);
-  const { rows } = await readHeads(userIds.length)(trx, ...userIds);
-  const last = new Map(rows.map((r) => [r.user_id, Number(r.last_seq)]));
+  const same = new Set(counts.values()).size === 1;
+  const last = new Map<string, number>();
+  // Sorted chunks keep the lock order; one chunk (one UPDATE, one read) almost always.
+  for (let i = 0; i < userIds.length; i += USERS_PER_STATEMENT) {
+    const chunk =
+      userIds.length <= USERS_PER_STATEMENT ? userIds : userIds.slice(i, i + USERS_PER_STATEMENT);
+    if (same) await bumpStreams(chunk.length)(trx, by!, ...chunk);
+    else await bumpStreamsBy(trx, new Map(chunk.map((userId) => [userId, counts.get(userId)!])));
+    const { rows } = await readHeads(chunk.length)(trx, ...chunk);
+    for (const row of rows) last.set(row.user_id, Number(row.last_seq));
+  }
   const next = new Map([...last].map(([userId, seq]) => [userId, seq - counts.get(userId)! + 1]));
   const values: unknown[] = [];
   for (const { userId, deviceId, event } of entries) {
@@ -112,8 +126,11 @@ export async function appendEvents(
     next.set(userId, seq + 1);
     values.push(userId, seq, deviceId ?? null, event.type, JSON.stringify(event.payload), now);
   }
-  if (values.length > 0)
-    await insertEventRows(values.length / EVENT_COLUMNS.length)(trx, ...values);
+  const perInsert = ROWS_PER_INSERT * EVENT_COLUMNS.length;
+  for (let i = 0; i < values.length; i += perInsert) {
+    const part = values.length <= perInsert ? values : values.slice(i, i + perInsert);
+    await insertEventRows(part.length / EVENT_COLUMNS.length)(trx, ...part);
+  }
   return last;
 }
 
