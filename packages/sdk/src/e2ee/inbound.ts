@@ -297,7 +297,7 @@ export function createInbound(deps: {
         return { ok: false, reason: 'missing_key', missing };
       if (isCryptoError(error, 'TOO_MANY_SKIPPED') && missing !== undefined)
         return { ok: false, reason: 'missing_key', missing: { ...missing, behind: true } };
-      if (isCryptoError(error, 'DUPLICATE_MESSAGE')) return { ok: false, reason: 'decrypt_failed' };
+      // Anything else (a place used: a replay; bytes that fail) is asked for unless read here.
       return { ok: false, reason: 'decrypt_failed' };
     }
   }

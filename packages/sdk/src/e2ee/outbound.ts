@@ -58,7 +58,8 @@ export const KEY_ANSWER_EVERY_MS = 10 * 1000;
 /**
  * Answers (key shares, key-gone, resends) to one member's devices, all together, per minute.
  * Each costs this account's send budget, and the throttles above are per asking device: a
- * member with many devices could otherwise spend it all. Past it, the askers retry later.
+ * member with many devices could otherwise spend it all. Past it a request gets no answer
+ * (the asking app's `retry` asks again).
  * A small counter of its own: the SDK runs in browsers and React Native, where the server's
  * limiter library does not.
  */
