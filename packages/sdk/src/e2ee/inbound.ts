@@ -439,7 +439,7 @@ export function createInbound(deps: {
     const { conversationId, keyId, iteration } = payload;
     const key = placeKey(conversationId, { sender: from, keyId, iteration });
     const asked = resendAsked.get(key);
-    if (!asked) return; // never asked for
+    if (!asked || read.has(key)) return; // never asked for, or read here since
     // Only for the very message (and version) asked: one the server copied elsewhere, an
     // edit moved to another message, or an older edit shown as current, does not get it.
     const message = asked.find((m) => sameVersion(m, payload));
@@ -464,29 +464,32 @@ export function createInbound(deps: {
     const answered = unclaimed.get(key);
     if (!answered || !sameVersion(message, answered)) return false;
     unclaimed.delete(key);
-    await deliverResent(message, answered);
-    return true;
+    return deliverResent(message, answered);
   }
 
-  /** The content a resend carried, delivered late as `message` (which it names exactly). */
+  /**
+   * The content a resend carried, delivered late as `message` (which it names exactly); false
+   * when it is not delivered.
+   */
   async function deliverResent(
     message: Message,
     payload: Extract<DevicePayload, { type: 'resend' }>,
-  ) {
+  ): Promise<boolean> {
     // Read meanwhile (its key came after all), or a place this device has read: never twice.
-    if (remembered(message) || wasRead(message)) return;
+    if (remembered(message) || wasRead(message)) return false;
     let content;
     try {
       content = decodeContent(payload.content);
     } catch (error) {
       deps.report(error);
-      return;
+      return false;
     }
     const outcome = { ok: true as const, ...content };
     remember(message, outcome);
     const place = placeOf(message);
     if (place) noteRead(message.conversationId, place);
     await deliver(message, outcome, true);
+    return true;
   }
 
   function wait(message: Message, missing: Missing, force: boolean) {
@@ -709,7 +712,7 @@ export function createInbound(deps: {
         return true;
       }
       if (outcome.missing) wait(message, outcome.missing, true);
-      else askResendInBackground([message], true);
+      else if (!wasRead(message)) askResendInBackground([message], true);
       return false;
     },
 

@@ -545,8 +545,12 @@ export function createOutbound(deps: {
     forgetSent: (conversationId, seqs) => sendLog.forget(conversationId, seqs),
 
     sentLater(clientMessageId, conversationId, message) {
-      const sent = sendLog.queuedAs(clientMessageId);
-      if (sent && sendLog.placeOf(sent).conversationId === conversationId) stored(sent, message);
+      // After the load: the outbox may finish a send from before a restart while the log's
+      // store is still loading the entry it was queued as (it settles on failure too).
+      void sendLog.ready.then(() => {
+        const sent = sendLog.queuedAs(clientMessageId);
+        if (sent && sendLog.placeOf(sent).conversationId === conversationId) stored(sent, message);
+      });
     },
   };
 }

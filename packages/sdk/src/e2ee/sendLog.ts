@@ -282,10 +282,17 @@ export function createSendLog(
       if (key.startsWith('l.')) continue;
       const entry = readEntry(value);
       if (entry) seen(entry.list);
+      let content: Uint8Array | undefined;
+      try {
+        content = entry && base64ToBytes(entry.content);
+      } catch {
+        content = undefined; // not base64: unreadable, removed like the others
+      }
       const list = entry && loaded.get(entry.list);
       // Also what was deleted or expired, here or meanwhile (told while this load ran).
       if (
         !entry ||
+        !content ||
         !list ||
         now() - entry.at > SEND_LOG_MAX_AGE_MS ||
         gone(entry.conversationId, entry.message)
@@ -295,7 +302,7 @@ export function createSendLog(
       }
       list.entries++;
       const sent: Sent = {
-        content: base64ToBytes(entry.content),
+        content,
         devices: list.devices,
         at: entry.at,
         ...(entry.message ? { message: entry.message } : {}),
