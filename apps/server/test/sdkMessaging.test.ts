@@ -266,6 +266,25 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     await bobLive.unreadReaches(chat, 0);
   });
 
+  it('a cold start with a tombstone among the unread still counts a later deletion exactly', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const [a, b] = [sdkFor(alice), sdkFor(bob)];
+    const chat = await directChat(a, bob);
+    for (const body of ['1', '2', '3']) await a.outbox.send(chat, plain(body)).result;
+    await a.messaging.messages.delete(chat, 2);
+
+    // The snapshot counts 1 and 3; only its list says 2 is not one of them.
+    const bobLive = await live(b);
+    expect(
+      bobLive.snapshots[0]?.conversations.find((c) => c.conversation.id === chat),
+    ).toMatchObject({ unread: 2, unreadSeqs: [1, 3] });
+    expect(b.sync.unread(chat)).toBe(2);
+    await a.messaging.messages.delete(chat, 1);
+    await bobLive.unreadReaches(chat, 1);
+    await a.messaging.messages.delete(chat, 3);
+    await bobLive.unreadReaches(chat, 0);
+  });
+
   it('a disappearing message goes at its time on a device whose stream is stopped, and from history', async () => {
     // The test server runs no expiry loop and nobody runs the jobs: only the SDK's own timer
     // can remove these.

@@ -342,6 +342,11 @@ export const ZSnapshot = z.object({
       conversation: ZConversation,
       lastMessage: ZMessage.nullable(),
       unread: z.number().int(),
+      /**
+       * The seqs `unread` counts, oldest first, while there are at most 100 of them (null past
+       * that): a message removed later lowers the count exactly when it is one of them.
+       */
+      unreadSeqs: z.array(ZSeq).nullable(),
       readSeq: ZSeq,
       deliveredSeq: ZSeq,
     }),

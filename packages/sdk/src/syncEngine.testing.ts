@@ -67,6 +67,7 @@ export function snapshotOf(
       } as Snapshot['conversations'][number]['conversation'],
       lastMessage: null,
       unread: c.unread,
+      unreadSeqs: null,
       readSeq: c.readSeq,
       deliveredSeq: c.readSeq,
     })),

@@ -7,7 +7,14 @@ const ME = 'me';
 /** Fixtures carry only the fields the tracker reads. */
 const wire = <T>(value: object): T => value as T;
 
-type Entry = { lastSeq: number; unread: number; readSeq: number; lastDeleted?: boolean };
+type Entry = {
+  lastSeq: number;
+  unread: number;
+  readSeq: number;
+  lastDeleted?: boolean;
+  /** The seqs the snapshot lists (it does up to 100); absent: a count only. */
+  listed?: number[];
+};
 
 function snapshotOf(cursor: string, conversations: Record<string, Entry>): Snapshot {
   return wire<Snapshot>({
@@ -19,6 +26,7 @@ function snapshotOf(cursor: string, conversations: Record<string, Entry>): Snaps
           ? { seq: c.lastSeq, senderId: 'other', deletedAt: c.lastDeleted ? 'then' : null }
           : null,
       unread: c.unread,
+      unreadSeqs: c.listed ?? null,
       readSeq: c.readSeq,
       deliveredSeq: c.readSeq,
     })),
@@ -139,5 +147,42 @@ describe('unread counts', () => {
     expect(unread.get('c1')).toBe(2);
     unread.apply(receipt(5), '11');
     expect(unread.get('c1')).toBe(1);
+  });
+
+  describe('with the seqs the snapshot counted listed', () => {
+    it('a removal lowers the count exactly when it was counted', () => {
+      // 1..3 from others, 2 deleted for everyone: the snapshot counts 1 and 3 and says so.
+      const t = tracker({ lastSeq: 3, unread: 2, readSeq: 0, listed: [1, 3] });
+      expect(t.apply(removed([2]))).toBe(2);
+      expect(t.apply(removed([1]))).toBe(1); // a count alone could only err high here
+      expect(t.apply(message('message.updated', 3, true), removed([3]))).toBe(0);
+    });
+
+    it('reading, new messages and removals after the snapshot stay exact', () => {
+      const t = tracker({ lastSeq: 5, unread: 3, readSeq: 0, listed: [1, 3, 5] });
+      expect(t.apply(receipt(3))).toBe(1);
+      expect(t.apply(message('message.new', 6))).toBe(2);
+      expect(t.apply(removed([6]), removed([4]))).toBe(1);
+      expect(t.apply(receipt(6))).toBe(0);
+    });
+
+    it('a seq known gone before a new snapshot listed it does not count', () => {
+      const t = tracker({ lastSeq: 3, unread: 3, readSeq: 0, listed: [1, 2, 3] });
+      // Expired on this device (no stream id) before the server purged it.
+      t.unread.apply(removed([2]));
+      t.unread.reset(
+        snapshotOf('20', { c1: { lastSeq: 3, unread: 3, readSeq: 0, listed: [1, 2, 3] } }),
+      );
+      expect(t.unread.get('c1')).toBe(2);
+      // Its purge on the stream, later, changes nothing.
+      t.unread.apply(removed([2]), '21');
+      expect(t.unread.get('c1')).toBe(2);
+    });
+
+    it('a removal replayed from before the cursor changes nothing', () => {
+      const t = tracker({ lastSeq: 3, unread: 2, readSeq: 0, listed: [2, 3] });
+      t.unread.apply(removed([1]), '5');
+      expect(t.unread.get('c1')).toBe(2);
+    });
   });
 });

@@ -1,10 +1,11 @@
 import type { Snapshot, SyncEvent } from './messaging';
 
 /**
- * One conversation's unread state. The snapshot gives a count without saying which messages it
- * counts: `base` of the seqs in (`from`, `to`] (after my read position, up to its last seq),
- * leaving out those in `gone`, known deleted, hidden for me or expired. Messages from others
- * after `to` are kept by seq (`later`), so they are exact.
+ * One conversation's unread state. Messages known unread one by one are kept by seq (`counted`):
+ * those the snapshot lists (it does up to 100) and messages from others after it, so they are
+ * exact. A snapshot past its list gives a count without saying which messages it counts: `base`
+ * of the seqs in (`from`, `to`] (after my read position, up to its last seq), leaving out those in
+ * `gone`, known deleted, hidden for me or expired.
  *
  * Invariant: `base` <= the number of seqs of the range not known gone. A removal lowers `base`
  * only to keep that true, that is when every such seq was counted: then the removed one was
@@ -22,7 +23,8 @@ type State = {
   base: number;
   /** Seqs after `from` known gone for good; kept across a reconnect's new snapshot. */
   gone: Set<number>;
-  later: Set<number>;
+  /** Seqs known unread one by one (after `to`, or listed by the snapshot). */
+  counted: Set<number>;
 };
 
 function unsettled(s: State): number {
@@ -39,7 +41,7 @@ function fresh(readSeq: number, lastSeq: number): State {
     to: lastSeq,
     base: 0,
     gone: new Set(),
-    later: new Set(),
+    counted: new Set(),
   };
 }
 
@@ -47,7 +49,7 @@ function fresh(readSeq: number, lastSeq: number): State {
 function readUpTo(s: State, seq: number) {
   if (seq <= s.readSeq) return;
   s.readSeq = seq;
-  for (const later of s.later) if (later <= seq) s.later.delete(later);
+  for (const counted of s.counted) if (counted <= seq) s.counted.delete(counted);
   if (seq <= s.from) return;
   s.from = Math.min(seq, s.to);
   for (const gone of s.gone) if (gone <= s.from) s.gone.delete(gone);
@@ -57,10 +59,10 @@ function readUpTo(s: State, seq: number) {
 
 /** `seq` is gone (deleted for everyone, hidden for me, expired), now or before the snapshot. */
 function remove(s: State, seq: number) {
+  s.counted.delete(seq);
   if (seq <= s.from || s.gone.has(seq)) return;
   s.gone.add(seq);
-  if (seq > s.to) s.later.delete(seq);
-  else s.base = Math.min(s.base, unsettled(s));
+  if (seq <= s.to) s.base = Math.min(s.base, unsettled(s));
 }
 
 /**
@@ -81,7 +83,7 @@ export function createUnreadTracker(
 
   const update = (conversationId: string) => {
     const state = states.get(conversationId);
-    const next = state ? state.base + state.later.size : 0;
+    const next = state ? state.base + state.counted.size : 0;
     if (next === (counts.get(conversationId) ?? 0)) return;
     if (state) counts.set(conversationId, next);
     else counts.delete(conversationId);
@@ -127,11 +129,15 @@ export function createUnreadTracker(
       reflected = snapshot ? Number(snapshot.cursor) : null;
       for (const entry of snapshot?.conversations ?? []) {
         const state = fresh(entry.readSeq, entry.conversation.lastSeq);
+        // Listed: nothing is left to count by range (`base` stays 0), and `gone` still keeps what
+        // is removed for the next snapshot. Typed wide: a server from before lists none.
+        const listed: readonly number[] | null | undefined = entry.unreadSeqs;
+        for (const seq of listed ?? []) state.counted.add(seq);
         for (const seq of known.get(entry.conversation.id)?.gone ?? []) remove(state, seq);
         // The last message is the one seq whose state the snapshot shows.
         const last = entry.lastMessage;
         if (last && last.seq === state.to && last.deletedAt !== null) remove(state, last.seq);
-        state.base = Math.min(entry.unread, unsettled(state));
+        if (!listed) state.base = Math.min(entry.unread, unsettled(state));
         states.set(entry.conversation.id, state);
       }
       for (const id of new Set([...before, ...states.keys()])) update(id);
@@ -162,7 +168,7 @@ export function createUnreadTracker(
           if (senderId === me()) readUpTo(state, seq);
           // Known gone already (its disappearing timer ran out here before it came): not unread.
           else if (deletedAt === null && seq > state.readSeq && !state.gone.has(seq))
-            state.later.add(seq);
+            state.counted.add(seq);
           return update(conversationId);
         }
         case 'receipt': {

@@ -103,15 +103,36 @@ export function listMine(db: Db, userId: string) {
     .execute();
 }
 
+/** Unread seqs listed one by one in the snapshot up to this many per conversation. */
+export const UNREAD_SEQS_LISTED = 100;
+
 /**
  * Messages from others after my read position, per conversation. Tombstones and messages I
  * deleted for me do not count: my history does not show them, and the SDK's count drops them.
+ * Up to `UNREAD_SEQS_LISTED` they are also listed by seq (null past it): a count alone cannot say
+ * whether a message removed later was one it counted, a list can, so the SDK's count stays exact.
+ * One read: the count and the rank within the conversation ride on every row (window functions,
+ * MariaDB 10.2+, MySQL 8, SQLite 3.25+), and a conversation past the list keeps one row.
  */
-export async function unreadCounts(db: Db, userId: string): Promise<Map<string, number>> {
-  const rows = await db
+export async function unreadCounts(
+  db: Db,
+  userId: string,
+): Promise<Map<string, { count: number; seqs: number[] | null }>> {
+  const unread = db
     .selectFrom('conversation_members as m')
     .innerJoin('messages as msg', 'msg.conversation_id', 'm.conversation_id')
-    .select(['m.conversation_id', (eb) => eb.fn.countAll<number>().as('unread')])
+    .select((eb) => [
+      'm.conversation_id',
+      'msg.seq',
+      eb.fn
+        .countAll<number>()
+        .over((ob) => ob.partitionBy('m.conversation_id'))
+        .as('unread'),
+      eb.fn
+        .agg<number>('row_number')
+        .over((ob) => ob.partitionBy('m.conversation_id').orderBy('msg.seq'))
+        .as('rank'),
+    ])
     .where('m.user_id', '=', userId)
     .whereRef('msg.seq', '>', 'm.read_seq')
     .whereRef('msg.seq', '>', 'm.joined_seq')
@@ -128,8 +149,23 @@ export async function unreadCounts(db: Db, userId: string): Promise<Map<string, 
             .whereRef('h.seq', '=', 'msg.seq'),
         ),
       ),
-    )
-    .groupBy('m.conversation_id')
+    );
+  const rows = await db
+    .selectFrom(unread.as('u'))
+    .select(['u.conversation_id', 'u.seq', 'u.unread'])
+    .where((eb) => eb.or([eb('u.rank', '=', 1), eb('u.unread', '<=', UNREAD_SEQS_LISTED)]))
+    .orderBy('u.conversation_id')
+    .orderBy('u.seq')
     .execute();
-  return new Map(rows.map((r) => [r.conversation_id, Number(r.unread)]));
+  const counts = new Map<string, { count: number; seqs: number[] | null }>();
+  for (const row of rows) {
+    const count = Number(row.unread);
+    const entry = counts.get(row.conversation_id) ?? {
+      count,
+      seqs: count <= UNREAD_SEQS_LISTED ? [] : null,
+    };
+    entry.seqs?.push(Number(row.seq));
+    counts.set(row.conversation_id, entry);
+  }
+  return counts;
 }

@@ -48,10 +48,12 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
     cursor: String(bounds.last),
     conversations: rows.map((r) => {
       const message = last.get(r.id);
+      const counted = unread.get(r.id) ?? { count: 0, seqs: [] };
       return {
         conversation: conversations.toConversation(r, { user_id: me, role: r.my_role }),
         lastMessage: message ?? null,
-        unread: unread.get(r.id) ?? 0,
+        unread: counted.count,
+        unreadSeqs: counted.seqs,
         readSeq: Number(r.my_read_seq),
         deliveredSeq: Number(r.my_delivered_seq),
       };
