@@ -11,8 +11,17 @@ export type CryptoErrorCode =
   | 'BAD_SIGNATURE'
   /** Authentication failed: tampered ciphertext, nonce, header or wrong key. */
   | 'DECRYPT_FAILED'
-  /** The message key was already used (or deliberately forgotten): a replay or duplicate. */
+  /**
+   * A replay or duplicate: a group message read here, or a pairwise message whose key was used
+   * (or not kept).
+   */
   | 'DUPLICATE_MESSAGE'
+  /**
+   * The message's key is gone though it was never read here (dropped from the out-of-order
+   * window, from before the key was received, or forgotten with a retired key): its content
+   * can only come from its sender again.
+   */
+  | 'MESSAGE_KEY_GONE'
   /** The message would need more skipped message keys than the configured bound. */
   | 'TOO_MANY_SKIPPED'
   /** Bytes that do not parse as the expected structure. */

@@ -43,6 +43,8 @@ export {
   senderKeyDistribution,
   processSenderKeyDistribution,
   retireSenderKey,
+  senderKeyRead,
+  MAX_READ_RANGES,
   groupEncrypt,
   groupDecrypt,
   parseSenderKeyMessage,
@@ -88,6 +90,8 @@ export {
   encryptGroup,
   receiveSenderKey,
   decryptGroup,
+  wasGroupMessageRead,
+  noteGroupMessageRead,
   MAX_INBOUND_SENDER_KEYS,
   MAX_RETIRED_SENDER_KEYS,
 } from './protocol.js';

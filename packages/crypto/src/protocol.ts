@@ -21,6 +21,8 @@ import {
   parseSenderKeyMessage,
   processSenderKeyDistribution,
   retireSenderKey,
+  senderKeyRead,
+  withRead,
   senderKeyDistribution,
 } from './senderKeys.js';
 import {
@@ -217,9 +219,16 @@ export async function receiveSenderKey(
     : key.iteration > existing.iteration;
   if (!options.forward || !ahead || !equalBytes(key.signingKey, existing.signingKey))
     return existing;
-  // Back as the newest, within the same bound as a new key (a member cannot revive them all).
-  if (existing.retired) return storeNewSenderKey(store, conversationId, sender, keyId, key);
-  const moved = { ...key, skipped: existing.skipped, receivedAt: existing.receivedAt };
+  // Back as the newest, within the same bound as a new key (a member cannot revive them all),
+  // knowing what it read.
+  if (existing.retired)
+    return storeNewSenderKey(store, conversationId, sender, keyId, { ...key, read: existing.read });
+  const moved = {
+    ...key,
+    skipped: existing.skipped,
+    receivedAt: existing.receivedAt,
+    read: existing.read,
+  };
   await store.putInboundSenderKey(conversationId, sender, keyId, moved);
   return moved;
 }
@@ -298,4 +307,43 @@ export async function decryptGroup(
   const result = groupDecrypt(key, bytes, context);
   await store.putInboundSenderKey(conversationId, sender, keyId, result.senderKey);
   return result.plaintext;
+}
+
+/**
+ * Whether the message at `iteration` under `sender`'s key `keyId` (base64) was read here: a copy
+ * of it (a replay, or bytes changed so that they fail) is nothing to ask its sender for.
+ */
+export async function wasGroupMessageRead(
+  store: CryptoStore,
+  conversationId: string,
+  sender: string,
+  keyId: string,
+  iteration: number,
+): Promise<boolean> {
+  const key = await store.getInboundSenderKey(conversationId, sender, keyId);
+  return key !== undefined && senderKeyRead(key, iteration);
+}
+
+/**
+ * Notes a message read from elsewhere (its content resent pairwise) under the key that sealed
+ * it, dropping the message key if held: a copy that reads after all is not shown again. False
+ * when that key is not held (its read is then not remembered across restarts).
+ */
+export async function noteGroupMessageRead(
+  store: CryptoStore,
+  conversationId: string,
+  sender: string,
+  keyId: string,
+  iteration: number,
+): Promise<boolean> {
+  const key = await store.getInboundSenderKey(conversationId, sender, keyId);
+  if (!key) return false;
+  const skipped = key.skipped.filter((s) => s.iteration !== iteration);
+  await store.putInboundSenderKey(
+    conversationId,
+    sender,
+    keyId,
+    withRead({ ...key, skipped }, iteration),
+  );
+  return true;
 }

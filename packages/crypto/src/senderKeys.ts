@@ -68,13 +68,48 @@ export type InboundSenderKey = {
   /** When this device stored it (ms, later keys larger); 0 before it is stored. */
   receivedAt: number;
   /**
+   * The iterations read under this key, as ranges `[from, to)`, ascending and apart (at most
+   * `MAX_READ_RANGES`, the oldest dropped): a message at a place read fails as
+   * `DUPLICATE_MESSAGE`, one at a place whose key went unread as `MESSAGE_KEY_GONE`. Kept with
+   * the key, so a restarted app still tells a replay of what it read from a gap to ask about.
+   */
+  read: [number, number][];
+  /**
    * Retired (one of the sender's older keys): the chain and message keys are forgotten, and
    * the record stays so that the same key received again is not taken as new. Its messages
-   * fail as `DUPLICATE_MESSAGE` (keys deliberately forgotten), or `TOO_MANY_SKIPPED` from
-   * `iteration` on (still in use: a `forward` share from there brings it back).
+   * fail as `DUPLICATE_MESSAGE` (read) or `MESSAGE_KEY_GONE` (keys deliberately forgotten), or
+   * `TOO_MANY_SKIPPED` from `iteration` on (still in use: a `forward` share from there brings
+   * it back).
    */
   retired?: true;
 };
+
+/**
+ * Read ranges kept per key. Reading in order keeps one; each message read out of order past a
+ * gap adds one until the gap is read. Past this, the oldest places are forgotten (a copy of one
+ * is then asked for as content, which its sender answers for a day at most).
+ */
+export const MAX_READ_RANGES = 100;
+
+/** Whether `iteration` was read under `key`. */
+export function senderKeyRead(key: InboundSenderKey, iteration: number): boolean {
+  return key.read.some(([from, to]) => from <= iteration && iteration < to);
+}
+
+/** `key` with `iteration` read: merged into the ranges, the oldest past the bound dropped. */
+export function withRead(key: InboundSenderKey, iteration: number): InboundSenderKey {
+  const read: [number, number][] = [];
+  let added: [number, number] = [iteration, iteration + 1];
+  for (const [from, to] of key.read) {
+    if (to < added[0]) read.push([from, to]);
+    else if (from > added[1]) {
+      read.push(added, [from, to]);
+      added = [Infinity, Infinity]; // placed
+    } else added = [Math.min(from, added[0]), Math.max(to, added[1])];
+  }
+  if (added[0] !== Infinity) read.push(added);
+  return { ...key, read: read.slice(-MAX_READ_RANGES) };
+}
 
 export function createSenderKey(createdAt = Date.now()): OutboundSenderKey {
   return {
@@ -118,6 +153,7 @@ export function processSenderKeyDistribution(bytes: Uint8Array): InboundSenderKe
     signingKey: r.bytes(KEY_LENGTH),
     skipped: [],
     receivedAt: 0,
+    read: [],
   };
   r.end();
   return key;
@@ -203,24 +239,23 @@ export function groupDecrypt(
   if (!verify(key.signingKey, concatBytes(m.body, context), m.signature)) {
     throw new CryptoError('BAD_SIGNATURE', 'sender key message signature does not verify');
   }
-  if (key.retired) {
-    // Its message keys are forgotten: a message from before where its chain had got is one to
-    // ask for as content; a later one means its sender still writes under it, so ask for the
-    // chain as it is now (`TOO_MANY_SKIPPED`, as for a copy too far behind).
-    if (m.iteration < key.iteration)
-      throw new CryptoError('DUPLICATE_MESSAGE', 'sender key retired');
+  // Read here, in order, out of order or as content resent: never opened again.
+  if (senderKeyRead(key, m.iteration))
+    throw new CryptoError('DUPLICATE_MESSAGE', 'message already read');
+  if (key.retired && m.iteration >= key.iteration) {
+    // Its sender still writes under it: ask for the chain as it is now (`TOO_MANY_SKIPPED`, as
+    // for a copy too far behind).
     throw new CryptoError('TOO_MANY_SKIPPED', 'sender key retired: ask for it as it is now');
   }
   const ad = concatBytes(m.header, context);
 
   if (m.iteration < key.iteration) {
     const index = key.skipped.findIndex((s) => s.iteration === m.iteration);
-    if (index < 0) {
-      throw new CryptoError('DUPLICATE_MESSAGE', 'message key already used or out of the window');
-    }
+    // Out of the window, from before the key came, or retired: ask for it as content.
+    if (index < 0) throw new CryptoError('MESSAGE_KEY_GONE', 'message key gone unread');
     const plaintext = open(aeadKey(key.skipped[index]!.messageKey), m.nonce, m.ciphertext, ad);
     const skipped = key.skipped.filter((_, i) => i !== index);
-    return { senderKey: { ...key, skipped }, plaintext };
+    return { senderKey: withRead({ ...key, skipped }, m.iteration), plaintext };
   }
 
   if (m.iteration - key.iteration > limits.maxForward) {
@@ -241,7 +276,10 @@ export function groupDecrypt(
   if (skipped.length > limits.maxSkippedKeys)
     skipped.splice(0, skipped.length - limits.maxSkippedKeys);
   return {
-    senderKey: { ...key, iteration: m.iteration + 1, chainKey: nextChainKey, skipped },
+    senderKey: withRead(
+      { ...key, iteration: m.iteration + 1, chainKey: nextChainKey, skipped },
+      m.iteration,
+    ),
     plaintext,
   };
 }

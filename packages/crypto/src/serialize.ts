@@ -260,6 +260,7 @@ export function serializeInboundSenderKey(key: InboundSenderKey): string {
     signingKey: b64(key.signingKey),
     skipped: key.skipped.map((s) => [s.iteration, b64(s.messageKey)]),
     receivedAt: key.receivedAt,
+    read: key.read,
     ...(key.retired ? { retired: true } : {}),
   });
 }
@@ -277,6 +278,13 @@ export function deserializeInboundSenderKey(text: string): InboundSenderKey {
     }),
     // Absent in records written before keys were retired: the oldest then.
     receivedAt: o.receivedAt === undefined ? 0 : int(o.receivedAt, 'receivedAt'),
+    // Absent in records written before reads were kept: nothing known read.
+    read: (o.read === undefined ? [] : arr(o.read, 'read')).map((entry) => {
+      const [from, to] = arr(entry, 'read range');
+      const range: [number, number] = [int(from, 'read from'), int(to, 'read to')];
+      if (range[0] >= range[1]) throw new CryptoError('MALFORMED', 'read range is empty');
+      return range;
+    }),
     ...(o.retired === true ? { retired: true as const } : {}),
   };
 }

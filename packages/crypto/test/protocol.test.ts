@@ -22,7 +22,9 @@ import {
   publicDeviceKeys,
   receiveSenderKey,
   rotateOutboundSenderKey,
+  noteGroupMessageRead,
   startSession,
+  wasGroupMessageRead,
   toBase64,
 } from '../src/index.js';
 import { str, text } from './helpers.js';
@@ -189,12 +191,40 @@ describe('store-driven groups', () => {
     await receiveSenderKey(bob, conversation, 'alice:1', current, { forward: true });
     expect(str(await decryptGroup(bob, conversation, 'alice:1', next))).toBe('next');
     expect(str(await decryptGroup(bob, conversation, 'alice:1', m0))).toBe('zero');
-    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', far))).toBe(
-      'DUPLICATE_MESSAGE',
-    );
+    // Passed over unread: gone, not a duplicate (its sender is asked for it as content).
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', far))).toBe('MESSAGE_KEY_GONE');
     // The origin, even with `forward`, never moves it back.
     await receiveSenderKey(bob, conversation, 'alice:1', origin, { forward: true });
     expect(await rejects(decryptGroup(bob, conversation, 'alice:1', m1))).toBe('DUPLICATE_MESSAGE');
+  });
+
+  it('a message read from elsewhere (resent content) is never opened again, and reads are kept in the store', async () => {
+    const alice = createMemoryStore();
+    const bob = createMemoryStore();
+    const conversation = 'conv-noted';
+    const { distribution } = await outboundSenderKey(alice, conversation);
+    await receiveSenderKey(bob, conversation, 'alice:1', distribution);
+    const keyId = toBase64(processSenderKeyDistribution(distribution).keyId);
+    const [m0, m1, m2] = [
+      await encryptGroup(alice, conversation, text('zero')),
+      await encryptGroup(alice, conversation, text('one')),
+      await encryptGroup(alice, conversation, text('two')),
+    ];
+    expect(str(await decryptGroup(bob, conversation, 'alice:1', m1))).toBe('one');
+    const read = (iteration: number) =>
+      wasGroupMessageRead(bob, conversation, 'alice:1', keyId, iteration);
+    expect([await read(0), await read(1), await read(2)]).toEqual([false, true, false]);
+
+    // m0's key waits among the skipped ones; its content came resent: the copy does not open.
+    expect(await noteGroupMessageRead(bob, conversation, 'alice:1', keyId, 0)).toBe(true);
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', m0))).toBe('DUPLICATE_MESSAGE');
+    // Ahead of the chain too.
+    expect(await noteGroupMessageRead(bob, conversation, 'alice:1', keyId, 2)).toBe(true);
+    expect(await rejects(decryptGroup(bob, conversation, 'alice:1', m2))).toBe('DUPLICATE_MESSAGE');
+    expect([await read(0), await read(1), await read(2)]).toEqual([true, true, true]);
+    // A key not held: nothing to note it in.
+    expect(await noteGroupMessageRead(bob, conversation, 'carol:1', keyId, 0)).toBe(false);
+    expect(await wasGroupMessageRead(bob, conversation, 'carol:1', keyId, 0)).toBe(false);
   });
 
   it("keeps each sender's newest keys whole and retires the rest; a retired key never reads again what it read", async () => {

@@ -6,7 +6,9 @@ import {
   groupDecrypt,
   groupEncrypt,
   isCryptoError,
+  MAX_READ_RANGES,
   processSenderKeyDistribution,
+  retireSenderKey,
   rotateSenderKey,
   senderKeyDistribution,
   serializeInboundSenderKey,
@@ -62,6 +64,52 @@ describe('sender keys', () => {
     }
   });
 
+  it('keeps what it read as ranges: a replay is a duplicate, a key passed over unread is gone', () => {
+    const alice = createSenderKey();
+    let bob = processSenderKeyDistribution(senderKeyDistribution(alice));
+    const { messages } = sendAll(8, alice);
+    for (const i of [0, 1, 2, 5, 4, 7]) bob = groupDecrypt(bob, messages[i]!, context).senderKey;
+    expect(bob.read).toEqual([
+      [0, 3],
+      [4, 6],
+      [7, 8],
+    ]);
+    bob = groupDecrypt(bob, messages[3]!, context).senderKey;
+    expect(bob.read).toEqual([
+      [0, 6],
+      [7, 8],
+    ]);
+    for (const i of [0, 3, 5, 7])
+      expect(code(() => groupDecrypt(bob, messages[i]!, context))).toBe('DUPLICATE_MESSAGE');
+    // 6's key waits; dropped (retired), it is gone rather than read.
+    expect(code(() => groupDecrypt(retireSenderKey(bob), messages[6]!, context))).toBe(
+      'MESSAGE_KEY_GONE',
+    );
+    expect(code(() => groupDecrypt(retireSenderKey(bob), messages[5]!, context))).toBe(
+      'DUPLICATE_MESSAGE',
+    );
+    // What it read survives serialization, and records from before it read nothing.
+    const restored = deserializeInboundSenderKey(serializeInboundSenderKey(bob));
+    expect(restored.read).toEqual(bob.read);
+    expect(code(() => groupDecrypt(restored, messages[4]!, context))).toBe('DUPLICATE_MESSAGE');
+    const old = JSON.parse(serializeInboundSenderKey(bob)) as { read?: unknown };
+    delete old.read;
+    expect(deserializeInboundSenderKey(JSON.stringify(old)).read).toEqual([]);
+  });
+
+  it('keeps at most MAX_READ_RANGES read ranges, forgetting the oldest', () => {
+    const alice = createSenderKey();
+    let bob = processSenderKeyDistribution(senderKeyDistribution(alice));
+    const { messages } = sendAll(2 * MAX_READ_RANGES + 4, alice);
+    // Every other message: one range each.
+    for (let i = 0; i < messages.length; i += 2)
+      bob = groupDecrypt(bob, messages[i]!, context).senderKey;
+    expect(bob.read).toHaveLength(MAX_READ_RANGES);
+    expect(bob.read[0]).toEqual([4, 5]);
+    expect(code(() => groupDecrypt(bob, messages[0]!, context))).toBe('MESSAGE_KEY_GONE');
+    expect(code(() => groupDecrypt(bob, messages[4]!, context))).toBe('DUPLICATE_MESSAGE');
+  });
+
   it('the window is bounded: too far ahead refused, oldest skipped keys forgotten', () => {
     const alice = createSenderKey();
     let bob = processSenderKeyDistribution(senderKeyDistribution(alice));
@@ -70,7 +118,7 @@ describe('sender keys', () => {
     expect(code(() => groupDecrypt(bob, messages[9]!, context, limits))).toBe('TOO_MANY_SKIPPED');
     bob = groupDecrypt(bob, messages[8]!, context, limits).senderKey;
     expect(bob.skipped.map((s) => s.iteration)).toEqual([4, 5, 6, 7]);
-    expect(code(() => groupDecrypt(bob, messages[1]!, context, limits))).toBe('DUPLICATE_MESSAGE');
+    expect(code(() => groupDecrypt(bob, messages[1]!, context, limits))).toBe('MESSAGE_KEY_GONE');
     expect(str(groupDecrypt(bob, messages[6]!, context, limits).plaintext)).toBe('group 6');
   });
 
@@ -119,7 +167,7 @@ describe('sender keys', () => {
   it('a late joiner cannot read messages sent before its distribution', () => {
     const { key, messages } = sendAll(3);
     const dave = processSenderKeyDistribution(senderKeyDistribution(key));
-    expect(code(() => groupDecrypt(dave, messages[0]!, context))).toBe('DUPLICATE_MESSAGE');
+    expect(code(() => groupDecrypt(dave, messages[0]!, context))).toBe('MESSAGE_KEY_GONE');
   });
 
   it('inbound state survives serialization; distributions refuse unknown versions', () => {

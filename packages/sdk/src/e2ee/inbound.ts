@@ -15,9 +15,11 @@ import {
   encryptToDevice,
   isCryptoError,
   messageType,
+  noteGroupMessageRead,
   parseSenderKeyMessage,
   receiveSenderKey,
   toBase64,
+  wasGroupMessageRead,
 } from '@mvp/crypto';
 import { bytesToBase64 } from '../base64';
 import type { Envelope, Message } from '../messaging';
@@ -89,7 +91,7 @@ type Outcome =
     };
 
 const RECENT_LIMIT = 500;
-/** Chain places remembered as read, to tell a replay from a gap (about 100 KB). */
+/** Places read from resent content under keys this device does not hold (about 100 KB). */
 const MAX_READ_PLACES = 5000;
 /**
  * Messages kept waiting for their sender key, in all. The app is told `missing_key` at once;
@@ -224,26 +226,35 @@ export function createInbound(deps: {
   /** The newest version (`editedAt`, '' for the original) handed over per message id. */
   const shown = new Map<string, string>();
   /**
-   * Places in senders' chains this device has read (bounded): a message failing as a duplicate
-   * at one of them is a copy of something read, not a message to ask for again.
+   * Places in senders' chains this device has read are kept with the sender keys (in the
+   * store, so across restarts): a message failing at one of them is a copy of something read
+   * (a replay, or bytes changed so that they fail), not a message to ask for again. Content
+   * resent under a key this device does not hold has no record to go in: those places are
+   * remembered here (bounded) instead.
    */
-  const read = new Set<string>();
-  const noteRead = (conversationId: string, place: Place) => {
+  const readUnkeyed = new Set<string>();
+  const senderOf = (place: Place) => addressOf(place.sender.userId, place.sender.deviceId);
+  async function noteResentRead(conversationId: string, place: Place) {
     const key = placeKey(conversationId, place);
-    read.add(key);
-    if (read.size > MAX_READ_PLACES) read.delete(read.values().next().value!);
     unclaimed.delete(key); // read: no content for that place is delivered again
-  };
-  const wasRead = (message: Message) => {
+    const sender = senderOf(place);
+    const noted = await queue(lanes.inbound(conversationId, sender), () =>
+      noteGroupMessageRead(store, conversationId, sender, place.keyId, place.iteration),
+    );
+    if (noted) return;
+    readUnkeyed.add(key);
+    if (readUnkeyed.size > MAX_READ_PLACES) readUnkeyed.delete(readUnkeyed.values().next().value!);
+  }
+  const placeRead = async (conversationId: string, place: Place) =>
+    readUnkeyed.has(placeKey(conversationId, place)) ||
+    wasGroupMessageRead(store, conversationId, senderOf(place), place.keyId, place.iteration);
+  async function wasRead(message: Message): Promise<boolean> {
     const place = placeOf(message);
-    return place !== undefined && read.has(placeKey(message.conversationId, place));
-  };
-  /**
-   * Worth asking its sender for: not a copy of something this device read (a replay, or one
-   * the server changed a bit of so that it fails otherwise).
-   */
-  const askable = (message: Message, outcome: Outcome) =>
-    !outcome.ok && !outcome.missing && !wasRead(message);
+    return place !== undefined && placeRead(message.conversationId, place);
+  }
+  /** Worth asking its sender for: unreadable with its key here, and not a copy of one read. */
+  const askable = async (message: Message, outcome: Outcome) =>
+    !outcome.ok && !outcome.missing && !(await wasRead(message));
 
   const remembered = (message: Message) => {
     const known = recent.get(versionOf(message));
@@ -286,11 +297,14 @@ export function createInbound(deps: {
       );
       const outcome = { ok: true as const, ...decodeContent(plaintext) };
       remember(message, outcome);
-      noteRead(message.conversationId, {
-        sender: { userId: message.senderId, deviceId: sealed.device },
-        keyId: missing.keyId,
-        iteration,
-      });
+      // Read (the key's record says so): no content for that place is delivered again.
+      unclaimed.delete(
+        placeKey(message.conversationId, {
+          sender: { userId: message.senderId, deviceId: sealed.device },
+          keyId: missing.keyId,
+          iteration,
+        }),
+      );
       return outcome;
     } catch (error) {
       if (isCryptoError(error, 'UNKNOWN_KEY') && missing !== undefined)
@@ -439,7 +453,8 @@ export function createInbound(deps: {
     const { conversationId, keyId, iteration } = payload;
     const key = placeKey(conversationId, { sender: from, keyId, iteration });
     const asked = resendAsked.get(key);
-    if (!asked || read.has(key)) return; // never asked for, or read here since
+    // Never asked for, or read here since.
+    if (!asked || (await placeRead(conversationId, { sender: from, keyId, iteration }))) return;
     // Only for the very message (and version) asked: one the server copied elsewhere, an
     // edit moved to another message, or an older edit shown as current, does not get it.
     const message = asked.find((m) => sameVersion(m, payload));
@@ -476,7 +491,7 @@ export function createInbound(deps: {
     payload: Extract<DevicePayload, { type: 'resend' }>,
   ): Promise<boolean> {
     // Read meanwhile (its key came after all), or a place this device has read: never twice.
-    if (remembered(message) || wasRead(message)) return false;
+    if (remembered(message) || (await wasRead(message))) return false;
     let content;
     try {
       content = decodeContent(payload.content);
@@ -487,7 +502,7 @@ export function createInbound(deps: {
     const outcome = { ok: true as const, ...content };
     remember(message, outcome);
     const place = placeOf(message);
-    if (place) noteRead(message.conversationId, place);
+    if (place) await noteResentRead(message.conversationId, place);
     await deliver(message, outcome, true);
     return true;
   }
@@ -528,7 +543,7 @@ export function createInbound(deps: {
       } else {
         // Still too far ahead of the key that came: asked for the chain as it is now.
         if (outcome.missing) wait(message, outcome.missing, false);
-        else if (askable(message, outcome)) failed.push(message);
+        else if (await askable(message, outcome)) failed.push(message);
         await deps.undecryptable({ message, reason: outcome.reason });
       }
     }
@@ -634,7 +649,7 @@ export function createInbound(deps: {
       }
       if (await fromUnclaimed(message)) return;
       if (outcome.missing) wait(message, outcome.missing, false);
-      else if (askable(message, outcome)) askResendInBackground([message]);
+      else if (await askable(message, outcome)) askResendInBackground([message]);
       await deps.undecryptable({ message, reason: outcome.reason });
     },
 
@@ -712,7 +727,7 @@ export function createInbound(deps: {
         return true;
       }
       if (outcome.missing) wait(message, outcome.missing, true);
-      else if (!wasRead(message)) askResendInBackground([message], true);
+      else if (!(await wasRead(message))) askResendInBackground([message], true);
       return false;
     },
 

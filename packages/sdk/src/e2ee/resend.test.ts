@@ -28,6 +28,13 @@ const placeOf = (message: Message) => {
   return { keyId: toBase64(keyId), iteration };
 };
 
+/** The message with the last bit of its bytes flipped: it no longer verifies. */
+const flipped = (m: Message) => {
+  const bytes = new Uint8Array(m.ciphertext!);
+  bytes[bytes.length - 1]! ^= 1;
+  return { ...m, ciphertext: bytes };
+};
+
 /** What a device's app was handed late, as text and message id. */
 const lateOf = (d: FakeDevice) =>
   d.read.filter((m) => m.late).map((m) => [decode(m.body), m.message.id]);
@@ -601,11 +608,6 @@ describe('messages sent again as content (retry receipts)', () => {
     // The server shows the edit's bytes as another message (they fail: the edit is bound to
     // its seq), then the edit again with a bit changed (it fails too), then the first message
     // with a bit changed. Bob asks Alice for none of them and is shown none again.
-    const flipped = (m: Message) => {
-      const bytes = new Uint8Array(m.ciphertext!);
-      bytes[bytes.length - 1]! ^= 1;
-      return { ...m, ciphertext: bytes };
-    };
     net.event('bob', { type: 'message.new', message: { ...edit, id: 'copy', seq: 99 } });
     net.event('bob', { type: 'message.updated', message: flipped(edit) });
     net.event('bob', { type: 'message.new', message: flipped(meeting) });
@@ -613,6 +615,52 @@ describe('messages sent again as content (retry receipts)', () => {
     expect(b.sent.slice(asked)).toEqual([]);
     expect(lateOf(b)).toEqual([]);
     expect(texts(b)).toEqual(['meet at 8', 'meet at 9']);
+  });
+
+  it('what a device read stays read when its app restarts: a replay is neither asked for nor shown', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    const meeting = await send(a, 'g', 'meet at 8');
+    await net.settled();
+    expect(texts(b)).toEqual(['meet at 8']);
+
+    const restarted = await net.device('bob', b.deviceId, undefined, { store: b.e2ee.store });
+    net.event('bob', { type: 'message.new', message: meeting });
+    net.event('bob', { type: 'message.new', message: flipped(meeting) });
+    await net.settled();
+    expect(restarted.sent).toEqual([]);
+    expect(restarted.read).toEqual([]);
+    expect(restarted.unreadable.map((u) => u.reason)).toEqual(['decrypt_failed', 'decrypt_failed']);
+    expect(await restarted.e2ee.retry(meeting)).toBe(false);
+    await net.settled();
+    expect([restarted.sent, restarted.read]).toEqual([[], []]);
+  });
+
+  it('content resent for a place is never shown again, when the real bytes come or after a restart', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    // Bob holds Alice's key, but the server shows him her message with a bit changed first:
+    // he asks for it, and Alice sends its content.
+    let holding = true;
+    net.withhold((deviceId, e) => holding && deviceId === b.deviceId && e.type === 'message.new');
+    const meeting = await send(a, 'g', 'meet at 8');
+    await net.settled();
+    holding = false;
+    net.event('bob', { type: 'message.new', message: flipped(meeting) });
+    await net.settled();
+    expect(b.unreadable.map((u) => u.reason)).toEqual(['decrypt_failed']);
+    expect(lateOf(b)).toEqual([['meet at 8', meeting.id]]);
+
+    // The real bytes, then the same after Bob's app restarts: read already.
+    net.release();
+    await net.settled();
+    const restarted = await net.device('bob', b.deviceId, undefined, { store: b.e2ee.store });
+    net.event('bob', { type: 'message.new', message: meeting });
+    await net.settled();
+    expect(texts(b)).toEqual(['meet at 8']);
+    expect([restarted.read, restarted.sent]).toEqual([[], []]);
   });
 
   it('names at most 100 messages per request, and whole iterations only', () => {
