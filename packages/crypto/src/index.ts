@@ -92,6 +92,7 @@ export {
   decryptGroup,
   wasGroupMessageRead,
   noteGroupMessageRead,
+  retireSenderKeysOf,
   MAX_INBOUND_SENDER_KEYS,
   MAX_RETIRED_SENDER_KEYS,
 } from './protocol.js';

@@ -294,6 +294,32 @@ async function storeNewSenderKey(
   return key;
 }
 
+/**
+ * Retires every key held from `sender` for a conversation this device left: the chains and the
+ * keys of messages not read are forgotten (nothing more is for it to read, and a device taken
+ * later cannot open them), the records stay, so that a held-back copy of a share is not taken as
+ * new, and what was read stays read. Needs the store's `inboundSenderKeyIds`; the number retired.
+ */
+export async function retireSenderKeysOf(
+  store: CryptoStore,
+  conversationId: string,
+  sender: string,
+): Promise<number> {
+  let retired = 0;
+  for (const id of (await store.inboundSenderKeyIds?.(conversationId, sender)) ?? []) {
+    let key: InboundSenderKey | undefined;
+    try {
+      key = await store.getInboundSenderKey(conversationId, sender, id);
+    } catch {
+      continue; // unreadable here: left as it is, as storeNewSenderKey leaves it
+    }
+    if (!key || key.retired) continue;
+    await store.putInboundSenderKey(conversationId, sender, id, retireSenderKey(key));
+    retired++;
+  }
+  return retired;
+}
+
 export async function decryptGroup(
   store: CryptoStore,
   conversationId: string,

@@ -78,6 +78,12 @@ export type CryptoStore = {
    * ever shared stays whole for as long as the store.
    */
   inboundSenderKeyIds?(conversationId: string, sender: string): Promise<string[]>;
+  /**
+   * Optional: the senders whose keys are held for a conversation, in any order. With it (and
+   * `inboundSenderKeyIds`), leaving a conversation retires every key of it
+   * (`retireSenderKeysOf`); without it, they stay whole.
+   */
+  inboundSenderKeySenders?(conversationId: string): Promise<string[]>;
 
   /** The keys I trust for a user's devices, by user id. */
   getTrust(userId: string): Promise<TrustRecord | undefined>;
@@ -98,8 +104,8 @@ export function createMemoryStore(): CryptoStore {
   const remove = (key: string) => void data.delete(key);
   // JSON arrays as keys: no separator a caller's string could collide with.
   const k = (...parts: (string | number)[]) => JSON.stringify(parts);
-  /** Inbound sender key ids by conversation and sender: listing them reads no other record. */
-  const senderKeyIds = new Map<string, Set<string>>();
+  /** Inbound sender key ids by conversation, then sender: listing them reads no other record. */
+  const senderKeyIds = new Map<string, Map<string, Set<string>>>();
 
   return {
     getDeviceKeys: async () => load(k('device'), deserializeDeviceKeys),
@@ -130,16 +136,19 @@ export function createMemoryStore(): CryptoStore {
     getInboundSenderKey: async (c, s, id) => load(k('isk', c, s, id), deserializeInboundSenderKey),
     putInboundSenderKey: async (c, s, id, key) => {
       save(k('isk', c, s, id), serializeInboundSenderKey(key));
-      const ids = senderKeyIds.get(k(c, s)) ?? new Set();
-      senderKeyIds.set(k(c, s), ids.add(id));
+      const senders = senderKeyIds.get(c) ?? new Map<string, Set<string>>();
+      senderKeyIds.set(c, senders.set(s, (senders.get(s) ?? new Set()).add(id)));
     },
     deleteInboundSenderKey: async (c, s, id) => {
       remove(k('isk', c, s, id));
-      const ids = senderKeyIds.get(k(c, s));
+      const senders = senderKeyIds.get(c);
+      const ids = senders?.get(s);
       ids?.delete(id);
-      if (ids?.size === 0) senderKeyIds.delete(k(c, s));
+      if (ids?.size === 0) senders!.delete(s);
+      if (senders?.size === 0) senderKeyIds.delete(c);
     },
-    inboundSenderKeyIds: async (c, s) => [...(senderKeyIds.get(k(c, s)) ?? [])],
+    inboundSenderKeyIds: async (c, s) => [...(senderKeyIds.get(c)?.get(s) ?? [])],
+    inboundSenderKeySenders: async (c) => [...(senderKeyIds.get(c)?.keys() ?? [])],
 
     getTrust: async (userId) => load(k('trust', userId), deserializeTrust),
     putTrust: async (userId, record) => save(k('trust', userId), serializeTrust(record)),

@@ -23,6 +23,7 @@ import {
   receiveSenderKey,
   rotateOutboundSenderKey,
   noteGroupMessageRead,
+  retireSenderKeysOf,
   startSession,
   wasGroupMessageRead,
   toBase64,
@@ -196,6 +197,44 @@ describe('store-driven groups', () => {
     // The origin, even with `forward`, never moves it back.
     await receiveSenderKey(bob, conversation, 'alice:1', origin, { forward: true });
     expect(await rejects(decryptGroup(bob, conversation, 'alice:1', m1))).toBe('DUPLICATE_MESSAGE');
+  });
+
+  it("retires one sender's keys of one conversation, keeping what was read; the memory store lists senders", async () => {
+    const alice = createMemoryStore();
+    const bob = createMemoryStore();
+    const { distribution } = await outboundSenderKey(alice, 'left');
+    for (const [conversation, sender] of [
+      ['left', 'alice:1'],
+      ['left', 'carol:1'],
+      ['stays', 'alice:1'],
+    ] as const)
+      await receiveSenderKey(bob, conversation, sender, distribution);
+    expect((await bob.inboundSenderKeySenders!('left')).sort()).toEqual(['alice:1', 'carol:1']);
+    const [m0, m1, m2] = [
+      await encryptGroup(alice, 'left', text('zero')),
+      await encryptGroup(alice, 'left', text('one')),
+      await encryptGroup(alice, 'left', text('two')),
+    ];
+    expect(str(await decryptGroup(bob, 'left', 'alice:1', m1))).toBe('one');
+
+    expect(await retireSenderKeysOf(bob, 'left', 'alice:1')).toBe(1);
+    expect(await retireSenderKeysOf(bob, 'left', 'alice:1')).toBe(0); // once
+    const keyId = toBase64(processSenderKeyDistribution(distribution).keyId);
+    const retired = await bob.getInboundSenderKey('left', 'alice:1', keyId);
+    expect([retired?.retired, retired?.chainKey.length, retired?.skipped]).toEqual([true, 0, []]);
+    expect(await rejects(decryptGroup(bob, 'left', 'alice:1', m1))).toBe('DUPLICATE_MESSAGE');
+    expect(await rejects(decryptGroup(bob, 'left', 'alice:1', m0))).toBe('MESSAGE_KEY_GONE');
+    expect(await rejects(decryptGroup(bob, 'left', 'alice:1', m2))).toBe('TOO_MANY_SKIPPED');
+    // Another sender's keys, and the same sender's in another conversation, stay whole.
+    for (const [conversation, sender] of [
+      ['left', 'carol:1'],
+      ['stays', 'alice:1'],
+    ] as const)
+      expect((await bob.getInboundSenderKey(conversation, sender, keyId))?.retired).toBeUndefined();
+    // Deleting the last key of a sender takes it off the list.
+    await bob.deleteInboundSenderKey('left', 'carol:1', keyId);
+    expect(await bob.inboundSenderKeySenders!('left')).toEqual(['alice:1']);
+    expect(await bob.inboundSenderKeySenders!('none')).toEqual([]);
   });
 
   it('a message read from elsewhere (resent content) is never opened again, and reads are kept in the store', async () => {

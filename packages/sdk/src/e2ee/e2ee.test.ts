@@ -108,6 +108,46 @@ describe('e2ee over a fake server', () => {
     expect(texts(c)).toEqual(['one', 'two']);
   });
 
+  it('leaving retires the keys held for the conversation; back in, the new keys read', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    await net.device('carol');
+    net.members('g', ['alice', 'bob', 'carol']);
+    net.members('other', ['alice', 'bob']);
+    const read = await send(a, 'g', 'read');
+    await send(a, 'other', 'elsewhere');
+    await net.settled();
+    const aliceAt = addressOf('alice', a.deviceId);
+    const held = (conversationId: string, message: { ciphertext: Uint8Array | null }) =>
+      b.e2ee.store.getInboundSenderKey(conversationId, aliceAt, keyIdOf(message.ciphertext));
+    const before = await held('g', read);
+    expect(before?.retired).toBeUndefined();
+
+    // Bob leaves `g`; Alice hears of it and rotates.
+    net.members('g', ['alice', 'carol']);
+    net.event('bob', { type: 'conversation.left', conversationId: 'g', reason: 'left' });
+    net.event('alice', { type: 'member.left', conversationId: 'g', userId: 'bob' });
+    await net.settled();
+    for (const sender of [aliceAt, addressOf('bob', b.deviceId)])
+      for (const id of (await b.e2ee.store.inboundSenderKeyIds!('g', sender)) ?? [])
+        expect((await b.e2ee.store.getInboundSenderKey('g', sender, id))?.retired).toBe(true);
+    expect((await held('other', read))?.retired).toBeUndefined(); // only that conversation's
+    // A replay of what was read is neither read again nor asked for.
+    const replay = { ...read, id: `${read.id}-again`, seq: read.seq + 100 };
+    b.sent.length = 0;
+    net.event('bob', { type: 'message.new', message: replay });
+    await net.settled();
+    expect(b.unreadable).toEqual([{ message: replay, reason: 'decrypt_failed' }]);
+    expect([texts(b), b.sent]).toEqual([['read', 'elsewhere'], []]);
+
+    // Added back: Alice's new key reaches him and reads.
+    net.members('g', ['alice', 'bob', 'carol']);
+    await send(a, 'g', 'welcome back');
+    await net.settled();
+    expect(texts(b)).toEqual(['read', 'elsewhere', 'welcome back']);
+    expect(b.errors).toEqual([]);
+  });
+
   it("keeps a sender's newest keys whole: a replay under a retired key is neither read again nor asked for", async () => {
     const net = createFakeNetwork();
     const leavers = Array.from({ length: MAX_INBOUND_SENDER_KEYS }, (_, i) => `leaver${i}`);

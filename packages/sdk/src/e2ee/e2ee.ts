@@ -258,8 +258,9 @@ export function createE2ee(deps: {
         // Whoever left holds the current key: the next send makes and shares a fresh one.
         return background(outbound.rotate(event.conversationId));
       case 'conversation.left':
-        inbound.forgetConversation(event.conversationId);
-        return background(outbound.rotate(event.conversationId));
+        background(outbound.rotate(event.conversationId));
+        // Before the next event: a share that comes after a rejoin must not be retired with them.
+        return inbound.forgetConversation(event.conversationId);
       case 'keys.low':
         return background(queue(lanes.prekeys, () => prekeys.topUp()));
       case 'device.keys': {

@@ -18,6 +18,7 @@ import {
   noteGroupMessageRead,
   parseSenderKeyMessage,
   receiveSenderKey,
+  retireSenderKeysOf,
   toBase64,
   wasGroupMessageRead,
 } from '@mvp/crypto';
@@ -121,8 +122,11 @@ export type Inbound = {
   retry(message: Message): Promise<boolean>;
   /** Decrypts without delivering (history pages); the result is remembered by message id. */
   decrypt(message: Message): Promise<Outcome>;
-  /** Left the conversation: what waits for its keys will never be readable. */
-  forgetConversation(conversationId: string): void;
+  /**
+   * Left the conversation: what waits for its keys will never be readable, and the keys held
+   * for it are retired (chains and unread message keys forgotten) where the store can list them.
+   */
+  forgetConversation(conversationId: string): Promise<void>;
   /** Deleted for everyone or expired: nothing waiting for them is delivered any more. */
   forgetMessages(conversationId: string, seqs: readonly number[]): void;
 };
@@ -754,13 +758,21 @@ export function createInbound(deps: {
           unclaimed.delete(key);
     },
 
-    forgetConversation(conversationId) {
+    async forgetConversation(conversationId) {
       for (const key of [...pending.keys()])
         if (key.startsWith(`${conversationId}\n`)) dropWait(key);
       for (const key of [...resendAsked.keys()])
         if (key.startsWith(`${conversationId}\n`)) resendAsked.delete(key);
       for (const key of [...unclaimed.keys()])
         if (key.startsWith(`${conversationId}\n`)) unclaimed.delete(key);
+      try {
+        for (const sender of (await store.inboundSenderKeySenders?.(conversationId)) ?? [])
+          await queue(lanes.inbound(conversationId, sender), () =>
+            retireSenderKeysOf(store, conversationId, sender),
+          );
+      } catch (error) {
+        deps.report(error); // the keys stay whole: nothing is lost but the clean-up
+      }
     },
   };
 }
