@@ -12,14 +12,15 @@ export type CryptoErrorCode =
   /** Authentication failed: tampered ciphertext, nonce, header or wrong key. */
   | 'DECRYPT_FAILED'
   /**
-   * A replay or duplicate: a group message read here, or a pairwise message whose key was used
-   * (or not kept).
+   * A replay or duplicate: a group message noted read here (`noteGroupMessageRead`), or a
+   * pairwise message whose key was used (or not kept).
    */
   | 'DUPLICATE_MESSAGE'
   /**
-   * The message's key is gone though it was never read here (dropped from the out-of-order
-   * window, from before the key was received, or forgotten with a retired key): its content
-   * can only come from its sender again.
+   * A group message whose key is gone but that was never noted read (used by a decryption
+   * whose result did not reach the app, dropped from the out-of-order window, from before the
+   * key was received, or forgotten with a retired key): its content can only come from its
+   * sender again.
    */
   | 'MESSAGE_KEY_GONE'
   /** The message would need more skipped message keys than the configured bound. */

@@ -44,6 +44,7 @@ export {
   processSenderKeyDistribution,
   retireSenderKey,
   senderKeyRead,
+  withRead,
   MAX_READ_RANGES,
   groupEncrypt,
   groupDecrypt,

@@ -351,9 +351,11 @@ export async function wasGroupMessageRead(
 }
 
 /**
- * Notes a message read from elsewhere (its content resent pairwise) under the key that sealed
- * it, dropping the message key if held: a copy that reads after all is not shown again. False
- * when that key is not held (its read is then not remembered across restarts).
+ * Notes a message read under the key that sealed it, once its content is safe with the app
+ * (decrypted and handed over, or resent pairwise): from then on a copy of it fails as
+ * `DUPLICATE_MESSAGE`, even one whose key is still held (that key is dropped). Not done by
+ * `decryptGroup` itself: an app stopped between the two asks for the message again instead of
+ * losing it. False when that key is not held (its read is then not kept).
  */
 export async function noteGroupMessageRead(
   store: CryptoStore,

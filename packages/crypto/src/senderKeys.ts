@@ -68,16 +68,19 @@ export type InboundSenderKey = {
   /** When this device stored it (ms, later keys larger); 0 before it is stored. */
   receivedAt: number;
   /**
-   * The iterations read under this key, as ranges `[from, to)`, ascending and apart (at most
-   * `MAX_READ_RANGES`, the oldest dropped): a message at a place read fails as
-   * `DUPLICATE_MESSAGE`, one at a place whose key went unread as `MESSAGE_KEY_GONE`. Kept with
-   * the key, so a restarted app still tells a replay of what it read from a gap to ask about.
+   * The iterations noted read under this key (`withRead`, once the content is safe with the
+   * app: a decryption alone does not count, since the app may stop before it keeps the result),
+   * as ranges `[from, to)`, ascending and apart, at most `MAX_READ_RANGES`. A message at a place
+   * read fails as `DUPLICATE_MESSAGE`; one whose key is used up or dropped but that was never
+   * noted read as `MESSAGE_KEY_GONE`. Kept with the key, so a restarted app still tells a replay
+   * of what it read from a message to ask about. Absent in records from before reads were kept
+   * (a store may keep objects as they were written).
    */
-  read: [number, number][];
+  read?: [number, number][];
   /**
    * Retired (one of the sender's older keys): the chain and message keys are forgotten, and
    * the record stays so that the same key received again is not taken as new. Its messages
-   * fail as `DUPLICATE_MESSAGE` (read) or `MESSAGE_KEY_GONE` (keys deliberately forgotten), or
+   * fail as `DUPLICATE_MESSAGE` (noted read) or `MESSAGE_KEY_GONE` (keys forgotten), or
    * `TOO_MANY_SKIPPED` from `iteration` on (still in use: a `forward` share from there brings
    * it back).
    */
@@ -86,29 +89,33 @@ export type InboundSenderKey = {
 
 /**
  * Read ranges kept per key. Reading in order keeps one; each message read out of order past a
- * gap adds one until the gap is read. Past this, the oldest places are forgotten (a copy of one
- * is then asked for as content, which its sender answers for a day at most).
+ * gap adds one until the gap is read. Past this, the oldest places (other than the one just
+ * read) are forgotten: a copy of one is then asked for as content, which its sender answers
+ * for a day at most.
  */
 export const MAX_READ_RANGES = 100;
 
 /** Whether `iteration` was read under `key`. */
 export function senderKeyRead(key: InboundSenderKey, iteration: number): boolean {
-  return key.read.some(([from, to]) => from <= iteration && iteration < to);
+  return (key.read ?? []).some(([from, to]) => from <= iteration && iteration < to);
 }
 
 /** `key` with `iteration` read: merged into the ranges, the oldest past the bound dropped. */
 export function withRead(key: InboundSenderKey, iteration: number): InboundSenderKey {
   const read: [number, number][] = [];
   let added: [number, number] = [iteration, iteration + 1];
-  for (const [from, to] of key.read) {
+  let placed = -1;
+  for (const [from, to] of key.read ?? []) {
     if (to < added[0]) read.push([from, to]);
     else if (from > added[1]) {
-      read.push(added, [from, to]);
-      added = [Infinity, Infinity]; // placed
+      if (placed < 0) placed = read.push(added) - 1;
+      read.push([from, to]);
     } else added = [Math.min(from, added[0]), Math.max(to, added[1])];
   }
-  if (added[0] !== Infinity) read.push(added);
-  return { ...key, read: read.slice(-MAX_READ_RANGES) };
+  if (placed < 0) placed = read.push(added) - 1;
+  // The oldest go first, but never the place just read: its key is used up here.
+  while (read.length > MAX_READ_RANGES) read.splice(placed === 0 ? 1 : 0, 1);
+  return { ...key, read };
 }
 
 export function createSenderKey(createdAt = Date.now()): OutboundSenderKey {
@@ -239,7 +246,7 @@ export function groupDecrypt(
   if (!verify(key.signingKey, concatBytes(m.body, context), m.signature)) {
     throw new CryptoError('BAD_SIGNATURE', 'sender key message signature does not verify');
   }
-  // Read here, in order, out of order or as content resent: never opened again.
+  // Noted read (opened here, or its content resent): never opened again.
   if (senderKeyRead(key, m.iteration))
     throw new CryptoError('DUPLICATE_MESSAGE', 'message already read');
   if (key.retired && m.iteration >= key.iteration) {
@@ -251,11 +258,11 @@ export function groupDecrypt(
 
   if (m.iteration < key.iteration) {
     const index = key.skipped.findIndex((s) => s.iteration === m.iteration);
-    // Out of the window, from before the key came, or retired: ask for it as content.
-    if (index < 0) throw new CryptoError('MESSAGE_KEY_GONE', 'message key gone unread');
+    // Used, out of the window, from before the key came, or retired, and never noted read.
+    if (index < 0) throw new CryptoError('MESSAGE_KEY_GONE', 'message key gone, not noted read');
     const plaintext = open(aeadKey(key.skipped[index]!.messageKey), m.nonce, m.ciphertext, ad);
     const skipped = key.skipped.filter((_, i) => i !== index);
-    return { senderKey: withRead({ ...key, skipped }, m.iteration), plaintext };
+    return { senderKey: { ...key, skipped }, plaintext };
   }
 
   if (m.iteration - key.iteration > limits.maxForward) {
@@ -268,7 +275,8 @@ export function groupDecrypt(
   let chainKey = key.chainKey;
   for (let iteration = key.iteration; iteration < m.iteration; iteration++) {
     const [next, messageKey] = kdfChain(chainKey);
-    skipped.push({ iteration, messageKey });
+    // A place noted read ahead of the chain (its content came resent) keeps no key.
+    if (!senderKeyRead(key, iteration)) skipped.push({ iteration, messageKey });
     chainKey = next;
   }
   const [nextChainKey, messageKey] = kdfChain(chainKey);
@@ -276,10 +284,7 @@ export function groupDecrypt(
   if (skipped.length > limits.maxSkippedKeys)
     skipped.splice(0, skipped.length - limits.maxSkippedKeys);
   return {
-    senderKey: withRead(
-      { ...key, iteration: m.iteration + 1, chainKey: nextChainKey, skipped },
-      m.iteration,
-    ),
+    senderKey: { ...key, iteration: m.iteration + 1, chainKey: nextChainKey, skipped },
     plaintext,
   };
 }

@@ -260,7 +260,7 @@ export function serializeInboundSenderKey(key: InboundSenderKey): string {
     signingKey: b64(key.signingKey),
     skipped: key.skipped.map((s) => [s.iteration, b64(s.messageKey)]),
     receivedAt: key.receivedAt,
-    read: key.read,
+    read: key.read ?? [],
     ...(key.retired ? { retired: true } : {}),
   });
 }

@@ -12,6 +12,7 @@ import {
   rotateSenderKey,
   senderKeyDistribution,
   serializeInboundSenderKey,
+  withRead,
 } from '../src/index.js';
 import { flip, str, text } from './helpers.js';
 
@@ -55,26 +56,29 @@ describe('sender keys', () => {
     const { messages } = sendAll(6, alice);
     for (const i of [5, 2, 0, 4]) {
       const out = groupDecrypt(bob, messages[i]!, context);
-      bob = out.senderKey;
+      bob = i === 4 ? out.senderKey : withRead(out.senderKey, i); // 4 not noted read
       expect(str(out.plaintext)).toBe(`group ${i}`);
     }
     expect(bob.skipped.map((s) => s.iteration)).toEqual([1, 3]);
     for (const i of [5, 2, 0]) {
       expect(code(() => groupDecrypt(bob, messages[i]!, context))).toBe('DUPLICATE_MESSAGE');
     }
+    // Decrypted but never noted read (the app stopped before it kept it): asked for again.
+    expect(code(() => groupDecrypt(bob, messages[4]!, context))).toBe('MESSAGE_KEY_GONE');
   });
 
   it('keeps what it read as ranges: a replay is a duplicate, a key passed over unread is gone', () => {
     const alice = createSenderKey();
     let bob = processSenderKeyDistribution(senderKeyDistribution(alice));
     const { messages } = sendAll(8, alice);
-    for (const i of [0, 1, 2, 5, 4, 7]) bob = groupDecrypt(bob, messages[i]!, context).senderKey;
+    const read = (i: number) => withRead(groupDecrypt(bob, messages[i]!, context).senderKey, i);
+    for (const i of [0, 1, 2, 5, 4, 7]) bob = read(i);
     expect(bob.read).toEqual([
       [0, 3],
       [4, 6],
       [7, 8],
     ]);
-    bob = groupDecrypt(bob, messages[3]!, context).senderKey;
+    bob = read(3);
     expect(bob.read).toEqual([
       [0, 6],
       [7, 8],
@@ -95,6 +99,10 @@ describe('sender keys', () => {
     const old = JSON.parse(serializeInboundSenderKey(bob)) as { read?: unknown };
     delete old.read;
     expect(deserializeInboundSenderKey(JSON.stringify(old)).read).toEqual([]);
+    // A store that keeps objects as written hands older records back without the field.
+    const { read: _read, ...kept } = bob;
+    expect(code(() => groupDecrypt(kept, messages[6]!, context))).toBeUndefined();
+    expect(withRead(kept, 6).read).toEqual([[6, 7]]);
   });
 
   it('keeps at most MAX_READ_RANGES read ranges, forgetting the oldest', () => {
@@ -103,11 +111,18 @@ describe('sender keys', () => {
     const { messages } = sendAll(2 * MAX_READ_RANGES + 4, alice);
     // Every other message: one range each.
     for (let i = 0; i < messages.length; i += 2)
-      bob = groupDecrypt(bob, messages[i]!, context).senderKey;
+      bob = withRead(groupDecrypt(bob, messages[i]!, context).senderKey, i);
     expect(bob.read).toHaveLength(MAX_READ_RANGES);
-    expect(bob.read[0]).toEqual([4, 5]);
+    expect(bob.read![0]).toEqual([4, 5]);
     expect(code(() => groupDecrypt(bob, messages[0]!, context))).toBe('MESSAGE_KEY_GONE');
     expect(code(() => groupDecrypt(bob, messages[4]!, context))).toBe('DUPLICATE_MESSAGE');
+    // A place older than every range read now is kept, and an older range goes for it.
+    bob = withRead(groupDecrypt(bob, messages[1]!, context).senderKey, 1);
+    expect(bob.read!.slice(0, 2)).toEqual([
+      [1, 2],
+      [6, 7],
+    ]);
+    expect(code(() => groupDecrypt(bob, messages[1]!, context))).toBe('DUPLICATE_MESSAGE');
   });
 
   it('the window is bounded: too far ahead refused, oldest skipped keys forgotten', () => {

@@ -232,13 +232,22 @@ export function createInbound(deps: {
   /**
    * Places in senders' chains this device has read are kept with the sender keys (in the
    * store, so across restarts): a message failing at one of them is a copy of something read
-   * (a replay, or bytes changed so that they fail), not a message to ask for again. Content
-   * resent under a key this device does not hold has no record to go in: those places are
-   * remembered here (bounded) instead.
+   * (a replay, or bytes changed so that they fail), not a message to ask for again. A place is
+   * noted once its content is with the app (`settle`), not when it decrypts: an app stopped in
+   * between gets the event again, finds the key used but the place not read, and asks for it.
+   * Content resent under a key this device does not hold has no record to go in: those places
+   * are remembered here (bounded) instead.
    */
   const readUnkeyed = new Set<string>();
   const senderOf = (place: Place) => addressOf(place.sender.userId, place.sender.deviceId);
-  async function noteResentRead(conversationId: string, place: Place) {
+  /** Contents opened and not yet noted read, with their place. */
+  const unsettled = new WeakMap<Outcome, { conversationId: string; place: Place }>();
+  /** Notes the place of `opened` read, once (it is with the app now). */
+  async function settle(opened: Outcome) {
+    const at = unsettled.get(opened);
+    if (!at) return;
+    unsettled.delete(opened);
+    const { conversationId, place } = at;
     const key = placeKey(conversationId, place);
     unclaimed.delete(key); // read: no content for that place is delivered again
     const sender = senderOf(place);
@@ -265,24 +274,34 @@ export function createInbound(deps: {
     return known && sameMessage(known.from, message) ? known.outcome : undefined;
   };
 
-  /** Hands a decrypted message to the app; `late` when it waited for its key. */
-  function deliver(message: Message, opened: Extract<Outcome, { ok: true }>, late: boolean) {
+  /**
+   * Hands a decrypted message to the app (`late` when it waited for its key), then notes its
+   * place read: if the app's handler throws, the event comes again and reads the same.
+   */
+  async function deliver(
+    message: Message,
+    opened: Extract<Outcome, { ok: true }>,
+    late: boolean,
+  ): Promise<void> {
     const version = message.editedAt ?? '';
-    if (late) {
-      // Late, it may be too late: gone by its timer, or older than an edit already shown.
-      if (message.expiresAt !== null && Date.parse(message.expiresAt) <= now()) return;
-      if ((shown.get(message.id) ?? '') > version) return;
+    // Late, it may be too late: gone by its timer, or older than an edit already shown.
+    const tooLate =
+      late &&
+      ((message.expiresAt !== null && Date.parse(message.expiresAt) <= now()) ||
+        (shown.get(message.id) ?? '') > version);
+    if (!tooLate) {
+      shown.delete(message.id);
+      shown.set(message.id, version);
+      if (shown.size > RECENT_LIMIT) shown.delete(shown.keys().next().value!);
+      await deps.deliver({
+        message,
+        contentType: opened.contentType,
+        body: opened.body,
+        late,
+        edited: message.editedAt !== null,
+      });
     }
-    shown.delete(message.id);
-    shown.set(message.id, version);
-    if (shown.size > RECENT_LIMIT) shown.delete(shown.keys().next().value!);
-    return deps.deliver({
-      message,
-      contentType: opened.contentType,
-      body: opened.body,
-      late,
-      edited: message.editedAt !== null,
-    });
+    await settle(opened);
   }
 
   async function decrypt(message: Message): Promise<Outcome> {
@@ -301,14 +320,14 @@ export function createInbound(deps: {
       );
       const outcome = { ok: true as const, ...decodeContent(plaintext) };
       remember(message, outcome);
-      // Read (the key's record says so): no content for that place is delivered again.
-      unclaimed.delete(
-        placeKey(message.conversationId, {
+      unsettled.set(outcome, {
+        conversationId: message.conversationId,
+        place: {
           sender: { userId: message.senderId, deviceId: sealed.device },
           keyId: missing.keyId,
           iteration,
-        }),
-      );
+        },
+      });
       return outcome;
     } catch (error) {
       if (isCryptoError(error, 'UNKNOWN_KEY') && missing !== undefined)
@@ -506,7 +525,7 @@ export function createInbound(deps: {
     const outcome = { ok: true as const, ...content };
     remember(message, outcome);
     const place = placeOf(message);
-    if (place) await noteResentRead(message.conversationId, place);
+    if (place) unsettled.set(outcome, { conversationId: message.conversationId, place });
     await deliver(message, outcome, true);
     return true;
   }
@@ -643,7 +662,12 @@ export function createInbound(deps: {
   }
 
   return {
-    decrypt,
+    /** For history pages: the content is the app's once this returns. */
+    async decrypt(message) {
+      const outcome = await decrypt(message);
+      await settle(outcome);
+      return outcome;
+    },
     openFrom,
     async handleMessage(message) {
       const outcome = await decrypt(message);

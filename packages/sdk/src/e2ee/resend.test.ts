@@ -637,6 +637,28 @@ describe('messages sent again as content (retry receipts)', () => {
     expect([restarted.sent, restarted.read]).toEqual([[], []]);
   });
 
+  it('a message the app did not keep (it stopped while handling it) is asked for after the restart', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    b.e2ee.onMessage(() => {
+      throw new Error('the app stops here');
+    });
+    const message = await send(a, 'g', 'keep me');
+    await net.settled();
+
+    // Its cursor did not move past the event: the restarted app gets it again.
+    const restarted = await net.device('bob', b.deviceId, undefined, { store: b.e2ee.store });
+    net.event('bob', { type: 'message.new', message });
+    await net.settled();
+    expect(lateOf(restarted)).toEqual([['keep me', message.id]]);
+    // Kept now: a copy of it elsewhere is neither asked for nor shown.
+    const sent = restarted.sent.length;
+    net.event('bob', { type: 'message.new', message: { ...message, id: 'copy', seq: 99 } });
+    await net.settled();
+    expect([restarted.read.length, restarted.sent.length]).toEqual([1, sent]);
+  });
+
   it('content resent for a place is never shown again, when the real bytes come or after a restart', async () => {
     const net = createFakeNetwork();
     const [a, b] = [await net.device('alice'), await net.device('bob')];
