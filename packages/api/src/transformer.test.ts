@@ -91,4 +91,21 @@ describe('transformer', () => {
       expect(() => serialize(value)).toThrow(/prototype pollution/);
     }
   });
+
+  it('reads inputs as superjson does, taking a plain one as it is', () => {
+    const walk = vi.spyOn(superjson, 'deserialize');
+    for (const value of plainValues()) {
+      const wire = JSON.parse(JSON.stringify(superjson.serialize(value))) as object;
+      expect(transformer.input.deserialize(wire)).toEqual(value);
+      expect(transformer.input.deserialize(wire)).toBe((wire as { json: unknown }).json);
+    }
+    expect(walk).not.toHaveBeenCalled();
+    for (const value of annotatedValues()) {
+      const wire = JSON.parse(JSON.stringify(superjson.serialize(value))) as object;
+      expect(transformer.input.deserialize(wire)).toStrictEqual(
+        superjson.deserialize(wire as never),
+      );
+    }
+    expect(walk).toHaveBeenCalled();
+  });
 });

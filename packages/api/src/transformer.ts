@@ -8,9 +8,16 @@ import { sharedItem } from './sharedEvents';
  * send that was an eighth of what the server allocated (bench/README, session 12). Almost every
  * answer is plain JSON (the contracts hold no dates, maps or bigints), and superjson's form of a
  * plain JSON value is `{ json: value }` with no `meta`. Anything else goes through superjson.
+ * The same holds for inputs: superjson would copy a `meta`-less input only to give it back.
  */
 export const transformer: CombinedDataTransformer = {
-  input: superjson,
+  input: {
+    serialize: (value: unknown) => superjson.serialize(value),
+    deserialize: (value: unknown): unknown =>
+      value !== null && typeof value === 'object' && !('meta' in value)
+        ? (value as { json?: unknown }).json
+        : superjson.deserialize(value as never),
+  },
   output: {
     serialize: (value: unknown) =>
       // A shared event is plain JSON by construction (share()), and is sent to many subscribers:

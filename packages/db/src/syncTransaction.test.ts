@@ -56,6 +56,17 @@ describe('syncTransaction', () => {
     expect(await read('b')).toBeUndefined();
   });
 
+  it('runs at once when no transaction is open, without waiting for Kysely', async () => {
+    let ran = false;
+    const done = syncTransaction(db, (run) => {
+      ran = true;
+      return run(add, 'at-once', 7);
+    });
+    expect(ran).toBe(true); // within the call: no promise of Kysely's went first
+    await done;
+    expect(await read('at-once')).toBe(7);
+  });
+
   it('waits for a Kysely transaction open on the connection, and does not join it', async () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));

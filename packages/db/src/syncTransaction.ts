@@ -8,7 +8,11 @@ export type RunSync<DB> = <Args extends unknown[], Row>(
   ...args: Args
 ) => QueryResult<Row>;
 
-type Embedded = { transaction: (work: (run: RunSync<unknown>) => unknown) => unknown };
+type Embedded = {
+  transaction: (work: (run: RunSync<unknown>) => unknown) => unknown;
+  /** No transaction open on the connection (better-sqlite3 knows; Kysely's may be mid-way). */
+  idle: () => boolean;
+};
 
 const embedded = new WeakMap<object, Embedded>();
 
@@ -32,7 +36,7 @@ export function registerEmbedded<DB>(
     if (database.inTransaction) throw new Error('syncTransaction: a transaction is already open');
     return transaction(work);
   };
-  embedded.set(db, { transaction: begin } as Embedded);
+  embedded.set(db, { transaction: begin, idle: () => !database.inTransaction } as Embedded);
 }
 
 /**
@@ -41,9 +45,14 @@ export function registerEmbedded<DB>(
  * more per statement), although better-sqlite3 runs each synchronously anyway, and other
  * requests' work runs between them while it holds the connection. For a message send's nine
  * statements that was about a third of their time back-to-back, 10–20 µs (bench/README.md,
- * session 13). This holds Kysely's one connection meanwhile, so no Kysely transaction is open
- * on it and nothing else can interleave. `work` must not await: it runs inside better-sqlite3's transaction, which commits
- * when it returns and rolls back if it throws. Only for a `db` createDb made on SQLite.
+ * session 13). Nothing can interleave with it: it runs in one synchronous call. When no
+ * transaction is open on the connection it runs at once; otherwise (a Kysely transaction is
+ * between statements) it waits for Kysely's one connection. Going around Kysely's connection
+ * mutex when idle is safe because nothing runs on the connection meanwhile (better-sqlite3 runs
+ * each Kysely statement synchronously too), and it spares a send the mutex's promises and
+ * closures (about 4 KB of the 60 KB a relayed message allocated, bench/README session 20).
+ * `work` must not await: it runs inside better-sqlite3's transaction, which commits when it
+ * returns and rolls back if it throws. Only for a `db` createDb made on SQLite.
  */
 export async function syncTransaction<DB, T>(
   db: Kysely<DB>,
@@ -51,6 +60,7 @@ export async function syncTransaction<DB, T>(
 ): Promise<T> {
   const handle = embedded.get(db);
   if (!handle) throw new Error('syncTransaction: not an embedded database made by createDb');
+  if (handle.idle()) return handle.transaction(work as (run: RunSync<unknown>) => unknown) as T;
   return db
     .connection()
     .execute(async () => handle.transaction(work as (run: RunSync<unknown>) => unknown) as T);
