@@ -1,5 +1,6 @@
 import superjson from 'superjson';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
 import { transformer } from './transformer';
 
 const serialize = (value: unknown) => transformer.output.serialize(value) as { json: unknown };
@@ -107,5 +108,15 @@ describe('transformer', () => {
       );
     }
     expect(walk).toHaveBeenCalled();
+  });
+
+  it("leaves an input's __proto__ key to zod, which drops it (superjson's copy used to)", () => {
+    const wire = JSON.parse('{"json":{"id":"x","__proto__":{"admin":true}}}') as object;
+    const input = transformer.input.deserialize(wire) as object;
+    expect(Object.keys(input)).toEqual(['id', '__proto__']); // an own key, not the prototype
+    expect(Object.getPrototypeOf(input)).toBe(Object.prototype);
+    const parsed = z.object({ id: z.string() }).parse(input);
+    expect(Object.keys(parsed)).toEqual(['id']);
+    expect('admin' in parsed).toBe(false);
   });
 });

@@ -104,17 +104,18 @@ export function senderKeyRead(key: InboundSenderKey, iteration: number): boolean
 export function withRead(key: InboundSenderKey, iteration: number): InboundSenderKey {
   const read: [number, number][] = [];
   let added: [number, number] = [iteration, iteration + 1];
-  let placed = -1;
+  let placed = false;
   for (const [from, to] of key.read ?? []) {
     if (to < added[0]) read.push([from, to]);
     else if (from > added[1]) {
-      if (placed < 0) placed = read.push(added) - 1;
+      if (!placed) read.push(added);
+      placed = true;
       read.push([from, to]);
     } else added = [Math.min(from, added[0]), Math.max(to, added[1])];
   }
-  if (placed < 0) placed = read.push(added) - 1;
+  if (!placed) read.push(added);
   // The oldest go first, but never the place just read: its key is used up here.
-  while (read.length > MAX_READ_RANGES) read.splice(placed === 0 ? 1 : 0, 1);
+  while (read.length > MAX_READ_RANGES) read.splice(read[0] === added ? 1 : 0, 1);
   return { ...key, read };
 }
 

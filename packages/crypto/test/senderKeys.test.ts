@@ -123,6 +123,16 @@ describe('sender keys', () => {
       [6, 7],
     ]);
     expect(code(() => groupDecrypt(bob, messages[1]!, context))).toBe('DUPLICATE_MESSAGE');
+    // A record holding more ranges than the bound (written by hand) keeps the place just read.
+    const crowded = {
+      ...bob,
+      read: Array.from({ length: MAX_READ_RANGES + 3 }, (_, i): [number, number] => [
+        10 * i + 10,
+        10 * i + 11,
+      ]),
+    };
+    expect(withRead(crowded, 25).read).toHaveLength(MAX_READ_RANGES);
+    expect(withRead(crowded, 25).read![0]).toEqual([25, 26]);
   });
 
   it('the window is bounded: too far ahead refused, oldest skipped keys forgotten', () => {

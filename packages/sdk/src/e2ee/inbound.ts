@@ -251,9 +251,15 @@ export function createInbound(deps: {
     const key = placeKey(conversationId, place);
     unclaimed.delete(key); // read: no content for that place is delivered again
     const sender = senderOf(place);
-    const noted = await queue(lanes.inbound(conversationId, sender), () =>
-      noteGroupMessageRead(store, conversationId, sender, place.keyId, place.iteration),
-    );
+    let noted = false;
+    try {
+      noted = await queue(lanes.inbound(conversationId, sender), () =>
+        noteGroupMessageRead(store, conversationId, sender, place.keyId, place.iteration),
+      );
+    } catch (error) {
+      // The app has the content: it must not be handed over again for a store that failed.
+      deps.report(error);
+    }
     if (noted) return;
     readUnkeyed.add(key);
     if (readUnkeyed.size > MAX_READ_PLACES) readUnkeyed.delete(readUnkeyed.values().next().value!);
@@ -789,14 +795,14 @@ export function createInbound(deps: {
         if (key.startsWith(`${conversationId}\n`)) resendAsked.delete(key);
       for (const key of [...unclaimed.keys()])
         if (key.startsWith(`${conversationId}\n`)) unclaimed.delete(key);
-      try {
-        for (const sender of (await store.inboundSenderKeySenders?.(conversationId)) ?? [])
-          await queue(lanes.inbound(conversationId, sender), () =>
-            retireSenderKeysOf(store, conversationId, sender),
-          );
-      } catch (error) {
-        deps.report(error); // the keys stay whole: nothing is lost but the clean-up
-      }
+      // A failure leaves keys whole: nothing is lost but the clean-up.
+      const senders = await Promise.resolve(store.inboundSenderKeySenders?.(conversationId)).catch(
+        (error: unknown) => void deps.report(error),
+      );
+      for (const sender of senders ?? [])
+        await queue(lanes.inbound(conversationId, sender), () =>
+          retireSenderKeysOf(store, conversationId, sender),
+        ).catch((error: unknown) => deps.report(error));
     },
   };
 }

@@ -1,4 +1,4 @@
-import { CryptoError, parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
+import { CryptoError, createMemoryStore, parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bytesToBase64 } from '../base64';
 import type { ExpiredMessage } from '../expiry';
@@ -657,6 +657,32 @@ describe('messages sent again as content (retry receipts)', () => {
     net.event('bob', { type: 'message.new', message: { ...message, id: 'copy', seq: 99 } });
     await net.settled();
     expect([restarted.read.length, restarted.sent.length]).toEqual([1, sent]);
+  });
+
+  it('a store that fails to note a place read is reported; the message is not handed over again', async () => {
+    const net = createFakeNetwork();
+    const store = createMemoryStore();
+    const put = store.putInboundSenderKey.bind(store);
+    let failNext = false;
+    store.putInboundSenderKey = async (...args) => {
+      if (!failNext) return put(...args);
+      failNext = false;
+      throw new Error('disk full');
+    };
+    const [a, b] = [
+      await net.device('alice'),
+      await net.device('bob', undefined, undefined, { store }),
+    ];
+    net.members('g', ['alice', 'bob']);
+    b.e2ee.onMessage(() => void (failNext = true)); // the next write is the note
+    const message = await send(a, 'g', 'once');
+    await net.settled();
+    expect(texts(b)).toEqual(['once']);
+    expect(b.errors.map((e) => (e as Error).message)).toEqual(['disk full']);
+    // Remembered here instead: a copy elsewhere is neither asked for nor shown.
+    net.event('bob', { type: 'message.new', message: { ...message, id: 'copy', seq: 99 } });
+    await net.settled();
+    expect([texts(b), b.sent]).toEqual([['once'], []]);
   });
 
   it('content resent for a place is never shown again, when the real bytes come or after a restart', async () => {
