@@ -100,7 +100,10 @@ export function senderKeyRead(key: InboundSenderKey, iteration: number): boolean
   return (key.read ?? []).some(([from, to]) => from <= iteration && iteration < to);
 }
 
-/** `key` with `iteration` read: merged into the ranges, the oldest past the bound dropped. */
+/**
+ * `key` with `iteration` read: merged into the ranges (the oldest past the bound dropped), and
+ * its message key, kept since the decryption, forgotten.
+ */
 export function withRead(key: InboundSenderKey, iteration: number): InboundSenderKey {
   const read: [number, number][] = [];
   let added: [number, number] = [iteration, iteration + 1];
@@ -114,9 +117,9 @@ export function withRead(key: InboundSenderKey, iteration: number): InboundSende
     } else added = [Math.min(from, added[0]), Math.max(to, added[1])];
   }
   if (!placed) read.push(added);
-  // The oldest go first, but never the place just read: its key is used up here.
+  // The oldest go first, but never the place just read: its key is gone from here on.
   while (read.length > MAX_READ_RANGES) read.splice(read[0] === added ? 1 : 0, 1);
-  return { ...key, read };
+  return { ...key, skipped: key.skipped.filter((s) => s.iteration !== iteration), read };
 }
 
 export function createSenderKey(createdAt = Date.now()): OutboundSenderKey {
@@ -257,13 +260,14 @@ export function groupDecrypt(
   }
   const ad = concatBytes(m.header, context);
 
+  // The message key stays until the message is noted read (`withRead`): an app stopped before
+  // it kept the content reads the message again from here rather than losing it.
   if (m.iteration < key.iteration) {
     const index = key.skipped.findIndex((s) => s.iteration === m.iteration);
-    // Used, out of the window, from before the key came, or retired, and never noted read.
+    // Out of the window, from before the key came, or retired, and never noted read.
     if (index < 0) throw new CryptoError('MESSAGE_KEY_GONE', 'message key gone, not noted read');
     const plaintext = open(aeadKey(key.skipped[index]!.messageKey), m.nonce, m.ciphertext, ad);
-    const skipped = key.skipped.filter((_, i) => i !== index);
-    return { senderKey: { ...key, skipped }, plaintext };
+    return { senderKey: key, plaintext };
   }
 
   if (m.iteration - key.iteration > limits.maxForward) {
@@ -282,6 +286,7 @@ export function groupDecrypt(
   }
   const [nextChainKey, messageKey] = kdfChain(chainKey);
   const plaintext = open(aeadKey(messageKey), m.nonce, m.ciphertext, ad);
+  skipped.push({ iteration: m.iteration, messageKey });
   if (skipped.length > limits.maxSkippedKeys)
     skipped.splice(0, skipped.length - limits.maxSkippedKeys);
   return {

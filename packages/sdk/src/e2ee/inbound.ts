@@ -233,8 +233,9 @@ export function createInbound(deps: {
    * Places in senders' chains this device has read are kept with the sender keys (in the
    * store, so across restarts): a message failing at one of them is a copy of something read
    * (a replay, or bytes changed so that they fail), not a message to ask for again. A place is
-   * noted once its content is with the app (`settle`), not when it decrypts: an app stopped in
-   * between gets the event again, finds the key used but the place not read, and asks for it.
+   * noted once its content is with the app (`settle`), not when it decrypts: the record keeps
+   * the message key until then, so an app stopped in between reads the event again when it
+   * comes again.
    * Content resent under a key this device does not hold has no record to go in: those places
    * are remembered here (bounded) instead.
    */
@@ -264,9 +265,15 @@ export function createInbound(deps: {
     readUnkeyed.add(key);
     if (readUnkeyed.size > MAX_READ_PLACES) readUnkeyed.delete(readUnkeyed.values().next().value!);
   }
+  /** Whether a place was read here; a record that does not read is reported and counts as not. */
   const placeRead = async (conversationId: string, place: Place) =>
     readUnkeyed.has(placeKey(conversationId, place)) ||
-    wasGroupMessageRead(store, conversationId, senderOf(place), place.keyId, place.iteration);
+    wasGroupMessageRead(store, conversationId, senderOf(place), place.keyId, place.iteration).catch(
+      (error: unknown) => {
+        deps.report(error);
+        return false;
+      },
+    );
   async function wasRead(message: Message): Promise<boolean> {
     const place = placeOf(message);
     return place !== undefined && placeRead(message.conversationId, place);
@@ -321,19 +328,21 @@ export function createInbound(deps: {
       const sender = addressOf(message.senderId, sealed.device);
       const { keyId, iteration } = parseSenderKeyMessage(sealed.bytes);
       missing = { keyId: toBase64(keyId), device: sealed.device };
+      const place = {
+        sender: { userId: message.senderId, deviceId: sealed.device },
+        keyId: missing.keyId,
+        iteration,
+      };
+      // Read, and noted in memory only (the store failed, or no key was held): a copy, whose
+      // key the record may still hold.
+      if (readUnkeyed.has(placeKey(message.conversationId, place)))
+        return { ok: false, reason: 'decrypt_failed' };
       const plaintext = await queue(lanes.inbound(message.conversationId, sender), () =>
         decryptGroup(store, message.conversationId, sender, sealed.bytes, sealed.context(sender)),
       );
       const outcome = { ok: true as const, ...decodeContent(plaintext) };
       remember(message, outcome);
-      unsettled.set(outcome, {
-        conversationId: message.conversationId,
-        place: {
-          sender: { userId: message.senderId, deviceId: sealed.device },
-          keyId: missing.keyId,
-          iteration,
-        },
-      });
+      unsettled.set(outcome, { conversationId: message.conversationId, place });
       return outcome;
     } catch (error) {
       if (isCryptoError(error, 'UNKNOWN_KEY') && missing !== undefined)

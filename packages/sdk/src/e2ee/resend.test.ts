@@ -637,7 +637,7 @@ describe('messages sent again as content (retry receipts)', () => {
     expect([restarted.sent, restarted.read]).toEqual([[], []]);
   });
 
-  it('a message the app did not keep (it stopped while handling it) is asked for after the restart', async () => {
+  it('a message the app did not keep (it stopped while handling it) reads again after the restart', async () => {
     const net = createFakeNetwork();
     const [a, b] = [await net.device('alice'), await net.device('bob')];
     net.members('g', ['alice', 'bob']);
@@ -651,12 +651,41 @@ describe('messages sent again as content (retry receipts)', () => {
     const restarted = await net.device('bob', b.deviceId, undefined, { store: b.e2ee.store });
     net.event('bob', { type: 'message.new', message });
     await net.settled();
-    expect(lateOf(restarted)).toEqual([['keep me', message.id]]);
+    expect(restarted.read.map((m) => [decode(m.body), m.late])).toEqual([['keep me', false]]);
+    expect(restarted.sent).toEqual([]); // nothing asked of Alice
     // Kept now: a copy of it elsewhere is neither asked for nor shown.
     const sent = restarted.sent.length;
     net.event('bob', { type: 'message.new', message: { ...message, id: 'copy', seq: 99 } });
     await net.settled();
     expect([restarted.read.length, restarted.sent.length]).toEqual([1, sent]);
+  });
+
+  it('a sender key record that does not read is reported with the message; the stream goes on', async () => {
+    const net = createFakeNetwork();
+    const store = createMemoryStore();
+    const get = store.getInboundSenderKey.bind(store);
+    let broken = false;
+    store.getInboundSenderKey = async (conversationId, sender, keyId) => {
+      if (broken && conversationId === 'g') throw new CryptoError('MALFORMED', 'bad record');
+      return get(conversationId, sender, keyId);
+    };
+    const [a, b] = [
+      await net.device('alice'),
+      await net.device('bob', undefined, undefined, { store }),
+    ];
+    net.members('g', ['alice', 'bob']);
+    net.members('h', ['alice', 'bob']);
+    await send(a, 'g', 'one');
+    await net.settled();
+    broken = true;
+    const two = await send(a, 'g', 'two');
+    await send(a, 'h', 'elsewhere');
+    await net.settled();
+    expect(b.unreadable).toEqual([{ message: two, reason: 'decrypt_failed' }]);
+    expect(b.errors.map((e) => (e as Error).message)).toContain('bad record');
+    // Not known read, so asked for: its content comes from Alice.
+    expect(texts(b)).toEqual(['one', 'elsewhere', 'two']);
+    expect(lateOf(b)).toEqual([['two', two.id]]);
   });
 
   it('a store that fails to note a place read is reported; the message is not handed over again', async () => {
