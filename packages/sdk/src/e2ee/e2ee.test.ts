@@ -231,6 +231,31 @@ describe('e2ee over a fake server', () => {
     expect(await c.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
   });
 
+  it('an app handler that throws on one late message does not keep the others waiting for the key from it', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('d', ['alice', 'bob']);
+    net.lose((e) => !(e.sender.userId === 'alice' && e.userId === 'bob'));
+    const first = await send(a, 'd', 'first');
+    await send(a, 'd', 'second');
+    await net.settled();
+    let failOnce = true;
+    b.e2ee.onMessage(() => {
+      if (!failOnce) return;
+      failOnce = false;
+      throw new Error('app busy');
+    });
+    net.lose(() => true);
+    passTime(KEY_ANSWER_EVERY_MS);
+    await b.e2ee.retry(first);
+    await net.settled();
+    expect(texts(b)).toEqual(['first', 'second']); // handed over, the first one's handler threw
+    expect(b.errors.map((e) => (e as Error).message)).toEqual(['app busy']);
+    // The app's retry hands the first over again.
+    expect(await b.e2ee.retry(first)).toBe(true);
+    expect(texts(b)).toEqual(['first', 'second', 'first']);
+  });
+
   it('reports a message whose key was lost, asks the sender, and delivers it late', async () => {
     const net = createFakeNetwork();
     const [a, b] = [await net.device('alice'), await net.device('bob')];

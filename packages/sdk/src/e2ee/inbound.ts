@@ -289,7 +289,8 @@ export function createInbound(deps: {
 
   /**
    * Hands a decrypted message to the app (`late` when it waited for its key), then notes its
-   * place read: if the app's handler throws, the event comes again and reads the same.
+   * place read: if the app's handler throws, the message event comes again and reads the same
+   * (a late one is for the app's `retry`).
    */
   async function deliver(
     message: Message,
@@ -575,14 +576,21 @@ export function createInbound(deps: {
     dropWait(key);
     const failed: Message[] = [];
     for (const message of [...held].sort((a, b) => a.seq - b.seq)) {
-      const outcome = await decrypt(message);
-      if (outcome.ok) {
-        await deliver(message, outcome, true);
-      } else {
-        // Still too far ahead of the key that came: asked for the chain as it is now.
-        if (outcome.missing) wait(message, outcome.missing, false);
-        else if (await askable(message, outcome)) failed.push(message);
-        await deps.undecryptable({ message, reason: outcome.reason });
+      try {
+        const outcome = await decrypt(message);
+        if (outcome.ok) {
+          await deliver(message, outcome, true);
+        } else {
+          // Still too far ahead of the key that came: asked for the chain as it is now.
+          if (outcome.missing) wait(message, outcome.missing, false);
+          else if (await askable(message, outcome)) failed.push(message);
+          await deps.undecryptable({ message, reason: outcome.reason });
+        }
+      } catch (error) {
+        // The app's handler threw. The envelope that brought the key would not bring this back
+        // if handed over again (its pairwise message is used): the others go on, and the
+        // app's `retry` delivers this one (its content is remembered).
+        deps.report(error);
       }
     }
     // Still unreadable with the key here (say, a gap the chain moved past): ask for content.
