@@ -17,9 +17,10 @@ export type CryptoErrorCode =
    */
   | 'DUPLICATE_MESSAGE'
   /**
-   * A group message whose key is gone but that was never noted read (dropped from the
-   * out-of-order window, from before the key was received, or forgotten with a retired key):
-   * its content can only come from its sender again.
+   * A group message whose key is gone but that was never noted read (used by a decryption
+   * whose result did not reach the app, dropped from the out-of-order window, from before the
+   * key was received, or forgotten with a retired key): its content can only come from its
+   * sender again.
    */
   | 'MESSAGE_KEY_GONE'
   /** The message would need more skipped message keys than the configured bound. */

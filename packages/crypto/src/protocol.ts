@@ -352,10 +352,10 @@ export async function wasGroupMessageRead(
 
 /**
  * Notes a message read under the key that sealed it, once its content is safe with the app
- * (decrypted and handed over, or resent pairwise): its message key is forgotten and a copy of
- * it fails as `DUPLICATE_MESSAGE` from then on. `decryptGroup` keeps the key until this: an app
- * stopped between the two decrypts the message again when it comes again. False when that key
- * is not held (its read is then not kept).
+ * (decrypted and handed over, or resent pairwise): from then on a copy of it fails as
+ * `DUPLICATE_MESSAGE`, even one whose key is still held (that key is dropped). Not done by
+ * `decryptGroup` itself: an app stopped between the two can still ask its sender for it. False
+ * when that key is not held (its read is then not kept).
  */
 export async function noteGroupMessageRead(
   store: CryptoStore,

@@ -102,7 +102,7 @@ export function senderKeyRead(key: InboundSenderKey, iteration: number): boolean
 
 /**
  * `key` with `iteration` read: merged into the ranges (the oldest past the bound dropped), and
- * its message key, kept since the decryption, forgotten.
+ * the message key for it forgotten if still held (its content came resent).
  */
 export function withRead(key: InboundSenderKey, iteration: number): InboundSenderKey {
   const read: [number, number][] = [];
@@ -117,7 +117,7 @@ export function withRead(key: InboundSenderKey, iteration: number): InboundSende
     } else added = [Math.min(from, added[0]), Math.max(to, added[1])];
   }
   if (!placed) read.push(added);
-  // The oldest go first, but never the place just read: its key is gone from here on.
+  // The oldest go first, but never the place just read: its key is used up here.
   while (read.length > MAX_READ_RANGES) read.splice(read[0] === added ? 1 : 0, 1);
   return { ...key, skipped: key.skipped.filter((s) => s.iteration !== iteration), read };
 }
@@ -260,14 +260,13 @@ export function groupDecrypt(
   }
   const ad = concatBytes(m.header, context);
 
-  // The message key stays until the message is noted read (`withRead`): an app stopped before
-  // it kept the content reads the message again from here rather than losing it.
   if (m.iteration < key.iteration) {
     const index = key.skipped.findIndex((s) => s.iteration === m.iteration);
-    // Out of the window, from before the key came, or retired, and never noted read.
+    // Used, out of the window, from before the key came, or retired, and never noted read.
     if (index < 0) throw new CryptoError('MESSAGE_KEY_GONE', 'message key gone, not noted read');
     const plaintext = open(aeadKey(key.skipped[index]!.messageKey), m.nonce, m.ciphertext, ad);
-    return { senderKey: key, plaintext };
+    const skipped = key.skipped.filter((_, i) => i !== index);
+    return { senderKey: { ...key, skipped }, plaintext };
   }
 
   if (m.iteration - key.iteration > limits.maxForward) {
@@ -286,7 +285,6 @@ export function groupDecrypt(
   }
   const [nextChainKey, messageKey] = kdfChain(chainKey);
   const plaintext = open(aeadKey(messageKey), m.nonce, m.ciphertext, ad);
-  skipped.push({ iteration: m.iteration, messageKey });
   if (skipped.length > limits.maxSkippedKeys)
     skipped.splice(0, skipped.length - limits.maxSkippedKeys);
   return {

@@ -233,9 +233,8 @@ export function createInbound(deps: {
    * Places in senders' chains this device has read are kept with the sender keys (in the
    * store, so across restarts): a message failing at one of them is a copy of something read
    * (a replay, or bytes changed so that they fail), not a message to ask for again. A place is
-   * noted once its content is with the app (`settle`), not when it decrypts: the record keeps
-   * the message key until then, so an app stopped in between reads the event again when it
-   * comes again.
+   * noted once its content is with the app (`settle`), not when it decrypts: an app stopped in
+   * between gets the event again, finds the key used but the place not read, and asks for it.
    * Content resent under a key this device does not hold has no record to go in: those places
    * are remembered here (bounded) instead.
    */
@@ -335,7 +334,7 @@ export function createInbound(deps: {
         iteration,
       };
       // Read, and noted in memory only (the store failed, or no key was held): a copy, whose
-      // key the record may still hold.
+      // key the record may still hold (content resent for a place whose key waits).
       if (readUnkeyed.has(placeKey(message.conversationId, place)))
         return { ok: false, reason: 'decrypt_failed' };
       const plaintext = await queue(lanes.inbound(message.conversationId, sender), () =>
