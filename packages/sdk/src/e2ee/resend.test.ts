@@ -35,6 +35,19 @@ const flipped = (m: Message) => {
   return { ...m, ciphertext: bytes };
 };
 
+/** A memory crypto store whose next sender key write fails once `failNextPut` is called. */
+function storeFailingOnce() {
+  const store = createMemoryStore();
+  const put = store.putInboundSenderKey.bind(store);
+  let failNext = false;
+  store.putInboundSenderKey = async (...args) => {
+    if (!failNext) return put(...args);
+    failNext = false;
+    throw new Error('disk full');
+  };
+  return { store, failNextPut: () => void (failNext = true) };
+}
+
 /** What a device's app was handed late, as text and message id. */
 const lateOf = (d: FakeDevice) =>
   d.read.filter((m) => m.late).map((m) => [decode(m.body), m.message.id]);
@@ -659,6 +672,31 @@ describe('messages sent again as content (retry receipts)', () => {
     expect([restarted.read.length, restarted.sent.length]).toEqual([1, sent]);
   });
 
+  it('resent content whose read the store failed to note is not shown again when the real bytes come', async () => {
+    const net = createFakeNetwork();
+    const { store, failNextPut } = storeFailingOnce();
+    const [a, b] = [
+      await net.device('alice'),
+      await net.device('bob', undefined, undefined, { store }),
+    ];
+    net.members('g', ['alice', 'bob']);
+    let holding = true;
+    net.withhold((deviceId, e) => holding && deviceId === b.deviceId && e.type === 'message.new');
+    const meeting = await send(a, 'g', 'meet at 8');
+    await net.settled();
+    holding = false;
+    // A changed copy first: asked for, and its content comes resent; noting it read fails.
+    b.e2ee.onMessage((m) => void (m.late && failNextPut()));
+    net.event('bob', { type: 'message.new', message: flipped(meeting) });
+    await net.settled();
+    expect(lateOf(b)).toEqual([['meet at 8', meeting.id]]);
+    expect(b.errors.map((e) => (e as Error).message)).toEqual(['disk full']);
+    // The real bytes, whose key the record still holds: not shown a second time.
+    net.release();
+    await net.settled();
+    expect(texts(b)).toEqual(['meet at 8']);
+  });
+
   it('a sender key record that does not read is reported with the message; the stream goes on', async () => {
     const net = createFakeNetwork();
     const store = createMemoryStore();
@@ -689,20 +727,13 @@ describe('messages sent again as content (retry receipts)', () => {
 
   it('a store that fails to note a place read is reported; the message is not handed over again', async () => {
     const net = createFakeNetwork();
-    const store = createMemoryStore();
-    const put = store.putInboundSenderKey.bind(store);
-    let failNext = false;
-    store.putInboundSenderKey = async (...args) => {
-      if (!failNext) return put(...args);
-      failNext = false;
-      throw new Error('disk full');
-    };
+    const { store, failNextPut } = storeFailingOnce();
     const [a, b] = [
       await net.device('alice'),
       await net.device('bob', undefined, undefined, { store }),
     ];
     net.members('g', ['alice', 'bob']);
-    b.e2ee.onMessage(() => void (failNext = true)); // the next write is the note
+    b.e2ee.onMessage(() => void failNextPut()); // the next write is the note
     const message = await send(a, 'g', 'once');
     await net.settled();
     expect(texts(b)).toEqual(['once']);
