@@ -82,6 +82,13 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await benStream.next('message.new');
     const update = (await benStream.next('message.updated')).event.message;
     expect(Buffer.from(update.ciphertext!, 'base64').toString()).toBe('final');
+    // The same edit again (a retry after a lost answer): answered as it is, nothing written or
+    // told (the next update Ben sees is the deletion below).
+    offsetMs = 1000; // a new edit now would have another editedAt
+    const again = await api(ann)
+      .messages.edit.mutate({ ...ref, contentType: 'text/plain', ciphertext: b64('final') })
+      .finally(() => (offsetMs = 0));
+    expect(again).toEqual(edited);
 
     // Ben (a member) cannot delete Ann's message; the owner (admin) can.
     expect(await codeOf(api(ben).messages.delete.mutate(ref))).toBe('FORBIDDEN');

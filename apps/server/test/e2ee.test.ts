@@ -323,9 +323,19 @@ describe(`end-to-end encryption through the SDK (${backendLabel})`, () => {
     for (const d of [b, a]) expect(await receives(d, chat, typo)).toMatchObject({ edited: false });
 
     const fixed = secret('fixed');
-    const edit = (d: Device, text: string) =>
-      d.client.e2ee.edit(chat, original.seq, { contentType: 'text/plain', body: encode(text) });
+    const edit = async (d: Device, text: string) => {
+      const handle = await d.client.e2ee.edit(chat, original.seq, {
+        contentType: 'text/plain',
+        body: encode(text),
+      });
+      // Queued in the outbox as an edit of that message, until the server has it.
+      expect(d.client.outbox.pending(chat)).toMatchObject([
+        { clientMessageId: handle.clientMessageId, editSeq: original.seq },
+      ]);
+      return handle.result;
+    };
     const stored = await edit(a, fixed);
+    expect(a.client.outbox.pending()).toEqual([]);
     expect(stored).toMatchObject({
       id: original.id,
       seq: original.seq,

@@ -334,6 +334,8 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   const outbox = createOutbox({
     send: async (input, asUser) =>
       decodeMessage(await api.messages.send.mutate(input, { context: { [SEND_AS]: asUser } })),
+    edit: async (input, asUser) =>
+      decodeMessage(await api.messages.edit.mutate(input, { context: { [SEND_AS]: asUser } })),
     currentUser,
     store: options.outboxStore,
     backoff,

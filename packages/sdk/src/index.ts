@@ -39,6 +39,7 @@ export type {
   OutboxItem,
   OutboxState,
   OutboxStore,
+  OutgoingEdit,
   OutgoingMessage,
   StoredOutboxEntry,
 } from './outboxTypes';

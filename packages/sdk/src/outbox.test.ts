@@ -4,7 +4,13 @@ import { base64ToBytes, bytesToBase64, subjectOf } from './base64';
 import type { Message } from './messaging';
 import { classifySendError } from './errors';
 import { createMemoryOutboxStore, createOutbox } from './outbox';
-import type { OutboxItem, OutboxStore, SendMessageInput, StoredOutboxEntry } from './outboxTypes';
+import type {
+  EditMessageInput,
+  OutboxItem,
+  OutboxStore,
+  SendMessageInput,
+  StoredOutboxEntry,
+} from './outboxTypes';
 
 const STATUS: Record<string, number> = {
   BAD_REQUEST: 400,
@@ -47,51 +53,75 @@ const wire = <T>(value: object): T => value as T;
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (b: Uint8Array | null) => new TextDecoder().decode(b ?? new Uint8Array());
 
+type Call<I> = { input: I; asUser: string; answer: (outcome: Error | null) => void };
+
 /**
- * A fake `messages.send`: each call waits for the test to answer it, so the test sees exactly
- * which sends are in flight, in which order, with which client message id.
+ * A fake `messages.send` and `messages.edit`: each call waits for the test to answer it, so the
+ * test sees exactly which sends (`calls`) and edits (`edits`) are in flight, in which order
+ * (`log`: `send <text>`, `edit <seq> <text>`), with which client message id.
  */
 function fakeServer() {
-  const calls: {
-    input: SendMessageInput;
-    asUser: string;
-    answer: (outcome: Error | null) => void;
-  }[] = [];
+  const calls: Call<SendMessageInput>[] = [];
+  const edits: Call<EditMessageInput>[] = [];
+  const log: string[] = [];
   let seq = 0;
   const waiters: (() => void)[] = [];
-  const send = (input: SendMessageInput, asUser: string) =>
+  const call = <I extends { ciphertext: string }>(
+    into: Call<I>[],
+    input: I,
+    asUser: string,
+    // Only what the outbox reads; the server's message type grows with the API.
+    answer: () => object,
+  ) =>
     new Promise<Message>((resolve, reject) => {
-      calls.push({
+      into.push({
         input,
         asUser,
-        answer: (outcome) => {
-          if (outcome) return reject(outcome);
-          // Only what the outbox reads; the server's message type grows with the API.
-          resolve(
-            wire<Message>({
-              ...input,
-              id: `m${++seq}`,
-              seq,
-              senderId: 'me',
-              senderDeviceId: 'd',
-              ciphertext: base64ToBytes(input.ciphertext),
-              replyToSeq: input.replyToSeq ?? null,
-              forwarded: input.forwarded ?? false,
-              createdAt: new Date(0).toISOString(),
-              editedAt: null,
-              deletedAt: null,
-            }),
-          );
-        },
+        answer: (outcome) =>
+          outcome
+            ? reject(outcome)
+            : resolve(
+                wire<Message>({
+                  ...input,
+                  senderId: 'me',
+                  senderDeviceId: 'd',
+                  ciphertext: base64ToBytes(input.ciphertext),
+                  createdAt: new Date(0).toISOString(),
+                  deletedAt: null,
+                  ...answer(),
+                }),
+              ),
       });
       waiters.splice(0).forEach((w) => w());
     });
-  /** Resolves once `n` calls have been made in total. */
-  const calledTimes = async (n: number) => {
-    while (calls.length < n) await new Promise<void>((r) => waiters.push(r));
-    return calls[n - 1]!;
+  const send = (input: SendMessageInput, asUser: string) => {
+    log.push(`send ${text(base64ToBytes(input.ciphertext))}`);
+    return call(calls, input, asUser, () => ({
+      id: `m${++seq}`,
+      seq,
+      replyToSeq: input.replyToSeq ?? null,
+      forwarded: input.forwarded ?? false,
+      editedAt: null,
+    }));
   };
-  return { send, calls, calledTimes };
+  const edit = (input: EditMessageInput, asUser: string) => {
+    log.push(`edit ${input.seq} ${text(base64ToBytes(input.ciphertext))}`);
+    return call(edits, input, asUser, () => ({
+      id: `m${input.seq}`,
+      replyToSeq: null,
+      forwarded: false,
+      editedAt: new Date(1).toISOString(),
+    }));
+  };
+  const waitFor = async <I>(into: Call<I>[], n: number) => {
+    while (into.length < n) await new Promise<void>((r) => waiters.push(r));
+    return into[n - 1]!;
+  };
+  /** Resolves once `n` sends have been made in total. */
+  const calledTimes = (n: number) => waitFor(calls, n);
+  /** Resolves once `n` edits have been made in total. */
+  const editedTimes = (n: number) => waitFor(edits, n);
+  return { send, edit, calls, edits, log, calledTimes, editedTimes };
 }
 
 describe('outbox', () => {
@@ -104,7 +134,7 @@ describe('outbox', () => {
 
   it('sends one conversation in order, one at a time, and others alongside', async () => {
     const server = fakeServer();
-    const outbox = createOutbox({ ...asMe, send: server.send });
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit });
     const first = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('one') });
     const second = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('two') });
     outbox.send('c2', { contentType: 'text/plain', ciphertext: bytes('elsewhere') });
@@ -134,6 +164,7 @@ describe('outbox', () => {
     const outbox = createOutbox({
       ...asMe,
       send: server.send,
+      edit: server.edit,
       backoff: { minDelayMs: 1_000, maxDelayMs: 10_000 },
       random: () => 1,
     });
@@ -159,7 +190,7 @@ describe('outbox', () => {
 
   it('waits out retryAfterMs on TOO_MANY_REQUESTS, and retryNow ends a wait early', async () => {
     const server = fakeServer();
-    const outbox = createOutbox({ ...asMe, send: server.send, random: () => 0 });
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit, random: () => 0 });
     const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('hi') });
     (await server.calledTimes(1)).answer(serverError('TOO_MANY_REQUESTS', { retryAfterMs: 7_000 }));
 
@@ -178,7 +209,7 @@ describe('outbox', () => {
 
   it('fails a message on a permanent error and goes on with the next', async () => {
     const server = fakeServer();
-    const outbox = createOutbox({ ...asMe, send: server.send });
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit });
     const bad = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('too big') });
     const good = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('fine') });
 
@@ -208,7 +239,7 @@ describe('outbox', () => {
   it('keeps pending sends in its store, and a new outbox on the store sends them in order', async () => {
     const store = createMemoryOutboxStore();
     const before = fakeServer();
-    const old = createOutbox({ ...asMe, send: before.send, store });
+    const old = createOutbox({ ...asMe, send: before.send, edit: before.edit, store });
     const a = old.send('c1', { contentType: 'text/plain', ciphertext: bytes('a'), replyToSeq: 3 });
     const b = old.send('c1', { contentType: 'text/plain', ciphertext: bytes('b') });
     await before.calledTimes(1); // 'a' is on its way when the app dies
@@ -222,7 +253,7 @@ describe('outbox', () => {
     expect(JSON.parse(JSON.stringify(stored))).toEqual(stored);
 
     const after = fakeServer();
-    const restarted = createOutbox({ ...asMe, send: after.send, store });
+    const restarted = createOutbox({ ...asMe, send: after.send, edit: after.edit, store });
     await restarted.restore();
     expect(restarted.pending().map((i) => text(i.ciphertext))).toEqual(['a', 'b']);
     const first = await after.calledTimes(1);
@@ -235,6 +266,70 @@ describe('outbox', () => {
       b.clientMessageId,
     ]);
     expect(await store.load()).toEqual([]);
+  });
+
+  it('sends an edit behind the sends queued before it, retries it with the same bytes, and fails it on a permanent error', async () => {
+    const server = fakeServer();
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit });
+    const sent = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('helo') });
+    const edit = outbox.edit('c1', 1, { contentType: 'text/plain', ciphertext: bytes('hello') });
+    const first = await server.calledTimes(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(server.log).toEqual(['send helo']);
+    expect(outbox.pending('c1').map((i) => [i.state, i.editSeq])).toEqual([
+      ['sending', undefined],
+      ['queued', 1],
+    ]);
+    first.answer(null);
+    await sent.result;
+
+    const attempt = await server.editedTimes(1);
+    expect(attempt).toMatchObject({
+      asUser: 'me',
+      input: { conversationId: 'c1', seq: 1, contentType: 'text/plain' },
+    });
+    expect(text(base64ToBytes(attempt.input.ciphertext))).toBe('hello');
+    attempt.answer(new TypeError('fetch failed'));
+    await vi.advanceTimersByTimeAsync(0);
+    outbox.retryNow();
+    const retry = await server.editedTimes(2);
+    expect(retry.input).toEqual(attempt.input);
+    retry.answer(null);
+    expect(await edit.result).toMatchObject({ seq: 1, editedAt: new Date(1).toISOString() });
+    expect(server.log).toEqual(['send helo', 'edit 1 hello', 'edit 1 hello']);
+
+    // The message was deleted meanwhile: the server refuses for good.
+    const late = outbox.edit('c1', 1, { contentType: 'text/plain', ciphertext: bytes('bye') });
+    (await server.editedTimes(3)).answer(serverError('BAD_REQUEST'));
+    await expect(late.result).rejects.toThrow('bad_request');
+    expect(outbox.pending()).toMatchObject([
+      { clientMessageId: late.clientMessageId, editSeq: 1, state: 'failed' },
+    ]);
+    expect(server.calls).toHaveLength(1);
+  });
+
+  it('keeps a pending edit in its store, and a new outbox sends it as an edit; a kept edit of no seq is left alone', async () => {
+    const store = createMemoryOutboxStore();
+    const before = fakeServer();
+    const old = createOutbox({ ...asMe, send: before.send, edit: before.edit, store });
+    const edit = old.edit('c1', 4, { contentType: 'text/plain', ciphertext: bytes('fixed') });
+    await before.editedTimes(1); // on its way when the app dies
+    old.pause();
+    expect(await store.load()).toMatchObject([
+      { clientMessageId: edit.clientMessageId, editSeq: 4, state: 'queued' },
+    ]);
+    await store.save({ ...keptEntry('damaged', 'what?', 'me'), editSeq: 0 });
+
+    const after = fakeServer();
+    const restarted = createOutbox({ ...asMe, send: after.send, edit: after.edit, store });
+    await restarted.restore();
+    expect(restarted.pending().map((i) => [i.clientMessageId, i.editSeq])).toEqual([
+      [edit.clientMessageId, 4],
+    ]);
+    (await after.editedTimes(1)).answer(null);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(after.log).toEqual(['edit 4 fixed']);
+    expect((await store.load()).map((e) => e.clientMessageId)).toEqual(['damaged']);
   });
 
   it('sends restored entries before new ones', async () => {
@@ -250,7 +345,7 @@ describe('outbox', () => {
       remove: (id) => kept.remove(id),
     };
     const server = fakeServer();
-    const outbox = createOutbox({ ...asMe, send: server.send, store: slow });
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit, store: slow });
     outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('new') });
     await vi.advanceTimersByTimeAsync(100);
     const first = await server.calledTimes(1);
@@ -261,7 +356,12 @@ describe('outbox', () => {
     const store = createMemoryOutboxStore();
     const server = fakeServer();
     let who: string | null = 'alice';
-    const outbox = createOutbox({ send: server.send, currentUser: () => who, store });
+    const outbox = createOutbox({
+      send: server.send,
+      edit: server.edit,
+      currentUser: () => who,
+      store,
+    });
     const seen: OutboxItem[] = [];
     outbox.onChange((item) => seen.push(item));
     const hers = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('from alice') });
@@ -306,7 +406,12 @@ describe('outbox', () => {
   it('fails a send at once when no one is signed in, and keeps nothing of it', async () => {
     const store = createMemoryOutboxStore();
     const server = fakeServer();
-    const outbox = createOutbox({ send: server.send, currentUser: () => null, store });
+    const outbox = createOutbox({
+      send: server.send,
+      edit: server.edit,
+      currentUser: () => null,
+      store,
+    });
     const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('whose?') });
     await expect(handle.result).rejects.toThrow('no one is signed in');
     await vi.advanceTimersByTimeAsync(60_000);
@@ -318,14 +423,19 @@ describe('outbox', () => {
     const server = fakeServer();
     let answer!: (user: string) => void;
     const asked = new Promise<string>((resolve) => (answer = resolve));
-    const outbox = createOutbox({ send: server.send, currentUser: () => asked, store });
+    const outbox = createOutbox({
+      send: server.send,
+      edit: server.edit,
+      currentUser: () => asked,
+      store,
+    });
     const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('oops') });
     await outbox.discard(handle.clientMessageId);
     answer('me');
     await vi.advanceTimersByTimeAsync(60_000);
     expect([server.calls.length, outbox.pending(), await store.load()]).toEqual([0, [], []]);
 
-    const restarted = createOutbox({ ...asMe, send: server.send, store });
+    const restarted = createOutbox({ ...asMe, send: server.send, edit: server.edit, store });
     await restarted.restore();
     await vi.advanceTimersByTimeAsync(60_000);
     expect(server.calls.length).toBe(0);
@@ -338,6 +448,7 @@ describe('outbox', () => {
     const server = fakeServer();
     const outbox = createOutbox({
       send: server.send,
+      edit: server.edit,
       currentUser: () => {
         if (locked-- > 0) throw new Error('keychain locked');
         return 'me';
@@ -358,6 +469,7 @@ describe('outbox', () => {
     const questions: ((user: string) => void)[] = [];
     const outbox = createOutbox({
       send: server.send,
+      edit: server.edit,
       currentUser: () => new Promise<string>((resolve) => questions.push(resolve)),
       store,
     });
@@ -379,7 +491,7 @@ describe('outbox', () => {
     const legacy = keptEntry('legacy-1', 'whose?');
     await store.save(legacy);
     const server = fakeServer();
-    const outbox = createOutbox({ ...asMe, send: server.send, store });
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit, store });
     await outbox.restore();
     const mine = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('mine') });
     const first = await server.calledTimes(1);
@@ -392,7 +504,7 @@ describe('outbox', () => {
 
     // An app that knows whose it is writes the owner in: then it goes out as them.
     await store.save({ ...legacy, userId: 'me' });
-    const restarted = createOutbox({ ...asMe, send: server.send, store });
+    const restarted = createOutbox({ ...asMe, send: server.send, edit: server.edit, store });
     await restarted.restore();
     const adopted = await server.calledTimes(2);
     expect([adopted.asUser, adopted.input.clientMessageId]).toEqual(['me', 'legacy-1']);
@@ -403,7 +515,7 @@ describe('outbox', () => {
     await store.save({ ...keptEntry('corrupt', 'x', 'me'), ciphertext: 'not base64!' });
     await store.save({ ...keptEntry('kept', 'old', 'me'), order: 1 });
     const server = fakeServer();
-    const outbox = createOutbox({ ...asMe, send: server.send, store });
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit, store });
     const fresh = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('new') });
     await vi.advanceTimersByTimeAsync(0);
     expect(server.calls.map((c) => c.input.clientMessageId)).toEqual(['kept']);
@@ -418,7 +530,7 @@ describe('outbox', () => {
 
   it('a change listener that throws stops neither the send it was told of, nor the listeners after it, nor the order', async () => {
     const server = fakeServer();
-    const outbox = createOutbox({ ...asMe, send: server.send });
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit });
     let failures = 1;
     outbox.onChange((item) => {
       if (item.state === 'sending' && failures-- > 0) throw new Error('a bug in the app');

@@ -7,6 +7,7 @@ import type {
   OutboxDeps,
   OutboxError,
   OutboxItem,
+  OutboxHandle,
   OutboxState,
   OutboxStore,
   StoredOutboxEntry,
@@ -115,6 +116,25 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
       waits.add(done);
     });
 
+  /** One attempt at what an entry holds: a send, or an edit of my message `editSeq`. */
+  const attempt = (stored: StoredOutboxEntry, asUser: string) => {
+    const { clientMessageId, conversationId, contentType, ciphertext, editSeq } = stored;
+    if (editSeq !== undefined)
+      return deps.edit({ conversationId, seq: editSeq, contentType, ciphertext }, asUser);
+    const { replyToSeq, forwarded } = stored;
+    return deps.send(
+      {
+        clientMessageId,
+        conversationId,
+        contentType,
+        ciphertext,
+        ...(replyToSeq === undefined ? {} : { replyToSeq }),
+        ...(forwarded === undefined ? {} : { forwarded }),
+      },
+      asUser,
+    );
+  };
+
   const nextQueued = (conversationId: string) =>
     [...entries.values()]
       .filter(
@@ -143,25 +163,18 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
         }
         entry.item.attempts += 1;
         setState(entry, 'sending');
-        const {
-          queuedAt: _at,
-          order: _order,
-          state: _state,
-          error: _error,
-          userId: _userId,
-          ...input
-        } = entry.stored;
+        const id = entry.stored.clientMessageId;
         try {
           if (asUser === undefined) throw new Error('could not tell who is signed in');
-          const message = await deps.send(input, asUser);
-          entries.delete(input.clientMessageId);
+          const message = await attempt(entry.stored, asUser);
+          entries.delete(id);
           entry.item.message = message;
           setState(entry, 'sent');
-          await persist(() => store.remove(input.clientMessageId));
+          await persist(() => store.remove(id));
           entry.settle?.resolve(message);
         } catch (error) {
           const verdict = classifySendError(error);
-          if (!entries.has(input.clientMessageId)) {
+          if (!entries.has(id)) {
             entry.settle?.reject(error); // discarded while on its way: nothing to keep or retry
           } else if (!verdict.retry) {
             entry.stored = { ...entry.stored, state: 'failed', error: errorOf(error) };
@@ -211,6 +224,7 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
         ciphertext: base64ToBytes(stored.ciphertext),
         ...(stored.replyToSeq === undefined ? {} : { replyToSeq: stored.replyToSeq }),
         ...(stored.forwarded === undefined ? {} : { forwarded: stored.forwarded }),
+        ...(stored.editSeq === undefined ? {} : { editSeq: stored.editSeq }),
         state: stored.state,
         attempts: 0,
         ...(stored.error ? { error: stored.error } : {}),
@@ -287,6 +301,11 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
     for (const stored of kept) {
       try {
         if (entries.has(stored.clientMessageId)) continue;
+        if (
+          stored.editSeq !== undefined &&
+          !(Number.isSafeInteger(stored.editSeq) && stored.editSeq > 0)
+        )
+          throw new Error('not a message seq');
         // A send cut short by the restart may or may not have arrived: sending it again with the
         // same id is safe either way.
         add(
@@ -301,30 +320,45 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
     }
   }
 
+  /** Queues a new send or edit under a fresh entry id; see `send`. */
+  const enqueue = (
+    what: Omit<StoredOutboxEntry, 'clientMessageId' | 'queuedAt' | 'order' | 'state'>,
+  ): OutboxHandle => {
+    paused = false;
+    const stored: StoredOutboxEntry = {
+      clientMessageId: randomId(),
+      ...what,
+      queuedAt: now(),
+      order: order++,
+      state: 'queued',
+    };
+    let settle!: Entry['settle'];
+    const result = new Promise<Message>((resolve, reject) => (settle = { resolve, reject }));
+    result.catch(() => undefined);
+    // Asked now, before anything else can run: a sign-in that follows cannot claim this send.
+    const owner = (async () => deps.currentUser())();
+    const entry = add({ ...stored }, Promise.resolve(), settle, true);
+    entry.kept = claim(entry, owner);
+    void restore();
+    return { clientMessageId: stored.clientMessageId, result };
+  };
+
   return {
-    send(conversationId, message) {
-      paused = false;
-      const stored: StoredOutboxEntry = {
-        clientMessageId: randomId(),
+    send: (conversationId, message) =>
+      enqueue({
         conversationId,
         contentType: message.contentType,
         ciphertext: bytesToBase64(message.ciphertext),
         ...(message.replyToSeq === undefined ? {} : { replyToSeq: message.replyToSeq }),
         ...(message.forwarded === undefined ? {} : { forwarded: message.forwarded }),
-        queuedAt: now(),
-        order: order++,
-        state: 'queued',
-      };
-      let settle!: Entry['settle'];
-      const result = new Promise<Message>((resolve, reject) => (settle = { resolve, reject }));
-      result.catch(() => undefined);
-      // Asked now, before anything else can run: a sign-in that follows cannot claim this send.
-      const owner = (async () => deps.currentUser())();
-      const entry = add({ ...stored }, Promise.resolve(), settle, true);
-      entry.kept = claim(entry, owner);
-      void restore();
-      return { clientMessageId: stored.clientMessageId, result };
-    },
+      }),
+    edit: (conversationId, seq, edit) =>
+      enqueue({
+        conversationId,
+        contentType: edit.contentType,
+        ciphertext: bytesToBase64(edit.ciphertext),
+        editSeq: seq,
+      }),
     pending: (conversationId) =>
       [...entries.values()]
         .filter((e) => conversationId === undefined || e.stored.conversationId === conversationId)

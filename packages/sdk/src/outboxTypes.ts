@@ -14,6 +14,12 @@ export type OutgoingMessage = {
   forwarded?: boolean;
 };
 
+/** New bytes for one of my messages (`MvpOutbox.edit`). */
+export type OutgoingEdit = {
+  contentType: string;
+  ciphertext: Uint8Array;
+};
+
 export type OutboxState = 'queued' | 'sending' | 'sent' | 'failed';
 
 /** One send as the outbox keeps it: JSON-friendly, so any key-value store can hold it. */
@@ -25,6 +31,11 @@ export type StoredOutboxEntry = {
   ciphertext: string;
   replyToSeq?: number;
   forwarded?: boolean;
+  /**
+   * Set for an edit: the seq of my message it replaces (`clientMessageId` then only names the
+   * entry; the server never sees it).
+   */
+  editSeq?: number;
   /** When it was queued (ms) and a tie-breaker: the order sends go out in after a restart. */
   queuedAt: number;
   order: number;
@@ -48,12 +59,14 @@ export type OutboxItem = {
   ciphertext: Uint8Array;
   replyToSeq?: number;
   forwarded?: boolean;
+  /** Set for an edit: the seq of the message it replaces. */
+  editSeq?: number;
   state: OutboxState;
   /** Attempts made in this process (a restart starts again at 0). */
   attempts: number;
   /** The last failure: the final one when `failed`, the one being retried when `queued`. */
   error?: OutboxError;
-  /** The stored message, once `sent`. */
+  /** The stored message (for an edit, as edited), once `sent`. */
   message?: Message;
 };
 
@@ -82,7 +95,12 @@ export type MvpOutbox = {
    * are retried with the same id (the server stores a message once per id).
    */
   send(conversationId: string, message: OutgoingMessage): OutboxHandle;
-  /** Everything not yet sent: queued, sending, or failed (until `retry` or `discard`). */
+  /**
+   * Queues an edit of my message `seq`: in order with the conversation's sends (an edit queued
+   * after a send goes after it), retried with the same bytes, which the server applies once.
+   */
+  edit(conversationId: string, seq: number, edit: OutgoingEdit): OutboxHandle;
+  /** Everything not yet sent (edits have `editSeq`): queued, sending, or failed (until `retry` or `discard`). */
   pending(conversationId?: string): OutboxItem[];
   /** Told on every state change of any send. */
   onChange(listener: (item: OutboxItem) => void): { unsubscribe(): void };
@@ -110,12 +128,21 @@ export type SendMessageInput = {
   forwarded?: boolean;
 };
 
+export type EditMessageInput = {
+  conversationId: string;
+  seq: number;
+  contentType: string;
+  ciphertext: string;
+};
+
 export type OutboxDeps = {
   /**
    * `messages.send`, answering the stored message with its ciphertext as bytes. `asUser` is the
    * entry's owner: the send must not go out under any other account's token.
    */
   send(input: SendMessageInput, asUser: string): Promise<Message>;
+  /** `messages.edit`, likewise. */
+  edit(input: EditMessageInput, asUser: string): Promise<Message>;
   /**
    * The signed-in account's user id, null when signed out. Asked when a send is queued (its
    * owner) and before every attempt; a rejection counts as a failed attempt (retried).

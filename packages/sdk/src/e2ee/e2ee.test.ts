@@ -16,6 +16,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createFakeNetwork,
   decode,
+  edit,
   encode,
   passTime,
   send,
@@ -650,10 +651,7 @@ describe('edits of encrypted messages', () => {
     const [a, b] = [await net.device('alice'), await net.device('bob')];
     net.members('d', ['alice', 'bob']);
     const original = await send(a, 'd', 'helo');
-    const edited = await a.e2ee.edit('d', original.seq, {
-      contentType: 'text/plain',
-      body: encode('hello (edited)'),
-    });
+    const edited = await edit(a, 'd', original.seq, 'hello (edited)');
     expect(edited).toMatchObject({ id: original.id, contentType: 'mvp/e2ee' });
     expect(decode(edited.ciphertext!)).not.toContain('hello');
     await net.settled();
@@ -665,7 +663,7 @@ describe('edits of encrypted messages', () => {
 
     // From Alice's laptop: it has its own sender key, which Bob gets first.
     const laptop = await net.device('alice', 'alice-laptop');
-    await laptop.e2ee.edit('d', original.seq, { contentType: 'text/plain', body: encode('v3') });
+    await edit(laptop, 'd', original.seq, 'v3');
     await net.settled();
     expect(texts(b).at(-1)).toBe('v3');
     expect(b.read.at(-1)).toMatchObject({ edited: true, message: { id: original.id } });
@@ -681,17 +679,14 @@ describe('edits of encrypted messages', () => {
     net.members('d', ['alice', 'bob']);
     const first = await send(a, 'd', 'first');
     const second = await send(a, 'd', 'second');
-    const edit = await a.e2ee.edit('d', first.seq, {
-      contentType: 'text/plain',
-      body: encode('first, edited'),
-    });
+    const edited = await edit(a, 'd', first.seq, 'first, edited');
     await net.settled();
     // A server that relabels: the edit's bytes as the edit of the second message, the second's
     // original bytes as an edit, or the edit as a new message.
     const tampered = [
-      { ...second, ciphertext: edit.ciphertext, editedAt: edit.editedAt },
-      { ...second, id: 'x1', editedAt: edit.editedAt },
-      { ...edit, id: 'x2', editedAt: null },
+      { ...second, ciphertext: edited.ciphertext, editedAt: edited.editedAt },
+      { ...second, id: 'x1', editedAt: edited.editedAt },
+      { ...edited, id: 'x2', editedAt: null },
     ];
     for (const message of tampered)
       expect(await b.e2ee.decrypt(message)).toEqual({ ok: false, reason: 'decrypt_failed' });
@@ -706,7 +701,7 @@ describe('edits of encrypted messages', () => {
     await net.settled();
     const laptop = await net.device('alice', 'alice-laptop');
     net.lose((e) => !(e.sender.deviceId === 'alice-laptop' && e.userId === 'bob'));
-    await laptop.e2ee.edit('d', original.seq, { contentType: 'text/plain', body: encode('fixed') });
+    await edit(laptop, 'd', original.seq, 'fixed');
     await net.settled();
     expect(b.unreadable).toMatchObject([{ reason: 'missing_key', message: { id: original.id } }]);
 

@@ -3,7 +3,6 @@
  * outbox and the sync stream. Everything cryptographic is @mvp/crypto; this file wires it.
  */
 import { type CryptoStore, createMemoryStore } from '@mvp/crypto';
-import { bytesToBase64 } from '../base64';
 import type { Message, SyncEvent } from '../messaging';
 import type { MvpExpiry } from '../expiry';
 import type { MvpOutbox, OutboxHandle } from '../outboxTypes';
@@ -67,13 +66,15 @@ export type MvpE2ee = {
   send(conversationId: string, message: E2eeOutgoing): Promise<OutboxHandle>;
   /**
    * Replaces my message `seq` (sent from any of my devices) with new content, encrypted like a
-   * send. Every member device gets it through `onMessage` with `edited: true`, this one too.
+   * send and queued in the outbox like one (`editSeq` on its item; the handle's `result` is the
+   * message as edited). Every member device gets it through `onMessage` with `edited: true`, this
+   * one too.
    */
   edit(
     conversationId: string,
     seq: number,
     message: Pick<E2eeOutgoing, 'contentType' | 'body'>,
-  ): Promise<Message>;
+  ): Promise<OutboxHandle>;
   /**
    * Device-to-device encryption over the pairwise (X3DH, Double Ratchet) sessions: for one
    * device of someone's, started on first use. `client.calls` uses it for SDP and ICE.
@@ -133,10 +134,13 @@ export type MvpE2ee = {
   readonly store: CryptoStore;
 };
 
-/** What the send log keeps of a stored message. */
-const sentMessageOf = (message: Message): SentMessage => ({
+/**
+ * What the send log keeps of a stored message. For an edit, `seq` is the one I edited, not the
+ * answer's: the edit's associated data binds that one.
+ */
+const sentMessageOf = (message: Message, seq = message.seq): SentMessage => ({
   id: message.id,
-  seq: message.seq,
+  seq,
   editedAt: message.editedAt,
   expiresAt: message.expiresAt,
 });
@@ -224,7 +228,11 @@ export function createE2ee(deps: {
   // Sends queued before a restart go out from the outbox: the send log learns their message.
   outbox.onChange((item) => {
     if (item.state === 'sent' && item.message && item.contentType === E2EE_CONTENT_TYPE)
-      outbound.sentLater(item.clientMessageId, item.conversationId, sentMessageOf(item.message));
+      outbound.sentLater(
+        item.clientMessageId,
+        item.conversationId,
+        sentMessageOf(item.message, item.editSeq),
+      );
   });
 
   // Gone by its timer here, before (or without) the server's removal: as for that removal.
@@ -330,21 +338,23 @@ export function createE2ee(deps: {
     },
     async edit(conversationId, seq, message) {
       await setup();
-      const { ciphertext, stored } = await outbound.encrypt(
+      return outbound.encrypt(
         conversationId,
         { contentType: message.contentType, body: message.body },
-        (bytes, log) => ({ ciphertext: bytes, stored: (m: SentMessage) => log.stored(m) }),
+        (ciphertext, log) => {
+          const handle = outbox.edit(conversationId, seq, {
+            contentType: E2EE_CONTENT_TYPE,
+            ciphertext,
+          });
+          log.queued(handle.clientMessageId);
+          handle.result.then(
+            (edited) => log.stored(sentMessageOf(edited, seq)),
+            () => undefined,
+          );
+          return handle;
+        },
         { seq },
       );
-      const edited = await transport.editMessage({
-        conversationId,
-        seq,
-        contentType: E2EE_CONTENT_TYPE,
-        ciphertext: bytesToBase64(ciphertext),
-      });
-      // The seq I edited, not the answer's: the edit's associated data binds that one.
-      stored({ id: edited.id, seq, editedAt: edited.editedAt, expiresAt: edited.expiresAt });
-      return edited;
     },
     onMessage: (handler) => listen(messageHandlers, handler),
     onUndecryptable: (handler) => listen(undecryptableHandlers, handler),

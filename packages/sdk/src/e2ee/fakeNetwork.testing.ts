@@ -8,7 +8,7 @@ import { TRPCClientError } from '@trpc/client';
 import { vi } from 'vitest';
 import { base64ToBytes as base64, bytesToBase64 } from '../base64';
 import type { Envelope, Message, SyncEvent } from '../messaging';
-import type { MvpOutbox, OutboxItem } from '../outboxTypes';
+import type { EditMessageInput, MvpOutbox, OutboxItem } from '../outboxTypes';
 import type { MvpSync } from '../syncTypes';
 import { createE2ee, type E2eeOptions, type MvpE2ee } from './e2ee';
 import type { DecryptedMessage, UndecryptableMessage } from './inbound';
@@ -41,6 +41,8 @@ export type FakeDevice = {
   errors: unknown[];
   /** Envelopes this device sent (after the server accepted them). */
   sent: OutgoingEnvelope[];
+  /** What the outbox's edits go out through (`messages.edit`); a test may answer in its place. */
+  editMessage: (input: EditMessageInput) => Promise<Message>;
 };
 
 export const encode = (text: string) => new TextEncoder().encode(text);
@@ -62,6 +64,15 @@ export function passTime(ms: number) {
 /** Sends a text through the device's e2ee and outbox; answers the stored message. */
 export async function send(d: FakeDevice, conversationId: string, text: string) {
   const handle = await d.e2ee.send(conversationId, {
+    contentType: 'text/plain',
+    body: encode(text),
+  });
+  return handle.result;
+}
+
+/** Edits my message `seq` through the device's e2ee and outbox; answers the message as edited. */
+export async function edit(d: FakeDevice, conversationId: string, seq: number, text: string) {
+  const handle = await d.e2ee.edit(conversationId, seq, {
     contentType: 'text/plain',
     body: encode(text),
   });
@@ -109,7 +120,7 @@ export function createFakeNetwork() {
   const fullQueues = new Set<string>();
   /** The next this many claims are refused as over the rate limit (5 ms to wait). */
   let claimsRefused = 0;
-  /** While set, sends are stored and delivered but their answers wait (a lost answer). */
+  /** While set, sends and edits are stored and delivered but their answers wait (a lost answer). */
   let heldAnswers: (() => void)[] | null = null;
 
   const liveDevices = (userId: string) =>
@@ -251,21 +262,6 @@ export function createFakeNetwork() {
         }
         return { ok: true, full };
       },
-      editMessage: async (input) => {
-        const key = `${input.conversationId}:${input.seq}`;
-        const original = stored.get(key);
-        if (original?.senderId !== me.userId) throw new Error('FORBIDDEN');
-        // As the server does: new bytes and editedAt; the sending device stays the original's.
-        const edited: Message = {
-          ...original,
-          contentType: input.contentType,
-          ciphertext: base64(input.ciphertext),
-          editedAt: new Date(++ids).toISOString(),
-        };
-        stored.set(key, edited);
-        toMembers(edited, 'message.updated');
-        return edited;
-      },
       verify: async (input) => ({
         ...input,
         verifiedAt: new Date(0).toISOString(),
@@ -279,15 +275,34 @@ export function createFakeNetwork() {
    * device's outbox is the one that finishes what the last one queued).
    */
   const outboxListeners = new Map<string, Set<(item: OutboxItem) => void>>();
-  function outboxFor(me: DeviceRef): MvpOutbox {
+
+  /** `messages.edit` as the server does it: new bytes and editedAt; the sending device stays. */
+  async function editAs(me: DeviceRef, input: EditMessageInput): Promise<Message> {
+    const key = `${input.conversationId}:${input.seq}`;
+    const original = stored.get(key);
+    if (original?.senderId !== me.userId) throw new Error('FORBIDDEN');
+    const edited: Message = {
+      ...original,
+      contentType: input.contentType,
+      ciphertext: base64(input.ciphertext),
+      editedAt: new Date(++ids).toISOString(),
+    };
+    stored.set(key, edited);
+    toMembers(edited, 'message.updated');
+    return edited;
+  }
+
+  /** A device's outbox: sends are stored at once, edits go through `device().editMessage`. */
+  function outboxFor(me: DeviceRef, device: () => FakeDevice): MvpOutbox {
     const listeners = new Set<(item: OutboxItem) => void>();
     outboxListeners.set(me.deviceId, listeners);
-    const sentAs = (message: Message) => {
+    const sentAs = (message: Message, entryId = message.clientMessageId, editSeq?: number) => {
       const item: OutboxItem = {
-        clientMessageId: message.clientMessageId,
+        clientMessageId: entryId,
         conversationId: message.conversationId,
         contentType: message.contentType,
         ciphertext: message.ciphertext!,
+        ...(editSeq === undefined ? {} : { editSeq }),
         state: 'sent',
         attempts: 1,
         message,
@@ -328,6 +343,25 @@ export function createFakeNetwork() {
           : Promise.resolve(sentAs(message));
         return { clientMessageId: message.clientMessageId, result };
       },
+      edit(conversationId, seq, edit) {
+        const entryId = `e${++ids}`;
+        const held = heldAnswers;
+        const result = device()
+          .editMessage({
+            conversationId,
+            seq,
+            contentType: edit.contentType,
+            ciphertext: bytesToBase64(edit.ciphertext),
+          })
+          .then((edited) =>
+            held
+              ? new Promise<Message>((resolve) =>
+                  held.push(() => resolve(sentAs(edited, entryId, seq))),
+                )
+              : sentAs(edited, entryId, seq),
+          );
+        return { clientMessageId: entryId, result };
+      },
     } as MvpOutbox;
   }
 
@@ -349,7 +383,8 @@ export function createFakeNetwork() {
         },
         start: async () => undefined,
       } as unknown as MvpSync;
-      const e2ee = createE2ee({ transport, sync, outbox: outboxFor(me), options, time });
+      const outbox = outboxFor(me, () => device);
+      const e2ee = createE2ee({ transport, sync, outbox, options, time });
       const device: FakeDevice = {
         ...me,
         e2ee,
@@ -358,6 +393,7 @@ export function createFakeNetwork() {
         unreadable: [],
         errors: [],
         sent,
+        editMessage: (input) => editAs(me, input),
       };
       e2ee.onMessage((m) => void device.read.push(m));
       e2ee.onUndecryptable((u) => void device.unreadable.push(u));
@@ -403,7 +439,7 @@ export function createFakeNetwork() {
       withhold = null;
       for (const [deviceId, event] of withheld.splice(0)) deliver(deviceId, event);
     },
-    /** Holds the answers to sends from now (true), or lets the held ones through (false). */
+    /** Holds the answers to sends and edits from now (true), or lets the held ones through (false). */
     holdAnswers(hold: boolean) {
       const held = heldAnswers;
       heldAnswers = hold ? (held ?? []) : null;

@@ -6,6 +6,7 @@ import type { Message } from '../messaging';
 import {
   createFakeNetwork,
   decode,
+  edit,
   encode,
   passTime,
   send,
@@ -355,15 +356,14 @@ describe('messages sent again as content (retry receipts)', () => {
     await net.settled();
     // The server answers Alice's edit of "meet at 5" as if it were of her other message, and
     // shows Bob the edit's bytes as an edit of that one.
-    const { transport } = a;
-    const editMessage = transport.editMessage.bind(transport);
+    const editMessage = a.editMessage;
     let moved: Message | undefined;
-    transport.editMessage = async (input) => {
+    a.editMessage = async (input) => {
       const real = await editMessage({ ...input });
       moved = { ...cats, ciphertext: real.ciphertext, editedAt: real.editedAt };
       return moved;
     };
-    await a.e2ee.edit('g', meeting.seq, { contentType: 'text/plain', body: encode('meet at 9') });
+    await edit(a, 'g', meeting.seq, 'meet at 9');
     await net.settled();
     net.event('bob', { type: 'message.updated', message: moved! });
     await net.settled();
@@ -455,6 +455,39 @@ describe('messages sent again as content (retry receipts)', () => {
     const message = await handle.result;
     await askAgainOnceCarolLeft(net, restarted, b, message);
     expect(lateOf(b)).toEqual([['queued before the restart', message.id]]);
+  });
+
+  it('is answered for an edit the outbox finished after the restart, as the edit of the message it names', async () => {
+    const { net, a, b, sendLog } = await withSendLogAndLostShare();
+    const meeting = await send(a, 'g', 'meet at 8');
+    const other = await send(a, 'g', 'bring cake');
+    await net.settled();
+    // The edit's answer does not come before Alice's app restarts, and names her other message.
+    net.holdAnswers(true);
+    const editMessage = a.editMessage;
+    a.editMessage = async (input) => ({ ...(await editMessage(input)), seq: other.seq });
+    const handle = await a.e2ee.edit('g', meeting.seq, {
+      contentType: 'text/plain',
+      body: encode('meet at 9'),
+    });
+    await net.settled();
+    const restarted = await net.device('alice', a.deviceId, undefined, {
+      store: a.e2ee.store,
+      sendLog,
+    });
+    net.holdAnswers(false);
+    await handle.result;
+    // Bob asks for the message as edited (its key share was lost): the log names the seq edited.
+    const edited = net.message('g', meeting.seq)!;
+    expect(edited.editedAt).not.toBeNull();
+    await askAgainOnceCarolLeft(net, restarted, b, edited);
+    expect(lateOf(b)).toEqual([
+      ['meet at 8', meeting.id],
+      ['bring cake', other.id],
+      ['meet at 9', meeting.id],
+    ]);
+    expect(b.read.at(-1)).toMatchObject({ edited: true });
+    expect([b.errors, restarted.errors]).toEqual([[], []]);
   });
 
   it('is answered for a send the outbox finished after the restart while the log was still loading', async () => {
@@ -611,18 +644,15 @@ describe('messages sent again as content (retry receipts)', () => {
     const [a, b] = [await net.device('alice'), await net.device('bob')];
     net.members('g', ['alice', 'bob']);
     const meeting = await send(a, 'g', 'meet at 8');
-    const edit = await a.e2ee.edit('g', meeting.seq, {
-      contentType: 'text/plain',
-      body: encode('meet at 9'),
-    });
+    const edited = await edit(a, 'g', meeting.seq, 'meet at 9');
     await net.settled();
     expect(texts(b)).toEqual(['meet at 8', 'meet at 9']);
     const asked = b.sent.length;
     // The server shows the edit's bytes as another message (they fail: the edit is bound to
     // its seq), then the edit again with a bit changed (it fails too), then the first message
     // with a bit changed. Bob asks Alice for none of them and is shown none again.
-    net.event('bob', { type: 'message.new', message: { ...edit, id: 'copy', seq: 99 } });
-    net.event('bob', { type: 'message.updated', message: flipped(edit) });
+    net.event('bob', { type: 'message.new', message: { ...edited, id: 'copy', seq: 99 } });
+    net.event('bob', { type: 'message.updated', message: flipped(edited) });
     net.event('bob', { type: 'message.new', message: flipped(meeting) });
     await net.settled();
     expect(b.sent.slice(asked)).toEqual([]);

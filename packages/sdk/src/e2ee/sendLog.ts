@@ -22,7 +22,7 @@ export type Sent = {
   at: number;
   /** The message the server stored it as, once known (the send's answer). */
   message?: SentMessage;
-  /** The outbox entry it went out as (not for edits, which go straight to the server). */
+  /** The outbox entry it went out as (a send or an edit). */
   clientMessageId?: string;
   /** Devices that asked for it before `message` was known: answered once it is. */
   waiting: DeviceRef[];

@@ -5,7 +5,6 @@
 import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
 import { errorCodeOf, isMvpError } from '../errors';
-import { decodeMessage, type Message } from '../messaging';
 import type { RouterInputs, RouterOutputs } from '../types';
 
 export type Me = { userId: string; deviceId: string };
@@ -50,8 +49,6 @@ export type E2eeTransport = {
     allDevices: boolean,
     conversationId?: string,
   ): Promise<SendToDevicesResult>;
-  /** Replaces the bytes of my message `seq` (the server keeps its place, stamps `editedAt`). */
-  editMessage(input: RouterInputs['messages']['edit']): Promise<Message>;
   verify(input: RouterInputs['keys']['verify']): Promise<Verification>;
 };
 
@@ -96,7 +93,6 @@ export function createApiE2eeTransport(api: TRPCClient<AppRouter>): E2eeTranspor
         return { ok: false, missing: devices?.missing ?? [], stale: devices?.stale ?? [] };
       }
     },
-    editMessage: async (input) => decodeMessage(await api.messages.edit.mutate(input)),
     verify: (input) => api.keys.verify.mutate(input),
   };
 }

@@ -1,4 +1,10 @@
-import type { Transaction, Updateable } from 'kysely';
+import type {
+  ExpressionBuilder,
+  ExpressionWrapper,
+  SqlBool,
+  Transaction,
+  Updateable,
+} from 'kysely';
 import type { TMessage } from '@mvp/contracts';
 import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
@@ -18,14 +24,17 @@ export type { MessageRef } from './visibleMessage';
  *
  * Only while the message is not deleted: the caller checked that before the transaction, but a
  * deletion may have committed since, and an edit written over it would put content back on the
- * tombstone. Then nothing is written and `changed` is false. A message purged meanwhile (its
- * timer ran out) is NOT_FOUND.
+ * tombstone. Then nothing is written and `changed` is false, as when the row fails `onlyIf`. A
+ * message purged meanwhile (its timer ran out) is NOT_FOUND.
  */
 async function updateAndTell(
   ctx: Context,
   ref: MessageRef,
   change: Updateable<MessagesTable>,
-  extra?: (trx: Transaction<DB>) => Promise<void>,
+  options: {
+    extra?: (trx: Transaction<DB>) => Promise<void>;
+    onlyIf?: (eb: ExpressionBuilder<DB, 'messages'>) => ExpressionWrapper<DB, 'messages', SqlBool>;
+  } = {},
 ): Promise<{ message: TMessage; changed: boolean }> {
   const now = ctx.ports.clock.now();
   const members = await memberIdsSeeing(ctx.ports.db, ref.conversationId, ref.seq);
@@ -37,11 +46,12 @@ async function updateAndTell(
       .where('conversation_id', '=', ref.conversationId)
       .where('seq', '=', ref.seq)
       .where('deleted_at', 'is', null)
+      .$if(options.onlyIf !== undefined, (q) => q.where(options.onlyIf!))
       .executeTakeFirst();
     const current = await repo.findMessage(trx, ref.conversationId, ref.seq);
     if (!current) throw new AppError('NOT_FOUND', 'No such message');
     if (Number(result.numUpdatedRows) === 0) return { row: current, changed: false };
-    await extra?.(trx);
+    await options.extra?.(trx);
     await recordEvents(
       trx,
       members,
@@ -54,7 +64,11 @@ async function updateAndTell(
   return { message: (await repo.describeMessages(ctx.ports.db, [row]))[0]!, changed };
 }
 
-/** The sender replaces the ciphertext; `editedAt` shows it. A deleted message stays deleted. */
+/**
+ * The sender replaces the ciphertext; `editedAt` shows it. A deleted message stays deleted. The
+ * bytes and content type the message has already change nothing: the answer is the message as it
+ * is, and no event goes out (a retry is safe; an encrypted edit's bytes are never sent twice).
+ */
 export async function editMessage(
   ctx: Context,
   me: string,
@@ -66,13 +80,20 @@ export async function editMessage(
   if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
   // Not assertMayPost: an edit takes no slow-mode slot, so the wait for the next one is no bar.
   assertMaySpeak(await postingContext(ctx, input.conversationId, me));
-  const { message, changed } = await updateAndTell(ctx, input, {
-    ciphertext: bytes,
-    content_type: input.contentType,
-    edited_at: ctx.ports.clock.now(),
-  });
+  const { message, changed } = await updateAndTell(
+    ctx,
+    input,
+    { ciphertext: bytes, content_type: input.contentType, edited_at: ctx.ports.clock.now() },
+    {
+      // The same edit again (an outbox retrying after a lost answer): nothing to change or tell.
+      // In the UPDATE itself, so two copies racing still tell the members once.
+      onlyIf: (eb) =>
+        eb.or([eb('ciphertext', '!=', bytes), eb('content_type', '!=', input.contentType)]),
+    },
+  );
   // Deleted since the check above: refused as if the check had seen it.
-  if (!changed) throw new AppError('BAD_REQUEST', 'This message was deleted');
+  if (!changed && message.deletedAt !== null)
+    throw new AppError('BAD_REQUEST', 'This message was deleted');
   return message;
 }
 
@@ -95,14 +116,16 @@ export async function deleteForEveryone(
     ctx,
     ref,
     { ciphertext: null, deleted_at: ctx.ports.clock.now() },
-    async (trx) => {
-      for (const table of ['reactions', 'pins'] as const) {
-        await trx
-          .deleteFrom(table)
-          .where('conversation_id', '=', ref.conversationId)
-          .where('seq', '=', ref.seq)
-          .execute();
-      }
+    {
+      extra: async (trx) => {
+        for (const table of ['reactions', 'pins'] as const) {
+          await trx
+            .deleteFrom(table)
+            .where('conversation_id', '=', ref.conversationId)
+            .where('seq', '=', ref.seq)
+            .execute();
+        }
+      },
     },
   );
   return message;

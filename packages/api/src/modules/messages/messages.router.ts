@@ -94,6 +94,7 @@ export const messagesRouter = router({
     .output(ZReceipts)
     .mutation(({ ctx, input }) => markReceived(ctx, ctx.auth.userId, input, 'read')),
 
+  /** Idempotent by content: the bytes and content type the message has already change nothing. */
   edit: authedProcedure
     .meta({
       openapi: {
