@@ -26,7 +26,7 @@ export function isShared(event: object): boolean {
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
-    for (const inner of Object.values(value)) deepFreeze(inner);
+    for (const key in value) deepFreeze(value[key]);
   }
   return value;
 }
@@ -45,6 +45,11 @@ export function sharedItem(value: unknown): { id: unknown; data: object } | unde
   return data !== null && typeof data === 'object' && shared.has(data)
     ? (value as { id: unknown; data: object })
     : undefined;
+}
+
+/** `,"name":value` (or with `sep` first), as JSON.stringify writes a member; '' for undefined. */
+function member(name: string, value: unknown, sep = ','): string {
+  return value === undefined ? '' : `${sep}"${name}":${JSON.stringify(value)}`;
 }
 
 function hasOnlyKeys(value: object, keys: readonly string[]): boolean {
@@ -76,8 +81,6 @@ function sharedFrameText(frame: unknown): string | undefined {
   if (!item || !hasOnlyKeys(item, ['id', 'data'])) return undefined;
   const eventText = sharedText(item.data);
   // Members in tRPC's order; like JSON.stringify, undefined ones are left out.
-  const member = (name: string, value: unknown, sep = ',') =>
-    value === undefined ? '' : `${sep}"${name}":${JSON.stringify(value)}`;
   const head = `${member('id', id, '')}${member('jsonrpc', jsonrpc, id === undefined ? '' : ',')}`;
   const json = `{${member('id', item.id, '')}${item.id === undefined ? '' : ','}"data":${eventText}}`;
   return `{${head}${head ? ',' : ''}"result":{"type":"data","data":{"json":${json}}${member('id', r.id)}}}`;

@@ -24,12 +24,20 @@ export const transformer: CombinedDataTransformer = {
     serialize: (value: unknown) =>
       // A shared event is plain JSON by construction (share()), and is sent to many subscribers:
       // not looked into at all.
-      sharedItem(value) || isPlainJson(value, new Set())
-        ? { json: value }
-        : superjson.serialize(value),
+      sharedItem(value) || plainJson(value) ? { json: value } : superjson.serialize(value),
     deserialize: (value: unknown): unknown => superjson.deserialize(value as never),
   },
 };
+
+/** `isPlainJson` with one set for every answer, emptied after each (it runs synchronously). */
+const seenObjects = new Set<object>();
+function plainJson(value: unknown): boolean {
+  try {
+    return isPlainJson(value, seenObjects);
+  } finally {
+    seenObjects.clear();
+  }
+}
 
 /** Keys superjson refuses (prototype pollution); it throws, and so should we, by deferring. */
 const REFUSED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);

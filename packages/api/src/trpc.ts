@@ -46,6 +46,15 @@ const ACCOUNT_BUDGETS: Record<AccountBudget, (settings: Context['settings']) => 
   // Messages, edits, envelope batches, and reactions, pins and deletions (told to every member).
   send: (settings) => ({ name: 'send-account', ...settings.messaging.sendLimit }),
 };
+/** Each budget's rule, made once per settings: one object per rule, not per call. */
+const budgetRules = new WeakMap<Context['settings'], Map<AccountBudget, RateLimitRule>>();
+function budgetRule(settings: Context['settings'], budget: AccountBudget): RateLimitRule {
+  let rules = budgetRules.get(settings);
+  if (!rules) budgetRules.set(settings, (rules = new Map<AccountBudget, RateLimitRule>()));
+  let rule = rules.get(budget);
+  if (!rule) rules.set(budget, (rule = ACCOUNT_BUDGETS[budget](settings)));
+  return rule;
+}
 const NO_BUDGET: RateLimitDecision = { allowed: true, remaining: 1 };
 
 /**
@@ -61,16 +70,21 @@ export async function spendBudgets(
   const limiter = ctx.ports.rateLimiter;
   const [perAddress, perAccount] = await Promise.all([
     limiter.consume(ctx.settings.ipRateLimit, ctx.ip),
-    account
-      ? limiter.consume(ACCOUNT_BUDGETS[account.budget](ctx.settings), account.userId)
-      : NO_BUDGET,
+    account ? limiter.consume(budgetRule(ctx.settings, account.budget), account.userId) : NO_BUDGET,
   ]);
   assertAllowed(perAddress, 'Too many requests');
   assertAllowed(perAccount, 'Too many attempts, try again later');
 }
 
+type DeviceAuth = AuthInfo & { deviceId: string };
+/**
+ * The answer last made for a token's `AuthInfo` (a WebSocket's context keeps one for all its
+ * calls): the same object again while the session names the same device, not a copy per call.
+ */
+const withDevice = new WeakMap<AuthInfo, DeviceAuth>();
+
 /** authedProcedure's check, exported so plain HTTP routes (avatar upload) authenticate alike. */
-export async function requireAuth(ctx: Context): Promise<AuthInfo & { deviceId: string }> {
+export async function requireAuth(ctx: Context): Promise<DeviceAuth> {
   const auth = ctx.auth;
   if (!auth) {
     throw new AppError('UNAUTHORIZED', ctx.tokenRejected ? 'Invalid token' : 'Sign in first');
@@ -78,7 +92,22 @@ export async function requireAuth(ctx: Context): Promise<AuthInfo & { deviceId: 
   if (auth.expiresAt <= ctx.ports.clock.now()) throw new AppError('UNAUTHORIZED', 'Token expired');
   const live = await ctx.ports.sessions.check(auth.sessionId);
   if (!live || live.userId !== auth.userId) throw new AppError('UNAUTHORIZED', 'Session ended');
-  return { ...auth, deviceId: live.deviceId };
+  const known = withDevice.get(auth);
+  if (known?.deviceId === live.deviceId) return known;
+  const answer = Object.freeze({ ...auth, deviceId: live.deviceId });
+  withDevice.set(auth, answer);
+  return answer;
+}
+
+/** A failed call's outcome (its code), logged: internal ones with the error, never the input. */
+function failed(ctx: Context, path: string, error: TRPCError): string {
+  const appCode = appCodeOf(error);
+  if (appCode === 'INTERNAL_SERVER_ERROR') {
+    ctx.log.error({ err: error.cause ?? error, path }, 'procedure failed');
+  } else {
+    ctx.log.debug({ path, appCode }, 'procedure refused');
+  }
+  return error.code;
 }
 
 type Outcome = { ok: true } | { ok: false; error: TRPCError };
@@ -89,31 +118,22 @@ type Outcome = { ok: true } | { ok: false; error: TRPCError };
  */
 async function guard<R extends Outcome>(
   ctx: Context,
-  call: Pick<ProcedureObservation, 'path' | 'type'>,
+  path: string,
+  type: ProcedureObservation['type'],
   work: () => Promise<R>,
 ): Promise<R> {
-  const { path, type } = call;
   const started = performance.now();
   let outcome = 'ok';
-  const report = (error: TRPCError) => {
-    outcome = error.code;
-    const appCode = appCodeOf(error);
-    if (appCode === 'INTERNAL_SERVER_ERROR') {
-      ctx.log.error({ err: error.cause ?? error, path }, 'procedure failed');
-    } else {
-      ctx.log.debug({ path, appCode }, 'procedure refused');
-    }
-  };
   try {
     const result = await work();
     const seen: Outcome = result;
-    if (!seen.ok) report(seen.error);
+    if (!seen.ok) outcome = failed(ctx, path, seen.error);
     return result;
   } catch (err) {
     // The budget or the auth check threw: next() answers a failed result instead of throwing.
-    report(
-      err instanceof TRPCError ? err : new TRPCError({ code: 'INTERNAL_SERVER_ERROR', cause: err }),
-    );
+    const error =
+      err instanceof TRPCError ? err : new TRPCError({ code: 'INTERNAL_SERVER_ERROR', cause: err });
+    outcome = failed(ctx, path, error);
     throw err;
   } finally {
     const seconds = (performance.now() - started) / 1000;
@@ -132,7 +152,7 @@ const SAME_CONTEXT = undefined as unknown as Context;
 type Authed = Omit<Context, 'auth'> & { auth: AuthInfo & { deviceId: string } };
 
 export const publicProcedure = t.procedure.use(({ ctx, path, type, next }) =>
-  guard(ctx as Context, { path, type }, async () => {
+  guard(ctx as Context, path, type, async () => {
     await spendBudgets(ctx as Context);
     return next({ ctx: SAME_CONTEXT });
   }),
@@ -144,7 +164,7 @@ export const publicProcedure = t.procedure.use(({ ctx, path, type, next }) =>
  * tRPC merges what is passed into the context.
  */
 export const authedProcedure = t.procedure.use(({ ctx, path, type, meta, next }) =>
-  guard(ctx as Context, { path, type }, async () => {
+  guard(ctx as Context, path, type, async () => {
     // An account's budget is spent only once its session is known to be live (a revoked
     // token must not drain its owner's), so a procedure with one asks for both budgets after
     // the session check; the others spend the address's first.

@@ -5,7 +5,7 @@ import { Kysely, MysqlDialect, SqliteDialect } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import { createPool } from 'mysql2';
 import type { DB } from './schema';
-import { registerEmbedded } from './syncTransaction';
+import { registerEmbedded } from './embedded';
 import { startWalCheckpointer, type WalCheckpointer } from './walCheckpointer';
 
 export type DbDialect = 'mysql' | 'sqlite';

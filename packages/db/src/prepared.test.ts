@@ -61,6 +61,36 @@ describe('prepared', () => {
     expect(builds).toBe(1);
   });
 
+  it('runs at once on the embedded database when no transaction is open, and after one that is', async () => {
+    const sizeOf = prepared((k: Kysely<T>, id: string) =>
+      k.selectFrom('things').select('size').where('id', '=', id),
+    );
+    const order: string[] = [];
+    const direct = sizeOf(db, 'c').then(() => order.push('prepared'));
+    void Promise.resolve().then(() => order.push('next microtask'));
+    await direct;
+    // Read in the call itself: its promise was settled before a microtask queued after it ran.
+    expect(order).toEqual(['prepared', 'next microtask']);
+
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let opened!: () => void;
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    const kyselyTransaction = db.transaction().execute(async (trx) => {
+      await trx.updateTable('things').set({ size: 100 }).where('id', '=', 'c').execute();
+      opened();
+      await held;
+      throw new Error('rolled back');
+    });
+    await open;
+    const read = sizeOf(db, 'c');
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    await expect(kyselyTransaction).rejects.toThrow('rolled back');
+    // It waited for the connection: it did not read the other transaction's write.
+    expect((await read).rows).toEqual([{ size: 5 }]);
+  });
+
   it('refuses a query that does not take every argument as a parameter', async () => {
     const query = prepared((k: Kysely<T>, _unused: string) => k.selectFrom('things').selectAll());
     await expect(async () => query(db, 'x')).rejects.toThrow(/every argument/);

@@ -1,9 +1,11 @@
 import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
+import { embeddedOf, parametersOf, type PreparedTemplate } from './embedded';
 
-/** A prepared query: run it, or take it compiled with these arguments (see `syncTransaction`). */
+/** A prepared query: run it, or take its template to run it yourself (see `syncTransaction`). */
 export type Prepared<DB, Args extends unknown[], Row> = {
   (db: Kysely<DB>, ...args: Args): Promise<QueryResult<Row>>;
-  compiled(db: Kysely<DB>, ...args: Args): CompiledQuery<Row>;
+  /** `arity`: how many arguments it takes (a rest parameter's count is fixed at the first use). */
+  template(db: Kysely<DB>, arity: number): PreparedTemplate<Row>;
 };
 
 /**
@@ -19,22 +21,31 @@ export function prepared<DB, Args extends unknown[], Row>(
 ): Prepared<DB, Args, Row> {
   // By the dialect's adapter, which a database shares with its transactions: the SQL text is the
   // dialect's, and a query prepared outside a transaction serves inside one too.
-  const compiledByAdapter = new WeakMap<object, { query: CompiledQuery<Row>; slots: number[] }>();
-  const compiled = (db: Kysely<DB>, ...args: Args): CompiledQuery<Row> => {
+  const byAdapter = new WeakMap<object, PreparedTemplate<Row>>();
+  const template = (db: Kysely<DB>, arity: number): PreparedTemplate<Row> => {
     const adapter = db.getExecutor().adapter;
-    let entry = compiledByAdapter.get(adapter);
+    let entry = byAdapter.get(adapter);
     if (!entry) {
-      const markers = args.map((_, i) => `\u0000prepared-argument-${i}\u0000`);
+      const markers = Array.from({ length: arity }, (_, i) => `\u0000prepared-argument-${i}\u0000`);
       const query = build(db, ...(markers as Args)).compile();
       const slots = query.parameters.map((p) => markers.indexOf(p as string));
       if (markers.some((m) => !query.parameters.includes(m)))
         throw new Error('prepared: every argument must be a query parameter');
-      compiledByAdapter.set(adapter, (entry = { query, slots }));
+      byAdapter.set(adapter, (entry = { query, slots }));
     }
-    const { query, slots } = entry;
-    const parameters = query.parameters.map((p, i) => (slots[i]! >= 0 ? args[slots[i]!] : p));
-    return { ...query, parameters };
+    return entry;
   };
-  const run = (db: Kysely<DB>, ...args: Args) => db.executeQuery(compiled(db, ...args));
-  return Object.assign(run, { compiled });
+  const run = async (db: Kysely<DB>, ...args: Args): Promise<QueryResult<Row>> => {
+    // On the embedded database with no transaction open, at once (see syncTransaction: nothing
+    // can run on the connection meanwhile), without Kysely's connection mutex and its promises.
+    const handle = embeddedOf(db);
+    // (The registry keeps one runner for every schema: `unknown` stands for this one's DB.)
+    if (handle?.idle())
+      return handle.run(query as unknown as Prepared<unknown, Args, Row>, ...args);
+    const entry = template(db, args.length);
+    const compiled: CompiledQuery<Row> = { ...entry.query, parameters: parametersOf(entry, args) };
+    return db.executeQuery(compiled);
+  };
+  const query: Prepared<DB, Args, Row> = Object.assign(run, { template });
+  return query;
 }

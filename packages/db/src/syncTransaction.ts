@@ -1,43 +1,7 @@
-import type SQLite from 'better-sqlite3';
-import type { CompiledQuery, Kysely, QueryResult } from 'kysely';
-import type { Prepared } from './prepared';
+import type { Kysely } from 'kysely';
+import { embeddedOf, type RunSync } from './embedded';
 
-/** Runs a prepared query on the embedded database, synchronously, as Kysely's driver would. */
-export type RunSync<DB> = <Args extends unknown[], Row>(
-  query: Prepared<DB, Args, Row>,
-  ...args: Args
-) => QueryResult<Row>;
-
-type Embedded = {
-  transaction: (work: (run: RunSync<unknown>) => unknown) => unknown;
-  /** No transaction open on the connection (better-sqlite3 knows; Kysely's may be mid-way). */
-  idle: () => boolean;
-};
-
-const embedded = new WeakMap<object, Embedded>();
-
-/** Called by createDb: `db` runs on `database`, whose statements come from `prepare`. */
-export function registerEmbedded<DB>(
-  db: Kysely<DB>,
-  database: SQLite.Database,
-  prepare: (sql: string) => SQLite.Statement,
-): void {
-  const execute = <Row>({ sql, parameters }: CompiledQuery<Row>): QueryResult<Row> => {
-    const statement = prepare(sql);
-    if (statement.reader) return { rows: statement.all(parameters) as Row[] };
-    const { changes, lastInsertRowid } = statement.run(parameters);
-    return { rows: [], numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid) };
-  };
-  const run: RunSync<DB> = (query, ...args) => execute(query.compiled(db, ...args));
-  const transaction = database.transaction((work: (run: RunSync<DB>) => unknown) => work(run));
-  const begin = (work: (run: RunSync<DB>) => unknown) => {
-    // Fail closed: inside a transaction left open, better-sqlite3 would nest as a savepoint and
-    // this one's work would commit only with (or vanish with) the other.
-    if (database.inTransaction) throw new Error('syncTransaction: a transaction is already open');
-    return transaction(work);
-  };
-  embedded.set(db, { transaction: begin, idle: () => !database.inTransaction } as Embedded);
-}
+export type { RunSync } from './embedded';
 
 /**
  * `work` as one SQLite transaction in one synchronous call. A Kysely transaction runs each
@@ -58,7 +22,7 @@ export async function syncTransaction<DB, T>(
   db: Kysely<DB>,
   work: (run: RunSync<DB>) => T,
 ): Promise<T> {
-  const handle = embedded.get(db);
+  const handle = embeddedOf(db);
   if (!handle) throw new Error('syncTransaction: not an embedded database made by createDb');
   if (handle.idle()) return handle.transaction(work as (run: RunSync<unknown>) => unknown) as T;
   return db

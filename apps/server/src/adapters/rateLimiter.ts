@@ -16,10 +16,16 @@ type Factory = (rule: RateLimitRule) => RateLimiterAbstract;
  */
 function createRateLimiter(factory: Factory): RateLimiter {
   const limiters = new Map<string, RateLimiterAbstract>();
+  // Callers pass the same rule object call after call (their settings'): found by it first,
+  // without building its key string on every request.
+  const byRule = new WeakMap<RateLimitRule, RateLimiterAbstract>();
   const limiterFor = (rule: RateLimitRule) => {
+    let limiter = byRule.get(rule);
+    if (limiter) return limiter;
     const id = `${rule.name}:${rule.points}:${rule.durationSeconds}`;
-    let limiter = limiters.get(id);
+    limiter = limiters.get(id);
     if (!limiter) limiters.set(id, (limiter = factory(rule)));
+    byRule.set(rule, limiter);
     return limiter;
   };
   return {

@@ -1,4 +1,4 @@
-import { uuidv7 } from 'uuidv7';
+import { newId } from '../../ids';
 import { isUniqueViolation } from '@mvp/db';
 import type { TAuthResult, TAuthTokens, TDevice, TLoginInput } from '@mvp/contracts';
 import type { Context } from '../../context';
@@ -41,7 +41,7 @@ async function createUser(
   },
 ): Promise<users.UserRow> {
   const now = ctx.ports.clock.now();
-  const id = uuidv7();
+  const id = newId();
   const { cipher } = ctx.ports;
   for (let attempt = 0; ; attempt++) {
     const row: users.UserRow = {

@@ -1,4 +1,4 @@
-import { uuidv7 } from 'uuidv7';
+import { newId } from '../../ids';
 import { isUniqueViolation } from '@mvp/db';
 import type { Transaction } from 'kysely';
 import type { TContactRequest, TPeopleEvent, TPublicProfile } from '@mvp/contracts';
@@ -121,7 +121,7 @@ export async function sendRequest(
   await enforceLimit(ctx, 'contact-request-account', ctx.settings.people.requestLimit, me);
 
   const row: RequestRow = {
-    id: uuidv7(),
+    id: newId(),
     from_user_id: me,
     to_user_id: target.id,
     message: input.message || null,

@@ -1,5 +1,5 @@
 import type { Insertable, Transaction } from 'kysely';
-import { uuidv7 } from 'uuidv7';
+import { newId } from '../../ids';
 import type { TConversation, TMemberRole } from '@mvp/contracts';
 import { isUniqueViolation, type ConversationsTable, type DB } from '@mvp/db';
 import type { Context } from '../../context';
@@ -79,7 +79,7 @@ export async function openDirect(ctx: Context, me: string, userId: string) {
     .executeTakeFirst();
   if (existing) return describe(ctx, existing.id, me);
 
-  const id = uuidv7();
+  const id = newId();
   try {
     await createConversation(
       ctx,
@@ -158,7 +158,7 @@ export async function createGroup(
   if (others.length + 1 > ctx.settings.messaging.groupMemberCap)
     throw new AppError('BAD_REQUEST', 'Too many members');
   await assertAddable(ctx, me, others);
-  const id = uuidv7();
+  const id = newId();
   await createConversation(
     ctx,
     {

@@ -13,6 +13,14 @@ export type MessageRow = Selectable<MessagesTable>;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
 
+/** The bytes in base64, read where they are (drivers answer Buffers; a copy would be garbage). */
+function base64Of(bytes: Uint8Array): string {
+  const buffer = Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return buffer.toString('base64');
+}
+
 export function toMessage(row: MessageRow, reactions: TMessage['reactions'] = []): TMessage {
   return {
     id: row.id,
@@ -22,7 +30,7 @@ export function toMessage(row: MessageRow, reactions: TMessage['reactions'] = []
     senderDeviceId: row.sender_device_id,
     clientMessageId: row.client_message_id,
     contentType: row.content_type,
-    ciphertext: row.ciphertext ? Buffer.from(row.ciphertext).toString('base64') : null,
+    ciphertext: row.ciphertext ? base64Of(row.ciphertext) : null,
     replyToSeq: row.reply_to_seq === null ? null : Number(row.reply_to_seq),
     forwarded: row.forwarded === 1,
     createdAt: iso(row.created_at)!,

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { uuidv7 } from 'uuidv7';
+import { newId } from '../../ids';
 import type { TMessage } from '@mvp/contracts';
 import { isDeadlock, isUniqueViolation, syncTransaction, type DB } from '@mvp/db';
 import type { Context } from '../../context';
@@ -260,7 +260,7 @@ async function store(
   const timer = posting.disappearSeconds;
   const fresh: NewMessage = {
     conversation_id: input.conversationId,
-    id: uuidv7(),
+    id: newId(),
     sender_id: sender.userId,
     sender_device_id: sender.deviceId,
     client_message_id: input.clientMessageId,

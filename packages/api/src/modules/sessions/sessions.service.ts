@@ -1,5 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
-import { uuidv7 } from 'uuidv7';
+import { newId } from '../../ids';
 import type { DB } from '@mvp/db';
 import type { TAuthTokens, TDevice, TSession } from '@mvp/contracts';
 import type { Context } from '../../context';
@@ -56,8 +56,8 @@ export async function startSession(
   device: TDevice,
 ): Promise<TAuthTokens> {
   const now = ctx.ports.clock.now();
-  const deviceId = uuidv7();
-  const sessionId = uuidv7();
+  const deviceId = newId();
+  const sessionId = newId();
   const expiresAt = now + ctx.settings.auth.refreshAbsoluteMs;
   await repo.insertDevice(db, {
     id: deviceId,

@@ -1,4 +1,4 @@
-import { uuidv7 } from 'uuidv7';
+import { newId } from '../../ids';
 import type { TEnvelope } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
@@ -106,7 +106,7 @@ export async function sendToDevices(
   const sentAt = new Date(now).toISOString();
   const stored = decoded.map((e) => {
     const envelope: TEnvelope = {
-      id: uuidv7(),
+      id: newId(),
       senderId: sender.userId,
       senderDeviceId: sender.deviceId,
       contentType: e.contentType,

@@ -49,16 +49,23 @@ export class StreamWrites {
    * objects, so each is serialised once (see sharedEvents.ts).
    */
   async wake(ports: Pick<Ports, 'bus'>): Promise<void> {
-    await Promise.all(
-      [...this.byUser].map(([userId, entries]) => {
-        const carried = entries.every(
-          ({ event }) => sharedText(share(event)).length <= MAX_CARRIED_CHARS,
-        );
-        const message: EventWake | typeof WAKE = carried ? { type: 'wake', entries } : WAKE;
-        return ports.bus.publish(userChannel(userId), message);
-      }),
-    );
+    // Loops rather than spreads and callbacks: every send runs this (bench/README session 21).
+    const published: Promise<void>[] = [];
+    for (const [userId, entries] of this.byUser) {
+      const message: EventWake | typeof WAKE = carriable(entries)
+        ? { type: 'wake', entries }
+        : WAKE;
+      published.push(ports.bus.publish(userChannel(userId), message));
+    }
+    await Promise.all(published);
   }
+}
+
+/** Whether every event is small enough to travel with the wake-up (each serialised once). */
+function carriable(entries: readonly CarriedEntry[]): boolean {
+  for (const { event } of entries)
+    if (sharedText(share(event)).length > MAX_CARRIED_CHARS) return false;
+  return true;
 }
 
 /**
@@ -143,8 +150,8 @@ export function recordForMembers(
   now: number,
   writes: StreamWrites,
 ): void {
-  const seqs = appendToMembers(run, conversationId, storedOf(event), now);
-  for (const [userId, seq] of seqs) writes.add(userId, { seq, event });
+  for (const head of appendToMembers(run, conversationId, storedOf(event), now))
+    writes.add(head.user_id, { seq: Number(head.last_seq), event });
 }
 
 /** One event for one device of a user (its own stream rows; other devices never read it). */

@@ -180,7 +180,8 @@ const insertAtMemberHeads = prepared(
 /**
  * Appends `event` to the stream of every member of the conversation inside the caller's
  * transaction, the members read under the conversation's row lock the caller holds: each
- * stream's `last_seq` goes up by one and the row takes that seq. Answers each member's new seq.
+ * stream's `last_seq` goes up by one and the row takes that seq. Answers each member's new seq
+ * (as the rows read, not a map: one send's allocations, bench/README session 21).
  * The in-process send's (SQLite) twin of mvp_send_message's stream statements (migration
  * T0700); MySQL sends through the procedure, so only SQLite runs this.
  */
@@ -189,11 +190,10 @@ export function appendToMembers(
   conversationId: string,
   event: StoredEvent,
   now: number,
-): Map<string, number> {
+): readonly { user_id: string; last_seq: number | bigint }[] {
   run(bumpMembers, conversationId);
   run(insertAtMemberHeads, conversationId, event.type, JSON.stringify(event.payload), now);
-  const { rows } = run(readMemberHeads, conversationId);
-  return new Map(rows.map((r) => [r.user_id, Number(r.last_seq)]));
+  return run(readMemberHeads, conversationId).rows;
 }
 
 export type StreamRow = { seq: number; type: string; payload: string };

@@ -147,7 +147,11 @@ export async function* syncStream(
       if (batch) {
         // Entries this reader already has (read along with others) are skipped; the rest must
         // start right after the cursor, or there is a gap to read (these entries included).
-        const fresh = batch.filter((entry) => entry.seq > cursor);
+        // (Usually none: then the batch itself, not a copy.)
+        const fresh =
+          batch.length > 0 && batch[0]!.seq > cursor
+            ? batch
+            : batch.filter((entry) => entry.seq > cursor);
         if (fresh.length > 0 && fresh[0]!.seq !== cursor + 1) dirty = true;
         else {
           for (const entry of fresh) {
