@@ -132,6 +132,11 @@ export const ZMessageRefInput = z.object({ conversationId: ZId, seq: ZSeq.min(1)
 export const ZEditMessageInput = ZMessageRefInput.extend({
   contentType: ZContentType,
   ciphertext: ZBase64,
+  /**
+   * Names this edit, as `clientMessageId` names a send: the same id again answers the message as
+   * it is and changes nothing (a retry after a lost answer), whatever happened to it since.
+   */
+  clientEditId: ZClientMessageId.optional(),
 });
 /** One emoji (a grapheme cluster of at most 32 bytes), e.g. "👍" or "👍🏽". */
 // Exactly one emoji (flags, keycaps, skin tones, ZWJ families included), as Unicode lists

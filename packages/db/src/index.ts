@@ -15,6 +15,7 @@ export type {
   DevicesTable,
   InvitesTable,
   ConversationBansTable,
+  MessageEditsTable,
   MessageHiddenTable,
   RefreshTokensTable,
   MessagesTable,

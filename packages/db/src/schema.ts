@@ -148,6 +148,14 @@ export type MessagesTable = {
 
 export type MessageHiddenTable = { user_id: string; conversation_id: string; seq: number };
 
+/** Edits applied by their client edit id (see migration 2026-11-26T0000). */
+export type MessageEditsTable = {
+  conversation_id: string;
+  seq: number;
+  client_edit_id: string;
+  created_at: number;
+};
+
 export type ReactionsTable = {
   conversation_id: string;
   seq: number;
@@ -249,6 +257,7 @@ export type DB = {
   conversation_members: ConversationMembersTable;
   messages: MessagesTable;
   message_hidden: MessageHiddenTable;
+  message_edits: MessageEditsTable;
   reactions: ReactionsTable;
   pins: PinsTable;
   invites: InvitesTable;

@@ -284,9 +284,15 @@ describe('outbox', () => {
     await sent.result;
 
     const attempt = await server.editedTimes(1);
+    expect(edit.clientMessageId).toMatch(/^edit-[A-Za-z0-9_-]{22}$/);
     expect(attempt).toMatchObject({
       asUser: 'me',
-      input: { conversationId: 'c1', seq: 1, contentType: 'text/plain' },
+      input: {
+        conversationId: 'c1',
+        seq: 1,
+        contentType: 'text/plain',
+        clientEditId: edit.clientMessageId,
+      },
     });
     expect(text(base64ToBytes(attempt.input.ciphertext))).toBe('hello');
     attempt.answer(new TypeError('fetch failed'));
@@ -306,6 +312,19 @@ describe('outbox', () => {
       { clientMessageId: late.clientMessageId, editSeq: 1, state: 'failed' },
     ]);
     expect(server.calls).toHaveLength(1);
+    expect(() =>
+      outbox.edit('c1', 0, { contentType: 'text/plain', ciphertext: bytes('no seq') }),
+    ).toThrow(/not a message seq/);
+  });
+
+  it('rejects the handle of what it discards', async () => {
+    const server = fakeServer();
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit });
+    outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('first') });
+    const second = outbox.edit('c1', 1, { contentType: 'text/plain', ciphertext: bytes('never') });
+    await server.calledTimes(1);
+    await outbox.discard(second.clientMessageId);
+    await expect(second.result).rejects.toThrow('discarded');
   });
 
   it('keeps a pending edit in its store, and a new outbox sends it as an edit; a kept edit of no seq is left alone', async () => {
@@ -318,18 +337,33 @@ describe('outbox', () => {
     expect(await store.load()).toMatchObject([
       { clientMessageId: edit.clientMessageId, editSeq: 4, state: 'queued' },
     ]);
-    await store.save({ ...keptEntry('damaged', 'what?', 'me'), editSeq: 0 });
+    // An edit whose seq a store dropped, and one of no seq: neither is sent (nor as a message).
+    await store.save(keptEntry('edit-dropped-its-seq', 'what?', 'me'));
+    await store.save({ ...keptEntry('edit-damaged', 'what?', 'me'), editSeq: 0 });
 
+    // The clock went back across the restart: what is queued now still goes after what was kept.
     const after = fakeServer();
-    const restarted = createOutbox({ ...asMe, send: after.send, edit: after.edit, store });
+    const restarted = createOutbox({
+      ...asMe,
+      send: after.send,
+      edit: after.edit,
+      store,
+      now: () => 0,
+    });
     await restarted.restore();
-    expect(restarted.pending().map((i) => [i.clientMessageId, i.editSeq])).toEqual([
+    restarted.send('c1', { contentType: 'text/plain', ciphertext: bytes('later') });
+    expect(restarted.pending().map((i) => [i.clientMessageId, i.editSeq])).toMatchObject([
       [edit.clientMessageId, 4],
+      [expect.any(String), undefined],
     ]);
     (await after.editedTimes(1)).answer(null);
+    (await after.calledTimes(1)).answer(null);
     await vi.advanceTimersByTimeAsync(0);
-    expect(after.log).toEqual(['edit 4 fixed']);
-    expect((await store.load()).map((e) => e.clientMessageId)).toEqual(['damaged']);
+    expect(after.log).toEqual(['edit 4 fixed', 'send later']);
+    expect((await store.load()).map((e) => e.clientMessageId).sort()).toEqual([
+      'edit-damaged',
+      'edit-dropped-its-seq',
+    ]);
   });
 
   it('sends restored entries before new ones', async () => {

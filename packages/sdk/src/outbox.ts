@@ -38,6 +38,11 @@ type Entry = {
  */
 const ignore = () => undefined;
 
+/** How an edit's entry id begins (see `StoredOutboxEntry.editSeq`). */
+const EDIT_PREFIX = 'edit-';
+const isSeq = (seq: unknown): seq is number =>
+  typeof seq === 'number' && Number.isSafeInteger(seq) && seq > 0;
+
 const byQueueOrder = (a: Entry, b: Entry) =>
   a.stored.queuedAt - b.stored.queuedAt || a.stored.order - b.stored.order;
 
@@ -62,6 +67,7 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
   /** Backoff waits in progress; `retryNow` and `pause` end them. */
   const waits = new Set<() => void>();
   let order = 0;
+  let lastQueuedAt = 0;
   let paused = false;
   let restoring: Promise<void> | undefined;
   /** The account last learned from `currentUser` (undefined: not asked yet, or changing). */
@@ -120,7 +126,10 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
   const attempt = (stored: StoredOutboxEntry, asUser: string) => {
     const { clientMessageId, conversationId, contentType, ciphertext, editSeq } = stored;
     if (editSeq !== undefined)
-      return deps.edit({ conversationId, seq: editSeq, contentType, ciphertext }, asUser);
+      return deps.edit(
+        { conversationId, seq: editSeq, contentType, ciphertext, clientEditId: clientMessageId },
+        asUser,
+      );
     const { replyToSeq, forwarded } = stored;
     return deps.send(
       {
@@ -301,11 +310,12 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
     for (const stored of kept) {
       try {
         if (entries.has(stored.clientMessageId)) continue;
-        if (
-          stored.editSeq !== undefined &&
-          !(Number.isSafeInteger(stored.editSeq) && stored.editSeq > 0)
-        )
-          throw new Error('not a message seq');
+        const isEdit = stored.clientMessageId.startsWith(EDIT_PREFIX);
+        if (isEdit !== (stored.editSeq !== undefined) || (isEdit && !isSeq(stored.editSeq)))
+          throw new Error('an edit without its seq, or a send with one');
+        // Later sends are queued after what was kept, even if the clock went back meanwhile.
+        lastQueuedAt = Math.max(lastQueuedAt, stored.queuedAt);
+        order = Math.max(order, stored.order + 1);
         // A send cut short by the restart may or may not have arrived: sending it again with the
         // same id is safe either way.
         add(
@@ -325,10 +335,12 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
     what: Omit<StoredOutboxEntry, 'clientMessageId' | 'queuedAt' | 'order' | 'state'>,
   ): OutboxHandle => {
     paused = false;
+    // Never before the last one: a clock set back must not put a later edit before an earlier.
+    lastQueuedAt = Math.max(lastQueuedAt, now());
     const stored: StoredOutboxEntry = {
-      clientMessageId: randomId(),
+      clientMessageId: what.editSeq === undefined ? randomId() : `${EDIT_PREFIX}${randomId()}`,
       ...what,
-      queuedAt: now(),
+      queuedAt: lastQueuedAt,
       order: order++,
       state: 'queued',
     };
@@ -352,13 +364,15 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
         ...(message.replyToSeq === undefined ? {} : { replyToSeq: message.replyToSeq }),
         ...(message.forwarded === undefined ? {} : { forwarded: message.forwarded }),
       }),
-    edit: (conversationId, seq, edit) =>
-      enqueue({
+    edit(conversationId, seq, edit) {
+      if (!isSeq(seq)) throw new TypeError(`@mvp/sdk: not a message seq: ${String(seq)}`);
+      return enqueue({
         conversationId,
         contentType: edit.contentType,
         ciphertext: bytesToBase64(edit.ciphertext),
         editSeq: seq,
-      }),
+      });
+    },
     pending: (conversationId) =>
       [...entries.values()]
         .filter((e) => conversationId === undefined || e.stored.conversationId === conversationId)
@@ -385,6 +399,7 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
       const entry = entries.get(clientMessageId);
       if (!entry || !mine(entry)) return;
       entries.delete(clientMessageId);
+      entry.settle?.reject(new Error('discarded from the outbox'));
       await persist(() => store.remove(clientMessageId));
     },
     retryNow() {

@@ -32,8 +32,9 @@ export type StoredOutboxEntry = {
   replyToSeq?: number;
   forwarded?: boolean;
   /**
-   * Set for an edit: the seq of my message it replaces (`clientMessageId` then only names the
-   * entry; the server never sees it).
+   * Set for an edit: the seq of my message it replaces. An edit's `clientMessageId` starts with
+   * `edit-` and goes to the server as its `clientEditId`; an entry with that prefix and no
+   * `editSeq` (a store that dropped the field) is never sent, rather than sent as a new message.
    */
   editSeq?: number;
   /** When it was queued (ms) and a tie-breaker: the order sends go out in after a restart. */
@@ -111,7 +112,10 @@ export type MvpOutbox = {
   restore(): Promise<void>;
   /** Queues a failed send again (same client message id). */
   retry(clientMessageId: string): void;
-  /** Forgets a failed or queued send (one already on its way may still arrive). */
+  /**
+   * Forgets a failed or queued send; its handle's `result` rejects (one already on its way may
+   * still arrive).
+   */
   discard(clientMessageId: string): Promise<void>;
   /** Ends every backoff wait now, e.g. when the app learns the network is back. */
   retryNow(): void;
@@ -133,6 +137,8 @@ export type EditMessageInput = {
   seq: number;
   contentType: string;
   ciphertext: string;
+  /** The entry's id: the server applies an edit once per id (a retry answers the message). */
+  clientEditId: string;
 };
 
 export type OutboxDeps = {

@@ -14,6 +14,7 @@ import * as receiptsTold from './2026-11-25T0100-receipts-told';
 import * as sendProcedureSlowMode from './2026-11-25T0200-send-procedure-slow-mode';
 import * as conversationBans from './2026-11-25T0300-conversation-bans';
 import * as restrictedRejoin from './2026-11-25T0400-restricted-rejoin';
+import * as messageEditIds from './2026-11-26T0000-message-edit-ids';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -35,4 +36,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-25T0200-send-procedure-slow-mode': sendProcedureSlowMode,
   '2026-11-25T0300-conversation-bans': conversationBans,
   '2026-11-25T0400-restricted-rejoin': restrictedRejoin,
+  '2026-11-26T0000-message-edit-ids': messageEditIds,
 };

@@ -276,11 +276,19 @@ export function createFakeNetwork() {
    */
   const outboxListeners = new Map<string, Set<(item: OutboxItem) => void>>();
 
-  /** `messages.edit` as the server does it: new bytes and editedAt; the sending device stays. */
+  /** Edits applied, by conversation, seq and client edit id. */
+  const applied = new Set<string>();
+  /**
+   * `messages.edit` as the server does it: new bytes and editedAt, the sending device stays; an
+   * edit id applied before answers the message as it is.
+   */
   async function editAs(me: DeviceRef, input: EditMessageInput): Promise<Message> {
     const key = `${input.conversationId}:${input.seq}`;
     const original = stored.get(key);
     if (original?.senderId !== me.userId) throw new Error('FORBIDDEN');
+    const id = `${key}:${input.clientEditId}`;
+    if (applied.has(id)) return original;
+    applied.add(id);
     const edited: Message = {
       ...original,
       contentType: input.contentType,
@@ -344,7 +352,7 @@ export function createFakeNetwork() {
         return { clientMessageId: message.clientMessageId, result };
       },
       edit(conversationId, seq, edit) {
-        const entryId = `e${++ids}`;
+        const entryId = `edit-${++ids}`;
         const held = heldAnswers;
         const result = device()
           .editMessage({
@@ -352,6 +360,7 @@ export function createFakeNetwork() {
             seq,
             contentType: edit.contentType,
             ciphertext: bytesToBase64(edit.ciphertext),
+            clientEditId: entryId,
           })
           .then((edited) =>
             held

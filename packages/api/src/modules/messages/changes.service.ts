@@ -1,10 +1,4 @@
-import type {
-  ExpressionBuilder,
-  ExpressionWrapper,
-  SqlBool,
-  Transaction,
-  Updateable,
-} from 'kysely';
+import type { Transaction, Updateable } from 'kysely';
 import type { TMessage } from '@mvp/contracts';
 import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
@@ -24,17 +18,14 @@ export type { MessageRef } from './visibleMessage';
  *
  * Only while the message is not deleted: the caller checked that before the transaction, but a
  * deletion may have committed since, and an edit written over it would put content back on the
- * tombstone. Then nothing is written and `changed` is false, as when the row fails `onlyIf`. A
- * message purged meanwhile (its timer ran out) is NOT_FOUND.
+ * tombstone. Then nothing is written and `changed` is false. A message purged meanwhile (its
+ * timer ran out) is NOT_FOUND.
  */
 async function updateAndTell(
   ctx: Context,
   ref: MessageRef,
   change: Updateable<MessagesTable>,
-  options: {
-    extra?: (trx: Transaction<DB>) => Promise<void>;
-    onlyIf?: (eb: ExpressionBuilder<DB, 'messages'>) => ExpressionWrapper<DB, 'messages', SqlBool>;
-  } = {},
+  extra?: (trx: Transaction<DB>) => Promise<void>,
 ): Promise<{ message: TMessage; changed: boolean }> {
   const now = ctx.ports.clock.now();
   const members = await memberIdsSeeing(ctx.ports.db, ref.conversationId, ref.seq);
@@ -46,12 +37,11 @@ async function updateAndTell(
       .where('conversation_id', '=', ref.conversationId)
       .where('seq', '=', ref.seq)
       .where('deleted_at', 'is', null)
-      .$if(options.onlyIf !== undefined, (q) => q.where(options.onlyIf!))
       .executeTakeFirst();
     const current = await repo.findMessage(trx, ref.conversationId, ref.seq);
     if (!current) throw new AppError('NOT_FOUND', 'No such message');
     if (Number(result.numUpdatedRows) === 0) return { row: current, changed: false };
-    await options.extra?.(trx);
+    await extra?.(trx);
     await recordEvents(
       trx,
       members,
@@ -65,36 +55,82 @@ async function updateAndTell(
 }
 
 /**
- * The sender replaces the ciphertext; `editedAt` shows it. A deleted message stays deleted. The
- * bytes and content type the message has already change nothing: the answer is the message as it
- * is, and no event goes out (a retry is safe; an encrypted edit's bytes are never sent twice).
+ * My message as it is now, if I applied the edit `clientEditId` to it before. Like a resent
+ * send, it answers even where a new edit would be refused (deleted since, or I left).
+ */
+async function editedBefore(
+  ctx: Context,
+  me: string,
+  ref: MessageRef,
+  clientEditId: string,
+): Promise<TMessage | undefined> {
+  const row = await ctx.ports.db
+    .selectFrom('message_edits as e')
+    .innerJoin('messages as m', (join) =>
+      join.onRef('m.conversation_id', '=', 'e.conversation_id').onRef('m.seq', '=', 'e.seq'),
+    )
+    .selectAll('m')
+    .where('e.conversation_id', '=', ref.conversationId)
+    .where('e.seq', '=', ref.seq)
+    .where('e.client_edit_id', '=', clientEditId)
+    .where('m.sender_id', '=', me)
+    .executeTakeFirst();
+  return row ? (await repo.describeMessages(ctx.ports.db, [row]))[0] : undefined;
+}
+
+/**
+ * The sender replaces the ciphertext; `editedAt` shows it. A deleted message stays deleted. An
+ * edit named by `clientEditId` is applied once: the same id again answers the message as it is
+ * (a later edit's, or a tombstone) and tells no one.
  */
 export async function editMessage(
   ctx: Context,
   me: string,
-  input: MessageRef & { contentType: string; ciphertext: string },
+  input: MessageRef & { contentType: string; ciphertext: string; clientEditId?: string },
 ): Promise<TMessage> {
   const bytes = decodeCiphertext(ctx, input.ciphertext);
+  const { clientEditId } = input;
+  if (clientEditId !== undefined) {
+    const before = await editedBefore(ctx, me, input, clientEditId);
+    if (before) return before;
+  }
   const { row } = await visibleMessage(ctx, me, input);
   if (row.sender_id !== me) throw new AppError('FORBIDDEN', 'Only the sender edits a message');
   if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
   // Not assertMayPost: an edit takes no slow-mode slot, so the wait for the next one is no bar.
   assertMaySpeak(await postingContext(ctx, input.conversationId, me));
-  const { message, changed } = await updateAndTell(
-    ctx,
-    input,
-    { ciphertext: bytes, content_type: input.contentType, edited_at: ctx.ports.clock.now() },
-    {
-      // The same edit again (an outbox retrying after a lost answer): nothing to change or tell.
-      // In the UPDATE itself, so two copies racing still tell the members once.
-      onlyIf: (eb) =>
-        eb.or([eb('ciphertext', '!=', bytes), eb('content_type', '!=', input.contentType)]),
-    },
-  );
+  const now = ctx.ports.clock.now();
+  const named = async (trx: Transaction<DB>) => {
+    await trx
+      .insertInto('message_edits')
+      .values({
+        conversation_id: input.conversationId,
+        seq: input.seq,
+        client_edit_id: clientEditId!,
+        created_at: now,
+      })
+      .execute();
+  };
+  let edited;
+  try {
+    edited = await updateAndTell(
+      ctx,
+      input,
+      { ciphertext: bytes, content_type: input.contentType, edited_at: now },
+      clientEditId === undefined ? undefined : named,
+    );
+  } catch (err) {
+    // The same edit, retried while this one was on its way, got in first: its answer is ours.
+    const before =
+      clientEditId !== undefined && isUniqueViolation(err)
+        ? await editedBefore(ctx, me, input, clientEditId)
+        : undefined;
+    if (!before) throw err;
+    return before;
+  }
   // Deleted since the check above: refused as if the check had seen it.
-  if (!changed && message.deletedAt !== null)
-    throw new AppError('BAD_REQUEST', 'This message was deleted');
-  return message;
+  if (!edited.changed) throw new AppError('BAD_REQUEST', 'This message was deleted');
+  return edited.message;
 }
 
 /**
@@ -116,16 +152,14 @@ export async function deleteForEveryone(
     ctx,
     ref,
     { ciphertext: null, deleted_at: ctx.ports.clock.now() },
-    {
-      extra: async (trx) => {
-        for (const table of ['reactions', 'pins'] as const) {
-          await trx
-            .deleteFrom(table)
-            .where('conversation_id', '=', ref.conversationId)
-            .where('seq', '=', ref.seq)
-            .execute();
-        }
-      },
+    async (trx) => {
+      for (const table of ['reactions', 'pins'] as const) {
+        await trx
+          .deleteFrom(table)
+          .where('conversation_id', '=', ref.conversationId)
+          .where('seq', '=', ref.seq)
+          .execute();
+      }
     },
   );
   return message;

@@ -41,7 +41,13 @@ export async function purgeExpiredMessages(ctx: Context, signal?: AbortSignal): 
         ).execute()
       ).map((r) => Number(r.seq));
       if (seqs.length === 0) return [];
-      for (const table of ['reactions', 'pins', 'message_hidden', 'messages'] as const) {
+      for (const table of [
+        'reactions',
+        'pins',
+        'message_hidden',
+        'message_edits',
+        'messages',
+      ] as const) {
         await trx
           .deleteFrom(table)
           .where('conversation_id', '=', conversationId)

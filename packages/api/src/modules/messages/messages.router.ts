@@ -94,7 +94,7 @@ export const messagesRouter = router({
     .output(ZReceipts)
     .mutation(({ ctx, input }) => markReceived(ctx, ctx.auth.userId, input, 'read')),
 
-  /** Idempotent by content: the bytes and content type the message has already change nothing. */
+  /** Idempotent by `clientEditId` when given: a retry answers the message as it is. */
   edit: authedProcedure
     .meta({
       openapi: {
