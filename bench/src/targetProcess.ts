@@ -13,6 +13,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createServer, defaultConfig, type ServerConfig } from '@mvp/server';
+import { yieldBackgroundThreads } from '@mvp/server/backgroundThreads';
 import { startBaseline, type BaselinePayload } from './baselines';
 import { startLoginBaseline, type LoginBaselinePayload } from './loginBaseline';
 import { startMessagingBaseline, type MessagingBaselinePayload } from './messagingBaseline';
@@ -164,6 +165,10 @@ if (
   kind !== 'trpc-signalling'
 )
   throw new Error(`unknown target kind: ${kind}`);
+
+// Every side runs as the server's start command runs it (main.ts): the threads beside the main
+// one below it. Raw, floor and MVP alike, as with the Node flags.
+yieldBackgroundThreads(defaultConfig().backgroundThreadNice);
 
 // Enabled before the server starts and for the whole life of the process; the parent resets
 // it at the start of a round and reads it at the end.

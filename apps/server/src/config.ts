@@ -61,6 +61,8 @@ export type ServerConfig = {
     publicDocsIp: { points: number; durationSeconds: number };
   };
   shutdownTimeoutMs: number;
+  /** How much nicer the threads beside the main one run (see backgroundThreads.ts); 0: as it. */
+  backgroundThreadNice: number;
   logLevel: Env['MVP_LOG_LEVEL'];
   /** Unset: `/metrics` is open in development and absent (404) in production. */
   metricsToken: string | undefined;
@@ -160,6 +162,7 @@ export function configFromEnv(env: Env): ServerConfig {
       publicDocsIp: env.MVP_LIMIT_PUBLIC_DOCS_IP,
     },
     shutdownTimeoutMs: env.MVP_SHUTDOWN_TIMEOUT_MS,
+    backgroundThreadNice: env.MVP_BACKGROUND_THREAD_NICE,
     logLevel: env.MVP_LOG_LEVEL,
     metricsToken: env.MVP_METRICS_TOKEN,
     docsEnabled: env.MVP_DOCS_ENABLED,

@@ -1,4 +1,5 @@
 import { createDb, migrateToLatest } from '@mvp/db';
+import { yieldBackgroundThreads } from './backgroundThreads';
 import { configFromEnv } from './config';
 import { createServer } from './createServer';
 import { EnvError, parseEnv } from './env';
@@ -52,6 +53,7 @@ async function resetKeyFingerprint(): Promise<void> {
 
 async function serve(): Promise<void> {
   const config = loadConfigOrExit();
+  if (config.backgroundThreadNice > 0) yieldBackgroundThreads(config.backgroundThreadNice);
   const server = await createServer(config);
   const { logger } = server;
   process.on('unhandledRejection', (reason) =>

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { TPresence } from '@mvp/contracts';
-import type { DB } from '@mvp/db';
+import { prepared, type DB } from '@mvp/db';
 import type { Ports } from '../../ports';
 import { notify } from '../contacts/peopleEvents';
 
@@ -27,18 +27,39 @@ export async function presenceOf(
   );
 }
 
+// Every socket that opens or closes (the first or last of its user on an instance) runs these:
+// compiled once (see `prepared`), as a reconnecting crowd would otherwise build them by the
+// thousand.
+const contactIds = prepared((db: Kysely<DB>, userId: string) =>
+  db.selectFrom('contacts').select('contact_id').where('user_id', '=', userId),
+);
+const presenceSetting = prepared((db: Kysely<DB>, userId: string) =>
+  db.selectFrom('users').select('privacy_presence').where('id', '=', userId),
+);
+const lastSeen = prepared((db: Kysely<DB>, userId: string) =>
+  db.selectFrom('users').select(['id', 'last_seen_at']).where('id', '=', userId),
+);
+const setLastSeen = prepared((db: Kysely<DB>, userId: string, at: number) =>
+  db.updateTable('users').set({ last_seen_at: at }).where('id', '=', userId),
+);
+
+/** The user's id and last seen time, as `presenceOf` takes them; undefined if there is none. */
+export async function lastSeenOf(db: Kysely<DB>, userId: string): Promise<PresenceRow | undefined> {
+  return (await lastSeen(db, userId)).rows[0];
+}
+
+/** Records when the user was last seen. */
+export async function recordLastSeen(db: Kysely<DB>, userId: string, at: number): Promise<void> {
+  await setLastSeen(db, userId, at);
+}
+
 /**
  * Who hears my presence changes live: my contacts, unless I show presence to nobody. "Everyone"
  * lets anyone read it from my profile, but live fan-out stays with contacts: pushing to every
  * user who ever looked would be a way to track people. Blocked users are never contacts.
  */
 async function contactsOf(db: Kysely<DB>, userId: string): Promise<string[]> {
-  const rows = await db
-    .selectFrom('contacts')
-    .select('contact_id')
-    .where('user_id', '=', userId)
-    .execute();
-  return rows.map((r) => r.contact_id);
+  return (await contactIds(db, userId)).rows.map((r) => r.contact_id);
 }
 
 /** Tells my contacts my presence now, when my settings show it to them. */
@@ -47,11 +68,7 @@ export async function announcePresence(
   userId: string,
   presence: TPresence,
 ): Promise<void> {
-  const owner = await ports.db
-    .selectFrom('users')
-    .select('privacy_presence')
-    .where('id', '=', userId)
-    .executeTakeFirst();
+  const owner = (await presenceSetting(ports.db, userId)).rows[0];
   if (!owner || owner.privacy_presence === 'nobody') return;
   await send(ports, await contactsOf(ports.db, userId), userId, presence);
 }

@@ -1,5 +1,5 @@
 import type { Ports } from '../../ports';
-import { announcePresence, presenceOf } from './presence';
+import { announcePresence, lastSeenOf, presenceOf, recordLastSeen } from './presence';
 
 export type PresenceTrackerOptions = {
   /** This process, unique among the instances sharing the PresenceStore. */
@@ -58,11 +58,7 @@ export function createPresenceTracker(
 
   /** Sends the current state unless the audience already has it (online/offline). */
   const publishCurrent = async (userId: string): Promise<void> => {
-    const user = await db
-      .selectFrom('users')
-      .select(['id', 'last_seen_at'])
-      .where('id', '=', userId)
-      .executeTakeFirst();
+    const user = await lastSeenOf(db, userId);
     if (!user) return;
     const state = (await presenceOf(ports, [user])).get(userId)!;
     const shownKey = `presence:shown:${userId}`;
@@ -93,11 +89,7 @@ export function createPresenceTracker(
   };
 
   const wentOffline = async (userId: string, lastSeenAt: number): Promise<void> => {
-    await db
-      .updateTable('users')
-      .set({ last_seen_at: lastSeenAt })
-      .where('id', '=', userId)
-      .execute();
+    await recordLastSeen(db, userId, lastSeenAt);
     await announce(userId);
   };
 
