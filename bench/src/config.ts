@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { parseEnv } from '@mvp/server/env';
 
 /**
  * Bench knobs. Defaults give a full run of about a minute; every knob can be overridden from the
@@ -211,6 +212,12 @@ export function benchConfigFromEnv(): BenchConfig {
  * The target processes get the parent's environment plus NODE_ENV=production: libraries (tRPC
  * among them) do extra dev-only work otherwise, which is not what a deployment pays.
  */
+/** The server's MVP_BACKGROUND_THREAD_NICE (validated by its schema), for every target. */
+export function backgroundThreadNice(): number {
+  const { MVP_BACKGROUND_THREAD_NICE } = process.env;
+  return parseEnv({ MVP_BACKGROUND_THREAD_NICE }).MVP_BACKGROUND_THREAD_NICE;
+}
+
 export function targetProcessEnv(): NodeJS.ProcessEnv {
   return { ...process.env, NODE_ENV: 'production' };
 }

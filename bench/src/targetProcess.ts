@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createServer, defaultConfig, type ServerConfig } from '@mvp/server';
 import { yieldBackgroundThreads } from '@mvp/server/backgroundThreads';
+import { backgroundThreadNice } from './config';
 import { startBaseline, type BaselinePayload } from './baselines';
 import { startLoginBaseline, type LoginBaselinePayload } from './loginBaseline';
 import { startMessagingBaseline, type MessagingBaselinePayload } from './messagingBaseline';
@@ -167,8 +168,9 @@ if (
   throw new Error(`unknown target kind: ${kind}`);
 
 // Every side runs as the server's start command runs it (main.ts): the threads beside the main
-// one below it. Raw, floor and MVP alike, as with the Node flags.
-yieldBackgroundThreads(defaultConfig().backgroundThreadNice);
+// one below it. Raw, floor and MVP alike, as with the Node flags; the environment's
+// MVP_BACKGROUND_THREAD_NICE (0: none) applies here too.
+yieldBackgroundThreads(backgroundThreadNice());
 
 // Enabled before the server starts and for the whole life of the process; the parent resets
 // it at the start of a round and reads it at the end.

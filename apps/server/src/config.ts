@@ -61,7 +61,7 @@ export type ServerConfig = {
     publicDocsIp: { points: number; durationSeconds: number };
   };
   shutdownTimeoutMs: number;
-  /** How much nicer the threads beside the main one run (see backgroundThreads.ts); 0: as it. */
+  /** How much nicer the threads beside the main one run (see backgroundThreads.ts); 0: as is. */
   backgroundThreadNice: number;
   logLevel: Env['MVP_LOG_LEVEL'];
   /** Unset: `/metrics` is open in development and absent (404) in production. */

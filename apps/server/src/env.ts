@@ -107,7 +107,8 @@ export const envSchema = {
   MVP_LIMIT_AVATAR_GET_IP: limit.default({ points: 600, durationSeconds: 60 }),
   MVP_LIMIT_PUBLIC_DOCS_IP: limit.default({ points: 300, durationSeconds: 60 }),
   MVP_SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
-  // Linux: V8's background threads run this much nicer than the one serving requests (0: same).
+  // Linux: the threads beside the one serving requests (V8's workers, libuv's pool) run this much
+  // nicer than it (0: as they are). See backgroundThreads.ts.
   MVP_BACKGROUND_THREAD_NICE: int(0, 19).default(10),
   MVP_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])

@@ -53,9 +53,11 @@ async function resetKeyFingerprint(): Promise<void> {
 
 async function serve(): Promise<void> {
   const config = loadConfigOrExit();
-  if (config.backgroundThreadNice > 0) yieldBackgroundThreads(config.backgroundThreadNice);
+  // Before createServer starts threads of its own (they inherit the main thread's priority).
+  const lowered = yieldBackgroundThreads(config.backgroundThreadNice);
   const server = await createServer(config);
   const { logger } = server;
+  logger.info({ threads: lowered, by: config.backgroundThreadNice }, 'background threads niced');
   process.on('unhandledRejection', (reason) =>
     logger.error({ err: reason }, 'unhandled rejection'),
   );

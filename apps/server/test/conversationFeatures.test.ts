@@ -100,11 +100,18 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect(await codeOf(edit('x', 'short'))).toBe('BAD_REQUEST');
     // A retry after Ann left answers her message as it is; a new edit is refused.
     await api(ann).conversations.leave.mutate({ id: room.id });
+    // (Without who reacted since she left: her history no longer shows the message.)
+    expect(other.reactions).toEqual([]);
+    const afterLeaving = await edit('third edit', 'EDIT-0000000001');
+    expect(afterLeaving).toMatchObject({ id: sent.id, editedAt: other.editedAt, reactions: [] });
+    expect(await codeOf(edit('fourth', 'edit-0000000004'))).toBe('NOT_FOUND');
+    // Deleted for everyone since: the retry's answer is the tombstone.
+    await api(owner).messages.delete.mutate(ref);
     expect(await edit('third edit', 'EDIT-0000000001')).toMatchObject({
       id: sent.id,
-      editedAt: other.editedAt,
+      ciphertext: null,
+      deletedAt: expect.any(String),
     });
-    expect(await codeOf(edit('fourth', 'edit-0000000004'))).toBe('NOT_FOUND');
     // Nobody else can use her ids to read her message.
     expect(
       await codeOf(

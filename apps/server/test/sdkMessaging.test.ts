@@ -380,8 +380,14 @@ describe(`SDK messaging: outbox, sync engine, unread counts (${backendLabel})`, 
     await b.messaging.messages.typing(channel.id);
     const first = await b.outbox.send(channel.id, plain('draft')).result;
 
-    const edited = await b.messaging.messages.edit(channel.id, first.seq, plain('final'));
+    const named = { ...plain('final'), clientEditId: 'final-edit-1' };
+    const edited = await b.messaging.messages.edit(channel.id, first.seq, named);
     expect([text(edited), edited.editedAt !== null]).toEqual(['final', true]);
+    // The same edit id again (a retry): the message as it is, not edited a second time.
+    await b.messaging.messages.edit(channel.id, first.seq, plain('in between'));
+    const retried = await b.messaging.messages.edit(channel.id, first.seq, named);
+    expect(text(retried)).toBe('in between');
+    await b.messaging.messages.edit(channel.id, first.seq, plain('final'));
     await a.messaging.messages.react(channel.id, first.seq, '👍');
     await a.messaging.messages.pin(channel.id, first.seq);
     const [pinned] = await b.messaging.messages.pins(channel.id);

@@ -139,11 +139,14 @@ export type MvpMessaging = {
     /** My read position moves forward to `seq` (never back); senders it passes get a receipt. */
     markRead(conversationId: string, seq: number): Promise<Receipts>;
     markDelivered(conversationId: string, seq: number): Promise<Receipts>;
-    /** The sender replaces the bytes; `editedAt` shows it. */
+    /**
+     * The sender replaces the bytes; `editedAt` shows it. With a `clientEditId` (8-64 letters,
+     * digits, `_`, `-`), the same id again answers the message as it is: safe to retry.
+     */
     edit(
       conversationId: string,
       seq: number,
-      content: { contentType: string; ciphertext: Uint8Array },
+      content: { contentType: string; ciphertext: Uint8Array; clientEditId?: string },
     ): Promise<Message>;
     /** For everyone (the sender, or an admin): a tombstone keeps its place. */
     delete(conversationId: string, seq: number): Promise<void>;
@@ -206,6 +209,7 @@ export function createMessagingClient(
             seq,
             contentType: content.contentType,
             ciphertext: bytesToBase64(content.ciphertext),
+            ...(content.clientEditId === undefined ? {} : { clientEditId: content.clientEditId }),
           }),
         ),
       delete: (conversationId, seq) =>

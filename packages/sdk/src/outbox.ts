@@ -310,9 +310,10 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
     for (const stored of kept) {
       try {
         if (entries.has(stored.clientMessageId)) continue;
+        // An edit id that lost its seq must not go out as a message (nor a made-up seq anywhere).
         const isEdit = stored.clientMessageId.startsWith(EDIT_PREFIX);
-        if (isEdit !== (stored.editSeq !== undefined) || (isEdit && !isSeq(stored.editSeq)))
-          throw new Error('an edit without its seq, or a send with one');
+        if ((isEdit || stored.editSeq !== undefined) && !isSeq(stored.editSeq))
+          throw new Error('an edit without a seq');
         // Later sends are queued after what was kept, even if the clock went back meanwhile.
         lastQueuedAt = Math.max(lastQueuedAt, stored.queuedAt);
         order = Math.max(order, stored.order + 1);

@@ -7,7 +7,7 @@ import { memberIdsSeeing } from '../conversations/conversations.repo';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './messages.repo';
 import { ADMINS, assertMaySpeak, decodeCiphertext, postingContext } from './posting';
-import { visibleMessage, type MessageRef } from './visibleMessage';
+import { ownMessageNow, visibleMessage, type MessageRef } from './visibleMessage';
 
 export type { MessageRef } from './visibleMessage';
 
@@ -56,7 +56,8 @@ async function updateAndTell(
 
 /**
  * My message as it is now, if I applied the edit `clientEditId` to it before. Like a resent
- * send, it answers even where a new edit would be refused (deleted since, or I left).
+ * send, it answers even where a new edit would be refused (deleted since, or I left), and shows
+ * who reacted only while my history shows the message (see ownMessageNow).
  */
 async function editedBefore(
   ctx: Context,
@@ -64,18 +65,18 @@ async function editedBefore(
   ref: MessageRef,
   clientEditId: string,
 ): Promise<TMessage | undefined> {
-  const row = await ctx.ports.db
+  const applied = await ctx.ports.db
     .selectFrom('message_edits as e')
     .innerJoin('messages as m', (join) =>
       join.onRef('m.conversation_id', '=', 'e.conversation_id').onRef('m.seq', '=', 'e.seq'),
     )
-    .selectAll('m')
+    .select('e.seq')
     .where('e.conversation_id', '=', ref.conversationId)
     .where('e.seq', '=', ref.seq)
     .where('e.client_edit_id', '=', clientEditId)
     .where('m.sender_id', '=', me)
     .executeTakeFirst();
-  return row ? (await repo.describeMessages(ctx.ports.db, [row]))[0] : undefined;
+  return applied ? ownMessageNow(ctx, me, ref) : undefined;
 }
 
 /**
@@ -128,8 +129,14 @@ export async function editMessage(
     if (!before) throw err;
     return before;
   }
-  // Deleted since the check above: refused as if the check had seen it.
-  if (!edited.changed) throw new AppError('BAD_REQUEST', 'This message was deleted');
+  if (!edited.changed) {
+    // Deleted since the check above, perhaps after this very edit (retried meanwhile) went in:
+    // then its answer is the tombstone; otherwise refused as if the check had seen it.
+    const before =
+      clientEditId === undefined ? undefined : await editedBefore(ctx, me, input, clientEditId);
+    if (!before) throw new AppError('BAD_REQUEST', 'This message was deleted');
+    return before;
+  }
   return edited.message;
 }
 

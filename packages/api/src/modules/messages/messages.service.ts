@@ -7,6 +7,7 @@ import { AppError } from '../../errors/AppError';
 import { recordForMembers, StreamWrites } from '../sync/events';
 import * as repo from './messages.repo';
 import { assertMayPost, decodeCiphertext, slowedDown, toPosting, type Posting } from './posting';
+import { ownMessageNow } from './visibleMessage';
 
 type Sender = { userId: string; deviceId: string };
 export type SendInput = {
@@ -135,24 +136,6 @@ async function writeByProcedure(
   return message;
 }
 
-/**
- * The answer to a resend: the message its client message id stored the first time. With its
- * reactions only while my history still shows it: a sender removed since (or back with a later
- * join) gets the message but not who reacted, as their stream's backlog does (sync/events.ts).
- */
-async function firstSent(
-  ctx: Context,
-  me: string,
-  conversationId: string,
-  seq: number,
-): Promise<TMessage | undefined> {
-  const ref = { conversationId, seq };
-  const view = (await repo.findBySeqsFor(ctx.ports.db, me, [ref])).values().next().value;
-  if (!view) return undefined; // purged since (a disappearing message): nothing to answer
-  if (!view.seen) return repo.toMessage(view.row);
-  return (await repo.describeMessages(ctx.ports.db, [view.row]))[0]!;
-}
-
 /** The message this client message id already stored, if any (a resend). */
 async function storedBefore(
   ctx: Context,
@@ -165,7 +148,9 @@ async function storedBefore(
     me,
     input.clientMessageId,
   );
-  return first ? firstSent(ctx, me, input.conversationId, Number(first.seq)) : undefined;
+  return first
+    ? ownMessageNow(ctx, me, { conversationId: input.conversationId, seq: Number(first.seq) })
+    : undefined;
 }
 
 type Decision = { posting: Posting; bytes: Buffer } | { resent: TMessage };

@@ -1,4 +1,5 @@
 import type { Transaction } from 'kysely';
+import type { TMessage } from '@mvp/contracts';
 import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
@@ -14,6 +15,23 @@ export async function visibleMessage(ctx: Context, me: string, ref: MessageRef) 
   if (!row || Number(row.seq) <= Number(membership.joined_seq))
     throw new AppError('NOT_FOUND', 'No such message');
   return { conversation, membership, row };
+}
+
+/**
+ * My own message as it is now, as the answer to a retry (a resend's client message id, an edit's
+ * client edit id): the message, with its reactions only while my history still shows it. A
+ * sender removed since (or back with a later join) gets the message but not who reacted, as
+ * their stream's backlog does (sync/events.ts). Undefined once purged (a disappearing message).
+ */
+export async function ownMessageNow(
+  ctx: Context,
+  me: string,
+  ref: MessageRef,
+): Promise<TMessage | undefined> {
+  const view = (await repo.findBySeqsFor(ctx.ports.db, me, [ref])).values().next().value;
+  if (!view) return undefined;
+  if (!view.seen) return repo.toMessage(view.row);
+  return (await repo.describeMessages(ctx.ports.db, [view.row]))[0]!;
 }
 
 /**
