@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bytesToBase64 } from '../base64';
 import type { ExpiredMessage } from '../expiry';
 import type { Message } from '../messaging';
+import type { OutboxHandle } from '../outboxTypes';
 import {
   createFakeNetwork,
   decode,
@@ -87,6 +88,28 @@ async function askAgainOnceCarolLeft(
   passTime(KEY_ANSWER_EVERY_MS);
   expect(await bob.e2ee.retry(missed)).toBe(false);
   await net.settled();
+}
+
+/**
+ * Alice queues something whose answer does not come before her app restarts (with its stores);
+ * the restarted outbox sends it again and is answered. Answers the restarted device and the
+ * stored message.
+ */
+async function restartBeforeTheAnswer(
+  net: ReturnType<typeof createFakeNetwork>,
+  alice: FakeDevice,
+  sendLog: SendLogStore,
+  queue: () => Promise<OutboxHandle>,
+) {
+  net.holdAnswers(true);
+  const handle = await queue();
+  await net.settled();
+  const restarted = await net.device('alice', alice.deviceId, undefined, {
+    store: alice.e2ee.store,
+    sendLog,
+  });
+  net.holdAnswers(false);
+  return { restarted, result: await handle.result };
 }
 
 describe('messages sent again as content (retry receipts)', () => {
@@ -439,20 +462,9 @@ describe('messages sent again as content (retry receipts)', () => {
 
   it('is answered for a send the outbox finished after the restart, from the entry queued before it', async () => {
     const { net, a, b, sendLog } = await withSendLogAndLostShare();
-    // The send's answer does not come before Alice's app restarts.
-    net.holdAnswers(true);
-    const handle = await a.e2ee.send('g', {
-      contentType: 'text/plain',
-      body: encode('queued before the restart'),
-    });
-    await net.settled();
-    const restarted = await net.device('alice', a.deviceId, undefined, {
-      store: a.e2ee.store,
-      sendLog,
-    });
-    // The restarted outbox sends it again and is answered.
-    net.holdAnswers(false);
-    const message = await handle.result;
+    const { restarted, result: message } = await restartBeforeTheAnswer(net, a, sendLog, () =>
+      a.e2ee.send('g', { contentType: 'text/plain', body: encode('queued before the restart') }),
+    );
     await askAgainOnceCarolLeft(net, restarted, b, message);
     expect(lateOf(b)).toEqual([['queued before the restart', message.id]]);
   });
@@ -462,21 +474,12 @@ describe('messages sent again as content (retry receipts)', () => {
     const meeting = await send(a, 'g', 'meet at 8');
     const other = await send(a, 'g', 'bring cake');
     await net.settled();
-    // The edit's answer does not come before Alice's app restarts, and names her other message.
-    net.holdAnswers(true);
+    // The edit's answer, when it comes, names her other message.
     const editMessage = a.editMessage;
     a.editMessage = async (input) => ({ ...(await editMessage(input)), seq: other.seq });
-    const handle = await a.e2ee.edit('g', meeting.seq, {
-      contentType: 'text/plain',
-      body: encode('meet at 9'),
-    });
-    await net.settled();
-    const restarted = await net.device('alice', a.deviceId, undefined, {
-      store: a.e2ee.store,
-      sendLog,
-    });
-    net.holdAnswers(false);
-    await handle.result;
+    const { restarted } = await restartBeforeTheAnswer(net, a, sendLog, () =>
+      a.e2ee.edit('g', meeting.seq, { contentType: 'text/plain', body: encode('meet at 9') }),
+    );
     // Bob asks for the message as edited (its key share was lost): the log names the seq edited.
     const edited = net.message('g', meeting.seq)!;
     expect(edited.editedAt).not.toBeNull();
