@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from './createDb';
+import { holdTransaction } from './heldTransaction.testing';
 import { prepared } from './prepared';
 
 type T = { things: { id: string; owner: string; size: number } };
@@ -72,21 +73,12 @@ describe('prepared', () => {
     // Read in the call itself: its promise was settled before a microtask queued after it ran.
     expect(order).toEqual(['prepared', 'next microtask']);
 
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let opened!: () => void;
-    const open = new Promise<void>((resolve) => (opened = resolve));
-    const kyselyTransaction = db.transaction().execute(async (trx) => {
-      await trx.updateTable('things').set({ size: 100 }).where('id', '=', 'c').execute();
-      opened();
-      await held;
-      throw new Error('rolled back');
-    });
-    await open;
+    const held = await holdTransaction(db, (trx) =>
+      trx.updateTable('things').set({ size: 100 }).where('id', '=', 'c').execute(),
+    );
     const read = sizeOf(db, 'c');
     await new Promise((resolve) => setImmediate(resolve));
-    release();
-    await expect(kyselyTransaction).rejects.toThrow('rolled back');
+    await held.rollBack();
     // It waited for the connection: it did not read the other transaction's write.
     expect((await read).rows).toEqual([{ size: 5 }]);
   });

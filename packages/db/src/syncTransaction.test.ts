@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from './createDb';
+import { holdTransaction } from './heldTransaction.testing';
 import { prepared } from './prepared';
 import { syncTransaction } from './syncTransaction';
 
@@ -68,17 +69,9 @@ describe('syncTransaction', () => {
   });
 
   it('waits for a Kysely transaction open on the connection, and does not join it', async () => {
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let opened!: () => void;
-    const open = new Promise<void>((resolve) => (opened = resolve));
-    const kyselyTransaction = db.transaction().execute(async (trx) => {
-      await trx.updateTable('counters').set({ value: 100 }).where('id', '=', 'a').execute();
-      opened();
-      await held;
-      throw new Error('rolled back');
-    });
-    await open;
+    const held = await holdTransaction(db, (trx) =>
+      trx.updateTable('counters').set({ value: 100 }).where('id', '=', 'a').execute(),
+    );
     const order: string[] = [];
     const mine = syncTransaction(db, (run) => {
       order.push('sync');
@@ -87,8 +80,7 @@ describe('syncTransaction', () => {
     // Let the sync transaction try to start while the other one is open.
     await new Promise((resolve) => setImmediate(resolve));
     order.push('release');
-    release();
-    await expect(kyselyTransaction).rejects.toThrow('rolled back');
+    await held.rollBack();
     // It ran after the rollback, so it read neither the other's write nor wrote into it.
     expect(await mine).toBe(1);
     expect(order).toEqual(['release', 'sync']);
