@@ -84,6 +84,13 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     // An id differing only in case is another edit (MySQL compares it as bytes too).
     const other = await edit('third edit', 'EDIT-0000000001');
     expect(Buffer.from(other.ciphertext!, 'base64').toString()).toBe('third edit');
+    // Two copies of one edit at once (a retry while the first is on its way): applied once. On
+    // MySQL the second meets the first's row at its insert; SQLite runs them one after the other.
+    const [raced, racedAgain] = await Promise.all([
+      edit('raced', 'edit-0000000003'),
+      edit('raced', 'edit-0000000003'),
+    ]);
+    expect(racedAgain).toEqual(raced);
     // Ben was told of each edit once, in order, and never of the retry (up to a later event).
     await api(owner).messages.react.mutate({ ...ref, emoji: '👍', on: true });
     const told: string[] = [];
@@ -93,7 +100,7 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
       if (event.type === 'message.updated')
         told.push(Buffer.from(event.message.ciphertext!, 'base64').toString());
     }
-    expect(told).toEqual(['first edit', 'second edit', 'third edit']);
+    expect(told).toEqual(['first edit', 'second edit', 'third edit', 'raced']);
 
     // Malformed ids are refused, nothing written.
     expect(await codeOf(edit('x', 'no spaces allowed'))).toBe('BAD_REQUEST');
@@ -103,7 +110,7 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     // (Without who reacted since she left: her history no longer shows the message.)
     expect(other.reactions).toEqual([]);
     const afterLeaving = await edit('third edit', 'EDIT-0000000001');
-    expect(afterLeaving).toMatchObject({ id: sent.id, editedAt: other.editedAt, reactions: [] });
+    expect(afterLeaving).toMatchObject({ id: sent.id, editedAt: raced.editedAt, reactions: [] });
     expect(await codeOf(edit('fourth', 'edit-0000000004'))).toBe('NOT_FOUND');
     // Deleted for everyone since: the retry's answer is the tombstone.
     await api(owner).messages.delete.mutate(ref);
@@ -1059,6 +1066,14 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await api(bob).conversations.update.mutate({ id: chat.id, disappearSeconds: 60 });
     const sent = await send(alice, chat.id, 'gone soon');
     expect(Date.parse(sent.expiresAt!) - Date.parse(sent.createdAt)).toBe(60_000);
+    const named = {
+      conversationId: chat.id,
+      seq: sent.seq,
+      contentType: 'text/plain',
+      ciphertext: b64('gone soon!'),
+      clientEditId: 'edit-gone-soon',
+    };
+    await api(alice).messages.edit.mutate(named);
     // From a cursor, not cold: a cold stream starts where its first read finds the head, which
     // on a busy MariaDB can come after the purge below has written.
     const { cursor } = await api(bob).sync.snapshot.query();
@@ -1070,6 +1085,14 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
       seqs: [sent.seq],
       reason: 'expired',
     });
+    // Its edit ids went with it: the retry finds no message.
+    const edits = await t.server.infra.ports.db
+      .selectFrom('message_edits')
+      .select('seq')
+      .where('conversation_id', '=', chat.id)
+      .execute();
+    expect(edits).toEqual([]);
+    expect(await codeOf(api(alice).messages.edit.mutate(named))).toBe('NOT_FOUND');
     expect((await api(bob).messages.history.query({ conversationId: chat.id })).messages).toEqual(
       [],
     );
