@@ -1,4 +1,10 @@
-import { CryptoError, createMemoryStore, parseSenderKeyMessage, toBase64 } from '@mvp/crypto';
+import {
+  CryptoError,
+  createMemoryStore,
+  parseSenderKeyMessage,
+  toBase64,
+  type CryptoStore,
+} from '@mvp/crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bytesToBase64 } from '../base64';
 import type { ExpiredMessage } from '../expiry';
@@ -110,6 +116,15 @@ async function restartBeforeTheAnswer(
   });
   net.holdAnswers(false);
   return { restarted, result: await handle.result };
+}
+
+/** Alice, and Bob whose keys live in `store`, both in `g`. */
+async function aliceAndBobKeepingIn(store: CryptoStore) {
+  const net = createFakeNetwork();
+  const a = await net.device('alice');
+  const b = await net.device('bob', undefined, undefined, { store });
+  net.members('g', ['alice', 'bob']);
+  return { net, a, b };
 }
 
 describe('messages sent again as content (retry receipts)', () => {
@@ -706,13 +721,8 @@ describe('messages sent again as content (retry receipts)', () => {
   });
 
   it('resent content whose read the store failed to note is not shown again when the real bytes come', async () => {
-    const net = createFakeNetwork();
     const { store, failNextPut } = storeFailingOnce();
-    const [a, b] = [
-      await net.device('alice'),
-      await net.device('bob', undefined, undefined, { store }),
-    ];
-    net.members('g', ['alice', 'bob']);
+    const { net, a, b } = await aliceAndBobKeepingIn(store);
     let holding = true;
     net.withhold((deviceId, e) => holding && deviceId === b.deviceId && e.type === 'message.new');
     const meeting = await send(a, 'g', 'meet at 8');
@@ -731,7 +741,6 @@ describe('messages sent again as content (retry receipts)', () => {
   });
 
   it('a sender key record that does not read is reported with the message; the stream goes on', async () => {
-    const net = createFakeNetwork();
     const store = createMemoryStore();
     const get = store.getInboundSenderKey.bind(store);
     let broken = false;
@@ -739,11 +748,7 @@ describe('messages sent again as content (retry receipts)', () => {
       if (broken && conversationId === 'g') throw new CryptoError('MALFORMED', 'bad record');
       return get(conversationId, sender, keyId);
     };
-    const [a, b] = [
-      await net.device('alice'),
-      await net.device('bob', undefined, undefined, { store }),
-    ];
-    net.members('g', ['alice', 'bob']);
+    const { net, a, b } = await aliceAndBobKeepingIn(store);
     net.members('h', ['alice', 'bob']);
     await send(a, 'g', 'one');
     await net.settled();
@@ -759,13 +764,8 @@ describe('messages sent again as content (retry receipts)', () => {
   });
 
   it('a store that fails to note a place read is reported; the message is not handed over again', async () => {
-    const net = createFakeNetwork();
     const { store, failNextPut } = storeFailingOnce();
-    const [a, b] = [
-      await net.device('alice'),
-      await net.device('bob', undefined, undefined, { store }),
-    ];
-    net.members('g', ['alice', 'bob']);
+    const { net, a, b } = await aliceAndBobKeepingIn(store);
     b.e2ee.onMessage(() => void failNextPut()); // the next write is the note
     const message = await send(a, 'g', 'once');
     await net.settled();
