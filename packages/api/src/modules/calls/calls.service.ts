@@ -59,7 +59,8 @@ const inCall = (row: CallRow, device: Device) =>
 
 export function assertPayload(ctx: Context, ciphertexts: string[]): void {
   const max = ctx.settings.calls.maxPayloadBytes;
-  if (ciphertexts.some((c) => Buffer.from(c, 'base64').length > max))
+  // The decoded size without decoding (each payload is ZBase64: canonical, padded).
+  if (ciphertexts.some((c) => Buffer.byteLength(c, 'base64') > max))
     throw new AppError('PAYLOAD_TOO_LARGE', `Call payloads are at most ${max} bytes`);
 }
 
@@ -77,6 +78,30 @@ export async function tellBoth(
   await recordEvents(trx, [row.caller_id, row.callee_id], event, now, writes);
 }
 
+// A call's ending and its answer run on every hang-up and accept: compiled once (see `prepared`).
+const endCall = prepared(
+  (db: Kysely<DB>, id: string, from: string, state: string, reason: string, now: number) =>
+    db
+      .updateTable('calls')
+      .set({ state, end_reason: reason, ended_at: now })
+      .where('id', '=', id)
+      .where('state', '=', from),
+);
+
+const answerCall = prepared((db: Kysely<DB>, id: string, deviceId: string, now: number) =>
+  db
+    .updateTable('calls')
+    .set({
+      state: 'accepted',
+      callee_device_id: deviceId,
+      accepted_at: now,
+      caller_beat_at: now,
+      callee_beat_at: now,
+    })
+    .where('id', '=', id)
+    .where('state', '=', 'ringing'),
+);
+
 /**
  * Moves a live call to a final state with a conditional update (only from `from`), so of two
  * racing endings exactly one happens: the other gets null and changes nothing.
@@ -84,17 +109,12 @@ export async function tellBoth(
 export async function endIn(
   trx: Transaction<DB>,
   row: CallRow,
-  change: { from: readonly string[]; state: TCallState; reason: TCallEndReason; now: number },
+  change: { from: TCallState; state: TCallState; reason: TCallEndReason; now: number },
   writes: StreamWrites,
 ): Promise<CallRow | null> {
   const { from, state, reason, now } = change;
-  const result = await trx
-    .updateTable('calls')
-    .set({ state, end_reason: reason, ended_at: now })
-    .where('id', '=', row.id)
-    .where('state', 'in', [...from])
-    .executeTakeFirst();
-  if (Number(result.numUpdatedRows) !== 1) return null;
+  const result = await endCall(trx, row.id, from, state, reason, now);
+  if (Number(result.numAffectedRows) !== 1) return null;
   const updated = { ...row, state, end_reason: reason, ended_at: now };
   await tellBoth(trx, updated, now, writes);
   return updated;
@@ -107,7 +127,7 @@ export async function endIn(
 export async function finish(
   ctx: Context,
   row: CallRow,
-  from: readonly string[],
+  from: TCallState,
   state: TCallState,
   reason: TCallEndReason,
 ): Promise<CallRow> {
@@ -141,19 +161,8 @@ export async function acceptCall(
   assertPayload(ctx, [input.answer]);
   const now = ctx.ports.clock.now();
   const answer = async (trx: Transaction<DB>, writes: StreamWrites) => {
-    const result = await trx
-      .updateTable('calls')
-      .set({
-        state: 'accepted',
-        callee_device_id: device.deviceId,
-        accepted_at: now,
-        caller_beat_at: now,
-        callee_beat_at: now,
-      })
-      .where('id', '=', row.id)
-      .where('state', '=', 'ringing')
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) return false;
+    const result = await answerCall(trx, row.id, device.deviceId, now);
+    if (Number(result.numAffectedRows) !== 1) return false;
     // Both streams in one append (one lock order with every other writer).
     await recordEach(
       trx,
@@ -206,7 +215,7 @@ export async function acceptCall(
 export async function rejectCall(ctx: Context, device: Device, callId: string): Promise<TCall> {
   const row = await myCall(ctx, device.userId, callId);
   if (row.callee_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
-  return toCall(await finish(ctx, row, ['ringing'], 'rejected', 'user_declined'), device.userId);
+  return toCall(await finish(ctx, row, 'ringing', 'rejected', 'user_declined'), device.userId);
 }
 
 /**
@@ -219,12 +228,12 @@ export async function cancelCall(ctx: Context, device: Device, callId: string): 
   const row = await myCall(ctx, device.userId, callId);
   if (row.caller_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
   try {
-    return toCall(await finish(ctx, row, ['ringing'], 'missed', 'user_hangup'), device.userId);
+    return toCall(await finish(ctx, row, 'ringing', 'missed', 'user_hangup'), device.userId);
   } catch (err) {
     if (!(err instanceof AppError) || err.appCode !== 'CONFLICT') throw err;
     const answered = await findCall(ctx, callId);
     if (answered?.state !== 'accepted' || !inCall(answered, device)) throw err;
-    return toCall(await finish(ctx, answered, ['accepted'], 'ended', 'user_hangup'), device.userId);
+    return toCall(await finish(ctx, answered, 'accepted', 'ended', 'user_hangup'), device.userId);
   }
 }
 
@@ -247,7 +256,7 @@ export async function hangup(
   if (row.state === 'accepted' && !inCall(row, device))
     throw new AppError('CONFLICT', 'This call was answered on another device');
   const failed = input.reason === 'ice_failed' || input.reason === 'user_media_failed';
-  const ended = await finish(ctx, row, ['accepted'], failed ? 'failed' : 'ended', input.reason);
+  const ended = await finish(ctx, row, 'accepted', failed ? 'failed' : 'ended', input.reason);
   return toCall(ended, device.userId);
 }
 
@@ -285,7 +294,7 @@ export async function expireCalls(ctx: Context, signal?: AbortSignal): Promise<n
       await finish(
         ctx,
         row,
-        [row.state],
+        row.state as TCallState,
         ringing ? 'missed' : 'ended',
         ringing ? 'invite_timeout' : 'ice_timeout',
       );

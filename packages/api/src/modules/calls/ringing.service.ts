@@ -1,6 +1,6 @@
-import type { Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { TCall, TCallEndReason, TCallState, TRingingCall } from '@mvp/contracts';
-import { isDeadlock, isUniqueViolation, type DB } from '@mvp/db';
+import { isDeadlock, isUniqueViolation, prepared, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
@@ -21,54 +21,105 @@ function timeOfUuidV7(id: string): number {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }
 
+// A call's start runs these every time, always for two people: compiled once (see `prepared`).
+const lockTwoStreams = prepared((db: Kysely<DB>, first: string, second: string) =>
+  db
+    .selectFrom('user_streams')
+    .select('user_id')
+    .where('user_id', 'in', [first, second])
+    .orderBy('user_id')
+    .forUpdate(),
+);
+
+/** The ringing and accepted calls of two people, either side. */
+const liveCallsOf = prepared((db: Kysely<DB>, a: string, b: string) =>
+  db
+    .selectFrom('calls')
+    .selectAll()
+    .where('state', 'in', [...LIVE])
+    .where((eb) => eb.or([eb('caller_id', 'in', [a, b]), eb('callee_id', 'in', [a, b])])),
+);
+
+/** The device ids of two people, in one query. */
+const devicesOfTwo = prepared((db: Kysely<DB>, a: string, b: string) =>
+  db.selectFrom('devices').select(['id', 'user_id']).where('user_id', 'in', [a, b]),
+);
+
+const insertCallRow = prepared(
+  (
+    db: Kysely<DB>,
+    ...[id, caller, callerDevice, callee, media, state, reason, now, endedAt]: [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string | null,
+      number,
+      number | null,
+    ]
+  ) =>
+    db.insertInto('calls').values({
+      id,
+      caller_id: caller,
+      caller_device_id: callerDevice,
+      callee_id: callee,
+      callee_device_id: null,
+      media,
+      state,
+      end_reason: reason,
+      created_at: now,
+      accepted_at: null,
+      ended_at: endedAt,
+      caller_beat_at: null,
+      callee_beat_at: null,
+    }),
+);
+
 /**
  * Both people's streams, locked in user id order (the order appendEvents takes them in) for the
  * rest of the transaction. A start decides busy and glare from the live calls it reads next, so
  * two starts that involve the same person must not both read before either writes. On SQLite
  * one transaction runs at a time anyway (one connection).
  */
-async function lockStreams(ctx: Context, trx: Transaction<DB>, userIds: string[]) {
+async function lockStreams(ctx: Context, trx: Transaction<DB>, a: string, b: string) {
   if (ctx.ports.dialect !== 'mysql') return;
-  await trx
-    .selectFrom('user_streams')
-    .select('user_id')
-    .where('user_id', 'in', userIds)
-    .orderBy('user_id')
-    .forUpdate()
-    .execute();
-}
-
-/** The ringing and accepted calls of these people, either side. */
-function liveCallsOf(trx: Transaction<DB>, userIds: string[]) {
-  return trx
-    .selectFrom('calls')
-    .selectAll()
-    .where('state', 'in', [...LIVE])
-    .where((eb) => eb.or([eb('caller_id', 'in', userIds), eb('callee_id', 'in', userIds)]))
-    .execute();
+  await lockTwoStreams(trx, a, b);
 }
 
 /**
- * A call's row, or CONFLICT when its (caller-made) id is taken: a retried or reused id. It runs in
- * the placing transaction, so a glare that start ended is rolled back with it.
+ * A call's row as it is placed (ringing, or ended at once), or CONFLICT when its (caller-made) id
+ * is taken: a retried or reused id. It runs in the placing transaction, so a glare that start
+ * ended is rolled back with it.
  */
 async function insertCall(trx: Transaction<DB>, row: CallRow): Promise<void> {
   try {
-    await trx.insertInto('calls').values(row).execute();
+    await insertCallRow(
+      trx,
+      row.id,
+      row.caller_id,
+      row.caller_device_id,
+      row.callee_id,
+      row.media,
+      row.state,
+      row.end_reason,
+      row.created_at,
+      row.ended_at,
+    );
   } catch (err) {
     if (isUniqueViolation(err)) throw new AppError('CONFLICT', 'This call id is taken');
     throw err;
   }
 }
 
-/** The device ids of each of these users, in one query. */
-async function devicesOf(ctx: Context, userIds: string[]): Promise<Map<string, string[]>> {
-  const rows = await ctx.ports.db
-    .selectFrom('devices')
-    .select(['id', 'user_id'])
-    .where('user_id', 'in', userIds)
-    .execute();
-  const byUser = new Map(userIds.map((id) => [id, [] as string[]]));
+/** The device ids of two users (each listed, with none if they have none). */
+async function devicesOf(ctx: Context, a: string, b: string): Promise<Map<string, string[]>> {
+  const { rows } = await devicesOfTwo(ctx.ports.db, a, b);
+  const byUser = new Map<string, string[]>([
+    [a, []],
+    [b, []],
+  ]);
   for (const r of rows) byUser.get(r.user_id)?.push(r.id);
   return byUser;
 }
@@ -105,7 +156,7 @@ export async function startCall(
     throw new AppError('NOT_FOUND', 'No such user');
   if (await blockedBetween(ctx, me, input.calleeId))
     throw new AppError('FORBIDDEN', 'You cannot call this user');
-  const devices = await devicesOf(ctx, [input.calleeId, me]);
+  const devices = await devicesOf(ctx, input.calleeId, me);
   const calleeDevices = new Set(devices.get(input.calleeId));
   if (input.offers.some((o) => !calleeDevices.has(o.deviceId)))
     throw new AppError('NOT_FOUND', 'No such device');
@@ -128,15 +179,20 @@ export async function startCall(
   };
   const mine = devices.get(me)!.filter((d) => d !== device.deviceId);
   const place = async (trx: Transaction<DB>, writes: StreamWrites): Promise<CallRow> => {
-    await lockStreams(ctx, trx, [me, input.calleeId]);
-    const live = await liveCallsOf(trx, [me, input.calleeId]);
+    await lockStreams(ctx, trx, me, input.calleeId);
+    const { rows: live } = await liveCallsOf(trx, me, input.calleeId);
     const glare = live.find(
       (c) => c.state === 'ringing' && c.caller_id === input.calleeId && c.callee_id === me,
     );
     if (glare) {
       // The smaller user id's call wins; theirs is the one that goes on when they are smaller.
       if (input.calleeId < me) return settleIn(trx, row, 'ended', 'glare', writes);
-      const change = { from: ['ringing'], state: 'ended' as const, reason: 'glare' as const, now };
+      const change = {
+        from: 'ringing' as const,
+        state: 'ended' as const,
+        reason: 'glare' as const,
+        now,
+      };
       await endIn(trx, glare, change, writes);
     } else if (live.some((c) => c.caller_id === input.calleeId || c.callee_id === input.calleeId)) {
       return settleIn(trx, row, 'busy', 'user_busy', writes);

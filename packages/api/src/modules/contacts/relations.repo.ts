@@ -1,5 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { DB } from '@mvp/db';
+import { prepared, type DB } from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 
@@ -13,9 +13,9 @@ export async function isBlocked(db: Db, blockerId: string, blockedId: string): P
   return row !== undefined;
 }
 
-/** Whether either of two users blocked the other, in one query. */
-export async function eitherBlocked(db: Db, a: string, b: string): Promise<boolean> {
-  const row = await db
+// On every call start and direct send's context: compiled once (see `prepared`).
+const blockEitherWay = prepared((db: Kysely<DB>, a: string, b: string) =>
+  db
     .selectFrom('blocks')
     .select('blocker_id')
     .where((eb) =>
@@ -24,8 +24,12 @@ export async function eitherBlocked(db: Db, a: string, b: string): Promise<boole
         eb.and([eb('blocker_id', '=', b), eb('blocked_id', '=', a)]),
       ]),
     )
-    .executeTakeFirst();
-  return row !== undefined;
+    .limit(1),
+);
+
+/** Whether either of two users blocked the other, in one query. */
+export async function eitherBlocked(db: Db, a: string, b: string): Promise<boolean> {
+  return (await blockEitherWay(db, a, b)).rows.length > 0;
 }
 
 export async function areContacts(db: Db, userId: string, otherId: string): Promise<boolean> {
