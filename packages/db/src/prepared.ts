@@ -28,8 +28,11 @@ export function prepared<DB, Args extends unknown[], Row>(
     if (!entry) {
       const markers = Array.from({ length: arity }, (_, i) => `\u0000prepared-argument-${i}\u0000`);
       const query = build(db, ...(markers as Args)).compile();
-      const slots = query.parameters.map((p) => markers.indexOf(p as string));
-      if (markers.some((m) => !query.parameters.includes(m)))
+      // By map, not by searching the list: a statement built for a long list (thousands of
+      // stream rows) has as many markers as parameters.
+      const index = new Map(markers.map((marker, i) => [marker, i]));
+      const slots = query.parameters.map((p) => index.get(p as string) ?? -1);
+      if (new Set(slots).size - (slots.includes(-1) ? 1 : 0) !== arity)
         throw new Error('prepared: every argument must be a query parameter');
       byAdapter.set(adapter, (entry = { query, slots }));
     }

@@ -1,10 +1,18 @@
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { TCall, TCallEndReason, TCallState, THangupReason, TSyncEvent } from '@mvp/contracts';
-import { isDeadlock, prepared, type CallsTable, type DB } from '@mvp/db';
+import {
+  isDeadlock,
+  prepared,
+  step,
+  transactionOf,
+  type CallsTable,
+  type DB,
+  type Steps,
+} from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
-import { recordEach, recordEvents, StreamWrites } from '../sync/events';
+import { recordEachSteps, recordEventSteps, StreamWrites } from '../sync/events';
 import { iceServersFor } from './iceServers';
 
 export type CallRow = Selectable<CallsTable>;
@@ -64,18 +72,13 @@ export function assertPayload(ctx: Context, ciphertexts: string[]): void {
     throw new AppError('PAYLOAD_TOO_LARGE', `Call payloads are at most ${max} bytes`);
 }
 
-/** Stores `event` for both people's devices and the call's new state, then wakes them. */
-export async function tellBoth(
-  trx: Transaction<DB>,
-  row: CallRow,
-  now: number,
-  writes: StreamWrites,
-) {
+/** Steps that store the call's new state for both people's devices (`writes` wakes them). */
+export function* tellBoth(row: CallRow, now: number, writes: StreamWrites): Steps<void> {
   const event = (viewer: string): DurableCallEvent => ({
     type: 'call.ended',
     call: toCall(row, viewer),
   });
-  await recordEvents(trx, [row.caller_id, row.callee_id], event, now, writes);
+  yield* recordEventSteps([row.caller_id, row.callee_id], event, now, writes);
 }
 
 // A call's ending and its answer run on every hang-up and accept: compiled once (see `prepared`).
@@ -103,20 +106,19 @@ const answerCall = prepared((db: Kysely<DB>, id: string, deviceId: string, now: 
 );
 
 /**
- * Moves a live call to a final state with a conditional update (only from `from`), so of two
- * racing endings exactly one happens: the other gets null and changes nothing.
+ * Steps that move a live call to a final state with a conditional update (only from `from`), so
+ * of two racing endings exactly one happens: the other gets null and changes nothing.
  */
-export async function endIn(
-  trx: Transaction<DB>,
+export function* endIn(
   row: CallRow,
   change: { from: TCallState; state: TCallState; reason: TCallEndReason; now: number },
   writes: StreamWrites,
-): Promise<CallRow | null> {
+): Steps<CallRow | null> {
   const { from, state, reason, now } = change;
-  const result = await endCall(trx, row.id, from, state, reason, now);
+  const result = yield* step(endCall, row.id, from, state, reason, now);
   if (Number(result.numAffectedRows) !== 1) return null;
   const updated = { ...row, state, end_reason: reason, ended_at: now };
-  await tellBoth(trx, updated, now, writes);
+  yield* tellBoth(updated, now, writes);
   return updated;
 }
 
@@ -133,9 +135,9 @@ export async function finish(
 ): Promise<CallRow> {
   const now = ctx.ports.clock.now();
   const writes = new StreamWrites();
-  const ended = await ctx.ports.db
-    .transaction()
-    .execute((trx) => endIn(trx, row, { from, state, reason, now }, writes));
+  const ended = await transactionOf(ctx.ports.db, () =>
+    endIn(row, { from, state, reason, now }, writes),
+  );
   if (!ended) throw new AppError('CONFLICT', 'This call has already ended');
   await writes.wake(ctx.ports);
   return ended;
@@ -160,12 +162,11 @@ export async function acceptCall(
   if (row.callee_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
   assertPayload(ctx, [input.answer]);
   const now = ctx.ports.clock.now();
-  const answer = async (trx: Transaction<DB>, writes: StreamWrites) => {
-    const result = await answerCall(trx, row.id, device.deviceId, now);
+  function* answer(writes: StreamWrites): Steps<boolean> {
+    const result = yield* step(answerCall, row.id, device.deviceId, now);
     if (Number(result.numAffectedRows) !== 1) return false;
     // Both streams in one append (one lock order with every other writer).
-    await recordEach(
-      trx,
+    yield* recordEachSteps(
       [
         {
           userId: row.caller_id,
@@ -186,12 +187,12 @@ export async function acceptCall(
       writes,
     );
     return true;
-  };
+  }
   // A send or another call's start locking the same streams may still deadlock: answered again.
   for (let attempt = 1; ; attempt++) {
     const writes = new StreamWrites();
     try {
-      const accepted = await ctx.ports.db.transaction().execute((trx) => answer(trx, writes));
+      const accepted = await transactionOf(ctx.ports.db, () => answer(writes));
       if (!accepted) throw new AppError('CONFLICT', 'This call is no longer ringing');
       await writes.wake(ctx.ports);
       break;

@@ -1,12 +1,20 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { TCall, TCallEndReason, TCallState, TRingingCall } from '@mvp/contracts';
-import { isDeadlock, isUniqueViolation, prepared, type DB } from '@mvp/db';
+import {
+  isDeadlock,
+  isUniqueViolation,
+  prepared,
+  step,
+  transactionOf,
+  type DB,
+  type Steps,
+} from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import * as users from '../auth/users.repo';
 import { blockedBetween } from '../conversations/conversations.service';
-import { recordDeviceEvent, StreamWrites } from '../sync/events';
+import { recordEachSteps, StreamWrites } from '../sync/events';
 import { assertPayload, endIn, tellBoth, toCall, type CallRow, type Device } from './calls.service';
 
 /**
@@ -78,25 +86,14 @@ const insertCallRow = prepared(
 );
 
 /**
- * Both people's streams, locked in user id order (the order appendEvents takes them in) for the
- * rest of the transaction. A start decides busy and glare from the live calls it reads next, so
- * two starts that involve the same person must not both read before either writes. On SQLite
- * one transaction runs at a time anyway (one connection).
+ * Steps that store a call's row as it is placed (ringing, or ended at once), or CONFLICT when its
+ * (caller-made) id is taken: a retried or reused id. It runs in the placing transaction, so a
+ * glare that start ended is rolled back with it.
  */
-async function lockStreams(ctx: Context, trx: Transaction<DB>, a: string, b: string) {
-  if (ctx.ports.dialect !== 'mysql') return;
-  await lockTwoStreams(trx, a, b);
-}
-
-/**
- * A call's row as it is placed (ringing, or ended at once), or CONFLICT when its (caller-made) id
- * is taken: a retried or reused id. It runs in the placing transaction, so a glare that start
- * ended is rolled back with it.
- */
-async function insertCall(trx: Transaction<DB>, row: CallRow): Promise<void> {
+function* insertCall(row: CallRow): Steps<void> {
   try {
-    await insertCallRow(
-      trx,
+    yield* step(
+      insertCallRow,
       row.id,
       row.caller_id,
       row.caller_device_id,
@@ -178,61 +175,62 @@ export async function startCall(
     callee_beat_at: null,
   };
   const mine = devices.get(me)!.filter((d) => d !== device.deviceId);
-  const place = async (trx: Transaction<DB>, writes: StreamWrites): Promise<CallRow> => {
-    await lockStreams(ctx, trx, me, input.calleeId);
-    const { rows: live } = await liveCallsOf(trx, me, input.calleeId);
+  const invites = [
+    ...input.offers.map((offer) => ({
+      userId: input.calleeId,
+      deviceId: offer.deviceId,
+      event: {
+        type: 'call.invite' as const,
+        call: toCall(row, input.calleeId),
+        callerDeviceId: device.deviceId,
+        offer: offer.ciphertext,
+      },
+    })),
+    ...mine.map((other) => ({
+      userId: me,
+      deviceId: other,
+      event: {
+        type: 'call.invite' as const,
+        call: toCall(row, me),
+        callerDeviceId: device.deviceId,
+        offer: null,
+      },
+    })),
+  ];
+  const locks = ctx.ports.dialect === 'mysql';
+  function* place(writes: StreamWrites): Steps<CallRow> {
+    // Both people's streams, locked in user id order (the order appendEvents takes them in) for
+    // the rest of the transaction: a start decides busy and glare from the live calls it reads
+    // next, so two starts that involve the same person must not both read before either
+    // writes. On SQLite one transaction runs at a time anyway (one connection).
+    if (locks) yield* step(lockTwoStreams, me, input.calleeId);
+    const { rows: live } = yield* step(liveCallsOf, me, input.calleeId);
     const glare = live.find(
       (c) => c.state === 'ringing' && c.caller_id === input.calleeId && c.callee_id === me,
     );
     if (glare) {
       // The smaller user id's call wins; theirs is the one that goes on when they are smaller.
-      if (input.calleeId < me) return settleIn(trx, row, 'ended', 'glare', writes);
+      if (input.calleeId < me) return yield* settleIn(row, 'ended', 'glare', writes);
       const change = {
         from: 'ringing' as const,
         state: 'ended' as const,
         reason: 'glare' as const,
         now,
       };
-      await endIn(trx, glare, change, writes);
+      yield* endIn(glare, change, writes);
     } else if (live.some((c) => c.caller_id === input.calleeId || c.callee_id === input.calleeId)) {
-      return settleIn(trx, row, 'busy', 'user_busy', writes);
+      return yield* settleIn(row, 'busy', 'user_busy', writes);
     }
-    await insertCall(trx, row);
-    for (const offer of input.offers) {
-      await recordDeviceEvent(
-        trx,
-        { userId: input.calleeId, deviceId: offer.deviceId },
-        {
-          type: 'call.invite',
-          call: toCall(row, input.calleeId),
-          callerDeviceId: device.deviceId,
-          offer: offer.ciphertext,
-        },
-        now,
-        writes,
-      );
-    }
-    for (const other of mine) {
-      await recordDeviceEvent(
-        trx,
-        { userId: me, deviceId: other },
-        {
-          type: 'call.invite',
-          call: toCall(row, me),
-          callerDeviceId: device.deviceId,
-          offer: null,
-        },
-        now,
-        writes,
-      );
-    }
+    yield* insertCall(row);
+    // The callee's devices and my others in one append (one lock order with every writer).
+    yield* recordEachSteps(invites, now, writes);
     return row;
-  };
+  }
   // Two starts locking the same streams, or a start and a send, may deadlock: written again.
   for (let attempt = 1; ; attempt++) {
     const writes = new StreamWrites();
     try {
-      const placed = await ctx.ports.db.transaction().execute((trx) => place(trx, writes));
+      const placed = await transactionOf(ctx.ports.db, () => place(writes));
       await writes.wake(ctx.ports);
       return toCall(placed, me);
     } catch (err) {
@@ -290,16 +288,15 @@ export async function ringingInvites(
   return found;
 }
 
-/** A call that ends as it is placed (busy, or the glare it lost): stored and told to both. */
-async function settleIn(
-  trx: Transaction<DB>,
+/** Steps for a call that ends as it is placed (busy, or the glare it lost): stored, told to both. */
+function* settleIn(
   row: CallRow,
   state: TCallState,
   reason: TCallEndReason,
   writes: StreamWrites,
-): Promise<CallRow> {
+): Steps<CallRow> {
   const ended = { ...row, state, end_reason: reason, ended_at: row.created_at };
-  await insertCall(trx, ended);
-  await tellBoth(trx, ended, row.created_at, writes);
+  yield* insertCall(ended);
+  yield* tellBoth(ended, row.created_at, writes);
   return ended;
 }

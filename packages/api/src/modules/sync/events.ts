@@ -1,11 +1,11 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { TSyncEvent } from '@mvp/contracts';
-import type { DB, RunSync } from '@mvp/db';
+import { awaitSteps, type DB, type RunSync, type Steps } from '@mvp/db';
 import type { Ports } from '../../ports';
 import { isShared, share, sharedText } from '../../sharedEvents';
 import { userChannel } from '../contacts/peopleEvents';
 import { describeMessages, findBySeqsFor, toMessage } from '../messages/messages.repo';
-import { appendEvents, appendToMembers, type StoredEvent, type StreamRow } from './stream.repo';
+import { appendEventSteps, appendToMembers, type StoredEvent, type StreamRow } from './stream.repo';
 
 export type DurableEvent = Exclude<TSyncEvent, { type: 'resync' | 'presence' }>;
 type MessageRef = { conversationId: string; seq: number };
@@ -117,19 +117,28 @@ function storedOf(event: DurableEvent): StoredEvent {
  * Appends `event(userId)` to each user's stream inside `trx`. Once the transaction has
  * committed, call `writes.wake` (or `wake` with the same users, when no `writes` was given).
  */
-export async function recordEvents(
+export function recordEvents(
   trx: Transaction<DB>,
   userIds: readonly string[],
   event: DurableEvent | ((userId: string) => DurableEvent),
   now: number,
   writes?: StreamWrites,
 ): Promise<void> {
+  return awaitSteps<DB, void>(trx, recordEventSteps(userIds, event, now, writes));
+}
+
+/** `recordEvents` as steps of a transaction (see transactionOf). */
+export function* recordEventSteps(
+  userIds: readonly string[],
+  event: DurableEvent | ((userId: string) => DurableEvent),
+  now: number,
+  writes?: StreamWrites,
+): Steps<void> {
   const events = userIds.map((userId) => ({
     userId,
     event: typeof event === 'function' ? event(userId) : event,
   }));
-  const seqs = await appendEvents(
-    trx,
+  const seqs = yield* appendEventSteps(
     events.map(({ userId, event }) => ({ userId, event: storedOf(event) })),
     now,
   );
@@ -165,20 +174,31 @@ export async function recordDeviceEvent(
   await recordEach(trx, [{ ...device, event }], now, writes);
 }
 
+type EachEntry = { userId: string; deviceId?: string; event: DurableEvent };
+
 /**
  * Different events for different users (or one device of theirs) in one append, so their streams
  * are locked in the one (user id) order every writer takes them in: two appends one after the
  * other lock in the order of the calls, and deadlock with a writer taking the same streams
  * sorted. A user's entries take consecutive seqs in the order given.
  */
-export async function recordEach(
+export function recordEach(
   trx: Transaction<DB>,
-  entries: { userId: string; deviceId?: string; event: DurableEvent }[],
+  entries: EachEntry[],
   now: number,
   writes?: StreamWrites,
 ): Promise<void> {
+  return awaitSteps<DB, void>(trx, recordEachSteps(entries, now, writes));
+}
+
+/** `recordEach` as steps of a transaction (see transactionOf). */
+export function* recordEachSteps(
+  entries: EachEntry[],
+  now: number,
+  writes?: StreamWrites,
+): Steps<void> {
   const stored = entries.map(({ event, ...to }) => ({ ...to, event: storedOf(event) }));
-  const last = await appendEvents(trx, stored, now);
+  const last = yield* appendEventSteps(stored, now);
   // Each user's entries end at their last seq: numbered back from it, then added in order.
   const seqs: (number | undefined)[] = [];
   for (let i = entries.length - 1; i >= 0; i--) {

@@ -1,42 +1,38 @@
+import { sql, type Compilable, type Insertable, type Kysely, type Transaction } from 'kysely';
 import {
-  sql,
-  type Compilable,
-  type Insertable,
-  type Kysely,
-  type QueryResult,
-  type Transaction,
-} from 'kysely';
-import { prepared, type DB, type RunSync } from '@mvp/db';
+  awaitSteps,
+  prepared,
+  step,
+  type DB,
+  type Prepared,
+  type RunSync,
+  type Steps,
+} from '@mvp/db';
 
 type Db = Kysely<DB> | Transaction<DB>;
 
 /** What a stream row holds: the event's type and a small JSON payload (see events.ts). */
 export type StoredEvent = { type: string; payload: unknown };
 
-type Run<Args extends unknown[], Row> = (
-  db: Kysely<DB>,
-  ...args: Args
-) => Promise<QueryResult<Row>>;
-
 /** Lists up to this long get statements compiled once per length; longer ones are built per call. */
 const PREPARED_LIST_MAX = 16;
 
 /**
- * `build` run through `prepared` (compiled once) for each list length up to PREPARED_LIST_MAX,
- * and built per call beyond: appendEvents' statements take a list (users, rows), almost always
- * of one or two (a call's two parties, a contact pair), and compiling them on every append was
- * ~3 % of a call setup's server CPU. The bound keeps the compiled set small whatever lists come.
+ * `build` as a prepared query (compiled once) for each list length up to PREPARED_LIST_MAX, and
+ * compiled afresh for each longer list: appendEvents' statements take a list (users, rows),
+ * almost always of one or two (a call's two parties, a contact pair), and compiling them on
+ * every append was ~3 % of a call setup's server CPU. The bound keeps the compiled set small
+ * whatever lists come.
  */
 function preparedPerLength<Args extends unknown[], Row>(
   build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>,
-): (length: number) => Run<Args, Row> {
-  const byLength = new Map<number, Run<Args, Row>>();
-  const perCall: Run<Args, Row> = (db, ...args) => db.executeQuery(build(db, ...args).compile());
+): (length: number) => Prepared<DB, Args, Row> {
+  const byLength = new Map<number, Prepared<DB, Args, Row>>();
   return (length) => {
-    if (length > PREPARED_LIST_MAX) return perCall;
-    let run = byLength.get(length);
-    if (!run) byLength.set(length, (run = prepared(build)));
-    return run;
+    if (length > PREPARED_LIST_MAX) return prepared(build);
+    let query = byLength.get(length);
+    if (!query) byLength.set(length, (query = prepared(build)));
+    return query;
   };
 }
 
@@ -47,18 +43,20 @@ const bumpStreams = preparedPerLength((db, by: number, ...userIds: string[]) =>
     .where('user_id', 'in', userIds),
 );
 
-/** Each stream in `counts` bumped by its own count (a CASE, built per call: a rare shape). */
-function bumpStreamsBy(trx: Transaction<DB>, counts: Map<string, number>) {
-  const by = sql<number>`case ${sql.ref('user_id')} ${sql.join(
-    [...counts].map(([userId, n]) => sql`when ${userId} then ${n}`),
-    sql` `,
-  )} end`;
-  return trx
+/** Each stream bumped by its own count: `userAndCount` is user id, count, user id, count… */
+const bumpStreamsBy = preparedPerLength((db, ...userAndCount: (string | number)[]) => {
+  const userIds: string[] = [];
+  const cases = [];
+  for (let i = 0; i < userAndCount.length; i += 2) {
+    userIds.push(userAndCount[i] as string);
+    cases.push(sql`when ${userAndCount[i]} then ${userAndCount[i + 1]}`);
+  }
+  const by = sql<number>`case ${sql.ref('user_id')} ${sql.join(cases, sql` `)} end`;
+  return db
     .updateTable('user_streams')
     .set((eb) => ({ last_seq: eb('last_seq', '+', by) }))
-    .where('user_id', 'in', [...counts.keys()])
-    .execute();
-}
+    .where('user_id', 'in', userIds);
+});
 
 const readHeads = preparedPerLength((db, ...userIds: string[]) =>
   db.selectFrom('user_streams').select(['user_id', 'last_seq']).where('user_id', 'in', userIds),
@@ -83,19 +81,17 @@ const insertEventRows = preparedPerLength((db, ...values: unknown[]) => {
   return db.insertInto('user_events').values(rows);
 });
 
+type Entry = { userId: string; deviceId?: string; event: StoredEvent };
+
 /**
  * Appends events to users' streams inside the caller's transaction, in a few statements whatever
  * the number of users: bump each `last_seq` by the user's number of entries (the row locks make
  * concurrent writers to one stream wait for each other, so seq order is commit order: an
  * auto-increment id would not be), take the new values under those locks, insert all rows at
  * once. A user's entries take consecutive seqs in the order given. Answers each user's last
- * new seq.
+ * new seq. As steps (see transactionOf): `appendEvents` runs them in a Kysely transaction.
  */
-export async function appendEvents(
-  trx: Transaction<DB>,
-  entries: { userId: string; deviceId?: string; event: StoredEvent }[],
-  now: number,
-): Promise<Map<string, number>> {
+export function* appendEventSteps(entries: Entry[], now: number): Steps<Map<string, number>> {
   if (entries.length === 0) return new Map();
   const counts = new Map<string, number>();
   for (const { userId } of entries) counts.set(userId, (counts.get(userId) ?? 0) + 1);
@@ -112,9 +108,9 @@ export async function appendEvents(
   for (let i = 0; i < userIds.length; i += USERS_PER_STATEMENT) {
     const chunk =
       userIds.length <= USERS_PER_STATEMENT ? userIds : userIds.slice(i, i + USERS_PER_STATEMENT);
-    if (same) await bumpStreams(chunk.length)(trx, by!, ...chunk);
-    else await bumpStreamsBy(trx, new Map(chunk.map((userId) => [userId, counts.get(userId)!])));
-    const { rows } = await readHeads(chunk.length)(trx, ...chunk);
+    if (same) yield* step(bumpStreams(chunk.length), by!, ...chunk);
+    else yield* step(bumpStreamsBy(chunk.length), ...chunk.flatMap((id) => [id, counts.get(id)!]));
+    const { rows } = yield* step(readHeads(chunk.length), ...chunk);
     for (const row of rows) last.set(row.user_id, Number(row.last_seq));
   }
   const next = new Map([...last].map(([userId, seq]) => [userId, seq - counts.get(userId)! + 1]));
@@ -129,9 +125,18 @@ export async function appendEvents(
   const perInsert = ROWS_PER_INSERT * EVENT_COLUMNS.length;
   for (let i = 0; i < values.length; i += perInsert) {
     const part = values.length <= perInsert ? values : values.slice(i, i + perInsert);
-    await insertEventRows(part.length / EVENT_COLUMNS.length)(trx, ...part);
+    yield* step(insertEventRows(part.length / EVENT_COLUMNS.length), ...part);
   }
   return last;
+}
+
+/** `appendEventSteps` inside the caller's Kysely transaction. */
+export function appendEvents(
+  trx: Transaction<DB>,
+  entries: Entry[],
+  now: number,
+): Promise<Map<string, number>> {
+  return awaitSteps<DB, Map<string, number>>(trx, appendEventSteps(entries, now));
 }
 
 // One event to every member of a conversation, in three statements of fixed shape, each compiled
