@@ -32,6 +32,6 @@ export { isDeadlock, isUniqueViolation } from './errors';
 export { prepared } from './prepared';
 export type { Prepared } from './prepared';
 export { syncTransaction } from './syncTransaction';
-export { awaitSteps, runSteps, step, transactionOf } from './steps';
+export { awaitSteps, step, transactionOf } from './steps';
 export type { Step, Steps } from './steps';
 export type { RunSync } from './syncTransaction';

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from './createDb';
+import type { RunSync } from './embedded';
 import { isUniqueViolation } from './errors';
-import { prepared } from './prepared';
-import { step, transactionOf, type Steps } from './steps';
+import { prepared, type Prepared } from './prepared';
+import { awaitSteps, runSteps, step, transactionOf, type Steps } from './steps';
 
 type T = { steps_test_counters: { id: string; value: number } };
 
@@ -21,23 +22,42 @@ const add = prepared((k: Kysely<T>, id: string, value: number) =>
   k.insertInto('steps_test_counters').values({ id, value }),
 );
 
-const backends = [{ name: 'sqlite', url: 'sqlite::memory:', sync: true }];
+type Transact = <R>(db: Kysely<T>, make: () => Steps<R>) => Promise<R>;
+const backends: { name: string; url: string; transact: Transact; sync: boolean }[] = [
+  { name: 'sqlite', url: 'sqlite::memory:', transact: transactionOf, sync: true },
+  {
+    // The Kysely driver on SQLite too, so it runs without a MySQL server as well.
+    name: 'sqlite, awaited in a Kysely transaction',
+    url: 'sqlite::memory:',
+    transact: (db, make) => db.transaction().execute((trx) => awaitSteps(trx, make())),
+    sync: false,
+  },
+];
 if (process.env.MVP_TEST_DATABASE_URL)
-  backends.push({ name: 'mysql', url: process.env.MVP_TEST_DATABASE_URL, sync: false });
+  backends.push({
+    name: 'mysql',
+    url: process.env.MVP_TEST_DATABASE_URL,
+    transact: transactionOf,
+    sync: false,
+  });
 
-describe.each(backends)('transactionOf on $name', ({ url, sync }) => {
+describe.each(backends)('steps on $name', ({ url, transact, sync }) => {
   let db: Kysely<T>;
   // Ids of this run only: the MySQL test database is shared with other runs.
   const run = randomUUID();
-  const id = (name: string) => `${run}-${name}`;
-  const [a, b] = [id('a'), id('b')];
+  let counter = 0;
+  /** A row of its own for each test, at 0. */
+  const fresh = async () => {
+    const id = `${run}-${++counter}`;
+    await db.insertInto('steps_test_counters').values({ id, value: 0 }).execute();
+    return id;
+  };
 
   beforeAll(async () => {
     db = createDb(url) as unknown as Kysely<T>;
     await sql`create table if not exists steps_test_counters (id varchar(64) primary key, value integer not null)`.execute(
       db,
     );
-    await db.insertInto('steps_test_counters').values({ id: a, value: 0 }).execute();
   });
   afterAll(async () => {
     await db.deleteFrom('steps_test_counters').where('id', 'like', `${run}-%`).execute();
@@ -47,18 +67,19 @@ describe.each(backends)('transactionOf on $name', ({ url, sync }) => {
   const read = async (key: string) => (await valueOf(db, key)).rows[0]?.value;
 
   it('hands each statement its result, and commits', async () => {
+    const a = await fresh();
     function* steps(): Steps<unknown> {
       const updated = yield* step(bump, a);
-      const none = yield* step(bump, id('nobody'));
+      const none = yield* step(bump, `${run}-nobody`);
       const { rows } = yield* step(valueOf, a);
       return { updated: updated.numAffectedRows, none: none.numAffectedRows, value: rows[0] };
     }
-    const answer = await transactionOf(db, steps);
-    expect(answer).toEqual({ updated: 1n, none: 0n, value: { value: 1 } });
+    expect(await transact(db, steps)).toEqual({ updated: 1n, none: 0n, value: { value: 1 } });
     expect(await read(a)).toBe(1);
   });
 
   it('throws a failing statement back in at its step: caught there, the rest goes on', async () => {
+    const a = await fresh();
     let caught: unknown;
     function* steps(): Steps<void> {
       try {
@@ -68,45 +89,101 @@ describe.each(backends)('transactionOf on $name', ({ url, sync }) => {
       }
       yield* step(bump, a);
     }
-    await transactionOf(db, steps);
+    await transact(db, steps);
     expect(isUniqueViolation(caught)).toBe(true);
-    expect(await read(a)).toBe(2);
+    expect(await read(a)).toBe(1);
   });
 
   it('rolls back every statement when the steps throw, and passes the error on', async () => {
+    const [a, b] = [await fresh(), `${run}-never`];
     function* steps(): Steps<void> {
       yield* step(bump, a);
       yield* step(add, b, 1);
       throw new Error('changed my mind');
     }
-    await expect(transactionOf(db, steps)).rejects.toThrow('changed my mind');
-    expect(await read(a)).toBe(2);
+    await expect(transact(db, steps)).rejects.toThrow('changed my mind');
+    expect(await read(a)).toBe(0);
     expect(await read(b)).toBeUndefined();
   });
 
   it('rolls back when a statement fails and the steps do not catch it', async () => {
+    const a = await fresh();
     function* steps(): Steps<void> {
       yield* step(bump, a);
       yield* step(add, a, 9);
     }
-    const failed = await transactionOf(db, steps).catch((err: unknown) => err);
-    expect(isUniqueViolation(failed)).toBe(true);
-    expect(await read(a)).toBe(2);
+    expect(isUniqueViolation(await transact(db, steps).catch((err: unknown) => err))).toBe(true);
+    expect(await read(a)).toBe(0);
   });
 
-  it(`runs ${sync ? 'in one synchronous call' : 'as awaited statements'} on this dialect`, async () => {
+  it(`runs ${sync ? 'in one synchronous call' : 'as awaited statements'}`, async () => {
+    const a = await fresh();
     let done = false;
     function* steps(): Steps<void> {
       yield* step(bump, a);
       yield* step(bump, a);
       done = true;
     }
-    const ran = transactionOf(db, steps);
-    // Nothing else can run between the statements of a synchronous transaction; on MySQL each
-    // statement is a round trip, so the steps are still under way here.
+    const ran = transact(db, steps);
+    // Nothing else can run between the statements of a synchronous transaction; awaited, each
+    // statement is a promise, so the steps are still under way here.
     expect(done).toBe(sync);
     await ran;
     expect(done).toBe(true);
-    expect(await read(a)).toBe(4);
+    expect(await read(a)).toBe(2);
+  });
+});
+
+describe('a failure that ended the transaction', () => {
+  const lostDisk = Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+  const deadlock = Object.assign(new Error('Deadlock found'), { errno: 1213 });
+  /** Steps that catch the failure of their first statement and try one more. */
+  function* tryOnce(ran: string[]): Steps<string> {
+    try {
+      yield* step(bump as never, 'first');
+    } catch {
+      ran.push('caught');
+    }
+    yield* step(bump as never, 'second');
+    return 'finished';
+  }
+
+  it('embedded: the steps hear of it, but a step after it is refused and never run', () => {
+    const ran: string[] = [];
+    const run = ((_query: unknown, id: string) => {
+      ran.push(id);
+      throw lostDisk;
+    }) as unknown as RunSync<unknown>;
+    expect(() => runSteps(run, tryOnce(ran), () => true)).toThrow(lostDisk);
+    expect(ran).toEqual(['first', 'caught']);
+  });
+
+  it('embedded: while the transaction is open, the steps go on after a failure', () => {
+    const ran: string[] = [];
+    const run = ((_query: unknown, id: string) => {
+      ran.push(id);
+      if (id === 'first') throw lostDisk;
+      return { rows: [] };
+    }) as unknown as RunSync<unknown>;
+    expect(runSteps(run, tryOnce(ran), () => false)).toBe('finished');
+    expect(ran).toEqual(['first', 'caught', 'second']);
+  });
+
+  it('awaited: after a deadlock (MySQL rolled it all back) the next step is refused', async () => {
+    const ran: string[] = [];
+    const failing = (async (_trx: unknown, id: string) => {
+      ran.push(id);
+      throw deadlock;
+    }) as unknown as Prepared<never, never[], unknown>;
+    function* steps(): Steps<void> {
+      try {
+        yield* step(failing, 'first' as never);
+      } finally {
+        // A finally that writes after the failure must not write outside the transaction.
+        yield* step(failing, 'second' as never);
+      }
+    }
+    await expect(awaitSteps({} as Transaction<T>, steps())).rejects.toBe(deadlock);
+    expect(ran).toEqual(['first']);
   });
 });

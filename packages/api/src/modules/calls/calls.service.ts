@@ -83,7 +83,14 @@ export function* tellBoth(row: CallRow, now: number, writes: StreamWrites): Step
 
 // A call's ending and its answer run on every hang-up and accept: compiled once (see `prepared`).
 const endCall = prepared(
-  (db: Kysely<DB>, id: string, from: string, state: string, reason: string, now: number) =>
+  (
+    db: Kysely<DB>,
+    id: string,
+    from: TCallState,
+    state: TCallState,
+    reason: TCallEndReason,
+    now: number,
+  ) =>
     db
       .updateTable('calls')
       .set({ state, end_reason: reason, ended_at: now })

@@ -29,7 +29,8 @@ function timeOfUuidV7(id: string): number {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }
 
-// A call's start runs these every time, always for two people: compiled once (see `prepared`).
+// A call's start runs these (the lock on MySQL only), always for two people: compiled once (see
+// `prepared`).
 const lockTwoStreams = prepared((db: Kysely<DB>, first: string, second: string) =>
   db
     .selectFrom('user_streams')
@@ -222,7 +223,7 @@ export async function startCall(
       return yield* settleIn(row, 'busy', 'user_busy', writes);
     }
     yield* insertCall(row);
-    // The callee's devices and my others in one append (one lock order with every writer).
+    // The callee's devices and my others in one append: three statements, not three per device.
     yield* recordEachSteps(invites, now, writes);
     return row;
   }
@@ -275,7 +276,7 @@ export async function ringingInvites(
     .execute();
   const found: TRingingCall[] = [];
   for (const { payload } of invites) {
-    // Written by `recordDeviceEvent` from a validated `call.invite`, so the shape is known.
+    // Written by `startCall` from a validated `call.invite`, so the shape is known.
     const invite = JSON.parse(payload) as { call: TCall; callerDeviceId: string; offer: string };
     const row = calls.get(invite.call.id);
     if (!row) continue; // no longer ringing
