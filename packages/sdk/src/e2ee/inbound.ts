@@ -264,6 +264,27 @@ export function createInbound(deps: {
     readUnkeyed.add(key);
     if (readUnkeyed.size > MAX_READ_PLACES) readUnkeyed.delete(readUnkeyed.values().next().value!);
   }
+  /**
+   * Places read here while their key was not held go into the key's record once it comes, so
+   * they stay read across a restart, as every other read place does (in memory only, a restarted
+   * app would take the real bytes under the key for a new message). A note that fails is
+   * reported, and the place stays in memory.
+   */
+  async function keepUnkeyedReads(conversationId: string, sender: string, keyId: string) {
+    const prefix = `${conversationId}\n${sender}\n${keyId}\n`;
+    for (const key of readUnkeyed) {
+      if (!key.startsWith(prefix)) continue;
+      const iteration = Number(key.slice(prefix.length));
+      try {
+        const noted = await queue(lanes.inbound(conversationId, sender), () =>
+          noteGroupMessageRead(store, conversationId, sender, keyId, iteration),
+        );
+        if (noted) readUnkeyed.delete(key);
+      } catch (error) {
+        deps.report(error);
+      }
+    }
+  }
   /** Whether a place was read here; a record that does not read is reported and counts as not. */
   const placeRead = async (conversationId: string, place: Place) =>
     readUnkeyed.has(placeKey(conversationId, place)) ||
@@ -759,6 +780,7 @@ export function createInbound(deps: {
         deps.report(error);
         return;
       }
+      await keepUnkeyedReads(conversationId, sender, keyId);
       await flushPending(conversationId, sender, keyId);
     },
 

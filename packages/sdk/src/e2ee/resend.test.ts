@@ -6,7 +6,7 @@ import {
   type CryptoStore,
 } from '@mvp/crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { bytesToBase64 } from '../base64';
+import { base64ToBytes, bytesToBase64 } from '../base64';
 import type { ExpiredMessage } from '../expiry';
 import type { Message } from '../messaging';
 import type { OutboxHandle } from '../outboxTypes';
@@ -801,6 +801,52 @@ describe('messages sent again as content (retry receipts)', () => {
     await net.settled();
     expect(texts(b)).toEqual(['meet at 8']);
     expect([restarted.read, restarted.sent]).toEqual([[], []]);
+  });
+
+  it('content resent while its key was not held stays read when the key comes late and the app restarts', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob'), await net.device('carol')];
+    net.members('g', ['alice', 'bob', 'carol']);
+    // Alice's key shares to Bob are lost (the first kept aside); Carol leaves, so the key Bob
+    // waits for is gone and he is sent the message itself.
+    const lost: { contentType: string; ciphertext: string }[] = [];
+    net.lose((e) => {
+      if (e.sender.userId !== 'alice' || e.userId !== 'bob') return true;
+      lost.push(e);
+      return false;
+    });
+    const missed = await send(a, 'g', 'before carol left');
+    await net.settled();
+    net.lose(() => true);
+    net.members('g', ['alice', 'bob']);
+    await send(a, 'g', 'after');
+    await net.settled();
+    passTime(KEY_ANSWER_EVERY_MS);
+    expect(await b.e2ee.retry(missed)).toBe(false);
+    await net.settled();
+    expect(lateOf(b)).toEqual([['before carol left', missed.id]]);
+
+    // The first share comes after all; then Bob's app restarts and is shown the real bytes.
+    const [share] = lost;
+    net.event('bob', {
+      type: 'envelope',
+      envelope: {
+        id: 'late-share',
+        senderId: a.userId,
+        senderDeviceId: a.deviceId,
+        contentType: share!.contentType,
+        ciphertext: base64ToBytes(share!.ciphertext),
+        sentAt: new Date(0).toISOString(),
+        conversationId: 'g',
+      },
+    });
+    await net.settled();
+    const restarted = await net.device('bob', b.deviceId, undefined, { store: b.e2ee.store });
+    net.event('bob', { type: 'message.new', message: missed });
+    await net.settled();
+    expect(texts(b)).toEqual(['after', 'before carol left']);
+    expect([restarted.read, restarted.sent]).toEqual([[], []]);
+    expect([b.errors, restarted.errors]).toEqual([[], []]);
   });
 
   it('names at most 100 messages per request, and whole iterations only', () => {
