@@ -134,8 +134,11 @@ describe.each(backends)('steps on $name', ({ url, transact, sync }) => {
   });
 });
 
-describe('a failure that ended the transaction', () => {
-  const lostDisk = Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+describe('a failure the steps may not go on from', () => {
+  const fullDisk = Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+  const taken = Object.assign(new Error('UNIQUE constraint failed'), {
+    code: 'SQLITE_CONSTRAINT_PRIMARYKEY',
+  });
   const deadlock = Object.assign(new Error('Deadlock found'), { errno: 1213 });
   /** Steps that catch the failure of their first statement and try one more. */
   function* tryOnce(ran: string[]): Steps<string> {
@@ -147,29 +150,39 @@ describe('a failure that ended the transaction', () => {
     yield* step(bump as never, 'second');
     return 'finished';
   }
-
-  it('embedded: the steps hear of it, but a step after it is refused and never run', () => {
-    const ran: string[] = [];
-    const run = ((_query: unknown, id: string) => {
+  /** A synchronous runner whose first statement fails with `error`. */
+  const failingFirst = (error: Error, ran: string[]) =>
+    ((_query: unknown, id: string) => {
       ran.push(id);
-      throw lostDisk;
+      if (id === 'first') throw error;
+      return { rows: [] };
     }) as unknown as RunSync<unknown>;
-    expect(() => runSteps(run, tryOnce(ran), () => true)).toThrow(lostDisk);
+
+  it('any failure but a unique violation: the steps hear of it, the next step is refused', () => {
+    const ran: string[] = [];
+    expect(() => runSteps(failingFirst(fullDisk, ran), tryOnce(ran))).toThrow(fullDisk);
     expect(ran).toEqual(['first', 'caught']);
   });
 
-  it('embedded: while the transaction is open, the steps go on after a failure', () => {
+  it('a unique violation fails only its statement: the steps go on', () => {
     const ran: string[] = [];
-    const run = ((_query: unknown, id: string) => {
-      ran.push(id);
-      if (id === 'first') throw lostDisk;
-      return { rows: [] };
-    }) as unknown as RunSync<unknown>;
-    expect(runSteps(run, tryOnce(ran), () => false)).toBe('finished');
+    expect(runSteps(failingFirst(taken, ran), tryOnce(ran))).toBe('finished');
     expect(ran).toEqual(['first', 'caught', 'second']);
   });
 
-  it('awaited: after a deadlock (MySQL rolled it all back) the next step is refused', async () => {
+  it('steps that catch such a failure and return fail with it, never as a success', () => {
+    function* swallow(): Steps<string> {
+      try {
+        yield* step(bump as never, 'first');
+      } catch {
+        return 'fine';
+      }
+      return 'unreached';
+    }
+    expect(() => runSteps(failingFirst(fullDisk, []), swallow())).toThrow(fullDisk);
+  });
+
+  it('awaited: after a deadlock (MySQL rolled it all back) not even a finally may write', async () => {
     const ran: string[] = [];
     const failing = (async (_trx: unknown, id: string) => {
       ran.push(id);
@@ -179,11 +192,50 @@ describe('a failure that ended the transaction', () => {
       try {
         yield* step(failing, 'first' as never);
       } finally {
-        // A finally that writes after the failure must not write outside the transaction.
         yield* step(failing, 'second' as never);
       }
     }
     await expect(awaitSteps({} as Transaction<T>, steps())).rejects.toBe(deadlock);
     expect(ran).toEqual(['first']);
+    // Nor may they catch it and return: Kysely would commit what MySQL rolled back.
+    function* swallow(): Steps<string> {
+      try {
+        yield* step(failing, 'again' as never);
+      } catch {
+        return 'fine';
+      }
+      return 'unreached';
+    }
+    await expect(awaitSteps({} as Transaction<T>, swallow())).rejects.toBe(deadlock);
+  });
+
+  it('a full disk on the embedded database: nothing of the transaction stays, its error comes out', async () => {
+    const db = createDb('sqlite::memory:') as unknown as Kysely<T>;
+    try {
+      await sql`create table steps_test_counters (id text primary key, value integer not null)`.execute(
+        db,
+      );
+      await db.insertInto('steps_test_counters').values({ id: 'a', value: 0 }).execute();
+      const { rows } = await sql<{ page_count: number }>`pragma page_count`.execute(db);
+      await sql.raw(`pragma max_page_count = ${rows[0]!.page_count + 2}`).execute(db);
+      const huge = 'x'.repeat(200_000);
+      let caught: unknown;
+      function* steps(): Steps<string> {
+        yield* step(bump, 'a');
+        try {
+          yield* step(add, huge, 1); // more pages than the database may have
+        } catch (err) {
+          caught = err;
+        }
+        yield* step(bump, 'a');
+        return 'done';
+      }
+      const failed = await transactionOf(db, steps).catch((err: unknown) => err);
+      expect((caught as { code?: string }).code).toBe('SQLITE_FULL');
+      expect(failed).toBe(caught);
+      expect((await valueOf(db, 'a')).rows[0]?.value).toBe(0);
+    } finally {
+      await db.destroy();
+    }
   });
 });

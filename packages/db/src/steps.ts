@@ -1,6 +1,6 @@
 import type { Kysely, QueryResult, Transaction } from 'kysely';
 import { embeddedOf, type RunSync } from './embedded';
-import { isDeadlock } from './errors';
+import { isUniqueViolation } from './errors';
 import type { Prepared } from './prepared';
 import { syncTransaction } from './syncTransaction';
 
@@ -11,12 +11,12 @@ export type Step = { query: Prepared<never, never[], unknown>; args: readonly un
  * A transaction's work written once for both dialects, as a generator that yields each statement
  * (`yield* step(query, ...args)`) and is handed back its result. Driven synchronously on the
  * embedded database (one synchronous call, see `syncTransaction`) and statement by statement,
- * awaited, on MySQL. A statement that fails is thrown back in at its `yield*`: a `try` around it
- * catches it as it would around an `await`, and the steps may go on (a unique violation fails
- * only its statement). A failure that ended the transaction itself (MySQL rolls it all back on a
- * deadlock; SQLite ends it on some errors, such as a full disk) is thrown in too, but a step
- * yielded after it is refused with that error and never run: it would run outside any
- * transaction.
+ * awaited, on MySQL. A statement that fails is thrown back in at its `yield*`, where a `try`
+ * catches it as it would around an `await`. Only a unique violation lets the steps go on: it
+ * fails just its statement. Any other failure may have ended the transaction (MySQL rolls it all
+ * back on a deadlock; SQLite ends it on a full disk), so after it a step yielded next is refused
+ * with that error, never run outside the transaction, and steps that return instead fail with
+ * it too, not commit as if nothing happened.
  */
 export type Steps<T> = Generator<Step, T, QueryResult<unknown>>;
 
@@ -31,12 +31,13 @@ export function* step<DB, Args extends unknown[], Row>(
 
 type Next<T> = IteratorResult<Step, T>;
 
-/**
- * Drives `steps` with the embedded database's synchronous runner (inside `syncTransaction`).
- * `ended`: whether the transaction is over after a statement failed.
- */
-export function runSteps<DB, T>(run: RunSync<DB>, steps: Steps<T>, ended: () => boolean): T {
-  let lost: { error: unknown } | undefined;
+/** A failure the steps may not go on from (see Steps), kept to be thrown again. */
+type Lost = { error: unknown } | undefined;
+const lostBy = (error: unknown): Lost => (isUniqueViolation(error) ? undefined : { error });
+
+/** Drives `steps` with the embedded database's synchronous runner (inside `syncTransaction`). */
+export function runSteps<DB, T>(run: RunSync<DB>, steps: Steps<T>): T {
+  let lost: Lost;
   let next: Next<T> = steps.next();
   while (!next.done) {
     if (lost) throw lost.error;
@@ -45,22 +46,19 @@ export function runSteps<DB, T>(run: RunSync<DB>, steps: Steps<T>, ended: () => 
       const query = next.value.query as unknown as Prepared<DB, unknown[], unknown>;
       result = run(query, ...next.value.args);
     } catch (err) {
-      if (ended()) lost = { error: err };
+      lost ??= lostBy(err);
       next = steps.throw(err);
       continue;
     }
     next = steps.next(result);
   }
+  if (lost) throw lost.error;
   return next.value;
 }
 
-/**
- * Drives `steps` in a Kysely transaction, one awaited statement at a time. A deadlock is the
- * failure that ends a MySQL transaction (InnoDB rolls it back); on SQLite the same transaction
- * runs through `transactionOf`, which knows when its transaction ended.
- */
+/** Drives `steps` in a Kysely transaction, one awaited statement at a time. */
 export async function awaitSteps<DB, T>(trx: Transaction<DB>, steps: Steps<T>): Promise<T> {
-  let lost: { error: unknown } | undefined;
+  let lost: Lost;
   let next: Next<T> = steps.next();
   while (!next.done) {
     if (lost) throw lost.error;
@@ -69,12 +67,13 @@ export async function awaitSteps<DB, T>(trx: Transaction<DB>, steps: Steps<T>): 
       const query = next.value.query as unknown as Prepared<DB, unknown[], unknown>;
       result = await query(trx, ...next.value.args);
     } catch (err) {
-      if (isDeadlock(err)) lost = { error: err };
+      lost ??= lostBy(err);
       next = steps.throw(err);
       continue;
     }
     next = steps.next(result);
   }
+  if (lost) throw lost.error;
   return next.value;
 }
 
@@ -85,8 +84,6 @@ export async function awaitSteps<DB, T>(trx: Transaction<DB>, steps: Steps<T>): 
  * is called once per run, so a caller that retries gets fresh steps.
  */
 export function transactionOf<DB, T>(db: Kysely<DB>, make: () => Steps<T>): Promise<T> {
-  const embedded = embeddedOf(db);
-  // No transaction open any more after a failed statement: SQLite ended it.
-  if (embedded) return syncTransaction(db, (run) => runSteps(run, make(), embedded.idle));
+  if (embeddedOf(db)) return syncTransaction(db, (run) => runSteps(run, make()));
   return db.transaction().execute((trx) => awaitSteps(trx, make()));
 }

@@ -276,10 +276,14 @@ export function createInbound(deps: {
       if (!key.startsWith(prefix)) continue;
       const iteration = Number(key.slice(prefix.length));
       try {
-        const noted = await queue(lanes.inbound(conversationId, sender), () =>
-          noteGroupMessageRead(store, conversationId, sender, keyId, iteration),
+        // Kept only while the record still has it: its bounded ranges may drop an old one.
+        const kept = await queue(
+          lanes.inbound(conversationId, sender),
+          async () =>
+            (await noteGroupMessageRead(store, conversationId, sender, keyId, iteration)) &&
+            (await wasGroupMessageRead(store, conversationId, sender, keyId, iteration)),
         );
-        if (noted) readUnkeyed.delete(key);
+        if (kept) readUnkeyed.delete(key);
       } catch (error) {
         deps.report(error);
       }
