@@ -29,52 +29,72 @@ export function* step<DB, Args extends unknown[], Row>(
   return result as QueryResult<Row>;
 }
 
-type Next<T> = IteratorResult<Step, T>;
+/**
+ * What both drivers share: hands the steps each statement's result or failure, and keeps the
+ * rule of `Steps` (after a failure other than a unique violation, no statement runs any more and
+ * the steps fail with it, whatever they do).
+ */
+class Driver<T> {
+  private lost: { error: unknown } | undefined;
+  private next: IteratorResult<Step, T>;
 
-/** A failure the steps may not go on from (see Steps), kept to be thrown again. */
-type Lost = { error: unknown } | undefined;
-const lostBy = (error: unknown): Lost => (isUniqueViolation(error) ? undefined : { error });
+  constructor(private readonly steps: Steps<T>) {
+    this.next = steps.next();
+  }
+
+  /** The next statement to run; undefined once the steps are done. */
+  pending(): Step | undefined {
+    if (this.next.done) return undefined;
+    if (this.lost) throw this.lost.error;
+    return this.next.value;
+  }
+
+  ran(result: QueryResult<unknown>): void {
+    this.next = this.steps.next(result);
+  }
+
+  failed(error: unknown): void {
+    if (!this.lost && !isUniqueViolation(error)) this.lost = { error };
+    this.next = this.steps.throw(error);
+  }
+
+  result(): T {
+    if (this.lost) throw this.lost.error;
+    return (this.next as IteratorReturnResult<T>).value;
+  }
+}
 
 /** Drives `steps` with the embedded database's synchronous runner (inside `syncTransaction`). */
 export function runSteps<DB, T>(run: RunSync<DB>, steps: Steps<T>): T {
-  let lost: Lost;
-  let next: Next<T> = steps.next();
-  while (!next.done) {
-    if (lost) throw lost.error;
+  const driver = new Driver(steps);
+  for (let next = driver.pending(); next; next = driver.pending()) {
     let result: QueryResult<unknown>;
     try {
-      const query = next.value.query as unknown as Prepared<DB, unknown[], unknown>;
-      result = run(query, ...next.value.args);
+      result = run(next.query as unknown as Prepared<DB, unknown[], unknown>, ...next.args);
     } catch (err) {
-      lost ??= lostBy(err);
-      next = steps.throw(err);
+      driver.failed(err);
       continue;
     }
-    next = steps.next(result);
+    driver.ran(result);
   }
-  if (lost) throw lost.error;
-  return next.value;
+  return driver.result();
 }
 
 /** Drives `steps` in a Kysely transaction, one awaited statement at a time. */
 export async function awaitSteps<DB, T>(trx: Transaction<DB>, steps: Steps<T>): Promise<T> {
-  let lost: Lost;
-  let next: Next<T> = steps.next();
-  while (!next.done) {
-    if (lost) throw lost.error;
+  const driver = new Driver(steps);
+  for (let next = driver.pending(); next; next = driver.pending()) {
     let result: QueryResult<unknown>;
     try {
-      const query = next.value.query as unknown as Prepared<DB, unknown[], unknown>;
-      result = await query(trx, ...next.value.args);
+      const query = next.query as unknown as Prepared<DB, unknown[], unknown>;
+      result = await query(trx, ...next.args);
     } catch (err) {
-      lost ??= lostBy(err);
-      next = steps.throw(err);
+      driver.failed(err);
       continue;
     }
-    next = steps.next(result);
+    driver.ran(result);
   }
-  if (lost) throw lost.error;
-  return next.value;
+  return driver.result();
 }
 
 /**
