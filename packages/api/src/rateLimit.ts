@@ -14,10 +14,10 @@ export function assertAllowed(decision: RateLimitDecision, message: string): voi
 /**
  * Each limit's rule under each name, made once: the limiter keeps its limiters by rule object
  * (apps/server rateLimiter.ts), and a new object per call was a new entry in its WeakMap per call
- * (16 per call setup in `calls.signal`). Limits are the settings' objects, or module constants.
+ * (one per `calls.signal`). Limits are the settings' objects, or module constants.
  */
 const rules = new WeakMap<Limit, Map<string, RateLimitRule>>();
-function ruleOf(name: string, limit: Limit): RateLimitRule {
+export function ruleOf(name: string, limit: Limit): RateLimitRule {
   let byName = rules.get(limit);
   if (!byName) rules.set(limit, (byName = new Map<string, RateLimitRule>()));
   let rule = byName.get(name);

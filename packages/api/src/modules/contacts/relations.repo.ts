@@ -13,7 +13,8 @@ export async function isBlocked(db: Db, blockerId: string, blockedId: string): P
   return row !== undefined;
 }
 
-// On every call start and direct send's context: compiled once (see `prepared`).
+// Asked on every call start (and key claim, direct conversation, contact answer): compiled once
+// (see `prepared`).
 const blockEitherWay = prepared((db: Kysely<DB>, a: string, b: string) =>
   db
     .selectFrom('blocks')

@@ -3,7 +3,7 @@ import type { TDeviceRef } from '@mvp/contracts';
 import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
-import { enforceLimit } from '../../rateLimit';
+import { enforceLimit, ruleOf } from '../../rateLimit';
 import * as users from '../auth/users.repo';
 import { eitherBlocked } from '../contacts/relations.repo';
 import { recordDeviceEvent, recordEvents, wake } from '../sync/events';
@@ -314,7 +314,7 @@ async function bundleOf(
 
 async function mayTakeOneTimeKeys(ctx: Context, me: string, userId: string): Promise<boolean> {
   if (await eitherBlocked(ctx.ports.db, me, userId)) return false;
-  const rule = { name: 'key-claim-pair', ...ctx.settings.keys.claimPairLimit };
+  const rule = ruleOf('key-claim-pair', ctx.settings.keys.claimPairLimit);
   return (await ctx.ports.rateLimiter.consume(rule, `${me}:${userId}`)).allowed;
 }
 
