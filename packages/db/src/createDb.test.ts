@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import { describe, expect, it, vi } from 'vitest';
 import { createDb, parseDbUrl } from './createDb';
+import { executePrepared } from './mysqlPool';
 import { migrateToLatest } from './migrate';
 import type { DB } from './schema';
 import { startWalCheckpointer } from './walCheckpointer';
@@ -89,6 +90,35 @@ describe('embedded SQLite', () => {
   });
 });
 
+describe('executePrepared', () => {
+  it('refuses a database that is not MySQL and a transaction handle, running nothing', async () => {
+    const embedded = createDb('sqlite::memory:');
+    try {
+      await expect(executePrepared(embedded, 'SELECT 1', [])).rejects.toThrow(
+        'executePrepared: not a MySQL database of createDb',
+      );
+    } finally {
+      await embedded.destroy();
+    }
+    if (!process.env.MVP_TEST_DATABASE_URL) return;
+    const db = createDb(process.env.MVP_TEST_DATABASE_URL);
+    try {
+      await expect(
+        db.transaction().execute((trx) => executePrepared(trx, 'SELECT 1', [])),
+      ).rejects.toThrow('executePrepared: not a MySQL database of createDb');
+      const rows = await executePrepared<{ n: number; b: Buffer }[]>(
+        db,
+        'SELECT ? + 1 AS n, ? AS b',
+        [41, Buffer.from([0, 255])],
+      );
+      expect(Number(rows[0]!.n)).toBe(42);
+      expect([...rows[0]!.b]).toEqual([0, 255]);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
 describe('WAL checkpoints off the serving thread', () => {
   it('a worker copies the log into the database file; the serving connection never does', async () => {
     const url = sqliteFile();
@@ -164,6 +194,9 @@ type StreamSeq = { seq: number; user_id: string; last_seq: number };
 if (process.env.MVP_TEST_DATABASE_URL) {
   const url = process.env.MVP_TEST_DATABASE_URL;
 
+  /** Every byte value: the ciphertext must come back as it went, none read as text. */
+  const ciphertext = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  // As the send calls it: a server-side prepared statement (numbers bound as DOUBLEs).
   const call = (
     db: Kysely<DB>,
     conversationId: string,
@@ -172,10 +205,21 @@ if (process.env.MVP_TEST_DATABASE_URL) {
     role = 'member',
     postedBefore = Number.MAX_SAFE_INTEGER,
   ) =>
-    sql<StreamSeq[]>`CALL mvp_send_message(
-      ${conversationId}, ${randomUUID()}, ${senderId}, ${randomUUID()}, ${randomUUID()},
-      ${'text/plain'}, ${Buffer.from('opaque')}, ${null}, ${0}, ${now}, ${null}, ${role},
-      ${postedBefore})`.execute(db);
+    executePrepared<[StreamSeq[], unknown]>(db, `CALL mvp_send_message(${'?, '.repeat(12)}?)`, [
+      conversationId,
+      randomUUID(),
+      senderId,
+      randomUUID(),
+      randomUUID(),
+      'text/plain',
+      ciphertext,
+      null,
+      0,
+      now,
+      null,
+      role,
+      postedBefore,
+    ]);
 
   describe('mvp_send_message (MySQL)', () => {
     it("appends to every member's stream and moves only the sender's read position; a vanished conversation, a changed membership or a slow-mode slot taken writes nothing", async () => {
@@ -243,7 +287,7 @@ if (process.env.MVP_TEST_DATABASE_URL) {
 
         const answer = await call(db, conversationId, alice!, now + 1);
         // A CALL answers its result set, then the procedure's own status.
-        const streams = answer.rows[0]!;
+        const streams = answer[0];
         expect(
           streams
             .map((s) => ({ seq: Number(s.seq), user: s.user_id, last: Number(s.last_seq) }))
@@ -306,12 +350,13 @@ if (process.env.MVP_TEST_DATABASE_URL) {
           .where('id', '=', conversationId)
           .executeTakeFirstOrThrow();
         expect(Number(conversation.last_seq)).toBe(4);
-        const { n } = await db
+        const stored = await db
           .selectFrom('messages')
-          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .select(['seq', 'ciphertext', 'created_at'])
           .where('sender_id', '=', alice!)
-          .executeTakeFirstOrThrow();
-        expect(Number(n)).toBe(1);
+          .execute();
+        expect(stored.map((m) => [Number(m.seq), Number(m.created_at)])).toEqual([[4, now + 1]]);
+        expect(Buffer.from(stored[0]!.ciphertext!).equals(ciphertext)).toBe(true);
       } finally {
         await db.deleteFrom('conversations').where('id', '=', conversationId).execute();
         await db.deleteFrom('users').where('id', 'in', [alice!, bob!]).execute();

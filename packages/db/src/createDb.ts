@@ -6,6 +6,7 @@ import { LRUCache } from 'lru-cache';
 import { createPool } from 'mysql2';
 import type { DB } from './schema';
 import { registerEmbedded } from './embedded';
+import { registerMysqlPool } from './mysqlPool';
 import { startWalCheckpointer, type WalCheckpointer } from './walCheckpointer';
 
 export type DbDialect = 'mysql' | 'sqlite';
@@ -44,7 +45,9 @@ export function createDb(url: string | undefined, options: CreateDbOptions = {})
       supportBigNumbers: true,
       bigNumberStrings: false,
     });
-    return new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
+    const db = new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
+    registerMysqlPool(db, pool);
+    return db;
   }
   if (target.path !== ':memory:') mkdirSync(dirname(target.path), { recursive: true });
   const database = new SQLite(target.path);
