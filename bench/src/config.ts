@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { parseEnv } from '@mvp/server/env';
 
@@ -30,9 +31,10 @@ export type BenchConfig = {
   /** Which scenarios run (`--only a,b` or BENCH_ONLY); all of them when not set. */
   only: Set<Scenario>;
   /**
-   * Where the embedded MVP targets keep SQLite: `memory` (the default, and every figure before
-   * 2026-11-24 session 7) or `file`, a WAL file in the target's data directory, as a server
-   * started with no DATABASE_URL does (BENCH_EMBEDDED_DB).
+   * Where the embedded MVP targets keep SQLite (BENCH_EMBEDDED_DB): `ram` (the default since
+   * session 23), a WAL file as a server started with no DATABASE_URL keeps it, on the RAM disk
+   * `/dev/shm`; `file`, the same in the target's data directory on disk; `memory`, SQLite's
+   * `:memory:` (the default until session 23), whose commits slow down as it grows.
    */
   embeddedDb: EmbeddedDb;
   messaging: MessagingConfig;
@@ -143,13 +145,22 @@ function benchDatabaseUrl(url: string): string {
   return url;
 }
 
-export type EmbeddedDb = 'memory' | 'file';
+export type EmbeddedDb = 'ram' | 'file' | 'memory';
+const EMBEDDED_DBS: readonly EmbeddedDb[] = ['ram', 'file', 'memory'];
+
+/** Where `ram` keeps the embedded targets' data directories (with their database). */
+export const RAM_DISK = '/dev/shm';
 
 function embeddedDbFromEnv(): EmbeddedDb {
-  const raw = process.env.BENCH_EMBEDDED_DB || 'memory';
-  if (raw !== 'memory' && raw !== 'file')
-    throw new Error(`BENCH_EMBEDDED_DB must be memory or file, got "${raw}"`);
-  return raw;
+  const raw = process.env.BENCH_EMBEDDED_DB || 'ram';
+  if (!EMBEDDED_DBS.includes(raw as EmbeddedDb))
+    throw new Error(`BENCH_EMBEDDED_DB must be ram, file or memory, got "${raw}"`);
+  if (raw === 'ram' && !existsSync(RAM_DISK))
+    throw new Error(
+      `BENCH_EMBEDDED_DB=ram (the default) keeps SQLite on the RAM disk ${RAM_DISK}, which ` +
+        'this machine does not have: set BENCH_EMBEDDED_DB=file or memory',
+    );
+  return raw as EmbeddedDb;
 }
 
 function numberFromEnv(name: string, fallback: number, min: number): number {

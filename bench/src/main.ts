@@ -103,7 +103,7 @@ async function main(): Promise<void> {
 async function runInfoAndLogin(config: BenchConfig, log: Log) {
   const runInfo = config.only.has('info');
   const runLogin = config.only.has('login');
-  const mvp = await startTarget('mvp', { sqliteFile: config.embeddedDb === 'file' });
+  const mvp = await startTarget('mvp', { embeddedDb: config.embeddedDb });
   const targets: Target[] = [mvp];
   try {
     const mvpSample = await sample(infoEndpoints(mvp));

@@ -149,7 +149,7 @@ export async function runEmbeddedMessaging(config: BenchConfig, log: Log) {
 
   const targets: Target[] = [];
   try {
-    const mvp = await startTarget('mvp', { sqliteFile: config.embeddedDb === 'file' });
+    const mvp = await startTarget('mvp', { embeddedDb: config.embeddedDb });
     targets.push(mvp);
     const count = Math.max(relayOn ? 2 * m.relayPairs : 0, fanoutOn ? m.groupSize : 0);
     const what = [

@@ -134,7 +134,7 @@ export async function runSignalling(config: BenchConfig, log: Log) {
   const ratePerS = s.ratePerMinute / 60;
   const targets: Target[] = [];
   try {
-    const mvp = await startTarget('mvp', { sqliteFile: config.embeddedDb === 'file' });
+    const mvp = await startTarget('mvp', { embeddedDb: config.embeddedDb });
     targets.push(mvp);
     const trpcUrl = mvp.url('trpcUrl');
     log(`signalling setup: ${2 * s.pairs} accounts, ${s.pairs} befriended caller/callee pairs`);

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createServer, defaultConfig, type ServerConfig } from '@mvp/server';
 import { yieldBackgroundThreads } from '@mvp/server/backgroundThreads';
-import { backgroundThreadNice } from './config';
+import { backgroundThreadNice, RAM_DISK } from './config';
 import { startBaseline, type BaselinePayload } from './baselines';
 import { startLoginBaseline, type LoginBaselinePayload } from './loginBaseline';
 import { startMessagingBaseline, type MessagingBaselinePayload } from './messagingBaseline';
@@ -102,7 +102,10 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
   const backend = argument<MvpTargetOptions>() ?? {};
   const base = defaultConfig();
   // Keys are generated into dataDir on first start: a fresh directory per run, removed after.
-  const dataDir = backend.dataDir ?? mkdtempSync(join(tmpdir(), 'mvp-bench-'));
+  // With `ram`, on the RAM disk, with the database beside them.
+  const embeddedDb = backend.embeddedDb ?? 'memory';
+  const dataDir =
+    backend.dataDir ?? mkdtempSync(join(embeddedDb === 'ram' ? RAM_DISK : tmpdir(), 'mvp-bench-'));
   const removeDataDir = () => {
     if (!backend.dataDir) rmSync(dataDir, { recursive: true, force: true });
   };
@@ -112,7 +115,7 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
       port: 0,
       databaseUrl:
         backend.databaseUrl ??
-        (backend.sqliteFile ? `sqlite:${join(dataDir, 'mvp.db')}` : 'sqlite::memory:'),
+        (embeddedDb === 'memory' ? 'sqlite::memory:' : `sqlite:${join(dataDir, 'mvp.db')}`),
       redisUrl: backend.redisUrl,
       ...(backend.redisPrefix ? { redisPrefix: backend.redisPrefix } : {}),
       logLevel: 'silent',

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SERVER_NODE_FLAGS } from '@mvp/server/nodeFlags';
-import { targetProcessEnv } from './config';
+import { targetProcessEnv, type EmbeddedDb } from './config';
 
 /**
  * `raw` and `mvp` answer system.info (HTTP and WebSocket); `mvp` also answers auth.login and
@@ -22,17 +22,17 @@ export type TargetKind =
   | 'trpc-messaging'
   | 'trpc-signalling';
 
-/** The MVP target's backend: embedded (SQLite in memory, in-process bus) unless set. */
+/** The MVP target's backend: embedded (SQLite, in-process bus) unless `databaseUrl` is set. */
 export type MvpTargetOptions = {
   /**
    * Where the server keeps its generated keys. Instances of one deployment must share it (a
    * token signed by one is verified by the other); the caller then removes it. Default: a fresh
-   * directory of the target's own, removed on exit.
+   * directory of the target's own (on the RAM disk with `embeddedDb: 'ram'`), removed on exit.
    */
   dataDir?: string;
-  /** Default: SQLite in memory; `sqliteFile` puts it in a file in dataDir instead. */
   databaseUrl?: string;
-  sqliteFile?: boolean;
+  /** Without `databaseUrl`: where SQLite is (see BenchConfig.embeddedDb). Default `memory`. */
+  embeddedDb?: EmbeddedDb;
   redisUrl?: string;
   redisPrefix?: string;
 };
