@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createServer, defaultConfig, type ServerConfig } from '@mvp/server';
 import { yieldBackgroundThreads } from '@mvp/server/backgroundThreads';
-import { backgroundThreadNice, RAM_DISK } from './config';
+import { backgroundThreadNice } from './config';
 import { startBaseline, type BaselinePayload } from './baselines';
 import { startLoginBaseline, type LoginBaselinePayload } from './loginBaseline';
 import { startMessagingBaseline, type MessagingBaselinePayload } from './messagingBaseline';
@@ -101,11 +101,9 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
   }
   const backend = argument<MvpTargetOptions>() ?? {};
   const base = defaultConfig();
-  // Keys are generated into dataDir on first start: a fresh directory per run, removed after.
-  // With `ram`, on the RAM disk, with the database beside them.
-  const embeddedDb = backend.embeddedDb ?? 'memory';
-  const dataDir =
-    backend.dataDir ?? mkdtempSync(join(embeddedDb === 'ram' ? RAM_DISK : tmpdir(), 'mvp-bench-'));
+  // Keys are generated into dataDir on first start: a fresh directory per run, removed after
+  // (with `ram`, the parent made it on the RAM disk and removes it: see targets.ts).
+  const dataDir = backend.dataDir ?? mkdtempSync(join(tmpdir(), 'mvp-bench-'));
   const removeDataDir = () => {
     if (!backend.dataDir) rmSync(dataDir, { recursive: true, force: true });
   };
@@ -115,7 +113,9 @@ async function start(kind: TargetKind): Promise<TargetInfo & { close(): Promise<
       port: 0,
       databaseUrl:
         backend.databaseUrl ??
-        (embeddedDb === 'memory' ? 'sqlite::memory:' : `sqlite:${join(dataDir, 'mvp.db')}`),
+        ((backend.embeddedDb ?? 'memory') === 'memory'
+          ? 'sqlite::memory:'
+          : `sqlite:${join(dataDir, 'mvp.db')}`),
       redisUrl: backend.redisUrl,
       ...(backend.redisPrefix ? { redisPrefix: backend.redisPrefix } : {}),
       logLevel: 'silent',

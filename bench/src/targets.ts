@@ -1,9 +1,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SERVER_NODE_FLAGS } from '@mvp/server/nodeFlags';
-import { targetProcessEnv, type EmbeddedDb } from './config';
+import { RAM_DISK, targetProcessEnv, type EmbeddedDb } from './config';
 
 /**
  * `raw` and `mvp` answer system.info (HTTP and WebSocket); `mvp` also answers auth.login and
@@ -27,7 +27,7 @@ export type MvpTargetOptions = {
   /**
    * Where the server keeps its generated keys. Instances of one deployment must share it (a
    * token signed by one is verified by the other); the caller then removes it. Default: a fresh
-   * directory of the target's own (on the RAM disk with `embeddedDb: 'ram'`), removed on exit.
+   * directory of the target's own (on the RAM disk with `embeddedDb: 'ram'`), removed after.
    */
   dataDir?: string;
   databaseUrl?: string;
@@ -100,6 +100,32 @@ export type Target = TargetInfo & {
   stop(): Promise<void>;
 };
 
+/** RAM disk directories of running targets: removed when the child exits, or when this does. */
+const ramDirs = new Set<string>();
+process.once('exit', () => ramDirs.forEach(removeRamDir));
+
+function removeRamDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  ramDirs.delete(dir);
+}
+
+/**
+ * An embedded MVP target's data directory on the RAM disk (`embeddedDb: 'ram'`), with its
+ * database. Made and removed here, not in the child: a child that is killed or fails to stop
+ * would leave a database that may hold hundreds of megabytes in RAM.
+ */
+function ramDataDir(options: MvpTargetOptions | undefined): string | undefined {
+  if (options?.embeddedDb !== 'ram' || options.dataDir || options.databaseUrl) return undefined;
+  if (!existsSync(RAM_DISK))
+    throw new Error(
+      `BENCH_EMBEDDED_DB=ram (the default) keeps SQLite on the RAM disk ${RAM_DISK}, which ` +
+        'this machine does not have: set BENCH_EMBEDDED_DB=file or memory',
+    );
+  const dir = mkdtempSync(join(RAM_DISK, 'mvp-bench-'));
+  ramDirs.add(dir);
+  return dir;
+}
+
 /**
  * Each server runs in its own child process and the load generators run in this one. On a small
  * machine a shared event loop would make client and server steal each other's time in a way
@@ -108,6 +134,8 @@ export type Target = TargetInfo & {
  * only messages are the stats reads at round boundaries).
  */
 export async function startTarget(kind: TargetKind, argument?: unknown): Promise<Target> {
+  const ramDir = kind === 'mvp' ? ramDataDir(argument as MvpTargetOptions | undefined) : undefined;
+  if (ramDir) argument = { ...(argument as MvpTargetOptions), dataDir: ramDir };
   // A large argument (the messaging baseline's token table) goes through a file: one argv
   // string may not exceed 128 KiB on Linux.
   const json = argument === undefined ? undefined : JSON.stringify(argument);
@@ -135,6 +163,7 @@ export async function startTarget(kind: TargetKind, argument?: unknown): Promise
   const exited = new Promise<void>((resolve) =>
     child.once('exit', () => {
       if (spill) rmSync(spill, { recursive: true, force: true });
+      if (ramDir) removeRamDir(ramDir);
       resolve();
     }),
   );
