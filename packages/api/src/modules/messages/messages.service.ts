@@ -28,7 +28,8 @@ function assertMaySend(ctx: Context, posting: Posting, input: SendInput): Buffer
   return bytes;
 }
 
-type NewMessage = Omit<repo.MessageRow, 'seq'>;
+/** A Buffer, not any Uint8Array: mysql2 binds only a Buffer as bytes (see writeByProcedure). */
+type NewMessage = Omit<repo.MessageRow, 'seq' | 'ciphertext'> & { ciphertext: Buffer };
 /** A row of mvp_send_message's answer: the message's seq, a member and their new stream seq. */
 type StreamSeq = { seq: number; user_id: string; last_seq: number };
 
