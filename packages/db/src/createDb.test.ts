@@ -91,7 +91,7 @@ describe('embedded SQLite', () => {
 });
 
 describe('executePrepared', () => {
-  it('refuses a database that is not MySQL and a transaction handle, running nothing', async () => {
+  it('refuses a database that is not MySQL and a transaction handle; binds numbers and bytes on MySQL', async () => {
     const embedded = createDb('sqlite::memory:');
     try {
       await expect(executePrepared(embedded, 'SELECT 1', [])).rejects.toThrow(
