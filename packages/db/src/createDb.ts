@@ -6,7 +6,6 @@ import { LRUCache } from 'lru-cache';
 import { createPool } from 'mysql2';
 import type { DB } from './schema';
 import { registerEmbedded } from './embedded';
-import { registerMysqlPool } from './mysqlPool';
 import { startWalCheckpointer, type WalCheckpointer } from './walCheckpointer';
 
 export type DbDialect = 'mysql' | 'sqlite';
@@ -45,9 +44,7 @@ export function createDb(url: string | undefined, options: CreateDbOptions = {})
       supportBigNumbers: true,
       bigNumberStrings: false,
     });
-    const db = new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
-    registerMysqlPool(db, pool);
-    return db;
+    return new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
   }
   if (target.path !== ':memory:') mkdirSync(dirname(target.path), { recursive: true });
   const database = new SQLite(target.path);

@@ -29,7 +29,6 @@ export type {
   UserStreamsTable,
 } from './schema';
 export { isDeadlock, isUniqueViolation } from './errors';
-export { executePrepared } from './mysqlPool';
 export { prepared } from './prepared';
 export type { Prepared } from './prepared';
 export { syncTransaction } from './syncTransaction';

@@ -1,7 +1,7 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { newId } from '../../ids';
 import type { TMessage } from '@mvp/contracts';
-import { executePrepared, isDeadlock, isUniqueViolation, syncTransaction, type DB } from '@mvp/db';
+import { isDeadlock, isUniqueViolation, syncTransaction, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { recordForMembers, StreamWrites } from '../sync/events';
@@ -28,7 +28,7 @@ function assertMaySend(ctx: Context, posting: Posting, input: SendInput): Buffer
   return bytes;
 }
 
-/** A Buffer, not any Uint8Array: mysql2 binds only a Buffer as bytes (see writeByProcedure). */
+/** A Buffer, not any Uint8Array: mysql2 writes only a Buffer as bytes (see writeByProcedure). */
 type NewMessage = Omit<repo.MessageRow, 'seq' | 'ciphertext'> & { ciphertext: Buffer };
 /** A row of mvp_send_message's answer: the message's seq, a member and their new stream seq. */
 type StreamSeq = { seq: number; user_id: string; last_seq: number };
@@ -103,15 +103,12 @@ async function writeInProcess(
   });
 }
 
-/** mvp_send_message's call, one placeholder per argument (see writeByProcedure). */
-const SEND_PROCEDURE = `CALL mvp_send_message(${Array(13).fill('?').join(', ')})`;
-
 /**
  * The same transaction on MySQL, as one call of the stored procedure mvp_send_message
  * (migrations T0700, T0800, 2026-11-25T0200): one round trip instead of nine, which is most of a
- * send's cost there. It answers the seq and each member's new stream seq. The call is a
- * server-side prepared statement (executePrepared): MariaDB parses it once per connection, and
- * the ciphertext travels as bytes, not as a hex literal in the statement's text.
+ * send's cost there. It answers the seq and each member's new stream seq. The call goes as text,
+ * not as a server-side prepared statement: that made sends ~6 % cheaper but (d)'s added p99
+ * across two instances worse in forty alternating runs (bench/README, sessions 23 and 24).
  */
 async function writeByProcedure(
   db: Kysely<DB>,
@@ -119,23 +116,13 @@ async function writeByProcedure(
   { role, postedBefore }: PostAs,
   writes: StreamWrites,
 ): Promise<TMessage> {
-  let result: [StreamSeq[], unknown];
+  let result;
   try {
-    result = await executePrepared(db, SEND_PROCEDURE, [
-      fresh.conversation_id,
-      fresh.id,
-      fresh.sender_id,
-      fresh.sender_device_id,
-      fresh.client_message_id,
-      fresh.content_type,
-      fresh.ciphertext,
-      fresh.reply_to_seq,
-      fresh.forwarded,
-      fresh.created_at,
-      fresh.expires_at,
-      role,
-      postedBefore,
-    ]);
+    result = await sql<
+      StreamSeq[]
+    >`CALL mvp_send_message(${fresh.conversation_id}, ${fresh.id}, ${fresh.sender_id}, ${fresh.sender_device_id}, ${fresh.client_message_id}, ${fresh.content_type}, ${fresh.ciphertext}, ${fresh.reply_to_seq}, ${fresh.forwarded}, ${fresh.created_at}, ${fresh.expires_at}, ${role}, ${postedBefore})`.execute(
+      db,
+    );
   } catch (err) {
     if (err instanceof Error && err.message === POSTING_CHANGED) throw new PostingChanged();
     if (err instanceof Error && err.message === SLOW_MODE) throw new SlowModeTaken();
@@ -145,7 +132,7 @@ async function writeByProcedure(
     throw err;
   }
   // A CALL answers its result set, then the procedure's own status.
-  const streams = result[0];
+  const streams = result.rows[0]!;
   const message = repo.toMessage({ ...fresh, seq: Number(streams[0]!.seq) });
   const event = { type: 'message.new' as const, message };
   for (const s of streams) writes.add(s.user_id, { seq: Number(s.last_seq), event });
