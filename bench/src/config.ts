@@ -11,6 +11,13 @@ export type BenchConfig = {
   durationS: number;
   /** Unmeasured seconds per scenario before round 1, so the JIT and pools settle first. */
   warmupS: number;
+  /**
+   * How many times the warm-up runs its load (`warmupS` each), its clients connecting anew each
+   * time. After a single pass, a server's first measured round cost ~15 % more CPU per message
+   * and had the worst p99 however long that pass was (10 or 40 s): it was its first reconnect.
+   * A second pass takes that out of round 1 (bench/README, session 24).
+   */
+  warmupPasses: number;
   /** Rounds per scenario; raw and MVP alternate inside each round. */
   rounds: number;
   /** Keep-alive HTTP connections autocannon holds open (one request in flight each). */
@@ -158,6 +165,11 @@ function embeddedDbFromEnv(): EmbeddedDb {
   return raw as EmbeddedDb;
 }
 
+/** The warm-up's runs of a load, in seconds each: none without a warm-up (see warmupPasses). */
+export function warmupRuns(config: Pick<BenchConfig, 'warmupS' | 'warmupPasses'>): number[] {
+  return config.warmupS > 0 ? Array<number>(config.warmupPasses).fill(config.warmupS) : [];
+}
+
 function numberFromEnv(name: string, fallback: number, min: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -172,6 +184,7 @@ export function benchConfigFromEnv(): BenchConfig {
   return {
     durationS,
     warmupS: numberFromEnv('BENCH_WARMUP_S', 2, 0),
+    warmupPasses: Math.round(numberFromEnv('BENCH_WARMUP_PASSES', 2, 1)),
     rounds: Math.round(numberFromEnv('BENCH_ROUNDS', 3, 1)),
     httpConnections: Math.round(numberFromEnv('BENCH_CONNECTIONS', 16, 1)),
     wsSockets: Math.round(numberFromEnv('BENCH_WS_SOCKETS', 16, 1)),

@@ -7,7 +7,7 @@
  * Prints one JSON document on stdout; progress goes to stderr so the output can be piped as is.
  */
 import { SERVER_NODE_FLAGS } from '@mvp/server/nodeFlags';
-import { benchConfigFromEnv, machineInfo, type BenchConfig } from './config';
+import { benchConfigFromEnv, machineInfo, warmupRuns, type BenchConfig } from './config';
 import { runCrypto } from './crypto';
 import { runHttpLoad } from './httpLoad';
 import { loginReport, loginRound, startLoginTarget, type LoginRound } from './login';
@@ -87,6 +87,7 @@ async function main(): Promise<void> {
         rounds: config.rounds,
         durationS: config.durationS,
         warmupS: config.warmupS,
+        warmupPasses: config.warmupPasses,
         aggregate: 'median of rounds',
         process: 'each server in its own child process; load generated in the parent',
       },
@@ -121,16 +122,18 @@ async function runInfoAndLogin(config: BenchConfig, log: Log) {
     const loginBySide: Record<Side, Target> = { raw: rawLogin, mvp };
 
     const transports: Transport[] = runInfo ? ['http', 'ws'] : [];
-    if (config.warmupS > 0) {
-      for (const transport of transports) {
-        for (const target of [raw, mvp]) {
-          log(`warm-up ${target.kind}-${transport} ${config.warmupS}s`);
-          await load(transport, target, config, config.warmupS);
+    for (const transport of transports) {
+      for (const target of [raw, mvp]) {
+        for (const seconds of warmupRuns(config)) {
+          log(`warm-up ${target.kind}-${transport} ${seconds}s`);
+          await load(transport, target, config, seconds);
         }
       }
-      for (const side of runLogin ? (['raw', 'mvp'] as const) : []) {
-        log(`warm-up ${side}-login ${config.warmupS}s`);
-        await loginLoad(loginBySide[side], config, config.warmupS);
+    }
+    for (const side of runLogin ? (['raw', 'mvp'] as const) : []) {
+      for (const seconds of warmupRuns(config)) {
+        log(`warm-up ${side}-login ${seconds}s`);
+        await loginLoad(loginBySide[side], config, seconds);
       }
     }
 
@@ -187,6 +190,7 @@ async function runInfoAndLogin(config: BenchConfig, log: Log) {
       config: {
         durationS: config.durationS,
         warmupS: config.warmupS,
+        warmupPasses: config.warmupPasses,
         rounds: config.rounds,
         aggregate: 'median of rounds',
         process: 'each server in its own child process; load generated in the parent',

@@ -1,4 +1,4 @@
-import type { BenchConfig } from './config';
+import { warmupRuns, type BenchConfig } from './config';
 import {
   createGroup,
   createPairs,
@@ -192,11 +192,11 @@ export async function runEmbeddedMessaging(config: BenchConfig, log: Log) {
         ciphertext,
       });
 
-    if (config.warmupS > 0) {
-      for (const side of EMBEDDED_SIDES) {
-        log(`warm-up ${side} messaging ${config.warmupS}s`);
-        if (relayOn) await relay(side, config.warmupS);
-        if (fanoutOn) await fanout(side, config.warmupS);
+    for (const side of EMBEDDED_SIDES) {
+      for (const seconds of warmupRuns(config)) {
+        log(`warm-up ${side} messaging ${seconds}s`);
+        if (relayOn) await relay(side, seconds);
+        if (fanoutOn) await fanout(side, seconds);
       }
     }
     const relayResults: Record<EmbeddedSide, RoundResult[]> = { raw: [], floor: [], mvp: [] };

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
-import type { BenchConfig } from './config';
+import { warmupRuns, type BenchConfig } from './config';
 import {
   MESSAGING_GOALS,
   orderOf,
@@ -116,10 +116,10 @@ export async function runMysqlMessaging(config: BenchConfig, log: Log) {
           durationS,
           ciphertext,
         });
-      if (config.warmupS > 0) {
-        for (const side of ['raw', 'mvp'] as const) {
-          log(`warm-up ${side}-persist ${config.warmupS}s`);
-          await run(side, config.warmupS);
+      for (const side of ['raw', 'mvp'] as const) {
+        for (const seconds of warmupRuns(config)) {
+          log(`warm-up ${side}-persist ${seconds}s`);
+          await run(side, seconds);
         }
       }
       const results: Record<Side, RoundResult[]> = { raw: [], mvp: [] };
@@ -211,9 +211,8 @@ export async function runMysqlMessaging(config: BenchConfig, log: Log) {
         onB: [],
       };
       const added: Added[] = [];
-      if (config.warmupS > 0) {
-        for (const variant of variants) await run(variant, config.warmupS);
-      }
+      for (const variant of variants)
+        for (const seconds of warmupRuns(config)) await run(variant, seconds);
       for (let round = 0; round < config.rounds; round++) {
         for (const variant of orderOf<Variant>([...variants], round)) {
           const r = await run(variant, m.latencyDurationS);

@@ -1,4 +1,4 @@
-import type { BenchConfig } from './config';
+import { warmupRuns, type BenchConfig } from './config';
 import { ratios, shapeOf, sideSummary, orderOf, type Log } from './messaging';
 import { callHttp, randomCiphertext, registerUsers, type BenchUser } from './messagingSetup';
 import type { SignallingBaselinePayload } from './signallingBaseline';
@@ -164,10 +164,10 @@ export async function runSignalling(config: BenchConfig, log: Log) {
         window,
       });
 
-    if (config.warmupS > 0) {
-      for (const side of SIDES) {
-        log(`warm-up ${side}-signalling ${config.warmupS}s`);
-        await load(side, config.warmupS);
+    for (const side of SIDES) {
+      for (const seconds of warmupRuns(config)) {
+        log(`warm-up ${side}-signalling ${seconds}s`);
+        await load(side, seconds);
       }
     }
     const results: Record<SignalSide, SignallingRound[]> = { raw: [], floor: [], mvp: [] };
@@ -217,6 +217,7 @@ export async function runSignalling(config: BenchConfig, log: Log) {
         roundS: s.durationS,
         rounds: config.rounds,
         warmupS: config.warmupS,
+        warmupPasses: config.warmupPasses,
         aggregate: 'median of rounds',
         process: 'each server in its own child process; load generated in the parent',
       },
