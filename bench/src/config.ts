@@ -12,10 +12,11 @@ export type BenchConfig = {
   /** Unmeasured seconds per scenario before round 1, so the JIT and pools settle first. */
   warmupS: number;
   /**
-   * How many times the warm-up runs its load (`warmupS` each), its clients connecting anew each
-   * time. After a single pass, a server's first measured round cost ~15 % more CPU per message
-   * and had the worst p99 however long that pass was (10 or 40 s): it was its first reconnect.
-   * A second pass takes that out of round 1 (bench/README, session 24).
+   * How many times each warm-up against a server runs its load (`warmupS` each), the clients
+   * connecting anew each time (crypto, which has no server, warms up once). After one pass, a
+   * server's first measured round cost ~15 % more CPU per message however long that pass was
+   * (10 or 40 s): it was the server's first reconnect of its clients. With a second pass most of
+   * that went into the warm-up (bench/README, session 24).
    */
   warmupPasses: number;
   /** Rounds per scenario; raw and MVP alternate inside each round. */
