@@ -10,7 +10,7 @@ import {
 import { probeSend, runFanoutLoad, runRelayLoad } from './messagingLoad';
 import type { MessagingBaselinePayload } from './messagingBaseline';
 import { median, rounded, type RoundResult } from './stats';
-import { startTarget, type Target } from './targets';
+import { startTarget, type Target, type TargetStats } from './targets';
 
 /** The issue's goals (issue 5, item 12); reported, never asserted. */
 export const MESSAGING_GOALS = {
@@ -125,6 +125,33 @@ type EmbeddedSide = 'raw' | 'floor' | 'mvp';
 const EMBEDDED_SIDES: EmbeddedSide[] = ['raw', 'floor', 'mvp'];
 
 /** The figures of one of (a), (b): the goal's ratio is MVP over raw; the floor splits it. */
+/** Reads a target's stats over a load's measured window only, into `into`. */
+export type StatsWindow = { open(): Promise<void>; close(): Promise<void> };
+export function statsWindow(target: Target, into: TargetStats[]): StatsWindow {
+  return {
+    open: async () => void (await target.stats({ reset: true })),
+    close: async () => void into.push(await target.stats({ reset: true })),
+  };
+}
+
+const perMessageUs = (s: TargetStats, messages: number) => (s.cpuMs * 1000) / messages;
+
+/** A round's target figures, for the progress line: a stall shows as a long event-loop delay. */
+function targetProgress(s: TargetStats, messages: number): string {
+  return (
+    `target CPU ${perMessageUs(s, messages).toFixed(0)} µs/message, ` +
+    `event-loop delay p99 ${s.loopDelay.p99Ms.toFixed(1)} ms, max ${s.loopDelay.maxMs.toFixed(1)} ms`
+  );
+}
+
+/** Per round, the target's CPU per message and its event loop's longest delay (10 ms timer). */
+function targetReport(stats: TargetStats[], rounds: RoundResult[]) {
+  return {
+    cpuUsPerMessage: stats.map((s, i) => rounded(perMessageUs(s, rounds[i]?.requests ?? NaN), 0)),
+    loopDelayMaxMs: stats.map((s) => rounded(s.loopDelay.maxMs, 1)),
+  };
+}
+
 function embeddedReport(results: Record<EmbeddedSide, RoundResult[]>) {
   return {
     raw: sideSummary(results.raw, 'deliveriesPerS'),
@@ -174,7 +201,7 @@ export async function runEmbeddedMessaging(config: BenchConfig, log: Log) {
     const bySide: Record<EmbeddedSide, Target> = { raw, floor, mvp };
     const sizes = await probeBoth(raw, { floor, mvp }, pairs[0] ?? group!, ciphertext);
 
-    const relay = (side: EmbeddedSide, durationS: number) =>
+    const relay = (side: EmbeddedSide, durationS: number, window?: StatsWindow) =>
       runRelayLoad({
         sendUrl: bySide[side].url('wsUrl'),
         receiveUrl: bySide[side].url('wsUrl'),
@@ -182,6 +209,7 @@ export async function runEmbeddedMessaging(config: BenchConfig, log: Log) {
         rate: m.relayRate,
         durationS,
         ciphertext,
+        window,
       });
     const fanout = (side: EmbeddedSide, durationS: number) =>
       runFanoutLoad({
@@ -201,13 +229,21 @@ export async function runEmbeddedMessaging(config: BenchConfig, log: Log) {
     }
     const relayResults: Record<EmbeddedSide, RoundResult[]> = { raw: [], floor: [], mvp: [] };
     const fanoutResults: Record<EmbeddedSide, RoundResult[]> = { raw: [], floor: [], mvp: [] };
+    const relayStats: Record<EmbeddedSide, TargetStats[]> = { raw: [], floor: [], mvp: [] };
     for (let round = 0; round < config.rounds; round++) {
       const tag = `round ${round + 1}/${config.rounds}`;
       for (const side of orderOf(EMBEDDED_SIDES, round)) {
         if (!relayOn) continue;
-        const r = await relay(side, m.latencyDurationS);
+        const r = await relay(
+          side,
+          m.latencyDurationS,
+          statsWindow(bySide[side], relayStats[side]),
+        );
         relayResults[side].push(r);
-        log(progress(`${tag} ${side}-relay`, r, 'deliveries/s'));
+        log(
+          `${progress(`${tag} ${side}-relay`, r, 'deliveries/s')}; ` +
+            targetProgress(relayStats[side].at(-1)!, r.requests),
+        );
       }
       for (const side of orderOf(EMBEDDED_SIDES, round)) {
         if (!fanoutOn) continue;
@@ -231,6 +267,11 @@ export async function runEmbeddedMessaging(config: BenchConfig, log: Log) {
         floorIs: FLOOR_IS,
         frameBytes: sizes,
         ...relayReport,
+        targets: {
+          raw: targetReport(relayStats.raw, relayResults.raw),
+          floor: targetReport(relayStats.floor, relayResults.floor),
+          mvp: targetReport(relayStats.mvp, relayResults.mvp),
+        },
         goal: {
           goal: `p99 mvp/raw <= ${MESSAGING_GOALS.relayP99RatioMax}`,
           value: relayReport.ratio.p99,

@@ -61,6 +61,8 @@ export async function runRelayLoad(options: {
   durationS: number;
   ciphertext: string;
   second?: { url: string; receivers: BenchUser[] };
+  /** Called right before the first send and once the last delivery is in (or given up on). */
+  window?: { open(): Promise<void>; close(): Promise<void> };
 }): Promise<RoundResult & { sent: number; second?: RoundResult & { added: Added } }> {
   const { conversations, second } = options;
   const errors = failures();
@@ -103,6 +105,7 @@ export async function runRelayLoad(options: {
   ]);
 
   const prefix = randomBytes(4).toString('hex');
+  await options.window?.open();
   const started = performance.now();
   let sent = 0;
   while (performance.now() - started < options.durationS * 1000 && !errors.failed) {
@@ -123,6 +126,7 @@ export async function runRelayLoad(options: {
   const drainUntil = performance.now() + DRAIN_MS;
   while (inFlight.size > 0 && performance.now() < drainUntil && !errors.failed) await sleep(5);
   measuring = false;
+  await options.window?.close();
   const lost = inFlight.size;
   await closeAll([...senders, ...receivers, ...secondReceivers]);
   if (errors.failed) throw errors.failed;

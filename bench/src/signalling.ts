@@ -1,5 +1,13 @@
 import { warmupRuns, type BenchConfig } from './config';
-import { ratios, shapeOf, sideSummary, orderOf, type Log } from './messaging';
+import {
+  ratios,
+  shapeOf,
+  sideSummary,
+  orderOf,
+  statsWindow,
+  type Log,
+  type StatsWindow,
+} from './messaging';
 import { callHttp, randomCiphertext, registerUsers, type BenchUser } from './messagingSetup';
 import type { SignallingBaselinePayload } from './signallingBaseline';
 import {
@@ -150,11 +158,7 @@ export async function runSignalling(config: BenchConfig, log: Log) {
     };
     const bySide: Record<SignalSide, Target> = { raw, floor, mvp };
     const frameBytes = await probeAll(bySide, pairs[0]!, payloads);
-    const load = (
-      side: SignalSide,
-      durationS: number,
-      window?: { open(): Promise<void>; close(): Promise<void> },
-    ) =>
+    const load = (side: SignalSide, durationS: number, window?: StatsWindow) =>
       runSignallingLoad({
         url: bySide[side].url('wsUrl'),
         pairs,
@@ -174,10 +178,7 @@ export async function runSignalling(config: BenchConfig, log: Log) {
     const stats: Record<SignalSide, TargetStats[]> = { raw: [], floor: [], mvp: [] };
     for (let round = 0; round < config.rounds; round++) {
       for (const side of orderOf(SIDES, round)) {
-        const r = await load(side, s.durationS, {
-          open: async () => void (await bySide[side].stats({ reset: true })),
-          close: async () => void stats[side].push(await bySide[side].stats({ reset: true })),
-        });
+        const r = await load(side, s.durationS, statsWindow(bySide[side], stats[side]));
         results[side].push(r);
         const st = stats[side].at(-1)!;
         log(
