@@ -142,19 +142,34 @@ const perMessageUs = (s: TargetStats, messages: number) =>
  */
 const longestStallMs = (s: TargetStats) => s.loopDelay.maxMs - s.loopDelay.resolutionMs;
 
+/** The longest GC pause of the window, of any kind (ms). */
+export const longestGcPauseMs = (s: TargetStats) =>
+  Math.max(s.gc.longestScavengeMs, s.gc.longestOtherMs);
+
+/** A window's GC pauses for a progress line. */
+export const gcProgress = (s: TargetStats) =>
+  `${s.gc.scavenges} scavenges and ${s.gc.others} other GC pauses, ` +
+  `the longest ${longestGcPauseMs(s).toFixed(1)} ms`;
+
 /** A round's target figures, for the progress line: a stall in the round shows here. */
 function targetProgress(s: TargetStats, messages: number): string {
   return (
     `target CPU ${perMessageUs(s, messages).toFixed(0)} µs/message, ` +
-    `longest event-loop stall ${longestStallMs(s).toFixed(1)} ms`
+    `longest event-loop stall ${longestStallMs(s).toFixed(1)} ms, ${gcProgress(s)}`
   );
 }
 
-/** Per round, the target's CPU per message and its event loop's longest stall. */
+/**
+ * Per round, the target's CPU per message, its event loop's longest stall, and its GC pauses:
+ * how many scavenges and other collections, and the longest of any kind.
+ */
 function targetReport(stats: TargetStats[], rounds: RoundResult[]) {
   return {
     cpuUsPerMessage: stats.map((s, i) => rounded(perMessageUs(s, rounds[i]?.requests ?? 0), 0)),
     longestLoopStallMs: stats.map((s) => rounded(longestStallMs(s), 1)),
+    scavenges: stats.map((s) => s.gc.scavenges),
+    otherGcPauses: stats.map((s) => s.gc.others),
+    longestGcPauseMs: stats.map((s) => rounded(longestGcPauseMs(s), 1)),
   };
 }
 

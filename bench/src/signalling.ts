@@ -4,6 +4,8 @@ import {
   shapeOf,
   sideSummary,
   orderOf,
+  gcProgress,
+  longestGcPauseMs,
   statsWindow,
   type Log,
   type StatsWindow,
@@ -130,6 +132,10 @@ function sideReport(rounds: SignallingRound[], stats: TargetStats[]) {
     cpuMsPerSetup: ms3(median(stats.map((s, i) => s.cpuMs / (rounds[i]?.requests ?? NaN)))),
     /** Event-loop delay p99 in the target (10 ms timer: ~10 when idle), median of rounds. */
     loopDelayP99Ms: ms3(median(stats.map((s) => s.loopDelay.p99Ms))),
+    /** Per round: the target's scavenges, its other GC pauses, and the longest pause (ms). */
+    scavenges: stats.map((s) => s.gc.scavenges),
+    otherGcPauses: stats.map((s) => s.gc.others),
+    longestGcPauseMs: stats.map((s) => rounded(longestGcPauseMs(s), 1)),
   };
 }
 
@@ -185,7 +191,7 @@ export async function runSignalling(config: BenchConfig, log: Log) {
           `round ${round + 1}/${config.rounds} ${side}-signalling: ${r.requests} setups ` +
             `(${r.rps.toFixed(1)}/s), setup p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms; ` +
             `ring p99 ${r.phases.ring.p99Ms.toFixed(3)} ms, answer p99 ${r.phases.answer.p99Ms.toFixed(3)} ms; ` +
-            `target CPU ${(st.cpuMs / r.requests).toFixed(2)} ms/setup`,
+            `target CPU ${(st.cpuMs / r.requests).toFixed(2)} ms/setup, ${gcProgress(st)}`,
         );
       }
     }

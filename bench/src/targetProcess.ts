@@ -5,13 +5,19 @@
  * or `targetProcess.ts trpc-messaging|trpc-signalling <payload json>`
  * (`@<file>` instead of the JSON: read from there).
  * Starts one server,
- * reports its endpoints over IPC, answers stats reads (event-loop delay, CPU time), and stops on request.
+ * reports its endpoints over IPC, answers stats reads (event-loop delay, GC pauses, CPU time), and
+ * stops on request.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import {
+  constants,
+  monitorEventLoopDelay,
+  performance,
+  PerformanceObserver,
+} from 'node:perf_hooks';
 import { createServer, defaultConfig, type ServerConfig } from '@mvp/server';
 import { yieldBackgroundThreads } from '@mvp/server/backgroundThreads';
 import { backgroundThreadNice } from './config';
@@ -22,6 +28,7 @@ import { startMessagingFloor } from './messagingFloor';
 import { startSignallingBaseline, type SignallingBaselinePayload } from './signallingBaseline';
 import { startSignallingFloor } from './signallingFloor';
 import type {
+  GcPauses,
   LoopDelay,
   MvpTargetOptions,
   TargetInfo,
@@ -190,12 +197,38 @@ const readLoopDelay = (): LoopDelay => ({
   maxMs: ms(histogram.max),
 });
 
+const noGc = (): GcPauses => ({
+  scavenges: 0,
+  scavengeMs: 0,
+  longestScavengeMs: 0,
+  others: 0,
+  otherMs: 0,
+  longestOtherMs: 0,
+});
+let gc = noGc();
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    // Node's gc entries carry the kind in `detail`, which @types/node does not declare here.
+    const kind = (entry as { detail?: { kind?: number } }).detail?.kind;
+    if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+      gc.scavenges++;
+      gc.scavengeMs += entry.duration;
+      gc.longestScavengeMs = Math.max(gc.longestScavengeMs, entry.duration);
+    } else {
+      gc.others++;
+      gc.otherMs += entry.duration;
+      gc.longestOtherMs = Math.max(gc.longestOtherMs, entry.duration);
+    }
+  }
+}).observe({ entryTypes: ['gc'] });
+
 let cpuAtReset = process.cpuUsage();
 let eluAtReset = performance.eventLoopUtilization();
 const readStats = (): TargetStats => {
   const cpu = process.cpuUsage(cpuAtReset);
   return {
     loopDelay: readLoopDelay(),
+    gc: { ...gc },
     cpuMs: (cpu.user + cpu.system) / 1000,
     loopActiveMs: performance.eventLoopUtilization(eluAtReset).active,
   };
@@ -208,6 +241,7 @@ process.on('message', (message: TargetStop | TargetStatsRequest) => {
     const stats = readStats();
     if (message.reset) {
       histogram.reset();
+      gc = noGc();
       cpuAtReset = process.cpuUsage();
       eluAtReset = performance.eventLoopUtilization();
     }

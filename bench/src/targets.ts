@@ -74,9 +74,24 @@ export type LoopDelay = {
   maxMs: number;
 };
 
+/**
+ * The target's garbage collections, from `perf_hooks`' `gc` entries: young-generation
+ * scavenges apart from the rest (mark-compacts and their incremental steps). A pause stops the
+ * main thread, so a message that meets one is that much later.
+ */
+export type GcPauses = {
+  scavenges: number;
+  scavengeMs: number;
+  longestScavengeMs: number;
+  others: number;
+  otherMs: number;
+  longestOtherMs: number;
+};
+
 /** What a target measured of itself since the previous reset (or start). */
 export type TargetStats = {
   loopDelay: LoopDelay;
+  gc: GcPauses;
   /** CPU time of the whole process (main thread and libuv's threadpool), user + system, ms. */
   cpuMs: number;
   /** Time the event loop (main thread) was busy, from `performance.eventLoopUtilization`, ms. */
