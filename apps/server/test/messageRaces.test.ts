@@ -7,6 +7,8 @@ import { defaultConfig } from '../src/index';
 import { startServer, type TestServer } from './helpers/startServer';
 import { codeOf } from './helpers/errors';
 
+type Ref = { conversationId: string; seq: number };
+
 /** Distinct emoji, as many as asked for (😀, 😁, …). */
 const emoji = (i: number) => String.fromCodePoint(0x1f600 + i);
 
@@ -85,7 +87,7 @@ describe(`message changes that race a deletion, an expiry or each other (${backe
       transport: 'http',
       token: who.accessToken,
     });
-    return createCallerFactory(appRouter)(ctx).messages;
+    return createCallerFactory(appRouter)(ctx);
   }
 
   const reactionRows = (conversationId: string, seq: number) =>
@@ -100,7 +102,7 @@ describe(`message changes that race a deletion, an expiry or each other (${backe
     const { owner, ann, room } = await team();
     const sent = await send(ann, room.id, 'before');
     const ref = { conversationId: room.id, seq: sent.seq };
-    const edit = (await racedBy(ann, () => api(owner).messages.delete.mutate(ref))).edit({
+    const edit = (await racedBy(ann, () => api(owner).messages.delete.mutate(ref))).messages.edit({
       ...ref,
       contentType: 'text/plain',
       ciphertext: b64('resurrected'),
@@ -115,7 +117,9 @@ describe(`message changes that race a deletion, an expiry or each other (${backe
     const { owner, ann, ben, room } = await team();
     const sent = await send(ann, room.id, 'react to me');
     const ref = { conversationId: room.id, seq: sent.seq };
-    const reacting = (await racedBy(ben, () => api(owner).messages.delete.mutate(ref))).react({
+    const reacting = (
+      await racedBy(ben, () => api(owner).messages.delete.mutate(ref))
+    ).messages.react({
       ...ref,
       emoji: '👍',
       on: true,
@@ -128,14 +132,98 @@ describe(`message changes that race a deletion, an expiry or each other (${backe
     const { owner, ann, room } = await team();
     const sent = await send(ann, room.id, 'pin me');
     const ref = { conversationId: room.id, seq: sent.seq };
-    const pinning = (await racedBy(owner, () => api(ann).messages.delete.mutate(ref))).pin({
-      ...ref,
-      pinned: true,
-    });
+    const pinning = (await racedBy(owner, () => api(ann).messages.delete.mutate(ref))).messages.pin(
+      {
+        ...ref,
+        pinned: true,
+      },
+    );
     expect(await outcomeOf(pinning)).toBe('BAD_REQUEST');
     expect((await api(owner).messages.pins.query({ conversationId: room.id })).messages).toEqual(
       [],
     );
+  });
+
+  type Caller = Awaited<ReturnType<typeof racedBy>>;
+
+  /** The types of the events on `who`'s stream after `cursor`. */
+  const streamTypes = async (who: Account, cursor: string) =>
+    (await api(who).sync.poll.query({ after: cursor, limit: 500 })).events.map(
+      ({ event }) => event.type,
+    );
+
+  it("a change to a message raced by a member's removal is not told to the removed member", async () => {
+    const changes = {
+      edit: (c: Caller, ref: Ref) =>
+        c.messages.edit({ ...ref, contentType: 'text/plain', ciphertext: b64('secret edit') }),
+      react: (c: Caller, ref: Ref) => c.messages.react({ ...ref, emoji: '👍', on: true }),
+      pin: (c: Caller, ref: Ref) => c.messages.pin({ ...ref, pinned: true }),
+      delete: (c: Caller, ref: Ref) => c.messages.delete(ref),
+    };
+    const toldAs = {
+      edit: 'message.updated',
+      react: 'reaction',
+      pin: 'pin',
+      delete: 'message.updated',
+    };
+    for (const name of ['edit', 'react', 'pin', 'delete'] as const) {
+      const { owner, ann, ben, room } = await team();
+      const sent = await send(ann, room.id, 'before');
+      const ref = { conversationId: room.id, seq: sent.seq };
+      const [bens, anns] = [
+        await api(ben).sync.snapshot.query(),
+        await api(ann).sync.snapshot.query(),
+      ];
+      const removeBen = () =>
+        api(owner).conversations.removeMember.mutate({ id: room.id, userId: ben.userId });
+      const changing = changes[name](await racedBy(name === 'pin' ? owner : ann, removeBen), ref);
+      expect([name, await outcomeOf(changing)]).toEqual([name, 'ok']);
+      // Told to those still in the room, not to Ben, removed just before it was written.
+      expect(await streamTypes(ann, anns.cursor)).toContain(toldAs[name]);
+      expect([name, await streamTypes(ben, bens.cursor)]).toEqual([name, ['conversation.left']]);
+    }
+  });
+
+  it("an admin demoted between the checks and the write neither deletes nor pins others' messages", async () => {
+    const { owner, ann, ben, room } = await team();
+    const sent = await send(ben, room.id, 'mine');
+    const ref = { conversationId: room.id, seq: sent.seq };
+    const demote = (role: 'admin' | 'member') => () =>
+      api(owner).conversations.setRole.mutate({ id: room.id, userId: ann.userId, role });
+    await demote('admin')();
+    const deleting = (await racedBy(ann, demote('member'))).messages.delete(ref);
+    expect(await outcomeOf(deleting)).toBe('FORBIDDEN');
+    await demote('admin')();
+    const pinning = (await racedBy(ann, demote('member'))).messages.pin({ ...ref, pinned: true });
+    expect(await outcomeOf(pinning)).toBe('FORBIDDEN');
+    const [shown] = (await api(ben).messages.history.query({ conversationId: room.id })).messages;
+    expect([shown!.deletedAt, shown!.ciphertext]).toEqual([null, b64('mine')]);
+    expect((await api(ben).messages.pins.query({ conversationId: room.id })).messages).toEqual([]);
+  });
+
+  it('an admin demoted between the checks and the write makes no invite, revokes none and sets no picture', async () => {
+    const { owner, ann, room } = await team();
+    const demote = (role: 'admin' | 'member') => () =>
+      api(owner).conversations.setRole.mutate({ id: room.id, userId: ann.userId, role });
+    await demote('admin')();
+    const inviting = (await racedBy(ann, demote('member'))).conversations.createInvite({
+      id: room.id,
+    });
+    expect(await outcomeOf(inviting)).toBe('FORBIDDEN');
+    const invites = async () =>
+      (await api(owner).conversations.invites.query({ id: room.id })).invites;
+    expect(await invites()).toEqual([]);
+    const { code } = await api(owner).conversations.createInvite.mutate({ id: room.id });
+    await demote('admin')();
+    const revoking = (await racedBy(ann, demote('member'))).conversations.revokeInvite({ code });
+    expect(await outcomeOf(revoking)).toBe('FORBIDDEN');
+    expect(await invites()).toMatchObject([{ code, revoked: false }]);
+    // Setting and removing the picture share the write checked here.
+    await demote('admin')();
+    const unsetting = (await racedBy(ann, demote('member'))).conversations.removeAvatar({
+      id: room.id,
+    });
+    expect(await outcomeOf(unsetting)).toBe('FORBIDDEN');
   });
 
   it('an edit whose message expired between its checks and its write is NOT_FOUND, not a 500', async () => {
@@ -149,7 +237,7 @@ describe(`message changes that race a deletion, an expiry or each other (${backe
         .where('conversation_id', '=', room.id)
         .where('seq', '=', sent.seq)
         .execute();
-    const edit = (await racedBy(ann, purge)).edit({
+    const edit = (await racedBy(ann, purge)).messages.edit({
       ...ref,
       contentType: 'text/plain',
       ciphertext: b64('too late'),
@@ -164,7 +252,7 @@ describe(`message changes that race a deletion, an expiry or each other (${backe
     for (let i = 0; i < 19; i++)
       await api(ben).messages.react.mutate({ ...ref, emoji: emoji(i), on: true });
     const twentieth = () => api(ben).messages.react.mutate({ ...ref, emoji: emoji(19), on: true });
-    const twentyFirst = (await racedBy(ben, twentieth)).react({
+    const twentyFirst = (await racedBy(ben, twentieth)).messages.react({
       ...ref,
       emoji: emoji(20),
       on: true,

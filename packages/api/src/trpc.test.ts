@@ -119,14 +119,18 @@ describe('procedures and errors', () => {
     const error = await errorOf(c.post());
     expect([error.appCode, error.retryAfterMs]).toEqual(['TOO_MANY_REQUESTS', 700]);
 
-    // Nothing is charged before the session is known to be live: a revoked token does not
-    // drain its owner's budget.
+    // The account is not charged before its session is known to be live (a revoked token
+    // does not drain its owner's budget); the address is, so a flood of bad tokens is limited.
+    refuse = '';
     asked.length = 0;
     for (const token of [null, 'ended', 'stale']) {
       const refused = await caller(token, { rateLimiter });
       expect((await errorOf(refused.post())).code).toBe('UNAUTHORIZED');
     }
-    expect(asked).toEqual([]);
+    expect(asked).toEqual(Array(3).fill('ip/100:10.0.0.1'));
+    refuse = 'ip';
+    const flooded = await errorOf((await caller('ended', { rateLimiter })).post());
+    expect([flooded.appCode, flooded.retryAfterMs]).toEqual(['TOO_MANY_REQUESTS', 700]);
   });
 
   it('counts every call with its outcome', async () => {

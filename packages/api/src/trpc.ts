@@ -167,10 +167,17 @@ export const authedProcedure = t.procedure.use(({ ctx, path, type, meta, next })
   guard(ctx as Context, path, type, async () => {
     // An account's budget is spent only once its session is known to be live (a revoked
     // token must not drain its owner's), so a procedure with one asks for both budgets after
-    // the session check; the others spend the address's first.
+    // the session check, in one round trip; the others spend the address's first. A call
+    // refused by the check spends the address's all the same: a flood of bad tokens is limited.
     const budget = meta?.accountBudget;
     if (!budget) await spendBudgets(ctx as Context);
-    const auth = await requireAuth(ctx as Context);
+    let auth: DeviceAuth;
+    try {
+      auth = await requireAuth(ctx as Context);
+    } catch (err) {
+      if (budget) await spendBudgets(ctx as Context);
+      throw err;
+    }
     if (budget) await spendBudgets(ctx as Context, { budget, userId: auth.userId });
     return next({ ctx: { auth } as Authed });
   }),

@@ -5,7 +5,7 @@ import type { AvatarImage } from '../me/avatar.service';
 import { deleteBlobQuietly, newAvatarKey } from '../me/avatarBlobs';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './conversations.repo';
-import { getConversation, requireAdmin } from './conversations.service';
+import { getConversation, lockedAdmin, requireAdmin } from './conversations.service';
 
 /**
  * Points the conversation at `next` (or none) by compare-and-set on the key read first, tells
@@ -22,6 +22,7 @@ async function swapConversationAvatar(
   const previous = conversation.avatar_key;
   const now = ctx.ports.clock.now();
   const swapped = await ctx.ports.db.transaction().execute(async (trx) => {
+    await lockedAdmin(ctx, trx, conversationId, me);
     const result = await trx
       .updateTable('conversations')
       .set({ avatar_key: next, updated_at: now })

@@ -1,9 +1,10 @@
-import type { Insertable, Transaction } from 'kysely';
+import type { Insertable, Kysely, Transaction } from 'kysely';
 import { newId } from '../../ids';
 import type { TConversation, TMemberRole } from '@mvp/contracts';
 import { isUniqueViolation, type ConversationsTable, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { lockConversationRow } from '../../locking';
 import * as users from '../auth/users.repo';
 import * as rel from '../contacts/relations.repo';
 import { deleteBlobQuietly } from '../me/avatarBlobs';
@@ -40,6 +41,24 @@ async function lockedMembership(
   const membership = await repo.findMembership(trx, conversationId, me);
   if (!membership) throw new AppError('NOT_FOUND', NOT_FOUND);
   return membership;
+}
+
+/**
+ * For what only admins do that changes no membership (invites, the picture): the conversation's
+ * row lock, then my role read under it. A check made before the transaction may be stale: an
+ * admin demoted or removed meanwhile would still make a working invite. FORBIDDEN once I am no
+ * longer an admin, NOT_FOUND once no longer a member.
+ */
+export async function lockedAdmin(
+  ctx: Context,
+  trx: Transaction<DB>,
+  conversationId: string,
+  me: string,
+): Promise<void> {
+  await lockConversationRow(ctx, trx, conversationId);
+  const membership = await repo.findMembership(trx, conversationId, me);
+  if (!membership) throw new AppError('NOT_FOUND', NOT_FOUND);
+  assertAdmin(membership.role);
 }
 
 async function lockConversation(trx: Transaction<DB>, conversationId: string, now: number) {
@@ -142,9 +161,13 @@ function memberRow(conversationId: string, userId: string, role: TMemberRole, no
  * Others may be added only when they are my contacts: nobody can be pulled into a group by a
  * stranger. Unknown ids, non-contacts and users who blocked me are refused alike.
  */
-async function assertAddable(ctx: Context, me: string, userIds: string[]): Promise<void> {
+async function assertAddable(
+  db: Kysely<DB> | Transaction<DB>,
+  me: string,
+  userIds: string[],
+): Promise<void> {
   if (userIds.length === 0) return;
-  const { contacts, blockedMe } = await rel.relationsTo(ctx.ports.db, me, userIds);
+  const { contacts, blockedMe } = await rel.relationsTo(db, me, userIds);
   if (userIds.some((id) => !contacts.has(id) || blockedMe.has(id)))
     throw new AppError('FORBIDDEN', 'You can only add your contacts');
 }
@@ -157,7 +180,7 @@ export async function createGroup(
   const others = [...new Set(input.memberIds)].filter((id) => id !== me);
   if (others.length + 1 > ctx.settings.messaging.groupMemberCap)
     throw new AppError('BAD_REQUEST', 'Too many members');
-  await assertAddable(ctx, me, others);
+  await assertAddable(ctx.ports.db, me, others);
   const id = newId();
   await createConversation(
     ctx,
@@ -208,12 +231,15 @@ export async function addMembers(
   if (conversation.kind === 'direct')
     throw new AppError('BAD_REQUEST', 'Direct conversations have two members');
   if (!ADMINS.includes(membership.role)) throw new AppError('FORBIDDEN', 'Only admins add members');
-  await assertAddable(ctx, me, [...new Set(userIds)]);
+  const wanted = [...new Set(userIds)];
+  await assertAddable(ctx.ports.db, me, wanted);
   // An admin adding someone back lifts the ban their removal put on rejoining by invite.
   const added = await admitMembers(ctx, conversationId, userIds, async (trx) => {
     const mine = await repo.findMembership(trx, conversationId, me);
     if (!mine) throw new AppError('NOT_FOUND', NOT_FOUND);
     assertAdmin(mine.role);
+    // Again as of now: someone may have blocked me, or dropped me as a contact, since.
+    await assertAddable(trx, me, wanted);
     await trx
       .deleteFrom('conversation_bans')
       .where('conversation_id', '=', conversationId)

@@ -5,7 +5,7 @@ import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import * as repo from './conversations.repo';
-import { admitMembers, getConversation, requireAdmin } from './conversations.service';
+import { admitMembers, getConversation, lockedAdmin, requireAdmin } from './conversations.service';
 
 type InviteRow = Selectable<InvitesTable>;
 
@@ -49,7 +49,10 @@ export async function createInvite(
     uses: 0,
     revoked_at: null,
   };
-  await ctx.ports.db.insertInto('invites').values(row).execute();
+  await ctx.ports.db.transaction().execute(async (trx) => {
+    await lockedAdmin(ctx, trx, input.id, me);
+    await trx.insertInto('invites').values(row).execute();
+  });
   return toInvite(row);
 }
 
@@ -74,11 +77,14 @@ export async function revokeInvite(ctx: Context, me: string, code: string): Prom
   const admin = row && (await repo.findMembership(ctx.ports.db, row.conversation_id, me));
   if (!row || !admin || !['owner', 'admin'].includes(admin.role))
     throw new AppError('NOT_FOUND', 'No such invite');
-  await ctx.ports.db
-    .updateTable('invites')
-    .set({ revoked_at: ctx.ports.clock.now() })
-    .where('code', '=', code)
-    .execute();
+  await ctx.ports.db.transaction().execute(async (trx) => {
+    await lockedAdmin(ctx, trx, row.conversation_id, me);
+    await trx
+      .updateTable('invites')
+      .set({ revoked_at: ctx.ports.clock.now() })
+      .where('code', '=', code)
+      .execute();
+  });
 }
 
 async function findInvite(ctx: Context, me: string, code: string): Promise<InviteRow> {

@@ -3,18 +3,18 @@ import type { TMessage } from '@mvp/contracts';
 import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
-import { memberIdsSeeing } from '../conversations/conversations.repo';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './messages.repo';
 import { ADMINS, assertMaySpeak, decodeCiphertext, postingContext } from './posting';
-import { ownMessageNow, visibleMessage, type MessageRef } from './visibleMessage';
+import { lockedAudience, ownMessageNow, visibleMessage, type MessageRef } from './visibleMessage';
 
 export type { MessageRef } from './visibleMessage';
 
 /**
  * Applies a change to one message and tells, with `message.updated`, every member whose history
- * shows it. Not those who joined after it: the event carries the message, and an edit is sealed
- * under the current sender key, which they hold.
+ * shows it (see lockedAudience: who they are as of the change, not of the checks before it). Not
+ * those who joined after it: the event carries the message, and an edit is sealed under the
+ * current sender key, which they hold. `allowed` checks my role again under the same lock.
  *
  * Only while the message is not deleted: the caller checked that before the transaction, but a
  * deletion may have committed since, and an edit written over it would put content back on the
@@ -23,13 +23,15 @@ export type { MessageRef } from './visibleMessage';
  */
 async function updateAndTell(
   ctx: Context,
+  me: string,
   ref: MessageRef,
   change: Updateable<MessagesTable>,
-  extra?: (trx: Transaction<DB>) => Promise<void>,
+  also: { allowed?: (role: string) => void; extra?: (trx: Transaction<DB>) => Promise<void> } = {},
 ): Promise<{ message: TMessage; changed: boolean }> {
   const now = ctx.ports.clock.now();
-  const members = await memberIdsSeeing(ctx.ports.db, ref.conversationId, ref.seq);
-  const { row, changed } = await ctx.ports.db.transaction().execute(async (trx) => {
+  const { row, told } = await ctx.ports.db.transaction().execute(async (trx) => {
+    const { role, members } = await lockedAudience(ctx, trx, ref, me);
+    also.allowed?.(role);
     // An UPDATE reads the latest commit (and waits for one in progress), also on MySQL.
     const result = await trx
       .updateTable('messages')
@@ -40,18 +42,19 @@ async function updateAndTell(
       .executeTakeFirst();
     const current = await repo.findMessage(trx, ref.conversationId, ref.seq);
     if (!current) throw new AppError('NOT_FOUND', 'No such message');
-    if (Number(result.numUpdatedRows) === 0) return { row: current, changed: false };
-    await extra?.(trx);
+    if (Number(result.numUpdatedRows) === 0) return { row: current, told: undefined };
+    await also.extra?.(trx);
     await recordEvents(
       trx,
       members,
       { type: 'message.updated', message: repo.toMessage(current) },
       now,
     );
-    return { row: current, changed: true };
+    return { row: current, told: members };
   });
-  if (changed) await wake(ctx.ports, members);
-  return { message: (await repo.describeMessages(ctx.ports.db, [row]))[0]!, changed };
+  if (told) await wake(ctx.ports, told);
+  const message = (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
+  return { message, changed: told !== undefined };
 }
 
 /**
@@ -116,9 +119,10 @@ export async function editMessage(
   try {
     edited = await updateAndTell(
       ctx,
+      me,
       input,
       { ciphertext: bytes, content_type: input.contentType, edited_at: now },
-      clientEditId === undefined ? undefined : named,
+      { extra: clientEditId === undefined ? undefined : named },
     );
   } catch (err) {
     // The same edit, retried while this one was on its way, got in first: its answer is ours.
@@ -150,23 +154,30 @@ export async function deleteForEveryone(
   ref: MessageRef,
 ): Promise<TMessage> {
   const { conversation, membership, row } = await visibleMessage(ctx, me, ref);
-  const admin = conversation.kind !== 'direct' && ADMINS.includes(membership.role);
-  if (row.sender_id !== me && !admin)
-    throw new AppError('FORBIDDEN', 'Only the sender or an admin deletes for everyone');
+  const assertMayDeleteOthers = (role: string) => {
+    if (conversation.kind === 'direct' || !ADMINS.includes(role))
+      throw new AppError('FORBIDDEN', 'Only the sender or an admin deletes for everyone');
+  };
+  if (row.sender_id !== me) assertMayDeleteOthers(membership.role);
   if (row.deleted_at !== null) return (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
   // Deleted by someone else meanwhile: the same tombstone, told once.
   const { message } = await updateAndTell(
     ctx,
+    me,
     ref,
     { ciphertext: null, deleted_at: ctx.ports.clock.now() },
-    async (trx) => {
-      for (const table of ['reactions', 'pins'] as const) {
-        await trx
-          .deleteFrom(table)
-          .where('conversation_id', '=', ref.conversationId)
-          .where('seq', '=', ref.seq)
-          .execute();
-      }
+    {
+      // Someone else's message: only while I am still an admin.
+      allowed: row.sender_id === me ? undefined : assertMayDeleteOthers,
+      extra: async (trx) => {
+        for (const table of ['reactions', 'pins'] as const) {
+          await trx
+            .deleteFrom(table)
+            .where('conversation_id', '=', ref.conversationId)
+            .where('seq', '=', ref.seq)
+            .execute();
+        }
+      },
     },
   );
   return message;

@@ -1,6 +1,6 @@
 import type { Context } from '../../context';
 import { recordEvents, wake, type DurableEvent } from '../sync/events';
-import { locking } from './visibleMessage';
+import { locking } from '../../locking';
 
 const BATCH = 500;
 

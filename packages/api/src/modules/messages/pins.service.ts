@@ -2,13 +2,13 @@ import type { Transaction } from 'kysely';
 import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
-import { memberIdsSeeing } from '../conversations/conversations.repo';
 import { requireMember } from '../conversations/conversations.service';
 import { recordEvents } from '../sync/events';
 import * as repo from './messages.repo';
 import { ADMINS, assertMayReach, postingContext } from './posting';
+import { locking } from '../../locking';
 import { toldOnce } from './toldOnce';
-import { assertStillLive, locking, visibleMessage, type MessageRef } from './visibleMessage';
+import { assertStillLive, lockedAudience, visibleMessage, type MessageRef } from './visibleMessage';
 
 /**
  * Pinned messages one conversation may have. Every member's client lists them all (listPins has
@@ -18,21 +18,11 @@ import { assertStillLive, locking, visibleMessage, type MessageRef } from './vis
 export const MAX_PINS = 50;
 
 /**
- * On MySQL, pins of one conversation take turns under its row lock, so the cap counts what the
- * others pinned just before. The conversation's lock first, the message's after: the order the
- * send and membership changes take them in. (SQLite runs one transaction at a time.)
+ * Pins a message, unless it is pinned already; CONFLICT at the cap. Answers whether it did. On
+ * MySQL, pins of one conversation take turns under its row lock (taken by lockedAudience), so
+ * the cap counts what the others pinned just before.
  */
-async function lockConversation(ctx: Context, trx: Transaction<DB>, conversationId: string) {
-  const found = await locking(
-    ctx,
-    trx.selectFrom('conversations').select('id').where('id', '=', conversationId),
-  ).executeTakeFirst();
-  if (!found) throw new AppError('NOT_FOUND', 'No such conversation');
-}
-
-/** Pins a message, unless it is pinned already; CONFLICT at the cap. Answers whether it did. */
 async function pin(ctx: Context, trx: Transaction<DB>, ref: MessageRef, me: string, now: number) {
-  await lockConversation(ctx, trx, ref.conversationId);
   await assertStillLive(ctx, trx, ref);
   const pinned = await locking(
     ctx,
@@ -48,6 +38,10 @@ async function pin(ctx: Context, trx: Transaction<DB>, ref: MessageRef, me: stri
   return true;
 }
 
+function assertAdminRole(role: string): void {
+  if (!ADMINS.includes(role)) throw new AppError('FORBIDDEN', 'Only admins pin messages');
+}
+
 /**
  * Admins pin in groups and channels; both people pin in a direct conversation. Idempotent both
  * ways: the pin event is recorded only by the call that changed something, so two admins
@@ -60,18 +54,18 @@ export async function setPinned(
   pinned: boolean,
 ): Promise<void> {
   const { conversation, membership, row } = await visibleMessage(ctx, me, ref);
-  if (conversation.kind !== 'direct' && !ADMINS.includes(membership.role))
-    throw new AppError('FORBIDDEN', 'Only admins pin messages');
+  if (conversation.kind !== 'direct') assertAdminRole(membership.role);
   assertMayReach(await postingContext(ctx, ref.conversationId, me));
   if (pinned && row.deleted_at !== null)
     throw new AppError('BAD_REQUEST', 'This message was deleted');
-  const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
-  // Pins, like the message, are shown only to members who joined before it (listPins).
-  const members = await memberIdsSeeing(db, ref.conversationId, ref.seq);
-  await toldOnce(ctx, members, async (trx) => {
+  await toldOnce(ctx, async (trx) => {
+    // Pins, like the message, are shown only to members who joined before it (listPins). Who
+    // they are, and whether I am still an admin, as of now: see lockedAudience.
+    const { role, members } = await lockedAudience(ctx, trx, ref, me);
+    if (conversation.kind !== 'direct') assertAdminRole(role);
     if (pinned) {
-      if (!(await pin(ctx, trx, ref, me, now))) return false;
+      if (!(await pin(ctx, trx, ref, me, now))) return undefined;
     } else {
       // Two unpins at once both find the row; only the one whose delete took it tells.
       const removed = await trx
@@ -79,7 +73,7 @@ export async function setPinned(
         .where('conversation_id', '=', ref.conversationId)
         .where('seq', '=', ref.seq)
         .executeTakeFirst();
-      if (Number(removed.numDeletedRows) === 0) return false;
+      if (Number(removed.numDeletedRows) === 0) return undefined;
     }
     await recordEvents(
       trx,
@@ -87,7 +81,7 @@ export async function setPinned(
       { type: 'pin', conversationId: ref.conversationId, seq: ref.seq, pinned, by: me },
       now,
     );
-    return true;
+    return members;
   });
 }
 

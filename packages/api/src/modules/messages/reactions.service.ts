@@ -1,10 +1,10 @@
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
-import { memberIdsSeeing } from '../conversations/conversations.repo';
 import { recordEvents } from '../sync/events';
 import { assertMayReach, postingContext } from './posting';
+import { locking } from '../../locking';
 import { toldOnce } from './toldOnce';
-import { assertStillLive, locking, visibleMessage, type MessageRef } from './visibleMessage';
+import { assertStillLive, lockedAudience, visibleMessage, type MessageRef } from './visibleMessage';
 
 /** Distinct emoji one member may put on one message. */
 const MAX_REACTIONS_PER_USER = 20;
@@ -23,16 +23,16 @@ export async function react(
   const { row } = await visibleMessage(ctx, me, input);
   assertMayReach(await postingContext(ctx, input.conversationId, me));
   if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
-  const db = ctx.ports.db;
   const where = {
     conversation_id: input.conversationId,
     seq: input.seq,
     user_id: me,
   };
   const now = ctx.ports.clock.now();
-  // Not to members who joined after the message: their history does not show it, nor who reacts.
-  const members = await memberIdsSeeing(db, input.conversationId, input.seq);
-  await toldOnce(ctx, members, async (trx) => {
+  await toldOnce(ctx, async (trx) => {
+    // Not to members who joined after the message: their history does not show it, nor who
+    // reacts. Nor to those removed since the checks above.
+    const { members } = await lockedAudience(ctx, trx, input, me);
     await assertStillLive(ctx, trx, input);
     const mine = await locking(
       ctx,
@@ -44,7 +44,7 @@ export async function react(
         .where('user_id', '=', me),
     ).execute();
     const has = mine.some((r) => r.emoji === input.emoji);
-    if (has === input.on) return false;
+    if (has === input.on) return undefined;
     if (input.on && mine.length >= MAX_REACTIONS_PER_USER)
       throw new AppError('BAD_REQUEST', 'Too many reactions on one message');
     if (input.on) {
@@ -74,6 +74,6 @@ export async function react(
       },
       now,
     );
-    return true;
+    return members;
   });
 }

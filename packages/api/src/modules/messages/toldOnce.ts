@@ -5,21 +5,21 @@ import { wake } from '../sync/events';
 
 /**
  * A change to a message that its members are told of once: `change` runs in one transaction,
- * records the event itself and answers whether it changed anything (false: already so, tell
- * nobody). The members are woken only then. A unique violation means a concurrent call made the
- * same change first: what was asked holds, and that call told them.
+ * records the event itself and answers the members it told (undefined: already so, tell
+ * nobody), read inside the transaction (see lockedAudience). They are woken once it commits. A
+ * unique violation means a concurrent call made the same change first: what was asked holds,
+ * and that call told them.
  */
 export async function toldOnce(
   ctx: Context,
-  members: string[],
-  change: (trx: Transaction<DB>) => Promise<boolean>,
+  change: (trx: Transaction<DB>) => Promise<readonly string[] | undefined>,
 ): Promise<void> {
-  let changed: boolean;
+  let told: readonly string[] | undefined;
   try {
-    changed = await ctx.ports.db.transaction().execute(change);
+    told = await ctx.ports.db.transaction().execute(change);
   } catch (err) {
     if (!isUniqueViolation(err)) throw err;
     return;
   }
-  if (changed) await wake(ctx.ports, members);
+  if (told) await wake(ctx.ports, told);
 }

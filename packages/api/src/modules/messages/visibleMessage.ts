@@ -3,7 +3,9 @@ import type { TMessage } from '@mvp/contracts';
 import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { findMembership, memberIdsSeeing } from '../conversations/conversations.repo';
 import { requireMember } from '../conversations/conversations.service';
+import { lockConversationRow, locking } from '../../locking';
 import * as repo from './messages.repo';
 
 export type MessageRef = { conversationId: string; seq: number };
@@ -35,15 +37,6 @@ export async function ownMessageNow(
 }
 
 /**
- * A select that, on MySQL, locks what it reads until the transaction ends and reads the latest
- * commit rather than the transaction's snapshot. SQLite runs one transaction at a time (one
- * connection), so there a plain read is already current.
- */
-export function locking<Q extends { forUpdate(): Q }>(ctx: Context, query: Q): Q {
-  return ctx.ports.dialect === 'mysql' ? query.forUpdate() : query;
-}
-
-/**
  * The checks made before a change's transaction, made again as its first statements: the
  * message may have been deleted for everyone or purged (disappearing) in between, and a change
  * written after that would put a reaction or a pin back on a tombstone. The row stays locked
@@ -65,4 +58,27 @@ export async function assertStillLive(
   ).executeTakeFirst();
   if (!row) throw new AppError('NOT_FOUND', 'No such message');
   if (row.deleted_at !== null) throw new AppError('BAD_REQUEST', 'This message was deleted');
+}
+
+/**
+ * A change's first statements: the conversation's lock, then my role and who sees the message
+ * (the members who joined before it), read under it. Read before the transaction, both may be
+ * stale: a member removed meanwhile would still be told of the change (an edit's ciphertext
+ * too), and an admin demoted meanwhile would still act as one. NOT_FOUND once my history no
+ * longer shows the message (I left or was removed).
+ */
+export async function lockedAudience(
+  ctx: Context,
+  trx: Transaction<DB>,
+  ref: MessageRef,
+  me: string,
+): Promise<{ role: string; members: string[] }> {
+  await lockConversationRow(ctx, trx, ref.conversationId);
+  const membership = await findMembership(trx, ref.conversationId, me);
+  if (!membership || ref.seq <= Number(membership.joined_seq))
+    throw new AppError('NOT_FOUND', 'No such message');
+  return {
+    role: membership.role,
+    members: await memberIdsSeeing(trx, ref.conversationId, ref.seq),
+  };
 }
