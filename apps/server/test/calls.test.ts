@@ -7,6 +7,7 @@ import { parseEnv } from '../src/env';
 import {
   clientWithToken,
   currentDeviceId,
+  PASSWORD,
   registerUser,
   signInOnAnotherDevice,
   type Account,
@@ -600,6 +601,76 @@ describe(`call sessions (${backendLabel})`, () => {
     });
     await aliceStream.close();
     await daveStream.close();
+  });
+
+  it('past the ring timeout a call cannot be answered, even before the timeout job has run', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const late = await call(alice, bob, [await deviceOf(bob.accessToken)]);
+    offsetMs = 61_000; // just past the 60 s ring timeout
+    try {
+      expect(
+        await codeOf(
+          api(bob.accessToken).calls.accept.mutate({ callId: late.id, answer: b64('a') }),
+        ),
+      ).toBe('CONFLICT');
+    } finally {
+      offsetMs = 0;
+    }
+    // Still ringing until the job gets to it (or missed, if it did meanwhile): never accepted.
+    const { state } = await api(alice.accessToken).calls.get.query({ id: late.id });
+    expect(['ringing', 'missed']).toContain(state);
+  });
+
+  it('an account deleted mid-call ends its calls: the other side stops ringing or talking', async () => {
+    const [alice, bob, carol, dave] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const ringing = await call(alice, bob, [await deviceOf(bob.accessToken)]);
+    const talking = await call(carol, dave, [await deviceOf(dave.accessToken)]);
+    await api(dave.accessToken).calls.accept.mutate({ callId: talking.id, answer: b64('a') });
+    const bobStream = await openStream(t, bob.accessToken);
+    const carolStream = await openStream(t, carol.accessToken);
+    await api(alice.accessToken).me.delete.mutate({ password: PASSWORD });
+    await api(dave.accessToken).me.delete.mutate({ password: PASSWORD });
+    expect((await bobStream.next('call.ended')).event.call).toMatchObject({
+      id: ringing.id,
+      state: 'ended',
+      endReason: 'user_hangup',
+    });
+    expect((await carolStream.next('call.ended')).event.call).toMatchObject({
+      id: talking.id,
+      state: 'ended',
+      endReason: 'user_hangup',
+    });
+    await bobStream.close();
+    await carolStream.close();
+  });
+
+  it('a callee in a call with someone else is busy, also when they are calling me (glare)', async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const [alicePhone, bobPhone] = [
+      await deviceOf(alice.accessToken),
+      await deviceOf(bob.accessToken),
+    ];
+    const withCarol = await call(carol, bob, [bobPhone]);
+    await api(bob.accessToken).calls.accept.mutate({ callId: withCarol.id, answer: b64('a') });
+    // Bob, still talking to Carol, rings Alice; Alice calls Bob back at that moment.
+    const bobsCall = await call(bob, alice, [alicePhone]);
+    const alicesCall = await call(alice, bob, [bobPhone]);
+    // Whichever user id is smaller: Alice's call is busy, and Bob's rings on for her to take.
+    expect(alicesCall).toMatchObject({ state: 'busy', endReason: 'user_busy' });
+    expect((await api(alice.accessToken).calls.get.query({ id: bobsCall.id })).state).toBe(
+      'ringing',
+    );
+    for (const id of [bobsCall.id, withCarol.id])
+      await api(bob.accessToken).calls.hangup.mutate({ callId: id });
   });
 
   it('each side beats for itself: a call ends when either side goes quiet, not while both beat', async () => {

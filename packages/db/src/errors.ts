@@ -16,3 +16,21 @@ export function isDeadlock(error: unknown): boolean {
   const e = error as { code?: unknown; errno?: unknown } | null;
   return e?.code === 'ER_LOCK_DEADLOCK' || e?.errno === 1213;
 }
+
+/** How many times in all a transaction picked as a deadlock victim is run. */
+const DEADLOCK_ATTEMPTS = 3;
+
+/**
+ * Runs `transaction` again when the database picked it as a deadlock victim, up to three times
+ * in all: a victim was rolled back whole, so running it again is safe. `transaction` must make
+ * afresh whatever it fills in (a StreamWrites, say) on each run.
+ */
+export async function retryingDeadlocks<T>(transaction: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await transaction();
+    } catch (err) {
+      if (!isDeadlock(err) || attempt === DEADLOCK_ATTEMPTS) throw err;
+    }
+  }
+}

@@ -1,8 +1,9 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { TCall, TCallEndReason, TCallState, THangupReason, TSyncEvent } from '@mvp/contracts';
 import {
-  isDeadlock,
+  awaitSteps,
   prepared,
+  retryingDeadlocks,
   step,
   transactionOf,
   type CallsTable,
@@ -98,18 +99,22 @@ const endCall = prepared(
       .where('state', '=', from),
 );
 
-const answerCall = prepared((db: Kysely<DB>, id: string, deviceId: string, now: number) =>
-  db
-    .updateTable('calls')
-    .set({
-      state: 'accepted',
-      callee_device_id: deviceId,
-      accepted_at: now,
-      caller_beat_at: now,
-      callee_beat_at: now,
-    })
-    .where('id', '=', id)
-    .where('state', '=', 'ringing'),
+// Only while it rings and within the ring timeout: past it the call is missed, whether or not
+// the timeout job has got to it yet (and a cold start no longer lists it: ringingInvites).
+const answerCall = prepared(
+  (db: Kysely<DB>, id: string, deviceId: string, now: number, rangSince: number) =>
+    db
+      .updateTable('calls')
+      .set({
+        state: 'accepted',
+        callee_device_id: deviceId,
+        accepted_at: now,
+        caller_beat_at: now,
+        callee_beat_at: now,
+      })
+      .where('id', '=', id)
+      .where('state', '=', 'ringing')
+      .where('created_at', '>', rangSince),
 );
 
 /**
@@ -130,6 +135,30 @@ export function* endIn(
 }
 
 /**
+ * Inside an account's deletion, before its row goes: its ringing and answered calls end
+ * (`user_hangup`), told to both people, so the other one's devices stop ringing or connecting
+ * (the cascade then removes the rows without a word). `writes` wakes them after commit.
+ */
+export async function endLiveCallsOf(
+  trx: Transaction<DB>,
+  userId: string,
+  now: number,
+  writes: StreamWrites,
+): Promise<void> {
+  const live = await trx
+    .selectFrom('calls')
+    .selectAll()
+    .where('state', 'in', ['ringing', 'accepted'])
+    .where((eb) => eb.or([eb('caller_id', '=', userId), eb('callee_id', '=', userId)]))
+    .execute();
+  for (const row of live) {
+    const from = row.state as TCallState;
+    const change = { from, state: 'ended' as const, reason: 'user_hangup' as const, now };
+    await awaitSteps(trx, endIn(row, change, writes));
+  }
+}
+
+/**
  * `endIn` in a transaction of its own; the loser of a race gets CONFLICT. The ended row comes
  * back for the caller to show in its own viewer's direction.
  */
@@ -141,10 +170,14 @@ export async function finish(
   reason: TCallEndReason,
 ): Promise<CallRow> {
   const now = ctx.ports.clock.now();
-  const writes = new StreamWrites();
-  const ended = await transactionOf(ctx.ports.db, () =>
-    endIn(row, { from, state, reason, now }, writes),
-  );
+  // It locks the call's row, then both streams; a start that finds glare takes the streams,
+  // then the row it ends: should the database pick this one as the deadlock's victim, it is
+  // written again.
+  let writes!: StreamWrites; // made afresh by each run
+  const ended = await retryingDeadlocks(() => {
+    writes = new StreamWrites();
+    return transactionOf(ctx.ports.db, () => endIn(row, { from, state, reason, now }, writes));
+  });
   if (!ended) throw new AppError('CONFLICT', 'This call has already ended');
   await writes.wake(ctx.ports);
   return ended;
@@ -170,7 +203,8 @@ export async function acceptCall(
   assertPayload(ctx, [input.answer]);
   const now = ctx.ports.clock.now();
   function* answer(writes: StreamWrites): Steps<boolean> {
-    const result = yield* step(answerCall, row.id, device.deviceId, now);
+    const rangSince = now - ctx.settings.calls.ringTimeoutMs;
+    const result = yield* step(answerCall, row.id, device.deviceId, now, rangSince);
     if (Number(result.numAffectedRows) !== 1) return false;
     // Both streams in one append (one lock order with every other writer).
     yield* recordEachSteps(
@@ -196,17 +230,13 @@ export async function acceptCall(
     return true;
   }
   // A send or another call's start locking the same streams may still deadlock: answered again.
-  for (let attempt = 1; ; attempt++) {
-    const writes = new StreamWrites();
-    try {
-      const accepted = await transactionOf(ctx.ports.db, () => answer(writes));
-      if (!accepted) throw new AppError('CONFLICT', 'This call is no longer ringing');
-      await writes.wake(ctx.ports);
-      break;
-    } catch (err) {
-      if (!isDeadlock(err) || attempt === 3) throw err;
-    }
-  }
+  let writes!: StreamWrites; // made afresh by each run
+  const accepted = await retryingDeadlocks(() => {
+    writes = new StreamWrites();
+    return transactionOf(ctx.ports.db, () => answer(writes));
+  });
+  if (!accepted) throw new AppError('CONFLICT', 'This call is no longer ringing');
+  await writes.wake(ctx.ports);
   // The conditional update took it from ringing, so the row is what it wrote.
   const answered = {
     ...row,

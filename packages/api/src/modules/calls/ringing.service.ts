@@ -1,9 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { TCall, TCallEndReason, TCallState, TRingingCall } from '@mvp/contracts';
 import {
-  isDeadlock,
   isUniqueViolation,
   prepared,
+  retryingDeadlocks,
   step,
   transactionOf,
   type DB,
@@ -209,6 +209,10 @@ export async function startCall(
     const glare = live.find(
       (c) => c.state === 'ringing' && c.caller_id === input.calleeId && c.callee_id === me,
     );
+    // In a call with someone else, the callee is busy, glare or not (their call to me rings on).
+    const callee = input.calleeId;
+    if (live.some((c) => c !== glare && (c.caller_id === callee || c.callee_id === callee)))
+      return yield* settleIn(row, 'busy', 'user_busy', writes);
     if (glare) {
       // The smaller user id's call wins; theirs is the one that goes on when they are smaller.
       if (input.calleeId < me) return yield* settleIn(row, 'ended', 'glare', writes);
@@ -219,8 +223,6 @@ export async function startCall(
         now,
       };
       yield* endIn(glare, change, writes);
-    } else if (live.some((c) => c.caller_id === input.calleeId || c.callee_id === input.calleeId)) {
-      return yield* settleIn(row, 'busy', 'user_busy', writes);
     }
     yield* insertCall(row);
     // The callee's devices and my others in one append: three statements, not three per device.
@@ -228,16 +230,13 @@ export async function startCall(
     return row;
   }
   // Two starts locking the same streams, or a start and a send, may deadlock: written again.
-  for (let attempt = 1; ; attempt++) {
-    const writes = new StreamWrites();
-    try {
-      const placed = await transactionOf(ctx.ports.db, () => place(writes));
-      await writes.wake(ctx.ports);
-      return toCall(placed, me);
-    } catch (err) {
-      if (!isDeadlock(err) || attempt === 3) throw err;
-    }
-  }
+  let writes!: StreamWrites; // made afresh by each run
+  const placed = await retryingDeadlocks(() => {
+    writes = new StreamWrites();
+    return transactionOf(ctx.ports.db, () => place(writes));
+  });
+  await writes.wake(ctx.ports);
+  return toCall(placed, me);
 }
 
 /**

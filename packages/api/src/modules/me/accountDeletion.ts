@@ -1,7 +1,8 @@
 import type { Context } from '../../context';
+import { endLiveCallsOf } from '../calls/calls.service';
 import { leaveEverything } from '../conversations/conversations.service';
 import { announceRevoked } from '../sessions/sessions.service';
-import { wake } from '../sync/events';
+import { StreamWrites, wake } from '../sync/events';
 import { deleteUserWithAvatarKey, findAvatarState } from './avatar.repo';
 import { deleteBlobQuietly } from './avatarBlobs';
 
@@ -21,7 +22,7 @@ class RowChanged extends Error {}
  * Deletes the account row (devices, sessions and refresh tokens go with it by cascade), tells
  * every instance its sessions ended, then deletes its avatar blob. Before the row goes, the
  * account leaves every conversation in the same transaction (members told, owned groups handed
- * on: see leaveEverything). The row is deleted only while it still points at the avatar read
+ * on: see leaveEverything) and its live calls end (see endLiveCallsOf). The row is deleted only while it still points at the avatar read
  * just before, so an upload racing the deletion either lands first (and its blob is deleted
  * here) or finds the row gone (and deletes its own blob); otherwise everything rolls back and
  * it tries again. False when nothing was deleted: the account is gone, became active, or kept
@@ -43,9 +44,11 @@ export async function deleteAccount(
     ).map((r) => r.id);
     const now = ctx.ports.clock.now();
     let woken: string[];
+    const calls = new StreamWrites();
     try {
       woken = await db.transaction().execute(async (trx) => {
         const others = await leaveEverything(trx, userId, now);
+        await endLiveCallsOf(trx, userId, now, calls);
         if (!(await deleteUserWithAvatarKey(trx, userId, state.key, options.inactiveBefore)))
           throw new RowChanged();
         return others;
@@ -55,6 +58,7 @@ export async function deleteAccount(
       throw err;
     }
     await wake(ctx.ports, woken);
+    await calls.wake(ctx.ports);
     if (sessionIds.length) await announceRevoked(ctx, sessionIds);
     if (state.key) await deleteBlobQuietly(ctx, state.key);
     return true;

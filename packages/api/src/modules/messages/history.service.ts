@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import { isDeadlock, type DB } from '@mvp/db';
+import { retryingDeadlocks, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { requireMember } from '../conversations/conversations.service';
@@ -123,19 +123,13 @@ async function sharesRead(ctx: Context, me: string): Promise<boolean> {
 
 /** The marks' transaction, and the wake-up once it has committed: my positions after each. */
 async function writeMarks(ctx: Context, me: string, marks: Mark[]) {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const { positions, wakeUp } = await ctx.ports.db
-        .transaction()
-        .execute((trx) => moveReceipts(ctx, trx, me, marks));
-      if (wakeUp.length > 0) await wake(ctx.ports, wakeUp);
-      return positions;
-    } catch (err) {
-      // My rows' locks in conversation id order, then the streams' in user id order; against a
-      // send, which takes them its own way, a deadlock is possible (rare) and retried.
-      if (!isDeadlock(err) || attempt === 3) throw err;
-    }
-  }
+  // My rows' locks in conversation id order, then the streams' in user id order; against a
+  // send, which takes them its own way, a deadlock is possible (rare) and retried.
+  const { positions, wakeUp } = await retryingDeadlocks(() =>
+    ctx.ports.db.transaction().execute((trx) => moveReceipts(ctx, trx, me, marks)),
+  );
+  if (wakeUp.length > 0) await wake(ctx.ports, wakeUp);
+  return positions;
 }
 
 type Mark = MessageRef & { kind: 'delivered' | 'read'; shareRead: boolean };

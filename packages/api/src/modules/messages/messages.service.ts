@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { newId } from '../../ids';
 import type { TMessage } from '@mvp/contracts';
-import { isDeadlock, isUniqueViolation, syncTransaction, type DB } from '@mvp/db';
+import { isUniqueViolation, retryingDeadlocks, syncTransaction, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { recordForMembers, StreamWrites } from '../sync/events';
@@ -270,20 +270,15 @@ async function store(
     postedBefore: slowedDown(posting) ? now - slowMs : repo.NO_SLOW_MODE,
   };
   const write = ctx.ports.dialect === 'mysql' ? writeByProcedure : writeInProcess;
-  let writes = new StreamWrites();
+  let writes!: StreamWrites; // made afresh by each run of the write
   let message: TMessage;
   try {
     // Two group sends sharing members lock their streams in the same (user id) order, but the
     // database may still pick one as a deadlock victim: that one is simply written again.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        message = await write(db, fresh, postAs, writes);
-        break;
-      } catch (err) {
-        if (!isDeadlock(err) || attempt === 3) throw err;
-        writes = new StreamWrites();
-      }
-    }
+    message = await retryingDeadlocks(() => {
+      writes = new StreamWrites();
+      return write(db, fresh, postAs, writes);
+    });
   } catch (err) {
     // The slot went to a send decided just now: wait the whole interval from it.
     if (err instanceof SlowModeTaken)
