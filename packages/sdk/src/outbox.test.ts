@@ -188,7 +188,7 @@ describe('outbox', () => {
     expect(states).toEqual(['queued', 'sending', 'queued', 'sending', 'queued', 'sending', 'sent']);
   });
 
-  it('waits out retryAfterMs on TOO_MANY_REQUESTS, and retryNow ends a wait early', async () => {
+  it('waits out retryAfterMs on TOO_MANY_REQUESTS, which retryNow does not cut short; it ends a backoff wait early', async () => {
     const server = fakeServer();
     const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit, random: () => 0 });
     const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('hi') });
@@ -201,9 +201,18 @@ describe('outbox', () => {
       serverError('TOO_MANY_REQUESTS', { retryAfterMs: 60_000 }),
     );
 
+    // The network coming back (the client's WebSocket reopens) does not lift the server's limit.
     await vi.advanceTimersByTimeAsync(0);
     outbox.retryNow();
-    (await server.calledTimes(3)).answer(null);
+    await vi.advanceTimersByTimeAsync(59_999);
+    expect(server.calls).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    (await server.calledTimes(3)).answer(new TypeError('fetch failed'));
+
+    // A backoff of its own, though, ends at once.
+    await vi.advanceTimersByTimeAsync(0);
+    outbox.retryNow();
+    (await server.calledTimes(4)).answer(null);
     await handle.result;
   });
 
@@ -450,6 +459,24 @@ describe('outbox', () => {
     await expect(handle.result).rejects.toThrow('no one is signed in');
     await vi.advanceTimersByTimeAsync(60_000);
     expect([server.calls.length, outbox.pending(), await store.load()]).toEqual([0, [], []]);
+  });
+
+  it('a send discarded by a listener told it failed is not kept, so no restart lists it', async () => {
+    const store = createMemoryOutboxStore();
+    const server = fakeServer();
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit, store });
+    outbox.onChange((item) => {
+      if (item.state === 'failed') void outbox.discard(item.clientMessageId);
+    });
+    const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('too big') });
+    (await server.calledTimes(1)).answer(serverError('PAYLOAD_TOO_LARGE'));
+    await expect(handle.result).rejects.toThrow('discarded');
+    await vi.advanceTimersByTimeAsync(0);
+    expect([outbox.pending(), await store.load()]).toEqual([[], []]);
+
+    const restarted = createOutbox({ ...asMe, send: server.send, edit: server.edit, store });
+    await restarted.restore();
+    expect(restarted.pending()).toEqual([]);
   });
 
   it('a send discarded while its owner is asked is not kept, so no restart sends it', async () => {

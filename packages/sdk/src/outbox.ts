@@ -64,8 +64,11 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
   const listeners = new Set<(item: OutboxItem) => void>();
   /** Conversations with a running sender loop: at most one each, which keeps their order. */
   const running = new Set<string>();
-  /** Backoff waits in progress; `retryNow` and `pause` end them. */
-  const waits = new Set<() => void>();
+  /**
+   * Waits in progress, each with whether the server set its length (its `retryAfterMs`): `pause`
+   * and an account change end them all, `retryNow` only the others (see `endWaits`).
+   */
+  const waits = new Map<() => void, { serverSaid: boolean }>();
   let order = 0;
   let lastQueuedAt = 0;
   let paused = false;
@@ -111,7 +114,7 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
     }
   };
 
-  const wait = (ms: number) =>
+  const wait = (ms: number, serverSaid = false) =>
     new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -119,8 +122,15 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
         resolve();
       };
       const timer = setTimeout(done, ms);
-      waits.add(done);
+      waits.set(done, { serverSaid });
     });
+  /**
+   * `retryNow` means the network is back, which does not lift a limit the server set: the wait
+   * it asked for goes on, or the send is refused again (and counts against the limit once more).
+   */
+  const endWaits = (which: 'all' | 'backoff') => {
+    for (const [done, { serverSaid }] of [...waits]) if (which === 'all' || !serverSaid) done();
+  };
 
   /** One attempt at what an entry holds: a send, or an edit of my message `editSeq`. */
   const attempt = (stored: StoredOutboxEntry, asUser: string) => {
@@ -188,15 +198,17 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
           } else if (!verdict.retry) {
             entry.stored = { ...entry.stored, state: 'failed', error: errorOf(error) };
             setState(entry, 'failed', entry.stored.error);
-            await persist(() => store.save(entry!.stored));
+            // Discarded by a listener told it failed: kept now, it would come back after a restart.
+            if (entries.get(id) === entry) await persist(() => store.save(entry!.stored));
             entry.settle?.reject(error);
           } else {
             // Back in the queue at the head: the next attempt reuses the client message id.
             setState(entry, 'queued', errorOf(error));
+            const serverSaid = verdict.afterMs !== undefined;
             const delay =
               verdict.afterMs ?? reconnectDelayMs(entry.item.attempts - 1, backoff, deps.random);
             // Not waited out for an account signed out meanwhile: it must not hold up the next.
-            if (!paused && mine(entry)) await wait(delay);
+            if (!paused && mine(entry)) await wait(delay, serverSaid);
           }
         }
         entry = nextQueued(conversationId);
@@ -405,18 +417,18 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
     },
     retryNow() {
       paused = false;
-      for (const done of [...waits]) done();
+      endWaits('backoff');
       kick();
     },
     pause() {
       paused = true;
-      for (const done of [...waits]) done();
+      endWaits('all');
     },
     accountChanged() {
       // Nothing is shown as anyone's until the new account is known; waits end so every loop
       // asks again before its next attempt (one already on the wire is refused by `send`).
       me = undefined;
-      for (const done of [...waits]) done();
+      endWaits('all');
       void learnThenKick();
     },
   };

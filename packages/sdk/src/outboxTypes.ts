@@ -117,7 +117,10 @@ export type MvpOutbox = {
    * still arrive).
    */
   discard(clientMessageId: string): Promise<void>;
-  /** Ends every backoff wait now, e.g. when the app learns the network is back. */
+  /**
+   * Ends every backoff wait now, e.g. when the app learns the network is back. A wait the server
+   * asked for (`retryAfterMs` of `TOO_MANY_REQUESTS`) goes on: the network does not lift it.
+   */
   retryNow(): void;
   /** Stops sending (pending sends stay in the store); `send`, `restore`, `retryNow` resume. */
   pause(): void;

@@ -141,6 +141,69 @@ describe('sync engine recovery', () => {
     await engine.stop();
   });
 
+  it('a stop() while a waiting envelope is handled waits for it; the next cold start hands over only the rest, once each', async () => {
+    const all = ['1', '2', '3', '4', '5'].map((id) => waiting(id));
+    const fake = fakeTransport([snapshotOf('10')]);
+    // As the server does: a cold snapshot lists the envelopes not acknowledged yet.
+    fake.transport.snapshot = () => {
+      const acked = Number(fake.acks.at(-1) ?? 0);
+      return Promise.resolve({
+        ...snapshotOf('10'),
+        pendingEnvelopes: all.filter((e) => Number(e.id) > acked),
+      });
+    };
+    const engine = createSyncEngine({ transport: fake.transport });
+    const seen: string[] = [];
+    let handling = 0;
+    let overlapped = false;
+    const third = deferred();
+    engine.onEvent(async (_event, info) => {
+      overlapped ||= handling > 0;
+      handling++;
+      seen.push(info.id);
+      if (info.id === '3' && seen.length === 3) await third.promise;
+      handling--;
+    });
+    const first = engine.start().then(
+      () => 'live',
+      () => 'stopped first',
+    );
+    await vi.waitFor(() => expect(seen).toEqual(['1', '2', '3']));
+
+    // Stopped while envelope 3 is handled, and started again at once.
+    const stopped = engine.stop();
+    const again = engine.start();
+    await settle(); // the next start goes as far as it may while 3 is still in hand
+    third.resolve();
+    await stopped;
+    await again;
+    expect(await first).toBe('stopped first');
+    expect(seen).toEqual(['1', '2', '3', '4', '5']);
+    expect(overlapped).toBe(false);
+    await vi.waitFor(() => expect(fake.acks).toEqual(['3', '5']));
+    await engine.stop();
+  });
+
+  it('a start() during a reconnect resolves once the stream is live again, as does onStarted', async () => {
+    vi.useFakeTimers();
+    const fake = fakeTransport([snapshotOf('10')]);
+    const engine = createSyncEngine({ transport: fake.transport, ...steady });
+    errorsOf(engine);
+    await engine.start();
+    fake.subscriptions[0]!.handlers.onError(new Error('connection lost'));
+    expect(engine.state).toBe('starting');
+
+    const started = engine.start().then(() => [engine.state, fake.subscriptions.length]);
+    const onStarted: [string, number][] = [];
+    engine.onEvent(() => undefined, {
+      onStarted: () => void onStarted.push([engine.state, fake.subscriptions.length]),
+    });
+    await vi.advanceTimersByTimeAsync(100); // the reconnect's backoff
+    expect(await started).toEqual(['live', 2]);
+    expect(onStarted).toEqual([['live', 2]]);
+    await engine.stop();
+  });
+
   it('a stop() while the account is asked drops the answer: the next start asks again', async () => {
     let user = 'alice';
     const firstAnswer = deferred();

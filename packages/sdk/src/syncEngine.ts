@@ -8,6 +8,7 @@ import {
   type Snapshot,
   type SyncEvent,
 } from './messaging';
+import { reportTo } from './reportTo';
 import { createMemoryCursorStore, isAfter, readCursor, writeCursor } from './syncTransport';
 import {
   EPHEMERAL_EVENT_TYPES,
@@ -39,16 +40,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     set.add(handler);
     return { unsubscribe: () => void set.delete(handler) };
   };
-  /** Never throws: it runs where the engine meets failures, which must not become its own. */
-  const report = (error: unknown) => {
-    for (const handler of errorHandlers) {
-      try {
-        handler(error);
-      } catch {
-        // A listener's own failure has nowhere left to go; the other listeners still hear.
-      }
-    }
-  };
+  const report = (error: unknown) => reportTo(errorHandlers, error);
 
   const unread = createUnreadTracker(
     () => me,
@@ -155,12 +147,16 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     unread.reset(snapshot);
     let from = stored;
     if (from === null) {
-      for (const handler of snapshotHandlers) await handler(snapshot);
+      // Handed over as the pump hands events: `stop()` and the next start wait for what is in
+      // hand, so nothing is handed over twice, or alongside the next start's.
+      await occupy(async () => {
+        for (const handler of snapshotHandlers) await handler(snapshot);
+        if (gen !== generation) return;
+        await deliverPendingEnvelopes(gen, snapshot);
+      });
       if (gen !== generation) return;
       // Saved only once every waiting envelope is handled: the server lists them only in a cold
       // start's snapshot, so a warm start would never hand them over.
-      await deliverPendingEnvelopes(gen, snapshot);
-      if (gen !== generation) return;
       from = snapshot.cursor;
       await saveCursor(from);
       if (gen !== generation) return; // stopped while it was saved: no stream after stop()
@@ -208,7 +204,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   /** Runs `connect` until it succeeds; network and server failures are retried with backoff. */
   function run(cold: boolean): Promise<void> {
     const gen = ++generation;
-    state = 'starting';
+    leaveLive();
     subscription?.unsubscribe();
     subscription = undefined;
     queue = []; // what the last subscription queued comes again from this one, after the cursor
@@ -238,6 +234,15 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       });
   }
 
+  /**
+   * A new subscription is on its way: `start()` from here answers once it is live (the promise
+   * it answered while the last one was live has resolved already).
+   */
+  function leaveLive() {
+    if (state === 'live') starting = undefined;
+    state = 'starting';
+  }
+
   function reconnect({ cold, error }: { cold: boolean; error?: unknown }) {
     if (error !== undefined) report(error);
     const gen = ++generation;
@@ -246,7 +251,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     // The event in hand finishes; the rest come again from the next subscription, after the
     // cursor it then saves. Handed over from here they could race that subscription's start.
     queue = [];
-    state = 'starting';
+    leaveLive();
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
       if (gen === generation) void run(cold);
@@ -281,25 +286,35 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
    * Delivers queued events one at a time; the only place the cursor moves forward. An event
    * whose handler finished is saved even if the stream stopped or reconnected meanwhile (the app
    * has it); `connect` waits for this (`idle`) before it reads the cursor, so nothing repeats.
-   * `idle` never rejects: `stop()` answers it, and a rejection nobody awaits is unhandled.
    */
   function pump(gen: number) {
     if (pumping) return;
-    pumping = true;
-    idle = drain(gen)
-      .catch((error: unknown) => {
+    void occupy(() =>
+      drain(gen).catch((error: unknown) => {
         // Not a handler's failure (those are retried in `drain`): a fault of the engine's own.
         // The queue may hold its cause, so the stream resumes from the saved cursor instead.
         queue = [];
         if (state === 'stopped') report(error);
         else reconnect({ cold: false, error });
-      })
-      .finally(() => {
-        pumping = false;
-        // Events of a newer subscription may have queued while this (older) run was busy.
-        if (queue.length > 0) pump(generation);
-        else acks.flush();
-      });
+      }),
+    );
+  }
+
+  /**
+   * Runs `work` as the one thing handing the app anything (`pumping`): `stop()` and the next
+   * `connect` wait for it (`idle`). Its failure is the caller's; `idle` never rejects: `stop()`
+   * answers it, and a rejection nobody awaits is unhandled.
+   */
+  function occupy(work: () => Promise<void>): Promise<void> {
+    pumping = true;
+    const done = work().finally(() => {
+      pumping = false;
+      // Events of a newer subscription may have queued while this (older) work was busy.
+      if (queue.length > 0) pump(generation);
+      else acks.flush();
+    });
+    idle = done.catch(() => undefined);
+    return done;
   }
 
   async function drain(gen: number) {
@@ -374,14 +389,16 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
    * A cold start begins at the snapshot's cursor, so envelopes that waited for this device from
    * before it (sent while the app was closed, with no saved cursor) come with the snapshot: they
    * are handled like stream events (a handler that throws gets the same one again after a
-   * backoff), then acknowledged up to the last one handled. Stopped meanwhile, the rest wait on
-   * the server for the next start, which is cold again (`connect` has not saved the cursor).
+   * backoff), then acknowledged up to the last one handled. Stopped meanwhile, the one in hand
+   * finishes (`stop()` waits for it) and the rest wait on the server for the next start, which is
+   * cold again (`connect` has not saved the cursor).
    * One this SDK cannot read (only a server bug makes one) is reported and passed over, so it
    * is acknowledged with the next: held back, it would fail every start from now on.
    */
   async function deliverPendingEnvelopes(gen: number, snapshot: Snapshot): Promise<void> {
     try {
       for (const { id, envelope } of snapshot.pendingEnvelopes) {
+        if (gen !== generation) return;
         let event: SyncEvent;
         try {
           event = decodeEvent({ type: 'envelope', envelope });
@@ -409,7 +426,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
    */
   async function resync() {
     const gen = ++generation; // what the old subscription still sends is void from here
-    state = 'starting';
+    leaveLive();
     subscription?.unsubscribe();
     subscription = undefined;
     queue = [];

@@ -28,12 +28,14 @@ export type Subscription = {
 export type MvpSync = {
   /**
    * Starts the stream (loading the snapshot first on a cold start); resolves once the server has
-   * started it. Calling it again while it runs answers the same promise.
+   * started it. Calling it again while it starts answers the same promise; while it reconnects,
+   * one that resolves once it is live again.
    */
   start(): Promise<void>;
   /**
-   * Ends the subscription; resolves once the event being handled (if any) is done and its
-   * cursor saved, or a backoff after a handler's failure is cut short. It does not reject:
+   * Ends the subscription; resolves once what is being handed over (an event, or a cold start's
+   * snapshot or waiting envelope), if anything, is done and an event's cursor saved, or a backoff
+   * after a handler's failure is cut short. It does not reject:
    * handlers' failures go to `onError`. The cursor stays in its store for the next `start()`.
    */
   stop(): Promise<void>;

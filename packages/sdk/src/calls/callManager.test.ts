@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { base64ToBytes, bytesToBase64 } from '../base64';
 import type { CallCrypto } from './callCrypto';
 import { isCallError } from './callError';
@@ -86,6 +86,7 @@ function setup(
 
 let cleanup: (() => Promise<void>) | undefined;
 afterEach(async () => {
+  vi.useRealTimers();
   await cleanup?.();
   cleanup = undefined;
   FakePeerConnection.instances = [];
@@ -674,5 +675,127 @@ describe('CallManager', () => {
     await rings[0]!.accept();
     await waitFor(() => call.state === 'connected', 'connected after all');
     await call.hangup();
+  });
+
+  it('a device whose answer is taken, though the reply to it is lost, hears of its own answer and hangs up rather than leave the caller connecting', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    const { transport, sync } = w.server.device('bob', 'bob-phone');
+    // The server takes the answer and tells every device of Bob's (this one too) who answered;
+    // that event arrives here before the reply, which is lost.
+    const toldWhoAnswered = new Promise<void>((resolve) =>
+      sync.onEvent((event) => {
+        if (event.type === 'call.answered_elsewhere') resolve();
+      }),
+    );
+    const bob = createCallManager({
+      transport: {
+        ...transport,
+        accept: async (input) => {
+          await transport.accept(input);
+          await toldWhoAnswered;
+          throw new TypeError('fetch failed');
+        },
+      },
+      sync,
+      crypto: addressedCrypto('bob-phone'),
+      RTCPeerConnection: FakePeerConnection,
+      getUserMedia: fakeGetUserMedia,
+      timing,
+    });
+    w.managers.push(bob);
+    const rings: Call[] = [];
+    bob.onIncoming((c) => rings.push(c));
+    const call = await alice.calls.start('bob');
+    await waitFor(() => rings.length === 1, 'ringing');
+
+    const error = await rings[0]!.accept().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TypeError);
+    expect([rings[0]!.state, rings[0]!.endReason]).toEqual(['ended', 'failed']);
+    expect(w.server.calls.get(call.id)).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
+    await waitFor(() => call.state === 'ended', 'the caller hears the hangup');
+    expect(call.endReason).toBe('hangup');
+  });
+
+  it('muted before the microphone is opened (ringing, or dialing) stays muted once it is', async () => {
+    const { alice, bobPhone } = world();
+    const placing = alice.calls.start('bob');
+    alice.calls.current!.setMuted(true); // dialing: the microphone is not open yet
+    const call = await placing;
+    expect(call.localStream!.getAudioTracks().map((t) => t.enabled)).toEqual([false]);
+
+    await waitFor(() => !!bobPhone.ringing(), 'ringing');
+    const theirs = bobPhone.ringing()!;
+    theirs.setMuted(true);
+    await theirs.accept();
+    expect(theirs.muted).toBe(true);
+    expect(theirs.localStream!.getAudioTracks().map((t) => t.enabled)).toEqual([false]);
+    theirs.setMuted(false);
+    expect(theirs.localStream!.getAudioTracks().map((t) => t.enabled)).toEqual([true]);
+    await call.hangup();
+  });
+
+  it('a ring check that came while the camera was opened is made again when that fails: the call does not ring for ever', async () => {
+    vi.useFakeTimers();
+    const ringCheckMs = 1_000;
+    const w = setup({ ringCheckMs });
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    const { transport, sync } = w.server.device('bob', 'bob-phone');
+    let deny!: () => void;
+    const bob = createCallManager({
+      transport,
+      sync,
+      crypto: addressedCrypto('bob-phone'),
+      RTCPeerConnection: FakePeerConnection,
+      getUserMedia: () =>
+        new Promise((_resolve, reject) => (deny = () => reject(new Error('NotAllowedError')))),
+      timing: { ...timing, ringCheckMs },
+    });
+    w.managers.push(bob);
+    const rings: Call[] = [];
+    bob.onIncoming((c) => rings.push(c));
+    const placing = alice.calls.start('bob');
+    await vi.waitFor(() => expect(rings).toHaveLength(1));
+    const call = await placing;
+
+    const accepting = rings[0]!.accept().catch((e: unknown) => e);
+    await vi.waitFor(() => expect(deny).toBeDefined());
+    await vi.advanceTimersByTimeAsync(ringCheckMs); // the check finds it answering: no question
+    deny();
+    const error = await accepting;
+    expect(isCallError(error) && error.code).toBe('MEDIA_FAILED');
+    expect(rings[0]!.state).toBe('ringing');
+
+    // The ring ends on the server, and the news of it never comes.
+    w.server.expireQuietly(call.id);
+    await vi.advanceTimersByTimeAsync(ringCheckMs);
+    await vi.waitFor(() => expect(rings[0]!.state).toBe('ended'));
+    expect(rings[0]!.endReason).toBe('missed');
+  });
+
+  it('an onError handler that throws stops neither the others nor the call', async () => {
+    const { alice, bobPhone, errors } = world();
+    const heard: unknown[] = [];
+    alice.calls.onError(() => {
+      throw new Error('the app failed to show it');
+    });
+    alice.calls.onError((error) => heard.push(error));
+    const render = alice.calls.onChange(() => {
+      throw new Error('render failed');
+    });
+    const call = await alice.calls.start('bob');
+    expect(call.state).toBe('dialing');
+    expect(heard.length).toBeGreaterThan(0);
+    expect(heard).toEqual(errors);
+    expect(heard.every((e) => (e as Error).message === 'render failed')).toBe(true);
+
+    render.unsubscribe();
+    await waitFor(() => !!bobPhone.ringing(), 'ringing');
+    await bobPhone.ringing()!.accept();
+    await waitFor(() => call.state === 'connected', 'connected');
+    await call.hangup();
+    expect(call.state).toBe('ended');
   });
 });

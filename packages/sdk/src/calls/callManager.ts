@@ -3,6 +3,7 @@
  * events to each call's session. One live call at a time (the server answers `busy` to anyone
  * calling a user who is in a call).
  */
+import { reportTo } from '../reportTo';
 import type { Subscription } from '../syncTypes';
 import type { Snapshot, SyncEvent } from '../messaging';
 import type { CallCrypto } from './callCrypto';
@@ -118,9 +119,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   let snapshotSubscription: Subscription | undefined;
   let dialSession: CallSession | undefined;
 
-  const report = (error: unknown) => {
-    for (const handler of errorHandlers) handler(error);
-  };
+  const report = (error: unknown) => reportTo(errorHandlers, error);
   const emit = (set: Set<(call: Call) => void>, call: Call) => {
     for (const handler of [...set]) {
       try {
@@ -166,7 +165,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
       case 'call.accepted':
         return session.onAccepted(event.deviceId, event.answer);
       case 'call.answered_elsewhere':
-        return session.onAnsweredElsewhere();
+        return answeredElsewhere(session, event.deviceId);
       case 'call.ended':
         return session.onEnded(event.call);
       case 'call.signal':
@@ -174,6 +173,22 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
       default:
         return undefined;
     }
+  }
+
+  /**
+   * The server tells every device of mine which one answered, that one too: there it is no news,
+   * and its own accept (or, if the reply to it is lost, the server asked) says how the call goes
+   * on. Only a device past ringing can have answered, so only then is the server asked which
+   * device this is (each time: a sign-in may make it another). Unknown, the answer counts as
+   * another device's, as a device that cannot tell must not hang up a call answered elsewhere.
+   */
+  async function answeredElsewhere(session: CallSession, deviceId: string) {
+    const { direction, state } = session.call;
+    if (direction === 'incoming' && state !== 'ringing' && state !== 'ended') {
+      const here = await transport.deviceId().catch((error: unknown) => void report(error));
+      if (deviceId === here) return;
+    }
+    session.onAnsweredElsewhere();
   }
 
   /**
@@ -219,7 +234,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
         sessions.set(call.id, session);
         emit(changeHandlers, session.call);
         emit(incomingHandlers, session.call);
-        for (const later of waiting) route(session, later);
+        for (const later of waiting) void route(session, later);
         const glare = lostGlare.get(call.callerId);
         if (
           glare &&
@@ -309,7 +324,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     const id = session.call.id;
     sessions.set(id, session);
     emit(changeHandlers, session.call);
-    for (const event of orphans.get(id) ?? []) route(session, event);
+    for (const event of orphans.get(id) ?? []) void route(session, event);
     orphans.delete(id);
     if (dialing === 0) orphans.clear();
     return session.call;

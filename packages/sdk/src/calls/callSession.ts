@@ -179,6 +179,9 @@ export function createCallSession(
   const stopTracks = (stream: MediaStream | null) => {
     for (const track of stream?.getTracks() ?? []) track.stop();
   };
+  const applyMute = (stream: MediaStream | null) => {
+    for (const track of stream?.getAudioTracks() ?? []) track.enabled = !muted;
+  };
 
   function end(reason: CallEndReason) {
     if (ended()) return;
@@ -210,13 +213,17 @@ export function createCallSession(
   }
 
   async function acquire(video: boolean, audio = true): Promise<MediaStream> {
+    let stream: MediaStream;
     try {
-      return await deps.getUserMedia()({ audio, video });
+      stream = await deps.getUserMedia()({ audio, video });
     } catch (error) {
       throw new CallError('MEDIA_FAILED', 'Could not open the microphone or camera', {
         cause: error,
       });
     }
+    // Muted before the microphone opened (while ringing or dialing): it opens muted.
+    applyMute(stream);
+    return stream;
   }
 
   /** When the TURN credentials in use expire (ms): a restart near it fetches new ones. */
@@ -387,6 +394,8 @@ export function createCallSession(
         localStream = null;
         state = 'ringing';
         changed();
+        // A ring check that came while it was answering let it be: it must look again.
+        watchRinging();
         throw error;
       }
       if (elsewhere) return end('answered_elsewhere');
@@ -478,7 +487,7 @@ export function createCallSession(
       state === 'ringing' && incoming ? decline() : hangupWith('user_hangup', 'hangup'),
     setMuted(next) {
       muted = next;
-      for (const track of localStream?.getAudioTracks() ?? []) track.enabled = !next;
+      applyMute(localStream);
       changed();
     },
     setVideoEnabled,

@@ -95,6 +95,7 @@ export function createFakeCallServer(
     const handlers = new Set<Handler>();
     streams.set(deviceId, handlers);
     const transport: CallTransport = {
+      deviceId: async () => deviceId,
       iceServers: async () => {
         iceFetches++;
         return {

@@ -4,6 +4,7 @@
  */
 import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
+import { sessionDeviceId } from '../sessionDeviceId';
 import type { RouterInputs, RouterOutputs } from '../types';
 
 export type ServerCall = RouterOutputs['calls']['get'];
@@ -16,6 +17,8 @@ export type CallSignalKind = RouterInputs['calls']['signal']['kind'];
 export type IceServersResult = RouterOutputs['calls']['iceServers'];
 
 export type CallTransport = {
+  /** This device's id, as call events name the device that answered. */
+  deviceId(): Promise<string>;
   iceServers(): Promise<IceServersResult>;
   /** The user's devices with published keys (the ones that can ring). */
   devices(userId: string): Promise<string[]>;
@@ -31,6 +34,7 @@ export type CallTransport = {
 
 export function createApiCallTransport(api: TRPCClient<AppRouter>): CallTransport {
   return {
+    deviceId: () => sessionDeviceId(api),
     iceServers: () => api.calls.iceServers.query(),
     devices: async (userId) =>
       (await api.keys.devices.query({ userId })).devices.map((d) => d.deviceId),

@@ -566,6 +566,10 @@ describe('e2ee over a fake server', () => {
     // A low-order identity key: every Diffie-Hellman with it is all zeros, which X3DH refuses.
     net.published.get('mallory-phone')!.identityKey = toBase64(new Uint8Array(32));
     const errors: unknown[] = [];
+    // A listener that throws keeps neither the next one from hearing nor the send from going.
+    a.e2ee.onError(() => {
+      throw new Error("the app's own listener fails");
+    });
     a.e2ee.onError((error) => errors.push(error));
     await send(a, 'g', 'to the group');
     await net.settled();

@@ -6,6 +6,7 @@ import { type CryptoStore, createMemoryStore } from '@mvp/crypto';
 import type { Message, SyncEvent } from '../messaging';
 import type { MvpExpiry } from '../expiry';
 import type { MvpOutbox, OutboxHandle } from '../outboxTypes';
+import { reportTo } from '../reportTo';
 import type { MvpSync, Subscription } from '../syncTypes';
 import type { Awaitable } from '../types';
 import { createDirectory } from './directory';
@@ -168,9 +169,7 @@ export function createE2ee(deps: {
     set.add(handler);
     return { unsubscribe: () => void set.delete(handler) };
   };
-  const report = (error: unknown) => {
-    for (const handler of errorHandlers) handler(error);
-  };
+  const report = (error: unknown) => reportTo(errorHandlers, error);
   const background = (task: Promise<unknown>) => void task.catch(report);
 
   let who: Promise<Me> | undefined;

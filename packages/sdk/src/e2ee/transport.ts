@@ -5,6 +5,7 @@
 import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
 import { errorCodeOf, isMvpError } from '../errors';
+import { sessionDeviceId } from '../sessionDeviceId';
 import type { RouterInputs, RouterOutputs } from '../types';
 
 export type Me = { userId: string; deviceId: string };
@@ -56,10 +57,8 @@ export type E2eeTransport = {
 export function createApiE2eeTransport(api: TRPCClient<AppRouter>): E2eeTransport {
   return {
     whoAmI: async () => {
-      const [me, sessions] = await Promise.all([api.me.get.query(), api.sessions.list.query()]);
-      const current = sessions.sessions.find((s) => s.current);
-      if (!current) throw new Error('@mvp/sdk: the server did not name this session');
-      return { userId: me.id, deviceId: current.device.id };
+      const [me, deviceId] = await Promise.all([api.me.get.query(), sessionDeviceId(api)]);
+      return { userId: me.id, deviceId };
     },
     keyCount: async () => {
       try {
