@@ -1,6 +1,6 @@
 import type { ApiSettings, AuthSettings } from '@mvp/api';
 import type { S3BlobStoreOptions } from './adapters/blob/s3BlobStore';
-import { parseEnv, type Env } from './env';
+import { EnvError, parseEnv, type Env } from './env';
 
 export type AuthConfig = {
   jwt: {
@@ -90,22 +90,40 @@ export type ServerConfig = {
 };
 
 /**
+ * Secrets that were once published as defaults (docker-compose.yml, .env.example). Whoever knows
+ * coturn's secret mints TURN credentials and relays through it, so production refuses them.
+ */
+const PUBLISHED_TURN_SECRETS = new Set(['change-me-turn-secret']);
+
+/**
  * TURN needs the secret coturn shares, or clients would get credentials that never work; and a
  * secret without URLs is almost always a forgotten variable: calls would quietly go without TURN
  * (and fail behind symmetric NAT) while the operator believes it is on.
  */
 function callsFromEnv(env: Env): ApiSettings['calls'] {
+  if (
+    env.NODE_ENV === 'production' &&
+    env.MVP_TURN_SECRET &&
+    PUBLISHED_TURN_SECRETS.has(env.MVP_TURN_SECRET)
+  ) {
+    // An EnvError: main.ts prints it as the one line a bad variable gets.
+    throw new EnvError(
+      'invalid environment: MVP_TURN_SECRET: the published placeholder is refused in production ' +
+        '(anyone could mint TURN credentials); set a random one, e.g. openssl rand -hex 32',
+    );
+  }
   if (env.MVP_TURN_URLS.length > 0 && !env.MVP_TURN_SECRET) {
     throw new Error('MVP_TURN_URLS needs MVP_TURN_SECRET (coturn static-auth-secret)');
   }
   if (env.MVP_TURN_SECRET && env.MVP_TURN_URLS.length === 0) {
     throw new Error('MVP_TURN_SECRET needs MVP_TURN_URLS (the turn: and turns: URLs of coturn)');
   }
-  if (env.MVP_TURN_URLS.some((u) => u.startsWith('stun:'))) {
+  const isStun = (url: string) => /^stuns?:/.test(url);
+  if (env.MVP_TURN_URLS.some(isStun)) {
     throw new Error('MVP_TURN_URLS takes turn: and turns: URLs; put stun: ones in MVP_STUN_URLS');
   }
-  if (env.MVP_STUN_URLS.some((u) => !u.startsWith('stun:'))) {
-    throw new Error('MVP_STUN_URLS takes stun: URLs; put turn: ones in MVP_TURN_URLS');
+  if (!env.MVP_STUN_URLS.every(isStun)) {
+    throw new Error('MVP_STUN_URLS takes stun: and stuns: URLs; put turn: ones in MVP_TURN_URLS');
   }
   return {
     stunUrls: env.MVP_STUN_URLS,

@@ -173,27 +173,46 @@ export async function createServer(
     if (Array.isArray(conversationIds)) infra.ports.posting.forget(conversationIds);
   });
 
-  // Background jobs (re-encryption, inactive accounts); a KeyValue lock makes one instance run each.
-  const jobs = setInterval(() => {
-    runJobsOnce(infra.ports, settings).catch((err: unknown) =>
-      logger.error({ err }, 'jobs failed'),
-    );
-  }, config.auth.jobsIntervalSeconds * 1000);
-  jobs.unref();
-
-  // Calls ringing too long become missed, calls whose heartbeats stopped end (one instance).
-  const callTimeouts = setInterval(
-    () => void runCallTimeoutsOnce(infra.ports, settings),
-    Math.min(5_000, config.calls.ringTimeoutMs / 4),
-  );
-  callTimeouts.unref();
-
-  // Disappearing messages go about when they expire, not a jobs interval later (one instance).
-  const messageExpiry = setInterval(
-    () => void runMessageExpiryOnce(infra.ports, settings),
-    config.messageExpiryCheckMs,
-  );
-  messageExpiry.unref();
+  // Background loops, each job under a KeyValue lock so that one instance runs it. Shutdown stops
+  // the runs in progress (between batches) and waits for them before closing the database and
+  // Redis: closed under a run, they would fail it and leave its lock held to the end of its lease
+  // (a minute in which no instance ends ringing calls, after every deploy).
+  const stopJobs = new AbortController();
+  const runs = new Set<Promise<void>>();
+  const runEvery = (ms: number, job: string, run: (stop: AbortSignal) => Promise<unknown>) => {
+    let running = false;
+    const timer = setInterval(() => {
+      // A run outlasting its interval holds the lock: another would only be refused, and with
+      // the store slow they would pile up.
+      if (running) return;
+      running = true;
+      const current = run(stopJobs.signal).then(
+        () => undefined,
+        (err: unknown) => logger.error({ err, job }, 'job failed'),
+      );
+      runs.add(current);
+      void current.finally(() => {
+        runs.delete(current);
+        running = false;
+      });
+    }, ms);
+    timer.unref();
+    return timer;
+  };
+  const jobs = [
+    // Re-encryption, inactive accounts, stream retention.
+    runEvery(config.auth.jobsIntervalSeconds * 1000, 'jobs', (stop) =>
+      runJobsOnce(infra.ports, settings, undefined, stop),
+    ),
+    // Calls ringing too long become missed, calls whose heartbeats stopped end.
+    runEvery(Math.min(5_000, config.calls.ringTimeoutMs / 4), 'expireCalls', (stop) =>
+      runCallTimeoutsOnce(infra.ports, settings, stop),
+    ),
+    // Disappearing messages go about when they expire, not a jobs interval later.
+    runEvery(config.messageExpiryCheckMs, 'purgeExpiredMessages', (stop) =>
+      runMessageExpiryOnce(infra.ports, settings, stop),
+    ),
+  ];
 
   // Keeps this instance's users online in the shared store and expires those of dead instances.
   const presenceTicks = setInterval(
@@ -208,16 +227,17 @@ export async function createServer(
   const shutdown = (): Promise<void> => {
     shutdownPromise ??= (async () => {
       stopping = true;
-      clearInterval(jobs);
+      for (const timer of jobs) clearInterval(timer);
       clearInterval(presenceTicks);
-      clearInterval(callTimeouts);
-      clearInterval(messageExpiry);
+      stopJobs.abort();
+      const jobsDone = Promise.all(runs);
       // Not awaited: an unreachable Redis must not hold up the bounded shutdown.
       stopRevocations().catch(() => undefined);
       stopPostingChanges().catch(() => undefined);
       const deadline = Date.now() + config.shutdownTimeoutMs;
       const left = () => deadline - Date.now();
       logger.info({ openSockets: ws.wss.clients.size }, 'shutting down');
+      if (runs.size) logger.info({ jobs: runs.size }, 'waiting for background jobs in progress');
       for (const res of unanswered) if (!res.headersSent) res.setHeader('connection', 'close');
       unanswered.clear();
       const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
@@ -238,6 +258,9 @@ export async function createServer(
       if (!(await within(httpClosed, left()))) {
         logger.warn('shutdown bound reached: closing remaining connections');
         httpServer.closeAllConnections();
+      }
+      if (!(await within(jobsDone, left()))) {
+        logger.warn('shutdown bound reached: closing the backends under background jobs');
       }
       await infra.close();
       logger.info('shutdown complete');

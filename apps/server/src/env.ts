@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import { createEnv } from '@t3-oss/env-core';
 import { z } from 'zod';
 
@@ -56,7 +57,41 @@ const originList = z
   )
   .pipe(z.array(z.url().transform((u) => new URL(u).origin)));
 
-/** `stun:` / `turn:` / `turns:` URLs, comma separated (RFC 7064 / 7065 forms). */
+/** RFC 1123 host names, label by label (letters, digits, inner hyphens; 63 characters each). */
+const DNS_NAME = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$/;
+
+/** An IPv6 address in brackets, an IPv4 address, or a DNS name. */
+function isIceHost(host: string): boolean {
+  // No zone id (`%eth0`): it names an interface of this machine, not of the browser's.
+  if (host.startsWith('[')) return isIPv6(host.slice(1, -1)) && !host.includes('%');
+  if (isIPv4(host)) return true;
+  // A last label of digits only is a malformed IPv4 address (999.1.1.1), as URL parsers read it.
+  return host.length <= 253 && DNS_NAME.test(host) && !/(^|\.)\d+$/.test(host);
+}
+
+/**
+ * What is wrong with one ICE server URL, or undefined. RFC 7064 (`stun:`, `stuns:`) and RFC 7065
+ * (`turn:`, `turns:`): scheme, host, optional port, and `?transport=udp|tcp` on TURN only. Held
+ * strictly, because RTCPeerConnection throws on a URL it cannot parse: a loose check would let
+ * the server start and then fail every call. No parser of these is a dependency (WHATWG's URL
+ * keeps `stun:host:port` opaque), hence the shape here and Node's own IP address checks.
+ */
+function iceUrlProblem(url: string): string | undefined {
+  const shape = /^(stuns?|turns?):(\[[^\]]*\]|[^:?[\]]+)(?::([^?]*))?(\?.*)?$/.exec(url);
+  if (!shape)
+    return 'expected stun:host[:port], stuns:…, turn:host[:port][?transport=udp|tcp] or turns:…';
+  const [, scheme = '', host = '', port, query] = shape;
+  if (!isIceHost(host)) return 'the host must be a DNS name, an IPv4 address or an [IPv6] address';
+  const portOk = port === undefined || (/^\d{1,5}$/.test(port) && +port >= 1 && +port <= 65_535);
+  if (!portOk) return 'the port must be a number from 1 to 65535';
+  if (query === undefined) return undefined;
+  if (scheme.startsWith('stun')) return 'stun: and stuns: URLs take no ?transport';
+  if (query !== '?transport=udp' && query !== '?transport=tcp')
+    return 'the only query is ?transport=udp or ?transport=tcp';
+  return undefined;
+}
+
+/** ICE server URLs, comma separated; a bad one is named in the start-up message. */
 const iceUrlList = z
   .string()
   .transform((s) =>
@@ -67,12 +102,13 @@ const iceUrlList = z
   )
   .pipe(
     z.array(
-      z
-        .string()
-        .regex(
-          /^(stun|turns?):[A-Za-z0-9.\-[\]:]+(\?transport=(udp|tcp))?$/,
-          'expected stun:host[:port], turn:host[:port][?transport=udp|tcp] or turns:…',
-        ),
+      z.string().superRefine((url, ctx) => {
+        const problem = iceUrlProblem(url);
+        // The URL is echoed (clients get these URLs anyway) unless it carries a user part:
+        // that would be a credential, and TURN's come from MVP_TURN_SECRET instead.
+        const shown = url.includes('@') ? 'a URL with user@' : JSON.stringify(url);
+        if (problem) ctx.addIssue({ code: 'custom', message: `${shown}: ${problem}` });
+      }),
     ),
   );
 

@@ -3,7 +3,7 @@ import { uuidv7 } from 'uuidv7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCallTimeoutsOnce, turnCredentials } from '@mvp/api';
 import { configFromEnv, defaultConfig } from '../src/index';
-import { parseEnv } from '../src/env';
+import { EnvError, parseEnv } from '../src/env';
 import {
   clientWithToken,
   currentDeviceId,
@@ -33,7 +33,7 @@ describe('TURN credentials and ICE configuration', () => {
 
   it('refuses a malformed TURN configuration at start-up with a clear message', () => {
     expect(() => parseEnv({ MVP_TURN_URLS: 'http://turn.example.com' })).toThrow(
-      /MVP_TURN_URLS: expected stun:host/,
+      /MVP_TURN_URLS: "http:\/\/turn\.example\.com": expected stun:host/,
     );
     expect(() => configFromEnv(parseEnv({ MVP_TURN_URLS: 'turn:turn.example.com:3478' }))).toThrow(
       'MVP_TURN_URLS needs MVP_TURN_SECRET (coturn static-auth-secret)',
@@ -49,8 +49,87 @@ describe('TURN credentials and ICE configuration', () => {
       ).calls.turnSecret,
     ).toBe(TURN_SECRET);
     expect(() => configFromEnv(parseEnv({ MVP_STUN_URLS: 'turn:x.example.com' }))).toThrow(
-      /MVP_STUN_URLS takes stun: URLs/,
+      /MVP_STUN_URLS takes stun: and stuns: URLs/,
     );
+    expect(() =>
+      configFromEnv(
+        parseEnv({ MVP_TURN_URLS: 'stuns:x.example.com', MVP_TURN_SECRET: TURN_SECRET }),
+      ),
+    ).toThrow(/MVP_TURN_URLS takes turn: and turns: URLs/);
+  });
+
+  // RFC 7064 / 7065: what browsers' RTCPeerConnection accepts, and nothing it would throw on.
+  it.each([
+    ['MVP_STUN_URLS', 'stun:stun.example.com'],
+    ['MVP_STUN_URLS', 'stun:stun.example.com:3478'],
+    ['MVP_STUN_URLS', 'stuns:stun.example.com:5349'],
+    ['MVP_STUN_URLS', 'stun:203.0.113.7:3478'],
+    ['MVP_STUN_URLS', 'stun:[2001:db8::1]:3478'],
+    ['MVP_STUN_URLS', 'stun:localhost:1'],
+    ['MVP_TURN_URLS', 'turn:turn.example.com'],
+    ['MVP_TURN_URLS', 'turn:turn.example.com:3478?transport=udp'],
+    ['MVP_TURN_URLS', 'turn:[::1]:3478?transport=tcp'],
+    ['MVP_TURN_URLS', 'turns:turn.example.com:5349?transport=tcp'],
+    ['MVP_TURN_URLS', 'turns:turn-1.example.com:65535'],
+  ])('accepts %s=%s', (name, url) => {
+    expect(parseEnv({ [name]: url })[name as 'MVP_STUN_URLS']).toEqual([url]);
+  });
+
+  it.each([
+    ['MVP_TURN_URLS', 'turn:host:port', /the port must be a number from 1 to 65535/],
+    ['MVP_TURN_URLS', 'turn:host:99999', /the port must be a number from 1 to 65535/],
+    ['MVP_TURN_URLS', 'turn:host:0', /the port must be a number from 1 to 65535/],
+    ['MVP_TURN_URLS', 'turn:host:', /the port must be a number from 1 to 65535/],
+    ['MVP_TURN_URLS', 'turn:::', /expected stun:host/],
+    ['MVP_STUN_URLS', 'stun:[::1', /expected stun:host/],
+    ['MVP_STUN_URLS', 'stun:[not-v6]:3478', /the host must be/],
+    ['MVP_STUN_URLS', 'stun:999.1.1.1', /the host must be/],
+    ['MVP_STUN_URLS', 'stun:-bad-.example.com', /the host must be/],
+    ['MVP_STUN_URLS', 'stun:host?transport=udp', /stun: and stuns: URLs take no \?transport/],
+    ['MVP_TURN_URLS', 'turn:host:3478?transport=sctp', /the only query is \?transport=udp/],
+    ['MVP_TURN_URLS', 'turn:host:3478?foo=bar', /the only query is \?transport=udp/],
+    ['MVP_TURN_URLS', 'turnx:host:3478', /expected stun:host/],
+  ])('refuses %s=%s, naming the URL and what is wrong', (name, url, why) => {
+    let error: unknown;
+    try {
+      // Among good ones: the bad one is named, not just the variable.
+      parseEnv({
+        [name]: `${name === 'MVP_STUN_URLS' ? 'stun:ok.example.com' : 'turn:ok.example.com'},${url}`,
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(EnvError);
+    const message = (error as EnvError).message;
+    expect(message).toMatch(`invalid environment: ${name}: ${JSON.stringify(url)}: `);
+    expect(message).toMatch(why);
+    expect(message).not.toContain('\n');
+  });
+
+  it('keeps a credential written into a URL out of the message', () => {
+    expect(() => parseEnv({ MVP_TURN_URLS: 'turn:alice:s3cret@turn.example.com' })).toThrow(
+      /^invalid environment: MVP_TURN_URLS: a URL with user@: /,
+    );
+    expect(() => parseEnv({ MVP_TURN_URLS: 'turn:alice:s3cret@turn.example.com' })).not.toThrow(
+      /s3cret/,
+    );
+  });
+
+  it('in production, refuses the TURN secret compose once defaulted to, in one line', () => {
+    const env = {
+      MVP_TURN_URLS: 'turn:turn.example.com:3478',
+      MVP_TURN_SECRET: 'change-me-turn-secret',
+    };
+    expect(() => configFromEnv(parseEnv({ ...env, NODE_ENV: 'production' }))).toThrow(
+      new EnvError(
+        'invalid environment: MVP_TURN_SECRET: the published placeholder is refused in production ' +
+          '(anyone could mint TURN credentials); set a random one, e.g. openssl rand -hex 32',
+      ),
+    );
+    // Development keeps working with it (a local compose, an old .env).
+    expect(configFromEnv(parseEnv(env)).calls.turnSecret).toBe('change-me-turn-secret');
+    const chosen = { ...env, MVP_TURN_SECRET: TURN_SECRET, NODE_ENV: 'production' };
+    expect(configFromEnv(parseEnv(chosen)).calls.turnSecret).toBe(TURN_SECRET);
   });
 
   it("refuses a heartbeat timeout shorter than two of the clients' 30 s beats", () => {

@@ -21,15 +21,17 @@ type Service = {
 };
 
 /**
- * Compose's `${VAR}`, `${VAR:-default}` and `${VAR:+alternative}` (un-nested, the only forms the
- * file uses), so a test can see what a value becomes with and without a variable set.
+ * Compose's `${VAR}`, `${VAR:-default}`, `${VAR:+alternative}` and `${VAR:?error}` (un-nested, the
+ * only forms the file uses), so a test can see what a value becomes with and without a variable
+ * set. Like compose, `:?` refuses a variable that is unset or empty.
  */
 const interpolate = (value: string, vars: Record<string, string>) =>
   value.replace(
-    /\$\{(\w+)(?:(:-|:\+)([^}]*))?\}/g,
+    /\$\{(\w+)(?:(:-|:\+|:\?)([^}]*))?\}/g,
     (_: string, name: string, op: string | undefined, arg: string | undefined): string => {
       const set = vars[name];
       if (op === ':+') return set ? (arg ?? '') : '';
+      if (op === ':?' && !set) throw new Error(`required variable ${name} is missing: ${arg}`);
       return set || (op === ':-' ? (arg ?? '') : '');
     },
   );
@@ -114,22 +116,29 @@ describe('docker-compose.yml', () => {
     expect(String(env.MVP_S3_SECRET_ACCESS_KEY)).not.toContain('MINIO_ROOT');
   });
 
-  const coturnArgs = () => [services.coturn?.command ?? []].flat().flatMap((c) => c.split(' '));
+  // A list is one argument per item (a required variable's message has spaces); a string splits.
+  const coturnArgs = () => {
+    const command = services.coturn?.command ?? [];
+    return typeof command === 'string' ? command.split(' ') : command;
+  };
   const serverEnv = () => services.server?.environment ?? {};
 
-  it('gives coturn and the server one shared secret: the same variable, the same default', () => {
+  it('gives coturn and the server one shared secret: the same variable, required', () => {
     const args = coturnArgs();
     expect(args).toContain('--use-auth-secret');
-    const coturnSecret = args.find((a) => a.startsWith('--static-auth-secret='))?.split('=')[1];
+    const coturnSecret = args
+      .find((a) => a.startsWith('--static-auth-secret='))
+      ?.slice('--static-auth-secret='.length);
     const serverSecret = String(serverEnv().MVP_TURN_SECRET);
-    expect(coturnSecret).toMatch(/^\$\{TURN_SECRET(:-[^}]+)?\}$/); // a variable, not a literal
+    // A variable without a default: coturn's port is public, and a secret everyone can read in
+    // this file would let anyone mint TURN credentials. Compose refuses to start without it.
+    expect(coturnSecret).toMatch(/^\$\{TURN_SECRET:\?[^}]+\}$/);
     expect(coturnSecret).toBe(serverSecret);
-    const settings: Record<string, string>[] = [
-      {},
-      { TURN_SECRET: 'an-operator-chosen-secret-0123456789' },
-    ];
-    for (const vars of settings)
-      expect(interpolate(coturnSecret!, vars)).toBe(interpolate(serverSecret, vars));
+    for (const vars of [{}, { TURN_SECRET: '' }] as Record<string, string>[])
+      expect(() => interpolate(serverSecret, vars)).toThrow(/TURN_SECRET/);
+    const vars = { TURN_SECRET: 'an-operator-chosen-secret-0123456789' };
+    expect(interpolate(coturnSecret!, vars)).toBe('an-operator-chosen-secret-0123456789');
+    expect(interpolate(serverSecret, vars)).toBe('an-operator-chosen-secret-0123456789');
   });
 
   it('refuses to relay into loopback, private, link-local, CGNAT and mapped addresses', () => {
@@ -178,10 +187,11 @@ describe('docker-compose.yml', () => {
     // What the server is configured with, with and without TURN_TLS_HOST; env.ts must accept it.
     const iceConfig = (vars: Record<string, string>) => {
       const env = serverEnv();
-      const pick = ['MVP_STUN_URLS', 'MVP_TURN_URLS', 'MVP_TURN_SECRET'] as const;
+      const pick = ['NODE_ENV', 'MVP_STUN_URLS', 'MVP_TURN_URLS', 'MVP_TURN_SECRET'] as const;
+      const given = { TURN_SECRET: 'an-operator-chosen-secret-0123456789', ...vars };
       return configFromEnv(
         parseEnv(
-          Object.fromEntries(pick.map((name) => [name, interpolate(String(env[name]), vars)])),
+          Object.fromEntries(pick.map((name) => [name, interpolate(String(env[name]), given)])),
         ),
       ).calls;
     };
@@ -196,6 +206,10 @@ describe('docker-compose.yml', () => {
       'turns:turn.example.com:5349?transport=tcp',
     ]);
     expect(withTls.stunUrls).toEqual(['stun:203.0.113.7:3478']);
+    // The placeholder this file once defaulted to, set by hand, still stops the server.
+    expect(() => iceConfig({ TURN_SECRET: 'change-me-turn-secret' })).toThrow(
+      /^invalid environment: MVP_TURN_SECRET: /,
+    );
   });
 });
 
@@ -204,6 +218,10 @@ describe('.env.example and Dockerfile', () => {
     const example = read('.env.example');
     const missing = ENV_VARIABLES.filter((name) => !new RegExp(`^#? ?${name}=`, 'm').test(example));
     expect(missing).toEqual([]);
+  });
+
+  it('leaves TURN_SECRET empty: a copied .env.example gives coturn no published secret', () => {
+    expect(/^TURN_SECRET=(.*)$/m.exec(read('.env.example'))?.[1]).toBe('');
   });
 
   it('builds in one stage and runs in another', () => {

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { runJobsOnce, runMessageExpiryOnce, type KeyValue } from '@mvp/api';
 import { createMvpClient, type ConnectionState, type MvpClient } from '@mvp/sdk';
 import { eventQueue } from './helpers/collect';
 import { spawnServer, type SpawnedServer } from './helpers/spawnServer';
@@ -127,6 +129,118 @@ describe(`shutdown and keep-alive connections (${backendLabel})`, () => {
       await stopped;
     } finally {
       agent.destroy();
+      await t.stop();
+    }
+  });
+});
+
+describe(`background jobs at shutdown (${backendLabel})`, () => {
+  it('a run in flight is stopped and awaited: its lock goes back before the backends close', async () => {
+    // The disappearing-messages loop ticks at once; its first run is held just after its lock.
+    const t = await startServer({ messageExpiryCheckMs: 10 });
+    try {
+      const { infra } = t.server;
+      const { kv } = infra.ports;
+      const acquire = kv.acquireLock.bind(kv);
+      const steps: string[] = [];
+      const held = eventQueue<true>();
+      let resume!: () => void;
+      const resumed = new Promise<void>((r) => (resume = r));
+      let holding = false;
+      kv.acquireLock = async (name, ttlMs) => {
+        const lock = await acquire(name, ttlMs);
+        if (!lock || name !== 'job:purgeExpiredMessages' || holding) return lock;
+        holding = true;
+        held.push(true);
+        await resumed;
+        return {
+          extend: (ms) => lock.extend(ms),
+          async release() {
+            await lock.release();
+            steps.push('lock released');
+          },
+        };
+      };
+      const close = infra.close.bind(infra);
+      let closed!: () => void;
+      const backendsClosed = new Promise<void>((r) => (closed = r));
+      infra.close = async () => {
+        steps.push('backends closing');
+        await close();
+        closed();
+      };
+      await held.next();
+
+      const stopped = t.server.shutdown();
+      // A server that waits for the run says so; one that does not closes the backends under it.
+      await Promise.race([
+        t.logs.waitFor((l) => l.msg === 'waiting for background jobs in progress'),
+        backendsClosed,
+      ]);
+      resume();
+      await stopped;
+      expect(steps).toEqual(['lock released', 'backends closing']);
+      expect(t.logs.lines.filter((l) => Number(l.level) >= 50)).toEqual([]);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('once stopped, no job starts and no lock is taken', async () => {
+    const t = await startServer();
+    try {
+      const { ports } = t.server.infra;
+      const taken: string[] = [];
+      const kv: KeyValue = {
+        ...ports.kv,
+        acquireLock(name, ttlMs) {
+          taken.push(name);
+          return ports.kv.acquireLock(name, ttlMs);
+        },
+      };
+      const stop = AbortSignal.abort();
+      expect(await runJobsOnce({ ...ports, kv }, t.server.settings, undefined, stop)).toEqual({
+        reencryptPersonalData: null,
+        deleteInactiveAccounts: null,
+        pruneStreams: null,
+      });
+      expect(await runMessageExpiryOnce({ ...ports, kv }, t.server.settings, stop)).toBeNull();
+      expect(taken).toEqual([]);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('a lock that cannot be given back is logged without its token; the run still ends', async () => {
+    const t = await startServer();
+    try {
+      const { ports } = t.server.infra;
+      const stop = new AbortController();
+      const token = randomUUID();
+      const kv: KeyValue = {
+        ...ports.kv,
+        acquireLock() {
+          // Shutdown begins while the lock is on its way, and the store is gone by the release
+          // (ioredis puts the command, the lock's token among its arguments, on its errors).
+          stop.abort();
+          const gone = Object.assign(new Error('Connection is closed.'), {
+            command: { name: 'eval', args: [token] },
+          });
+          return Promise.resolve({
+            extend: () => Promise.resolve(true),
+            release: () => Promise.reject(gone),
+          });
+        },
+      };
+      expect(
+        await runMessageExpiryOnce({ ...ports, kv }, t.server.settings, stop.signal),
+      ).toBeNull();
+      expect(await t.logs.waitFor((l) => l.event === 'job_lock_release_failed')).toMatchObject({
+        job: 'purgeExpiredMessages',
+        reason: 'Connection is closed.',
+      });
+      expect(t.logs.text()).not.toContain(token);
+    } finally {
       await t.stop();
     }
   });

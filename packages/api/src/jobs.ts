@@ -11,8 +11,9 @@ const BATCH = 200;
 
 /**
  * A job handles rows a batch (or one unit of work) at a time and returns how many. Under
- * `runLocked` it gets a signal that aborts when its lock was lost; it then stops between batches,
- * since another instance may be running it too. Called directly (tests), it runs to the end.
+ * `runLocked` it gets a signal that aborts when its lock was lost (another instance may be running
+ * it too) or the server shuts down; it then stops between batches. Called directly (tests), it
+ * runs to the end.
  */
 type Job = (ctx: Context, signal?: AbortSignal) => Promise<number>;
 
@@ -110,9 +111,17 @@ const JOBS_LOCK_MS = 10 * 60 * 1000;
 /**
  * Renews `lock` every third of its lease while a job runs, so that a run may outlive the lease.
  * The signal aborts when a renewal finds the lock gone (this instance stalled past the lease and
- * another may have taken it) or cannot tell; `stop` ends the renewals once the run is over.
+ * another may have taken it) or cannot tell, and when `stop` aborts (the server shuts down: the
+ * job ends between batches, as for a lost lock, but nothing was lost); `end` ends the renewals
+ * once the run is over.
  */
-function keepRenewed(lock: Lock, lockMs: number, logger: Logger, job: string) {
+function keepRenewed(
+  lock: Lock,
+  lockMs: number,
+  logger: Logger,
+  job: string,
+  stop: AbortSignal | undefined,
+) {
   const lost = new AbortController();
   const lose = (err?: unknown) => {
     if (lost.signal.aborted) return;
@@ -126,10 +135,14 @@ function keepRenewed(lock: Lock, lockMs: number, logger: Logger, job: string) {
     }, lose);
   }, lockMs / 3);
   renewals.unref();
+  const stopped = () => lost.abort();
+  stop?.addEventListener('abort', stopped, { once: true });
   return {
     signal: lost.signal,
-    stop() {
+    end() {
       clearInterval(renewals);
+      // Not left on `stop`, which lives as long as the server: one listener per run would pile up.
+      stop?.removeEventListener('abort', stopped);
       // A renewal still in flight then answers after the release: that is not a loss.
       lost.abort();
     },
@@ -137,22 +150,46 @@ function keepRenewed(lock: Lock, lockMs: number, logger: Logger, job: string) {
 }
 
 /**
- * Runs `job` under the KeyValue lock of `name` (null when another instance holds it), renewed
- * while it runs. The lock outlives an instance that dies holding it by `lockMs`: a loop that runs
- * every second passes a shorter one than the jobs, or a crash would stop it everywhere for ten
- * minutes.
+ * Gives the lock back. A release that fails (the KeyValue store unreachable) leaves the lock to
+ * expire with its lease; it must not turn into an unhandled rejection of the run. Logged with the
+ * message only: a Redis client's error carries the command's arguments, the lock's token among them.
+ */
+async function release(lock: Lock, logger: Logger, job: string): Promise<void> {
+  try {
+    await lock.release();
+  } catch (err) {
+    logger.warn(
+      {
+        job,
+        event: 'job_lock_release_failed',
+        reason: err instanceof Error ? err.message : 'unknown',
+      },
+      'job lock not released: it expires with its lease',
+    );
+  }
+}
+
+/**
+ * Runs `job` under the KeyValue lock of `name`, renewed while it runs. Null when it did not run:
+ * another instance holds the lock, `stop` has aborted (the server shuts down), or the job failed.
+ * The lock outlives an instance that dies holding it by `lockMs`: a loop that runs every second
+ * passes a shorter one than the jobs, or a crash would stop it everywhere for ten minutes.
  */
 async function runLocked(
   ports: Ports,
   settings: ApiSettings,
   name: string,
   job: Job,
-  lockMs = JOBS_LOCK_MS,
+  lockMs: number,
+  stop: AbortSignal | undefined,
 ): Promise<number | null> {
+  if (stop?.aborted) return null;
   const lock = await ports.kv.acquireLock(`job:${name}`, lockMs);
   if (!lock) return null;
-  const renewal = keepRenewed(lock, lockMs, ports.logger, name);
+  const renewal = keepRenewed(lock, lockMs, ports.logger, name, stop);
   try {
+    // Stopped while the lock was on its way: give it straight back, another instance runs it.
+    if (stop?.aborted) return null;
     const ctx = await createContext(ports, settings, {
       requestId: `job:${name}`,
       ip: 'internal',
@@ -164,24 +201,26 @@ async function runLocked(
     ports.logger.error({ err, job: name }, 'job failed');
     return null;
   } finally {
-    renewal.stop();
-    await lock.release();
+    renewal.end();
+    await release(lock, ports.logger, name);
   }
 }
 
 /**
  * Runs every job once, each under a KeyValue lock so that across instances only one runs it at a
- * time. Returns how many rows each job handled (null when another instance held the lock).
- * `lockMs` is the lease (renewed while a job runs); tests pass a short one.
+ * time. Returns how many rows each job handled (null when it did not run, see runLocked).
+ * `lockMs` is the lease (renewed while a job runs); tests pass a short one. When `stop` aborts,
+ * the job in progress ends after its batch and the ones after it do not start.
  */
 export async function runJobsOnce(
   ports: Ports,
   settings: ApiSettings,
   lockMs = JOBS_LOCK_MS,
+  stop?: AbortSignal,
 ): Promise<Record<JobName, number | null>> {
   const results = {} as Record<JobName, number | null>;
   for (const name of Object.keys(JOBS) as JobName[])
-    results[name] = await runLocked(ports, settings, name, JOBS[name], lockMs);
+    results[name] = await runLocked(ports, settings, name, JOBS[name], lockMs, stop);
   return results;
 }
 
@@ -189,8 +228,12 @@ export async function runJobsOnce(
 const FREQUENT_LOCK_MS = 60 * 1000;
 
 /** Ring and heartbeat timeouts need seconds, not the jobs interval: their own, faster loop. */
-export function runCallTimeoutsOnce(ports: Ports, settings: ApiSettings): Promise<number | null> {
-  return runLocked(ports, settings, 'expireCalls', expireCalls, FREQUENT_LOCK_MS);
+export function runCallTimeoutsOnce(
+  ports: Ports,
+  settings: ApiSettings,
+  stop?: AbortSignal,
+): Promise<number | null> {
+  return runLocked(ports, settings, 'expireCalls', expireCalls, FREQUENT_LOCK_MS, stop);
 }
 
 /**
@@ -198,6 +241,17 @@ export function runCallTimeoutsOnce(ports: Ports, settings: ApiSettings): Promis
  * interval (a minute) later: their own loop, about every second. A run with nothing due is one
  * indexed read (and the lock).
  */
-export function runMessageExpiryOnce(ports: Ports, settings: ApiSettings): Promise<number | null> {
-  return runLocked(ports, settings, 'purgeExpiredMessages', purgeExpiredMessages, FREQUENT_LOCK_MS);
+export function runMessageExpiryOnce(
+  ports: Ports,
+  settings: ApiSettings,
+  stop?: AbortSignal,
+): Promise<number | null> {
+  return runLocked(
+    ports,
+    settings,
+    'purgeExpiredMessages',
+    purgeExpiredMessages,
+    FREQUENT_LOCK_MS,
+    stop,
+  );
 }

@@ -11,22 +11,45 @@ import { createServer, defaultConfig, type MvpServer, type ServerConfig } from '
 import { testDatabaseUrl, testRedisUrl } from './env';
 import { testBlindIndexKey, testJwtSigningKey } from './testKeys';
 
+type LogLine = Record<string, unknown>;
+
 /** Log lines the server wrote, parsed, so tests can assert on them (and on what is absent). */
-export type CapturedLogs = { lines: Record<string, unknown>[]; text: () => string };
+export type CapturedLogs = {
+  lines: LogLine[];
+  text: () => string;
+  /** The first line, written already or still to come, that `matches`. */
+  waitFor: (matches: (line: LogLine) => boolean) => Promise<LogLine>;
+};
 
 function captureLogs(): { logs: CapturedLogs; destination: Writable } {
-  const lines: Record<string, unknown>[] = [];
+  const lines: LogLine[] = [];
   const chunks: string[] = [];
+  const waiters = new Set<(line: LogLine) => void>();
   const destination = new Writable({
     write(chunk: Buffer, _enc, done) {
       const text = chunk.toString('utf8');
       chunks.push(text);
-      for (const line of text.split('\n').filter(Boolean))
-        lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const raw of text.split('\n').filter(Boolean)) {
+        const line = JSON.parse(raw) as LogLine;
+        lines.push(line);
+        for (const waiter of waiters) waiter(line);
+      }
       done();
     },
   });
-  return { logs: { lines, text: () => chunks.join('') }, destination };
+  const waitFor = (matches: (line: LogLine) => boolean) => {
+    const written = lines.find(matches);
+    if (written) return Promise.resolve(written);
+    return new Promise<LogLine>((resolve) => {
+      const waiter = (line: LogLine) => {
+        if (!matches(line)) return;
+        waiters.delete(waiter);
+        resolve(line);
+      };
+      waiters.add(waiter);
+    });
+  };
+  return { logs: { lines, text: () => chunks.join(''), waitFor }, destination };
 }
 
 export type TestServer = {
