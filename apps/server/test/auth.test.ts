@@ -459,6 +459,35 @@ describe(`auth: limits and backoff (${backendLabel})`, () => {
   });
 });
 
+describe(`auth: a stranger spending a number's SMS budget (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await withLimits({ otpSendPhone: { points: 2, durationSeconds: 3600 } });
+  });
+  afterAll(() => t.stop());
+
+  it('registrations naming my number do not spend the codes my sign-in needs', async () => {
+    const phone = freshPhone();
+    const pending = await startPhoneRegistration(t, phone, 'Owner');
+    const { accessToken } = await t.client.api.auth.otp.verify.mutate({
+      challengeId: pending.challengeId,
+      code: lastOtp(t.logs, phone),
+    });
+    await clientWithToken(t, accessToken).api.me.update.mutate({ requireOtpLogin: true });
+    // Anyone can start a registration with any number, and each one texts it a code.
+    await startPhoneRegistration(t, phone, 'Stranger');
+    expect(errorCodeOf(await failure(startPhoneRegistration(t, phone, 'Stranger')))).toBe(
+      'TOO_MANY_REQUESTS',
+    );
+    const login = await t.client.api.auth.login.mutate({
+      identifier: phone,
+      password: PASSWORD,
+      device: DEVICE,
+    });
+    expect(login.status).toBe('otp_required');
+  });
+});
+
 describe(`auth: a stranger spending an identifier's login budget (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {

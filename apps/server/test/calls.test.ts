@@ -646,16 +646,22 @@ describe(`call sessions (${backendLabel})`, () => {
     ).toBe('PAYLOAD_TOO_LARGE');
   });
 
-  it('nobody answers: missed after the ring timeout; silent calls end when heartbeats stop', async () => {
+  /** Four new people: Alice's call to Bob rings, Carol's to Dave is answered. */
+  const ringingAndAnswered = async () => {
     const [alice, bob, carol, dave] = [
       await registerUser(t),
       await registerUser(t),
       await registerUser(t),
       await registerUser(t),
     ];
-    const unanswered = await call(alice, bob, [await deviceOf(bob.accessToken)]);
+    const ringing = await call(alice, bob, [await deviceOf(bob.accessToken)]);
     const answered = await call(carol, dave, [await deviceOf(dave.accessToken)]);
     await api(dave.accessToken).calls.accept.mutate({ callId: answered.id, answer: b64('a') });
+    return { alice, bob, carol, dave, ringing, answered };
+  };
+
+  it('nobody answers: missed after the ring timeout; silent calls end when heartbeats stop', async () => {
+    const { alice, dave, ringing: unanswered, answered } = await ringingAndAnswered();
     const aliceStream = await openStream(t, alice.accessToken);
     const daveStream = await openStream(t, dave.accessToken);
 
@@ -701,15 +707,7 @@ describe(`call sessions (${backendLabel})`, () => {
   });
 
   it('an account deleted mid-call ends its calls: the other side stops ringing or talking', async () => {
-    const [alice, bob, carol, dave] = [
-      await registerUser(t),
-      await registerUser(t),
-      await registerUser(t),
-      await registerUser(t),
-    ];
-    const ringing = await call(alice, bob, [await deviceOf(bob.accessToken)]);
-    const talking = await call(carol, dave, [await deviceOf(dave.accessToken)]);
-    await api(dave.accessToken).calls.accept.mutate({ callId: talking.id, answer: b64('a') });
+    const { alice, bob, carol, dave, ringing, answered: talking } = await ringingAndAnswered();
     const bobStream = await openStream(t, bob.accessToken);
     const carolStream = await openStream(t, carol.accessToken);
     await api(alice.accessToken).me.delete.mutate({ password: PASSWORD });

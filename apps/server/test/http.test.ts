@@ -313,10 +313,20 @@ describe(`/readyz is limited per client address (${backendLabel})`, () => {
     expect(body.data.retryAfterMs).toBeGreaterThan(0);
 
     expect((await readyz('203.0.113.2')).status).toBe(200);
+    // IPv4-mapped, the same client: refused too.
+    expect((await readyz('::ffff:203.0.113.1')).status).toBe(429);
     const others = { headers: { 'x-forwarded-for': '203.0.113.1' } };
     expect((await fetch(`${t.server.url}/healthz`, others)).status).toBe(200);
     expect((await fetch(`${t.server.url}/api/v1/system/info`, others)).status).toBe(200);
     expect((await fetch(`${t.server.url}/metrics`, others)).status).toBe(200);
+  });
+
+  it('an IPv6 client is its /64: a new address of the same network changes nothing', async () => {
+    for (const host of ['1', '2', '3']) {
+      expect((await readyz(`2001:db8:a:b::${host}`)).status).toBe(200);
+    }
+    expect((await readyz('2001:db8:a:b:ffff:1:2:3')).status).toBe(429);
+    expect((await readyz('2001:db8:a:c::1')).status).toBe(200);
   });
 });
 

@@ -1,5 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import ipaddr from 'ipaddr.js';
 import proxyaddr from 'proxy-addr';
 
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
@@ -18,8 +19,24 @@ export function requestIdOf(req: IncomingMessage): string {
  */
 export function clientIpOf(req: IncomingMessage, trustedProxies: number): string {
   // Hop 0 is the socket's address (the nearest proxy), then X-Forwarded-For from the right.
-  if (trustedProxies > 0) return proxyaddr(req, (_address, hop) => hop < trustedProxies);
-  return req.socket.remoteAddress ?? 'unknown';
+  const address =
+    trustedProxies > 0
+      ? proxyaddr(req, (_address, hop) => hop < trustedProxies)
+      : req.socket.remoteAddress;
+  return address === undefined ? 'unknown' : networkOf(address);
+}
+
+/**
+ * What a per-address limit counts. An IPv6 client gets a whole /64 (the least an ISP hands one
+ * subscriber) and picks any of its 2^64 addresses, one per request if it likes: the /64 is the
+ * client. An IPv4 address is itself, also when it comes IPv4-mapped (`::ffff:192.0.2.1`).
+ */
+export function networkOf(address: string): string {
+  if (!ipaddr.isValid(address)) return address;
+  const parsed = ipaddr.process(address); // IPv4-mapped IPv6 becomes IPv4
+  if (parsed.kind() === 'ipv4') return parsed.toString();
+  const parts = (parsed as ipaddr.IPv6).parts.slice(0, 4);
+  return `${new ipaddr.IPv6([...parts, 0, 0, 0, 0]).toString()}/64`;
 }
 
 /**

@@ -41,11 +41,13 @@ async function deliver(
 ): Promise<string> {
   const { otp, limits } = ctx.settings.auth;
   await enforceLimit(ctx, 'otp-send-ip', limits.otpSendIp, ctx.ip);
+  // A budget per number and purpose: registering names any number, unauthenticated, so one
+  // shared budget let a stranger spend the code the owner's sign-in needs.
   await enforceLimit(
     ctx,
     'otp-send-phone',
     limits.otpSendPhone,
-    ctx.ports.cipher.blindIndex(phone, 'otp-send'),
+    ctx.ports.cipher.blindIndex(phone, `otp-send:${purpose}`),
   );
   const code = newOtpCode();
   await ctx.ports.otpSender.send({ to: phone, code, purpose });
