@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { systemClock, type EventBus, type KeyValue, type Logger, type RateLimiter } from '@mvp/api';
+import {
+  BUS_GAP,
+  systemClock,
+  type EventBus,
+  type KeyValue,
+  type Logger,
+  type RateLimiter,
+} from '@mvp/api';
 import { createMemoryEventBus } from '../src/adapters/memory/memoryEventBus';
 import { createMemoryKeyValue } from '../src/adapters/memory/memoryKeyValue';
 import { createMemoryRateLimiter, createRedisRateLimiter } from '../src/adapters/rateLimiter';
@@ -179,6 +186,21 @@ if (testRedisUrl) {
       expect(await count()).toBe(1);
       await offs[2]!();
       expect(await count()).toBe(0);
+    });
+
+    it('after its connection to Redis is back, tells every local subscriber of the gap', async () => {
+      const ns = `test:${randomUUID()}:`;
+      const subscriber = redis();
+      const bus = createRedisEventBus(redis(), subscriber, silent, ns);
+      const other = createRedisEventBus(redis(), redis(), silent, ns);
+      const [room, hall] = [eventQueue<unknown>(), eventQueue<unknown>()];
+      await bus.subscribe('room', (m) => room.push(m));
+      await bus.subscribe('hall', (m) => hall.push(m));
+      subscriber.disconnect(true); // dropped, and ioredis connects (and subscribes) again
+      expect([await room.next(), await hall.next()]).toEqual([BUS_GAP, BUS_GAP]);
+      // Told once subscribed again: another instance's next message arrives.
+      await other.publish('room', { after: 'the gap' });
+      expect(await room.next()).toEqual({ after: 'the gap' });
     });
 
     it('delivers across instances (two buses on separate connections)', async () => {

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uuidv7 } from 'uuidv7';
+import { appRouter, createCallerFactory, createContext } from '@mvp/api';
+import { defaultConfig } from '../src/index';
 import {
   befriend,
   clientWithToken,
@@ -8,7 +10,7 @@ import {
   signInOnAnotherDevice,
 } from './helpers/accounts';
 import { backendLabel } from './helpers/env';
-import { b64, sendText } from './helpers/messaging';
+import { b64, newClientMessageId, sendText } from './helpers/messaging';
 import { startServer, type TestServer } from './helpers/startServer';
 import { openStream, type Received } from './helpers/sync';
 
@@ -91,5 +93,43 @@ describe(`events carried by the wake-up (${backendLabel})`, () => {
     await sendText(t, alice, chat.id, 'four');
     expect((await again.next('message.new')).event.message.seq).toBe(seqs[1]! + 1);
     await again.close();
+  });
+});
+
+// The bus is at most once: a wake-up lost between the commit and the stream (a publish that
+// failed, an instance that died, Redis reconnecting) must not leave a device at its head waiting
+// for its user's next event.
+describe(`a lost wake-up (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      messaging: { ...defaultConfig().messaging, streamSessionCheckMs: 100 },
+    });
+  });
+  afterAll(() => t.stop());
+
+  it('is made good by the stream reading again now and then', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, alice, bob);
+    const chat = await clientWithToken(t, alice.accessToken).api.conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    const stream = await openStream(t, bob.accessToken);
+    // Alice's send, on this server's ports but with a bus that loses every publish.
+    const { ports } = t.server.infra;
+    const ctx = await createContext(
+      { ...ports, bus: { ...ports.bus, publish: async () => undefined } },
+      t.server.settings,
+      { requestId: 'lost', ip: '127.0.0.1', transport: 'http', token: alice.accessToken },
+    );
+    const sent = await createCallerFactory(appRouter)(ctx).messages.send({
+      conversationId: chat.id,
+      clientMessageId: newClientMessageId(),
+      contentType: 'text/plain',
+      ciphertext: b64('unannounced'),
+    });
+    expect((await stream.next('message.new')).event.message.seq).toBe(sent.seq);
+    await stream.close();
   });
 });

@@ -20,6 +20,7 @@ export type { Clock } from './Clock';
 export { systemClock } from './Clock';
 export type { BlobStore, StoredBlob } from './BlobStore';
 export type { BusHandler, EventBus, Unsubscribe } from './EventBus';
+export { BUS_GAP } from './EventBus';
 export type { KeyValue, Lock, SetOptions } from './KeyValue';
 export type { Logger } from './Logger';
 export type { Metrics, ProcedureObservation } from './Metrics';

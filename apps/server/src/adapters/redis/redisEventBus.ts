@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { BusHandler, EventBus, Logger } from '@mvp/api';
+import { BUS_GAP, type BusHandler, type EventBus, type Logger } from '@mvp/api';
 
 /**
  * Redis pub/sub with one Redis subscription per channel per instance, however many local
@@ -36,6 +36,29 @@ export function createRedisEventBus(
       }
     }
   };
+
+  // ioredis subscribes again after a reconnect, but whatever was published meanwhile is gone:
+  // each local subscriber hears of the gap (BUS_GAP) and looks again, or a stream at its head
+  // would wait for its user's next event to see the one it missed. Told once the channels are
+  // subscribed again (SUBSCRIBE is idempotent; ioredis sends its own just after 'ready'), so
+  // what is published after the look is not missed either.
+  let readyBefore = subscriber.status === 'ready';
+  subscriber.on('ready', () => {
+    if (!readyBefore) {
+      readyBefore = true;
+      return;
+    }
+    const names = [...channels.keys()];
+    if (names.length === 0) return;
+    subscriber.subscribe(...names.map((channel) => PREFIX + channel)).then(
+      () => {
+        logger.warn({ channels: names.length }, 'bus: back on Redis; subscribers look again');
+        for (const [channel, handlers] of channels) deliver(channel, [...handlers], BUS_GAP);
+      },
+      // Down again: the next 'ready' tries again.
+      (err: unknown) => logger.warn({ err }, 'bus: subscribing again after a reconnect failed'),
+    );
+  });
 
   subscriber.on('message', (redisChannel: string, raw: string) => {
     if (raw.startsWith(ownPrefix)) return;

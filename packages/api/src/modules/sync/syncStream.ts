@@ -100,10 +100,13 @@ export async function* syncStream(
   signal?.addEventListener('abort', rouse, { once: true });
   // A revocation closes the socket at once, over the bus; the bus may lose that message (Redis
   // pub/sub is at most once), and a session's expiry is announced by nobody. So a stream also
-  // asks now and then, and ends (UNAUTHORIZED) with its session.
+  // asks now and then, and ends (UNAUTHORIZED) with its session. A wake-up may be lost the same
+  // way (a publish that failed after its commit, an instance that died in between), so it
+  // reads its stream again then too: a missed event is late by at most this interval.
   let checkSession = false;
   const sessionTimer = setInterval(() => {
     checkSession = true;
+    dirty = true;
     rouse();
   }, ctx.settings.messaging.streamSessionCheckMs);
   sessionTimer.unref();
