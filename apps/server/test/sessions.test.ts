@@ -158,6 +158,66 @@ describe(`sessions and devices (${backendLabel})`, () => {
     ).toBe(false);
   });
 
+  it("a thief's replay within the grace is caught when the client's refresh follows the thief's", async () => {
+    const account = await registerUser(t);
+    const refresh = (refreshToken: string) => t.client.api.auth.refresh.mutate({ refreshToken });
+    const client = await refresh(account.refreshToken);
+    // The thief replays the first token a moment after the client used it, and goes on first.
+    const stolen = await refresh(account.refreshToken);
+    const thief = await refresh(stolen.refreshToken);
+
+    expect(await codeOf(refresh(client.refreshToken))).toBe('UNAUTHORIZED');
+    expect(await codeOf(refresh(thief.refreshToken))).toBe('UNAUTHORIZED');
+    expect(await codeOf(clientWithToken(t, thief.accessToken).api.me.get.query())).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(
+      t.logs.lines.some(
+        (l) => l.event === 'refresh_token_reuse' && l.sessionId === account.sessionId,
+      ),
+    ).toBe(true);
+  });
+
+  it("a thief's replay within the grace is caught when the thief's refresh follows the client's", async () => {
+    const account = await registerUser(t);
+    const refresh = (refreshToken: string) => t.client.api.auth.refresh.mutate({ refreshToken });
+    const client = await refresh(account.refreshToken);
+    const stolen = await refresh(account.refreshToken);
+    // The client goes on first this time.
+    const next = await refresh(client.refreshToken);
+
+    expect(await codeOf(refresh(stolen.refreshToken))).toBe('UNAUTHORIZED');
+    expect(await codeOf(refresh(next.refreshToken))).toBe('UNAUTHORIZED');
+    expect(await codeOf(clientWithToken(t, stolen.accessToken).api.me.get.query())).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(
+      t.logs.lines.some(
+        (l) => l.event === 'refresh_token_reuse' && l.sessionId === account.sessionId,
+      ),
+    ).toBe(true);
+  });
+
+  it('two sibling tokens presented at once: one answer, and the session is revoked', async () => {
+    const account = await registerUser(t);
+    const refresh = (refreshToken: string) => t.client.api.auth.refresh.mutate({ refreshToken });
+    const client = await refresh(account.refreshToken);
+    const stolen = await refresh(account.refreshToken);
+
+    const answers = await Promise.allSettled([
+      refresh(client.refreshToken),
+      refresh(stolen.refreshToken),
+    ]);
+    // Whichever goes second finds the other used, before or under the session's lock.
+    expect(answers.filter((a) => a.status === 'fulfilled')).toHaveLength(1);
+    for (const a of answers)
+      if (a.status === 'fulfilled')
+        expect(await codeOf(refresh(a.value.refreshToken))).toBe('UNAUTHORIZED');
+    expect(await codeOf(clientWithToken(t, client.accessToken).api.me.get.query())).toBe(
+      'UNAUTHORIZED',
+    );
+  });
+
   it('a malformed refresh token is BAD_REQUEST; an unknown one UNAUTHORIZED', async () => {
     expect(await codeOf(t.client.api.auth.refresh.mutate({ refreshToken: 'short' }))).toBe(
       'BAD_REQUEST',
@@ -316,5 +376,20 @@ describe(`refresh is limited per account too (${backendLabel})`, () => {
       .where('used_at', 'is', null)
       .executeTakeFirst();
     expect(row).toBeDefined();
+  });
+
+  it("a signed-out session's token, however often presented, leaves the account's budget alone", async () => {
+    const account = await registerUser(t);
+    const gone = await loginAgain(t, account, 'Lost phone');
+    await clientWithToken(t, account.accessToken).api.sessions.revoke.mutate({
+      id: gone.sessionId,
+    });
+    for (let i = 0; i < 5; i++)
+      expect(
+        await codeOf(t.client.api.auth.refresh.mutate({ refreshToken: gone.refreshToken })),
+      ).toBe('UNAUTHORIZED');
+
+    const live = await t.client.api.auth.refresh.mutate({ refreshToken: account.refreshToken });
+    expect(live.sessionId).toBe(account.sessionId);
   });
 });

@@ -74,6 +74,8 @@ export type RefreshTokensTable = {
   created_at: number;
   expires_at: number;
   used_at: number | null;
+  /** The token this one was rotated from (its hash); null for a session's first. */
+  parent_hash: string | null;
 };
 
 export type UserStreamsTable = {

@@ -41,6 +41,7 @@ export function findRefreshToken(db: Db, tokenHash: string): Promise<RefreshRow 
       'refresh_tokens.created_at',
       'refresh_tokens.expires_at',
       'refresh_tokens.used_at',
+      'refresh_tokens.parent_hash',
       'sessions.user_id',
       'sessions.device_id',
       'sessions.expires_at as session_expires_at',
@@ -48,6 +49,25 @@ export function findRefreshToken(db: Db, tokenHash: string): Promise<RefreshRow 
     ])
     .where('refresh_tokens.token_hash', '=', tokenHash)
     .executeTakeFirst();
+}
+
+/**
+ * Whether a sibling of this token (rotated from the same parent) was used: the chain forked into
+ * two that both go on, which a client's own retry or two tabs sharing one store never do.
+ */
+export async function siblingUsed(
+  db: Db,
+  token: { token_hash: string; parent_hash: string | null },
+): Promise<boolean> {
+  if (token.parent_hash === null) return false;
+  const found = await db
+    .selectFrom('refresh_tokens')
+    .select('token_hash')
+    .where('parent_hash', '=', token.parent_hash)
+    .where('token_hash', '!=', token.token_hash)
+    .where('used_at', 'is not', null)
+    .executeTakeFirst();
+  return found !== undefined;
 }
 
 /** Marks a refresh token used; false when someone else used it first (a replay). */

@@ -4,6 +4,7 @@ import type { DB } from '@mvp/db';
 import type { TAuthTokens, TDevice, TSession } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { locking } from '../../locking';
 import { enforceLimit } from '../../rateLimit';
 import { hashRefreshToken, newRefreshToken } from '../../security';
 import { issueDeviceCookie } from '../../security/deviceCookies';
@@ -27,6 +28,7 @@ async function issueTokens(
   user: UserRow,
   sessionId: string,
   sessionExpiresAt: number,
+  parentHash: string | null,
 ): Promise<TAuthTokens> {
   const now = ctx.ports.clock.now();
   const refreshToken = newRefreshToken();
@@ -35,6 +37,7 @@ async function issueTokens(
     session_id: sessionId,
     created_at: now,
     expires_at: Math.min(now + ctx.settings.auth.refreshIdleMs, sessionExpiresAt),
+    parent_hash: parentHash,
   });
   const access = await ctx.ports.tokens.sign({ userId: user.id, sessionId });
   return {
@@ -77,20 +80,23 @@ export async function startSession(
     revoked_at: null,
     revoked_reason: null,
   });
-  return issueTokens(ctx, db, user, sessionId, expiresAt);
+  return issueTokens(ctx, db, user, sessionId, expiresAt, null);
 }
 
 /**
  * A refresh token presented again this soon after its use is the client's own retry, not a
  * leak: the answer to the first use was lost (a dropped connection on a phone), or two tabs
  * sharing one store refreshed at once. It gets a fresh pair too instead of ending the session, as
- * Auth0's and Okta's reuse intervals do. Later than this, reuse revokes the family.
+ * Auth0's and Okta's reuse intervals do. Later than this, reuse revokes the family. A thief's
+ * replay within it looks the same, so it is caught later: the client goes on with one of the
+ * sibling tokens so minted, and a second sibling in use revokes the family.
  */
 const REUSE_GRACE_MS = 30_000;
 
 /**
  * Rotates a refresh token. Each is single use; presenting one that was already used (after
- * REUSE_GRACE_MS) means it leaked, so the whole family (the session) is revoked.
+ * REUSE_GRACE_MS), or one whose sibling was used, means it leaked, so the whole family (the
+ * session) is revoked.
  */
 export async function refreshSession(ctx: Context, refreshToken: string): Promise<TAuthTokens> {
   const now = ctx.ports.clock.now();
@@ -105,16 +111,28 @@ export async function refreshSession(ctx: Context, refreshToken: string): Promis
   };
 
   const row = await repo.findRefreshToken(ctx.ports.db, tokenHash);
-  if (!row) throw ended;
-  await enforceLimit(ctx, 'refresh-account', ctx.settings.auth.limits.refreshAccount, row.user_id);
-  if (row.used_at !== null && now - Number(row.used_at) > REUSE_GRACE_MS) {
+  // Dead tokens are answered before the account's budget is spent: anyone holding a signed-out
+  // session's token could otherwise spend it all, and the account's live devices, refused their
+  // refreshes, would be signed out. (The per-address budget still limits floods.)
+  if (!row || row.revoked_at !== null || row.session_expires_at <= now) throw ended;
+  // A leak revokes even when the budget is spent (by the leak's holder, say).
+  const reusedLate = row.used_at !== null && now - Number(row.used_at) > REUSE_GRACE_MS;
+  if (reusedLate || (await repo.siblingUsed(ctx.ports.db, row))) {
     await revokeFamily(row);
     throw ended;
   }
-  if (row.revoked_at !== null || row.expires_at <= now || row.session_expires_at <= now)
-    throw ended;
+  if (row.expires_at <= now) throw ended;
+  await enforceLimit(ctx, 'refresh-account', ctx.settings.auth.limits.refreshAccount, row.user_id);
 
   const result = await ctx.ports.db.transaction().execute(async (trx) => {
+    // Refreshes of one session take turns under its row lock (on MySQL; SQLite runs one
+    // transaction at a time), so of two siblings presented at once the second finds the first
+    // used here. Read after the lock: on MySQL the snapshot starts at the first plain read.
+    await locking(
+      ctx,
+      trx.selectFrom('sessions').select('id').where('id', '=', row.session_id),
+    ).execute();
+    if (await repo.siblingUsed(trx, row)) return 'forked' as const;
     // Not marked: used a moment ago (above, or by a refresh racing this one): within the grace.
     await repo.markRefreshUsed(trx, tokenHash, now);
     await repo.touchSession(trx, row.session_id, row.device_id, now);
@@ -125,8 +143,12 @@ export async function refreshSession(ctx: Context, refreshToken: string): Promis
       .executeTakeFirst();
     if (!user) return null;
     await trx.updateTable('users').set({ last_active_at: now }).where('id', '=', user.id).execute();
-    return issueTokens(ctx, trx, user, row.session_id, row.session_expires_at);
+    return issueTokens(ctx, trx, user, row.session_id, row.session_expires_at, tokenHash);
   });
+  if (result === 'forked') {
+    await revokeFamily(row);
+    throw ended;
+  }
   if (!result) throw ended; // the account is gone
   return result;
 }
