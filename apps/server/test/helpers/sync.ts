@@ -9,6 +9,10 @@ export type Received = { id: string; event: TSyncEvent };
 /**
  * A device's `sync.events` stream on its own client (its own WebSocket) to a test server or a
  * server URL, resolved once the server has started it. `close()` drops the socket, as a phone losing its network would.
+ *
+ * Without `lastEventId`, from the head of the stream as the snapshot has it, as the SDK's cold
+ * start does. (`null` is "from wherever the stream is when the server first reads it", after
+ * `onStarted`: an event the test causes right after it may fall before that.)
  */
 export async function openStream(
   at: TestServer | string,
@@ -21,9 +25,11 @@ export async function openStream(
       : at.newClient({ getToken: () => token, WebSocket });
   const events = eventQueue<Received>();
   const errors: unknown[] = [];
+  const from =
+    lastEventId === undefined ? (await client.api.sync.snapshot.query()).cursor : lastEventId;
   await new Promise<void>((resolve, reject) => {
     client.api.sync.events.subscribe(
-      { lastEventId: lastEventId ?? null },
+      { lastEventId: from },
       {
         onStarted: () => resolve(),
         onData: (tracked) => events.push({ id: tracked.id, event: tracked.data }),
