@@ -86,6 +86,7 @@ export {
   startSession,
   encryptToDevice,
   decryptFromDevice,
+  type CheckRemote,
   outboundSenderKey,
   rotateOutboundSenderKey,
   encryptGroup,

@@ -9,6 +9,7 @@ import {
   type DeviceKeys,
   type OneTimePreKey,
   type PreKeyBundle,
+  type PublicDeviceKeys,
   type SignedPreKey,
   generateOneTimePreKeys,
   generateSignedPreKey,
@@ -92,17 +93,28 @@ export async function encryptToDevice(
 }
 
 /**
+ * Asked, before anything is stored, with the keys of the device whose session opened a message:
+ * throws to refuse it. The keys in a prekey message are whatever its sender put there (X3DH
+ * proves only that it holds them), so only the caller, who knows which keys that device has, can
+ * tell a contact's new session from someone else's under the contact's name.
+ */
+export type CheckRemote = (remote: PublicDeviceKeys) => Promise<void>;
+
+/**
  * Decrypts a pairwise message. A prekey message from a new X3DH run builds a new session
  * (the old one is archived) and consumes its one-time prekey, so a replay of it finds no key.
  * A message the current session cannot open is tried on the archived ones: one that opens it
  * becomes current again, since the other device is using it (both devices started a session
- * at once, and each took the other's as current).
+ * at once, and each took the other's as current). `checkRemote` sees the keys of whichever
+ * session opened it (new, current or archived); when it throws, nothing is stored or consumed.
  */
 export async function decryptFromDevice(
   store: CryptoStore,
   address: string,
   bytes: Uint8Array,
+  options: { checkRemote?: CheckRemote } = {},
 ): Promise<Uint8Array> {
+  const checkRemote = options.checkRemote ?? (async () => undefined);
   const existing = await store.getSession(address);
   if (messageType(bytes) === WireType.PreKeyMessage) {
     const preKey = parsePreKeyMessage(bytes);
@@ -121,19 +133,24 @@ export async function decryptFromDevice(
         { signedPreKey: signedPreKey.keyPair, oneTimePreKey: oneTimePreKey?.keyPair },
         bytes,
       );
+      await checkRemote(result.session.remote);
       if (oneTimePreKey) await store.deleteOneTimePreKey(oneTimePreKey.keyId);
       await store.putSession(address, replacing(result.session, existing));
       return result.plaintext;
     }
   }
   if (!existing) throw new CryptoError('UNKNOWN_KEY', `no session with ${address}`);
+  let opened: { session: Session; plaintext: Uint8Array } | undefined;
   let failure: unknown;
   try {
-    const result = decrypt(existing, bytes);
-    await store.putSession(address, result.session);
-    return result.plaintext;
+    opened = decrypt(existing, bytes);
   } catch (error) {
     failure = error;
+  }
+  if (opened) {
+    await checkRemote(opened.session.remote);
+    await store.putSession(address, opened.session);
+    return opened.plaintext;
   }
   for (const [i, state] of existing.archived.entries()) {
     let result: { session: Session; plaintext: Uint8Array };
@@ -142,6 +159,7 @@ export async function decryptFromDevice(
     } catch {
       continue;
     }
+    await checkRemote(result.session.remote);
     const others = existing.archived.filter((_, j) => j !== i);
     await store.putSession(address, replacing(result.session, { ...existing, archived: others }));
     return result.plaintext;

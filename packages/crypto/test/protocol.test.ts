@@ -25,6 +25,7 @@ import {
   rotateOutboundSenderKey,
   noteGroupMessageRead,
   retireSenderKeysOf,
+  serializeSession,
   startSession,
   wasGroupMessageRead,
   toBase64,
@@ -145,6 +146,53 @@ describe('store-driven sessions', () => {
       garbage[garbage.length - 1]! ^= 1;
       expect(await rejects(decryptFromDevice(bob.store, 'alice:1', garbage))).toBeDefined();
     }
+  });
+
+  it('checkRemote sees the keys of whichever session opens a message; refused, nothing is stored', async () => {
+    const alice = await newDevice();
+    const bob = await newDevice();
+    const mallory = await newDevice();
+    const identityOf = async (d: { store: CryptoStore }) =>
+      (await d.store.getDeviceKeys())!.identity.publicKey;
+    const refuse = async () => {
+      throw new Error('not theirs');
+    };
+    const seen: Uint8Array[] = [];
+    const note = async (remote: { identityKey: Uint8Array }) => void seen.push(remote.identityKey);
+    const open = (bytes: Uint8Array, checkRemote = note) =>
+      decryptFromDevice(bob.store, 'alice:1', bytes, { checkRemote });
+
+    // Mallory's first message under Alice's name: refused before its session or its one-time
+    // prekey is touched, so the same bytes still open once the check lets them.
+    await startSession(mallory.store, 'bob:1', bob.claim());
+    const forged = await encryptToDevice(mallory.store, 'bob:1', text('as alice'));
+    await expect(open(forged, refuse)).rejects.toThrow('not theirs');
+    expect(await bob.store.getSession('alice:1')).toBeUndefined();
+    expect(await bob.store.getOneTimePreKey(1)).toBeDefined();
+    expect(str(await open(forged))).toBe('as alice');
+    expect(seen).toEqual([await identityOf(mallory)]);
+
+    // Alice's run replaces Mallory's; an earlier run of hers is archived behind her next one.
+    seen.length = 0;
+    await startSession(alice.store, 'bob:1', bob.claim());
+    expect(str(await open(await encryptToDevice(alice.store, 'bob:1', text('one'))))).toBe('one');
+    const late = await encryptToDevice(alice.store, 'bob:1', text('late'));
+    await startSession(alice.store, 'bob:1', bob.claim());
+    expect(str(await open(await encryptToDevice(alice.store, 'bob:1', text('two'))))).toBe('two');
+    const current = await encryptToDevice(alice.store, 'bob:1', text('current'));
+    for (const [bytes, plaintext] of [
+      [late, 'late'],
+      [current, 'current'],
+    ] as const) {
+      const before = serializeSession((await bob.store.getSession('alice:1'))!);
+      await expect(open(bytes, refuse)).rejects.toThrow('not theirs');
+      expect(serializeSession((await bob.store.getSession('alice:1'))!)).toBe(before);
+      expect(str(await open(bytes))).toBe(plaintext);
+    }
+    expect(seen).toEqual(Array(4).fill(await identityOf(alice)));
+    // Her run, archived now, is checked as well when it opens a message.
+    const again = await encryptToDevice(mallory.store, 'bob:1', text('still alice'));
+    await expect(open(again, refuse)).rejects.toThrow('not theirs');
   });
 
   it('no session, no device keys: typed errors', async () => {

@@ -276,7 +276,10 @@ export function createE2ee(deps: {
         const address = addressOf(event.userId, event.deviceId);
         if (event.change === 'removed') background(outbound.deviceGone(address));
         else outbound.forgetDevice(address);
-        background(queue(lanes.pair(address), () => store.deleteSession(address)));
+        // The session stays: this is only the server's word, and without it a replayed prekey
+        // message that used no one-time prekey would start a new session and be read again. One
+        // with keys no longer listed opens nothing (`openFrom`), and the next send starts one
+        // with the listed keys (`ensureSessions`).
         return;
       }
       default:

@@ -133,6 +133,8 @@ export function createFakeNetwork() {
   /** Events held back from devices (`withhold`), in order, until `release`. */
   let withhold: ((deviceId: string, event: SyncEvent) => boolean) | null = null;
   const withheld: [string, SyncEvent][] = [];
+  /** Events whose handler failed, in order: the sync engine would hand them over again. */
+  const failed: [string, SyncEvent][] = [];
   const deliver = (deviceId: string, event: SyncEvent) => {
     if (withhold?.(deviceId, event)) {
       withheld.push([deviceId, event]);
@@ -143,7 +145,8 @@ export function createFakeNetwork() {
     const next = (chains.get(deviceId) ?? Promise.resolve()).then(() => handler(event));
     chains.set(
       deviceId,
-      next.catch(() => undefined),
+      // What the sync engine would hand over again after a backoff (see `retryFailed`).
+      next.catch(() => void failed.push([deviceId, event])),
     );
   };
 
@@ -442,6 +445,14 @@ export function createFakeNetwork() {
     /** Holds back the events `rule` picks (the server delays them) until `release`. */
     withhold(rule: (deviceId: string, event: SyncEvent) => boolean) {
       withhold = rule;
+    },
+    /** How many events' handlers failed and wait to be handed over again. */
+    get failedEvents() {
+      return failed.length;
+    },
+    /** Hands over again what failed, in order, as the sync engine does after its backoff. */
+    retryFailed() {
+      for (const [deviceId, event] of failed.splice(0)) deliver(deviceId, event);
     },
     /** Stops holding back, and delivers what was held, in order. */
     release() {

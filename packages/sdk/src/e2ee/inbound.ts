@@ -7,7 +7,7 @@
  */
 import {
   type CryptoStore,
-  type Session,
+  type PublicDeviceKeys,
   WireType,
   equalBytes,
   decryptFromDevice,
@@ -16,6 +16,7 @@ import {
   isCryptoError,
   messageType,
   noteGroupMessageRead,
+  parsePreKeyMessage,
   parseSenderKeyMessage,
   receiveSenderKey,
   retireSenderKeysOf,
@@ -39,9 +40,9 @@ import {
   MAX_RESEND_ITERATIONS,
   type DevicePayload,
 } from './payloads';
+import { createSenderIdentity, SenderCheckUnavailable } from './senderIdentity';
 import { lanes, type KeyedQueue } from './serial';
 import type { DeviceRef, E2eeTransport, Me } from './transport';
-import { isUntrustedIdentityError } from './trust';
 
 export type DecryptedMessage = {
   /** The stored message as the server has it (its `ciphertext` stays the encrypted bytes). */
@@ -171,6 +172,15 @@ function placeOf(message: Message): Place | undefined {
   }
 }
 
+/** A prekey message: one that may start a new session, with the keys it carries. */
+function isPreKeyMessage(ciphertext: Uint8Array): boolean {
+  try {
+    return messageType(ciphertext) === WireType.PreKeyMessage;
+  } catch {
+    return false; // not one that parses: decrypting it says why
+  }
+}
+
 /** A message's bytes change with each edit: remembered plaintexts are per version. */
 const versionOf = (message: Message) => `${message.id}\n${message.editedAt ?? ''}`;
 
@@ -198,6 +208,7 @@ export function createInbound(deps: {
   report(error: unknown): void;
 }): Inbound {
   const { store, transport, directory, queue } = deps;
+  const senderIdentity = createSenderIdentity({ store, directory });
   const now = deps.now ?? Date.now;
   /** Messages waiting for a sender key, by `conversation \n sender \n keyId`, in arrival order. */
   const pending = new Map<string, Message[]>();
@@ -621,65 +632,45 @@ export function createInbound(deps: {
     if (failed.length > 0) askResendInBackground(failed);
   }
 
-  /** Decrypts a pairwise message from `from`'s device; throws (after repairing) when it cannot. */
+  /**
+   * Decrypts a pairwise message from `from`'s device; throws (after repairing) when it cannot.
+   * The session that opens it (a new one from a prekey message, the current one or an archived
+   * one) must have the keys the server lists for that device and this device trusts, checked in
+   * the session's lane before anything is stored: a server that names someone else's message as
+   * that device's gets nothing kept, and a check that fails (say, the list cannot be fetched)
+   * refuses the message too.
+   */
   async function openFrom(from: DeviceRef, ciphertext: Uint8Array): Promise<Uint8Array> {
     const address = addressOf(from.userId, from.deviceId);
-    const prekey = (() => {
+    const prekey = isPreKeyMessage(ciphertext);
+    let refused = false;
+    const checkRemote = async (remote: PublicDeviceKeys) => {
       try {
-        return messageType(ciphertext) === WireType.PreKeyMessage;
-      } catch {
-        return false;
+        await senderIdentity.require(from, remote);
+      } catch (error) {
+        refused = true;
+        throw error;
       }
-    })();
-    let opened: { plaintext: Uint8Array; before: Session | undefined };
+    };
     try {
-      opened = await queue(lanes.pair(address), async () => ({
-        before: prekey ? await store.getSession(address) : undefined,
-        plaintext: await decryptFromDevice(store, address, ciphertext),
-      }));
+      // Before the session's lane, not inside it (see `vouch`); the lane's check then holds the
+      // session to the keys this allowed.
+      if (prekey) await senderIdentity.vouch(from, parsePreKeyMessage(ciphertext).sender);
+      return await queue(lanes.pair(address), () =>
+        decryptFromDevice(store, address, ciphertext, { checkRemote }),
+      );
     } catch (error) {
       // A session both sides may no longer share (e.g. both started one at once): our next
       // message to them runs X3DH again. Ours is kept (archived behind the new one), not
       // deleted: one unreadable envelope, which whoever relays them can make up, must not cost
-      // what they already sent under it. A replay is just ignored.
-      if (!prekey && !isCryptoError(error, 'DUPLICATE_MESSAGE')) {
+      // what they already sent under it. A replay is just ignored, and so is a message refused
+      // for its keys: the session is not at fault (a send checks the keys for itself).
+      if (!prekey && !refused && !isCryptoError(error, 'DUPLICATE_MESSAGE')) {
         directory.renew(address);
         deps.sessionReset(address);
       }
       throw error;
     }
-    if (prekey) {
-      const refusal = await refusalOf(from);
-      if (refusal) {
-        // What was there before, as it was: a made-up session must not cost the real one.
-        const { before } = opened;
-        await queue(lanes.pair(address), () =>
-          before ? store.putSession(address, before) : store.deleteSession(address),
-        );
-        throw refusal;
-      }
-    }
-    return opened.plaintext;
-  }
-
-  /**
-   * Why a session a prekey message started must not stand: keys the server does not list for
-   * that device, or keys this device's trust refuses (a verified user's new or changed device).
-   * Receiving is where a change is first seen as often as sending: it is checked, told and
-   * remembered here too, so a server cannot slip a device in by only ever receiving from it.
-   */
-  async function refusalOf(from: DeviceRef): Promise<Error | undefined> {
-    const address = addressOf(from.userId, from.deviceId);
-    if (!(await identityMatches(from)))
-      return new Error(`@mvp/sdk: ${address} used keys the directory does not list`);
-    try {
-      await directory.check(from.userId);
-    } catch (error) {
-      if (!isUntrustedIdentityError(error)) throw error;
-      // Another device's change waits for the next send to them; this one is refused.
-      if (error.changes.some((c) => c.deviceId === from.deviceId)) return error;
-    }
-    return undefined;
   }
 
   async function openEnvelope(envelope: Envelope): Promise<Uint8Array | null> {
@@ -689,23 +680,11 @@ export function createInbound(deps: {
         envelope.ciphertext,
       );
     } catch (error) {
+      // Not given up for a check that could not be made: handed over again (see the class).
+      if (error instanceof SenderCheckUnavailable) throw error;
       deps.report(error);
       return null;
     }
-  }
-
-  /** A new session from a prekey message: the sender's keys must be the ones the server lists. */
-  async function identityMatches(from: DeviceRef): Promise<boolean> {
-    const session = await store.getSession(addressOf(from.userId, from.deviceId));
-    if (!session) return false;
-    const listed = async () =>
-      (await directory.devicesOf(from.userId)).find((d) => d.deviceId === from.deviceId);
-    let device = await listed();
-    if (device?.identityKey !== toBase64(session.remote.identityKey)) {
-      directory.forget(from.userId); // maybe they just published it: ask again
-      device = await listed();
-    }
-    return device?.identityKey === toBase64(session.remote.identityKey);
   }
 
   return {
