@@ -195,6 +195,7 @@ export function configFromEnv(env: Env): ServerConfig {
       lowThreshold: env.MVP_PREKEY_LOW_THRESHOLD,
       claimLimit: env.MVP_LIMIT_KEY_CLAIM_ACCOUNT,
       claimPairLimit: env.MVP_LIMIT_KEY_CLAIM_PAIR,
+      claimUserLimit: env.MVP_LIMIT_KEY_CLAIM_USER,
     },
     messaging: {
       maxCiphertextBytes: env.MVP_MESSAGE_MAX_BYTES,

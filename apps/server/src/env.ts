@@ -221,6 +221,7 @@ export const envSchema = {
   // a minute made that first send wait five of them.
   MVP_LIMIT_KEY_CLAIM_ACCOUNT: limit.default({ points: 2000, durationSeconds: 600 }),
   MVP_LIMIT_KEY_CLAIM_PAIR: limit.default({ points: 10, durationSeconds: 3600 }),
+  MVP_LIMIT_KEY_CLAIM_USER: limit.default({ points: 100, durationSeconds: 3600 }),
   // Calls (issue 7).
   MVP_STUN_URLS: iceUrlList.default([]),
   MVP_TURN_URLS: iceUrlList.default([]),

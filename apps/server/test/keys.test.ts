@@ -415,6 +415,27 @@ describe(`the device key directory (${backendLabel})`, () => {
     }
   });
 
+  it("throwaway accounts together take only so many of a user's one-time prekeys", async () => {
+    const limited = await startServer({
+      keys: { ...defaultConfig().keys, claimUserLimit: { points: 3, durationSeconds: 3600 } },
+    });
+    try {
+      const api = (token: string) => clientWithToken(limited, token).api;
+      const alice = await registerUser(limited);
+      await api(alice.accessToken).keys.publish.mutate(deviceKeys(10).input);
+      const taken = [];
+      for (let i = 0; i < 5; i++) {
+        const stranger = await registerUser(limited); // each with a pair budget of its own
+        const bundle = await api(stranger.accessToken).keys.claim.mutate({ userId: alice.userId });
+        taken.push(bundle.devices[0]!.oneTimePrekey !== null);
+      }
+      expect(taken).toEqual([true, true, true, false, false]);
+      expect((await api(alice.accessToken).keys.count.query()).oneTimePrekeys).toBe(7);
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('the default claim budget covers the first send to two full groups, then ends', async () => {
     // The shared server keeps the default budget (2 000 users per ten minutes). Unknown users
     // cost a point each like known ones, and answer no devices.

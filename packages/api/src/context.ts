@@ -60,6 +60,8 @@ export type ApiSettings = {
     claimLimit: Limit;
     /** One-time prekeys one account may take from one user's devices (past it: none). */
     claimPairLimit: Limit;
+    /** Claims that take one user's one-time prekeys, by everyone together (past it: none). */
+    claimUserLimit: Limit;
   };
   messaging: {
     /** Largest message ciphertext, in decoded bytes. */

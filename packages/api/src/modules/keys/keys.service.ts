@@ -234,10 +234,11 @@ export async function listDevices(ctx: Context, userId: string) {
  * good (null when none is left: X3DH then uses the signed prekey alone). A device whose stock
  * falls below the threshold gets one `keys.low` event on its stream until it tops up.
  *
- * One-time prekeys are taken only within a budget per claimer and user (`claimPairLimit`), and
- * never by someone on either side of a block: otherwise any account could empty anyone's stock
- * over and over (every session to them would then rest on the signed prekey alone). Past it
- * the bundle still answers, without one-time prekeys, as for a device that has none left, so a
+ * One-time prekeys are taken only within a budget per claimer and user (`claimPairLimit`) and
+ * one per user for all claimers together (`claimUserLimit`: new accounts cost nothing to make),
+ * and never by someone on either side of a block: otherwise any account could empty anyone's
+ * stock over and over (every session to them would then rest on the signed prekey alone). Past
+ * either budget the bundle still answers, without one-time prekeys, as for a device that has none left, so a
  * block is not told apart from an empty stock.
  *
  * `deviceIds`: the devices the claimer has no session with; the others' one-time prekeys are
@@ -314,8 +315,11 @@ async function bundleOf(
 
 async function mayTakeOneTimeKeys(ctx: Context, me: string, userId: string): Promise<boolean> {
   if (await eitherBlocked(ctx.ports.db, me, userId)) return false;
-  const rule = ruleOf('key-claim-pair', ctx.settings.keys.claimPairLimit);
-  return (await ctx.ports.rateLimiter.consume(rule, `${me}:${userId}`)).allowed;
+  const { claimPairLimit, claimUserLimit } = ctx.settings.keys;
+  const pair = ruleOf('key-claim-pair', claimPairLimit);
+  if (!(await ctx.ports.rateLimiter.consume(pair, `${me}:${userId}`)).allowed) return false;
+  const user = ruleOf('key-claim-user', claimUserLimit);
+  return (await ctx.ports.rateLimiter.consume(user, userId)).allowed;
 }
 
 async function warnIfLow(ctx: Context, device: Device, now: number): Promise<void> {
