@@ -1,6 +1,7 @@
 // What the server, which relays every envelope and names its sender, can make up under a
 // contact's name: another device's messages passed off as theirs, and their messages again.
 import { isCryptoError, parsePreKeyMessage, toBase64 } from '@mvp/crypto';
+import { TRPCClientError } from '@trpc/client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createFakeNetwork,
@@ -179,5 +180,20 @@ describe('a sender check the server cannot answer', () => {
     net.retryFailed();
     await net.settled();
     expect(texts(a)).toEqual(['first']);
+  });
+  it('an envelope whose sender is gone for good (NOT_FOUND) is passed over, not held', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    net.members('g', ['alice', 'bob']);
+    // Bob's account is deleted after he sent: the server answers the same for ever.
+    const gone = TRPCClientError.from({
+      error: { code: -32004, message: 'No such user', data: { appCode: 'NOT_FOUND' } },
+    });
+    vi.spyOn(a.transport, 'devices').mockRejectedValue(gone);
+    await send(b, 'g', 'last words');
+    await net.settled();
+    expect(net.failedEvents).toBe(0);
+    expect(texts(a)).toEqual([]);
+    expect(a.errors.length).toBeGreaterThan(0);
   });
 });

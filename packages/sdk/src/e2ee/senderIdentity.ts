@@ -5,6 +5,7 @@
  * opens a message must be the ones the server lists for that device and this device trusts.
  */
 import { type CryptoStore, type PublicDeviceKeys, equalBytes, toBase64 } from '@mvp/crypto';
+import { classifySendError } from '../errors';
 import type { Directory } from './directory';
 import { addressOf } from './payloads';
 import type { DeviceRef } from './transport';
@@ -56,6 +57,9 @@ export function createSenderIdentity(deps: {
       try {
         devices = await directory.devicesOf(from.userId);
       } catch (error) {
+        // A server that will answer the same again (the account is gone: NOT_FOUND) lists
+        // nothing: refused for good. Held back for ever, the envelope would stop the stream.
+        if (!classifySendError(error).retry) return false;
         throw new SenderCheckUnavailable(from, error);
       }
       return devices.find((d) => d.deviceId === from.deviceId)?.identityKey === key;

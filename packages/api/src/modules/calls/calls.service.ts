@@ -12,6 +12,7 @@ import {
 } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { locking } from '../../locking';
 import { enforceLimit } from '../../rateLimit';
 import { recordEachSteps, recordEventSteps, StreamWrites } from '../sync/events';
 import { iceServersFor } from './iceServers';
@@ -140,17 +141,24 @@ export function* endIn(
  * (the cascade then removes the rows without a word). `writes` wakes them after commit.
  */
 export async function endLiveCallsOf(
+  ctx: Context,
   trx: Transaction<DB>,
   userId: string,
   now: number,
   writes: StreamWrites,
 ): Promise<void> {
-  const live = await trx
-    .selectFrom('calls')
-    .selectAll()
-    .where('state', 'in', ['ringing', 'accepted'])
-    .where((eb) => eb.or([eb('caller_id', '=', userId), eb('callee_id', '=', userId)]))
-    .execute();
+  // Locking reads (on MySQL): current rows, not the snapshot this transaction took before it
+  // waited for conversation locks, in which a call placed or answered meanwhile is missing or
+  // still ringing. One read per side, each on its own index (an OR could lock the table).
+  const live = [];
+  for (const side of ['caller_id', 'callee_id'] as const) {
+    const query = trx
+      .selectFrom('calls')
+      .selectAll()
+      .where(side, '=', userId)
+      .where('state', 'in', ['ringing', 'accepted']);
+    live.push(...(await locking(ctx, query).execute()));
+  }
   for (const row of live) {
     const from = row.state as TCallState;
     const change = { from, state: 'ended' as const, reason: 'user_hangup' as const, now };

@@ -48,7 +48,7 @@ export async function deleteAccount(
     try {
       woken = await db.transaction().execute(async (trx) => {
         const others = await leaveEverything(trx, userId, now);
-        await endLiveCallsOf(trx, userId, now, calls);
+        await endLiveCallsOf(ctx, trx, userId, now, calls);
         if (!(await deleteUserWithAvatarKey(trx, userId, state.key, options.inactiveBefore)))
           throw new RowChanged();
         return others;

@@ -1,8 +1,9 @@
 import type { Transaction, Updateable } from 'kysely';
 import type { TMessage } from '@mvp/contracts';
-import { isUniqueViolation, type DB, type MessagesTable } from '@mvp/db';
+import { isUniqueViolation, retryingDeadlocks, type DB, type MessagesTable } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { locking } from '../../locking';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './messages.repo';
 import { ADMINS, assertMaySpeak, decodeCiphertext, postingContext } from './posting';
@@ -29,29 +30,41 @@ async function updateAndTell(
   also: { allowed?: (role: string) => void; extra?: (trx: Transaction<DB>) => Promise<void> } = {},
 ): Promise<{ message: TMessage; changed: boolean }> {
   const now = ctx.ports.clock.now();
-  const { row, told } = await ctx.ports.db.transaction().execute(async (trx) => {
-    const { role, members } = await lockedAudience(ctx, trx, ref, me);
-    also.allowed?.(role);
-    // An UPDATE reads the latest commit (and waits for one in progress), also on MySQL.
-    const result = await trx
-      .updateTable('messages')
-      .set(change)
-      .where('conversation_id', '=', ref.conversationId)
-      .where('seq', '=', ref.seq)
-      .where('deleted_at', 'is', null)
-      .executeTakeFirst();
-    const current = await repo.findMessage(trx, ref.conversationId, ref.seq);
-    if (!current) throw new AppError('NOT_FOUND', 'No such message');
-    if (Number(result.numUpdatedRows) === 0) return { row: current, told: undefined };
-    await also.extra?.(trx);
-    await recordEvents(
-      trx,
-      members,
-      { type: 'message.updated', message: repo.toMessage(current) },
-      now,
-    );
-    return { row: current, told: members };
-  });
+  // A deadlock victim (see toldOnce) runs again.
+  const { row, told } = await retryingDeadlocks(() =>
+    ctx.ports.db.transaction().execute(async (trx) => {
+      const { role, members } = await lockedAudience(ctx, trx, ref, me);
+      also.allowed?.(role);
+      // An UPDATE reads the latest commit (and waits for one in progress), also on MySQL.
+      const result = await trx
+        .updateTable('messages')
+        .set(change)
+        .where('conversation_id', '=', ref.conversationId)
+        .where('seq', '=', ref.seq)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirst();
+      // Locking: the latest commit, not the snapshot lockedAudience's reads took (a purge since
+      // would otherwise still show the row).
+      const current = await locking(
+        ctx,
+        trx
+          .selectFrom('messages')
+          .selectAll()
+          .where('conversation_id', '=', ref.conversationId)
+          .where('seq', '=', ref.seq),
+      ).executeTakeFirst();
+      if (!current) throw new AppError('NOT_FOUND', 'No such message');
+      if (Number(result.numUpdatedRows) === 0) return { row: current, told: undefined };
+      await also.extra?.(trx);
+      await recordEvents(
+        trx,
+        members,
+        { type: 'message.updated', message: repo.toMessage(current) },
+        now,
+      );
+      return { row: current, told: members };
+    }),
+  );
   if (told) await wake(ctx.ports, told);
   const message = (await repo.describeMessages(ctx.ports.db, [row]))[0]!;
   return { message, changed: told !== undefined };

@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import { isUniqueViolation, type DB } from '@mvp/db';
+import { isUniqueViolation, retryingDeadlocks, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { wake } from '../sync/events';
 
@@ -16,7 +16,9 @@ export async function toldOnce(
 ): Promise<void> {
   let told: readonly string[] | undefined;
   try {
-    told = await ctx.ports.db.transaction().execute(change);
+    // It takes the conversation's lock, then members' streams; an account's deletion takes
+    // conversations' locks one by one with streams between: a deadlock victim runs again.
+    told = await retryingDeadlocks(() => ctx.ports.db.transaction().execute(change));
   } catch (err) {
     if (!isUniqueViolation(err)) throw err;
     return;
