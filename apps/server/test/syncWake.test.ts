@@ -132,4 +132,46 @@ describe(`a lost wake-up (${backendLabel})`, () => {
     expect((await stream.next('message.new')).event.message.seq).toBe(sent.seq);
     await stream.close();
   });
+
+  it('an ephemeral event never overtakes a durable one woken before it', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, alice, bob);
+    const chat = await clientWithToken(t, alice.accessToken).api.conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    const stream = await openStream(t, bob.accessToken);
+    const { ports } = t.server.infra;
+    const ctx = await createContext(
+      { ...ports, bus: { ...ports.bus, publish: async () => undefined } },
+      t.server.settings,
+      { requestId: 'quiet', ip: '127.0.0.1', transport: 'http', token: alice.accessToken },
+    );
+    const sent = await createCallerFactory(appRouter)(ctx).messages.send({
+      conversationId: chat.id,
+      clientMessageId: newClientMessageId(),
+      contentType: 'text/plain',
+      ciphertext: b64('first'),
+    });
+    // The message's wake-up (a plain one: read the stream), then Alice typing, together.
+    const channel = `user:${bob.userId}`;
+    const typing = {
+      type: 'typing',
+      conversationId: chat.id,
+      userId: alice.userId,
+      until: new Date(Date.now() + 6_000).toISOString(),
+    };
+    await Promise.all([
+      ports.bus.publish(channel, { type: 'wake' }),
+      ports.bus.publish(channel, typing),
+    ]);
+    const order: string[] = [];
+    while (order.length < 2) {
+      const { event } = await stream.events.next();
+      if (event.type === 'message.new') order.push(`message ${event.message.seq}`);
+      if (event.type === 'typing') order.push('typing');
+    }
+    expect(order).toEqual([`message ${sent.seq}`, 'typing']);
+    await stream.close();
+  });
 });

@@ -8,6 +8,8 @@ import { hydrate, sharedCarried, type CarriedEntry } from './events';
 import { readEvents, streamBounds } from './stream.repo';
 
 const PAGE = 200;
+/** "Read the stream": a wake-up without entries, the first pass, the periodic re-read. */
+const READ = Symbol('read');
 /** Ephemeral events travel on the bus only and are never replayed. */
 const EPHEMERAL = new Set(['presence', 'typing', 'call.signal']);
 
@@ -63,7 +65,8 @@ export async function prunedPast(
  * A wake-up that carries what a transaction appended, starting at exactly `cursor + 1`, is
  * yielded without a read (a live device at the head, the common case); a gap falls back to
  * reading. Another device's rows in it only move the cursor, as a read would skip them.
- * Ephemeral events carry the current cursor as their id, so resuming from one is still exact.
+ * Ephemeral events carry the current cursor as their id, so resuming from one is still exact,
+ * and come in the order the bus brought them among the wake-ups (one queue for both).
  * Every event is plain JSON (the contracts have no dates or other types superjson annotates), so
  * each goes out through the shared path of sharedEvents.ts, without superjson's walk.
  */
@@ -75,9 +78,10 @@ export async function* syncStream(
 ): AsyncGenerator<TrackedEnvelope<TSyncEvent>> {
   const { userId, deviceId } = device;
   parseCursor(lastEventId); // refuse a malformed id before subscribing to anything
-  const ephemeral: TSyncEvent[] = [];
-  const carried: CarriedEntry[][] = [];
-  let dirty = true;
+  // What the bus brought, in the order it came: an ephemeral event, a wake-up's carried
+  // entries, or READ ("read the stream"). One queue, so a typing event or a call's ICE candidate
+  // never overtakes a durable event woken before it.
+  const inbox: (TSyncEvent | CarriedEntry[] | typeof READ)[] = [READ];
   // Resolves the loop's wait; set only while it waits. Abort resolves it too, so one waiting
   // promise per wait and nothing that accumulates on a long-lived stream.
   let wake: (() => void) | undefined;
@@ -91,10 +95,10 @@ export async function* syncStream(
     if (EPHEMERAL.has(m.type)) {
       if (!m.toDeviceId || m.toDeviceId === deviceId) {
         const { toDeviceId: _, ...event } = m;
-        ephemeral.push(event as TSyncEvent);
+        inbox.push(event as TSyncEvent);
       }
-    } else if (Array.isArray(m.entries) && m.entries.length > 0) carried.push(m.entries);
-    else dirty = true;
+    } else if (Array.isArray(m.entries) && m.entries.length > 0) inbox.push(m.entries);
+    else inbox.push(READ);
     rouse();
   });
   signal?.addEventListener('abort', rouse, { once: true });
@@ -106,7 +110,7 @@ export async function* syncStream(
   let checkSession = false;
   const sessionTimer = setInterval(() => {
     checkSession = true;
-    dirty = true;
+    inbox.push(READ);
     rouse();
   }, ctx.settings.messaging.streamSessionCheckMs);
   sessionTimer.unref();
@@ -123,13 +127,15 @@ export async function* syncStream(
         const live = await ctx.ports.sessions.check(device.sessionId);
         if (live?.userId !== userId) throw new AppError('UNAUTHORIZED', 'Session ended');
       }
-      const next = ephemeral.shift();
-      if (next) {
-        yield tracked(String(cursor), share(next));
+      const next = inbox.shift();
+      if (next === undefined) {
+        await new Promise<void>((resolve) => (wake = resolve));
         continue;
       }
-      if (dirty) {
-        dirty = false;
+      if (next === READ) {
+        // A read from now covers every READ queued before it; one that comes during it may
+        // announce a commit the read missed, and stays.
+        while (inbox[0] === READ) inbox.shift();
         for (;;) {
           const rows = await readEvents(ctx.ports.db, userId, deviceId, cursor, PAGE);
           const head = await prunedPast(ctx, userId, cursor, rows);
@@ -146,26 +152,25 @@ export async function* syncStream(
         }
         continue;
       }
-      const batch = carried.shift();
-      if (batch) {
-        // Entries this reader already has (read along with others) are skipped; the rest must
-        // start right after the cursor, or there is a gap to read (these entries included).
-        // (Usually none: then the batch itself, not a copy.)
-        const fresh =
-          batch.length > 0 && batch[0]!.seq > cursor
-            ? batch
-            : batch.filter((entry) => entry.seq > cursor);
-        if (fresh.length > 0 && fresh[0]!.seq !== cursor + 1) dirty = true;
-        else {
-          for (const entry of fresh) {
-            cursor = entry.seq;
-            if (!entry.deviceId || entry.deviceId === deviceId)
-              yield tracked(String(entry.seq), sharedCarried(entry.event));
-          }
-        }
+      if (!Array.isArray(next)) {
+        yield tracked(String(cursor), share(next));
         continue;
       }
-      await new Promise<void>((resolve) => (wake = resolve));
+      // Entries this reader already has (read along with others) are skipped; the rest must
+      // start right after the cursor, or there is a gap to read (these entries included).
+      // (Usually none: then the batch itself, not a copy.)
+      const fresh =
+        next.length > 0 && next[0]!.seq > cursor
+          ? next
+          : next.filter((entry) => entry.seq > cursor);
+      if (fresh.length > 0 && fresh[0]!.seq !== cursor + 1) inbox.unshift(READ);
+      else {
+        for (const entry of fresh) {
+          cursor = entry.seq;
+          if (!entry.deviceId || entry.deviceId === deviceId)
+            yield tracked(String(entry.seq), sharedCarried(entry.event));
+        }
+      }
     }
   } finally {
     clearInterval(sessionTimer);
