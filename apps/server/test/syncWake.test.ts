@@ -108,7 +108,11 @@ describe(`a lost wake-up (${backendLabel})`, () => {
   });
   afterAll(() => t.stop());
 
-  it('is made good by the stream reading again now and then', async () => {
+  /**
+   * Bob's stream open, and Alice's message to him sent on this server's ports but with a bus
+   * that loses every publish: stored, and nobody woken.
+   */
+  const sentUnannounced = async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     await befriend(t, alice, bob);
     const chat = await clientWithToken(t, alice.accessToken).api.conversations.create.mutate({
@@ -116,12 +120,11 @@ describe(`a lost wake-up (${backendLabel})`, () => {
       userId: bob.userId,
     });
     const stream = await openStream(t, bob.accessToken);
-    // Alice's send, on this server's ports but with a bus that loses every publish.
     const { ports } = t.server.infra;
     const ctx = await createContext(
       { ...ports, bus: { ...ports.bus, publish: async () => undefined } },
       t.server.settings,
-      { requestId: 'lost', ip: '127.0.0.1', transport: 'http', token: alice.accessToken },
+      { requestId: 'unannounced', ip: '127.0.0.1', transport: 'http', token: alice.accessToken },
     );
     const sent = await createCallerFactory(appRouter)(ctx).messages.send({
       conversationId: chat.id,
@@ -129,30 +132,18 @@ describe(`a lost wake-up (${backendLabel})`, () => {
       contentType: 'text/plain',
       ciphertext: b64('unannounced'),
     });
+    return { alice, bob, chat, stream, sent };
+  };
+
+  it('is made good by the stream reading again now and then', async () => {
+    const { stream, sent } = await sentUnannounced();
     expect((await stream.next('message.new')).event.message.seq).toBe(sent.seq);
     await stream.close();
   });
 
   it('an ephemeral event never overtakes a durable one woken before it', async () => {
-    const [alice, bob] = [await registerUser(t), await registerUser(t)];
-    await befriend(t, alice, bob);
-    const chat = await clientWithToken(t, alice.accessToken).api.conversations.create.mutate({
-      kind: 'direct',
-      userId: bob.userId,
-    });
-    const stream = await openStream(t, bob.accessToken);
+    const { alice, bob, chat, stream, sent } = await sentUnannounced();
     const { ports } = t.server.infra;
-    const ctx = await createContext(
-      { ...ports, bus: { ...ports.bus, publish: async () => undefined } },
-      t.server.settings,
-      { requestId: 'quiet', ip: '127.0.0.1', transport: 'http', token: alice.accessToken },
-    );
-    const sent = await createCallerFactory(appRouter)(ctx).messages.send({
-      conversationId: chat.id,
-      clientMessageId: newClientMessageId(),
-      contentType: 'text/plain',
-      ciphertext: b64('first'),
-    });
     // The message's wake-up (a plain one: read the stream), then Alice typing, together.
     const channel = `user:${bob.userId}`;
     const typing = {
