@@ -47,11 +47,7 @@ async function updateAndTell(
       // would otherwise still show the row).
       const current = await locking(
         ctx,
-        trx
-          .selectFrom('messages')
-          .selectAll()
-          .where('conversation_id', '=', ref.conversationId)
-          .where('seq', '=', ref.seq),
+        repo.messageAt(trx, ref.conversationId, ref.seq),
       ).executeTakeFirst();
       if (!current) throw new AppError('NOT_FOUND', 'No such message');
       if (Number(result.numUpdatedRows) === 0) return { row: current, told: undefined };

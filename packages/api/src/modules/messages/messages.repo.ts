@@ -270,13 +270,17 @@ export const stillPosting = prepared(
       .where('role', '=', role),
 );
 
-export function findMessage(db: Db, conversationId: string, seq: number) {
+/** The query for one message's row (`locking` may make it a locking read). */
+export function messageAt(db: Db, conversationId: string, seq: number) {
   return db
     .selectFrom('messages')
     .selectAll()
     .where('conversation_id', '=', conversationId)
-    .where('seq', '=', seq)
-    .executeTakeFirst();
+    .where('seq', '=', seq);
+}
+
+export function findMessage(db: Db, conversationId: string, seq: number) {
+  return messageAt(db, conversationId, seq).executeTakeFirst();
 }
 
 /** Seqs in (`after`, `upTo`]. */
