@@ -204,6 +204,7 @@ export function configFromEnv(env: Env): ServerConfig {
       deviceQueueSenderCap: env.MVP_DEVICE_QUEUE_SENDER_CAP,
       retentionDays: env.MVP_EVENT_RETENTION_DAYS,
       streamSessionCheckMs: env.MVP_STREAM_SESSION_CHECK_MS,
+      streamBufferBytes: env.MVP_STREAM_BUFFER_BYTES,
       sendLimit: env.MVP_LIMIT_SEND_ACCOUNT,
     },
     messageExpiryCheckMs: env.MVP_MESSAGE_EXPIRY_CHECK_MS,

@@ -211,6 +211,9 @@ export const envSchema = {
   // A revocation closes sockets at once over the bus; this bounds how long a lost bus message
   // (Redis pub/sub is at most once) or a session's expiry leaves a stream open.
   MVP_STREAM_SESSION_CHECK_MS: int(100, 3_600_000).default(60_000),
+  // A stream waits for a slow reader past this many unsent bytes on its socket (above the
+  // socket's own 16 KiB mark, so the wait ends on its 'drain').
+  MVP_STREAM_BUFFER_BYTES: int(64 * 1024, 64 * 1024 * 1024).default(1024 * 1024),
   MVP_EVENT_RETENTION_DAYS: int(1, 3650).default(30),
   MVP_LIMIT_SEND_ACCOUNT: limit.default({ points: 600, durationSeconds: 60 }),
   // Keys (issue 6).

@@ -28,9 +28,21 @@ export function createMetrics(): ServerMetrics {
     help: 'Open WebSocket connections',
     registers: [registry],
   });
+  const streamsWaiting = new Gauge({
+    name: 'mvp_sync_streams_waiting',
+    help: 'Event streams waiting for a slow reader to take what was sent',
+    registers: [registry],
+  });
+  const streamOverflows = new Counter({
+    name: 'mvp_sync_stream_overflows_total',
+    help: 'Times a stream fell behind its bus: queued ephemeral events dropped, durable ones read',
+    registers: [registry],
+  });
   return {
     registry,
     wsConnections,
+    streamWaiting: (waiting) => (waiting ? streamsWaiting.inc() : streamsWaiting.dec()),
+    streamOverflowed: () => streamOverflows.inc(),
     observeProcedure({ path, type, outcome, seconds }) {
       calls.inc({ path, type, outcome });
       duration.observe({ path, type }, seconds);

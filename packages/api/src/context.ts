@@ -76,6 +76,8 @@ export type ApiSettings = {
     retentionDays: number;
     /** How often an open event stream checks that its session still lives. */
     streamSessionCheckMs: number;
+    /** An event stream waits while its connection holds more than this many unsent bytes. */
+    streamBufferBytes: number;
     /** Sends per account: messages, envelope batches, edits, reactions, pins and deletions. */
     sendLimit: Limit;
   };
@@ -90,6 +92,20 @@ export type TransportContext = {
   transport: 'http' | 'ws';
 };
 
+/**
+ * The WebSocket a request came on, for subscriptions that must not outrun a slow reader: the
+ * server's sends are not flow-controlled (tRPC writes each item as it comes), so without a wait a
+ * device that reads slowly would have its whole backlog queued in the server's memory.
+ */
+export type Connection = {
+  /** Bytes handed to the connection and not yet to the network. */
+  buffered(): number;
+  /** Resolves once the connection has written out its buffer or closed, or `signal` aborted. */
+  drained(signal: AbortSignal | undefined): Promise<void>;
+  /** Event streams open on it now (each counts itself in and out). */
+  streams: number;
+};
+
 export type Context = TransportContext & {
   ports: Ports;
   settings: ApiSettings;
@@ -98,6 +114,8 @@ export type Context = TransportContext & {
   auth: AuthInfo | null;
   /** A token was presented and refused: authed procedures answer UNAUTHORIZED. */
   tokenRejected: boolean;
+  /** Over WebSocket, the connection (over HTTP there is none). */
+  connection: Connection | null;
 };
 
 export type ContextInput = {
@@ -105,6 +123,7 @@ export type ContextInput = {
   ip: string;
   transport: 'http' | 'ws';
   token: string | null;
+  connection?: Connection;
 };
 
 /** The only producer of contexts: every adapter (HTTP, WS, REST shim, tests) goes through it. */
@@ -123,5 +142,6 @@ export async function createContext(
     transport: input.transport,
     auth,
     tokenRejected: Boolean(input.token) && !auth,
+    connection: input.connection ?? null,
   };
 }

@@ -4,7 +4,7 @@ export { createCallerFactory, requireAuth, spendBudgets } from './trpc';
 export { createContext } from './context';
 export { encodeFrame, share } from './sharedEvents';
 export { transformer } from './transformer';
-export type { ApiSettings, AuthSettings, Context, ContextInput } from './context';
+export type { ApiSettings, AuthSettings, Connection, Context, ContextInput } from './context';
 export { runCallTimeoutsOnce, runJobsOnce, runMessageExpiryOnce } from './jobs';
 export { AVATAR_UPLOAD_LIMIT, setAvatar, spendAvatarUpload } from './modules/me/avatar.service';
 export type { AvatarImage } from './modules/me/avatar.service';

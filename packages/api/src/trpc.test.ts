@@ -33,7 +33,7 @@ const settings = {
 function ports(overrides: Partial<Ports> = {}): Ports {
   return {
     logger: silent,
-    metrics: { observeProcedure() {} },
+    metrics: { observeProcedure() {}, streamWaiting() {}, streamOverflowed() {} },
     rateLimiter: { consume: async () => ({ allowed: true, remaining: 1 }), close: async () => {} },
     clock: { now: () => 1_000 },
     authenticate: async (token) => {
@@ -136,7 +136,11 @@ describe('procedures and errors', () => {
   it('counts every call with its outcome', async () => {
     const seen: string[] = [];
     const c = await caller(null, {
-      metrics: { observeProcedure: (o) => seen.push(`${o.path}:${o.outcome}`) },
+      metrics: {
+        observeProcedure: (o) => seen.push(`${o.path}:${o.outcome}`),
+        streamWaiting() {},
+        streamOverflowed() {},
+      },
     });
     await c.echo({ n: 1 });
     await errorOf(c.echo({ n: 99 }));

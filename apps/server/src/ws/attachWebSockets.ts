@@ -7,6 +7,7 @@ import {
   createContext,
   encodeFrame,
   type ApiSettings,
+  type Connection,
   type PresenceTracker,
 } from '@mvp/api';
 import type { Logger as PinoLogger } from 'pino';
@@ -16,6 +17,7 @@ import { MAX_BATCH_SIZE, TRPC_PATH } from '../http/createHttpHandler';
 import { clientIpOf, originAllowed, pathnameOf, requestIdOf } from '../http/requestInfo';
 import type { ServerMetrics } from '../metrics';
 import { burstWrites } from './burstWrites';
+import { connectionOf } from './connection';
 
 export type WsDeps = {
   config: ServerConfig;
@@ -51,6 +53,8 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
     perMessageDeflate: false,
   });
 
+  const connections = new WeakMap<WebSocket, Connection>();
+
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const pathname = pathnameOf(req);
     if (pathname === null) return refuseUpgrade(socket, 400, 'Bad Request');
@@ -62,6 +66,7 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       burstWrites(ws, socket);
+      connections.set(ws, connectionOf(ws, socket));
       wss.emit('connection', ws, req);
     });
   });
@@ -106,6 +111,7 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
         ip: clientIpOf(req, config.trustProxy),
         transport: 'ws',
         token: tokenOf(info.connectionParams),
+        connection: connections.get(res),
       });
       if (ctx.auth && (await sessionLive(ctx.auth))) {
         // Checked after the awaits: a socket closed meanwhile has fired its 'close' already, so

@@ -8,4 +8,8 @@ export type ProcedureObservation = {
 
 export type Metrics = {
   observeProcedure(observation: ProcedureObservation): void;
+  /** An event stream started (`true`) or stopped (`false`) waiting for a slow reader. */
+  streamWaiting(waiting: boolean): void;
+  /** An event stream fell so far behind its bus that it dropped what was queued and reads. */
+  streamOverflowed(): void;
 };

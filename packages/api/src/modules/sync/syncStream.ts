@@ -1,6 +1,6 @@
 import { tracked, type TrackedEnvelope } from '@trpc/server';
 import type { TSyncEvent } from '@mvp/contracts';
-import type { Context } from '../../context';
+import type { Connection, Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { userChannel } from '../contacts/peopleEvents';
 import { share } from '../../sharedEvents';
@@ -12,6 +12,10 @@ const PAGE = 200;
 const READ = Symbol('read');
 /** Ephemeral events travel on the bus only and are never replayed. */
 const EPHEMERAL = new Set(['presence', 'typing', 'call.signal']);
+/** Bus messages a stream may hold queued; past it, they are dropped and the stream read again. */
+const INBOX_CAP = 1000;
+/** Event streams one connection may hold open at once (the SDK opens one). */
+const STREAMS_PER_CONNECTION = 4;
 
 /** What a user's bus channel carries: wake-ups (some with the event) and ephemeral events. */
 type BusMessage = { type: string; toDeviceId?: string; entries?: CarriedEntry[] };
@@ -70,14 +74,39 @@ export async function prunedPast(
  * Every event is plain JSON (the contracts have no dates or other types superjson annotates), so
  * each goes out through the shared path of sharedEvents.ts, without superjson's walk.
  */
-export async function* syncStream(
+export function syncStream(
   ctx: Context,
-  device: { userId: string; deviceId: string; sessionId: string },
+  device: Device,
+  lastEventId: string | null | undefined,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<TrackedEnvelope<TSyncEvent>> {
+  // Refused here, before tRPC tells the client the stream started (it does so before it asks
+  // the generator for anything): a malformed id, or one stream too many.
+  parseCursor(lastEventId);
+  refuseCrowding(ctx.connection);
+  return streamOf(ctx, device, lastEventId, signal);
+}
+
+type Device = { userId: string; deviceId: string; sessionId: string };
+
+function refuseCrowding(connection: Connection | null): void {
+  if (connection && connection.streams >= STREAMS_PER_CONNECTION)
+    throw new AppError('TOO_MANY_REQUESTS', 'Too many event streams on this connection', {
+      retryAfterMs: 1000,
+    });
+}
+
+async function* streamOf(
+  ctx: Context,
+  device: Device,
   lastEventId: string | null | undefined,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<TrackedEnvelope<TSyncEvent>> {
   const { userId, deviceId } = device;
-  parseCursor(lastEventId); // refuse a malformed id before subscribing to anything
+  const { connection } = ctx;
+  // Counted in once it runs (a generator tRPC drops unstarted never reaches its `finally`), and
+  // checked again: two opened at once both passed the check above.
+  refuseCrowding(connection);
   // What the bus brought, in the order it came: an ephemeral event, a wake-up's carried
   // entries, or READ ("read the stream"). One queue, so a typing event or a call's ICE candidate
   // never overtakes a durable event woken before it.
@@ -90,31 +119,57 @@ export async function* syncStream(
     wake = undefined;
     resolve?.();
   };
-  const unsubscribe = await ctx.ports.bus.subscribe(userChannel(userId), (message) => {
+  // A slow reader's backlog stays in the database: before each event, the stream waits while its
+  // connection holds more than this (see Connection in context.ts).
+  const high = ctx.settings.messaging.streamBufferBytes;
+  const full = () => connection !== null && connection.buffered() > high;
+  const waitForReader = async () => {
+    ctx.ports.metrics.streamWaiting(true);
+    try {
+      await connection!.drained(signal);
+    } finally {
+      ctx.ports.metrics.streamWaiting(false);
+    }
+  };
+  const queue = (item: (typeof inbox)[number]) => {
+    if (inbox.length >= INBOX_CAP) {
+      // Far behind its bus (a slow reader, a slow database): what is durable is read again
+      // from the database instead, and the ephemeral events queued are dropped (they are at
+      // most once anyway). A stream's memory stays bounded however long it waits.
+      inbox.length = 0;
+      inbox.push(READ);
+      ctx.ports.metrics.streamOverflowed();
+    }
+    inbox.push(item);
+    rouse();
+  };
+  const onBus = (message: unknown) => {
     const m = message as BusMessage;
     if (EPHEMERAL.has(m.type)) {
       if (!m.toDeviceId || m.toDeviceId === deviceId) {
         const { toDeviceId: _, ...event } = m;
-        inbox.push(event as TSyncEvent);
+        queue(event as TSyncEvent);
       }
-    } else if (Array.isArray(m.entries) && m.entries.length > 0) inbox.push(m.entries);
-    else inbox.push(READ);
-    rouse();
-  });
-  signal?.addEventListener('abort', rouse, { once: true });
+    } else if (Array.isArray(m.entries) && m.entries.length > 0) queue(m.entries);
+    else queue(READ);
+  };
+  if (connection) connection.streams++;
+  let unsubscribe: (() => Promise<void>) | undefined;
   // A revocation closes the socket at once, over the bus; the bus may lose that message (Redis
   // pub/sub is at most once), and a session's expiry is announced by nobody. So a stream also
   // asks now and then, and ends (UNAUTHORIZED) with its session. A wake-up may be lost the same
   // way (a publish that failed after its commit, an instance that died in between), so it
   // reads its stream again then too: a missed event is late by at most this interval.
   let checkSession = false;
-  const sessionTimer = setInterval(() => {
-    checkSession = true;
-    inbox.push(READ);
-    rouse();
-  }, ctx.settings.messaging.streamSessionCheckMs);
-  sessionTimer.unref();
+  let sessionTimer: ReturnType<typeof setInterval> | undefined;
   try {
+    unsubscribe = await ctx.ports.bus.subscribe(userChannel(userId), onBus);
+    signal?.addEventListener('abort', rouse, { once: true });
+    sessionTimer = setInterval(() => {
+      checkSession = true;
+      queue(READ);
+    }, ctx.settings.messaging.streamSessionCheckMs);
+    sessionTimer.unref();
     const bounds = await streamBounds(ctx.ports.db, userId);
     if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
     const start = startOf(bounds, lastEventId);
@@ -145,11 +200,19 @@ export async function* syncStream(
             break;
           }
           for (const { seq, event } of await hydrate(ctx.ports.db, userId, rows)) {
+            if (full()) await waitForReader();
+            if (signal?.aborted) return;
             yield tracked(String(seq), share(event));
           }
           if (rows.length > 0) cursor = rows.at(-1)!.seq;
           if (rows.length < PAGE) break;
         }
+        continue;
+      }
+      if (full()) {
+        // Before an ephemeral event or a wake-up's entries (a page's rows wait one by one).
+        inbox.unshift(next);
+        await waitForReader();
         continue;
       }
       if (!Array.isArray(next)) {
@@ -173,8 +236,9 @@ export async function* syncStream(
       }
     }
   } finally {
+    if (connection) connection.streams--;
     clearInterval(sessionTimer);
     signal?.removeEventListener('abort', rouse);
-    await unsubscribe();
+    await unsubscribe?.();
   }
 }
