@@ -1198,7 +1198,19 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
       contentType: 'text/plain',
       ciphertext: b64('edited over REST'),
     });
-    expect(edited.body.editedAt).not.toBeNull();
+    expect(edited.status).toBe(200);
+    expect(edited.body.editedAt).toEqual(expect.any(String));
+    // Every route with the seq in its path, whatever its method: the path's "1" is a number.
+    const chatPath = `/conversations/${chat.body.id!}`;
+    const reacted = await rest(bob, 'POST', `${chatPath}/messages/1/reactions`, {
+      emoji: '👍',
+      on: true,
+    });
+    expect(reacted.status).toBe(200);
+    expect((await rest(alice, 'PUT', `${chatPath}/pins/1`, { pinned: true })).status).toBe(200);
+    const pins = await rest(bob, 'GET', `${chatPath}/pins`);
+    expect(pins.body.messages).toHaveLength(1);
+    expect((await rest(bob, 'POST', `${chatPath}/messages/1/hide`)).status).toBe(200);
     const bad = await rest(alice, 'POST', `/conversations/${chat.body.id!}/messages`, {
       clientMessageId: cid(),
       contentType: 'text/plain',
