@@ -31,7 +31,16 @@ export const ZPassword = z
 
 export const ZDisplayName = z.string().trim().min(1).max(64);
 export const ZUniqueId = z.string().regex(/^\d{8}$/);
-export const ZId = z.uuid();
+/**
+ * Ids are lower case, as the server makes them. MySQL compares strings ignoring case, so an id
+ * in capitals would find the same row there while every comparison and limit key in the code
+ * (and SQLite) took it for another: refused at the edge instead.
+ */
+export const ZId = z.stringFormat(
+  'uuid',
+  /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+  { error: 'not a lower-case UUID' },
+);
 
 export const DEVICE_PLATFORMS = ['web', 'ios', 'android', 'desktop', 'node', 'other'] as const;
 export const ZDevice = z.object({

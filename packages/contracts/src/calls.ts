@@ -71,7 +71,11 @@ export const ZStartCallInput = z.object({
    * The call's id, made by the caller (a UUIDv7 from its clock) so that each sealed offer can
    * name the call it belongs to: the callee's device refuses an offer moved into another call.
    */
-  callId: z.uuid({ version: 'v7' }),
+  callId: z.stringFormat(
+    'uuid',
+    /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    { error: 'not a lower-case UUIDv7 (see ZId)' },
+  ),
   calleeId: ZId,
   media: ZCallMedia,
   /** One encrypted offer per callee device that should ring. */

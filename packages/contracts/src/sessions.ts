@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DEVICE_PLATFORMS } from './auth';
+import { DEVICE_PLATFORMS, ZId } from './auth';
 
 export const ZSession = z.object({
   id: z.string(),
@@ -12,5 +12,5 @@ export const ZSession = z.object({
 export type TSession = z.infer<typeof ZSession>;
 
 export const ZSessionList = z.object({ sessions: z.array(ZSession) });
-export const ZSessionIdInput = z.object({ id: z.uuid() });
+export const ZSessionIdInput = z.object({ id: ZId });
 export const ZRevokeOthersOutput = z.object({ revoked: z.number().int().nonnegative() });

@@ -16,6 +16,7 @@ import * as conversationBans from './2026-11-25T0300-conversation-bans';
 import * as restrictedRejoin from './2026-11-25T0400-restricted-rejoin';
 import * as messageEditIds from './2026-11-26T0000-message-edit-ids';
 import * as refreshTokenParents from './2026-11-26T0100-refresh-token-parents';
+import * as caseExactCodes from './2026-11-26T0200-case-exact-codes';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -39,4 +40,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-25T0400-restricted-rejoin': restrictedRejoin,
   '2026-11-26T0000-message-edit-ids': messageEditIds,
   '2026-11-26T0100-refresh-token-parents': refreshTokenParents,
+  '2026-11-26T0200-case-exact-codes': caseExactCodes,
 };
