@@ -160,7 +160,23 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
       body: 'x'.repeat(t.server.config.httpMaxBodyBytes + 1),
     });
     expect(res.status).toBe(413);
-    expect(await res.json()).toMatchObject({ data: { appCode: 'PAYLOAD_TOO_LARGE' } });
+    // In tRPC's own shape, so that a tRPC client reads the code (a permanent failure to it, not
+    // a network error to retry for ever).
+    const refused = await t.client.api.messages.send
+      .mutate({
+        conversationId: '0193a8a0-0000-7000-8000-000000000000',
+        clientMessageId: 'too-large-0001',
+        contentType: 'text/plain',
+        ciphertext: 'A'.repeat(t.server.config.httpMaxBodyBytes),
+      })
+      .then(
+        () => null,
+        (e: { data?: { code?: string; appCode?: string } }) => e,
+      );
+    expect(refused?.data).toMatchObject({
+      code: 'PAYLOAD_TOO_LARGE',
+      appCode: 'PAYLOAD_TOO_LARGE',
+    });
   });
 
   it('CORS: an allowed origin gets its headers, another origin none', async () => {

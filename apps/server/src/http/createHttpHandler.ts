@@ -21,6 +21,7 @@ import type { ServerMetrics } from '../metrics';
 import { createAvatarRoutes, type SendError } from './avatarRoutes';
 import { docsHtml, docsScript, DOCS_SCRIPT_PATH } from './docsPage';
 import { openApiJson, REST_PREFIX } from './openapi';
+import { trpcRefusal } from './trpcRefusal';
 import {
   bearerTokenOf,
   clientIpOf,
@@ -247,6 +248,19 @@ export function createHttpHandler(deps: HttpDeps) {
       // Refused before a byte of the body is read; tRPC's maxBodySize covers chunked bodies.
       if (Number(req.headers['content-length'] ?? 0) > config.httpMaxBodyBytes) {
         res.setHeader('connection', 'close');
+        if (pathname.startsWith(`${TRPC_PATH}/`)) {
+          res.statusCode = 413;
+          res.setHeader('content-type', 'application/json');
+          res.end(
+            trpcRefusal(
+              pathname.slice(TRPC_PATH.length + 1),
+              new URL(req.url ?? '/', 'http://x').searchParams.get('batch') === '1',
+              'PAYLOAD_TOO_LARGE',
+              'Request body too large',
+            ),
+          );
+          return;
+        }
         sendError(res, 413, 'PAYLOAD_TOO_LARGE', 'Request body too large', requestId);
         return;
       }
