@@ -191,6 +191,41 @@ describe(`the device key directory (${backendLabel})`, () => {
     await stream.close();
   });
 
+  it('parallel uploads of one device stop at the prekey cap, the rest refused as BAD_REQUEST', async () => {
+    const alice = await registerUser(t);
+    await api(alice.accessToken).keys.publish.mutate(deviceKeys(0).input);
+    // 20 uploads of 10 against a cap of 150: 15 fit, whichever they are.
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        codeOf(
+          api(alice.accessToken).keys.upload.mutate({
+            oneTimePrekeys: oneTimePrekeys(10, 1 + i * 10),
+          }),
+        ),
+      ),
+    );
+    expect(outcomes.filter((o) => o === 'ok')).toHaveLength(15);
+    expect(outcomes.filter((o) => o === 'BAD_REQUEST')).toHaveLength(5);
+    expect((await api(alice.accessToken).keys.count.query()).oneTimePrekeys).toBe(150);
+  });
+
+  it('two first publishes of one device at once both succeed, the second as an update', async () => {
+    const alice = await registerUser(t);
+    const keys = deviceKeys(5);
+    const outcomes = await Promise.all([
+      codeOf(api(alice.accessToken).keys.publish.mutate(keys.input)),
+      codeOf(
+        api(alice.accessToken).keys.publish.mutate({
+          ...keys.input,
+          oneTimePrekeys: oneTimePrekeys(5, 100),
+        }),
+      ),
+    ]);
+    expect(outcomes).toEqual(['ok', 'ok']);
+    // The same identity both times: the second only added its prekeys.
+    expect((await api(alice.accessToken).keys.count.query()).oneTimePrekeys).toBe(10);
+  });
+
   it('a signed-out or revoked device is told to peers and to my other devices, so its keys rotate', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     await api(alice.accessToken).contacts.request.mutate({ userId: bob.userId });

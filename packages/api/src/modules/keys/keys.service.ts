@@ -1,8 +1,9 @@
 import type { Transaction } from 'kysely';
 import type { TDeviceRef } from '@mvp/contracts';
-import type { DB } from '@mvp/db';
+import { retryingDeadlocks, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
+import { locking } from '../../locking';
 import { enforceLimit, ruleOf } from '../../rateLimit';
 import * as users from '../auth/users.repo';
 import { eitherBlocked } from '../contacts/relations.repo';
@@ -27,6 +28,19 @@ function assertUsable(publicKeys: string[]): void {
     throw new AppError('BAD_REQUEST', 'A public key is not a usable X25519 key');
 }
 
+/**
+ * The device's key row, locked until the transaction ends (MySQL; see `locking`): publishes and
+ * uploads of one device take turns under it, so what they count and check stays true until they
+ * write. As the first statement of the transaction, what is read after it is current.
+ */
+function lockedKeys(ctx: Context, trx: Transaction<DB>, deviceId: string) {
+  return locking(
+    ctx,
+    trx.selectFrom('device_keys').selectAll().where('device_id', '=', deviceId),
+  ).executeTakeFirst();
+}
+
+/** Adds one-time prekeys up to the cap; the caller holds the device's key row (`lockedKeys`). */
 async function storePrekeys(
   ctx: Context,
   trx: Transaction<DB>,
@@ -68,93 +82,105 @@ async function storePrekeys(
     .execute();
 }
 
+type PublishInput = {
+  identityKey: string;
+  signingKey: string;
+  signedPrekey: SignedPrekey;
+  oneTimePrekeys: OneTimePrekey[];
+};
+
 /**
  * Publishes this device's keys. The same identity key again only refreshes the signed prekey and
  * adds one-time prekeys; a different one is a new device as far as peers are concerned: its old
  * prekeys go, and everyone who shares a contact or conversation with me hears of it (those who
  * verified me learn that the verification no longer holds).
  */
-export async function publishKeys(
-  ctx: Context,
-  device: Device,
-  input: {
-    identityKey: string;
-    signingKey: string;
-    signedPrekey: SignedPrekey;
-    oneTimePrekeys: OneTimePrekey[];
-  },
-) {
+export async function publishKeys(ctx: Context, device: Device, input: PublishInput) {
   assertSigned(input.signingKey, input.signedPrekey);
   assertUsable([input.identityKey]);
-  const db = ctx.ports.db;
   const now = ctx.ports.clock.now();
-  const existing = await db
-    .selectFrom('device_keys')
-    .selectAll()
-    .where('device_id', '=', device.deviceId)
-    .executeTakeFirst();
-  const same =
-    existing?.identity_key === input.identityKey && existing.signing_key === input.signingKey;
-  const change = existing ? (same ? null : 'changed') : 'added';
-  const audience = change ? await repo.keyAudience(db, device.userId) : [];
-  await db.transaction().execute(async (trx) => {
-    const keys = {
-      identity_key: input.identityKey,
-      signing_key: input.signingKey,
-      signed_prekey_id: input.signedPrekey.keyId,
-      signed_prekey: input.signedPrekey.publicKey,
-      signed_prekey_signature: input.signedPrekey.signature,
-      low_notified_at: null,
-      updated_at: now,
-    };
-    if (!existing) {
-      await trx
-        .insertInto('device_keys')
-        .values({ ...keys, device_id: device.deviceId, user_id: device.userId, created_at: now })
-        .execute();
-    } else {
-      await trx
-        .updateTable('device_keys')
-        .set(keys)
-        .where('device_id', '=', device.deviceId)
-        .execute();
-      if (change)
-        await trx.deleteFrom('one_time_prekeys').where('device_id', '=', device.deviceId).execute();
-    }
-    await storePrekeys(ctx, trx, device.deviceId, input.oneTimePrekeys, now);
-    if (!change) return;
-    const broken = await trx
-      .selectFrom('verifications')
-      .select('user_id')
-      .where('target_user_id', '=', device.userId)
-      .where('broken_at', 'is', null)
-      .execute();
-    const lost = new Set(broken.map((v) => v.user_id));
-    if (lost.size > 0) {
-      await trx
-        .updateTable('verifications')
-        .set({ broken_at: now })
-        .where('target_user_id', '=', device.userId)
-        .where('broken_at', 'is', null)
-        .execute();
-    }
-    await recordEvents(
-      trx,
-      audience,
-      (u) => ({
-        type: 'device.keys',
-        userId: device.userId,
-        deviceId: device.deviceId,
-        identityKey: input.identityKey,
-        change,
-        verificationLost: lost.has(u),
-      }),
-      now,
-    );
-  });
+  // Two first publishes of one device both find no row (MySQL locks the gap) and both insert:
+  // the deadlock victim, run again, finds the winner's row and updates it.
+  const audience = await retryingDeadlocks(() =>
+    ctx.ports.db.transaction().execute((trx) => writeKeys(ctx, trx, device, input, now)),
+  );
   if (audience.length > 0) await wake(ctx.ports, audience);
   return keyCount(ctx, device);
 }
+
+/**
+ * publishKeys' transaction: added, changed or the same is decided under the row lock (read
+ * before it, two first publishes both inserted). Answers whom to wake.
+ */
+async function writeKeys(
+  ctx: Context,
+  trx: Transaction<DB>,
+  device: Device,
+  input: PublishInput,
+  now: number,
+): Promise<string[]> {
+  const existing = await lockedKeys(ctx, trx, device.deviceId);
+  const same =
+    existing?.identity_key === input.identityKey && existing.signing_key === input.signingKey;
+  const change = existing ? (same ? null : 'changed') : 'added';
+  const keys = {
+    identity_key: input.identityKey,
+    signing_key: input.signingKey,
+    signed_prekey_id: input.signedPrekey.keyId,
+    signed_prekey: input.signedPrekey.publicKey,
+    signed_prekey_signature: input.signedPrekey.signature,
+    low_notified_at: null,
+    updated_at: now,
+  };
+  if (!existing) {
+    await trx
+      .insertInto('device_keys')
+      .values({ ...keys, device_id: device.deviceId, user_id: device.userId, created_at: now })
+      .execute();
+  } else {
+    await trx
+      .updateTable('device_keys')
+      .set(keys)
+      .where('device_id', '=', device.deviceId)
+      .execute();
+    if (change)
+      await trx.deleteFrom('one_time_prekeys').where('device_id', '=', device.deviceId).execute();
+  }
+  await storePrekeys(ctx, trx, device.deviceId, input.oneTimePrekeys, now);
+  if (!change) return [];
+  const audience = await repo.keyAudience(trx, device.userId);
+  const broken = await trx
+    .selectFrom('verifications')
+    .select('user_id')
+    .where('target_user_id', '=', device.userId)
+    .where('broken_at', 'is', null)
+    .execute();
+  const lost = new Set(broken.map((v) => v.user_id));
+  if (lost.size > 0) {
+    await trx
+      .updateTable('verifications')
+      .set({ broken_at: now })
+      .where('target_user_id', '=', device.userId)
+      .where('broken_at', 'is', null)
+      .execute();
+  }
+  await recordEvents(
+    trx,
+    audience,
+    (u) => ({
+      type: 'device.keys',
+      userId: device.userId,
+      deviceId: device.deviceId,
+      identityKey: input.identityKey,
+      change,
+      verificationLost: lost.has(u),
+    }),
+    now,
+  );
+  return audience;
+}
+
+const PUBLISH_FIRST = 'Publish this device’s keys first';
 
 async function requireKeys(ctx: Context, deviceId: string) {
   const row = await ctx.ports.db
@@ -162,7 +188,7 @@ async function requireKeys(ctx: Context, deviceId: string) {
     .selectAll()
     .where('device_id', '=', deviceId)
     .executeTakeFirst();
-  if (!row) throw new AppError('CONFLICT', 'Publish this device’s keys first');
+  if (!row) throw new AppError('CONFLICT', PUBLISH_FIRST);
   return row;
 }
 
@@ -172,32 +198,35 @@ export async function uploadPrekeys(
   device: Device,
   input: { signedPrekey?: SignedPrekey; oneTimePrekeys: OneTimePrekey[] },
 ) {
-  const row = await requireKeys(ctx, device.deviceId);
-  if (input.signedPrekey) assertSigned(row.signing_key, input.signedPrekey);
   const now = ctx.ports.clock.now();
-  await ctx.ports.db.transaction().execute(async (trx) => {
-    if (input.signedPrekey) {
-      await trx
-        .updateTable('device_keys')
-        .set({
-          signed_prekey_id: input.signedPrekey.keyId,
-          signed_prekey: input.signedPrekey.publicKey,
-          signed_prekey_signature: input.signedPrekey.signature,
-          updated_at: now,
-        })
-        .where('device_id', '=', device.deviceId)
-        .execute();
-    }
-    await storePrekeys(ctx, trx, device.deviceId, input.oneTimePrekeys, now);
-    // Topped up: the next shortage is news again.
-    if ((await repo.prekeyCount(trx, device.deviceId)) >= ctx.settings.keys.lowThreshold) {
-      await trx
-        .updateTable('device_keys')
-        .set({ low_notified_at: null })
-        .where('device_id', '=', device.deviceId)
-        .execute();
-    }
-  });
+  await retryingDeadlocks(() =>
+    ctx.ports.db.transaction().execute(async (trx) => {
+      const row = await lockedKeys(ctx, trx, device.deviceId);
+      if (!row) throw new AppError('CONFLICT', PUBLISH_FIRST);
+      if (input.signedPrekey) {
+        assertSigned(row.signing_key, input.signedPrekey);
+        await trx
+          .updateTable('device_keys')
+          .set({
+            signed_prekey_id: input.signedPrekey.keyId,
+            signed_prekey: input.signedPrekey.publicKey,
+            signed_prekey_signature: input.signedPrekey.signature,
+            updated_at: now,
+          })
+          .where('device_id', '=', device.deviceId)
+          .execute();
+      }
+      await storePrekeys(ctx, trx, device.deviceId, input.oneTimePrekeys, now);
+      // Topped up: the next shortage is news again.
+      if ((await repo.prekeyCount(trx, device.deviceId)) >= ctx.settings.keys.lowThreshold) {
+        await trx
+          .updateTable('device_keys')
+          .set({ low_notified_at: null })
+          .where('device_id', '=', device.deviceId)
+          .execute();
+      }
+    }),
+  );
   return keyCount(ctx, device);
 }
 
@@ -254,7 +283,7 @@ export async function claimBundle(
   await requireUser(ctx, userId);
   const now = ctx.ports.clock.now();
   const rows = await repo.liveDeviceKeys(ctx.ports.db, [userId], now);
-  return { userId, devices: await bundleOf(ctx, me, userId, rows, deviceIds, now) };
+  return { userId, devices: await bundleOf(ctx, me, rows, deviceIds, now) };
 }
 
 /**
@@ -278,7 +307,7 @@ export async function claimBundles(
   const bundles = [];
   for (const { userId, deviceIds } of users) {
     const theirs = rows.filter((r) => r.user_id === userId);
-    bundles.push({ userId, devices: await bundleOf(ctx, me, userId, theirs, deviceIds, now) });
+    bundles.push({ userId, devices: await bundleOf(ctx, me, theirs, deviceIds, now) });
   }
   return { users: bundles };
 }
@@ -287,12 +316,14 @@ export async function claimBundles(
 async function bundleOf(
   ctx: Context,
   me: string,
-  userId: string,
   rows: Awaited<ReturnType<typeof repo.liveDeviceKeys>>,
   deviceIds: readonly string[] | undefined,
   now: number,
 ) {
-  const spend = rows.length > 0 && (await mayTakeOneTimeKeys(ctx, me, userId));
+  // Budgets are keyed by the id as stored: MySQL finds the rows by an id in any case, and a
+  // budget keyed by each spelling would be a budget per spelling.
+  const stored = rows[0]?.user_id;
+  const spend = stored !== undefined && (await mayTakeOneTimeKeys(ctx, me, stored));
   const devices = [];
   for (const row of rows) {
     const wanted = spend && (!deviceIds || deviceIds.includes(row.device_id));
@@ -308,7 +339,7 @@ async function bundleOf(
       },
       oneTimePrekey,
     });
-    if (wanted) await warnIfLow(ctx, { userId, deviceId: row.device_id }, now);
+    if (wanted) await warnIfLow(ctx, { userId: row.user_id, deviceId: row.device_id }, now);
   }
   return devices;
 }
