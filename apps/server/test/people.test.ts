@@ -2,10 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { errorCodeOf } from '@mvp/sdk';
 import {
+  befriend,
   clientWithToken,
   freshPhone,
   freshUsername,
   lastOtp,
+  PASSWORD,
   registerUser,
   startPhoneRegistration,
   type Account,
@@ -141,6 +143,33 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     expect(await find()).toEqual([]);
     await ownerApi.users.updatePrivacy.mutate({ findByPhone: 'nobody' });
     expect(await find()).toEqual([]);
+  });
+
+  it('search: a prefix page leaves out who blocked me before it is cut, so its cursor never names them', async () => {
+    const stem = freshUsername('blk').slice(0, 14);
+    const blocker = await registerUser(t, `${stem}_1`);
+    const other = await registerUser(t, `${stem}_2`);
+    const me = await registerUser(t);
+    await api(blocker).blocks.add.mutate({ userId: me.userId });
+    const page = await api(me).users.search.query({ prefix: stem, limit: 1 });
+    expect(page).toMatchObject({ users: [{ id: other.userId }], nextCursor: null });
+  });
+
+  it('search by phone over REST: a "+" the query string turned into a space still finds the number', async () => {
+    const phone = freshPhone();
+    const pending = await startPhoneRegistration(t, phone);
+    const owner = await t.client.api.auth.otp.verify.mutate({
+      challengeId: pending.challengeId,
+      code: lastOtp(t.logs, phone),
+    });
+    const seeker = await registerUser(t);
+    // Written as integrators write it: an unescaped '+', which form decoding reads as a space.
+    const res = await fetch(`${t.server.url}/api/v1/users/search?phone=${phone}`, {
+      headers: { authorization: `Bearer ${seeker.accessToken}` },
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { users: { id: string }[] };
+    expect(body.users.map((u) => u.id)).toEqual([owner.user.id]);
   });
 
   it('contact requests: a list of several, both ways, each with its own other side', async () => {
@@ -427,6 +456,34 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
     expect(await typesSince(me, mine)).toEqual(['block.added', 'block.removed']);
     expect(await typesSince(them, theirs)).toEqual([]);
     expect((await api(them).blocks.list.query()).blocked.map((b) => b.id)).toEqual([me.userId]);
+  });
+
+  it('deleting an account tells its contacts and the other side of each pending request, as remove and cancel do', async () => {
+    const [gone, friend, asker, asked] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    await befriend(t, gone, friend);
+    const incoming = await api(asker).contacts.request.mutate({ userId: gone.userId });
+    const outgoing = await api(gone).contacts.request.mutate({ userId: asked.userId });
+    const cursors = await Promise.all(
+      [friend, asker, asked].map(async (a) => (await api(a).sync.snapshot.query()).cursor),
+    );
+    await api(gone).me.delete.mutate({ password: PASSWORD });
+    const told = await Promise.all(
+      [friend, asker, asked].map(async (a, i) =>
+        (await api(a).sync.poll.query({ after: cursors[i]!, limit: 500 })).events
+          .map(({ event }) => event)
+          .filter((event) => event.type.startsWith('contact.')),
+      ),
+    );
+    expect(told).toEqual([
+      [{ type: 'contact.removed', userId: gone.userId }],
+      [{ type: 'contact.request.cancelled', requestId: incoming.requestId }],
+      [{ type: 'contact.request.cancelled', requestId: outgoing.requestId }],
+    ]);
   });
 
   it('REST paths: users, privacy, contacts, requests, blocks', async () => {

@@ -11,6 +11,18 @@ export function isUniqueViolation(error: unknown): boolean {
   return false;
 }
 
+/**
+ * True when a write failed on a FOREIGN KEY constraint, on either dialect: the row it points at
+ * is gone (say, an account deleted between a service's check and its write).
+ */
+export function isForeignKeyViolation(error: unknown): boolean {
+  const e = error as { code?: unknown; errno?: unknown } | null;
+  if (!e) return false;
+  // MySQL / MariaDB: ER_NO_REFERENCED_ROW_2 (and its older twin ER_NO_REFERENCED_ROW).
+  if (e.code === 'ER_NO_REFERENCED_ROW_2' || e.errno === 1452 || e.errno === 1216) return true;
+  return e.code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
+}
+
 /** The database picked this transaction as a deadlock victim and rolled it back (MySQL). */
 export function isDeadlock(error: unknown): boolean {
   const e = error as { code?: unknown; errno?: unknown } | null;

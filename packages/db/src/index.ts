@@ -28,7 +28,7 @@ export type {
   UsersTable,
   UserStreamsTable,
 } from './schema';
-export { isDeadlock, isUniqueViolation, retryingDeadlocks } from './errors';
+export { isDeadlock, isForeignKeyViolation, isUniqueViolation, retryingDeadlocks } from './errors';
 export { prepared } from './prepared';
 export type { Prepared } from './prepared';
 export { syncTransaction } from './syncTransaction';

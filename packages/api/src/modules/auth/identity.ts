@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
+import { phoneNumberOf } from '../users/phoneNumber';
 
 /** The stable 8-digit public number earlier MVP clients used; random, so it leaks no count. */
 export function newUniqueId(): string {
@@ -16,8 +16,8 @@ export function parseIdentifier(raw: string): Identifier {
   const value = raw.trim();
   if (/^\d{8}$/.test(value)) return { kind: 'unique_id', value };
   if (/^\+?[\d\s().-]{6,}$/.test(value)) {
-    const phone = parsePhoneNumberFromString(value.startsWith('+') ? value : `+${value}`);
-    if (phone?.isValid()) return { kind: 'phone', value: phone.number };
+    const phone = phoneNumberOf(value);
+    if (phone) return { kind: 'phone', value: phone };
   }
   return { kind: 'username', value: value.toLowerCase() };
 }

@@ -1,6 +1,6 @@
 import { newId } from '../../ids';
-import { isUniqueViolation } from '@mvp/db';
-import type { Transaction } from 'kysely';
+import { isForeignKeyViolation, isUniqueViolation } from '@mvp/db';
+import type { Kysely, Transaction } from 'kysely';
 import type { TContactRequest, TPeopleEvent, TPublicProfile } from '@mvp/contracts';
 import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
@@ -11,6 +11,7 @@ import { directKeyOf } from '../conversations/conversations.repo';
 import { announcePostingChanged } from '../messages/postingCache';
 import { allows, publicProfiles } from '../users/profiles';
 import { recordEvents, wake } from '../sync/events';
+import { contactRemoved, requestCancelled } from './peopleEvents';
 import * as rel from './relations.repo';
 
 type RequestRow = NonNullable<Awaited<ReturnType<typeof rel.findRequest>>>;
@@ -79,6 +80,26 @@ async function changeAndTell(
 }
 
 const NOT_ACCEPTING = 'This user does not accept contact requests';
+
+/**
+ * Refuses a request between two people either of whom blocked the other: mine to lift (CONFLICT),
+ * theirs answered like anyone who accepts no requests (FORBIDDEN), so it is not revealed.
+ */
+async function refuseIfBlocked(db: Kysely<DB> | Transaction<DB>, me: string, them: string) {
+  if (!(await rel.eitherBlocked(db, me, them))) return;
+  if (await rel.isBlocked(db, me, them)) throw new AppError('CONFLICT', 'Unblock this user first');
+  throw new AppError('FORBIDDEN', NOT_ACCEPTING);
+}
+
+/**
+ * An account deleted between a check and the write fails the write on a foreign key: answered as
+ * if it had never been there.
+ */
+function goneAsNotFound(err: unknown): never {
+  if (isForeignKeyViolation(err)) throw new AppError('NOT_FOUND', 'No such user');
+  throw err;
+}
+
 /** After a decline, the same person may ask again only this much later. */
 const ASK_AGAIN_AFTER_MS = 24 * 3600 * 1000;
 const declinedKey = (from: string, to: string) => `contact-declined:${from}:${to}`;
@@ -96,8 +117,7 @@ export async function sendRequest(
   if (input.userId === me) throw new AppError('BAD_REQUEST', 'You cannot add yourself');
   const target = await users.findUserById(db, input.userId);
   if (!target) throw new AppError('NOT_FOUND', 'No such user');
-  if (await rel.isBlocked(db, me, target.id))
-    throw new AppError('CONFLICT', 'Unblock this user first');
+  await refuseIfBlocked(db, me, target.id);
   if (await rel.areContacts(db, me, target.id))
     return { status: 'already_contacts' as const, requestId: null };
 
@@ -106,9 +126,7 @@ export async function sendRequest(
     await acceptRequest(ctx, me, theirs.id);
     return { status: 'accepted' as const, requestId: theirs.id };
   }
-  if ((await rel.isBlocked(db, target.id, me)) || !allows(target.privacy_requests, false)) {
-    throw new AppError('FORBIDDEN', NOT_ACCEPTING);
-  }
+  if (!allows(target.privacy_requests, false)) throw new AppError('FORBIDDEN', NOT_ACCEPTING);
   const mine = await rel.findRequestBetween(db, me, target.id);
   if (mine) return { status: 'pending' as const, requestId: mine.id };
   // Declined: not again for a day (asking again at once would undo the decline). Then the
@@ -137,6 +155,8 @@ export async function sendRequest(
     await changeAndTell(
       ctx,
       async (trx) => {
+        // Again here: a block committed since the check above must not let the request through.
+        await refuseIfBlocked(trx, me, target.id);
         await trx.insertInto('contact_requests').values(row).execute();
       },
       [
@@ -145,7 +165,7 @@ export async function sendRequest(
       ],
     );
   } catch (err) {
-    if (!isUniqueViolation(err)) throw err;
+    if (!isUniqueViolation(err)) goneAsNotFound(err);
     const raced = await rel.findRequestBetween(db, me, target.id);
     return { status: 'pending' as const, requestId: raced?.id ?? null };
   }
@@ -227,7 +247,7 @@ export async function declineRequest(ctx: Context, me: string, id: string): Prom
 
 export async function cancelRequest(ctx: Context, me: string, id: string): Promise<void> {
   const row = await ownRequest(ctx, me, id, 'from');
-  const event = { type: 'contact.request.cancelled' as const, requestId: row.id };
+  const event = requestCancelled(row.id);
   await changeAndTell(ctx, (trx) => deleteRequest(trx, row.id), [
     { userId: row.to_user_id, event },
     { userId: me, event },
@@ -253,8 +273,8 @@ export async function removeContact(ctx: Context, me: string, userId: string): P
         throw new AppError('NOT_FOUND', 'Not a contact');
     },
     [
-      { userId, event: { type: 'contact.removed', userId: me } },
-      { userId: me, event: { type: 'contact.removed', userId } },
+      { userId, event: contactRemoved(me) },
+      { userId: me, event: contactRemoved(userId) },
     ],
   );
 }
@@ -280,7 +300,7 @@ export async function block(ctx: Context, me: string, userId: string): Promise<v
       await rel.removeContactPair(trx, me, userId);
     },
     [{ userId: me, event: { type: 'block.added', userId } }],
-  );
+  ).catch(goneAsNotFound);
   await postingChangedBetween(ctx, me, userId);
 }
 

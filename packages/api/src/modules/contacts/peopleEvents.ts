@@ -19,3 +19,12 @@ export async function notify(
 ): Promise<void> {
   await bus.publish(userChannel(userId), toDeviceId ? { ...event, toDeviceId } : event);
 }
+
+/** What each side is told when a contact ends (removed, or the other account deleted). */
+export const contactRemoved = (userId: string) => ({ type: 'contact.removed' as const, userId });
+
+/** What both sides are told when a request is withdrawn (cancelled, or its sender deleted). */
+export const requestCancelled = (requestId: string) => ({
+  type: 'contact.request.cancelled' as const,
+  requestId,
+});

@@ -83,37 +83,50 @@ async function describe(ctx: Context, conversationId: string, me: string) {
   return repo.toConversation(conversation, membership);
 }
 
-/** The one direct conversation with `userId`: created on first use, the same one afterwards. */
+/**
+ * The one direct conversation with `userId`: created on first use, the same one afterwards. The
+ * key and the members are made from the ids as stored: MySQL finds a user by an id in any case,
+ * and a key made from the id as given would be another pair's (or, for my own id, a
+ * conversation with myself).
+ */
 export async function openDirect(ctx: Context, me: string, userId: string) {
   const db = ctx.ports.db;
-  if (userId === me) throw new AppError('BAD_REQUEST', 'A direct conversation needs someone else');
-  if (!(await users.userExists(db, userId))) throw new AppError('NOT_FOUND', 'No such user');
-  if (await blockedBetween(ctx, me, userId))
+  const peer = (await users.findUserById(db, userId))?.id;
+  if (!peer) throw new AppError('NOT_FOUND', 'No such user');
+  if (peer === me) throw new AppError('BAD_REQUEST', 'A direct conversation needs someone else');
+  if (await blockedBetween(ctx, me, peer))
     throw new AppError('FORBIDDEN', 'You cannot message this user');
-  const directKey = repo.directKeyOf(me, userId);
-  const existing = await db
-    .selectFrom('conversations')
-    .select('id')
-    .where('direct_key', '=', directKey)
-    .executeTakeFirst();
-  if (existing) return describe(ctx, existing.id, me);
-
-  const id = newId();
-  try {
-    await createConversation(
-      ctx,
-      { id, kind: 'direct', direct_key: directKey, created_by: me },
-      new Map([
-        [me, 'member'],
-        [userId, 'member'],
-      ]),
-    );
-  } catch (err) {
-    // Both opened it at once: the other insert won, and that is the conversation.
-    if (isUniqueViolation(err)) return openDirect(ctx, me, userId);
-    throw err;
+  const directKey = repo.directKeyOf(me, peer);
+  for (let attempt = 1; ; attempt++) {
+    const existing = await db
+      .selectFrom('conversations')
+      .select('id')
+      .where('direct_key', '=', directKey)
+      .executeTakeFirst();
+    if (existing) return describe(ctx, existing.id, me);
+    const id = newId();
+    try {
+      await createConversation(
+        ctx,
+        { id, kind: 'direct', direct_key: directKey, created_by: me },
+        new Map([
+          [me, 'member'],
+          [peer, 'member'],
+        ]),
+      );
+      return describe(ctx, id, me);
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      // Both opened it at once: the other insert won, so the next look finds it. A violation
+      // again is no such race (the winner was committed, and a look finds it): a fault of ours
+      // that trying again would not mend, so INTERNAL (logged with the cause), not a CONFLICT
+      // that tells the client to retry.
+      if (attempt === 2)
+        throw new AppError('INTERNAL_SERVER_ERROR', 'Could not open the conversation', {
+          cause: err,
+        });
+    }
   }
-  return describe(ctx, id, me);
 }
 
 /**
@@ -539,7 +552,7 @@ export async function removeMember(
     throw new AppError('BAD_REQUEST', 'Direct conversations have two members');
   const leaving = userId === me;
   const now = ctx.ports.clock.now();
-  const rest = await ctx.ports.db.transaction().execute(async (trx) => {
+  const { rest, avatarKey } = await ctx.ports.db.transaction().execute(async (trx) => {
     const mine = await lockedMembership(trx, conversationId, me, now);
     const target = leaving ? mine : await repo.findMembership(trx, conversationId, userId);
     if (!target) throw new AppError('NOT_FOUND', 'No such member');
@@ -552,12 +565,13 @@ export async function removeMember(
     } else if (target.role === 'owner' && others.length > 0) {
       throw new AppError('CONFLICT', 'Transfer ownership before leaving');
     }
-    await dropMember(trx, conversationId, target, others, now, {
+    const avatarKey = await dropMember(trx, conversationId, target, others, now, {
       reason: leaving ? 'left' : 'removed',
       by: me,
     });
-    return others;
+    return { rest: others, avatarKey };
   });
+  if (avatarKey) await deleteBlobQuietly(ctx, avatarKey);
   await wake(ctx.ports, [userId, ...rest]);
 }
 
@@ -566,7 +580,9 @@ export async function removeMember(
  * row, the events to them and to `others` (everyone else), and the conversation itself when
  * nobody is left. Out is out for good only when an admin removed them: a removed member may
  * not rejoin by invite, and a restricted member who leaves comes back restricted (without
- * that, leaving and rejoining by the group's link would lift the restriction).
+ * that, leaving and rejoining by the group's link would lift the restriction). Answers the gone
+ * conversation's picture, for the caller to delete once committed (the public URL would serve
+ * it on), else null.
  */
 async function dropMember(
   trx: Transaction<DB>,
@@ -575,7 +591,7 @@ async function dropMember(
   others: string[],
   now: number,
   how: { reason: 'left' | 'removed'; by: string },
-): Promise<void> {
+): Promise<string | null> {
   const userId = member.user_id;
   await trx
     .updateTable('conversations')
@@ -608,8 +624,11 @@ async function dropMember(
     now,
   );
   await recordEvents(trx, others, { type: 'member.left', conversationId, userId }, now);
-  if (others.length === 0)
-    await trx.deleteFrom('conversations').where('id', '=', conversationId).execute();
+  if (others.length > 0) return null;
+  // Read under the row lock: a picture swapped in before it is the one to delete.
+  const gone = await repo.findConversation(trx, conversationId);
+  await trx.deleteFrom('conversations').where('id', '=', conversationId).execute();
+  return gone?.avatar_key ?? null;
 }
 
 const SUCCESSION: readonly string[] = ['admin', 'member', 'restricted'];
@@ -619,13 +638,15 @@ const SUCCESSION: readonly string[] = ['admin', 'member', 'restricted'];
  * are told (`member.left`) and counted right, and a group or channel it owned passes to its
  * longest-standing admin, else member, else restricted member (`member.role`), as Signal and
  * WhatsApp hand a group on. Without this the rows went by cascade, silently, and an owned
- * group was left with nobody who could manage or delete it. Answers whom to wake.
+ * group was left with nobody who could manage or delete it. Answers whom to wake, and the
+ * pictures of the conversations that went with the account (nobody left), to delete once
+ * committed.
  */
 export async function leaveEverything(
   trx: Transaction<DB>,
   userId: string,
   now: number,
-): Promise<string[]> {
+): Promise<{ woken: string[]; avatarKeys: string[] }> {
   const conversationIds = (
     await trx
       .selectFrom('conversation_members')
@@ -635,6 +656,7 @@ export async function leaveEverything(
       .execute()
   ).map((r) => r.conversation_id);
   const woken = new Set<string>();
+  const avatarKeys: string[] = [];
   for (const conversationId of conversationIds) {
     await lockConversation(trx, conversationId, now);
     const member = await repo.findMembership(trx, conversationId, userId);
@@ -643,10 +665,12 @@ export async function leaveEverything(
     const heir = member.role === 'owner' ? successorOf(rest) : undefined;
     if (heir) await applyRoles(trx, conversationId, [[heir, 'owner']], now);
     const others = rest.map((m) => m.user_id);
-    await dropMember(trx, conversationId, member, others, now, { reason: 'left', by: userId });
+    const how = { reason: 'left', by: userId } as const;
+    const avatarKey = await dropMember(trx, conversationId, member, others, now, how);
+    if (avatarKey) avatarKeys.push(avatarKey);
     for (const id of others) woken.add(id);
   }
-  return [...woken];
+  return { woken: [...woken], avatarKeys };
 }
 
 /** `members` come oldest first (listMembers' order). */

@@ -1,5 +1,6 @@
 import type { Context } from '../../context';
 import { endLiveCallsOf } from '../calls/calls.service';
+import { tellPeopleAccountGone } from '../contacts/accountGone';
 import { leaveEverything } from '../conversations/conversations.service';
 import { announceRevoked } from '../sessions/sessions.service';
 import { StreamWrites, wake } from '../sync/events';
@@ -20,13 +21,15 @@ class RowChanged extends Error {}
 
 /**
  * Deletes the account row (devices, sessions and refresh tokens go with it by cascade), tells
- * every instance its sessions ended, then deletes its avatar blob. Before the row goes, the
- * account leaves every conversation in the same transaction (members told, owned groups handed
- * on: see leaveEverything) and its live calls end (see endLiveCallsOf). The row is deleted only while it still points at the avatar read
- * just before, so an upload racing the deletion either lands first (and its blob is deleted
- * here) or finds the row gone (and deletes its own blob); otherwise everything rolls back and
- * it tries again. False when nothing was deleted: the account is gone, became active, or kept
- * changing.
+ * every instance its sessions ended, then deletes its avatar blob and the pictures of groups
+ * that went with it (nobody being left in them). Before the row goes, in the same transaction,
+ * the account leaves every conversation (members told, owned groups handed on: see
+ * leaveEverything), its live calls end (see endLiveCallsOf), and its contacts and the other side
+ * of its pending requests are told (see tellPeopleAccountGone). The row is deleted only while
+ * it still points at the avatar read just before, so an upload racing the deletion either lands
+ * first (and its blob is deleted here) or finds the row gone (and deletes its own blob);
+ * otherwise everything rolls back and it tries again. False when nothing was deleted: the
+ * account is gone, became active, or kept changing.
  */
 export async function deleteAccount(
   ctx: Context,
@@ -43,24 +46,27 @@ export async function deleteAccount(
       await db.selectFrom('sessions').select('id').where('user_id', '=', userId).execute()
     ).map((r) => r.id);
     const now = ctx.ports.clock.now();
-    let woken: string[];
+    let left: Awaited<ReturnType<typeof leaveEverything>> & { toldGone: string[] };
     const calls = new StreamWrites();
     try {
-      woken = await db.transaction().execute(async (trx) => {
-        const others = await leaveEverything(trx, userId, now);
+      left = await db.transaction().execute(async (trx) => {
+        const departure = await leaveEverything(trx, userId, now);
         await endLiveCallsOf(ctx, trx, userId, now, calls);
+        // Before the row: the cascade takes the contacts and requests it reads.
+        const toldGone = await tellPeopleAccountGone(trx, userId, now);
         if (!(await deleteUserWithAvatarKey(trx, userId, state.key, options.inactiveBefore)))
           throw new RowChanged();
-        return others;
+        return { ...departure, toldGone };
       });
     } catch (err) {
       if (err instanceof RowChanged) continue;
       throw err;
     }
-    await wake(ctx.ports, woken);
+    await wake(ctx.ports, [...left.woken, ...left.toldGone]);
     await calls.wake(ctx.ports);
     if (sessionIds.length) await announceRevoked(ctx, sessionIds);
     if (state.key) await deleteBlobQuietly(ctx, state.key);
+    for (const key of left.avatarKeys) await deleteBlobQuietly(ctx, key);
     return true;
   }
   return false;

@@ -1,12 +1,12 @@
 import { sql } from 'kysely';
-import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import type { TPrivacy, TPublicProfile, TSearchInput } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { enforceLimit } from '../../rateLimit';
 import * as users from '../auth/users.repo';
-import { areContacts, relationsTo } from '../contacts/relations.repo';
+import { areContacts, isBlocked } from '../contacts/relations.repo';
 import { presenceSettingChanged } from '../presence/presence';
+import { phoneNumberOf } from './phoneNumber';
 import { allows, publicProfiles } from './profiles';
 
 const privacyOf = (u: users.UserRow): TPrivacy => ({
@@ -82,56 +82,74 @@ export async function search(
       'Search by exactly one of username, uniqueId, phone or prefix',
     );
   }
+  // A malformed number is refused before it costs any of the budget.
+  const phone = input.phone === undefined ? null : phoneNumberOf(input.phone);
+  if (input.phone !== undefined && !phone)
+    throw new AppError('BAD_REQUEST', 'Not a valid phone number');
   await enforceLimit(ctx, 'search-account', ctx.settings.people.searchLimit, viewerId);
+  if (input.prefix !== undefined) return searchPrefix(ctx, viewerId, input.prefix, input);
   const db = ctx.ports.db;
-  let found: users.UserRow[] = [];
-  let nextCursor: string | null = null;
+  let found: users.UserRow | undefined;
   if (input.username !== undefined) {
-    const u = await users.findUserBy(db, 'username', input.username);
-    found = u ? [u] : [];
+    found = await users.findUserBy(db, 'username', input.username);
   } else if (input.uniqueId !== undefined) {
-    const u = await users.findUserBy(db, 'unique_id', input.uniqueId);
-    found = u ? [u] : [];
-  } else if (input.phone !== undefined) {
-    const phone = parsePhoneNumberFromString(input.phone);
-    if (!phone?.isValid()) throw new AppError('BAD_REQUEST', 'Not a valid phone number');
+    found = await users.findUserBy(db, 'unique_id', input.uniqueId);
+  } else if (phone) {
     const u = await users.findUserBy(
       db,
       'phone_index',
-      ctx.ports.cipher.blindIndex(phone.number, 'phone'),
+      ctx.ports.cipher.blindIndex(phone, 'phone'),
     );
     if (
       u &&
       (u.id === viewerId || allows(u.privacy_find_by_phone, await areContacts(db, u.id, viewerId)))
     ) {
-      found = [u];
+      found = u;
     }
-  } else if (input.prefix !== undefined) {
-    const limit = input.limit ?? 20;
-    // '_' is a LIKE wildcard and a legal username character: escape it (and the escape itself).
-    const pattern = `${input.prefix.replace(/[!%_]/g, '!$&')}%`;
-    let query = db
-      .selectFrom('users')
-      .selectAll()
-      .where(sql<boolean>`${sql.ref('username')} like ${pattern} escape '!'`)
-      .orderBy('username')
-      .limit(limit + 1);
-    if (input.cursor) query = query.where('username', '>', input.cursor);
-    const rows = await query.execute();
-    found = rows.slice(0, limit);
-    nextCursor = rows.length > limit ? (found[found.length - 1]!.username ?? null) : null;
-    // The budget counts profiles, not calls: a page of fifty for one point would list every user
-    // with two-letter prefixes (the search was paid one point above; the rest of the page now).
-    const searchLimit = ctx.settings.people.searchLimit;
-    if (found.length > 1)
-      await enforceLimit(ctx, 'search-account', searchLimit, viewerId, found.length - 1);
   }
-  // One query for the whole page, not one per user found.
-  const { blockedMe } = await relationsTo(
-    db,
-    viewerId,
-    found.map((u) => u.id),
-  );
-  const visible = found.filter((u) => !blockedMe.has(u.id));
-  return { users: await publicProfiles(ctx, viewerId, visible), nextCursor };
+  if (!found || (await isBlocked(db, found.id, viewerId))) return { users: [], nextCursor: null };
+  return { users: await publicProfiles(ctx, viewerId, [found]), nextCursor: null };
+}
+
+/**
+ * A page of usernames starting with `prefix`. Users who blocked the searcher are left out in the
+ * query, before the page is cut: left out after, a page could come back empty with a cursor
+ * naming one of them.
+ */
+async function searchPrefix(
+  ctx: Context,
+  viewerId: string,
+  prefix: string,
+  page: Pick<TSearchInput, 'cursor' | 'limit'>,
+): Promise<{ users: TPublicProfile[]; nextCursor: string | null }> {
+  const limit = page.limit ?? 20;
+  // '_' is a LIKE wildcard and a legal username character: escape it (and the escape itself).
+  const pattern = `${prefix.replace(/[!%_]/g, '!$&')}%`;
+  let query = ctx.ports.db
+    .selectFrom('users')
+    .selectAll()
+    .where(sql<boolean>`${sql.ref('username')} like ${pattern} escape '!'`)
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom('blocks')
+            .select('blocks.blocker_id')
+            .whereRef('blocks.blocker_id', '=', 'users.id')
+            .where('blocks.blocked_id', '=', viewerId),
+        ),
+      ),
+    )
+    .orderBy('username')
+    .limit(limit + 1);
+  if (page.cursor) query = query.where('username', '>', page.cursor);
+  const rows = await query.execute();
+  const found = rows.slice(0, limit);
+  const nextCursor = rows.length > limit ? (found[found.length - 1]!.username ?? null) : null;
+  // The budget counts profiles, not calls: a page of fifty for one point would list every user
+  // with two-letter prefixes (the search was paid one point already; the rest of the page now).
+  const searchLimit = ctx.settings.people.searchLimit;
+  if (found.length > 1)
+    await enforceLimit(ctx, 'search-account', searchLimit, viewerId, found.length - 1);
+  return { users: await publicProfiles(ctx, viewerId, found), nextCursor };
 }
