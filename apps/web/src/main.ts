@@ -13,7 +13,9 @@ import {
   type PublicProfile,
 } from '@mvp/sdk';
 import { $, button, clear, item, show } from './dom';
+import { nameOfProfile } from './names';
 import { advanced, tickOf, type Positions } from './receipts';
+import { restartSignedOut, showSessionEndNotice } from './sessionEnd';
 import { exposeForTests } from './testHooks';
 import { createUnread } from './unread';
 import { createVerification } from './verify';
@@ -26,9 +28,37 @@ const serverUrl =
   'http://127.0.0.1:3000';
 $('server-url').textContent = serverUrl;
 
+/**
+ * Once signed in and set up (`watching`), the status line says when the stream fails or the
+ * socket drops, instead of "online" while nothing arrives; a reconnect makes it "online" again.
+ * Before that the stream has no session to run on (and the sign-in says how it went).
+ */
+const health = { watching: false, trouble: false };
 // E2EE on, with the device's secrets in memory: sessions live in memory too (a reload signs
 // out), so each load is a new device with new keys anyway. Calls encrypt SDP and ICE with it.
-const client = createMvpClient({ url: serverUrl, crypto: {} });
+const client = createMvpClient({
+  url: serverUrl,
+  crypto: {},
+  onSessionEnded: restartSignedOut,
+  onConnectionStateChange: (connection) => {
+    if (!health.watching) return;
+    if (connection === 'closed') {
+      health.trouble = true;
+      status('⚠ connection lost: reconnecting…');
+    } else if (connection === 'open' && health.trouble) {
+      health.trouble = false;
+      status('online');
+    }
+  },
+});
+showSessionEndNotice();
+client.sync.onError((error) => {
+  console.warn('sync error', error);
+  if (!health.watching) return;
+  health.trouble = true;
+  const stopped = client.sync.state === 'stopped';
+  status(`⚠ messages ${stopped ? 'stopped' : 'interrupted'}: ${describe(error)}`);
+});
 
 /** `seq` is null until the server has stored it (my own line, just sent). */
 /**
@@ -54,9 +84,11 @@ const state = {
 };
 const nameOf = (userId: string) => state.names.get(userId) ?? userId.slice(0, 8);
 const status = (text: string) => ($('status').textContent = text);
+const describe = (error: unknown) =>
+  errorCodeOf(error) ?? (error instanceof Error ? error.message : String(error));
 const fail = (error: unknown) => {
   console.error(error);
-  status(`⚠ ${errorCodeOf(error) ?? (error instanceof Error ? error.message : String(error))}`);
+  status(`⚠ ${describe(error)}`);
 };
 const run = (task: () => Promise<unknown>) => () => void task().catch(fail);
 // As Signal's "safety number changed": a device of theirs (or of mine) that this page had not
@@ -86,11 +118,13 @@ const credentials = () => ({
 async function signedIn() {
   const me = await client.api.me.get.query();
   state.me = { id: me.id, username: me.username };
-  $('who').textContent = `@${me.username ?? me.id}`;
+  $('who').textContent = nameOfProfile(me);
+  show('auth-notice', false);
   show('auth', false);
   show('home', true);
   status('setting up keys…');
   await client.e2ee.setup(); // publishes this device's keys (so it can ring) and starts the stream
+  health.watching = true;
   status('online');
   await Promise.all([refreshPeople(), refreshHistory()]);
 }
@@ -122,7 +156,7 @@ $('register').addEventListener(
 // --- People ---------------------------------------------------------------------------------
 
 function remember(profile: PublicProfile) {
-  state.names.set(profile.id, profile.username ? `@${profile.username}` : profile.displayName);
+  state.names.set(profile.id, nameOfProfile(profile));
 }
 
 $('search-form').addEventListener('submit', (event) => {
