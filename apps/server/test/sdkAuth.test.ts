@@ -94,13 +94,21 @@ describe(`the SDK's session handling against a real server (${backendLabel})`, (
   it('register keeps the tokens, and authed calls use them', async () => {
     const p = probe();
     const { username, res } = await signedUp(p);
-    expect(await p.client.auth.session()).toEqual({
+    const session = await p.client.auth.session();
+    expect(session).toEqual({
       accessToken: res.accessToken,
       refreshToken: res.refreshToken,
-      expiresAt: Date.parse(res.expiresAt),
+      expiresAt: expect.any(Number),
+      issuedAt: expect.any(Number),
       sessionId: res.sessionId,
       user: res.user,
     });
+    // On this device's clock: its arrival plus the token's lifetime (here the same clock as the
+    // server's, so within the second `iat` is rounded to).
+    expect(session!.expiresAt - session!.issuedAt!).toBe(
+      t.server.config.auth.jwt.accessTtlSeconds * 1000,
+    );
+    expect(Math.abs(session!.expiresAt - Date.parse(res.expiresAt))).toBeLessThan(2_000);
     expect(await p.client.auth.isSignedIn()).toBe(true);
     expect(await p.client.api.me.get.query()).toMatchObject({ id: res.user.id, username });
     expect(p.refreshes()).toBe(0);

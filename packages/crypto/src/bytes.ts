@@ -20,12 +20,31 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true });
+// Made on first use, not when the module loads: Hermes (React Native before 0.85) has no
+// TextDecoder, and importing the package (the SDK does) must not fail there. Nothing here needs
+// either one to load.
+let encoder: { encode(text: string): Uint8Array } | undefined;
+let decoder: { decode(bytes: Uint8Array): string } | undefined;
+
+/**
+ * The bytes of a protocol label (an HKDF info string), for constants made when a module loads:
+ * built by hand rather than with TextEncoder, which that must not need (see above). ASCII only,
+ * where UTF-8 and these bytes are the same.
+ */
+export function asciiBytes(label: string): Uint8Array {
+  const out = new Uint8Array(label.length);
+  for (let i = 0; i < label.length; i++) {
+    const code = label.charCodeAt(i);
+    if (code > 0x7f) throw new Error(`not an ASCII label: ${label}`);
+    out[i] = code;
+  }
+  return out;
+}
 
 export const utf8 = {
-  encode: (text: string): Uint8Array => encoder.encode(text),
-  decode: (bytes: Uint8Array): string => decoder.decode(bytes),
+  encode: (text: string): Uint8Array => (encoder ??= new TextEncoder()).encode(text),
+  decode: (bytes: Uint8Array): string =>
+    (decoder ??= new TextDecoder('utf-8', { fatal: true })).decode(bytes),
 };
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';

@@ -8,7 +8,7 @@
  * Functions never mutate their input state: they return a new one, so a failed decryption
  * (tampering, replay, too many skipped keys) leaves the caller's state exactly as it was.
  */
-import { concatBytes, equalBytes, reader, utf8, writer } from './bytes.js';
+import { asciiBytes, concatBytes, equalBytes, reader, writer } from './bytes.js';
 import { CryptoError } from './errors.js';
 import {
   KEY_LENGTH,
@@ -24,8 +24,8 @@ import {
 import { randomBytes } from './random.js';
 import { WIRE_VERSION, WireType } from './wire.js';
 
-const ROOT_INFO = utf8.encode('MVP DR root v1');
-const MESSAGE_INFO = utf8.encode('MVP DR message v1');
+const ROOT_INFO = asciiBytes('MVP DR root v1');
+const MESSAGE_INFO = asciiBytes('MVP DR message v1');
 const CHAIN_MESSAGE = Uint8Array.of(0x01);
 const CHAIN_NEXT = Uint8Array.of(0x02);
 /** version, type, ratchet public key, previous chain length, message number. */

@@ -13,7 +13,7 @@
  * message to (conversation id, sender device). Rotation = a fresh sender key (new id, new random
  * chain, new signing key), distributed to the remaining members only.
  */
-import { concatBytes, equalBytes, reader, utf8, writer } from './bytes.js';
+import { asciiBytes, concatBytes, equalBytes, reader, writer } from './bytes.js';
 import { CryptoError } from './errors.js';
 import {
   KEY_LENGTH,
@@ -33,7 +33,7 @@ import { WIRE_VERSION, WireType } from './wire.js';
 
 export const SENDER_KEY_ID_LENGTH = 16;
 const HEADER_LENGTH = 1 + 1 + SENDER_KEY_ID_LENGTH + 4;
-const MESSAGE_INFO = utf8.encode('MVP sender key message v1');
+const MESSAGE_INFO = asciiBytes('MVP sender key message v1');
 const MAX_ITERATION = 0xffffffff;
 
 export type SenderKeyLimits = {

@@ -7,7 +7,7 @@
  * AD = IK_A || SIG_A || IK_B || SIG_B: both devices' X25519 identity keys and Ed25519 signing
  * keys, initiator first, so neither half of either identity can be swapped unnoticed.
  */
-import { concatBytes, utf8 } from './bytes.js';
+import { asciiBytes, concatBytes } from './bytes.js';
 import { CryptoError } from './errors.js';
 import {
   type DeviceKeys,
@@ -17,7 +17,7 @@ import {
 } from './keys.js';
 import { type KeyPair, dh, generateX25519KeyPair, hkdf } from './primitives.js';
 
-const INFO = utf8.encode('MVP X3DH v1');
+const INFO = asciiBytes('MVP X3DH v1');
 const F = new Uint8Array(32).fill(0xff);
 const ZERO_SALT = new Uint8Array(32);
 

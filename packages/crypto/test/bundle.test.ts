@@ -23,7 +23,8 @@ beforeAll(async () => {
   code = result.outputFiles[0]!.text;
 }, 60_000);
 
-const exchange = `
+/** A session and a group message; the plaintexts are shown through `show` (an expression). */
+const exchange = (show = 'new TextDecoder().decode') => `
   const C = MvpCrypto;
   const enc = (s) => new TextEncoder().encode(s);
   const alice = C.generateDeviceKeys();
@@ -36,7 +37,7 @@ const exchange = `
   const key = C.createSenderKey();
   const member = C.processSenderKeyDistribution(C.senderKeyDistribution(key));
   const group = C.groupDecrypt(member, C.groupEncrypt(key, enc('group')).message);
-  new TextDecoder().decode(inbound.plaintext) + ' / ' + new TextDecoder().decode(group.plaintext);
+  ${show}(inbound.plaintext) + ' / ' + ${show}(group.plaintext);
 `;
 
 describe('bundle', () => {
@@ -54,7 +55,20 @@ describe('bundle', () => {
       TextDecoder,
     });
     vm.runInContext(code, context);
-    expect(vm.runInContext(exchange, context)).toBe('hello from a bare context / group');
+    expect(vm.runInContext(exchange(), context)).toBe('hello from a bare context / group');
+  });
+
+  it('loads without TextDecoder or TextEncoder (Hermes before React Native 0.85), and encrypts', () => {
+    const getRandomValues = (array: Uint8Array) => webcrypto.getRandomValues(array);
+    const bare = vm.createContext({ crypto: { getRandomValues } });
+    vm.runInContext(code, bare);
+    expect(vm.runInContext('typeof MvpCrypto.generateDeviceKeys', bare)).toBe('function');
+    // Hermes there has TextEncoder (the test's `enc` needs it), and nothing here decodes.
+    const hermes = vm.createContext({ crypto: { getRandomValues }, TextEncoder });
+    vm.runInContext(code, hermes);
+    expect(vm.runInContext(exchange('C.toBase64'), hermes)).toBe(
+      `${btoa('hello from a bare context')} / ${btoa('group')}`,
+    );
   });
 
   it('refuses to generate keys in a context without getRandomValues', () => {

@@ -1,9 +1,10 @@
 import { TRPCClientError } from '@trpc/client';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AHEAD_RETRY_MS,
   createAuthSession,
   MAX_DEVICE_COOKIES,
+  REFRESH_TIMEOUT_MS,
   type AuthTokens,
   type SessionEndReason,
 } from './authSession';
@@ -209,6 +210,95 @@ describe('refresh ahead of expiry', () => {
     expect(await t.session.accessToken()).toBeNull();
     expect(await t.session.refresh()).toBeNull();
     expect(t.exchange).not.toHaveBeenCalled();
+  });
+});
+
+describe("the token's expiry on this device's clock", () => {
+  /** Tokens as the real server issues them: a JWT with `iat`, living `ttlMs` from `issuedAt`. */
+  const issued = (n: number, issuedAt: number, ttlMs: number): AuthTokens => {
+    const claims = btoa(JSON.stringify({ sub: user.id, iat: issuedAt / 1000, n }));
+    return {
+      ...tokens(n),
+      accessToken: `e30.${claims.replace(/=+$/, '')}.c2ln`,
+      expiresAt: new Date(issuedAt + ttlMs).toISOString(),
+    };
+  };
+
+  /** A session signed in at server time NOW on a device whose clock is `ahead` of it. */
+  async function signedIn(ahead: number, ttlMs: number) {
+    let clock = NOW + ahead;
+    let n = 1;
+    const exchange = vi.fn(async () => issued(++n, clock - ahead, ttlMs));
+    const session = createAuthSession({
+      store: createMemoryTokenStore(),
+      exchange,
+      now: () => clock,
+    });
+    await session.start(issued(1, NOW, ttlMs));
+    return { session, exchange, pass: (ms: number) => void (clock += ms) };
+  }
+
+  it('a device clock 20 minutes fast (or slow) does not refresh before every request', async () => {
+    for (const ahead of [20 * 60_000, -20 * 60_000]) {
+      const t = await signedIn(ahead, 15 * 60_000);
+      for (let i = 0; i < 3; i++) {
+        await t.session.accessToken();
+        t.pass(60_000);
+      }
+      expect(t.exchange).not.toHaveBeenCalled();
+      // Nor is a token the server has expired used for long: refreshed a minute ahead.
+      t.pass(11 * 60_000);
+      await t.session.accessToken();
+      expect(t.exchange).toHaveBeenCalledTimes(1);
+    }
+  });
+
+  it('a token living a minute is refreshed at half its life, not by every request', async () => {
+    const t = await signedIn(0, 60_000);
+    for (let i = 0; i < 3; i++) {
+      expect(await t.session.accessToken()).toContain('e30.');
+      t.pass(10_000);
+    }
+    expect(t.exchange).not.toHaveBeenCalled();
+    t.pass(1);
+    await t.session.accessToken(); // under 30 s left
+    await t.session.accessToken();
+    expect(t.exchange).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('a refresh that does not answer', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('fails after REFRESH_TIMEOUT_MS, aborted, leaving the session for the next try', async () => {
+    const signals: AbortSignal[] = [];
+    const exchange = vi.fn(
+      (_token: string, signal: AbortSignal) =>
+        new Promise<AuthTokens>((resolve) => {
+          signals.push(signal);
+          if (signals.length > 1) resolve(tokens(2));
+        }),
+    );
+    const store = createMemoryTokenStore(stored(1, -1));
+    const session = createAuthSession({ store, exchange, now: () => NOW });
+    let outcome: unknown = 'pending';
+    session.accessToken().then(
+      (value) => (outcome = value),
+      (error: unknown) => (outcome = error),
+    );
+    await vi.advanceTimersByTimeAsync(REFRESH_TIMEOUT_MS - 1);
+    expect([outcome, signals[0]!.aborted]).toEqual(['pending', false]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(String(outcome)).toContain('auth.refresh took over');
+    expect(signals[0]!.aborted).toBe(true);
+    expect((await store.load())?.refreshToken).toBe('refresh-1');
+    expect(await session.accessToken()).toBe('access-2');
+    expect(exchange).toHaveBeenCalledTimes(2);
   });
 });
 

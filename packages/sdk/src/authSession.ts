@@ -1,4 +1,4 @@
-import { subjectOf } from './base64';
+import { issuedAtOf, subjectOf } from './base64';
 import { errorCodeOf } from './errors';
 import type { KeptDeviceCookie, StoredSession, TokenStore } from './tokenStore';
 
@@ -20,10 +20,13 @@ export const MAX_DEVICE_COOKIES = 8;
 
 export type AuthSessionOptions = {
   store: TokenStore;
-  /** Calls `auth.refresh` on a client without the auth link (which would recurse into this). */
-  exchange: (refreshToken: string) => Promise<AuthTokens>;
+  /**
+   * Calls `auth.refresh` on a client without the auth link (which would recurse into this);
+   * `signal` aborts it when it takes longer than `REFRESH_TIMEOUT_MS`.
+   */
+  exchange: (refreshToken: string, signal: AbortSignal) => Promise<AuthTokens>;
   onSessionEnded?: (reason: SessionEndReason) => void;
-  /** Refresh when the access token expires within this long. */
+  /** Refresh when the access token expires within this long (at most half its lifetime). */
   refreshAheadMs?: number;
   now?: () => number;
 };
@@ -58,13 +61,31 @@ export type AuthSession = {
 export const DEFAULT_REFRESH_AHEAD_MS = 60_000;
 /** How long a failed refresh ahead of expiry waits before the next try. */
 export const AHEAD_RETRY_MS = 5_000;
+/**
+ * How long a refresh may take before it counts as failed (as offline does). Every request waits
+ * for it, and a request that never answers (a dead connection the OS has not noticed) would hold
+ * them all for good; a refresh is one small request, which takes a few seconds at worst on a slow
+ * mobile network.
+ */
+export const REFRESH_TIMEOUT_MS = 15_000;
 
-export function toStoredSession(tokens: AuthTokens): StoredSession {
+/**
+ * `receivedAt` is this device's clock when the tokens arrived. The expiry is kept on that clock:
+ * the server's `expiresAt` read on a device clock that is minutes fast looks past (every request
+ * would refresh first, until the account's refresh limit refuses them), and one that is slow
+ * keeps using a token the server already refuses. The token's own lifetime (`exp - iat`) from
+ * its arrival ends at most a round trip (and `iat`'s rounding to the second) after the server's.
+ */
+export function toStoredSession(tokens: AuthTokens, receivedAt: number): StoredSession {
+  const serverExpiry = Date.parse(tokens.expiresAt);
+  const lifetime = serverExpiry - (issuedAtOf(tokens.accessToken) ?? NaN);
+  const known = lifetime > 0;
   // Copy field by field: the server's answer carries more (status) that has no place in a store.
   return {
     accessToken: tokens.accessToken,
     refreshToken: tokens.refreshToken,
-    expiresAt: Date.parse(tokens.expiresAt),
+    expiresAt: known ? receivedAt + lifetime : serverExpiry,
+    ...(known ? { issuedAt: receivedAt } : {}),
     sessionId: tokens.sessionId,
     user: { id: tokens.user.id, uniqueId: tokens.user.uniqueId, username: tokens.user.username },
   };
@@ -119,7 +140,7 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
     if (!session) return null;
     let tokens: AuthTokens;
     try {
-      tokens = await options.exchange(session.refreshToken);
+      tokens = await exchangeWithin(session.refreshToken);
     } catch (error) {
       if (errorCodeOf(error) !== 'UNAUTHORIZED') throw error;
       // End only the session that failed: a sign-in meanwhile has tokens of its own.
@@ -131,10 +152,33 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
     // A sign-out or a new sign-in while the exchange was in flight wins over its answer.
     const latest = await current();
     if (latest?.refreshToken !== session.refreshToken) return latest;
-    const next = toStoredSession(tokens);
+    const next = toStoredSession(tokens, now());
     await store.save(next);
     await keepCookie(tokens);
     return next;
+  }
+
+  /**
+   * The exchange, failed after `REFRESH_TIMEOUT_MS` and aborted. If the server did rotate the
+   * tokens, its answer is lost as when the network drops one: the next exchange presents the
+   * used token again, which the server answers with a fresh pair for a while (30 s) and after
+   * that as theft (the session ends). Either beats every request waiting for good.
+   */
+  async function exchangeWithin(refreshToken: string): Promise<AuthTokens> {
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new Error(`@mvp/sdk: auth.refresh took over ${REFRESH_TIMEOUT_MS} ms`);
+        controller.abort(error);
+        reject(error); // also when the exchange does not heed the signal
+      }, REFRESH_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([options.exchange(refreshToken, controller.signal), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   function refresh(): Promise<StoredSession | null> {
@@ -150,7 +194,13 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
     // A refresh already under way (ahead of expiry, or after the server ended a socket) decides
     // which token is current; only a token with time left and nothing pending is used as is.
     const valid = session.expiresAt > now();
-    if (!inflight && session.expiresAt - now() > aheadMs) return session;
+    // A token living a minute or two (a server may be set so) would otherwise be refreshed by
+    // every request, from the moment it arrived.
+    const ahead =
+      session.issuedAt === undefined
+        ? aheadMs
+        : Math.min(aheadMs, (session.expiresAt - session.issuedAt) / 2);
+    if (!inflight && session.expiresAt - now() > ahead) return session;
     if (!inflight && valid && now() < aheadPausedUntil) return session;
     try {
       return await refresh();
@@ -187,7 +237,7 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
       return sameAccount(await refresh());
     },
     async start(tokens) {
-      const session = toStoredSession(tokens);
+      const session = toStoredSession(tokens, now());
       await store.save(session);
       await keepCookie(tokens);
       return session;

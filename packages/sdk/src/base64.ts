@@ -47,24 +47,40 @@ export function base64ToBytes(text: string): Uint8Array {
   return out;
 }
 
-/**
- * The user id (`sub`) an access token names, read from the token itself without checking it (the
- * server does that): undefined if it is not a JWT with a string `sub`. Access tokens are EdDSA
- * JWTs whose `sub` is the user id; reading it here needs no network, so an offline app knows
- * whose its token is.
- */
-export function subjectOf(token: string): string | undefined {
+/** A JWT's claims, read without checking the token (the server does that); undefined if not one. */
+function claimsOf(token: string): Record<string, unknown> | undefined {
   const payload = token.split('.')[1];
   if (payload === undefined) return undefined;
   try {
     const standard = payload.replace(/-/g, '+').replace(/_/g, '/');
     const bytes = base64ToBytes(standard.padEnd(Math.ceil(standard.length / 4) * 4, '='));
-    // The claims this reads are ASCII; other bytes only garble claims it does not read.
-    const claims = JSON.parse(String.fromCharCode(...bytes)) as { sub?: unknown };
-    return typeof claims.sub === 'string' ? claims.sub : undefined;
+    // The claims read here are ASCII; other bytes only garble claims that are not.
+    const claims: unknown = JSON.parse(String.fromCharCode(...bytes));
+    return typeof claims === 'object' && claims !== null
+      ? (claims as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The user id (`sub`) an access token names, read from the token itself: undefined if it is not
+ * a JWT with a string `sub`. Access tokens are EdDSA JWTs whose `sub` is the user id; reading it
+ * here needs no network, so an offline app knows whose its token is.
+ */
+export function subjectOf(token: string): string | undefined {
+  const sub = claimsOf(token)?.sub;
+  return typeof sub === 'string' ? sub : undefined;
+}
+
+/**
+ * When the server issued an access token (its `iat`, on the server's clock, in ms): undefined if
+ * it is not a JWT with a numeric `iat`.
+ */
+export function issuedAtOf(token: string): number | undefined {
+  const iat = claimsOf(token)?.iat;
+  return typeof iat === 'number' && Number.isFinite(iat) ? iat * 1000 : undefined;
 }
 
 /**

@@ -1,52 +1,10 @@
-import superjson from 'superjson';
 import { describe, expect, it, vi } from 'vitest';
 import { createMvpClient } from './createMvpClient';
 import { errorCodeOf } from './errors';
+import { fakeServer, SilentSocket } from './fakeServer.testing';
 import type { OutboxItem } from './outboxTypes';
+import { snapshotOf } from './syncEngine.testing';
 import { createMemoryTokenStore, type StoredSession, type TokenStore } from './tokenStore';
-
-type Answer = { data: unknown } | { appCode: 'UNAUTHORIZED' | 'TOO_MANY_REQUESTS' };
-type Call = { path: string; input: unknown; auth: string | null };
-type Handler = (call: Call) => Answer | Promise<Answer>;
-
-/**
- * Just enough of the tRPC HTTP protocol (batched and single, superjson) to stand in for the
- * server: the client's links, headers and retries run for real, with no network.
- */
-function fakeServer(handler: Handler) {
-  const calls: Call[] = [];
-  const fetch = async (url: string | URL | Request, init?: RequestInit) => {
-    const u = new URL(url instanceof Request ? url.url : String(url));
-    const paths = decodeURIComponent(u.pathname.replace(/^\/trpc\//, '')).split(',');
-    const batch = u.searchParams.get('batch') === '1';
-    const rawInput =
-      init?.method === 'POST' ? (init.body as string) : (u.searchParams.get('input') ?? '{}');
-    type Serialized = Parameters<typeof superjson.deserialize>[0];
-    // Batched requests key each input by its index; a single request sends the input itself.
-    const parsed: unknown = JSON.parse(rawInput);
-    const inputAt = (i: number) =>
-      (batch
-        ? (parsed as Record<string, Serialized | undefined>)[String(i)]
-        : (parsed as Serialized)) ?? { json: undefined };
-    const auth = new Headers(init?.headers).get('authorization');
-    const answers = await Promise.all(
-      paths.map(async (path, i) => {
-        const input = superjson.deserialize(inputAt(i));
-        const call = { path, input, auth };
-        calls.push(call);
-        const answer = await handler(call);
-        if ('data' in answer) return { result: { data: superjson.serialize(answer.data) } };
-        const data = { appCode: answer.appCode, code: answer.appCode, httpStatus: 401 };
-        return { error: superjson.serialize({ message: answer.appCode, code: -32001, data }) };
-      }),
-    );
-    return new Response(JSON.stringify(batch ? answers : answers[0]), {
-      status: 200,
-      headers: { 'content-type': 'application/json' },
-    });
-  };
-  return { fetch, calls, count: (path: string) => calls.filter((c) => c.path === path).length };
-}
 
 const user = { id: 'u1', uniqueId: '12345678', username: 'alice' };
 const inMinutes = (m: number) => new Date(Date.now() + m * 60_000).toISOString();
@@ -248,6 +206,39 @@ describe('createMvpClient with a session', () => {
       'UNAUTHORIZED',
     );
     expect(server.calls.map((c) => [c.path, c.auth])).toEqual([['me.get', 'Bearer app-token']]);
+  });
+
+  it("logout forgets the account's unread counts, and tells onUnreadChange", async () => {
+    const server = fakeServer(({ path }) => {
+      if (path === 'me.get') return { data: me };
+      if (path === 'sync.snapshot')
+        return { data: snapshotOf('7', [{ id: 'c1', lastSeq: 5, unread: 2, readSeq: 3 }]) };
+      return path === 'auth.logout' ? { data: { ok: true } } : { appCode: 'UNAUTHORIZED' };
+    });
+    const client = createMvpClient({
+      url: 'http://mvp.test',
+      fetch: server.fetch,
+      WebSocket: SilentSocket,
+      tokenStore: createMemoryTokenStore(storedSession(1, Date.now() + 10 * 60_000)),
+    });
+    const changes: [string, number][] = [];
+    const counted = new Promise<void>((resolve) =>
+      client.sync.onUnreadChange((id, n) => {
+        changes.push([id, n]);
+        if (n > 0) resolve();
+      }),
+    );
+    client.sync.start().catch(() => undefined); // stopped by the logout before it is live
+    await counted;
+    expect(client.sync.unreadTotal()).toBe(2);
+
+    await client.auth.logout();
+    expect([client.sync.unread('c1'), client.sync.unreadTotal()]).toEqual([0, 0]);
+    expect(changes).toEqual([
+      ['c1', 2],
+      ['c1', 0],
+    ]);
+    await client.close();
   });
 });
 

@@ -59,7 +59,10 @@ export type MvpClientOptions = {
    * elsewhere; the store is already cleared) or `signed_out` (after `auth.logout()`).
    */
   onSessionEnded?: (reason: SessionEndReason) => void;
-  /** Refresh the access token when it expires within this long (default 60 s). */
+  /**
+   * Refresh the access token when it expires within this long (default 60 s; at most half its
+   * lifetime).
+   */
   refreshAheadMs?: number;
   /**
    * For apps that manage tokens themselves: the access token to send, read before each HTTP
@@ -162,10 +165,12 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   });
   const session = createAuthSession({
     store: options.tokenStore ?? createMemoryTokenStore(),
-    exchange: (refreshToken) => raw.auth.refresh.mutate({ refreshToken }),
+    exchange: (refreshToken, signal) => raw.auth.refresh.mutate({ refreshToken }, { signal }),
     onSessionEnded: (reason) => {
-      // Signed out: nothing more goes out of the outbox until someone signs in.
+      // Signed out: nothing more goes out of the outbox until someone signs in, and nothing of
+      // the account stays on show (its stream, its unread counts).
       outbox.accountChanged();
+      sync.accountChanged().catch(sync.report);
       options.onSessionEnded?.(reason);
     },
     refreshAheadMs: options.refreshAheadMs,
@@ -376,16 +381,17 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   /**
    * A sign-in makes this client someone (else): the outbox sends only the new account's entries,
    * local expiry forgets the last account's messages (the app watches its stored ones again
-   * when it shows that account), the stream stops until `sync.start()`, and the WebSocket,
-   * which authenticated once as whoever was signed in when it opened, is dropped so the next
-   * subscription opens one with the new token. The socket is dropped even if stopping the stream failed (a handler's failure
-   * does not: the engine reports it): it must not carry the next account's subscriptions.
+   * when it shows that account), the stream stops until `sync.start()` (the unread counts go
+   * with it), and the WebSocket, which authenticated once as whoever was signed in when it
+   * opened, is dropped so the next subscription opens one with the new token. The socket is
+   * dropped even if stopping the stream failed (a handler's failure does not: the engine reports
+   * it): it must not carry the next account's subscriptions.
    * Failures reach `sync.onError`; the sign-in answers regardless (see `createAuthClient`).
    */
   const onSignedIn = async () => {
     outbox.accountChanged();
     const closing = detachSocket();
-    await sync.stop().catch(sync.report);
+    await sync.accountChanged().catch(sync.report);
     resetExpiry(); // after the stream stopped: the last account's events watch nothing more
     await closing?.close();
   };

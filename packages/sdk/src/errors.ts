@@ -15,6 +15,23 @@ export function errorCodeOf(error: unknown): MvpErrorCode | undefined {
   return isMvpError(error) ? (error.data as MvpErrorData | undefined)?.appCode : undefined;
 }
 
+/**
+ * A request body over the server's HTTP limit (`MVP_HTTP_MAX_BODY_BYTES`). The server answers it
+ * with PAYLOAD_TOO_LARGE, but it is refused before tRPC reads it, so the answer may not be
+ * tRPC's (an older server's, or a proxy's own 413): tRPC then keeps only the response, whose
+ * status still tells.
+ */
+export function isPayloadTooLarge(error: unknown): boolean {
+  if (!(error instanceof TRPCClientError)) return false;
+  const data = error.data as { appCode?: unknown; code?: unknown } | undefined;
+  const meta = error.meta as { response?: { status?: unknown } } | undefined;
+  return (
+    data?.appCode === 'PAYLOAD_TOO_LARGE' ||
+    data?.code === 'PAYLOAD_TOO_LARGE' ||
+    meta?.response?.status === 413
+  );
+}
+
 /** Codes that will not change by sending the same thing again. */
 const PERMANENT = new Set<string>([
   'BAD_REQUEST',
@@ -36,6 +53,8 @@ type Verdict = { retry: false } | { retry: true; afterMs?: number };
  * rather than vanish).
  */
 export function classifySendError(error: unknown): Verdict {
+  // Sent again it fails again, for good: retried, it would hold up its conversation's later sends.
+  if (isPayloadTooLarge(error)) return { retry: false };
   if (!isMvpError(error)) return { retry: true };
   const data = error.data as Partial<MvpErrorData>;
   if (data.appCode === 'TOO_MANY_REQUESTS')

@@ -632,6 +632,17 @@ describe('classifySendError', () => {
     for (const code of ['BAD_REQUEST', 'FORBIDDEN', 'NOT_FOUND', 'PAYLOAD_TOO_LARGE'])
       expect(classifySendError(serverError(code))).toEqual({ retry: false });
   });
+
+  it("fails a body too large for the server however it is said: tRPC's code, or a bare 413", () => {
+    const trpcOnly = TRPCClientError.from({
+      error: { code: -32600, message: 'too large', data: { code: 'PAYLOAD_TOO_LARGE' } },
+    });
+    const unreadable = TRPCClientError.from(new Error('Unable to transform response'), {
+      meta: { response: new Response('<html>413</html>', { status: 413 }) },
+    });
+    expect(classifySendError(trpcOnly)).toEqual({ retry: false });
+    expect(classifySendError(unreadable)).toEqual({ retry: false });
+  });
 });
 
 describe('base64', () => {

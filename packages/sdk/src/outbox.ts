@@ -1,6 +1,6 @@
 import { base64ToBytes, bytesToBase64, randomId } from './base64';
 import { DEFAULT_BACKOFF, reconnectDelayMs } from './backoff';
-import { classifySendError, isMvpError, type MvpErrorData } from './errors';
+import { classifySendError, isMvpError, isPayloadTooLarge, type MvpErrorData } from './errors';
 import type { Message } from './messaging';
 import type {
   OutboxControl,
@@ -16,6 +16,7 @@ import type { Awaitable } from './types';
 
 function errorOf(error: unknown): OutboxError {
   const message = error instanceof Error ? error.message : String(error);
+  if (isPayloadTooLarge(error)) return { code: 'PAYLOAD_TOO_LARGE', message };
   if (!isMvpError(error)) return { code: 'NETWORK', message };
   const code = (error.data as Partial<MvpErrorData>).appCode ?? 'INTERNAL_SERVER_ERROR';
   return { code, message };

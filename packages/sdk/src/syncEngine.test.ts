@@ -578,6 +578,42 @@ describe('sync engine', () => {
     ]);
   });
 
+  it('forgets the unread counts when the account changes, also an event in hand then', async () => {
+    const fake = fakeTransport([
+      snapshotOf('10', [
+        { id: 'c1', lastSeq: 5, unread: 2, readSeq: 3 },
+        { id: 'c2', lastSeq: 1, unread: 1, readSeq: 0 },
+      ]),
+    ]);
+    const engine = createSyncEngine({ transport: fake.transport });
+    const changes: [string, number][] = [];
+    engine.onUnreadChange((id, n) => changes.push([id, n]));
+    let inHand!: () => void;
+    let release!: () => void;
+    const handling = new Promise<void>((r) => (inHand = r));
+    engine.onEvent(async () => {
+      inHand();
+      await new Promise<void>((r) => (release = r));
+    });
+    await engine.start();
+    expect(engine.unreadTotal()).toBe(3);
+    fake.push('11', messageEvent('c1', 6));
+    await handling;
+
+    const stopped = engine.accountChanged();
+    expect([engine.unread('c1'), engine.unread('c2'), engine.unreadTotal()]).toEqual([0, 0, 0]);
+    release();
+    await stopped;
+    expect(engine.state).toBe('stopped');
+    expect(engine.unreadTotal()).toBe(0);
+    expect(changes).toEqual([
+      ['c1', 2],
+      ['c2', 1],
+      ['c1', 0],
+      ['c2', 0],
+    ]);
+  });
+
   it('a reconnect replays what the snapshot already counted: edits, deletions, leave and rejoin', async () => {
     const updated = (seq: number, deleted: boolean, type = 'message.updated') =>
       wire<RawSyncEvent>({

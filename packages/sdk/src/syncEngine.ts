@@ -346,7 +346,9 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       if (!delivered) continue; // the same event again, unless stopped meanwhile
       current.shift();
       try {
-        unread.apply(event, id);
+        // Not after a stop: the counts may have been forgotten for an account change meanwhile,
+        // and the next start's snapshot counts this event anyway.
+        if (gen === generation) unread.apply(event, id);
       } catch (error) {
         report(error); // an event of a shape the counts cannot read: the app has it all the same
       }
@@ -499,6 +501,11 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     observe: (observer) => listen(observers, observer),
     expired(conversationId, seq) {
       unread.apply({ type: 'messages.removed', conversationId, seqs: [seq], reason: 'expired' });
+    },
+    accountChanged() {
+      const stopped = halt();
+      unread.reset(null);
+      return stopped;
     },
   };
 }

@@ -80,6 +80,12 @@ export type SyncControl = MvpSync & {
   observe(observer: (event: SyncEvent) => void): Subscription;
   /** A message expired on this device's timer: the unread counts drop it as the server would. */
   expired(conversationId: string, seq: number): void;
+  /**
+   * Signed out, or someone else signed in: stops the stream (as `stop`) and forgets the unread
+   * counts, telling `onUnreadChange` of each that drops to 0. The next account's come with its
+   * first start's snapshot.
+   */
+  accountChanged(): Promise<void>;
 };
 
 export type SyncEngineOptions = {

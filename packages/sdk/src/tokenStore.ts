@@ -2,8 +2,18 @@
 export type StoredSession = {
   accessToken: string;
   refreshToken: string;
-  /** When the access token expires, in epoch milliseconds. */
+  /**
+   * When the access token expires, in epoch milliseconds by this device's clock: the time it
+   * arrived plus its lifetime, so that a device clock set wrong does not make it look expired
+   * (or fresh). A session kept by an earlier SDK, or whose token is not a JWT with `iat`, holds
+   * the server's time as sent.
+   */
   expiresAt: number;
+  /**
+   * When the access token arrived, by this device's clock (epoch ms); with `expiresAt`, its
+   * lifetime. Absent where its lifetime is unknown (see `expiresAt`).
+   */
+  issuedAt?: number;
   sessionId: string;
   user: { id: string; uniqueId: string; username: string | null };
 };

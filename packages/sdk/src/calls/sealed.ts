@@ -2,15 +2,13 @@
  * How SDP and ICE travel: JSON, encrypted to the one peer device with `CallCrypto`, base64 on
  * the wire. The server relays these bytes and cannot read them.
  */
+import { utf8 } from '@mvp/crypto';
 import { base64ToBytes, bytesToBase64 } from '../base64';
 import type { CallCrypto } from './callCrypto';
 import { CallError } from './callError';
 import { timeOfCallId } from './callId';
 import type { SignalPayload } from './peerLink';
 import type { SessionDescription } from './webrtc';
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 export async function seal(
   crypto: CallCrypto,
@@ -19,7 +17,7 @@ export async function seal(
   payload: SignalPayload,
 ): Promise<string> {
   return bytesToBase64(
-    await crypto.encrypt(userId, deviceId, encoder.encode(JSON.stringify(payload))),
+    await crypto.encrypt(userId, deviceId, utf8.encode(JSON.stringify(payload))),
   );
 }
 
@@ -30,7 +28,7 @@ export async function open(
   ciphertext: string,
 ): Promise<SignalPayload> {
   const plaintext = await crypto.decrypt(userId, deviceId, base64ToBytes(ciphertext));
-  return JSON.parse(decoder.decode(plaintext)) as SignalPayload;
+  return JSON.parse(utf8.decode(plaintext)) as SignalPayload;
 }
 
 /**
