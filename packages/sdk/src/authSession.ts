@@ -62,12 +62,19 @@ export const DEFAULT_REFRESH_AHEAD_MS = 60_000;
 /** How long a failed refresh ahead of expiry waits before the next try. */
 export const AHEAD_RETRY_MS = 5_000;
 /**
- * How long a refresh may take before it counts as failed (as offline does). Every request waits
- * for it, and a request that never answers (a dead connection the OS has not noticed) would hold
- * them all for good; a refresh is one small request, which takes a few seconds at worst on a slow
- * mobile network.
+ * How long a caller waits for a refresh before it counts as failed (as offline does): every
+ * request waits for it, and a request that never answers (a dead connection the OS has not
+ * noticed) would hold them all for good. A refresh is one small request, which takes a few
+ * seconds at worst on a slow mobile network.
  */
 export const REFRESH_TIMEOUT_MS = 15_000;
+/**
+ * How long the refresh itself runs on before it is abandoned (aborted). Until then it stays the
+ * one exchange: later callers join it, and a late answer is kept. Sending the same refresh token
+ * again instead would be taken for theft once the server's grace for a lost answer (30 s) is
+ * past, ending the session, if the server had rotated it already.
+ */
+export const REFRESH_ABANDON_MS = 120_000;
 
 /**
  * `receivedAt` is this device's clock when the tokens arrived. The expiry is kept on that clock:
@@ -158,34 +165,37 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
     return next;
   }
 
-  /**
-   * The exchange, failed after `REFRESH_TIMEOUT_MS` and aborted. If the server did rotate the
-   * tokens, its answer is lost as when the network drops one: the next exchange presents the
-   * used token again, which the server answers with a fresh pair for a while (30 s) and after
-   * that as theft (the session ends). Either beats every request waiting for good.
-   */
+  /** The exchange, aborted if it has not answered in `REFRESH_ABANDON_MS`. */
   async function exchangeWithin(refreshToken: string): Promise<AuthTokens> {
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
+    const abandoned = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        const error = new Error(`@mvp/sdk: auth.refresh took over ${REFRESH_TIMEOUT_MS} ms`);
+        const error = new Error(`@mvp/sdk: auth.refresh abandoned after ${REFRESH_ABANDON_MS} ms`);
         controller.abort(error);
         reject(error); // also when the exchange does not heed the signal
-      }, REFRESH_TIMEOUT_MS);
+      }, REFRESH_ABANDON_MS);
     });
     try {
-      return await Promise.race([options.exchange(refreshToken, controller.signal), timeout]);
+      return await Promise.race([options.exchange(refreshToken, controller.signal), abandoned]);
     } finally {
       clearTimeout(timer);
     }
   }
 
+  /** Waits for the one exchange under way (started if none) for at most `REFRESH_TIMEOUT_MS`. */
   function refresh(): Promise<StoredSession | null> {
-    inflight ??= exchangeOnce().finally(() => {
+    const exchange = (inflight ??= exchangeOnce().finally(() => {
       inflight = undefined;
+    }));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const gaveUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`@mvp/sdk: auth.refresh took over ${REFRESH_TIMEOUT_MS} ms`)),
+        REFRESH_TIMEOUT_MS,
+      );
     });
-    return inflight;
+    return Promise.race([exchange, gaveUp]).finally(() => clearTimeout(timer));
   }
 
   async function accessSession(): Promise<StoredSession | null> {
