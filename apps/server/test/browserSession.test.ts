@@ -97,12 +97,13 @@ run(`sessions and names in the browser on ${instances} instance(s) (${backendLab
   it(
     'the stream\'s failures show in the status line, and "online" once it is back',
     async () => {
-      // A handler of the page's stream fails once: the SDK reports it (sync.onError) and retries.
+      // A handler of the page's stream fails until the test lets it pass: the SDK reports each
+      // failure (sync.onError) and retries the event on the same socket.
       await alice.evaluate(() => {
-        let failed = false;
-        (globalThis as unknown as G).__mvp.client.sync.onEvent((event) => {
-          if (event.type !== 'message.new' || failed) return;
-          failed = true;
+        const g = globalThis as unknown as G & { failing?: boolean };
+        g.failing = true;
+        g.__mvp.client.sync.onEvent((event) => {
+          if (event.type !== 'message.new' || !g.failing) return;
           throw new Error('handler failed for the test');
         });
       });
@@ -110,8 +111,15 @@ run(`sessions and names in the browser on ${instances} instance(s) (${backendLab
       await status(alice)
         .filter({ hasText: /^⚠ messages interrupted: handler failed for the test$/ })
         .waitFor({ timeout: WAIT_MS });
-      // The retry hands it over all the same.
+      await alice.evaluate(() => {
+        (globalThis as unknown as { failing?: boolean }).failing = false;
+      });
+      // The retry hands it over all the same, and the status line says the stream works again
+      // (no socket opened: only the event tells).
       await waitForMessage(alice, 'the handler fails on this one');
+      await status(alice)
+        .filter({ hasText: /^online$/ })
+        .waitFor({ timeout: WAIT_MS });
 
       // The socket drops (here: on another page of alice's, whose sockets the test holds), said
       // so, and "online" once the client has reconnected.

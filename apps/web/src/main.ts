@@ -364,6 +364,14 @@ client.sync.onEvent((event) => {
     removeLines(event.message.conversationId, [event.message.seq]);
 });
 
+// An event handed over means the stream works again: a retry on the same socket (after a
+// handler's or the server's failure) opens nothing that would say so.
+client.sync.onEvent(() => {
+  if (!health.trouble) return;
+  health.trouble = false;
+  status('online');
+});
+
 client.sync.onEvent((event) => {
   if (event.type !== 'receipt' || event.userId === state.me?.id) return;
   state.peers.set(event.conversationId, advanced(state.peers.get(event.conversationId), event));

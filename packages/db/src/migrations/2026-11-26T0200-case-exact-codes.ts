@@ -7,6 +7,10 @@ import { MysqlAdapter, sql, type Kysely } from 'kysely';
 // client id differed from an earlier one only in case (the SDK's ids are mixed case) was answered
 // with the earlier message and never stored; two invite codes that differ only in case are two
 // codes. Both are ASCII by their zod schemas. SQLite compares bytes already.
+//
+// Upgrading: on MySQL a column's new character set copies its table, and writes to it wait
+// meanwhile: on a large `messages` table, sends stop for the copy. Plan for it (or run it with
+// an online schema-change tool first; the migration is then a no-op change).
 const columns = [
   { table: 'messages', column: 'client_message_id', type: 'VARCHAR(64)' },
   { table: 'invites', column: 'code', type: 'VARCHAR(32)' },

@@ -1,5 +1,7 @@
 import type { Transaction } from 'kysely';
 import type { DB } from '@mvp/db';
+import type { Context } from '../../context';
+import { locking } from '../../locking';
 import { recordEvents, type DurableEvent } from '../sync/events';
 import { contactRemoved, requestCancelled } from './peopleEvents';
 
@@ -11,20 +13,24 @@ import { contactRemoved, requestCancelled } from './peopleEvents';
  * not declined: nobody said no). Answers whom to wake once committed.
  */
 export async function tellPeopleAccountGone(
+  ctx: Context,
   trx: Transaction<DB>,
   userId: string,
   now: number,
 ): Promise<string[]> {
-  const contacts = await trx
-    .selectFrom('contacts')
-    .select('contact_id')
-    .where('user_id', '=', userId)
-    .execute();
-  const requests = await trx
-    .selectFrom('contact_requests')
-    .select(['id', 'from_user_id', 'to_user_id'])
-    .where((eb) => eb.or([eb('from_user_id', '=', userId), eb('to_user_id', '=', userId)]))
-    .execute();
+  // Locking reads (MySQL): the rows as committed now, and none added before the cascade, not
+  // the transaction's older snapshot (a request or an accept committed since would go untold).
+  const contacts = await locking(
+    ctx,
+    trx.selectFrom('contacts').select('contact_id').where('user_id', '=', userId),
+  ).execute();
+  const requests = await locking(
+    ctx,
+    trx
+      .selectFrom('contact_requests')
+      .select(['id', 'from_user_id', 'to_user_id'])
+      .where((eb) => eb.or([eb('from_user_id', '=', userId), eb('to_user_id', '=', userId)])),
+  ).execute();
   let pending: { other: string; event: DurableEvent }[] = [
     ...contacts.map((r) => ({ other: r.contact_id, event: contactRemoved(userId) })),
     ...requests.map((r) => ({

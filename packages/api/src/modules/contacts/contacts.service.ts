@@ -85,10 +85,15 @@ const NOT_ACCEPTING = 'This user does not accept contact requests';
  * Refuses a request between two people either of whom blocked the other: mine to lift (CONFLICT),
  * theirs answered like anyone who accepts no requests (FORBIDDEN), so it is not revealed.
  */
-async function refuseIfBlocked(db: Kysely<DB> | Transaction<DB>, me: string, them: string) {
-  if (!(await rel.eitherBlocked(db, me, them))) return;
-  if (await rel.isBlocked(db, me, them)) throw new AppError('CONFLICT', 'Unblock this user first');
-  throw new AppError('FORBIDDEN', NOT_ACCEPTING);
+async function refuseIfBlocked(
+  ctx: Context,
+  db: Kysely<DB> | Transaction<DB>,
+  me: string,
+  them: string,
+) {
+  const blockers = await rel.blockersBetween(ctx, db, me, them);
+  if (blockers.includes(me)) throw new AppError('CONFLICT', 'Unblock this user first');
+  if (blockers.length > 0) throw new AppError('FORBIDDEN', NOT_ACCEPTING);
 }
 
 /**
@@ -117,7 +122,7 @@ export async function sendRequest(
   if (input.userId === me) throw new AppError('BAD_REQUEST', 'You cannot add yourself');
   const target = await users.findUserById(db, input.userId);
   if (!target) throw new AppError('NOT_FOUND', 'No such user');
-  await refuseIfBlocked(db, me, target.id);
+  await refuseIfBlocked(ctx, db, me, target.id);
   if (await rel.areContacts(db, me, target.id))
     return { status: 'already_contacts' as const, requestId: null };
 
@@ -155,9 +160,12 @@ export async function sendRequest(
     await changeAndTell(
       ctx,
       async (trx) => {
-        // Again here: a block committed since the check above must not let the request through.
-        await refuseIfBlocked(trx, me, target.id);
         await trx.insertInto('contact_requests').values(row).execute();
+        // Again, after the insert and under lock: a block committed since the check above, or
+        // still being written, must not let the request through. (A block deletes the pair's
+        // requests first: one that came before this insert made it wait for that block's
+        // commit, and one that came after deletes this request once this commits.)
+        await refuseIfBlocked(ctx, trx, me, target.id);
       },
       [
         { userId: target.id, event: { type: 'contact.request.received', request: received } },

@@ -1,5 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import { prepared, type DB } from '@mvp/db';
+import type { Context } from '../../context';
+import { locking } from '../../locking';
 
 type Db = Kysely<DB> | Transaction<DB>;
 
@@ -27,6 +29,32 @@ const blockEitherWay = prepared((db: Kysely<DB>, a: string, b: string) =>
     )
     .limit(1),
 );
+
+/**
+ * Who of two users blocked the other (none, one or both), read under lock on MySQL (see
+ * `locking`): inside a transaction, a block committed since its snapshot is seen, and one still
+ * being written is waited for.
+ */
+export async function blockersBetween(
+  ctx: Context,
+  db: Db,
+  a: string,
+  b: string,
+): Promise<string[]> {
+  const rows = await locking(
+    ctx,
+    db
+      .selectFrom('blocks')
+      .select('blocker_id')
+      .where((eb) =>
+        eb.or([
+          eb.and([eb('blocker_id', '=', a), eb('blocked_id', '=', b)]),
+          eb.and([eb('blocker_id', '=', b), eb('blocked_id', '=', a)]),
+        ]),
+      ),
+  ).execute();
+  return rows.map((r) => r.blocker_id);
+}
 
 /** Whether either of two users blocked the other, in one query. */
 export async function eitherBlocked(db: Db, a: string, b: string): Promise<boolean> {

@@ -53,7 +53,7 @@ export async function deleteAccount(
         const departure = await leaveEverything(trx, userId, now);
         await endLiveCallsOf(ctx, trx, userId, now, calls);
         // Before the row: the cascade takes the contacts and requests it reads.
-        const toldGone = await tellPeopleAccountGone(trx, userId, now);
+        const toldGone = await tellPeopleAccountGone(ctx, trx, userId, now);
         if (!(await deleteUserWithAvatarKey(trx, userId, state.key, options.inactiveBefore)))
           throw new RowChanged();
         return { ...departure, toldGone };
