@@ -40,4 +40,4 @@ EXPOSE 3000
 # slim has no curl; Node 20's global fetch does the probe.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.MVP_PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-CMD ["node", "--no-memory-reducer", "apps/server/dist/main.js"]
+CMD ["node", "--no-memory-reducer", "--min-semi-space-size=16", "apps/server/dist/main.js"]
