@@ -160,16 +160,25 @@ async function* streamOf(
   // asks now and then, and ends (UNAUTHORIZED) with its session. A wake-up may be lost the same
   // way (a publish that failed after its commit, an instance that died in between), so it
   // reads its stream again then too: a missed event is late by at most this interval.
+  // Each stream keeps its own phase, its first check at a random point of the interval's second
+  // half: streams opened together (every device reconnecting after a deploy) would otherwise
+  // check together, every interval, for good. On the embedded database those reads run on the
+  // main thread: 200 at once stalled an instance for ~110 ms (bench/README, session 26).
   let checkSession = false;
-  let sessionTimer: ReturnType<typeof setInterval> | undefined;
+  let sessionTimer: ReturnType<typeof setTimeout> | undefined;
+  const every = ctx.settings.messaging.streamSessionCheckMs;
+  const checkIn = (ms: number) => {
+    sessionTimer = setTimeout(() => {
+      checkSession = true;
+      queue(READ);
+      checkIn(every);
+    }, ms);
+    sessionTimer.unref();
+  };
   try {
     unsubscribe = await ctx.ports.bus.subscribe(userChannel(userId), onBus);
     signal?.addEventListener('abort', rouse, { once: true });
-    sessionTimer = setInterval(() => {
-      checkSession = true;
-      queue(READ);
-    }, ctx.settings.messaging.streamSessionCheckMs);
-    sessionTimer.unref();
+    checkIn(every * (0.5 + Math.random() / 2));
     const bounds = await streamBounds(ctx.ports.db, userId);
     if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
     const start = startOf(bounds, lastEventId);
@@ -237,7 +246,7 @@ async function* streamOf(
     }
   } finally {
     if (connection) connection.streams--;
-    clearInterval(sessionTimer);
+    clearTimeout(sessionTimer);
     signal?.removeEventListener('abort', rouse);
     await unsubscribe?.();
   }
