@@ -162,8 +162,8 @@ async function* streamOf(
   // reads its stream again then too: a missed event is late by at most this interval.
   // Each stream keeps its own phase, its first check at a random point of the interval's second
   // half: streams opened together (every device reconnecting after a deploy) would otherwise
-  // check together, every interval, for good. On the embedded database those reads run on the
-  // main thread: 200 at once stalled an instance for ~110 ms (bench/README, session 26).
+  // check together, every interval, for good: a session check and a read per stream at once,
+  // which on the embedded database all run on the main thread.
   let checkSession = false;
   let sessionTimer: ReturnType<typeof setTimeout> | undefined;
   const every = ctx.settings.messaging.streamSessionCheckMs;
