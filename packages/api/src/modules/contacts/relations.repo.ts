@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
 import { prepared, type DB } from '@mvp/db';
 import type { Context } from '../../context';
 import { locking } from '../../locking';
@@ -15,18 +15,20 @@ export async function isBlocked(db: Db, blockerId: string, blockedId: string): P
   return row !== undefined;
 }
 
+/** A block between `a` and `b`, whichever of them made it. */
+const eitherWay = (eb: ExpressionBuilder<DB, 'blocks'>, a: string, b: string) =>
+  eb.or([
+    eb.and([eb('blocker_id', '=', a), eb('blocked_id', '=', b)]),
+    eb.and([eb('blocker_id', '=', b), eb('blocked_id', '=', a)]),
+  ]);
+
 // Asked on every call start (and key claim, direct conversation, contact answer): compiled once
 // (see `prepared`).
 const blockEitherWay = prepared((db: Kysely<DB>, a: string, b: string) =>
   db
     .selectFrom('blocks')
     .select('blocker_id')
-    .where((eb) =>
-      eb.or([
-        eb.and([eb('blocker_id', '=', a), eb('blocked_id', '=', b)]),
-        eb.and([eb('blocker_id', '=', b), eb('blocked_id', '=', a)]),
-      ]),
-    )
+    .where((eb) => eitherWay(eb, a, b))
     .limit(1),
 );
 
@@ -46,12 +48,7 @@ export async function blockersBetween(
     db
       .selectFrom('blocks')
       .select('blocker_id')
-      .where((eb) =>
-        eb.or([
-          eb.and([eb('blocker_id', '=', a), eb('blocked_id', '=', b)]),
-          eb.and([eb('blocker_id', '=', b), eb('blocked_id', '=', a)]),
-        ]),
-      ),
+      .where((eb) => eitherWay(eb, a, b)),
   ).execute();
   return rows.map((r) => r.blocker_id);
 }
