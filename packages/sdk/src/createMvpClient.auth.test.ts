@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { createMvpClient } from './createMvpClient';
 import { errorCodeOf } from './errors';
-import { fakeServer, SilentSocket } from './fakeServer.testing';
+import { fakeServer, SilentSocket, storedMessage } from './fakeServer.testing';
 import type { OutboxItem } from './outboxTypes';
 import { snapshotOf } from './syncEngine.testing';
 import { createMemoryTokenStore, type StoredSession, type TokenStore } from './tokenStore';
@@ -25,27 +25,6 @@ const storedSession = (n: number, expiresAt: number): StoredSession => ({
   user,
 });
 const me = { id: 'u1' };
-/** The server's answer to `messages.send`: the message stored as the first of its conversation. */
-const storedMessage = (input: unknown) => {
-  const { conversationId, clientMessageId } = input as Record<string, string>;
-  return {
-    id: 'm1',
-    conversationId,
-    seq: 1,
-    senderId: 'u1',
-    senderDeviceId: 'd1',
-    clientMessageId,
-    contentType: 'text/plain',
-    ciphertext: 'AQ==',
-    replyToSeq: null,
-    forwarded: false,
-    createdAt: new Date(0).toISOString(),
-    editedAt: null,
-    deletedAt: null,
-    expiresAt: null,
-    reactions: [],
-  };
-};
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A server that accepts `valid` access tokens and rotates refresh tokens like the real one. */

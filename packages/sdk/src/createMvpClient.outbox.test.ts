@@ -1,7 +1,7 @@
 import superjson from 'superjson';
 import { describe, expect, it } from 'vitest';
 import { createMvpClient } from './createMvpClient';
-import { fakeServer } from './fakeServer.testing';
+import { fakeServer, storedMessage } from './fakeServer.testing';
 import type { OutboxItem } from './outboxTypes';
 import { createMemoryTokenStore } from './tokenStore';
 
@@ -24,25 +24,7 @@ describe('the outbox over HTTP', () => {
     async (_, body) => {
       const server = fakeServer(({ path, input }) => {
         if (path !== 'messages.send') return { appCode: 'UNAUTHORIZED' };
-        const { conversationId, clientMessageId } = input as Record<string, string>;
-        const message = {
-          id: 'm1',
-          conversationId,
-          seq: 1,
-          senderId: 'u1',
-          senderDeviceId: 'd1',
-          clientMessageId,
-          contentType: 'text/plain',
-          ciphertext: 'AQ==',
-          replyToSeq: null,
-          forwarded: false,
-          createdAt: new Date(0).toISOString(),
-          editedAt: null,
-          deletedAt: null,
-          expiresAt: null,
-          reactions: [],
-        };
-        return { data: message };
+        return { data: storedMessage(input) };
       });
       const client = createMvpClient({
         url: 'http://mvp.test',

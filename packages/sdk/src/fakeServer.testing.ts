@@ -84,3 +84,25 @@ export class SilentSocket extends EventTarget {
     this.dispatchEvent(new Event('close'));
   }
 }
+
+/** The server's answer to `messages.send`: the message stored as the first of its conversation. */
+export const storedMessage = (input: unknown) => {
+  const { conversationId, clientMessageId } = input as Record<string, string>;
+  return {
+    id: 'm1',
+    conversationId,
+    seq: 1,
+    senderId: 'u1',
+    senderDeviceId: 'd1',
+    clientMessageId,
+    contentType: 'text/plain',
+    ciphertext: 'AQ==',
+    replyToSeq: null,
+    forwarded: false,
+    createdAt: new Date(0).toISOString(),
+    editedAt: null,
+    deletedAt: null,
+    expiresAt: null,
+    reactions: [],
+  };
+};
