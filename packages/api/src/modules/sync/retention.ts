@@ -1,3 +1,4 @@
+import { setImmediate as turn } from 'node:timers/promises';
 import type { DB } from '@mvp/db';
 import type { Kysely } from 'kysely';
 import type { Context } from '../../context';
@@ -65,6 +66,6 @@ export async function pruneStreams(ctx: Context, signal?: AbortSignal): Promise<
     if (stale.reduce((rows, s) => rows + Number(s.rows), 0) < BATCH) return trimmed.size;
     // On the embedded backend every statement runs on the event loop's thread, and these
     // promises settle without giving it back: requests get their turn between batches.
-    await new Promise((resolve) => setImmediate(resolve));
+    await turn();
   }
 }

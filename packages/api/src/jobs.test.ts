@@ -1,0 +1,86 @@
+import { randomUUID } from 'node:crypto';
+import { createDb, migrateToLatest, type DB } from '@mvp/db';
+import type { Kysely, KyselyPlugin } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JOBS } from './jobs';
+import { displayNameContext, phoneContext } from './modules/auth/identity';
+import { createFieldCipher } from './security/fieldCipher';
+
+// SQLite only: the embedded backend is where a long statement holds up the server (it runs on the
+// event loop's thread). Both backends rotate keys through the server in personalData.test.ts.
+describe('reencryptPersonalData', () => {
+  const key = (fill: number) => new Uint8Array(32).fill(fill);
+  const k1 = { id: 'k1', key: key(1) };
+  const k2 = { id: 'k2', key: key(2) };
+  const before = createFieldCipher({ dataKeys: [k1], blindIndexKey: key(9) });
+  const after = createFieldCipher({ dataKeys: [k2, k1], blindIndexKey: key(9) });
+  let db: Kysely<DB>;
+  // More than two windows of users; every third under the newer key already.
+  const users = Array.from({ length: 2500 }, (_, i) => ({ id: randomUUID(), old: i % 3 !== 0 }));
+
+  beforeAll(async () => {
+    db = createDb('sqlite::memory:');
+    await migrateToLatest(db);
+    const rows = users.map(({ id, old }, i) => {
+      const cipher = old ? before : after;
+      return {
+        id,
+        unique_id: `u${i}`,
+        username: `user${i}`,
+        phone_ciphertext: i % 2 ? cipher.encrypt(`+4915100${i}`, phoneContext(id)) : null,
+        display_name_ciphertext: cipher.encrypt(`User ${i}`, displayNameContext(id)),
+        password_hash: 'not-a-hash',
+        require_otp_login: 0,
+        created_at: 1,
+        updated_at: 1,
+        last_active_at: 1,
+      };
+    });
+    for (let i = 0; i < rows.length; i += 200)
+      await db
+        .insertInto('users')
+        .values(rows.slice(i, i + 200))
+        .execute();
+  });
+  afterAll(() => db.destroy());
+
+  it('re-encrypts every row under an older key, a window at a time, letting other work run between windows', async () => {
+    let updates = 0;
+    const counting: KyselyPlugin = {
+      transformQuery(args) {
+        if (args.node.kind === 'UpdateQueryNode') updates += 1;
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    const ctx = {
+      ports: { db: db.withPlugin(counting), cipher: after },
+      log: { error: () => undefined },
+    } as unknown as Parameters<typeof JOBS.reencryptPersonalData>[0];
+    // Queued before the run: it runs at the run's first turn back to the event loop.
+    let updatesBeforeOthers: number | undefined;
+    setImmediate(() => (updatesBeforeOthers = updates));
+
+    const old = users.filter((u) => u.old).length;
+    expect(await JOBS.reencryptPersonalData(ctx)).toBe(old);
+
+    expect(updates).toBe(old);
+    expect(updatesBeforeOthers).toBeGreaterThan(0);
+    expect(updatesBeforeOthers).toBeLessThan(old);
+    const rows = await db
+      .selectFrom('users')
+      .select(['id', 'unique_id', 'phone_ciphertext', 'display_name_ciphertext'])
+      .execute();
+    expect(rows).toHaveLength(users.length);
+    for (const row of rows) {
+      const i = Number(row.unique_id.slice(1));
+      expect(row.display_name_ciphertext).toMatch(/^v1\.k2\./);
+      expect(after.decrypt(row.display_name_ciphertext, displayNameContext(row.id))).toBe(
+        `User ${i}`,
+      );
+      if (row.phone_ciphertext) expect(row.phone_ciphertext).toMatch(/^v1\.k2\./);
+    }
+    // All under the newest key now: a second run has nothing to do.
+    expect(await JOBS.reencryptPersonalData(ctx)).toBe(0);
+  });
+});
