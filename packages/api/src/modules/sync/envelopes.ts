@@ -80,25 +80,32 @@ export async function sendToDevices(
     .groupBy('device_id')
     .execute();
   const queued = new Map(pending.map((p) => [p.device_id, Number(p.n)]));
-  const mine = await db
-    .selectFrom('user_events')
-    .select(['device_id', (eb) => eb.fn.countAll<number>().as('n')])
-    .where('device_id', 'in', deviceIds)
-    .where('type', '=', 'envelope')
-    // The sender is inside the stored JSON only. A LIKE on it works alike on both dialects (their
-    // JSON functions differ), and is exact: ids are UUIDs, without LIKE's wildcards, and nothing
-    // else in an envelope's JSON can hold a quote (base64 ciphertext, checked content types).
-    .where('payload', 'like', `%"senderId":"${sender.userId}"%`)
-    .groupBy('device_id')
-    .execute();
+  const adding = (id: string) => envelopes.filter((e) => e.deviceId === id).length;
+  // Only a queue holding more than the sender's cap can hold too many of the sender's: the
+  // others need no count of theirs, which reads every queued envelope's JSON.
+  const crowded = deviceIds.filter(
+    (id) => (queued.get(id) ?? 0) + adding(id) > deviceQueueSenderCap,
+  );
+  const mine = crowded.length
+    ? await db
+        .selectFrom('user_events')
+        .select(['device_id', (eb) => eb.fn.countAll<number>().as('n')])
+        .where('device_id', 'in', crowded)
+        .where('type', '=', 'envelope')
+        // The sender is inside the stored JSON only. A LIKE on it works alike on both dialects
+        // (their JSON functions differ), and is exact: ids are UUIDs, without LIKE's wildcards,
+        // and nothing else in an envelope's JSON can hold a quote (base64 ciphertext, checked
+        // content types).
+        .where('payload', 'like', `%"senderId":"${sender.userId}"%`)
+        .groupBy('device_id')
+        .execute()
+    : [];
   const queuedFromMe = new Map(mine.map((p) => [p.device_id, Number(p.n)]));
-  const full = deviceIds.filter((id) => {
-    const adding = envelopes.filter((e) => e.deviceId === id).length;
-    return (
-      (queued.get(id) ?? 0) + adding > deviceQueueCap ||
-      (queuedFromMe.get(id) ?? 0) + adding > deviceQueueSenderCap
-    );
-  });
+  const full = deviceIds.filter(
+    (id) =>
+      (queued.get(id) ?? 0) + adding(id) > deviceQueueCap ||
+      (queuedFromMe.get(id) ?? 0) + adding(id) > deviceQueueSenderCap,
+  );
   if (full.length === deviceIds.length)
     throw new AppError('TOO_MANY_REQUESTS', 'That device has too many undelivered envelopes');
 
