@@ -17,6 +17,7 @@ import * as restrictedRejoin from './2026-11-25T0400-restricted-rejoin';
 import * as messageEditIds from './2026-11-26T0000-message-edit-ids';
 import * as refreshTokenParents from './2026-11-26T0100-refresh-token-parents';
 import * as caseExactCodes from './2026-11-26T0200-case-exact-codes';
+import * as lookupIndexes from './2026-11-26T0300-lookup-indexes';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -41,4 +42,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-26T0000-message-edit-ids': messageEditIds,
   '2026-11-26T0100-refresh-token-parents': refreshTokenParents,
   '2026-11-26T0200-case-exact-codes': caseExactCodes,
+  '2026-11-26T0300-lookup-indexes': lookupIndexes,
 };

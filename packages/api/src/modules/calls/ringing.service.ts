@@ -40,13 +40,25 @@ const lockTwoStreams = prepared((db: Kysely<DB>, first: string, second: string) 
     .forUpdate(),
 );
 
-/** The ringing and accepted calls of two people, either side. */
-const liveCallsOf = prepared((db: Kysely<DB>, a: string, b: string) =>
+/**
+ * The ringing and accepted calls of two people, either side: one arm per side, each on that
+ * side's (side, state) index (by state alone, every live call of everyone was read). A call
+ * between the two is in the first arm only, so none comes twice.
+ */
+export const liveCallsOf = prepared((db: Kysely<DB>, a: string, b: string) =>
   db
     .selectFrom('calls')
     .selectAll()
+    .where('caller_id', 'in', [a, b])
     .where('state', 'in', [...LIVE])
-    .where((eb) => eb.or([eb('caller_id', 'in', [a, b]), eb('callee_id', 'in', [a, b])])),
+    .unionAll(
+      db
+        .selectFrom('calls')
+        .selectAll()
+        .where('callee_id', 'in', [a, b])
+        .where('state', 'in', [...LIVE])
+        .where('caller_id', 'not in', [a, b]),
+    ),
 );
 
 /** The device ids of two people, in one query. */

@@ -1,4 +1,5 @@
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import type { DB } from '@mvp/db';
 import type { TPrivacy, TPublicProfile, TSearchInput } from '@mvp/contracts';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
@@ -112,23 +113,34 @@ export async function search(
 }
 
 /**
- * A page of usernames starting with `prefix`. Users who blocked the searcher are left out in the
- * query, before the page is cut: left out after, a page could come back empty with a cursor
- * naming one of them.
+ * Above every username that starts with a prefix, in SQLite's byte order and in MySQL's
+ * collations alike: the last code point. (Not the next ASCII character after 'z': '{' sorts
+ * before the letters in utf8mb4_unicode_ci.)
  */
-async function searchPrefix(
-  ctx: Context,
+const PAST_PREFIX = '\u{10FFFF}';
+
+/**
+ * Up to `limit` users whose username starts with `prefix` and follows `cursor`, in username
+ * order, leaving out users who blocked the viewer. The LIKE is case-insensitive and SQLite's
+ * username index compares bytes, so the LIKE alone read every username; the range beside it is
+ * what the index is searched by. Usernames and prefixes are lower-case a–z, 0–9 and _ (see
+ * ZUsername), so the range drops nothing the LIKE matches.
+ */
+export function usernamesStartingWith(
+  db: Kysely<DB>,
   viewerId: string,
   prefix: string,
-  page: Pick<TSearchInput, 'cursor' | 'limit'>,
-): Promise<{ users: TPublicProfile[]; nextCursor: string | null }> {
-  const limit = page.limit ?? 20;
+  cursor: string | undefined,
+  limit: number,
+) {
   // '_' is a LIKE wildcard and a legal username character: escape it (and the escape itself).
   const pattern = `${prefix.replace(/[!%_]/g, '!$&')}%`;
-  let query = ctx.ports.db
+  let query = db
     .selectFrom('users')
     .selectAll()
     .where(sql<boolean>`${sql.ref('username')} like ${pattern} escape '!'`)
+    .where('username', '>=', prefix)
+    .where('username', '<', `${prefix}${PAST_PREFIX}`)
     .where((eb) =>
       eb.not(
         eb.exists(
@@ -141,9 +153,30 @@ async function searchPrefix(
       ),
     )
     .orderBy('username')
-    .limit(limit + 1);
-  if (page.cursor) query = query.where('username', '>', page.cursor);
-  const rows = await query.execute();
+    .limit(limit);
+  if (cursor) query = query.where('username', '>', cursor);
+  return query;
+}
+
+/**
+ * A page of usernames starting with `prefix`. Users who blocked the searcher are left out in the
+ * query, before the page is cut: left out after, a page could come back empty with a cursor
+ * naming one of them.
+ */
+async function searchPrefix(
+  ctx: Context,
+  viewerId: string,
+  prefix: string,
+  page: Pick<TSearchInput, 'cursor' | 'limit'>,
+): Promise<{ users: TPublicProfile[]; nextCursor: string | null }> {
+  const limit = page.limit ?? 20;
+  const rows = await usernamesStartingWith(
+    ctx.ports.db,
+    viewerId,
+    prefix,
+    page.cursor,
+    limit + 1,
+  ).execute();
   const found = rows.slice(0, limit);
   const nextCursor = rows.length > limit ? (found[found.length - 1]!.username ?? null) : null;
   // The budget counts profiles, not calls: a page of fifty for one point would list every user
