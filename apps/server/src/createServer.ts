@@ -200,7 +200,7 @@ export async function createServer(
     return timer;
   };
   const jobs = [
-    // Re-encryption, inactive accounts, stream retention.
+    // Re-encryption, inactive accounts, stream retention, ended sessions.
     runEvery(config.auth.jobsIntervalSeconds * 1000, 'jobs', (stop) =>
       runJobsOnce(infra.ports, settings, undefined, stop),
     ),

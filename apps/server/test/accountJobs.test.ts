@@ -9,7 +9,8 @@ import {
   type KeyValue,
   type Ports,
 } from '@mvp/api';
-import { clientWithToken, DEVICE, PASSWORD, registerUser } from './helpers/accounts';
+import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
+import { codeOf } from './helpers/errors';
 import { eventQueue } from './helpers/collect';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel, testDatabaseUrl } from './helpers/env';
@@ -87,6 +88,61 @@ describe(`account jobs (${backendLabel})`, () => {
         .api.me.get.query()
         .catch(() => 'refused'),
     ).toBe('refused');
+  });
+
+  it('deletes sessions that ended over 30 days ago, with their refresh tokens, and keeps the rest', async () => {
+    const [live, signedOutLongAgo, signedOutYesterday, expiredLongAgo] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const db = t.server.infra.ports.db;
+    // On the real clock, as above.
+    const age = (account: Account, values: { revoked_at?: number; expires_at?: number }) =>
+      db.updateTable('sessions').set(values).where('id', '=', account.sessionId).execute();
+    await age(signedOutLongAgo, { revoked_at: Date.now() - 31 * DAY });
+    await age(signedOutYesterday, { revoked_at: Date.now() - DAY });
+    await age(expiredLongAgo, { expires_at: Date.now() - 31 * DAY });
+    const all = [live, signedOutLongAgo, signedOutYesterday, expiredLongAgo];
+    const tokensOf = async (account: Account) =>
+      Number(
+        (
+          await db
+            .selectFrom('refresh_tokens')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('session_id', '=', account.sessionId)
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    expect(await Promise.all(all.map(tokensOf))).toEqual([1, 1, 1, 1]);
+
+    const results = await runJobsOnce(t.server.infra.ports, t.server.settings);
+
+    expect(results.pruneEndedSessions).toBeGreaterThanOrEqual(2);
+    const left = await db
+      .selectFrom('sessions')
+      .select('id')
+      .where(
+        'id',
+        'in',
+        all.map((a) => a.sessionId),
+      )
+      .execute();
+    expect(left.map((s) => s.id).sort()).toEqual(
+      [live.sessionId, signedOutYesterday.sessionId].sort(),
+    );
+    expect(await Promise.all(all.map(tokensOf))).toEqual([1, 0, 1, 0]);
+    // A deleted session is refused as an ended one is; the live one goes on.
+    expect(
+      await codeOf(
+        t.client.api.auth.refresh.mutate({ refreshToken: signedOutLongAgo.refreshToken }),
+      ),
+    ).toBe('UNAUTHORIZED');
+    const refreshed = await t.client.api.auth.refresh.mutate({ refreshToken: live.refreshToken });
+    expect(await clientWithToken(t, refreshed.accessToken).api.me.get.query()).toMatchObject({
+      id: live.userId,
+    });
   });
 
   it('a job runs on one instance at a time (KeyValue lock)', async () => {

@@ -203,6 +203,7 @@ describe(`background jobs at shutdown (${backendLabel})`, () => {
         reencryptPersonalData: null,
         deleteInactiveAccounts: null,
         pruneStreams: null,
+        pruneEndedSessions: null,
       });
       expect(await runMessageExpiryOnce({ ...ports, kv }, t.server.settings, stop)).toBeNull();
       expect(taken).toEqual([]);

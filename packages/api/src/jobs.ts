@@ -117,10 +117,47 @@ async function deleteInactiveAccounts(ctx: Context, signal?: AbortSignal): Promi
   return deleted;
 }
 
+/** How long an ended session (signed out, revoked, expired) is kept before it is deleted. */
+const ENDED_SESSIONS_KEPT_DAYS = 30;
+
+/**
+ * Deletes sessions that ended over ENDED_SESSIONS_KEPT_DAYS ago, with their refresh tokens (one
+ * row per rotation: a device that stays signed in adds one every access token's lifetime, and
+ * without this they were kept for ever). A live session keeps its used tokens: replaying one
+ * is how a leak is caught. Nothing tells a deleted session from an ended one: both are refused.
+ */
+async function pruneEndedSessions(ctx: Context, signal?: AbortSignal): Promise<number> {
+  const { db } = ctx.ports;
+  const cutoff = ctx.ports.clock.now() - ENDED_SESSIONS_KEPT_DAYS * 24 * 3600 * 1000;
+  let deleted = 0;
+  for (;;) {
+    if (signal?.aborted) return deleted;
+    const ended = await db
+      .selectFrom('sessions')
+      .select('id')
+      .where((eb) => eb.or([eb('expires_at', '<', cutoff), eb('revoked_at', '<', cutoff)]))
+      .limit(BATCH)
+      .execute();
+    if (ended.length === 0) return deleted;
+    await db
+      .deleteFrom('sessions')
+      .where(
+        'id',
+        'in',
+        ended.map((s) => s.id),
+      )
+      .execute();
+    deleted += ended.length;
+    if (ended.length < BATCH) return deleted;
+    await turn();
+  }
+}
+
 export const JOBS = {
   reencryptPersonalData,
   deleteInactiveAccounts,
   pruneStreams,
+  pruneEndedSessions,
 } as const satisfies Record<string, Job>;
 export type JobName = keyof typeof JOBS;
 
