@@ -106,24 +106,25 @@ export function listMine(db: Db, userId: string) {
 /** Unread seqs listed one by one in the snapshot up to this many per conversation. */
 export const UNREAD_SEQS_LISTED = 100;
 
+/** Where my unread messages of a conversation start: after my read position and my joining. */
+export type UnreadFrom = { conversationId: string; after: number };
+
 /**
- * Messages from others after my read position, per conversation. Tombstones and messages I
- * deleted for me do not count: my history does not show them, and the SDK's count drops them.
- * Up to `UNREAD_SEQS_LISTED` they are also listed by seq (null past it): a count alone cannot say
- * whether a message removed later was one it counted, a list can, so the SDK's count stays exact.
- * Counted by `GROUP BY`, then listed for the conversations under the bound only: window functions
- * over every unread row cost five times the count on big backlogs (measured on SQLite).
+ * Others' messages after `from`'s positions, as my history shows them: not tombstones, not
+ * messages I deleted for me. Each conversation's bound is a constant, so both databases read a
+ * primary key range per conversation; joined to my memberships (`seq > read_seq`) MariaDB looked
+ * messages up by conversation only and read every message of every conversation I am in.
  */
-export async function unreadCounts(
-  db: Db,
-  userId: string,
-): Promise<Map<string, { count: number; seqs: number[] | null }>> {
-  const unread = db
-    .selectFrom('conversation_members as m')
-    .innerJoin('messages as msg', 'msg.conversation_id', 'm.conversation_id')
-    .where('m.user_id', '=', userId)
-    .whereRef('msg.seq', '>', 'm.read_seq')
-    .whereRef('msg.seq', '>', 'm.joined_seq')
+export function unreadQuery(db: Db, userId: string, from: UnreadFrom[]) {
+  return db
+    .selectFrom('messages as msg')
+    .where((eb) =>
+      eb.or(
+        from.map((f) =>
+          eb.and([eb('msg.conversation_id', '=', f.conversationId), eb('msg.seq', '>', f.after)]),
+        ),
+      ),
+    )
     .where('msg.sender_id', '!=', userId)
     .where('msg.deleted_at', 'is', null)
     .where((eb) =>
@@ -138,28 +139,63 @@ export async function unreadCounts(
         ),
       ),
     );
-  const rows = await unread
-    .select(['m.conversation_id', (eb) => eb.fn.countAll<number>().as('unread')])
-    .groupBy('m.conversation_id')
+}
+
+/**
+ * Messages from others after my read position, per conversation. Tombstones and messages I
+ * deleted for me do not count: my history does not show them, and the SDK's count drops them.
+ * Up to `UNREAD_SEQS_LISTED` they are also listed by seq (null past it): a count alone cannot say
+ * whether a message removed later was one it counted, a list can, so the SDK's count stays exact.
+ * Counted by `GROUP BY`, then listed for the conversations under the bound only: window functions
+ * over every unread row cost five times the count on big backlogs (measured on SQLite).
+ * My positions are read first, with the same `db` (the snapshot's transaction: one moment), and
+ * only where the conversation went on past them.
+ */
+export async function unreadCounts(
+  db: Db,
+  userId: string,
+): Promise<Map<string, { count: number; seqs: number[] | null }>> {
+  const positions = await db
+    .selectFrom('conversation_members as m')
+    .innerJoin('conversations as c', 'c.id', 'm.conversation_id')
+    .select(['m.conversation_id', 'm.read_seq', 'm.joined_seq'])
+    .where('m.user_id', '=', userId)
+    .whereRef('c.last_seq', '>', 'm.read_seq')
+    .whereRef('c.last_seq', '>', 'm.joined_seq')
     .execute();
+  const from = new Map(
+    positions.map((p) => [
+      p.conversation_id,
+      {
+        conversationId: p.conversation_id,
+        after: Math.max(Number(p.read_seq), Number(p.joined_seq)),
+      },
+    ]),
+  );
   const counts = new Map<string, { count: number; seqs: number[] | null }>();
-  for (const row of rows) {
-    const count = Number(row.unread);
-    counts.set(row.conversation_id, { count, seqs: count <= UNREAD_SEQS_LISTED ? [] : null });
+  // In chunks: a term per conversation could pass SQLite's variable limit.
+  const unread = [...from.values()];
+  for (let i = 0; i < unread.length; i += LIST_CHUNK) {
+    const rows = await unreadQuery(db, userId, unread.slice(i, i + LIST_CHUNK))
+      .select(['msg.conversation_id', (eb) => eb.fn.countAll<number>().as('unread')])
+      .groupBy('msg.conversation_id')
+      .execute();
+    for (const row of rows) {
+      const count = Number(row.unread);
+      counts.set(row.conversation_id, { count, seqs: count <= UNREAD_SEQS_LISTED ? [] : null });
+    }
   }
-  const listed = [...counts].filter(([, entry]) => entry.seqs).map(([id]) => id);
-  // In chunks: an IN list of every conversation could pass SQLite's variable limit.
+  const listed = [...counts].filter(([, entry]) => entry.seqs).map(([id]) => from.get(id)!);
   for (let i = 0; i < listed.length; i += LIST_CHUNK) {
-    const seqs = await unread
-      .select(['m.conversation_id', 'msg.seq'])
-      .where('m.conversation_id', 'in', listed.slice(i, i + LIST_CHUNK))
-      .orderBy('m.conversation_id')
+    const rows = await unreadQuery(db, userId, listed.slice(i, i + LIST_CHUNK))
+      .select(['msg.conversation_id', 'msg.seq'])
+      .orderBy('msg.conversation_id')
       .orderBy('msg.seq')
       .execute();
-    for (const row of seqs) counts.get(row.conversation_id)?.seqs?.push(Number(row.seq));
+    for (const row of rows) counts.get(row.conversation_id)?.seqs?.push(Number(row.seq));
   }
   return counts;
 }
 
-/** Conversations whose unread seqs one read lists. */
+/** Conversations whose unread messages one read counts or lists. */
 const LIST_CHUNK = 500;

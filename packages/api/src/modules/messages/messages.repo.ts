@@ -302,7 +302,45 @@ export async function sendersIn(
   const senders = new Map<string, string[]>();
   const wanted = news.filter((n) => n.ranges.length > 0);
   if (wanted.length === 0) return senders;
-  const rows = await db
+  const rows = await sendersQuery(db, me, wanted).execute();
+  for (const { conversation_id, sender_id } of rows) {
+    const list = senders.get(conversation_id);
+    if (list) list.push(sender_id);
+    else senders.set(conversation_id, [sender_id]);
+  }
+  return senders;
+}
+
+/**
+ * Messages of `conversationId` with a seq in any of `ranges` (at least one). The ranges' hull goes
+ * beside their OR (the exact filter): with the OR alone SQLite looked the conversation up in the
+ * client-id index and read every message of it (56 ms at 100k messages, 0.02 ms with one range);
+ * with the hull it reads a primary key range.
+ */
+function inRanges(
+  eb: ExpressionBuilder<DB & { m: DB['messages'] }, 'm'>,
+  conversationId: string,
+  ranges: SeqRange[],
+) {
+  const within = (after: number, upTo: number) => [
+    eb('m.seq', '>', after),
+    eb('m.seq', '<=', upTo),
+  ];
+  const hull = within(
+    Math.min(...ranges.map((r) => r.after)),
+    Math.max(...ranges.map((r) => r.upTo)),
+  );
+  const exact =
+    ranges.length > 1 ? [eb.or(ranges.map((r) => eb.and(within(r.after, r.upTo))))] : [];
+  return eb.and([eb('m.conversation_id', '=', conversationId), ...hull, ...exact]);
+}
+
+/**
+ * sendersIn's query, for conversations with at least one range each. A receipt tells when I read:
+ * nothing for someone I blocked or who blocked me (as Signal).
+ */
+export function sendersQuery(db: Db, me: string, wanted: ConversationRanges[]) {
+  return db
     .selectFrom('messages as m')
     .innerJoin('conversation_members as cm', (join) =>
       join
@@ -312,19 +350,9 @@ export async function sendersIn(
     .select(['m.conversation_id', 'm.sender_id'])
     .distinct()
     .where((eb) =>
-      eb.or(
-        wanted.map(({ conversationId, ranges }) =>
-          eb.and([
-            eb('m.conversation_id', '=', conversationId),
-            eb.or(
-              ranges.map((r) => eb.and([eb('m.seq', '>', r.after), eb('m.seq', '<=', r.upTo)])),
-            ),
-          ]),
-        ),
-      ),
+      eb.or(wanted.map(({ conversationId, ranges }) => inRanges(eb, conversationId, ranges))),
     )
     .where('m.sender_id', '!=', me)
-    // A receipt tells when I read: nothing for someone I blocked or who blocked me (as Signal).
     .where((eb) =>
       eb.not(
         eb.exists(
@@ -339,14 +367,7 @@ export async function sendersIn(
             ),
         ),
       ),
-    )
-    .execute();
-  for (const { conversation_id, sender_id } of rows) {
-    const list = senders.get(conversation_id);
-    if (list) list.push(sender_id);
-    else senders.set(conversation_id, [sender_id]);
-  }
-  return senders;
+    );
 }
 
 const POSITIONS = [
