@@ -119,7 +119,9 @@ describe(`account jobs (${backendLabel})`, () => {
 
     const results = await runJobsOnce(t.server.infra.ports, t.server.settings);
 
-    expect(results.pruneEndedSessions).toBeGreaterThanOrEqual(2);
+    // Ran; not its count: another test file's jobs run on a shared database may have deleted
+    // these sessions first. Which rows are left is the test.
+    expect(results.pruneEndedSessions).not.toBeNull();
     const left = await db
       .selectFrom('sessions')
       .select('id')

@@ -273,7 +273,9 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
     const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
       typeof pruneStreams
     >[0];
-    expect(await pruneStreams(ctx)).toBeGreaterThanOrEqual(1);
+    // Not its count: on a shared database another test file's jobs run may have pruned these
+    // rows first. What a stream is told afterwards is the test.
+    await pruneStreams(ctx);
     // Something new wakes the stream: it must not hand it over as if nothing came before.
     await api(carol.accessToken).contacts.request.mutate({ userId: alice.userId });
     expect((await stream.events.next()).event).toEqual({ type: 'resync' });
@@ -310,7 +312,7 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
     const ctx = { ports: t.server.infra.ports, settings: t.server.settings } as Parameters<
       typeof pruneStreams
     >[0];
-    expect(await pruneStreams(ctx)).toBeGreaterThanOrEqual(1);
+    await pruneStreams(ctx);
     expect((await api(alice.accessToken).sync.poll.query({ after: '0' })).events).toEqual([
       { id: '2', event: { type: 'resync' } },
     ]);

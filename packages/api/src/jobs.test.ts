@@ -84,3 +84,106 @@ describe('reencryptPersonalData', () => {
     expect(await JOBS.reencryptPersonalData(ctx)).toBe(0);
   });
 });
+
+describe('pruneEndedSessions', () => {
+  const DAY = 24 * 3600 * 1000;
+  let db: Kysely<DB>;
+  const user = randomUUID();
+  const device = randomUUID();
+  const [ended, live] = [randomUUID(), randomUUID()];
+
+  beforeAll(async () => {
+    db = createDb('sqlite::memory:');
+    await migrateToLatest(db);
+    await db
+      .insertInto('users')
+      .values({
+        id: user,
+        unique_id: 'u',
+        username: 'u',
+        phone_ciphertext: null,
+        display_name_ciphertext: 'x',
+        password_hash: 'not-a-hash',
+        require_otp_login: 0,
+        created_at: 1,
+        updated_at: 1,
+        last_active_at: 1,
+      })
+      .execute();
+    await db
+      .insertInto('devices')
+      .values({
+        id: device,
+        user_id: user,
+        name: 'd',
+        platform: 'node',
+        created_at: 1,
+        last_seen_at: 1,
+      })
+      .execute();
+    const now = Date.now();
+    await db
+      .insertInto('sessions')
+      .values(
+        [
+          { id: ended, revoked_at: now - 31 * DAY, expires_at: now + DAY },
+          { id: live, revoked_at: null, expires_at: now + DAY },
+        ].map((s) => ({
+          ...s,
+          user_id: user,
+          device_id: device,
+          created_at: 1,
+          last_seen_at: 1,
+          revoked_reason: null,
+        })),
+      )
+      .execute();
+    // A month of rotations on the ended session; one token on the live one.
+    const tokens = [
+      ...Array.from({ length: 2500 }, (_, i) => ({ session_id: ended, n: i })),
+      { session_id: live, n: 0 },
+    ].map(({ session_id, n }) => ({
+      token_hash: `${session_id}-${n}`,
+      session_id,
+      created_at: 1,
+      expires_at: now + DAY,
+      used_at: null,
+      parent_hash: null,
+    }));
+    for (let i = 0; i < tokens.length; i += 500)
+      await db
+        .insertInto('refresh_tokens')
+        .values(tokens.slice(i, i + 500))
+        .execute();
+  });
+  afterAll(() => db.destroy());
+
+  it("deletes an ended session's tokens a batch at a time, letting other work run between batches", async () => {
+    let tokenDeletes = 0;
+    const counting: KyselyPlugin = {
+      transformQuery(args) {
+        const node = args.node;
+        if (node.kind === 'DeleteQueryNode' && JSON.stringify(node.from).includes('refresh_tokens'))
+          tokenDeletes += 1;
+        return node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    const ctx = {
+      ports: { db: db.withPlugin(counting), clock: { now: () => Date.now() } },
+    } as unknown as Parameters<typeof JOBS.pruneEndedSessions>[0];
+    let deletesBeforeOthers: number | undefined;
+    setImmediate(() => (deletesBeforeOthers = tokenDeletes));
+
+    expect(await JOBS.pruneEndedSessions(ctx)).toBe(1);
+
+    // 2500 tokens, at most 1000 a statement.
+    expect(tokenDeletes).toBe(3);
+    expect(deletesBeforeOthers).toBeGreaterThan(0);
+    expect(deletesBeforeOthers).toBeLessThan(3);
+    const sessions = await db.selectFrom('sessions').select('id').execute();
+    expect(sessions.map((s) => s.id)).toEqual([live]);
+    const tokens = await db.selectFrom('refresh_tokens').select('session_id').execute();
+    expect(tokens.map((t) => t.session_id)).toEqual([live]);
+  });
+});

@@ -56,16 +56,22 @@ export async function down(db: Kysely<any>): Promise<void> {
   }
   for (const { name, table, columns } of [...both].reverse()) {
     // MySQL refuses to drop the one index left on a foreign key's column: the key gets its own
-    // index back (named as MySQL named it) in the same statement.
-    const { rows } = await sql<{ n: number }>`
-      SELECT COUNT(*) AS n FROM information_schema.statistics
-      WHERE table_schema = DATABASE() AND table_name = ${table} AND index_name <> ${name}
-        AND seq_in_index = 1 AND column_name = ${columns[0]}`.execute(db);
+    // index back (named as MySQL named it) in the same statement. Only a foreign key's: the
+    // sessions' indexes had none before.
+    const { rows } = await sql<{ foreignKey: number; others: number }>`
+      SELECT
+        (SELECT COUNT(*) FROM information_schema.key_column_usage
+          WHERE table_schema = DATABASE() AND table_name = ${table}
+            AND column_name = ${columns[0]} AND referenced_table_name IS NOT NULL) AS foreignKey,
+        (SELECT COUNT(*) FROM information_schema.statistics
+          WHERE table_schema = DATABASE() AND table_name = ${table} AND index_name <> ${name}
+            AND seq_in_index = 1 AND column_name = ${columns[0]}) AS others`.execute(db);
     const first = sql.ref(columns[0]!);
+    const keepsForeignKey = Number(rows[0]!.foreignKey) > 0 && Number(rows[0]!.others) === 0;
     await (
-      Number(rows[0]!.n) > 0
-        ? sql`ALTER TABLE ${sql.table(table)} DROP INDEX ${sql.ref(name)}`
-        : sql`ALTER TABLE ${sql.table(table)} ADD INDEX ${first} (${first}), DROP INDEX ${sql.ref(name)}`
+      keepsForeignKey
+        ? sql`ALTER TABLE ${sql.table(table)} ADD INDEX ${first} (${first}), DROP INDEX ${sql.ref(name)}`
+        : sql`ALTER TABLE ${sql.table(table)} DROP INDEX ${sql.ref(name)}`
     ).execute(db);
   }
 }
