@@ -93,13 +93,16 @@ describe('2026-11-26T0300-lookup-indexes on SQLite', () => {
     const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
     const { error, results } = await migrator.migrateTo('2026-11-26T0200-case-exact-codes');
     expect(error).toBeUndefined();
-    expect(results).toEqual([
-      { migrationName: '2026-11-26T0300-lookup-indexes', direction: 'Down', status: 'Success' },
-    ]);
+    // Later migrations first (they touch no index on SQLite).
+    expect(results?.at(-1)).toEqual({
+      migrationName: '2026-11-26T0300-lookup-indexes',
+      direction: 'Down',
+      status: 'Success',
+    });
     expect(await indexes()).toEqual(latest.filter((name) => !added.includes(name)));
     expect(await planOf(lookups[1]!.text)).toMatch(/SCAN message_hidden/);
 
-    expect((await migrateToLatest(db)).applied).toEqual(['2026-11-26T0300-lookup-indexes']);
+    expect((await migrateToLatest(db)).applied[0]).toBe('2026-11-26T0300-lookup-indexes');
     expect(await indexes()).toEqual(latest);
   });
 });

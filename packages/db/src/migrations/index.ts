@@ -18,6 +18,7 @@ import * as messageEditIds from './2026-11-26T0000-message-edit-ids';
 import * as refreshTokenParents from './2026-11-26T0100-refresh-token-parents';
 import * as caseExactCodes from './2026-11-26T0200-case-exact-codes';
 import * as lookupIndexes from './2026-11-26T0300-lookup-indexes';
+import * as tableForeignKeys from './2026-11-26T0400-table-foreign-keys';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -43,4 +44,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-26T0100-refresh-token-parents': refreshTokenParents,
   '2026-11-26T0200-case-exact-codes': caseExactCodes,
   '2026-11-26T0300-lookup-indexes': lookupIndexes,
+  '2026-11-26T0400-table-foreign-keys': tableForeignKeys,
 };
