@@ -15,7 +15,7 @@ import { b64, newClientMessageId, sendText } from './helpers/messaging';
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
 import { PNG } from './helpers/images';
-import { openStream } from './helpers/sync';
+import { openStream, storedReceipts } from './helpers/sync';
 import { codeOf } from './helpers/errors';
 
 const cid = newClientMessageId;
@@ -861,19 +861,7 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await aliceStream.close();
   });
 
-  /** The receipts in a user's stream as stored (the truth a resume reads), oldest first. */
-  const receiptsTo = async (a: Account) => {
-    const rows = await t.server.infra.ports.db
-      .selectFrom('user_events')
-      .select('payload')
-      .where('user_id', '=', a.userId)
-      .where('type', '=', 'receipt')
-      .orderBy('seq')
-      .execute();
-    return rows.map((r) =>
-      typeof r.payload === 'string' ? (JSON.parse(r.payload) as unknown) : r.payload,
-    );
-  };
+  const receiptsTo = (a: Account) => storedReceipts(t, a.userId);
   const byConversation = <T extends { conversationId: string }>(list: T[]) =>
     [...list].sort((x, y) => x.conversationId.localeCompare(y.conversationId));
 

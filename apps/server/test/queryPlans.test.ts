@@ -5,6 +5,7 @@ import { befriend, clientWithToken, registerUser, type Account } from './helpers
 import { backendLabel, testDatabaseUrl } from './helpers/env';
 import { sendText } from './helpers/messaging';
 import { startServer, type TestServer } from './helpers/startServer';
+import { storedReceipts } from './helpers/sync';
 
 // The statements rewritten for their plans (the snapshot's unread counts, a receipt's senders),
 // through the server on both backends; their SQLite plans are asserted next to them in
@@ -25,19 +26,7 @@ describe(`unread counts and receipt senders (${backendLabel})`, () => {
       memberIds: members.map((m) => m.userId),
     });
   };
-  /** The receipts in a user's stream as stored, oldest first. */
-  const receiptsTo = async (a: Account) => {
-    const rows = await t.server.infra.ports.db
-      .selectFrom('user_events')
-      .select('payload')
-      .where('user_id', '=', a.userId)
-      .where('type', '=', 'receipt')
-      .orderBy('seq')
-      .execute();
-    return rows.map((r) =>
-      typeof r.payload === 'string' ? (JSON.parse(r.payload) as unknown) : r.payload,
-    );
-  };
+  const receiptsTo = (a: Account) => storedReceipts(t, a.userId);
 
   it('counts each conversation from its own positions, one snapshot for all', async () => {
     const [bob, alice, carol] = [

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { createDb, migrateToLatest, type DB } from '@mvp/db';
-import type { Kysely, KyselyPlugin } from 'kysely';
+import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOBS } from './jobs';
 import { displayNameContext, phoneContext } from './modules/auth/identity';
 import { createFieldCipher } from './security/fieldCipher';
+import { statementCounter } from './statementCounter.testing';
 
 // SQLite only: the embedded backend is where a long statement holds up the server (it runs on the
 // event loop's thread). Both backends rotate keys through the server in personalData.test.ts.
@@ -45,28 +46,18 @@ describe('reencryptPersonalData', () => {
   afterAll(() => db.destroy());
 
   it('re-encrypts every row under an older key, a window at a time, letting other work run between windows', async () => {
-    let updates = 0;
-    const counting: KyselyPlugin = {
-      transformQuery(args) {
-        if (args.node.kind === 'UpdateQueryNode') updates += 1;
-        return args.node;
-      },
-      transformResult: async (args) => args.result,
-    };
+    const updates = statementCounter((node) => node.kind === 'UpdateQueryNode');
     const ctx = {
-      ports: { db: db.withPlugin(counting), cipher: after },
+      ports: { db: db.withPlugin(updates.plugin), cipher: after },
       log: { error: () => undefined },
     } as unknown as Parameters<typeof JOBS.reencryptPersonalData>[0];
-    // Queued before the run: it runs at the run's first turn back to the event loop.
-    let updatesBeforeOthers: number | undefined;
-    setImmediate(() => (updatesBeforeOthers = updates));
 
     const old = users.filter((u) => u.old).length;
     expect(await JOBS.reencryptPersonalData(ctx)).toBe(old);
 
-    expect(updates).toBe(old);
-    expect(updatesBeforeOthers).toBeGreaterThan(0);
-    expect(updatesBeforeOthers).toBeLessThan(old);
+    expect(updates.count).toBe(old);
+    expect(updates.beforeOthers).toBeGreaterThan(0);
+    expect(updates.beforeOthers).toBeLessThan(old);
     const rows = await db
       .selectFrom('users')
       .select(['id', 'unique_id', 'phone_ciphertext', 'display_name_ciphertext'])
@@ -159,28 +150,20 @@ describe('pruneEndedSessions', () => {
   afterAll(() => db.destroy());
 
   it("deletes an ended session's tokens a batch at a time, letting other work run between batches", async () => {
-    let tokenDeletes = 0;
-    const counting: KyselyPlugin = {
-      transformQuery(args) {
-        const node = args.node;
-        if (node.kind === 'DeleteQueryNode' && JSON.stringify(node.from).includes('refresh_tokens'))
-          tokenDeletes += 1;
-        return node;
-      },
-      transformResult: async (args) => args.result,
-    };
+    const tokenDeletes = statementCounter(
+      (node) =>
+        node.kind === 'DeleteQueryNode' && JSON.stringify(node.from).includes('refresh_tokens'),
+    );
     const ctx = {
-      ports: { db: db.withPlugin(counting), clock: { now: () => Date.now() } },
+      ports: { db: db.withPlugin(tokenDeletes.plugin), clock: { now: () => Date.now() } },
     } as unknown as Parameters<typeof JOBS.pruneEndedSessions>[0];
-    let deletesBeforeOthers: number | undefined;
-    setImmediate(() => (deletesBeforeOthers = tokenDeletes));
 
     expect(await JOBS.pruneEndedSessions(ctx)).toBe(1);
 
     // 2500 tokens, at most 1000 a statement.
-    expect(tokenDeletes).toBe(3);
-    expect(deletesBeforeOthers).toBeGreaterThan(0);
-    expect(deletesBeforeOthers).toBeLessThan(3);
+    expect(tokenDeletes.count).toBe(3);
+    expect(tokenDeletes.beforeOthers).toBeGreaterThan(0);
+    expect(tokenDeletes.beforeOthers).toBeLessThan(3);
     const sessions = await db.selectFrom('sessions').select('id').execute();
     expect(sessions.map((s) => s.id)).toEqual([live]);
     const tokens = await db.selectFrom('refresh_tokens').select('session_id').execute();

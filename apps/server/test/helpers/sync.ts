@@ -54,3 +54,17 @@ export async function openStream(
     close: () => client.close(),
   };
 }
+
+/** The receipts in a user's stream as stored (the truth a resume reads), oldest first. */
+export async function storedReceipts(t: TestServer, userId: string): Promise<unknown[]> {
+  const rows = await t.server.infra.ports.db
+    .selectFrom('user_events')
+    .select('payload')
+    .where('user_id', '=', userId)
+    .where('type', '=', 'receipt')
+    .orderBy('seq')
+    .execute();
+  return rows.map((r) =>
+    typeof r.payload === 'string' ? (JSON.parse(r.payload) as unknown) : r.payload,
+  );
+}

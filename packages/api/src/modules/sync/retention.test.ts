@@ -1,6 +1,7 @@
 import { createDb, migrateToLatest, type DB } from '@mvp/db';
-import { CompiledQuery, sql, type Kysely, type KyselyPlugin } from 'kysely';
+import { CompiledQuery, sql, type Kysely } from 'kysely';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { statementCounter } from '../../statementCounter.testing';
 import { pruneStreams, staleStreams } from './retention';
 
 // SQLite only: the embedded backend is where the plan matters (its statements run on the server's
@@ -99,23 +100,12 @@ describe('pruneStreams', () => {
 
   it('lets other work run between batches', async () => {
     await write('user-a', 1, 3500, old);
-    let deletes = 0;
-    const counting: KyselyPlugin = {
-      transformQuery(args) {
-        if (args.node.kind === 'DeleteQueryNode') deletes += 1;
-        return args.node;
-      },
-      transformResult: async (args) => args.result,
-    };
-    // Queued before the run: it runs at the run's first turn back to the event loop.
-    let deletesBeforeOthers: number | undefined;
-    setImmediate(() => (deletesBeforeOthers = deletes));
+    const deletes = statementCounter((node) => node.kind === 'DeleteQueryNode');
+    await pruneStreams(contextOf(db.withPlugin(deletes.plugin)));
 
-    await pruneStreams(contextOf(db.withPlugin(counting)));
-
-    expect(deletes).toBe(4);
-    expect(deletesBeforeOthers).toBeGreaterThan(0);
-    expect(deletesBeforeOthers).toBeLessThan(4);
+    expect(deletes.count).toBe(4);
+    expect(deletes.beforeOthers).toBeGreaterThan(0);
+    expect(deletes.beforeOthers).toBeLessThan(4);
   });
 
   it('does nothing once its signal has aborted', async () => {
