@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from './createDb';
 import { migrateToLatest } from './migrate';
@@ -83,38 +83,62 @@ if (process.env.MVP_TEST_DATABASE_URL) {
         });
     });
 
-    it('a missing key is added after the rows it would have cascaded away are deleted; again, nothing happens', async () => {
+    it("a table's missing keys are added in one go after the rows they would have cascaded away are deleted; again, nothing happens", async () => {
       const tag = randomUUID().slice(0, 8);
-      const [parent, child] = [`fk_${tag}_parent`, `fk_${tag}_child`];
+      const [first, second, child] = [`fk_${tag}_a`, `fk_${tag}_b`, `fk_${tag}_child`];
       try {
-        await sql`CREATE TABLE ${sql.table(parent)} (id varchar(36) PRIMARY KEY)`.execute(db);
-        // As MySQL 8.4 leaves an inline REFERENCES: the column, and no key.
+        for (const parent of [first, second]) {
+          await sql`CREATE TABLE ${sql.table(parent)} (id varchar(36) PRIMARY KEY)`.execute(db);
+          await sql`INSERT INTO ${sql.table(parent)} (id) VALUES ('p1'), ('p2')`.execute(db);
+        }
+        // As MySQL 8.4 leaves an inline REFERENCES: the columns, and no key.
         await sql`CREATE TABLE ${sql.table(child)} (
-          id varchar(36) PRIMARY KEY, parent_id varchar(36) NOT NULL, note varchar(36) NULL)`.execute(
+          id varchar(36) PRIMARY KEY, a_id varchar(36) NOT NULL, b_id varchar(36) NULL)`.execute(
           db,
         );
-        await sql`INSERT INTO ${sql.table(parent)} (id) VALUES ('p1'), ('p2')`.execute(db);
-        await sql`INSERT INTO ${sql.table(child)} (id, parent_id) VALUES
-          ('c1', 'p1'), ('c2', 'p2'), ('orphan', 'gone')`.execute(db);
-        const key: ForeignKey = [child, 'parent_id', parent, 'id'];
+        await sql`INSERT INTO ${sql.table(child)} (id, a_id, b_id) VALUES
+          ('c1', 'p1', 'p1'), ('c2', 'p2', NULL), ('no-a', 'gone', 'p1'), ('no-b', 'p1', 'gone')`.execute(
+          db,
+        );
+        const keys: ForeignKey[] = [
+          [child, 'a_id', first, 'id'],
+          [child, 'b_id', second, 'id'],
+        ];
 
-        expect(await addMissingForeignKeys(db, [key])).toEqual([`${child}_parent_id_fk`]);
+        // Each ALTER copies the table on MySQL: one for the two keys.
+        const alters: string[] = [];
+        const watching: KyselyPlugin = {
+          transformQuery(args) {
+            const text = args.node.kind === 'RawNode' ? args.node.sqlFragments.join('?') : '';
+            if (/^\s*ALTER TABLE/.test(text)) alters.push(text);
+            return args.node;
+          },
+          transformResult: async (args) => args.result,
+        };
+        expect(await addMissingForeignKeys(db.withPlugin(watching), keys)).toEqual([
+          `${child}_a_id_fk`,
+          `${child}_b_id_fk`,
+        ]);
+        expect(alters).toHaveLength(1);
 
         const children = async () =>
           (
             await sql<{ id: string }>`SELECT id FROM ${sql.table(child)} ORDER BY id`.execute(db)
           ).rows.map((r) => r.id);
         expect(await children()).toEqual(['c1', 'c2']);
-        expect(await keysOf(child)).toEqual([{ column: 'parent_id', parent, rule: 'CASCADE' }]);
-        // It cascades now.
-        await sql`DELETE FROM ${sql.table(parent)} WHERE id = 'p1'`.execute(db);
+        expect((await keysOf(child)).sort((x, y) => x.column.localeCompare(y.column))).toEqual([
+          { column: 'a_id', parent: first, rule: 'CASCADE' },
+          { column: 'b_id', parent: second, rule: 'CASCADE' },
+        ]);
+        // They cascade now.
+        await sql`DELETE FROM ${sql.table(second)} WHERE id = 'p1'`.execute(db);
         expect(await children()).toEqual(['c2']);
         // Present (under any name): nothing to add.
-        expect(await addMissingForeignKeys(db, [key])).toEqual([]);
-        expect(await keysOf(child)).toHaveLength(1);
+        expect(await addMissingForeignKeys(db, keys)).toEqual([]);
+        expect(await keysOf(child)).toHaveLength(2);
       } finally {
-        await sql`DROP TABLE IF EXISTS ${sql.table(child)}`.execute(db);
-        await sql`DROP TABLE IF EXISTS ${sql.table(parent)}`.execute(db);
+        for (const table of [child, first, second])
+          await sql`DROP TABLE IF EXISTS ${sql.table(table)}`.execute(db);
       }
     });
   });

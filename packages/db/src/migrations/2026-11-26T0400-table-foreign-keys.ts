@@ -54,15 +54,17 @@ const constraintOf = ([table, column]: ForeignKey) => `${table}_${column}_fk`;
 
 /**
  * Adds each key of `keys` that MySQL does not have (by its columns, whatever its name), after
- * deleting the child rows whose parent is gone. Each key is its own step, so a run cut short is
- * finished by the next. The ALTER validates the rows (a parent deleted meanwhile fails it, and
- * the next start tries again).
+ * deleting the child rows whose parent is gone. A table's missing keys go in one ALTER: with
+ * foreign key checks on, MySQL adds a key by copying the table (writes to it wait), so once
+ * per table, not per key. Each table is its own step, so a run cut short is finished by the
+ * next. The ALTER validates the rows (a parent deleted meanwhile fails it; the next start tries
+ * again).
  */
 export async function addMissingForeignKeys(
   db: Kysely<any>,
   keys: readonly ForeignKey[],
 ): Promise<string[]> {
-  const added: string[] = [];
+  const missing = new Map<string, ForeignKey[]>();
   for (const key of keys) {
     const [table, column, parent, parentColumn] = key;
     const { rows } = await sql<{ n: number }>`
@@ -71,21 +73,26 @@ export async function addMissingForeignKeys(
         AND referenced_table_name = ${parent} AND referenced_column_name = ${parentColumn}`.execute(
       db,
     );
-    if (Number(rows[0]!.n) > 0) continue;
-    await sql`
-      DELETE child FROM ${sql.table(table)} AS child
-      LEFT JOIN ${sql.table(parent)} AS parent
-        ON parent.${sql.ref(parentColumn)} = child.${sql.ref(column)}
-      WHERE child.${sql.ref(column)} IS NOT NULL AND parent.${sql.ref(parentColumn)} IS NULL`.execute(
-      db,
-    );
-    await sql`
-      ALTER TABLE ${sql.table(table)} ADD CONSTRAINT ${sql.ref(constraintOf(key))}
-      FOREIGN KEY (${sql.ref(column)}) REFERENCES ${sql.table(parent)} (${sql.ref(parentColumn)})
-      ON DELETE CASCADE`.execute(db);
-    added.push(constraintOf(key));
+    if (Number(rows[0]!.n) === 0) missing.set(table, [...(missing.get(table) ?? []), key]);
   }
-  return added;
+  // Tables in the order of their first key: parents' orphans go before their children's.
+  for (const [table, tableKeys] of missing) {
+    for (const [, column, parent, parentColumn] of tableKeys)
+      await sql`
+        DELETE child FROM ${sql.table(table)} AS child
+        LEFT JOIN ${sql.table(parent)} AS parent
+          ON parent.${sql.ref(parentColumn)} = child.${sql.ref(column)}
+        WHERE child.${sql.ref(column)} IS NOT NULL AND parent.${sql.ref(parentColumn)} IS NULL`.execute(
+        db,
+      );
+    const constraints = tableKeys.map(
+      (key) =>
+        sql`ADD CONSTRAINT ${sql.ref(constraintOf(key))} FOREIGN KEY (${sql.ref(key[1])})
+          REFERENCES ${sql.table(key[2])} (${sql.ref(key[3])}) ON DELETE CASCADE`,
+    );
+    await sql`ALTER TABLE ${sql.table(table)} ${sql.join(constraints)}`.execute(db);
+  }
+  return [...missing.values()].flat().map(constraintOf);
 }
 
 const mysqlOf = (db: Kysely<any>) => db.getExecutor().adapter instanceof MysqlAdapter;
