@@ -8,6 +8,8 @@ import { MysqlAdapter, sql, type Kysely } from 'kysely';
 // `contact_id` on these tables), SQLite does not, so on SQLite a lookup by the column (a device's
 // live sessions for its keys) and a parent's ON DELETE CASCADE (a user deleted) read the whole
 // table. Those four are created on SQLite only: on MySQL they would repeat the foreign key's own.
+// (MySQL 8.4 had no foreign keys, so no such index, until 2026-11-26T0400 added the keys: its
+// ALTERs index these columns.)
 const foreignKeyChildren = [
   { name: 'sessions_device', table: 'sessions', columns: ['device_id'] },
   { name: 'reactions_user', table: 'reactions', columns: ['user_id'] },
