@@ -18,27 +18,9 @@ import {
   startWebSuite,
   TEST_MS,
   WAIT_MS,
+  type PageGlobal,
   type WebSuite,
 } from './helpers/webSuite';
-
-type PageCall = { id: string; state: string; endReason: string | null; direction: string };
-type HistoryEntry = {
-  id: string;
-  state: string;
-  direction: string;
-  media: string;
-  endReason: string | null;
-  durationSeconds: number;
-};
-type PageApi = {
-  me: { id: string; username: string | null } | null;
-  call: PageCall | null;
-  callStates: string[];
-  messages: { text: string; mine: boolean }[];
-  inboundPackets(): Promise<{ audio: number; video: number }>;
-  history(): Promise<{ calls: HistoryEntry[] }>;
-};
-type G = { __mvp: PageApi };
 
 const RING_TIMEOUT_MS = 4_000;
 // Under CI a missing Chromium fails the run (.ci/run installs it); elsewhere the suite is skipped.
@@ -57,11 +39,12 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
     await suite?.close();
   }, 60_000);
 
-  const callOf = (page: Page) => page.evaluate(() => (globalThis as unknown as G).__mvp.call);
+  const callOf = (page: Page) =>
+    page.evaluate(() => (globalThis as unknown as PageGlobal).__mvp.call);
   const waitForCall = (page: Page, state: string, endReason?: string) =>
     page.waitForFunction(
       ([s, r]) => {
-        const call = (globalThis as unknown as G).__mvp.call;
+        const call = (globalThis as unknown as PageGlobal).__mvp.call;
         return call?.state === s && (r === undefined || call.endReason === r);
       },
       [state, endReason] as const,
@@ -123,23 +106,19 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
       for (const page of [alice, bob]) {
         await page.waitForFunction(
           async () => {
-            const packets = await (globalThis as unknown as G).__mvp.inboundPackets();
+            const packets = await (globalThis as unknown as PageGlobal).__mvp.inboundPackets();
             return packets.audio > 0 && packets.video > 0;
           },
           undefined,
           { timeout: WAIT_MS, polling: 250 },
         );
       }
-      expect(await alice.evaluate(() => (globalThis as unknown as G).__mvp.callStates)).toEqual([
-        'dialing',
-        'connecting',
-        'connected',
-      ]);
-      expect(await bob.evaluate(() => (globalThis as unknown as G).__mvp.callStates)).toEqual([
-        'ringing',
-        'connecting',
-        'connected',
-      ]);
+      expect(
+        await alice.evaluate(() => (globalThis as unknown as PageGlobal).__mvp.callStates),
+      ).toEqual(['dialing', 'connecting', 'connected']);
+      expect(
+        await bob.evaluate(() => (globalThis as unknown as PageGlobal).__mvp.callStates),
+      ).toEqual(['ringing', 'connecting', 'connected']);
 
       await alice.getByTestId('hangup').click();
       await Promise.all([
@@ -149,8 +128,8 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
       expect(await shownState(bob)).toBe('ended (hangup)');
 
       const [mine, theirs] = await Promise.all([
-        alice.evaluate(() => (globalThis as unknown as G).__mvp.history()),
-        bob.evaluate(() => (globalThis as unknown as G).__mvp.history()),
+        alice.evaluate(() => (globalThis as unknown as PageGlobal).__mvp.history()),
+        bob.evaluate(() => (globalThis as unknown as PageGlobal).__mvp.history()),
       ]);
       expect(mine.calls[0]).toMatchObject({
         id: callId,
@@ -176,7 +155,9 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
         waitForCall(bob, 'ended', 'declined'),
       ]);
       expect(await shownState(alice)).toBe('ended (declined)');
-      const history = await alice.evaluate(() => (globalThis as unknown as G).__mvp.history());
+      const history = await alice.evaluate(() =>
+        (globalThis as unknown as PageGlobal).__mvp.history(),
+      );
       expect(history.calls[0]).toMatchObject({ id: callId, state: 'rejected' });
     },
     TEST_MS,
@@ -191,7 +172,9 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
         waitForCall(alice, 'ended', 'missed'),
         waitForCall(bob, 'ended', 'missed'),
       ]);
-      const history = await bob.evaluate(() => (globalThis as unknown as G).__mvp.history());
+      const history = await bob.evaluate(() =>
+        (globalThis as unknown as PageGlobal).__mvp.history(),
+      );
       expect(history.calls[0]).toMatchObject({
         id: callId,
         state: 'missed',

@@ -17,21 +17,9 @@ import {
   TEST_MS,
   WAIT_MS,
   waitForMessage,
+  type PageGlobal,
   type WebSuite,
 } from './helpers/webSuite';
-
-type G = {
-  __mvp: {
-    client: {
-      messaging: {
-        conversations: {
-          list(): Promise<{ id: string }[]>;
-          update(id: string, changes: { disappearSeconds: number }): Promise<unknown>;
-        };
-      };
-    };
-  };
-};
 
 // Under CI a missing Chromium fails the run (.ci/run installs it); elsewhere the suite is skipped.
 const run = hasChromium || process.env.CI ? describe : describe.skip;
@@ -58,7 +46,7 @@ run(`disappearing messages in the browser on ${instances} instance(s) (${backend
       await waitForMessage(bob, 'this one stays');
 
       await alice.evaluate(async () => {
-        const { conversations } = (globalThis as unknown as G).__mvp.client.messaging;
+        const { conversations } = (globalThis as unknown as PageGlobal).__mvp.client.messaging;
         const [chat] = await conversations.list();
         await conversations.update(chat!.id, { disappearSeconds: 1 });
       });

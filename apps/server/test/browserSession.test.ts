@@ -26,16 +26,9 @@ import {
   TEST_MS,
   WAIT_MS,
   waitForMessage,
+  type PageGlobal,
   type WebSuite,
 } from './helpers/webSuite';
-
-type G = {
-  __mvp: {
-    client: {
-      sync: { onEvent(handler: (event: { type: string }) => void): { unsubscribe(): void } };
-    };
-  };
-};
 
 // Under CI a missing Chromium fails the run (.ci/run installs it); elsewhere the suite is skipped.
 const run = hasChromium || process.env.CI ? describe : describe.skip;
@@ -100,7 +93,7 @@ run(`sessions and names in the browser on ${instances} instance(s) (${backendLab
       // A handler of the page's stream fails until the test lets it pass: the SDK reports each
       // failure (sync.onError) and retries the event on the same socket.
       await alice.evaluate(() => {
-        const g = globalThis as unknown as G & { failing?: boolean };
+        const g = globalThis as unknown as PageGlobal & { failing?: boolean };
         g.failing = true;
         g.__mvp.client.sync.onEvent((event) => {
           if (event.type !== 'message.new' || !g.failing) return;

@@ -19,20 +19,9 @@ import {
   TEST_MS,
   WAIT_MS,
   waitForMessage,
+  type PageGlobal,
   type WebSuite,
 } from './helpers/webSuite';
-
-type G = {
-  __mvp: {
-    me: { id: string } | null;
-    client: {
-      e2ee: {
-        safetyNumbers(userId: string): Promise<{ digits: string }[]>;
-        isVerified(userId: string): Promise<boolean>;
-      };
-    };
-  };
-};
 
 // Under CI a missing Chromium fails the run (.ci/run installs it); elsewhere the suite is skipped.
 const run = hasChromium || process.env.CI ? describe : describe.skip;
@@ -68,7 +57,8 @@ run(
       await signIn(page, names.bob, 'login');
       await alice.waitForFunction(
         async ({ id, n }) =>
-          (await (globalThis as unknown as G).__mvp.client.e2ee.safetyNumbers(id)).length === n,
+          (await (globalThis as unknown as PageGlobal).__mvp.client.e2ee.safetyNumbers(id))
+            .length === n,
         { id: bobId, n: devices },
         { timeout: WAIT_MS, polling: 250 },
       );
@@ -90,13 +80,16 @@ run(
     const contactMark = (page: Page, username: string) =>
       contact(page, username).getByTestId('verified-mark');
     const isVerifiedInSdk = (page: Page, userId: string) =>
-      page.evaluate((id) => (globalThis as unknown as G).__mvp.client.e2ee.isVerified(id), userId);
+      page.evaluate(
+        (id) => (globalThis as unknown as PageGlobal).__mvp.client.e2ee.isVerified(id),
+        userId,
+      );
 
     it(
       'both pages show the same number; "Mark as verified" gives a ✓ that lasts',
       async () => {
         ({ alice, bob } = await registerFriends(suite, names));
-        bobId = (await bob.evaluate(() => (globalThis as unknown as G).__mvp.me))!.id;
+        bobId = (await bob.evaluate(() => (globalThis as unknown as PageGlobal).__mvp.me))!.id;
 
         await contact(alice, names.bob).getByTestId('chat').click();
         await send(alice, 'hello bob');
@@ -114,7 +107,8 @@ run(
         expect(bobSees).toEqual(aliceSees);
         // And it is the number of alice's device with bob's, not some other.
         const digits = await alice.evaluate(
-          async (id) => (await (globalThis as unknown as G).__mvp.client.e2ee.safetyNumbers(id))[0],
+          async (id) =>
+            (await (globalThis as unknown as PageGlobal).__mvp.client.e2ee.safetyNumbers(id))[0],
           bobId,
         );
         expect(aliceSees[0]!.replace(/\s/g, '')).toBe(digits!.digits);

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import type { MvpClient } from '@mvp/sdk';
 import type { ServerConfig } from '../../src/index';
 import { PASSWORD } from './accounts';
 import { buildWeb, launchChromium, serveStatic, type Browser, type StaticSite } from './browser';
@@ -15,6 +16,32 @@ import { testRedisUrl } from './env';
 import { startServer, type TestServer } from './startServer';
 
 // Generous: in CI a browser suite shares two cores with the rest of the suite.
+/** A call as `window.__mvp.call` shows it (apps/web/src/testHooks.ts). */
+export type PageCall = { id: string; state: string; endReason: string | null; direction: string };
+type HistoryEntry = {
+  id: string;
+  state: string;
+  direction: string;
+  media: string;
+  endReason: string | null;
+  durationSeconds: number;
+};
+/**
+ * `window.__mvp` of a test build of apps/web (apps/web/src/testHooks.ts): the page's client and
+ * what it shows. In `page.evaluate`: `(globalThis as unknown as PageGlobal).__mvp`.
+ */
+export type PageGlobal = {
+  __mvp: {
+    client: MvpClient;
+    me: { id: string; username: string | null } | null;
+    call: PageCall | null;
+    callStates: string[];
+    messages: { text: string; mine: boolean }[];
+    inboundPackets(): Promise<{ audio: number; video: number }>;
+    history(): Promise<{ calls: HistoryEntry[] }>;
+  };
+};
+
 export const WAIT_MS = 45_000;
 export const TEST_MS = 180_000;
 export const instances = testRedisUrl ? 2 : 1;
