@@ -7,6 +7,7 @@ import {
   freshUsername,
   lastOtp,
   PASSWORD,
+  registerByPhone,
   registerUser,
   startPhoneRegistration,
 } from './helpers/accounts';
@@ -175,11 +176,7 @@ describe(`auth: register, OTP, login (${backendLabel})`, () => {
     expect(wrong!.message).toBe(unknown!.message);
 
     const phone = freshPhone();
-    const pending = await startPhoneRegistration(t, phone, 'P');
-    await t.client.api.auth.otp.verify.mutate({
-      challengeId: pending.challengeId,
-      code: lastOtp(t.logs, phone),
-    });
+    await registerByPhone(t, phone, 'P');
     // Typed with spaces, the number still finds the account: the blind index is over E.164.
     const spaced = `${phone.slice(0, 3)} ${phone.slice(3, 6)} ${phone.slice(6)}`;
     expect(
@@ -195,11 +192,7 @@ describe(`auth: register, OTP, login (${backendLabel})`, () => {
 
   it('an account can require a code after the password', async () => {
     const phone = freshPhone();
-    const pending = await startPhoneRegistration(t, phone, 'Q');
-    const tokens = await t.client.api.auth.otp.verify.mutate({
-      challengeId: pending.challengeId,
-      code: lastOtp(t.logs, phone),
-    });
+    const tokens = await registerByPhone(t, phone, 'Q');
     await clientWithToken(t, tokens.accessToken).api.me.update.mutate({ requireOtpLogin: true });
 
     const step1 = await t.client.api.auth.login.mutate({
@@ -468,11 +461,7 @@ describe(`auth: a stranger spending a number's SMS budget (${backendLabel})`, ()
 
   it('registrations naming my number do not spend the codes my sign-in needs', async () => {
     const phone = freshPhone();
-    const pending = await startPhoneRegistration(t, phone, 'Owner');
-    const { accessToken } = await t.client.api.auth.otp.verify.mutate({
-      challengeId: pending.challengeId,
-      code: lastOtp(t.logs, phone),
-    });
+    const { accessToken } = await registerByPhone(t, phone, 'Owner');
     await clientWithToken(t, accessToken).api.me.update.mutate({ requireOtpLogin: true });
     // Anyone can start a registration with any number, and each one texts it a code.
     await startPhoneRegistration(t, phone, 'Stranger');

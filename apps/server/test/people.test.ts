@@ -6,10 +6,9 @@ import {
   clientWithToken,
   freshPhone,
   freshUsername,
-  lastOtp,
   PASSWORD,
+  registerByPhone,
   registerUser,
-  startPhoneRegistration,
   type Account,
 } from './helpers/accounts';
 import { eventQueue } from './helpers/collect';
@@ -129,11 +128,7 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
 
   it('search by phone goes through the blind index and honours "who can find me by phone"', async () => {
     const phone = freshPhone();
-    const pending = await startPhoneRegistration(t, phone);
-    const owner = await t.client.api.auth.otp.verify.mutate({
-      challengeId: pending.challengeId,
-      code: lastOtp(t.logs, phone),
-    });
+    const owner = await registerByPhone(t, phone);
     const seeker = await registerUser(t);
     const ownerApi = clientWithToken(t, owner.accessToken).api;
     const find = async () =>
@@ -157,11 +152,7 @@ describe(`people: profiles, privacy, search, contacts, blocks (${backendLabel})`
 
   it('search by phone over REST: a "+" the query string turned into a space still finds the number', async () => {
     const phone = freshPhone();
-    const pending = await startPhoneRegistration(t, phone);
-    const owner = await t.client.api.auth.otp.verify.mutate({
-      challengeId: pending.challengeId,
-      code: lastOtp(t.logs, phone),
-    });
+    const owner = await registerByPhone(t, phone);
     const seeker = await registerUser(t);
     // Written as integrators write it: an unescaped '+', which form decoding reads as a space.
     const res = await fetch(`${t.server.url}/api/v1/users/search?phone=${phone}`, {

@@ -4,14 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runJobsOnce } from '@mvp/api';
-import {
-  clientWithToken,
-  DEVICE,
-  freshPhone,
-  lastOtp,
-  PASSWORD,
-  startPhoneRegistration,
-} from './helpers/accounts';
+import { clientWithToken, DEVICE, freshPhone, PASSWORD, registerByPhone } from './helpers/accounts';
 import { startServer, type TestServer } from './helpers/startServer';
 import { backendLabel, testDatabaseUrl } from './helpers/env';
 
@@ -40,11 +33,7 @@ describe(`personal data at rest (${backendLabel})`, () => {
     const phone = freshPhone();
     const displayName = `Rosalind ${randomBytes(4).toString('hex')}`;
     const a = await start([{ id: 'k1', key: k1 }]);
-    const pending = await startPhoneRegistration(a, phone, displayName);
-    const tokens = await a.client.api.auth.otp.verify.mutate({
-      challengeId: pending.challengeId,
-      code: lastOtp(a.logs, phone),
-    });
+    const tokens = await registerByPhone(a, phone, displayName);
 
     const rawRow = () =>
       a.server.infra.ports.db
