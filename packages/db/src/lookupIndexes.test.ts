@@ -9,7 +9,7 @@ import type { DB } from './schema';
 // SQLite, unlike MySQL, indexes no foreign key by itself. (The migration's down() was checked by
 // hand on MariaDB; a test running it there would race the other test files' migrateToLatest on
 // the shared database.)
-describe('2026-11-26T0300-lookup-indexes on SQLite', () => {
+describe('lookup indexes on SQLite (2026-11-26T0300, T0500)', () => {
   let db: Kysely<DB>;
   beforeEach(async () => {
     db = createDb('sqlite::memory:');
@@ -88,21 +88,46 @@ describe('2026-11-26T0300-lookup-indexes on SQLite', () => {
       'sessions_revoked',
     ];
     const latest = await indexes();
-    expect(latest).toEqual(expect.arrayContaining(added));
-
     const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+    // Later migrations change indexes too (2026-11-26T0500): compare with this one's own state.
+    expect((await migrator.migrateTo('2026-11-26T0300-lookup-indexes')).error).toBeUndefined();
+    const withIt = await indexes();
+    expect(withIt).toEqual(expect.arrayContaining(added));
+
     const { error, results } = await migrator.migrateTo('2026-11-26T0200-case-exact-codes');
     expect(error).toBeUndefined();
-    // Later migrations first (they touch no index on SQLite).
-    expect(results?.at(-1)).toEqual({
-      migrationName: '2026-11-26T0300-lookup-indexes',
-      direction: 'Down',
-      status: 'Success',
-    });
-    expect(await indexes()).toEqual(latest.filter((name) => !added.includes(name)));
+    expect(results).toEqual([
+      { migrationName: '2026-11-26T0300-lookup-indexes', direction: 'Down', status: 'Success' },
+    ]);
+    expect(await indexes()).toEqual(withIt.filter((name) => !added.includes(name)));
     expect(await planOf(lookups[1]!.text)).toMatch(/SCAN message_hidden/);
 
     expect((await migrateToLatest(db)).applied[0]).toBe('2026-11-26T0300-lookup-indexes');
     expect(await indexes()).toEqual(latest);
+  });
+
+  it('2026-11-26T0500: down() brings back the calls indexes it replaced, up() again fits them', async () => {
+    const callIndexes = async () =>
+      (
+        await sql<{ name: string }>`
+          select name from sqlite_master where type = 'index' and tbl_name = 'calls'
+            and name not like 'sqlite_%' order by name`.execute(db)
+      ).rows.map((r) => r.name);
+    const latest = await callIndexes();
+    const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+    const { error, results } = await migrator.migrateTo('2026-11-26T0400-table-foreign-keys');
+    expect(error).toBeUndefined();
+    expect(results?.map((r) => r.migrationName)).toEqual(['2026-11-26T0500-unused-call-indexes']);
+    expect(await callIndexes()).toEqual([
+      'calls_callee',
+      'calls_callee_id',
+      'calls_callee_state',
+      'calls_caller',
+      'calls_caller_id',
+      'calls_caller_state',
+      'calls_state',
+    ]);
+    await migrateToLatest(db);
+    expect(await callIndexes()).toEqual(latest);
   });
 });

@@ -2,7 +2,7 @@ import { createDb, migrateToLatest, type DB } from '@mvp/db';
 import { CompiledQuery, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callsOnSide } from './history.service';
-import { liveCallsOf } from './ringing.service';
+import { liveCallsOf, ringingCallsOf } from './ringing.service';
 
 // SQLite only: the embedded backend is where the plan matters (its statements run on the server's
 // one thread). Both backends run these through the server in apps/server/test (calls.test.ts,
@@ -46,8 +46,30 @@ describe('call queries read one user’s rows through an index, in order', () =>
       /SEARCH calls USING INDEX calls_caller_state \(caller_id=\? AND state=\?\)/,
     );
     expect(plan).toMatch(
-      /SEARCH calls USING INDEX calls_callee_state \(callee_id=\? AND state=\?\)/,
+      /SEARCH calls USING INDEX calls_callee_state_at \(callee_id=\? AND state=\?\)/,
     );
     expect(plan).not.toMatch(/calls_state|SCAN calls/);
+  });
+
+  it('a cold start’s ringing calls: the callee’s (side, state) index, not every call they took', async () => {
+    const plan = await planOf(ringingCallsOf(db, 'user-a', 0).compile());
+    expect(plan).toMatch(
+      /^SEARCH calls USING INDEX calls_callee_state_at \(callee_id=\? AND state=\? AND created_at>\?\)$/,
+    );
+  });
+
+  it('the calls table keeps the indexes its queries read: the first migration’s (side, created_at) ones are gone', async () => {
+    const { rows } = await db.executeQuery<{ name: string }>(
+      CompiledQuery.raw(
+        `select name from sqlite_master where type = 'index' and tbl_name = 'calls' and name not like 'sqlite_%' order by name`,
+      ),
+    );
+    expect(rows.map((r) => r.name)).toEqual([
+      'calls_callee_id',
+      'calls_callee_state_at',
+      'calls_caller_id',
+      'calls_caller_state',
+      'calls_state',
+    ]);
   });
 });

@@ -252,6 +252,21 @@ export async function startCall(
 }
 
 /**
+ * A callee's calls still ringing that were placed after `since`, oldest first: through
+ * `calls_callee_state_at (callee_id, state, created_at)`, in order. (Without it SQLite read
+ * `calls_state`: everyone's calls ringing now, on every cold start.)
+ */
+export const ringingCallsOf = (db: Kysely<DB>, calleeId: string, since: number) =>
+  db
+    .selectFrom('calls')
+    .selectAll()
+    .where('callee_id', '=', calleeId)
+    .where('state', '=', 'ringing')
+    .where('created_at', '>', since)
+    .orderBy('created_at')
+    .limit(32);
+
+/**
  * Calls ringing this device whose invite is in its stream at or before `upTo`, each with the
  * offer that invite carried: `sync.snapshot` lists them, so a cold start (which streams from
  * `upTo` on) rings for a call placed before the device connected. Oldest first.
@@ -264,15 +279,7 @@ export async function ringingInvites(
   const db = ctx.ports.db;
   // Past the ring timeout a call is about to become missed: not worth ringing for.
   const since = ctx.ports.clock.now() - ctx.settings.calls.ringTimeoutMs;
-  const ringing = await db
-    .selectFrom('calls')
-    .selectAll()
-    .where('callee_id', '=', device.userId)
-    .where('state', '=', 'ringing')
-    .where('created_at', '>', since)
-    .orderBy('created_at')
-    .limit(32)
-    .execute();
+  const ringing = await ringingCallsOf(db, device.userId, since).execute();
   if (ringing.length === 0) return [];
   const calls = new Map(ringing.map((row) => [row.id, row]));
   const invites = await db
