@@ -216,6 +216,25 @@ describe('outbox', () => {
     await handle.result;
   });
 
+  it('the wait TOO_MANY_REQUESTS asked for outlasts a pause and the resume after it', async () => {
+    const server = fakeServer();
+    const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit });
+    const handle = outbox.send('c1', { contentType: 'text/plain', ciphertext: bytes('hi') });
+    (await server.calledTimes(1)).answer(
+      serverError('TOO_MANY_REQUESTS', { retryAfterMs: 60_000 }),
+    );
+    await vi.advanceTimersByTimeAsync(1_000);
+    // The app goes to the background and comes back: the server's limit still holds.
+    outbox.pause();
+    await vi.advanceTimersByTimeAsync(0);
+    outbox.retryNow();
+    await vi.advanceTimersByTimeAsync(58_999);
+    expect(server.calls).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    (await server.calledTimes(2)).answer(null);
+    await handle.result;
+  });
+
   it('fails a message on a permanent error and goes on with the next', async () => {
     const server = fakeServer();
     const outbox = createOutbox({ ...asMe, send: server.send, edit: server.edit });

@@ -31,6 +31,12 @@ type Entry = {
   settle?: { resolve(m: Message): void; reject(e: unknown): void };
   /** The store write of the new entry: nothing is sent before it is kept. */
   kept: Promise<void>;
+  /**
+   * Not sent again before this (ms since the epoch): the wait a TOO_MANY_REQUESTS asked for.
+   * Kept on the entry, not only as a timer: pause(), an account change or a send's kick end
+   * the timer, and the limit still holds. (In memory: after a restart the server says it again.)
+   */
+  notBefore?: number;
 };
 
 /**
@@ -181,6 +187,11 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
           entry = nextQueued(conversationId);
           continue;
         }
+        const held = (entry.notBefore ?? 0) - Date.now();
+        if (held > 0) {
+          await wait(held, true);
+          continue; // asked again: paused, discarded or signed out meanwhile
+        }
         entry.item.attempts += 1;
         setState(entry, 'sending');
         const id = entry.stored.clientMessageId;
@@ -206,6 +217,7 @@ export function createOutbox(deps: OutboxDeps): OutboxControl {
             // Back in the queue at the head: the next attempt reuses the client message id.
             setState(entry, 'queued', errorOf(error));
             const serverSaid = verdict.afterMs !== undefined;
+            if (verdict.afterMs !== undefined) entry.notBefore = Date.now() + verdict.afterMs;
             const delay =
               verdict.afterMs ?? reconnectDelayMs(entry.item.attempts - 1, backoff, deps.random);
             // Not waited out for an account signed out meanwhile: it must not hold up the next.

@@ -23,6 +23,15 @@ import { createUnreadTracker } from './unread';
 
 type Queued = { id: string; data: RawSyncEvent };
 
+/**
+ * Events held for the app at most. Past it the subscription is dropped until they are handled
+ * (see `onData`): the server waits for a slow reader's socket, but a WebSocket reads all it is
+ * sent, so a slow or failing handler would otherwise have a long backlog held here in full.
+ */
+export const QUEUE_CAP = 1000;
+/** Handled envelopes are acknowledged at least this often in a long run of events. */
+const ACK_EVERY = 100;
+
 export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   const { transport } = options;
   const cursors = options.cursorStore ?? createMemoryCursorStore();
@@ -66,6 +75,8 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   /** The last durable event handled (and saved); duplicates at or below it are dropped. */
   let handled: string | null = null;
   let queue: Queued[] = [];
+  /** The generation whose subscription was dropped at `QUEUE_CAP`: resumed once drained. */
+  let overflowed = -1;
   let pumping = false;
   let idle: Promise<void> = Promise.resolve();
   /** Envelopes and messages handled, told to the server once the queue is drained. */
@@ -91,6 +102,14 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   let attempt = 0;
   let handlerFailures = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Sets the backoff back to its start once a stream has stayed up this long. Not at `started`:
+   * the server answers that before its stream reads anything, so a stream that fails on its
+   * first read (a row it cannot serve, the database down) would reconnect, with a snapshot,
+   * every quarter second for as long as the fault lasts.
+   */
+  const lastedMs = Math.min(backoff.maxDelayMs, 10_000);
+  let lastedTimer: ReturnType<typeof setTimeout> | undefined;
   /** A fresh socket was asked for since the stream last started (see `refused`). */
   let renewedSinceStarted = false;
   let handlerWait: { timer: ReturnType<typeof setTimeout>; done: () => void } | undefined;
@@ -164,20 +183,36 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     // The snapshot's newest messages reached this device. On a warm start they also stand in
     // for a mark lost with the last run (closed, or signed out): its events are behind the cursor.
     noteDeliveredIn(snapshot);
+    // Everything up to a stored cursor was handled, but its envelopes' ack may not have gone
+    // out before the last run ended (it is sent after the events): the server deletes this
+    // device's envelopes up to it, so sending it again changes nothing.
+    if (stored !== null) acks.envelope(stored, me);
     acks.flush();
     handled = sameStream && handled !== null && isAfter(handled, from) ? handled : from;
     queue = [];
     subscription = transport.subscribe(from, {
       onStarted: () => {
         if (gen !== generation) return;
-        attempt = 0;
+        clearTimeout(lastedTimer);
+        lastedTimer = setTimeout(() => {
+          if (gen === generation) attempt = 0;
+        }, lastedMs);
         renewedSinceStarted = false;
         state = 'live';
         for (const waiter of [...startedWaiters]) waiter();
         startedWaiters.clear();
       },
       onData: (value) => {
-        if (gen !== generation) return;
+        if (gen !== generation || gen === overflowed) return;
+        if (queue.length >= QUEUE_CAP) {
+          // This event and every later one come again, after the cursor, from the subscription
+          // `occupy` opens once the queue is handled. None is taken meanwhile: one taken after
+          // a dropped one would move the cursor past it.
+          overflowed = gen;
+          subscription?.unsubscribe();
+          subscription = undefined;
+          return;
+        }
         queue.push(value);
         void pump(gen);
       },
@@ -204,6 +239,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   /** Runs `connect` until it succeeds; network and server failures are retried with backoff. */
   function run(cold: boolean): Promise<void> {
     const gen = ++generation;
+    clearTimeout(lastedTimer);
     leaveLive();
     subscription?.unsubscribe();
     subscription = undefined;
@@ -246,6 +282,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
   function reconnect({ cold, error }: { cold: boolean; error?: unknown }) {
     if (error !== undefined) report(error);
     const gen = ++generation;
+    clearTimeout(lastedTimer);
     subscription?.unsubscribe();
     subscription = undefined;
     // The event in hand finishes; the rest come again from the next subscription, after the
@@ -276,6 +313,7 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     subscription?.unsubscribe();
     subscription = undefined;
     clearTimeout(retryTimer);
+    clearTimeout(lastedTimer);
     handlerWait?.done();
     queue = [];
     // Marks still waiting go out now (as their account; refused if someone else signed in).
@@ -310,14 +348,16 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     const done = work().finally(() => {
       pumping = false;
       // Events of a newer subscription may have queued while this (older) work was busy.
-      if (queue.length > 0) pump(generation);
-      else acks.flush();
+      if (queue.length > 0) return pump(generation);
+      acks.flush();
+      if (overflowed === generation) void run(false); // warm, from the cursor just saved
     });
     idle = done.catch(() => undefined);
     return done;
   }
 
   async function drain(gen: number) {
+    let noted = 0;
     while (gen === generation && queue.length > 0) {
       const current = queue; // `connect` swaps in a fresh queue for a new subscription
       const { id, data } = current[0]!;
@@ -365,6 +405,9 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
       if (event.type === 'envelope') noteHandledEnvelope(id);
       // Typed as always there; a server bug could leave it out, and the stream must go on.
       else if (event.type === 'message.new' && event.message) noteDelivered(event.message);
+      // Not only once drained: an app closed in a long backlog would leave the envelopes it
+      // handled on the server, counted against the device's queue, handed over again cold.
+      if (++noted % ACK_EVERY === 0) acks.flush();
     }
   }
 
@@ -440,7 +483,18 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
         for (const handler of resyncHandlers) await handler();
       });
       if (!told) continue;
-      if (gen === generation) void run(true);
+      if (gen !== generation) return;
+      // The first cold start goes at once. Another resync before a stream lasted (a server that
+      // refuses the cursor it has just given) waits out the backoff, as a reconnect does.
+      if (attempt === 0) {
+        attempt++;
+        void run(true);
+      } else {
+        clearTimeout(retryTimer);
+        retryTimer = setTimeout(() => {
+          if (gen === generation) void run(true);
+        }, delay(undefined));
+      }
       return;
     }
   }
@@ -483,7 +537,15 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     onEvent(handler, opts = {}) {
       const sub = listen(eventHandlers, handler);
       if (opts.onStarted) {
-        const onStarted = opts.onStarted;
+        const given = opts.onStarted;
+        // The app's callback: a throw is reported, as a handler's is, not left unhandled.
+        const onStarted = () => {
+          try {
+            given();
+          } catch (error) {
+            report(error);
+          }
+        };
         if (state === 'live') onStarted();
         else start().then(onStarted, () => undefined);
       } else if (state === 'idle' || state === 'stopped') {
