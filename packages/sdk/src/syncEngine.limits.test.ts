@@ -150,14 +150,4 @@ describe('sync engine limits', () => {
     await vi.waitFor(() => expect(fake.acks.at(-1)).toBe('250'));
     await engine.stop();
   });
-
-  it('a warm start acknowledges up to its stored cursor: an ack the last run did not send goes out', async () => {
-    const fake = fakeTransport([snapshotOf('90')]);
-    const engine = createSyncEngine({ transport: fake.transport, cursorStore: myCursor('42') });
-    engine.onEvent(() => undefined);
-    await engine.start();
-    expect(fake.subscriptions[0]!.from).toBe('42');
-    await vi.waitFor(() => expect(fake.acks).toEqual(['42']));
-    await engine.stop();
-  });
 });

@@ -183,10 +183,6 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
     // The snapshot's newest messages reached this device. On a warm start they also stand in
     // for a mark lost with the last run (closed, or signed out): its events are behind the cursor.
     noteDeliveredIn(snapshot);
-    // Everything up to a stored cursor was handled, but its envelopes' ack may not have gone
-    // out before the last run ended (it is sent after the events): the server deletes this
-    // device's envelopes up to it, so sending it again changes nothing.
-    if (stored !== null) acks.envelope(stored, me);
     acks.flush();
     handled = sameStream && handled !== null && isAfter(handled, from) ? handled : from;
     queue = [];
