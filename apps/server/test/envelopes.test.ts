@@ -1,3 +1,4 @@
+import { uuidv7 } from 'uuidv7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pruneStreams } from '@mvp/api';
 import {
@@ -114,6 +115,32 @@ describe(`device-to-device envelopes and stream retention (${backendLabel})`, ()
     expect((await api(bob.accessToken).sync.poll.query({ after: start })).events).toEqual([]);
     expect((await api(bob.accessToken).sync.snapshot.query()).pendingEnvelopes).toEqual([]);
     expect(laptopId).not.toBe(phoneId);
+  });
+
+  it('an ack deletes envelopes only: a call still ringing is listed by a cold start after the device acked past its invite', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const phoneId = await deviceOf(bob.accessToken);
+    const start = (await api(bob.accessToken).sync.snapshot.query()).cursor;
+    // A call rings on the phone, and an envelope (say, a key for it) follows its invite.
+    const call = await api(alice.accessToken).calls.start.mutate({
+      callId: uuidv7(),
+      calleeId: bob.userId,
+      media: 'audio',
+      offers: [{ deviceId: phoneId, ciphertext: b64('offer') }],
+    });
+    await api(alice.accessToken).sync.sendToDevices.mutate({
+      envelopes: [envelope(bob, phoneId, 'a key')],
+    });
+    const streamed = (await api(bob.accessToken).sync.poll.query({ after: start })).events;
+    expect(streamed.map((e) => e.event.type)).toEqual(['call.invite', 'envelope']);
+
+    // The phone handles both and acks the envelope; then the app is closed and opened again.
+    await api(bob.accessToken).sync.ack.mutate({ upTo: streamed[1]!.id });
+    const cold = await api(bob.accessToken).sync.snapshot.query();
+    expect(cold.pendingEnvelopes).toEqual([]);
+    expect(cold.ringingCalls).toEqual([
+      expect.objectContaining({ call: expect.objectContaining({ id: call.id }) }),
+    ]);
   });
 
   it('refuses unknown devices, oversize bytes and full queues; a blocker drops silently', async () => {

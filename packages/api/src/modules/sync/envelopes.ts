@@ -143,12 +143,17 @@ export async function sendToDevices(
   return { ids: stored.map((e) => e.envelope.id), full };
 }
 
-/** This device has what it needs up to `upTo`: its envelopes there are deleted. */
+/**
+ * This device has what it needs up to `upTo`: its envelopes there are deleted. Only envelopes:
+ * its other events of its own (a call's invite) stay for the stream's retention, as a cold
+ * start's snapshot lists a call still ringing by its invite.
+ */
 export async function ack(ctx: Context, me: Device, upTo: number): Promise<void> {
   await ctx.ports.db
     .deleteFrom('user_events')
     .where('user_id', '=', me.userId)
     .where('device_id', '=', me.deviceId)
     .where('seq', '<=', upTo)
+    .where('type', '=', 'envelope')
     .execute();
 }
