@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import type { RawSyncEvent } from './messaging';
 import { createSyncEngine, QUEUE_CAP } from './syncEngine';
 import {
+  deferred,
   envelopeEvent,
   errorsOf,
   expectNoUnhandledRejections,
@@ -16,13 +17,6 @@ import {
 // much it holds, how long handled envelopes wait to be acknowledged.
 
 expectNoUnhandledRejections();
-
-/** A promise the test settles. */
-function deferred() {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 /** Backoff windows of 100, 200, 400, 800 and then 1 600 ms, each waited out in full. */
 const doubling = { backoff: { minDelayMs: 100, maxDelayMs: 1_600 }, random: () => 1 };

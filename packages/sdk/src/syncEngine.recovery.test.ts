@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import type { RawSyncEvent } from './messaging';
 import { createSyncEngine } from './syncEngine';
 import {
+  deferred,
   envelopeEvent,
   errorsOf,
   expectNoUnhandledRejections,
@@ -19,13 +20,6 @@ import { createMemoryCursorStore, readCursor, type CursorStore } from './syncTra
 // a snapshot, a cursor write, an answer) while another happens.
 
 expectNoUnhandledRejections();
-
-/** A promise the test settles. */
-function deferred<T = void>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 /** Lets every promise job run: for what no event of its own tells the test of. */
 const settle = () => new Promise((resolve) => setImmediate(resolve));

@@ -131,6 +131,13 @@ export function fakeTransport(snapshots: Snapshot[], user = ME) {
   };
 }
 
+/** A promise the test settles. */
+export function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 /** An envelope waiting on the server for this device, as a snapshot lists it. */
 export const waiting = (id: string, ciphertext = 'AAEC') => ({
   id,
