@@ -375,6 +375,23 @@ describe(`call sessions (${backendLabel})`, () => {
     await bobStream.close();
   });
 
+  it('a decline that crosses my own answer hangs the answered call up: the caller is not left connecting', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    const aliceStream = await openStream(t, alice.accessToken);
+    const crossed = await call(alice, bob, [await deviceOf(bob.accessToken)]);
+    // Bob's answer lands first; his hangup, sent while it was on its way, was read as the
+    // decline of a ringing call (as `hangup` does when it reads the call before the answer).
+    await api(bob.accessToken).calls.accept.mutate({ callId: crossed.id, answer: b64('a') });
+    const declined = await api(bob.accessToken).calls.reject.mutate({ callId: crossed.id });
+    expect(declined).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
+    expect((await aliceStream.next('call.ended')).event.call).toMatchObject({
+      id: crossed.id,
+      state: 'ended',
+      endReason: 'user_hangup',
+    });
+    await aliceStream.close();
+  });
+
   it("hangup takes only reasons a participant can know: the server's findings are refused", async () => {
     const [alice, bob, carol, dave] = [
       await registerUser(t),

@@ -4,10 +4,11 @@ import type { CallCrypto } from './callCrypto';
 import { isCallError } from './callError';
 import { newCallId, timeOfCallId } from './callId';
 import { createCallManager, type MvpCalls } from './callManager';
-import type { Call, CallState } from './callSession';
+import type { Call, CallState, CallTiming } from './callSession';
 import type { SyncEvent } from '../messaging';
-import { createFakeCallServer } from './fakeCallServer.testing';
+import { createFakeCallServer, serverError } from './fakeCallServer.testing';
 import { FakePeerConnection, type FakeTrack, fakeGetUserMedia } from './fakeWebRtc.testing';
+import type { CallTransport } from './transport';
 
 /**
  * Stands in for pairwise sessions: wraps the bytes with their addressing, and on the way in
@@ -47,6 +48,27 @@ async function waitFor(check: () => boolean, what: string, ms = 5_000) {
   }
 }
 
+/** The device's first ICE-restart offer never reaches the server; `count` sees every one. */
+const losingFirstRestart =
+  (count: () => number) =>
+  (own: CallTransport): CallTransport => ({
+    ...own,
+    signal: async (input) => {
+      if (input.kind === 'ice-restart' && count() === 0) throw new TypeError('fetch failed');
+      return own.signal(input);
+    },
+  });
+
+/** `from` calls bob's one device, which answers: both connected. */
+async function connectedCall(from: MvpCalls, bob: { ringing(): Call | undefined }) {
+  const call = await from.start('bob');
+  await waitFor(() => !!bob.ringing(), 'ringing');
+  const theirs = bob.ringing()!;
+  await theirs.accept();
+  await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'connected');
+  return { call, theirs };
+}
+
 function setup(
   options: { durableDelayMs?: number; ringCheckMs?: number; iceTtlSeconds?: number } = {},
 ) {
@@ -59,17 +81,23 @@ function setup(
   const device = (
     userId: string,
     deviceId: string,
-    options: { published?: boolean; crypto?: (own: CallCrypto) => CallCrypto } = {},
+    options: {
+      published?: boolean;
+      crypto?: (own: CallCrypto) => CallCrypto;
+      /** The server as this device sees it: the fake's, or what a test makes of it. */
+      transport?: (own: CallTransport) => CallTransport;
+      timing?: Partial<CallTiming>;
+    } = {},
   ) => {
     const { transport, sync } = server.device(userId, deviceId, options);
     const own = addressedCrypto(deviceId);
     const calls = createCallManager({
-      transport,
+      transport: options.transport?.(transport) ?? transport,
       sync,
       crypto: options.crypto?.(own) ?? own,
       RTCPeerConnection: FakePeerConnection,
       getUserMedia: fakeGetUserMedia,
-      timing: sessionTiming,
+      timing: { ...sessionTiming, ...options.timing },
     });
     calls.onError((e) => errors.push(e));
     const incoming: Call[] = [];
@@ -194,6 +222,36 @@ describe('CallManager', () => {
     await waitFor(() => bobPhone.ringing()?.id === late.id, 'rang late');
     await waitFor(() => server.calls.get(late.id)!.state === 'missed', 'ended on the server');
     await waitFor(() => bobPhone.ringing()!.state === 'ended', 'stopped ringing');
+  });
+
+  it('a start whose reply is lost is cancelled: it does not ring for nobody, and a retry is not busy', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    let lose = true;
+    const { calls: alice } = w.device('alice', 'alice-phone', {
+      transport: (own) => ({
+        ...own,
+        // The server places the call; the reply to the start is lost.
+        start: async (input) => {
+          const placed = await own.start(input);
+          if (!lose) return placed;
+          lose = false;
+          throw new TypeError('fetch failed');
+        },
+      }),
+    });
+    const bob = w.device('bob', 'bob-phone');
+    const error = await alice.start('bob').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TypeError);
+    expect(alice.current).toBeNull();
+    const [ghost] = [...w.server.calls.values()];
+    expect(ghost).toMatchObject({ state: 'missed', endReason: 'user_hangup' });
+
+    const retry = await alice.start('bob');
+    expect(retry.state).toBe('dialing');
+    await waitFor(() => bob.ringing()?.id === retry.id, 'the retry rings');
+    expect(bob.incoming.filter((c) => c.state !== 'ended').map((c) => c.id)).toEqual([retry.id]);
+    await retry.hangup();
   });
 
   it('an offer moved into another call, a stale or an undecryptable one never rings', async () => {
@@ -424,17 +482,61 @@ describe('CallManager', () => {
     await call.hangup();
   });
 
+  it('a restart whose offer is lost is offered again when no answer comes, and comes back', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    let restartOffers = 0;
+    const { calls: alice } = w.device('alice', 'alice-phone', {
+      transport: losingFirstRestart(() => restartOffers++),
+      timing: { answerWaitMs: 50 },
+    });
+    const bob = w.device('bob', 'bob-phone');
+    const { call } = await connectedCall(alice, bob);
+
+    pcOf(call).setConnection('failed'); // only the caller's side restarts
+    await waitFor(() => restartOffers === 1, 'the restart offer lost');
+    await waitFor(() => call.state === 'connected' || call.state === 'ended', 'settled');
+    expect(call.state).toBe('connected');
+    expect(restartOffers).toBe(2);
+    expect(pcOf(call).signalingState).toBe('stable');
+    await call.hangup();
+  });
+
+  it('a restart while a lost restart offer waits takes that offer back: both sides come back', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    let restartOffers = 0;
+    const { calls: alice } = w.device('alice', 'alice-phone', {
+      transport: losingFirstRestart(() => restartOffers++),
+      // Past the connect timeout: only the second restart can bring the call back in time.
+      timing: { answerWaitMs: 60_000 },
+    });
+    const bob = w.device('bob', 'bob-phone');
+    const { call, theirs } = await connectedCall(alice, bob);
+
+    pcOf(call).setConnection('failed'); // the caller's restart offer is lost
+    await waitFor(() => pcOf(call).signalingState === 'have-local-offer', 'offer pending');
+    await waitFor(() => restartOffers === 1, 'the restart offer lost');
+    pcOf(theirs).setConnection('failed'); // the callee's restart offer: a collision for the caller
+    const fromBob = () => w.server.signals.filter((s) => s.from === 'bob-phone');
+    await waitFor(() => fromBob().some((s) => s.kind === 'ice-restart'), "the callee's offer");
+    pcOf(call).setConnection('failed'); // the caller tries again
+    await waitFor(
+      () => (call.state === 'connected' && theirs.state === 'connected') || call.state === 'ended',
+      'settled',
+    );
+    expect([call.state, theirs.state]).toEqual(['connected', 'connected']);
+    expect([pcOf(call).signalingState, pcOf(theirs).signalingState]).toEqual(['stable', 'stable']);
+    await call.hangup();
+  });
+
   it("an ICE restart near the TURN credentials' expiry sets fresh ones first", async () => {
     // Credentials for 30 s: within the minute before expiry from the start.
     const w = setup({ iceTtlSeconds: 30 });
     cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     const bob = w.device('bob', 'bob-phone');
-    const call = await alice.calls.start('bob');
-    await waitFor(() => !!bob.ringing(), 'ringing');
-    const theirs = bob.ringing()!;
-    await theirs.accept();
-    await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'connected');
+    const { call, theirs } = await connectedCall(alice.calls, bob);
     expect(pcOf(call).configurations).toEqual([]);
 
     pcOf(call).setConnection('failed');
@@ -646,6 +748,35 @@ describe('CallManager', () => {
     expect(ended).toMatchObject({ call: { state: 'ended', endReason: 'user_hangup' } });
   });
 
+  it('a call whose end never reached the device (its stream down) ends as recorded once a heartbeat is refused', async () => {
+    const { alice, bobPhone, server } = world();
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!bobPhone.ringing(), 'ringing');
+    const theirs = bobPhone.ringing()!;
+    await theirs.accept();
+    await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'connected');
+    server.silence('alice-phone');
+    await theirs.hangup();
+    await waitFor(() => call.state === 'ended', 'the caller learns of the end');
+    expect(call.endReason).toBe('hangup');
+    expect(server.calls.get(call.id)).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
+  });
+
+  it('a resync that skipped the end of a call ends it as recorded', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const { calls: alice } = w.device('alice', 'alice-phone', {
+      timing: { heartbeatMs: 60_000 }, // no heartbeat to be refused meanwhile
+    });
+    const bob = w.device('bob', 'bob-phone');
+    const { call, theirs } = await connectedCall(alice, bob);
+    w.server.silence('alice-phone');
+    await theirs.hangup();
+    w.server.resync('alice-phone');
+    await waitFor(() => call.state === 'ended', 'the caller learns of the end');
+    expect(call.endReason).toBe('hangup');
+  });
+
   it('a camera that fails on accept leaves the call ringing, to try again or decline', async () => {
     const w = setup();
     cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
@@ -713,6 +844,51 @@ describe('CallManager', () => {
     const error = await rings[0]!.accept().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TypeError);
     expect([rings[0]!.state, rings[0]!.endReason]).toEqual(['ended', 'failed']);
+    expect(w.server.calls.get(call.id)).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
+    await waitFor(() => call.state === 'ended', 'the caller hears the hangup');
+    expect(call.endReason).toBe('hangup');
+  });
+
+  it('a device hung up while its answer is on its way hangs up the answered call, even if that hangup found it ringing', async () => {
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const alice = w.device('alice', 'alice-phone');
+    let answering!: () => void;
+    const onItsWay = new Promise<void>((resolve) => (answering = resolve));
+    let hangingUp!: () => void;
+    const hungUp = new Promise<void>((resolve) => (hangingUp = resolve));
+    let answered!: () => void;
+    const taken = new Promise<void>((resolve) => (answered = resolve));
+    let raced = false;
+    const { incoming: rings } = w.device('bob', 'bob-phone', {
+      transport: (own) => ({
+        ...own,
+        accept: async (input) => {
+          answering();
+          await hungUp;
+          const accepted = await own.accept(input);
+          answered();
+          return accepted;
+        },
+        // The server read the call ringing, then the answer committed: the decline it made of
+        // the hangup found no ringing call (CONFLICT, as an older server answers).
+        hangup: async (callId, reason) => {
+          if (raced) return own.hangup(callId, reason);
+          raced = true;
+          hangingUp();
+          await taken;
+          throw serverError('CONFLICT');
+        },
+      }),
+    });
+    const call = await alice.calls.start('bob');
+    await waitFor(() => rings.length === 1, 'ringing');
+
+    const accepting = rings[0]!.accept();
+    await onItsWay;
+    await rings[0]!.hangup();
+    await accepting;
+    expect([rings[0]!.state, rings[0]!.endReason]).toEqual(['ended', 'hangup']);
     expect(w.server.calls.get(call.id)).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
     await waitFor(() => call.state === 'ended', 'the caller hears the hangup');
     expect(call.endReason).toBe('hangup');

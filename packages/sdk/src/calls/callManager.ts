@@ -34,6 +34,8 @@ export type CallManagerOptions = {
   sync: {
     onEvent(handler: (event: SyncEvent) => void | Promise<void>): Subscription;
     onSnapshot?(handler: (snapshot: Snapshot) => void | Promise<void>): Subscription;
+    /** The stream could not resume: the call events it skipped are asked of the server. */
+    onResync?(handler: () => void | Promise<void>): Subscription;
   };
   /**
    * Encrypts SDP and ICE to the one peer device. `createMvpClient` passes `client.e2ee.pairwise`
@@ -117,6 +119,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   const errorHandlers = new Set<(error: unknown) => void>();
   let subscription: Subscription | undefined;
   let snapshotSubscription: Subscription | undefined;
+  let resyncSubscription: Subscription | undefined;
   let dialSession: CallSession | undefined;
 
   const report = (error: unknown) => reportTo(errorHandlers, error);
@@ -294,6 +297,11 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
       // An older server's snapshot has no list; nothing rang before this start then.
       for (const ringing of snapshot.ringingCalls ?? []) ring({ type: 'call.invite', ...ringing });
     });
+    // Not waited for: the stream's cold start must not wait on the server's answers.
+    resyncSubscription ??= options.sync.onResync?.(() => {
+      for (const session of sessions.values())
+        if (LIVE.includes(session.call.state)) session.onResync();
+    });
     subscription ??= options.sync.onEvent(async (event) => {
       try {
         await onEvent(event);
@@ -359,6 +367,8 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
       subscription = undefined;
       snapshotSubscription?.unsubscribe();
       snapshotSubscription = undefined;
+      resyncSubscription?.unsubscribe();
+      resyncSubscription = undefined;
       // A call ringing here stops ringing here only: it may still be answered on another device.
       for (const session of sessions.values()) session.dismiss();
       await live()

@@ -64,6 +64,11 @@ export type CallTiming = {
   /** Not connected this long after answering, or after losing the connection: `failed`. */
   connectTimeoutMs: number;
   /**
+   * An offer (a renegotiation, an ICE restart) unanswered this long was lost, or its answer was
+   * (signals are not stored): it is taken back and made again.
+   */
+  answerWaitMs: number;
+  /**
    * Ringing (or dialing) this long with no word from the server: ask it how the call stands. Past
    * the server's ring timeout (60 s by default), so normally `call.ended` has come first.
    */
@@ -78,6 +83,7 @@ export const DEFAULT_CALL_TIMING: CallTiming = {
   candidateBatchMs: 40,
   disconnectedGraceMs: 4_000,
   connectTimeoutMs: 30_000,
+  answerWaitMs: 5_000,
   ringCheckMs: 75_000,
 };
 
@@ -103,6 +109,8 @@ export type CallSession = {
   onAnsweredElsewhere(): void;
   onEnded(call: ServerCall): void;
   onSignal(fromDeviceId: string, kind: CallSignalKind, ciphertext: string): void;
+  /** The stream skipped events (a resync): an end among them is asked of the server. */
+  onResync(): void;
   /**
    * This device stops ringing and tells nobody (the manager is closing): the call goes on ringing
    * on my other devices. A decline would end it on all of them.
@@ -259,13 +267,36 @@ export function createCallSession(
   function answered() {
     answeredHere = true;
     setState('connecting');
-    heartbeat = setInterval(() => {
-      transport.heartbeat(id).catch((error: unknown) => {
-        if (!ended() && errorCodeOf(error) !== 'CONFLICT') deps.report(error);
-      });
-    }, timing.heartbeatMs);
+    heartbeat = setInterval(beat, timing.heartbeatMs);
     link?.open();
     for (const signal of early.splice(0)) onSignal(signal.from, signal.kind, signal.ciphertext);
+  }
+
+  function beat() {
+    transport.heartbeat(id).catch((error: unknown) => {
+      if (ended()) return;
+      const code = errorCodeOf(error);
+      // Not (or no longer) this device's call to beat for: it ended over there, and the
+      // `call.ended` is on its way or went past (a resync skipped it).
+      if (code === 'CONFLICT' || code === 'NOT_FOUND') void checkEnded().catch(deps.report);
+      else deps.report(error);
+    });
+  }
+
+  /** The server's final record, as the end of the call here. */
+  function endAs(serverCall: ServerCall) {
+    if (!ended()) serverEndedAt = serverCall.endedAt;
+    end(endReasonOf(serverCall));
+  }
+
+  /**
+   * The end of a call may never reach this device (a resync skips past it): asked, the server
+   * says how it ended, rather than the connection failing later as if the network had.
+   */
+  async function checkEnded() {
+    if (ended() || !id) return;
+    const now = await transport.get(id).catch(() => null);
+    if (now && now.state !== 'ringing' && now.state !== 'accepted') endAs(now);
   }
 
   /**
@@ -310,6 +341,8 @@ export function createCallSession(
   async function dial() {
     if (state !== 'idle') throw new CallError('INVALID_STATE', 'This call was placed already');
     setState('dialing');
+    /** The call id once the start is sent: from then on the server may have placed it. */
+    let sent: string | null = null;
     try {
       const [devices, ice] = await Promise.all([transport.devices(peerUser), fetchIceServers()]);
       if (devices.length === 0)
@@ -332,6 +365,7 @@ export function createCallSession(
           ciphertext: await seal({ description, callId }, deviceId),
         })),
       );
+      sent = callId;
       const placed = await transport.start({
         callId,
         calleeId: peerUser,
@@ -348,8 +382,18 @@ export function createCallSession(
       } else watchRinging();
     } catch (error) {
       end('failed');
+      if (sent !== null && !id) await withdraw(sent);
       throw error;
     }
+  }
+
+  /**
+   * A start that failed may have placed the call all the same (only the reply was lost): it would
+   * ring over there with nobody calling, and answer my retry `busy`. Cancelled in case, before the
+   * failure is told (so a retry finds it gone); NOT_FOUND: it was never placed.
+   */
+  async function withdraw(callId: string) {
+    await transport.hangup(callId, 'user_hangup').catch(() => undefined);
   }
 
   async function accept(options: { video?: boolean } = {}) {
@@ -406,7 +450,11 @@ export function createCallSession(
       else end('failed');
       throw error;
     }
-    if (!ended()) answered();
+    if (!ended()) return answered();
+    // Hung up while the answer was on its way, and the answer got in first: that hangup may have
+    // been lost, or read as the decline of a ringing call and refused (by a server without the
+    // crossed-answer fallback), and the caller would connect to nobody. Once more, now answered.
+    await transport.hangup(id, 'user_hangup').catch(() => undefined);
   }
 
   async function decline() {
@@ -521,11 +569,11 @@ export function createCallSession(
       elsewhere = true;
       if (!accepting) end('answered_elsewhere');
     },
-    onEnded(serverCall) {
-      if (!ended()) serverEndedAt = serverCall.endedAt;
-      end(endReasonOf(serverCall));
-    },
+    onEnded: endAs,
     onSignal,
+    onResync() {
+      void checkEnded().catch(deps.report);
+    },
     dismiss() {
       if (incoming && state === 'ringing') end('missed');
     },

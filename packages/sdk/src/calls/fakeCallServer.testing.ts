@@ -34,6 +34,7 @@ export function createFakeCallServer(
   const calls = new Map<string, Row>();
   const devices = new Map<string, string[]>(); // published devices per user
   const streams = new Map<string, Set<Handler>>(); // per device
+  const resyncs = new Map<string, Set<() => unknown>>(); // per device
   const log: { deviceId: string; event: SyncEvent }[] = [];
   /** What has reached the devices' handlers (`log` is what was sent). */
   const delivered: { deviceId: string; event: SyncEvent }[] = [];
@@ -191,7 +192,10 @@ export function createFakeCallServer(
         deliver(peer!, { type: 'call.signal', callId, fromDeviceId: deviceId, kind, ciphertext });
       },
       async heartbeat(callId) {
-        mine(callId, userId);
+        const row = mine(callId, userId);
+        if (row.state !== 'accepted') throw serverError('CONFLICT');
+        if (deviceId !== row.callerDevice && deviceId !== row.calleeDevice)
+          throw serverError('NOT_FOUND');
         heartbeats++;
       },
       get: async (callId) => view(mine(callId, userId), userId),
@@ -202,10 +206,16 @@ export function createFakeCallServer(
         more: false,
       }),
     };
+    const resyncHandlers = new Set<() => unknown>();
+    resyncs.set(deviceId, resyncHandlers);
     const sync = {
       onEvent(handler: Handler) {
         handlers.add(handler);
         return { unsubscribe: () => void handlers.delete(handler) };
+      },
+      onResync(handler: () => unknown) {
+        resyncHandlers.add(handler);
+        return { unsubscribe: () => void resyncHandlers.delete(handler) };
       },
     };
     return { transport, sync };
@@ -247,6 +257,11 @@ export function createFakeCallServer(
     /** This device's stream goes down: nothing sent to it from now on arrives. */
     silence(deviceId: string) {
       silenced.add(deviceId);
+    },
+    /** This device's stream comes back unable to resume: what it missed is never sent. */
+    resync(deviceId: string) {
+      silenced.delete(deviceId);
+      for (const handler of resyncs.get(deviceId) ?? []) void handler();
     },
     /** The ring timeout firing while no device's stream is up: nobody hears of it. */
     expireQuietly(callId: string) {

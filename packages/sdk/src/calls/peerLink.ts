@@ -1,8 +1,9 @@
 /**
  * The RTCPeerConnection side of one call: "perfect negotiation" (the polite side rolls back its
  * own offer on a collision, the impolite one ignores the other's), trickled candidates batched
- * per window, candidates that arrive early held until they fit, ICE restarts, and the camera
- * turned on and off. It knows nothing of the server or of encryption: `send` carries payloads.
+ * per window, candidates that arrive early held until they fit, ICE restarts, offers whose
+ * answer never comes made again, and the camera turned on and off. It knows nothing of the
+ * server or of encryption: `send` carries payloads.
  */
 import type { CallSignalKind } from './transport';
 import type {
@@ -30,6 +31,7 @@ export type LinkTiming = {
   candidateBatchMs: number;
   disconnectedGraceMs: number;
   connectTimeoutMs: number;
+  answerWaitMs: number;
 };
 
 export type PeerLink = {
@@ -88,6 +90,13 @@ export function createPeerLink(deps: {
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
   let giveUpTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Runs while an offer of mine waits for its answer. */
+  let answerTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** After the close a failure is of no interest: the call is over. */
+  const fail = (error: unknown) => {
+    if (!closed) deps.report(error);
+  };
 
   function flush() {
     flushTimer = undefined;
@@ -99,8 +108,23 @@ export function createPeerLink(deps: {
     flushTimer = setTimeout(flush, timing.candidateBatchMs);
   }
 
+  /** My offer, set as the local description; null when an offer of theirs came first. */
+  async function makeOffer(): Promise<SessionDescription | null> {
+    makingOffer = true;
+    try {
+      const offer = await pc.createOffer(restarting ? { iceRestart: true } : undefined);
+      if (pc.signalingState !== 'stable') return null;
+      await pc.setLocalDescription(offer);
+      return pc.localDescription ?? offer;
+    } finally {
+      makingOffer = false;
+    }
+  }
+
   async function negotiate() {
-    if (closed) return;
+    // One offer at a time: an offer made again races the negotiationneeded that a rollback may
+    // fire, and a change that comes meanwhile fires it again once the state is stable.
+    if (closed || makingOffer) return;
     if (!canSignal) {
       // Before the answer the first offer covers everything; a later change waits for it.
       if (described) negotiationPending = true;
@@ -108,15 +132,15 @@ export function createPeerLink(deps: {
     }
     const kind: CallSignalKind = restarting ? 'ice-restart' : 'renegotiate';
     try {
-      makingOffer = true;
-      const offer = await pc.createOffer(restarting ? { iceRestart: true } : undefined);
-      if (pc.signalingState !== 'stable') return; // an offer of theirs came first
-      await pc.setLocalDescription(offer);
-      await deps.send(kind, { description: pc.localDescription ?? offer });
+      const offer = await makeOffer();
+      if (!offer) return;
+      // Before the send: the answer may come before the reply to it. A failed send is left to
+      // this wait too: the reply may be what was lost, and the answer still come; and offered
+      // again at once, an offer would go round as fast as a device offline fails its requests.
+      waitForAnswer();
+      await deps.send(kind, { description: offer });
     } catch (error) {
-      if (!closed) deps.report(error);
-    } finally {
-      makingOffer = false;
+      fail(error);
     }
   }
 
@@ -134,14 +158,53 @@ export function createPeerLink(deps: {
     }
   }
 
+  /**
+   * Signals are not stored: an offer the peer never got (its signal failed or was dropped), or
+   * whose answer was lost, would leave the connection in have-local-offer for good, where no
+   * restart can start and (impolite) every offer of theirs counts as a collision.
+   */
+  function waitForAnswer() {
+    clearTimeout(answerTimer);
+    answerTimer = setTimeout(() => {
+      answerTimer = undefined;
+      void offerAgain().catch(fail);
+    }, timing.answerWaitMs);
+  }
+
+  function stopWaitingForAnswer() {
+    clearTimeout(answerTimer);
+    answerTimer = undefined;
+  }
+
+  /** My offer waiting for its answer is withdrawn: the state is stable again. */
+  async function takeBackOffer() {
+    stopWaitingForAnswer();
+    if (pc.signalingState === 'have-local-offer')
+      await pc.setLocalDescription({ type: 'rollback' });
+  }
+
+  /** No answer in time: offered again (a restart, until the connect timeout gives up). */
+  async function offerAgain() {
+    if (closed || pc.signalingState !== 'have-local-offer') return;
+    await takeBackOffer();
+    if (closed) return;
+    if (restarting) beginRestart();
+    else await negotiate();
+  }
+
   async function takeDescription(kind: CallSignalKind, description: SessionDescription) {
+    // An answer to an offer taken back (it came too late): the peer answers the new one too.
+    if (description.type === 'answer' && pc.signalingState !== 'have-local-offer') return;
     const collision =
       description.type === 'offer' && (makingOffer || pc.signalingState !== 'stable');
     ignoreOffer = !polite && collision;
     if (ignoreOffer) return;
-    if (collision && pc.signalingState !== 'stable')
+    if (collision && pc.signalingState !== 'stable') {
+      stopWaitingForAnswer(); // mine gives way to theirs
       await pc.setLocalDescription({ type: 'rollback' });
+    }
     await pc.setRemoteDescription(description);
+    if (description.type === 'answer') stopWaitingForAnswer();
     await addCandidates(remoteCandidates.splice(0));
     if (description.type !== 'offer') return;
     const answer = await pc.createAnswer();
@@ -159,6 +222,13 @@ export function createPeerLink(deps: {
       deps.report(error); // restarted with the credentials it has
     }
     if (closed) return;
+    // A restart is a new offer: one of mine still waiting (lost, or its answer lost) would
+    // hold it up for good.
+    await takeBackOffer().catch(fail);
+    if (!closed) beginRestart();
+  }
+
+  function beginRestart() {
     if (typeof pc.restartIce === 'function') pc.restartIce();
     else void negotiate();
   }
@@ -293,6 +363,7 @@ export function createPeerLink(deps: {
       clearTimeout(flushTimer);
       clearTimeout(graceTimer);
       clearTimeout(giveUpTimer);
+      stopWaitingForAnswer();
       try {
         pc.close();
       } catch {

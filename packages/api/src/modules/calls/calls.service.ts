@@ -257,30 +257,62 @@ export async function acceptCall(
   return toCall(answered, device.userId);
 }
 
-/** The callee declines: declined everywhere, on every device of both. */
-export async function rejectCall(ctx: Context, device: Device, callId: string): Promise<TCall> {
-  const row = await myCall(ctx, device.userId, callId);
-  if (row.callee_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
-  return toCall(await finish(ctx, row, 'ringing', 'rejected', 'user_declined'), device.userId);
+/** Ends an answered call: `ice_failed` and `user_media_failed` end it as `failed`. */
+function hangUpAnswered(ctx: Context, row: CallRow, reason: THangupReason): Promise<CallRow> {
+  const failed = reason === 'ice_failed' || reason === 'user_media_failed';
+  return finish(ctx, row, 'accepted', failed ? 'failed' : 'ended', reason);
 }
 
 /**
- * The caller gives up before an answer: a missed call for the callee. An answer that got in
- * first (the two crossed, or the caller's screen was behind) is hung up instead: the caller has
- * gone either way, and the callee must not sit connecting to nobody until the heartbeats time
- * out.
+ * Ends a ringing call (a cancel, a decline). An answer that got in first (the two crossed, or
+ * this device's screen was behind) is hung up instead when this device is in the answered
+ * call: its person has gone either way, and the other must not sit connecting to nobody until
+ * the heartbeats time out. A device not in it (it only rang) is refused: the call goes on.
  */
-export async function cancelCall(ctx: Context, device: Device, callId: string): Promise<TCall> {
-  const row = await myCall(ctx, device.userId, callId);
-  if (row.caller_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
+async function endRinging(
+  ctx: Context,
+  device: Device,
+  row: CallRow,
+  end: { state: TCallState; reason: TCallEndReason; hangup: THangupReason },
+): Promise<TCall> {
   try {
-    return toCall(await finish(ctx, row, 'ringing', 'missed', 'user_hangup'), device.userId);
+    return toCall(await finish(ctx, row, 'ringing', end.state, end.reason), device.userId);
   } catch (err) {
     if (!(err instanceof AppError) || err.appCode !== 'CONFLICT') throw err;
-    const answered = await findCall(ctx, callId);
+    const answered = await findCall(ctx, row.id);
     if (answered?.state !== 'accepted' || !inCall(answered, device)) throw err;
-    return toCall(await finish(ctx, answered, 'accepted', 'ended', 'user_hangup'), device.userId);
+    return toCall(await hangUpAnswered(ctx, answered, end.hangup), device.userId);
   }
+}
+
+/**
+ * The callee declines: declined everywhere, on every device of both. Answered meanwhile by this
+ * device, it is hung up with `hangup` (see `endRinging`).
+ */
+export async function rejectCall(
+  ctx: Context,
+  device: Device,
+  callId: string,
+  hangup: THangupReason = 'user_hangup',
+): Promise<TCall> {
+  const row = await myCall(ctx, device.userId, callId);
+  if (row.callee_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
+  return endRinging(ctx, device, row, { state: 'rejected', reason: 'user_declined', hangup });
+}
+
+/**
+ * The caller gives up before an answer: a missed call for the callee. Answered meanwhile, it is
+ * hung up with `hangup` (see `endRinging`).
+ */
+export async function cancelCall(
+  ctx: Context,
+  device: Device,
+  callId: string,
+  hangup: THangupReason = 'user_hangup',
+): Promise<TCall> {
+  const row = await myCall(ctx, device.userId, callId);
+  if (row.caller_id !== device.userId) throw new AppError('NOT_FOUND', NOT_FOUND);
+  return endRinging(ctx, device, row, { state: 'missed', reason: 'user_hangup', hangup });
 }
 
 /**
@@ -295,15 +327,13 @@ export async function hangup(
   const row = await myCall(ctx, device.userId, input.callId);
   if (row.state === 'ringing') {
     return row.caller_id === device.userId
-      ? cancelCall(ctx, device, row.id)
-      : rejectCall(ctx, device, row.id);
+      ? cancelCall(ctx, device, row.id, input.reason)
+      : rejectCall(ctx, device, row.id, input.reason);
   }
   // My other devices stopped ringing when it was answered: they are not in the call.
   if (row.state === 'accepted' && !inCall(row, device))
     throw new AppError('CONFLICT', 'This call was answered on another device');
-  const failed = input.reason === 'ice_failed' || input.reason === 'user_media_failed';
-  const ended = await finish(ctx, row, 'accepted', failed ? 'failed' : 'ended', input.reason);
-  return toCall(ended, device.userId);
+  return toCall(await hangUpAnswered(ctx, row, input.reason), device.userId);
 }
 
 /**
