@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { eventQueue } from './helpers/collect';
 import { defaultConfig } from '../src/config';
 import { MAX_BATCH_SIZE } from '../src/http/createHttpHandler';
@@ -33,6 +33,19 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
     });
     const wrongMethod = await fetch(`${t.server.url}/api/v1/system/info`, { method: 'DELETE' });
     expect(wrongMethod.status).toBe(404);
+  });
+
+  it('the request log keeps an invite’s code out of the path: whoever reads it could join', async () => {
+    const code = 'Kq3vX9pLm2Tz7Wb4Rc8Yd1';
+    await fetch(`${t.server.url}/api/v1/invites/${code}`);
+    await fetch(`${t.server.url}/api/v1/invites/${code}/join`, { method: 'POST' });
+    const requests = () => t.logs.lines.filter((l) => l.msg === 'request');
+    await vi.waitFor(() =>
+      expect(requests().map((l) => l.path)).toEqual(
+        expect.arrayContaining(['/api/v1/invites/:code', '/api/v1/invites/:code/join']),
+      ),
+    );
+    expect(t.logs.lines.filter((l) => JSON.stringify(l).includes(code))).toEqual([]);
   });
 
   it('/openapi.json is an OpenAPI 3 document listing the REST paths under /api/v1', async () => {

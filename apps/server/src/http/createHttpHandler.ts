@@ -25,6 +25,7 @@ import { trpcRefusal } from './trpcRefusal';
 import {
   bearerTokenOf,
   clientIpOf,
+  loggablePath,
   originAllowed,
   pathnameOf,
   requestIdOf,
@@ -229,7 +230,7 @@ export function createHttpHandler(deps: HttpDeps) {
         {
           requestId,
           method: req.method,
-          path: pathname,
+          path: loggablePath(pathname),
           status: res.statusCode,
           ms: Math.round(performance.now() - started),
         },
@@ -294,7 +295,7 @@ export function createHttpHandler(deps: HttpDeps) {
       }
       sendError(res, 404, 'NOT_FOUND', 'Not found', requestId);
     } catch (err) {
-      logger.error({ err, requestId, path: pathname }, 'unhandled request error');
+      logger.error({ err, requestId, path: loggablePath(pathname) }, 'unhandled request error');
       if (res.headersSent) {
         res.destroy();
         return;

@@ -52,6 +52,15 @@ export function pathnameOf(req: IncomingMessage): string | null {
   }
 }
 
+/**
+ * The path as the logs keep it. An invite's code is the capability to join its conversation
+ * (whoever holds it can), and the REST routes carry it in the path (`/invites/{code}`): logs
+ * reach more people than a private group does.
+ */
+export function loggablePath(pathname: string): string {
+  return pathname.replace(/\/invites\/[^/]+/, '/invites/:code');
+}
+
 /** A shared secret compared in constant time (digests, so lengths do not tell either). */
 export function sameSecret(given: string | null, expected: string): boolean {
   if (given === null) return false;
