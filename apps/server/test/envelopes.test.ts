@@ -56,6 +56,41 @@ describe(`one sender cannot fill a device's envelope queue alone (${backendLabel
   });
 });
 
+describe(`a device's envelope queue counts envelopes only (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({
+      messaging: { ...defaultConfig().messaging, deviceQueueCap: 4, deviceQueueSenderCap: 2 },
+    });
+  });
+  afterAll(() => t.stop());
+
+  it('calls placed and cancelled (their invites stay in the stream) do not fill it', async () => {
+    const [mallory, alice, bob] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const bobPhone = await currentDeviceId(t, bob.accessToken);
+    const calls = clientWithToken(t, mallory.accessToken).api.calls;
+    for (let i = 0; i < 5; i++) {
+      const { id } = await calls.start.mutate({
+        callId: uuidv7(),
+        calleeId: bob.userId,
+        media: 'audio',
+        offers: [{ deviceId: bobPhone, ciphertext: b64('offer') }],
+      });
+      await calls.cancel.mutate({ callId: id });
+    }
+    const sent = await clientWithToken(t, alice.accessToken).api.sync.sendToDevices.mutate({
+      envelopes: [
+        { userId: bob.userId, deviceId: bobPhone, contentType: 'mvp/key', ciphertext: b64('k') },
+      ],
+    });
+    expect(sent.full).toEqual([]);
+  });
+});
+
 describe(`device-to-device envelopes and stream retention (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {

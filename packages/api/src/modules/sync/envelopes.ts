@@ -73,10 +73,13 @@ export async function sendToDevices(
     .execute();
   const dropped = new Set([...blockers.map((b) => b.blocker_id), ...outsiders]);
 
+  // Envelopes only: a device's other rows of its own (a call's invite) are not acked away, and
+  // counted, calls placed and cancelled would fill the queue against every key share.
   const pending = await db
     .selectFrom('user_events')
     .select(['device_id', (eb) => eb.fn.countAll<number>().as('n')])
     .where('device_id', 'in', deviceIds)
+    .where('type', '=', 'envelope')
     .groupBy('device_id')
     .execute();
   const queued = new Map(pending.map((p) => [p.device_id, Number(p.n)]));
