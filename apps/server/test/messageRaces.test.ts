@@ -162,6 +162,35 @@ describe(`message changes that race a deletion, an expiry or each other (${backe
     expect((await api(ben).messages.pins.query({ conversationId: room.id })).messages).toEqual([]);
   });
 
+  it('a member restricted between the checks and the write neither edits nor reacts', async () => {
+    const { owner, ann, ben, room } = await team();
+    const mine = await send(ann, room.id, 'as sent');
+    const bens = await send(ben, room.id, 'his');
+    const restrict = (role: 'member' | 'restricted') => () =>
+      api(owner).conversations.setRole.mutate({ id: room.id, userId: ann.userId, role });
+    const editing = (await racedBy(ann, restrict('restricted'))).messages.edit({
+      conversationId: room.id,
+      seq: mine.seq,
+      contentType: 'text/plain',
+      ciphertext: b64('changed'),
+    });
+    expect(await outcomeOf(editing)).toBe('FORBIDDEN');
+    await restrict('member')();
+    const reacting = (await racedBy(ann, restrict('restricted'))).messages.react({
+      conversationId: room.id,
+      seq: bens.seq,
+      emoji: '👍',
+      on: true,
+    });
+    expect(await outcomeOf(reacting)).toBe('FORBIDDEN');
+    const shown = (await api(ben).messages.history.query({ conversationId: room.id })).messages;
+    expect(shown.map((m) => [m.editedAt, m.ciphertext])).toEqual([
+      [null, b64('his')], // newest first
+      [null, b64('as sent')],
+    ]);
+    expect(await reactionRows(room.id, bens.seq)).toEqual([]);
+  });
+
   it('an admin demoted between the checks and the write makes no invite, revokes none and sets no picture', async () => {
     const { owner, ann, room } = await team();
     const demote = (role: 'admin' | 'member') => () =>

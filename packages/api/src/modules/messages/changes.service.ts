@@ -6,7 +6,7 @@ import { AppError } from '../../errors/AppError';
 import { locking } from '../../locking';
 import { recordEvents, wake } from '../sync/events';
 import * as repo from './messages.repo';
-import { ADMINS, assertMaySpeak, decodeCiphertext, postingContext } from './posting';
+import { ADMINS, assertMaySpeak, decodeCiphertext, postingContext, type Posting } from './posting';
 import { lockedAudience, ownMessageNow, visibleMessage, type MessageRef } from './visibleMessage';
 
 export type { MessageRef } from './visibleMessage';
@@ -27,7 +27,12 @@ async function updateAndTell(
   me: string,
   ref: MessageRef,
   change: Updateable<MessagesTable>,
-  also: { allowed?: (role: string) => void; extra?: (trx: Transaction<DB>) => Promise<void> } = {},
+  also: {
+    allowed?: (role: string) => void;
+    /** What the caller checked of my posting, checked again under the lock. */
+    mayStill?: (posting: Posting) => void;
+    extra?: (trx: Transaction<DB>) => Promise<void>;
+  } = {},
 ): Promise<{ message: TMessage; changed: boolean }> {
   const now = ctx.ports.clock.now();
   // A deadlock victim (see toldOnce) runs again.
@@ -35,6 +40,7 @@ async function updateAndTell(
     ctx.ports.db.transaction().execute(async (trx) => {
       const { role, members } = await lockedAudience(ctx, trx, ref, me);
       also.allowed?.(role);
+      if (also.mayStill) also.mayStill(await postingContext(ctx, ref.conversationId, me, trx));
       // An UPDATE reads the latest commit (and waits for one in progress), also on MySQL.
       const result = await trx
         .updateTable('messages')
@@ -131,7 +137,8 @@ export async function editMessage(
       me,
       input,
       { ciphertext: bytes, content_type: input.contentType, edited_at: now },
-      { extra: clientEditId === undefined ? undefined : named },
+      // Restricted, demoted in a channel or blocked since the check above: no edit.
+      { mayStill: assertMaySpeak, extra: clientEditId === undefined ? undefined : named },
     );
   } catch (err) {
     // The same edit, retried while this one was on its way, got in first: its answer is ours.

@@ -1,3 +1,5 @@
+import type { Kysely } from 'kysely';
+import type { DB } from '@mvp/db';
 import type { Context } from '../../context';
 import type { CachedPosting } from '../../ports';
 import { AppError } from '../../errors/AppError';
@@ -34,8 +36,9 @@ export async function postingContext(
   ctx: Context,
   conversationId: string,
   me: string,
+  db: Kysely<DB> = ctx.ports.db,
 ): Promise<Posting> {
-  const row = await repo.postingContext(ctx.ports.db, conversationId, me);
+  const row = await repo.postingContext(db, conversationId, me);
   if (!row) throw new AppError('NOT_FOUND', 'No such conversation');
   return toPosting(row);
 }

@@ -33,6 +33,8 @@ export async function react(
     // Not to members who joined after the message: their history does not show it, nor who
     // reacts. Nor to those removed since the checks above.
     const { members } = await lockedAudience(ctx, trx, input, me);
+    // Again under the conversation's lock: restricted (or blocked) since the check above.
+    assertMayReach(await postingContext(ctx, input.conversationId, me, trx));
     await assertStillLive(ctx, trx, input);
     const mine = await locking(
       ctx,
