@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { purgeExpiredMessages } from '@mvp/api';
+import { MAX_LIVE_INVITES, purgeExpiredMessages } from '@mvp/api';
 import type { TSyncEvent } from '@mvp/contracts';
 import { errorCodeOf } from '@mvp/sdk';
 import {
@@ -1404,5 +1404,32 @@ describe(`disappearing messages go on time, by the server's own loop (${backendL
     expect(history.messages.map((m) => m.seq)).toEqual([kept.seq]);
     await bobStream.close();
     await aliceStream.close();
+  });
+});
+
+describe(`a conversation's invites are bounded (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({ ipRateLimit: { points: 10_000, durationSeconds: 60 } });
+  });
+  afterAll(() => t.stop());
+
+  it(`at most ${MAX_LIVE_INVITES} work at once: one more is refused until one is revoked`, async () => {
+    const owner = await registerUser(t);
+    const conversations = clientWithToken(t, owner.accessToken).api.conversations;
+    const room = await conversations.create.mutate({
+      kind: 'channel',
+      title: 'News',
+      memberIds: [],
+    });
+    const made = [];
+    for (let i = 0; i < MAX_LIVE_INVITES; i++)
+      made.push(await conversations.createInvite.mutate({ id: room.id }));
+    expect(await codeOf(conversations.createInvite.mutate({ id: room.id }))).toBe('CONFLICT');
+    await conversations.revokeInvite.mutate({ code: made[0]!.code });
+    await conversations.createInvite.mutate({ id: room.id });
+    const { invites } = await conversations.invites.query({ id: room.id });
+    expect(invites).toHaveLength(MAX_LIVE_INVITES + 1); // the revoked one is still listed
+    expect(invites.filter((i) => !i.revoked)).toHaveLength(MAX_LIVE_INVITES);
   });
 });

@@ -9,6 +9,7 @@ export { runCallTimeoutsOnce, runJobsOnce, runMessageExpiryOnce } from './jobs';
 export { AVATAR_UPLOAD_LIMIT, setAvatar, spendAvatarUpload } from './modules/me/avatar.service';
 export type { AvatarImage } from './modules/me/avatar.service';
 export { setConversationAvatar } from './modules/conversations/avatar.service';
+export { MAX_LIVE_INVITES } from './modules/conversations/invites.service';
 export type { JobName } from './jobs';
 export { authenticatorFor } from './modules/auth/authenticate';
 export { createSessionGuard } from './modules/sessions/sessionGuard';

@@ -11,6 +11,14 @@ type InviteRow = Selectable<InvitesTable>;
 
 /** Looking codes up is cheap to try: a budget per account keeps guessing pointless. */
 const LOOKUP_LIMIT = { points: 30, durationSeconds: 600 };
+/**
+ * What one conversation's invites may grow to: codes that still work at once, codes an account
+ * makes an hour (revoked and expired ones stay listed), and codes a list shows (newest first).
+ * Without them one admin could grow the table, and every other admin's list, without end.
+ */
+export const MAX_LIVE_INVITES = 100;
+const CREATE_LIMIT = { points: 200, durationSeconds: 3600 };
+const LISTED_INVITES = 200;
 const GONE = 'This invite does not exist or no longer works';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
@@ -38,6 +46,7 @@ export async function createInvite(
   input: { id: string; expiresInSeconds?: number; maxUses?: number },
 ) {
   await requireAdmin(ctx, input.id, me);
+  await enforceLimit(ctx, 'invite-create', CREATE_LIMIT, me);
   const now = ctx.ports.clock.now();
   const row: InviteRow = {
     code: randomBytes(16).toString('base64url'),
@@ -51,6 +60,20 @@ export async function createInvite(
   };
   await ctx.ports.db.transaction().execute(async (trx) => {
     await lockedAdmin(ctx, trx, input.id, me);
+    // Counted under the conversation's lock (lockedAdmin): two at once cannot both pass.
+    const { live } = await trx
+      .selectFrom('invites')
+      .select((eb) => eb.fn.countAll<number>().as('live'))
+      .where('conversation_id', '=', input.id)
+      .where('revoked_at', 'is', null)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .where((eb) => eb.or([eb('max_uses', 'is', null), eb('uses', '<', eb.ref('max_uses'))]))
+      .executeTakeFirstOrThrow();
+    if (Number(live) >= MAX_LIVE_INVITES)
+      throw new AppError(
+        'CONFLICT',
+        `At most ${MAX_LIVE_INVITES} invites work at once: revoke one`,
+      );
     await trx.insertInto('invites').values(row).execute();
   });
   return toInvite(row);
@@ -63,6 +86,7 @@ export async function listInvites(ctx: Context, me: string, conversationId: stri
     .selectAll()
     .where('conversation_id', '=', conversationId)
     .orderBy('created_at', 'desc')
+    .limit(LISTED_INVITES)
     .execute();
   return rows.map(toInvite);
 }
