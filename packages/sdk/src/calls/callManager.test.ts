@@ -40,11 +40,13 @@ const timing = {
   connectTimeoutMs: 2_000,
 };
 
+/** Under fake timers `ms` is fake time, which moves only here: the same on any machine. */
 async function waitFor(check: () => boolean, what: string, ms = 5_000) {
   const until = Date.now() + ms;
   while (!check()) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
+    if (vi.isFakeTimers()) await vi.advanceTimersByTimeAsync(5);
+    else await new Promise((r) => setTimeout(r, 5));
   }
 }
 
@@ -59,12 +61,53 @@ const losingFirstRestart =
     },
   });
 
+/**
+ * The server places the call, and the reply to the start is lost; so is every hangup while
+ * `offline()`. `tries` gets the time of each hangup.
+ */
+const lostStart =
+  (tries: number[], offline: () => boolean) =>
+  (own: CallTransport): CallTransport => ({
+    ...own,
+    start: async (input) => {
+      await own.start(input);
+      throw new TypeError('fetch failed');
+    },
+    hangup: async (callId, reason) => {
+      tries.push(Date.now());
+      if (offline()) throw new TypeError('fetch failed');
+      return own.hangup(callId, reason);
+    },
+  });
+
+/** Counts the device's ICE-restart signals (offers, or answers) as they are sent. */
+const countingRestarts =
+  (counted: () => void) =>
+  (own: CallTransport): CallTransport => ({
+    ...own,
+    signal: async (input) => {
+      if (input.kind === 'ice-restart') counted();
+      return own.signal(input);
+    },
+  });
+
 /** `from` calls bob's one device, which answers: both connected. */
+/** The promise's outcome, fake time moving on (in `waitFor`) while it is pending. */
+async function settled<T>(promise: Promise<T>, what: string): Promise<T> {
+  let done = false;
+  promise.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  await waitFor(() => done, what);
+  return promise;
+}
+
 async function connectedCall(from: MvpCalls, bob: { ringing(): Call | undefined }) {
-  const call = await from.start('bob');
+  const call = await settled(from.start('bob'), 'placed');
   await waitFor(() => !!bob.ringing(), 'ringing');
   const theirs = bob.ringing()!;
-  await theirs.accept();
+  await settled(theirs.accept(), 'answered');
   await waitFor(() => call.state === 'connected' && theirs.state === 'connected', 'connected');
   return { call, theirs };
 }
@@ -252,6 +295,67 @@ describe('CallManager', () => {
     await waitFor(() => bob.ringing()?.id === retry.id, 'the retry rings');
     expect(bob.incoming.filter((c) => c.state !== 'ended').map((c) => c.id)).toEqual([retry.id]);
     await retry.hangup();
+  });
+
+  it('a lost start whose cancel fails too (the network is down) is cancelled again in the background until the server takes it', async () => {
+    vi.useFakeTimers();
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const tries: number[] = [];
+    let offline = true;
+    const { calls: alice } = w.device('alice', 'alice-phone', {
+      transport: lostStart(tries, () => offline),
+    });
+    const bob = w.device('bob', 'bob-phone');
+    let failed: unknown;
+    void alice.start('bob').catch((e: unknown) => (failed = e));
+    await waitFor(() => failed !== undefined, 'the start fails');
+    expect(failed).toBeInstanceOf(TypeError);
+    expect(tries).toHaveLength(1); // told after one try: the others do not hold it up
+    const [ghost] = [...w.server.calls.values()];
+    await waitFor(() => tries.length === 3, 'tried again');
+    expect(ghost!.state).toBe('ringing');
+    await waitFor(() => bob.ringing()?.state === 'ringing', 'it rings over there');
+
+    offline = false;
+    await waitFor(() => ghost!.state !== 'ringing', 'cancelled', 60_000);
+    expect(ghost).toMatchObject({ state: 'missed', endReason: 'user_hangup' });
+    await waitFor(() => bob.ringing()!.state === 'ended', 'it stops ringing');
+    const done = tries.length;
+    await vi.advanceTimersByTimeAsync(5 * 60_000);
+    expect(tries).toHaveLength(done); // taken: tried no more
+  });
+
+  it('the background cancel of a lost start stops once the ring is surely over, or when the manager closes', async () => {
+    vi.useFakeTimers();
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    const tries: number[] = [];
+    let sentAt = 0;
+    const { calls: alice } = w.device('alice', 'alice-phone', {
+      transport: (own) => {
+        const lost = lostStart(tries, () => true)(own);
+        return { ...lost, start: (input) => ((sentAt = Date.now()), lost.start(input)) };
+      },
+    });
+    w.device('bob', 'bob-phone');
+    void alice.start('bob').catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(tries.length).toBeGreaterThan(3);
+    // Past the server's ring timeout (60 s), which has ended the call by then, and no longer.
+    expect(tries.at(-1)! - sentAt).toBeGreaterThan(60_000);
+    expect(tries.at(-1)! - sentAt).toBeLessThanOrEqual(90_000);
+
+    const carolTries: number[] = [];
+    const { calls: carol } = w.device('carol', 'carol-phone', {
+      transport: lostStart(carolTries, () => true),
+    });
+    w.device('dave', 'dave-phone');
+    void carol.start('dave').catch(() => undefined);
+    await waitFor(() => carolTries.length === 3, 'tried again');
+    await carol.close();
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(carolTries).toHaveLength(3);
   });
 
   it('an offer moved into another call, a stale or an undecryptable one never rings', async () => {
@@ -483,22 +587,104 @@ describe('CallManager', () => {
   });
 
   it('a restart whose offer is lost is offered again when no answer comes, and comes back', async () => {
+    vi.useFakeTimers(); // time moves only as the test says: a slow machine makes no extra offer
+    const answerWaitMs = 1_000;
     const w = setup();
     cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     let restartOffers = 0;
     const { calls: alice } = w.device('alice', 'alice-phone', {
       transport: losingFirstRestart(() => restartOffers++),
-      timing: { answerWaitMs: 50 },
+      timing: { answerWaitMs },
     });
     const bob = w.device('bob', 'bob-phone');
     const { call } = await connectedCall(alice, bob);
 
     pcOf(call).setConnection('failed'); // only the caller's side restarts
-    await waitFor(() => restartOffers === 1, 'the restart offer lost');
-    await waitFor(() => call.state === 'connected' || call.state === 'ended', 'settled');
+    await waitFor(() => restartOffers === 1, 'the restart offer lost', answerWaitMs / 4);
+    // Not offered again before its wait is out: it waits for the answer that may still come.
+    await vi.advanceTimersByTimeAsync(answerWaitMs / 2);
+    expect([restartOffers, pcOf(call).signalingState]).toEqual([1, 'have-local-offer']);
+    // Within one more wait: offered again, answered, connected (a third offer would need two).
+    await waitFor(
+      () => call.state === 'connected' || call.state === 'ended',
+      'settled',
+      answerWaitMs,
+    );
     expect(call.state).toBe('connected');
     expect(restartOffers).toBe(2);
     expect(pcOf(call).signalingState).toBe('stable');
+    // Answered: its wait is over, nothing is offered again.
+    await vi.advanceTimersByTimeAsync(answerWaitMs * 3);
+    expect([restartOffers, call.state]).toEqual([2, 'connected']);
+    expect(w.errors.map((e) => (e as Error).message)).toEqual(['fetch failed']); // the lost one
+    await call.hangup();
+  });
+
+  it('a late answer to a restart offer taken back is not set on the new offer: both sides agree and come back', async () => {
+    vi.useFakeTimers();
+    const answerWaitMs = 1_000;
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    let restartOffers = 0;
+    let sendFirstAnswer!: () => void;
+    const firstAnswerHeld = new Promise<void>((resolve) => (sendFirstAnswer = resolve));
+    const { calls: alice } = w.device('alice', 'alice-phone', {
+      // The answer to the first offer, slow on its way, goes out as the second offer does.
+      transport: countingRestarts(() => {
+        if (++restartOffers === 2) sendFirstAnswer();
+      }),
+      timing: { answerWaitMs },
+    });
+    let restartAnswers = 0;
+    const bob = w.device('bob', 'bob-phone', {
+      transport: (own) => ({
+        ...own,
+        signal: async (input) => {
+          if (input.kind === 'ice-restart' && ++restartAnswers === 1) await firstAnswerHeld;
+          return own.signal(input);
+        },
+      }),
+    });
+    const { call, theirs } = await connectedCall(alice, bob);
+
+    pcOf(call).setConnection('failed'); // only the caller's side restarts
+    await waitFor(() => restartOffers === 2, 'the offer made again', answerWaitMs * 2);
+    await waitFor(() => call.state === 'connected' || call.state === 'ended', 'settled');
+    expect(restartAnswers).toBe(2); // the first answer arrived too, late
+    expect([call.state, theirs.state]).toEqual(['connected', 'connected']);
+    const [mine, peer] = [pcOf(call), pcOf(theirs)];
+    expect([mine.signalingState, peer.signalingState]).toEqual(['stable', 'stable']);
+    // Each side holds the description the other uses: the same ICE credentials on both ends.
+    expect(mine.remoteDescription).toEqual(peer.localDescription);
+    expect(peer.remoteDescription).toEqual(mine.localDescription);
+    expect(restartOffers).toBe(2);
+    expect(w.errors).toEqual([]);
+    await call.hangup();
+  });
+
+  it('an answer being set as its wait runs out stands: no rollback meets it, nothing is reported', async () => {
+    vi.useFakeTimers();
+    const answerWaitMs = 1_000;
+    const w = setup();
+    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
+    let restartOffers = 0;
+    const { calls: alice } = w.device('alice', 'alice-phone', {
+      transport: countingRestarts(() => restartOffers++),
+      timing: { answerWaitMs },
+    });
+    const bob = w.device('bob', 'bob-phone');
+    const { call, theirs } = await connectedCall(alice, bob);
+
+    const release = pcOf(call).holdAnswers();
+    pcOf(call).setConnection('failed');
+    await waitFor(() => pcOf(call).heldAnswers === 1, 'the answer being set', answerWaitMs / 2);
+    await vi.advanceTimersByTimeAsync(answerWaitMs); // its offer's wait runs out meanwhile
+    release();
+    await waitFor(() => call.state === 'connected' || call.state === 'ended', 'settled');
+    expect(call.state).toBe('connected');
+    expect(restartOffers).toBe(1);
+    expect(pcOf(call).remoteDescription).toEqual(pcOf(theirs).localDescription);
+    expect(w.errors).toEqual([]);
     await call.hangup();
   });
 

@@ -121,6 +121,8 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   let snapshotSubscription: Subscription | undefined;
   let resyncSubscription: Subscription | undefined;
   let dialSession: CallSession | undefined;
+  /** Aborted by `close` (and made anew: the manager may be used again after it). */
+  let lifetime = new AbortController();
 
   const report = (error: unknown) => reportTo(errorHandlers, error);
   const emit = (set: Set<(call: Call) => void>, call: Call) => {
@@ -150,6 +152,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
         getUserMedia: () => options.getUserMedia ?? platformGetUserMedia(),
         timing,
         report,
+        closing: lifetime.signal,
         ended: (done) => {
           if (done.call.direction === 'outgoing' && done.call.endReason === 'glare')
             glareLost(done.call.peerUserId, done.call.media, done.serverEndedAt);
@@ -363,6 +366,8 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     history: (opts = {}) => transport.history(opts),
     get: (callId) => transport.get(callId),
     async close() {
+      lifetime.abort(); // a lost start's cancel, still retried in the background, stops
+      lifetime = new AbortController();
       subscription?.unsubscribe();
       subscription = undefined;
       snapshotSubscription?.unsubscribe();

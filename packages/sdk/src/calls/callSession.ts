@@ -3,7 +3,8 @@
  * heartbeats, and the encryption of every SDP and ICE payload to the one peer device. The
  * RTCPeerConnection side (negotiation, candidates, restarts) is `peerLink.ts`.
  */
-import { errorCodeOf } from '../errors';
+import { reconnectDelayMs } from '../backoff';
+import { classifySendError, errorCodeOf } from '../errors';
 import type { Subscription } from '../syncTypes';
 import type { CallCrypto } from './callCrypto';
 import { CallError } from './callError';
@@ -77,6 +78,11 @@ export type CallTiming = {
 
 /** TURN credentials this close to their expiry are fetched again before an ICE restart. */
 const ICE_REFRESH_MARGIN_MS = 60_000;
+/**
+ * A lost start is cancelled again in the background for this long after it was sent: by then the
+ * server's ring timeout (60 s by default) has ended it anyway.
+ */
+const WITHDRAW_FOR_MS = 90_000;
 
 export const DEFAULT_CALL_TIMING: CallTiming = {
   heartbeatMs: 30_000,
@@ -96,6 +102,8 @@ export type SessionDeps = {
   report: (error: unknown) => void;
   /** Told once, when the call ends. */
   ended(session: CallSession): void;
+  /** Aborted when the manager closes: what a call still does in the background stops. */
+  closing: AbortSignal;
 };
 
 /** The CallManager's side of a call: the app's `Call` plus what the event router calls. */
@@ -342,7 +350,7 @@ export function createCallSession(
     if (state !== 'idle') throw new CallError('INVALID_STATE', 'This call was placed already');
     setState('dialing');
     /** The call id once the start is sent: from then on the server may have placed it. */
-    let sent: string | null = null;
+    let sent: { callId: string; at: number } | null = null;
     try {
       const [devices, ice] = await Promise.all([transport.devices(peerUser), fetchIceServers()]);
       if (devices.length === 0)
@@ -365,7 +373,7 @@ export function createCallSession(
           ciphertext: await seal({ description, callId }, deviceId),
         })),
       );
-      sent = callId;
+      sent = { callId, at: Date.now() };
       const placed = await transport.start({
         callId,
         calleeId: peerUser,
@@ -382,7 +390,7 @@ export function createCallSession(
       } else watchRinging();
     } catch (error) {
       end('failed');
-      if (sent !== null && !id) await withdraw(sent);
+      if (sent !== null && !id) await withdraw(sent.callId, sent.at + WITHDRAW_FOR_MS);
       throw error;
     }
   }
@@ -390,10 +398,40 @@ export function createCallSession(
   /**
    * A start that failed may have placed the call all the same (only the reply was lost): it would
    * ring over there with nobody calling, and answer my retry `busy`. Cancelled in case, before the
-   * failure is told (so a retry finds it gone); NOT_FOUND: it was never placed.
+   * failure is told (so a retry finds it gone); NOT_FOUND: it was never placed. A lost reply
+   * mostly means a lost network, which this cancel meets too: then it is tried again in the
+   * background, not holding up the failure, until the server answers or the ring is over anyway.
    */
-  async function withdraw(callId: string) {
-    await transport.hangup(callId, 'user_hangup').catch(() => undefined);
+  async function withdraw(callId: string, until: number) {
+    const verdict = await withdrawOnce(callId);
+    if (verdict.retry) withdrawLater(callId, until, 0, verdict.afterMs);
+  }
+
+  /**
+   * `retry: false` once the server has answered for good: withdrawn, NOT_FOUND (never placed),
+   * CONFLICT (over already). A network failure, a 5xx or a token hiccup: worth another try.
+   */
+  async function withdrawOnce(callId: string): Promise<ReturnType<typeof classifySendError>> {
+    try {
+      await transport.hangup(callId, 'user_hangup');
+      return { retry: false };
+    } catch (error) {
+      return classifySendError(error);
+    }
+  }
+
+  function withdrawLater(callId: string, until: number, attempt: number, afterMs?: number) {
+    const { closing } = deps;
+    const delay = Math.max(afterMs ?? 0, reconnectDelayMs(attempt));
+    if (closing.aborted || Date.now() + delay > until) return;
+    const stop = () => clearTimeout(timer);
+    const timer = setTimeout(() => {
+      closing.removeEventListener('abort', stop);
+      void withdrawOnce(callId).then((verdict) => {
+        if (verdict.retry) withdrawLater(callId, until, attempt + 1, verdict.afterMs);
+      });
+    }, delay);
+    closing.addEventListener('abort', stop, { once: true });
   }
 
   async function accept(options: { video?: boolean } = {}) {

@@ -2,7 +2,8 @@
  * A small in-memory WebRTC for unit tests: signalling states as the spec has them (an offer in
  * `have-local-offer` is refused unless rolled back, which perfect negotiation relies on),
  * negotiationneeded after addTrack and restartIce, candidates per ICE generation, and a
- * connection that comes up only once each side holds the other's current candidates.
+ * connection that comes up only once each side holds the other's current candidates, and both
+ * sides hold each other's current description (the same ICE credentials on both ends).
  */
 import type {
   IceCandidate,
@@ -58,6 +59,8 @@ type Sender = {
 };
 type Listener = (event: never) => void;
 const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+/** A description's ICE credentials (`ice=<pc>.<generation>`). */
+const iceOf = (description: SessionDescription | null) => description?.sdp?.split(' ')[0];
 
 export class FakePeerConnection implements PeerConnection {
   static instances: FakePeerConnection[] = [];
@@ -71,6 +74,12 @@ export class FakePeerConnection implements PeerConnection {
   readonly senders: Sender[] = [];
   readonly added: IceCandidate[] = [];
   offersMade = 0;
+  /** How many answers have waited for `holdAnswers`' release. */
+  heldAnswers = 0;
+  private answersHeld: Promise<void> | undefined;
+  private answerBeingSet: Promise<void> | undefined;
+  /** Ready to connect but for the peer, which does not hold this side's description yet. */
+  private waitingForPeer = false;
   private generation = 0;
   private restartWanted = false;
   private negotiated = '';
@@ -134,6 +143,9 @@ export class FakePeerConnection implements PeerConnection {
 
   async setLocalDescription(description: SessionDescription) {
     await tick();
+    // A browser chains its operations: a rollback asked for while an answer is being set comes
+    // after it (and finds the state stable).
+    await this.answerBeingSet;
     if (description.type === 'rollback') {
       if (this.signalingState !== 'have-local-offer')
         throw new Error('InvalidStateError: rollback');
@@ -156,8 +168,24 @@ export class FakePeerConnection implements PeerConnection {
     if (this.signalingState === 'stable') this.settled();
   }
 
+  /** Answers set from now on wait until the returned function is called, as in a slow browser. */
+  holdAnswers() {
+    let release!: () => void;
+    this.answersHeld = new Promise<void>((resolve) => (release = resolve));
+    return () => {
+      this.answersHeld = undefined;
+      release();
+    };
+  }
+
   async setRemoteDescription(description: SessionDescription) {
     await tick();
+    if (description.type === 'answer' && this.answersHeld) {
+      this.heldAnswers++;
+      this.answerBeingSet = this.answersHeld;
+      await this.answerBeingSet;
+      this.answerBeingSet = undefined;
+    }
     if (description.type === 'offer') {
       if (this.signalingState !== 'stable') throw new Error('InvalidStateError: glare');
       const previous = this.remoteDescription?.sdp?.split(' ')[0];
@@ -208,18 +236,43 @@ export class FakePeerConnection implements PeerConnection {
     this.maybeConnect();
   }
 
+  /**
+   * The connection whose current local description this one holds as its remote: the only one
+   * its ICE checks reach. They succeed only if that one holds this one's current description in
+   * turn: an answer set on another offer than the one it answers leaves mismatched credentials.
+   */
+  private peer() {
+    const remoteIce = iceOf(this.remoteDescription);
+    const peer = FakePeerConnection.instances.find(
+      (pc) => pc !== this && !pc.closed && iceOf(pc.localDescription) === remoteIce,
+    );
+    return peer && iceOf(peer.remoteDescription) === iceOf(this.localDescription)
+      ? peer
+      : undefined;
+  }
+
   private maybeConnect() {
-    const remoteIce = this.remoteDescription?.sdp?.split(' ')[0];
+    this.waitingForPeer = false;
+    const remoteIce = iceOf(this.remoteDescription);
     if (
       this.signalingState !== 'stable' ||
       !this.localDescription ||
       !remoteIce ||
+      this.connectionState === 'connecting' ||
       this.connectionState === 'connected' ||
       !this.added.some((c) => c.candidate?.startsWith(`candidate:${remoteIce}:`))
     )
       return;
+    const peer = this.peer();
+    if (!peer) {
+      this.waitingForPeer = true;
+      return;
+    }
     this.setConnection('connecting');
     void tick().then(() => this.setConnection('connected'));
+    // Only one that was ready and waited for this side: a connection the test failed on purpose
+    // stays failed.
+    if (peer.waitingForPeer) peer.maybeConnect();
   }
 
   setConnection(state: string) {

@@ -24,6 +24,13 @@ export type SignalPayload = {
   candidates?: IceCandidate[];
   /** In the caller's offer only: the call it belongs to (see `openOffer`). */
   callId?: string;
+  /**
+   * In a renegotiation or restart offer: its number; in the answer to it, the same, echoed. An
+   * offer taken back and made again is answered twice, and the late answer must not be taken for
+   * the new offer's. None from an older SDK: its offers are answered without one, and its answers
+   * taken as before.
+   */
+  offerId?: number;
 };
 export type LinkState = 'connected' | 'reconnecting' | 'failed';
 
@@ -83,6 +90,9 @@ export function createPeerLink(deps: {
   let described = false; // the first local description is set: later changes renegotiate
   let negotiationPending = false;
   let restarting = false;
+  let offersMade = 0;
+  /** My offer (its `offerId`) set as the local description and waiting for its answer. */
+  let pendingOffer: number | null = null;
   let canSignal = false;
   let connected = false;
   const localCandidates: IceCandidate[] = [];
@@ -134,11 +144,12 @@ export function createPeerLink(deps: {
     try {
       const offer = await makeOffer();
       if (!offer) return;
+      const offerId = ++offersMade;
       // Before the send: the answer may come before the reply to it. A failed send is left to
       // this wait too: the reply may be what was lost, and the answer still come; and offered
       // again at once, an offer would go round as fast as a device offline fails its requests.
-      waitForAnswer();
-      await deps.send(kind, { description: offer });
+      waitForAnswer(offerId);
+      await deps.send(kind, { description: offer, offerId });
     } catch (error) {
       fail(error);
     }
@@ -163,38 +174,79 @@ export function createPeerLink(deps: {
    * whose answer was lost, would leave the connection in have-local-offer for good, where no
    * restart can start and (impolite) every offer of theirs counts as a collision.
    */
-  function waitForAnswer() {
+  function waitForAnswer(offerId: number) {
     clearTimeout(answerTimer);
+    pendingOffer = offerId;
     answerTimer = setTimeout(() => {
       answerTimer = undefined;
-      void offerAgain().catch(fail);
+      void offerAgain(offerId).catch(fail);
     }, timing.answerWaitMs);
   }
 
   function stopWaitingForAnswer() {
     clearTimeout(answerTimer);
     answerTimer = undefined;
+    pendingOffer = null;
   }
 
-  /** My offer waiting for its answer is withdrawn: the state is stable again. */
-  async function takeBackOffer() {
+  /**
+   * My offer waiting for its answer is withdrawn: the state is stable again. False when there
+   * was none to withdraw, or its answer won the race.
+   */
+  async function takeBackOffer(): Promise<boolean> {
     stopWaitingForAnswer();
-    if (pc.signalingState === 'have-local-offer')
+    if (pc.signalingState !== 'have-local-offer') return false;
+    try {
       await pc.setLocalDescription({ type: 'rollback' });
+      return true;
+    } catch (error) {
+      // Its answer was being set meanwhile (a browser queues the rollback after it): stable
+      // already, with an answer that fits, so there is nothing to take back and nothing wrong.
+      if (pc.signalingState === 'have-local-offer') throw error;
+      return false;
+    }
   }
 
   /** No answer in time: offered again (a restart, until the connect timeout gives up). */
-  async function offerAgain() {
-    if (closed || pc.signalingState !== 'have-local-offer') return;
-    await takeBackOffer();
-    if (closed) return;
+  async function offerAgain(offerId: number) {
+    // Answered, or taken back, since the timer was set: that offer no longer waits.
+    if (closed || pc.signalingState !== 'have-local-offer' || pendingOffer !== offerId) return;
+    // Answered after all: offered again, it would only renegotiate what the answer settled.
+    if (!(await takeBackOffer()) || closed) return;
     if (restarting) beginRestart();
     else await negotiate();
   }
 
-  async function takeDescription(kind: CallSignalKind, description: SessionDescription) {
-    // An answer to an offer taken back (it came too late): the peer answers the new one too.
-    if (description.type === 'answer' && pc.signalingState !== 'have-local-offer') return;
+  /**
+   * Their answer, if it answers my offer waiting. One to an offer taken back comes late (the
+   * peer answers the new one too): set on the new offer, it would leave each side with ICE
+   * credentials the other does not use, and the answer that fits dropped as coming to no offer.
+   */
+  async function takeTheirAnswer(description: SessionDescription, offerId: number | undefined) {
+    const waiting = pendingOffer;
+    if (pc.signalingState !== 'have-local-offer' || waiting === null) return;
+    if (offerId !== undefined && offerId !== waiting) return;
+    ignoreOffer = false; // an offer of theirs ignored before is past: candidates fit again
+    // No rollback by the timer while it is being set: the rollback would meet it.
+    clearTimeout(answerTimer);
+    try {
+      await pc.setRemoteDescription(description);
+    } catch (error) {
+      // Its offer was taken back meanwhile (a restart): a new offer follows; nothing to tell.
+      if (pendingOffer !== waiting) return;
+      waitForAnswer(waiting); // still waiting, for an answer that fits, or to offer again
+      throw error;
+    }
+    if (pendingOffer === waiting) stopWaitingForAnswer();
+    await addCandidates(remoteCandidates.splice(0));
+  }
+
+  async function takeDescription(
+    kind: CallSignalKind,
+    description: SessionDescription,
+    offerId: number | undefined,
+  ) {
+    if (description.type === 'answer') return takeTheirAnswer(description, offerId);
     const collision =
       description.type === 'offer' && (makingOffer || pc.signalingState !== 'stable');
     ignoreOffer = !polite && collision;
@@ -204,12 +256,12 @@ export function createPeerLink(deps: {
       await pc.setLocalDescription({ type: 'rollback' });
     }
     await pc.setRemoteDescription(description);
-    if (description.type === 'answer') stopWaitingForAnswer();
     await addCandidates(remoteCandidates.splice(0));
     if (description.type !== 'offer') return;
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    await deps.send(kind, { description: pc.localDescription ?? answer });
+    // The offer's id echoed (undefined, from an older SDK, is left out of the JSON).
+    await deps.send(kind, { description: pc.localDescription ?? answer, offerId });
   }
 
   async function restartIce() {
@@ -338,7 +390,8 @@ export function createPeerLink(deps: {
     async receive(kind, payload) {
       if (closed) return;
       if (kind === 'candidates') await addCandidates(payload.candidates ?? []);
-      else if (payload.description) await takeDescription(kind, payload.description);
+      else if (payload.description)
+        await takeDescription(kind, payload.description, payload.offerId);
     },
     async setVideoTrack(track, stream) {
       if (!track) {
