@@ -16,6 +16,7 @@ import {
   type CallState,
   type CallTiming,
 } from './callSession';
+import { createLifetime } from './lifetime';
 import { OFFER_MAX_SKEW_MS, openOffer } from './sealed';
 import type { CallHistoryPage, CallMedia, CallTransport, ServerCall } from './transport';
 import {
@@ -121,8 +122,8 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   let snapshotSubscription: Subscription | undefined;
   let resyncSubscription: Subscription | undefined;
   let dialSession: CallSession | undefined;
-  /** Aborted by `close` (and made anew: the manager may be used again after it). */
-  let lifetime = new AbortController();
+  /** Ended by `close` (and made anew: the manager may be used again after it). */
+  let lifetime = createLifetime();
 
   const report = (error: unknown) => reportTo(errorHandlers, error);
   const emit = (set: Set<(call: Call) => void>, call: Call) => {
@@ -152,7 +153,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
         getUserMedia: () => options.getUserMedia ?? platformGetUserMedia(),
         timing,
         report,
-        closing: lifetime.signal,
+        closing: lifetime,
         ended: (done) => {
           if (done.call.direction === 'outgoing' && done.call.endReason === 'glare')
             glareLost(done.call.peerUserId, done.call.media, done.serverEndedAt);
@@ -366,8 +367,8 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     history: (opts = {}) => transport.history(opts),
     get: (callId) => transport.get(callId),
     async close() {
-      lifetime.abort(); // a lost start's cancel, still retried in the background, stops
-      lifetime = new AbortController();
+      lifetime.end(); // a lost start's cancel, still retried in the background, stops
+      lifetime = createLifetime();
       subscription?.unsubscribe();
       subscription = undefined;
       snapshotSubscription?.unsubscribe();

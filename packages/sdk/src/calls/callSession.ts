@@ -7,6 +7,7 @@ import { reconnectDelayMs } from '../backoff';
 import { classifySendError, errorCodeOf } from '../errors';
 import type { Subscription } from '../syncTypes';
 import type { CallCrypto } from './callCrypto';
+import type { Lifetime } from './lifetime';
 import { CallError } from './callError';
 import { newCallId } from './callId';
 import { open, seal as sealTo } from './sealed';
@@ -102,8 +103,8 @@ export type SessionDeps = {
   report: (error: unknown) => void;
   /** Told once, when the call ends. */
   ended(session: CallSession): void;
-  /** Aborted when the manager closes: what a call still does in the background stops. */
-  closing: AbortSignal;
+  /** Ends when the manager closes: what a call still does in the background stops. */
+  closing: Lifetime;
 };
 
 /** The CallManager's side of a call: the app's `Call` plus what the event router calls. */
@@ -423,15 +424,14 @@ export function createCallSession(
   function withdrawLater(callId: string, until: number, attempt: number, afterMs?: number) {
     const { closing } = deps;
     const delay = Math.max(afterMs ?? 0, reconnectDelayMs(attempt));
-    if (closing.aborted || Date.now() + delay > until) return;
-    const stop = () => clearTimeout(timer);
+    if (closing.over || Date.now() + delay > until) return;
     const timer = setTimeout(() => {
-      closing.removeEventListener('abort', stop);
+      forget();
       void withdrawOnce(callId).then((verdict) => {
         if (verdict.retry) withdrawLater(callId, until, attempt + 1, verdict.afterMs);
       });
     }, delay);
-    closing.addEventListener('abort', stop, { once: true });
+    const forget = closing.onEnd(() => clearTimeout(timer));
   }
 
   async function accept(options: { video?: boolean } = {}) {
