@@ -112,6 +112,8 @@ async function connectedCall(from: MvpCalls, bob: { ringing(): Call | undefined 
   return { call, theirs };
 }
 
+let cleanup: (() => Promise<void>) | undefined;
+
 function setup(
   options: { durableDelayMs?: number; ringCheckMs?: number; iceTtlSeconds?: number } = {},
 ) {
@@ -152,10 +154,11 @@ function setup(
     managers.push(calls);
     return { calls, incoming, states, ringing: () => incoming.at(-1) };
   };
+  // Every manager made here is closed after the test.
+  cleanup = async () => void (await Promise.all(managers.map((m) => m.close())));
   return { server, device, managers, errors };
 }
 
-let cleanup: (() => Promise<void>) | undefined;
 afterEach(async () => {
   vi.useRealTimers();
   await cleanup?.();
@@ -165,7 +168,6 @@ afterEach(async () => {
 
 function world(options: { durableDelayMs?: number } = {}) {
   const w = setup(options);
-  cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
   const alice = w.device('alice', 'alice-phone');
   const bobPhone = w.device('bob', 'bob-phone');
   const bobLaptop = w.device('bob', 'bob-laptop');
@@ -269,7 +271,6 @@ describe('CallManager', () => {
 
   it('a start whose reply is lost is cancelled: it does not ring for nobody, and a retry is not busy', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     let lose = true;
     const { calls: alice } = w.device('alice', 'alice-phone', {
       transport: (own) => ({
@@ -300,7 +301,6 @@ describe('CallManager', () => {
   it('a lost start whose cancel fails too (the network is down) is cancelled again in the background until the server takes it', async () => {
     vi.useFakeTimers();
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const tries: number[] = [];
     let offline = true;
     const { calls: alice } = w.device('alice', 'alice-phone', {
@@ -329,7 +329,6 @@ describe('CallManager', () => {
   it('the background cancel of a lost start stops once the ring is surely over, or when the manager closes', async () => {
     vi.useFakeTimers();
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const tries: number[] = [];
     let sentAt = 0;
     const { calls: alice } = w.device('alice', 'alice-phone', {
@@ -407,7 +406,6 @@ describe('CallManager', () => {
 
   it('a call that ends while its offer is being opened never rings; its events are not lost', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const opens: (() => void)[] = [];
     let held = true;
     const slowOpen = (own: CallCrypto): CallCrypto => ({
@@ -439,7 +437,6 @@ describe('CallManager', () => {
 
   it('a manager closed while an offer is being opened rings for nothing', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const opens: (() => void)[] = [];
     let decrypted = 0;
     const alice = w.device('alice', 'alice-phone');
@@ -503,7 +500,6 @@ describe('CallManager', () => {
 
   it('after a lost glare, only the winning call is answered by itself, not a later one', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     // Bob cannot open the winning call's offer, so it never rings for him.
     let firstOffer = true;
@@ -537,7 +533,6 @@ describe('CallManager', () => {
 
   it('refuses clearly: a callee without devices, a second live call, no crypto', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     w.device('dave', 'dave-phone', { published: false });
     const error = await alice.calls.start('dave').catch((e: unknown) => e);
@@ -590,7 +585,6 @@ describe('CallManager', () => {
     vi.useFakeTimers(); // time moves only as the test says: a slow machine makes no extra offer
     const answerWaitMs = 1_000;
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     let restartOffers = 0;
     const { calls: alice } = w.device('alice', 'alice-phone', {
       transport: losingFirstRestart(() => restartOffers++),
@@ -624,7 +618,6 @@ describe('CallManager', () => {
     vi.useFakeTimers();
     const answerWaitMs = 1_000;
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     let restartOffers = 0;
     let sendFirstAnswer!: () => void;
     const firstAnswerHeld = new Promise<void>((resolve) => (sendFirstAnswer = resolve));
@@ -666,7 +659,6 @@ describe('CallManager', () => {
     vi.useFakeTimers();
     const answerWaitMs = 1_000;
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     let restartOffers = 0;
     const { calls: alice } = w.device('alice', 'alice-phone', {
       transport: countingRestarts(() => restartOffers++),
@@ -690,7 +682,6 @@ describe('CallManager', () => {
 
   it('a restart while a lost restart offer waits takes that offer back: both sides come back', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     let restartOffers = 0;
     const { calls: alice } = w.device('alice', 'alice-phone', {
       transport: losingFirstRestart(() => restartOffers++),
@@ -719,7 +710,6 @@ describe('CallManager', () => {
   it("an ICE restart near the TURN credentials' expiry sets fresh ones first", async () => {
     // Credentials for 30 s: within the minute before expiry from the start.
     const w = setup({ iceTtlSeconds: 30 });
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     const bob = w.device('bob', 'bob-phone');
     const { call, theirs } = await connectedCall(alice.calls, bob);
@@ -740,7 +730,6 @@ describe('CallManager', () => {
 
   it('gives up as failed when ICE never comes back', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const { transport, sync } = w.server.device('alice', 'alice-phone');
     const alice = createCallManager({
       transport,
@@ -849,7 +838,6 @@ describe('CallManager', () => {
 
   it('a device that fails to answer, or closes while ringing, ends there only: the caller and my other devices go on', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     const bobPhone = w.device('bob', 'bob-phone');
     // The tablet cannot seal its answer (say its session with Alice's phone is broken).
@@ -885,7 +873,6 @@ describe('CallManager', () => {
 
   it('a ring whose end never reached the devices ends anyway: the server is asked', async () => {
     const w = setup({ ringCheckMs: 40 });
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     const bob = w.device('bob', 'bob-phone');
     const call = await alice.calls.start('bob');
@@ -901,7 +888,6 @@ describe('CallManager', () => {
 
   it('a device that missed the answer elsewhere stops ringing once the server is asked', async () => {
     const w = setup({ ringCheckMs: 40 });
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     const phone = w.device('bob', 'bob-phone');
     const laptop = w.device('bob', 'bob-laptop');
@@ -918,7 +904,6 @@ describe('CallManager', () => {
 
   it('a caller that missed the answer (its stream down) hangs up once the server is asked', async () => {
     const w = setup({ ringCheckMs: 40 });
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     const phone = w.device('bob', 'bob-phone');
     const call = await alice.calls.start('bob');
@@ -950,7 +935,6 @@ describe('CallManager', () => {
 
   it('a resync that skipped the end of a call ends it as recorded', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const { calls: alice } = w.device('alice', 'alice-phone', {
       timing: { heartbeatMs: 60_000 }, // no heartbeat to be refused meanwhile
     });
@@ -965,7 +949,6 @@ describe('CallManager', () => {
 
   it('a camera that fails on accept leaves the call ringing, to try again or decline', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     const { transport, sync } = w.server.device('bob', 'bob-phone');
     let denied = true;
@@ -996,7 +979,6 @@ describe('CallManager', () => {
 
   it('a device whose answer is taken, though the reply to it is lost, hears of its own answer and hangs up rather than leave the caller connecting', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     const { transport, sync } = w.server.device('bob', 'bob-phone');
     // The server takes the answer and tells every device of Bob's (this one too) who answered;
@@ -1037,7 +1019,6 @@ describe('CallManager', () => {
 
   it('a device hung up while its answer is on its way hangs up the answered call, even if that hangup found it ringing', async () => {
     const w = setup();
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     let answering!: () => void;
     const onItsWay = new Promise<void>((resolve) => (answering = resolve));
@@ -1102,7 +1083,6 @@ describe('CallManager', () => {
     vi.useFakeTimers();
     const ringCheckMs = 1_000;
     const w = setup({ ringCheckMs });
-    cleanup = async () => void (await Promise.all(w.managers.map((m) => m.close())));
     const alice = w.device('alice', 'alice-phone');
     const { transport, sync } = w.server.device('bob', 'bob-phone');
     let deny!: () => void;
