@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { base64ToBytes, bytesToBase64 } from '../base64';
 import type { CallCrypto } from './callCrypto';
 import { isCallError } from './callError';
+import { errorCodeOf } from '../errors';
 import { newCallId, timeOfCallId } from './callId';
 import { createCallManager, type MvpCalls } from './callManager';
 import type { Call, CallState, CallTiming } from './callSession';
@@ -355,6 +356,121 @@ describe('CallManager', () => {
     await carol.close();
     await vi.advanceTimersByTimeAsync(10 * 60_000);
     expect(carolTries).toHaveLength(3);
+  });
+
+  it('a hangup or decline the network loses is sent again in the background: the other side does not go on with nobody there', async () => {
+    vi.useFakeTimers();
+    const w = setup();
+    let offline = false;
+    const tries: string[] = [];
+    const losing = (own: CallTransport): CallTransport => ({
+      ...own,
+      hangup: async (callId, reason) => {
+        tries.push(`hangup ${callId}`);
+        if (offline) throw new TypeError('fetch failed');
+        return own.hangup(callId, reason);
+      },
+      reject: async (callId) => {
+        tries.push(`reject ${callId}`);
+        if (offline) throw new TypeError('fetch failed');
+        return own.reject(callId);
+      },
+    });
+    const { calls: alice } = w.device('alice', 'alice-phone', { transport: losing });
+    const bob = w.device('bob', 'bob-phone', { transport: losing });
+
+    // Connected, then alice hangs up with her network gone: over here at once, and no error.
+    const { call, theirs } = await connectedCall(alice, bob);
+    offline = true;
+    await settled(call.hangup(), 'hung up here');
+    expect([call.state, call.endReason]).toEqual(['ended', 'hangup']);
+    await waitFor(() => tries.length === 3, 'tried again');
+    expect(w.server.calls.get(call.id)!.state).toBe('accepted');
+    expect(theirs.state).toBe('connected');
+    offline = false;
+    await waitFor(() => theirs.state === 'ended', 'bob hears the hangup', 60_000);
+    expect(w.server.calls.get(call.id)).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
+    expect(theirs.endReason).toBe('hangup');
+
+    // Bob declines a ringing call with his network gone: the caller hears it once it is back.
+    tries.length = 0;
+    const second = await settled(alice.start('bob'), 'placed');
+    await waitFor(() => bob.ringing()?.id === second.id, 'ringing');
+    offline = true;
+    await settled(bob.ringing()!.decline(), 'declined here');
+    await waitFor(() => tries.length === 3, 'tried again');
+    expect(tries).toEqual(Array(3).fill(`reject ${second.id}`));
+    expect(second.state).toBe('dialing');
+    offline = false;
+    await waitFor(() => second.state === 'ended', 'alice hears the decline', 60_000);
+    expect(second.endReason).toBe('declined');
+    const done = tries.length;
+    await vi.advanceTimersByTimeAsync(5 * 60_000);
+    expect(tries).toHaveLength(done); // taken: sent no more
+  });
+
+  it('a hangup made while the start is on its way is sent again when the network loses it; a refusal for good is told', async () => {
+    vi.useFakeTimers();
+    const w = setup();
+    let offline = true;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const tries: number[] = [];
+    let sending = false;
+    const { calls: alice } = w.device('alice', 'alice-phone', {
+      transport: (own) => ({
+        ...own,
+        start: async (input) => {
+          sending = true;
+          await held;
+          return own.start(input);
+        },
+        hangup: async (callId, reason) => {
+          tries.push(Date.now());
+          if (offline) throw new TypeError('fetch failed');
+          return own.hangup(callId, reason);
+        },
+      }),
+    });
+    const bob = w.device('bob', 'bob-phone');
+    const placing = alice.start('bob');
+    await waitFor(() => sending, 'the start on its way');
+    const call = alice.current!;
+    await settled(call.hangup(), 'hung up before the start is placed');
+    release();
+    await settled(placing, 'placed');
+    await waitFor(() => tries.length === 2, 'tried again');
+    const ghost = w.server.calls.get(call.id)!;
+    expect(ghost.state).toBe('ringing');
+    offline = false;
+    await waitFor(() => ghost.state !== 'ringing', 'cancelled', 60_000);
+    expect(ghost).toMatchObject({ state: 'missed', endReason: 'user_hangup' });
+    await waitFor(() => bob.ringing()?.state !== 'ringing', 'it stops ringing');
+
+    // A refusal that sending again cannot change reaches the app, and is not sent again.
+    const refusing: string[] = [];
+    const { calls: carol } = w.device('carol', 'carol-phone', {
+      transport: (own) => ({
+        ...own,
+        hangup: async () => {
+          refusing.push('hangup');
+          throw serverError('FORBIDDEN');
+        },
+      }),
+    });
+    const dave = w.device('dave', 'dave-phone');
+    const third = await settled(carol.start('dave'), 'placed');
+    await waitFor(() => dave.ringing()?.id === third.id, 'ringing');
+    const refused = await settled(
+      third.hangup().then(
+        () => null,
+        (e: unknown) => e,
+      ),
+      'refused',
+    );
+    expect(errorCodeOf(refused)).toBe('FORBIDDEN');
+    await vi.advanceTimersByTimeAsync(5 * 60_000);
+    expect(refusing).toEqual(['hangup']);
   });
 
   it('an offer moved into another call, a stale or an undecryptable one never rings', async () => {

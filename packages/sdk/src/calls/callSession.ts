@@ -80,10 +80,11 @@ export type CallTiming = {
 /** TURN credentials this close to their expiry are fetched again before an ICE restart. */
 const ICE_REFRESH_MARGIN_MS = 60_000;
 /**
- * A lost start is cancelled again in the background for this long after it was sent: by then the
- * server's ring timeout (60 s by default) has ended it anyway.
+ * A hangup, decline or a lost start's cancel that the network lost is sent again in the
+ * background for this long: by then the server's ring timeout (60 s by default) or heartbeat
+ * timeout (75 s after the last beat) has ended the call anyway.
  */
-const WITHDRAW_FOR_MS = 90_000;
+const TELL_END_FOR_MS = 90_000;
 
 export const DEFAULT_CALL_TIMING: CallTiming = {
   heartbeatMs: 30_000,
@@ -340,11 +341,8 @@ export function createCallSession(
     const callId = id;
     end(local);
     if (!callId) return;
-    try {
-      await transport.hangup(callId, reason);
-    } catch (error) {
-      if (errorCodeOf(error) !== 'CONFLICT') throw error; // ended by the other side first
-    }
+    // The call is over here either way; only a refusal for good is the app's to hear of.
+    await tellEnd(callId, (c) => transport.hangup(c, reason), Date.now());
   }
 
   async function dial() {
@@ -384,52 +382,68 @@ export function createCallSession(
       id = placed.id;
       // Hung up while the start was on its way: it rings over there, so end it there too.
       if (ended() && placed.state === 'ringing')
-        await transport.hangup(id, 'user_hangup').catch(() => undefined);
+        await tellEnd(id, userHangup, sent.at).catch(() => undefined);
       else if (placed.state !== 'ringing') {
         serverEndedAt = placed.endedAt;
         end(endReasonOf(placed));
       } else watchRinging();
     } catch (error) {
       end('failed');
-      if (sent !== null && !id) await withdraw(sent.callId, sent.at + WITHDRAW_FOR_MS);
+      // A start that failed may have placed the call all the same (only the reply was lost): it
+      // would ring over there with nobody calling, and answer my retry `busy`. Cancelled in
+      // case, before the failure is told (so a retry finds it gone); NOT_FOUND: never placed.
+      if (sent !== null && !id)
+        await tellEnd(sent.callId, userHangup, sent.at).catch(() => undefined);
       throw error;
     }
   }
 
-  /**
-   * A start that failed may have placed the call all the same (only the reply was lost): it would
-   * ring over there with nobody calling, and answer my retry `busy`. Cancelled in case, before the
-   * failure is told (so a retry finds it gone); NOT_FOUND: it was never placed. A lost reply
-   * mostly means a lost network, which this cancel meets too: then it is tried again in the
-   * background, not holding up the failure, until the server answers or the ring is over anyway.
-   */
-  async function withdraw(callId: string, until: number) {
-    const verdict = await withdrawOnce(callId);
-    if (verdict.retry) withdrawLater(callId, until, 0, verdict.afterMs);
+  function userHangup(callId: string) {
+    return transport.hangup(callId, 'user_hangup');
   }
 
   /**
-   * `retry: false` once the server has answered for good: withdrawn, NOT_FOUND (never placed),
-   * CONFLICT (over already). A network failure, a 5xx or a token hiccup: worth another try.
+   * What ends a call over there (a hangup, a decline, a lost start's cancel) must reach the
+   * server, or the other side goes on ringing, or connecting to nobody, until the server's
+   * timeouts. Tried at once; when the network lost it (or a 5xx, or a token hiccup), tried again
+   * in the background with backoff, not holding anything up, until the server answers, for
+   * TELL_END_FOR_MS after `since` (when the call was last in motion), or until the manager
+   * closes. Throws a refusal for good; CONFLICT is none: the call is over already.
    */
-  async function withdrawOnce(callId: string): Promise<ReturnType<typeof classifySendError>> {
+  async function tellEnd(
+    callId: string,
+    send: (callId: string) => Promise<unknown>,
+    since: number,
+  ): Promise<void> {
     try {
-      await transport.hangup(callId, 'user_hangup');
-      return { retry: false };
+      await send(callId);
     } catch (error) {
-      return classifySendError(error);
+      if (errorCodeOf(error) === 'CONFLICT') return;
+      const verdict = classifySendError(error);
+      if (!verdict.retry) throw error;
+      tellEndLater(callId, send, since + TELL_END_FOR_MS, 0, verdict.afterMs);
     }
   }
 
-  function withdrawLater(callId: string, until: number, attempt: number, afterMs?: number) {
+  function tellEndLater(
+    callId: string,
+    send: (callId: string) => Promise<unknown>,
+    until: number,
+    attempt: number,
+    afterMs?: number,
+  ) {
     const { closing } = deps;
     const delay = Math.max(afterMs ?? 0, reconnectDelayMs(attempt));
     if (closing.over || Date.now() + delay > until) return;
     const timer = setTimeout(() => {
       forget();
-      void withdrawOnce(callId).then((verdict) => {
-        if (verdict.retry) withdrawLater(callId, until, attempt + 1, verdict.afterMs);
-      });
+      send(callId).then(
+        () => undefined,
+        (error: unknown) => {
+          const verdict = classifySendError(error); // CONFLICT included: no retry
+          if (verdict.retry) tellEndLater(callId, send, until, attempt + 1, verdict.afterMs);
+        },
+      );
     }, delay);
     const forget = closing.onEnd(() => clearTimeout(timer));
   }
@@ -492,18 +506,14 @@ export function createCallSession(
     // Hung up while the answer was on its way, and the answer got in first: that hangup may have
     // been lost, or read as the decline of a ringing call and refused (by a server without the
     // crossed-answer fallback), and the caller would connect to nobody. Once more, now answered.
-    await transport.hangup(id, 'user_hangup').catch(() => undefined);
+    await tellEnd(id, userHangup, Date.now()).catch(() => undefined);
   }
 
   async function decline() {
     if (!incoming || state !== 'ringing')
       throw new CallError('INVALID_STATE', 'Only a ringing incoming call can be declined');
     end('declined');
-    try {
-      await transport.reject(id);
-    } catch (error) {
-      if (errorCodeOf(error) !== 'CONFLICT') throw error;
-    }
+    await tellEnd(id, (c) => transport.reject(c), Date.now());
   }
 
   async function setVideoEnabled(enabled: boolean) {
