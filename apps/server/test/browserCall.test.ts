@@ -56,8 +56,16 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
     await contact(from, to)
       .getByTestId(media === 'video' ? 'call-video' : 'call-audio')
       .click();
-    await waitForCall(from, 'dialing');
-    return (await callOf(from))!.id;
+    // Shown from `dialing` on; its id is known once the server has placed it.
+    const placed = await from.waitForFunction(
+      () => {
+        const call = (globalThis as unknown as PageGlobal).__mvp.call;
+        return call?.state === 'dialing' && call.id !== '' && call.id;
+      },
+      undefined,
+      { timeout: WAIT_MS },
+    );
+    return (await placed.jsonValue()) as string;
   }
 
   const names = { alice: freshUsername('alice'), bob: freshUsername('bob') };
@@ -159,6 +167,27 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
         (globalThis as unknown as PageGlobal).__mvp.history(),
       );
       expect(history.calls[0]).toMatchObject({ id: callId, state: 'rejected' });
+    },
+    TEST_MS,
+  );
+
+  it(
+    'glare: both call at once; each page shows the one call that goes on, connected, and hangs it up',
+    async () => {
+      await Promise.all([
+        contact(alice, names.bob).getByTestId('call-audio').click(),
+        contact(bob, names.alice).getByTestId('call-audio').click(),
+      ]);
+      // The losing call ends as `glare` in one page while the other call is answered there: the
+      // page must show the call that goes on (it showed the ended one, the microphone open).
+      await Promise.all([waitForCall(alice, 'connected'), waitForCall(bob, 'connected')]);
+      expect((await callOf(alice))!.id).toBe((await callOf(bob))!.id);
+      expect([await shownState(alice), await shownState(bob)]).toEqual(['connected', 'connected']);
+      await bob.getByTestId('hangup').click();
+      await Promise.all([
+        waitForCall(alice, 'ended', 'hangup'),
+        waitForCall(bob, 'ended', 'hangup'),
+      ]);
     },
     TEST_MS,
   );

@@ -32,7 +32,17 @@ export function button(
   const element = document.createElement('button');
   element.textContent = text;
   if (testId) element.dataset.testid = testId;
+  onTap(element, action);
+  return element;
+}
+
+/**
+ * Runs `action` on every click, the button disabled until it is done (a double click cannot
+ * start it twice: two "Camera on" taps opened two cameras); a failure goes to the status line.
+ */
+export function onTap(element: HTMLButtonElement, action: () => Promise<unknown>): void {
   element.addEventListener('click', () => {
+    if (element.disabled) return;
     element.disabled = true;
     action()
       .catch((error: unknown) =>
@@ -40,5 +50,4 @@ export function button(
       )
       .finally(() => (element.disabled = false));
   });
-  return element;
 }

@@ -12,7 +12,7 @@ import {
   type DecryptedMessage,
   type PublicProfile,
 } from '@mvp/sdk';
-import { $, button, clear, item, show } from './dom';
+import { $, button, clear, item, onTap, show } from './dom';
 import { nameOfProfile } from './names';
 import { advanced, tickOf, type Positions } from './receipts';
 import { restartSignedOut, showSessionEndNotice } from './sessionEnd';
@@ -122,16 +122,52 @@ async function signedIn() {
   show('auth-notice', false);
   show('auth', false);
   show('home', true);
-  status('setting up keys…');
-  await client.e2ee.setup(); // publishes this device's keys (so it can ring) and starts the stream
+  await setUpKeys();
   health.watching = true;
   status('online');
   await Promise.all([refreshPeople(), refreshHistory()]);
 }
 
+/**
+ * Publishes this device's keys (so that it can ring and read) and starts the stream. Until that
+ * works the page is no messenger: a failure is tried again, with the reason on screen, rather
+ * than leave a page that looks signed in and never rings. (`setup` is safe to call again.)
+ */
+async function setUpKeys() {
+  for (let attempt = 0; ; attempt++) {
+    status('setting up keys…');
+    try {
+      return await client.e2ee.setup();
+    } catch (error) {
+      const seconds = Math.min(30, 2 ** attempt);
+      status(`⚠ setting up keys failed (${describe(error)}): trying again in ${seconds} s`);
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    }
+  }
+}
+
+/**
+ * One sign-in at a time, its buttons disabled meanwhile: Enter and then a click made two
+ * sessions (two devices of this page), and a second registration of the name answered CONFLICT.
+ */
+let signingIn = false;
+const signIn = (task: () => Promise<void>) =>
+  run(async () => {
+    if (signingIn) return;
+    signingIn = true;
+    const buttons = [...$('auth-form').querySelectorAll('button')];
+    for (const b of buttons) b.disabled = true;
+    try {
+      await task();
+    } finally {
+      signingIn = false;
+      for (const b of buttons) b.disabled = false;
+    }
+  });
+
 $('auth-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  run(async () => {
+  signIn(async () => {
     const { username, password } = credentials();
     const answer = await client.auth.login({ identifier: username, password, device });
     if (answer.status !== 'ok') throw new Error(`login needs ${answer.status}`);
@@ -140,7 +176,7 @@ $('auth-form').addEventListener('submit', (event) => {
 });
 $('register').addEventListener(
   'click',
-  run(async () => {
+  signIn(async () => {
     const { username, password } = credentials();
     const answer = await client.auth.register({
       username,
@@ -413,11 +449,23 @@ async function sendText(conversationId: string, text: string) {
 // --- Calls ----------------------------------------------------------------------------------
 
 async function startCall(userId: string, media: 'audio' | 'video') {
-  const call = await client.calls.start(userId, { media });
-  track(call);
+  // Shown from `dialing` on (by onChange), so the permission prompt has a call and a Hang up.
+  track(await client.calls.start(userId, { media }));
 }
 
+/** In-progress calls over a ringing one, over an ended one. */
+const weight = (call: Call | null) =>
+  call === null ? -1 : call.state === 'ended' ? 0 : call.state === 'ringing' ? 1 : 2;
+
+/**
+ * Shows `call` unless the one on screen weighs more. In glare `start` answers the losing call,
+ * ended, after the peer's call rang here and the SDK answered it: showing that one's end hid a
+ * live call (its microphone open) with no way to hang up. A ring that comes while dialing does
+ * not cover the dial either.
+ */
 function track(call: Call) {
+  if (call === state.call) return renderCall();
+  if (weight(call) < weight(state.call)) return;
   state.call = call;
   state.states = [call.state];
   renderCall();
@@ -426,14 +474,24 @@ function track(call: Call) {
 client.calls.onIncoming((call) => track(call));
 client.calls.onChange((call) => {
   if (call !== state.call) {
-    // Another device's ringing that stopped, or a call that ended before we showed it.
-    if (call.state !== 'ended' || state.call === null) return;
+    // The peer's call answered in glare, or a call seen first now (dialing); otherwise another
+    // device's ringing that stopped, or a call over before it was shown (busy at its start).
+    if (weight(call) > weight(state.call)) return track(call);
+    if (call.state === 'ended') void refreshHistory().catch(fail);
+    return;
   }
   if (state.states.at(-1) !== call.state) state.states.push(call.state);
   renderCall();
-  if (call.state === 'ended') void refreshHistory().catch(fail);
+  if (call.state !== 'ended') return;
+  void refreshHistory().catch(fail);
+  // Another call still rings (it came during this one): it is shown now.
+  const next = client.calls.current;
+  if (next) track(next);
 });
-client.calls.onError((error) => console.warn('call error', error));
+client.calls.onError((error) => {
+  console.warn('call error', error);
+  status(`⚠ call: ${describe(error)}`);
+});
 
 function renderCall() {
   const call = state.call;
@@ -459,25 +517,15 @@ function renderCall() {
   if (remote.srcObject !== remoteStream) remote.srcObject = remoteStream;
 }
 
-$('accept').addEventListener(
-  'click',
-  run(async () => state.call?.accept()),
-);
-$('decline').addEventListener(
-  'click',
-  run(async () => state.call?.decline()),
-);
-$('hangup').addEventListener(
-  'click',
-  run(async () => state.call?.hangup()),
-);
+const tap = (id: string, action: () => Promise<unknown>) =>
+  onTap($(id) as HTMLButtonElement, action);
+tap('accept', async () => state.call?.accept());
+tap('decline', async () => state.call?.decline());
+tap('hangup', async () => state.call?.hangup());
 $('mute').addEventListener('click', () => {
   state.call?.setMuted(!state.call.muted);
 });
-$('camera').addEventListener(
-  'click',
-  run(async () => state.call?.setVideoEnabled(!state.call.videoEnabled)),
-);
+tap('camera', async () => state.call?.setVideoEnabled(!state.call.videoEnabled));
 
 async function refreshHistory() {
   const { calls } = await client.calls.history({ limit: 10 });

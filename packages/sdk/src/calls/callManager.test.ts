@@ -603,6 +603,21 @@ describe('CallManager', () => {
     await waitFor(() => bobPhone.calls.state === 'connected', 'connected on bob');
   });
 
+  it('calling someone whose call rings here answers it: one call, connected on both sides', async () => {
+    const { alice, bobPhone, server } = world();
+    const fromAlice = await alice.calls.start('bob');
+    await waitFor(() => bobPhone.ringing()?.id === fromAlice.id, 'ringing');
+    const fromBob = await bobPhone.calls.start('alice', { media: 'video' });
+    expect(fromBob.id).toBe(fromAlice.id);
+    expect(fromBob.direction).toBe('incoming');
+    await waitFor(() => fromAlice.state === 'connected', 'connected');
+    expect(fromBob.videoEnabled).toBe(true); // taken with the camera asked for
+    expect([...server.calls.values()]).toHaveLength(1);
+    // With a call in progress, another start is still refused.
+    await expect(bobPhone.calls.start('carol')).rejects.toMatchObject({ code: 'CALL_IN_PROGRESS' });
+    await fromBob.hangup();
+  });
+
   it('glare the other way round: the losing call was already ringing, and is ended by the event', async () => {
     const { alice, bobPhone } = world();
     // Bob's call is placed first; Alice's start reaches the server before its invite reaches her.
@@ -868,7 +883,7 @@ describe('CallManager', () => {
     expect(w.server.calls.get(call.id)).toMatchObject({ state: 'failed', endReason: 'ice_failed' });
   });
 
-  it('mute, and video on (renegotiated) and off (camera released) in an audio call', async () => {
+  it('mute, and video on (renegotiated) and off (camera released) in an audio call; two taps at once open one camera', async () => {
     const { alice, bobPhone, server } = world();
     const call = await alice.calls.start('bob', { media: 'audio' });
     await waitFor(() => !!bobPhone.ringing(), 'ringing');
@@ -898,6 +913,17 @@ describe('CallManager', () => {
     await call.setVideoEnabled(true); // the same sender again: no renegotiation
     expect(server.signals.filter((s) => s.kind === 'renegotiate')).toHaveLength(2);
     expect(call.state).toBe('connected');
+
+    // Two taps at once: one camera opened, and off releases it.
+    await call.setVideoEnabled(false);
+    const opened = () =>
+      (call.localStream!.getVideoTracks() as FakeTrack[]).filter((t) => !t.stopped).length;
+    await Promise.all([call.setVideoEnabled(true), call.setVideoEnabled(true)]);
+    expect(opened()).toBe(1);
+    const live = call.localStream!.getVideoTracks()[0] as FakeTrack;
+    await call.setVideoEnabled(false);
+    expect(live.stopped).toBe(true);
+    expect(call.localStream!.getVideoTracks()).toHaveLength(0);
     await call.hangup();
   });
 

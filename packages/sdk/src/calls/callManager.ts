@@ -54,7 +54,8 @@ export type CallManagerOptions = {
 export type MvpCalls = {
   /**
    * Calls a user: rings every device of theirs with published keys. Resolves once the server
-   * rings them (`dialing`), or with a call already `ended` (`busy`, `glare`). Throws a
+   * rings them (`dialing`), or with a call already `ended` (`busy`, `glare`). When a call of
+   * theirs rings here, that call is answered instead and resolves `connecting`. Throws a
    * `CallError`: `NO_DEVICES`, `MEDIA_FAILED`, `NO_CALL_CRYPTO`, `CALL_IN_PROGRESS`.
    */
   start(userId: string, options?: { media?: CallMedia }): Promise<Call>;
@@ -321,9 +322,20 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
         'NO_CALL_CRYPTO',
         'Calls need `crypto` to encrypt SDP and ICE to the peer device: turn on E2EE (`crypto` in createMvpClient) or pass `calls.crypto`',
       );
-    if (live()) throw new CallError('CALL_IN_PROGRESS', 'There is a live call on this device');
-    listen();
     const media = opts.media ?? 'audio';
+    // Calling someone whose call rings here: both want to talk, so theirs is answered, as glare
+    // ends at the server (the call that goes on is answered), not refused as a call in progress.
+    const theirs = [...sessions.values()].find(
+      ({ call }) =>
+        call.direction === 'incoming' && call.peerUserId === userId && call.state === 'ringing',
+    );
+    const current = live();
+    if (theirs && (current === theirs.call || current?.state === 'ringing')) {
+      await theirs.call.accept({ video: media === 'video' });
+      return theirs.call;
+    }
+    if (current) throw new CallError('CALL_IN_PROGRESS', 'There is a live call on this device');
+    listen();
     const session = newSession({ direction: 'outgoing', peerUserId: userId, media });
     dialing++;
     dialSession = session;

@@ -516,7 +516,19 @@ export function createCallSession(
     await tellEnd(id, (c) => transport.reject(c), Date.now());
   }
 
-  async function setVideoEnabled(enabled: boolean) {
+  /**
+   * One change of the camera at a time, each seeing where the last left it: two "on" taps at
+   * once each opened a camera, and the first one's track stayed live (the light on) until the
+   * call ended, as "off" stops only the track the sender has.
+   */
+  let videoChange: Promise<unknown> = Promise.resolve();
+  function setVideoEnabled(enabled: boolean): Promise<void> {
+    const next = videoChange.then(() => changeVideo(enabled));
+    videoChange = next.catch(() => undefined);
+    return next;
+  }
+
+  async function changeVideo(enabled: boolean) {
     const peer = link;
     const stream = localStream;
     if (!peer || ended() || !stream)
