@@ -1,3 +1,4 @@
+import { answerBytesFor, type AnswerBytes } from './answerBytes';
 import type { RateLimitRule } from './ports/RateLimiter';
 import type { AuthInfo, Logger, Ports } from './ports';
 import { lazyChild } from './ports/Logger';
@@ -116,6 +117,8 @@ export type Context = TransportContext & {
   tokenRejected: boolean;
   /** Over WebSocket, the connection (over HTTP there is none). */
   connection: Connection | null;
+  /** What stored content the answers may still carry, and their reads' lane (answerBytes.ts). */
+  answerBytes: AnswerBytes;
 };
 
 export type ContextInput = {
@@ -143,5 +146,6 @@ export async function createContext(
     auth,
     tokenRejected: Boolean(input.token) && !auth,
     connection: input.connection ?? null,
+    answerBytes: answerBytesFor(input.transport),
   };
 }

@@ -10,6 +10,7 @@ export { AVATAR_UPLOAD_LIMIT, setAvatar, spendAvatarUpload } from './modules/me/
 export type { AvatarImage } from './modules/me/avatar.service';
 export { setConversationAvatar } from './modules/conversations/avatar.service';
 export { MAX_LIVE_INVITES } from './modules/conversations/invites.service';
+export { PAGE_BYTES, REQUEST_BYTES } from './answerBytes';
 export type { JobName } from './jobs';
 export { authenticatorFor } from './modules/auth/authenticate';
 export { createSessionGuard } from './modules/sessions/sessionGuard';

@@ -339,6 +339,18 @@ export const ZSyncEventsInput = z.object({
   lastEventId: ZEventId.nullish(),
 });
 
+export const ZPendingEnvelopesInput = z.object({
+  /** The last envelope id handled (the snapshot's, or the last page's). */
+  after: ZEventId,
+  /** The snapshot's `cursor`: what lies after it comes on the stream. */
+  upTo: ZEventId,
+});
+export const ZPendingEnvelopes = z.object({
+  envelopes: z.array(z.object({ id: z.string(), envelope: ZEnvelope })),
+  /** More wait up to `upTo`: ask again after the last id here. */
+  more: z.boolean(),
+});
+
 export const ZSnapshot = z.object({
   /** Pass as `lastEventId` to `sync.events`: the stream continues exactly after this snapshot. */
   cursor: z.string(),
@@ -359,9 +371,13 @@ export const ZSnapshot = z.object({
   contactRequests: ZContactRequests,
   /**
    * Envelopes still waiting for this device from before `cursor` (store-until-ack survives a
-   * cold start): handle them, then `sync.ack` the last id.
+   * cold start), oldest first: handle them, then `sync.ack` the last id. As many as fit in about
+   * 1 MiB; when `moreEnvelopes`, read the rest with `sync.pendingEnvelopes` (after the last id
+   * here, up to `cursor`) before streaming from `cursor`.
    */
   pendingEnvelopes: z.array(z.object({ id: z.string(), envelope: ZEnvelope })),
+  /** More envelopes wait up to `cursor` than `pendingEnvelopes` holds (absent: older server). */
+  moreEnvelopes: z.boolean().optional(),
   /**
    * Calls still ringing that rang this device before `cursor` (with its offer): ring for them.
    * What happens to them next (answered elsewhere, ended) follows on the stream.

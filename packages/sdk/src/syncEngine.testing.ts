@@ -90,9 +90,21 @@ export function fakeTransport(snapshots: Snapshot[], user = ME) {
   let markFailure: (() => Error) | undefined;
   let markCalls = 0;
   let snapshotCalls = 0;
+  /** Envelopes past a snapshot's first page (`moreEnvelopes`), handed out `pageSize` at a time. */
+  const later = { envelopes: [] as Snapshot['pendingEnvelopes'], pageSize: 2, fail: false };
+  const pageReads: string[] = [];
   const transport: SyncTransport = {
     whoAmI: () => Promise.resolve(user),
     snapshot: () => Promise.resolve(snapshots[Math.min(snapshotCalls++, snapshots.length - 1)]!),
+    pendingEnvelopes(after, upTo) {
+      pageReads.push(`${after}..${upTo}`);
+      if (later.fail) return Promise.reject(new TypeError('fetch failed'));
+      const rest = later.envelopes.filter(
+        (e) => Number(e.id) > Number(after) && Number(e.id) <= Number(upTo),
+      );
+      const envelopes = rest.slice(0, later.pageSize);
+      return Promise.resolve({ envelopes, more: rest.length > envelopes.length });
+    },
     subscribe(from, handlers) {
       const sub = { from, handlers, closed: false };
       subscriptions.push(sub);
@@ -122,6 +134,8 @@ export function fakeTransport(snapshots: Snapshot[], user = ME) {
     /** What the next delivered marks fail with (undefined: they succeed). */
     failMarks: (failure: (() => Error) | undefined) => void (markFailure = failure),
     snapshotCalls: () => snapshotCalls,
+    later,
+    pageReads,
     push: (id: string, data: RawSyncEvent) => current().handlers.onData({ id, data }),
     /** Resolves once `n` subscriptions were opened. */
     async subscribed(n: number) {

@@ -435,28 +435,47 @@ export function createSyncEngine(options: SyncEngineOptions): SyncControl {
    * cold again (`connect` has not saved the cursor).
    * One this SDK cannot read (only a server bug makes one) is reported and passed over, so it
    * is acknowledged with the next: held back, it would fail every start from now on.
+   * A snapshot carries about 1 MiB of them; when it says there are more (`moreEnvelopes`), the
+   * rest are read a page at a time before the stream starts. A page that cannot be read fails
+   * this start; the next (cold again) lists what is still unacknowledged.
    */
   async function deliverPendingEnvelopes(gen: number, snapshot: Snapshot): Promise<void> {
+    let page = snapshot.pendingEnvelopes;
+    let more = snapshot.moreEnvelopes === true;
     try {
-      for (const { id, envelope } of snapshot.pendingEnvelopes) {
-        if (gen !== generation) return;
-        let event: SyncEvent;
-        try {
-          event = decodeEvent({ type: 'envelope', envelope });
-        } catch (error) {
-          report(error);
-          noteHandledEnvelope(id);
-          continue;
+      for (;;) {
+        for (const waiting of page) {
+          if (gen !== generation) return;
+          if (!(await deliverWaiting(gen, waiting))) return;
         }
-        const deliver = async () => {
-          for (const handler of eventHandlers) await handler(event, { id, ephemeral: false });
-        };
-        while (!(await handOver(gen, deliver))) if (gen !== generation) return;
-        noteHandledEnvelope(id);
+        const last = page.at(-1);
+        if (!more || !last || gen !== generation) return;
+        ({ envelopes: page, more } = await transport.pendingEnvelopes(last.id, snapshot.cursor));
       }
     } finally {
       acks.flush();
     }
+  }
+
+  /** One waiting envelope handed over; false when stopped before it was. */
+  async function deliverWaiting(
+    gen: number,
+    { id, envelope }: Snapshot['pendingEnvelopes'][number],
+  ): Promise<boolean> {
+    let event: SyncEvent;
+    try {
+      event = decodeEvent({ type: 'envelope', envelope });
+    } catch (error) {
+      report(error);
+      noteHandledEnvelope(id);
+      return true;
+    }
+    const deliver = async () => {
+      for (const handler of eventHandlers) await handler(event, { id, ephemeral: false });
+    };
+    while (!(await handOver(gen, deliver))) if (gen !== generation) return false;
+    noteHandledEnvelope(id);
+    return true;
   }
 
   /**

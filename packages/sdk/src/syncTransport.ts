@@ -58,6 +58,11 @@ export type SyncTransport = {
   /** My user id, to tell my messages and receipts from others'. */
   whoAmI(): Promise<string>;
   snapshot(): Promise<Snapshot>;
+  /** The rest of a snapshot's envelopes (`moreEnvelopes`): a page after `after`, up to `upTo`. */
+  pendingEnvelopes(
+    after: string,
+    upTo: string,
+  ): Promise<{ envelopes: Snapshot['pendingEnvelopes']; more: boolean }>;
   subscribe(
     lastEventId: string | null,
     handlers: {
@@ -94,6 +99,7 @@ export function createApiSyncTransport(
     ...(renewConnection ? { renewConnection } : {}),
     whoAmI: async () => (await api.me.get.query()).id,
     snapshot: async () => decodeSnapshot(await api.sync.snapshot.query()),
+    pendingEnvelopes: (after, upTo) => api.sync.pendingEnvelopes.query({ after, upTo }),
     subscribe: (lastEventId, handlers) =>
       api.sync.events.subscribe(
         { lastEventId },

@@ -20,6 +20,7 @@ describe('call events on the sync stream', () => {
         pendingEnvelopes: [],
         ringingCalls: [],
       }),
+      pendingEnvelopes: async () => ({ envelopes: [], more: false }),
       subscribe(_from, handlers) {
         push = (value) => handlers.onData(value);
         queueMicrotask(() => handlers.onStarted());

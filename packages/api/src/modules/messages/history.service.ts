@@ -1,5 +1,6 @@
 import type { Transaction } from 'kysely';
 import { retryingDeadlocks, type DB } from '@mvp/db';
+import { readPage } from '../../answerBytes';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { requireMember } from '../conversations/conversations.service';
@@ -13,19 +14,22 @@ export async function history(
   input: { conversationId: string; before?: number; after?: number; limit: number },
 ) {
   const { membership } = await requireMember(ctx, input.conversationId, me);
-  const rows = await repo.page(
-    ctx.ports.db,
-    me,
-    input.conversationId,
-    Number(membership.joined_seq),
-    input,
-    input.limit + 1,
+  const newestFirst = input.after === undefined;
+  const { items, more } = await readPage<repo.MessageRow>(
+    ctx.answerBytes,
+    input.limit,
+    (n, last) =>
+      repo.page(
+        ctx.ports.db,
+        me,
+        input.conversationId,
+        Number(membership.joined_seq),
+        last === undefined ? input : newestFirst ? { before: last.seq } : { after: last.seq },
+        n,
+      ),
+    (row) => Math.ceil(((row.ciphertext?.length ?? 0) * 4) / 3) + 256, // base64, and the rest
   );
-  const more = rows.length > input.limit;
-  return {
-    messages: await repo.describeMessages(ctx.ports.db, rows.slice(0, input.limit)),
-    more,
-  };
+  return { messages: await repo.describeMessages(ctx.ports.db, items), more };
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { TSyncEvent } from '@mvp/contracts';
+import { readPage } from '../../answerBytes';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { hydrate } from './events';
@@ -17,13 +18,29 @@ export async function pollEvents(
   const { cursor, resync } = startOf(bounds, after);
   if (resync)
     return { events: [{ id: String(cursor), event: { type: 'resync' } }], cursor: String(cursor) };
-  const rows = await readEvents(ctx.ports.db, device.userId, device.deviceId, cursor, limit);
-  const head = await prunedPast(ctx, device.userId, cursor, rows);
+  let head: number | null = null;
+  const { items } = await readPage<{ seq: number; event: TSyncEvent | null }>(
+    ctx.answerBytes,
+    limit,
+    async (n, last) => {
+      const rows = await readEvents(
+        ctx.ports.db,
+        device.userId,
+        device.deviceId,
+        last?.seq ?? cursor,
+        n,
+      );
+      if (!last && (head = await prunedPast(ctx, device.userId, cursor, rows)) !== null) return [];
+      // Every row, the ones hydrate passes over too (null): the cursor moves past them as well.
+      const events = new Map(
+        (await hydrate(ctx.ports.db, device.userId, rows)).map((e) => [e.seq, e.event]),
+      );
+      return rows.map(({ seq }) => ({ seq, event: events.get(seq) ?? null }));
+    },
+    ({ event }) => (event ? JSON.stringify(event).length : 0),
+  );
   if (head !== null)
     return { events: [{ id: String(head), event: { type: 'resync' } }], cursor: String(head) };
-  const events = (await hydrate(ctx.ports.db, device.userId, rows)).map(({ seq, event }) => ({
-    id: String(seq),
-    event,
-  }));
-  return { events, cursor: String(rows.at(-1)?.seq ?? cursor) };
+  const events = items.flatMap(({ seq, event }) => (event ? [{ id: String(seq), event }] : []));
+  return { events, cursor: String(items.at(-1)?.seq ?? cursor) };
 }

@@ -1,6 +1,8 @@
 import {
   ZEventId,
   ZOk,
+  ZPendingEnvelopes,
+  ZPendingEnvelopesInput,
   ZSendToDevicesInput,
   ZSnapshot,
   ZSyncEvent,
@@ -10,7 +12,7 @@ import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
 import { ack, sendToDevices } from './envelopes';
 import { pollEvents } from './poll';
-import { snapshot } from './sync.service';
+import { pendingEnvelopes, snapshot } from './sync.service';
 import { syncStream } from './syncStream';
 
 const tags = ['sync'];
@@ -29,6 +31,22 @@ export const syncRouter = router({
     .input(z.void())
     .output(ZSnapshot)
     .query(({ ctx }) => snapshot(ctx, ctx.auth)),
+
+  /** The rest of a snapshot's `pendingEnvelopes` when it says `moreEnvelopes`, a page at a time. */
+  pendingEnvelopes: authedProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/sync/envelopes',
+        summary: "Envelopes waiting for this device, after a snapshot's first page",
+        tags,
+      },
+    })
+    .input(ZPendingEnvelopesInput)
+    .output(ZPendingEnvelopes)
+    .query(({ ctx, input }) =>
+      pendingEnvelopes(ctx, ctx.auth, Number(input.after), Number(input.upTo)),
+    ),
 
   /** The device's live stream: resumes exactly after `lastEventId` (tRPC sends it on reconnect). */
   events: authedProcedure

@@ -1,4 +1,5 @@
 import type { TEnvelope } from '@mvp/contracts';
+import { readPage } from '../../answerBytes';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
 import { ringingInvites } from '../calls/ringing.service';
@@ -6,6 +7,9 @@ import { listRequests } from '../contacts/contacts.service';
 import * as conversations from '../conversations/conversations.repo';
 import { lastShownMessages } from '../messages/lastShown';
 import { streamBounds } from './stream.repo';
+
+/** Envelopes a page at most, whatever their size (a key share is a few hundred bytes). */
+const MAX_PENDING_PAGE = 1000;
 
 /**
  * A cold start: everything the app shows, and the cursor to stream from. The cursor and the
@@ -31,7 +35,7 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
   const [rows, unread, envelopes, ringingCalls] = await Promise.all([
     conversations.listMine(db, me),
     conversations.unreadCounts(db, me),
-    pendingEnvelopes(db, device, bounds.last),
+    pendingEnvelopes(ctx, device, 0, bounds.last),
     ringingInvites(ctx, device, bounds.last),
   ]);
   // The preview: my newest message, not one I deleted for me.
@@ -58,34 +62,46 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
         deliveredSeq: Number(r.my_delivered_seq),
       };
     }),
-    pendingEnvelopes: envelopes,
+    pendingEnvelopes: envelopes.envelopes,
+    moreEnvelopes: envelopes.more,
     ringingCalls,
   };
 }
 
 /**
- * This device's unacknowledged envelopes up to `upTo`, oldest first. All of them: the snapshot's
- * cursor is after them, so one left out would never be delivered. A queue holds at most
- * MVP_DEVICE_QUEUE_CAP (5000 at most), a little more when sends race past the count on MySQL;
- * the limit, twice that, is only a guard.
+ * This device's unacknowledged envelopes after `after` and up to `upTo`, oldest first, as many as
+ * fit in a page (answerBytes.ts): a queue holds up to MVP_DEVICE_QUEUE_CAP envelopes of up to
+ * 64 KiB, which anyone may send this device, so all of them in one answer could be 300 MB. The
+ * snapshot's cursor is after them, so `more` must be read (`sync.pendingEnvelopes`) before the
+ * stream: one left out would never be delivered.
  */
-async function pendingEnvelopes(
-  db: Context['ports']['db'],
+export async function pendingEnvelopes(
+  ctx: Context,
   device: { userId: string; deviceId: string },
+  after: number,
   upTo: number,
-): Promise<{ id: string; envelope: TEnvelope }[]> {
-  const rows = await db
-    .selectFrom('user_events')
-    .select(['seq', 'payload'])
-    .where('user_id', '=', device.userId)
-    .where('device_id', '=', device.deviceId)
-    .where('type', '=', 'envelope')
-    .where('seq', '<=', upTo)
-    .orderBy('seq')
-    .limit(10_000)
-    .execute();
-  return rows.map((r) => ({
+): Promise<{ envelopes: { id: string; envelope: TEnvelope }[]; more: boolean }> {
+  const { items, more } = await readPage<{ seq: number; payload: string }>(
+    ctx.answerBytes,
+    MAX_PENDING_PAGE,
+    (n, last) =>
+      ctx.ports.db
+        .selectFrom('user_events')
+        .select(['seq', 'payload'])
+        .where('user_id', '=', device.userId)
+        .where('device_id', '=', device.deviceId)
+        .where('type', '=', 'envelope')
+        .where('seq', '>', last?.seq ?? after)
+        .where('seq', '<=', upTo)
+        .orderBy('seq')
+        .limit(n)
+        .execute()
+        .then((rows) => rows.map((r) => ({ seq: Number(r.seq), payload: r.payload }))),
+    (row) => row.payload.length,
+  );
+  const envelopes = items.map((r) => ({
     id: String(r.seq),
     envelope: (JSON.parse(r.payload) as { envelope: TEnvelope }).envelope,
   }));
+  return { envelopes, more };
 }

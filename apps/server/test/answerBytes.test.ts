@@ -1,0 +1,175 @@
+/**
+ * Pages stop at a byte budget, not only at a row count: messages and envelopes hold up to
+ * 64 KiB, and a page of 200 of them, or a batch of 50 such pages, built answers of hundreds of
+ * MB while the server stalled (packages/api/src/answerBytes.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PAGE_BYTES, REQUEST_BYTES } from '@mvp/api';
+import type { TSyncEvent } from '@mvp/contracts';
+import {
+  befriend,
+  clientWithToken,
+  currentDeviceId,
+  registerUser,
+  type Account,
+} from './helpers/accounts';
+import { newClientMessageId } from './helpers/messaging';
+import { backendLabel } from './helpers/env';
+import { startServer, type TestServer } from './helpers/startServer';
+
+const BIG = 60_000; // bytes of ciphertext a message (base64: 80 000 characters)
+const COUNT = 30; // about three pages' worth
+
+describe(`answers stop at a byte budget (${backendLabel})`, () => {
+  let t: TestServer;
+  let alice: Account;
+  let bob: Account;
+  let chatId: string;
+  let before: string; // bob's stream before the messages
+  const sent: number[] = [];
+
+  beforeAll(async () => {
+    t = await startServer();
+    [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, alice, bob);
+    const api = clientWithToken(t, alice.accessToken).api;
+    chatId = (await api.conversations.create.mutate({ kind: 'direct', userId: bob.userId })).id;
+    before = (await clientWithToken(t, bob.accessToken).api.sync.snapshot.query()).cursor;
+    for (let i = 0; i < COUNT; i++) {
+      const message = await api.messages.send.mutate({
+        conversationId: chatId,
+        clientMessageId: newClientMessageId(),
+        contentType: 'application/octet-stream',
+        ciphertext: randomBytes(BIG).toString('base64'),
+      });
+      sent.push(message.seq);
+    }
+  });
+  afterAll(() => t.stop());
+
+  const bobApi = () => clientWithToken(t, bob.accessToken).api;
+  const bytesOf = (messages: { ciphertext: string | null }[]) =>
+    messages.reduce((sum, m) => sum + (m.ciphertext?.length ?? 0), 0);
+
+  it('history pages stop near PAGE_BYTES and page on through every message once, both ways', async () => {
+    const newestFirst: number[] = [];
+    let cursor: number | undefined;
+    for (let more = true; more;) {
+      const page = await bobApi().messages.history.query({
+        conversationId: chatId,
+        limit: 200,
+        ...(cursor === undefined ? {} : { before: cursor }),
+      });
+      expect(page.messages.length).toBeGreaterThan(0);
+      expect(bytesOf(page.messages)).toBeLessThanOrEqual(PAGE_BYTES);
+      newestFirst.push(...page.messages.map((m) => m.seq));
+      cursor = page.messages.at(-1)!.seq;
+      more = page.more;
+    }
+    expect(newestFirst).toEqual([...sent].reverse());
+
+    const oldestFirst: number[] = [];
+    let after = 0;
+    for (let more = true; more;) {
+      const page = await bobApi().messages.history.query({
+        conversationId: chatId,
+        limit: 200,
+        after,
+      });
+      expect(bytesOf(page.messages)).toBeLessThanOrEqual(PAGE_BYTES);
+      oldestFirst.push(...page.messages.map((m) => m.seq));
+      after = page.messages.at(-1)!.seq;
+      more = page.more;
+    }
+    expect(oldestFirst).toEqual(sent);
+    // Small pages are untouched: the row limit still holds first.
+    const three = await bobApi().messages.history.query({ conversationId: chatId, limit: 3 });
+    expect(three.messages.map((m) => m.seq)).toEqual(sent.slice(-3).reverse());
+    expect(three.more).toBe(true);
+  });
+
+  it('the pages of one HTTP batch share REQUEST_BYTES; each still moves on by a message', async () => {
+    const api = bobApi();
+    // Issued together: the client sends them as one batch request.
+    const pages = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        api.messages.history.query({ conversationId: chatId, limit: 200 }),
+      ),
+    );
+    const total = pages.reduce((sum, page) => sum + bytesOf(page.messages), 0);
+    // Without the shared budget: 20 full histories, 48 MB.
+    expect(total).toBeLessThanOrEqual(REQUEST_BYTES + 20 * BIG * 2);
+    for (const page of pages) {
+      expect(page.messages.length).toBeGreaterThan(0);
+      expect(page.more).toBe(true);
+    }
+  });
+
+  it('a snapshot carries about a page of waiting envelopes; the rest are read with sync.pendingEnvelopes, and the SDK hands every one over once before its stream', async () => {
+    const carol = await registerUser(t);
+    const deviceId = await currentDeviceId(t, carol.accessToken);
+    const sent: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const envelopes = Array.from({ length: 5 }, () => ({
+        userId: carol.userId,
+        deviceId,
+        contentType: 'mvp/test',
+        ciphertext: randomBytes(BIG).toString('base64'),
+      }));
+      const { ids } = await clientWithToken(t, alice.accessToken).api.sync.sendToDevices.mutate({
+        envelopes,
+      });
+      sent.push(...ids);
+    }
+    const carolApi = clientWithToken(t, carol.accessToken).api;
+    const snapshot = await carolApi.sync.snapshot.query();
+    expect(snapshot.moreEnvelopes).toBe(true);
+    const waiting = snapshot.pendingEnvelopes;
+    expect(bytesOf(waiting.map((e) => e.envelope))).toBeLessThanOrEqual(PAGE_BYTES);
+    for (let more = true; more;) {
+      const page = await carolApi.sync.pendingEnvelopes.query({
+        after: waiting.at(-1)!.id,
+        upTo: snapshot.cursor,
+      });
+      expect(bytesOf(page.envelopes.map((e) => e.envelope))).toBeLessThanOrEqual(PAGE_BYTES);
+      waiting.push(...page.envelopes);
+      more = page.more;
+    }
+    expect(waiting.map((e) => e.envelope.id)).toEqual(sent);
+
+    const app = t.newClient({ getToken: () => carol.accessToken });
+    const handed: string[] = [];
+    app.sync.onEvent((event) => {
+      if (event.type === 'envelope') handed.push(event.envelope.id);
+    });
+    await app.sync.start();
+    expect(handed).toEqual(sent);
+    await app.sync.stop();
+  });
+
+  it('the REST polling read stops near PAGE_BYTES and its cursor reads on, every message once', async () => {
+    const seen: number[] = [];
+    let after = before;
+    for (;;) {
+      const res = await fetch(`${t.server.url}/api/v1/sync/events?after=${after}&limit=500`, {
+        headers: { authorization: `Bearer ${bob.accessToken}` },
+      });
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as {
+        events: { id: string; event: TSyncEvent }[];
+        cursor: string;
+      };
+      const messages = page.events.flatMap(({ event }) =>
+        event.type === 'message.new' && event.message.conversationId === chatId
+          ? [event.message]
+          : [],
+      );
+      expect(bytesOf(messages)).toBeLessThanOrEqual(PAGE_BYTES);
+      seen.push(...messages.map((m) => m.seq));
+      if (page.cursor === after) break;
+      after = page.cursor;
+    }
+    expect(seen).toEqual(sent);
+  });
+});
