@@ -1,5 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger as PinoLogger } from 'pino';
 import type { WebSocket } from 'ws';
@@ -19,6 +23,7 @@ import packageJson from '../package.json' with { type: 'json' };
 import { createInfrastructure, type Infrastructure } from './adapters/createPorts';
 import type { ServerConfig } from './config';
 import { createHttpHandler, TRPC_PATH } from './http/createHttpHandler';
+import { declaresBody } from './http/requestInfo';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics';
 import { attachWebSockets } from './ws/attachWebSockets';
@@ -64,11 +69,49 @@ export type MvpServer = {
   shutdown(): Promise<void>;
 };
 
+/**
+ * Slowloris: a client that sends its headers, or its body, a few bytes at a time holds a socket
+ * (and what was read of its body) for as long as the server waits. Node 20 waits 60 s for the
+ * headers and 300 s for a whole request. Honest clients send their headers at once, and the
+ * largest body is an avatar (2 MiB by default: a minute is ~35 KB/s). Node checks the first two
+ * every `checkEveryMs`, which is added to each. A WebSocket is no longer a request once upgraded:
+ * none applies to it (the `ws` library clears the socket's timeout too).
+ */
+export type HttpTimeouts = {
+  headersMs: number;
+  requestMs: number;
+  /** A body that stops arriving this long ends its connection, well before `requestMs`. */
+  bodyIdleMs: number;
+  checkEveryMs: number;
+};
+
+export const HTTP_TIMEOUTS: HttpTimeouts = {
+  headersMs: 20_000,
+  requestMs: 60_000,
+  bodyIdleMs: 15_000,
+  checkEveryMs: 5_000,
+};
+
+/**
+ * Ends the connection of a request whose body stops arriving for `ms`. Only while the body comes
+ * in: once it is read, the socket's timeout is Node's again (the keep-alive timeout it sets when
+ * an answer finishes, which this must not clear).
+ */
+function limitBodyIdle(req: IncomingMessage, res: ServerResponse, ms: number): void {
+  if (!declaresBody(req)) return;
+  req.setTimeout(ms, () => req.socket.destroy());
+  req.once('end', () => {
+    if (!res.writableEnded) req.socket.setTimeout(0);
+  });
+}
+
 export type CreateServerOptions = {
   /** Where log lines go (stdout by default); tests capture them here. */
   logDestination?: DestinationStream;
   /** Time as the API sees it; tests move it forward to expire tokens. */
   clock?: Clock;
+  /** HTTP_TIMEOUTS unless given; tests shorten them. */
+  httpTimeouts?: Partial<HttpTimeouts>;
 };
 
 function hostForUrl(host: string): string {
@@ -118,7 +161,14 @@ export async function createServer(
   // client's pool would send the next request on it, and the next, holding the drain open until
   // the deadline (server.close() only ends connections that are idle at that moment).
   const unanswered = new Set<ServerResponse>();
-  const httpServer = createHttpServer((req, res) => {
+  const timeouts = { ...HTTP_TIMEOUTS, ...options.httpTimeouts };
+  const serverOptions = {
+    headersTimeout: timeouts.headersMs,
+    requestTimeout: timeouts.requestMs,
+    connectionsCheckingInterval: timeouts.checkEveryMs,
+  };
+  const httpServer = createHttpServer(serverOptions, (req, res) => {
+    limitBodyIdle(req, res, timeouts.bodyIdleMs);
     if (stopping) res.setHeader('connection', 'close');
     else {
       unanswered.add(res);

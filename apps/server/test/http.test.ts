@@ -32,7 +32,8 @@ describe(`HTTP surface: REST shim, OpenAPI, docs, health, metrics (${backendLabe
       data: { appCode: 'NOT_FOUND' },
     });
     const wrongMethod = await fetch(`${t.server.url}/api/v1/system/info`, { method: 'DELETE' });
-    expect(wrongMethod.status).toBe(404);
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('GET, HEAD');
   });
 
   it('the request log keeps an invite’s code out of the path: whoever reads it could join', async () => {

@@ -119,6 +119,11 @@ export type Context = TransportContext & {
   connection: Connection | null;
   /** What stored content the answers may still carry, and their reads' lane (answerBytes.ts). */
   answerBytes: AnswerBytes;
+  /**
+   * The request's per-address point is paid already: the HTTP server spends it before reading
+   * the body (so requests refused before any procedure pay too), and the calls do not again.
+   */
+  addressBudgetSpent: boolean;
 };
 
 export type ContextInput = {
@@ -127,6 +132,7 @@ export type ContextInput = {
   transport: 'http' | 'ws';
   token: string | null;
   connection?: Connection;
+  addressBudgetSpent?: boolean;
 };
 
 /** The only producer of contexts: every adapter (HTTP, WS, REST shim, tests) goes through it. */
@@ -147,5 +153,6 @@ export async function createContext(
     tokenRejected: Boolean(input.token) && !auth,
     connection: input.connection ?? null,
     answerBytes: answerBytesFor(input.transport),
+    addressBudgetSpent: input.addressBudgetSpent ?? false,
   };
 }

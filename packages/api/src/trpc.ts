@@ -69,7 +69,7 @@ export async function spendBudgets(
 ): Promise<void> {
   const limiter = ctx.ports.rateLimiter;
   const [perAddress, perAccount] = await Promise.all([
-    limiter.consume(ctx.settings.ipRateLimit, ctx.ip),
+    ctx.addressBudgetSpent ? NO_BUDGET : limiter.consume(ctx.settings.ipRateLimit, ctx.ip),
     account ? limiter.consume(budgetRule(ctx.settings, account.budget), account.userId) : NO_BUDGET,
   ]);
   assertAllowed(perAddress, 'Too many requests');

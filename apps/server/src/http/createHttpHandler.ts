@@ -18,27 +18,24 @@ import type { Infrastructure } from '../adapters/createPorts';
 import { createMemoryRateLimiter } from '../adapters/rateLimiter';
 import type { ServerConfig } from '../config';
 import type { ServerMetrics } from '../metrics';
+import { apiRequestOf, createApiGate, MAX_BATCH_SIZE, setApiHeaders } from './apiGate';
 import { createAvatarRoutes, type SendError } from './avatarRoutes';
-import { docsHtml, docsScript, DOCS_SCRIPT_PATH } from './docsPage';
+import { docsHeaders, docsHtml, docsScript, DOCS_SCRIPT_PATH } from './docsPage';
 import { openApiJson, REST_PREFIX } from './openapi';
-import { trpcRefusal } from './trpcRefusal';
 import {
   bearerTokenOf,
   clientIpOf,
+  declaresBody,
+  hostValid,
   loggablePath,
   originAllowed,
   pathnameOf,
   requestIdOf,
   sameSecret,
 } from './requestInfo';
+import { createRestRoutes } from './restRoutes';
 
-/**
- * Calls one HTTP request (or WebSocket message) may batch. Unbounded, one request ran thousands
- * of calls at once; the SDK batches at most this many (httpBatchLink's maxItems).
- */
-export const MAX_BATCH_SIZE = 50;
-
-export const TRPC_PATH = '/trpc';
+export { MAX_BATCH_SIZE, TRPC_PATH } from './apiGate';
 
 export type HttpDeps = {
   config: ServerConfig;
@@ -59,8 +56,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
+/** RFC 6750 §3: a 401 says how to authenticate. */
+const BEARER_CHALLENGE = 'Bearer';
+
 /** Errors outside tRPC use the REST shim's shape, so integrators parse one format. */
 const sendError: SendError = (res, status, appCode, message, requestId, extra = {}) => {
+  if (status === 401) res.setHeader('www-authenticate', BEARER_CHALLENGE);
   const data: TErrorData = {
     code: APP_ERROR_TRANSPORT[appCode],
     httpStatus: status,
@@ -77,13 +78,22 @@ function sendTooManyRequests(res: ServerResponse, requestId: string, retryAfterM
   sendError(res, 429, 'TOO_MANY_REQUESTS', 'Too many requests', requestId, { retryAfterMs });
 }
 
-/** Retry-After (seconds, rounded up) for rate-limited answers on both HTTP surfaces. */
+const NO_META: ResponseMeta = {};
+
+/**
+ * Headers errors call for on both HTTP surfaces: Retry-After (seconds, rounded up) when rate
+ * limited, WWW-Authenticate when not signed in.
+ */
 function responseMeta({ errors }: { errors: TRPCError[] }): ResponseMeta {
+  if (errors.length === 0) return NO_META;
+  const headers: Record<string, string> = {};
   const limited = errors.find(
     (e): e is AppError => e instanceof AppError && e.retryAfterMs !== undefined,
   );
   const ms = limited?.retryAfterMs;
-  return ms ? { headers: { 'retry-after': String(Math.ceil(ms / 1000)) } } : {};
+  if (ms) headers['retry-after'] = String(Math.ceil(ms / 1000));
+  if (errors.some((e) => e.code === 'UNAUTHORIZED')) headers['www-authenticate'] = BEARER_CHALLENGE;
+  return { headers };
 }
 
 export function createHttpHandler(deps: HttpDeps) {
@@ -118,8 +128,19 @@ export function createHttpHandler(deps: HttpDeps) {
   const publicDocsLimit = { name: 'public-docs-ip', ...config.httpLimits.publicDocsIp };
   const publicDoc = (route: Handler) => limited(infra.ports.rateLimiter, publicDocsLimit, route);
 
+  const restRoute = createRestRoutes(appRouter);
+  const gate = createApiGate({
+    limiter: infra.ports.rateLimiter,
+    addressRule: settings.ipRateLimit,
+    metrics: infra.ports.metrics,
+    restRoute,
+    sendError,
+    clientIp,
+  });
+  // Every HTTP context belongs to an API request that `gate.admit` let in, its point spent.
   const contextFor = (req: IncomingMessage, requestId: string): Promise<Context> =>
     createContext(infra.ports, settings, {
+      addressBudgetSpent: true,
       requestId,
       ip: clientIp(req),
       transport: 'http',
@@ -135,6 +156,8 @@ export function createHttpHandler(deps: HttpDeps) {
     router: appRouter,
     // The shim hands createContext a Fetch Request; the Node request (socket, headers) is res.req.
     createContext: ({ res }) => contextFor(res.req, String(res.req.headers['x-request-id'])),
+    // Errors before the context (a broken body, a refused type) carry the request id too.
+    errorContext: ({ res }) => ({ requestId: String(res.req.headers['x-request-id']) }),
     maxBodySize: config.httpMaxBodyBytes,
     responseMeta,
     onError,
@@ -187,6 +210,9 @@ export function createHttpHandler(deps: HttpDeps) {
   }
   if (config.docsEnabled) {
     routes['/docs'] = publicDoc(async (_req, res) => {
+      for (const [name, value] of Object.entries(docsHeaders(deps.baseUrl()))) {
+        res.setHeader(name, value);
+      }
       res.setHeader('content-type', 'text/html; charset=utf-8');
       res.end(docsHtml());
     });
@@ -213,23 +239,58 @@ export function createHttpHandler(deps: HttpDeps) {
     res.setHeader('access-control-max-age', '600');
   };
 
+  /**
+   * The REST shim, after what it does not do itself: it knows only "this method on this path, or
+   * nothing", so a wrong method on a real path was a 404 and HEAD a 204 on any path, signed in
+   * or not; and it wants a Content-Type on every POST, also one that carries nothing.
+   */
+  const serveRest = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    requestId: string,
+  ): Promise<void> => {
+    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    const match = restRoute(method, path);
+    if (!match) {
+      sendError(res, 404, 'NOT_FOUND', 'Not found', requestId);
+      return;
+    }
+    if ('allow' in match) {
+      res.setHeader('allow', match.allow.join(', '));
+      sendError(res, 405, 'BAD_REQUEST', 'Method not allowed', requestId);
+      return;
+    }
+    // HEAD is served as GET: Node made this response without a body when the request was HEAD.
+    req.method = method;
+    if (req.headers['content-type'] === undefined && !declaresBody(req)) {
+      req.headers['content-type'] = 'application/json';
+    }
+    req.url = (req.url ?? '/').slice(REST_PREFIX.length) || '/';
+    await restHandler(req, res);
+  };
+
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const requestId = requestIdOf(req);
+    const method = req.method;
     // Only the path is logged: tRPC GET queries carry their input in the query string.
     const pathname = pathnameOf(req);
     req.headers['x-request-id'] = requestId;
     res.setHeader('x-request-id', requestId);
-    if (pathname === null) {
+    // Every answer has the type it says; none is to be sniffed into HTML or script.
+    res.setHeader('x-content-type-options', 'nosniff');
+    if (pathname === null || !hostValid(req)) {
       res.setHeader('connection', 'close');
-      sendError(res, 400, 'BAD_REQUEST', 'Malformed request target', requestId);
+      const what = pathname === null ? 'request target' : 'Host header';
+      sendError(res, 400, 'BAD_REQUEST', `Malformed ${what}`, requestId);
       return;
     }
     res.on('finish', () => {
       logger.info(
         {
           requestId,
-          method: req.method,
+          method,
           path: loggablePath(pathname),
           status: res.statusCode,
           ms: Math.round(performance.now() - started),
@@ -244,42 +305,39 @@ export function createHttpHandler(deps: HttpDeps) {
       return;
     }
     try {
+      const api = apiRequestOf(req, pathname);
+      if (api) {
+        setApiHeaders(res);
+        if (!(await gate.admit(req, res, api, requestId))) return;
+      }
       // Avatars have their own (larger) size limit, enforced while the body streams in.
       if (await handleAvatarRequest(req, res, pathname, requestId)) return;
       // Refused before a byte of the body is read; tRPC's maxBodySize covers chunked bodies.
       if (Number(req.headers['content-length'] ?? 0) > config.httpMaxBodyBytes) {
-        res.setHeader('connection', 'close');
-        if (pathname.startsWith(`${TRPC_PATH}/`)) {
-          res.statusCode = 413;
-          res.setHeader('content-type', 'application/json');
-          res.end(
-            trpcRefusal(
-              pathname.slice(TRPC_PATH.length + 1),
-              new URL(req.url ?? '/', 'http://x').searchParams.get('batch') === '1',
-              'PAYLOAD_TOO_LARGE',
-              'Request body too large',
-            ),
-          );
-          return;
+        const tooLarge = new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
+        if (api) gate.refuse(req, res, api, tooLarge, requestId);
+        else {
+          res.setHeader('connection', 'close');
+          sendError(res, 413, tooLarge.appCode, tooLarge.message, requestId);
         }
-        sendError(res, 413, 'PAYLOAD_TOO_LARGE', 'Request body too large', requestId);
         return;
       }
       const route = routes[pathname];
       if (route) {
         if (req.method !== 'GET' && req.method !== 'HEAD') {
+          res.setHeader('allow', 'GET, HEAD');
           sendError(res, 405, 'BAD_REQUEST', 'Method not allowed', requestId);
           return;
         }
         await route(req, res, requestId);
         return;
       }
-      if (pathname.startsWith(`${TRPC_PATH}/`)) {
+      if (api?.surface === 'trpc') {
         await nodeHTTPRequestHandler({
           router: appRouter,
           req,
           res,
-          path: pathname.slice(TRPC_PATH.length + 1),
+          path: api.procedurePath,
           maxBodySize: config.httpMaxBodyBytes,
           maxBatchSize: MAX_BATCH_SIZE,
           createContext: () => contextFor(req, requestId),
@@ -288,9 +346,8 @@ export function createHttpHandler(deps: HttpDeps) {
         });
         return;
       }
-      if (pathname === REST_PREFIX || pathname.startsWith(`${REST_PREFIX}/`)) {
-        req.url = (req.url ?? '/').slice(REST_PREFIX.length) || '/';
-        await restHandler(req, res);
+      if (api?.surface === 'rest') {
+        await serveRest(req, res, api.path, requestId);
         return;
       }
       sendError(res, 404, 'NOT_FOUND', 'Not found', requestId);

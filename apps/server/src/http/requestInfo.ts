@@ -53,6 +53,22 @@ export function pathnameOf(req: IncomingMessage): string | null {
 }
 
 /**
+ * Whether the Host header can be part of a URL. tRPC's adapters (and the REST shim through them)
+ * build the request's URL from it and throw on one that cannot (`Host: [`): a 500 and an error
+ * log with a stack, for a header anyone can send.
+ */
+export function hostValid(req: IncomingMessage): boolean {
+  const host = req.headers.host;
+  return host === undefined || URL.canParse(`http://${host}/`);
+}
+
+/** Whether the request says a body follows (no Content-Length and no Transfer-Encoding: none). */
+export function declaresBody(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  return Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+/**
  * The path as the logs keep it. An invite's code is the capability to join its conversation
  * (whoever holds it can), and the REST routes carry it in the path (`/invites/{code}`): logs
  * reach more people than a private group does.
