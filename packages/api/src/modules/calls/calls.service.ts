@@ -100,6 +100,19 @@ const endCall = prepared(
       .where('state', '=', from),
 );
 
+// The timeout job's ending of an answered call: only while a side's heartbeats are still stale.
+// It read the call stale a while ago (a run can take minutes), and a beat may have come since.
+const endSilentCall = prepared((db: Kysely<DB>, id: string, now: number, beatsBefore: number) =>
+  db
+    .updateTable('calls')
+    .set({ state: 'ended', end_reason: 'ice_timeout', ended_at: now })
+    .where('id', '=', id)
+    .where('state', '=', 'accepted')
+    .where((eb) =>
+      eb.or([eb('caller_beat_at', '<=', beatsBefore), eb('callee_beat_at', '<=', beatsBefore)]),
+    ),
+);
+
 // Only while it rings and within the ring timeout: past it the call is missed, whether or not
 // the timeout job has got to it yet (and a cold start no longer lists it: ringingInvites).
 const answerCall = prepared(
@@ -118,17 +131,29 @@ const answerCall = prepared(
       .where('created_at', '>', rangSince),
 );
 
+type EndChange = {
+  from: TCallState;
+  state: TCallState;
+  reason: TCallEndReason;
+  now: number;
+  /** The timeout job's `ice_timeout`: only while a side's last beat is at or before this. */
+  beatsBefore?: number;
+};
+
 /**
  * Steps that move a live call to a final state with a conditional update (only from `from`), so
  * of two racing endings exactly one happens: the other gets null and changes nothing.
  */
 export function* endIn(
   row: CallRow,
-  change: { from: TCallState; state: TCallState; reason: TCallEndReason; now: number },
+  change: EndChange,
   writes: StreamWrites,
 ): Steps<CallRow | null> {
-  const { from, state, reason, now } = change;
-  const result = yield* step(endCall, row.id, from, state, reason, now);
+  const { from, state, reason, now, beatsBefore } = change;
+  const result =
+    beatsBefore === undefined
+      ? yield* step(endCall, row.id, from, state, reason, now)
+      : yield* step(endSilentCall, row.id, now, beatsBefore);
   if (Number(result.numAffectedRows) !== 1) return null;
   const updated = { ...row, state, end_reason: reason, ended_at: now };
   yield* tellBoth(updated, now, writes);
@@ -176,15 +201,23 @@ export async function finish(
   from: TCallState,
   state: TCallState,
   reason: TCallEndReason,
+  beatsBefore?: number,
 ): Promise<CallRow> {
   const now = ctx.ports.clock.now();
+  const change = {
+    from,
+    state,
+    reason,
+    now,
+    ...(beatsBefore === undefined ? {} : { beatsBefore }),
+  };
   // It locks the call's row, then both streams; a start that finds glare takes the streams,
   // then the row it ends: should the database pick this one as the deadlock's victim, it is
   // written again.
   let writes!: StreamWrites; // made afresh by each run
   const ended = await retryingDeadlocks(() => {
     writes = new StreamWrites();
-    return transactionOf(ctx.ports.db, () => endIn(row, { from, state, reason, now }, writes));
+    return transactionOf(ctx.ports.db, () => endIn(row, change, writes));
   });
   if (!ended) throw new AppError('CONFLICT', 'This call has already ended');
   await writes.wake(ctx.ports);
@@ -365,18 +398,13 @@ export async function expireCalls(ctx: Context, signal?: AbortSignal): Promise<n
   for (const row of stale) {
     // Lock lost (see runLocked): the rest is left to the next run.
     if (signal?.aborted) break;
-    const ringing = row.state === 'ringing';
     try {
-      await finish(
-        ctx,
-        row,
-        row.state as TCallState,
-        ringing ? 'missed' : 'ended',
-        ringing ? 'invite_timeout' : 'ice_timeout',
-      );
+      // A ringing call leaves ringing only by its state; an answered one may have beaten since.
+      if (row.state === 'ringing') await finish(ctx, row, 'ringing', 'missed', 'invite_timeout');
+      else await finish(ctx, row, 'accepted', 'ended', 'ice_timeout', now - heartbeatTimeoutMs);
       ended++;
     } catch (err) {
-      // Ended by one of the two meanwhile: nothing to do.
+      // Ended by one of the two meanwhile, or beating again: nothing to do.
       if (!(err instanceof AppError && err.appCode === 'CONFLICT')) throw err;
     }
   }
