@@ -283,6 +283,71 @@ describe(`presence (${backendLabel})`, () => {
       await tracker.stop();
       await watcher.close();
     });
+
+    it('stopped inside the throttle window, an instance still tells the last change (offline)', async () => {
+      const tracker = trackerOf('stopping', 60_000);
+      const [user, friend] = [await registerUser(t), await registerUser(t)];
+      await befriend(api, user, friend);
+      const watcher = await listen(t.server.url, friend.accessToken);
+      tracker.connected(user.userId);
+      await tracker.idle();
+      expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(true);
+      // Left and back inside the window: held back, then the instance stops (a deploy).
+      tracker.disconnected(user.userId);
+      tracker.connected(user.userId);
+      await tracker.idle();
+      await tracker.stop();
+      const last = await nextPresenceOf(watcher.events, user.userId);
+      expect(last?.online).toBe(false);
+      expect(await presenceSeenBy(friend, user)).toEqual(last);
+      await watcher.close();
+    });
+
+    it('a dead instance’s users all go offline in one sweep, however many', async () => {
+      const [live, dying] = [trackerOf('live'), trackerOf('dying')];
+      // Not accounts: the store's entries are what is swept (nobody to tell about them).
+      const users = Array.from({ length: 1_200 }, () => randomUUID());
+      for (const id of users) dying.connected(id);
+      await dying.idle();
+      expect((await t.server.infra.ports.presence.online(users, now)).size).toBe(users.length);
+      now += 2 * TTL;
+      await live.tick();
+      await live.idle();
+      // Reads already see them offline (deadlines), but the store still held those unswept.
+      expect(await t.server.infra.ports.presence.sweep(now, 5_000)).toEqual([]);
+    });
+
+    it('a going offline that fails to be told is told again at the next tick', async () => {
+      const ports = t.server.infra.ports;
+      let failing = true;
+      const bus = {
+        ...ports.bus,
+        publish: (channel: string, message: unknown) =>
+          failing ? Promise.reject(new Error('redis down')) : ports.bus.publish(channel, message),
+      };
+      const live = createPresenceTracker({ ...ports, bus, clock } satisfies Ports, {
+        instanceId: `live-${randomUUID()}`,
+        ttlMs: TTL,
+        throttleMs: 0,
+      });
+      const dying = trackerOf('dying');
+      const [user, friend] = [await registerUser(t), await registerUser(t)];
+      await befriend(api, user, friend);
+      const watcher = await listen(t.server.url, friend.accessToken);
+      dying.connected(user.userId);
+      await dying.idle();
+      expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(true);
+
+      now += 2 * TTL;
+      await live.tick(); // swept; telling it fails
+      await live.idle();
+      expect(watcher.events.size).toBe(0);
+      failing = false;
+      await live.tick();
+      await live.idle();
+      expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(false);
+      await watcher.close();
+    });
   });
 });
 

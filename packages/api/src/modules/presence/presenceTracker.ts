@@ -24,6 +24,8 @@ export type PresenceTracker = {
 };
 
 const SWEEP_BATCH = 500;
+/** Batches one tick sweeps at most: a dead instance's 10 000 users go in one tick, not 20. */
+const SWEEP_BATCHES_PER_TICK = 20;
 const SHOWN_TTL_MS = 24 * 3600 * 1000;
 
 /**
@@ -64,17 +66,19 @@ export function createPresenceTracker(
     const shownKey = `presence:shown:${userId}`;
     const shown = state.online ? 'online' : 'offline';
     if ((await kv.get(shownKey)) === shown) return;
-    await kv.set(shownKey, shown, { ttlMs: SHOWN_TTL_MS });
+    // Noted as shown once it went out: noted first, a failed announcement kept every later
+    // one of the same state quiet for a day, the audience left with the old one.
     await announcePresence(ports, userId, state);
+    await kv.set(shownKey, shown, { ttlMs: SHOWN_TTL_MS });
   };
 
   const announce = async (userId: string): Promise<void> => {
     if (trailing.has(userId)) return; // the pending send will carry this change too
-    if (throttleMs > 0) {
+    // Stopping, the last word goes out now: a timer would die with the process.
+    if (throttleMs > 0 && !stopping) {
       const key = `presence:throttle:${userId}`;
       const first = await kv.set(key, '1', { ttlMs: throttleMs, ifNotExists: true });
       if (!first) {
-        if (stopping) return;
         const wait = (await kv.ttlMs(key)) ?? throttleMs;
         const timer = setTimeout(() => {
           trailing.delete(userId);
@@ -92,6 +96,22 @@ export function createPresenceTracker(
     await recordLastSeen(db, userId, lastSeenAt);
     await announce(userId);
   };
+
+  /**
+   * Users a sweep took from the store whose going offline failed to be recorded or told: the
+   * store no longer lists them, so nothing else would try again. Each tick does.
+   */
+  const unswept = new Map<string, number>();
+  const sweptOffline = (userId: string, lastSeenAt: number) =>
+    serial(userId, () =>
+      wentOffline(userId, lastSeenAt).then(
+        () => void unswept.delete(userId),
+        (err: unknown) => {
+          unswept.set(userId, lastSeenAt);
+          throw err;
+        },
+      ),
+    );
 
   const idle = async (): Promise<void> => {
     while (queues.size > 0) await Promise.all([...queues.values()]);
@@ -140,10 +160,14 @@ export function createPresenceTracker(
           }),
         ),
       );
+      for (const [userId, lastSeenAt] of unswept) void sweptOffline(userId, lastSeenAt);
       // Users whose instances all stopped refreshing (killed, cut off): last seen at the last
       // refresh, which is the deadline minus the TTL.
-      for (const { userId, lastDeadline } of await presence.sweep(now, SWEEP_BATCH)) {
-        void serial(userId, () => wentOffline(userId, lastDeadline - ttlMs));
+      for (let batch = 0; batch < SWEEP_BATCHES_PER_TICK; batch++) {
+        const gone = await presence.sweep(now, SWEEP_BATCH);
+        for (const { userId, lastDeadline } of gone)
+          void sweptOffline(userId, lastDeadline - ttlMs);
+        if (gone.length < SWEEP_BATCH) break;
       }
     },
 
@@ -151,13 +175,18 @@ export function createPresenceTracker(
 
     async stop() {
       stopping = true;
+      // Changes held back by the throttle go out now, unthrottled: the timers holding them die
+      // with this process, and the audience would keep the state before them (online) for good.
+      for (const [userId, timer] of trailing) {
+        clearTimeout(timer);
+        void serial(userId, () => publishCurrent(userId));
+      }
+      trailing.clear();
       for (const userId of [...counts.keys()]) {
         counts.set(userId, 1);
         disconnected(userId);
       }
       await idle();
-      for (const timer of trailing.values()) clearTimeout(timer);
-      trailing.clear();
     },
   };
 }
