@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ZId } from './auth';
-import { ZBase64 } from './bytes';
+import { ZBase64, ZBase64Input } from './bytes';
 
 export const CALL_STATES = [
   'ringing',
@@ -64,7 +64,7 @@ export const ZIceServers = z.object({
 });
 
 /** Encrypted to one device with its pairwise session: the server relays bytes it cannot read. */
-const ZDevicePayload = z.object({ deviceId: ZId, ciphertext: ZBase64 });
+const ZDevicePayload = z.object({ deviceId: ZId, ciphertext: ZBase64Input });
 
 export const ZStartCallInput = z.object({
   /**
@@ -85,7 +85,7 @@ export const ZCallIdInput = z.object({ callId: ZId });
 export const ZAcceptCallInput = z.object({
   callId: ZId,
   /** The encrypted answer, for the caller's device. */
-  answer: ZBase64,
+  answer: ZBase64Input,
 });
 /**
  * The reasons a participant may give. The others are the server's findings (a decline, a
@@ -106,7 +106,7 @@ export const ZHangupInput = z.object({
 export const ZCallSignalInput = z.object({
   callId: ZId,
   kind: z.enum(['candidates', 'renegotiate', 'ice-restart']),
-  ciphertext: ZBase64,
+  ciphertext: ZBase64Input,
 });
 export const ZCallHistoryInput = z.object({
   /** Older than this call id (ids sort by time). */

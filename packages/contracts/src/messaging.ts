@@ -1,11 +1,11 @@
 import emojiRegex from 'emoji-regex';
 import { z } from 'zod';
 import { ZId } from './auth';
-import { ZBase64 } from './bytes';
+import { ZBase64, ZBase64Input } from './bytes';
 import { ZCallEvent, ZRingingCall } from './calls';
 import { ZContactRequests, ZPeopleEvent } from './people';
 
-export { ZBase64 };
+export { ZBase64, ZBase64Input };
 
 export const ZSeq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 export const ZClientMessageId = z
@@ -105,7 +105,7 @@ export const ZSendMessageInput = z.object({
   /** Chosen by the client; a resend with the same id answers the first result. */
   clientMessageId: ZClientMessageId,
   contentType: ZContentType,
-  ciphertext: ZBase64,
+  ciphertext: ZBase64Input,
   replyToSeq: ZSeq.min(1).optional(),
   forwarded: z.boolean().default(false),
 });
@@ -131,7 +131,7 @@ export const ZHistory = z.object({
 export const ZMessageRefInput = z.object({ conversationId: ZId, seq: ZSeq.min(1) });
 export const ZEditMessageInput = ZMessageRefInput.extend({
   contentType: ZContentType,
-  ciphertext: ZBase64,
+  ciphertext: ZBase64Input,
   /**
    * Names this edit, as `clientMessageId` names a send: the same id again answers the message as
    * it is and changes nothing (a retry after a lost answer), whatever happened to it since.
@@ -238,7 +238,7 @@ export const ZSendToDevicesInput = z.object({
         userId: ZId,
         deviceId: ZId,
         contentType: ZContentType,
-        ciphertext: ZBase64,
+        ciphertext: ZBase64Input,
       }),
     )
     .min(1)
