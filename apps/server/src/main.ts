@@ -58,6 +58,12 @@ async function serve(): Promise<void> {
   const server = await createServer(config);
   const { logger } = server;
   logger.info({ threads: lowered, by: config.backgroundThreadNice }, 'background threads niced');
+  // A shared MySQL database without Redis works for one instance only: a second would run every
+  // job at the same time as this one, and neither would wake the other's streams.
+  if (config.databaseUrl.startsWith('mysql') && !config.redisUrl)
+    logger.warn(
+      'MySQL without REDIS_URL: locks, wake-ups, presence and rate limits stay in this process, so run one instance only',
+    );
   process.on('unhandledRejection', (reason) =>
     logger.error({ err: reason }, 'unhandled rejection'),
   );

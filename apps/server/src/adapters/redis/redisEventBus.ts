@@ -100,7 +100,11 @@ export function createRedisEventBus(
         await pending.get(channel);
       } catch (err) {
         handlers.delete(handler);
-        if (handlers.size === 0) channels.delete(channel);
+        // The failed SUBSCRIBE goes with its last waiter: the next subscriber sends a new one.
+        if (handlers.size === 0 && channels.get(channel) === handlers) {
+          channels.delete(channel);
+          pending.delete(channel);
+        }
         throw err;
       }
       const own = handlers;
