@@ -1093,6 +1093,49 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await bobStream.close();
   });
 
+  it('past its timer and before its purge, a message reads as gone: history, stream, preview, reactions', async () => {
+    const [alice, bob] = [await registerUser(t), await registerUser(t)];
+    await befriend(t, alice, bob);
+    const chat = await api(alice).conversations.create.mutate({
+      kind: 'direct',
+      userId: bob.userId,
+    });
+    const { cursor } = await api(bob).sync.snapshot.query();
+    await api(bob).conversations.update.mutate({ id: chat.id, disappearSeconds: 60 });
+    const sent = await send(alice, chat.id, 'gone soon');
+    offsetMs = 61_000; // no purge runs: the row is still there
+    try {
+      expect((await api(bob).messages.history.query({ conversationId: chat.id })).messages).toEqual(
+        [],
+      );
+      const polled = await api(bob).sync.poll.query({ after: cursor });
+      expect(
+        polled.events.filter((e) => e.event.type === 'message.new').map((e) => e.event.type),
+      ).toEqual([]);
+      const snapshot = await api(bob).sync.snapshot.query();
+      const entry = snapshot.conversations.find((c) => c.conversation.id === chat.id)!;
+      expect(entry.lastMessage).toBeNull();
+      expect(
+        await codeOf(
+          api(bob).messages.react.mutate({
+            conversationId: chat.id,
+            seq: sent.seq,
+            emoji: '👍',
+            on: true,
+          }),
+        ),
+      ).toBe('NOT_FOUND');
+    } finally {
+      offsetMs = 0;
+    }
+    // Before its time it read as any other.
+    expect(
+      (await api(bob).messages.history.query({ conversationId: chat.id })).messages.map(
+        (m) => m.seq,
+      ),
+    ).toEqual([sent.seq]);
+  });
+
   it('two expiry runs at once (a run that outlived its lock) tell a removal once', async () => {
     const [alice, bob] = [await registerUser(t), await registerUser(t)];
     await befriend(t, alice, bob);

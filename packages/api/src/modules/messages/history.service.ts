@@ -15,6 +15,7 @@ export async function history(
 ) {
   const { membership } = await requireMember(ctx, input.conversationId, me);
   const newestFirst = input.after === undefined;
+  const now = ctx.ports.clock.now();
   const { items, more } = await readPage<repo.MessageRow>(
     ctx.answerBytes,
     input.limit,
@@ -26,6 +27,7 @@ export async function history(
         Number(membership.joined_seq),
         last === undefined ? input : newestFirst ? { before: last.seq } : { after: last.seq },
         n,
+        now,
       ),
     (row) => Math.ceil(((row.ciphertext?.length ?? 0) * 4) / 3) + 256, // base64, and the rest
   );

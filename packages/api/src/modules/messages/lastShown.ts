@@ -24,6 +24,7 @@ export async function lastShownMessages(
   db: Db,
   me: string,
   conversations: Shown[],
+  now: number,
 ): Promise<Map<string, TMessage>> {
   const windows = conversations
     .map((c) => ({ ...c, from: Math.max(c.joinedSeq, c.lastSeq - PREVIEW_LOOK_BACK) }))
@@ -57,7 +58,7 @@ export async function lastShownMessages(
       break;
     }
   }
-  const rows = await findBySeqs(db, refs);
+  const rows = await findBySeqs(db, refs, now);
   return new Map(
     (await describeMessages(db, [...rows.values()])).map((m) => [m.conversationId, m]),
   );

@@ -279,8 +279,20 @@ export function messageAt(db: Db, conversationId: string, seq: number) {
     .where('seq', '=', seq);
 }
 
-export function findMessage(db: Db, conversationId: string, seq: number) {
-  return messageAt(db, conversationId, seq).executeTakeFirst();
+/** One message to show or act on: undefined once gone, or past its timer (see notExpired). */
+export function findMessage(db: Db, conversationId: string, seq: number, now: number) {
+  return messageAt(db, conversationId, seq)
+    .where((eb) => notExpired(eb, now))
+    .executeTakeFirst();
+}
+
+/**
+ * A condition on `messages`: not past its disappearing timer. The purge deletes such rows about
+ * a second later (longer when the instance running it died); until then every read that shows
+ * messages reads them as already gone, not only the SDK (which drops them on the device).
+ */
+export function notExpired(eb: ExpressionBuilder<DB, 'messages'>, now: number) {
+  return eb.or([eb('messages.expires_at', 'is', null), eb('messages.expires_at', '>', now)]);
 }
 
 /** Seqs in (`after`, `upTo`]. */
@@ -461,13 +473,18 @@ const byRefs = (refs: MessageRef[]) => (eb: ExpressionBuilder<DB, 'messages'>) =
   );
 
 /** Messages by (conversation, seq) pairs, keyed `<conversationId>:<seq>`; one query per 500. */
-export async function findBySeqs(db: Db, refs: MessageRef[]): Promise<Map<string, MessageRow>> {
+export async function findBySeqs(
+  db: Db,
+  refs: MessageRef[],
+  now: number,
+): Promise<Map<string, MessageRow>> {
   const found = new Map<string, MessageRow>();
   for (let i = 0; i < refs.length; i += 500) {
     const rows = await db
       .selectFrom('messages')
       .selectAll()
       .where(byRefs(refs.slice(i, i + 500)))
+      .where((eb) => notExpired(eb, now))
       .execute();
     for (const row of rows) found.set(refKey(row.conversation_id, Number(row.seq)), row);
   }
@@ -489,6 +506,7 @@ export async function findBySeqsFor(
   db: Db,
   reader: string,
   refs: MessageRef[],
+  now: number,
 ): Promise<Map<string, ReaderView>> {
   const found = new Map<string, ReaderView>();
   for (let i = 0; i < refs.length; i += 500) {
@@ -502,6 +520,7 @@ export async function findBySeqsFor(
       .selectAll('messages')
       .select('cm.joined_seq')
       .where(byRefs(refs.slice(i, i + 500)))
+      .where((eb) => notExpired(eb, now))
       .execute();
     for (const { joined_seq, ...row } of rows) {
       const member = joined_seq !== null;
@@ -542,12 +561,14 @@ export async function page(
   floorSeq: number,
   range: { before?: number; after?: number },
   limit: number,
+  now: number,
 ): Promise<MessageRow[]> {
   let query = db
     .selectFrom('messages')
     .selectAll()
     .where('conversation_id', '=', conversationId)
     .where('seq', '>', Math.max(floorSeq, range.after ?? 0))
+    .where((eb) => notExpired(eb, now))
     // Deleted for me: gone from my history only.
     .where((eb) => notHiddenFor(eb, viewerId, conversationId));
   if (range.before !== undefined) query = query.where('seq', '<', range.before);

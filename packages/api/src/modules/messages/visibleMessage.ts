@@ -13,7 +13,12 @@ export type MessageRef = { conversationId: string; seq: number };
 /** A message I can see (after I joined), with my membership; NOT_FOUND otherwise. */
 export async function visibleMessage(ctx: Context, me: string, ref: MessageRef) {
   const { conversation, membership } = await requireMember(ctx, ref.conversationId, me);
-  const row = await repo.findMessage(ctx.ports.db, ref.conversationId, ref.seq);
+  const row = await repo.findMessage(
+    ctx.ports.db,
+    ref.conversationId,
+    ref.seq,
+    ctx.ports.clock.now(),
+  );
   if (!row || Number(row.seq) <= Number(membership.joined_seq))
     throw new AppError('NOT_FOUND', 'No such message');
   return { conversation, membership, row };
@@ -30,7 +35,8 @@ export async function ownMessageNow(
   me: string,
   ref: MessageRef,
 ): Promise<TMessage | undefined> {
-  const view = (await repo.findBySeqsFor(ctx.ports.db, me, [ref])).values().next().value;
+  const now = ctx.ports.clock.now();
+  const view = (await repo.findBySeqsFor(ctx.ports.db, me, [ref], now)).values().next().value;
   if (!view) return undefined;
   if (!view.seen) return repo.toMessage(view.row);
   return (await repo.describeMessages(ctx.ports.db, [view.row]))[0]!;

@@ -240,6 +240,7 @@ export async function hydrate(
   db: Kysely<DB>,
   reader: string,
   rows: StreamRow[],
+  now: number,
 ): Promise<{ seq: number; event: TSyncEvent }[]> {
   // Written by `recordEvents` from validated events only, so the shape is known.
   const parsed = rows.map((r) => ({
@@ -252,7 +253,7 @@ export async function hydrate(
     .map((r) => r.payload as unknown as MessageRef);
   // The reader's membership comes with the rows; only what they still see is described with its
   // reactions, the rest is the message as its row is now, without reactions.
-  const found = await findBySeqsFor(db, reader, refs);
+  const found = await findBySeqsFor(db, reader, refs, now);
   const visible = [...found.values()].filter((f) => f.seen).map((f) => f.row);
   const messages = new Map(
     (await describeMessages(db, visible)).map((m) => [`${m.conversationId}:${m.seq}`, m]),

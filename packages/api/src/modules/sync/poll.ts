@@ -33,7 +33,10 @@ export async function pollEvents(
       if (!last && (head = await prunedPast(ctx, device.userId, cursor, rows)) !== null) return [];
       // Every row, the ones hydrate passes over too (null): the cursor moves past them as well.
       const events = new Map(
-        (await hydrate(ctx.ports.db, device.userId, rows)).map((e) => [e.seq, e.event]),
+        (await hydrate(ctx.ports.db, device.userId, rows, ctx.ports.clock.now())).map((e) => [
+          e.seq,
+          e.event,
+        ]),
       );
       return rows.map(({ seq }) => ({ seq, event: events.get(seq) ?? null }));
     },

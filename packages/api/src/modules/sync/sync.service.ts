@@ -47,6 +47,7 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
       lastSeq: Number(r.last_seq),
       joinedSeq: Number(r.my_joined_seq),
     })),
+    ctx.ports.clock.now(),
   );
   return {
     cursor: String(bounds.last),

@@ -208,7 +208,8 @@ async function* streamOf(
             yield tracked(String(cursor), { type: 'resync' });
             break;
           }
-          for (const { seq, event } of await hydrate(ctx.ports.db, userId, rows)) {
+          const now = ctx.ports.clock.now();
+          for (const { seq, event } of await hydrate(ctx.ports.db, userId, rows, now)) {
             if (full()) await waitForReader();
             if (signal?.aborted) return;
             yield tracked(String(seq), share(event));
