@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { errorCodeOf } from '@mvp/sdk';
 import { clientWithToken, DEVICE, PASSWORD, registerUser, type Account } from './helpers/accounts';
@@ -336,6 +336,9 @@ describe(`an open event stream ends with its session, even unannounced (${backen
       );
     });
     await running;
+    const { presence } = t.server.infra.ports;
+    const online = async () => (await presence.online([account.userId], Date.now())).size === 1;
+    await vi.waitFor(async () => expect(await online()).toBe(true));
     // As a lost bus message would leave it: revoked in the database only.
     await t.server.infra.ports.db
       .updateTable('sessions')
@@ -343,6 +346,8 @@ describe(`an open event stream ends with its session, even unannounced (${backen
       .where('id', '=', account.sessionId)
       .execute();
     expect(errorCodeOf(await ended)).toBe('UNAUTHORIZED');
+    // Its socket closed with it: its user no longer shows online through it.
+    await vi.waitFor(async () => expect(await online()).toBe(false));
     await client.close();
   });
 });

@@ -132,6 +132,7 @@ describe(`an event stream and a slow reader (${backendLabel})`, () => {
         return new Promise<void>((resolve) => (release = resolve));
       },
       streams: 0,
+      sessionEnded: () => undefined,
     };
     // The stream's bus handler, so the test can play the bus bringing more than it can queue.
     let busHandler!: (message: unknown) => void;

@@ -105,6 +105,11 @@ export type Connection = {
   drained(signal: AbortSignal | undefined): Promise<void>;
   /** Event streams open on it now (each counts itself in and out). */
   streams: number;
+  /**
+   * Its session was found ended: the connection closes as a revocation closes it, so the
+   * client signs in again and its user no longer counts as online through it.
+   */
+  sessionEnded(): void;
 };
 
 export type Context = TransportContext & {

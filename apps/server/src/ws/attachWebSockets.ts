@@ -17,7 +17,7 @@ import { MAX_BATCH_SIZE, TRPC_PATH } from '../http/createHttpHandler';
 import { clientIpOf, originAllowed, pathnameOf, requestIdOf } from '../http/requestInfo';
 import type { ServerMetrics } from '../metrics';
 import { burstWrites } from './burstWrites';
-import { connectionOf } from './connection';
+import { connectionOf, SESSION_ENDED_CLOSE_CODE } from './connection';
 
 export type WsDeps = {
   config: ServerConfig;
@@ -29,7 +29,7 @@ export type WsDeps = {
   isStopping: () => boolean;
 };
 
-export const SESSION_ENDED_CLOSE_CODE = 4401;
+export { SESSION_ENDED_CLOSE_CODE };
 
 function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -83,14 +83,18 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
 
   // Open sockets by session, so a revocation (on any instance, via the bus) closes them at once.
   const bySession = new Map<string, Set<WebSocket>>();
+  /** Answers the function that forgets it again (it is forgotten when it closes anyway). */
   const track = (sessionId: string, ws: WebSocket) => {
     let sockets = bySession.get(sessionId);
     if (!sockets) bySession.set(sessionId, (sockets = new Set()));
     sockets.add(ws);
-    ws.once('close', () => {
+    const forget = () => {
+      ws.off('close', forget);
       sockets.delete(ws);
-      if (sockets.size === 0) bySession.delete(sessionId);
-    });
+      if (sockets.size === 0 && bySession.get(sessionId) === sockets) bySession.delete(sessionId);
+    };
+    ws.once('close', forget);
+    return forget;
   };
 
   // A token outlives a revoked session by up to its TTL: such a socket's calls are refused, and
@@ -113,12 +117,17 @@ export function attachWebSockets(httpServer: Server, deps: WsDeps) {
         token: tokenOf(info.connectionParams),
         connection: connections.get(res),
       });
-      if (ctx.auth && (await sessionLive(ctx.auth))) {
+      if (ctx.auth) {
+        // Tracked before the check: a revocation published while it runs closes this socket
+        // too (tracked after, the socket missed it and kept its user online).
+        const forget = track(ctx.auth.sessionId, res);
         // Checked after the awaits: a socket closed meanwhile has fired its 'close' already, so
-        // tracking it would keep its user online (and in bySession) for good.
-        if (res.readyState !== res.OPEN) return ctx;
+        // counting it would keep its user online for good.
+        if (!(await sessionLive(ctx.auth)) || res.readyState !== res.OPEN) {
+          forget();
+          return ctx;
+        }
         const { userId } = ctx.auth;
-        track(ctx.auth.sessionId, res);
         // Online while any device holds a socket; an expired token does not end that (the
         // socket is refused new calls and the client reconnects with a fresh one).
         presence.connected(userId);

@@ -2,6 +2,9 @@ import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { Connection } from '@mvp/api';
 
+/** The close code of a socket whose session ended (revoked, signed out): sign in again. */
+export const SESSION_ENDED_CLOSE_CODE = 4401;
+
 /** A WebSocket's send side as the API's streams see it (see Connection in @mvp/api). */
 export function connectionOf(ws: WebSocket, socket: Duplex): Connection {
   return {
@@ -24,5 +27,6 @@ export function connectionOf(ws: WebSocket, socket: Duplex): Connection {
         if (!socket.writableNeedDrain) setImmediate(done);
       }),
     streams: 0,
+    sessionEnded: () => ws.close(SESSION_ENDED_CLOSE_CODE, 'session ended'),
   };
 }

@@ -189,7 +189,12 @@ async function* streamOf(
       if (checkSession) {
         checkSession = false;
         const live = await ctx.ports.sessions.check(device.sessionId);
-        if (live?.userId !== userId) throw new AppError('UNAUTHORIZED', 'Session ended');
+        if (live?.userId !== userId) {
+          // Ended without the revocation reaching this socket (the bus lost it, or it came
+          // while the socket signed in): the stream ends, and the socket with it.
+          connection?.sessionEnded();
+          throw new AppError('UNAUTHORIZED', 'Session ended');
+        }
       }
       const next = inbox.shift();
       if (next === undefined) {
