@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { createPresenceTracker, type Clock, type Ports } from '@mvp/api';
+import { createPresenceTracker, type Clock, type Ports, type PresenceTracker } from '@mvp/api';
 import { createMvpClient, type MvpClient } from '@mvp/sdk';
 import {
   clientWithToken,
@@ -203,6 +203,16 @@ describe(`presence (${backendLabel})`, () => {
       });
     const isOnline = async (userId: string) =>
       (await t.server.infra.ports.presence.online([userId], now)).has(userId);
+    /** A user and a friend watching them, the user connected on `tracker` and seen online. */
+    const onlineWatched = async (tracker: PresenceTracker) => {
+      const [user, friend] = [await registerUser(t), await registerUser(t)];
+      await befriend(api, user, friend);
+      const watcher = await listen(t.server.url, friend.accessToken);
+      tracker.connected(user.userId);
+      await tracker.idle();
+      expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(true);
+      return { user, friend, watcher };
+    };
 
     it('counts sockets per user: online until the last device on every instance leaves', async () => {
       const [x, y] = [trackerOf('x'), trackerOf('y')];
@@ -264,13 +274,7 @@ describe(`presence (${backendLabel})`, () => {
 
     it('lets one change per user through per window and ends on the true state', async () => {
       const tracker = trackerOf('throttled', 1_500);
-      const [user, friend] = [await registerUser(t), await registerUser(t)];
-      await befriend(api, user, friend);
-      const watcher = await listen(t.server.url, friend.accessToken);
-
-      tracker.connected(user.userId);
-      await tracker.idle();
-      expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(true);
+      const { user, watcher } = await onlineWatched(tracker);
       // Flapping inside the window: nothing goes out until it ends, then only the final state.
       for (let i = 0; i < 3; i++) {
         tracker.disconnected(user.userId);
@@ -286,12 +290,7 @@ describe(`presence (${backendLabel})`, () => {
 
     it('stopped inside the throttle window, an instance still tells the last change (offline)', async () => {
       const tracker = trackerOf('stopping', 60_000);
-      const [user, friend] = [await registerUser(t), await registerUser(t)];
-      await befriend(api, user, friend);
-      const watcher = await listen(t.server.url, friend.accessToken);
-      tracker.connected(user.userId);
-      await tracker.idle();
-      expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(true);
+      const { user, friend, watcher } = await onlineWatched(tracker);
       // Left and back inside the window: held back, then the instance stops (a deploy).
       tracker.disconnected(user.userId);
       tracker.connected(user.userId);
@@ -330,13 +329,7 @@ describe(`presence (${backendLabel})`, () => {
         ttlMs: TTL,
         throttleMs: 0,
       });
-      const dying = trackerOf('dying');
-      const [user, friend] = [await registerUser(t), await registerUser(t)];
-      await befriend(api, user, friend);
-      const watcher = await listen(t.server.url, friend.accessToken);
-      dying.connected(user.userId);
-      await dying.idle();
-      expect((await nextPresenceOf(watcher.events, user.userId))?.online).toBe(true);
+      const { user, watcher } = await onlineWatched(trackerOf('dying'));
 
       now += 2 * TTL;
       await live.tick(); // swept; telling it fails
