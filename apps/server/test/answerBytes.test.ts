@@ -123,7 +123,12 @@ describe(`answers stop at a byte budget (${backendLabel})`, () => {
       sent.push(...ids);
     }
     const carolApi = clientWithToken(t, carol.accessToken).api;
-    const snapshot = await carolApi.sync.snapshot.query();
+    // A client that does not page (an older SDK, REST that does not ask) gets every one at once:
+    // it would stream from the cursor after the first page and never see the rest.
+    const unpaged = await carolApi.sync.snapshot.query();
+    expect(unpaged.pendingEnvelopes.map((e) => e.envelope.id)).toEqual(sent);
+    expect(unpaged.moreEnvelopes).toBe(false);
+    const snapshot = await carolApi.sync.snapshot.query({ pagedEnvelopes: true });
     expect(snapshot.moreEnvelopes).toBe(true);
     const waiting = snapshot.pendingEnvelopes;
     expect(bytesOf(waiting.map((e) => e.envelope))).toBeLessThanOrEqual(PAGE_BYTES);
@@ -148,6 +153,19 @@ describe(`answers stop at a byte budget (${backendLabel})`, () => {
     await app.sync.stop();
   });
 
+  it('one batch of history, a snapshot and a polling read completes (the pages do not wait on the snapshot’s transaction)', async () => {
+    const api = bobApi();
+    const [history, snapshot, polled] = await Promise.all([
+      api.messages.history.query({ conversationId: chatId, limit: 200 }),
+      api.sync.snapshot.query({ pagedEnvelopes: true }),
+      api.sync.poll.query({ after: before, limit: 500 }),
+    ]);
+    expect(history.messages.length).toBeGreaterThan(0);
+    expect(snapshot.conversations.map((c) => c.conversation.id)).toContain(chatId);
+    expect(polled.more).toBe(true);
+    expect((await api.me.get.query()).id).toBe(bob.userId); // and the server goes on
+  }, 20_000);
+
   it('the REST polling read stops near PAGE_BYTES and its cursor reads on, every message once', async () => {
     const seen: number[] = [];
     let after = before;
@@ -159,6 +177,7 @@ describe(`answers stop at a byte budget (${backendLabel})`, () => {
       const page = (await res.json()) as {
         events: { id: string; event: TSyncEvent }[];
         cursor: string;
+        more: boolean;
       };
       const messages = page.events.flatMap(({ event }) =>
         event.type === 'message.new' && event.message.conversationId === chatId
@@ -167,8 +186,8 @@ describe(`answers stop at a byte budget (${backendLabel})`, () => {
       );
       expect(bytesOf(messages)).toBeLessThanOrEqual(PAGE_BYTES);
       seen.push(...messages.map((m) => m.seq));
-      if (page.cursor === after) break;
       after = page.cursor;
+      if (!page.more) break; // said when cut short: no need to ask once more to find out
     }
     expect(seen).toEqual(sent);
   });

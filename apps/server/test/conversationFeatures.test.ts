@@ -1105,6 +1105,9 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     const sent = await send(alice, chat.id, 'gone soon');
     offsetMs = 61_000; // no purge runs: the row is still there
     try {
+      // A resend (the answer was lost) answers what was sent, its time past, and stores nothing.
+      const again = await sendText(t, alice, chat.id, 'gone soon', sent.clientMessageId);
+      expect([again.seq, again.expiresAt]).toEqual([sent.seq, sent.expiresAt]);
       expect((await api(bob).messages.history.query({ conversationId: chat.id })).messages).toEqual(
         [],
       );

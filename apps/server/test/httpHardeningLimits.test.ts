@@ -45,6 +45,14 @@ describe(`the per-address budget is spent before the body is read (${backendLabe
     expect((await batch(3)).status).toBe(200);
     expect((await batch(1)).status).toBe(200);
     expect((await batch(1)).status).toBe(429);
+    // A batch of more calls than the whole budget costs the budget, not a refusal for good.
+    const wide = (ip: string) =>
+      fetch(
+        `${t.server.trpcUrl}/${Array.from({ length: BUDGET * 2 }, () => 'system.info').join(',')}?batch=1`,
+        from(ip),
+      );
+    expect((await wide('192.0.2.9')).status).toBe(200);
+    expect((await wide('192.0.2.9')).status).toBe(429);
   });
 
   it('requests refused before any procedure runs spend it too', async () => {

@@ -21,16 +21,15 @@ function source(count: number, size: number) {
 
 describe('readPage', () => {
   it('stops at the row limit, in chunks, and says whether there is more', async () => {
-    const s = source(120, 10);
-    const page = await readPage(answerBytesFor('ws'), 100, s.read, s.sizeOf);
-    expect(page.items).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    const s = source(400, 10);
+    const page = await readPage(answerBytesFor('ws'), 300, s.read, s.sizeOf);
+    expect(page.items).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
     expect(page.more).toBe(true);
     expect(s.reads).toEqual([
       [0, CHUNK_ROWS],
-      [CHUNK_ROWS, CHUNK_ROWS],
-      [100, 1],
+      [CHUNK_ROWS, 301 - CHUNK_ROWS],
     ]);
-    const all = await readPage(answerBytesFor('ws'), 200, source(120, 10).read, s.sizeOf);
+    const all = await readPage(answerBytesFor('ws'), 500, source(120, 10).read, s.sizeOf);
     expect([all.items.length, all.more]).toEqual([120, false]);
   });
 
@@ -58,6 +57,10 @@ describe('readPage', () => {
     const full = REQUEST_BYTES / PAGE_BYTES; // pages of two items until the request's are spent
     expect(taken).toEqual([...Array(full).fill(2), ...Array(20 - full).fill(1)]);
     expect(budget.left).toBe(0);
+    // Spent: each page reads no more than the one item it still takes (and one to tell more).
+    const spent = source(10, 1);
+    await readPage(budget, 200, spent.read, () => 1);
+    expect(spent.reads).toEqual([[0, 2]]);
     // A failed read does not stop the ones queued behind it.
     const failing = readPage(
       budget,
@@ -68,5 +71,21 @@ describe('readPage', () => {
     const next = readPage(budget, 5, source(2, 1).read, () => 1);
     await expect(failing).rejects.toThrow('gone');
     expect(await next).toEqual({ items: [1], more: true }); // the request's budget is spent
+  });
+
+  it('over a WebSocket pages run side by side, each with its own page budget', async () => {
+    const budget = answerBytesFor('ws');
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const slow = readPage(
+      budget,
+      5,
+      async () => (await held, [1]),
+      () => 1,
+    );
+    const quick = await readPage(budget, 5, source(3, 1).read, () => 1);
+    expect(quick.items).toEqual([1, 2, 3]); // not behind the slow one
+    release();
+    expect((await slow).items).toEqual([1]);
   });
 });

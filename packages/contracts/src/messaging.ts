@@ -351,6 +351,16 @@ export const ZPendingEnvelopes = z.object({
   more: z.boolean(),
 });
 
+export const ZSnapshotInput = z
+  .object({
+    /**
+     * This client reads waiting envelopes past the snapshot's first page (about 1 MiB) with
+     * `sync.pendingEnvelopes` when it says `moreEnvelopes`. Without it every one comes at once.
+     */
+    pagedEnvelopes: z.boolean().optional(),
+  })
+  .optional();
+
 export const ZSnapshot = z.object({
   /** Pass as `lastEventId` to `sync.events`: the stream continues exactly after this snapshot. */
   cursor: z.string(),
@@ -371,9 +381,10 @@ export const ZSnapshot = z.object({
   contactRequests: ZContactRequests,
   /**
    * Envelopes still waiting for this device from before `cursor` (store-until-ack survives a
-   * cold start), oldest first: handle them, then `sync.ack` the last id. As many as fit in about
-   * 1 MiB; when `moreEnvelopes`, read the rest with `sync.pendingEnvelopes` (after the last id
-   * here, up to `cursor`) before streaming from `cursor`.
+   * cold start), oldest first: handle them, then `sync.ack` the last id. Asked with
+   * `pagedEnvelopes`, as many as fit in about 1 MiB; when `moreEnvelopes`, read the rest with
+   * `sync.pendingEnvelopes` (after the last id here, up to `cursor`) before streaming from
+   * `cursor`.
    */
   pendingEnvelopes: z.array(z.object({ id: z.string(), envelope: ZEnvelope })),
   /** More envelopes wait up to `cursor` than `pendingEnvelopes` holds (absent: older server). */

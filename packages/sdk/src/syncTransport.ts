@@ -98,7 +98,7 @@ export function createApiSyncTransport(
   return {
     ...(renewConnection ? { renewConnection } : {}),
     whoAmI: async () => (await api.me.get.query()).id,
-    snapshot: async () => decodeSnapshot(await api.sync.snapshot.query()),
+    snapshot: async () => decodeSnapshot(await api.sync.snapshot.query({ pagedEnvelopes: true })),
     pendingEnvelopes: (after, upTo) => api.sync.pendingEnvelopes.query({ after, upTo }),
     subscribe: (lastEventId, handlers) =>
       api.sync.events.subscribe(

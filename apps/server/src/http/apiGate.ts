@@ -48,9 +48,14 @@ export function setApiHeaders(res: ServerResponse): void {
   res.setHeader('cache-control', 'no-store');
 }
 
-/** A batch costs what its calls would; a batch too big to run costs what the largest one would. */
-function pointsOf(api: ApiRequest): number {
-  return api.surface === 'trpc' ? Math.min(api.calls.paths.length, MAX_BATCH_SIZE) : 1;
+/**
+ * A batch costs what its calls would; a batch too big to run costs what the largest one would.
+ * Never more than the whole budget: with a budget under 50 a full batch would be refused for
+ * good, its Retry-After never enough.
+ */
+function pointsOf(api: ApiRequest, rule: RateLimitRule): number {
+  const calls = api.surface === 'trpc' ? Math.min(api.calls.paths.length, MAX_BATCH_SIZE) : 1;
+  return Math.min(calls, rule.points);
 }
 
 export type ApiGateDeps = {
@@ -122,7 +127,7 @@ export function createApiGate(deps: ApiGateDeps) {
     const decision = await deps.limiter.consume(
       deps.addressRule,
       deps.clientIp(req),
-      pointsOf(api),
+      pointsOf(api, deps.addressRule),
     );
     if (decision.allowed) return true;
     const { retryAfterMs } = decision;

@@ -506,7 +506,8 @@ export async function findBySeqsFor(
   db: Db,
   reader: string,
   refs: MessageRef[],
-  now: number,
+  /** Leaves out messages past their timer at this time (null: keeps them). */
+  now: number | null,
 ): Promise<Map<string, ReaderView>> {
   const found = new Map<string, ReaderView>();
   for (let i = 0; i < refs.length; i += 500) {
@@ -520,7 +521,7 @@ export async function findBySeqsFor(
       .selectAll('messages')
       .select('cm.joined_seq')
       .where(byRefs(refs.slice(i, i + 500)))
-      .where((eb) => notExpired(eb, now))
+      .$if(now !== null, (q) => q.where((eb) => notExpired(eb, now!)))
       .execute();
     for (const { joined_seq, ...row } of rows) {
       const member = joined_seq !== null;

@@ -12,14 +12,18 @@ export async function pollEvents(
   device: { userId: string; deviceId: string },
   after: string | undefined,
   limit: number,
-): Promise<{ events: { id: string; event: TSyncEvent }[]; cursor: string }> {
+): Promise<{ events: { id: string; event: TSyncEvent }[]; cursor: string; more: boolean }> {
   const bounds = await streamBounds(ctx.ports.db, device.userId);
   if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
   const { cursor, resync } = startOf(bounds, after);
-  if (resync)
-    return { events: [{ id: String(cursor), event: { type: 'resync' } }], cursor: String(cursor) };
+  const resyncAt = (at: number) => ({
+    events: [{ id: String(at), event: { type: 'resync' as const } }],
+    cursor: String(at),
+    more: false,
+  });
+  if (resync) return resyncAt(cursor);
   let head: number | null = null;
-  const { items } = await readPage<{ seq: number; event: TSyncEvent | null }>(
+  const { items, more } = await readPage<{ seq: number; event: TSyncEvent | null }>(
     ctx.answerBytes,
     limit,
     async (n, last) => {
@@ -42,8 +46,7 @@ export async function pollEvents(
     },
     ({ event }) => (event ? JSON.stringify(event).length : 0),
   );
-  if (head !== null)
-    return { events: [{ id: String(head), event: { type: 'resync' } }], cursor: String(head) };
+  if (head !== null) return resyncAt(head);
   const events = items.flatMap(({ seq, event }) => (event ? [{ id: String(seq), event }] : []));
-  return { events, cursor: String(items.at(-1)?.seq ?? cursor) };
+  return { events, cursor: String(items.at(-1)?.seq ?? cursor), more };
 }

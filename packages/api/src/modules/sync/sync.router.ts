@@ -5,6 +5,7 @@ import {
   ZPendingEnvelopesInput,
   ZSendToDevicesInput,
   ZSnapshot,
+  ZSnapshotInput,
   ZSyncEvent,
   ZSyncEventsInput,
 } from '@mvp/contracts';
@@ -28,9 +29,9 @@ export const syncRouter = router({
         tags,
       },
     })
-    .input(z.void())
+    .input(ZSnapshotInput)
     .output(ZSnapshot)
-    .query(({ ctx }) => snapshot(ctx, ctx.auth)),
+    .query(({ ctx, input }) => snapshot(ctx, ctx.auth, input?.pagedEnvelopes === true)),
 
   /** The rest of a snapshot's `pendingEnvelopes` when it says `moreEnvelopes`, a page at a time. */
   pendingEnvelopes: authedProcedure
@@ -108,6 +109,8 @@ export const syncRouter = router({
         events: z.array(z.object({ id: z.string(), event: ZSyncEvent })),
         /** Pass as `after` next time (unchanged when nothing new). */
         cursor: z.string(),
+        /** More are there already: the page stopped at `limit` or at its byte budget. */
+        more: z.boolean(),
       }),
     )
     .query(({ ctx, input }) => pollEvents(ctx, ctx.auth, input.after, input.limit)),

@@ -18,13 +18,35 @@ const MAX_PENDING_PAGE = 1000;
  * after it. Upserts would survive a change seen twice; counts would not (the SDK's unread counts
  * add the events after the cursor to the snapshot's). Contact requests are read after it, out of
  * the transaction (their profiles may ask Redis for presence): one that changes in between also
- * arrives as an event, and requests are kept by id.
+ * arrives as an event, and requests are kept by id. So are the envelopes waiting up to the
+ * cursor (a page read must not wait in its request's lane holding the transaction's connection,
+ * answerBytes.ts): the bound makes them the same, bar one acknowledged meanwhile.
+ *
+ * `pagedEnvelopes`: the client reads envelopes past the first page itself (sync.pendingEnvelopes,
+ * as this SDK does). Without it (older SDKs, REST clients that do not ask) every waiting envelope
+ * comes, as before: they would save the cursor after the first page and never see the rest.
  */
-export async function snapshot(ctx: Context, device: { userId: string; deviceId: string }) {
+export async function snapshot(
+  ctx: Context,
+  device: { userId: string; deviceId: string },
+  pagedEnvelopes = false,
+) {
   const state = await ctx.ports.db
     .transaction()
     .execute((trx) => readSnapshot({ ...ctx, ports: { ...ctx.ports, db: trx } }, device));
-  return { ...state, contactRequests: await listRequests(ctx, device.userId) };
+  const upTo = Number(state.cursor);
+  const [contactRequests, envelopes] = await Promise.all([
+    listRequests(ctx, device.userId),
+    pagedEnvelopes
+      ? pendingEnvelopes(ctx, device, 0, upTo)
+      : allPendingEnvelopes(ctx, device, upTo).then((all) => ({ envelopes: all, more: false })),
+  ]);
+  return {
+    ...state,
+    contactRequests,
+    pendingEnvelopes: envelopes.envelopes,
+    moreEnvelopes: envelopes.more,
+  };
 }
 
 async function readSnapshot(ctx: Context, device: { userId: string; deviceId: string }) {
@@ -32,10 +54,9 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
   const db = ctx.ports.db;
   const bounds = await streamBounds(db, me);
   if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
-  const [rows, unread, envelopes, ringingCalls] = await Promise.all([
+  const [rows, unread, ringingCalls] = await Promise.all([
     conversations.listMine(db, me),
     conversations.unreadCounts(db, me),
-    pendingEnvelopes(ctx, device, 0, bounds.last),
     ringingInvites(ctx, device, bounds.last),
   ]);
   // The preview: my newest message, not one I deleted for me.
@@ -63,11 +84,34 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
         deliveredSeq: Number(r.my_delivered_seq),
       };
     }),
-    pendingEnvelopes: envelopes.envelopes,
-    moreEnvelopes: envelopes.more,
     ringingCalls,
   };
 }
+
+type Device = { userId: string; deviceId: string };
+type Envelopes = { id: string; envelope: TEnvelope }[];
+
+/** This device's waiting envelopes in (`after`, `upTo`], oldest first, at most `n`. */
+function envelopeRows(ctx: Context, device: Device, after: number, upTo: number, n: number) {
+  return ctx.ports.db
+    .selectFrom('user_events')
+    .select(['seq', 'payload'])
+    .where('user_id', '=', device.userId)
+    .where('device_id', '=', device.deviceId)
+    .where('type', '=', 'envelope')
+    .where('seq', '>', after)
+    .where('seq', '<=', upTo)
+    .orderBy('seq')
+    .limit(n)
+    .execute()
+    .then((rows) => rows.map((r) => ({ seq: Number(r.seq), payload: r.payload })));
+}
+
+const toEnvelopes = (rows: { seq: number; payload: string }[]): Envelopes =>
+  rows.map((r) => ({
+    id: String(r.seq),
+    envelope: (JSON.parse(r.payload) as { envelope: TEnvelope }).envelope,
+  }));
 
 /**
  * This device's unacknowledged envelopes after `after` and up to `upTo`, oldest first, as many as
@@ -78,31 +122,24 @@ async function readSnapshot(ctx: Context, device: { userId: string; deviceId: st
  */
 export async function pendingEnvelopes(
   ctx: Context,
-  device: { userId: string; deviceId: string },
+  device: Device,
   after: number,
   upTo: number,
-): Promise<{ envelopes: { id: string; envelope: TEnvelope }[]; more: boolean }> {
+): Promise<{ envelopes: Envelopes; more: boolean }> {
   const { items, more } = await readPage<{ seq: number; payload: string }>(
     ctx.answerBytes,
     MAX_PENDING_PAGE,
-    (n, last) =>
-      ctx.ports.db
-        .selectFrom('user_events')
-        .select(['seq', 'payload'])
-        .where('user_id', '=', device.userId)
-        .where('device_id', '=', device.deviceId)
-        .where('type', '=', 'envelope')
-        .where('seq', '>', last?.seq ?? after)
-        .where('seq', '<=', upTo)
-        .orderBy('seq')
-        .limit(n)
-        .execute()
-        .then((rows) => rows.map((r) => ({ seq: Number(r.seq), payload: r.payload }))),
+    (n, last) => envelopeRows(ctx, device, last?.seq ?? after, upTo, n),
     (row) => row.payload.length,
   );
-  const envelopes = items.map((r) => ({
-    id: String(r.seq),
-    envelope: (JSON.parse(r.payload) as { envelope: TEnvelope }).envelope,
-  }));
-  return { envelopes, more };
+  return { envelopes: toEnvelopes(items), more };
+}
+
+/**
+ * All of them, for a client that does not page (see `snapshot`). A queue holds at most
+ * MVP_DEVICE_QUEUE_CAP (5000 at most), a little more when sends race past the count on MySQL;
+ * the limit, twice that, is only a guard.
+ */
+async function allPendingEnvelopes(ctx: Context, device: Device, upTo: number) {
+  return toEnvelopes(await envelopeRows(ctx, device, 0, upTo, 10_000));
 }
