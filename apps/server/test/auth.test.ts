@@ -548,6 +548,41 @@ describe(`auth: a stranger spending an identifier's login budget (${backendLabel
     // The identifier's own budget was not touched by those.
     expect(await attempt(victim.username, PASSWORD)).toBeNull();
   });
+
+  it('the cookies every refresh hands out share one budget: a thief who kept many guesses no more', async () => {
+    const victim = await registerUser(t);
+    const first = await t.client.api.auth.refresh.mutate({ refreshToken: victim.refreshToken });
+    const second = await t.client.api.auth.refresh.mutate({ refreshToken: first.refreshToken });
+    const cookies = [victim.deviceCookie, first.deviceCookie, second.deviceCookie];
+    expect(new Set(cookies).size).toBe(3);
+    expect(errorCodeOf(await attempt(victim.username, 'guess', [cookies[0]!]))).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(errorCodeOf(await attempt(victim.username, 'guess', [cookies[0]!]))).toBe(
+      'UNAUTHORIZED',
+    );
+    expect(errorCodeOf(await attempt(victim.username, 'guess', [cookies[1]!]))).toBe(
+      'UNAUTHORIZED',
+    );
+    // Three for the account's cookies together, though this cookie's own budget is untouched.
+    expect(errorCodeOf(await attempt(victim.username, PASSWORD, [cookies[2]!]))).toBe(
+      'TOO_MANY_REQUESTS',
+    );
+  });
+
+  it('a cookie ends with the password it was issued under', async () => {
+    const victim = await registerUser(t);
+    const NEW_PASSWORD = `${PASSWORD}-renewed`;
+    await clientWithToken(t, victim.accessToken).api.me.changePassword.mutate({
+      currentPassword: PASSWORD,
+      newPassword: NEW_PASSWORD,
+    });
+    await lockOut(victim.username);
+    // A thief's old cookie is now worth what no cookie is: the identifier's spent budget.
+    expect(errorCodeOf(await attempt(victim.username, NEW_PASSWORD, [victim.deviceCookie]))).toBe(
+      'TOO_MANY_REQUESTS',
+    );
+  });
 });
 
 describe(`auth: register and login storms are limited (${backendLabel})`, () => {

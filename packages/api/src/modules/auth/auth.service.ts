@@ -183,10 +183,13 @@ async function spendLoginBudget(
   }
   const user = await findByIdentifier(ctx, input.identifier);
   const cookie = user
-    ? trustedDeviceCookie(ctx.ports.cipher, user.id, input.deviceCookies, ctx.ports.clock.now())
+    ? trustedDeviceCookie(ctx.ports.cipher, user, input.deviceCookies, ctx.ports.clock.now())
     : null;
-  if (!cookie) return { budgetKey: await spendIdentifier(), user };
+  if (!cookie || !user) return { budgetKey: await spendIdentifier(), user };
   await enforceLimit(ctx, 'login-device', limits.loginDevice, cookie);
+  // Every refresh answer carries a cookie: a thief with a refresh token could collect dozens,
+  // each with a budget of its own. Together they get the identifier's budget, apart from it.
+  await enforceLimit(ctx, 'login-device-account', limits.loginAccount, user.id);
   return { budgetKey: `device:${cookie}`, user };
 }
 
@@ -198,7 +201,9 @@ async function spendLoginBudget(
  */
 export async function login(ctx: Context, input: TLoginInput): Promise<TAuthResult> {
   await enforceLimit(ctx, 'login-ip', ctx.settings.auth.limits.loginIp, ctx.ip);
-  const { budgetKey, user } = await spendLoginBudget(ctx, input);
+  const spent = await spendLoginBudget(ctx, input);
+  const { budgetKey } = spent;
+  let { user } = spent;
   await assertNotBackedOff(ctx, budgetKey);
 
   const ok = user
@@ -213,12 +218,13 @@ export async function login(ctx: Context, input: TLoginInput): Promise<TAuthResu
   const now = ctx.ports.clock.now();
   // One write: activity, plus a stronger hash when the configured cost has grown.
   const rehash = ctx.ports.passwords.needsRehash(user.password_hash);
+  const stronger = rehash ? await ctx.ports.passwords.hash(input.password) : null;
   await users.updateUser(ctx.ports.db, user.id, {
     last_active_at: now,
-    ...(rehash
-      ? { password_hash: await ctx.ports.passwords.hash(input.password), updated_at: now }
-      : {}),
+    ...(stronger ? { password_hash: stronger, updated_at: now } : {}),
   });
+  // The account as it is now: the device cookie this sign-in gets is bound to the new hash.
+  if (stronger) user = { ...user, password_hash: stronger };
 
   if (user.require_otp_login && user.phone_ciphertext) {
     const phone = ctx.ports.cipher.decrypt(user.phone_ciphertext, phoneContext(user.id));

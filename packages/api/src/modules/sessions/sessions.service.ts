@@ -47,7 +47,7 @@ async function issueTokens(
     expiresAt: iso(access.expiresAt),
     sessionId,
     user: toAuthUser(user),
-    deviceCookie: issueDeviceCookie(ctx.ports.cipher, user.id, now),
+    deviceCookie: issueDeviceCookie(ctx.ports.cipher, user, now),
   };
 }
 
