@@ -244,6 +244,7 @@ export function configFromEnv(env: Env): ServerConfig {
         loginDevice: env.MVP_LIMIT_LOGIN_DEVICE,
         otpSendIp: env.MVP_LIMIT_OTP_SEND_IP,
         otpSendPhone: env.MVP_LIMIT_OTP_SEND_PHONE,
+        otpSendAll: env.MVP_LIMIT_OTP_SEND_ALL,
         otpVerifyIp: env.MVP_LIMIT_OTP_VERIFY_IP,
         refreshIp: env.MVP_LIMIT_REFRESH_IP,
         refreshAccount: env.MVP_LIMIT_REFRESH_ACCOUNT,

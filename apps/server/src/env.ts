@@ -179,6 +179,7 @@ export const envSchema = {
   MVP_LIMIT_LOGIN_DEVICE: limit.default({ points: 10, durationSeconds: 3600 }),
   MVP_LIMIT_OTP_SEND_IP: limit.default({ points: 10, durationSeconds: 3600 }),
   MVP_LIMIT_OTP_SEND_PHONE: limit.default({ points: 5, durationSeconds: 3600 }),
+  MVP_LIMIT_OTP_SEND_ALL: limit.default({ points: 1000, durationSeconds: 3600 }),
   MVP_LIMIT_OTP_VERIFY_IP: limit.default({ points: 30, durationSeconds: 300 }),
   MVP_LIMIT_REFRESH_IP: limit.default({ points: 60, durationSeconds: 60 }),
   MVP_LIMIT_REFRESH_ACCOUNT: limit.default({ points: 30, durationSeconds: 60 }),

@@ -452,6 +452,23 @@ describe(`auth: limits and backoff (${backendLabel})`, () => {
   });
 });
 
+describe(`auth: the deployment's SMS bill is capped (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await withLimits({ otpSendAll: { points: 2, durationSeconds: 3600 } });
+  });
+  afterAll(() => t.stop());
+
+  it('codes to any numbers stop at the cap; premium-rate numbers get none, and spend nothing', async () => {
+    const premium = await failure(startPhoneRegistration(t, '+44 909 879 0000', 'Pump'));
+    expect(errorCodeOf(premium)).toBe('BAD_REQUEST');
+    await startPhoneRegistration(t, freshPhone(), 'One');
+    await startPhoneRegistration(t, freshPhone(), 'Two');
+    const third = await failure(startPhoneRegistration(t, freshPhone(), 'Three'));
+    expect(errorCodeOf(third)).toBe('TOO_MANY_REQUESTS');
+  });
+});
+
 describe(`auth: a stranger spending a number's SMS budget (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {

@@ -200,6 +200,21 @@ function suite(label: string, start: () => Promise<{ t: TestServer; countBlobs: 
       await noToken.arrayBuffer();
     });
 
+    it('deleting the account deletes its avatar file, even when telling it fails (the bus down)', async () => {
+      const ada = await registerUser(t);
+      const url = await withAvatar(ada);
+      const { bus } = t.server.infra.ports;
+      const publish = bus.publish.bind(bus);
+      bus.publish = () => Promise.reject(new Error('redis down'));
+      try {
+        await clientWithToken(t, ada.accessToken).api.me.delete.mutate({ password: PASSWORD });
+      } finally {
+        bus.publish = publish;
+      }
+      expect((await fetchAvatar(url)).status).toBe(404);
+      expect(await countBlobs(ada.userId)).toBe(0);
+    });
+
     describe('refusals leave nothing behind', () => {
       let ada: Account;
       let keyBefore: string | null | undefined;

@@ -25,6 +25,8 @@ describe(`OTP delivery through the webhook sender (${backendLabel})`, () => {
     req.on('end', () => {
       deliveries.push({ headers: req.headers, body });
       res.statusCode = status;
+      // Where a redirect would send it on: the gateway's own path, so a follow shows there.
+      if (status === 307) res.setHeader('location', req.url === '/otp' ? '/elsewhere' : '/otp');
       res.end();
     });
   });
@@ -82,6 +84,17 @@ describe(`OTP delivery through the webhook sender (${backendLabel})`, () => {
     status = 200;
     await deliveries.next();
     expect((error as { data: { appCode: string } }).data.appCode).toBe('SERVICE_UNAVAILABLE');
+  });
+
+  it('a redirect is not followed: the code goes nowhere else, and the send fails', async () => {
+    status = 307;
+    const error = await t.client.api.auth.register
+      .mutate({ phone: freshPhone(), password: PASSWORD, displayName: 'W', device: DEVICE })
+      .catch((e: unknown) => e as { data: { appCode: string } });
+    status = 200;
+    expect((error as { data: { appCode: string } }).data.appCode).toBe('SERVICE_UNAVAILABLE');
+    await deliveries.next(); // the one POST to the gateway
+    expect(deliveries.size).toBe(0); // and none to where it pointed
   });
 });
 

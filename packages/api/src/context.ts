@@ -18,6 +18,8 @@ export type AuthSettings = {
     loginDevice: Limit;
     otpSendIp: Limit;
     otpSendPhone: Limit;
+    /** Codes this deployment sends at most, to anyone: a cap on the SMS bill. */
+    otpSendAll: Limit;
     otpVerifyIp: Limit;
     refreshIp: Limit;
     refreshAccount: Limit;

@@ -8,7 +8,16 @@ export const ZUsername = z
   .toLowerCase()
   .regex(/^[a-z0-9_]{3,32}$/, 'use 3–32 characters: a–z, 0–9 and _');
 
-/** Any common notation in, E.164 out; only numbers libphonenumber-js considers valid. */
+/**
+ * Number types no code is texted to: a text to them bills the sender extra, and shares the fee
+ * with the number's holder (SMS pumping), or reaches no phone of anyone's own.
+ */
+const NOT_TEXTED = new Set(['PREMIUM_RATE', 'SHARED_COST', 'UAN', 'VOICEMAIL', 'PAGER']);
+
+/**
+ * Any common notation in, E.164 out; only numbers libphonenumber-js considers valid, and not
+ * premium-rate, shared-cost and the like (NOT_TEXTED).
+ */
 export const ZPhone = z
   .string()
   .trim()
@@ -17,6 +26,11 @@ export const ZPhone = z
     const parsed = parsePhoneNumberFromString(raw);
     if (!parsed?.isValid()) {
       ctx.addIssue({ code: 'custom', message: 'not a valid phone number in international format' });
+      return z.NEVER;
+    }
+    const type = parsed.getType();
+    if (type && NOT_TEXTED.has(type)) {
+      ctx.addIssue({ code: 'custom', message: 'not a number codes can be texted to' });
       return z.NEVER;
     }
     return parsed.number;

@@ -75,6 +75,7 @@ export function testAuthConfig(overrides: Partial<AuthConfig> = {}): AuthConfig 
       loginDevice: roomy,
       otpSendIp: roomy,
       otpSendPhone: roomy,
+      otpSendAll: roomy,
       otpVerifyIp: roomy,
       refreshIp: roomy,
       refreshAccount: roomy,

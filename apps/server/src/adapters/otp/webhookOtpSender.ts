@@ -25,6 +25,9 @@ export function createWebhookOtpSender(url: string, secret: string): OtpSender {
             [SIGNATURE_HEADER]: signWebhook(secret, timestamp, body),
           },
           body,
+          // A redirect would send the number, the code and a valid signature on to wherever
+          // the gateway (or whoever took its address) points: refused, as a failure.
+          redirect: 'error',
           signal: AbortSignal.timeout(5_000),
         });
       } catch (cause) {

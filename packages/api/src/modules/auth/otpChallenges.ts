@@ -49,6 +49,10 @@ async function deliver(
     limits.otpSendPhone,
     ctx.ports.cipher.blindIndex(phone, `otp-send:${purpose}`),
   );
+  // Last, so that what the budgets above refuse costs it nothing: the whole deployment's. SMS
+  // pumping (codes sent through rented addresses to numbers whose owner shares the fee) is
+  // limited by no per-address or per-number budget; this caps the bill.
+  await enforceLimit(ctx, 'otp-send-all', limits.otpSendAll, 'all');
   const code = newOtpCode();
   await ctx.ports.otpSender.send({ to: phone, code, purpose });
   if (otp.resendSeconds > 0) {

@@ -62,12 +62,25 @@ export async function deleteAccount(
       if (err instanceof RowChanged) continue;
       throw err;
     }
-    await wake(ctx.ports, [...left.woken, ...left.toldGone]);
-    await calls.wake(ctx.ports);
-    if (sessionIds.length) await announceRevoked(ctx, sessionIds);
+    // Committed: what is left is tidying and telling, each on its own. Thrown out of the first
+    // (Redis down), the rest were skipped: the avatar file went on being served to whoever had
+    // its address. The files first; a wake-up or revocation lost here is made up for by the
+    // streams' own reads and session checks.
     if (state.key) await deleteBlobQuietly(ctx, state.key);
     for (const key of left.avatarKeys) await deleteBlobQuietly(ctx, key);
+    await bestEffort(ctx, 'wake', () => wake(ctx.ports, [...left.woken, ...left.toldGone]));
+    await bestEffort(ctx, 'calls', () => calls.wake(ctx.ports));
+    if (sessionIds.length)
+      await bestEffort(ctx, 'revocation', () => announceRevoked(ctx, sessionIds));
     return true;
   }
   return false;
+}
+
+async function bestEffort(ctx: Context, what: string, step: () => Promise<unknown>) {
+  try {
+    await step();
+  } catch (err) {
+    ctx.log.warn({ err, what }, 'account deleted; telling it failed');
+  }
 }
