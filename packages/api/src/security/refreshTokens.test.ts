@@ -1,3 +1,4 @@
+import { createFieldCipher } from './fieldCipher';
 import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
@@ -39,13 +40,18 @@ describe('OTP codes', () => {
     expect(new Set(codes).size).toBeGreaterThan(1900);
   });
 
-  it('hash with HMAC-SHA256 keyed by the challenge id', () => {
-    const h = hashOtp('123456', 'challenge-1');
-    expect(h).toBe(createHmac('sha256', 'challenge-1').update('123456').digest('hex'));
+  it('hash with an HMAC under the server key, per challenge: the challenge id alone finds nothing', () => {
+    const cipher = createFieldCipher({
+      dataKeys: [{ id: 'k1', key: new Uint8Array(32).fill(1) }],
+      blindIndexKey: new Uint8Array(32).fill(9),
+    });
+    const h = hashOtp(cipher, '123456', 'challenge-1');
     expect(h).toMatch(/^[0-9a-f]{64}$/);
-    expect(hashOtp('123456', 'challenge-2')).not.toBe(h);
-    expect(hashOtp('123457', 'challenge-1')).not.toBe(h);
-    expect(safeEqualHex(hashOtp('123456', 'challenge-1'), h)).toBe(true);
+    // What a reader of the store could try: the million codes keyed by the id in the key name.
+    expect(h).not.toBe(createHmac('sha256', 'challenge-1').update('123456').digest('hex'));
+    expect(hashOtp(cipher, '123456', 'challenge-2')).not.toBe(h);
+    expect(hashOtp(cipher, '123457', 'challenge-1')).not.toBe(h);
+    expect(safeEqualHex(hashOtp(cipher, '123456', 'challenge-1'), h)).toBe(true);
   });
 });
 

@@ -1,4 +1,5 @@
-import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+import type { FieldCipher } from './fieldCipher';
 
 /** 256 random bits, base64url: the opaque refresh token handed to the client. */
 export function newRefreshToken(): string {
@@ -20,12 +21,13 @@ export function newOtpCode(): string {
 }
 
 /**
- * Codes have only 20 bits, so a bare hash would be reversed by trying all million. Keying the
- * HMAC by the challenge id at least makes every challenge's table different; the real protection
- * is the attempt limit and the short TTL.
+ * Codes have only 20 bits, so a bare hash would be reversed by trying all million, and so would
+ * one keyed by the challenge id alone, which is in the challenge's key name: whoever can read
+ * the KeyValue store (a shared Redis) had every pending code in under a second. The HMAC is
+ * keyed by the server's blind-index key, per challenge (its id in the purpose).
  */
-export function hashOtp(code: string, challengeId: string): string {
-  return createHmac('sha256', challengeId).update(code, 'utf8').digest('hex');
+export function hashOtp(cipher: FieldCipher, code: string, challengeId: string): string {
+  return cipher.blindIndex(code, `otp:${challengeId}`);
 }
 
 const HEX = /^(?:[0-9a-f]{2})+$/i;

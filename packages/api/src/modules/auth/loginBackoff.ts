@@ -8,6 +8,10 @@ import { AppError } from '../../errors/AppError';
  * the wait always ends.
  */
 const key = (budgetKey: string, ip: string) => `login-fail:${budgetKey}:${ip}`;
+// The count by an atomic increment: read, added to and written back, failures made at the same
+// moment counted as one (the per-identifier budget still capped them).
+const countKey = (budgetKey: string, ip: string) => `${key(budgetKey, ip)}:n`;
+const lastKey = (budgetKey: string, ip: string) => `${key(budgetKey, ip)}:at`;
 const WINDOW_MS = 24 * 3600 * 1000;
 
 type State = { failures: number; lastAt: number };
@@ -20,8 +24,12 @@ function waitMs(ctx: Context, state: State): number {
 }
 
 async function read(ctx: Context, budgetKey: string): Promise<State> {
-  const raw = await ctx.ports.kv.get(key(budgetKey, ctx.ip));
-  return raw ? (JSON.parse(raw) as State) : { failures: 0, lastAt: 0 };
+  const { kv } = ctx.ports;
+  const [count, last] = await Promise.all([
+    kv.get(countKey(budgetKey, ctx.ip)),
+    kv.get(lastKey(budgetKey, ctx.ip)),
+  ]);
+  return { failures: Number(count ?? 0), lastAt: Number(last ?? 0) };
 }
 
 export async function assertNotBackedOff(ctx: Context, budgetKey: string): Promise<void> {
@@ -34,11 +42,14 @@ export async function assertNotBackedOff(ctx: Context, budgetKey: string): Promi
 }
 
 export async function recordFailure(ctx: Context, budgetKey: string): Promise<void> {
-  const state = await read(ctx, budgetKey);
-  const next: State = { failures: state.failures + 1, lastAt: ctx.ports.clock.now() };
-  await ctx.ports.kv.set(key(budgetKey, ctx.ip), JSON.stringify(next), { ttlMs: WINDOW_MS });
+  const { kv, clock } = ctx.ports;
+  await kv.incr(countKey(budgetKey, ctx.ip), { ttlMs: WINDOW_MS });
+  await kv.set(lastKey(budgetKey, ctx.ip), String(clock.now()), { ttlMs: WINDOW_MS });
 }
 
 export async function clearFailures(ctx: Context, budgetKey: string): Promise<void> {
-  await ctx.ports.kv.del(key(budgetKey, ctx.ip));
+  await Promise.all([
+    ctx.ports.kv.del(countKey(budgetKey, ctx.ip)),
+    ctx.ports.kv.del(lastKey(budgetKey, ctx.ip)),
+  ]);
 }

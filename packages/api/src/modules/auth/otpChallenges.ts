@@ -58,7 +58,7 @@ async function deliver(
   if (otp.resendSeconds > 0) {
     await ctx.ports.kv.set(cooldownKey(challengeId), '1', { ttlMs: otp.resendSeconds * 1000 });
   }
-  return hashOtp(code, challengeId);
+  return hashOtp(ctx.ports.cipher, code, challengeId);
 }
 
 function describe(ctx: Context, challengeId: string, phone: string): TOtpRequired {
@@ -144,7 +144,7 @@ export async function consumeChallenge(
       retryAfterMs: 0,
     });
   }
-  if (!safeEqualHex(hashOtp(code, challengeId), challenge.codeHash)) {
+  if (!safeEqualHex(hashOtp(ctx.ports.cipher, code, challengeId), challenge.codeHash)) {
     if (tries >= maxAttempts) await ctx.ports.kv.del(key(challengeId));
     throw new AppError('UNAUTHORIZED', 'Wrong code');
   }
