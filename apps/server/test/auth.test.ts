@@ -452,6 +452,56 @@ describe(`auth: limits and backoff (${backendLabel})`, () => {
   });
 });
 
+describe(`auth: another code for the same challenge (${backendLabel})`, () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer(); // no resend cooldown
+  });
+  afterAll(() => t.stop());
+
+  it('the new code works and the old one is dead; the tries made carry over', async () => {
+    const phone = freshPhone();
+    const pending = await startPhoneRegistration(t, phone, 'R');
+    const first = lastOtp(t.logs, phone);
+    const wrong = first === '000000' ? '000001' : '000000';
+    const verify = (code: string) =>
+      failure(t.client.api.auth.otp.verify.mutate({ challengeId: pending.challengeId, code }));
+    expect(errorCodeOf(await verify(wrong))).toBe('UNAUTHORIZED');
+    await t.client.api.auth.otp.send.mutate({ challengeId: pending.challengeId });
+    const second = lastOtp(t.logs, phone);
+    if (second !== first) expect(errorCodeOf(await verify(first))).toBe('UNAUTHORIZED');
+    expect(await verify(second)).toBeNull();
+  });
+
+  it('a code sent while its challenge is used (or spent) does not bring it back', async () => {
+    const phone = freshPhone();
+    const pending = await startPhoneRegistration(t, phone, 'R');
+    const code = lastOtp(t.logs, phone);
+    const sender = t.server.infra.ports.otpSender;
+    const send = sender.send.bind(sender);
+    // The right code is verified while the new one is on its way.
+    sender.send = async (message) => {
+      await t.client.api.auth.otp.verify.mutate({ challengeId: pending.challengeId, code });
+      return send(message);
+    };
+    try {
+      const resent = await failure(
+        t.client.api.auth.otp.send.mutate({ challengeId: pending.challengeId }),
+      );
+      expect(errorCodeOf(resent)).toBe('NOT_FOUND');
+    } finally {
+      sender.send = send;
+    }
+    const again = await failure(
+      t.client.api.auth.otp.verify.mutate({
+        challengeId: pending.challengeId,
+        code: lastOtp(t.logs, phone),
+      }),
+    );
+    expect(errorCodeOf(again)).toBe('NOT_FOUND'); // gone for good: no second session
+  });
+});
+
 describe(`auth: the deployment's SMS bill is capped (${backendLabel})`, () => {
   let t: TestServer;
   beforeAll(async () => {

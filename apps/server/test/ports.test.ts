@@ -79,12 +79,15 @@ describe.each(impls)('ports: $name', (impl) => {
     await bus.close();
   });
 
-  it('KeyValue: set/get/del, ifNotExists, TTL, counters', async () => {
+  it('KeyValue: set/get/del, ifNotExists, ifExists, TTL, counters', async () => {
     const kv = impl.kv();
+    expect(await kv.get('k')).toBeNull();
+    expect(await kv.set('k', 'v0', { ifExists: true })).toBe(false);
     expect(await kv.get('k')).toBeNull();
     expect(await kv.set('k', 'v1')).toBe(true);
     expect(await kv.set('k', 'v2', { ifNotExists: true })).toBe(false);
     expect(await kv.get('k')).toBe('v1');
+    expect(await kv.set('k', 'v1', { ifExists: true })).toBe(true);
     expect(await kv.ttlMs('k')).toBeNull();
     expect(await kv.del('k')).toBe(true);
     expect(await kv.del('k')).toBe(false);

@@ -2,6 +2,8 @@ export type SetOptions = {
   ttlMs?: number;
   /** Only set when the key does not exist; `set` then answers whether it wrote. */
   ifNotExists?: boolean;
+  /** Only set when the key exists (is live); `set` then answers whether it wrote. */
+  ifExists?: boolean;
 };
 
 export type Lock = {

@@ -32,6 +32,7 @@ export function createMemoryKeyValue(clock: Clock): KeyValue {
     },
     async set(key, value, options = {}) {
       if (options.ifNotExists && live(key)) return false;
+      if (options.ifExists && !live(key)) return false;
       entries.set(key, { value, expiresAt: options.ttlMs ? clock.now() + options.ttlMs : null });
       return true;
     },

@@ -30,6 +30,7 @@ export function createRedisKeyValue(redis: Redis, namespace: string): KeyValue {
       const args: (string | number)[] = [PREFIX + key, value];
       if (options.ttlMs) args.push('PX', Math.ceil(options.ttlMs));
       if (options.ifNotExists) args.push('NX');
+      if (options.ifExists) args.push('XX');
       const reply = await redis.call('SET', ...args);
       return reply === 'OK';
     },

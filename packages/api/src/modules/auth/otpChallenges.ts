@@ -110,18 +110,39 @@ export async function resendChallenge(
   ctx: Context,
   challengeId: string,
 ): Promise<{ resendAfter: string }> {
+  const { kv } = ctx.ports;
   const challenge = await load(ctx, challengeId);
-  const wait = await ctx.ports.kv.ttlMs(cooldownKey(challengeId));
-  if (wait !== null && wait > 0) {
+  const { resendSeconds } = ctx.settings.auth.otp;
+  // The cooldown claimed before the send, not only set after it: two resends at once each
+  // found none and both texted a code.
+  const claimed =
+    resendSeconds === 0 ||
+    (await kv.set(cooldownKey(challengeId), '1', {
+      ttlMs: resendSeconds * 1000,
+      ifNotExists: true,
+    }));
+  if (!claimed) {
+    const wait = (await kv.ttlMs(cooldownKey(challengeId))) ?? resendSeconds * 1000;
     throw new AppError('TOO_MANY_REQUESTS', 'Wait before asking for another code', {
       retryAfterMs: wait,
     });
   }
   const phone = ctx.ports.cipher.decrypt(challenge.sealedPhone, sealContext(challengeId));
-  challenge.codeHash = await deliver(ctx, challengeId, phone, challenge.purpose);
-  const ttl =
-    (await ctx.ports.kv.ttlMs(key(challengeId))) ?? ctx.settings.auth.otp.ttlSeconds * 1000;
-  await ctx.ports.kv.set(key(challengeId), JSON.stringify(challenge), { ttlMs: ttl });
+  try {
+    challenge.codeHash = await deliver(ctx, challengeId, phone, challenge.purpose);
+  } catch (err) {
+    await kv.del(cooldownKey(challengeId)); // nothing went out: asking again may
+    throw err;
+  }
+  // Only while it still exists, for what is left of its time: a verify that used it, or spent
+  // its last try, deleted it meanwhile, and written back it came alive again with a new code
+  // and a fresh count of tries.
+  const ttl = await kv.ttlMs(key(challengeId));
+  const kept =
+    ttl !== null &&
+    ttl > 0 &&
+    (await kv.set(key(challengeId), JSON.stringify(challenge), { ttlMs: ttl, ifExists: true }));
+  if (!kept) throw new AppError('NOT_FOUND', 'The code expired; start again');
   return { resendAfter: describe(ctx, challengeId, phone).resendAfter };
 }
 
