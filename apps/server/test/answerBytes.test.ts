@@ -14,6 +14,7 @@ import {
   registerUser,
   type Account,
 } from './helpers/accounts';
+import { codeOf } from './helpers/errors';
 import { newClientMessageId } from './helpers/messaging';
 import { backendLabel } from './helpers/env';
 import { startServer, type TestServer } from './helpers/startServer';
@@ -152,6 +153,76 @@ describe(`answers stop at a byte budget (${backendLabel})`, () => {
     expect(handed).toEqual(sent);
     await app.sync.stop();
   });
+
+  it('a snapshot carries about a page of conversations; sync.conversations (REST too) reads the rest by id, each once, and the SDK hands the app all of them', async () => {
+    const dave = await registerUser(t);
+    const daveApi = clientWithToken(t, dave.accessToken).api;
+    const sendBig = (conversationId: string) =>
+      daveApi.messages.send.mutate({
+        conversationId,
+        clientMessageId: newClientMessageId(),
+        contentType: 'application/octet-stream',
+        ciphertext: randomBytes(BIG).toString('base64'),
+      });
+    const made: string[] = [];
+    for (let i = 0; i < 24; i++) {
+      const group = await daveApi.conversations.create.mutate({ kind: 'group', title: `g${i}` });
+      await sendBig(group.id);
+      made.push(group.id);
+    }
+    const byId = [...made].sort();
+    // A client that does not page gets every one, newest change first, as before.
+    const unpaged = await daveApi.sync.snapshot.query();
+    expect(unpaged.conversations.map((c) => c.conversation.id)).toEqual([...made].reverse());
+    expect(unpaged.moreConversations).toBeUndefined();
+
+    const snapshot = await daveApi.sync.snapshot.query({ pagedConversations: true });
+    expect(snapshot.moreConversations).toBe(true);
+    const listed = [...snapshot.conversations];
+    expect(bytesOf(listed.map((c) => c.lastMessage!))).toBeLessThanOrEqual(PAGE_BYTES);
+    // Changed between two pages: by newest change it would move ahead of the pages still to come.
+    const changed = byId.at(-1)!;
+    expect(listed.map((c) => c.conversation.id)).not.toContain(changed);
+    await sendBig(changed);
+    for (let more = true; more;) {
+      const res = await fetch(
+        `${t.server.url}/api/v1/sync/conversations?after=${listed.at(-1)!.conversation.id}`,
+        { headers: { authorization: `Bearer ${dave.accessToken}` } },
+      );
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as { conversations: typeof listed; more: boolean };
+      expect(page.conversations.length).toBeGreaterThan(0);
+      expect(bytesOf(page.conversations.map((c) => c.lastMessage!))).toBeLessThanOrEqual(
+        PAGE_BYTES,
+      );
+      listed.push(...page.conversations);
+      more = page.more;
+    }
+    expect(listed.map((c) => c.conversation.id)).toEqual(byId);
+    expect(listed.find((c) => c.conversation.id === changed)!.lastMessage!.seq).toBe(2);
+
+    // Only my own, whoever's id `after` names; a malformed id is refused.
+    const bobsOwn = await bobApi().sync.conversations.query({ after: byId[0]! });
+    expect(bobsOwn.conversations.map((c) => c.conversation.id)).toEqual(
+      chatId > byId[0]! ? [chatId] : [],
+    );
+    expect(await codeOf(bobApi().sync.conversations.query({ after: 'not-an-id' }))).toBe(
+      'BAD_REQUEST',
+    );
+    const anonymous = await fetch(`${t.server.url}/api/v1/sync/conversations?after=${byId[0]}`);
+    expect(anonymous.status).toBe(401);
+
+    const app = t.newClient({ getToken: () => dave.accessToken });
+    let handed: string[] = [];
+    app.sync.onSnapshot((state) => {
+      handed = state.conversations.map((c) => c.conversation.id);
+    });
+    app.sync.onEvent(() => undefined);
+    await app.sync.start();
+    // Every one, the newest last message first.
+    expect(handed).toEqual([changed, ...[...made].reverse().filter((id) => id !== changed)]);
+    await app.sync.stop();
+  }, 30_000);
 
   it('one batch of history, a snapshot and a polling read completes (the pages do not wait on the snapshot’s transaction)', async () => {
     const api = bobApi();

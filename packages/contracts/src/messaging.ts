@@ -358,26 +358,55 @@ export const ZSnapshotInput = z
      * `sync.pendingEnvelopes` when it says `moreEnvelopes`. Without it every one comes at once.
      */
     pagedEnvelopes: z.boolean().optional(),
+    /**
+     * This client reads conversations past the snapshot's first page (about 1 MiB) with
+     * `sync.conversations` when it says `moreConversations`. Without it every one comes at once.
+     */
+    pagedConversations: z.boolean().optional(),
   })
   .optional();
+
+/** One of my conversations as a cold start shows it. */
+export const ZSnapshotConversation = z.object({
+  conversation: ZConversation,
+  lastMessage: ZMessage.nullable(),
+  unread: z.number().int(),
+  /**
+   * The seqs `unread` counts, oldest first, while there are at most 100 of them (null past
+   * that): a message removed later lowers the count exactly when it is one of them.
+   */
+  unreadSeqs: z.array(ZSeq).nullable(),
+  readSeq: ZSeq,
+  deliveredSeq: ZSeq,
+});
+export type TSnapshotConversation = z.infer<typeof ZSnapshotConversation>;
+
+export const ZConversationPageInput = z.object({
+  /** The last conversation id of the snapshot's page, or of the last page read. */
+  after: ZId,
+});
+export const ZConversationPage = z.object({
+  /** By conversation id, as the snapshot's first page; see `ZSnapshot.moreConversations`. */
+  conversations: z.array(ZSnapshotConversation),
+  /** More follow: ask again after the last id here. */
+  more: z.boolean(),
+});
 
 export const ZSnapshot = z.object({
   /** Pass as `lastEventId` to `sync.events`: the stream continues exactly after this snapshot. */
   cursor: z.string(),
-  conversations: z.array(
-    z.object({
-      conversation: ZConversation,
-      lastMessage: ZMessage.nullable(),
-      unread: z.number().int(),
-      /**
-       * The seqs `unread` counts, oldest first, while there are at most 100 of them (null past
-       * that): a message removed later lowers the count exactly when it is one of them.
-       */
-      unreadSeqs: z.array(ZSeq).nullable(),
-      readSeq: ZSeq,
-      deliveredSeq: ZSeq,
-    }),
-  ),
+  /**
+   * Asked without `pagedConversations`: every conversation, newest change first, as of `cursor`.
+   * Asked with it: by conversation id, as many as fit in about 1 MiB (a last message holds up to
+   * 64 KiB), and the rest with `sync.conversations` when `moreConversations`. The pages are read
+   * after the cursor, one by one, so each is as of its own moment: events after the cursor may be
+   * in it already (a message at or below its `conversation.lastSeq` is counted already, a read
+   * position only moves forward), and a conversation joined meanwhile may be in it or left out
+   * (its `conversation.joined` event follows on the stream either way).
+   */
+  conversations: z.array(ZSnapshotConversation),
+  /** More conversations follow than `conversations` holds (absent: not asked to page). */
+  moreConversations: z.boolean().optional(),
   contactRequests: ZContactRequests,
   /**
    * Envelopes still waiting for this device from before `cursor` (store-until-ack survives a

@@ -9,7 +9,7 @@ import type { DB } from './schema';
 // SQLite, unlike MySQL, indexes no foreign key by itself. (The migration's down() was checked by
 // hand on MariaDB; a test running it there would race the other test files' migrateToLatest on
 // the shared database.)
-describe('lookup indexes on SQLite (2026-11-26T0300, T0500)', () => {
+describe('lookup indexes on SQLite (2026-11-26T0300, T0500, T0600)', () => {
   let db: Kysely<DB>;
   beforeEach(async () => {
     db = createDb('sqlite::memory:');
@@ -115,6 +115,8 @@ describe('lookup indexes on SQLite (2026-11-26T0300, T0500)', () => {
       ).rows.map((r) => r.name);
     const latest = await callIndexes();
     const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+    // Later migrations change other tables' indexes (2026-11-26T0600): from this one's own state.
+    expect((await migrator.migrateTo('2026-11-26T0500-unused-call-indexes')).error).toBeUndefined();
     const { error, results } = await migrator.migrateTo('2026-11-26T0400-table-foreign-keys');
     expect(error).toBeUndefined();
     expect(results?.map((r) => r.migrationName)).toEqual(['2026-11-26T0500-unused-call-indexes']);
@@ -129,5 +131,28 @@ describe('lookup indexes on SQLite (2026-11-26T0300, T0500)', () => {
     ]);
     await migrateToLatest(db);
     expect(await callIndexes()).toEqual(latest);
+  });
+
+  it("2026-11-26T0600: a page of a user's memberships by conversation id is one index range; down() restores the old index", async () => {
+    // conversations.repo listMineAfter: the snapshot's pages.
+    const page = `select m.* from conversation_members m inner join conversations c
+      on c.id = m.conversation_id where m.user_id = 'u' and m.conversation_id > 'c'
+      order by m.conversation_id limit 5`;
+    const plan = await planOf(page);
+    expect(plan).toMatch(
+      /SEARCH m USING (COVERING )?INDEX conversation_members_user_conversation \(user_id=\? AND conversation_id>\?\)/,
+    );
+    expect(plan).not.toMatch(/TEMP B-TREE|SCAN m/);
+    const memberIndexes = async () =>
+      (
+        await sql<{ name: string }>`
+          select name from sqlite_master where type = 'index'
+            and tbl_name = 'conversation_members' and name not like 'sqlite_%'`.execute(db)
+      ).rows.map((r) => r.name);
+    const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+    expect((await migrator.migrateTo('2026-11-26T0500-unused-call-indexes')).error).toBeUndefined();
+    expect(await memberIndexes()).toEqual(['conversation_members_user']);
+    await migrateToLatest(db);
+    expect(await memberIndexes()).toEqual(['conversation_members_user_conversation']);
   });
 });

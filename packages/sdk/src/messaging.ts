@@ -46,7 +46,12 @@ type RawSnapshotEntry = RawSnapshot['conversations'][number];
 export type SnapshotConversation = Omit<RawSnapshotEntry, 'lastMessage'> & {
   lastMessage: Message | null;
 };
-/** A cold start's state: my conversations (last message, unread, my read position) and requests. */
+/**
+ * A cold start's state: my conversations (last message, unread, my read position; every one, the
+ * newest last message first) and requests. A conversation may already reflect events that follow
+ * the snapshot on the stream (it was read a page at a time, after `cursor`): a message at or
+ * below its `conversation.lastSeq` is already in it.
+ */
 export type Snapshot = Omit<RawSnapshot, 'conversations'> & {
   conversations: SnapshotConversation[];
 };

@@ -50,6 +50,15 @@ export function createMemoryCursorStore(initial: string | null = null): CursorSt
   };
 }
 
+/**
+ * The snapshot's conversations come in pages by id (about 1 MiB each, a last message holds up to
+ * 64 KiB); the app gets them all at once, last message newest first (created, for one without).
+ */
+const byNewestActivity = (a: Activity, b: Activity) => activityOf(b) - activityOf(a);
+type Activity = { conversation: { createdAt: string }; lastMessage: { createdAt: string } | null };
+const activityOf = (entry: Activity) =>
+  Date.parse(entry.lastMessage?.createdAt ?? entry.conversation.createdAt);
+
 /** Event ids are the decimal seq of the device's stream (the server's contract). */
 export const isAfter = (a: string, b: string) => Number(a) > Number(b);
 
@@ -98,7 +107,24 @@ export function createApiSyncTransport(
   return {
     ...(renewConnection ? { renewConnection } : {}),
     whoAmI: async () => (await api.me.get.query()).id,
-    snapshot: async () => decodeSnapshot(await api.sync.snapshot.query({ pagedEnvelopes: true })),
+    snapshot: async () => {
+      const first = await api.sync.snapshot.query({
+        pagedEnvelopes: true,
+        pagedConversations: true,
+      });
+      const conversations = [...first.conversations];
+      let more = first.moreConversations === true;
+      for (let last = conversations.at(-1); more && last; last = conversations.at(-1)) {
+        const page = await api.sync.conversations.query({ after: last.conversation.id });
+        conversations.push(...page.conversations);
+        more = page.more && page.conversations.length > 0;
+      }
+      return decodeSnapshot({
+        ...first,
+        conversations: conversations.sort(byNewestActivity),
+        moreConversations: false,
+      });
+    },
     pendingEnvelopes: (after, upTo) => api.sync.pendingEnvelopes.query({ after, upTo }),
     subscribe: (lastEventId, handlers) =>
       api.sync.events.subscribe(

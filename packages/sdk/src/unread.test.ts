@@ -123,6 +123,14 @@ describe('unread counts', () => {
     expect(t.apply(receipt(6))).toBe(0);
   });
 
+  it('a conversation read after the cursor (a later page) counts the events it already holds once', () => {
+    // Read when 4 and 5 had come, both listed; their events follow the cursor on the stream.
+    const t = tracker({ lastSeq: 5, unread: 2, readSeq: 3, listed: [4, 5] });
+    expect(t.apply(message('message.new', 4), message('message.new', 5), receipt(3))).toBe(2);
+    expect(t.apply(removed([5]))).toBe(1);
+    expect(t.apply(message('message.new', 6))).toBe(2);
+  });
+
   it('keeps what it knows is gone across a new snapshot of the same account', () => {
     const t = tracker({ lastSeq: 3, unread: 3, readSeq: 0 });
     expect(t.apply(message('message.updated', 1, true))).toBe(2);

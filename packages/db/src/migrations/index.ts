@@ -20,6 +20,7 @@ import * as caseExactCodes from './2026-11-26T0200-case-exact-codes';
 import * as lookupIndexes from './2026-11-26T0300-lookup-indexes';
 import * as tableForeignKeys from './2026-11-26T0400-table-foreign-keys';
 import * as unusedCallIndexes from './2026-11-26T0500-unused-call-indexes';
+import * as membershipsByUser from './2026-11-26T0600-memberships-by-user';
 
 /**
  * Listed by hand instead of read from the folder: the server is bundled, so there is no folder
@@ -47,4 +48,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-26T0300-lookup-indexes': lookupIndexes,
   '2026-11-26T0400-table-foreign-keys': tableForeignKeys,
   '2026-11-26T0500-unused-call-indexes': unusedCallIndexes,
+  '2026-11-26T0600-memberships-by-user': membershipsByUser,
 };

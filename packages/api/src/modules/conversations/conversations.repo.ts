@@ -86,7 +86,7 @@ export function listMembers(db: Db, conversationId: string) {
 }
 
 /** My conversations with my membership row, newest activity first. */
-export function listMine(db: Db, userId: string) {
+function mine(db: Db, userId: string) {
   return db
     .selectFrom('conversation_members as m')
     .innerJoin('conversations as c', 'c.id', 'm.conversation_id')
@@ -97,9 +97,21 @@ export function listMine(db: Db, userId: string) {
       'm.delivered_seq as my_delivered_seq',
       'm.joined_seq as my_joined_seq',
     ])
-    .where('m.user_id', '=', userId)
-    .orderBy('c.updated_at', 'desc')
-    .orderBy('c.id')
+    .where('m.user_id', '=', userId);
+}
+
+export type MineRow = Awaited<ReturnType<typeof listMine>>[number];
+
+export function listMine(db: Db, userId: string) {
+  return mine(db, userId).orderBy('c.updated_at', 'desc').orderBy('c.id').execute();
+}
+
+/** At most `n` of my conversations after the id `after` (null: from the first), by id. */
+export function listMineAfter(db: Db, userId: string, after: string | null, n: number) {
+  return mine(db, userId)
+    .$if(after !== null, (q) => q.where('m.conversation_id', '>', after!))
+    .orderBy('m.conversation_id')
+    .limit(n)
     .execute();
 }
 
@@ -148,30 +160,19 @@ export function unreadQuery(db: Db, userId: string, from: UnreadFrom[]) {
  * whether a message removed later was one it counted, a list can, so the SDK's count stays exact.
  * Counted by `GROUP BY`, then listed for the conversations under the bound only: window functions
  * over every unread row cost five times the count on big backlogs (measured on SQLite).
- * My positions are read first, with the same `db` (the snapshot's transaction: one moment), and
- * only where the conversation went on past them.
+ * Of the conversations `mine` (my memberships as `listMine` reads them, with the same `db`: in
+ * the snapshot's transaction, one moment), only those that went on past my positions are read.
  */
 export async function unreadCounts(
   db: Db,
   userId: string,
+  mine: Pick<MineRow, 'id' | 'last_seq' | 'my_read_seq' | 'my_joined_seq'>[],
 ): Promise<Map<string, { count: number; seqs: number[] | null }>> {
-  const positions = await db
-    .selectFrom('conversation_members as m')
-    .innerJoin('conversations as c', 'c.id', 'm.conversation_id')
-    .select(['m.conversation_id', 'm.read_seq', 'm.joined_seq'])
-    .where('m.user_id', '=', userId)
-    .whereRef('c.last_seq', '>', 'm.read_seq')
-    .whereRef('c.last_seq', '>', 'm.joined_seq')
-    .execute();
-  const from = new Map(
-    positions.map((p) => [
-      p.conversation_id,
-      {
-        conversationId: p.conversation_id,
-        after: Math.max(Number(p.read_seq), Number(p.joined_seq)),
-      },
-    ]),
-  );
+  const from = new Map<string, UnreadFrom>();
+  for (const c of mine) {
+    const after = Math.max(Number(c.my_read_seq), Number(c.my_joined_seq));
+    if (Number(c.last_seq) > after) from.set(c.id, { conversationId: c.id, after });
+  }
   const counts = new Map<string, { count: number; seqs: number[] | null }>();
   // In chunks: a term per conversation could pass SQLite's variable limit.
   const unread = [...from.values()];

@@ -1,7 +1,7 @@
 import { createDb, migrateToLatest, type DB } from '@mvp/db';
 import { CompiledQuery, sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UNREAD_SEQS_LISTED, unreadCounts, unreadQuery } from './conversations.repo';
+import { listMine, UNREAD_SEQS_LISTED, unreadCounts, unreadQuery } from './conversations.repo';
 
 // SQLite only: the plan that matters here is MariaDB's (asserted in apps/server's queryPlans test),
 // this keeps the embedded one on the primary key too, and counts past one read's worth of
@@ -103,7 +103,7 @@ describe('unreadCounts', () => {
   });
 
   it('counts and lists exactly, in every chunk of conversations', async () => {
-    const counts = await unreadCounts(db, 'me');
+    const counts = await unreadCounts(db, 'me', await listMine(db, 'me'));
     const expected = new Map<string, { count: number; seqs: number[] | null }>();
     for (let i = 0; i < CONVERSATIONS; i++) {
       const after = Math.max(readOf(i), joinedOf(i));

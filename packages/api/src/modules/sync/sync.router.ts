@@ -1,4 +1,6 @@
 import {
+  ZConversationPage,
+  ZConversationPageInput,
   ZEventId,
   ZOk,
   ZPendingEnvelopes,
@@ -13,7 +15,7 @@ import { z } from 'zod';
 import { authedProcedure, router } from '../../trpc';
 import { ack, sendToDevices } from './envelopes';
 import { pollEvents } from './poll';
-import { pendingEnvelopes, snapshot } from './sync.service';
+import { conversationPage, pendingEnvelopes, snapshot } from './sync.service';
 import { syncStream } from './syncStream';
 
 const tags = ['sync'];
@@ -31,7 +33,26 @@ export const syncRouter = router({
     })
     .input(ZSnapshotInput)
     .output(ZSnapshot)
-    .query(({ ctx, input }) => snapshot(ctx, ctx.auth, input?.pagedEnvelopes === true)),
+    .query(({ ctx, input }) =>
+      snapshot(ctx, ctx.auth, {
+        envelopes: input?.pagedEnvelopes === true,
+        conversations: input?.pagedConversations === true,
+      }),
+    ),
+
+  /** The rest of a snapshot's `conversations` when it says `moreConversations`, a page at a time. */
+  conversations: authedProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/sync/conversations',
+        summary: "My conversations after a snapshot's first page",
+        tags,
+      },
+    })
+    .input(ZConversationPageInput)
+    .output(ZConversationPage)
+    .query(({ ctx, input }) => conversationPage(ctx, ctx.auth.userId, input.after)),
 
   /** The rest of a snapshot's `pendingEnvelopes` when it says `moreEnvelopes`, a page at a time. */
   pendingEnvelopes: authedProcedure

@@ -1,4 +1,4 @@
-import type { TEnvelope } from '@mvp/contracts';
+import type { TEnvelope, TSnapshotConversation } from '@mvp/contracts';
 import { readPage } from '../../answerBytes';
 import type { Context } from '../../context';
 import { AppError } from '../../errors/AppError';
@@ -22,70 +22,120 @@ const MAX_PENDING_PAGE = 1000;
  * cursor (a page read must not wait in its request's lane holding the transaction's connection,
  * answerBytes.ts): the bound makes them the same, bar one acknowledged meanwhile.
  *
- * `pagedEnvelopes`: the client reads envelopes past the first page itself (sync.pendingEnvelopes,
- * as this SDK does). Without it (older SDKs, REST clients that do not ask) every waiting envelope
- * comes, as before: they would save the cursor after the first page and never see the rest.
+ * `paged.envelopes`: the client reads envelopes past the first page itself
+ * (sync.pendingEnvelopes, as this SDK does). Without it (older SDKs, REST clients that do not ask)
+ * every waiting envelope comes, as before: they would save the cursor after the first page and
+ * never see the rest. `paged.conversations` likewise (sync.conversations); those pages are read
+ * after the transaction, each as of its own moment (see ZSnapshot): a page must not be read in
+ * one, and its conversations may be any number of pages. Counted twice is then harmless by
+ * contract: the SDK's unread counts take a message at or below a conversation's last seq as
+ * counted, and read positions only move forward.
  */
 export async function snapshot(
   ctx: Context,
   device: { userId: string; deviceId: string },
-  pagedEnvelopes = false,
+  paged: { envelopes: boolean; conversations: boolean },
 ) {
   const state = await ctx.ports.db
     .transaction()
-    .execute((trx) => readSnapshot({ ...ctx, ports: { ...ctx.ports, db: trx } }, device));
+    .execute((trx) =>
+      readSnapshot({ ...ctx, ports: { ...ctx.ports, db: trx } }, device, !paged.conversations),
+    );
   const upTo = Number(state.cursor);
-  const [contactRequests, envelopes] = await Promise.all([
+  const [contactRequests, envelopes, firstPage] = await Promise.all([
     listRequests(ctx, device.userId),
-    pagedEnvelopes
+    paged.envelopes
       ? pendingEnvelopes(ctx, device, 0, upTo)
       : allPendingEnvelopes(ctx, device, upTo).then((all) => ({ envelopes: all, more: false })),
+    paged.conversations ? conversationPage(ctx, device.userId, null) : null,
   ]);
   return {
     ...state,
+    ...(firstPage
+      ? { conversations: firstPage.conversations, moreConversations: firstPage.more }
+      : {}),
     contactRequests,
     pendingEnvelopes: envelopes.envelopes,
     moreEnvelopes: envelopes.more,
   };
 }
 
-async function readSnapshot(ctx: Context, device: { userId: string; deviceId: string }) {
+/** The cursor and what rings; with `withConversations`, every conversation of mine too. */
+async function readSnapshot(ctx: Context, device: Device, withConversations: boolean) {
   const me = device.userId;
   const db = ctx.ports.db;
   const bounds = await streamBounds(db, me);
   if (!bounds) throw new AppError('UNAUTHORIZED', 'Session ended');
-  const [rows, unread, ringingCalls] = await Promise.all([
-    conversations.listMine(db, me),
-    conversations.unreadCounts(db, me),
+  const [described, ringingCalls] = await Promise.all([
+    withConversations
+      ? conversations
+          .listMine(db, me)
+          .then((rows) => describeMine(db, me, rows, ctx.ports.clock.now()))
+      : [],
     ringingInvites(ctx, device, bounds.last),
   ]);
-  // The preview: my newest message, not one I deleted for me.
-  const last = await lastShownMessages(
-    db,
-    me,
-    rows.map((r) => ({
-      conversationId: r.id,
-      lastSeq: Number(r.last_seq),
-      joinedSeq: Number(r.my_joined_seq),
-    })),
-    ctx.ports.clock.now(),
+  return { cursor: String(bounds.last), conversations: described, ringingCalls };
+}
+
+/** Conversations a page at most, whatever their size. */
+const MAX_CONVERSATION_PAGE = 500;
+
+/**
+ * My conversations after the id `after` (null: from the first), by id, as many as fit in a page
+ * (answerBytes.ts): each carries its last message (up to 64 KiB), and nothing bounds how many
+ * conversations one account is in. Read by id, whose order never changes: paged by newest change,
+ * a conversation that changed between two pages would move ahead of the next one and be missed.
+ */
+export async function conversationPage(ctx: Context, me: string, after: string | null) {
+  const db = ctx.ports.db;
+  const now = ctx.ports.clock.now();
+  const { items, more } = await readPage<TSnapshotConversation>(
+    ctx.answerBytes,
+    MAX_CONVERSATION_PAGE,
+    async (n, last) =>
+      describeMine(
+        db,
+        me,
+        await conversations.listMineAfter(db, me, last?.conversation.id ?? after, n),
+        now,
+      ),
+    (entry) => JSON.stringify(entry).length,
   );
-  return {
-    cursor: String(bounds.last),
-    conversations: rows.map((r) => {
-      const message = last.get(r.id);
-      const counted = unread.get(r.id) ?? { count: 0, seqs: [] };
-      return {
-        conversation: conversations.toConversation(r, { user_id: me, role: r.my_role }),
-        lastMessage: message ?? null,
-        unread: counted.count,
-        unreadSeqs: counted.seqs,
-        readSeq: Number(r.my_read_seq),
-        deliveredSeq: Number(r.my_delivered_seq),
-      };
-    }),
-    ringingCalls,
-  };
+  return { conversations: items, more };
+}
+
+/** What a cold start shows of each of my conversations `rows`, read with `db`, in their order. */
+async function describeMine(
+  db: Context['ports']['db'],
+  me: string,
+  rows: conversations.MineRow[],
+  now: number,
+): Promise<TSnapshotConversation[]> {
+  const [unread, last] = await Promise.all([
+    conversations.unreadCounts(db, me, rows),
+    // The preview: my newest message, not one I deleted for me.
+    lastShownMessages(
+      db,
+      me,
+      rows.map((r) => ({
+        conversationId: r.id,
+        lastSeq: Number(r.last_seq),
+        joinedSeq: Number(r.my_joined_seq),
+      })),
+      now,
+    ),
+  ]);
+  return rows.map((r) => {
+    const counted = unread.get(r.id) ?? { count: 0, seqs: [] };
+    return {
+      conversation: conversations.toConversation(r, { user_id: me, role: r.my_role }),
+      lastMessage: last.get(r.id) ?? null,
+      unread: counted.count,
+      unreadSeqs: counted.seqs,
+      readSeq: Number(r.my_read_seq),
+      deliveredSeq: Number(r.my_delivered_seq),
+    };
+  });
 }
 
 type Device = { userId: string; deviceId: string };
