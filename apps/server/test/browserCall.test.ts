@@ -214,6 +214,29 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
   );
 
   it(
+    'closing the tab mid-call hangs up: the other page is told at once, not when its connection gives up',
+    async () => {
+      const aliceTab = await suite.openPage(suite.a);
+      await signIn(aliceTab, names.alice, 'login');
+      const callId = await placeCall(aliceTab, names.bob, 'audio');
+      await waitForCall(bob, 'ringing');
+      await bob.getByTestId('accept').click();
+      await Promise.all([waitForCall(aliceTab, 'connected'), waitForCall(bob, 'connected')]);
+      await aliceTab.close({ runBeforeUnload: true });
+      await waitForCall(bob, 'ended', 'hangup');
+      const history = await bob.evaluate(() =>
+        (globalThis as unknown as PageGlobal).__mvp.history(),
+      );
+      expect(history.calls[0]).toMatchObject({
+        id: callId,
+        state: 'ended',
+        endReason: 'user_hangup',
+      });
+    },
+    TEST_MS,
+  );
+
+  it(
     'two pages of the callee ring; one answers, the other is told answered elsewhere',
     async () => {
       const bobLaptop = await suite.openPage(suite.b);

@@ -29,7 +29,7 @@ import { createE2ee, disabledE2ee, type E2eeOptions, type MvpE2ee } from './e2ee
 import { createExpiry, type MvpExpiry } from './expiry';
 import { createApiE2eeTransport } from './e2ee/transport';
 import { createCallManager, type CallManagerOptions, type MvpCalls } from './calls/callManager';
-import { createApiCallTransport } from './calls/transport';
+import { createApiCallTransport, OUTLIVE_PAGE } from './calls/transport';
 import type { Awaitable } from './types';
 
 // The server closes a session's sockets with this code when the session ends (revoked, signed
@@ -303,15 +303,26 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
         condition: (op) => op.type === 'subscription',
         true: lazyWsLink,
         false: splitLink({
-          // An outbox send travels alone, so that its guard (checkSendAs) refusing it during an
-          // account switch does not fail the calls a batch would have carried with it.
-          condition: (op) => typeof op.context[SEND_AS] === 'string',
-          true: httpLink({ ...http, headers: ({ op }) => authHeaders([op]) }),
-          false: httpBatchLink({
+          // Alone and at once (a batch waits for a timer a closing page may never run), and kept
+          // alive past the page. Only small calls: keepalive bodies share 64 KiB in flight.
+          condition: (op) => op.context[OUTLIVE_PAGE] === true,
+          true: httpLink({
             ...http,
-            // The server refuses larger batches (MAX_BATCH_SIZE there); more calls go in several.
-            maxItems: 50,
-            headers: ({ opList }) => authHeaders(opList),
+            fetch: (url: Parameters<typeof fetch>[0], init?: RequestInit) =>
+              (fetchImpl ?? globalThis.fetch)(url, { ...init, keepalive: true }),
+            headers: ({ op }) => authHeaders([op]),
+          }),
+          false: splitLink({
+            // An outbox send travels alone, so that its guard (checkSendAs) refusing it during an
+            // account switch does not fail the calls a batch would have carried with it.
+            condition: (op) => typeof op.context[SEND_AS] === 'string',
+            true: httpLink({ ...http, headers: ({ op }) => authHeaders([op]) }),
+            false: httpBatchLink({
+              ...http,
+              // The server refuses larger batches (MAX_BATCH_SIZE there); more go in several.
+              maxItems: 50,
+              headers: ({ opList }) => authHeaders(opList),
+            }),
           }),
         }),
       }),

@@ -1016,6 +1016,59 @@ describe('CallManager', () => {
     await call.hangup();
   });
 
+  it('leave() (the tab closing) hangs up with one request that outlives the page; a call ringing here only stops ringing here', async () => {
+    const w = setup();
+    const outliving: string[] = [];
+    const watching = (own: CallTransport): CallTransport => ({
+      ...own,
+      hangup: (callId, reason, options) => {
+        if (options?.outlivePage) outliving.push(callId);
+        return own.hangup(callId, reason, options);
+      },
+    });
+    const alice = w.device('alice', 'alice-phone', { transport: watching });
+    const bobPhone = w.device('bob', 'bob-phone', { transport: watching });
+    const bobLaptop = w.device('bob', 'bob-laptop', { transport: watching });
+    const call = await alice.calls.start('bob');
+    await waitFor(() => !!bobPhone.ringing() && !!bobLaptop.ringing(), 'ringing');
+    bobLaptop.calls.leave();
+    expect(bobLaptop.ringing()).toMatchObject({ state: 'ended', endReason: 'missed' });
+    expect(outliving).toEqual([]);
+    expect(bobPhone.ringing()!.state).toBe('ringing');
+
+    await bobPhone.ringing()!.accept();
+    await waitFor(() => call.state === 'connected', 'connected');
+    alice.calls.leave();
+    expect(call).toMatchObject({ state: 'ended', endReason: 'hangup' });
+    expect(outliving).toEqual([call.id]);
+    await waitFor(() => bobPhone.ringing()!.state === 'ended', 'hung up over there');
+    expect(bobPhone.ringing()!.endReason).toBe('hangup');
+  });
+
+  it('leave() while the start is on its way hangs up the call by the id it was sent with', async () => {
+    const w = setup();
+    let answer = () => undefined as void;
+    const answerHeld = new Promise<void>((resolve) => (answer = resolve));
+    const alice = w.device('alice', 'alice-phone', {
+      transport: (own) => ({
+        ...own,
+        start: async (input) => {
+          const placed = await own.start(input);
+          await answerHeld; // placed and ringing; the reply still on its way
+          return placed;
+        },
+      }),
+    });
+    const bobPhone = w.device('bob', 'bob-phone');
+    const starting = alice.calls.start('bob').catch((e: unknown) => e);
+    await waitFor(() => !!bobPhone.ringing(), 'ringing');
+    alice.calls.leave();
+    await waitFor(() => bobPhone.ringing()!.state === 'ended', 'stops ringing over there');
+    expect(w.server.log.map(({ event }) => event.type)).toContain('call.ended');
+    answer();
+    expect(await starting).toMatchObject({ state: 'ended', endReason: 'hangup' });
+  });
+
   it('a ring whose end never reached the devices ends anyway: the server is asked', async () => {
     const w = setup({ ringCheckMs: 40 });
     const alice = w.device('alice', 'alice-phone');

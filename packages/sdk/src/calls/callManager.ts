@@ -49,6 +49,11 @@ export type CallManagerOptions = {
   /** Defaults to `navigator.mediaDevices.getUserMedia`. */
   getUserMedia?: GetUserMedia;
   timing?: Partial<CallTiming>;
+  /**
+   * Where the platform has pages (browsers): `leave()` on `pagehide`, so that closing the tab
+   * hangs up (default true).
+   */
+  leaveOnPageHide?: boolean;
 };
 
 export type MvpCalls = {
@@ -77,6 +82,13 @@ export type MvpCalls = {
    * other devices go on ringing.
    */
   close(): Promise<void>;
+  /**
+   * The app is going away (a tab closing; the manager does it on `pagehide` itself): hangs up the
+   * live call with a request that outlives the page (`fetch` `keepalive`), sent at once and not
+   * awaited. A call ringing here only stops ringing here. Without it the other side went on
+   * ringing until the ring timeout, or sat in a call with nobody until its connection failed.
+   */
+  leave(): void;
 };
 
 type CallEvent = Extract<SyncEvent, { type: `call.${string}` }>;
@@ -354,6 +366,19 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     return session.call;
   }
 
+  function leave() {
+    dialSession?.leave();
+    for (const session of sessions.values()) session.leave();
+  }
+  const page = globalThis as {
+    addEventListener?: (type: 'pagehide', listener: () => void) => void;
+    document?: unknown;
+  };
+  // Browsers only: React Native and Node have no pages (Node 20 has no global addEventListener;
+  // Deno and workers have one but no document).
+  if (options.leaveOnPageHide !== false && page.document && page.addEventListener)
+    page.addEventListener('pagehide', leave);
+
   const listenTo = <T>(set: Set<T>, handler: T): Subscription => {
     set.add(handler);
     return { unsubscribe: () => void set.delete(handler) };
@@ -378,6 +403,7 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     onError: (handler) => listenTo(errorHandlers, handler),
     history: (opts = {}) => transport.history(opts),
     get: (callId) => transport.get(callId),
+    leave,
     async close() {
       lifetime.end(); // a lost start's cancel, still retried in the background, stops
       lifetime = createLifetime();

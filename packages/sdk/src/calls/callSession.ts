@@ -126,6 +126,12 @@ export type CallSession = {
    * on my other devices. A decline would end it on all of them.
    */
   dismiss(): void;
+  /**
+   * The page is going away: ends the call here and hangs it up with one request that outlives the
+   * page, not awaited, never retried (nothing here will be left to retry). Ringing here: only
+   * dismissed, as by `dismiss`. A start still on its way is hung up by the id it was sent with.
+   */
+  leave(): void;
 };
 
 /** How the server's final record reads from this device. */
@@ -155,6 +161,8 @@ export function createCallSession(
   const peerUser = init.peerUserId;
   const incoming = init.direction === 'incoming';
   let id = init.id ?? '';
+  /** The id a start went out with, before the server's answer names it `id`. */
+  let sentId = '';
   let peerDevice = init.peerDeviceId ?? null;
   let state: CallState = incoming ? 'ringing' : 'idle';
   let endReason: CallEndReason | null = null;
@@ -373,6 +381,7 @@ export function createCallSession(
         })),
       );
       sent = { callId, at: Date.now() };
+      sentId = callId;
       const placed = await transport.start({
         callId,
         calleeId: peerUser,
@@ -636,6 +645,14 @@ export function createCallSession(
     },
     dismiss() {
       if (incoming && state === 'ringing') end('missed');
+    },
+    leave() {
+      if (incoming && state === 'ringing') return end('missed');
+      if (ended()) return;
+      const callId = id || sentId;
+      end('hangup');
+      if (callId)
+        transport.hangup(callId, 'user_hangup', { outlivePage: true }).catch(() => undefined);
     },
   };
   return session;

@@ -25,12 +25,23 @@ export type CallTransport = {
   start(input: RouterInputs['calls']['start']): Promise<ServerCall>;
   accept(input: { callId: string; answer: string }): Promise<ServerCall>;
   reject(callId: string): Promise<ServerCall>;
-  hangup(callId: string, reason: HangupReason): Promise<ServerCall>;
+  /** `outlivePage`: sent so that it reaches the server after the page is gone (see `leave`). */
+  hangup(
+    callId: string,
+    reason: HangupReason,
+    options?: { outlivePage?: boolean },
+  ): Promise<ServerCall>;
   signal(input: { callId: string; kind: CallSignalKind; ciphertext: string }): Promise<void>;
   heartbeat(callId: string): Promise<void>;
   get(callId: string): Promise<ServerCall>;
   history(input: { before?: string; limit?: number }): Promise<CallHistoryPage>;
 };
+
+/**
+ * A call's context flag: `createMvpClient` sends it alone, with `fetch`'s `keepalive`, so that the
+ * browser still delivers it after the page that made it is gone (a tab closed mid-call).
+ */
+export const OUTLIVE_PAGE = 'mvpOutlivePage';
 
 export function createApiCallTransport(api: TRPCClient<AppRouter>): CallTransport {
   return {
@@ -41,7 +52,11 @@ export function createApiCallTransport(api: TRPCClient<AppRouter>): CallTranspor
     start: (input) => api.calls.start.mutate(input),
     accept: (input) => api.calls.accept.mutate(input),
     reject: (callId) => api.calls.reject.mutate({ callId }),
-    hangup: (callId, reason) => api.calls.hangup.mutate({ callId, reason }),
+    hangup: (callId, reason, options) =>
+      api.calls.hangup.mutate(
+        { callId, reason },
+        options?.outlivePage ? { context: { [OUTLIVE_PAGE]: true } } : undefined,
+      ),
     signal: async (input) => void (await api.calls.signal.mutate(input)),
     heartbeat: async (callId) => void (await api.calls.heartbeat.mutate({ callId })),
     get: (callId) => api.calls.get.query({ id: callId }),
