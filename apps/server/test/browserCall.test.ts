@@ -214,10 +214,17 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
   );
 
   it(
-    'closing the tab mid-call hangs up: the other page is told at once, not when its connection gives up',
+    'closing the tab mid-call hangs up: the other page is told at once, not when its connection gives up; the tab signs out',
     async () => {
+      const sessionsOfAlice = () =>
+        alice.evaluate(
+          async () =>
+            (await (globalThis as unknown as PageGlobal).__mvp.client.api.sessions.list.query())
+              .sessions.length,
+        );
       const aliceTab = await suite.openPage(suite.a);
       await signIn(aliceTab, names.alice, 'login');
+      expect(await sessionsOfAlice()).toBe(2);
       const callId = await placeCall(aliceTab, names.bob, 'audio');
       await waitForCall(bob, 'ringing');
       await bob.getByTestId('accept').click();
@@ -232,6 +239,14 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
         state: 'ended',
         endReason: 'user_hangup',
       });
+      // Its keys lived in memory: left signed in, it would stay a device that rings in every call.
+      await alice.waitForFunction(
+        async () =>
+          (await (globalThis as unknown as PageGlobal).__mvp.client.api.sessions.list.query())
+            .sessions.length === 1,
+        undefined,
+        { timeout: WAIT_MS, polling: 250 },
+      );
     },
     TEST_MS,
   );

@@ -743,6 +743,42 @@ describe(`call sessions (${backendLabel})`, () => {
     await carolStream.close();
   });
 
+  it('a device signed out or revoked ends the calls it is in; a call ringing it among my devices rings on', async () => {
+    const [alice, bob, carol] = [
+      await registerUser(t),
+      await registerUser(t),
+      await registerUser(t),
+    ];
+    const bobLaptop = await secondDevice(bob);
+    const bobPhone = await deviceOf(bob.accessToken);
+    const ringing = await call(alice, bob, [bobPhone, await deviceOf(bobLaptop)]);
+    const bobStream = await openStream(t, bob.accessToken);
+    // The laptop is signed out from the phone: the phone can still answer.
+    await api(bob.accessToken).sessions.revokeOthers.mutate();
+    expect(await api(alice.accessToken).calls.get.query({ id: ringing.id })).toMatchObject({
+      state: 'ringing',
+    });
+    // The caller's page closes (it signs out): the call stops ringing, as if cancelled.
+    await api(alice.accessToken).auth.logout.mutate();
+    expect((await bobStream.next('call.ended')).event.call).toMatchObject({
+      id: ringing.id,
+      state: 'missed',
+      endReason: 'user_hangup',
+    });
+
+    const talking = await call(carol, bob, [bobPhone]);
+    await api(bob.accessToken).calls.accept.mutate({ callId: talking.id, answer: b64('a') });
+    const carolStream = await openStream(t, carol.accessToken);
+    await api(bob.accessToken).auth.logout.mutate();
+    expect((await carolStream.next('call.ended')).event.call).toMatchObject({
+      id: talking.id,
+      state: 'ended',
+      endReason: 'user_hangup',
+    });
+    await bobStream.close();
+    await carolStream.close();
+  });
+
   it('a callee in a call with someone else is busy, also when they are calling me (glare)', async () => {
     const [alice, bob, carol] = [
       await registerUser(t),

@@ -333,6 +333,13 @@ async function markShownRead() {
 }
 document.addEventListener('visibilitychange', () => void markShownRead().catch(fail));
 
+// A reload or a closed tab ends this page's device (its keys lived in memory): it signs out on
+// the server too, in a request that outlives the page, or its session and published keys would
+// stay behind (and ring in every later call). The SDK hangs up a live call on the same event.
+window.addEventListener('pagehide', () => {
+  if (state.me) void client.auth.logout({ outlivePage: true }).catch(() => undefined);
+});
+
 function renderMessages() {
   const list = clear('messages');
   for (const line of state.lines.get(state.conversationId ?? '') ?? []) {

@@ -1,6 +1,7 @@
 import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
 import type { AuthSession } from './authSession';
+import { OUTLIVE_PAGE } from './outlivePage';
 import type { StoredSession } from './tokenStore';
 import type { RouterInputs, RouterOutputs } from './types';
 
@@ -31,8 +32,10 @@ export type MvpAuth = {
    * Ends the session on the server and on this device, then calls `onSessionEnded('signed_out')`.
    * The device is signed out even when this rejects: a rejection only says the server could not
    * be told (offline), so the session there ends when it expires or is revoked elsewhere.
+   * `outlivePage`: the page is going away (`pagehide`); the request is sent so that it still
+   * reaches the server after it (`fetch` `keepalive`). The server then ends this device's calls.
    */
-  logout(): Promise<void>;
+  logout(options?: { outlivePage?: boolean }): Promise<void>;
   /** Exchanges the refresh token now; null when signed out (or the session just ended). */
   refresh(): Promise<StoredSession | null>;
   /** The stored session, or null. */
@@ -79,8 +82,12 @@ export function createAuthClient(
       ),
     sendOtp: (input) => raw.auth.otp.send.mutate(input),
     verifyOtp: async (input) => keep(await raw.auth.otp.verify.mutate(input)),
-    logout: () =>
-      session.signOut((token) => raw.auth.logout.mutate(undefined, { context: { token } })),
+    logout: (options) =>
+      session.signOut((token) =>
+        raw.auth.logout.mutate(undefined, {
+          context: { token, ...(options?.outlivePage ? { [OUTLIVE_PAGE]: true } : {}) },
+        }),
+      ),
     refresh: () => session.refresh(),
     session: () => session.current(),
     isSignedIn: async () => (await session.current()) !== null,

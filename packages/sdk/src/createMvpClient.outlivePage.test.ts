@@ -2,19 +2,24 @@ import { describe, expect, it } from 'vitest';
 import { createApiCallTransport } from './calls/transport';
 import { createMvpClient } from './createMvpClient';
 import { fakeServer } from './fakeServer.testing';
+import { createMemoryTokenStore } from './tokenStore';
 
-describe('a call that must outlive the page', () => {
-  it('goes alone, with keepalive; the others go as before, batched and without it', async () => {
+describe('calls that must outlive the page', () => {
+  it('go alone, with keepalive (a hangup, a sign-out); the others as before, batched and without it', async () => {
     const server = fakeServer(() => ({ data: { id: 'call-1' } }));
-    const requests: { url: string; keepalive: boolean }[] = [];
+    const requests: [path: string, keepalive: boolean][] = [];
     const client = createMvpClient({
       url: 'http://mvp.test',
-      getToken: () => 'access-1',
+      tokenStore: createMemoryTokenStore({
+        accessToken: 'access-1',
+        refreshToken: 'refresh-1',
+        expiresAt: Date.now() + 10 * 60_000,
+        sessionId: 's1',
+        user: { id: 'u1', uniqueId: '12345678', username: 'alice' },
+      }),
       fetch: (url, init) => {
-        requests.push({
-          url: url instanceof Request ? url.url : url.toString(),
-          keepalive: init?.keepalive === true,
-        });
+        const href = url instanceof Request ? url.url : url.toString();
+        requests.push([new URL(href).pathname, init?.keepalive === true]);
         return server.fetch(url, init);
       },
     });
@@ -24,14 +29,15 @@ describe('a call that must outlive the page', () => {
       transport.get('call-1'),
       transport.history({}),
     ]);
-    expect(requests.map((r) => [new URL(r.url).pathname, r.keepalive]).sort()).toEqual([
+    await client.auth.logout({ outlivePage: true });
+    expect(requests.sort()).toEqual([
+      ['/trpc/auth.logout', true],
       ['/trpc/calls.get,calls.history', false],
       ['/trpc/calls.hangup', true],
     ]);
-    expect(server.calls.find((c) => c.path === 'calls.hangup')).toMatchObject({
-      input: { callId: 'call-1', reason: 'user_hangup' },
-      auth: 'Bearer access-1',
-    });
+    for (const path of ['calls.hangup', 'auth.logout'])
+      expect(server.calls.find((c) => c.path === path)?.auth).toBe('Bearer access-1');
+    expect(await client.auth.isSignedIn()).toBe(false);
     await client.close();
   });
 });

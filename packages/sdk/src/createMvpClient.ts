@@ -29,7 +29,8 @@ import { createE2ee, disabledE2ee, type E2eeOptions, type MvpE2ee } from './e2ee
 import { createExpiry, type MvpExpiry } from './expiry';
 import { createApiE2eeTransport } from './e2ee/transport';
 import { createCallManager, type CallManagerOptions, type MvpCalls } from './calls/callManager';
-import { createApiCallTransport, OUTLIVE_PAGE } from './calls/transport';
+import { createApiCallTransport } from './calls/transport';
+import { keptAlive, outlivesPage } from './outlivePage';
 import type { Awaitable } from './types';
 
 // The server closes a session's sockets with this code when the session ends (revoked, signed
@@ -150,16 +151,18 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
 
   // Sign-in calls, refresh and logout go through this client: it has no auth link (a refresh
   // must not trigger a refresh) and sends only the token an operation names in its context.
+  const rawHttp = {
+    url: `${base}/trpc`,
+    transformer: superjson,
+    headers: ({ op }: { op: { context: Record<string, unknown> } }) =>
+      typeof op.context.token === 'string' ? { authorization: `Bearer ${op.context.token}` } : {},
+  };
   const raw = createTRPCClient<AppRouter>({
     links: [
-      httpLink({
-        url: `${base}/trpc`,
-        transformer: superjson,
-        fetch: fetchImpl,
-        headers: ({ op }) =>
-          typeof op.context.token === 'string'
-            ? { authorization: `Bearer ${op.context.token}` }
-            : {},
+      splitLink({
+        condition: outlivesPage,
+        true: httpLink({ ...rawHttp, fetch: keptAlive(fetchImpl) }),
+        false: httpLink({ ...rawHttp, fetch: fetchImpl }),
       }),
     ],
   });
@@ -303,13 +306,10 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
         condition: (op) => op.type === 'subscription',
         true: lazyWsLink,
         false: splitLink({
-          // Alone and at once (a batch waits for a timer a closing page may never run), and kept
-          // alive past the page. Only small calls: keepalive bodies share 64 KiB in flight.
-          condition: (op) => op.context[OUTLIVE_PAGE] === true,
+          condition: outlivesPage,
           true: httpLink({
             ...http,
-            fetch: (url: Parameters<typeof fetch>[0], init?: RequestInit) =>
-              (fetchImpl ?? globalThis.fetch)(url, { ...init, keepalive: true }),
+            fetch: keptAlive(fetchImpl),
             headers: ({ op }) => authHeaders([op]),
           }),
           false: splitLink({

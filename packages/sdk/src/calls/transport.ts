@@ -4,6 +4,7 @@
  */
 import type { TRPCClient } from '@trpc/client';
 import type { AppRouter } from '@mvp/api';
+import { OUTLIVE_PAGE } from '../outlivePage';
 import { sessionDeviceId } from '../sessionDeviceId';
 import type { RouterInputs, RouterOutputs } from '../types';
 
@@ -36,12 +37,6 @@ export type CallTransport = {
   get(callId: string): Promise<ServerCall>;
   history(input: { before?: string; limit?: number }): Promise<CallHistoryPage>;
 };
-
-/**
- * A call's context flag: `createMvpClient` sends it alone, with `fetch`'s `keepalive`, so that the
- * browser still delivers it after the page that made it is gone (a tab closed mid-call).
- */
-export const OUTLIVE_PAGE = 'mvpOutlivePage';
 
 export function createApiCallTransport(api: TRPCClient<AppRouter>): CallTransport {
   return {

@@ -370,6 +370,45 @@ export async function hangup(
 }
 
 /**
+ * Devices signed out or revoked: the calls they placed that still ring, and the answered calls
+ * they are in, are hung up by them (`user_hangup`), so the other side is not left ringing or
+ * connecting to a device that is gone (a closed tab signs its page out). A call that rings one of
+ * them as one of the callee's devices rings on: another may answer it. A call that ended
+ * meanwhile is passed over. Read by the user's side indexes (side, state, created_at).
+ */
+export async function endCallsOfDevices(
+  ctx: Context,
+  userId: string,
+  deviceIds: string[],
+): Promise<void> {
+  if (deviceIds.length === 0) return;
+  const gone = new Set(deviceIds);
+  const db = ctx.ports.db;
+  const [placed, taken] = await Promise.all([
+    db
+      .selectFrom('calls')
+      .select(['id', 'caller_device_id as device_id'])
+      .where('caller_id', '=', userId)
+      .where('state', 'in', ['ringing', 'accepted'])
+      .execute(),
+    db
+      .selectFrom('calls')
+      .select(['id', 'callee_device_id as device_id'])
+      .where('callee_id', '=', userId)
+      .where('state', '=', 'accepted')
+      .execute(),
+  ]);
+  for (const { id, device_id: deviceId } of [...placed, ...taken]) {
+    if (deviceId === null || !gone.has(deviceId)) continue;
+    await hangup(ctx, { userId, deviceId }, { callId: id, reason: 'user_hangup' }).catch(
+      (error: unknown) => {
+        if (!(error instanceof AppError && error.appCode === 'CONFLICT')) throw error;
+      },
+    );
+  }
+}
+
+/**
  * The timeout job (one instance at a time): calls ringing past the ring timeout become `missed`
  * (`invite_timeout`); answered calls where either side's heartbeats stopped become `ended`
  * (`ice_timeout`).

@@ -133,21 +133,25 @@ export async function revokeSessions(
   filter: { userId: string; only?: string; except?: string },
   reason: string,
   now: number,
-): Promise<string[]> {
+): Promise<{ id: string; device_id: string }[]> {
   let query = db
     .selectFrom('sessions')
-    .select('id')
+    .select(['id', 'device_id'])
     .where('user_id', '=', filter.userId)
     .where('revoked_at', 'is', null);
   if (filter.only) query = query.where('id', '=', filter.only);
   if (filter.except) query = query.where('id', '!=', filter.except);
-  const ids = (await query.execute()).map((r) => r.id);
-  if (ids.length === 0) return [];
+  const revoked = await query.execute();
+  if (revoked.length === 0) return [];
   await db
     .updateTable('sessions')
     .set({ revoked_at: now, revoked_reason: reason })
-    .where('id', 'in', ids)
+    .where(
+      'id',
+      'in',
+      revoked.map((r) => r.id),
+    )
     .where('revoked_at', 'is', null)
     .execute();
-  return ids;
+  return revoked;
 }

@@ -9,6 +9,7 @@ import { enforceLimit } from '../../rateLimit';
 import { hashRefreshToken, newRefreshToken } from '../../security';
 import { issueDeviceCookie } from '../../security/deviceCookies';
 import type { UserRow } from '../auth/users.repo';
+import { endCallsOfDevices } from '../calls/calls.service';
 import { announceDevicesGone } from '../keys/keys.service';
 import * as repo from './sessions.repo';
 
@@ -153,22 +154,37 @@ export async function refreshSession(ctx: Context, refreshToken: string): Promis
   return result;
 }
 
-/** Revokes sessions, drops them from this instance's cache and tells every instance. */
+/**
+ * Revokes sessions, drops them from this instance's cache and tells every instance; their
+ * devices' calls end (endCallsOfDevices). That last is best effort: the sessions are revoked
+ * whatever it meets, and the calls' timeouts end what it could not.
+ */
 export async function revokeByIds(
   ctx: Context,
   userId: string,
   filter: { only?: string; except?: string },
   reason: string,
 ): Promise<string[]> {
-  const ids = await repo.revokeSessions(
+  const revoked = await repo.revokeSessions(
     ctx.ports.db,
     { userId, ...filter },
     reason,
     ctx.ports.clock.now(),
   );
+  const ids = revoked.map((r) => r.id);
   if (ids.length > 0) {
     await announceRevoked(ctx, ids);
     await announceDevicesGone(ctx, userId, ids);
+    await endCallsOfDevices(
+      ctx,
+      userId,
+      revoked.map((r) => r.device_id),
+    ).catch((err: unknown) =>
+      ctx.log.warn(
+        { err, event: 'revoked_calls_not_ended' },
+        'could not end a revoked device’s calls',
+      ),
+    );
   }
   return ids;
 }
