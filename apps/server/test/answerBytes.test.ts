@@ -219,8 +219,10 @@ describe(`answers stop at a byte budget (${backendLabel})`, () => {
     });
     app.sync.onEvent(() => undefined);
     await app.sync.start();
-    // Every one, the newest last message first.
+    // Every one, in the unpaged snapshot's order: the last changed first.
     expect(handed).toEqual([changed, ...[...made].reverse().filter((id) => id !== changed)]);
+    const unpagedNow = await daveApi.sync.snapshot.query();
+    expect(handed).toEqual(unpagedNow.conversations.map((c) => c.conversation.id));
     await app.sync.stop();
   }, 30_000);
 

@@ -214,7 +214,7 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
   );
 
   it(
-    'closing the tab mid-call hangs up: the other page is told at once, not when its connection gives up; the tab signs out',
+    'closing the tab mid-call hangs up: the other page is told at once, not when its connection gives up; a closing tab signs out',
     async () => {
       const sessionsOfAlice = () =>
         alice.evaluate(
@@ -222,9 +222,21 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
             (await (globalThis as unknown as PageGlobal).__mvp.client.api.sessions.list.query())
               .sessions.length,
         );
+      const waitForSessions = (n: number) =>
+        alice.waitForFunction(
+          async (count) =>
+            (await (globalThis as unknown as PageGlobal).__mvp.client.api.sessions.list.query())
+              .sessions.length === count,
+          n,
+          { timeout: WAIT_MS, polling: 250 },
+        );
       const aliceTab = await suite.openPage(suite.a);
       await signIn(aliceTab, names.alice, 'login');
       expect(await sessionsOfAlice()).toBe(2);
+      // The SDK's own hangup, alone: this tab stays signed in (signing out ends its calls too).
+      await aliceTab.evaluate(() =>
+        (globalThis as unknown as PageGlobal).__mvp.keepSessionOnClose(),
+      );
       const callId = await placeCall(aliceTab, names.bob, 'audio');
       await waitForCall(bob, 'ringing');
       await bob.getByTestId('accept').click();
@@ -239,14 +251,15 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
         state: 'ended',
         endReason: 'user_hangup',
       });
-      // Its keys lived in memory: left signed in, it would stay a device that rings in every call.
-      await alice.waitForFunction(
-        async () =>
-          (await (globalThis as unknown as PageGlobal).__mvp.client.api.sessions.list.query())
-            .sessions.length === 1,
-        undefined,
-        { timeout: WAIT_MS, polling: 250 },
-      );
+      expect(await sessionsOfAlice()).toBe(2);
+
+      // A tab as it is: its keys lived in memory, and left signed in it would stay a device that
+      // rings in every call.
+      const anotherTab = await suite.openPage(suite.a);
+      await signIn(anotherTab, names.alice, 'login');
+      await waitForSessions(3);
+      await anotherTab.close({ runBeforeUnload: true });
+      await waitForSessions(2);
     },
     TEST_MS,
   );

@@ -160,7 +160,9 @@ describe(`the unread count's plan (${backendLabel})`, () => {
         });
       else {
         const details = plan.rows.map((row) => row.detail).join('\n');
-        expect(details).toMatch(/SEARCH msg USING INDEX \w+ \(conversation_id=\? AND seq>\?\)/);
+        expect(details).toMatch(
+          /SEARCH msg USING INDEX \w+ \(conversation_id=\? AND seq>\? AND seq<\?\)/,
+        );
         expect(details).not.toMatch(/SCAN msg/);
       }
     }

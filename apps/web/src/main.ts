@@ -336,8 +336,10 @@ document.addEventListener('visibilitychange', () => void markShownRead().catch(f
 // A reload or a closed tab ends this page's device (its keys lived in memory): it signs out on
 // the server too, in a request that outlives the page, or its session and published keys would
 // stay behind (and ring in every later call). The SDK hangs up a live call on the same event.
+const onClose = { signOut: true }; // the browser suite turns it off to see a call's hangup alone
 window.addEventListener('pagehide', () => {
-  if (state.me) void client.auth.logout({ outlivePage: true }).catch(() => undefined);
+  if (state.me && onClose.signOut)
+    void client.auth.logout({ outlivePage: true }).catch(() => undefined);
 });
 
 function renderMessages() {
@@ -558,5 +560,6 @@ if (__MVP_TEST_HOOKS__) {
     call: () => state.call,
     callStates: () => [...state.states],
     messages: () => [...(state.lines.get(state.conversationId ?? '') ?? [])],
+    keepSessionOnClose: () => void (onClose.signOut = false),
   });
 }

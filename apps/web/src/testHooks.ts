@@ -11,6 +11,8 @@ export type PageView = {
   call(): Call | null;
   callStates(): string[];
   messages(): unknown[];
+  /** This page stays signed in when it closes (its call's own hangup, alone). */
+  keepSessionOnClose(): void;
 };
 
 declare global {
@@ -61,5 +63,6 @@ export function exposeForTests(client: MvpClient, view: PageView): void {
     },
     inboundPackets: () => inboundPackets(view.call()),
     history: () => client.calls.history({ limit: 20 }),
+    keepSessionOnClose: () => view.keepSessionOnClose(),
   };
 }

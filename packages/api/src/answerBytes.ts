@@ -32,12 +32,14 @@ export function answerBytesFor(transport: 'http' | 'ws'): AnswerBytes {
  * Reads a page of at most `limit` items within the budget: `read(n, last)` gives the next at
  * most `n` items after `last` (undefined: from the start), in page order; `sizeOf` is an
  * item's size in the answer. `more`: the page stopped before the end (at `limit` or the budget).
+ * `chunkRows`: items a read asks for at most while the budget lasts.
  */
 export function readPage<T>(
   budget: AnswerBytes,
   limit: number,
   read: (n: number, last: T | undefined) => Promise<T[]>,
   sizeOf: (item: T) => number,
+  chunkRows = CHUNK_ROWS,
 ): Promise<{ items: T[]; more: boolean }> {
   const run = async () => {
     const allowed = Math.min(PAGE_BYTES, budget.left);
@@ -45,7 +47,7 @@ export function readPage<T>(
     let used = 0;
     for (;;) {
       // One more than the page holds, to tell whether there is more.
-      const rows = allowed > 0 ? CHUNK_ROWS : SPENT_CHUNK_ROWS;
+      const rows = allowed > 0 ? chunkRows : SPENT_CHUNK_ROWS;
       const want = Math.min(rows, limit + 1 - items.length);
       const chunk = await read(want, items.at(-1));
       for (const item of chunk) {

@@ -378,6 +378,11 @@ export const ZSnapshotConversation = z.object({
   unreadSeqs: z.array(ZSeq).nullable(),
   readSeq: ZSeq,
   deliveredSeq: ZSeq,
+  /**
+   * When the conversation last changed (a message, a member, its details): the unpaged list's
+   * order, newest first. Absent from older servers.
+   */
+  activeAt: z.iso.datetime().optional(),
 });
 export type TSnapshotConversation = z.infer<typeof ZSnapshotConversation>;
 

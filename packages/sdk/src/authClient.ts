@@ -33,7 +33,9 @@ export type MvpAuth = {
    * The device is signed out even when this rejects: a rejection only says the server could not
    * be told (offline), so the session there ends when it expires or is revoked elsewhere.
    * `outlivePage`: the page is going away (`pagehide`); the request is sent so that it still
-   * reaches the server after it (`fetch` `keepalive`). The server then ends this device's calls.
+   * reaches the server after it (`fetch` `keepalive`), with the access token as stored: a refresh
+   * would not finish, so with an expired one the server is not told. The server ends this
+   * device's calls.
    */
   logout(options?: { outlivePage?: boolean }): Promise<void>;
   /** Exchanges the refresh token now; null when signed out (or the session just ended). */
@@ -83,10 +85,12 @@ export function createAuthClient(
     sendOtp: (input) => raw.auth.otp.send.mutate(input),
     verifyOtp: async (input) => keep(await raw.auth.otp.verify.mutate(input)),
     logout: (options) =>
-      session.signOut((token) =>
-        raw.auth.logout.mutate(undefined, {
-          context: { token, ...(options?.outlivePage ? { [OUTLIVE_PAGE]: true } : {}) },
-        }),
+      session.signOut(
+        (token) =>
+          raw.auth.logout.mutate(undefined, {
+            context: { token, ...(options?.outlivePage ? { [OUTLIVE_PAGE]: true } : {}) },
+          }),
+        { refresh: !options?.outlivePage },
       ),
     refresh: () => session.refresh(),
     session: () => session.current(),

@@ -39,6 +39,11 @@ export type AuthSession = {
   /** The session whose access token `accessToken` answers, read once: the token with its user. */
   accessSession(): Promise<StoredSession | null>;
   /**
+   * The stored session while its access token has not expired, as it is: never a refresh (a page
+   * that is closing cannot wait for one; its last requests go with what it has).
+   */
+  unexpired(): Promise<StoredSession | null>;
+  /**
    * Exchanges the refresh token now. Concurrent callers share one exchange, because the server
    * treats a reused refresh token as theft and revokes the session. Resolves null when there is
    * no session (any more); rejects only with errors that leave the session alive (network, rate
@@ -54,8 +59,14 @@ export type AuthSession = {
   start(tokens: AuthTokens): Promise<StoredSession>;
   /** The device cookies to show at a login, newest first. */
   deviceCookies(): Promise<string[]>;
-  /** Signs out locally; `revoke` tells the server (its UNAUTHORIZED means already ended). */
-  signOut(revoke: (accessToken: string) => Promise<unknown>): Promise<void>;
+  /**
+   * Signs out locally; `revoke` tells the server (its UNAUTHORIZED means already ended), with the
+   * token as stored (no refresh first) when `refresh` is false.
+   */
+  signOut(
+    revoke: (accessToken: string) => Promise<unknown>,
+    options?: { refresh?: boolean },
+  ): Promise<void>;
 };
 
 export const DEFAULT_REFRESH_AHEAD_MS = 60_000;
@@ -227,11 +238,16 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
   }
 
   const accessToken = async () => (await accessSession())?.accessToken ?? null;
+  const unexpired = async () => {
+    const session = await current();
+    return session && session.expiresAt > now() ? session : null;
+  };
 
   return {
     current,
     accessToken,
     accessSession,
+    unexpired,
     refresh,
     async recover(rejectedToken) {
       // A retry goes out only as the account that made the request: after a sign-out and a
@@ -253,10 +269,13 @@ export function createAuthSession(options: AuthSessionOptions): AuthSession {
       return session;
     },
     deviceCookies: async () => (await loadCookies()).map((c) => c.cookie),
-    async signOut(revoke) {
+    async signOut(revoke, options = {}) {
       endReason = 'signed_out';
       try {
-        const token = await accessToken();
+        const token =
+          options.refresh === false
+            ? ((await unexpired())?.accessToken ?? null)
+            : await accessToken();
         if (token) {
           await revoke(token).catch((error: unknown) => {
             // UNAUTHORIZED: the server had already ended this session, which is the goal.

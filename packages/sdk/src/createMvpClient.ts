@@ -187,12 +187,12 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
    * refresh in between (here, or in another tab sharing the store) and pair this token with the
    * next one's session: a false mismatch that fails an outbox send.
    */
-  const credential = async (): Promise<Credential> => {
+  const credential = async (refresh = true): Promise<Credential> => {
     if (getToken) {
       const value = (await getToken()) ?? null;
       return { token: value, user: () => (value ? subjectOf(value) : undefined) };
     }
-    const current = await session.accessSession();
+    const current = refresh ? await session.accessSession() : await session.unexpired();
     return { token: current?.accessToken ?? null, user: () => current?.user.id };
   };
   const token = async () => (await credential()).token;
@@ -292,7 +292,10 @@ export function createMvpClient(options: MvpClientOptions): MvpClient {
   const http = { url: `${base}/trpc`, transformer: superjson, fetch: fetchImpl };
   const authHeaders = async (opList: readonly Operation[]) => {
     // A batch of sign-in calls needs no token, and must not refresh an old session first.
-    const sent = opList.every((op) => isPublicAuthPath(op.path)) ? null : await credential();
+    // One that must outlive the page goes with the token it has: a refresh would not finish.
+    const sent = opList.every((op) => isPublicAuthPath(op.path))
+      ? null
+      : await credential(!opList.some(outlivesPage));
     const value = sent?.token ?? null;
     for (const op of opList) noteSentToken(op, value);
     checkSendAs(opList, sent);

@@ -48,7 +48,7 @@ export type SnapshotConversation = Omit<RawSnapshotEntry, 'lastMessage'> & {
 };
 /**
  * A cold start's state: my conversations (last message, unread, my read position; every one, the
- * newest last message first) and requests. A conversation may already reflect events that follow
+ * last changed first) and requests. A conversation may already reflect events that follow
  * the snapshot on the stream (it was read a page at a time, after `cursor`): a message at or
  * below its `conversation.lastSeq` is already in it.
  */

@@ -52,12 +52,17 @@ export function createMemoryCursorStore(initial: string | null = null): CursorSt
 
 /**
  * The snapshot's conversations come in pages by id (about 1 MiB each, a last message holds up to
- * 64 KiB); the app gets them all at once, last message newest first (created, for one without).
+ * 64 KiB); the app gets them all at once, the last changed first, as an unpaged snapshot lists
+ * them (by `activeAt`; by last message or creation from a server without it).
  */
 const byNewestActivity = (a: Activity, b: Activity) => activityOf(b) - activityOf(a);
-type Activity = { conversation: { createdAt: string }; lastMessage: { createdAt: string } | null };
+type Activity = {
+  conversation: { createdAt: string };
+  lastMessage: { createdAt: string } | null;
+  activeAt?: string;
+};
 const activityOf = (entry: Activity) =>
-  Date.parse(entry.lastMessage?.createdAt ?? entry.conversation.createdAt);
+  Date.parse(entry.activeAt ?? entry.lastMessage?.createdAt ?? entry.conversation.createdAt);
 
 /** Event ids are the decimal seq of the device's stream (the server's contract). */
 export const isAfter = (a: string, b: string) => Number(a) > Number(b);

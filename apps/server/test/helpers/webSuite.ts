@@ -39,6 +39,7 @@ export type PageGlobal = {
     messages: { text: string; mine: boolean }[];
     inboundPackets(): Promise<{ audio: number; video: number }>;
     history(): Promise<{ calls: HistoryEntry[] }>;
+    keepSessionOnClose(): void;
   };
 };
 

@@ -140,6 +140,7 @@ function setup(
       /** The server as this device sees it: the fake's, or what a test makes of it. */
       transport?: (own: CallTransport) => CallTransport;
       timing?: Partial<CallTiming>;
+      leaveOnPageHide?: boolean;
     } = {},
   ) => {
     const { transport, sync } = server.device(userId, deviceId, options);
@@ -151,6 +152,9 @@ function setup(
       RTCPeerConnection: FakePeerConnection,
       getUserMedia: fakeGetUserMedia,
       timing: { ...sessionTiming, ...options.timing },
+      ...(options.leaveOnPageHide === undefined
+        ? {}
+        : { leaveOnPageHide: options.leaveOnPageHide }),
     });
     calls.onError((e) => errors.push(e));
     const incoming: Call[] = [];
@@ -1043,6 +1047,48 @@ describe('CallManager', () => {
     expect(outliving).toEqual([call.id]);
     await waitFor(() => bobPhone.ringing()!.state === 'ended', 'hung up over there');
     expect(bobPhone.ringing()!.endReason).toBe('hangup');
+  });
+
+  it('in a browser pagehide leaves (unless turned off); a closed manager stops listening', async () => {
+    // A page's globals, on an EventTarget of the test's own.
+    const page = new EventTarget();
+    const removed: string[] = [];
+    const g = globalThis as Record<string, unknown>;
+    const saved = [g.document, g.addEventListener, g.removeEventListener];
+    g.document = {};
+    g.addEventListener = page.addEventListener.bind(page);
+    g.removeEventListener = (
+      type: string,
+      listener: Parameters<EventTarget['removeEventListener']>[1],
+    ) => {
+      removed.push(type);
+      page.removeEventListener(type, listener);
+    };
+    try {
+      const w = setup();
+      const alice = w.device('alice', 'alice-phone');
+      const bobHangups: string[] = [];
+      const bobPhone = w.device('bob', 'bob-phone', {
+        leaveOnPageHide: false,
+        transport: (own) => ({
+          ...own,
+          hangup: (callId, reason, options) => {
+            bobHangups.push(callId);
+            return own.hangup(callId, reason, options);
+          },
+        }),
+      });
+      const { call, theirs } = await connectedCall(alice.calls, bobPhone);
+      page.dispatchEvent(new Event('pagehide'));
+      expect(call).toMatchObject({ state: 'ended', endReason: 'hangup' });
+      await waitFor(() => theirs.state === 'ended', 'hung up over there');
+      expect(theirs.endReason).toBe('hangup');
+      expect(bobHangups).toEqual([]); // its page hid too, but it was told not to leave
+      await alice.calls.close();
+      expect(removed).toEqual(['pagehide']);
+    } finally {
+      [g.document, g.addEventListener, g.removeEventListener] = saved;
+    }
   });
 
   it('leave() while the start is on its way hangs up the call by the id it was sent with', async () => {

@@ -308,6 +308,10 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   }
 
   function listen() {
+    if (onPages && !leavesOnPageHide) {
+      page.addEventListener!('pagehide', leave);
+      leavesOnPageHide = true;
+    }
     // Before the events: registering for those may start the stream, whose cold start hands
     // out the snapshot first.
     snapshotSubscription ??= options.sync.onSnapshot?.((snapshot) => {
@@ -372,12 +376,13 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
   }
   const page = globalThis as {
     addEventListener?: (type: 'pagehide', listener: () => void) => void;
+    removeEventListener?: (type: 'pagehide', listener: () => void) => void;
     document?: unknown;
   };
   // Browsers only: React Native and Node have no pages (Node 20 has no global addEventListener;
   // Deno and workers have one but no document).
-  if (options.leaveOnPageHide !== false && page.document && page.addEventListener)
-    page.addEventListener('pagehide', leave);
+  const onPages = options.leaveOnPageHide !== false && !!page.document && !!page.addEventListener;
+  let leavesOnPageHide = false;
 
   const listenTo = <T>(set: Set<T>, handler: T): Subscription => {
     set.add(handler);
@@ -405,6 +410,8 @@ export function createCallManager(options: CallManagerOptions): MvpCalls {
     get: (callId) => transport.get(callId),
     leave,
     async close() {
+      page.removeEventListener?.('pagehide', leave);
+      leavesOnPageHide = false;
       lifetime.end(); // a lost start's cancel, still retried in the background, stops
       lifetime = createLifetime();
       subscription?.unsubscribe();

@@ -374,7 +374,8 @@ export async function hangup(
  * they are in, are hung up by them (`user_hangup`), so the other side is not left ringing or
  * connecting to a device that is gone (a closed tab signs its page out). A call that rings one of
  * them as one of the callee's devices rings on: another may answer it. A call that ended
- * meanwhile is passed over. Read by the user's side indexes (side, state, created_at).
+ * meanwhile is passed over; the others are tried whatever one meets (their failures are thrown
+ * together at the end). Read by the user's side indexes (side, state, created_at).
  */
 export async function endCallsOfDevices(
   ctx: Context,
@@ -398,14 +399,17 @@ export async function endCallsOfDevices(
       .where('state', '=', 'accepted')
       .execute(),
   ]);
+  const failures: unknown[] = [];
   for (const { id, device_id: deviceId } of [...placed, ...taken]) {
     if (deviceId === null || !gone.has(deviceId)) continue;
+    // Each on its own: one that fails (a deadlock) must not leave the others going.
     await hangup(ctx, { userId, deviceId }, { callId: id, reason: 'user_hangup' }).catch(
       (error: unknown) => {
-        if (!(error instanceof AppError && error.appCode === 'CONFLICT')) throw error;
+        if (!(error instanceof AppError && error.appCode === 'CONFLICT')) failures.push(error);
       },
     );
   }
+  if (failures.length > 0) throw new AggregateError(failures, 'Some calls could not be ended');
 }
 
 /**

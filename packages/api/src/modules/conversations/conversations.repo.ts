@@ -106,20 +106,28 @@ export function listMine(db: Db, userId: string) {
   return mine(db, userId).orderBy('c.updated_at', 'desc').orderBy('c.id').execute();
 }
 
-/** At most `n` of my conversations after the id `after` (null: from the first), by id. */
-export function listMineAfter(db: Db, userId: string, after: string | null, n: number) {
+/**
+ * At most `n` of my conversations after the id `after` (null: from the first), by id: one range
+ * of the memberships' (user_id, conversation_id) index.
+ */
+export function mineAfterQuery(db: Db, userId: string, after: string | null, n: number) {
   return mine(db, userId)
     .$if(after !== null, (q) => q.where('m.conversation_id', '>', after!))
     .orderBy('m.conversation_id')
-    .limit(n)
-    .execute();
+    .limit(n);
 }
+
+export const listMineAfter = (db: Db, userId: string, after: string | null, n: number) =>
+  mineAfterQuery(db, userId, after, n).execute();
 
 /** Unread seqs listed one by one in the snapshot up to this many per conversation. */
 export const UNREAD_SEQS_LISTED = 100;
 
-/** Where my unread messages of a conversation start: after my read position and my joining. */
-export type UnreadFrom = { conversationId: string; after: number };
+/**
+ * Where my unread messages of a conversation start (after my read position and my joining) and
+ * end (its last seq as read with them).
+ */
+export type UnreadFrom = { conversationId: string; after: number; upTo: number };
 
 /**
  * Others' messages after `from`'s positions, as my history shows them: not tombstones, not
@@ -133,7 +141,11 @@ export function unreadQuery(db: Db, userId: string, from: UnreadFrom[]) {
     .where((eb) =>
       eb.or(
         from.map((f) =>
-          eb.and([eb('msg.conversation_id', '=', f.conversationId), eb('msg.seq', '>', f.after)]),
+          eb.and([
+            eb('msg.conversation_id', '=', f.conversationId),
+            eb('msg.seq', '>', f.after),
+            eb('msg.seq', '<=', f.upTo),
+          ]),
         ),
       ),
     )
@@ -171,7 +183,10 @@ export async function unreadCounts(
   const from = new Map<string, UnreadFrom>();
   for (const c of mine) {
     const after = Math.max(Number(c.my_read_seq), Number(c.my_joined_seq));
-    if (Number(c.last_seq) > after) from.set(c.id, { conversationId: c.id, after });
+    // Up to the last seq as read with the membership: a message sent between the two reads
+    // counts once, in the next page or on the stream, not also here (outside a transaction).
+    const upTo = Number(c.last_seq);
+    if (upTo > after) from.set(c.id, { conversationId: c.id, after, upTo });
   }
   const counts = new Map<string, { count: number; seqs: number[] | null }>();
   // In chunks: a term per conversation could pass SQLite's variable limit.

@@ -89,7 +89,7 @@ describe('unreadCounts', () => {
   afterAll(() => db.destroy());
 
   it('reads a primary key range per conversation', async () => {
-    const from = [0, 1, 2].map((i) => ({ conversationId: idOf(i), after: i }));
+    const from = [0, 1, 2].map((i) => ({ conversationId: idOf(i), after: i, upTo: 3 }));
     const { sql: text, parameters } = unreadQuery(db, 'me', from)
       .select(['msg.conversation_id', 'msg.seq'])
       .compile();
@@ -99,7 +99,9 @@ describe('unreadCounts', () => {
     const reads = plan.rows.map((r) => r.detail).filter((detail) => / msg /.test(detail));
     expect(reads).toHaveLength(3);
     for (const detail of reads)
-      expect(detail).toMatch(/^SEARCH msg USING INDEX \S+ \(conversation_id=\? AND seq>\?\)$/);
+      expect(detail).toMatch(
+        /^SEARCH msg USING INDEX \S+ \(conversation_id=\? AND seq>\? AND seq<\?\)$/,
+      );
   });
 
   it('counts and lists exactly, in every chunk of conversations', async () => {
@@ -113,5 +115,12 @@ describe('unreadCounts', () => {
     }
     expected.set(BIG, { count: BIG_LENGTH - 1, seqs: null });
     expect(counts).toEqual(expected);
+  });
+
+  it('counts up to the last seq read with the memberships: a message sent since is not in it', async () => {
+    // c0004 (read and joined at 0) as read before its third message: 1 is unread (2 is mine).
+    const [row] = (await listMine(db, 'me')).filter((r) => r.id === idOf(4));
+    const counts = await unreadCounts(db, 'me', [{ ...row!, last_seq: 2 }]);
+    expect(counts).toEqual(new Map([[idOf(4), { count: 1, seqs: [1] }]]));
   });
 });

@@ -12,11 +12,11 @@ import { streamBounds } from './stream.repo';
 const MAX_PENDING_PAGE = 1000;
 
 /**
- * A cold start: everything the app shows, and the cursor to stream from. The cursor and the
- * conversations are read in one transaction so that they are one moment (a consistent read view
- * on MariaDB, one read snapshot on SQLite): every change up to the cursor is in them and none
- * after it. Upserts would survive a change seen twice; counts would not (the SDK's unread counts
- * add the events after the cursor to the snapshot's). Contact requests are read after it, out of
+ * A cold start: everything the app shows, and the cursor to stream from. The cursor and (unless
+ * paged, below) the conversations are read in one transaction so that they are one moment (a
+ * consistent read view on MariaDB, one read snapshot on SQLite): every change up to the cursor
+ * is in them and none after it. Upserts would survive a change seen twice; counts would not (the
+ * SDK's unread counts add the events after the cursor to the snapshot's). Contact requests are read after it, out of
  * the transaction (their profiles may ask Redis for presence): one that changes in between also
  * arrives as an event, and requests are kept by id. So are the envelopes waiting up to the
  * cursor (a page read must not wait in its request's lane holding the transaction's connection,
@@ -27,9 +27,10 @@ const MAX_PENDING_PAGE = 1000;
  * every waiting envelope comes, as before: they would save the cursor after the first page and
  * never see the rest. `paged.conversations` likewise (sync.conversations); those pages are read
  * after the transaction, each as of its own moment (see ZSnapshot): a page must not be read in
- * one, and its conversations may be any number of pages. Counted twice is then harmless by
- * contract: the SDK's unread counts take a message at or below a conversation's last seq as
- * counted, and read positions only move forward.
+ * one, and its conversations may be any number of pages. Each conversation's unread messages
+ * are counted up to its last seq as read with its row, so a page is one moment per conversation,
+ * and counted twice is harmless by contract: the SDK's unread counts take a message at or below a
+ * conversation's last seq as counted, and read positions only move forward.
  */
 export async function snapshot(
   ctx: Context,
@@ -79,6 +80,7 @@ async function readSnapshot(ctx: Context, device: Device, withConversations: boo
 
 /** Conversations a page at most, whatever their size. */
 const MAX_CONVERSATION_PAGE = 500;
+const CONVERSATION_CHUNK = 64;
 
 /**
  * My conversations after the id `after` (null: from the first), by id, as many as fit in a page
@@ -100,6 +102,9 @@ export async function conversationPage(ctx: Context, me: string, after: string |
         now,
       ),
     (entry) => JSON.stringify(entry).length,
+    // A chunk is described in full (its previews up to 64 KiB each) before the page keeps what
+    // fits: 256 at a time could read 16 MiB for a page of 1.
+    CONVERSATION_CHUNK,
   );
   return { conversations: items, more };
 }
@@ -134,6 +139,7 @@ async function describeMine(
       unreadSeqs: counted.seqs,
       readSeq: Number(r.my_read_seq),
       deliveredSeq: Number(r.my_delivered_seq),
+      activeAt: new Date(Number(r.updated_at)).toISOString(),
     };
   });
 }
