@@ -35,8 +35,12 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
   // Moved forward by the disappearing-messages tests only (their own messages; see purgeAfter).
   let offsetMs = 0;
   beforeAll(async () => {
-    // No expiry loop (startServer's default): only purgeAfter purges, with the clock moved.
-    t = await startServer({}, { clock: { now: () => Date.now() + offsetMs } });
+    // No expiry loop (startServer's default): only purgeAfter purges, with the clock moved. Its
+    // many tests come from one address within a minute: more than the default 600 requests.
+    t = await startServer(
+      { ipRateLimit: { points: 100_000, durationSeconds: 60 } },
+      { clock: { now: () => Date.now() + offsetMs } },
+    );
   });
   afterAll(() => t.stop());
 
@@ -365,6 +369,20 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect((await api(dan).conversations.join.mutate({ code: invite.code })).memberCount).toBe(5);
   });
 
+  it('an update that changes nothing is refused BAD_REQUEST, over tRPC and REST', async () => {
+    const { owner, room } = await team();
+    expect(await codeOf(api(owner).conversations.update.mutate({ id: room.id }))).toBe(
+      'BAD_REQUEST',
+    );
+    const rest = await fetch(`${t.server.url}/api/v1/conversations/${room.id}`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${owner.accessToken}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(rest.status).toBe(400);
+    expect(await api(owner).conversations.get.query({ id: room.id })).toEqual(room);
+  });
+
   it('slow mode spaces out members (admins exempt) and answers the wait', async () => {
     const { owner, ann, room } = await team();
     expect(
@@ -384,6 +402,22 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     await send(owner, room.id, 'admins are exempt');
     await send(owner, room.id, 'twice');
     expect((await api(ann).conversations.get.query({ id: room.id })).lastSeq).toBe(3);
+  });
+
+  it('slow mode: leaving and joining again by invite keeps the wait; a newcomer posts at once', async () => {
+    const { owner, ann, room } = await team();
+    await api(owner).conversations.update.mutate({ id: room.id, slowModeSeconds: 30 });
+    const invite = await api(owner).conversations.createInvite.mutate({ id: room.id });
+    await send(ann, room.id, 'one');
+    await api(ann).conversations.leave.mutate({ id: room.id });
+    await api(ann).conversations.join.mutate({ code: invite.code });
+    const slowed = await send(ann, room.id, 'two').catch((e: unknown) => e);
+    expect(errorCodeOf(slowed)).toBe('TOO_MANY_REQUESTS');
+    expect((slowed as { data?: { retryAfterMs?: number } }).data?.retryAfterMs).toBeGreaterThan(0);
+    const newcomer = await registerUser(t);
+    await api(newcomer).conversations.join.mutate({ code: invite.code });
+    await send(newcomer, room.id, 'hello');
+    expect((await api(owner).conversations.get.query({ id: room.id })).lastSeq).toBe(2);
   });
 
   it('slow mode: of several sends at once, one goes through and the others are told to wait', async () => {
@@ -832,6 +866,18 @@ describe(`edits, deletions, reactions, pins, roles, invites, slow mode, timers (
     expect(((await rest.json()) as { members: unknown[] }).members).toContainEqual(
       expect.objectContaining({ userId: ben.userId, deliveredSeq: 4, readSeq: null }),
     );
+
+    // A block between two members: neither sees where the other has got to, as no receipt
+    // passes between them; the others still do.
+    await api(ben).users.updatePrivacy.mutate({ readReceipts: true });
+    await api(ann).blocks.add.mutate({ userId: ben.userId });
+    const without = (other: Account) =>
+      expected(3).map((m) =>
+        m.userId === other.userId ? { ...m, deliveredSeq: null, readSeq: null } : m,
+      );
+    expect(await positions(ann)).toEqual(without(ben));
+    expect(await positions(ben)).toEqual(without(ann));
+    expect(await positions(owner)).toEqual(expected(3));
   });
 
   it('a reply moves my positions silently; my next mark still tells the sender it passed', async () => {

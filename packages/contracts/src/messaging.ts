@@ -149,18 +149,27 @@ export const ZEmoji = z
   .refine((s) => new TextEncoder().encode(s).length <= 32 && ONE_EMOJI.test(s), 'one emoji');
 export const ZReactInput = ZMessageRefInput.extend({ emoji: ZEmoji, on: z.boolean() });
 
-export const ZUpdateConversationInput = z.object({
-  id: ZId,
-  title: ZTitle.optional(),
-  description: ZDescription.optional(),
-  slowModeSeconds: z.number().int().min(0).max(86_400).optional(),
-  disappearSeconds: z
-    .number()
-    .int()
-    .min(0)
-    .max(365 * 86_400)
-    .optional(),
-});
+export const ZUpdateConversationInput = z
+  .object({
+    id: ZId,
+    title: ZTitle.optional(),
+    description: ZDescription.optional(),
+    slowModeSeconds: z.number().int().min(0).max(86_400).optional(),
+    disappearSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(365 * 86_400)
+      .optional(),
+  })
+  .refine(
+    (input) =>
+      input.title !== undefined ||
+      input.description !== undefined ||
+      input.slowModeSeconds !== undefined ||
+      input.disappearSeconds !== undefined,
+    { error: 'Nothing to change: give a title, description, slowModeSeconds or disappearSeconds' },
+  );
 export const ZSetRoleInput = z.object({
   id: ZId,
   userId: ZId,

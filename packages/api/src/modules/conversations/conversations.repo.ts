@@ -120,6 +120,26 @@ export function mineAfterQuery(db: Db, userId: string, after: string | null, n: 
 export const listMineAfter = (db: Db, userId: string, after: string | null, n: number) =>
   mineAfterQuery(db, userId, after, n).execute();
 
+/**
+ * When each of `userIds` last posted in the conversation, for those who did: a range of the
+ * (conversation_id, sender_id, client_message_id) unique index per sender.
+ */
+export async function lastPostsIn(
+  db: Db,
+  conversationId: string,
+  userIds: string[],
+): Promise<Map<string, number>> {
+  if (userIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('messages')
+    .select(['sender_id', (eb) => eb.fn.max('created_at').as('at')])
+    .where('conversation_id', '=', conversationId)
+    .where('sender_id', 'in', userIds)
+    .groupBy('sender_id')
+    .execute();
+  return new Map(rows.map((r) => [r.sender_id, Number(r.at)]));
+}
+
 /** Unread seqs listed one by one in the snapshot up to this many per conversation. */
 export const UNREAD_SEQS_LISTED = 100;
 

@@ -69,8 +69,12 @@ export const conversationsRouter = router({
             userId: z.string(),
             role: ZMemberRole,
             joinedAt: z.iso.datetime(),
-            deliveredSeq: ZSeq,
-            /** Null when that member does not share read receipts (never for me). */
+            /** Null when that member and I are in a block (one blocked the other). */
+            deliveredSeq: ZSeq.nullable(),
+            /**
+             * Null as `deliveredSeq` is, and when that member does not share read receipts
+             * (never for me).
+             */
             readSeq: ZSeq.nullable(),
           }),
         ),

@@ -218,19 +218,28 @@ export const getConversation = describe;
 
 /**
  * The members and where each has got to: a cold start's "seen by" (receipts reach only the
- * senders whose messages they pass, and only while streamed). A read position is shown as a
- * receipt would show it: null for a member who does not share read receipts, except to them.
+ * senders whose messages they pass, and only while streamed). A position is shown as a receipt
+ * would show it: none (null) between two people of whom one blocked the other, as no receipt
+ * passes between them; the read position null for a member who does not share read receipts,
+ * except to them.
  */
 export async function listMembers(ctx: Context, me: string, conversationId: string) {
   await requireMember(ctx, conversationId, me);
-  const rows = await repo.listMembers(ctx.ports.db, conversationId);
-  return rows.map((r) => ({
-    userId: r.user_id,
-    role: r.role as TMemberRole,
-    joinedAt: new Date(Number(r.joined_at)).toISOString(),
-    deliveredSeq: Number(r.delivered_seq),
-    readSeq: r.user_id === me || r.privacy_read_receipts !== 0 ? Number(r.read_seq) : null,
-  }));
+  const [rows, blocked] = await Promise.all([
+    repo.listMembers(ctx.ports.db, conversationId),
+    rel.blockedEitherWayWith(ctx.ports.db, me),
+  ]);
+  return rows.map((r) => {
+    const shown = !blocked.has(r.user_id);
+    return {
+      userId: r.user_id,
+      role: r.role as TMemberRole,
+      joinedAt: new Date(Number(r.joined_at)).toISOString(),
+      deliveredSeq: shown ? Number(r.delivered_seq) : null,
+      readSeq:
+        shown && (r.user_id === me || r.privacy_read_receipts !== 0) ? Number(r.read_seq) : null,
+    };
+  });
 }
 
 /** Admins add their contacts; the newcomers see messages from now on, not the history. */
@@ -295,6 +304,12 @@ export async function admitMembers(
       .where('id', '=', conversationId)
       .execute();
     const lastSeq = Number(current.last_seq);
+    // Slow mode's slot comes back with someone who left and rejoins: leaving and joining by a
+    // link again would otherwise give a fresh one every time.
+    const lastPosts =
+      Number(current.slow_mode_seconds) > 0
+        ? await repo.lastPostsIn(trx, conversationId, fresh)
+        : new Map<string, number>();
     await trx
       .insertInto('conversation_members')
       .values(
@@ -303,6 +318,7 @@ export async function admitMembers(
           joined_seq: lastSeq,
           delivered_seq: lastSeq,
           read_seq: lastSeq,
+          last_post_at: lastPosts.get(u) ?? null,
         })),
       )
       .execute();
