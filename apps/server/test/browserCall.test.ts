@@ -51,6 +51,9 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
       { timeout: WAIT_MS },
     );
   const shownState = (page: Page) => page.getByTestId('call-state').textContent();
+  /** The newest call of the page's call history, as the server records it. */
+  const newestCall = async (page: Page) =>
+    (await page.evaluate(() => (globalThis as unknown as PageGlobal).__mvp.history())).calls[0];
 
   async function placeCall(from: Page, to: string, media: 'audio' | 'video') {
     await contact(from, to)
@@ -135,18 +138,15 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
       ]);
       expect(await shownState(bob)).toBe('ended (hangup)');
 
-      const [mine, theirs] = await Promise.all([
-        alice.evaluate(() => (globalThis as unknown as PageGlobal).__mvp.history()),
-        bob.evaluate(() => (globalThis as unknown as PageGlobal).__mvp.history()),
-      ]);
-      expect(mine.calls[0]).toMatchObject({
+      const [mine, theirs] = await Promise.all([newestCall(alice), newestCall(bob)]);
+      expect(mine).toMatchObject({
         id: callId,
         direction: 'outgoing',
         media: 'video',
         state: 'ended',
         endReason: 'user_hangup',
       });
-      expect(theirs.calls[0]).toMatchObject({ id: callId, direction: 'incoming', state: 'ended' });
+      expect(theirs).toMatchObject({ id: callId, direction: 'incoming', state: 'ended' });
       await bob.getByTestId('history').locator(`li[data-call-id="${callId}"]`).waitFor();
     },
     TEST_MS,
@@ -163,10 +163,7 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
         waitForCall(bob, 'ended', 'declined'),
       ]);
       expect(await shownState(alice)).toBe('ended (declined)');
-      const history = await alice.evaluate(() =>
-        (globalThis as unknown as PageGlobal).__mvp.history(),
-      );
-      expect(history.calls[0]).toMatchObject({ id: callId, state: 'rejected' });
+      expect(await newestCall(alice)).toMatchObject({ id: callId, state: 'rejected' });
     },
     TEST_MS,
   );
@@ -201,10 +198,7 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
         waitForCall(alice, 'ended', 'missed'),
         waitForCall(bob, 'ended', 'missed'),
       ]);
-      const history = await bob.evaluate(() =>
-        (globalThis as unknown as PageGlobal).__mvp.history(),
-      );
-      expect(history.calls[0]).toMatchObject({
+      expect(await newestCall(bob)).toMatchObject({
         id: callId,
         state: 'missed',
         endReason: 'invite_timeout',
@@ -243,10 +237,7 @@ run(`a call between two browsers on ${instances} instance(s) (${backendLabel})`,
       await Promise.all([waitForCall(aliceTab, 'connected'), waitForCall(bob, 'connected')]);
       await aliceTab.close({ runBeforeUnload: true });
       await waitForCall(bob, 'ended', 'hangup');
-      const history = await bob.evaluate(() =>
-        (globalThis as unknown as PageGlobal).__mvp.history(),
-      );
-      expect(history.calls[0]).toMatchObject({
+      expect(await newestCall(bob)).toMatchObject({
         id: callId,
         state: 'ended',
         endReason: 'user_hangup',

@@ -180,6 +180,17 @@ describe(`call sessions (${backendLabel})`, () => {
   const api = (token: string) => clientWithToken(t, token).api;
   const deviceOf = (token: string) => currentDeviceId(t, token);
   const secondDevice = (a: Account) => signInOnAnotherDevice(t, a, 'Laptop');
+  /** The stream's next `call.ended` is this call's, ended by a participant's hangup. */
+  const endsByHangup = async (
+    stream: Awaited<ReturnType<typeof openStream>>,
+    callId: string,
+    state: 'ended' | 'missed' = 'ended',
+  ) =>
+    expect((await stream.next('call.ended')).event.call).toMatchObject({
+      id: callId,
+      state,
+      endReason: 'user_hangup',
+    });
   const call = async (from: Account, to: Account, devices: string[]) =>
     api(from.accessToken).calls.start.mutate({
       callId: uuidv7(),
@@ -356,11 +367,7 @@ describe(`call sessions (${backendLabel})`, () => {
     await api(bob.accessToken).calls.accept.mutate({ callId: crossed.id, answer: b64('a') });
     const cancelled = await api(alice.accessToken).calls.cancel.mutate({ callId: crossed.id });
     expect(cancelled).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
-    expect((await bobStream.next('call.ended')).event.call).toMatchObject({
-      id: crossed.id,
-      state: 'ended',
-      endReason: 'user_hangup',
-    });
+    await endsByHangup(bobStream, crossed.id);
     // A decline or a hangup from a device not in the answered call (Bob's laptop rang too) is
     // refused, and the call goes on.
     const bobLaptop = await secondDevice(bob);
@@ -384,11 +391,7 @@ describe(`call sessions (${backendLabel})`, () => {
     await api(bob.accessToken).calls.accept.mutate({ callId: crossed.id, answer: b64('a') });
     const declined = await api(bob.accessToken).calls.reject.mutate({ callId: crossed.id });
     expect(declined).toMatchObject({ state: 'ended', endReason: 'user_hangup' });
-    expect((await aliceStream.next('call.ended')).event.call).toMatchObject({
-      id: crossed.id,
-      state: 'ended',
-      endReason: 'user_hangup',
-    });
+    await endsByHangup(aliceStream, crossed.id);
     await aliceStream.close();
   });
 
@@ -729,16 +732,8 @@ describe(`call sessions (${backendLabel})`, () => {
     const carolStream = await openStream(t, carol.accessToken);
     await api(alice.accessToken).me.delete.mutate({ password: PASSWORD });
     await api(dave.accessToken).me.delete.mutate({ password: PASSWORD });
-    expect((await bobStream.next('call.ended')).event.call).toMatchObject({
-      id: ringing.id,
-      state: 'ended',
-      endReason: 'user_hangup',
-    });
-    expect((await carolStream.next('call.ended')).event.call).toMatchObject({
-      id: talking.id,
-      state: 'ended',
-      endReason: 'user_hangup',
-    });
+    await endsByHangup(bobStream, ringing.id);
+    await endsByHangup(carolStream, talking.id);
     await bobStream.close();
     await carolStream.close();
   });
@@ -760,21 +755,13 @@ describe(`call sessions (${backendLabel})`, () => {
     });
     // The caller's page closes (it signs out): the call stops ringing, as if cancelled.
     await api(alice.accessToken).auth.logout.mutate();
-    expect((await bobStream.next('call.ended')).event.call).toMatchObject({
-      id: ringing.id,
-      state: 'missed',
-      endReason: 'user_hangup',
-    });
+    await endsByHangup(bobStream, ringing.id, 'missed');
 
     const talking = await call(carol, bob, [bobPhone]);
     await api(bob.accessToken).calls.accept.mutate({ callId: talking.id, answer: b64('a') });
     const carolStream = await openStream(t, carol.accessToken);
     await api(bob.accessToken).auth.logout.mutate();
-    expect((await carolStream.next('call.ended')).event.call).toMatchObject({
-      id: talking.id,
-      state: 'ended',
-      endReason: 'user_hangup',
-    });
+    await endsByHangup(carolStream, talking.id);
     await bobStream.close();
     await carolStream.close();
   });
