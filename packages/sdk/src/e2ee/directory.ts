@@ -15,6 +15,8 @@ export type Directory = {
   devicesOf(userId: string): Promise<DirectoryDevice[]>;
   /** Forget the cached list: the next `devicesOf` asks the server. */
   forget(userId: string): void;
+  /** Forget every cached list (the stream skipped events that would have said what changed). */
+  forgetAll(): void;
   /**
    * The next `ensureSessions` starts a new session with this device (X3DH) although one
    * exists: the current one is kept as archived, so what the device already sent under it
@@ -147,6 +149,7 @@ export function createDirectory(deps: {
   return {
     devicesOf,
     forget: (userId) => void cache.delete(userId),
+    forgetAll: () => cache.clear(),
     renew(address) {
       const last = renewed.get(address);
       if (last !== undefined && Date.now() - last < RENEW_AT_MOST_EVERY_MS) return;

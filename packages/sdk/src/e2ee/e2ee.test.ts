@@ -375,6 +375,43 @@ describe('e2ee over a fake server', () => {
     expect(await laptop.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
   });
 
+  it('rotates the key a revoked device held, though its session was reset or its keys changed first', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    const laptop = await net.device('bob', 'bob-laptop');
+    net.members('g', ['alice', 'bob']);
+    const before = await send(a, 'g', 'both of bob');
+    await net.settled();
+    // The thief of the laptop makes Alice forget it had the key (a changed-keys notice; one
+    // bad message does the same), then Bob revokes it.
+    net.keysChanged('alice', 'bob', 'bob-laptop', 'changed');
+    await net.settled();
+    net.keysChanged('alice', 'bob', 'bob-laptop', 'removed');
+    net.published.delete('bob-laptop');
+    await net.settled();
+    const after = await send(a, 'g', 'phone only');
+    await net.settled();
+    expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(before.ciphertext));
+    expect(texts(b)).toEqual(['both of bob', 'phone only']);
+    expect(await laptop.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+  });
+
+  it('a removal the stream skipped (a resync) still rotates the key before the next send', async () => {
+    const net = createFakeNetwork();
+    const [a, b] = [await net.device('alice'), await net.device('bob')];
+    const laptop = await net.device('bob', 'bob-laptop');
+    net.members('g', ['alice', 'bob']);
+    const before = await send(a, 'g', 'both of bob');
+    await net.settled();
+    net.published.delete('bob-laptop'); // revoked; the event is lost to Alice's resync
+    net.resync(a.deviceId);
+    const after = await send(a, 'g', 'phone only');
+    await net.settled();
+    expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(before.ciphertext));
+    expect(texts(b)).toEqual(['both of bob', 'phone only']);
+    expect(await laptop.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+  });
+
   it('a copy of a sender key too far behind asks for the chain as it is now, and reads on from there', async () => {
     const net = createFakeNetwork();
     const [a, b] = [await net.device('alice'), await net.device('bob')];

@@ -21,7 +21,7 @@ import { createOutbound } from './outbound';
 import { createPairwise, type PairwiseCrypto } from './pairwise';
 import { E2EE_CONTENT_TYPE, addressOf } from './payloads';
 import { createPrekeys } from './prekeys';
-import { safetyNumbersWith, type SafetyNumber } from './safetyNumbers';
+import { safetyNumbersListed, safetyNumbersWith, type SafetyNumber } from './safetyNumbers';
 import { createKeyedQueue, lanes } from './serial';
 import type { SendLogStore, SentMessage } from './sendLog';
 import type { E2eeTransport, Me, Verification } from './transport';
@@ -288,9 +288,16 @@ export function createE2ee(deps: {
   }
 
   let subscription: Subscription | undefined;
+  let resyncSubscription: Subscription | undefined;
   let ready: Promise<void> | undefined;
   const setup = () => {
     ready ??= (async () => {
+      // A resync skipped events, a device's removal among them perhaps: every sender key is
+      // replaced before its next use, and every device list asked again.
+      resyncSubscription ??= sync.onResync(() => {
+        outbound.forgetHolders();
+        directory.forgetAll();
+      });
       // The stream first: whatever is sent to this device once its keys are out arrives on it.
       subscription ??= sync.onEvent(handle);
       await sync.start();
@@ -371,15 +378,15 @@ export function createE2ee(deps: {
     safetyNumbers,
     safetyNumber,
     async markVerified(userId, method, compared) {
-      const now = await safetyNumbers(userId);
+      // One list, asked now, for the numbers and for what is recorded as verified: asked twice,
+      // the second answer could hold a device the user never compared.
+      const { numbers: now, devices } = await safetyNumbersListed({ store, directory, me }, userId);
       const same =
         now.length > 0 &&
         now.length === compared.length &&
         now.every((n) => compared.some((c) => c.deviceId === n.deviceId && c.digits === n.digits));
       if (!same)
         throw new Error('@mvp/sdk: their devices changed since these numbers were compared');
-      // The list the numbers were made from (safetyNumbers asked the server just now).
-      const devices = await directory.devicesOf(userId);
       await directory.verify(userId, devices);
       return transport.verify({ userId, fingerprint: now[0]!.digits, method });
     },

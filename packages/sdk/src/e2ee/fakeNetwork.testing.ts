@@ -109,6 +109,7 @@ export function createFakeNetwork() {
   const published = new Map<string, Published>(); // by device id
   const members = new Map<string, Set<string>>();
   const handlers = new Map<string, (event: SyncEvent) => Promise<void>>();
+  const resyncs = new Map<string, () => void>();
   const chains = new Map<string, Promise<void>>();
   const seqs = new Map<string, number>();
   /** Stored messages by `conversationId:seq`, for edits. */
@@ -393,6 +394,10 @@ export function createFakeNetwork() {
           handlers.set(deviceId, handler);
           return { unsubscribe: () => handlers.delete(deviceId) };
         },
+        onResync: (handler: () => void) => {
+          resyncs.set(deviceId, handler);
+          return { unsubscribe: () => resyncs.delete(deviceId) };
+        },
         start: async () => undefined,
       } as unknown as MvpSync;
       const outbox = outboxFor(me, () => device);
@@ -416,6 +421,10 @@ export function createFakeNetwork() {
     /** Sets who is in a conversation now (no events: the SDK must notice by itself). */
     members(conversationId: string, userIds: string[]) {
       members.set(conversationId, new Set(userIds));
+    },
+    /** The device's stream could not resume (the events it missed are not delivered). */
+    resync(deviceId: string) {
+      resyncs.get(deviceId)?.();
     },
     /** Sends an event to every device of a user. */
     event(userId: string, event: SyncEvent) {

@@ -84,7 +84,15 @@ type Audience = {
    */
   originDevices?: ReadonlySet<string>;
   users: Set<string>;
+  /** Devices (addresses) with this key on their current session: the rest are sent it. */
   devices: Set<string>;
+  /**
+   * Every device this key was ever sent to, as listed then (address and identity key): only
+   * added to. A holder that is no longer listed so (signed out, revoked, its keys changed)
+   * makes the next send replace the key, whatever `devices` forgot since (a session reset, which
+   * a device can provoke with one bad message, takes it out of `devices`, not out of this).
+   */
+  holders: Set<string>;
 };
 
 export type Outbound = {
@@ -112,8 +120,10 @@ export type Outbound = {
   rotate(conversationId: string): Promise<void>;
   /** Messages deleted for everyone or expired: their content is never sent again. */
   forgetSent(conversationId: string, seqs: readonly number[]): void;
-  /** A device's identity changed: it needs the key again (over a new session). */
+  /** A device's session was reset or its identity changed: it needs the key again. */
   forgetDevice(address: string): void;
+  /** The stream skipped events (a resync): every key is replaced before its next use. */
+  forgetHolders(): void;
   /**
    * A device is gone (signed out, revoked: perhaps stolen): every conversation whose current
    * key it holds gets a fresh one before the next send. Answers those conversations.
@@ -247,23 +257,38 @@ export function createOutbound(deps: {
   async function sendAll(conversationId: string, batches: OutgoingEnvelope[][]) {
     const missing: DeviceRef[] = [];
     const stale: DeviceRef[] = [];
-    const full = new Set<string>();
+    /** Stored for their device: a refused call stores none of its envelopes. */
+    const stored: OutgoingEnvelope[] = [];
     let chunk: OutgoingEnvelope[] = [];
     const flush = async () => {
       if (chunk.length === 0) return;
-      const result = await transport.sendToDevices(chunk, true, conversationId);
+      const sent = chunk;
       chunk = [];
+      const result = await transport.sendToDevices(sent, true, conversationId);
       if (!result.ok) {
         missing.push(...result.missing);
         stale.push(...result.stale);
-      } else for (const deviceId of result.full) full.add(deviceId);
+        return;
+      }
+      // A device whose queue was full got nothing: it is offered the key again with the next send.
+      const full = new Set(result.full);
+      stored.push(...sent.filter((e) => !full.has(e.deviceId)));
     };
     for (const batch of batches) {
       if (chunk.length + batch.length > MAX_ENVELOPES) await flush();
       chunk.push(...batch);
     }
     await flush();
-    return { missing, stale, full };
+    return { missing, stale, stored };
+  }
+
+  /** Whether a device the key went to is not listed now as it was then (members' lists). */
+  async function unlistedHolder(members: string[], audience: Audience) {
+    if (audience.holders.size === 0) return false;
+    const listed = new Set<string>();
+    for (const userId of members)
+      for (const device of await directory.devicesOf(userId)) listed.add(tagOf(userId, device));
+    return [...audience.holders].some((tag) => !listed.has(tag));
   }
 
   /**
@@ -293,13 +318,18 @@ export function createOutbound(deps: {
       const batches: OutgoingEnvelope[][] = [];
       for (const { userId, devices } of needy)
         batches.push(await envelopesFor(userId, devices, plaintext));
-      const { missing, stale, full } = await sendAll(conversationId, batches);
+      const { missing, stale, stored } = await sendAll(conversationId, batches);
       const changed = new Set([...missing, ...stale].map((d) => d.userId));
-      // A device whose queue was full got nothing: it is offered the key again with the next send.
-      for (const batch of batches)
-        for (const e of batch)
-          if (!changed.has(e.userId) && !full.has(e.deviceId))
-            audience.devices.add(addressOf(e.userId, e.deviceId));
+      const tags = new Map(
+        lists.flatMap((l) =>
+          l.devices.map((d) => [addressOf(l.userId, d.deviceId), tagOf(l.userId, d)]),
+        ),
+      );
+      for (const e of stored) {
+        const address = addressOf(e.userId, e.deviceId);
+        audience.devices.add(address);
+        audience.holders.add(tags.get(address)!);
+      }
       if (changed.size === 0) break;
       for (const userId of changed) directory.forget(userId);
       if (attempt >= DISTRIBUTION_ATTEMPTS)
@@ -324,6 +354,7 @@ export function createOutbound(deps: {
       origin: distribution,
       users: new Set(),
       devices: new Set(),
+      holders: new Set(),
     };
     audiences.set(conversationId, audience);
     return audience;
@@ -446,10 +477,13 @@ export function createOutbound(deps: {
         const members = await transport.members(conversationId);
         const keyId = await keyIdOf(conversationId);
         let audience = audiences.get(conversationId);
-        // Anyone who holds the key and is not a member any more: replace the key before use.
+        // Anyone who holds the key and is not a member any more, or a device that holds it and
+        // is not listed any more as it was (gone, or other keys): replace the key before use.
         const stale =
           keyId !== undefined &&
-          (audience?.keyId !== keyId || [...audience.users].some((u) => !members.includes(u)));
+          (audience?.keyId !== keyId ||
+            [...audience.users].some((u) => !members.includes(u)) ||
+            (await unlistedHolder(members, audience)));
         if (keyId === undefined || stale || !audience)
           audience = await freshKey(conversationId, members, keyId !== undefined);
         const listed = await distribute(conversationId, members, audience);
@@ -477,8 +511,14 @@ export function createOutbound(deps: {
       for (const audience of audiences.values()) audience.devices.delete(address);
     },
 
+    forgetHolders() {
+      audiences.clear();
+    },
+
     async deviceGone(address) {
-      const held = [...audiences].filter(([, a]) => a.devices.has(address)).map(([id]) => id);
+      const held = [...audiences]
+        .filter(([, a]) => [...a.holders].some((tag) => tag.startsWith(`${address}\n`)))
+        .map(([id]) => id);
       await Promise.all(held.map(rotate));
       return held;
     },
@@ -523,6 +563,7 @@ export function createOutbound(deps: {
           if (!(await sendTo(conversationId, from, device, [encodeDevicePayload(payload)])))
             return false;
           audience?.devices.add(address);
+          audience?.holders.add(tagOf(from.userId, device));
           return true;
         });
         if (shared !== undefined) return (went = shared);

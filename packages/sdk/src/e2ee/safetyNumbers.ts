@@ -1,7 +1,7 @@
 import { type CryptoStore, safetyNumber, safetyNumberQrPayload } from '@mvp/crypto';
 import { base64ToBytes } from '../base64';
 import type { Directory } from './directory';
-import type { Me } from './transport';
+import type { DirectoryDevice, Me } from './transport';
 
 export type SafetyNumber = {
   /** Their device this number covers (a user has one per device). */
@@ -12,11 +12,18 @@ export type SafetyNumber = {
   qrPayload: Uint8Array;
 };
 
+type Deps = { store: CryptoStore; directory: Directory; me: () => Promise<Me> };
+
 /** The safety number of my device with each of their devices (oldest device first). */
-export async function safetyNumbersWith(
-  deps: { store: CryptoStore; directory: Directory; me: () => Promise<Me> },
+export async function safetyNumbersWith(deps: Deps, userId: string): Promise<SafetyNumber[]> {
+  return (await safetyNumbersListed(deps, userId)).numbers;
+}
+
+/** The same, with the device list (as the server lists it now) the numbers were made from. */
+export async function safetyNumbersListed(
+  deps: Deps,
   userId: string,
-): Promise<SafetyNumber[]> {
+): Promise<{ numbers: SafetyNumber[]; devices: DirectoryDevice[] }> {
   const keys = await deps.store.getDeviceKeys();
   if (!keys) throw new Error('@mvp/sdk: call e2ee.setup() first');
   const me = await deps.me();
@@ -25,7 +32,8 @@ export async function safetyNumbersWith(
     stableId: me.userId,
     keys: { identityKey: keys.identity.publicKey, signingKey: keys.signing.publicKey },
   };
-  return (await deps.directory.devicesOf(userId)).map((device) => {
+  const devices = await deps.directory.devicesOf(userId);
+  const numbers = devices.map((device) => {
     const remote = {
       stableId: userId,
       keys: {
@@ -39,4 +47,5 @@ export async function safetyNumbersWith(
       qrPayload: safetyNumberQrPayload(local, remote),
     };
   });
+  return { numbers, devices };
 }

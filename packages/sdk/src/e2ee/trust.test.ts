@@ -157,7 +157,9 @@ describe('trust on first use', () => {
     const sent = await send(a, 'd', 'two');
     await net.settled();
     expect(sent.seq).toBe(2);
-    expect(a.errors).toEqual([new Error('app bug')]);
+    // (Bob's old phone, still running here, also asks for the key that replaced the one it held,
+    // and is refused: its keys are not listed any more. That is reported too.)
+    expect(a.errors).toContainEqual(new Error('app bug'));
   });
 
   it('receiving: a device the server slips into a verified user is refused and told, not read', async () => {
