@@ -16,11 +16,12 @@ const MAX_PENDING_PAGE = 1000;
  * paged, below) the conversations are read in one transaction so that they are one moment (a
  * consistent read view on MariaDB, one read snapshot on SQLite): every change up to the cursor
  * is in them and none after it. Upserts would survive a change seen twice; counts would not (the
- * SDK's unread counts add the events after the cursor to the snapshot's). Contact requests are read after it, out of
- * the transaction (their profiles may ask Redis for presence): one that changes in between also
- * arrives as an event, and requests are kept by id. So are the envelopes waiting up to the
- * cursor (a page read must not wait in its request's lane holding the transaction's connection,
- * answerBytes.ts): the bound makes them the same, bar one acknowledged meanwhile.
+ * SDK's unread counts add the events after the cursor to the snapshot's). Contact requests are
+ * read after it, out of the transaction (their profiles may ask Redis for presence): one that
+ * changes in between also arrives as an event, and requests are kept by id. So are the envelopes
+ * waiting up to the cursor (a page read must not wait in its request's lane holding the
+ * transaction's connection, answerBytes.ts): the bound makes them the same, bar one
+ * acknowledged meanwhile.
  *
  * `paged.envelopes`: the client reads envelopes past the first page itself
  * (sync.pendingEnvelopes, as this SDK does). Without it (older SDKs, REST clients that do not ask)
