@@ -348,7 +348,8 @@ describe('e2ee over a fake server', () => {
     expect([texts(b), texts(c)]).toEqual([['to a big group'], ['to a big group']]);
   });
 
-  it('rotates the key a revoked device held before the next send', async () => {
+  /** Alice, and Bob on his phone and his laptop, in group g: both of Bob's read Alice's first. */
+  async function bobsLaptopInGroup() {
     const net = createFakeNetwork();
     const [a, b] = [await net.device('alice'), await net.device('bob')];
     const laptop = await net.device('bob', 'bob-laptop');
@@ -356,6 +357,19 @@ describe('e2ee over a fake server', () => {
     const before = await send(a, 'g', 'both of bob');
     await net.settled();
     expect([texts(b), texts(laptop)]).toEqual([['both of bob'], ['both of bob']]);
+    /** Alice's next send is under a new key: Bob's phone reads it, the laptop cannot. */
+    const leftOut = async () => {
+      const after = await send(a, 'g', 'phone only');
+      await net.settled();
+      expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(before.ciphertext));
+      expect(texts(b)).toEqual(['both of bob', 'phone only']);
+      expect(await laptop.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+    };
+    return { net, a, leftOut };
+  }
+
+  it('rotates the key a revoked device held before the next send', async () => {
+    const { net, leftOut } = await bobsLaptopInGroup();
     // Bob revokes the laptop (stolen): it leaves the directory, and Alice is told.
     const identityKey = net.published.get('bob-laptop')!.identityKey;
     net.published.delete('bob-laptop');
@@ -368,20 +382,11 @@ describe('e2ee over a fake server', () => {
       verificationLost: false,
     });
     await net.settled();
-    const after = await send(a, 'g', 'phone only');
-    await net.settled();
-    expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(before.ciphertext));
-    expect(texts(b)).toEqual(['both of bob', 'phone only']);
-    expect(await laptop.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+    await leftOut();
   });
 
   it('rotates the key a revoked device held, though its session was reset or its keys changed first', async () => {
-    const net = createFakeNetwork();
-    const [a, b] = [await net.device('alice'), await net.device('bob')];
-    const laptop = await net.device('bob', 'bob-laptop');
-    net.members('g', ['alice', 'bob']);
-    const before = await send(a, 'g', 'both of bob');
-    await net.settled();
+    const { net, leftOut } = await bobsLaptopInGroup();
     // The thief of the laptop makes Alice forget it had the key (a changed-keys notice; one
     // bad message does the same), then Bob revokes it.
     net.keysChanged('alice', 'bob', 'bob-laptop', 'changed');
@@ -389,27 +394,14 @@ describe('e2ee over a fake server', () => {
     net.keysChanged('alice', 'bob', 'bob-laptop', 'removed');
     net.published.delete('bob-laptop');
     await net.settled();
-    const after = await send(a, 'g', 'phone only');
-    await net.settled();
-    expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(before.ciphertext));
-    expect(texts(b)).toEqual(['both of bob', 'phone only']);
-    expect(await laptop.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+    await leftOut();
   });
 
   it('a removal the stream skipped (a resync) still rotates the key before the next send', async () => {
-    const net = createFakeNetwork();
-    const [a, b] = [await net.device('alice'), await net.device('bob')];
-    const laptop = await net.device('bob', 'bob-laptop');
-    net.members('g', ['alice', 'bob']);
-    const before = await send(a, 'g', 'both of bob');
-    await net.settled();
+    const { net, a, leftOut } = await bobsLaptopInGroup();
     net.published.delete('bob-laptop'); // revoked; the event is lost to Alice's resync
     net.resync(a.deviceId);
-    const after = await send(a, 'g', 'phone only');
-    await net.settled();
-    expect(keyIdOf(after.ciphertext)).not.toBe(keyIdOf(before.ciphertext));
-    expect(texts(b)).toEqual(['both of bob', 'phone only']);
-    expect(await laptop.e2ee.decrypt(after)).toEqual({ ok: false, reason: 'missing_key' });
+    await leftOut();
   });
 
   it('a copy of a sender key too far behind asks for the chain as it is now, and reads on from there', async () => {
